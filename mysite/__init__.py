@@ -1,0 +1,62 @@
+"""mysite: computer vision over HTTP, the Flask app factory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+__version__ = "0.1.0"
+
+
+def create_app(overrides: Mapping[str, Any] | None = None) -> "Flask":
+    """Build the site: settings, models (loaded once, here), routes and JSON errors.
+
+    ``overrides`` maps ``MYSITE_*`` variable names to values and wins over the
+    environment; tests use it. Raises ``SettingsError`` for an invalid setting.
+    """
+    import cv2
+    from flask import Flask
+
+    from mysite import settings as settings_mod
+    from mysite.registry import Registry, read_specs
+    from mysite.web import api, errors, inputs, pages
+
+    settings = settings_mod.load(overrides)
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("mysite").setLevel(settings.log_level)
+    if settings.cv_threads >= 0:
+        cv2.setNumThreads(settings.cv_threads)
+
+    app = Flask(__name__, static_folder=None)
+    app.request_class = inputs.MemoryRequest
+    # base64 bodies are 4/3 the size of the image they carry; the image itself is checked against the limit.
+    body_limit = settings.max_upload_bytes * 4 // 3 + 64 * 1024
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        MAX_CONTENT_LENGTH=body_limit,
+        MAX_FORM_MEMORY_SIZE=body_limit,
+        MYSITE_MAX_UPLOAD_MB=settings.max_upload_mb,
+        JSON_SORT_KEYS=False,
+    )
+    app.json.sort_keys = False
+    registry = Registry(read_specs(), settings)
+    app.extensions["mysite.settings"] = settings
+    app.extensions["mysite.registry"] = registry
+    _warn_unused(settings, registry)
+
+    app.register_blueprint(pages.bp)
+    api.register(app)
+    errors.register(app)
+    return app
+
+
+def _warn_unused(settings: Any, registry: Any) -> None:
+    """A MYSITE_* variable nothing reads is most likely a typo: say so at start."""
+    used = {e.spec.env for e in registry.entries.values()}
+    for name in sorted(set(settings.extra) - used):
+        logging.getLogger("mysite").warning("setting %s is not used by anything (a typo?)", name)
+
+
+if False:  # pragma: no cover - for type checkers only
+    from flask import Flask

@@ -1,0 +1,94 @@
+"""Per-request parameters: declared once, validated in one place.
+
+A model declares the knobs a request may turn (``Param``); its defaults come
+from ``models.toml``. ``parse`` checks the strings a request sent and names the
+parameter that is wrong, so the web layer can answer 400.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from mysite.errors import BadRequest
+
+
+@dataclass(frozen=True)
+class Param:
+    """One request parameter: its type, default and allowed range."""
+
+    name: str
+    type: type  # int, float, str or bool
+    default: Any
+    min: float | None = None
+    max: float | None = None
+    doc: str = ""
+
+    def convert(self, raw: str) -> Any:
+        """Turn the request's string into a checked value, or raise 400 naming the parameter."""
+        try:
+            if self.type is bool:
+                value: Any = _parse_bool(raw)
+            elif self.type is int:
+                value = int(raw)
+            elif self.type is float:
+                value = float(raw)
+                if value != value or value in (float("inf"), float("-inf")):
+                    raise ValueError
+            else:
+                value = str(raw)
+        except ValueError:
+            raise BadRequest(f"parameter {self.name} must be {_article(self.type)}, not {raw!r}") from None
+        if self.min is not None and value < self.min:
+            raise BadRequest(f"parameter {self.name} must be at least {self.min}, not {raw!r}")
+        if self.max is not None and value > self.max:
+            raise BadRequest(f"parameter {self.name} must be at most {self.max}, not {raw!r}")
+        return value
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-able description for the info route."""
+        out: dict[str, Any] = {"name": self.name, "type": self.type.__name__, "default": self.default}
+        if self.min is not None:
+            out["min"] = self.min
+        if self.max is not None:
+            out["max"] = self.max
+        if self.doc:
+            out["doc"] = self.doc
+        return out
+
+
+def parse(params: tuple[Param, ...], given: Mapping[str, str]) -> dict[str, Any]:
+    """Values for every declared parameter: the request's where it sent one, else the default."""
+    out = {}
+    for p in params:
+        raw = given.get(p.name)
+        out[p.name] = p.default if raw is None or raw == "" else p.convert(raw)
+    return out
+
+
+def with_defaults(params: tuple[Param, ...], defaults: Mapping[str, Any]) -> tuple[Param, ...]:
+    """The same parameters with defaults taken from configuration, each checked like a request value."""
+    unknown = set(defaults) - {p.name for p in params}
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {sorted(unknown)}; known: {[p.name for p in params]}")
+    out = []
+    for p in params:
+        if p.name in defaults:
+            value = p.convert(str(defaults[p.name]).lower() if p.type is bool else str(defaults[p.name]))
+            p = Param(p.name, p.type, value, p.min, p.max, p.doc)
+        out.append(p)
+    return tuple(out)
+
+
+def _parse_bool(raw: str) -> bool:
+    v = raw.strip().lower()
+    if v in ("1", "true", "yes", "on"):
+        return True
+    if v in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(raw)
+
+
+def _article(t: type) -> str:
+    return {int: "an integer", float: "a number", bool: "true or false"}.get(t, "text")

@@ -1,0 +1,181 @@
+"""Declared models (``models.toml``) + settings -> loaded models and their status.
+
+Loading happens once per process, in ``create_app()``. A model that is missing
+or broken never stops the site: it is recorded as not loaded, with the reason
+and the setting that fixes it, and its endpoints answer 503.
+"""
+
+from __future__ import annotations
+
+import logging
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import cv2
+
+from mysite.errors import Unavailable
+from mysite.params import Param, with_defaults
+from mysite.settings import Settings
+from mysite.vision.cascade import Cascade
+from mysite.vision.edges import Canny
+
+log = logging.getLogger(__name__)
+
+MODELS_FILE = Path(__file__).with_name("models.toml")
+DATA_DIR = Path(__file__).with_name("data")
+OPENCV_DATA_DIR = Path(cv2.data.haarcascades)
+
+
+class Model(Protocol):
+    """What every kind of model offers the generic handler."""
+
+    input: str  # "gray" or "color": how the upload is decoded for it
+    params: tuple[Param, ...]  # per-request knobs, defaults included
+
+    def run(self, image: Any, **params: Any) -> Any: ...
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One ``[name]`` table of models.toml."""
+
+    name: str
+    kind: str
+    doc: str = ""
+    file: str | None = None
+    env: str | None = None
+    required: bool = False
+    params: Mapping[str, Any] = field(default_factory=dict)
+    options: Mapping[str, Any] = field(default_factory=dict)  # everything else: kind-specific
+
+    @classmethod
+    def from_table(cls, name: str, table: Mapping[str, Any]) -> ModelSpec:
+        known = {"kind", "doc", "file", "env", "required", "params"}
+        if "kind" not in table:
+            raise ValueError(f"model {name!r} in models.toml has no kind")
+        return cls(
+            name=name,
+            options={k: v for k, v in table.items() if k not in known},
+            **{k: v for k, v in table.items() if k in known},
+        )
+
+
+def read_specs(path: Path = MODELS_FILE) -> dict[str, ModelSpec]:
+    """The declared models, by name."""
+    with path.open("rb") as f:
+        tables = tomllib.load(f)
+    return {name: ModelSpec.from_table(name, t) for name, t in tables.items()}
+
+
+def resolve(spec: ModelSpec, settings: Settings) -> Path | None:
+    """Where the model's file is: the first candidate that exists, else the first candidate."""
+    candidates: list[Path] = []
+    override = settings.path(spec.env) if spec.env else None
+    if override is not None:
+        if override.is_absolute():
+            candidates = [override]
+        elif settings.model_dir is not None:
+            candidates = [settings.model_dir / override, override.resolve()]
+        else:
+            candidates = [override.resolve()]
+    elif spec.file:
+        if settings.model_dir is not None:
+            candidates.append(settings.model_dir / spec.file)
+        candidates += [DATA_DIR / spec.file, OPENCV_DATA_DIR / spec.file]
+    if not candidates:
+        return None
+    return next((p for p in candidates if p.is_file()), candidates[0])
+
+
+# kind -> constructor from (spec, resolved path). A new kind is one entry here.
+KINDS: dict[str, Callable[[ModelSpec, Path | None], Model]] = {
+    "cascade": lambda spec, path: Cascade(path),
+    "canny": lambda spec, path: Canny(),
+}
+
+
+@dataclass
+class Entry:
+    """A declared model, its resolved path and whether it loaded."""
+
+    spec: ModelSpec
+    path: Path | None
+    model: Model | None = None
+    error: str | None = None
+
+    @property
+    def loaded(self) -> bool:
+        return self.model is not None
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able status for the info route and ``models list``."""
+        return {
+            "name": self.spec.name,
+            "kind": self.spec.kind,
+            "doc": self.spec.doc,
+            "path": str(self.path) if self.path else None,
+            "setting": self.spec.env,
+            "required": self.spec.required,
+            "loaded": self.loaded,
+            "error": self.error,
+            "params": [p.describe() for p in self.model.params] if self.model else [],
+        }
+
+
+class Registry:
+    """The process's models, loaded once."""
+
+    def __init__(self, specs: Mapping[str, ModelSpec], settings: Settings) -> None:
+        self.entries: dict[str, Entry] = {}
+        for name, spec in specs.items():
+            self.entries[name] = _load(spec, settings)
+
+    def get(self, name: str) -> Model:
+        """The loaded model, or a 503 that says which setting to fix."""
+        entry = self.entries[name]
+        if entry.model is None:
+            raise Unavailable(unavailable_message(entry))
+        return entry.model
+
+    @property
+    def healthy(self) -> bool:
+        return all(e.loaded for e in self.entries.values() if e.spec.required)
+
+    def describe(self) -> list[dict[str, Any]]:
+        return [e.describe() for e in self.entries.values()]
+
+
+def unavailable_message(entry: Entry) -> str:
+    """Why a model is not loaded and what to set, in one sentence."""
+    spec = entry.spec
+    msg = f"model {spec.name!r} is not loaded: {entry.error}"
+    if spec.env:
+        msg += f"; set {spec.env} to the path of {spec.file or 'its file'}"
+        if spec.file:
+            msg += " (or put it in MYSITE_MODEL_DIR)"
+    return msg
+
+
+def _load(spec: ModelSpec, settings: Settings) -> Entry:
+    path = resolve(spec, settings)
+    entry = Entry(spec, path)
+    factory = KINDS.get(spec.kind)
+    if factory is None:
+        entry.error = f"unknown kind {spec.kind!r} (known: {', '.join(sorted(KINDS))})"
+    elif path is not None and not path.is_file():
+        entry.error = f"file {path} not found"
+    else:
+        try:
+            model = factory(spec, path)
+            model.params = with_defaults(model.params, spec.params)
+            entry.model = model
+        except Exception as exc:  # noqa: BLE001 - any failure to load is reported, never fatal
+            entry.error = f"{path or spec.kind} could not be loaded: {exc}"
+    if entry.error:
+        log.error("model %s not loaded: %s", spec.name, unavailable_message(entry))
+    else:
+        log.info("model %s loaded from %s", spec.name, path or "(built in)")
+    return entry

@@ -1,0 +1,155 @@
+"""One frozen settings object, read from ``MYSITE_*`` environment variables.
+
+Precedence: ``create_app(overrides)`` > the process environment > a ``.env``
+file beside ``wsgi.py`` (PythonAnywhere's suggested place for secrets).
+An invalid value stops start-up with one line naming the variable.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+PREFIX = "MYSITE_"
+
+
+class SettingsError(ValueError):
+    """A setting has a value we cannot use; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable about one running site."""
+
+    model_dir: Path | None = None
+    max_upload_mb: float = 10.0
+    max_pixels: int = 40_000_000
+    url_fetch: bool = True
+    url_allow_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    url_timeout: float = 10.0
+    secret_key: str = field(default_factory=lambda: secrets.token_hex(16), repr=False)
+    log_level: str = "INFO"
+    cv_threads: int = -1
+    # Every other MYSITE_* variable, e.g. MYSITE_FACE_CASCADE: models.toml says which model reads which.
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    def path(self, name: str) -> Path | None:
+        """An expanded path from an extra ``MYSITE_*`` variable, or None when unset."""
+        raw = self.extra.get(name, "").strip()
+        return expand_path(raw) if raw else None
+
+
+# variable suffix -> (field, parser); the README's settings table lists the same names.
+def _positive_float(v: str) -> float:
+    x = float(v)
+    if not x > 0 or x == float("inf"):
+        raise ValueError
+    return x
+
+
+def _positive_int(v: str) -> int:
+    x = int(v)
+    if x <= 0:
+        raise ValueError
+    return x
+
+
+def _threads(v: str) -> int:
+    x = int(v)
+    if x < -1:
+        raise ValueError
+    return x
+
+
+def _switch(v: str) -> bool:
+    s = v.strip().lower()
+    if s in ("1", "on", "true", "yes"):
+        return True
+    if s in ("0", "off", "false", "no"):
+        return False
+    raise ValueError
+
+
+def _networks(v: str) -> tuple:
+    return tuple(ipaddress.ip_network(part.strip(), strict=False) for part in v.split(",") if part.strip())
+
+
+def _log_level(v: str) -> str:
+    s = v.strip().upper()
+    if s not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ValueError
+    return s
+
+
+def expand_path(raw: str) -> Path:
+    """``~`` and ``$VARS`` expanded, as PythonAnywhere paths like ``~/mysite/x.xml`` need."""
+    return Path(os.path.expandvars(os.path.expanduser(raw)))
+
+
+FIELDS: dict[str, tuple[str, Any, str]] = {
+    "MODEL_DIR": ("model_dir", lambda v: expand_path(v) if v.strip() else None, "a folder path"),
+    "MAX_UPLOAD_MB": ("max_upload_mb", _positive_float, "a positive number of megabytes"),
+    "MAX_PIXELS": ("max_pixels", _positive_int, "a positive whole number of pixels"),
+    "URL_FETCH": ("url_fetch", _switch, "on or off"),
+    "URL_ALLOW_NETWORKS": ("url_allow_networks", _networks, "comma-separated networks like 127.0.0.0/8"),
+    "URL_TIMEOUT": ("url_timeout", _positive_float, "a positive number of seconds"),
+    "SECRET_KEY": ("secret_key", str, "any text"),
+    "LOG_LEVEL": ("log_level", _log_level, "DEBUG, INFO, WARNING or ERROR"),
+    "CV_THREADS": ("cv_threads", _threads, "a whole number >= -1 (-1: OpenCV's default)"),
+}
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """``KEY=value`` lines of a ``.env`` file (comments, ``export`` and quotes allowed)."""
+    out: dict[str, str] = {}
+    if not path.is_file():
+        return out
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.removeprefix("export ").partition("=")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        out[key.strip()] = value
+    return out
+
+
+def load(overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Build the settings from ``.env``, the environment and ``overrides`` (keys are variable names)."""
+    environ = os.environ if environ is None else environ
+    env_file = expand_path(environ.get("MYSITE_ENV_FILE", str(PROJECT_DIR / ".env")))
+    merged: dict[str, str] = {**read_env_file(env_file), **environ}
+    merged.update({k: _as_text(v) for k, v in (overrides or {}).items()})
+    values: dict[str, Any] = {}
+    extra: dict[str, str] = {}
+    for key, raw in merged.items():
+        if not key.startswith(PREFIX) or key == "MYSITE_ENV_FILE":
+            continue
+        suffix = key[len(PREFIX):]
+        if suffix not in FIELDS:
+            extra[key] = raw
+            continue
+        name, parse, expected = FIELDS[suffix]
+        try:
+            values[name] = parse(raw)
+        except ValueError:
+            raise SettingsError(f"{key} must be {expected}, not {raw!r}") from None
+    return Settings(**values, extra=extra)
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value)

@@ -1,0 +1,1 @@
+"""Computer vision on numpy images: pure OpenCV, nothing from Flask."""

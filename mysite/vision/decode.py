@@ -1,0 +1,158 @@
+"""Bytes to a numpy image, with the size checked before any pixel is allocated."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from mysite.errors import TooLarge, Unprocessable, UnsupportedMedia
+
+# Pillow's names of the formats we accept (its JPEG reader also opens the MPO files phones write).
+FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
+_SWAPPING_ORIENTATIONS = {5, 6, 7, 8}
+# Signatures of the formats we read: bytes that start like one are a broken image (422), not another kind (415).
+_MAGIC = (
+    (b"\xff\xd8\xff", "JPEG"), (b"\x89PNG", "PNG"), (b"GIF8", "GIF"), (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"),
+)
+_FLAGS = {
+    (False, 1): cv2.IMREAD_COLOR,
+    (False, 2): cv2.IMREAD_REDUCED_COLOR_2,
+    (False, 4): cv2.IMREAD_REDUCED_COLOR_4,
+    (False, 8): cv2.IMREAD_REDUCED_COLOR_8,
+    (True, 1): cv2.IMREAD_GRAYSCALE,
+    (True, 2): cv2.IMREAD_REDUCED_GRAYSCALE_2,
+    (True, 4): cv2.IMREAD_REDUCED_GRAYSCALE_4,
+    (True, 8): cv2.IMREAD_REDUCED_GRAYSCALE_8,
+}
+
+
+@dataclass(frozen=True)
+class Header:
+    """What the file says about itself, read without decoding pixels."""
+
+    format: str
+    width: int  # after EXIF orientation, as the picture is seen
+    height: int
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A decoded image (BGR or gray, uint8) and how it maps to the original."""
+
+    image: np.ndarray
+    header: Header
+    scale: float  # decoded pixels per original pixel (1.0 unless reduced)
+
+
+def describe(data: bytes, content_type: str | None = None) -> str:
+    """Say in words what some bytes that are not an image seem to be."""
+    n = len(data)
+    if n == 0:
+        return "an empty body"
+    head = data[:16].lstrip()
+    kinds = (
+        (b"%PDF", "a PDF document"),
+        (b"PK\x03\x04", "a ZIP archive"),
+        (b"<!DOCTYPE", "an HTML page"),
+        (b"<html", "an HTML page"),
+        (b"<?xml", "an XML document"),
+        (b"{", "JSON or other text"),
+        (b"\x1f\x8b", "gzip data"),
+    )
+    what = next((name for magic, name in kinds if head.lower().startswith(magic.lower())), None)
+    if what is None:
+        try:
+            data[:512].decode("utf-8")
+            what = "text"
+        except UnicodeDecodeError:
+            what = "binary data of no image format we read"
+    declared = f", sent as {content_type}" if content_type else ""
+    return f"{n} bytes of {what}{declared}"
+
+
+def read_header(data: bytes) -> Header:
+    """Identify the format and size from the header alone; refuse what we don't read."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=FORMATS) as im:
+                width, height = im.size
+                fmt = "JPEG" if im.format == "MPO" else str(im.format)
+                orientation = im.getexif().get(0x0112) if fmt in ("JPEG", "WEBP", "PNG", "TIFF") else None
+    except Image.DecompressionBombError as exc:
+        raise TooLarge(f"image declares too many pixels ({exc})") from None
+    except UnidentifiedImageError:
+        looks_like = _looks_like(data)
+        if looks_like:
+            raise Unprocessable(f"the {len(data)} bytes start like a {looks_like} image but it cannot be read") from None
+        raise UnsupportedMedia(
+            f"expected an image (JPEG, PNG, WebP, BMP, GIF or TIFF); received {describe(data)}"
+        ) from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise Unprocessable(f"the image header could not be read: {exc}") from None
+    if width <= 0 or height <= 0:
+        raise Unprocessable(f"the {fmt} image declares an empty size {width}x{height}")
+    if orientation in _SWAPPING_ORIENTATIONS:
+        width, height = height, width
+    return Header(fmt, width, height)
+
+
+def _looks_like(data: bytes) -> str | None:
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WebP"
+    return next((name for magic, name in _MAGIC if data.startswith(magic)), None)
+
+
+def decode_image(data: bytes, *, max_pixels: int, gray: bool = False, reduce: int = 1) -> Decoded:
+    """Decode ``data`` to a uint8 image (3-channel BGR, or gray when asked).
+
+    EXIF orientation is applied; alpha is dropped; 16-bit is scaled to 8-bit.
+    ``reduce`` (1, 2, 4 or 8) lets libjpeg decode at a fraction of the size.
+    Raises 413 before allocating pixels when the header declares more than
+    ``max_pixels``, 415 for bytes that are no image we read, 422 for a broken one.
+    """
+    header = read_header(data)
+    pixels = header.width * header.height
+    if pixels > max_pixels:
+        raise TooLarge(
+            f"image is {header.width}x{header.height} = {pixels / 1e6:.1f} megapixels; "
+            f"the limit is {max_pixels / 1e6:.1f} megapixels"
+        )
+    flags = _FLAGS.get((gray, reduce))
+    if flags is None:
+        raise ValueError(f"reduce must be 1, 2, 4 or 8, not {reduce}")
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    if image is None or image.size == 0:
+        image = _decode_with_pillow(data, header, gray, reduce)
+    return Decoded(image, header, image.shape[1] / header.width)
+
+
+def _decode_with_pillow(data: bytes, header: Header, gray: bool, reduce: int) -> np.ndarray:
+    """Fallback for files OpenCV's codecs refuse but Pillow reads (some TIFF and GIF variants)."""
+    try:
+        with Image.open(io.BytesIO(data), formats=FORMATS) as im:
+            im.seek(0)
+            im = ImageOps.exif_transpose(im.convert("L" if gray else "RGB"))
+            if reduce > 1:
+                im = im.reduce(reduce)
+            arr = np.asarray(im)
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise Unprocessable(f"the {header.format} image could not be decoded: {exc}") from None
+    return arr if gray else cv2.cvtColor(arr, cv2.COLOR_RGB2BGR)
+
+
+def encode(image: np.ndarray, fmt: str = "jpeg", quality: int = 90) -> bytes:
+    """Encode an image as JPEG or PNG bytes."""
+    if fmt == "png":
+        ok, buf = cv2.imencode(".png", image)
+    else:
+        ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise RuntimeError(f"OpenCV could not encode a {image.shape} image as {fmt}")
+    return buf.tobytes()

@@ -1,0 +1,1 @@
+"""The HTTP side: Flask only, no OpenCV."""

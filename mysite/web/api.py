@@ -1,0 +1,84 @@
+"""The image endpoints: a table, and one generic handler that serves every row."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
+
+from mysite.errors import BadRequest
+from mysite.params import parse
+from mysite.registry import Registry
+from mysite.settings import Settings
+from mysite.vision.decode import decode_image, encode
+from mysite.web import inputs
+from mysite.web.fetch import Fetcher
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One image endpoint: its path, the model it runs and how its answer is shaped."""
+
+    path: str
+    model: str  # a table name in models.toml
+    doc: str
+    output: str = "boxes"  # "boxes": the book's JSON; "image": a JPEG of what the model returns
+    fixed: Mapping[str, Any] = field(default_factory=dict)  # parameters the endpoint pins
+
+
+ENDPOINTS: tuple[Endpoint, ...] = (
+    Endpoint("/detect", "face", "Detect human faces; boxes as [x1, y1, x2, y2]"),
+    Endpoint("/catfacedetection", "catface", "Detect cat faces; boxes as [x1, y1, x2, y2]"),
+    Endpoint("/canny", "canny", "Canny edge map of the image, as a JPEG", output="image"),
+)
+METHODS = ["GET", "POST"]
+
+
+def register(app: Flask, endpoints: tuple[Endpoint, ...] = ENDPOINTS) -> None:
+    """Add one route per table row, all served by ``handle``."""
+    bp = Blueprint("api", __name__)
+    for ep in endpoints:
+        view = _view(ep)
+        bp.add_url_rule(ep.path, endpoint=ep.path.strip("/"), view_func=view, methods=METHODS)
+    app.register_blueprint(bp)
+
+
+def _view(ep: Endpoint):  # type: ignore[no-untyped-def]
+    def view() -> Response:
+        return handle(ep)
+
+    view.__doc__ = ep.doc  # the info route reads descriptions off the URL map's views
+    view.__name__ = ep.path.strip("/")
+    return view
+
+
+def handle(ep: Endpoint) -> Response:
+    """Every image endpoint: find the image, decode it, run the model, shape the answer."""
+    started = time.perf_counter()
+    registry: Registry = current_app.extensions["mysite.registry"]
+    settings: Settings = current_app.extensions["mysite.settings"]
+    model = registry.get(ep.model)
+    values = parse(model.params, inputs.params(request))
+    values.update(ep.fixed)
+    data = inputs.image_bytes(request, settings.max_upload_bytes, _fetcher(settings))
+    decoded = decode_image(data, max_pixels=settings.max_pixels, gray=model.input == "gray")
+    result = model.run(decoded.image, **values)
+    if ep.output == "image":
+        response = Response(encode(result), mimetype="image/jpeg")
+    else:
+        response = jsonify({"status": "ok", "result": result})
+    response.headers["Server-Timing"] = f"total;dur={(time.perf_counter() - started) * 1000:.1f}"
+    return response
+
+
+def _fetcher(settings: Settings) -> Fetcher:
+    if not settings.url_fetch:
+        return _fetch_disabled
+    return Fetcher(settings.max_upload_bytes, settings.url_timeout, settings.url_allow_networks).fetch
+
+
+def _fetch_disabled(url: str) -> bytes:
+    raise BadRequest("fetching images by url is turned off on this server (MYSITE_URL_FETCH=off); POST the image instead")

@@ -1,0 +1,55 @@
+"""Every error as JSON ``{"status": ..., "message": ...}``, in the book's words where it has them."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
+
+from mysite.errors import ApiError
+
+log = logging.getLogger(__name__)
+
+
+def _json(code: int, status: str, message: str) -> Response:
+    response = jsonify({"status": status, "message": message})
+    response.status_code = code
+    return response
+
+
+def register(app: Flask) -> None:
+    """Install the JSON error handlers on ``app``."""
+
+    @app.errorhandler(ApiError)
+    def api_error(exc: ApiError) -> Response:
+        response = _json(exc.code, exc.status, exc.message)
+        response.headers.update(exc.headers)
+        return response
+
+    @app.errorhandler(NotFound)
+    def not_found(exc: NotFound) -> Response:
+        return _json(404, "not found", "route not found")
+
+    @app.errorhandler(MethodNotAllowed)
+    def method_not_allowed(exc: MethodNotAllowed) -> Response:
+        response = _json(405, "failure", f"{request.method} method not supported for API")
+        response.headers["Allow"] = ", ".join(sorted(exc.valid_methods or ()))
+        return response
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def too_large(exc: RequestEntityTooLarge) -> Response:
+        limit = app.config["MYSITE_MAX_UPLOAD_MB"]
+        return _json(413, "too large", f"the request body is larger than the upload limit of {limit:g} MB")
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        code = exc.code or 500
+        status = "not ok" if code == 400 else (exc.name or "error").lower()
+        return _json(code, status, exc.description or exc.name)
+
+    @app.errorhandler(Exception)
+    def internal_error(exc: Exception) -> Response:
+        # A real bug: the traceback goes to the log, never to the client.
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return _json(500, "internal error", "internal error occurred in server")

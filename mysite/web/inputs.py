@@ -1,0 +1,115 @@
+"""Which bytes are the image? Every way a client may send one, in one place.
+
+Accepted, in this order: ``?url=`` (GET, or POST without a body); a multipart
+field ``image``, ``file`` or ``img`` (a file, or a text field holding base64 or
+a data URL); a raw body sent as ``image/*``; a JSON body ``{"image": ...}``;
+any other body holding base64 or a ``data:image/...;base64,`` URL.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Callable
+from io import BytesIO
+from typing import IO, Any
+
+from flask import Request
+
+from mysite.errors import BadRequest, TooLarge
+
+FIELDS = ("image", "file", "img")
+# base64 as clients send it: standard or URL-safe alphabet, maybe wrapped in lines (MIME).
+_B64_CHARS = re.compile(rb"^[A-Za-z0-9+/_\-\r\n]{16,}={0,2}[\r\n]*$")
+_DATA_URL = re.compile(rb"^\s*data:([\w.+/-]*)((?:;[\w=.+-]+)*),", re.IGNORECASE)
+
+
+class MemoryRequest(Request):
+    """A request whose uploads stay in memory: no uploaded byte is written to disk."""
+
+    def _get_file_stream(  # type: ignore[override]
+        self, total_content_length: int | None, content_type: str | None, filename: str | None = None,
+        content_length: int | None = None,
+    ) -> IO[bytes]:
+        return BytesIO()
+
+
+def params(request: Request) -> dict[str, str]:
+    """Request parameters: the query string, plus form fields of a multipart upload."""
+    values = request.args.to_dict()
+    if request.mimetype == "multipart/form-data":
+        values.update({k: v for k, v in request.form.items() if k not in FIELDS})
+    return values
+
+
+def image_bytes(request: Request, max_bytes: int, fetch: Callable[[str], bytes]) -> bytes:
+    """The image the client sent, as bytes (not yet decoded)."""
+    url = request.args.get("url", "").strip()
+    if request.method == "GET":
+        if not url:
+            raise BadRequest("Parameter url is not present")
+        return fetch(url)
+    data = _from_body(request)
+    if data is None:
+        if url:
+            return fetch(url)
+        raise BadRequest("Parameter image is not present")
+    if len(data) > max_bytes:
+        raise TooLarge(f"the image is {len(data)} bytes; the limit is {max_bytes} bytes")
+    return data
+
+
+def _from_body(request: Request) -> bytes | None:
+    if request.mimetype == "multipart/form-data":
+        for name in FIELDS:
+            upload = request.files.get(name)
+            if upload is not None:
+                return upload.read()
+        for name in FIELDS:
+            text = request.form.get(name)
+            if text:
+                return decode_text(text.encode("utf-8"), f"form field {name}")
+        return None
+    body = request.get_data(cache=True)
+    if not body.strip():
+        return None
+    if request.mimetype.startswith("image/"):
+        return body
+    if request.mimetype == "application/json":
+        return decode_text(_json_image(body), "JSON field image")
+    return decode_text(body, "body", passthrough=True)
+
+
+def _json_image(body: bytes) -> bytes:
+    try:
+        doc: Any = json.loads(body)
+    except ValueError as exc:
+        raise BadRequest(f"the JSON body could not be parsed: {exc}") from None
+    value = doc.get("image") if isinstance(doc, dict) else None
+    if not isinstance(value, str) or not value:
+        raise BadRequest("Parameter image is not present (expected a JSON body like {\"image\": \"<base64>\"})")
+    return value.encode("utf-8")
+
+
+def decode_text(text: bytes, where: str, passthrough: bool = False) -> bytes:
+    """Bytes from a data URL or base64 text; with ``passthrough``, anything else is returned as sent."""
+    match = _DATA_URL.match(text)
+    if match:
+        if b"base64" not in match.group(2).lower():
+            raise BadRequest(f"the data URL in the {where} must be base64-encoded")
+        text = text[match.end():]
+    elif not _B64_CHARS.match(text[:4096]) or (passthrough and not _B64_CHARS.match(text)):
+        if passthrough:
+            return text
+        raise BadRequest(f"the {where} holds neither an image nor base64 text")
+    compact = re.sub(rb"\s+", b"", text)
+    try:
+        if b"-" in compact or b"_" in compact:
+            return base64.urlsafe_b64decode(compact + b"=" * (-len(compact) % 4))
+        return base64.b64decode(compact + b"=" * (-len(compact) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        if passthrough:
+            return text
+        raise BadRequest(f"the {where} is not valid base64") from None

@@ -1,0 +1,58 @@
+"""The info route (``GET /``) and the load balancer's health check."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, jsonify, render_template, request
+
+from mysite import __version__
+from mysite.registry import Registry
+
+bp = Blueprint("pages", __name__, template_folder="templates", static_folder="static")
+_HIDDEN_METHODS = {"HEAD", "OPTIONS"}
+
+
+def describe_routes(app: Flask) -> list[dict[str, Any]]:
+    """Every route of the app, read off its URL map: path, methods, one-line description."""
+    routes = []
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static" or rule.endpoint.endswith(".static"):
+            continue
+        view = app.view_functions[rule.endpoint]
+        doc = (view.__doc__ or "").strip().splitlines()
+        routes.append({
+            "path": rule.rule,
+            "methods": sorted(set(rule.methods or ()) - _HIDDEN_METHODS),
+            "description": doc[0] if doc else "",
+        })
+    return sorted(routes, key=lambda r: r["path"])
+
+
+@bp.get("/")
+def info() -> Response | str:
+    """This page: the routes, the models and the version"""
+    registry: Registry = current_app.extensions["mysite.registry"]
+    payload = {
+        "name": "mysite",
+        "version": __version__,
+        "routes": describe_routes(current_app),
+        "models": registry.describe(),
+    }
+    best = request.accept_mimetypes.best_match(["application/json", "text/html"])
+    wants_html = best == "text/html" and (
+        request.accept_mimetypes["text/html"] > request.accept_mimetypes["application/json"]
+    )
+    if wants_html:
+        return render_template("info.html", **payload)
+    return jsonify(payload)
+
+
+@bp.get("/healthz")
+def healthz() -> tuple[Response, int]:
+    """Health check: 200 while the required models are loaded, else 503"""
+    registry: Registry = current_app.extensions["mysite.registry"]
+    if registry.healthy:
+        return jsonify({"status": "ok"}), 200
+    missing = [e.spec.name for e in registry.entries.values() if e.spec.required and not e.loaded]
+    return jsonify({"status": "unavailable", "message": f"required models not loaded: {', '.join(missing)}"}), 503

@@ -1,0 +1,105 @@
+"""What every OpenCV DNN model here shares: loading, one net per thread, softmax.
+
+``cv2.dnn.Net`` keeps per-call state (its input blob, its buffers), so one
+net must never run two forwards at once. Each thread gets its own net, built
+from the model's bytes read once at start-up: no lock on the hot path, and a
+file removed after start-up cannot break a thread that has not run yet.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+# File suffix -> the framework name cv2.dnn.readNet takes with in-memory buffers.
+FRAMEWORKS = {".onnx": "onnx", ".caffemodel": "caffe", ".tflite": "tflite", ".pb": "tensorflow"}
+
+
+def find_beside(path: Path, name: str, fallback_dirs: Sequence[Path] = ()) -> Path:
+    """A companion file (config, labels) named in a model entry: beside the model, else in ``fallback_dirs``."""
+    candidate = Path(name)
+    if candidate.is_absolute():
+        return candidate
+    for folder in (path.parent, *fallback_dirs):
+        if (folder / name).is_file():
+            return folder / name
+    return path.parent / name
+
+
+class ThreadNets:
+    """A model file's bytes, and one ``cv2.dnn.Net`` per thread built from them."""
+
+    def __init__(self, model: Path, config: Path | None = None) -> None:
+        self.model = Path(model)
+        self.framework = FRAMEWORKS.get(self.model.suffix.lower())
+        if self.framework is None:
+            raise ValueError(f"{self.model.name}: unknown model format (known: {', '.join(sorted(FRAMEWORKS))})")
+        self._model_bytes = np.fromfile(self.model, np.uint8)
+        self._config_bytes = np.fromfile(config, np.uint8) if config is not None else np.zeros(0, np.uint8)
+        self._local = threading.local()
+        self.outputs: tuple[str, ...] = ()
+        # Build the first net now: a broken file is reported at start-up, not on the first request.
+        self.outputs = tuple(self.net().getUnconnectedOutLayersNames())
+
+    def net(self) -> cv2.dnn.Net:
+        """This thread's own net."""
+        net = getattr(self._local, "net", None)
+        if net is None:
+            try:
+                net = cv2.dnn.readNet(self.framework, self._model_bytes, self._config_bytes)
+            except cv2.error as exc:
+                raise ValueError(f"OpenCV cannot read {self.model.name}: {_first_line(exc)}") from None
+            if net.empty():
+                raise ValueError(f"OpenCV read {self.model.name} but found no layers in it")
+            self._local.net = net
+        return net
+
+    def forward(self, blob: np.ndarray) -> list[np.ndarray]:
+        """Every output of the net for one input blob, in ``self.outputs`` order."""
+        net = self.net()
+        net.setInput(blob)
+        outs = net.forward(list(self.outputs))
+        return [np.asarray(o) for o in outs]
+
+
+def probabilities(scores: np.ndarray) -> np.ndarray:
+    """Class probabilities: ``scores`` as they are when they already are a distribution, else their softmax."""
+    v = np.asarray(scores, dtype=np.float64).ravel()
+    if v.size and v.min() >= 0 and abs(v.sum() - 1.0) < 1e-3:
+        return v
+    e = np.exp(v - v.max())
+    return e / e.sum()
+
+
+def _first_line(exc: Exception) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How a model wants its input blob, as OpenCV's ``models.yml`` describes it.
+
+    Each value is ``(pixel - mean) * scale / std``, with ``mean`` in pixel units
+    and in the model's channel order (RGB when ``rgb``). ``crop``: resize the
+    shorter side to fit, then cut the centre; otherwise stretch to ``size``.
+    """
+
+    size: tuple[int, int] = (224, 224)  # width, height
+    scale: float = 1.0
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    rgb: bool = False
+    crop: bool = False
+
+    def blob(self, image: np.ndarray) -> np.ndarray:
+        """A ``1x3xHxW`` float32 blob from a BGR image."""
+        blob = cv2.dnn.blobFromImage(image, self.scale, self.size, self.mean, swapRB=self.rgb, crop=self.crop)
+        if self.std != (1.0, 1.0, 1.0):
+            blob /= np.asarray(self.std, np.float32).reshape(1, 3, 1, 1)
+        return blob

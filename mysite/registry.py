@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 import cv2
 
+from mysite import dnn_kinds
 from mysite.errors import Unavailable
 from mysite.params import Param, with_defaults
 from mysite.settings import Settings
@@ -94,6 +95,7 @@ def resolve(spec: ModelSpec, settings: Settings) -> Path | None:
 KINDS: dict[str, Callable[[ModelSpec, Path | None], Model]] = {
     "cascade": lambda spec, path: Cascade(path),
     "canny": lambda spec, path: Canny(),
+    **dnn_kinds.KINDS,  # ssd, classify, blazeface, digits
 }
 
 
@@ -156,6 +158,8 @@ def unavailable_message(entry: Entry) -> str:
         msg += f"; set {spec.env} to the path of {spec.file or 'its file'}"
         if spec.file:
             msg += " (or put it in MYSITE_MODEL_DIR)"
+    if spec.options.get("sources"):
+        msg += f"; or download it: python -m mysite.models fetch {spec.name}"
     return msg
 
 

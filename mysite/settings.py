@@ -36,6 +36,7 @@ class Settings:
     secret_key: str = field(default_factory=lambda: secrets.token_hex(16), repr=False)
     log_level: str = "INFO"
     cv_threads: int = -1
+    face_detector: str = "haar"  # which model /detect runs when the request names none (web/api.py)
     # Every other MYSITE_* variable, e.g. MYSITE_FACE_CASCADE: models.toml says which model reads which.
     extra: Mapping[str, str] = field(default_factory=dict)
 
@@ -106,6 +107,7 @@ FIELDS: dict[str, tuple[str, Any, str]] = {
     "SECRET_KEY": ("secret_key", str, "any text"),
     "LOG_LEVEL": ("log_level", _log_level, "DEBUG, INFO, WARNING or ERROR"),
     "CV_THREADS": ("cv_threads", _threads, "a whole number >= -1 (-1: OpenCV's default)"),
+    "FACE_DETECTOR": ("face_detector", lambda v: v.strip().lower(), "haar or dnn"),
 }
 
 

@@ -1,0 +1,67 @@
+"""SSD object detection (the book's MobileNet-SSD, or any net with a DetectionOutput layer).
+
+The net answers one ``[1, 1, N, 7]`` tensor: ``[image_id, class_id,
+confidence, x1, y1, x2, y2]`` per detection, corners as fractions of the
+image. We keep the confident ones, optionally only some labels, and scale the
+corners back to the original image's pixels, clipped to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from mysite.errors import BadRequest
+from mysite.params import Param
+from mysite.vision.boxes import Detection, clip, sort
+from mysite.vision.dnn import Preprocess, ThreadNets
+
+PARAMS = (
+    Param("min_confidence", float, 0.5, min=0.0, max=1.0, doc="smallest detection score kept (the book used 0.1)"),
+    Param("labels", str, "", doc="comma-separated labels to keep, e.g. cat,dog (empty: every label)"),
+)
+
+
+class SSD:
+    """An SSD detector file (+ config), its input preparation and its class labels."""
+
+    input = "color"
+    params = PARAMS
+
+    def __init__(self, path: Path, config: Path | None, prep: Preprocess, labels: Sequence[str]) -> None:
+        self.prep = prep
+        self.labels = tuple(labels)
+        self.nets = ThreadNets(path, config)
+        (out,) = self.nets.forward(np.zeros((1, 3, prep.size[1], prep.size[0]), np.float32))[:1]
+        if out.ndim != 4 or out.shape[-1] != 7:
+            raise ValueError(f"{path.name} answers {out.shape}, not the SSD shape [1, 1, N, 7]")
+
+    def wanted(self, labels: str) -> set[str] | None:
+        """The label filter of a request, checked against the model's labels (400 for one it does not know)."""
+        names = {s.strip() for s in labels.split(",") if s.strip()}
+        if not names:
+            return None
+        unknown = sorted(names - set(self.labels))
+        if unknown:
+            raise BadRequest(f"unknown label(s) {', '.join(unknown)}; this model knows: {', '.join(self.labels)}")
+        return names
+
+    def run(self, image: np.ndarray, *, min_confidence: float, labels: str) -> list[Detection]:
+        """Boxes with their label and confidence, in original-image pixels."""
+        keep = self.wanted(labels)
+        height, width = image.shape[:2]
+        (out,) = self.nets.forward(self.prep.blob(image))[:1]
+        found = []
+        for _, class_id, conf, x1, y1, x2, y2 in out.reshape(-1, 7):
+            if not conf >= min_confidence:
+                continue
+            k = int(class_id)
+            label = self.labels[k] if 0 <= k < len(self.labels) else str(k)
+            if keep is not None and label not in keep:
+                continue
+            box = clip([x1 * width, y1 * height, x2 * width, y2 * height], width, height)
+            if box[2] > box[0] and box[3] > box[1]:  # nothing left of a box wholly outside the image
+                found.append({"box": box, "label": label, "confidence": round(float(conf), 4)})
+        return sort(found)

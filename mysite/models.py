@@ -1,0 +1,248 @@
+"""``python -m mysite.models list|fetch``: the declared model files, and getting them.
+
+``list`` shows every model of models.toml with each of its files: where it is
+looked for, its size and its status. ``fetch [NAME...]`` downloads the files a
+model's ``sources`` declare into ``MYSITE_MODEL_DIR`` (or ``--dir``), checks
+each against the digest its entry names (sha256 or sha1: the publishers of
+MobileNet-SSD and the ONNX zoo give sha1), deletes and refuses a file that
+does not match, and skips files already there and valid. Without names it
+fetches what is declared but not found.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import sys
+import tempfile
+import zipfile
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import requests
+
+from mysite import settings as settings_mod
+from mysite.registry import DATA_DIR, ModelSpec, read_specs, resolve
+from mysite.settings import Settings
+from mysite.vision.dnn import find_beside
+
+DIGESTS = ("sha256", "sha1")
+MAX_BYTES = 2 * 1024**3  # nothing we declare comes near; a runaway download must stop somewhere
+CHUNK = 256 * 1024
+
+
+class FetchError(Exception):
+    """A file could not be fetched or did not verify; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where one file of a model comes from, and the digest it must have."""
+
+    file: str
+    url: str
+    algo: str | None = None  # "sha256" or "sha1"; None when the publisher gives no digest
+    digest: str | None = None
+    member: str | None = None  # a file inside a zip archive at ``url``
+
+    @classmethod
+    def from_table(cls, model: str, table: Mapping[str, Any]) -> Source:
+        if not isinstance(table, Mapping) or not table.get("file") or not table.get("url"):
+            raise ValueError(f"model {model!r}: every source needs a file and a url, not {table!r}")
+        url = str(table["url"])
+        if not url.startswith(("https://", "http://")):
+            raise ValueError(f"model {model!r}: source url must be http(s), not {url!r}")
+        algos = [a for a in DIGESTS if a in table]
+        if len(algos) > 1:
+            raise ValueError(f"model {model!r}: source {table['file']} names more than one digest")
+        algo = algos[0] if algos else None
+        return cls(str(table["file"]), url, algo, str(table[algo]).lower() if algo else None, table.get("member"))
+
+
+def sources(spec: ModelSpec) -> list[Source]:
+    """The declared sources of a model (``sources = [...]``, or ``source = {...}`` for its main file)."""
+    tables = list(spec.options.get("sources") or [])
+    if "source" in spec.options:
+        tables.append({"file": spec.file, **spec.options["source"]})
+    return [Source.from_table(spec.name, t) for t in tables]
+
+
+def file_digest(path: Path, algo: str) -> str:
+    h = hashlib.new(algo)
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(CHUNK), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def check(path: Path, source: Source | None) -> str:
+    """``missing``, ``ok`` (digest verified), ``present`` (no digest to check) or ``digest mismatch``."""
+    if not path.is_file():
+        return "missing"
+    if source is None or source.algo is None:
+        return "present"
+    return "ok" if file_digest(path, source.algo) == source.digest else "digest mismatch"
+
+
+def _progress(out: IO[str]) -> Callable[[str, int, int | None], None]:
+    """A progress printer: one line per tenth of a known size, else per 8 MB."""
+    last: dict[str, int] = {}
+
+    def report(name: str, done: int, total: int | None) -> None:
+        step = (done * 10 // total) if total else done // (8 * 1024 * 1024)
+        if last.get(name) != step:
+            last[name] = step
+            size = f"/{total / 1e6:.1f}" if total else ""
+            pct = f" ({done * 100 // total} %)" if total else ""
+            print(f"  {name}: {done / 1e6:.1f}{size} MB{pct}", file=out, flush=True)
+
+    return report
+
+
+def download(source: Source, dest: Path, timeout: float, progress: Callable[[str, int, int | None], None]) -> str:
+    """Fetch one file to ``dest``; verified, or deleted and refused. Returns what happened."""
+    state = check(dest, source)
+    if state == "ok":
+        return "already there, digest verified: skipped"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            _stream(source, f, timeout, progress)
+        if source.member:
+            _extract(tmp, source.member)
+        if source.algo:
+            got = file_digest(tmp, source.algo)
+            if got != source.digest:
+                raise FetchError(
+                    f"{source.file}: {source.algo} is {got}, but the entry says {source.digest}: refused and deleted"
+                )
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+    if source.algo is None:
+        return "downloaded; NOT verified (the publisher gives no digest)"
+    return f"downloaded, {source.algo} verified"
+
+
+def _stream(source: Source, f: IO[bytes], timeout: float,
+            progress: Callable[[str, int, int | None], None]) -> None:
+    try:
+        with requests.get(source.url, stream=True, timeout=timeout) as r:
+            if r.status_code != 200:
+                raise FetchError(f"{source.file}: {source.url} answered HTTP {r.status_code}")
+            total = int(r.headers["Content-Length"]) if r.headers.get("Content-Length", "").isdigit() else None
+            done = 0
+            for block in r.iter_content(CHUNK):
+                done += len(block)
+                if done > MAX_BYTES:
+                    raise FetchError(f"{source.file}: more than {MAX_BYTES} bytes, stopped")
+                f.write(block)
+                progress(source.file, done, total)
+    except requests.Timeout:
+        raise FetchError(f"{source.file}: {source.url} did not answer within {timeout:g} s") from None
+    except requests.RequestException as exc:
+        raise FetchError(f"{source.file}: {source.url} failed: {exc}") from None
+
+
+def _extract(archive: Path, member: str) -> None:
+    """Replace a downloaded zip archive by the one member we want."""
+    try:
+        with zipfile.ZipFile(archive) as z:
+            data = z.read(member)
+    except (zipfile.BadZipFile, KeyError) as exc:
+        raise FetchError(f"{archive.name}: cannot take {member} out of the download: {exc}") from None
+    archive.write_bytes(data)
+
+
+def fetch(names: Iterable[str], specs: Mapping[str, ModelSpec], settings: Settings, dest: Path,
+          timeout: float = 60.0, out: IO[str] = sys.stdout) -> int:
+    """Fetch the named models (all missing ones when no names); the number of files that failed."""
+    names = list(names)
+    unknown = [n for n in names if n not in specs]
+    if unknown:
+        raise FetchError(f"unknown model(s) {', '.join(unknown)}; declared: {', '.join(specs)}")
+    if not names:
+        names = [n for n, s in specs.items() if sources(s) and not _found(s, settings)]
+        if not names:
+            print("every model that declares sources is already there", file=out)
+    failed = 0
+    progress = _progress(out)
+    for name in names:
+        todo = sources(specs[name])
+        if not todo:
+            print(f"{name}: declares no sources; put its file in {dest} yourself", file=out)
+            failed += 1
+            continue
+        for source in todo:
+            print(f"{name}: {source.file} <- {source.url}", file=out, flush=True)
+            try:
+                print(f"  {download(source, dest / source.file, timeout, progress)}", file=out)
+            except FetchError as exc:
+                print(f"  FAILED: {exc}", file=out)
+                failed += 1
+    return failed
+
+
+def _found(spec: ModelSpec, settings: Settings) -> bool:
+    path = resolve(spec, settings)
+    return path is not None and path.is_file()
+
+
+def rows(specs: Mapping[str, ModelSpec], settings: Settings) -> list[tuple[str, str, str, str]]:
+    """(model, path, size, status) for every file of every model."""
+    out = []
+    for name, spec in specs.items():
+        main = resolve(spec, settings)
+        by_file = {s.file: s for s in sources(spec)}
+        files = [spec.file] if spec.file else []
+        files += [f for f in by_file if f not in files]
+        if not files:
+            out.append((name, "(no file)", "", "built in"))
+        for file in files:
+            if file == spec.file and main is not None:
+                path = main
+            elif main is not None:
+                path = find_beside(main, file, [DATA_DIR])
+            else:
+                path = (settings.model_dir or DATA_DIR) / file
+            size = f"{path.stat().st_size / 1e6:.2f} MB" if path.is_file() else "-"
+            out.append((name, str(path), size, check(path, by_file.get(file))))
+    return out
+
+
+def main(argv: list[str] | None = None, specs: Mapping[str, ModelSpec] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m mysite.models", description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="every model's files: path, size, status")
+    f = sub.add_parser("fetch", help="download declared files and verify their digests")
+    f.add_argument("names", nargs="*", help="models to fetch (default: every declared model not found)")
+    f.add_argument("--dir", type=Path, help="where to put the files (default: MYSITE_MODEL_DIR)")
+    f.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the server (default 60)")
+    args = ap.parse_args(argv)
+    settings = settings_mod.load()
+    specs = read_specs() if specs is None else specs
+    if args.command == "list":
+        table = rows(specs, settings)
+        widths = [max(len(r[i]) for r in table) for i in range(3)]
+        for r in table:
+            print(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]}")
+        return 0
+    dest = args.dir or settings.model_dir
+    if dest is None:
+        print("set MYSITE_MODEL_DIR (the folder the site reads models from) or pass --dir", file=sys.stderr)
+        return 2
+    try:
+        failed = fetch(args.names, specs, settings, dest, args.timeout)
+    except FetchError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,145 @@
+"""``python -m mysite.models fetch|list`` against a loopback HTTP server: no real download."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import threading
+import time
+import zipfile
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from mysite import models
+from mysite.registry import ModelSpec, read_specs
+from mysite.settings import Settings
+
+GOOD = b"model weights " * 1000
+ZIP = io.BytesIO()
+with zipfile.ZipFile(ZIP, "w") as z:
+    z.writestr("pkg/data/inner.bin", GOOD)
+ROUTES = {"/good.bin": GOOD, "/bundle.zip": ZIP.getvalue()}
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        if self.path == "/slow.bin":
+            time.sleep(2)
+        body = ROUTES.get(self.path)
+        if body is None:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def spec(name: str, *sources: dict) -> ModelSpec:
+    return ModelSpec(name=name, kind="classify", file=sources[0]["file"], options={"sources": list(sources)})
+
+
+def run(tmp_path: Path, *specs: ModelSpec, timeout: float = 5.0) -> tuple[int, str]:
+    out = io.StringIO()
+    failed = models.fetch([s.name for s in specs], {s.name: s for s in specs}, Settings(model_dir=tmp_path), tmp_path,
+                          timeout, out)
+    return failed, out.getvalue()
+
+
+def test_good_file_is_verified_and_then_skipped(server, tmp_path):
+    good = spec("good", {"file": "good.bin", "url": f"{server}/good.bin", "sha256": hashlib.sha256(GOOD).hexdigest()})
+    failed, log = run(tmp_path, good)
+    assert failed == 0 and "sha256 verified" in log and "MB" in log  # progress was shown
+    assert (tmp_path / "good.bin").read_bytes() == GOOD
+    failed, log = run(tmp_path, good)
+    assert failed == 0 and "skipped" in log
+
+
+def test_sha1_as_publishers_give_it(server, tmp_path):
+    good = spec("good", {"file": "good.bin", "url": f"{server}/good.bin", "sha1": hashlib.sha1(GOOD).hexdigest()})
+    assert run(tmp_path, good)[0] == 0
+    assert models.check(tmp_path / "good.bin", models.sources(good)[0]) == "ok"
+
+
+def test_wrong_checksum_is_refused_and_deleted(server, tmp_path):
+    bad = spec("bad", {"file": "bad.bin", "url": f"{server}/good.bin", "sha256": "0" * 64})
+    failed, log = run(tmp_path, bad)
+    assert failed == 1 and "refused and deleted" in log
+    assert list(tmp_path.iterdir()) == []  # neither the file nor a partial download is left
+
+
+def test_corrupt_file_already_there_is_replaced(server, tmp_path):
+    (tmp_path / "good.bin").write_bytes(b"truncated")
+    good = spec("good", {"file": "good.bin", "url": f"{server}/good.bin", "sha256": hashlib.sha256(GOOD).hexdigest()})
+    assert models.check(tmp_path / "good.bin", models.sources(good)[0]) == "digest mismatch"
+    assert run(tmp_path, good)[0] == 0
+    assert (tmp_path / "good.bin").read_bytes() == GOOD
+
+
+def test_404(server, tmp_path):
+    failed, log = run(tmp_path, spec("gone", {"file": "gone.bin", "url": f"{server}/gone.bin", "sha1": "0" * 40}))
+    assert failed == 1 and "HTTP 404" in log
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_timeout(server, tmp_path):
+    slow = spec("slow", {"file": "slow.bin", "url": f"{server}/slow.bin", "sha1": "0" * 40})
+    failed, log = run(tmp_path, slow, timeout=0.3)
+    assert failed == 1 and "did not answer within 0.3 s" in log
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_member_of_a_zip_archive(server, tmp_path):
+    inner = spec("inner", {"file": "inner.bin", "url": f"{server}/bundle.zip", "member": "pkg/data/inner.bin",
+                           "sha256": hashlib.sha256(GOOD).hexdigest()})
+    assert run(tmp_path, inner)[0] == 0
+    assert (tmp_path / "inner.bin").read_bytes() == GOOD
+
+
+def test_unknown_model_name(tmp_path):
+    with pytest.raises(models.FetchError, match="unknown model"):
+        models.fetch(["nope"], read_specs(), Settings(model_dir=tmp_path), tmp_path, out=io.StringIO())
+
+
+def test_declared_sources_are_well_formed():
+    """Every source in models.toml has an http(s) url and at most one digest of the right length."""
+    lengths = {"sha256": 64, "sha1": 40}
+    declared = [s for spec in read_specs().values() for s in models.sources(spec)]
+    assert {s.file for s in declared} >= {"MobileNetSSD_deploy.caffemodel", "squeezenet1.1-7.onnx",
+                                           "face_detection_full_range.tflite"}
+    for s in declared:
+        if s.algo:
+            assert len(s.digest) == lengths[s.algo] and int(s.digest, 16) >= 0
+
+
+def test_list_shows_path_size_and_status(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("MYSITE_MODEL_DIR", str(tmp_path))
+    assert models.main(["list"]) == 0
+    out = capsys.readouterr().out
+    line = next(li for li in out.splitlines() if li.startswith("blazeface ") and "short_range" in li)
+    assert "0.23 MB" in line and line.rstrip().endswith("ok")  # the shipped file, its sha256 verified
+    assert any(li.startswith("ssd ") and li.rstrip().endswith("missing") for li in out.splitlines())
+
+
+def test_fetch_needs_a_folder(monkeypatch, capsys):
+    monkeypatch.delenv("MYSITE_MODEL_DIR", raising=False)
+    monkeypatch.setenv("MYSITE_ENV_FILE", "/nonexistent/.env")
+    assert models.main(["fetch", "ssd"]) == 2
+    assert "MYSITE_MODEL_DIR" in capsys.readouterr().err

@@ -307,3 +307,34 @@ def test_healthz(client):
 def test_server_timing_header(client, group_jpg):
     r = client.post("/detect", data=multipart("image", group_jpg))
     assert r.headers["Server-Timing"].startswith("total;dur=")
+
+
+# -- isolation ------------------------------------------------------------------------------------
+
+def test_uploads_are_never_written_to_disk(client, monkeypatch, car_jpg):
+    # Werkzeug spools multipart uploads over 500 KB to a temporary file unless told otherwise.
+    import tempfile
+
+    def no_disk(*args, **kwargs):
+        raise AssertionError("an upload was written to disk")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", no_disk)
+    monkeypatch.setattr(tempfile, "SpooledTemporaryFile", no_disk)
+    monkeypatch.setattr(tempfile, "NamedTemporaryFile", no_disk)
+    big = car_jpg + b"\0" * 600_000  # trailing bytes after the JPEG's end are ignored by decoders
+    r = client.post("/detect", data=multipart("image", big))
+    assert r.status_code == 200 and r.get_json()["result"] == []
+
+
+def test_concurrent_requests_get_their_own_answers(app, group_jpg, cat_jpg, car_jpg):
+    from concurrent.futures import ThreadPoolExecutor
+
+    jobs = [("/detect", group_jpg, 17), ("/catfacedetection", cat_jpg, 1), ("/detect", car_jpg, 0)] * 6
+
+    def run(job):
+        path, data, expected = job
+        body = app.test_client().post(path, data=multipart("image", data)).get_json()
+        return len(body["result"]) == expected
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        assert all(pool.map(run, jobs))

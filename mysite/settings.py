@@ -19,6 +19,8 @@ from mysite.params import parse_bool
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 PREFIX = "MYSITE_"
+# Read elsewhere (gunicorn_conf.py, the client), not by the app: not typos, not app settings.
+OTHER_VARIABLES = frozenset({"MYSITE_ENV_FILE", "MYSITE_THREADS", "MYSITE_TIMEOUT", "MYSITE_SERVER"})
 
 
 class SettingsError(ValueError):
@@ -128,7 +130,7 @@ def load(overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] 
     values: dict[str, Any] = {}
     extra: dict[str, str] = {}
     for key, raw in merged.items():
-        if not key.startswith(PREFIX) or key == "MYSITE_ENV_FILE":
+        if not key.startswith(PREFIX) or key in OTHER_VARIABLES:
             continue
         suffix = key[len(PREFIX):]
         if suffix not in FIELDS:

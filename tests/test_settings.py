@@ -85,8 +85,9 @@ def test_paths_expand_home_and_variables(monkeypatch, tmp_path):
 
 def test_unused_variable_is_reported_as_a_likely_typo(caplog):
     with caplog.at_level(logging.WARNING, logger="mysite"):
-        create_app({"MYSITE_FACE_CASCADES": "/x.xml"})
+        create_app({"MYSITE_FACE_CASCADES": "/x.xml", "MYSITE_THREADS": "2", "MYSITE_TIMEOUT": "30"})
     assert "MYSITE_FACE_CASCADES is not used" in caplog.text
+    assert "MYSITE_THREADS" not in caplog.text and "MYSITE_TIMEOUT" not in caplog.text  # gunicorn's
 
 
 # -- where model files are found --------------------------------------------------------------------

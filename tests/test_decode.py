@@ -139,3 +139,16 @@ def test_reduced_decode_reports_its_scale(photo):
 
 def test_describe_mentions_declared_type():
     assert describe(b"abc", "text/plain") == "3 bytes of text, sent as text/plain"
+
+
+def test_png_over_the_limit_is_refused_before_pillow_decodes_it(monkeypatch):
+    # Under Pillow's own bomb limit, over ours: nothing may load its pixels.
+    data = pil_bytes(Image.new("L", (5000, 3000)), "PNG")
+    from PIL import PngImagePlugin
+
+    def must_not_load(self, *a, **k):
+        raise AssertionError("Pillow decoded the pixels")
+
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", must_not_load)
+    with pytest.raises(TooLarge, match="5000x3000"):
+        decode_image(data, max_pixels=10_000_000)

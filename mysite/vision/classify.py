@@ -45,7 +45,7 @@ class Classifier:
         self.prep = prep
         self.labels = tuple(labels)
         self.nets = ThreadNets(path, config)
-        (scores,) = self.nets.forward(np.zeros((1, 3, prep.size[1], prep.size[0]), np.float32))[:1]
+        (scores,) = self.nets.forward(prep.blank())[:1]
         if scores.size != len(self.labels):
             raise ValueError(f"{path.name} gives {scores.size} scores but the labels file has {len(self.labels)} labels")
 

@@ -97,6 +97,10 @@ class Preprocess:
     rgb: bool = False
     crop: bool = False
 
+    def blank(self) -> np.ndarray:
+        """An all-zero input blob: a model runs it at start-up to check its entry against its file."""
+        return np.zeros((1, 3, self.size[1], self.size[0]), np.float32)
+
     def blob(self, image: np.ndarray) -> np.ndarray:
         """A ``1x3xHxW`` float32 blob from a BGR image."""
         blob = cv2.dnn.blobFromImage(image, self.scale, self.size, self.mean, swapRB=self.rgb, crop=self.crop)

@@ -34,7 +34,7 @@ class SSD:
         self.prep = prep
         self.labels = tuple(labels)
         self.nets = ThreadNets(path, config)
-        (out,) = self.nets.forward(np.zeros((1, 3, prep.size[1], prep.size[0]), np.float32))[:1]
+        (out,) = self.nets.forward(prep.blank())[:1]
         if out.ndim != 4 or out.shape[-1] != 7:
             raise ValueError(f"{path.name} answers {out.shape}, not the SSD shape [1, 1, N, 7]")
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from tiny_models import colour_classifier, fixed_ssd
+from tiny_models import caffe_colour_classifier, colour_classifier, fixed_ssd
 
 from mysite import create_app, registry
 from mysite.vision.dnn import Preprocess
@@ -173,3 +173,22 @@ def test_softmax_output_is_not_softmaxed_again(tmp_path):
     top = model.run(np.full((8, 8, 3), (255, 0, 0), np.uint8), top=3)["predictions"]
     # Softmax of logits (10, 0, 0) once: 0.99991; twice it would be about 0.58.
     assert top[0]["label"] == "b" and top[0]["probability"] > 0.999
+
+
+def test_caffe_classifier_with_its_config_beside_it(tmp_path):
+    """The Caffe path: model + prototxt found beside it, BGR order, mean and scale from the entry."""
+    from mysite import dnn_kinds
+    from mysite.registry import ModelSpec
+
+    path = caffe_colour_classifier(tmp_path)
+    spec = ModelSpec(name="colours", kind="classify", file=path.name, options={
+        "config": "colour.prototxt", "size": [16, 16], "mean": [127.5, 127.5, 127.5], "scale": 0.007843,
+        "labels": ["blue", "green", "red"],  # rgb = false: channel 0 is blue
+    })
+    model = dnn_kinds.classify(spec, path)
+    for colour, bgr in COLOURS.items():
+        answer = model.run(np.full((30, 40, 3), bgr, np.uint8), top=3)
+        assert answer["class_name"] == colour
+        assert sum(p["probability"] for p in answer["predictions"]) == pytest.approx(1.0, abs=1e-4)
+    with pytest.raises(ValueError, match="config file missing.prototxt not found"):
+        dnn_kinds.classify(dataclasses.replace(spec, options={**spec.options, "config": "missing.prototxt"}), path)

@@ -60,3 +60,20 @@ def fixed_ssd(path: Path, detections: np.ndarray, size: int = 300) -> Path:
         helper.make_node("Add", ["nothing", "det"], ["detection_out"]),
     ]
     return _save(helper.make_graph(nodes, "fixed_ssd", [x], [y], inits), path)
+
+
+CAFFE_PROTOTXT = """name: "colour"
+input: "data"
+input_shape { dim: 1 dim: 3 dim: %(size)d dim: %(size)d }
+layer { name: "pool" type: "Pooling" bottom: "data" top: "pool" pooling_param { pool: AVE global_pooling: true } }
+layer { name: "prob" type: "Softmax" bottom: "pool" top: "prob" }
+"""
+
+
+def caffe_colour_classifier(folder: Path, size: int = 16) -> Path:
+    """The colour classifier as a Caffe pair: its layers have no weights, so the .caffemodel is an
+    empty (valid) NetParameter and the .prototxt says everything. Returns the .caffemodel path."""
+    (folder / "colour.prototxt").write_text(CAFFE_PROTOTXT % {"size": size})
+    model = folder / "colour.caffemodel"
+    model.write_bytes(b"")
+    return model

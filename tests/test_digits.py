@@ -78,6 +78,23 @@ def test_canvas_data_url_body_dark_ink_on_light(client, heldout):
     assert right >= 9  # of 10
 
 
+def test_photo_of_paper_with_dust(client, heldout):
+    """Dark ink on grey paper with dark specks around it, sent as a JPEG: the specks must not widen the crop."""
+    digits, labels = heldout
+    rng = np.random.default_rng(7)
+    right = 0
+    for d, label in list(zip(digits, labels))[2::10]:
+        page = np.full((300, 300), 235, np.uint8)
+        page[60:200, 80:220] = 255 - cv2.resize(d, (140, 140), interpolation=cv2.INTER_CUBIC)
+        for _ in range(6):
+            x, y = (int(v) for v in rng.integers(0, 300, 2))
+            cv2.circle(page, (x, y), 2, 30, -1)
+        jpeg = cv2.imencode(".jpg", page, [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes()
+        r = client.post("/digits", data={"image": (io.BytesIO(jpeg), "page.jpg")}, content_type="multipart/form-data")
+        right += r.get_json()["digit"] == label
+    assert right >= 29  # of 30; without removing the specks, 11 of 30 were read right
+
+
 def test_to_mnist_inverts_crops_and_centres():
     page = np.full((200, 300), 230, np.uint8)
     cv2.line(page, (40, 30), (40, 150), 20, 9)  # a dark "1" near the left edge of light paper

@@ -22,6 +22,7 @@ from mysite.vision.dnn import ThreadNets, probabilities
 SIDE = 28  # the model's input: 28x28
 BOX = 20  # the ink is scaled to fit this box, as in MNIST
 INK = 0.1  # after normalising, fainter pixels are paper, not ink
+SPECK = 0.05  # ink blobs smaller than this share of the largest are dust, not part of the digit
 
 
 def to_mnist(gray: np.ndarray) -> np.ndarray:
@@ -42,6 +43,7 @@ def to_mnist(gray: np.ndarray) -> np.ndarray:
         raise Unprocessable("no digit found: the image has no ink that stands out from its background")
     img = np.clip((img - paper) / (ink - paper), 0.0, 1.0)
     img[img < INK] = 0.0
+    img = _without_specks(img)
     ys, xs = np.nonzero(img)
     img = img[ys.min(): ys.max() + 1, xs.min(): xs.max() + 1]
     h, w = img.shape
@@ -55,6 +57,17 @@ def to_mnist(gray: np.ndarray) -> np.ndarray:
     shift = np.float32([[1, 0, SIDE / 2 - cx], [0, 1, SIDE / 2 - cy]])
     out = cv2.warpAffine(small, shift, (SIDE, SIDE), flags=cv2.INTER_LINEAR, borderValue=0.0)
     return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+def _without_specks(img: np.ndarray) -> np.ndarray:
+    """Drop ink blobs under 5 % of the largest one: dust on a photo would otherwise widen the crop."""
+    n, labels, stats, _ = cv2.connectedComponentsWithStats((img > 0).astype(np.uint8), connectivity=8)
+    if n <= 2:  # background and one blob
+        return img
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    keep = np.zeros(n, bool)
+    keep[1:] = areas >= areas.max() * SPECK
+    return np.where(keep[labels], img, 0.0).astype(np.float32)
 
 
 class DigitReader:

@@ -102,7 +102,7 @@ FIELDS: dict[str, tuple[str, Any, str]] = {
     "SECRET_KEY": ("secret_key", str, "any text"),
     "LOG_LEVEL": ("log_level", _log_level, "DEBUG, INFO, WARNING or ERROR"),
     "CV_THREADS": ("cv_threads", _threads, "a whole number >= -1 (-1: OpenCV's default)"),
-    "FACE_DETECTOR": ("face_detector", lambda v: v.strip().lower(), "haar or dnn"),
+    "FACE_DETECTOR": ("face_detector", lambda v: v.strip().lower(), "haar, dnn or dnn-full"),
 }
 
 

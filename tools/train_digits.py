@@ -148,7 +148,9 @@ def write_test_digits(images: np.ndarray, labels: np.ndarray, index: np.ndarray,
         "labels": [int(labels[i]) for i in chosen],
         "index_in_class_file": [int(index[i]) for i in chosen],
     }
-    out_png.with_suffix(".json").write_text(json.dumps(meta, indent=1) + "\n")
+    # One key per line, each list on its line: short, and still plain JSON.
+    text = "{\n" + ",\n".join(f" {json.dumps(k)}: {json.dumps(v)}" for k, v in meta.items()) + "\n}\n"
+    out_png.with_suffix(".json").write_text(text)
 
 
 def main() -> None:

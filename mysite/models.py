@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import requests
+from urllib3.exceptions import ReadTimeoutError
 
 from mysite import settings as settings_mod
 from mysite.registry import DATA_DIR, ModelSpec, read_specs, resolve
@@ -143,8 +144,11 @@ def _stream(source: Source, f: IO[bytes], timeout: float,
                     raise FetchError(f"{source.file}: more than {MAX_BYTES} bytes, stopped")
                 f.write(block)
                 progress(source.file, done, total)
-    except requests.Timeout:
-        raise FetchError(f"{source.file}: {source.url} did not answer within {timeout:g} s") from None
+    except (requests.Timeout, requests.ConnectionError) as exc:
+        # A body that stalls mid-stream surfaces as a ConnectionError wrapping urllib3's ReadTimeoutError.
+        if isinstance(exc, requests.Timeout) or isinstance(exc.args[0] if exc.args else None, ReadTimeoutError):
+            raise FetchError(f"{source.file}: {source.url} did not answer within {timeout:g} s") from None
+        raise FetchError(f"{source.file}: {source.url} failed: {exc}") from None
     except requests.RequestException as exc:
         raise FetchError(f"{source.file}: {source.url} failed: {exc}") from None
 

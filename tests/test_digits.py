@@ -11,6 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
+from loopback import serve
+
 from mysite import create_app
 from mysite.errors import Unprocessable
 from mysite.registry import DATA_DIR
@@ -122,3 +124,13 @@ def test_digits_keeps_the_foundation_errors(client):
     assert client.post("/digits").status_code == 400
     r = client.post("/digits", data={"img": (io.BytesIO(b"%PDF-1.4 not an image"), "x.pdf")}, content_type="multipart/form-data")
     assert r.status_code == 415
+
+
+def test_digit_by_url_from_a_loopback_server(heldout):
+    """The usual inputs work too: GET /digits?url=... (loopback allowed explicitly, as in the fetch tests)."""
+    digits, labels = heldout
+    app = create_app({"MYSITE_LOG_LEVEL": "WARNING", "MYSITE_URL_ALLOW_NETWORKS": "127.0.0.0/8"})
+    with serve({"/digit.png": (200, {"Content-Type": "image/png"}, _png(digits[123]))}) as (base, seen):
+        r = app.test_client().get(f"/digits?url={base}/digit.png")
+    assert r.status_code == 200 and len(seen) == 1
+    assert r.get_json()["digit"] == labels[123]

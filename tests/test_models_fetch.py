@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import io
-import threading
 import time
 import zipfile
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
+from loopback import serve, slow
 
 from mysite import models
 from mysite.registry import ModelSpec, read_specs
@@ -21,35 +21,24 @@ GOOD = b"model weights " * 1000
 ZIP = io.BytesIO()
 with zipfile.ZipFile(ZIP, "w") as z:
     z.writestr("pkg/data/inner.bin", GOOD)
-ROUTES = {"/good.bin": GOOD, "/bundle.zip": ZIP.getvalue()}
 
 
-class Handler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
-        if self.path == "/slow.bin":
-            time.sleep(2)
-        body = ROUTES.get(self.path)
-        if body is None:
-            self.send_error(404)
-            return
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
+def _late_headers(h: BaseHTTPRequestHandler) -> None:
+    time.sleep(2)  # the server says nothing at all for a while
+    h.send_response(200)
+    h.end_headers()
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    routes = {
+        "/good.bin": (200, {}, GOOD),
+        "/bundle.zip": (200, {}, ZIP.getvalue()),
+        "/slow.bin": _late_headers,
+        "/stalls.bin": slow(2),  # headers at once, then the body stalls
+    }
+    with serve(routes) as (base, _seen):
+        yield base
 
 
 def spec(name: str, *sources: dict) -> ModelSpec:
@@ -102,6 +91,13 @@ def test_404(server, tmp_path):
 def test_timeout(server, tmp_path):
     slow = spec("slow", {"file": "slow.bin", "url": f"{server}/slow.bin", "sha1": "0" * 40})
     failed, log = run(tmp_path, slow, timeout=0.3)
+    assert failed == 1 and "did not answer within 0.3 s" in log
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_body_that_stalls(server, tmp_path):
+    stalls = spec("stalls", {"file": "stalls.bin", "url": f"{server}/stalls.bin", "sha1": "0" * 40})
+    failed, log = run(tmp_path, stalls, timeout=0.3)
     assert failed == 1 and "did not answer within 0.3 s" in log
     assert list(tmp_path.iterdir()) == []
 

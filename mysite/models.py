@@ -228,7 +228,11 @@ def main(argv: list[str] | None = None, specs: Mapping[str, ModelSpec] | None = 
     f.add_argument("--dir", type=Path, help="where to put the files (default: MYSITE_MODEL_DIR)")
     f.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the server (default 60)")
     args = ap.parse_args(argv)
-    settings = settings_mod.load()
+    try:
+        settings = settings_mod.load()
+    except settings_mod.SettingsError as exc:
+        print(f"invalid setting: {exc}", file=sys.stderr)
+        return 2
     specs = read_specs() if specs is None else specs
     if args.command == "list":
         table = rows(specs, settings)

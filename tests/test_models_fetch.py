@@ -139,3 +139,9 @@ def test_fetch_needs_a_folder(monkeypatch, capsys):
     monkeypatch.setenv("MYSITE_ENV_FILE", "/nonexistent/.env")
     assert models.main(["fetch", "ssd"]) == 2
     assert "MYSITE_MODEL_DIR" in capsys.readouterr().err
+
+
+def test_invalid_setting_is_one_line(monkeypatch, capsys):
+    monkeypatch.setenv("MYSITE_MAX_UPLOAD_MB", "lots")
+    assert models.main(["list"]) == 2
+    assert "MYSITE_MAX_UPLOAD_MB" in capsys.readouterr().err

@@ -127,6 +127,8 @@ def train(x_raw: np.ndarray, y: np.ndarray, epochs: int, rng: np.random.Generato
 def export(net: Net, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     dummy = torch.zeros(1, 1, 28, 28)
+    # The legacy exporter (dynamo=False; torch warns it is deprecated) writes plain ONNX that
+    # cv2.dnn.readNetFromONNX reads; the default dynamo exporter's graphs are not checked here.
     torch.onnx.export(net, (dummy,), str(out), input_names=["digit"], output_names=["logits"], dynamo=False)
 
 

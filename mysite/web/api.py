@@ -7,14 +7,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, request
 
 from mysite.errors import BadRequest
 from mysite.params import parse
 from mysite.registry import Registry
 from mysite.settings import Settings
-from mysite.vision.decode import decode_image, encode
-from mysite.web import inputs
+from mysite.vision.decode import decode_image
+from mysite.web import inputs, respond
 from mysite.web.fetch import Fetcher
 
 
@@ -66,10 +66,7 @@ def handle(ep: Endpoint) -> Response:
     data = inputs.image_bytes(request, settings.max_upload_bytes, _fetcher(settings))
     decoded = decode_image(data, max_pixels=settings.max_pixels, gray=model.input == "gray")
     result = model.run(decoded.image, **values)
-    if ep.output == "image":
-        response = Response(encode(result), mimetype="image/jpeg")
-    else:
-        response = jsonify({"status": "ok", "result": result})
+    response = respond.shape(ep.output, result, data, decoded, label=ep.model)
     response.headers["Server-Timing"] = f"total;dur={(time.perf_counter() - started) * 1000:.1f}"
     return response
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from live_server import LiveServer, start_gunicorn
+from live_server import LiveServer, serve_directory, start_gunicorn
 
 DATA = Path(__file__).with_name("data")
 
@@ -25,7 +25,17 @@ def client(app):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="session")
+def image_server() -> Iterator[str]:
+    """tests/data served over HTTP on loopback: an image URL for ?url= that never leaves the machine."""
+    with serve_directory(DATA) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
 def live_server() -> Iterator[LiveServer]:
-    """The site as deployed (the Procfile's gunicorn command), on a free loopback port."""
-    with start_gunicorn() as server:
+    """The site as deployed (the Procfile's gunicorn command), on a free loopback port.
+
+    Loopback is allowed for ?url= so tests can fetch from ``image_server``; nothing else is.
+    """
+    with start_gunicorn({"MYSITE_URL_ALLOW_NETWORKS": "127.0.0.1/32"}) as server:
         yield server

@@ -39,7 +39,7 @@ def start_gunicorn(env: Mapping[str, str] | None = None, log_dir: Path | None = 
     port = free_port()
     log_dir = log_dir or PROJECT / "test-artifacts"
     log_dir.mkdir(exist_ok=True)
-    log = log_dir / f"gunicorn-{port}.log"
+    log = log_dir / "gunicorn.log"
     full_env = {
         **os.environ,
         "GUNICORN_CMD_ARGS": f"--bind 127.0.0.1:{port} --workers 1",

@@ -73,6 +73,12 @@ class Browser:
         """Send keys to an element; for ``<input type=file>``, ``text`` is the path of the file to choose."""
         self.command("POST", f"/element/{self.find(css)}/value", {"text": text})
 
+    def text(self, css: str) -> str:
+        return self.command("GET", f"/element/{self.find(css)}/text")
+
+    def property(self, css: str, name: str) -> Any:
+        return self.command("GET", f"/element/{self.find(css)}/property/{name}")
+
     def click(self, css: str) -> None:
         self.command("POST", f"/element/{self.find(css)}/click", {})
 
@@ -106,19 +112,36 @@ class Browser:
                 raise TimeoutError(f"waited {timeout} s for: {script}")
             time.sleep(0.05)
 
+    def cdp(self, cmd: str, params: dict[str, Any] | None = None) -> Any:
+        """A Chrome DevTools Protocol command, through chromedriver's own endpoint."""
+        return self.command("POST", "/goog/cdp/execute", {"cmd": cmd, "params": params or {}})
+
+    def viewport(self, width: int, height: int, mobile: bool = False) -> None:
+        """Show pages at ``width`` x ``height`` CSS pixels; ``mobile`` emulates a phone's viewport."""
+        if mobile:
+            self.cdp("Emulation.setDeviceMetricsOverride",
+                     {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": True})
+        else:
+            self.cdp("Emulation.clearDeviceMetricsOverride")
+            self.size(width, height)
+
     def screenshot(self, path: Path, full_page: bool = True) -> Path:
-        """Save a PNG of the page (grown to the page's full height when ``full_page``)."""
+        """Save a PNG of the viewport, or of the whole page when ``full_page``."""
         if full_page:
-            width, height = self.run("return [window.outerWidth, document.documentElement.scrollHeight];")
-            chrome = self.run("return window.outerHeight - window.innerHeight;")
-            self.size(width, height + chrome)
+            width, height = self.run("const e = document.documentElement; return [e.scrollWidth, e.scrollHeight];")
+            data = self.cdp("Page.captureScreenshot", {
+                "format": "png", "captureBeyondViewport": True,
+                "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1},
+            })["data"]
+        else:
+            data = self.command("GET", "/screenshot")
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(base64.b64decode(self.command("GET", "/screenshot")))
+        path.write_bytes(base64.b64decode(data))
         return path
 
 
 @contextmanager
-def chromium(log_dir: Path) -> Iterator[Browser]:
+def chromium(log_dir: Path, extra_args: list[str] | None = None) -> Iterator[Browser]:
     """A headless Chromium with a fresh profile, driven through chromedriver on a loopback port."""
     found = find_chromium()
     if found is None:
@@ -136,7 +159,7 @@ def chromium(log_dir: Path) -> Iterator[Browser]:
             _wait_driver(endpoint, driver)
             caps = {"capabilities": {"alwaysMatch": {
                 "browserName": "chrome",
-                "goog:chromeOptions": {"binary": browser_bin, "args": [*ARGS, f"--user-data-dir={profile}"]},
+                "goog:chromeOptions": {"binary": browser_bin, "args": [*ARGS, *(extra_args or []), f"--user-data-dir={profile}"]},
             }}}
             r = requests.post(f"{endpoint}/session", json=caps, timeout=60)
             if r.status_code != 200:

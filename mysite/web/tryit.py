@@ -101,7 +101,8 @@ def run_form(app: Flask, choices: list[dict[str, Any]]) -> Outcome:
         return _failed(outcome, exc.code, exc.message)
     except HTTPException as exc:
         return _failed(outcome, exc.code or 400, exc.description or exc.name)
-    _show(outcome, response, _uploaded_bytes())
+    label = next((t["model"] for t in choices if t["path"] == outcome.task), "")
+    _show(outcome, response, _uploaded_bytes(), label)
     return outcome
 
 
@@ -118,7 +119,7 @@ def _uploaded_bytes() -> bytes | None:
     return upload.stream.read()
 
 
-def _show(outcome: Outcome, response: Response, uploaded: bytes | None) -> None:
+def _show(outcome: Outcome, response: Response, uploaded: bytes | None, label: str) -> None:
     outcome.server_timing = response.headers.get("Server-Timing", "")
     if response.mimetype.startswith("image/"):
         outcome.image_url = _data_url(response.data, response.mimetype)
@@ -130,7 +131,7 @@ def _show(outcome: Outcome, response: Response, uploaded: bytes | None) -> None:
     if isinstance(detections, list) and uploaded is not None:
         settings = current_app.extensions["mysite.settings"]
         photo = decode_image(uploaded, max_pixels=settings.max_pixels).image
-        outcome.image_url = _data_url(encode(draw_detections(photo, detections)), "image/jpeg")
+        outcome.image_url = _data_url(encode(draw_detections(photo, detections, default_label=label)), "image/jpeg")
     elif isinstance(detections, list):
         outcome.notes.append("Boxes are drawn on uploads; for a URL, add ?output=image to the API call.")
 

@@ -131,7 +131,7 @@
     const best = Math.max(...items.map((i) => i.probability));
     for (const item of items) {
       const li = document.createElement("li");
-      if (item.probability === best) li.className = "top";
+      if (item.probability === best) li.className = "best";
       const name = document.createElement("span");
       name.textContent = item.label;
       const meter = document.createElement("meter");
@@ -206,7 +206,9 @@
   async function show(t, response, elapsed, params) {
     const server = serverMs(response.headers.get("Server-Timing"));
     const type = response.headers.get("Content-Type") || "";
-    const times = `Server time: ${server === null ? "?" : server.toFixed(0)} ms; round trip ${elapsed.toFixed(0)} ms.`;
+    const times = server === null
+      ? `Round trip ${elapsed.toFixed(0)} ms.`
+      : `Server time: ${server.toFixed(0)} ms; round trip ${elapsed.toFixed(0)} ms.`;
     if (!response.ok) {
       const body = await readBody(response);
       jsonBox.textContent = body ? pretty(body) : "";
@@ -253,6 +255,8 @@
   }
 
   if (form && task) {
+    // The options need this script to follow the chosen task; without it the server's defaults apply.
+    for (const details of document.querySelectorAll("details.options")) details.hidden = false;
     task.addEventListener("change", showParams);
     showParams();
     fileInput.addEventListener("change", () => {
@@ -355,7 +359,9 @@
         const strong = document.createElement("strong");
         strong.id = "digit";
         strong.textContent = String(data.digit);
-        answer.append(strong, ` (${(100 * (data.probability ?? 0)).toFixed(1)} % sure; server ${server === null ? "?" : server.toFixed(0)} ms, round trip ${(performance.now() - started).toFixed(0)} ms)`);
+        const took = `round trip ${(performance.now() - started).toFixed(0)} ms`;
+        const times = server === null ? took : `server ${server.toFixed(0)} ms, ${took}`;
+        answer.append(strong, ` (${(100 * (data.probability ?? 0)).toFixed(1)} % sure; ${times})`);
         bars((data.probabilities || []).map((p, i) => ({ label: String(i), probability: p })), padBars);
         digits.dataset.state = "done";
       } catch (err) {

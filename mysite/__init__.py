@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 __version__ = "0.1.0"
 
 
 def create_app(overrides: Mapping[str, Any] | None = None) -> "Flask":
     """Build the site: settings, models (loaded once, here), routes and JSON errors.
+
+    Heavy imports (OpenCV, Flask) happen here, not when ``mysite`` is imported.
 
     ``overrides`` maps ``MYSITE_*`` variable names to values and wins over the
     environment; tests use it. Raises ``SettingsError`` for an invalid setting.
@@ -57,6 +62,3 @@ def _warn_unused(settings: Any, registry: Any) -> None:
     for name in sorted(set(settings.extra) - used):
         logging.getLogger("mysite").warning("setting %s is not used by anything (a typo?)", name)
 
-
-if False:  # pragma: no cover - for type checkers only
-    from flask import Flask

@@ -17,3 +17,6 @@ graceful_timeout = 20
 preload_app = True
 accesslog = "-"
 errorlog = "-"
+# gunicorn >= 25 opens a control socket at one fixed path; a web app does not need it, and two
+# instances on one machine (tests, benchmarks) would fight over it.
+control_socket_disable = True

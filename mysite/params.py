@@ -29,7 +29,7 @@ class Param:
         """Turn the request's string into a checked value, or raise 400 naming the parameter."""
         try:
             if self.type is bool:
-                value: Any = _parse_bool(raw)
+                value: Any = parse_bool(raw)
             elif self.type is int:
                 value = int(raw)
             elif self.type is float:
@@ -81,7 +81,8 @@ def with_defaults(params: tuple[Param, ...], defaults: Mapping[str, Any]) -> tup
     return tuple(out)
 
 
-def _parse_bool(raw: str) -> bool:
+def parse_bool(raw: str) -> bool:
+    """on/off, true/false, yes/no, 1/0 (any case); anything else is a ValueError."""
     v = raw.strip().lower()
     if v in ("1", "true", "yes", "on"):
         return True

@@ -15,8 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mysite.params import parse_bool
+
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 PREFIX = "MYSITE_"
+# Read elsewhere (gunicorn_conf.py, the client), not by the app: not typos, not app settings.
+OTHER_VARIABLES = frozenset({"MYSITE_ENV_FILE", "MYSITE_THREADS", "MYSITE_TIMEOUT", "MYSITE_SERVER"})
 
 
 class SettingsError(ValueError):
@@ -49,7 +53,6 @@ class Settings:
         return expand_path(raw) if raw else None
 
 
-# variable suffix -> (field, parser); the README's settings table lists the same names.
 def _positive_float(v: str) -> float:
     x = float(v)
     if not x > 0 or x == float("inf"):
@@ -71,15 +74,6 @@ def _threads(v: str) -> int:
     return x
 
 
-def _switch(v: str) -> bool:
-    s = v.strip().lower()
-    if s in ("1", "on", "true", "yes"):
-        return True
-    if s in ("0", "off", "false", "no"):
-        return False
-    raise ValueError
-
-
 def _networks(v: str) -> tuple:
     return tuple(ipaddress.ip_network(part.strip(), strict=False) for part in v.split(",") if part.strip())
 
@@ -96,11 +90,12 @@ def expand_path(raw: str) -> Path:
     return Path(os.path.expandvars(os.path.expanduser(raw)))
 
 
+# variable suffix -> (field, parser, what a valid value is); the README's settings table lists the same names.
 FIELDS: dict[str, tuple[str, Any, str]] = {
     "MODEL_DIR": ("model_dir", lambda v: expand_path(v) if v.strip() else None, "a folder path"),
     "MAX_UPLOAD_MB": ("max_upload_mb", _positive_float, "a positive number of megabytes"),
     "MAX_PIXELS": ("max_pixels", _positive_int, "a positive whole number of pixels"),
-    "URL_FETCH": ("url_fetch", _switch, "on or off"),
+    "URL_FETCH": ("url_fetch", parse_bool, "on or off"),
     "URL_ALLOW_NETWORKS": ("url_allow_networks", _networks, "comma-separated networks like 127.0.0.0/8"),
     "URL_TIMEOUT": ("url_timeout", _positive_float, "a positive number of seconds"),
     "SECRET_KEY": ("secret_key", str, "any text"),
@@ -135,7 +130,7 @@ def load(overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] 
     values: dict[str, Any] = {}
     extra: dict[str, str] = {}
     for key, raw in merged.items():
-        if not key.startswith(PREFIX) or key == "MYSITE_ENV_FILE":
+        if not key.startswith(PREFIX) or key in OTHER_VARIABLES:
             continue
         suffix = key[len(PREFIX):]
         if suffix not in FIELDS:

@@ -1,41 +1,96 @@
-"""Shared fixtures: the app in-process, and the real site under gunicorn on loopback."""
+"""Shared fixtures: an app per test from create_app(overrides), and the real test photos."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
 from pathlib import Path
 
 import pytest
 
-from live_server import LiveServer, serve_directory, start_gunicorn
+# Tests never read a developer's .env or MYSITE_* variables: each app gets exactly its overrides.
+os.environ["MYSITE_ENV_FILE"] = os.devnull
+for _name in [n for n in os.environ if n.startswith("MYSITE_") and n != "MYSITE_ENV_FILE"]:
+    del os.environ[_name]
 
-DATA = Path(__file__).with_name("data")
+DATA = Path(__file__).parent / "data"
+
+# The book's printed answer for its own photo (demo_request.py output), sorted.
+BOOK_GROUP_BOXES = sorted([
+    [151, 29, 193, 71], [77, 38, 115, 76], [448, 37, 490, 79], [81, 172, 127, 218], [536, 47, 574, 85],
+    [288, 173, 331, 216], [509, 170, 553, 214], [357, 48, 399, 90], [182, 179, 219, 216], [251, 38, 293, 80],
+    [400, 174, 444, 218], [390, 87, 430, 127], [54, 89, 97, 132], [499, 91, 542, 134], [159, 95, 198, 134],
+    [310, 115, 344, 149], [225, 116, 265, 156],
+])
 
 
-@pytest.fixture()
-def app():  # type: ignore[no-untyped-def]
+def read(name: str) -> bytes:
+    """The bytes of a test photo in tests/data."""
+    return (DATA / name).read_bytes()
+
+
+@pytest.fixture(scope="session")
+def group_jpg() -> bytes:
+    return read("group_17_faces.jpg")
+
+
+@pytest.fixture(scope="session")
+def cat_jpg() -> bytes:
+    return read("cat.jpg")
+
+
+@pytest.fixture(scope="session")
+def car_jpg() -> bytes:
+    return read("car.jpg")
+
+
+@pytest.fixture(scope="session")
+def astronaut_png() -> bytes:
+    return read("astronaut.png")
+
+
+@pytest.fixture(scope="session")
+def app():
+    """One app with default settings for the whole session (models load once, as in production)."""
     from mysite import create_app
 
     return create_app({"MYSITE_LOG_LEVEL": "WARNING"})
 
 
 @pytest.fixture()
-def client(app):  # type: ignore[no-untyped-def]
+def client(app):
     return app.test_client()
 
 
+@pytest.fixture()
+def make_app():
+    """Build an app with particular settings: make_app({"MYSITE_MAX_UPLOAD_MB": 1})."""
+    from mysite import create_app
+
+    def make(overrides: dict | None = None):
+        return create_app({"MYSITE_LOG_LEVEL": "WARNING", **(overrides or {})})
+
+    return make
+
+
 @pytest.fixture(scope="session")
-def image_server() -> Iterator[str]:
-    """tests/data served over HTTP on loopback: an image URL for ?url= that never leaves the machine."""
-    with serve_directory(DATA) as url:
+def image_server():
+    """The test photos served over HTTP on loopback: image URLs for ?url= that never leave the machine."""
+    from loopback import serve
+
+    kinds = {".jpg": "image/jpeg", ".png": "image/png"}
+    routes = {f"/{p.name}": (200, {"Content-Type": kinds[p.suffix]}, p.read_bytes())
+              for p in DATA.iterdir() if p.suffix in kinds}
+    with serve(routes) as (url, _seen):
         yield url
 
 
 @pytest.fixture(scope="session")
-def live_server() -> Iterator[LiveServer]:
+def live_server():
     """The site as deployed (the Procfile's gunicorn command), on a free loopback port.
 
     Loopback is allowed for ?url= so tests can fetch from ``image_server``; nothing else is.
     """
+    from live_server import start_gunicorn
+
     with start_gunicorn({"MYSITE_URL_ALLOW_NETWORKS": "127.0.0.1/32"}) as server:
         yield server

@@ -6,10 +6,7 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -78,20 +75,3 @@ def _wait_ready(server: LiveServer, proc: subprocess.Popen[bytes], timeout: floa
         time.sleep(0.1)
     raise RuntimeError(f"gunicorn did not answer /healthz within {timeout} s:\n{server.log.read_text()}")
 
-
-@contextmanager
-def serve_directory(directory: Path) -> Iterator[str]:
-    """Serve ``directory`` read-only on a loopback port; yields its base URL."""
-
-    class Quiet(SimpleHTTPRequestHandler):
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the stdlib's name
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(Quiet, directory=str(directory)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()

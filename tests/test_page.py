@@ -42,7 +42,8 @@ def test_browsers_get_the_page_with_every_image_endpoint(client) -> None:
     assert "cdn" not in html.lower() and "https://" not in html.replace("https://example.org/photo.jpg", "")
 
 
-def test_a_new_endpoint_appears_by_itself_and_digits_get_a_pad(app) -> None:
+def test_a_new_endpoint_appears_by_itself_and_digits_get_a_pad(make_app) -> None:
+    app = make_app()
     def digits():  # type: ignore[no-untyped-def]
         """Read a handwritten digit"""
         return jsonify({"status": "ok", "digit": 7, "probability": 1.0, "probabilities": [0.0] * 7 + [1.0, 0.0, 0.0]})
@@ -86,10 +87,8 @@ def test_form_params_reach_the_model(client) -> None:
     assert '"result": []' in htmllib.unescape(r.get_data(as_text=True))
 
 
-def test_form_by_url(client, image_server) -> None:
-    from mysite import create_app
-
-    app = create_app({"MYSITE_URL_ALLOW_NETWORKS": "127.0.0.1/32", "MYSITE_LOG_LEVEL": "WARNING"})
+def test_form_by_url(make_app, image_server) -> None:
+    app = make_app({"MYSITE_URL_ALLOW_NETWORKS": "127.0.0.1/32"})
     r = _form(app.test_client(), {"endpoint": "/catfacedetection", "url": f"{image_server}/cat.jpg"})
     assert r.status_code == 200
     assert htmllib.unescape(r.get_data(as_text=True)).count('"box"') == 1
@@ -115,10 +114,8 @@ def test_form_errors_are_words_with_the_apis_status(client) -> None:
     assert r.status_code == 400 and "Choose one of the tasks" in r.get_data(as_text=True)
 
 
-def test_form_too_large_is_explained() -> None:
-    from mysite import create_app
-
-    small = create_app({"MYSITE_MAX_UPLOAD_MB": "0.01", "MYSITE_LOG_LEVEL": "WARNING"}).test_client()
+def test_form_too_large_is_explained(make_app) -> None:
+    small = make_app({"MYSITE_MAX_UPLOAD_MB": "0.01"}).test_client()
     r = _form(small, {"endpoint": "/detect", "image": ((DATA / "group_17_faces.jpg").open("rb"), "group.jpg")})
     assert r.status_code == 413
     assert "The image is too large. (413)" in r.get_data(as_text=True)

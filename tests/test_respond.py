@@ -101,7 +101,7 @@ def test_canny_honours_format_and_base64(client) -> None:
     assert r.mimetype == "image/jpeg"
     png = _post(client, "?format=png", path="/canny")
     edges = cv2.imdecode(np.frombuffer(png.data, np.uint8), cv2.IMREAD_UNCHANGED)
-    gray = cv2.imdecode(np.frombuffer(GROUP, np.uint8), cv2.IMREAD_GRAYSCALE)
+    gray = cv2.cvtColor(cv2.imdecode(np.frombuffer(GROUP, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2GRAY)
     assert np.array_equal(edges, cv2.Canny(gray, 100, 200))
     b64 = _post(client, "?output=base64&format=png", path="/canny")
     assert base64.b64decode(b64.data) == png.data

@@ -76,15 +76,22 @@ def describe(data: bytes, content_type: str | None = None) -> str:
     return f"{n} bytes of {what}{declared}"
 
 
-def read_header(data: bytes) -> Header:
-    """Identify the format and size from the header alone; refuse what we don't read."""
+def read_header(data: bytes, max_pixels: int | None = None) -> Header:
+    """Identify the format and size from the header alone; refuse what we don't read (415),
+    what is broken (422) and, given ``max_pixels``, what is larger than that (413)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data), formats=FORMATS) as im:
                 width, height = im.size
                 fmt = "JPEG" if im.format == "MPO" else str(im.format)
-                orientation = im.getexif().get(0x0112) if fmt in ("JPEG", "WEBP", "PNG", "TIFF") else None
+                if max_pixels is not None and width * height > max_pixels:
+                    raise TooLarge(
+                        f"image is {width}x{height} = {width * height / 1e6:.1f} megapixels; "
+                        f"the limit is {max_pixels / 1e6:.1f} megapixels"
+                    )
+                # Only where EXIF sits in the header: Pillow decodes a whole PNG to find its EXIF.
+                orientation = im.getexif().get(0x0112) if fmt in ("JPEG", "WEBP", "TIFF") else None
     except Image.DecompressionBombError as exc:
         raise TooLarge(f"image declares too many pixels ({exc})") from None
     except UnidentifiedImageError:
@@ -117,20 +124,20 @@ def decode_image(data: bytes, *, max_pixels: int, gray: bool = False, reduce: in
     Raises 413 before allocating pixels when the header declares more than
     ``max_pixels``, 415 for bytes that are no image we read, 422 for a broken one.
     """
-    header = read_header(data)
-    pixels = header.width * header.height
-    if pixels > max_pixels:
-        raise TooLarge(
-            f"image is {header.width}x{header.height} = {pixels / 1e6:.1f} megapixels; "
-            f"the limit is {max_pixels / 1e6:.1f} megapixels"
-        )
-    flags = _FLAGS.get((gray, reduce))
+    header = read_header(data, max_pixels)
+    # At full size, gray comes from BGR like the book's cvtColor: libjpeg's own gray output differs
+    # by a grey level here and there, and that moves the book's boxes by a pixel.
+    direct_gray = gray and reduce > 1
+    flags = _FLAGS.get((direct_gray, reduce))
     if flags is None:
         raise ValueError(f"reduce must be 1, 2, 4 or 8, not {reduce}")
     image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     if image is None or image.size == 0:
-        image = _decode_with_pillow(data, header, gray, reduce)
-    return Decoded(image, header, image.shape[1] / header.width)
+        image = _decode_with_pillow(data, header, direct_gray, reduce)
+    if gray and not direct_gray:
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    # Long side over long side: right whichever way the decoder turned the picture.
+    return Decoded(image, header, max(image.shape[:2]) / max(header.width, header.height))
 
 
 def _decode_with_pillow(data: bytes, header: Header, gray: bool, reduce: int) -> np.ndarray:

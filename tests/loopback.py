@@ -1,0 +1,83 @@
+"""A tiny HTTP server on 127.0.0.1 for tests that need something to fetch."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Iterator
+
+# path -> (status, headers, body) or a callable(handler) that answers itself
+Route = tuple[int, dict[str, str], bytes] | Callable[[BaseHTTPRequestHandler], None]
+
+
+@contextmanager
+def serve(routes: dict[str, Route]) -> Iterator[tuple[str, list[str]]]:
+    """Serve ``routes`` on a free loopback port; yields (base URL, list of request lines seen)."""
+    seen: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+            seen.append(f"{self.command} {self.path} Host={self.headers.get('Host')}")
+            route = routes.get(self.path) or routes.get(self.path.split("?")[0])
+            if route is None:
+                self.send_error(404)
+                return
+            if callable(route):
+                route(self)
+                return
+            status, headers, body = route
+            self.send_response(status)
+            for k, v in headers.items():
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def slow(seconds: float) -> Callable[[BaseHTTPRequestHandler], None]:
+    """A route that sends headers, then stalls before the body."""
+
+    def answer(h: BaseHTTPRequestHandler) -> None:
+        h.send_response(200)
+        h.send_header("Content-Type", "image/jpeg")
+        h.end_headers()
+        h.wfile.flush()
+        time.sleep(seconds)
+        try:
+            h.wfile.write(b"\xff\xd8\xff")
+        except OSError:
+            pass
+
+    return answer
+
+
+def endless(chunk: bytes = b"\0" * 65536) -> Callable[[BaseHTTPRequestHandler], None]:
+    """A route that streams a body with no Content-Length until the client hangs up (at most 64 MB)."""
+
+    def answer(h: BaseHTTPRequestHandler) -> None:
+        h.send_response(200)
+        h.send_header("Content-Type", "image/jpeg")
+        h.end_headers()
+        try:
+            for _ in range(1024):
+                h.wfile.write(chunk)
+        except OSError:
+            pass
+
+    return answer

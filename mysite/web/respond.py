@@ -11,11 +11,12 @@ honours ``format`` and ``output=base64`` the same way.
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from flask import Request, Response, current_app, jsonify, request
+from flask import Request, Response, current_app, request
 
 from mysite.errors import BadRequest
 from mysite.vision.decode import Decoded, decode_image, encode
@@ -54,11 +55,14 @@ def wanted(req: Request, answers_image: bool) -> Wanted:
     return Wanted(output, FORMATS[fmt])
 
 
-def shape(output_kind: str, result: Any, data: bytes, decoded: Decoded, label: str = "") -> Response:
+def shape(output_kind: str, result: Any, data: bytes, decoded: Decoded, label: str,
+          plain: Callable[[Any], Response]) -> Response:
     """The response for one request, given the endpoint's kind of output and what its model returned.
 
-    ``output_kind`` is the endpoint's ``output``: "boxes" (detections) or "image" (the model returns one).
-    ``data`` are the uploaded bytes, decoded again in colour to draw on when the model saw gray.
+    ``plain`` shapes the endpoint's usual answer (the book's JSON); it is used unless a picture is asked
+    for. "boxes" endpoints can draw their detections on the upload; "image" endpoints send their picture
+    as JPEG, PNG or base64; other kinds refuse ``output=image`` with a 400. ``data`` are the uploaded
+    bytes, decoded again in colour to draw on when the model saw gray.
     """
     if output_kind == "image":
         want = wanted(request, answers_image=True)
@@ -66,21 +70,18 @@ def shape(output_kind: str, result: Any, data: bytes, decoded: Decoded, label: s
             raise BadRequest("this endpoint answers an image: output may be image or base64")
         return _image_response(result, want)
     if output_kind != "boxes":
-        _refuse_image(output_kind)
-        return jsonify({"status": "ok", "result": result})
+        asked = inputs.params(request).get("output", "").strip().lower()
+        if asked not in ("", "json"):
+            raise BadRequest(f"this endpoint answers {output_kind}, not boxes: there is nothing to draw; drop output=")
+        return plain(result)
     want = wanted(request, answers_image=False)
     if want.output == "json":
-        response = jsonify({"status": "ok", "result": result})
+        response = plain(result)
     else:
         photo = decoded.image if decoded.image.ndim == 3 else _colour(data)
         response = _image_response(draw_detections(photo, result, default_label=label), want)
     response.vary.add("Accept")  # the same URL answers JSON or an image by Accept: caches must know
     return response
-
-
-def _refuse_image(output_kind: str) -> None:
-    if inputs.params(request).get("output", "json").strip().lower() not in ("", "json"):
-        raise BadRequest(f"this endpoint answers {output_kind}, not boxes: there is nothing to draw; drop output=")
 
 
 def _colour(data: bytes) -> np.ndarray:

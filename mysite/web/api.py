@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,13 +27,6 @@ class Endpoint:
     doc: str
     output: str = "boxes"  # "boxes": the book's JSON; "image": a JPEG of what the model returns
     fixed: Mapping[str, Any] = field(default_factory=dict)  # parameters the endpoint pins
-
-
-# How each kind of answer goes on the wire; Endpoint.output names one.
-SHAPES: dict[str, Callable[[Any], Response]] = {
-    "boxes": lambda result: jsonify({"status": "ok", "result": result}),
-    "image": lambda result: Response(encode(result), mimetype="image/jpeg"),
-}
 
 
 ENDPOINTS: tuple[Endpoint, ...] = (
@@ -73,7 +66,7 @@ def handle(ep: Endpoint) -> Response:
     data = inputs.image_bytes(request, settings.max_upload_bytes, _fetcher(settings))
     decoded = decode_image(data, max_pixels=settings.max_pixels, gray=model.input == "gray")
     result = model.run(decoded.image, **values)
-    response = respond.shape(ep.output, result, data, decoded, ep.model, SHAPES[ep.output])
+    response = respond.shape(ep.output, result, data, decoded, ep.model)
     response.headers["Server-Timing"] = f"total;dur={(time.perf_counter() - started) * 1000:.1f}"
     return response
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from flask import Request, Response, current_app, request
+from flask import Request, Response, current_app, jsonify, request
 
 from mysite.errors import BadRequest
 from mysite.vision.decode import Decoded, decode_image, encode
@@ -56,11 +56,11 @@ def wanted(req: Request, answers_image: bool) -> Wanted:
 
 
 def shape(output_kind: str, result: Any, data: bytes, decoded: Decoded, label: str,
-          plain: Callable[[Any], Response]) -> Response:
+          plain: Callable[[Any], Response] | None = None) -> Response:
     """The response for one request, given the endpoint's kind of output and what its model returned.
 
-    ``plain`` shapes the endpoint's usual answer (the book's JSON); it is used unless a picture is asked
-    for. "boxes" endpoints can draw their detections on the upload; "image" endpoints send their picture
+    ``plain`` shapes the endpoint's usual answer; it is used unless a picture is asked for, and
+    defaults to the book's ``{"status": "ok", "result": [...]}`` for "boxes". "boxes" endpoints can draw their detections on the upload; "image" endpoints send their picture
     as JPEG, PNG or base64; other kinds refuse ``output=image`` with a 400. ``data`` are the uploaded
     bytes, decoded again in colour to draw on when the model saw gray.
     """
@@ -73,10 +73,12 @@ def shape(output_kind: str, result: Any, data: bytes, decoded: Decoded, label: s
         asked = inputs.params(request).get("output", "").strip().lower()
         if asked not in ("", "json"):
             raise BadRequest(f"this endpoint answers {output_kind}, not boxes: there is nothing to draw; drop output=")
+        if plain is None:
+            raise TypeError(f"no shaper given for answers of kind {output_kind!r}")
         return plain(result)
     want = wanted(request, answers_image=False)
     if want.output == "json":
-        response = plain(result)
+        response = plain(result) if plain else jsonify({"status": "ok", "result": result})
     else:
         photo = decoded.image if decoded.image.ndim == 3 else _colour(data)
         response = _image_response(draw_detections(photo, result, default_label=label), want)

@@ -246,7 +246,7 @@ def test_form_works_without_javascript(live_server) -> None:
         b.get(live_server.url + "/")
         b.type("#image", str(DATA / "group_17_faces.jpg"))
         b.click("#run")
-        text = b.text("#json")
+        text = b.wait_text("#json", '"box"')
         assert text.count('"box"') == 17
         assert b.property("#server-image", "naturalWidth") == 640
         b.screenshot(ARTIFACTS / "page-no-javascript.png", full_page=False)

@@ -101,6 +101,20 @@ class Browser:
             {"type": "pointer", "id": "mouse", "parameters": {"pointerType": "mouse"}, "actions": actions}]})
         self.command("DELETE", "/actions")
 
+    def wait_text(self, css: str, contains: str, timeout: float = 20.0) -> str:
+        """The text of ``css`` once it contains ``contains``; works with scripts off and across page loads."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                text = self.text(css)
+                if contains in text:
+                    return text
+            except WebDriverError:
+                pass  # not there yet, or the old page's element went stale while the new one loads
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"waited {timeout} s for {contains!r} in {css}")
+            time.sleep(0.05)
+
     def wait(self, script: str, *args: Any, timeout: float = 20.0) -> Any:
         """Poll ``script`` until it returns something truthy; its value is returned."""
         deadline = time.monotonic() + timeout

@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,27 +51,34 @@ def start_gunicorn(env: Mapping[str, str] | None = None, log_dir: Path | None = 
         )
     server = LiveServer(f"http://127.0.0.1:{port}", log)
     try:
-        _wait_ready(server, proc)
+        wait_until(lambda: requests.get(server.url + "/healthz", timeout=1).status_code == 200, proc, "gunicorn",
+                   detail=log.read_text)
         yield server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
-def _wait_ready(server: LiveServer, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+def wait_until(ready: Callable[[], bool], proc: subprocess.Popen[bytes], what: str, timeout: float = 30.0,
+               detail: Callable[[], str] = str) -> None:
+    """Poll ``ready()`` until it is true; fail early when ``proc`` dies, with ``detail()`` (e.g. its log)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"gunicorn exited with {proc.returncode}:\n{server.log.read_text()}")
+            raise RuntimeError(f"{what} exited with {proc.returncode}\n{detail()}")
         try:
-            if requests.get(server.url + "/healthz", timeout=1).status_code == 200:
+            if ready():
                 return
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"gunicorn did not answer /healthz within {timeout} s:\n{server.log.read_text()}")
+        except (requests.ConnectionError, ValueError, KeyError):
+            pass  # not listening yet, or not answering sense yet
+        time.sleep(0.05)
+    raise RuntimeError(f"{what} did not get ready within {timeout} s\n{detail()}")
 
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """Ask a child process to end; kill it if it will not."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

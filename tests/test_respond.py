@@ -16,7 +16,7 @@ DATA = Path(__file__).with_name("data")
 GROUP = (DATA / "group_17_faces.jpg").read_bytes()
 
 
-def _post(client, query: str = "", headers=None, image: bytes = GROUP, path: str = "/detect"):  # type: ignore[no-untyped-def]
+def _post(client, query: str = "", headers=None, image: bytes = GROUP, path: str = "/detect"):  # type: ignore
     return client.post(f"{path}{query}", data={"image": (io.BytesIO(image), "group.jpg")}, headers=headers or {})
 
 

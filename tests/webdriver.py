@@ -20,7 +20,7 @@ from typing import Any
 
 import requests
 
-from live_server import free_port
+from live_server import free_port, stop, wait_until
 
 ELEMENT = "element-6066-11e4-a52e-4f735466cecf"  # the W3C key of an element reference
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
@@ -170,10 +170,13 @@ def chromium(log_dir: Path, extra_args: list[str] | None = None) -> Iterator[Bro
         endpoint = f"http://127.0.0.1:{port}"
         session = None
         try:
-            _wait_driver(endpoint, driver)
+            wait_until(lambda: requests.get(f"{endpoint}/status", timeout=1).json()["value"]["ready"], driver,
+                       "chromedriver", timeout=20)
             caps = {"capabilities": {"alwaysMatch": {
                 "browserName": "chrome",
-                "goog:chromeOptions": {"binary": browser_bin, "args": [*ARGS, *(extra_args or []), f"--user-data-dir={profile}"]},
+                "goog:chromeOptions": {
+                    "binary": browser_bin, "args": [*ARGS, *(extra_args or []), f"--user-data-dir={profile}"],
+                },
             }}}
             r = requests.post(f"{endpoint}/session", json=caps, timeout=60)
             if r.status_code != 200:
@@ -183,23 +186,4 @@ def chromium(log_dir: Path, extra_args: list[str] | None = None) -> Iterator[Bro
         finally:
             if session:
                 requests.delete(f"{endpoint}/session/{session}", timeout=30)
-            driver.terminate()
-            try:
-                driver.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                driver.kill()
-                driver.wait()
-
-
-def _wait_driver(endpoint: str, driver: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if driver.poll() is not None:
-            raise WebDriverError(f"chromedriver exited with {driver.returncode}")
-        try:
-            if requests.get(f"{endpoint}/status", timeout=1).json()["value"]["ready"]:
-                return
-        except (requests.ConnectionError, ValueError, KeyError):
-            pass
-        time.sleep(0.05)
-    raise WebDriverError(f"chromedriver did not get ready within {timeout} s")
+            stop(driver)

@@ -60,9 +60,10 @@ def shape(output_kind: str, result: Any, data: bytes, decoded: Decoded, label: s
     """The response for one request, given the endpoint's kind of output and what its model returned.
 
     ``plain`` shapes the endpoint's usual answer; it is used unless a picture is asked for, and
-    defaults to the book's ``{"status": "ok", "result": [...]}`` for "boxes". "boxes" endpoints can draw their detections on the upload; "image" endpoints send their picture
-    as JPEG, PNG or base64; other kinds refuse ``output=image`` with a 400. ``data`` are the uploaded
-    bytes, decoded again in colour to draw on when the model saw gray.
+    defaults to the book's ``{"status": "ok", "result": [...]}`` for "boxes". "boxes" endpoints
+    can draw their detections on the upload; "image" endpoints send their picture as JPEG, PNG
+    or base64; other kinds refuse ``output=image`` with a 400. ``data`` are the uploaded bytes,
+    decoded again in colour to draw on when the model saw gray.
     """
     if output_kind == "image":
         want = wanted(request, answers_image=True)

@@ -93,6 +93,8 @@ def run_form(app: Flask, choices: list[dict[str, Any]]) -> Outcome:
             response = view()
         elif url:
             query = {k: v for k, v in request.form.items() if k not in ("endpoint", "image") and v}
+            # The API reads ?url= from the query string: run the view in a GET request context built for it
+            # (Flask's documented way to make one; nothing is sent over the network by this).
             with current_app.test_request_context(outcome.task, method="GET", query_string=query):
                 response = view()
         else:

@@ -70,3 +70,27 @@ def make_app():
         return create_app({"MYSITE_LOG_LEVEL": "WARNING", **(overrides or {})})
 
     return make
+
+
+@pytest.fixture(scope="session")
+def image_server():
+    """The test photos served over HTTP on loopback: image URLs for ?url= that never leave the machine."""
+    from loopback import serve
+
+    kinds = {".jpg": "image/jpeg", ".png": "image/png"}
+    routes = {f"/{p.name}": (200, {"Content-Type": kinds[p.suffix]}, p.read_bytes())
+              for p in DATA.iterdir() if p.suffix in kinds}
+    with serve(routes) as (url, _seen):
+        yield url
+
+
+@pytest.fixture(scope="session")
+def live_server():
+    """The site as deployed (the Procfile's gunicorn command), on a free loopback port.
+
+    Loopback is allowed for ?url= so tests can fetch from ``image_server``; nothing else is.
+    """
+    from live_server import start_gunicorn
+
+    with start_gunicorn({"MYSITE_URL_ALLOW_NETWORKS": "127.0.0.1/32"}) as server:
+        yield server

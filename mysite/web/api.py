@@ -14,7 +14,7 @@ from mysite.params import parse
 from mysite.registry import Registry
 from mysite.settings import Settings
 from mysite.vision.decode import decode_image, encode
-from mysite.web import inputs
+from mysite.web import inputs, respond
 from mysite.web.choices import Choice, pick
 from mysite.web.fetch import Fetcher
 
@@ -31,10 +31,9 @@ class Endpoint:
     choice: Choice | None = None  # a request parameter that picks another model (e.g. ?detector=dnn)
 
 
-# How each kind of answer goes on the wire; Endpoint.output names one.
+# The JSON of answers that are neither boxes nor an image (respond.shape handles those two);
+# Endpoint.output names one.
 SHAPES: dict[str, Callable[[Any], Response]] = {
-    "boxes": lambda result: jsonify({"status": "ok", "result": result}),
-    "image": lambda result: Response(encode(result), mimetype="image/jpeg"),
     # The model's own fields beside the status, e.g. {"status": "ok", "digit": 7, ...}.
     "fields": lambda result: jsonify({"status": "ok", **result}),
     # The book's Keras client reads success/predictions; the PyTorch tutorial's reads class_id/class_name.
@@ -91,7 +90,7 @@ def handle(ep: Endpoint) -> Response:
     data = inputs.image_bytes(request, settings.max_upload_bytes, _fetcher(settings))
     decoded = decode_image(data, max_pixels=settings.max_pixels, gray=model.input == "gray")
     result = model.run(decoded.image, **values)
-    response = SHAPES[ep.output](result)
+    response = respond.shape(ep.output, result, data, decoded, ep.model, SHAPES.get(ep.output))
     response.headers["Server-Timing"] = f"total;dur={(time.perf_counter() - started) * 1000:.1f}"
     return response
 

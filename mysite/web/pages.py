@@ -8,6 +8,7 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, render_templ
 
 from mysite import __version__
 from mysite.registry import Registry
+from mysite.web import tryit
 
 bp = Blueprint("pages", __name__, template_folder="templates", static_folder="static")
 _HIDDEN_METHODS = {"HEAD", "OPTIONS"}
@@ -29,23 +30,36 @@ def describe_routes(app: Flask) -> list[dict[str, Any]]:
     return sorted(routes, key=lambda r: r["path"])
 
 
-@bp.get("/")
-def info() -> Response | str:
-    """This page: the routes, the models and the version"""
+def _info() -> dict[str, Any]:
     registry: Registry = current_app.extensions["mysite.registry"]
-    payload = {
+    return {
         "name": "mysite",
         "version": __version__,
         "routes": describe_routes(current_app),
         "models": registry.describe(),
     }
+
+
+@bp.route("/", methods=["GET", "POST"])
+def info() -> Response | str | tuple[str, int]:
+    """This page: the routes, the models and the version (POST: the page's form, without JavaScript)"""
+    payload = _info()
+    if request.method == "POST":
+        return _try_it(payload)
     best = request.accept_mimetypes.best_match(["application/json", "text/html"])
     wants_html = best == "text/html" and (
         request.accept_mimetypes["text/html"] > request.accept_mimetypes["application/json"]
     )
     if wants_html:
-        return render_template("info.html", **payload)
+        return render_template("info.html", **payload, **tryit.page_context(current_app, payload["routes"]))
     return jsonify(payload)
+
+
+def _try_it(payload: dict[str, Any]) -> tuple[str, int]:
+    """Run the task the form names and show its answer in the page, with the API's status code."""
+    context = tryit.page_context(current_app, payload["routes"])
+    outcome = context["outcome"] = tryit.run_form(current_app, context["tasks"])
+    return render_template("info.html", **payload, **context), outcome.code
 
 
 @bp.get("/healthz")

@@ -1,0 +1,280 @@
+"""The book's demo_request client, as a library and a command.
+
+Library::
+
+    from mysite.client import Client
+    faces = Client("http://localhost:5000").detect("group.jpg")   # [{"box": [x1, y1, x2, y2]}, ...]
+
+Command (prints status, headers and content the way the book's demo_request.py does)::
+
+    python -m mysite.client /detect group.jpg --draw out.png
+    python -m mysite.client /detect --url https://example.org/lena.jpg
+    MYSITE_SERVER=https://me.pythonanywhere.com python -m mysite.client /catfacedetection cat.jpg
+
+Connection failures and 502/503/504 answers are retried with exponential
+backoff (seed 003's client retried 10 times); other HTTP errors are reported
+with the server's own message. Needs requests, numpy and OpenCV only: no GUI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import requests
+
+DEFAULT_SERVER = "http://localhost:5000"
+RETRY_STATUSES = frozenset({502, 503, 504})
+
+
+class ClientError(Exception):
+    """The request did not give an answer we can use."""
+
+
+class ConnectFailed(ClientError):
+    """The server could not be reached, even after retrying."""
+
+
+class HTTPError(ClientError):
+    """The server answered with an error status; ``message`` is its own explanation."""
+
+    def __init__(self, response: requests.Response) -> None:
+        self.response = response
+        self.status = response.status_code
+        body = _json_or_none(response)
+        self.message = str(body.get("message", "")) if isinstance(body, dict) else response.text[:200].strip()
+        reason = body.get("status") if isinstance(body, dict) else response.reason
+        super().__init__(f"{response.request.method} {response.url} answered {self.status} {reason}: {self.message}")
+
+
+class Client:
+    """Talks to one mysite server; every method raises ``ClientError`` rather than returning an error."""
+
+    def __init__(
+        self,
+        server: str | None = None,
+        *,
+        retries: int = 5,
+        backoff: float = 0.5,
+        timeout: float = 60.0,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.server = (server or os.environ.get("MYSITE_SERVER") or DEFAULT_SERVER).rstrip("/")
+        self.retries = retries
+        self.backoff = backoff
+        self.timeout = timeout
+        self.session = session or requests.Session()
+        self._sleep = sleep
+
+    def url_for(self, endpoint: str) -> str:
+        """The full URL of ``endpoint`` ("/detect", "detect" or a full URL)."""
+        if endpoint.startswith(("http://", "https://")):
+            return endpoint
+        return f"{self.server}/{endpoint.lstrip('/')}"
+
+    def request(
+        self,
+        method: str,
+        endpoint: str,
+        *,
+        image: str | Path | bytes | None = None,
+        url: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> requests.Response:
+        """Send one request (the image as multipart field ``image``, or ``?url=``), retrying what may pass.
+
+        Any status is returned, as the book's scripts want to print it; only a
+        server that cannot be reached raises (``ConnectFailed``).
+        """
+        query = dict(params or {})
+        if url is not None:
+            query["url"] = url
+        data = _read(image) if image is not None else None
+        target = self.url_for(endpoint)
+        for attempt in range(self.retries + 1):
+            files = {"image": (_name(image), data, "application/octet-stream")} if data is not None else None
+            try:
+                response = self.session.request(
+                    method, target, params=query, files=files, headers=dict(headers or {}), timeout=self.timeout
+                )
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                if attempt == self.retries:
+                    raise ConnectFailed(f"could not reach {target} after {attempt + 1} attempts: {exc}") from None
+            else:
+                if response.status_code not in RETRY_STATUSES or attempt == self.retries:
+                    return response
+                retry_after = _retry_after(response)
+                if retry_after is not None:
+                    self._sleep(min(retry_after, 30.0))
+                    continue
+            self._sleep(min(self.backoff * 2**attempt, 8.0))
+        raise AssertionError("unreachable")  # pragma: no cover - the loop always returns or raises
+
+    def call(self, endpoint: str, image: str | Path | bytes | None = None, *, url: str | None = None,
+             **params: Any) -> requests.Response:
+        """POST ``image`` (or GET ``?url=``) to ``endpoint``; raise ``HTTPError`` unless the answer is 2xx."""
+        method = "POST" if image is not None else "GET"
+        response = self.request(method, endpoint, image=image, url=url, params=params)
+        if not response.ok:
+            raise HTTPError(response)
+        return response
+
+    def detect(self, image: str | Path | bytes | None = None, *, endpoint: str = "/detect", url: str | None = None,
+               **params: Any) -> list[dict[str, Any]]:
+        """The detections the server finds: ``[{"box": [x1, y1, x2, y2], ...}, ...]``."""
+        body = _json_or_none(self.call(endpoint, image, url=url, **params))
+        if not isinstance(body, dict) or not isinstance(body.get("result"), list):
+            raise ClientError(f"{endpoint} did not answer detections: {str(body)[:200]}")
+        return body["result"]
+
+    def annotated(self, image: str | Path | bytes | None = None, *, endpoint: str = "/detect",
+                  url: str | None = None, fmt: str = "png", **params: Any) -> bytes:
+        """The picture with the server's results drawn on it (``?output=image``), as PNG or JPEG bytes."""
+        return self.call(endpoint, image, url=url, output="image", format=fmt, **params).content
+
+
+def draw_file(image: bytes, detections: Sequence[Mapping[str, Any]], out: Path, label: str = "") -> None:
+    """Write ``image`` with ``detections`` drawn to ``out`` (format from its suffix), like demo_request_drawing."""
+    import cv2
+    import numpy as np
+
+    from mysite.vision.draw import draw_detections
+
+    picture = cv2.imdecode(np.frombuffer(image, np.uint8), cv2.IMREAD_COLOR)
+    if picture is None:
+        raise ClientError("the image could not be decoded here to draw on")
+    write_image(draw_detections(picture, detections, default_label=label), out)
+
+
+def write_image(picture: Any, out: Path) -> None:
+    """Save a numpy image; the suffix picks the format (.png, .jpg, ...)."""
+    import cv2
+
+    ok, buf = cv2.imencode(out.suffix or ".png", picture)
+    if not ok:
+        raise ClientError(f"cannot write an image named {out} (use .png or .jpg)")
+    out.write_bytes(buf.tobytes())
+
+
+def show(response: requests.Response, out: Any = None) -> None:
+    """Print a response the way the book's demo_request.py does."""
+    out = out or sys.stdout
+    print(f"status code: {response.status_code}", file=out)
+    print(f"headers: {dict(response.headers)}", file=out)
+    body = _json_or_none(response)
+    if body is None:
+        kind = response.headers.get("Content-Type", "unknown type")
+        print(f"content: <{len(response.content)} bytes of {kind}>", file=out)
+    else:
+        print(f"content: {body}", file=out)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m mysite.client``: one request, printed; ``--draw`` saves the picture with the results."""
+    args = _parser().parse_args(argv)
+    if (args.image is None) == (args.url is None):
+        print("error: give an image path or --url (one of them)", file=sys.stderr)
+        return 2
+    try:
+        params = dict(_key_value(p) for p in args.param)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.draw and Path(args.draw).suffix.lower() == ".png":
+        # An endpoint that answers a picture (Canny) then sends it lossless; JSON answers ignore format.
+        params.setdefault("format", "png")
+    client = Client(args.server, retries=args.retries, timeout=args.timeout)
+    image = Path(args.image) if args.image else None
+    if image is not None and not image.is_file():
+        print(f"error: no such image file: {image}", file=sys.stderr)
+        return 2
+    try:
+        response = client.request("POST" if image else "GET", args.endpoint, image=image, url=args.url,
+                                  params=params)
+        show(response)
+        if not response.ok:
+            print(f"error: {HTTPError(response)}", file=sys.stderr)
+            return 1
+        if args.draw:
+            _draw(client, args, image, params, response)
+            print(f"wrote {args.draw}")
+    except ClientError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1 if isinstance(exc, HTTPError) else 3
+    return 0
+
+
+def _draw(client: Client, args: argparse.Namespace, image: Path | None, params: dict[str, str],
+          response: requests.Response) -> None:
+    out = Path(args.draw)
+    if response.headers.get("Content-Type", "").startswith("image/"):
+        # The answer is a picture already (Canny): save it as asked.
+        import cv2
+        import numpy as np
+
+        write_image(cv2.imdecode(np.frombuffer(response.content, np.uint8), cv2.IMREAD_UNCHANGED), out)
+        return
+    body = _json_or_none(response)
+    if not isinstance(body, dict) or not isinstance(body.get("result"), list):
+        raise ClientError(f"{args.endpoint} answers no boxes; there is nothing to draw")
+    if image is not None:
+        draw_file(image.read_bytes(), body["result"], out, label=args.endpoint.strip("/").split("/")[-1])
+    else:
+        # The image lives behind --url: let the server, which fetched it, draw on it.
+        params = {"format": "png" if out.suffix.lower() == ".png" else "jpeg", **params}
+        out.write_bytes(client.call(args.endpoint, url=args.url, output="image", **params).content)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m mysite.client", description=__doc__.split("\n\n")[0])
+    p.add_argument("endpoint", help="the API route, e.g. /detect, /catfacedetection, /canny")
+    p.add_argument("image", nargs="?", help="path of the image to POST")
+    p.add_argument("--url", help="ask the server to fetch the image from this URL instead (GET ?url=)")
+    p.add_argument("--server", default=None,
+                   help=f"server base URL (default: $MYSITE_SERVER or {DEFAULT_SERVER})")
+    p.add_argument("--draw", metavar="OUT", help="write the image with the results drawn to OUT (.png or .jpg)")
+    p.add_argument("--param", "-p", action="append", default=[], metavar="NAME=VALUE",
+                   help="a request parameter, e.g. -p min_neighbors=3 (repeatable)")
+    p.add_argument("--retries", type=int, default=5, help="retries on connection failure or 502/503/504 (5)")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for each answer (60)")
+    return p
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise ValueError(f"--param wants NAME=VALUE, not {text!r}")
+    return name, value
+
+
+def _read(image: str | Path | bytes) -> bytes:
+    return image if isinstance(image, bytes) else Path(image).read_bytes()
+
+
+def _name(image: str | Path | bytes | None) -> str:
+    return "image" if isinstance(image, bytes) or image is None else Path(image).name
+
+
+def _json_or_none(response: requests.Response) -> Any:
+    if "json" not in response.headers.get("Content-Type", ""):
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After", "")
+    return float(value) if value.isdigit() else None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""How an endpoint's answer goes on the wire: the book's JSON, or the picture with the results drawn.
+
+A detection endpoint answers JSON unless the client asks for the image:
+``?output=image`` (or ``Accept: image/jpeg`` / ``image/png`` preferred over JSON)
+gives the photo with boxes and labels drawn, ``?output=base64`` the base64 text
+of that image (what seed 003's client ``base64.b64decode``s). ``?format=png``
+picks PNG instead of JPEG. An endpoint whose answer already is an image (Canny)
+honours ``format`` and ``output=base64`` the same way.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from flask import Request, Response, current_app, jsonify, request
+
+from mysite.errors import BadRequest
+from mysite.vision.decode import Decoded, decode_image, encode
+from mysite.vision.draw import draw_detections
+from mysite.web import inputs
+
+OUTPUTS = ("json", "image", "base64")
+FORMATS = {"jpeg": "jpeg", "jpg": "jpeg", "png": "png"}
+MIMETYPES = {"jpeg": "image/jpeg", "png": "image/png"}
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """What the client asked to get back."""
+
+    output: str  # one of OUTPUTS
+    fmt: str  # "jpeg" or "png"
+
+
+def wanted(req: Request, answers_image: bool) -> Wanted:
+    """Read ``output``/``format`` (query or form fields), else the Accept header; JSON when nothing is said."""
+    given = inputs.params(req)
+    output = given.get("output", "").strip().lower()
+    fmt = given.get("format", "").strip().lower()
+    if output and output not in OUTPUTS:
+        raise BadRequest(f"parameter output must be one of {', '.join(OUTPUTS)}, not {output!r}")
+    if fmt and fmt not in FORMATS:
+        raise BadRequest(f"parameter format must be jpeg or png, not {fmt!r}")
+    accept = req.accept_mimetypes
+    q_jpeg, q_png = accept.quality("image/jpeg"), accept.quality("image/png")
+    if not output:
+        # Only an explicit preference for an image wins: */* (requests, curl) keeps the book's JSON.
+        output = "image" if answers_image or max(q_jpeg, q_png) > accept.quality("application/json") else "json"
+    if not fmt:
+        fmt = "png" if q_png > q_jpeg else "jpeg"
+    return Wanted(output, FORMATS[fmt])
+
+
+def shape(output_kind: str, result: Any, data: bytes, decoded: Decoded, label: str,
+          plain: Callable[[Any], Response] | None = None) -> Response:
+    """The response for one request, given the endpoint's kind of output and what its model returned.
+
+    ``plain`` shapes the endpoint's usual answer; it is used unless a picture is asked for, and
+    defaults to the book's ``{"status": "ok", "result": [...]}`` for "boxes". "boxes" endpoints
+    can draw their detections on the upload; "image" endpoints send their picture as JPEG, PNG
+    or base64; other kinds refuse ``output=image`` with a 400. ``data`` are the uploaded bytes,
+    decoded again in colour to draw on when the model saw gray.
+    """
+    if output_kind == "image":
+        want = wanted(request, answers_image=True)
+        if want.output == "json":
+            raise BadRequest("this endpoint answers an image: output may be image or base64")
+        return _image_response(result, want)
+    if output_kind != "boxes":
+        asked = inputs.params(request).get("output", "").strip().lower()
+        if asked not in ("", "json"):
+            raise BadRequest(f"this endpoint answers {output_kind}, not boxes: there is nothing to draw; drop output=")
+        if plain is None:
+            raise TypeError(f"no shaper given for answers of kind {output_kind!r}")
+        return plain(result)
+    want = wanted(request, answers_image=False)
+    if want.output == "json":
+        response = plain(result) if plain else jsonify({"status": "ok", "result": result})
+    else:
+        photo = decoded.image if decoded.image.ndim == 3 else _colour(data)
+        response = _image_response(draw_detections(photo, result, default_label=label), want)
+    response.vary.add("Accept")  # the same URL answers JSON or an image by Accept: caches must know
+    return response
+
+
+def _colour(data: bytes) -> np.ndarray:
+    settings = current_app.extensions["mysite.settings"]
+    return decode_image(data, max_pixels=settings.max_pixels).image
+
+
+def _image_response(image: np.ndarray, want: Wanted) -> Response:
+    body = encode(image, want.fmt)
+    if want.output == "base64":
+        return Response(base64.b64encode(body), mimetype="text/plain")
+    return Response(body, mimetype=MIMETYPES[want.fmt])

@@ -1,0 +1,124 @@
+"""The page at / (server side): tasks from the URL map, JSON for JSON clients, the form without JavaScript."""
+
+from __future__ import annotations
+
+import base64
+import html as htmllib
+import io
+import json
+import re
+from pathlib import Path
+
+import cv2
+import numpy as np
+from flask import jsonify
+
+from mysite.web.api import ENDPOINTS
+
+DATA = Path(__file__).with_name("data")
+HTML = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}  # what Chromium sends
+
+
+def _options(html: str) -> list[str]:
+    select = re.search(r'<select id="task".*?</select>', html, re.S).group(0)
+    return re.findall(r'<option value="([^"]+)"', select)
+
+
+def test_json_clients_still_get_json_from_root(client) -> None:
+    r = client.get("/")
+    assert r.mimetype == "application/json"
+    body = r.get_json()
+    assert {"name", "version", "routes", "models"} <= set(body)
+    assert "/detect" in {route["path"] for route in body["routes"]}
+
+
+def test_browsers_get_the_page_with_every_image_endpoint(client) -> None:
+    r = client.get("/", headers=HTML)
+    html = r.get_data(as_text=True)
+    assert r.mimetype == "text/html"
+    image_routes = sorted(ep.path for ep in ENDPOINTS)
+    assert _options(html) == image_routes
+    assert re.search(r'<option value="/detect"[^>]*selected', html), "the book's face API is the default task"
+    assert ('id="digits"' in html) == ("/digits" in image_routes), "a digit pad exactly when /digits exists"
+    # Routes and models are still listed.
+    assert "<code>/healthz</code>" in html and "haarcascade_frontalface_alt.xml" in html
+    assert "cdn" not in html.lower() and "https://" not in html.replace("https://example.org/photo.jpg", "")
+
+
+def test_a_new_endpoint_appears_by_itself_and_digits_get_a_pad(make_app) -> None:
+    app = make_app()
+    def digits():  # type: ignore[no-untyped-def]
+        """Read a handwritten digit"""
+        return jsonify({"status": "ok", "digit": 7, "probability": 1.0, "probabilities": [0.0] * 7 + [1.0, 0.0, 0.0]})
+
+    app.add_url_rule("/digits", view_func=digits, methods=["GET", "POST"])
+    html = app.test_client().get("/", headers=HTML).get_data(as_text=True)
+    assert "/digits" in _options(html)
+    assert "Read a handwritten digit" in html
+    assert 'id="digits"' in html and 'data-endpoint="/digits"' in html and 'id="pad"' in html
+
+
+def test_static_files_are_served_from_the_package(client) -> None:
+    js = client.get("/static/page.js")
+    css = client.get("/static/page.css")
+    assert js.status_code == 200 and "createImageBitmap" in js.get_data(as_text=True)
+    assert css.status_code == 200 and css.mimetype == "text/css"
+
+
+def _form(client, fields: dict):  # type: ignore[no-untyped-def]
+    return client.post("/", data=fields, headers=HTML, content_type="multipart/form-data")
+
+
+def test_form_without_javascript_shows_json_and_the_drawn_picture(client) -> None:
+    r = _form(client, {"endpoint": "/detect", "image": ((DATA / "group_17_faces.jpg").open("rb"), "group.jpg")})
+    html = r.get_data(as_text=True)
+    assert r.status_code == 200
+    shown = re.search(r'<pre id="json"[^>]*>(.*?)</pre>', html, re.S).group(1)
+    answer = json.loads(htmllib.unescape(shown))
+    assert answer["status"] == "ok" and len(answer["result"]) == 17
+    data_url = re.search(r'<img id="server-image" src="data:image/jpeg;base64,([^"]+)"', html).group(1)
+    picture = cv2.imdecode(np.frombuffer(base64.b64decode(data_url), np.uint8), cv2.IMREAD_COLOR)
+    x1, y1, x2, y2 = answer["result"][0]["box"]
+    b, g, rr = (int(v) for v in picture[(y1 + y2) // 2, x1])
+    assert b < 110 and g > 170 and rr > 170, "the box is drawn on the picture"
+    assert "Server time:" in html
+
+
+def test_form_params_reach_the_model(client) -> None:
+    r = _form(client, {"endpoint": "/detect", "min_neighbors": "100",
+                       "image": ((DATA / "group_17_faces.jpg").open("rb"), "group.jpg")})
+    assert '"result": []' in htmllib.unescape(r.get_data(as_text=True))
+
+
+def test_form_by_url(make_app, image_server) -> None:
+    app = make_app({"MYSITE_URL_ALLOW_NETWORKS": "127.0.0.1/32"})
+    r = _form(app.test_client(), {"endpoint": "/catfacedetection", "url": f"{image_server}/cat.jpg"})
+    assert r.status_code == 200
+    assert htmllib.unescape(r.get_data(as_text=True)).count('"box"') == 1
+
+
+def test_form_canny_shows_the_edge_image(client) -> None:
+    r = _form(client, {"endpoint": "/canny", "image": ((DATA / "astronaut.png").open("rb"), "a.png")})
+    assert r.status_code == 200
+    assert '<img id="server-image" src="data:image/jpeg;base64,' in r.get_data(as_text=True)
+
+
+def test_form_errors_are_words_with_the_apis_status(client) -> None:
+    r = _form(client, {"endpoint": "/detect", "image": (io.BytesIO(b"just some text, no picture"), "notes.txt")})
+    html = r.get_data(as_text=True)
+    assert r.status_code == 415
+    alert = re.search(r'role="alert">(.*?)</div>', html, re.S).group(1)
+    assert alert.startswith("That file is not an image the server can read. (415) expected an image")
+    assert "Traceback" not in html
+
+    r = _form(client, {"endpoint": "/detect"})
+    assert r.status_code == 400 and "Choose an image file or give the URL of one." in r.get_data(as_text=True)
+    r = _form(client, {"endpoint": "/healthz", "image": (io.BytesIO(b"x"), "x.jpg")})
+    assert r.status_code == 400 and "Choose one of the tasks" in r.get_data(as_text=True)
+
+
+def test_form_too_large_is_explained(make_app) -> None:
+    small = make_app({"MYSITE_MAX_UPLOAD_MB": "0.01"}).test_client()
+    r = _form(small, {"endpoint": "/detect", "image": ((DATA / "group_17_faces.jpg").open("rb"), "group.jpg")})
+    assert r.status_code == 413
+    assert "The image is too large. (413)" in r.get_data(as_text=True)

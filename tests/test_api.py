@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import base64
-import io
-import json
 
 import cv2
 import numpy as np
 import pytest
-from PIL import Image
 
 from tests_helpers import boxes_of, multipart
 from conftest import BOOK_GROUP_BOXES

@@ -13,7 +13,7 @@ from mysite.errors import BadRequest
 from mysite.params import parse
 from mysite.registry import Registry
 from mysite.settings import Settings
-from mysite.vision.decode import decode_image, encode
+from mysite.vision.decode import decode_image
 from mysite.web import inputs, respond
 from mysite.web.choices import Choice, pick
 from mysite.web.fetch import Fetcher

@@ -108,7 +108,7 @@ class Client:
                 if attempt == self.retries:
                     raise ConnectFailed(f"could not reach {target} after {attempt + 1} attempts: {exc}") from None
             else:
-                if response.status_code not in RETRY_STATUSES or attempt == self.retries:
+                if response.status_code not in RETRY_STATUSES or attempt == self.retries or _lasting(response):
                     return response
                 retry_after = _retry_after(response)
                 if retry_after is not None:
@@ -269,6 +269,15 @@ def _json_or_none(response: requests.Response) -> Any:
         return response.json()
     except ValueError:
         return None
+
+
+def _lasting(response: requests.Response) -> bool:
+    """A 503 from mysite saying a model is not loaded: that lasts until its owner installs it, so don't wait."""
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and "is not loaded" in str(body.get("message", ""))
 
 
 def _retry_after(response: requests.Response) -> float | None:

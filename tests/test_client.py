@@ -183,3 +183,24 @@ def test_example_demo_request_drawing_writes_the_picture(live_server, tmp_path) 
     assert done.returncode == 0, done.stderr
     assert "wrote faces.png with 17 faces drawn" in done.stdout
     _assert_boxes_drawn(tmp_path / "faces.png", Client(live_server.url).detect(GROUP))
+
+
+def test_a_model_that_is_not_loaded_is_reported_at_once() -> None:
+    """The site's own 503 for a missing model lasts until someone installs it: no waiting and retrying."""
+    import threading
+
+    from werkzeug.serving import make_server
+
+    from mysite import create_app
+
+    app = create_app({"MYSITE_LOG_LEVEL": "CRITICAL", "MYSITE_FACE_CASCADE": "/nonexistent/face.xml"})
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    sleeps: list[float] = []
+    try:
+        with pytest.raises(HTTPError) as info:
+            Client(f"http://127.0.0.1:{server.server_port}", sleep=sleeps.append).detect(GROUP)
+    finally:
+        server.shutdown()
+    assert info.value.status == 503 and "MYSITE_FACE_CASCADE" in info.value.message
+    assert sleeps == []

@@ -159,6 +159,12 @@ def unavailable_message(entry: Entry) -> str:
     return msg
 
 
+def _setting_defaults(model: Model, settings: Settings) -> dict[str, Any]:
+    """Parameter defaults set by environment (``MYSITE_MIN_FACE``), for the models that have them."""
+    names = {p.name for p in model.params}
+    return {k: v for k, v in {"min_face": settings.min_face}.items() if v is not None and k in names}
+
+
 def _load(spec: ModelSpec, settings: Settings) -> Entry:
     path = resolve(spec, settings)
     entry = Entry(spec, path)
@@ -170,7 +176,7 @@ def _load(spec: ModelSpec, settings: Settings) -> Entry:
     else:
         try:
             model = factory(spec, path)
-            model.params = with_defaults(model.params, spec.params)
+            model.params = with_defaults(model.params, {**spec.params, **_setting_defaults(model, settings)})
             entry.model = model
         except Exception as exc:  # noqa: BLE001 - any failure to load is reported, never fatal
             entry.error = f"{path or spec.kind} could not be loaded: {exc}"

@@ -36,6 +36,8 @@ class Settings:
     secret_key: str = field(default_factory=lambda: secrets.token_hex(16), repr=False)
     log_level: str = "INFO"
     cv_threads: int = -1
+    # Default smallest face (fraction of the long side) for cascade models; None: models.toml's.
+    min_face: float | None = None
     # Every other MYSITE_* variable, e.g. MYSITE_FACE_CASCADE: models.toml says which model reads which.
     extra: Mapping[str, str] = field(default_factory=dict)
 
@@ -67,6 +69,13 @@ def _positive_int(v: str) -> int:
 def _threads(v: str) -> int:
     x = int(v)
     if x < -1:
+        raise ValueError
+    return x
+
+
+def _fraction(v: str) -> float:
+    x = float(v)
+    if not 0.0 <= x <= 1.0:
         raise ValueError
     return x
 
@@ -106,6 +115,7 @@ FIELDS: dict[str, tuple[str, Any, str]] = {
     "SECRET_KEY": ("secret_key", str, "any text"),
     "LOG_LEVEL": ("log_level", _log_level, "DEBUG, INFO, WARNING or ERROR"),
     "CV_THREADS": ("cv_threads", _threads, "a whole number >= -1 (-1: OpenCV's default)"),
+    "MIN_FACE": ("min_face", _fraction, "a fraction of the long side between 0 and 1, like 0.025"),
 }
 
 

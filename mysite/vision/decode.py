@@ -124,12 +124,17 @@ def decode_image(data: bytes, *, max_pixels: int, gray: bool = False, reduce: in
             f"image is {header.width}x{header.height} = {pixels / 1e6:.1f} megapixels; "
             f"the limit is {max_pixels / 1e6:.1f} megapixels"
         )
-    flags = _FLAGS.get((gray, reduce))
+    # Full-size gray is decoded in colour and converted, as the book does: libjpeg's own gray
+    # output rounds differently and moves the book's face boxes by a pixel.
+    book_gray = gray and reduce == 1
+    flags = _FLAGS.get((gray and not book_gray, reduce))
     if flags is None:
         raise ValueError(f"reduce must be 1, 2, 4 or 8, not {reduce}")
     image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     if image is None or image.size == 0:
-        image = _decode_with_pillow(data, header, gray, reduce)
+        image = _decode_with_pillow(data, header, gray and not book_gray, reduce)
+    if book_gray:
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
     return Decoded(image, header, image.shape[1] / header.width)
 
 

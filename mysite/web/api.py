@@ -13,7 +13,7 @@ from mysite.errors import BadRequest
 from mysite.params import parse
 from mysite.registry import Registry
 from mysite.settings import Settings
-from mysite.vision.decode import decode_image, encode
+from mysite.vision.decode import Decoded, decode_image, encode, read_header
 from mysite.web import inputs
 from mysite.web.fetch import Fetcher
 
@@ -61,10 +61,11 @@ def handle(ep: Endpoint) -> Response:
     registry: Registry = current_app.extensions["mysite.registry"]
     settings: Settings = current_app.extensions["mysite.settings"]
     model = registry.get(ep.model)
-    values = parse(model.params, inputs.params(request))
+    given = inputs.params(request)
+    values = parse(model.params, given)
     values.update(ep.fixed)
     data = inputs.image_bytes(request, settings.max_upload_bytes, _fetcher(settings))
-    decoded = decode_image(data, max_pixels=settings.max_pixels, gray=model.input == "gray")
+    decoded, values = _decode(model, data, values, {*given, *ep.fixed}, settings.max_pixels)
     result = model.run(decoded.image, **values)
     if ep.output == "image":
         response = Response(encode(result), mimetype="image/jpeg")
@@ -72,6 +73,17 @@ def handle(ep: Endpoint) -> Response:
         response = jsonify({"status": "ok", "result": result})
     response.headers["Server-Timing"] = f"total;dur={(time.perf_counter() - started) * 1000:.1f}"
     return response
+
+
+def _decode(model: Any, data: bytes, values: dict[str, Any], explicit: set[str], max_pixels: int) -> tuple[Decoded, dict[str, Any]]:
+    """Decode for the model. One that can work on a smaller image (``prepare``) picks the size from the header."""
+    gray = model.input == "gray"
+    prepare = getattr(model, "prepare", None)
+    if prepare is None:
+        return decode_image(data, max_pixels=max_pixels, gray=gray), values
+    reduce, values = prepare(read_header(data), values, explicit)
+    decoded = decode_image(data, max_pixels=max_pixels, gray=gray, reduce=reduce)
+    return decoded, {**values, "scale": decoded.scale}
 
 
 def _fetcher(settings: Settings) -> Fetcher:

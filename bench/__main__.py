@@ -1,0 +1,226 @@
+"""``python -m bench``: the book's face detection vs ours, in-process and over gunicorn, as tables.
+
+Prints Markdown tables (paste them into the README) of medians / p90 in ms, ratios,
+faces found, recall against the book's full-resolution answer, throughput with 1 and
+2 workers, cold start and peak RSS per worker. Benchmarks, not tests: nothing fails.
+Options: ``--quick`` (fewer repetitions), ``--clients N`` (concurrent clients, default 4),
+``--no-http`` (in-process only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+
+from bench import book, compose
+from bench.measure import Timing, ratio, recall, timed
+from bench.server import ROOT, Server, load, multipart, request
+from mysite import create_app
+from mysite.web.api import ENDPOINTS
+
+DATA = ROOT / "tests" / "data"
+BIG = 100  # px: on the 12 MP photo, recall counts the book's faces at least this wide
+
+
+@dataclass
+class Photo:
+    name: str
+    data: bytes
+    reps: int
+    known: list[list[int]] | None = None  # faces placed by compose.py
+
+
+@dataclass
+class Row:
+    photo: Photo
+    megapixels: float
+    book: Timing
+    ours: Timing
+    book_boxes: list[list[int]]
+    our_boxes: list[list[int]]
+    http: Timing | None = None
+
+
+def photos(quick: bool) -> list[Photo]:
+    k = 2 if quick else 1
+    data, known = compose.build_jpeg()
+    return [
+        Photo("group_17_faces.jpg", (DATA / "group_17_faces.jpg").read_bytes(), 15 // k),
+        Photo("cat.jpg", (DATA / "cat.jpg").read_bytes(), 9 // k),
+        Photo("car.jpg", (DATA / "car.jpg").read_bytes(), 7 // k),
+        Photo("composition_12mp.jpg", data, 5 // k + 1, known),
+    ]
+
+
+def in_process(items: list[Photo]) -> list[Row]:
+    """Book vs ours in this process, both with OpenCV's default thread count."""
+    client = create_app({"MYSITE_URL_FETCH": "off", "MYSITE_LOG_LEVEL": "WARNING"}).test_client()
+    rows = []
+    for p in items:
+        body, ctype = multipart(p.data)
+
+        def ours() -> list[list[int]]:
+            response = client.post("/detect", data=body, content_type=ctype)
+            assert response.status_code == 200, response.json
+            return [d["box"] for d in response.json["result"]]
+
+        book_t, book_boxes = timed(lambda: [d["box"] for d in book.detect(p.data)], max(3, p.reps // 2))
+        ours_t, our_boxes = timed(ours, p.reps)
+        header = cv2.imdecode(__import__("numpy").frombuffer(p.data, "uint8"), cv2.IMREAD_REDUCED_GRAYSCALE_8)
+        mp = header.shape[0] * header.shape[1] * 64 / 1e6
+        rows.append(Row(p, mp, book_t, ours_t, book_boxes, our_boxes))
+        print(f"  in-process {p.name}: book {book_t} ms, ours {ours_t} ms", file=sys.stderr)
+    return rows
+
+
+def recall_text(row: Row) -> str:
+    """Recall of the book's faces (>= 100 px on the 12 MP photo), and exactness on the others."""
+    if row.photo.known is None:
+        if sorted(row.our_boxes) == sorted(row.book_boxes):
+            return "100 % (identical boxes)"
+        hit, n = recall(row.book_boxes, row.our_boxes)
+        return f"{hit}/{n}" if n else "- (no faces)"
+    big = [b for b in row.book_boxes if b[2] - b[0] >= BIG]
+    hit, n = recall(big, row.our_boxes)
+    placed = [b for b in row.photo.known if b[2] - b[0] >= BIG]
+    k_hit, k_n = recall(placed, row.our_boxes)
+    return f"{hit}/{n} = {100 * hit / n:.1f} % of book's >= {BIG} px; {k_hit}/{k_n} placed faces"
+
+
+def server_runs(items: list[Photo], clients: int, quick: bool) -> dict[str, dict]:
+    """Each gunicorn configuration: cold start, sequential latency, concurrent throughput, peak RSS."""
+    configs = {
+        "1 worker, OpenCV threads 2": (1, -1),
+        "1 worker, OpenCV threads 1": (1, 1),
+        "2 workers, OpenCV threads 1": (2, 1),
+        "2 workers, OpenCV threads 2": (2, -1),
+    }
+    heavy = [p for p in items if p.name in ("group_17_faces.jpg", "composition_12mp.jpg")]
+    out: dict[str, dict] = {}
+    for label, (workers, threads) in configs.items():
+        with Server(workers, threads) as srv:
+            try:
+                out[label] = _measure_server(srv, items, heavy, clients, quick)
+            except Exception:
+                print(srv.log()[-3000:], file=sys.stderr)
+                raise
+        result = out[label]
+        print(f"  server {label}: cold {result['cold_healthz']:.0f}/{result['cold_detect']:.0f} ms", file=sys.stderr)
+    return out
+
+
+def _measure_server(srv: Server, items: list[Photo], heavy: list[Photo], clients: int, quick: bool) -> dict:
+    result: dict = {"cold_healthz": srv.cold_healthz_ms, "cold_detect": srv.cold_detect_ms,
+                    "sequential": {}, "throughput": {}}
+    for p in items:
+        body, ctype = multipart(p.data)
+        seq_t, _ = timed(lambda: _post_ok(srv.port, body, ctype), p.reps)
+        result["sequential"][p.name] = seq_t
+    for p in heavy:
+        body, ctype = multipart(p.data)
+        per_client = (2 if quick else 3) if p.known else (4 if quick else 8)
+        rps, latencies = load(srv.port, body, ctype, clients, per_client)
+        result["throughput"][p.name] = (rps, Timing(tuple(latencies)))
+    result["rss_master"], result["rss_workers"] = srv.peak_rss_mb()
+    return result
+
+
+def _post_ok(port: int, body: bytes, ctype: str) -> None:
+    status, text = request(port, "POST", "/detect", body, ctype)
+    if status != 200:
+        raise RuntimeError(f"/detect answered {status}: {text[:200]!r}")
+
+
+def app_load_ms() -> float:
+    """Import + create_app (every default model loaded) in a fresh interpreter."""
+    code = ("import time; t = time.perf_counter(); from mysite import create_app; "
+            "create_app({'MYSITE_LOG_LEVEL': 'WARNING'}); print((time.perf_counter() - t) * 1000)")
+    runs = [float(subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                                 check=True, timeout=60).stdout.strip().splitlines()[-1]) for _ in range(3)]
+    return sorted(runs)[1]
+
+
+def other_endpoints(items: list[Photo]) -> list[tuple[str, str, Timing]]:
+    """Every endpoint of the table, in-process, on the group photo and the 12 MP photo."""
+    client = create_app({"MYSITE_URL_FETCH": "off", "MYSITE_LOG_LEVEL": "WARNING"}).test_client()
+    out = []
+    for ep in ENDPOINTS:
+        for p in (items[0], items[-1]):
+            body, ctype = multipart(p.data)
+            t, status = timed(lambda: client.post(ep.path, data=body, content_type=ctype).status_code, 3)
+            out.append((ep.path, p.name, t) if status == 200 else (ep.path, f"{p.name} ({status})", t))
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer repetitions")
+    ap.add_argument("--clients", type=int, default=4, help="concurrent clients for throughput")
+    ap.add_argument("--no-http", action="store_true", help="in-process only")
+    args = ap.parse_args(argv)
+    items = photos(args.quick)
+    print(f"mysite bench: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+          f"OpenCV {cv2.__version__} ({cv2.getNumThreads()} threads), Python {platform.python_version()}, "
+          f"load average {os.getloadavg()[0]:.2f} at start", flush=True)
+    started = time.perf_counter()
+    rows = in_process(items)
+    servers = {} if args.no_http else server_runs(items, args.clients, args.quick)
+    lat = servers.get("1 worker, OpenCV threads 2")
+    for row in rows:
+        row.http = lat["sequential"][row.photo.name] if lat else None
+    print_tables(rows, servers, args.clients, app_load_ms(), other_endpoints(items))
+    print(f"\n(took {time.perf_counter() - started:.0f} s; load average {os.getloadavg()[0]:.2f} at end)")
+
+
+def print_tables(rows: list[Row], servers: dict, clients: int, load_ms: float,
+                 endpoints: list[tuple[str, str, Timing]]) -> None:
+    print("\n### /detect: the book's path vs ours (ms, median / p90)\n")
+    print("| photo | MP | book in-process | ours in-process | book ÷ ours | ours HTTP, 1 worker | "
+          "HTTP ÷ in-process | book ÷ ours HTTP | faces book / ours | recall vs book |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        http = f"{r.http}" if r.http else "-"
+        h_ratio = f"{ratio(r.http.median, r.ours.median):.2f}" if r.http else "-"
+        b_ratio = f"{ratio(r.book.median, r.http.median):.1f}" if r.http else "-"
+        print(f"| {r.photo.name} | {r.megapixels:.1f} | {r.book} | {r.ours} | "
+              f"{ratio(r.book.median, r.ours.median):.1f} | {http} | {h_ratio} | {b_ratio} | "
+              f"{len(r.book_boxes)} / {len(r.our_boxes)} | {recall_text(r)} |")
+    if not servers:
+        return
+    names = list(next(iter(servers.values()))["throughput"])
+    print(f"\n### gunicorn (Procfile) on loopback: {clients} concurrent clients\n")
+    print("| configuration | cold start: /healthz / /detect (ms) | peak RSS master / workers (MB) | "
+          + " | ".join(f"{n}: req/s, latency median / p90" for n in names) + " |")
+    print("|---|---|---|" + "---|" * len(names))
+    for label, s in servers.items():
+        cells = " | ".join(f"{s['throughput'][n][0]:.2f}, {s['throughput'][n][1]}" for n in names)
+        workers = ", ".join(f"{x:.0f}" for x in s["rss_workers"])
+        print(f"| {label} | {s['cold_healthz']:.0f} / {s['cold_detect']:.0f} | {s['rss_master']:.0f} / {workers} | "
+              f"{cells} |")
+    one, two = servers.get("1 worker, OpenCV threads 1"), servers.get("2 workers, OpenCV threads 1")
+    if one and two:
+        print("\n2 workers ÷ 1 (OpenCV threads 1, throughput): " + ", ".join(
+            f"{n} {ratio(two['throughput'][n][0], one['throughput'][n][0]):.2f}x" for n in names))
+    print("\nSequential client, per configuration (ms, median / p90):\n")
+    print("| configuration | " + " | ".join(r.photo.name for r in rows) + " |")
+    print("|---|" + "---|" * len(rows))
+    for label, s in servers.items():
+        print(f"| {label} | " + " | ".join(str(s["sequential"][r.photo.name]) for r in rows) + " |")
+    print(f"\nImport + create_app (all default models) in a fresh interpreter: {load_ms:.0f} ms")
+    print("\n### every endpoint, in-process (ms, median / p90)\n")
+    print("| endpoint | photo | time |")
+    print("|---|---|---|")
+    for path, name, t in endpoints:
+        print(f"| {path} | {name} | {t} |")
+
+
+if __name__ == "__main__":
+    main()

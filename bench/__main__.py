@@ -21,9 +21,10 @@ from pathlib import Path
 import cv2
 
 from bench import book, compose
-from bench.measure import Timing, ratio, recall, timed
+from bench.measure import Timing, interleaved, ratio, recall, timed
 from bench.server import ROOT, Server, load, multipart, request
 from mysite import create_app
+from mysite.vision.decode import read_header
 from mysite.web.api import ENDPOINTS
 
 DATA = ROOT / "tests" / "data"
@@ -60,8 +61,9 @@ def photos(quick: bool) -> list[Photo]:
     ]
 
 
-def in_process(items: list[Photo]) -> list[Row]:
-    """Book vs ours in this process, both with OpenCV's default thread count."""
+def in_process(items: list[Photo], port: int | None) -> list[Row]:
+    """Book vs ours in this process (OpenCV's default threads for both), and ours over HTTP
+    on ``port`` (one worker, same threads), timed in turn so machine load hits all three alike."""
     client = create_app({"MYSITE_URL_FETCH": "off", "MYSITE_LOG_LEVEL": "WARNING"}).test_client()
     rows = []
     for p in items:
@@ -72,12 +74,15 @@ def in_process(items: list[Photo]) -> list[Row]:
             assert response.status_code == 200, response.json
             return [d["box"] for d in response.json["result"]]
 
-        book_t, book_boxes = timed(lambda: [d["box"] for d in book.detect(p.data)], max(3, p.reps // 2))
-        ours_t, our_boxes = timed(ours, p.reps)
-        header = cv2.imdecode(__import__("numpy").frombuffer(p.data, "uint8"), cv2.IMREAD_REDUCED_GRAYSCALE_8)
-        mp = header.shape[0] * header.shape[1] * 64 / 1e6
-        rows.append(Row(p, mp, book_t, ours_t, book_boxes, our_boxes))
-        print(f"  in-process {p.name}: book {book_t} ms, ours {ours_t} ms", file=sys.stderr)
+        fns = {"book": lambda: [d["box"] for d in book.detect(p.data)], "ours": ours}
+        if port is not None:
+            fns["http"] = lambda: _post_ok(port, body, ctype)
+        t = interleaved(fns, p.reps)
+        header = read_header(p.data)
+        row = Row(p, header.width * header.height / 1e6, t["book"][0], t["ours"][0], t["book"][1], t["ours"][1],
+                  t["http"][0] if port is not None else None)
+        rows.append(row)
+        print(f"  {p.name}: book {row.book} ms, ours {row.ours} ms, HTTP {row.http} ms", file=sys.stderr)
     return rows
 
 
@@ -97,12 +102,16 @@ def recall_text(row: Row) -> str:
 
 def server_runs(items: list[Photo], clients: int, quick: bool) -> dict[str, dict]:
     """Each gunicorn configuration: cold start, sequential latency, concurrent throughput, peak RSS."""
+    cpus = len(os.sched_getaffinity(0))
     configs = {
-        "1 worker, OpenCV threads 2": (1, -1),
+        "1 worker, OpenCV threads 2": (1, 2),
         "1 worker, OpenCV threads 1": (1, 1),
         "2 workers, OpenCV threads 1": (2, 1),
-        "2 workers, OpenCV threads 2": (2, -1),
+        "2 workers, OpenCV threads 2": (2, 2),
     }
+    # What mysite/gunicorn_conf.py picks with no WEB_CONCURRENCY / MYSITE_CV_THREADS set.
+    default = (cpus, 1)
+    configs = {(f"{k} (default here)" if v == default else k): v for k, v in configs.items()}
     heavy = [p for p in items if p.name in ("group_17_faces.jpg", "composition_12mp.jpg")]
     out: dict[str, dict] = {}
     for label, (workers, threads) in configs.items():
@@ -171,11 +180,12 @@ def main(argv: list[str] | None = None) -> None:
           f"OpenCV {cv2.__version__} ({cv2.getNumThreads()} threads), Python {platform.python_version()}, "
           f"load average {os.getloadavg()[0]:.2f} at start", flush=True)
     started = time.perf_counter()
-    rows = in_process(items)
-    servers = {} if args.no_http else server_runs(items, args.clients, args.quick)
-    lat = servers.get("1 worker, OpenCV threads 2")
-    for row in rows:
-        row.http = lat["sequential"][row.photo.name] if lat else None
+    if args.no_http:
+        rows, servers = in_process(items, None), {}
+    else:
+        with Server(1, cv2.getNumThreads()) as srv:
+            rows = in_process(items, srv.port)
+        servers = server_runs(items, args.clients, args.quick)
     print_tables(rows, servers, args.clients, app_load_ms(), other_endpoints(items))
     print(f"\n(took {time.perf_counter() - started:.0f} s; load average {os.getloadavg()[0]:.2f} at end)")
 
@@ -205,7 +215,8 @@ def print_tables(rows: list[Row], servers: dict, clients: int, load_ms: float,
         workers = ", ".join(f"{x:.0f}" for x in s["rss_workers"])
         print(f"| {label} | {s['cold_healthz']:.0f} / {s['cold_detect']:.0f} | {s['rss_master']:.0f} / {workers} | "
               f"{cells} |")
-    one, two = servers.get("1 worker, OpenCV threads 1"), servers.get("2 workers, OpenCV threads 1")
+    one = next((s for k, s in servers.items() if k.startswith("1 worker, OpenCV threads 1")), None)
+    two = next((s for k, s in servers.items() if k.startswith("2 workers, OpenCV threads 1")), None)
     if one and two:
         print("\n2 workers ÷ 1 (OpenCV threads 1, throughput): " + ", ".join(
             f"{n} {ratio(two['throughput'][n][0], one['throughput'][n][0]):.2f}x" for n in names))

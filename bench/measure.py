@@ -43,6 +43,21 @@ def timed(fn: Callable[[], Any], reps: int, warmup: int = 1) -> tuple[Timing, An
     return Timing(tuple(ms)), result
 
 
+def interleaved(fns: dict[str, Callable[[], Any]], reps: int) -> dict[str, tuple[Timing, Any]]:
+    """Time several operations in turn, rep by rep, so a busy machine slows them alike.
+
+    One warm-up call each; answers each one's times and last result.
+    """
+    results = {name: fn() for name, fn in fns.items()}
+    ms: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(reps):
+        for name, fn in fns.items():
+            started = time.perf_counter()
+            results[name] = fn()
+            ms[name].append((time.perf_counter() - started) * 1000)
+    return {name: (Timing(tuple(ms[name])), results[name]) for name in fns}
+
+
 def iou(a: Box, b: Box) -> float:
     """Intersection over union of two ``[x1, y1, x2, y2]`` boxes."""
     ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))

@@ -116,3 +116,34 @@ def test_min_face_setting_and_bad_values(client):
 
     with pytest.raises(SettingsError, match="MYSITE_MIN_FACE"):
         create_app({"MYSITE_MIN_FACE": "3"})
+
+
+def test_several_images_in_one_request_answer_a_list_in_order(client):
+    group = (DATA / "group_17_faces.jpg").read_bytes()
+    astronaut = (DATA / "astronaut.png").read_bytes()
+    response = client.post("/detect", data={"image": [
+        (io.BytesIO(group), "group.jpg"), (io.BytesIO(b"not an image at all"), "x.txt"),
+        (io.BytesIO(astronaut), "astronaut.png"),
+    ]})
+    assert response.status_code == 200
+    body = response.json
+    assert body["status"] == "ok" and "result" not in body
+    first, bad, third = body["results"]
+    assert sorted(d["box"] for d in first["result"]) == sorted([x, y, x + w, y + h] for x, y, w, h in BOOK_GROUP)
+    assert bad["status"] == "unsupported media type" and "message" in bad
+    assert third["status"] == "ok" and len(third["result"]) == 1
+    assert iou(third["result"][0]["box"], [176, 65, 274, 163]) >= 0.8
+
+
+def test_several_images_are_refused_where_the_answer_is_an_image(client):
+    group = (DATA / "group_17_faces.jpg").read_bytes()
+    response = client.post("/canny", data={"image": [(io.BytesIO(group), "a.jpg"), (io.BytesIO(group), "b.jpg")]})
+    assert response.status_code == 400 and "one image at a time" in response.json["message"]
+
+
+def test_more_images_than_the_limit_is_413(client):
+    from mysite.web.inputs import MAX_IMAGES
+
+    files = [(io.BytesIO(b"x"), f"{i}.jpg") for i in range(MAX_IMAGES + 1)]
+    response = client.post("/detect", data={"image": files})
+    assert response.status_code == 413 and str(MAX_IMAGES) in response.json["message"]

@@ -9,11 +9,11 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
-from mysite.errors import BadRequest
+from mysite.errors import ApiError, BadRequest
 from mysite.params import parse
 from mysite.registry import Registry
 from mysite.settings import Settings
-from mysite.vision.decode import Decoded, decode_image, encode, read_header
+from mysite.vision.decode import decode_image, encode, read_header
 from mysite.web import inputs
 from mysite.web.fetch import Fetcher
 
@@ -64,26 +64,48 @@ def handle(ep: Endpoint) -> Response:
     given = inputs.params(request)
     values = parse(model.params, given)
     values.update(ep.fixed)
-    data = inputs.image_bytes(request, settings.max_upload_bytes, _fetcher(settings))
-    decoded, values = _decode(model, data, values, {*given, *ep.fixed}, settings.max_pixels)
-    result = model.run(decoded.image, **values)
-    if ep.output == "image":
-        response = Response(encode(result), mimetype="image/jpeg")
+    explicit = {*given, *ep.fixed}
+    batch = inputs.several_images(request, settings.max_upload_bytes)
+    if batch is not None:  # repeated multipart image fields: one answer per image, in order
+        response = _batch(ep, model, batch, values, explicit, settings.max_pixels)
     else:
-        response = jsonify({"status": "ok", "result": result})
+        data = inputs.image_bytes(request, settings.max_upload_bytes, _fetcher(settings))
+        result = _run(model, data, values, explicit, settings.max_pixels)
+        if ep.output == "image":
+            response = Response(encode(result), mimetype="image/jpeg")
+        else:
+            response = jsonify({"status": "ok", "result": result})
     response.headers["Server-Timing"] = f"total;dur={(time.perf_counter() - started) * 1000:.1f}"
     return response
 
 
-def _decode(model: Any, data: bytes, values: dict[str, Any], explicit: set[str], max_pixels: int) -> tuple[Decoded, dict[str, Any]]:
-    """Decode for the model. One that can work on a smaller image (``prepare``) picks the size from the header."""
+def _run(model: Any, data: bytes, values: dict[str, Any], explicit: set[str], max_pixels: int) -> Any:
+    """Decode the image for the model and run it.
+
+    A model that can work on a smaller image (``prepare``) picks the decode size from the
+    header and is told the decoded image's ``scale`` so it answers in original pixels.
+    """
     gray = model.input == "gray"
     prepare = getattr(model, "prepare", None)
     if prepare is None:
-        return decode_image(data, max_pixels=max_pixels, gray=gray), values
+        return model.run(decode_image(data, max_pixels=max_pixels, gray=gray).image, **values)
     reduce, values = prepare(read_header(data), values, explicit)
     decoded = decode_image(data, max_pixels=max_pixels, gray=gray, reduce=reduce)
-    return decoded, {**values, "scale": decoded.scale}
+    return model.run(decoded.image, **values, scale=decoded.scale)
+
+
+def _batch(ep: Endpoint, model: Any, batch: list[bytes], values: dict[str, Any], explicit: set[str],
+           max_pixels: int) -> Response:
+    """``{"status": "ok", "results": [...]}``: each image's answer in the book's shape, or its own error."""
+    if ep.output != "boxes":
+        raise BadRequest(f"{ep.path} answers one image at a time; send a single image field")
+    results = []
+    for data in batch:
+        try:
+            results.append({"status": "ok", "result": _run(model, data, values, explicit, max_pixels)})
+        except ApiError as exc:  # one bad image spoils nothing for the others
+            results.append(exc.body())
+    return jsonify({"status": "ok", "results": results})
 
 
 def _fetcher(settings: Settings) -> Fetcher:

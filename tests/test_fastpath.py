@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from bench.compose import HEIGHT, WIDTH, build_jpeg
+from bench.measure import iou
 from mysite import create_app
 from mysite.errors import BadRequest
 from mysite.params import parse
@@ -40,13 +41,6 @@ def detect(client, data: bytes, query: str = "") -> list[list[int]]:
     response = client.post("/detect" + query, data={"image": (io.BytesIO(data), "photo.jpg")})
     assert response.status_code == 200, response.json
     return [d["box"] for d in response.json["result"]]
-
-
-def iou(a: list[int], b: list[int]) -> float:
-    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
 def test_group_photo_gives_exactly_the_books_boxes(client):

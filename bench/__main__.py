@@ -61,7 +61,7 @@ def photos(quick: bool) -> list[Photo]:
     ]
 
 
-def in_process(items: list[Photo], port: int | None) -> list[Row]:
+def in_process(items: list[Photo], srv: Server | None) -> list[Row]:
     """Book vs ours in this process (OpenCV's default threads for both), and ours over HTTP
     on ``port`` (one worker, same threads), timed in turn so machine load hits all three alike."""
     client = create_app({"MYSITE_URL_FETCH": "off", "MYSITE_LOG_LEVEL": "WARNING"}).test_client()
@@ -75,12 +75,12 @@ def in_process(items: list[Photo], port: int | None) -> list[Row]:
             return [d["box"] for d in response.json["result"]]
 
         fns = {"book": lambda: [d["box"] for d in book.detect(p.data)], "ours": ours}
-        if port is not None:
-            fns["http"] = lambda: _post_ok(port, body, ctype)
-        t = interleaved(fns, p.reps)
+        if srv is not None:
+            fns["http"] = lambda: _post_ok(srv.port, body, ctype)
+        t = interleaved(fns, p.reps, {"http": srv.cpu_seconds} if srv else None)
         header = read_header(p.data)
         row = Row(p, header.width * header.height / 1e6, t["book"][0], t["ours"][0], t["book"][1], t["ours"][1],
-                  t["http"][0] if port is not None else None)
+                  t["http"][0] if srv is not None else None)
         rows.append(row)
         print(f"  {p.name}: book {row.book} ms, ours {row.ours} ms, HTTP {row.http} ms", file=sys.stderr)
     return rows
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> None:
         rows, servers = in_process(items, None), {}
     else:
         with Server(1, cv2.getNumThreads()) as srv:
-            rows = in_process(items, srv.port)
+            rows = in_process(items, srv)
         servers = server_runs(items, args.clients, args.quick)
     print_tables(rows, servers, args.clients, app_load_ms(), other_endpoints(items))
     print(f"\n(took {time.perf_counter() - started:.0f} s; load average {os.getloadavg()[0]:.2f} at end)")
@@ -193,16 +193,27 @@ def main(argv: list[str] | None = None) -> None:
 def print_tables(rows: list[Row], servers: dict, clients: int, load_ms: float,
                  endpoints: list[tuple[str, str, Timing]]) -> None:
     print("\n### /detect: the book's path vs ours (ms, median / p90)\n")
+    print("Wall time, book, in-process and HTTP timed in turn. CPU: median CPU ms per request, every "
+          "thread (the HTTP column counts the gunicorn worker's), which the machine's other load barely moves.\n")
     print("| photo | MP | book in-process | ours in-process | book ÷ ours | ours HTTP, 1 worker | "
           "HTTP ÷ in-process | book ÷ ours HTTP | faces book / ours | recall vs book |")
     print("|---|---|---|---|---|---|---|---|---|---|")
+    cpu_rows = []
     for r in rows:
+        http_cpu = r.http.cpu if r.http else float("nan")
+        cpu_rows.append(f"| {r.photo.name} | {r.book.cpu:.0f} | {r.ours.cpu:.0f} | {http_cpu:.0f} | "
+                        f"{ratio(r.book.cpu, r.ours.cpu):.1f} | {ratio(r.book.cpu, http_cpu):.1f} | "
+                        f"{ratio(http_cpu, r.ours.cpu):.2f} |")
         http = f"{r.http}" if r.http else "-"
         h_ratio = f"{ratio(r.http.median, r.ours.median):.2f}" if r.http else "-"
         b_ratio = f"{ratio(r.book.median, r.http.median):.1f}" if r.http else "-"
         print(f"| {r.photo.name} | {r.megapixels:.1f} | {r.book} | {r.ours} | "
               f"{ratio(r.book.median, r.ours.median):.1f} | {http} | {h_ratio} | {b_ratio} | "
               f"{len(r.book_boxes)} / {len(r.our_boxes)} | {recall_text(r)} |")
+    print("\n| photo | book CPU | ours CPU | HTTP worker CPU | book ÷ ours (CPU) | book ÷ HTTP (CPU) | "
+          "HTTP ÷ in-process (CPU) |")
+    print("|---|---|---|---|---|---|---|")
+    print("\n".join(cpu_rows))
     if not servers:
         return
     names = list(next(iter(servers.values()))["throughput"])

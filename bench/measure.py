@@ -14,9 +14,17 @@ Box = Sequence[float]
 
 @dataclass(frozen=True)
 class Timing:
-    """Repeated wall-clock times of one operation, in milliseconds."""
+    """Repeated wall-clock times of one operation, in milliseconds, and the CPU time it used.
+
+    CPU time (all threads) barely moves when other processes load the machine; wall time does.
+    """
 
     ms: tuple[float, ...]
+    cpu_ms: tuple[float, ...] = ()
+
+    @property
+    def cpu(self) -> float:
+        return float(np.median(self.cpu_ms)) if self.cpu_ms else float("nan")
 
     @property
     def median(self) -> float:
@@ -43,19 +51,24 @@ def timed(fn: Callable[[], Any], reps: int, warmup: int = 1) -> tuple[Timing, An
     return Timing(tuple(ms)), result
 
 
-def interleaved(fns: dict[str, Callable[[], Any]], reps: int) -> dict[str, tuple[Timing, Any]]:
+def interleaved(fns: dict[str, Callable[[], Any]], reps: int,
+                cpu: dict[str, Callable[[], float]] | None = None) -> dict[str, tuple[Timing, Any]]:
     """Time several operations in turn, rep by rep, so a busy machine slows them alike.
 
-    One warm-up call each; answers each one's times and last result.
+    One warm-up call each; answers each one's times and last result. ``cpu`` names, per
+    operation, a clock of the CPU seconds it spends (default: this process's).
     """
+    clocks = {name: (cpu or {}).get(name, time.process_time) for name in fns}
     results = {name: fn() for name, fn in fns.items()}
     ms: dict[str, list[float]] = {name: [] for name in fns}
+    cpu_ms: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(reps):
         for name, fn in fns.items():
-            started = time.perf_counter()
+            c0, started = clocks[name](), time.perf_counter()
             results[name] = fn()
             ms[name].append((time.perf_counter() - started) * 1000)
-    return {name: (Timing(tuple(ms[name])), results[name]) for name in fns}
+            cpu_ms[name].append((clocks[name]() - c0) * 1000)
+    return {name: (Timing(tuple(ms[name]), tuple(cpu_ms[name])), results[name]) for name in fns}
 
 
 def iou(a: Box, b: Box) -> float:

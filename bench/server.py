@@ -133,6 +133,17 @@ class Server:
         assert self.proc is not None
         return _hwm(self.proc.pid), [_hwm(pid) for pid in self.worker_pids()]
 
+    def cpu_seconds(self) -> float:
+        """CPU time the workers have used so far, every thread counted (``schedstat``, ns)."""
+        total = 0
+        for pid in self.worker_pids():
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                try:
+                    total += int((task / "schedstat").read_text().split()[0])
+                except (OSError, ValueError, IndexError):
+                    continue  # a thread that just ended
+        return total / 1e9
+
     def __exit__(self, *exc: object) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)

@@ -12,7 +12,7 @@ import numpy as np
 
 from mysite.params import Param
 from mysite.vision import fastpath
-from mysite.vision.boxes import Detection, from_xywh
+from mysite.vision.boxes import Detection, clip, from_xywh
 from mysite.vision.decode import Header
 
 PARAMS = (
@@ -71,13 +71,16 @@ class Cascade:
 
         ``scale`` is the image's pixels per original pixel (below 1 when decoded reduced).
         """
-        height, width = gray.shape[:2]
-        p = fastpath.plan(round(width / scale), round(height / scale), min_size=min_size,
-                          min_face=min_face, window=self.window)
+        height, width = round(gray.shape[0] / scale), round(gray.shape[1] / scale)  # the original's
+        p = fastpath.plan(width, height, min_size=min_size, min_face=min_face, window=self.window)
         work, work_scale = fastpath.working_image(gray, scale, p)
         min_px = max(1, round(p.min_px * work_scale))
         rects = self._classifier().detectMultiScale(
             work, scaleFactor=scale_factor, minNeighbors=min_neighbors, minSize=(min_px, min_px)
         )
         # detectMultiScale answers an empty tuple, not an array, when it finds nothing.
-        return from_xywh(np.asarray(rects).reshape(-1, 4).tolist(), work_scale)
+        found = from_xywh(np.asarray(rects).reshape(-1, 4).tolist(), work_scale)
+        if work_scale != 1.0:  # rounding while scaling back may step a pixel past the edge
+            for d in found:
+                d["box"] = clip(d["box"], width, height)
+        return found

@@ -15,10 +15,12 @@ import platform
 import subprocess
 import sys
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 from bench import book, compose
 from bench.measure import Timing, interleaved, ratio, recall, timed
@@ -101,7 +103,11 @@ def recall_text(row: Row) -> str:
 
 
 def server_runs(items: list[Photo], clients: int, quick: bool) -> dict[str, dict]:
-    """Each gunicorn configuration: cold start, sequential latency, concurrent throughput, peak RSS."""
+    """Each gunicorn configuration: cold start, sequential latency, concurrent throughput, peak RSS.
+
+    All configurations run side by side (an idle server costs nothing) and are measured in
+    turn, round by round, so a change in the machine's other load hits them alike.
+    """
     cpus = len(os.sched_getaffinity(0))
     configs = {
         "1 worker, OpenCV threads 2": (1, 2),
@@ -113,33 +119,39 @@ def server_runs(items: list[Photo], clients: int, quick: bool) -> dict[str, dict
     default = (cpus, 1)
     configs = {(f"{k} (default here)" if v == default else k): v for k, v in configs.items()}
     heavy = [p for p in items if p.name in ("group_17_faces.jpg", "composition_12mp.jpg")]
-    out: dict[str, dict] = {}
-    for label, (workers, threads) in configs.items():
-        with Server(workers, threads) as srv:
-            try:
-                out[label] = _measure_server(srv, items, heavy, clients, quick)
-            except Exception:
-                print(srv.log()[-3000:], file=sys.stderr)
-                raise
-        result = out[label]
-        print(f"  server {label}: cold {result['cold_healthz']:.0f}/{result['cold_detect']:.0f} ms", file=sys.stderr)
+    rounds = 3 if quick else 5
+    with ExitStack() as stack:
+        servers: dict[str, Server] = {}
+        for label, (workers, threads) in configs.items():  # one at a time: cold starts do not overlap
+            servers[label] = stack.enter_context(Server(workers, threads))
+        out: dict[str, dict] = {label: {"cold_healthz": srv.cold_healthz_ms, "cold_detect": srv.cold_detect_ms,
+                                        "sequential": {}, "throughput": {}} for label, srv in servers.items()}
+        for p in items:
+            body, ctype = multipart(p.data)
+            fns = {label: (lambda srv=srv: _post_ok(srv.port, body, ctype)) for label, srv in servers.items()}
+            for label, (t, _) in interleaved(fns, p.reps).items():
+                out[label]["sequential"][p.name] = t
+        for p in heavy:
+            body, ctype = multipart(p.data)
+            per_client = 2 if p.known else 4
+            rps: dict[str, list[float]] = {label: [] for label in servers}
+            busy: dict[str, list[float]] = {label: [] for label in servers}
+            latencies: dict[str, list[float]] = {label: [] for label in servers}
+            for _ in range(rounds):
+                for label, srv in servers.items():
+                    cpu0 = srv.cpu_seconds()
+                    r, lat = load(srv.port, body, ctype, clients, per_client)
+                    rps[label].append(r)
+                    # CPUs the workers kept busy: what the machine's other load left them.
+                    busy[label].append((srv.cpu_seconds() - cpu0) * r / (clients * per_client))
+                    latencies[label] += lat
+            for label in servers:
+                out[label]["throughput"][p.name] = (float(np.median(rps[label])), Timing(tuple(latencies[label])),
+                                                    float(np.median(busy[label])))
+        for label, srv in servers.items():
+            out[label]["rss_master"], out[label]["rss_workers"] = srv.peak_rss_mb()
+            print(f"  server {label}: cold {srv.cold_healthz_ms:.0f}/{srv.cold_detect_ms:.0f} ms", file=sys.stderr)
     return out
-
-
-def _measure_server(srv: Server, items: list[Photo], heavy: list[Photo], clients: int, quick: bool) -> dict:
-    result: dict = {"cold_healthz": srv.cold_healthz_ms, "cold_detect": srv.cold_detect_ms,
-                    "sequential": {}, "throughput": {}}
-    for p in items:
-        body, ctype = multipart(p.data)
-        seq_t, _ = timed(lambda: _post_ok(srv.port, body, ctype), p.reps)
-        result["sequential"][p.name] = seq_t
-    for p in heavy:
-        body, ctype = multipart(p.data)
-        per_client = (2 if quick else 3) if p.known else (4 if quick else 8)
-        rps, latencies = load(srv.port, body, ctype, clients, per_client)
-        result["throughput"][p.name] = (rps, Timing(tuple(latencies)))
-    result["rss_master"], result["rss_workers"] = srv.peak_rss_mb()
-    return result
 
 
 def _post_ok(port: int, body: bytes, ctype: str) -> None:
@@ -217,12 +229,14 @@ def print_tables(rows: list[Row], servers: dict, clients: int, load_ms: float,
     if not servers:
         return
     names = list(next(iter(servers.values()))["throughput"])
-    print(f"\n### gunicorn (Procfile) on loopback: {clients} concurrent clients\n")
+    print(f"\n### gunicorn (Procfile) on loopback: {clients} concurrent clients "
+          "(req/s: median of rounds taken in turn across configurations)\n")
     print("| configuration | cold start: /healthz / /detect (ms) | peak RSS master / workers (MB) | "
-          + " | ".join(f"{n}: req/s, latency median / p90" for n in names) + " |")
+          + " | ".join(f"{n}: req/s, latency median / p90, CPUs busy" for n in names) + " |")
     print("|---|---|---|" + "---|" * len(names))
     for label, s in servers.items():
-        cells = " | ".join(f"{s['throughput'][n][0]:.2f}, {s['throughput'][n][1]}" for n in names)
+        cells = " | ".join(f"{s['throughput'][n][0]:.2f}, {s['throughput'][n][1]}, {s['throughput'][n][2]:.2f}"
+                           for n in names)
         workers = ", ".join(f"{x:.0f}" for x in s["rss_workers"])
         print(f"| {label} | {s['cold_healthz']:.0f} / {s['cold_detect']:.0f} | {s['rss_master']:.0f} / {workers} | "
               f"{cells} |")

@@ -29,7 +29,7 @@ graceful_timeout = 20
 # MYSITE_CV_THREADS is left to OpenCV (one thread per CPU in every worker). Measured: under
 # load this oversubscription costs nothing (9.16 vs 9.08 req/s with 8 clients: OpenCV's pool
 # hands out stripes as threads get a CPU), while a lone request finishes in half the time
-# (123 vs 218 ms on the group photo). MYSITE_CV_THREADS=1 forbids it.
+# (116 vs 214 ms on the group photo). MYSITE_CV_THREADS=1 forbids it.
 # Load the app (and its models) once in the master: workers share its memory and start at once.
 preload_app = True
 accesslog = "-"

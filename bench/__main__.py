@@ -17,7 +17,6 @@ import sys
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np

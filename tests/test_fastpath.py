@@ -141,3 +141,20 @@ def test_more_images_than_the_limit_is_413(client):
     files = [(io.BytesIO(b"x"), f"{i}.jpg") for i in range(MAX_IMAGES + 1)]
     response = client.post("/detect", data={"image": files})
     assert response.status_code == 413 and str(MAX_IMAGES) in response.json["message"]
+
+
+def test_12mp_fast_path_answers_in_the_exif_oriented_frame(client, composition):
+    import cv2
+    import numpy as np
+    from PIL import Image
+
+    data, known = composition
+    # Stored turned a quarter, with EXIF orientation 6 so that viewers (and we) show it upright.
+    stored = cv2.rotate(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.ROTATE_90_COUNTERCLOCKWISE)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    out = io.BytesIO()
+    Image.fromarray(stored[:, :, ::-1]).save(out, "JPEG", quality=92, exif=exif.tobytes())
+    boxes = detect(client, out.getvalue())
+    big = [k for k in known if k[2] - k[0] >= 100]
+    assert sum(any(iou(k, b) >= 0.5 for b in boxes) for k in big) / len(big) >= 0.95

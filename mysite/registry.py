@@ -38,6 +38,10 @@ class Model(Protocol):
 
     def run(self, image: Any, **params: Any) -> Any: ...
 
+    # Optional: ``prepare(header, values, explicit) -> (reduce, values)`` lets a model that can work
+    # on a smaller image pick the decode reduction from the header; its run() then also gets
+    # ``scale`` (decoded pixels per original pixel) and answers in original pixels. See vision/cascade.py.
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -163,6 +167,12 @@ def unavailable_message(entry: Entry) -> str:
     return msg
 
 
+def _setting_defaults(model: Model, settings: Settings) -> dict[str, Any]:
+    """Parameter defaults set by environment (``MYSITE_MIN_FACE``), for the models that have them."""
+    names = {p.name for p in model.params}
+    return {k: v for k, v in {"min_face": settings.min_face}.items() if v is not None and k in names}
+
+
 def _load(spec: ModelSpec, settings: Settings) -> Entry:
     path = resolve(spec, settings)
     entry = Entry(spec, path)
@@ -174,7 +184,7 @@ def _load(spec: ModelSpec, settings: Settings) -> Entry:
     else:
         try:
             model = factory(spec, path)
-            model.params = with_defaults(model.params, spec.params)
+            model.params = with_defaults(model.params, {**spec.params, **_setting_defaults(model, settings)})
             entry.model = model
         except Exception as exc:  # noqa: BLE001 - any failure to load is reported, never fatal
             entry.error = f"{path or spec.kind} could not be loaded: {exc}"

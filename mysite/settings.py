@@ -41,6 +41,8 @@ class Settings:
     log_level: str = "INFO"
     cv_threads: int = -1
     face_detector: str = "haar"  # which model /detect runs when the request names none (web/api.py)
+    # Default smallest face (fraction of the long side) for cascade models; None: models.toml's.
+    min_face: float | None = None
     # Every other MYSITE_* variable, e.g. MYSITE_FACE_CASCADE: models.toml says which model reads which.
     extra: Mapping[str, str] = field(default_factory=dict)
 
@@ -75,6 +77,13 @@ def _threads(v: str) -> int:
     return x
 
 
+def _fraction(v: str) -> float:
+    x = float(v)
+    if not 0.0 <= x <= 1.0:
+        raise ValueError
+    return x
+
+
 def _networks(v: str) -> tuple:
     return tuple(ipaddress.ip_network(part.strip(), strict=False) for part in v.split(",") if part.strip())
 
@@ -103,6 +112,7 @@ FIELDS: dict[str, tuple[str, Any, str]] = {
     "LOG_LEVEL": ("log_level", _log_level, "DEBUG, INFO, WARNING or ERROR"),
     "CV_THREADS": ("cv_threads", _threads, "a whole number >= -1 (-1: OpenCV's default)"),
     "FACE_DETECTOR": ("face_detector", lambda v: v.strip().lower(), "haar, dnn or dnn-full"),
+    "MIN_FACE": ("min_face", _fraction, "a fraction of the long side between 0 and 1, like 0.025"),
 }
 
 

@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Collection
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
 from mysite.params import Param
-from mysite.vision.boxes import Detection, from_xywh
+from mysite.vision import fastpath
+from mysite.vision.boxes import Detection, clip, from_xywh
+from mysite.vision.decode import Header
 
 PARAMS = (
     Param("scale_factor", float, 1.1, min=1.01, max=2.0, doc="pyramid step between scales"),
     Param("min_neighbors", int, 5, min=0, max=100, doc="overlapping hits needed to keep a box"),
     Param("min_size", int, 25, min=1, max=10000, doc="smallest object, in pixels"),
+    Param("min_face", float, 0.025, min=0.0, max=1.0,
+          doc="smallest object as a fraction of the image's long side (0: min_size alone); "
+              "an explicit min_size without min_face means min_size alone"),
 )
 
 
@@ -40,10 +47,40 @@ class Cascade:
             self._local.clf = clf
         return clf
 
-    def run(self, gray: np.ndarray, *, scale_factor: float, min_neighbors: int, min_size: int) -> list[Detection]:
-        """Boxes of every object found in a grayscale image."""
+    @property
+    def window(self) -> int:
+        """The cascade's detection window (20 px for the frontal face cascade)."""
+        return int(max(self._classifier().getOriginalWindowSize()))
+
+    def prepare(self, header: Header, values: dict[str, Any], explicit: Collection[str]) -> tuple[int, dict[str, Any]]:
+        """The decode reduction for this photo, and the values as the request meant them.
+
+        A request that names ``min_size`` but not ``min_face`` asks for that size exactly.
+        """
+        if "min_size" in explicit and "min_face" not in explicit:
+            values = {**values, "min_face": 0.0}
+        p = fastpath.plan(header.width, header.height, min_size=values["min_size"],
+                          min_face=values["min_face"], window=self.window)
+        return p.reduce, values
+
+    def run(
+        self, gray: np.ndarray, *, scale_factor: float, min_neighbors: int, min_size: int,
+        min_face: float = 0.0, scale: float = 1.0,
+    ) -> list[Detection]:
+        """Boxes of every object found in a grayscale image, in original pixels.
+
+        ``scale`` is the image's pixels per original pixel (below 1 when decoded reduced).
+        """
+        height, width = round(gray.shape[0] / scale), round(gray.shape[1] / scale)  # the original's
+        p = fastpath.plan(width, height, min_size=min_size, min_face=min_face, window=self.window)
+        work, work_scale = fastpath.working_image(gray, scale, p)
+        min_px = max(1, round(p.min_px * work_scale))
         rects = self._classifier().detectMultiScale(
-            gray, scaleFactor=scale_factor, minNeighbors=min_neighbors, minSize=(min_size, min_size)
+            work, scaleFactor=scale_factor, minNeighbors=min_neighbors, minSize=(min_px, min_px)
         )
         # detectMultiScale answers an empty tuple, not an array, when it finds nothing.
-        return from_xywh(np.asarray(rects).reshape(-1, 4).tolist())
+        found = from_xywh(np.asarray(rects).reshape(-1, 4).tolist(), work_scale)
+        if work_scale != 1.0:  # rounding while scaling back may step a pixel past the edge
+            for d in found:
+                d["box"] = clip(d["box"], width, height)
+        return found

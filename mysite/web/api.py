@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
-from mysite.errors import BadRequest
+from mysite.errors import ApiError, BadRequest
 from mysite.params import parse
 from mysite.registry import Registry
 from mysite.settings import Settings
-from mysite.vision.decode import decode_image
+from mysite.vision.decode import Decoded, decode_image, read_header
 from mysite.web import inputs, respond
 from mysite.web.choices import Choice, pick
 from mysite.web.fetch import Fetcher
@@ -31,14 +31,6 @@ class Endpoint:
     choice: Choice | None = None  # a request parameter that picks another model (e.g. ?detector=dnn)
 
 
-# The JSON of answers that are neither boxes nor an image (respond.shape handles those two);
-# Endpoint.output names one.
-SHAPES: dict[str, Callable[[Any], Response]] = {
-    # The model's own fields beside the status, e.g. {"status": "ok", "digit": 7, ...}.
-    "fields": lambda result: jsonify({"status": "ok", **result}),
-    # The book's Keras client reads success/predictions; the PyTorch tutorial's reads class_id/class_name.
-    "predictions": lambda result: jsonify({"success": True, "status": "ok", **result}),
-}
 FACE_DETECTORS = Choice(
     "detector", {"haar": "face", "dnn": "blazeface", "dnn-full": "blazeface_full"}, "face_detector", "haar"
 )
@@ -87,12 +79,46 @@ def handle(ep: Endpoint) -> Response:
     model = registry.get(pick(ep.model, ep.choice, given, settings))
     values = parse(model.params, given)
     values.update(ep.fixed)
-    data = inputs.image_bytes(request, settings.max_upload_bytes, _fetcher(settings))
-    decoded = decode_image(data, max_pixels=settings.max_pixels, gray=model.input == "gray")
-    result = model.run(decoded.image, **values)
-    response = respond.shape(ep.output, result, data, decoded, ep.model, SHAPES.get(ep.output))
+    explicit = {*given, *ep.fixed}
+    batch = inputs.several_images(request, settings.max_upload_bytes)
+    if batch is not None:  # repeated multipart image fields: one answer per image, in order
+        response = _batch(ep, model, batch, values, explicit, settings.max_pixels)
+    else:
+        data = inputs.image_bytes(request, settings.max_upload_bytes, _fetcher(settings))
+        decoded, result = _run(model, data, values, explicit, settings.max_pixels)
+        response = respond.shape(ep.output, result, data, decoded, ep.model)
     response.headers["Server-Timing"] = f"total;dur={(time.perf_counter() - started) * 1000:.1f}"
     return response
+
+
+def _run(model: Any, data: bytes, values: dict[str, Any], explicit: set[str], max_pixels: int) -> tuple[Decoded, Any]:
+    """Decode the image for the model and run it; the decoded image and the model's answer.
+
+    A model that can work on a smaller image (``prepare``) picks the decode size from the
+    header and is told the decoded image's ``scale`` so it answers in original pixels.
+    """
+    gray = model.input == "gray"
+    prepare = getattr(model, "prepare", None)
+    if prepare is None:
+        decoded = decode_image(data, max_pixels=max_pixels, gray=gray)
+        return decoded, model.run(decoded.image, **values)
+    reduce, values = prepare(read_header(data, max_pixels), values, explicit)
+    decoded = decode_image(data, max_pixels=max_pixels, gray=gray, reduce=reduce)
+    return decoded, model.run(decoded.image, **values, scale=decoded.scale)
+
+
+def _batch(ep: Endpoint, model: Any, batch: list[bytes], values: dict[str, Any], explicit: set[str],
+           max_pixels: int) -> Response:
+    """``{"status": "ok", "results": [...]}``: each image's answer in the book's shape, or its own error."""
+    if ep.output != "boxes":
+        raise BadRequest(f"{ep.path} answers one image at a time; send a single image field")
+    results = []
+    for data in batch:
+        try:
+            results.append({"status": "ok", "result": _run(model, data, values, explicit, max_pixels)[1]})
+        except ApiError as exc:  # one bad image spoils nothing for the others
+            results.append(exc.body())
+    return jsonify({"status": "ok", "results": results})
 
 
 def _fetcher(settings: Settings) -> Fetcher:

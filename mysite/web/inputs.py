@@ -44,6 +44,25 @@ def params(request: Request) -> dict[str, str]:
     return values
 
 
+MAX_IMAGES = 16  # images in one request: bounds the work one request can ask for
+
+
+def several_images(request: Request, max_bytes: int) -> list[bytes] | None:
+    """Every file of repeated multipart ``image`` fields, when there are two or more; else None."""
+    if request.mimetype != "multipart/form-data":
+        return None
+    uploads = request.files.getlist("image")
+    if len(uploads) < 2:
+        return None
+    if len(uploads) > MAX_IMAGES:
+        raise TooLarge(f"{len(uploads)} images in one request; the limit is {MAX_IMAGES}")
+    images = [u.read() for u in uploads]
+    too_big = next((i for i, d in enumerate(images) if len(d) > max_bytes), None)
+    if too_big is not None:
+        raise TooLarge(f"image {too_big + 1} is {len(images[too_big])} bytes; the limit is {max_bytes} bytes")
+    return images
+
+
 def image_bytes(request: Request, max_bytes: int, fetch: Callable[[str], bytes]) -> bytes:
     """The image the client sent, as bytes (not yet decoded)."""
     url = request.args.get("url", "").strip()

@@ -55,33 +55,44 @@ def wanted(req: Request, answers_image: bool) -> Wanted:
     return Wanted(output, FORMATS[fmt])
 
 
-def shape(output_kind: str, result: Any, data: bytes, decoded: Decoded, label: str,
-          plain: Callable[[Any], Response] | None = None) -> Response:
+# The JSON of each kind of answer an Endpoint.output names ("image" endpoints answer a picture).
+JSON_SHAPES: dict[str, Callable[[Any], dict[str, Any]]] = {
+    # The book's {"status": "ok", "result": [{"box": [...]}, ...]}.
+    "boxes": lambda result: {"status": "ok", "result": result},
+    # The model's own fields beside the status, e.g. {"status": "ok", "digit": 7, ...}.
+    "fields": lambda result: {"status": "ok", **result},
+    # The book's Keras client reads success/predictions; the PyTorch tutorial's reads class_id/class_name.
+    "predictions": lambda result: {"success": True, "status": "ok", **result},
+}
+
+
+def shape(output_kind: str, result: Any, data: bytes, decoded: Decoded, label: str) -> Response:
     """The response for one request, given the endpoint's kind of output and what its model returned.
 
-    ``plain`` shapes the endpoint's usual answer; it is used unless a picture is asked for, and
-    defaults to the book's ``{"status": "ok", "result": [...]}`` for "boxes". "boxes" endpoints
-    can draw their detections on the upload; "image" endpoints send their picture as JPEG, PNG
-    or base64; other kinds refuse ``output=image`` with a 400. ``data`` are the uploaded bytes,
-    decoded again in colour to draw on when the model saw gray.
+    "boxes" endpoints answer the book's JSON, or draw their detections on the upload when a
+    picture is asked for; "image" endpoints send their picture as JPEG, PNG or base64; the
+    other kinds answer their JSON and refuse ``output=image`` with a 400. ``data`` are the
+    uploaded bytes, decoded again in colour and full size to draw on when the model saw less.
     """
     if output_kind == "image":
         want = wanted(request, answers_image=True)
         if want.output == "json":
             raise BadRequest("this endpoint answers an image: output may be image or base64")
         return _image_response(result, want)
+    if output_kind not in JSON_SHAPES:
+        raise TypeError(f"no shape for answers of kind {output_kind!r}")
     if output_kind != "boxes":
         asked = inputs.params(request).get("output", "").strip().lower()
         if asked not in ("", "json"):
             raise BadRequest(f"this endpoint answers {output_kind}, not boxes: there is nothing to draw; drop output=")
-        if plain is None:
-            raise TypeError(f"no shaper given for answers of kind {output_kind!r}")
-        return plain(result)
+        return jsonify(JSON_SHAPES[output_kind](result))
     want = wanted(request, answers_image=False)
     if want.output == "json":
-        response = plain(result) if plain else jsonify({"status": "ok", "result": result})
+        response = jsonify(JSON_SHAPES["boxes"](result))
     else:
-        photo = decoded.image if decoded.image.ndim == 3 else _colour(data)
+        # Boxes are in original pixels: draw on the upload as it is, not on a gray or reduced copy.
+        full_colour = decoded.image.ndim == 3 and decoded.scale == 1
+        photo = decoded.image if full_colour else _colour(data)
         response = _image_response(draw_detections(photo, result, default_label=label), want)
     response.vary.add("Accept")  # the same URL answers JSON or an image by Accept: caches must know
     return response

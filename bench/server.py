@@ -1,0 +1,190 @@
+"""Run the Procfile's gunicorn on loopback and talk to it: cold start, requests, peak RSS.
+
+Only 127.0.0.1 is ever contacted; every wait has a deadline; the server is stopped
+by the process id this module started.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+HOST = "127.0.0.1"
+
+
+def procfile_command() -> list[str]:
+    """The ``web:`` command of the Procfile, run with this interpreter's gunicorn."""
+    line = next(l for l in (ROOT / "Procfile").read_text().splitlines() if l.startswith("web:"))
+    argv = shlex.split(line.removeprefix("web:"))
+    if argv[0] == "gunicorn":
+        argv = [sys.executable, "-m", "gunicorn", *argv[1:]]
+    return argv
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def multipart(data: bytes, field_name: str = "image", filename: str = "photo.jpg") -> tuple[bytes, str]:
+    """A multipart/form-data body with one file field, and its content type."""
+    boundary = uuid.uuid4().hex
+    body = b"".join([
+        f"--{boundary}\r\n".encode(),
+        f'Content-Disposition: form-data; name="{field_name}"; filename="{filename}"\r\n'.encode(),
+        b"Content-Type: image/jpeg\r\n\r\n",
+        data,
+        f"\r\n--{boundary}--\r\n".encode(),
+    ])
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+def request(port: int, method: str, path: str, body: bytes | None = None, content_type: str | None = None,
+            timeout: float = 60.0) -> tuple[int, bytes]:
+    """One HTTP request to the loopback server; status and body."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        headers = {"Content-Type": content_type} if content_type else {}
+        conn.request(method, path, body=body, headers=headers)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+@dataclass
+class Server:
+    """One gunicorn started from the Procfile with some environment; use as a context manager."""
+
+    workers: int
+    cv_threads: int
+    extra_env: dict[str, str] = field(default_factory=dict)
+    port: int = 0
+    proc: subprocess.Popen | None = None
+    cold_healthz_ms: float = float("nan")
+    cold_detect_ms: float = float("nan")
+
+    def __enter__(self) -> Server:
+        self.port = free_port()
+        env = {
+            **os.environ,
+            "GUNICORN_CMD_ARGS": f"--bind {HOST}:{self.port}",
+            "WEB_CONCURRENCY": str(self.workers),
+            "MYSITE_CV_THREADS": str(self.cv_threads),
+            "MYSITE_URL_FETCH": "off",
+            "MYSITE_LOG_LEVEL": "WARNING",
+            **self.extra_env,
+        }
+        self._log = tempfile.TemporaryFile()
+        started = time.perf_counter()
+        self.proc = subprocess.Popen(procfile_command(), cwd=ROOT, env=env, stdout=self._log, stderr=self._log)
+        self.cold_healthz_ms = self._wait_for(lambda: request(self.port, "GET", "/healthz", timeout=5)[0], started)
+        probe, ctype = multipart((ROOT / "tests" / "data" / "group_17_faces.jpg").read_bytes())
+        self.cold_detect_ms = self._wait_for(
+            lambda: request(self.port, "POST", "/detect", probe, ctype, timeout=30)[0], started)
+        return self
+
+    def _wait_for(self, probe, started: float, deadline_s: float = 30.0) -> float:  # type: ignore[no-untyped-def]
+        """Milliseconds from ``started`` to the first 200 from ``probe``; polls every 5 ms."""
+        while time.perf_counter() - started < deadline_s:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"gunicorn exited with {self.proc.returncode}: {self.log()[-2000:]}")
+            try:
+                if probe() == 200:
+                    return (time.perf_counter() - started) * 1000
+            except OSError:
+                pass
+            time.sleep(0.005)
+        raise TimeoutError(f"no 200 within {deadline_s} s: {self.log()[-2000:]}")
+
+    def log(self) -> str:
+        self._log.seek(0)
+        return self._log.read().decode("utf-8", "replace")
+
+    def worker_pids(self) -> list[int]:
+        """The gunicorn workers: children of the master process we started."""
+        assert self.proc is not None
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    stat = (entry / "stat").read_text()
+                except OSError:
+                    continue
+                if int(stat.rsplit(")", 1)[1].split()[1]) == self.proc.pid:
+                    pids.append(int(entry.name))
+        return sorted(pids)
+
+    def peak_rss_mb(self) -> tuple[float, list[float]]:
+        """Peak resident memory (VmHWM) of the master and of each worker, in MB."""
+        assert self.proc is not None
+        return _hwm(self.proc.pid), [_hwm(pid) for pid in self.worker_pids()]
+
+    def cpu_seconds(self) -> float:
+        """CPU time the workers have used so far, every thread counted (``schedstat``, ns)."""
+        total = 0
+        for pid in self.worker_pids():
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                try:
+                    total += int((task / "schedstat").read_text().split()[0])
+                except (OSError, ValueError, IndexError):
+                    continue  # a thread that just ended
+        return total / 1e9
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self._log.close()
+
+
+def _hwm(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def load(port: int, body: bytes, ctype: str, clients: int, per_client: int) -> tuple[float, list[float]]:
+    """``clients`` threads each sending ``per_client`` requests; requests/s and every latency (ms)."""
+    latencies: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+
+    def client() -> None:
+        for _ in range(per_client):
+            t = time.perf_counter()
+            status, text = request(port, "POST", "/detect", body, ctype)
+            ms = (time.perf_counter() - t) * 1000
+            with lock:
+                latencies.append(ms)
+                if status != 200:
+                    errors.append(f"{status}: {text[:200]!r}")
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - started
+    if errors:
+        raise RuntimeError(f"{len(errors)} requests failed, first: {errors[0]}")
+    return clients * per_client / wall, latencies

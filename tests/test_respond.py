@@ -142,3 +142,16 @@ def test_draw_clips_boxes_and_leaves_input_alone() -> None:
     out = draw_detections(image, [{"box": [-10, 5, 200, 40], "label": "cat", "confidence": 0.914}])
     assert out.shape == (50, 80, 3) and not image.any()
     assert tuple(out[20, 0]) == BOX_COLOR and tuple(out[20, 79]) == BOX_COLOR
+
+
+def test_large_photo_is_drawn_at_full_size_where_the_fast_path_found_faces(client) -> None:
+    """The fast path detects on a reduced decode; the picture and its boxes are in original pixels."""
+    group = cv2.imdecode(np.frombuffer(GROUP, np.uint8), cv2.IMREAD_COLOR)
+    big = cv2.resize(group, None, fx=5, fy=5, interpolation=cv2.INTER_CUBIC)  # 3200x2410, faces ~200 px
+    ok, buf = cv2.imencode(".jpg", big, [cv2.IMWRITE_JPEG_QUALITY, 92])
+    r = _post(client, image=buf.tobytes())
+    boxes = [d["box"] for d in r.get_json()["result"]]
+    assert len(boxes) == 17
+    drawn = _decode(_post(client, "?output=image", image=buf.tobytes()).data)
+    assert drawn.shape[:2] == big.shape[:2]
+    _assert_boxes_drawn(drawn, boxes)

@@ -152,3 +152,16 @@ def test_png_over_the_limit_is_refused_before_pillow_decodes_it(monkeypatch):
     monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", must_not_load)
     with pytest.raises(TooLarge, match="5000x3000"):
         decode_image(data, max_pixels=10_000_000)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP", "GIF"])
+def test_transparency_becomes_white(fmt):
+    # A canvas drawing: black ink on a transparent background whose colour under the alpha is black.
+    rgba = np.zeros((40, 40, 4), np.uint8)
+    rgba[10:30, 18:22] = (0, 0, 0, 255)
+    im = Image.fromarray(rgba, "RGBA")
+    data = pil_bytes(im, fmt, **({"lossless": True} if fmt == "WEBP" else {}))
+    for gray in (False, True):
+        out = decode_image(data, max_pixels=LIMIT, gray=gray)
+        pixels = out.image if gray else out.image.min(axis=2)
+        assert pixels[2, 2] > 250 and pixels[20, 20] < 5, (fmt, gray)

@@ -80,6 +80,21 @@ def test_canvas_data_url_body_dark_ink_on_light(client, heldout):
     assert right >= 9  # of 10
 
 
+def test_transparent_canvas_with_black_ink(client, heldout):
+    """A canvas left transparent (toDataURL of strokes only): black ink on alpha 0 over black."""
+    digits, labels = heldout
+    right = 0
+    for d, label in list(zip(digits, labels))[7::30]:
+        ink = cv2.resize(d, (280, 280), interpolation=cv2.INTER_CUBIC)
+        rgba = np.zeros((280, 280, 4), np.uint8)
+        rgba[:, :, 3] = ink  # colour stays black everywhere; only the alpha says where the ink is
+        body = b"data:image/png;base64," + base64.b64encode(_png(rgba))
+        r = client.post("/digits", data=body)
+        assert r.status_code == 200, r.get_json()
+        right += r.get_json()["digit"] == label
+    assert right >= 9  # of 10
+
+
 def test_photo_of_paper_with_dust(client, heldout):
     """Dark ink on grey paper with dark specks around it, sent as a JPEG: the specks must not widen the crop."""
     digits, labels = heldout

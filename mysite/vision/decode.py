@@ -39,6 +39,7 @@ class Header:
     format: str
     width: int  # after EXIF orientation, as the picture is seen
     height: int
+    alpha: bool = False  # has transparency: flattened onto white when decoded
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,7 @@ def read_header(data: bytes, max_pixels: int | None = None) -> Header:
             with Image.open(io.BytesIO(data), formats=FORMATS) as im:
                 width, height = im.size
                 fmt = "JPEG" if im.format == "MPO" else str(im.format)
+                alpha = im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
                 if max_pixels is not None and width * height > max_pixels:
                     raise TooLarge(
                         f"image is {width}x{height} = {width * height / 1e6:.1f} megapixels; "
@@ -107,7 +109,7 @@ def read_header(data: bytes, max_pixels: int | None = None) -> Header:
         raise Unprocessable(f"the {fmt} image declares an empty size {width}x{height}")
     if orientation in _SWAPPING_ORIENTATIONS:
         width, height = height, width
-    return Header(fmt, width, height)
+    return Header(fmt, width, height, alpha)
 
 
 def _looks_like(data: bytes) -> str | None:
@@ -119,7 +121,8 @@ def _looks_like(data: bytes) -> str | None:
 def decode_image(data: bytes, *, max_pixels: int, gray: bool = False, reduce: int = 1) -> Decoded:
     """Decode ``data`` to a uint8 image (3-channel BGR, or gray when asked).
 
-    EXIF orientation is applied; alpha is dropped; 16-bit is scaled to 8-bit.
+    EXIF orientation is applied; transparent pixels become white (a canvas drawing's
+    background is transparent, and its colour under the alpha is black); 16-bit is scaled to 8-bit.
     ``reduce`` (1, 2, 4 or 8) lets libjpeg decode at a fraction of the size.
     Raises 413 before allocating pixels when the header declares more than
     ``max_pixels``, 415 for bytes that are no image we read, 422 for a broken one.
@@ -131,7 +134,7 @@ def decode_image(data: bytes, *, max_pixels: int, gray: bool = False, reduce: in
     flags = _FLAGS.get((direct_gray, reduce))
     if flags is None:
         raise ValueError(f"reduce must be 1, 2, 4 or 8, not {reduce}")
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    image = None if header.alpha else cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     if image is None or image.size == 0:
         image = _decode_with_pillow(data, header, direct_gray, reduce)
     if gray and not direct_gray:
@@ -141,11 +144,15 @@ def decode_image(data: bytes, *, max_pixels: int, gray: bool = False, reduce: in
 
 
 def _decode_with_pillow(data: bytes, header: Header, gray: bool, reduce: int) -> np.ndarray:
-    """Fallback for files OpenCV's codecs refuse but Pillow reads (some TIFF and GIF variants)."""
+    """Images with transparency (flattened onto white), and files OpenCV's codecs refuse."""
     try:
         with Image.open(io.BytesIO(data), formats=FORMATS) as im:
             im.seek(0)
-            im = ImageOps.exif_transpose(im.convert("L" if gray else "RGB"))
+            im = ImageOps.exif_transpose(im)
+            if header.alpha:
+                white = Image.new("RGBA", im.size, (255, 255, 255, 255))
+                im = Image.alpha_composite(white, im.convert("RGBA"))
+            im = im.convert("L" if gray else "RGB")
             if reduce > 1:
                 im = im.reduce(reduce)
             arr = np.asarray(im)

@@ -8,22 +8,17 @@ Without --url the GET-by-URL step is skipped (it needs the server to reach the i
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-from mysite.client import Client, show  # noqa: E402
+from mysite.client import Client, example_parser, show  # noqa: E402
 
-HERE = Path(__file__).resolve().parent
-IMAGE_PATH = HERE.parent / "tests" / "data" / "group_17_faces.jpg"  # the book's test_face_processing.jpg
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--server", help="default: $MYSITE_SERVER or http://localhost:5000")
-    p.add_argument("--image", default=str(IMAGE_PATH))
+    p = example_parser(__doc__)
     p.add_argument("--url", help="an image URL for the server to fetch, e.g. OpenCV's samples/data/lena.jpg")
     args = p.parse_args()
     client = Client(args.server)

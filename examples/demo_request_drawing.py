@@ -8,7 +8,6 @@ with the book's yellow boxes and its red/blue corner dots.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -17,16 +16,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-from mysite.client import Client, ClientError, show  # noqa: E402
+from mysite.client import Client, ClientError, example_parser, show  # noqa: E402
 from mysite.vision.draw import draw_detections  # noqa: E402
 
-IMAGE_PATH = Path(__file__).resolve().parent.parent / "tests" / "data" / "group_17_faces.jpg"
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--server", help="default: $MYSITE_SERVER or http://localhost:5000")
-    p.add_argument("--image", default=str(IMAGE_PATH))
+    p = example_parser(__doc__)
     p.add_argument("--out", default="demo_request_drawing.png")
     args = p.parse_args()
 

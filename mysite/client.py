@@ -232,6 +232,17 @@ def _draw(client: Client, args: argparse.Namespace, image: Path | None, params: 
         out.write_bytes(client.call(args.endpoint, url=args.url, output="image", **params).content)
 
 
+BOOK_IMAGE = Path(__file__).resolve().parent.parent / "tests" / "data" / "group_17_faces.jpg"
+
+
+def example_parser(doc: str) -> argparse.ArgumentParser:
+    """The options the examples/ scripts share: ``--server`` and ``--image`` (the book's photo)."""
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    p.add_argument("--server", help="default: $MYSITE_SERVER or http://localhost:5000")
+    p.add_argument("--image", default=str(BOOK_IMAGE), help="default: the book's test_face_processing.jpg")
+    return p
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m mysite.client", description=__doc__.split("\n\n")[0])
     p.add_argument("endpoint", help="the API route, e.g. /detect, /catfacedetection, /canny")

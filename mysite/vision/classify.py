@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from mysite.params import Param
-from mysite.vision.dnn import Preprocess, ThreadNets, probabilities
+from mysite.vision.dnn import NetModel, probabilities
 
 PARAMS = (Param("top", int, 5, min=1, max=1000, doc="how many of the most likely classes to answer"),)
 
@@ -35,23 +34,18 @@ def read_labels(path: Path) -> list[Label]:
     return [Label(i, line.strip()) for i, line in enumerate(text.splitlines()) if line.strip()]
 
 
-class Classifier:
+class Classifier(NetModel):
     """A classifier file (+ config), its input preparation and its labels."""
 
-    input = "color"
     params = PARAMS
 
-    def __init__(self, path: Path, config: Path | None, prep: Preprocess, labels: Sequence[Label]) -> None:
-        self.prep = prep
-        self.labels = tuple(labels)
-        self.nets = ThreadNets(path, config)
-        (scores,) = self.nets.forward(prep.blank())[:1]
+    def check(self, path: Path, scores: np.ndarray) -> None:
         if scores.size != len(self.labels):
             raise ValueError(f"{path.name} gives {scores.size} scores but the labels file has {len(self.labels)} labels")
 
     def run(self, image: np.ndarray, *, top: int) -> dict[str, Any]:
         """The ``top`` most likely classes, best first, and the best one's id and name."""
-        (scores,) = self.nets.forward(self.prep.blob(image))[:1]
+        scores = self.first_output(self.prep.blob(image))
         p = probabilities(scores)
         # Stable sort: equal probabilities keep class order, so answers repeat exactly.
         order = np.argsort(-p, kind="stable")[:top]

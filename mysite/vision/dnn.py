@@ -12,6 +12,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -65,6 +66,28 @@ class ThreadNets:
         net.setInput(blob)
         outs = net.forward(list(self.outputs))
         return [np.asarray(o) for o in outs]
+
+
+class NetModel:
+    """A model file (+ config) run by cv2.dnn on colour images, with its input recipe and labels.
+
+    Subclasses say in ``check`` what a sane first output looks like; it is run once, on a
+    blank input, when the model loads, so a wrong file is reported at start-up.
+    """
+
+    input = "color"
+
+    def __init__(self, path: Path, config: Path | None, prep: Preprocess, labels: Sequence[Any]) -> None:
+        self.prep = prep
+        self.labels = tuple(labels)
+        self.nets = ThreadNets(path, config)
+        self.check(path, self.first_output(prep.blank()))
+
+    def first_output(self, blob: np.ndarray) -> np.ndarray:
+        return self.nets.forward(blob)[0]
+
+    def check(self, path: Path, out: np.ndarray) -> None:
+        """Raise ValueError when the net's answer to a blank input is not what this kind reads."""
 
 
 def probabilities(scores: np.ndarray) -> np.ndarray:

@@ -8,7 +8,6 @@ corners back to the original image's pixels, clipped to it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,7 @@ import numpy as np
 from mysite.errors import BadRequest
 from mysite.params import Param
 from mysite.vision.boxes import Detection, clip, sort
-from mysite.vision.dnn import Preprocess, ThreadNets
+from mysite.vision.dnn import NetModel
 
 PARAMS = (
     Param("min_confidence", float, 0.5, min=0.0, max=1.0, doc="smallest detection score kept (the book used 0.1)"),
@@ -24,17 +23,12 @@ PARAMS = (
 )
 
 
-class SSD:
+class SSD(NetModel):
     """An SSD detector file (+ config), its input preparation and its class labels."""
 
-    input = "color"
     params = PARAMS
 
-    def __init__(self, path: Path, config: Path | None, prep: Preprocess, labels: Sequence[str]) -> None:
-        self.prep = prep
-        self.labels = tuple(labels)
-        self.nets = ThreadNets(path, config)
-        (out,) = self.nets.forward(prep.blank())[:1]
+    def check(self, path: Path, out: np.ndarray) -> None:
         if out.ndim != 4 or out.shape[-1] != 7:
             raise ValueError(f"{path.name} answers {out.shape}, not the SSD shape [1, 1, N, 7]")
 
@@ -52,7 +46,7 @@ class SSD:
         """Boxes with their label and confidence, in original-image pixels."""
         keep = self.wanted(labels)
         height, width = image.shape[:2]
-        (out,) = self.nets.forward(self.prep.blob(image))[:1]
+        out = self.first_output(self.prep.blob(image))
         found = []
         for _, class_id, conf, x1, y1, x2, y2 in out.reshape(-1, 7):
             if not conf >= min_confidence:

@@ -189,7 +189,7 @@ def _load(spec: ModelSpec, settings: Settings) -> Entry:
         except Exception as exc:  # noqa: BLE001 - any failure to load is reported, never fatal
             entry.error = f"{path or spec.kind} could not be loaded: {exc}"
     if entry.error:
-        log.error("model %s not loaded: %s", spec.name, unavailable_message(entry))
+        log.error("%s", unavailable_message(entry))  # the message names the model and the fix
     else:
         log.info("model %s loaded from %s", spec.name, path or "(built in)")
     return entry

@@ -189,7 +189,8 @@ def _load(spec: ModelSpec, settings: Settings) -> Entry:
         except Exception as exc:  # noqa: BLE001 - any failure to load is reported, never fatal
             entry.error = f"{path or spec.kind} could not be loaded: {exc}"
     if entry.error:
-        log.error("%s", unavailable_message(entry))  # the message names the model and the fix
+        # The message names the model and the fix; an optional model that is absent only warns.
+        log.log(logging.ERROR if spec.required else logging.WARNING, "%s", unavailable_message(entry))
     else:
         log.info("model %s loaded from %s", spec.name, path or "(built in)")
     return entry

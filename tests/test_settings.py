@@ -145,3 +145,24 @@ def test_unknown_kind_is_reported_not_fatal(tmp_path):
 
     reg = Registry({"odd": ModelSpec(name="odd", kind="hologram")}, Settings())
     assert not reg.entries["odd"].loaded and "unknown kind 'hologram'" in reg.entries["odd"].error
+
+
+def test_models_load_with_opencvs_pool_off_then_get_the_configured_size(monkeypatch):
+    """gunicorn forks workers after create_app (preload): an OpenCV pool started while loading
+    would leave every worker single-threaded, so loading runs serially (the bench's
+    "CPUs busy" column shows the effect)."""
+    from mysite import registry
+
+    seen = []
+    real = dict(registry.KINDS)
+    for kind, factory in real.items():
+        monkeypatch.setitem(registry.KINDS, kind, lambda spec, path, f=factory: (seen.append(cv2.getNumThreads()), f(spec, path))[1])
+    before = cv2.getNumThreads()
+    try:
+        create_app({"MYSITE_CV_THREADS": "2"})
+        assert seen and all(n <= 1 for n in seen)
+        assert cv2.getNumThreads() == 2
+        create_app({"MYSITE_CV_THREADS": "1"})
+        assert cv2.getNumThreads() == 1
+    finally:
+        cv2.setNumThreads(before)

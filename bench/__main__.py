@@ -172,11 +172,15 @@ def other_endpoints(items: list[Photo]) -> list[tuple[str, str, Timing]]:
     """Every endpoint of the table, in-process, on the group photo and the 12 MP photo."""
     client = create_app({"MYSITE_URL_FETCH": "off", "MYSITE_LOG_LEVEL": "WARNING"}).test_client()
     out = []
-    for ep in ENDPOINTS:
+    # An endpoint with a choice of model (/detect?detector=...) is timed with each.
+    targets = [ep.path for ep in ENDPOINTS] + [
+        f"{ep.path}?{ep.choice.param}={value}" for ep in ENDPOINTS if ep.choice for value in ep.choice.models
+    ]
+    for target in targets:
         for p in (items[0], items[-1]):
             body, ctype = multipart(p.data)
-            t, status = timed(lambda: client.post(ep.path, data=body, content_type=ctype).status_code, 3)
-            out.append((ep.path, p.name, t) if status == 200 else (ep.path, f"{p.name} ({status})", t))
+            t, status = timed(lambda: client.post(target, data=body, content_type=ctype).status_code, 3)
+            out.append((target, p.name, t) if status == 200 else (target, f"{p.name} ({status})", t))
     return out
 
 

@@ -18,4 +18,6 @@ os.environ.setdefault("MYSITE_ENV_FILE", os.path.join(PROJECT, ".env"))
 
 # Importing builds the app and loads the models once per worker, well within the 20 s a reload
 # allows. Never call application.run() here: PythonAnywhere serves the app itself.
-from wsgi import application  # noqa: E402,F401
+from wsgi import application  # noqa: E402
+
+__all__ = ["application"]  # what PythonAnywhere's uWSGI looks for

@@ -124,6 +124,7 @@ def test_parameters_as_form_fields(client, group_jpg):
 @pytest.mark.parametrize("query,name", [
     ("scale_factor=abc", "scale_factor"),
     ("scale_factor=1.0", "scale_factor"),
+    ("scale_factor=1.01", "scale_factor"),  # 5x the work of 1.05: a 40 MP photo would outlast the worker
     ("scale_factor=nan", "scale_factor"),
     ("min_neighbors=-1", "min_neighbors"),
     ("min_neighbors=2.5", "min_neighbors"),

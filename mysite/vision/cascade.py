@@ -16,7 +16,8 @@ from mysite.vision.boxes import Detection, clip, from_xywh
 from mysite.vision.decode import Header
 
 PARAMS = (
-    Param("scale_factor", float, 1.1, min=1.01, max=2.0, doc="pyramid step between scales"),
+    Param("scale_factor", float, 1.1, min=1.05, max=2.0,
+          doc="pyramid step between scales (from 1.05: finer steps could outlast the worker timeout on a 40 MP photo)"),
     Param("min_neighbors", int, 5, min=0, max=100, doc="overlapping hits needed to keep a box"),
     Param("min_size", int, 25, min=1, max=10000, doc="smallest object, in pixels"),
     Param("min_face", float, 0.025, min=0.0, max=1.0,

@@ -158,3 +158,13 @@ def test_12mp_fast_path_answers_in_the_exif_oriented_frame(client, composition):
     boxes = detect(client, out.getvalue())
     big = [k for k in known if k[2] - k[0] >= 100]
     assert sum(any(iou(k, b) >= 0.5 for b in boxes) for k in big) / len(big) >= 0.95
+
+
+def test_several_images_share_one_pixel_budget(make_app):
+    """16 files that each pass the pixel limit may not add up to 16 times the work of one."""
+    group = (DATA / "group_17_faces.jpg").read_bytes()  # 640x482 = 0.31 MP
+    c = make_app({"MYSITE_MAX_PIXELS": 700_000}).test_client()
+    two = c.post("/detect", data={"image": [(io.BytesIO(group), f"{i}.jpg") for i in range(2)]})
+    assert two.status_code == 200 and len(two.json["results"]) == 2
+    three = c.post("/detect", data={"image": [(io.BytesIO(group), f"{i}.jpg") for i in range(3)]})
+    assert three.status_code == 413 and "together" in three.json["message"]

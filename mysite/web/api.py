@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
-from mysite.errors import ApiError, BadRequest
+from mysite.errors import ApiError, BadRequest, TooLarge
 from mysite.params import parse
 from mysite.registry import Registry
 from mysite.settings import Settings
@@ -112,6 +112,12 @@ def _batch(ep: Endpoint, model: Any, batch: list[bytes], values: dict[str, Any],
     """``{"status": "ok", "results": [...]}``: each image's answer in the book's shape, or its own error."""
     if ep.output != "boxes":
         raise BadRequest(f"{ep.path} answers one image at a time; send a single image field")
+    # One request may hold as many pixels as one image may: 16 small files that each declare 40 MP
+    # would otherwise keep a worker busy past its timeout.
+    total = sum(_declared_pixels(data) for data in batch)
+    if total > max_pixels:
+        raise TooLarge(f"the {len(batch)} images hold {total / 1e6:.1f} megapixels together; "
+                       f"the limit for one request is {max_pixels / 1e6:.1f} megapixels")
     results = []
     for data in batch:
         try:
@@ -119,6 +125,15 @@ def _batch(ep: Endpoint, model: Any, batch: list[bytes], values: dict[str, Any],
         except ApiError as exc:  # one bad image spoils nothing for the others
             results.append(exc.body())
     return jsonify({"status": "ok", "results": results})
+
+
+def _declared_pixels(data: bytes) -> int:
+    """Pixels an image's header declares; 0 for one that is no image (it gets its own error)."""
+    try:
+        header = read_header(data)
+    except ApiError:
+        return 0
+    return header.width * header.height
 
 
 def _fetcher(settings: Settings) -> Fetcher:

@@ -25,7 +25,7 @@ bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", str(max(2, _cpus()))))
 threads = int(os.environ.get("MYSITE_THREADS", "1"))
 # The slowest legitimate request measured here: a 40 MP photo (the pixel limit) through a cascade
-# with min_face=0 and scale_factor=1.05, about 35 s on 2 CPUs. Twice that leaves room for a
+# with min_face=0, scale_factor=1.05 and min_neighbors=0: 42 s on 2 CPUs. 120 s leaves room for a
 # slower host before gunicorn would kill the worker.
 timeout = int(os.environ.get("MYSITE_TIMEOUT", "120"))
 graceful_timeout = 20

@@ -42,3 +42,11 @@ def test_pythonanywhere_template_loads_the_app_from_home(tmp_path):
                           timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "Flask"
+
+
+def test_nginx_waits_as_long_as_gunicorn_lets_a_request_run():
+    import importlib
+
+    conf = (ROOT / ".platform" / "nginx" / "conf.d" / "mysite.conf").read_text()
+    gunicorn_timeout = importlib.import_module("mysite.gunicorn_conf").timeout
+    assert int(re.search(r"proxy_read_timeout\s+(\d+)s;", conf).group(1)) >= gunicorn_timeout

@@ -118,7 +118,9 @@ def _looks_like(data: bytes) -> str | None:
     return next((name for magic, name in _MAGIC if data.startswith(magic)), None)
 
 
-def decode_image(data: bytes, *, max_pixels: int, gray: bool = False, reduce: int = 1) -> Decoded:
+def decode_image(
+    data: bytes, *, max_pixels: int, gray: bool = False, reduce: int = 1, header: Header | None = None
+) -> Decoded:
     """Decode ``data`` to a uint8 image (3-channel BGR, or gray when asked).
 
     EXIF orientation is applied; transparent pixels become white (a canvas drawing's
@@ -126,8 +128,9 @@ def decode_image(data: bytes, *, max_pixels: int, gray: bool = False, reduce: in
     ``reduce`` (1, 2, 4 or 8) lets libjpeg decode at a fraction of the size.
     Raises 413 before allocating pixels when the header declares more than
     ``max_pixels``, 415 for bytes that are no image we read, 422 for a broken one.
+    ``header``: what ``read_header(data, max_pixels)`` already answered, not to read it twice.
     """
-    header = read_header(data, max_pixels)
+    header = header or read_header(data, max_pixels)
     # At full size, gray comes from BGR like the book's cvtColor: libjpeg's own gray output differs
     # by a grey level here and there, and that moves the book's boxes by a pixel.
     direct_gray = gray and reduce > 1

@@ -102,8 +102,9 @@ def _run(model: Any, data: bytes, values: dict[str, Any], explicit: set[str], ma
     if prepare is None:
         decoded = decode_image(data, max_pixels=max_pixels, gray=gray)
         return decoded, model.run(decoded.image, **values)
-    reduce, values = prepare(read_header(data, max_pixels), values, explicit)
-    decoded = decode_image(data, max_pixels=max_pixels, gray=gray, reduce=reduce)
+    header = read_header(data, max_pixels)
+    reduce, values = prepare(header, values, explicit)
+    decoded = decode_image(data, max_pixels=max_pixels, gray=gray, reduce=reduce, header=header)
     return decoded, model.run(decoded.image, **values, scale=decoded.scale)
 
 

@@ -56,11 +56,7 @@ def several_images(request: Request, max_bytes: int) -> list[bytes] | None:
         return None
     if len(uploads) > MAX_IMAGES:
         raise TooLarge(f"{len(uploads)} images in one request; the limit is {MAX_IMAGES}")
-    images = [u.read() for u in uploads]
-    too_big = next((i for i, d in enumerate(images) if len(d) > max_bytes), None)
-    if too_big is not None:
-        raise TooLarge(f"image {too_big + 1} is {len(images[too_big])} bytes; the limit is {max_bytes} bytes")
-    return images
+    return [_within(u.read(), max_bytes, f"image {i}") for i, u in enumerate(uploads, start=1)]
 
 
 def image_bytes(request: Request, max_bytes: int, fetch: Callable[[str], bytes]) -> bytes:
@@ -75,8 +71,13 @@ def image_bytes(request: Request, max_bytes: int, fetch: Callable[[str], bytes])
         if url:
             return fetch(url)
         raise BadRequest("Parameter image is not present")
+    return _within(data, max_bytes, "the image")
+
+
+def _within(data: bytes, max_bytes: int, what: str) -> bytes:
+    """``data``, or 413 when it is over the upload limit."""
     if len(data) > max_bytes:
-        raise TooLarge(f"the image is {len(data)} bytes; the limit is {max_bytes} bytes")
+        raise TooLarge(f"{what} is {len(data)} bytes; the limit is {max_bytes} bytes")
     return data
 
 

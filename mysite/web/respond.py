@@ -90,17 +90,22 @@ def shape(output_kind: str, result: Any, data: bytes, decoded: Decoded, label: s
     if want.output == "json":
         response = jsonify(JSON_SHAPES["boxes"](result))
     else:
-        # Boxes are in original pixels: draw on the upload as it is, not on a gray or reduced copy.
-        full_colour = decoded.image.ndim == 3 and decoded.scale == 1
-        photo = decoded.image if full_colour else _colour(data)
-        response = _image_response(draw_detections(photo, result, default_label=label), want)
+        response = _image_response(annotate(data, result, label, decoded), want)
     response.vary.add("Accept")  # the same URL answers JSON or an image by Accept: caches must know
     return response
 
 
-def _colour(data: bytes) -> np.ndarray:
-    settings = current_app.extensions["mysite.settings"]
-    return decode_image(data, max_pixels=settings.max_pixels).image
+def annotate(data: bytes, detections: Any, label: str, decoded: Decoded | None = None) -> np.ndarray:
+    """The uploaded picture with ``detections`` drawn on it, in colour and at full size.
+
+    Boxes are in original pixels: ``decoded`` is drawn on only when it is the upload as it is,
+    not a gray or reduced copy; otherwise the upload is decoded again in colour.
+    """
+    if decoded is not None and decoded.image.ndim == 3 and decoded.scale == 1:
+        photo = decoded.image
+    else:
+        photo = decode_image(data, max_pixels=current_app.extensions["mysite.settings"].max_pixels).image
+    return draw_detections(photo, detections, default_label=label)
 
 
 def _image_response(image: np.ndarray, want: Wanted) -> Response:

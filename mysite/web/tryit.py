@@ -17,9 +17,8 @@ from werkzeug.exceptions import HTTPException
 
 from mysite.errors import ApiError
 from mysite.registry import Registry
-from mysite.vision.decode import decode_image, encode
-from mysite.vision.draw import draw_detections
-from mysite.web import api
+from mysite.vision.decode import encode
+from mysite.web import api, respond
 
 _NUMBER_ARRAY = re.compile(r"\[\s+([-\d.e+,\s]+?)\s+\]")
 # Lead sentences for API errors, in words a visitor understands; the server's own message follows.
@@ -131,9 +130,7 @@ def _show(outcome: Outcome, response: Response, uploaded: bytes | None, label: s
     outcome.json_text = pretty(body)
     detections = body.get("result") if isinstance(body, dict) else None
     if isinstance(detections, list) and uploaded is not None:
-        settings = current_app.extensions["mysite.settings"]
-        photo = decode_image(uploaded, max_pixels=settings.max_pixels).image
-        outcome.image_url = _data_url(encode(draw_detections(photo, detections, default_label=label)), "image/jpeg")
+        outcome.image_url = _data_url(encode(respond.annotate(uploaded, detections, label)), "image/jpeg")
     elif isinstance(detections, list):
         outcome.notes.append("Boxes are drawn on uploads; for a URL, add ?output=image to the API call.")
 

@@ -26,7 +26,7 @@ class Endpoint:
     path: str
     model: str  # a table name in models.toml
     doc: str
-    output: str = "boxes"  # "boxes": the book's JSON; "image": a JPEG of what the model returns
+    output: str = "boxes"  # a key of respond.JSON_SHAPES ("boxes": the book's JSON), or "image": a picture
     fixed: Mapping[str, Any] = field(default_factory=dict)  # parameters the endpoint pins
     choice: Choice | None = None  # a request parameter that picks another model (e.g. ?detector=dnn)
 

@@ -15,6 +15,7 @@ from mysite.errors import TooLarge, Unprocessable, UnsupportedMedia
 # Pillow's names of the formats we accept (its JPEG reader also opens the MPO files phones write).
 FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
 _SWAPPING_ORIENTATIONS = {5, 6, 7, 8}
+JPEG_MAX_SIDE = 65500  # libjpeg's limit on either side of a picture it writes
 # Signatures of the formats we read: bytes that start like one are a broken image (422), not another kind (415).
 _MAGIC = (
     (b"\xff\xd8\xff", "JPEG"), (b"\x89PNG", "PNG"), (b"GIF8", "GIF"), (b"BM", "BMP"),
@@ -137,13 +138,33 @@ def decode_image(
     flags = _FLAGS.get((direct_gray, reduce))
     if flags is None:
         raise ValueError(f"reduce must be 1, 2, 4 or 8, not {reduce}")
-    image = None if header.alpha else cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    image = None if header.alpha else _imdecode(data, header, direct_gray, reduce)
     if image is None or image.size == 0:
         image = _decode_with_pillow(data, header, direct_gray, reduce)
     if gray and not direct_gray:
         image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
     # Long side over long side: right whichever way the decoder turned the picture.
     return Decoded(image, header, max(image.shape[:2]) / max(header.width, header.height))
+
+
+def _imdecode(data: bytes, header: Header, gray: bool, reduce: int) -> np.ndarray | None:
+    """OpenCV's decode, or None when OpenCV refuses the file (Pillow gets a try).
+
+    Only libjpeg decodes at a fraction of the size. For every other format OpenCV's
+    ``IMREAD_REDUCED_*`` decodes in full and then resizes to ``size // reduce``, which is
+    an assertion error for a side shorter than ``reduce`` (a 3000x1 PNG): here the same
+    resize is done with each side at least one pixel.
+    """
+    buf = np.frombuffer(data, np.uint8)
+    native = header.format == "JPEG" or reduce == 1
+    try:
+        image = cv2.imdecode(buf, _FLAGS[(gray, reduce if native else 1)])
+    except cv2.error:
+        return None
+    if image is None or native:
+        return image
+    h, w = image.shape[:2]
+    return cv2.resize(image, (max(1, w // reduce), max(1, h // reduce)), interpolation=cv2.INTER_LINEAR_EXACT)
 
 
 def _decode_with_pillow(data: bytes, header: Header, gray: bool, reduce: int) -> np.ndarray:
@@ -166,10 +187,19 @@ def _decode_with_pillow(data: bytes, header: Header, gray: bool, reduce: int) ->
 
 def encode(image: np.ndarray, fmt: str = "jpeg", quality: int = 90) -> bytes:
     """Encode an image as JPEG or PNG bytes."""
-    if fmt == "png":
-        ok, buf = cv2.imencode(".png", image)
-    else:
-        ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    height, width = image.shape[:2]
+    if fmt != "png" and max(width, height) > JPEG_MAX_SIDE:
+        raise Unprocessable(
+            f"the answer would be a {width}x{height} picture; JPEG allows at most {JPEG_MAX_SIDE} pixels "
+            f"a side: ask for format=png"
+        )
+    try:
+        if fmt == "png":
+            ok, buf = cv2.imencode(".png", image)
+        else:
+            ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    except cv2.error:
+        ok = False
     if not ok:
-        raise RuntimeError(f"OpenCV could not encode a {image.shape} image as {fmt}")
+        raise Unprocessable(f"the {width}x{height} answer could not be encoded as {fmt}")
     return buf.tobytes()

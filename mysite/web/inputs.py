@@ -107,10 +107,16 @@ def _json_image(body: bytes) -> bytes:
         doc: Any = json.loads(body)
     except ValueError as exc:
         raise BadRequest(f"the JSON body could not be parsed: {exc}") from None
+    except RecursionError:  # arrays nested about a thousand deep exhaust the parser's stack
+        raise BadRequest("the JSON body is nested too deeply; send {\"image\": \"<base64>\"}") from None
     value = doc.get("image") if isinstance(doc, dict) else None
     if not isinstance(value, str) or not value:
         raise BadRequest("Parameter image is not present (expected a JSON body like {\"image\": \"<base64>\"})")
-    return value.encode("utf-8")
+    try:
+        return value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate such as "\ud800" is valid JSON but no text
+        raise BadRequest("the JSON field image holds characters that are not text (a lone surrogate); "
+                         "it must be base64 or a data URL") from None
 
 
 def decode_text(text: bytes, where: str, passthrough: bool = False) -> bytes:

@@ -1,0 +1,65 @@
+"""Each input that once answered 500 (issue 8, item 5) now gets a JSON answer that is not a 5xx."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from PIL import Image
+
+THIN_FORMATS = ["PNG", "GIF", "BMP", "TIFF", "WEBP", "JPEG"]
+DETECTING = ["/detect", "/catfacedetection", "/detect?output=image", "/catfacedetection?output=image", "/canny",
+             "/digits", "/detect?detector=dnn"]
+
+
+def image(width: int, height: int, fmt: str, mode: str = "L") -> bytes:
+    buf = io.BytesIO()
+    Image.new(mode, (width, height), 128).save(buf, fmt)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("fmt", THIN_FORMATS)
+@pytest.mark.parametrize("size", [(3000, 1), (1, 3000), (7, 2)])
+def test_thin_images_decode_reduced_without_error(client, fmt, size):
+    """OpenCV's reduced decode of a non-JPEG asserted ``inv_scale_x > 0`` for a side shorter than the reduction."""
+    data = image(*size, fmt)
+    for path in DETECTING:
+        r = client.post(path, data=data, content_type=f"image/{fmt.lower()}")
+        assert r.status_code < 500, (path, r.status_code, r.data[:200])
+        if r.status_code == 200 and r.mimetype == "application/json":
+            assert r.get_json()["status"] == "ok"
+        elif r.status_code != 200:
+            assert r.get_json()["status"] != "ok"
+
+
+def test_thin_png_through_the_cascade_finds_nothing(client):
+    r = client.post("/detect", data=image(3000, 1, "PNG"), content_type="image/png")
+    assert r.status_code == 200 and r.get_json() == {"status": "ok", "result": []}
+
+
+@pytest.mark.parametrize("path", ["/canny", "/detect?output=image", "/canny?output=base64"])
+def test_answer_wider_than_jpeg_allows_is_422_naming_format(client, path):
+    """70000x2: libjpeg writes at most 65500 pixels a side ("could not encode" was a 500)."""
+    r = client.post(path, data=image(70000, 2, "PNG"), content_type="image/png")
+    assert r.status_code == 422, r.data[:200]
+    assert "format=png" in r.get_json()["message"]
+
+
+def test_answer_wider_than_jpeg_allows_comes_as_png_when_asked(client):
+    r = client.post("/canny?format=png", data=image(70000, 2, "PNG"), content_type="image/png")
+    assert r.status_code == 200 and r.mimetype == "image/png"
+    assert Image.open(io.BytesIO(r.data)).size == (70000, 2)
+
+
+@pytest.mark.parametrize("depth", [1000, 100_000])
+def test_deeply_nested_json_is_400(client, depth):
+    r = client.post("/detect", data="[" * depth + "]" * depth, content_type="application/json")
+    assert r.status_code == 400 and "nested" in r.get_json()["message"]
+    r = client.post("/detect", data='{"image": ' + "[" * depth + "]" * depth + "}", content_type="application/json")
+    assert r.status_code == 400
+
+
+@pytest.mark.parametrize("text", ['"\\ud800"', '"\\udfff abc"', '"data:image/png;base64,\\ud83d"'])
+def test_lone_surrogate_in_json_is_400(client, text):
+    r = client.post("/detect", data='{"image": ' + text + "}", content_type="application/json")
+    assert r.status_code == 400 and r.get_json()["status"] == "bad request"

@@ -38,7 +38,7 @@ class Model(Protocol):
 
     def run(self, image: Any, **params: Any) -> Any: ...
 
-    # Optional: ``prepare(header, values, explicit) -> (reduce, values)`` lets a model that can work
+    # Optional: ``prepare(header, values, explicit, limit) -> (reduce, values)`` lets a model that can work
     # on a smaller image pick the decode reduction from the header; its run() then also gets
     # ``scale`` (decoded pixels per original pixel) and answers in original pixels. See vision/cascade.py.
 

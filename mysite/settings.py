@@ -34,6 +34,9 @@ class Settings:
     model_dir: Path | None = None
     max_upload_mb: float = 10.0
     max_pixels: int = 40_000_000
+    # What one request may cost (vision/budget.py): peak memory over the worker's own, and pixels of work.
+    request_memory_mb: float = 180.0
+    request_work: int = 50_000_000
     url_fetch: bool = True
     url_allow_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     url_timeout: float = 10.0
@@ -49,6 +52,10 @@ class Settings:
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def request_memory_bytes(self) -> int:
+        return int(self.request_memory_mb * 1024 * 1024)
 
     def path(self, name: str) -> Path | None:
         """An expanded path from an extra ``MYSITE_*`` variable, or None when unset."""
@@ -105,6 +112,8 @@ FIELDS: dict[str, tuple[str, Any, str]] = {
     "MODEL_DIR": ("model_dir", lambda v: expand_path(v) if v.strip() else None, "a folder path"),
     "MAX_UPLOAD_MB": ("max_upload_mb", _positive_float, "a positive number of megabytes"),
     "MAX_PIXELS": ("max_pixels", _positive_int, "a positive whole number of pixels"),
+    "REQUEST_MEMORY_MB": ("request_memory_mb", _positive_float, "a positive number of megabytes"),
+    "REQUEST_WORK": ("request_work", _positive_int, "a positive whole number of pixels"),
     "URL_FETCH": ("url_fetch", parse_bool, "on or off"),
     "URL_ALLOW_NETWORKS": ("url_allow_networks", _networks, "comma-separated networks like 127.0.0.0/8"),
     "URL_TIMEOUT": ("url_timeout", _positive_float, "a positive number of seconds"),

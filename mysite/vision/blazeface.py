@@ -46,6 +46,7 @@ class BlazeFace:
 
     input = "color"
     params = PARAMS
+    decode_side = 768  # long side decoded at least: six times the 128 px input (four times full range's 192)
 
     def __init__(self, path: Path, *, size: int = 128, strides: Sequence[int] = (8, 16, 16, 16),
                  anchors_per_layer: int = 2) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import re
 import threading
 from collections.abc import Collection
 from pathlib import Path
@@ -10,8 +12,9 @@ from typing import Any
 import cv2
 import numpy as np
 
+from mysite.errors import Unprocessable
 from mysite.params import Param
-from mysite.vision import fastpath
+from mysite.vision import budget, fastpath
 from mysite.vision.boxes import Detection, clip, from_xywh
 from mysite.vision.decode import Header
 
@@ -36,7 +39,9 @@ class Cascade:
         self.path = Path(path)
         self._local = threading.local()
         # Load now so a missing or broken file is reported at start-up, not on the first request.
-        self._classifier()
+        clf = self._classifier()
+        self.window_size: tuple[int, int] = tuple(int(v) for v in clf.getOriginalWindowSize())  # type: ignore[assignment]
+        self.buffer_bytes = _bytes_per_buffer_pixel(self.path)
 
     def _classifier(self) -> cv2.CascadeClassifier:
         # One classifier per thread: detectMultiScale keeps per-call state inside the object.
@@ -51,37 +56,123 @@ class Cascade:
     @property
     def window(self) -> int:
         """The cascade's detection window (20 px for the frontal face cascade)."""
-        return int(max(self._classifier().getOriginalWindowSize()))
+        return max(self.window_size)
 
-    def prepare(self, header: Header, values: dict[str, Any], explicit: Collection[str]) -> tuple[int, dict[str, Any]]:
+    def prepare(self, header: Header, values: dict[str, Any], explicit: Collection[str],
+                limit: budget.Budget | None = None) -> tuple[int, dict[str, Any]]:
         """The decode reduction for this photo, and the values as the request meant them.
 
         A request that names ``min_size`` but not ``min_face`` asks for that size exactly.
+        With a ``limit``, the scan is checked against it before any pixel is decoded: too many
+        windows or a pyramid level larger than the memory left is a 422 naming the parameters
+        and the smallest ``min_face`` that would fit; a pyramid that fits only in parts is
+        scanned in bands (``band_pixels``), which gives the same answer.
         """
         if "min_size" in explicit and "min_face" not in explicit:
             values = {**values, "min_face": 0.0}
         p = fastpath.plan(header.width, header.height, min_size=values["min_size"],
                           min_face=values["min_face"], window=self.window)
+        if limit is not None:
+            values = {**values, "band_pixels": self._check(header, p, values, limit)}
         return p.reduce, values
+
+    def work(self, header: Header, values: dict[str, Any]) -> int:
+        """Windows the scan of this image evaluates (values as ``prepare`` returned them)."""
+        p = fastpath.plan(header.width, header.height, min_size=values["min_size"],
+                          min_face=values["min_face"], window=self.window)
+        return budget.windows(self._scan(header.width, header.height, p.min_px, values["scale_factor"])[0],
+                              self.window_size)
+
+    def _scan(self, width: int, height: int, min_px: int, scale_factor: float) -> tuple[list[budget.Scale], int]:
+        """The pyramid levels for objects of ``min_px`` original pixels, and the working image's pixels."""
+        p = fastpath.plan(width, height, min_size=min_px, min_face=0.0, window=self.window)
+        w, h = max(1, round(width * p.scale)), max(1, round(height * p.scale))
+        m = max(1, round(p.min_px * p.scale))
+        return budget.pyramid(w, h, self.window_size, scale_factor, (m, m)), w * h
+
+    def _check(self, header: Header, p: fastpath.Plan, values: dict[str, Any], limit: budget.Budget) -> int:
+        """Refuse a scan over the budget (422); the buffer pixels one band may use."""
+        sf = values["scale_factor"]
+        decoded = math.ceil(header.width / p.reduce) * math.ceil(header.height / p.reduce)
+
+        def cost(min_px: int) -> tuple[int, int, int]:
+            levels, work_px = self._scan(header.width, header.height, min_px, sf)
+            room = limit.memory - decoded - work_px
+            biggest = max((budget.pyramid_buffer([lv]) for lv in levels), default=0)
+            return budget.windows(levels, self.window_size), biggest * self.buffer_bytes, room
+
+        n, biggest, room = cost(p.min_px)
+        if n > limit.work or biggest > room:
+            long_side = max(header.width, header.height)
+            lo, hi = p.min_px, long_side
+            while lo < hi:  # the smallest object size that fits: cost falls as it grows
+                mid = (lo + hi) // 2
+                w, b, r = cost(mid)
+                lo, hi = (lo, mid) if w <= limit.work and b <= r else (mid + 1, hi)
+            fix = (f"ask for larger objects (min_face={math.ceil(lo / long_side * 1000) / 1000:g} "
+                   f"or min_size={lo}), a larger scale_factor, or send a smaller image")
+            what = (f"scanning this {header.width}x{header.height} image for objects from {p.min_px} px "
+                    f"(min_size={values['min_size']}, min_face={values['min_face']:g}, scale_factor={sf:g})")
+            budget.check_work(n, limit, what, fix, status=Unprocessable)
+            budget.check_memory(biggest, limit.with_memory(max(0, room)), what, fix)
+        return max(1, room // self.buffer_bytes)
 
     def run(
         self, gray: np.ndarray, *, scale_factor: float, min_neighbors: int, min_size: int,
-        min_face: float = 0.0, scale: float = 1.0,
+        min_face: float = 0.0, scale: float = 1.0, band_pixels: int | None = None,
     ) -> list[Detection]:
         """Boxes of every object found in a grayscale image, in original pixels.
 
         ``scale`` is the image's pixels per original pixel (below 1 when decoded reduced).
+        ``band_pixels`` bounds the pyramid buffer OpenCV builds: a larger pyramid is scanned
+        a band of levels at a time, each band's raw hits kept and grouped at the end as
+        ``detectMultiScale`` itself groups them (``groupRectangles``, eps 0.2).
         """
         height, width = round(gray.shape[0] / scale), round(gray.shape[1] / scale)  # the original's
         p = fastpath.plan(width, height, min_size=min_size, min_face=min_face, window=self.window)
         work, work_scale = fastpath.working_image(gray, scale, p)
         min_px = max(1, round(p.min_px * work_scale))
-        rects = self._classifier().detectMultiScale(
-            work, scaleFactor=scale_factor, minNeighbors=min_neighbors, minSize=(min_px, min_px)
-        )
+        levels = budget.pyramid(work.shape[1], work.shape[0], self.window_size, scale_factor, (min_px, min_px))
+        parts = budget.bands(levels, band_pixels) if band_pixels else [levels]
+        clf = self._classifier()
+        try:
+            if len(parts) <= 1:
+                rects = clf.detectMultiScale(
+                    work, scaleFactor=scale_factor, minNeighbors=min_neighbors, minSize=(min_px, min_px)
+                )
+            else:
+                raw: list[list[int]] = []
+                for band in parts:
+                    found = clf.detectMultiScale(work, scaleFactor=scale_factor, minNeighbors=0,
+                                                 minSize=band[0].window, maxSize=band[-1].window)
+                    raw += np.asarray(found).reshape(-1, 4).tolist()
+                rects = cv2.groupRectangles(raw, min_neighbors, 0.2)[0] if min_neighbors > 0 else raw
+        finally:
+            # OpenCV's classifier keeps its largest pyramid buffer for good: drop a big one now.
+            if budget.pyramid_buffer(levels if len(parts) <= 1 else max(parts, key=budget.pyramid_buffer)) \
+                    * self.buffer_bytes > KEEP_BYTES:
+                self._local.clf = None
         # detectMultiScale answers an empty tuple, not an array, when it finds nothing.
         found = from_xywh(np.asarray(rects).reshape(-1, 4).tolist(), work_scale)
         if work_scale != 1.0:  # rounding while scaling back may step a pixel past the edge
             for d in found:
                 d["box"] = clip(d["box"], width, height)
         return found
+
+
+# A classifier whose pyramid buffer is larger than this is thrown away after the request (reloading
+# one takes about 16 ms); smaller ones are kept, so ordinary photos pay nothing.
+KEEP_BYTES = 16 * 1024 * 1024
+
+
+def _bytes_per_buffer_pixel(path: Path) -> int:
+    """Bytes per pixel of the pyramid buffer: the resized level, and 32-bit integral images.
+
+    Haar keeps a sum and a squared sum (9 bytes), plus a tilted sum when a feature is tilted
+    (13); LBP one sum (5). Measured retained RSS: 11 B/px for the face cascade, 15.5 for
+    the extended cat-face one (with the packing waste, which ``pyramid_buffer`` counts).
+    """
+    text = path.read_text(encoding="utf-8", errors="replace")
+    if "<featureType>LBP" in text:
+        return 5
+    return 13 if re.search(r"<tilted>\s*1\s*</tilted>", text) else 9

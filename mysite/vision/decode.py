@@ -41,6 +41,7 @@ class Header:
     width: int  # after EXIF orientation, as the picture is seen
     height: int
     alpha: bool = False  # has transparency: flattened onto white when decoded
+    bits: int = 8  # bits per sample (16-bit PNG and TIFF decode through buffers twice the size)
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,7 @@ def read_header(data: bytes, max_pixels: int | None = None) -> Header:
                 width, height = im.size
                 fmt = "JPEG" if im.format == "MPO" else str(im.format)
                 alpha = im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
+                bits = 16 if im.mode.startswith("I;16") or im.mode in ("I", "F") or "16" in im.mode else 8
                 if max_pixels is not None and width * height > max_pixels:
                     raise TooLarge(
                         f"image is {width}x{height} = {width * height / 1e6:.1f} megapixels; "
@@ -110,7 +112,7 @@ def read_header(data: bytes, max_pixels: int | None = None) -> Header:
         raise Unprocessable(f"the {fmt} image declares an empty size {width}x{height}")
     if orientation in _SWAPPING_ORIENTATIONS:
         width, height = height, width
-    return Header(fmt, width, height, alpha)
+    return Header(fmt, width, height, alpha, bits)
 
 
 def _looks_like(data: bytes) -> str | None:

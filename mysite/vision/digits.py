@@ -75,6 +75,9 @@ class DigitReader:
 
     input = "gray"
     params: tuple[Param, ...] = ()
+    # The digit becomes 20x20 pixels: a photo of a page is decoded with its long side 1000 px or
+    # more (libjpeg reduces while decoding, so a 40 MP JPEG costs 0.6 MP, not 40).
+    decode_side = 1000
 
     def __init__(self, path: Path) -> None:
         self.nets = ThreadNets(path)

@@ -76,6 +76,9 @@ class NetModel:
     """
 
     input = "color"
+    # Long side the image is decoded to at least (libjpeg reduces while decoding): four times
+    # the largest input side there is here (SSD's 300), so the net's own resize sees plenty.
+    decode_side = 1200
 
     def __init__(self, path: Path, config: Path | None, prep: Preprocess, labels: Sequence[Any]) -> None:
         self.prep = prep

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 
+from mysite import memory
 from mysite.errors import ApiError, BadRequest, TooLarge
 from mysite.params import parse
 from mysite.registry import Registry
 from mysite.settings import Settings
-from mysite.vision.decode import Decoded, decode_image, read_header
+from mysite.vision import budget
+from mysite.vision.boxes import clip
+from mysite.vision.budget import Budget, decode_memory
+from mysite.vision.decode import Decoded, Header, decode_image, read_header
 from mysite.web import inputs, respond
 from mysite.web.choices import Choice, pick
 from mysite.web.fetch import Fetcher
@@ -58,7 +63,29 @@ def register(app: Flask, endpoints: tuple[Endpoint, ...] = ENDPOINTS) -> None:
             ep.choice.check(app.extensions["mysite.settings"])
         view = _view(ep)
         bp.add_url_rule(ep.path, endpoint=ep.path.strip("/"), view_func=view, methods=METHODS)
+    bp.before_request(_note_memory)
+    bp.after_request(_release_memory_when_sent)
     app.register_blueprint(bp)
+
+
+# Growth of the worker's RSS over a request beyond which the heap is trimmed once the answer is sent.
+TRIM_ABOVE = 8 * 1024 * 1024
+
+
+def _note_memory() -> None:
+    g.mysite_rss = memory.rss()
+
+
+def _release_memory_when_sent(response: Response) -> Response:
+    """Give the request's memory back to the system after the answer has gone out (not before: it is in it)."""
+    start = g.get("mysite_rss", 0)
+
+    def release() -> None:
+        if memory.rss() - start > TRIM_ABOVE:
+            memory.trim()
+
+    response.call_on_close(release)
+    return response
 
 
 def _view(ep: Endpoint):  # type: ignore[no-untyped-def]
@@ -71,7 +98,7 @@ def _view(ep: Endpoint):  # type: ignore[no-untyped-def]
 
 
 def handle(ep: Endpoint) -> Response:
-    """Every image endpoint: find the image, decode it, run the model, shape the answer."""
+    """Every image endpoint: find the image, plan and check its cost, decode it, run the model, shape the answer."""
     started = time.perf_counter()
     registry: Registry = current_app.extensions["mysite.registry"]
     settings: Settings = current_app.extensions["mysite.settings"]
@@ -80,61 +107,123 @@ def handle(ep: Endpoint) -> Response:
     values = parse(model.params, given)
     values.update(ep.fixed)
     explicit = {*given, *ep.fixed}
+    limit = Budget(settings.request_memory_bytes, settings.request_work)
     batch = inputs.several_images(request, settings.max_upload_bytes)
     if batch is not None:  # repeated multipart image fields: one answer per image, in order
-        response = _batch(ep, model, batch, values, explicit, settings.max_pixels)
+        response = _batch(ep, model, batch, values, explicit, settings.max_pixels, limit)
     else:
         data = inputs.image_bytes(request, settings.max_upload_bytes, _fetcher(settings))
-        decoded, result = _run(model, data, values, explicit, settings.max_pixels)
+        # The request's bytes (body, form copy, the image) are held throughout: what is left is the budget.
+        plan = _plan(model, data, values, explicit, settings.max_pixels, limit.with_memory(limit.memory - 2 * len(data)))
+        budget.check_memory(respond.answer_memory(ep.output, plan.header, plan.decoded_pixels),
+                            limit.with_memory(limit.memory - 2 * len(data)),
+                            f"the answer for this {plan.header.width}x{plan.header.height} image",
+                            "ask for output=json, format=jpeg, or send a smaller image")
+        decoded, result = _execute(model, data, plan)
         response = respond.shape(ep.output, result, data, decoded, ep.model)
     response.headers["Server-Timing"] = f"total;dur={(time.perf_counter() - started) * 1000:.1f}"
     return response
 
 
-def _run(model: Any, data: bytes, values: dict[str, Any], explicit: set[str], max_pixels: int) -> tuple[Decoded, Any]:
-    """Decode the image for the model and run it; the decoded image and the model's answer.
+@dataclass(frozen=True)
+class Plan:
+    """How one image will be decoded and run, worked out from its header: checked against the budget."""
 
-    A model that can work on a smaller image (``prepare``) picks the decode size from the
-    header and is told the decoded image's ``scale`` so it answers in original pixels.
+    header: Header
+    gray: bool
+    reduce: int
+    values: dict[str, Any]
+    work: int  # pixels of work: decoded pixels, plus the windows a cascade evaluates
+
+    @property
+    def decoded_pixels(self) -> int:
+        return math.ceil(self.header.width / self.reduce) * math.ceil(self.header.height / self.reduce)
+
+
+def _plan(model: Any, data: bytes, values: dict[str, Any], explicit: set[str], max_pixels: int,
+          limit: Budget) -> Plan:
+    """Read the header, pick the decode size, and refuse (413/422) what is over the budget, before any pixel.
+
+    A model that can work on a smaller image (``prepare``) picks the reduction itself, checks
+    its own scan against the budget and is told the decoded image's ``scale``; one that
+    declares ``decode_side`` (the DNN models, whose input is a few hundred pixels) is
+    decoded no larger than needed for that side; everything else is decoded in full.
     """
     gray = model.input == "gray"
-    prepare = getattr(model, "prepare", None)
-    if prepare is None:
-        decoded = decode_image(data, max_pixels=max_pixels, gray=gray)
-        return decoded, model.run(decoded.image, **values)
     header = read_header(data, max_pixels)
-    reduce, values = prepare(header, values, explicit)
-    decoded = decode_image(data, max_pixels=max_pixels, gray=gray, reduce=reduce, header=header)
-    return decoded, model.run(decoded.image, **values, scale=decoded.scale)
+    prepare = getattr(model, "prepare", None)
+    work = 0
+    if prepare is not None:
+        reduce, values = prepare(header, values, explicit, limit)
+        work = model.work(header, values)
+    else:
+        reduce = reduction_for(header, getattr(model, "decode_side", None))
+    what = f"decoding this {header.width}x{header.height} {header.format}{' with transparency' if header.alpha else ''}"
+    budget.check_memory(decode_memory(header, gray, reduce), limit, what, "send a smaller image")
+    decoded = math.ceil(header.width / reduce) * math.ceil(header.height / reduce)
+    return Plan(header, gray, reduce, values, work + decoded)
+
+
+def _execute(model: Any, data: bytes, plan: Plan) -> tuple[Decoded, Any]:
+    """Decode as planned and run the model; the decoded image and the model's answer (in original pixels)."""
+    decoded = decode_image(data, max_pixels=plan.header.width * plan.header.height, gray=plan.gray,
+                           reduce=plan.reduce, header=plan.header)
+    if getattr(model, "prepare", None) is not None:
+        return decoded, model.run(decoded.image, **plan.values, scale=decoded.scale)
+    result = model.run(decoded.image, **plan.values)
+    return decoded, rescale(result, decoded)
 
 
 def _batch(ep: Endpoint, model: Any, batch: list[bytes], values: dict[str, Any], explicit: set[str],
-           max_pixels: int) -> Response:
-    """``{"status": "ok", "results": [...]}``: each image's answer in the book's shape, or its own error."""
+           max_pixels: int, limit: Budget) -> Response:
+    """``{"status": "ok", "results": [...]}``: each image's answer in the book's shape, or its own error.
+
+    Every image is planned before any is decoded, and the request's work is the sum of its
+    images': 16 images may together cost what one may, no more.
+    """
     if ep.output != "boxes":
         raise BadRequest(f"{ep.path} answers one image at a time; send a single image field")
-    # One request may hold as many pixels as one image may: 16 small files that each declare 40 MP
-    # would otherwise keep a worker busy past its timeout.
-    total = sum(_declared_pixels(data) for data in batch)
-    if total > max_pixels:
-        raise TooLarge(f"the {len(batch)} images hold {total / 1e6:.1f} megapixels together; "
-                       f"the limit for one request is {max_pixels / 1e6:.1f} megapixels")
-    results = []
+    each = limit.with_memory(limit.memory - 2 * sum(len(d) for d in batch))
+    plans: list[Plan | ApiError] = []
     for data in batch:
         try:
-            results.append({"status": "ok", "result": _run(model, data, values, explicit, max_pixels)[1]})
+            plans.append(_plan(model, data, dict(values), explicit, max_pixels, each))
         except ApiError as exc:  # one bad image spoils nothing for the others
+            plans.append(exc)
+    ok = [p for p in plans if isinstance(p, Plan)]
+    total = sum(p.work for p in ok)
+    pixels = sum(p.header.width * p.header.height for p in ok)
+    if pixels > max_pixels:
+        raise TooLarge(f"the {len(batch)} images hold {pixels / 1e6:.1f} megapixels together; "
+                       f"the limit for one request is {max_pixels / 1e6:.1f} megapixels")
+    budget.check_work(total, limit, f"these {len(batch)} images together", "send fewer or smaller images per request")
+    results = []
+    for data, plan in zip(batch, plans):
+        if isinstance(plan, ApiError):
+            results.append(plan.body())
+            continue
+        try:
+            results.append({"status": "ok", "result": _execute(model, data, plan)[1]})
+        except ApiError as exc:
             results.append(exc.body())
     return jsonify({"status": "ok", "results": results})
 
 
-def _declared_pixels(data: bytes) -> int:
-    """Pixels an image's header declares; 0 for one that is no image (it gets its own error)."""
-    try:
-        header = read_header(data)
-    except ApiError:
-        return 0
-    return header.width * header.height
+def reduction_for(header: Header, side: int | None) -> int:
+    """The largest decode reduction (8, 4, 2) that keeps the long side at least ``side``; 1 without one."""
+    if not side:
+        return 1
+    long_side = max(header.width, header.height)
+    return next((r for r in (8, 4, 2) if long_side / r >= side), 1)
+
+
+def rescale(result: Any, decoded: Decoded) -> Any:
+    """Boxes found on a reduced decode, in original pixels (other answers as they are)."""
+    if decoded.scale == 1 or not isinstance(result, list):
+        return result
+    w, h = decoded.header.width, decoded.header.height
+    return [{**d, "box": clip([v / decoded.scale for v in d["box"]], w, h)} if isinstance(d, dict) and "box" in d
+            else d for d in result]
 
 
 def _fetcher(settings: Settings) -> Fetcher:

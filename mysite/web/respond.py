@@ -19,7 +19,8 @@ import numpy as np
 from flask import Request, Response, current_app, jsonify, request
 
 from mysite.errors import BadRequest
-from mysite.vision.decode import Decoded, decode_image, encode
+from mysite.vision import budget
+from mysite.vision.decode import Decoded, Header, decode_image, encode
 from mysite.vision.draw import draw_detections
 from mysite.web import inputs
 
@@ -64,6 +65,20 @@ JSON_SHAPES: dict[str, Callable[[Any], dict[str, Any]]] = {
     # The book's Keras client reads success/predictions; the PyTorch tutorial's reads class_id/class_name.
     "predictions": lambda result: {"success": True, "status": "ok", **result},
 }
+
+
+def answer_memory(output_kind: str, header: Header, decoded_pixels: int) -> int:
+    """Peak bytes of shaping this request's answer, from what it asks for (0 for JSON)."""
+    if output_kind == "image":  # the model's picture (as large as the decoded image), encoded
+        want = wanted(request, answers_image=True)
+        encoded = (3 if want.fmt == "png" else 2) * decoded_pixels
+        return 2 * decoded_pixels + encoded + (encoded * 4 // 3 if want.output == "base64" else 0)
+    if output_kind != "boxes":
+        return 0
+    want = wanted(request, answers_image=False)
+    if want.output == "json":
+        return 0
+    return budget.answer_memory(header, want.fmt, want.output == "base64")
 
 
 def shape(output_kind: str, result: Any, data: bytes, decoded: Decoded, label: str) -> Response:

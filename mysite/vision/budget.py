@@ -1,0 +1,152 @@
+"""What a request will cost, worked out from the image header and the parameters before any work.
+
+Two quantities, both bounded per request (``MYSITE_REQUEST_MEMORY_MB``, ``MYSITE_REQUEST_WORK``):
+
+- **memory**: bytes the request holds at its peak on top of the worker's own: the decoded
+  image, a Haar cascade's pyramid buffers, the picture and its encoding for an image answer.
+- **work**: pixels the request makes the worker process: the decoded pixels, and for a
+  cascade the windows it evaluates over its whole pyramid (the detection time follows it).
+
+The estimates mirror what OpenCV and Pillow allocate (see each function), rounded up; the
+memory benchmark (``python -m bench.memory``) checks them against the worker's RSS.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from mysite.errors import TooLarge
+from mysite.vision.decode import Header
+
+MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What one request may cost."""
+
+    memory: int  # bytes
+    work: int  # pixels processed (decoded pixels, cascade windows)
+
+    def with_memory(self, memory: int) -> Budget:
+        return Budget(memory, self.work)
+
+
+def mb(n: float) -> str:
+    return f"{n / MB:.0f} MB"
+
+
+def decode_memory(header: Header, gray: bool, reduce: int) -> int:
+    """Peak bytes of ``decode_image(data, gray=gray, reduce=reduce)`` for this header.
+
+    libjpeg decodes at 1/reduce directly (gray too, then one byte a pixel). Every other
+    format is decoded at full size first (in colour: three bytes a pixel, six at 16 bits),
+    then reduced. Gray at full size is BGR converted like the book's ``cvtColor``: both held
+    at once. Transparency goes through Pillow (RGBA, its white backdrop, the composite and
+    two conversions), about twenty bytes a pixel at the peak.
+    """
+    full = header.width * header.height
+    out = math.ceil(full / reduce**2) * (1 if gray else 3)
+    if header.alpha:
+        return 20 * full + out
+    depth = 2 if header.bits > 8 else 1
+    if header.format == "JPEG":
+        return out if (gray and reduce > 1) else 3 * full * depth + out
+    return 3 * full * depth + out
+
+
+def answer_memory(header: Header, fmt: str, base64: bool) -> int:
+    """Peak bytes of drawing on the full-size picture and encoding it (``output=image|base64``).
+
+    The picture decoded again in colour, the copy boxes are drawn on, the encoded answer
+    (PNG of a photo: up to its raw size; JPEG at quality 90: well under one byte a pixel
+    on photos, a bit over on noise) and its base64 text.
+    """
+    full = header.width * header.height
+    encoded = (3 if fmt == "png" else 2) * full
+    photo = decode_memory(header, gray=False, reduce=1)
+    return max(photo, 3 * full + 3 * full + encoded + (encoded * 4 // 3 if base64 else 0))
+
+
+def check_memory(need: int, budget: Budget, what: str, fix: str) -> None:
+    """413 when ``need`` bytes are over the request's memory budget; ``what`` and ``fix`` say why and how."""
+    if need > budget.memory:
+        raise TooLarge(f"{what} needs about {mb(need)} of memory; the limit for one request is "
+                       f"{mb(budget.memory)} (MYSITE_REQUEST_MEMORY_MB): {fix}")
+
+
+def check_work(need: int, budget: Budget, what: str, fix: str, status: type = TooLarge) -> None:
+    """413 (or ``status``) when ``need`` pixels of work are over the request's work budget."""
+    if need > budget.work:
+        raise status(f"{what} means about {need / 1e6:.0f} million pixels of work; the limit for one request "
+                     f"is {budget.work / 1e6:.0f} million (MYSITE_REQUEST_WORK): {fix}")
+
+
+# --- Haar and LBP cascades -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scale:
+    """One level of ``detectMultiScale``'s pyramid."""
+
+    factor: float
+    window: tuple[int, int]  # the object size this level finds, in pixels of the image scanned
+    size: tuple[int, int]  # the level's image size
+    step: int  # OpenCV moves the window 2 pixels a step below factor 2, then 1
+
+
+def pyramid(width: int, height: int, window: tuple[int, int], scale_factor: float,
+            min_size: tuple[int, int], max_size: tuple[int, int] | None = None) -> list[Scale]:
+    """The levels ``CascadeClassifier.detectMultiScale`` scans, as its loop picks them (cascadedetect.cpp)."""
+    max_w, max_h = max_size or (width, height)
+    if max_w == 0 or max_h == 0:
+        max_w, max_h = width, height
+    out = []
+    factor = 1.0
+    while True:
+        win = (round(window[0] * factor), round(window[1] * factor))
+        if win[0] > max_w or win[1] > max_h or win[0] > width or win[1] > height:
+            break
+        if win[0] >= min_size[0] and win[1] >= min_size[1]:
+            size = (round(width / factor), round(height / factor))
+            out.append(Scale(factor, win, size, 1 if factor >= 2 else 2))
+        factor *= scale_factor
+    return out
+
+
+def pyramid_buffer(levels: list[Scale]) -> int:
+    """Pixels of the buffer OpenCV packs every level's integral images into, row by row.
+
+    As ``FeatureEvaluator::setImage``: rows as wide as the first level (+1, aligned to 32);
+    a level goes on the current row while it fits, else starts a new one.
+    """
+    if not levels:
+        return 0
+    width = math.ceil((levels[0].size[0] + 1 + 31) / 32) * 32
+    x = y = row = 0
+    for lv in levels:
+        w, h = lv.size[0] + 1, lv.size[1] + 1
+        if x + w > width:
+            x, y, row = 0, y + row, h
+        row = max(row, h)
+        x += w
+    return width * (y + row)
+
+
+def windows(levels: list[Scale], window: tuple[int, int]) -> int:
+    """Windows evaluated over the pyramid: at each level, the cascade's own window at every step."""
+    return sum(max(0, (lv.size[0] - window[0]) // lv.step + 1) * max(0, (lv.size[1] - window[1]) // lv.step + 1)
+               for lv in levels)
+
+
+def bands(levels: list[Scale], max_pixels: int) -> list[list[Scale]]:
+    """The levels split into runs whose packed buffer stays under ``max_pixels`` each (one level may not)."""
+    out: list[list[Scale]] = []
+    for lv in levels:
+        if out and pyramid_buffer(out[-1] + [lv]) <= max_pixels:
+            out[-1].append(lv)
+        else:
+            out.append([lv])
+    return out
+

@@ -1,0 +1,365 @@
+"""Hostile requests for the site's image endpoints: generated, mutated and bomb inputs, reproducibly.
+
+Used by the CI fuzz test (``tests/test_fuzz.py``) and by any campaign against a running
+server. Everything is built in memory from real photos; nothing is downloaded, and the only
+URLs generated are literal addresses the site's ``?url=`` policy refuses before connecting
+(or that the caller turns off with ``MYSITE_URL_FETCH=off``).
+
+Interface::
+
+    from bench.hostile_inputs import Request, requests, bombs, mutate, photos_from
+
+    photos = photos_from(Path("tests/data"), max_side=160)   # {name: bytes}, real photos made small
+    for r in requests(seed=0, count=2000, paths=["/detect", "/canny"], photos=photos):
+        r.method, r.path, r.headers, r.body, r.kind    # one HTTP request; path has its query string
+        r.client_kwargs()                               # the same as Flask test-client keyword arguments
+
+- ``requests(seed, count, paths, photos)``: ``count`` requests spread over ``paths`` and
+  every input form (``kind``: multipart, multipart-text, batch, raw, base64, data-url,
+  json, form, malformed-multipart, url, get, bomb), with bad and extreme parameters mixed in.
+  The same seed gives the same requests, byte for byte.
+- ``bombs()``: ``(name, bytes)`` pixel and decompression bombs: headers declaring 40 MP with
+  a few hundred bytes behind them (JPEG, PNG, GIF, BMP, WebP), a real 8000x5000 RGBA PNG
+  of about 160 KB, thin 3000x1 and 70000x2 images; built once and cached.
+- ``mutate(data, rng)``: one hostile edit of a file (bit flips, truncation, inserted,
+  repeated or zeroed bytes, an overwritten header field, two files spliced).
+- ``image(rng)``: a small random image in a random format, mode and shape.
+
+Bound the campaign yourself: ``count`` is exact, and each request is at most a few MB.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import random
+import struct
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import quote
+
+import cv2
+import numpy as np
+from PIL import Image
+
+FORMATS = ("JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP")
+MIME = {"JPEG": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "BMP": "image/bmp", "TIFF": "image/tiff",
+        "WEBP": "image/webp"}
+FIELDS = ("image", "file", "img")
+
+# Parameter values: bad ones (400 expected) and the extremes of the documented ranges (accepted or refused by budget).
+PARAM_VALUES: dict[str, Sequence[str]] = {
+    "scale_factor": ("1.05", "1.1", "2", "1.0", "0", "-1", "nan", "inf", "1e309", "abc", ""),
+    "min_neighbors": ("0", "1", "5", "100", "-1", "101", "3.5", "9" * 30),
+    "min_size": ("1", "25", "10000", "0", "-5", "1e3", "x"),
+    "min_face": ("0", "0.001", "0.025", "1", "1.5", "-0.1", "nan"),
+    "low": ("0", "100", "10000", "-1", "10001"),
+    "high": ("0", "200", "10000", "x"),
+    "output": ("json", "image", "base64", "IMAGE", "gif", "", "\u00e9"),
+    "format": ("png", "jpeg", "jpg", "gif", "PNG"),
+    "detector": ("haar", "dnn", "dnn-full", "yunet", "", "../../etc/passwd"),
+    "min_confidence": ("0", "1", "0.5", "2", "nan"),
+    "nms": ("0", "1", "-1"),
+    "labels": ("cat", "cat,dog", "unicorn", ",,,", "cat," * 50),
+    "top": ("1", "1000", "0", "1001"),
+    "url": ("", "ftp://127.0.0.1/x", "http://10.0.0.1/x", "http://[::1]/x", "http://169.254.169.254\\@a/",
+            "file:///etc/passwd", "http://0x7f000001/", "javascript:alert(1)", "http://127.0.0.1:1/%00"),
+}
+
+
+@dataclass(frozen=True)
+class Request:
+    """One HTTP request: ``path`` includes its query string; ``body`` is sent as it is."""
+
+    method: str
+    path: str
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    kind: str = ""  # which input form or attack it is
+
+    def client_kwargs(self) -> dict[str, object]:
+        """Keyword arguments for Flask's ``test_client().open(**kwargs)``."""
+        headers = {k: v for k, v in self.headers.items() if k.lower() != "content-type"}
+        return {"path": self.path, "method": self.method, "data": self.body, "headers": headers,
+                "content_type": self.headers.get("Content-Type")}
+
+
+# --- images -------------------------------------------------------------------------------------
+
+
+def photos_from(folder: Path, max_side: int = 160) -> dict[str, bytes]:
+    """The real photos of ``folder`` (jpg, png), each scaled so its long side is at most ``max_side``, as JPEG/PNG."""
+    out = {}
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() not in (".jpg", ".jpeg", ".png"):
+            continue
+        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if img is None:
+            continue
+        f = max_side / max(img.shape[:2])
+        if f < 1:
+            img = cv2.resize(img, (max(1, round(img.shape[1] * f)), max(1, round(img.shape[0] * f))),
+                             interpolation=cv2.INTER_AREA)
+        ok, buf = cv2.imencode(path.suffix.lower() if path.suffix.lower() != ".jpeg" else ".jpg", img)
+        if ok:
+            out[path.name] = buf.tobytes()
+    return out
+
+
+def _save(im: Image.Image, fmt: str, **kw: object) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def image(rng: random.Random) -> bytes:
+    """A small random image: some format, mode (gray, alpha, palette, 16-bit, bilevel, CMYK) and shape."""
+    fmt = rng.choice(FORMATS)
+    w, h = rng.choice([(1, 1), (2, 3), (64, 48), (120, 90), (300, 1), (1, 300), (33, 17), (160, 160)])
+    mode = rng.choice(["L", "RGB", "RGBA", "LA", "P", "1", "I;16", "CMYK"])
+    arr = np.random.default_rng(rng.randrange(2**32)).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    im = Image.fromarray(arr, "RGB")
+    if mode == "I;16":
+        im = Image.fromarray((np.asarray(im.convert("L"), dtype=np.uint16) * 257))
+    elif mode != "RGB":
+        im = im.convert(mode)
+    try:
+        return _save(im, fmt)
+    except (OSError, ValueError, KeyError):
+        return _save(im.convert("RGB"), fmt)
+
+
+def jpeg_header(width: int, height: int) -> bytes:
+    """A JPEG whose frame header declares ``width`` x ``height`` but holds the data of a 16x16 picture."""
+    small = _save(Image.new("RGB", (16, 16), (90, 120, 150)), "JPEG")
+    i = small.index(b"\xff\xc0")
+    return small[: i + 5] + struct.pack(">HH", height, width) + small[i + 9:]
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def png(width: int, height: int, color_type: int = 6, rows: int | None = None, depth: int = 8) -> bytes:
+    """A PNG of zeros (color type 6: RGBA); ``rows`` limits the rows actually compressed (None: all)."""
+    channels = {0: 1, 2: 3, 4: 2, 6: 4}[color_type]
+    row = b"\x00" * (1 + width * channels * depth // 8)
+    comp = zlib.compressobj(9)
+    idat = b"".join(comp.compress(row) for _ in range(height if rows is None else rows)) + comp.flush()
+    ihdr = struct.pack(">IIBBBBB", width, height, depth, color_type, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
+
+
+def gif_header(width: int, height: int) -> bytes:
+    small = _save(Image.new("P", (4, 4)), "GIF")
+    return small[:6] + struct.pack("<HH", width, height) + small[10:]
+
+
+def bmp_header(width: int, height: int) -> bytes:
+    small = _save(Image.new("RGB", (4, 4)), "BMP")
+    return small[:18] + struct.pack("<ii", width, height) + small[26:]
+
+
+@lru_cache(maxsize=1)
+def bombs() -> tuple[tuple[str, bytes], ...]:
+    """Pixel and decompression bombs, and the shapes that once broke decoding or encoding."""
+    return (
+        ("jpeg-header-8000x5000", jpeg_header(8000, 5000)),
+        ("jpeg-header-65500x65500", jpeg_header(65500, 65500)),
+        ("jpeg-header-6400x6250", jpeg_header(6400, 6250)),
+        ("png-rgba-8000x5000", png(8000, 5000, 6)),
+        ("png-gray-8000x5000-truncated", png(8000, 5000, 0, rows=10)),
+        ("png-rgb16-4000x3000-truncated", png(4000, 3000, 2, rows=5, depth=16)),
+        ("gif-header-65535x65535", gif_header(65535, 65535)),
+        ("bmp-header-30000x30000", bmp_header(30000, 30000)),
+        ("bmp-header-negative", bmp_header(-5, -5)),
+        ("png-3000x1", _save(Image.new("L", (3000, 1), 128), "PNG")),
+        ("webp-3000x1", _save(Image.new("L", (3000, 1), 128), "WEBP")),
+        ("tiff-1x3000", _save(Image.new("L", (1, 3000), 128), "TIFF")),
+        ("png-70000x2", _save(Image.new("L", (70000, 2), 128), "PNG")),
+    )
+
+
+# --- mutations ----------------------------------------------------------------------------------
+
+
+def mutate(data: bytes, rng: random.Random) -> bytes:
+    """One hostile edit of ``data``."""
+    if not data:
+        return bytes(rng.randrange(256) for _ in range(rng.randrange(1, 64)))
+    b = bytearray(data)
+    n = len(b)
+    op = rng.randrange(8)
+    if op == 0:  # flip bits
+        for _ in range(rng.randrange(1, 16)):
+            b[rng.randrange(n)] ^= 1 << rng.randrange(8)
+    elif op == 1:  # truncate
+        del b[rng.randrange(n):]
+    elif op == 2:  # insert random bytes
+        at = rng.randrange(n)
+        b[at:at] = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 256)))
+    elif op == 3:  # repeat a slice
+        a = rng.randrange(n)
+        piece = b[a: a + rng.randrange(1, 512)]
+        b[a:a] = piece * rng.randrange(2, 8)
+    elif op == 4:  # zero a run
+        a, k = rng.randrange(n), rng.randrange(1, 256)
+        b[a: a + k] = bytes(len(b[a: a + k]))
+    elif op == 5:  # overwrite a header field with an extreme value
+        at = rng.randrange(min(n, 64))
+        b[at: at + 4] = rng.choice([b"\xff\xff\xff\xff", b"\x00\x00\x00\x00", b"\x7f\xff\xff\xff", b"\x80\x00\x00\x00"])
+    elif op == 6:  # splice: the head of this file with random bytes after it
+        b = b[: rng.randrange(n)] + bytes(rng.randrange(256) for _ in range(rng.randrange(16, 512)))
+    else:  # interesting bytes (JPEG markers, PNG chunk names) somewhere in the middle
+        at = rng.randrange(n)
+        b[at:at] = rng.choice([b"\xff\xd8", b"\xff\xd9", b"\xff\xc0\x00\x11\x08\xff\xff\xff\xff", b"IEND", b"IDAT",
+                               b"\x00" * 8, b"GIF89a"])
+    return bytes(b)
+
+
+# --- requests -----------------------------------------------------------------------------------
+
+
+def _multipart(parts: list[tuple[str, bytes, str | None]], boundary: str) -> bytes:
+    """A multipart body: (field, value, filename or None for a text field)."""
+    out = []
+    for name, value, filename in parts:
+        disp = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename is not None else "")
+        ctype = "Content-Type: application/octet-stream\r\n" if filename is not None else ""
+        out.append(f"--{boundary}\r\nContent-Disposition: {disp}\r\n{ctype}\r\n".encode() + value + b"\r\n")
+    return b"".join(out) + f"--{boundary}--\r\n".encode()
+
+
+def _query(rng: random.Random, extreme_ok: bool) -> str:
+    """A query string of zero to four parameters, bad or extreme values included."""
+    names = [n for n in PARAM_VALUES if n != "url"]
+    pairs = []
+    for _ in range(rng.choice([0, 0, 1, 1, 2, 3, 4])):
+        name = rng.choice(names + ["nonsense", "min_face"])
+        values = PARAM_VALUES.get(name, ("1",))
+        value = rng.choice(values)
+        if not extreme_ok and name in ("min_face", "min_size", "scale_factor") and value in ("0", "1", "1.05", "0.001"):
+            value = "0.025" if name == "min_face" else ("25" if name == "min_size" else "1.1")
+        pairs.append(f"{quote(name)}={quote(value)}")
+    return ("?" + "&".join(pairs)) if pairs else ""
+
+
+def _payload(rng: random.Random, photos: Sequence[bytes], allow_bombs: bool) -> tuple[bytes, str]:
+    """Image bytes and what they are: a photo, a mutated photo, a generated image, a bomb, or junk."""
+    roll = rng.random()
+    if allow_bombs and roll < 0.06:
+        name, data = rng.choice(bombs())
+        return data, f"bomb:{name}"
+    if roll < 0.35:
+        return rng.choice(photos), "photo"
+    if roll < 0.75:
+        return mutate(rng.choice(photos), rng), "mutated"
+    if roll < 0.92:
+        return image(rng), "generated"
+    junk = [b"", b"%PDF-1.4\n", b"PK\x03\x04" + b"\x00" * 40, b"<html></html>", b"\x00" * 100,
+            "\u00e9\u4e2d".encode(), b"GIF89a"]
+    return rng.choice(junk), "junk"
+
+
+def requests(seed: int, count: int, paths: Sequence[str], photos: dict[str, bytes] | Sequence[bytes],
+             allow_bombs: bool = True, extreme_params: bool = True) -> Iterator[Request]:
+    """``count`` hostile requests spread over ``paths`` and every input form; the same seed, the same requests.
+
+    ``extreme_params=False`` keeps the cascade parameters at cheap values (for a campaign
+    that must run fast on big photos); bad values are still sent.
+    """
+    rng = random.Random(seed)
+    pics = list(photos.values()) if isinstance(photos, dict) else list(photos)
+    forms = ["multipart", "multipart", "multipart-text", "batch", "raw", "raw", "base64", "data-url", "json",
+             "form", "malformed-multipart", "url", "get", "bad-method"]
+    for i in range(count):
+        path = rng.choice(paths)
+        form = rng.choice(forms)
+        data, what = _payload(rng, pics, allow_bombs)
+        q = _query(rng, extreme_params)
+        yield _build(rng, form, path + q, data, f"{form}/{what}", i)
+
+
+def _build(rng: random.Random, form: str, path: str, data: bytes, kind: str, i: int) -> Request:
+    boundary = f"b{i:06d}x"
+    mp = f"multipart/form-data; boundary={boundary}"
+    if form == "multipart":
+        return Request("POST", path, _multipart([(rng.choice(FIELDS), data, "p.jpg")], boundary),
+                       {"Content-Type": mp}, kind)
+    if form == "multipart-text":  # base64 or a data URL in a text field, maybe with parameters beside it
+        text = base64.b64encode(data)
+        if rng.random() < 0.5:
+            text = b"data:image/png;base64," + text
+        parts = [(rng.choice(FIELDS), text, None)]
+        if rng.random() < 0.5:
+            parts.append(("min_neighbors", rng.choice([b"3", b"-1", b"\xff\xfe"]), None))
+        return Request("POST", path, _multipart(parts, boundary), {"Content-Type": mp}, kind)
+    if form == "batch":
+        parts = [("image", data if rng.random() < 0.5 else mutate(data, rng), f"{k}.jpg")
+                 for k in range(rng.choice([2, 3, 16, 17]))]
+        return Request("POST", path, _multipart(parts, boundary), {"Content-Type": mp}, kind)
+    if form == "raw":
+        ctype = rng.choice([*MIME.values(), "image/x-anything", "application/octet-stream", None])
+        return Request("POST", path, data, {"Content-Type": ctype} if ctype else {}, kind)
+    if form == "base64":
+        text = base64.b64encode(data)
+        if rng.random() < 0.3:
+            text = base64.urlsafe_b64encode(data).rstrip(b"=")
+        if rng.random() < 0.2:
+            text = b"\n".join(text[k: k + 76] for k in range(0, len(text), 76))
+        if rng.random() < 0.2:
+            text = mutate(text, rng)
+        return Request("POST", path, text, {"Content-Type": rng.choice(["text/plain", "application/x-www-form-urlencoded"])},
+                       kind)
+    if form == "data-url":
+        head = rng.choice([b"data:image/png;base64,", b"data:;base64,", b"data:image/png,", b"  DATA:image/jpeg;BASE64,"])
+        return Request("POST", path, head + base64.b64encode(data), {"Content-Type": "text/plain"}, kind)
+    if form == "json":
+        choice = rng.randrange(7)
+        if choice == 0:
+            body = json.dumps({"image": base64.b64encode(data).decode()}).encode()
+        elif choice == 1:
+            body = b'{"image": "\\ud800"}'
+        elif choice == 2:
+            depth = rng.choice([100, 1000, 5000])
+            body = b"[" * depth + b"]" * depth
+        elif choice == 3:
+            body = json.dumps({"image": rng.choice([1, None, [], {}, True, "", "=" * 10])}).encode()
+        elif choice == 4:
+            body = b'{"image": "' + mutate(base64.b64encode(data), rng) + b'"'
+        elif choice == 5:
+            body = json.dumps([base64.b64encode(data).decode()]).encode()
+        else:
+            body = b'{"image": "data:image/png;base64,' + base64.b64encode(data) + b'", "x": ' + b"9" * 5000 + b"}"
+        return Request("POST", path, body, {"Content-Type": "application/json"}, kind)
+    if form == "form":
+        body = b"image=" + quote(base64.b64encode(data)).encode() + b"&min_size=" + rng.choice([b"25", b"%ff", b"-1"])
+        return Request("POST", path, body, {"Content-Type": "application/x-www-form-urlencoded"}, kind)
+    if form == "malformed-multipart":
+        body = _multipart([("image", data, "p.jpg")], boundary)
+        variant = rng.randrange(6)
+        if variant == 0:
+            body = body[: rng.randrange(len(body))]  # cut anywhere
+        elif variant == 1:
+            mp = "multipart/form-data"  # no boundary
+        elif variant == 2:
+            mp = f"multipart/form-data; boundary={'x' * 200}"
+        elif variant == 3:
+            body = body.replace(b"\r\n", b"\n")
+        elif variant == 4:
+            body = f"--{boundary}\r\n".encode() + b"Content-Disposition: form-data\r\n\r\n" + data + b"\r\n"
+        else:
+            body = mutate(body, rng)
+        return Request("POST", path, body, {"Content-Type": mp}, kind)
+    if form == "url":
+        url = rng.choice(PARAM_VALUES["url"])
+        sep = "&" if "?" in path else "?"
+        return Request(rng.choice(["GET", "POST"]), f"{path}{sep}url={quote(url)}", b"", {}, kind)
+    if form == "get":
+        return Request("GET", path, b"", {"Accept": rng.choice(["*/*", "application/json", "image/png", "text/html"])},
+                       kind)
+    return Request(rng.choice(["PUT", "DELETE", "PATCH", "HEAD"]), path, data[:1000], {}, kind)

@@ -35,7 +35,7 @@ class Settings:
     max_upload_mb: float = 10.0
     max_pixels: int = 40_000_000
     # What one request may cost (vision/budget.py): peak memory over the worker's own, and pixels of work.
-    request_memory_mb: float = 180.0
+    request_memory_mb: float = 150.0
     request_work: int = 50_000_000
     url_fetch: bool = True
     url_allow_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()

@@ -4,8 +4,9 @@ Two quantities, both bounded per request (``MYSITE_REQUEST_MEMORY_MB``, ``MYSITE
 
 - **memory**: bytes the request holds at its peak on top of the worker's own: the decoded
   image, a Haar cascade's pyramid buffers, the picture and its encoding for an image answer.
-- **work**: pixels the request makes the worker process: the decoded pixels, and for a
-  cascade the windows it evaluates over its whole pyramid (the detection time follows it).
+- **work**: what the request makes the worker compute, in cascade windows (a window costs
+  about 0.1-0.3 us on this machine's cores): the windows a cascade evaluates over its whole
+  pyramid (the detection time follows it), plus an eighth of the decoded pixels.
 
 The estimates mirror what OpenCV and Pillow allocate (see each function), rounded up; the
 memory benchmark (``python -m bench.memory``) checks them against the worker's RSS.
@@ -27,7 +28,7 @@ class Budget:
     """What one request may cost."""
 
     memory: int  # bytes
-    work: int  # pixels processed (decoded pixels, cascade windows)
+    work: int  # cascade windows evaluated, plus decoded pixels / 8
 
     def with_memory(self, memory: int) -> Budget:
         return Budget(memory, self.work)
@@ -77,10 +78,10 @@ def check_memory(need: int, budget: Budget, what: str, fix: str) -> None:
 
 
 def check_work(need: int, budget: Budget, what: str, fix: str, status: type = TooLarge) -> None:
-    """413 (or ``status``) when ``need`` pixels of work are over the request's work budget."""
+    """413 (or ``status``) when ``need`` units of work are over the request's work budget."""
     if need > budget.work:
-        raise status(f"{what} means about {need / 1e6:.0f} million pixels of work; the limit for one request "
-                     f"is {budget.work / 1e6:.0f} million (MYSITE_REQUEST_WORK): {fix}")
+        raise status(f"{what} means about {need / 1e6:.0f} million units of work (cascade windows); the limit "
+                     f"for one request is {budget.work / 1e6:.0f} million (MYSITE_REQUEST_WORK): {fix}")
 
 
 # --- Haar and LBP cascades -------------------------------------------------------------------

@@ -114,7 +114,11 @@ class Cascade:
             what = (f"scanning this {header.width}x{header.height} image for objects from {p.min_px} px "
                     f"(min_size={values['min_size']}, min_face={values['min_face']:g}, scale_factor={sf:g})")
             budget.check_work(n, limit, what, fix, status=Unprocessable)
-            budget.check_memory(biggest, limit.with_memory(max(0, room)), what, fix)
+            if biggest > room:
+                raise Unprocessable(
+                    f"{what} needs about {budget.mb(biggest)} for the largest level of its pyramid, and "
+                    f"{budget.mb(max(0, room))} of the request's {budget.mb(limit.memory)} are left beside the "
+                    f"image (MYSITE_REQUEST_MEMORY_MB): {fix}")
         return max(1, room // self.buffer_bytes)
 
     def run(
@@ -143,8 +147,11 @@ class Cascade:
             else:
                 raw: list[list[int]] = []
                 for band in parts:
-                    found = clf.detectMultiScale(work, scaleFactor=scale_factor, minNeighbors=0,
-                                                 minSize=band[0].window, maxSize=band[-1].window)
+                    # A fresh classifier per band: one keeps the widest rows and the most rows it has
+                    # seen, separately, so bands of different shapes would add up to more than either.
+                    self._local.clf = None
+                    found = self._classifier().detectMultiScale(work, scaleFactor=scale_factor, minNeighbors=0,
+                                                                minSize=band[0].window, maxSize=band[-1].window)
                     raw += np.asarray(found).reshape(-1, 4).tolist()
                 rects = cv2.groupRectangles(raw, min_neighbors, 0.2)[0] if min_neighbors > 0 else raw
         finally:

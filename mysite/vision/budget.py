@@ -73,8 +73,8 @@ def answer_memory(header: Header, fmt: str, base64: bool) -> int:
 def check_memory(need: int, budget: Budget, what: str, fix: str) -> None:
     """413 when ``need`` bytes are over the request's memory budget; ``what`` and ``fix`` say why and how."""
     if need > budget.memory:
-        raise TooLarge(f"{what} needs about {mb(need)} of memory; the limit for one request is "
-                       f"{mb(budget.memory)} (MYSITE_REQUEST_MEMORY_MB): {fix}")
+        raise TooLarge(f"{what} needs about {mb(need)} of memory; {mb(budget.memory)} are left for it of the "
+                       f"request's memory budget (MYSITE_REQUEST_MEMORY_MB): {fix}")
 
 
 def check_work(need: int, budget: Budget, what: str, fix: str, status: type = TooLarge) -> None:

@@ -91,34 +91,46 @@ class Cascade:
         return budget.pyramid(w, h, self.window_size, scale_factor, (m, m)), w * h
 
     def _check(self, header: Header, p: fastpath.Plan, values: dict[str, Any], limit: budget.Budget) -> int:
-        """Refuse a scan over the budget (422); the buffer pixels one band may use."""
+        """Refuse a scan over the budget (422); the buffer pixels one band may use.
+
+        The decode counts too: the smallest objects a scan looks for set how much of the
+        image is decoded (``fastpath.plan``), and a full-size gray decode holds BGR and gray at once.
+        An image no parameter could make fit is left to the caller's decode check (413).
+        """
         sf = values["scale_factor"]
-        decoded = math.ceil(header.width / p.reduce) * math.ceil(header.height / p.reduce)
 
-        def cost(min_px: int) -> tuple[int, int, int]:
+        def cost(min_px: int) -> tuple[int, int, int, int]:
+            """(windows, bytes of the largest pyramid level, bytes left for it, bytes of the decode)."""
+            reduce = fastpath.plan(header.width, header.height, min_size=min_px, min_face=0.0, window=self.window).reduce
             levels, work_px = self._scan(header.width, header.height, min_px, sf)
-            room = limit.memory - decoded - work_px
+            room = limit.memory - math.ceil(header.width / reduce) * math.ceil(header.height / reduce) - work_px
             biggest = max((budget.pyramid_buffer([lv]) for lv in levels), default=0)
-            return budget.windows(levels, self.window_size), biggest * self.buffer_bytes, room
+            return (budget.windows(levels, self.window_size), biggest * self.buffer_bytes, room,
+                    budget.decode_memory(header, True, reduce))
 
-        n, biggest, room = cost(p.min_px)
-        if n > limit.work or biggest > room:
-            long_side = max(header.width, header.height)
+        def fits(c: tuple[int, int, int, int]) -> bool:
+            return c[0] <= limit.work and c[1] <= c[2] and c[3] <= limit.memory
+
+        n, biggest, room, decode = cost(p.min_px)
+        long_side = max(header.width, header.height)
+        if not fits((n, biggest, room, decode)) and fits(cost(long_side)):
             lo, hi = p.min_px, long_side
-            while lo < hi:  # the smallest object size that fits: cost falls as it grows
+            while lo < hi:  # the smallest object size that fits: every cost falls as it grows
                 mid = (lo + hi) // 2
-                w, b, r = cost(mid)
-                lo, hi = (lo, mid) if w <= limit.work and b <= r else (mid + 1, hi)
+                lo, hi = (lo, mid) if fits(cost(mid)) else (mid + 1, hi)
             fix = (f"ask for larger objects (min_face={math.ceil(lo / long_side * 1000) / 1000:g} "
                    f"or min_size={lo}), a larger scale_factor, or send a smaller image")
             what = (f"scanning this {header.width}x{header.height} image for objects from {p.min_px} px "
                     f"(min_size={values['min_size']}, min_face={values['min_face']:g}, scale_factor={sf:g})")
             budget.check_work(n, limit, what, fix, status=Unprocessable)
-            if biggest > room:
+            if decode > limit.memory:
                 raise Unprocessable(
-                    f"{what} needs about {budget.mb(biggest)} for the largest level of its pyramid, and "
-                    f"{budget.mb(max(0, room))} of the request's {budget.mb(limit.memory)} are left beside the "
-                    f"image (MYSITE_REQUEST_MEMORY_MB): {fix}")
+                    f"{what} decodes it at full size, which needs about {budget.mb(decode)}; the limit for one "
+                    f"request is {budget.mb(limit.memory)} (MYSITE_REQUEST_MEMORY_MB): {fix}")
+            raise Unprocessable(
+                f"{what} needs about {budget.mb(biggest)} for the largest level of its pyramid, and "
+                f"{budget.mb(max(0, room))} of the request's {budget.mb(limit.memory)} are left beside the "
+                f"image (MYSITE_REQUEST_MEMORY_MB): {fix}")
         return max(1, room // self.buffer_bytes)
 
     def run(

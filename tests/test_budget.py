@@ -1,0 +1,151 @@
+"""The per-request budget: refused from the header before any pixel is decoded, or planned cheaper."""
+
+from __future__ import annotations
+
+import io
+
+import cv2
+import numpy as np
+import pytest
+from conftest import BOOK_GROUP_BOXES
+from tests_helpers import boxes_of
+
+from bench.hostile_inputs import jpeg_header, png
+from mysite.settings import SettingsError
+from mysite.vision import budget, cascade
+from mysite.web import api
+
+HEADER_40MP = jpeg_header(8000, 5000)  # 632 bytes declaring 8000x5000
+
+
+@pytest.fixture()
+def decodes(monkeypatch):
+    """Every decode the endpoints make: (reduce, gray) per call."""
+    seen: list[tuple[int, bool]] = []
+    real = api.decode_image
+
+    def spy(data, **kw):
+        seen.append((kw.get("reduce", 1), kw.get("gray", False)))
+        return real(data, **kw)
+
+    monkeypatch.setattr(api, "decode_image", spy)
+    return seen
+
+
+@pytest.fixture(scope="module")
+def rgba_bomb() -> bytes:
+    return png(8000, 5000, 6)  # a real RGBA PNG of 40 MP, about 156 KB
+
+
+@pytest.mark.parametrize("path", ["/detect", "/catfacedetection"])
+def test_costliest_cascade_scan_of_40mp_is_422_naming_parameters_before_decoding(client, decodes, path):
+    r = client.post(f"{path}?min_face=0&scale_factor=1.05&min_neighbors=0", data=HEADER_40MP, content_type="image/jpeg")
+    assert r.status_code == 422
+    message = r.get_json()["message"]
+    assert "min_face=0" in message and "scale_factor=1.05" in message and "MYSITE_REQUEST" in message
+    assert "min_face=0.0" in message  # the smallest min_face that would fit is suggested
+    assert decodes == []
+
+
+def test_the_books_min_size_on_40mp_is_refused_with_the_fix(client, decodes):
+    r = client.post("/detect?min_size=25", data=HEADER_40MP, content_type="image/jpeg")
+    assert r.status_code == 422 and "min_size=25" in r.get_json()["message"]
+    assert decodes == []
+
+
+def test_suggested_min_face_is_accepted(client):
+    r = client.post("/detect?min_face=0&scale_factor=1.05&min_neighbors=0", data=HEADER_40MP, content_type="image/jpeg")
+    suggested = r.get_json()["message"].split("(min_face=")[1].split(" ")[0]
+    ok = client.post(f"/detect?min_face={suggested}&scale_factor=1.05&min_neighbors=0", data=HEADER_40MP,
+                     content_type="image/jpeg")
+    assert ok.status_code == 200, ok.get_json()
+
+
+def test_digits_decodes_a_40mp_header_at_an_eighth(client, decodes):
+    """The 333-byte header declaring 8000x5000 cost /digits seconds and 710 MB: now 1000x625 pixels are decoded."""
+    r = client.post("/digits", data=HEADER_40MP, content_type="image/jpeg")
+    assert r.status_code in (200, 422)
+    assert decodes == [(8, True)]
+
+
+def test_dnn_detector_decodes_reduced_and_answers_in_original_pixels(client, decodes):
+    big = cv2.imencode(".jpg", cv2.resize(cv2.imread("tests/data/astronaut.png"), (4096, 4096)))[1].tobytes()
+    r = client.post("/detect?detector=dnn", data=big, content_type="image/jpeg")
+    small = client.post("/detect?detector=dnn", data=open("tests/data/astronaut.png", "rb").read(),
+                        content_type="image/png")
+    assert decodes[0] == (4, False)
+    (face,) = r.get_json()["result"]
+    (ref,) = small.get_json()["result"]
+    assert all(abs(a / 8 - b) <= 3 for a, b in zip(face["box"], ref["box"]))
+
+
+@pytest.mark.parametrize("path", ["/detect", "/digits", "/canny", "/detect?detector=dnn"])
+def test_rgba_png_bomb_is_413_before_decoding(client, decodes, rgba_bomb, path):
+    r = client.post(path, data=rgba_bomb, content_type="image/png")
+    assert r.status_code == 413 and "transparency" in r.get_json()["message"]
+    assert decodes == []
+
+
+@pytest.mark.parametrize("query", ["output=base64&format=png", "output=image"])
+def test_image_answer_of_40mp_is_413_naming_output(client, decodes, query):
+    r = client.post(f"/detect?{query}", data=HEADER_40MP, content_type="image/jpeg")
+    assert r.status_code == 413 and "output=json" in r.get_json()["message"]
+    assert decodes == []
+
+
+def test_a_pyramid_scanned_in_bands_gives_the_books_17_boxes(make_app, group_jpg, monkeypatch):
+    parts: list[int] = []
+    real = budget.bands
+    monkeypatch.setattr(budget, "bands", lambda levels, n: parts.append(len(r := real(levels, n))) or r)
+    client = make_app({"MYSITE_REQUEST_MEMORY_MB": 5}).test_client()
+    for neighbours in ("5", "1", "0"):
+        banded = client.post(f"/detect?min_neighbors={neighbours}", data=group_jpg, content_type="image/jpeg")
+        assert banded.status_code == 200
+        if neighbours == "5":
+            assert sorted(boxes_of(banded.get_json())) == BOOK_GROUP_BOXES
+    assert parts and min(parts) > 1
+
+
+def test_bands_match_one_scan_on_other_photos(cat_jpg, car_jpg):
+    face = cascade.Cascade(cv2.data.haarcascades + "haarcascade_frontalcatface_extended.xml")
+    for data in (cat_jpg, car_jpg):
+        gray = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_REDUCED_GRAYSCALE_2)
+        for n in (0, 3):
+            kw = dict(scale_factor=1.1, min_neighbors=n, min_size=25)
+            assert face.run(gray, **kw) == face.run(gray, **kw, band_pixels=300_000)
+
+
+def test_a_classifier_that_built_a_large_pyramid_is_dropped(monkeypatch):
+    face = cascade.Cascade(cv2.data.haarcascades + "haarcascade_frontalface_alt.xml")
+    gray = np.full((300, 400), 128, np.uint8)
+    face.run(gray, scale_factor=1.1, min_neighbors=5, min_size=25)
+    assert face._local.clf is not None  # 400x300: a small buffer, kept
+    monkeypatch.setattr(cascade, "KEEP_BYTES", 1024)
+    face.run(gray, scale_factor=1.1, min_neighbors=5, min_size=25)
+    assert face._local.clf is None
+
+
+def test_batch_work_is_summed(make_app, group_jpg):
+    client = make_app({"MYSITE_REQUEST_WORK": 600_000}).test_client()
+    one = client.post("/detect", data={"image": (io.BytesIO(group_jpg), "a.jpg")}, content_type="multipart/form-data")
+    assert one.status_code == 200
+    several = client.post("/detect", data={"image": [(io.BytesIO(group_jpg), f"{i}.jpg") for i in range(3)]},
+                          content_type="multipart/form-data")
+    assert several.status_code == 413 and "3 images" in several.get_json()["message"]
+
+
+def test_memory_is_trimmed_after_a_request_that_grew_the_worker(client, group_jpg, monkeypatch):
+    sizes = iter([100 << 20, 200 << 20])
+    trims: list[bool] = []
+    monkeypatch.setattr(api.memory, "rss", lambda: next(sizes))
+    monkeypatch.setattr(api.memory, "trim", lambda: trims.append(True) or True)
+    r = client.post("/detect", data=group_jpg, content_type="image/jpeg")
+    r.close()
+    assert r.status_code == 200 and trims == [True]
+
+
+def test_budget_settings_are_checked(make_app):
+    with pytest.raises(SettingsError, match="MYSITE_REQUEST_MEMORY_MB"):
+        make_app({"MYSITE_REQUEST_MEMORY_MB": "lots"})
+    with pytest.raises(SettingsError, match="MYSITE_REQUEST_WORK"):
+        make_app({"MYSITE_REQUEST_WORK": "0"})

@@ -116,6 +116,38 @@ def photos() -> dict[str, Callable[[], bytes]]:
     }
 
 
+LABELS = {"12mp": "12 MP", "40mp": "40 MP"}
+COSTLIEST = "?min_face=0&scale_factor=1.05&min_neighbors=0"  # every cascade parameter at its costliest
+# (photo, endpoint, note): each endpoint at its defaults and at the costliest parameters in range.
+SPREAD_12MP = [
+    ("12mp", "/detect", " (defaults)"),
+    ("12mp", "/catfacedetection", " (defaults)"),
+    ("12mp", "/detect?min_size=25", " (the book's; full-size scan, in bands)"),
+    ("12mp", "/detect" + COSTLIEST, ""),
+    ("12mp", "/catfacedetection" + COSTLIEST, ""),
+    ("12mp", "/catfacedetection?min_face=0.01&scale_factor=1.05&min_neighbors=0", ""),
+    ("12mp", "/detect?detector=dnn", ""),
+    ("12mp", "/digits", ""),
+    ("12mp", "/canny", ""),
+    ("12mp", "/canny?format=png&output=base64", ""),
+    ("12mp", "/detect?output=image", ""),
+    ("12mp", "/detect?output=base64&format=png", ""),
+]
+SPREAD_40MP = [
+    ("40mp", "/detect", " (defaults)"),
+    ("40mp", "/catfacedetection", " (defaults)"),
+    ("40mp", "/catfacedetection" + COSTLIEST, " (issue)"),
+    ("40mp", "/detect" + COSTLIEST, " (issue)"),
+    ("40mp", "/detect?min_size=25", " (issue: the book's parameter)"),
+    ("40mp", "/detect?min_face=0.01", " (smallest accepted here)"),
+    ("40mp", "/detect?detector=dnn", ""),
+    ("40mp", "/digits", " (issue)"),
+    ("40mp", "/canny", ""),
+    ("40mp", "/detect?output=image", ""),
+    ("40mp", "/detect?output=base64&format=png", " (issue)"),
+]
+
+
 def cases(quick: bool) -> list[Case]:
     pics = photos()
     cache: dict[str, bytes] = {}
@@ -140,41 +172,16 @@ def cases(quick: bool) -> list[Case]:
             return part * n + f"--{boundary}--\r\n".encode(), ctype
         return build
 
-    out = [
-        Case("12 MP /detect (defaults)", "/detect", mp("12mp")),
-        Case("12 MP /catfacedetection (defaults)", "/catfacedetection", mp("12mp")),
-        Case("12 MP /detect?min_size=25 (the book's; full-size scan, in bands)", "/detect?min_size=25", mp("12mp")),
-        Case("12 MP /detect?min_face=0&scale_factor=1.05&min_neighbors=0",
-             "/detect?min_face=0&scale_factor=1.05&min_neighbors=0", mp("12mp")),
-        Case("12 MP /catfacedetection?min_face=0&scale_factor=1.05&min_neighbors=0",
-             "/catfacedetection?min_face=0&scale_factor=1.05&min_neighbors=0", mp("12mp")),
-        Case("12 MP /catfacedetection?min_face=0.01&scale_factor=1.05&min_neighbors=0",
-             "/catfacedetection?min_face=0.01&scale_factor=1.05&min_neighbors=0", mp("12mp")),
-        Case("12 MP /detect?detector=dnn", "/detect?detector=dnn", mp("12mp")),
-        Case("12 MP /digits", "/digits", mp("12mp")),
-        Case("12 MP /canny", "/canny", mp("12mp")),
-        Case("12 MP /canny?format=png&output=base64", "/canny?format=png&output=base64", mp("12mp")),
-        Case("12 MP /detect?output=image", "/detect?output=image", mp("12mp")),
-        Case("12 MP /detect?output=base64&format=png", "/detect?output=base64&format=png", mp("12mp")),
+    def upload(photo_name: str, path: str, note: str = "") -> Case:
+        return Case(f"{LABELS[photo_name]} {path}{note}", path, mp(photo_name))
+
+    out = [upload(name, path, note) for name, path, note in SPREAD_12MP] + [
         Case("16 x 2.5 MP /detect in one request", "/detect", batch(16)),
         Case("16 x 2.5 MP /detect?min_face=0 in one request", "/detect?min_face=0", batch(16)),
     ]
     if quick:
         return out
-    return out + [
-        Case("40 MP /detect (defaults)", "/detect", mp("40mp")),
-        Case("40 MP /catfacedetection (defaults)", "/catfacedetection", mp("40mp")),
-        Case("40 MP /catfacedetection?min_face=0&scale_factor=1.05&min_neighbors=0 (issue)",
-             "/catfacedetection?min_face=0&scale_factor=1.05&min_neighbors=0", mp("40mp")),
-        Case("40 MP /detect?min_face=0&scale_factor=1.05&min_neighbors=0 (issue)",
-             "/detect?min_face=0&scale_factor=1.05&min_neighbors=0", mp("40mp")),
-        Case("40 MP /detect?min_size=25 (issue: the book's parameter)", "/detect?min_size=25", mp("40mp")),
-        Case("40 MP /detect?min_face=0.01 (smallest accepted here)", "/detect?min_face=0.01", mp("40mp")),
-        Case("40 MP /detect?detector=dnn", "/detect?detector=dnn", mp("40mp")),
-        Case("40 MP /digits (issue)", "/digits", mp("40mp")),
-        Case("40 MP /canny", "/canny", mp("40mp")),
-        Case("40 MP /detect?output=image", "/detect?output=image", mp("40mp")),
-        Case("40 MP /detect?output=base64&format=png (issue)", "/detect?output=base64&format=png", mp("40mp")),
+    return out + [upload(name, path, note) for name, path, note in SPREAD_40MP] + [
         Case("40 MP base64 body /detect", "/detect", lambda: (base64.b64encode(photo("40mp")), "text/plain")),
         Case("156 KB RGBA PNG of 40 MP /detect (issue)", "/detect", raw(lambda: png(8000, 5000, 6), "image/png")),
         Case("156 KB RGBA PNG of 40 MP /digits (issue)", "/digits", raw(lambda: png(8000, 5000, 6), "image/png")),

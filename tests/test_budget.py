@@ -149,3 +149,11 @@ def test_budget_settings_are_checked(make_app):
         make_app({"MYSITE_REQUEST_MEMORY_MB": "lots"})
     with pytest.raises(SettingsError, match="MYSITE_REQUEST_WORK"):
         make_app({"MYSITE_REQUEST_WORK": "0"})
+
+
+def test_page_form_does_not_draw_on_a_picture_over_the_budget(client):
+    """The page without JavaScript draws the boxes on the upload itself: the same budget as ?output=image."""
+    r = client.post("/", data={"endpoint": "/detect", "image": (io.BytesIO(HEADER_40MP), "big.jpg")},
+                    headers={"Accept": "text/html"}, content_type="multipart/form-data")
+    html = r.get_data(as_text=True)
+    assert r.status_code == 200 and "too large to draw" in html and 'id="server-image" src="data:' not in html

@@ -17,7 +17,8 @@ from werkzeug.exceptions import HTTPException
 
 from mysite.errors import ApiError
 from mysite.registry import Registry
-from mysite.vision.decode import encode
+from mysite.vision import budget
+from mysite.vision.decode import encode, read_header
 from mysite.web import api, respond
 
 _NUMBER_ARRAY = re.compile(r"\[\s+([-\d.e+,\s]+?)\s+\]")
@@ -129,10 +130,22 @@ def _show(outcome: Outcome, response: Response, uploaded: bytes | None, label: s
     body = response.get_json(silent=True)
     outcome.json_text = pretty(body)
     detections = body.get("result") if isinstance(body, dict) else None
-    if isinstance(detections, list) and uploaded is not None:
+    if isinstance(detections, list) and uploaded is not None and not _too_large_to_draw(uploaded):
         outcome.image_url = _data_url(encode(respond.annotate(uploaded, detections, label)), "image/jpeg")
+    elif isinstance(detections, list) and uploaded is not None:
+        outcome.notes.append("The picture is too large to draw the boxes on here; the JSON has them.")
     elif isinstance(detections, list):
         outcome.notes.append("Boxes are drawn on uploads; for a URL, add ?output=image to the API call.")
+
+
+def _too_large_to_draw(uploaded: bytes) -> bool:
+    """Whether drawing on the full-size upload would take more than a request's memory budget (as ?output=image)."""
+    settings = current_app.extensions["mysite.settings"]
+    try:
+        header = read_header(uploaded, settings.max_pixels)
+    except ApiError:
+        return True
+    return budget.answer_memory(header, "jpeg", base64=True) > settings.request_memory_bytes - 2 * len(uploaded)
 
 
 def pretty(value: Any) -> str:

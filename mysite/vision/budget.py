@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass
 
 from mysite.errors import TooLarge
-from mysite.vision.decode import Header
+from mysite.vision.decode import Header, lean_alpha
 
 MB = 1024 * 1024
 
@@ -45,10 +45,13 @@ def decode_memory(header: Header, gray: bool, reduce: int) -> int:
     format is decoded at full size first (in colour: three bytes a pixel, six at 16 bits),
     then reduced. Gray at full size is BGR converted like the book's ``cvtColor``: both held
     at once. Transparency goes through Pillow (RGBA, its white backdrop, the composite and
-    two conversions), about twenty bytes a pixel at the peak.
+    two conversions), about twenty bytes a pixel at the peak, except large PNGs, which are
+    flattened band by band from OpenCV's BGRA (``decode.lean_alpha``).
     """
     full = header.width * header.height
     out = math.ceil(full / reduce**2) * (1 if gray else 3)
+    if lean_alpha(header):  # OpenCV's BGRA, the flattened image, band temporaries
+        return 4 * full + (1 if gray else 3) * full + (out if reduce > 1 else 0)
     if header.alpha:
         return 20 * full + out
     depth = 2 if header.bits > 8 else 1

@@ -313,10 +313,11 @@ def _build(rng: random.Random, form: str, path: str, data: bytes, kind: str, i: 
             text = b"\n".join(text[k: k + 76] for k in range(0, len(text), 76))
         if rng.random() < 0.2:
             text = mutate(text, rng)
-        return Request("POST", path, text, {"Content-Type": rng.choice(["text/plain", "application/x-www-form-urlencoded"])},
-                       kind)
+        ctype = rng.choice(["text/plain", "application/x-www-form-urlencoded"])
+        return Request("POST", path, text, {"Content-Type": ctype}, kind)
     if form == "data-url":
-        head = rng.choice([b"data:image/png;base64,", b"data:;base64,", b"data:image/png,", b"  DATA:image/jpeg;BASE64,"])
+        head = rng.choice([b"data:image/png;base64,", b"data:;base64,", b"data:image/png,",
+                           b"  DATA:image/jpeg;BASE64,"])
         return Request("POST", path, head + base64.b64encode(data), {"Content-Type": "text/plain"}, kind)
     if form == "json":
         choice = rng.randrange(7)

@@ -1,8 +1,8 @@
 """``python -m bench.memory``: worker memory per request against the Procfile's gunicorn on loopback.
 
 Sends issue 8's reproductions (40 MP photos with the cascades' most expensive parameters,
-a 156 KB RGBA PNG of 40 MP, a 333-byte JPEG header declaring 8000x5000, base64 PNG answers,
-16 images in one request) and a spread of legitimate large requests (12 MP and 40 MP photos
+a 156 KB RGBA PNG of 40 MP, a JPEG header of 632 bytes declaring 8000x5000 (333 in the
+issue), base64 PNG answers, 16 images in one request) and a spread of legitimate large requests (12 MP and 40 MP photos
 to every endpoint, the costliest parameters the budget accepts), one at a time, to one
 worker. For each: status, time, and the worker's RSS before, at its peak (``VmHWM``, reset
 before each request through ``/proc/PID/clear_refs``) and after the answer (what it kept).
@@ -185,9 +185,10 @@ def cases(quick: bool) -> list[Case]:
         Case("40 MP base64 body /detect", "/detect", lambda: (base64.b64encode(photo("40mp")), "text/plain")),
         Case("156 KB RGBA PNG of 40 MP /detect (issue)", "/detect", raw(lambda: png(8000, 5000, 6), "image/png")),
         Case("156 KB RGBA PNG of 40 MP /digits (issue)", "/digits", raw(lambda: png(8000, 5000, 6), "image/png")),
-        Case("333-byte JPEG header of 8000x5000 /digits (issue)", "/digits",
+        Case("632-byte JPEG header of 8000x5000 /digits (issue)", "/digits",
              raw(lambda: jpeg_header(8000, 5000), "image/jpeg")),
-        Case("333-byte JPEG header of 8000x5000 /detect", "/detect", raw(lambda: jpeg_header(8000, 5000), "image/jpeg")),
+        Case("632-byte JPEG header of 8000x5000 /detect", "/detect",
+             raw(lambda: jpeg_header(8000, 5000), "image/jpeg")),
     ]
 
 

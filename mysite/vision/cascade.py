@@ -101,7 +101,8 @@ class Cascade:
 
         def cost(min_px: int) -> tuple[int, int, int, int]:
             """(windows, bytes of the largest pyramid level, bytes left for it, bytes of the decode)."""
-            reduce = fastpath.plan(header.width, header.height, min_size=min_px, min_face=0.0, window=self.window).reduce
+            reduce = fastpath.plan(header.width, header.height, min_size=min_px, min_face=0.0,
+                                   window=self.window).reduce
             levels, work_px = self._scan(header.width, header.height, min_px, sf)
             room = limit.memory - math.ceil(header.width / reduce) * math.ceil(header.height / reduce) - work_px
             biggest = max((budget.pyramid_buffer([lv]) for lv in levels), default=0)

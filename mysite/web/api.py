@@ -114,9 +114,9 @@ def handle(ep: Endpoint) -> Response:
     else:
         data = inputs.image_bytes(request, settings.max_upload_bytes, _fetcher(settings))
         # The request's bytes (body, form copy, the image) are held throughout: what is left is the budget.
-        plan = _plan(model, data, values, explicit, settings.max_pixels, limit.with_memory(limit.memory - 2 * len(data)))
-        budget.check_memory(respond.answer_memory(ep.output, plan.header, plan.decoded_pixels),
-                            limit.with_memory(limit.memory - 2 * len(data)),
+        left = limit.with_memory(limit.memory - 2 * len(data))
+        plan = _plan(model, data, values, explicit, settings.max_pixels, left)
+        budget.check_memory(respond.answer_memory(ep.output, plan.header, plan.decoded_pixels), left,
                             f"the answer for this {plan.header.width}x{plan.header.height} image",
                             "ask for output=json, format=jpeg, or send a smaller image")
         decoded, result = _execute(model, data, plan)

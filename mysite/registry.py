@@ -39,8 +39,10 @@ class Model(Protocol):
     def run(self, image: Any, **params: Any) -> Any: ...
 
     # Optional: ``prepare(header, values, explicit, limit) -> (reduce, values)`` lets a model that can work
-    # on a smaller image pick the decode reduction from the header; its run() then also gets
-    # ``scale`` (decoded pixels per original pixel) and answers in original pixels. See vision/cascade.py.
+    # on a smaller image pick the decode reduction from the header (and refuse, 422, what is over the
+    # request's budget ``limit``); its run() then also gets ``scale`` (decoded pixels per original pixel)
+    # and answers in original pixels; ``work(header, values)`` may count its cost. See vision/cascade.py.
+    # Optional: ``decode_side``, the long side a model needs: the image is decoded no larger (api.py).
 
 
 @dataclass(frozen=True)

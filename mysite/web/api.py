@@ -160,7 +160,8 @@ def _plan(model: Any, data: bytes, values: dict[str, Any], explicit: set[str], m
     work = 0
     if prepare is not None:
         reduce, values = prepare(header, values, explicit, limit)
-        work = model.work(header, values)
+        counted = getattr(model, "work", None)  # windows a scan evaluates; a model without one costs its decode
+        work = counted(header, values) if counted is not None else 0
     else:
         reduce = reduction_for(header, getattr(model, "decode_side", None))
     what = f"decoding this {header.width}x{header.height} {header.format}{' with transparency' if header.alpha else ''}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from collections.abc import Mapping
@@ -159,7 +160,11 @@ def _plan(model: Any, data: bytes, values: dict[str, Any], explicit: set[str], m
     prepare = getattr(model, "prepare", None)
     work = 0
     if prepare is not None:
-        reduce, values = prepare(header, values, explicit, limit)
+        # A model whose prepare takes the budget checks its own scan against it; others are costed by their decode.
+        if "limit" in inspect.signature(prepare).parameters:
+            reduce, values = prepare(header, values, explicit, limit=limit)
+        else:
+            reduce, values = prepare(header, values, explicit)
         counted = getattr(model, "work", None)  # windows a scan evaluates; a model without one costs its decode
         work = counted(header, values) if counted is not None else 0
     else:

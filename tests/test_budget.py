@@ -181,3 +181,16 @@ def test_large_transparent_png_is_flattened_lean_and_like_pillow(client):
     drawing[1000:2000, 1000:2000] = 255
     r = client.post("/detect", data=cv2.imencode(".png", drawing)[1].tobytes(), content_type="image/png")
     assert r.status_code == 200, r.get_json()
+
+
+def test_pillow_fallback_is_refused_when_its_copies_do_not_fit(make_app, monkeypatch):
+    """A file OpenCV refuses goes to Pillow (about 20 bytes a pixel) only when that fits the request's budget."""
+    from mysite.vision import decode
+
+    monkeypatch.setattr(decode, "_imdecode", lambda *a: None)
+    image = cv2.imencode(".png", np.full((1500, 2000, 3), 90, np.uint8))[1].tobytes()  # 3 MP: 60 MB by Pillow
+    small = make_app({"MYSITE_REQUEST_MEMORY_MB": 40}).test_client()
+    r = small.post("/canny", data=image, content_type="image/png")
+    assert r.status_code == 413 and "Pillow" in r.get_json()["message"]
+    large = make_app({"MYSITE_REQUEST_MEMORY_MB": 100}).test_client()
+    assert large.post("/canny", data=image, content_type="image/png").status_code == 200

@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass
 
 from mysite.errors import TooLarge
-from mysite.vision.decode import Header, lean_alpha
+from mysite.vision.decode import PILLOW_BYTES_PER_PIXEL, Header, lean_alpha
 
 MB = 1024 * 1024
 
@@ -53,7 +53,7 @@ def decode_memory(header: Header, gray: bool, reduce: int) -> int:
     if lean_alpha(header):  # OpenCV's BGRA, the flattened image, band temporaries
         return 4 * full + (1 if gray else 3) * full + (out if reduce > 1 else 0)
     if header.alpha:
-        return 20 * full + out
+        return PILLOW_BYTES_PER_PIXEL * full + out
     depth = 2 if header.bits > 8 else 1
     if header.format == "JPEG":
         return out if (gray and reduce > 1) else 3 * full * depth + out

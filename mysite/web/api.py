@@ -140,6 +140,7 @@ class Plan:
     reduce: int
     values: dict[str, Any]
     work: int  # windows a cascade evaluates, plus decoded pixels / DECODE_WORK
+    memory: int  # bytes the decode may take (what the budget leaves it)
 
     @property
     def decoded_pixels(self) -> int:
@@ -172,13 +173,13 @@ def _plan(model: Any, data: bytes, values: dict[str, Any], explicit: set[str], m
     what = f"decoding this {header.width}x{header.height} {header.format}{' with transparency' if header.alpha else ''}"
     budget.check_memory(decode_memory(header, gray, reduce), limit, what, "send a smaller image")
     decoded = math.ceil(header.width / reduce) * math.ceil(header.height / reduce)
-    return Plan(header, gray, reduce, values, work + decoded // DECODE_WORK)
+    return Plan(header, gray, reduce, values, work + decoded // DECODE_WORK, limit.memory)
 
 
 def _execute(model: Any, data: bytes, plan: Plan) -> tuple[Decoded, Any]:
     """Decode as planned and run the model; the decoded image and the model's answer (in original pixels)."""
     decoded = decode_image(data, max_pixels=plan.header.width * plan.header.height, gray=plan.gray,
-                           reduce=plan.reduce, header=plan.header)
+                           reduce=plan.reduce, header=plan.header, max_bytes=plan.memory)
     if getattr(model, "prepare", None) is not None:
         return decoded, model.run(decoded.image, **plan.values, scale=decoded.scale)
     result = model.run(decoded.image, **plan.values)

@@ -194,3 +194,11 @@ def test_pillow_fallback_is_refused_when_its_copies_do_not_fit(make_app, monkeyp
     assert r.status_code == 413 and "Pillow" in r.get_json()["message"]
     large = make_app({"MYSITE_REQUEST_MEMORY_MB": 100}).test_client()
     assert large.post("/canny", data=image, content_type="image/png").status_code == 200
+
+
+def test_bands_split_only_where_both_window_sides_grow():
+    levels = budget.pyramid(400, 300, (20, 10), 1.05, (1, 1))
+    parts = budget.bands(levels, 1)
+    assert sum(len(p) for p in parts) == len(levels) and len(parts) > 1
+    for a, b in zip(parts, parts[1:]):
+        assert b[0].window[0] > a[-1].window[0] and b[0].window[1] > a[-1].window[1]

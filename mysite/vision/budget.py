@@ -145,10 +145,17 @@ def windows(levels: list[Scale], window: tuple[int, int]) -> int:
 
 
 def bands(levels: list[Scale], max_pixels: int) -> list[list[Scale]]:
-    """The levels split into runs whose packed buffer stays under ``max_pixels`` each (one level may not)."""
+    """The levels split into runs whose packed buffer stays under ``max_pixels`` each (one level may not).
+
+    A band is scanned with its first and last level's window as ``minSize`` and ``maxSize``,
+    so a split is made only where both sides of the window grow: otherwise a level could
+    fall in two bands (a cascade window under 20 px, steps under one pixel).
+    """
     out: list[list[Scale]] = []
     for lv in levels:
-        if out and pyramid_buffer(out[-1] + [lv]) <= max_pixels:
+        prev = out[-1][-1] if out else None
+        separable = prev is not None and lv.window[0] > prev.window[0] and lv.window[1] > prev.window[1]
+        if out and (not separable or pyramid_buffer(out[-1] + [lv]) <= max_pixels):
             out[-1].append(lv)
         else:
             out.append([lv])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
 import time
@@ -172,8 +173,8 @@ def _plan(model: Any, data: bytes, values: dict[str, Any], explicit: set[str], m
         reduce = reduction_for(header, getattr(model, "decode_side", None))
     what = f"decoding this {header.width}x{header.height} {header.format}{' with transparency' if header.alpha else ''}"
     budget.check_memory(decode_memory(header, gray, reduce), limit, what, "send a smaller image")
-    decoded = math.ceil(header.width / reduce) * math.ceil(header.height / reduce)
-    return Plan(header, gray, reduce, values, work + decoded // DECODE_WORK, limit.memory)
+    plan = Plan(header, gray, reduce, values, work, limit.memory)
+    return dataclasses.replace(plan, work=work + plan.decoded_pixels // DECODE_WORK)
 
 
 def _execute(model: Any, data: bytes, plan: Plan) -> tuple[Decoded, Any]:

@@ -77,7 +77,7 @@ def test_detect_endpoint_chooses_the_detector():
     assert dnn["status"] == "ok" and len(dnn["result"]) == 1
     assert iou(dnn["result"][0]["box"], ASTRONAUT_FACE) > 0.6 and dnn["result"][0]["confidence"] > 0.85
     bad = _post(client, "/detect?detector=yolo", "astronaut.png")
-    assert bad.status_code == 400 and "haar, dnn" in bad.get_json()["message"]
+    assert bad.status_code == 400 and "haar, yunet, dnn, dnn-full" in bad.get_json()["message"]
 
 
 def test_setting_makes_dnn_the_default():
@@ -93,8 +93,16 @@ def test_bad_detector_setting_stops_start_up():
         create_app({"MYSITE_LOG_LEVEL": "WARNING", "MYSITE_FACE_DETECTOR": "cnn"})
 
 
+def test_full_range_ships_and_finds_the_astronaut():
+    client = create_app({"MYSITE_LOG_LEVEL": "WARNING"}).test_client()
+    body = _post(client, "/detect?detector=dnn-full", "astronaut.png").get_json()
+    assert body["status"] == "ok" and len(body["result"]) == 1
+    assert iou(body["result"][0]["box"], ASTRONAUT_FACE) > 0.6
+
+
 def test_full_range_absent_is_503_with_the_fetch_command(tmp_path):
-    client = create_app({"MYSITE_LOG_LEVEL": "CRITICAL", "MYSITE_MODEL_DIR": str(tmp_path)}).test_client()
+    client = create_app({"MYSITE_LOG_LEVEL": "CRITICAL",
+                         "MYSITE_BLAZEFACE_FULL_MODEL": str(tmp_path / "absent.tflite")}).test_client()
     r = _post(client, "/detect?detector=dnn-full", "astronaut.png")
     assert r.status_code == 503
     assert "python -m mysite.models fetch blazeface_full" in r.get_json()["message"]

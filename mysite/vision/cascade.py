@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import threading
+import math
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
@@ -14,13 +14,14 @@ from mysite.params import Param
 from mysite.vision import fastpath
 from mysite.vision.boxes import Detection, clip, from_xywh
 from mysite.vision.decode import Header
+from mysite.vision.dnn import PerThread
 
 PARAMS = (
     Param("scale_factor", float, 1.1, min=1.05, max=2.0,
           doc="pyramid step between scales (from 1.05: finer steps could outlast the worker timeout on a 40 MP photo)"),
     Param("min_neighbors", int, 5, min=0, max=100, doc="overlapping hits needed to keep a box"),
     Param("min_size", int, 25, min=1, max=10000, doc="smallest object, in pixels"),
-    Param("min_face", float, 0.025, min=0.0, max=1.0,
+    Param("min_face", float, 0.0, min=0.0, max=1.0,
           doc="smallest object as a fraction of the image's long side (0: min_size alone); "
               "an explicit min_size without min_face means min_size alone"),
 )
@@ -34,19 +35,19 @@ class Cascade:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self._local = threading.local()
+        # One classifier per thread: detectMultiScale keeps per-call state inside the object.
+        self._classifiers = PerThread(self._load)
         # Load now so a missing or broken file is reported at start-up, not on the first request.
         self._classifier()
 
-    def _classifier(self) -> cv2.CascadeClassifier:
-        # One classifier per thread: detectMultiScale keeps per-call state inside the object.
-        clf = getattr(self._local, "clf", None)
-        if clf is None:
-            clf = cv2.CascadeClassifier(str(self.path))
-            if clf.empty():
-                raise ValueError(f"{self.path} is not a cascade OpenCV can load")
-            self._local.clf = clf
+    def _load(self) -> cv2.CascadeClassifier:
+        clf = cv2.CascadeClassifier(str(self.path))
+        if clf.empty():
+            raise ValueError(f"{self.path} is not a cascade OpenCV can load")
         return clf
+
+    def _classifier(self) -> cv2.CascadeClassifier:
+        return self._classifiers.get()
 
     @property
     def window(self) -> int:
@@ -58,8 +59,7 @@ class Cascade:
 
         A request that names ``min_size`` but not ``min_face`` asks for that size exactly.
         """
-        if "min_size" in explicit and "min_face" not in explicit:
-            values = {**values, "min_face": 0.0}
+        values = fastpath.as_meant(values, explicit)
         p = fastpath.plan(header.width, header.height, min_size=values["min_size"],
                           min_face=values["min_face"], window=self.window)
         return p.reduce, values
@@ -75,7 +75,10 @@ class Cascade:
         height, width = round(gray.shape[0] / scale), round(gray.shape[1] / scale)  # the original's
         p = fastpath.plan(width, height, min_size=min_size, min_face=min_face, window=self.window)
         work, work_scale = fastpath.working_image(gray, scale, p)
-        min_px = max(1, round(p.min_px * work_scale))
+        # Scan a margin below a smallest object set by min_face: a face exactly that wide is often
+        # found by a window a little smaller than it, and would be missed with minSize at its exact
+        # size. Never below min_size: the book's minSize=25 on its own photo gives its exact boxes.
+        min_px = max(1, math.floor(max(min_size, p.min_px * fastpath.MARGIN) * work_scale))
         rects = self._classifier().detectMultiScale(
             work, scaleFactor=scale_factor, minNeighbors=min_neighbors, minSize=(min_px, min_px)
         )

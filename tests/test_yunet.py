@@ -68,10 +68,12 @@ def test_12mp_composition_every_face_of_100_px_and_more(client):
     assert all(any(iou(k, f["box"]) >= 0.3 for k in known) for f in faces)
 
 
-@pytest.mark.parametrize("face_px", [1200, 2000])
-def test_selfie_filling_the_frame_is_found_once(client, face_px):
+@pytest.mark.parametrize("face_px,query", [(1200, ""), (2000, ""), (2000, "&min_face=0.01")])
+def test_selfie_filling_the_frame_is_found_once(client, face_px, query):
+    """With min_face=0.01 the first pass is 1920 px wide and the face 960 px in it, past what YuNet
+    finds (measured: a single pass answers nothing); the second pass, 256 px high, finds it."""
     data, known = compose.build_jpeg(compose.selfie_layout(face_px, 4000, 3000), 4000, 3000)
-    faces = detect(client, data)
+    faces = detect(client, data, "?detector=yunet" + query)
     assert len(faces) == 1 and iou(faces[0]["box"], known[0]) >= 0.5, faces
 
 

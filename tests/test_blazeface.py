@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import cv2
@@ -106,3 +107,17 @@ def test_full_range_absent_is_503_with_the_fetch_command(tmp_path):
     r = _post(client, "/detect?detector=dnn-full", "astronaut.png")
     assert r.status_code == 503
     assert "python -m mysite.models fetch blazeface_full" in r.get_json()["message"]
+
+
+@pytest.mark.parametrize("detector", ["dnn", "dnn-full"])
+def test_12mp_selfie_is_decoded_reduced_and_answered_in_original_pixels(detector):
+    from bench import compose
+    from mysite.vision.decode import read_header
+
+    data, known = compose.build_jpeg(compose.selfie_layout(1200, 4000, 3000), 4000, 3000)
+    client = create_app({"MYSITE_LOG_LEVEL": "WARNING"}).test_client()
+    model = client.application.extensions["mysite.registry"].get({"dnn": "blazeface", "dnn-full": "blazeface_full"}[detector])
+    assert model.prepare(read_header(data), {}, set())[0] == 8  # 500 px for a 128 or 192 px net
+    r = client.post(f"/detect?detector={detector}", data={"image": (io.BytesIO(data), "selfie.jpg")})
+    faces = r.get_json()["result"]
+    assert len(faces) == 1 and iou(faces[0]["box"], known[0]) >= 0.5, faces

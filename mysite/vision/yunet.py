@@ -96,14 +96,15 @@ class YuNet:
         """
         height, width = round(image.shape[0] / scale), round(image.shape[1] / scale)  # the original's
         min_px = fastpath.smallest(max(width, height), min_size, min_face)
+        scales = passes(width, height, min_px)
         found = []
-        for s in passes(width, height, min_px):
+        for s in scales:
             work, work_scale = fastpath.working_image(image, scale, fastpath.Plan(min_px, s, 1))
-            rows = self._detect(work, min_confidence, nms)
-            found.append(rows[:, :14] / work_scale)  # back to original pixels
-            found.append(rows[:, 14:])
-        rows = np.hstack([np.vstack(found[0::2]), np.vstack(found[1::2])])
-        if len(found) > 2 and len(rows):  # a face near a pass boundary is seen twice
+            rows = self._detect(work, min_confidence, nms).copy()
+            rows[:, :14] /= work_scale  # box and landmarks back to original pixels; the score stays
+            found.append(rows)
+        rows = np.vstack(found)
+        if len(scales) > 1 and len(rows):  # a face near a pass boundary is seen twice
             keep = cv2.dnn.NMSBoxes(rows[:, :4].tolist(), rows[:, 14].tolist(), min_confidence, nms)
             rows = rows[np.asarray(keep, int).reshape(-1)]
         return sort([_detection(r, width, height) for r in rows])

@@ -3,8 +3,10 @@
 Prints Markdown tables (paste them into the README) of medians / p90 in ms, ratios,
 faces found, recall against the book's full-resolution answer, throughput with 1 and
 2 workers, cold start and peak RSS per worker. Benchmarks, not tests: nothing fails.
+Then ``bench.detectors``: every /detect detector (Haar, YuNet, BlazeFace) side by side with
+the book on photos with placed faces, and the peak RSS with every shipped model loaded.
 Options: ``--quick`` (fewer repetitions), ``--clients N`` (concurrent clients, default 4),
-``--no-http`` (in-process only).
+``--no-http`` (in-process only), ``--no-detectors`` (skip bench.detectors).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from bench import book, compose
+from bench import book, compose, detectors
 from bench.measure import Timing, interleaved, ratio, recall, timed
 from bench.server import ROOT, Server, load, multipart, request
 from mysite import create_app
@@ -189,6 +191,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--quick", action="store_true", help="fewer repetitions")
     ap.add_argument("--clients", type=int, default=4, help="concurrent clients for throughput")
     ap.add_argument("--no-http", action="store_true", help="in-process only")
+    ap.add_argument("--no-detectors", action="store_true", help="skip the detectors side by side (bench.detectors)")
     args = ap.parse_args(argv)
     items = photos(args.quick)
     print(f"mysite bench: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
@@ -202,6 +205,9 @@ def main(argv: list[str] | None = None) -> None:
             rows = in_process(items, srv)
         servers = server_runs(items, args.clients, args.quick)
     print_tables(rows, servers, args.clients, app_load_ms(), other_endpoints(items))
+    if not args.no_detectors:
+        print()
+        detectors.main([*(["--quick"] if args.quick else []), *(["--no-http"] if args.no_http else [])])
     print(f"\n(took {time.perf_counter() - started:.0f} s; load average {os.getloadavg()[0]:.2f} at end)")
 
 

@@ -17,6 +17,7 @@ from mysite.vision.classify import Classifier, Label, read_labels
 from mysite.vision.digits import DigitReader
 from mysite.vision.dnn import Preprocess, find_beside
 from mysite.vision.ssd import SSD
+from mysite.vision.yunet import YuNet
 
 if TYPE_CHECKING:
     from mysite.registry import ModelSpec
@@ -106,4 +107,8 @@ def digits(spec: ModelSpec, path: Path | None) -> DigitReader:
     return DigitReader(_need(path, spec))
 
 
-KINDS = {"ssd": ssd, "classify": classify, "blazeface": blazeface, "digits": digits}
+def yunet(spec: ModelSpec, path: Path | None) -> YuNet:
+    return YuNet(_need(path, spec))
+
+
+KINDS = {"ssd": ssd, "classify": classify, "blazeface": blazeface, "digits": digits, "yunet": yunet}

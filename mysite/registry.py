@@ -101,7 +101,7 @@ def resolve(spec: ModelSpec, settings: Settings) -> Path | None:
 KINDS: dict[str, Callable[[ModelSpec, Path | None], Model]] = {
     "cascade": lambda spec, path: Cascade(path),
     "canny": lambda spec, path: Canny(),
-    **dnn_kinds.KINDS,  # ssd, classify, blazeface, digits
+    **dnn_kinds.KINDS,  # ssd, classify, blazeface, digits, yunet
 }
 
 
@@ -169,10 +169,10 @@ def unavailable_message(entry: Entry) -> str:
     return msg
 
 
-def _setting_defaults(model: Model, settings: Settings) -> dict[str, Any]:
-    """Parameter defaults set by environment (``MYSITE_MIN_FACE``), for the models that have them."""
-    names = {p.name for p in model.params}
-    return {k: v for k, v in {"min_face": settings.min_face}.items() if v is not None and k in names}
+def _setting_defaults(spec: ModelSpec, settings: Settings) -> dict[str, Any]:
+    """Parameter defaults set by environment (``MYSITE_MIN_FACE``), for the models whose models.toml
+    entry sets that default (the face models: an eye cascade added without ``min_face`` keeps none)."""
+    return {k: v for k, v in {"min_face": settings.min_face}.items() if v is not None and k in spec.params}
 
 
 def _load(spec: ModelSpec, settings: Settings) -> Entry:
@@ -186,7 +186,7 @@ def _load(spec: ModelSpec, settings: Settings) -> Entry:
     else:
         try:
             model = factory(spec, path)
-            model.params = with_defaults(model.params, {**spec.params, **_setting_defaults(model, settings)})
+            model.params = with_defaults(model.params, {**spec.params, **_setting_defaults(spec, settings)})
             entry.model = model
         except Exception as exc:  # noqa: BLE001 - any failure to load is reported, never fatal
             entry.error = f"{path or spec.kind} could not be loaded: {exc}"

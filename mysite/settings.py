@@ -44,7 +44,7 @@ class Settings:
     log_level: str = "INFO"
     cv_threads: int = -1
     face_detector: str = "haar"  # which model /detect runs when the request names none (web/api.py)
-    # Default smallest face (fraction of the long side) for cascade models; None: models.toml's.
+    # Default smallest face (fraction of the long side) for the models that plan by it; None: models.toml's.
     min_face: float | None = None
     # Every other MYSITE_* variable, e.g. MYSITE_FACE_CASCADE: models.toml says which model reads which.
     extra: Mapping[str, str] = field(default_factory=dict)
@@ -120,7 +120,7 @@ FIELDS: dict[str, tuple[str, Any, str]] = {
     "SECRET_KEY": ("secret_key", str, "any text"),
     "LOG_LEVEL": ("log_level", _log_level, "DEBUG, INFO, WARNING or ERROR"),
     "CV_THREADS": ("cv_threads", _threads, "a whole number >= -1 (-1: OpenCV's default)"),
-    "FACE_DETECTOR": ("face_detector", lambda v: v.strip().lower(), "haar, dnn or dnn-full"),
+    "FACE_DETECTOR": ("face_detector", lambda v: v.strip().lower(), "haar, yunet, dnn or dnn-full"),
     "MIN_FACE": ("min_face", _fraction, "a fraction of the long side between 0 and 1, like 0.025"),
 }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import cv2
@@ -77,7 +78,7 @@ def test_detect_endpoint_chooses_the_detector():
     assert dnn["status"] == "ok" and len(dnn["result"]) == 1
     assert iou(dnn["result"][0]["box"], ASTRONAUT_FACE) > 0.6 and dnn["result"][0]["confidence"] > 0.85
     bad = _post(client, "/detect?detector=yolo", "astronaut.png")
-    assert bad.status_code == 400 and "haar, dnn" in bad.get_json()["message"]
+    assert bad.status_code == 400 and "haar, yunet, dnn, dnn-full" in bad.get_json()["message"]
 
 
 def test_setting_makes_dnn_the_default():
@@ -93,8 +94,30 @@ def test_bad_detector_setting_stops_start_up():
         create_app({"MYSITE_LOG_LEVEL": "WARNING", "MYSITE_FACE_DETECTOR": "cnn"})
 
 
+def test_full_range_ships_and_finds_the_astronaut():
+    client = create_app({"MYSITE_LOG_LEVEL": "WARNING"}).test_client()
+    body = _post(client, "/detect?detector=dnn-full", "astronaut.png").get_json()
+    assert body["status"] == "ok" and len(body["result"]) == 1
+    assert iou(body["result"][0]["box"], ASTRONAUT_FACE) > 0.6
+
+
 def test_full_range_absent_is_503_with_the_fetch_command(tmp_path):
-    client = create_app({"MYSITE_LOG_LEVEL": "CRITICAL", "MYSITE_MODEL_DIR": str(tmp_path)}).test_client()
+    client = create_app({"MYSITE_LOG_LEVEL": "CRITICAL",
+                         "MYSITE_BLAZEFACE_FULL_MODEL": str(tmp_path / "absent.tflite")}).test_client()
     r = _post(client, "/detect?detector=dnn-full", "astronaut.png")
     assert r.status_code == 503
     assert "python -m mysite.models fetch blazeface_full" in r.get_json()["message"]
+
+
+@pytest.mark.parametrize("detector", ["dnn", "dnn-full"])
+def test_12mp_selfie_is_decoded_reduced_and_answered_in_original_pixels(detector):
+    from bench import compose
+    from mysite.vision.decode import read_header
+
+    data, known = compose.build_jpeg(compose.selfie_layout(1200, 4000, 3000), 4000, 3000)
+    client = create_app({"MYSITE_LOG_LEVEL": "WARNING"}).test_client()
+    model = client.application.extensions["mysite.registry"].get({"dnn": "blazeface", "dnn-full": "blazeface_full"}[detector])
+    assert model.prepare(read_header(data), {}, set())[0] == 8  # 500 px for a 128 or 192 px net
+    r = client.post(f"/detect?detector={detector}", data={"image": (io.BytesIO(data), "selfie.jpg")})
+    faces = r.get_json()["result"]
+    assert len(faces) == 1 and iou(faces[0]["box"], known[0]) >= 0.5, faces

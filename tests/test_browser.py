@@ -62,11 +62,14 @@ def _yellow(rgba: list[int]) -> bool:
 
 
 def _assert_boxes_on_canvas(b: Browser, boxes: list[list[int]]) -> None:
-    """Each box's left edge and bottom edge are painted box-yellow; the face inside is not."""
+    """Each box's left and right edges are painted box-yellow; the face inside is not.
+
+    (Not the top and bottom edges: in a crowd, the label tab of the face below covers them.)
+    """
     edges, inside = [], []
     for x1, y1, x2, y2 in boxes:
-        edges += [(x1, (y1 + y2) // 2), ((x1 + x2) // 2, y2)]
-        inside.append(((x1 + x2) // 2, (y1 + y2) // 2))
+        edges += [(x1, (y1 + y2) // 2), (x2, (y1 + y2) // 2)]
+        inside.append(((x1 + x2) // 2, y1 + (y2 - y1) // 6))  # the forehead: no landmark there
     pixels = _canvas_pixels(b, edges + inside)
     for point, rgba in zip(edges, pixels[: len(edges)], strict=True):
         assert _yellow(rgba), f"no box edge drawn at {point}: {rgba}"
@@ -79,14 +82,31 @@ def _answer(b: Browser) -> dict:
     return json.loads(b.run("return document.getElementById('json').textContent"))
 
 
-def test_group_photo_shows_17_boxes_json_and_server_time(browser: Browser, live_server) -> None:
+def _visible(b: Browser, css: str) -> list[str]:
+    """``data-task``/``data-choice`` of the elements matching ``css`` that a visitor sees."""
+    return b.run("return [...document.querySelectorAll(arguments[0])].filter((e) => !e.hidden && !e.disabled)"
+                 ".map((e) => e.dataset.choice ? `${e.dataset.task} ${e.dataset.choice}` : e.dataset.task)", css)
+
+
+def _option_names(b: Browser) -> list[str]:
+    return b.run("return [...document.querySelectorAll('fieldset.params:enabled [name]')].map((e) => e.name)")
+
+
+def test_group_photo_shows_17_faces_with_landmarks_json_and_server_time(browser: Browser, live_server) -> None:
     _open(browser, live_server.url + "/")
     assert browser.run("return document.getElementById('task').value") == "/detect"
+    # The page starts on the best detector; the API's default stays the book's Haar cascade.
+    assert browser.run("return document.querySelector('fieldset.choice select').value") == "yunet"
     browser.type("#image", str(DATA / "group_17_faces.jpg"))
     assert _run(browser) == "done"
     answer = _answer(browser)
     assert answer["status"] == "ok" and len(answer["result"]) == 17
+    assert all(len(d["landmarks"]) == 5 and d["confidence"] > 0.7 for d in answer["result"])
     assert browser.run("return document.getElementById('canvas').dataset.boxes") == "17"
+    assert browser.run("return document.getElementById('canvas').dataset.landmarks") == "85"
+    # Every landmark is a yellow dot on the canvas.
+    points = [p for d in answer["result"] for p in d["landmarks"].values()]
+    assert all(_yellow(rgba) for rgba in _canvas_pixels(browser, [tuple(p) for p in points]))
     assert browser.run("const c = document.getElementById('canvas'); return [c.width, c.height]") == [640, 482]
     _assert_boxes_on_canvas(browser, [d["box"] for d in answer["result"]])
     caption = browser.run("return document.getElementById('caption').textContent")
@@ -140,15 +160,31 @@ def test_image_by_url_is_drawn_by_the_server(browser: Browser, live_server, imag
     _assert_boxes_on_canvas(browser, [d["box"] for d in answer["result"]])
 
 
-def test_options_reach_the_model(browser: Browser, live_server) -> None:
+def test_options_follow_the_detector_and_reach_the_model(browser: Browser, live_server) -> None:
     _open(browser, live_server.url + "/")
     browser.click("details.options summary")
-    browser.run("document.querySelector('fieldset[data-task=\"/detect\"] input[name=min_neighbors]').value = ''")
-    browser.type("fieldset[data-task='/detect'] input[name=min_neighbors]", "100")
+    # YuNet chosen: its options, none of the cascade's.
+    assert _visible(browser, "fieldset.choice") == ["/detect"]
+    assert _visible(browser, "fieldset.params") == ["/detect yunet"]
+    assert "min_confidence" in _option_names(browser) and "min_neighbors" not in _option_names(browser)
+    browser.screenshot(ARTIFACTS / "page-detector-yunet-options.png", full_page=False)
+    browser.select("fieldset.choice select", "haar")
+    assert _visible(browser, "fieldset.params") == ["/detect haar"]
+    assert "min_neighbors" in _option_names(browser) and "min_confidence" not in _option_names(browser)
+    browser.run("document.querySelector('fieldset[data-choice=\"haar\"] input[name=min_neighbors]').value = ''")
+    browser.type("fieldset[data-choice='haar'] input[name=min_neighbors]", "100")
     browser.type("#image", str(DATA / "group_17_faces.jpg"))
     assert _run(browser) == "done"
     assert _answer(browser)["result"] == []
     assert browser.run("return document.getElementById('caption').textContent").startswith("0 boxes found.")
+    # Haar answers the book's boxes: no confidence, no landmarks.
+    browser.run("document.querySelector('fieldset[data-choice=\"haar\"] input[name=min_neighbors]').value = '5'")
+    assert _run(browser) == "done"
+    result = _answer(browser)["result"]
+    assert len(result) == 17 and all(set(d) == {"box"} for d in result)
+    # Another task: no detector, and its own options.
+    browser.select("#task", "/catfacedetection")
+    assert _visible(browser, "fieldset.choice") == [] and _visible(browser, "fieldset.params") == ["/catfacedetection"]
 
 
 def test_api_errors_are_shown_in_words(browser: Browser, live_server, tmp_path) -> None:
@@ -196,6 +232,6 @@ def test_form_works_without_javascript(live_server) -> None:
         b.type("#image", str(DATA / "group_17_faces.jpg"))
         b.click("#run")
         text = b.wait_text("#json", '"box"')
-        assert text.count('"box"') == 17
+        assert text.count('"box"') == 17 and text.count('"landmarks"') == 17  # the page's detector: YuNet
         assert b.property("#server-image", "naturalWidth") == 640
         b.screenshot(ARTIFACTS / "page-no-javascript.png", full_page=False)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.compose import HEIGHT, WIDTH, build_jpeg
+from bench.compose import HEIGHT, WIDTH, build_jpeg, exact_layout
 from bench.measure import iou
 from mysite import create_app
 from mysite.errors import BadRequest
@@ -63,11 +63,11 @@ def test_12mp_fast_path_finds_the_known_faces_in_original_coordinates(client, co
     big = [k for k in known if k[2] - k[0] >= 100]
     found = [k for k in big if any(iou(k, b) >= 0.5 for b in boxes)]
     assert len(found) / len(big) >= 0.95
-    # Boxes are in the 4000x3000 photo's pixels: none smaller than 2.5 % of its long side
-    # (the default min_face), none outside it, and every one on a known face.
+    # Boxes are in the 4000x3000 photo's pixels: none smaller than the margin below 2.5 % of its
+    # long side (the default min_face), none outside it, and every one on a known face.
     for b in boxes:
         assert 0 <= b[0] < b[2] <= WIDTH and 0 <= b[1] < b[3] <= HEIGHT
-        assert b[2] - b[0] >= 97
+        assert b[2] - b[0] >= fastpath.MARGIN * 100 - 1
         assert any(iou(k, b) >= 0.5 for k in known), b
 
 
@@ -168,3 +168,46 @@ def test_several_images_share_one_pixel_budget(make_app):
     assert two.status_code == 200 and len(two.json["results"]) == 2
     three = c.post("/detect", data={"image": [(io.BytesIO(group), f"{i}.jpg") for i in range(3)]})
     assert three.status_code == 413 and "together" in three.json["message"]
+
+
+@pytest.mark.parametrize("width,height", [(4000, 3000), (6000, 4000)])
+def test_haar_finds_faces_exactly_min_face_wide(client, width, height):
+    """No blind spot at the boundary: faces placed at exactly 2.5 % of the long side (and 0.85-1.15x)."""
+    min_px = round(0.025 * max(width, height))
+    data, known = build_jpeg(exact_layout(min_px, width, height), width, height)
+    boxes = detect(client, data)
+    wanted = [k for k in known if k[2] - k[0] >= min_px]
+    assert sum(k[2] - k[0] == min_px for k in wanted) >= 12
+    missed = [k for k in wanted if not any(iou(k, b) >= 0.5 for b in boxes)]
+    assert missed == []
+    assert all(any(iou(k, b) >= 0.3 for k in known) for b in boxes)
+
+
+def test_a_cascade_declared_without_min_face_looks_down_to_min_size():
+    """The README's eye cascade: min_face is a default of the face models, not of every cascade."""
+    import re
+    import tomllib
+
+    from mysite.registry import ModelSpec, _load
+    from mysite.settings import load
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    table = tomllib.loads(re.search(r"```toml\n(\[eyes\].*?)```", readme, re.S).group(1))
+    spec = ModelSpec.from_table("eyes", table["eyes"])
+    eyes = _load(spec, load({"MYSITE_MIN_FACE": "0.05"}, environ={}))
+    assert eyes.loaded and {p.name: p.default for p in eyes.model.params}["min_face"] == 0.0
+    from bench.compose import Paste
+
+    crop = (128, 16, 200, 200)  # the astronaut's face and hair; her face is 100 px at this scale, her eyes ~20
+    strip = tuple(Paste("astronaut.png", 100 / 98, (20 + 300 * i, 20), crop) for i in range(12))
+    data, known = build_jpeg(strip, 3840, 480)
+    header = read_header(data)
+    values = {p.name: p.default for p in eyes.model.params}
+    reduce, values = eyes.model.prepare(header, values, set())
+    from mysite.vision.decode import decode_image
+
+    decoded = decode_image(data, max_pixels=40_000_000, gray=True, reduce=reduce, header=header)
+    found = eyes.model.run(decoded.image, **values, scale=decoded.scale)
+    faces_with_eyes = [k for k in known if sum(k[0] <= (b["box"][0] + b["box"][2]) / 2 <= k[2]
+                                               and k[1] <= (b["box"][1] + b["box"][3]) / 2 <= k[3] for b in found) >= 2]
+    assert len(faces_with_eyes) >= len(known) // 2

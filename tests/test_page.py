@@ -122,3 +122,44 @@ def test_form_too_large_is_explained(make_app) -> None:
     r = _form(small, {"endpoint": "/detect", "image": ((DATA / "group_17_faces.jpg").open("rb"), "group.jpg")})
     assert r.status_code == 413
     assert "The image is too large. (413)" in r.get_data(as_text=True)
+
+
+def _fieldsets(html: str) -> dict[str, list[str]]:
+    """Each options fieldset ("/detect yunet", "/catfacedetection") -> the names of its inputs."""
+    out = {}
+    for attrs, body in re.findall(r'<fieldset class="params" ([^>]*)>(.*?)</fieldset>', html, re.S):
+        task = re.search(r'data-task="([^"]+)"', attrs).group(1)
+        choice = re.search(r'data-choice="([^"]+)"', attrs)
+        out[f"{task} {choice.group(1)}" if choice else task] = re.findall(r'name="([^"]+)"', body)
+    return out
+
+
+def test_detector_choice_starts_on_yunet_and_each_detector_has_its_own_options(client) -> None:
+    html = client.get("/", headers=HTML).get_data(as_text=True)
+    choice = re.search(r'<fieldset class="choice" data-task="/detect">.*?</fieldset>', html, re.S).group(0)
+    assert re.findall(r'<option value="([^"]+)"', choice) == ["haar", "yunet", "dnn", "dnn-full"]
+    assert re.search(r'<option value="yunet"[^>]* selected', choice)
+    assert "without one the server runs haar" in choice
+    sets = _fieldsets(html)
+    assert "/detect" not in sets  # no cascade options outside the haar choice
+    assert {"min_neighbors", "scale_factor"} <= set(sets["/detect haar"])
+    assert set(sets["/detect yunet"]) == {"min_confidence", "nms", "min_size", "min_face"}
+    assert "min_neighbors" not in sets["/detect dnn"] and "min_confidence" in sets["/detect dnn-full"]
+
+
+def test_page_says_what_the_server_runs_when_its_default_is_changed(make_app) -> None:
+    html = make_app({"MYSITE_FACE_DETECTOR": "dnn"}).test_client().get("/", headers=HTML).get_data(as_text=True)
+    assert "without one the server runs dnn" in html
+
+
+def test_form_without_javascript_runs_the_chosen_detector(client) -> None:
+    group = (DATA / "group_17_faces.jpg").read_bytes()
+    for detector, keys in (("yunet", {"box", "confidence", "landmarks"}), ("haar", {"box"})):
+        r = client.post("/", headers=HTML, data={"endpoint": "/detect", "detector": detector,
+                                                  "image": (io.BytesIO(group), "g.jpg")})
+        html = r.get_data(as_text=True)
+        answer = json.loads(htmllib.unescape(re.search(r'<pre id="json"[^>]*>(.*?)</pre>', html, re.S).group(1)))
+        assert r.status_code == 200 and len(answer["result"]) == 17
+        assert all(set(d) == keys for d in answer["result"])
+        # The page keeps the visitor's choice.
+        assert re.search(rf'<option value="{detector}"[^>]* selected', html)

@@ -136,7 +136,7 @@ def test_declared_models_are_data():
     specs = read_specs()
     assert {"face", "catface", "canny"} <= set(specs)
     assert specs["face"].env == "MYSITE_FACE_CASCADE" and specs["catface"].env == "MYSITE_CATFACE_CASCADE"
-    assert specs["face"].params == {"scale_factor": 1.1, "min_neighbors": 5, "min_size": 25}
+    assert specs["face"].params == {"scale_factor": 1.1, "min_neighbors": 5, "min_size": 25, "min_face": 0.025}
     assert DATA_DIR.name == "data"
 
 

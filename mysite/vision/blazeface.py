@@ -12,15 +12,18 @@ layer (896 anchors); the full-range model: 192x192, stride 4, one (2304).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from itertools import groupby
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
 from mysite.params import Param
+from mysite.vision import fastpath
 from mysite.vision.boxes import Detection, clip, sort
+from mysite.vision.decode import Header
 from mysite.vision.dnn import ThreadNets
 
 PARAMS = (
@@ -63,15 +66,22 @@ class BlazeFace:
                 f"(1, {len(self.anchors)}, 1) scores and (1, {len(self.anchors)}, 16) boxes"
             )
 
-    def run(self, image: np.ndarray, *, min_confidence: float, nms: float) -> list[Detection]:
-        """Faces in a BGR image: ``{"box": [x1, y1, x2, y2], "confidence": c}``."""
+    def prepare(self, header: Header, values: dict[str, Any], explicit: Collection[str]) -> tuple[int, dict[str, Any]]:
+        """Decode reduced: the net sees the photo at ``size`` pixels, so a 12 MP photo needs 1/8 of it."""
+        return fastpath.reduction(2 * self.size / max(header.width, header.height)), values
+
+    def run(self, image: np.ndarray, *, min_confidence: float, nms: float, scale: float = 1.0) -> list[Detection]:
+        """Faces in a BGR image: ``{"box": [x1, y1, x2, y2], "confidence": c}``, in original pixels.
+
+        ``scale`` is the image's pixels per original pixel (below 1 when decoded reduced).
+        """
         height, width = image.shape[:2]
         # Letterbox: the net wants a square, and squashing would distort faces.
-        scale = self.size / max(height, width)
-        rw, rh = max(1, round(width * scale)), max(1, round(height * scale))
+        fit = self.size / max(height, width)
+        rw, rh = max(1, round(width * fit)), max(1, round(height * fit))
         pad_x, pad_y = (self.size - rw) // 2, (self.size - rh) // 2
         square = cv2.copyMakeBorder(
-            cv2.resize(image, (rw, rh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR),
+            cv2.resize(image, (rw, rh), interpolation=cv2.INTER_AREA if fit < 1 else cv2.INTER_LINEAR),
             pad_y, self.size - rh - pad_y, pad_x, self.size - rw - pad_x, cv2.BORDER_CONSTANT, value=(0, 0, 0),
         )
         blob = cv2.dnn.blobFromImage(square, 1 / 127.5, (self.size, self.size), (127.5, 127.5, 127.5), swapRB=True)
@@ -86,9 +96,12 @@ class BlazeFace:
         cx = r[:, 0] + self.anchors[keep, 0]
         cy = r[:, 1] + self.anchors[keep, 1]
         # From the letterboxed square's [0, 1] back to the original image's pixels.
-        x1 = ((cx - r[:, 2] / 2) * self.size - pad_x) / scale
-        y1 = ((cy - r[:, 3] / 2) * self.size - pad_y) / scale
-        w, h = r[:, 2] * self.size / scale, r[:, 3] * self.size / scale
+        # (The decoded image may itself be reduced: ``scale`` of the original's pixels.)
+        fit *= scale
+        width, height = round(width / scale), round(height / scale)
+        x1 = ((cx - r[:, 2] / 2) * self.size - pad_x) / fit
+        y1 = ((cy - r[:, 3] / 2) * self.size - pad_y) / fit
+        w, h = r[:, 2] * self.size / fit, r[:, 3] * self.size / fit
         rects = [[float(a), float(b), float(c), float(d)] for a, b, c, d in zip(x1, y1, w, h)]
         picked = cv2.dnn.NMSBoxes(rects, conf[keep].tolist(), min_confidence, nms)
         out = []

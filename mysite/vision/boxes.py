@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-Detection = dict[str, Any]  # {"box": [x1, y1, x2, y2], optional "label", "confidence"}
+Detection = dict[str, Any]  # {"box": [x1, y1, x2, y2], optional "label", "confidence", "landmarks"}
 
 
 def from_xywh(rects: Iterable[Iterable[float]], scale: float = 1.0) -> list[Detection]:

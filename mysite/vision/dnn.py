@@ -1,18 +1,19 @@
 """What every OpenCV DNN model here shares: loading, one net per thread, softmax.
 
-``cv2.dnn.Net`` keeps per-call state (its input blob, its buffers), so one
-net must never run two forwards at once. Each thread gets its own net, built
-from the model's bytes read once at start-up: no lock on the hot path, and a
-file removed after start-up cannot break a thread that has not run yet.
+``cv2.dnn.Net`` (and ``cv2.FaceDetectorYN``, ``cv2.CascadeClassifier``) keep
+per-call state (input blob, buffers), so one must never run two calls at once.
+Each thread gets its own (``PerThread``), built from the model's bytes read once
+at start-up: no lock on the hot path, and a file removed after start-up cannot
+break a thread that has not run yet.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import cv2
 import numpy as np
@@ -32,6 +33,33 @@ def find_beside(path: Path, name: str, fallback_dirs: Sequence[Path] = ()) -> Pa
     return path.parent / name
 
 
+T = TypeVar("T")
+
+
+class PerThread(Generic[T]):
+    """One object per thread, made by ``build()`` on the thread's first use."""
+
+    def __init__(self, build: Callable[[], T]) -> None:
+        self._build = build
+        self._local = threading.local()
+
+    def get(self) -> T:
+        """This thread's own object."""
+        obj = getattr(self._local, "obj", None)
+        if obj is None:
+            obj = self._local.obj = self._build()
+        return obj
+
+    def reset(self) -> None:
+        """Drop this thread's object (the next ``get`` builds a fresh one), giving back what it holds."""
+        self._local.obj = None
+
+
+def read_bytes(path: Path | None) -> np.ndarray:
+    """A file's bytes as the uint8 buffer OpenCV's in-memory loaders take (empty for no file)."""
+    return np.fromfile(path, np.uint8) if path is not None else np.zeros(0, np.uint8)
+
+
 class ThreadNets:
     """A model file's bytes, and one ``cv2.dnn.Net`` per thread built from them."""
 
@@ -40,25 +68,25 @@ class ThreadNets:
         self.framework = FRAMEWORKS.get(self.model.suffix.lower())
         if self.framework is None:
             raise ValueError(f"{self.model.name}: unknown model format (known: {', '.join(sorted(FRAMEWORKS))})")
-        self._model_bytes = np.fromfile(self.model, np.uint8)
-        self._config_bytes = np.fromfile(config, np.uint8) if config is not None else np.zeros(0, np.uint8)
-        self._local = threading.local()
+        self._model_bytes = read_bytes(self.model)
+        self._config_bytes = read_bytes(config)
+        self._nets = PerThread(self._read)
         self.outputs: tuple[str, ...] = ()
         # Build the first net now: a broken file is reported at start-up, not on the first request.
         self.outputs = tuple(self.net().getUnconnectedOutLayersNames())
 
+    def _read(self) -> cv2.dnn.Net:
+        try:
+            net = cv2.dnn.readNet(self.framework, self._model_bytes, self._config_bytes)
+        except cv2.error as exc:
+            raise ValueError(f"OpenCV cannot read {self.model.name}: {first_line(exc)}") from None
+        if net.empty():
+            raise ValueError(f"OpenCV read {self.model.name} but found no layers in it")
+        return net
+
     def net(self) -> cv2.dnn.Net:
         """This thread's own net."""
-        net = getattr(self._local, "net", None)
-        if net is None:
-            try:
-                net = cv2.dnn.readNet(self.framework, self._model_bytes, self._config_bytes)
-            except cv2.error as exc:
-                raise ValueError(f"OpenCV cannot read {self.model.name}: {_first_line(exc)}") from None
-            if net.empty():
-                raise ValueError(f"OpenCV read {self.model.name} but found no layers in it")
-            self._local.net = net
-        return net
+        return self._nets.get()
 
     def forward(self, blob: np.ndarray) -> list[np.ndarray]:
         """Every output of the net for one input blob, in ``self.outputs`` order."""
@@ -102,7 +130,7 @@ def probabilities(scores: np.ndarray) -> np.ndarray:
     return e / e.sum()
 
 
-def _first_line(exc: Exception) -> str:
+def first_line(exc: Exception) -> str:
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     return lines[-1] if lines else type(exc).__name__
 

@@ -1,4 +1,4 @@
-"""Detections drawn onto an image: boxes and short labels (pure OpenCV, no GUI)."""
+"""Detections drawn onto an image: boxes, landmarks and short labels (pure OpenCV, no GUI)."""
 
 from __future__ import annotations
 
@@ -55,10 +55,22 @@ def draw_detections(
         # Clipped to the last pixel, not past it, so a box cut by the border still shows that edge.
         x1, y1, x2, y2 = clip(det["box"], width - 1, height - 1)
         cv2.rectangle(out, (x1, y1), (x2, y2), color, thickness)
+        draw_landmarks(out, det.get("landmarks") or {}, thickness, color)
         text = label_text(det, default_label)
         if text:
             _tab(out, text, (x1, y1), font_scale, color)
     return out
+
+
+def draw_landmarks(image: np.ndarray, landmarks: Mapping[str, Any], thickness: int,
+                   color: tuple[int, int, int] = BOX_COLOR) -> None:
+    """Each ``{"name": [x, y]}`` point as a dot in ``color`` ringed in black, so it shows on skin and on hair."""
+    height, width = image.shape[:2]
+    radius = max(2, 2 * thickness)
+    for point in landmarks.values():
+        x, y = clip([point[0], point[1], point[0], point[1]], width - 1, height - 1)[:2]
+        cv2.circle(image, (x, y), radius + max(1, thickness // 2), TEXT_COLOR, cv2.FILLED, cv2.LINE_AA)
+        cv2.circle(image, (x, y), radius, color, cv2.FILLED, cv2.LINE_AA)
 
 
 def _tab(image: np.ndarray, text: str, corner: tuple[int, int], scale: float, color: tuple[int, int, int]) -> None:

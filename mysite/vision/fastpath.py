@@ -12,7 +12,9 @@ needs no reduction and gets exactly the book's answer.
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -21,6 +23,7 @@ import numpy as np
 # cascade -> 34 px). Measured on bench/compose.py's 12 MP photo: 1.7 keeps 21 of the book's 22
 # faces >= 100 px (all 21 real ones) at 1/9 of its time; 1.5 lost one more, 2.0 was 1.5x slower.
 WORK_WINDOWS = 1.7
+MARGIN = 0.8  # scan objects down to this fraction of the smallest asked for (no blind spot at the boundary)
 REDUCTIONS = (8, 4, 2)  # what libjpeg (and OpenCV's IMREAD_REDUCED_* flags) can decode directly
 
 
@@ -38,12 +41,23 @@ def smallest(long_side: int, min_size: int, min_face: float) -> int:
     return max(min_size, math.ceil(min_face * long_side - 1e-9))
 
 
+def as_meant(values: dict[str, Any], explicit: Collection[str]) -> dict[str, Any]:
+    """The request's values as it meant them: naming ``min_size`` but not ``min_face`` asks for that size exactly."""
+    if "min_size" in explicit and "min_face" not in explicit:
+        return {**values, "min_face": 0.0}
+    return values
+
+
+def reduction(scale: float) -> int:
+    """The largest decode reduction that still leaves at least ``scale`` of the original's pixels per side."""
+    return next((r for r in REDUCTIONS if 1 / r >= scale), 1)
+
+
 def plan(width: int, height: int, *, min_size: int, min_face: float, window: int) -> Plan:
     """The working scale and decode reduction for a photo of this size."""
     min_px = smallest(max(width, height), min_size, min_face)
     scale = min(1.0, WORK_WINDOWS * window / min_px)
-    reduce = next((r for r in REDUCTIONS if 1 / r >= scale), 1)
-    return Plan(min_px, scale, reduce)
+    return Plan(min_px, scale, reduction(scale))
 
 
 def working_image(image: np.ndarray, decoded_scale: float, p: Plan) -> tuple[np.ndarray, float]:

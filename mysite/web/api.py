@@ -39,12 +39,13 @@ class Endpoint:
 
 
 FACE_DETECTORS = Choice(
-    "detector", {"haar": "face", "dnn": "blazeface", "dnn-full": "blazeface_full"}, "face_detector", "haar"
+    "detector", {"haar": "face", "yunet": "yunet", "dnn": "blazeface", "dnn-full": "blazeface_full"},
+    "face_detector", "haar",
 )
 
 
 ENDPOINTS: tuple[Endpoint, ...] = (
-    Endpoint("/detect", "face", "Detect human faces; boxes as [x1, y1, x2, y2]; ?detector=haar|dnn|dnn-full",
+    Endpoint("/detect", "face", "Detect human faces; boxes as [x1, y1, x2, y2]; ?detector=haar|yunet|dnn|dnn-full",
              choice=FACE_DETECTORS),
     Endpoint("/catfacedetection", "catface", "Detect cat faces; boxes as [x1, y1, x2, y2]"),
     Endpoint("/canny", "canny", "Canny edge map of the image, as a JPEG", output="image"),

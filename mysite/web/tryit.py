@@ -17,6 +17,7 @@ from werkzeug.exceptions import HTTPException
 
 from mysite.errors import ApiError
 from mysite.registry import Registry
+from mysite.settings import Settings
 from mysite.vision import budget
 from mysite.vision.decode import encode, read_header
 from mysite.web import api, respond
@@ -34,27 +35,54 @@ PLAIN_WORDS = {
 }
 
 
+# Where a request parameter picks the model (``/detect?detector=``), the value the page starts on:
+# the best detector, not the server's default, which stays the book's for the book's clients.
+PAGE_CHOICES = {"detector": "yunet"}
+
+
 def tasks(app: Flask, routes: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Every route (as the info route describes them) that takes an image by POST, with what the page needs."""
+    """Every route (as the info route describes them) that takes an image by POST, with what the page needs.
+
+    A task whose endpoint offers a choice of model gets ``choice``: each value with its model's
+    own options, so the page shows the options of the model the server will really run.
+    """
     table = {ep.path: ep for ep in api.ENDPOINTS}
     registry: Registry = app.extensions["mysite.registry"]
+    settings: Settings = app.extensions["mysite.settings"]
     out = []
     for route in routes:
         if "POST" not in route["methods"] or route["path"] == "/":
             continue
         ep = table.get(route["path"])
         entry = registry.entries.get(ep.model) if ep else None
+        fixed = ep.fixed if ep else {}
+        choice = None
+        if ep is not None and ep.choice is not None:
+            values = [{"value": value, "model": model, "loaded": registry.entries[model].loaded,
+                       "params": _params(registry.entries[model], fixed)} for value, model in ep.choice.models.items()]
+            server = ep.choice.default_value(settings)
+            # After a form POST (no JavaScript), the page keeps what the visitor chose.
+            posted = request.form.get(ep.choice.param) if request.method == "POST" else None
+            wanted = posted or PAGE_CHOICES.get(ep.choice.param, server)
+            usable = {v["value"] for v in values if v["loaded"]}
+            choice = {"param": ep.choice.param, "options": values, "server_default": server,
+                      "default": wanted if wanted in usable else server}
         out.append({
             "path": route["path"],
             "description": route["description"],
             "output": ep.output if ep else "json",
             "model": ep.model if ep else route["path"].strip("/"),
             "loaded": entry.loaded if entry else True,
-            "params": [p for p in entry.describe()["params"] if p["name"] not in (ep.fixed if ep else {})]
-            if entry else [],
+            "params": _params(entry, fixed) if entry and choice is None else [],
+            "choice": choice,
             "digits": route["path"].rstrip("/").endswith("/digits"),
         })
     return out
+
+
+def _params(entry: Any, fixed: Any) -> list[dict[str, Any]]:
+    """The options a visitor may set: the model's parameters but those the endpoint pins."""
+    return [p for p in entry.describe()["params"] if p["name"] not in fixed]
 
 
 def page_context(app: Flask, routes: list[dict[str, Any]]) -> dict[str, Any]:

@@ -56,9 +56,23 @@
     return { path: option.value, output: option.dataset.output, model: option.dataset.model };
   }
 
+  /** The value of the chosen task's model choice (e.g. its detector), or null when it has none. */
+  function choiceValue() {
+    const chooser = document.querySelector(`fieldset.choice[data-task="${CSS.escape(task.value)}"] select`);
+    return chooser ? chooser.value : null;
+  }
+
+  /** Show the model choice of the chosen task, and only the options of the model the server will run. */
   function showParams() {
-    for (const fieldset of document.querySelectorAll("fieldset.params")) {
+    const value = choiceValue();
+    for (const fieldset of document.querySelectorAll("fieldset.choice")) {
       const on = fieldset.dataset.task === task.value;
+      fieldset.hidden = !on;
+      fieldset.disabled = !on;
+    }
+    for (const fieldset of document.querySelectorAll("fieldset.params")) {
+      const on = fieldset.dataset.task === task.value
+        && (fieldset.dataset.choice === undefined || fieldset.dataset.choice === value);
       fieldset.hidden = !on;
       fieldset.disabled = !on;
     }
@@ -81,6 +95,7 @@
     jsonBox.textContent = "";
     extra.replaceChildren();
     delete canvas.dataset.boxes;
+    delete canvas.dataset.landmarks;
     const old = $("server-image");
     if (old) old.remove();
   }
@@ -94,7 +109,22 @@
     result.hidden = false;
   }
 
-  /** Boxes and label tabs, sized to the picture like the server's drawing. */
+  /** Landmarks (eyes, nose tip, mouth corners) as yellow dots ringed in black, like the server's drawing. */
+  function drawLandmarks(ctx, landmarks, line) {
+    const radius = Math.max(2, line);
+    for (const [x, y] of Object.values(landmarks || {})) {
+      ctx.beginPath();
+      ctx.arc(x, y, radius + line / 2, 0, 2 * Math.PI);
+      ctx.fillStyle = INK;
+      ctx.fill();
+      ctx.beginPath();
+      ctx.arc(x, y, radius, 0, 2 * Math.PI);
+      ctx.fillStyle = BOX;
+      ctx.fill();
+    }
+  }
+
+  /** Boxes, landmarks and label tabs, sized to the picture like the server's drawing. */
   function drawBoxes(detections, defaultLabel) {
     const ctx = canvas.getContext("2d");
     // Sized for the screen: a big photo shrunk to a phone still gets readable labels and visible lines.
@@ -108,6 +138,7 @@
     for (const det of detections) {
       const [x1, y1, x2, y2] = det.box;
       ctx.strokeRect(x1, y1, x2 - x1, y2 - y1);
+      drawLandmarks(ctx, det.landmarks, line);
       let text = det.label || defaultLabel || "";
       if (typeof det.confidence === "number") text = `${text} ${det.confidence.toFixed(2)}`.trim();
       if (!text) continue;
@@ -122,6 +153,7 @@
       ctx.fillText(text, left + pad, top + pad);
     }
     canvas.dataset.boxes = String(detections.length);
+    canvas.dataset.landmarks = String(detections.reduce((n, d) => n + Object.keys(d.landmarks || {}).length, 0));
   }
 
   /** A list of labelled bars: digit probabilities or classifier predictions. */
@@ -173,8 +205,8 @@
       return;
     }
     const params = new URLSearchParams();
-    const fieldset = document.querySelector(`fieldset.params[data-task="${CSS.escape(t.path)}"]`);
-    if (fieldset) {
+    // The model choice and the options shown for it (showParams disables every other fieldset).
+    for (const fieldset of document.querySelectorAll(`fieldset[data-task="${CSS.escape(t.path)}"]:enabled`)) {
       for (const input of fieldset.querySelectorAll("input, select")) {
         if (input.value !== "") params.set(input.name, input.value);
       }
@@ -258,6 +290,7 @@
     // The options need this script to follow the chosen task; without it the server's defaults apply.
     for (const details of document.querySelectorAll("details.options")) details.hidden = false;
     task.addEventListener("change", showParams);
+    for (const chooser of document.querySelectorAll("fieldset.choice select")) chooser.addEventListener("change", showParams);
     showParams();
     fileInput.addEventListener("change", () => {
       if (fileInput.files[0]) pick(fileInput.files[0]);

@@ -1,0 +1,137 @@
+"""YuNet through /detect?detector=yunet: the book's 17 faces, 12 MP photos, a selfie, landmarks drawn."""
+
+from __future__ import annotations
+
+import io
+import threading
+
+import cv2
+import numpy as np
+import pytest
+from conftest import BOOK_GROUP_BOXES, read
+
+from bench import compose
+from bench.measure import iou
+from mysite import create_app
+from mysite.vision import yunet
+from mysite.vision.decode import read_header
+from mysite.vision.draw import BOX_COLOR
+
+
+@pytest.fixture(scope="module")
+def client():
+    return create_app({"MYSITE_LOG_LEVEL": "WARNING", "MYSITE_URL_FETCH": "off"}).test_client()
+
+
+def detect(client, data: bytes, query: str = "?detector=yunet") -> list[dict]:
+    response = client.post("/detect" + query, data={"image": (io.BytesIO(data), "photo.jpg")})
+    assert response.status_code == 200, response.json
+    return response.json["result"]
+
+
+def found(reference: list[list[int]], faces: list[dict]) -> list[list[int]]:
+    return [r for r in reference if any(iou(r, f["box"]) >= 0.5 for f in faces)]
+
+
+def test_group_photo_all_17_faces_with_confidence_and_landmarks(client):
+    faces = detect(client, read("group_17_faces.jpg"))
+    assert len(faces) == 17 and found(BOOK_GROUP_BOXES, faces) == BOOK_GROUP_BOXES
+    for f in faces:
+        x1, y1, x2, y2 = f["box"]
+        assert 0.7 <= f["confidence"] <= 1
+        assert list(f["landmarks"]) == list(yunet.LANDMARKS)
+        for x, y in f["landmarks"].values():
+            assert x1 <= x <= x2 and y1 <= y <= y2
+        # The subject's right eye is on the image's left, above the mouth.
+        eye_r, eye_l = f["landmarks"]["right_eye"], f["landmarks"]["left_eye"]
+        assert eye_r[0] < eye_l[0] and eye_r[1] < f["landmarks"]["mouth_right"][1]
+
+
+@pytest.mark.parametrize("width,height", [(4000, 3000), (3000, 2000)])
+def test_faces_exactly_min_face_wide_on_big_photos(client, width, height):
+    min_px = round(0.025 * max(width, height))
+    data, known = compose.build_jpeg(compose.exact_layout(min_px, width, height), width, height)
+    faces = detect(client, data)
+    wanted = [k for k in known if k[2] - k[0] >= min_px]
+    assert len(found(wanted, faces)) == len(wanted)
+    # Every face is a placed one, in the photo's own pixels.
+    for f in faces:
+        assert any(iou(k, f["box"]) >= 0.3 for k in known), f
+        assert 0 <= f["box"][0] < f["box"][2] <= width and 0 <= f["box"][1] < f["box"][3] <= height
+
+
+def test_12mp_composition_every_face_of_100_px_and_more(client):
+    data, known = compose.build_jpeg()
+    faces = detect(client, data)
+    wanted = [k for k in known if k[2] - k[0] >= 100]
+    assert len(found(wanted, faces)) == len(wanted) == 21
+    assert all(any(iou(k, f["box"]) >= 0.3 for k in known) for f in faces)
+
+
+@pytest.mark.parametrize("face_px,query", [(1200, ""), (2000, ""), (2000, "&min_face=0.01")])
+def test_selfie_filling_the_frame_is_found_once(client, face_px, query):
+    """With min_face=0.01 the first pass is 1920 px wide and the face 960 px in it, past what YuNet
+    finds (measured: a single pass answers nothing); the second pass, 256 px high, finds it."""
+    data, known = compose.build_jpeg(compose.selfie_layout(face_px, 4000, 3000), 4000, 3000)
+    faces = detect(client, data, "?detector=yunet" + query)
+    assert len(faces) == 1 and iou(faces[0]["box"], known[0]) >= 0.5, faces
+
+
+def test_passes_cover_every_face_size_without_a_gap():
+    for width, height, min_px in [(4000, 3000, 100), (640, 482, 16), (8000, 6000, 10), (300, 200, 10)]:
+        scales = yunet.passes(width, height, min_px)
+        assert scales == sorted(scales, reverse=True) and scales[0] <= 1
+        # Each pass sees faces MIN_WORK..MAX_WORK working pixels; together they reach the short side.
+        assert min_px * scales[0] >= yunet.MIN_WORK or scales[0] == 1 or max(width, height) * scales[0] == yunet.MAX_SIDE
+        for a, b in zip(scales, scales[1:]):
+            assert yunet.MIN_WORK / b <= yunet.MAX_WORK / a
+        assert min(width, height) * scales[-1] <= yunet.MAX_WORK
+
+
+def test_12mp_is_decoded_reduced(client):
+    model = client.application.extensions["mysite.registry"].get("yunet")
+    header = read_header(compose.build_jpeg()[0])
+    values = {p.name: p.default for p in model.params}
+    assert model.prepare(header, values, set())[0] == 4  # 960 working px from a 1000 px decode
+    reduce, meant = model.prepare(header, values, {"min_size"})
+    assert meant["min_face"] == 0.0 and reduce == 2  # min_size 10 alone: the 1920 px cap
+
+
+def test_output_image_draws_the_landmarks(client):
+    data = read("astronaut.png")
+    face = detect(client, data)[0]
+    response = client.post("/detect?detector=yunet&output=image&format=png",
+                           data={"image": (io.BytesIO(data), "a.png")})
+    assert response.status_code == 200 and response.mimetype == "image/png"
+    drawn = cv2.imdecode(np.frombuffer(response.data, np.uint8), cv2.IMREAD_COLOR)
+    original = cv2.imread(str(compose.DATA / "astronaut.png"))
+    for x, y in face["landmarks"].values():
+        assert drawn[y, x].tolist() == list(BOX_COLOR) != original[y, x].tolist()
+
+
+def test_setting_makes_yunet_the_default():
+    client = create_app({"MYSITE_LOG_LEVEL": "WARNING", "MYSITE_FACE_DETECTOR": "yunet"}).test_client()
+    faces = detect(client, read("astronaut.png"), "")
+    assert len(faces) == 1 and "landmarks" in faces[0]
+    assert "landmarks" not in detect(client, read("astronaut.png"), "?detector=haar")[0]
+
+
+def test_one_detector_per_thread(client):
+    model = client.application.extensions["mysite.registry"].get("yunet")
+    seen = []
+    threads = [threading.Thread(target=lambda: seen.append(model._detectors.get())) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert len(seen) == 2 and seen[0] is not seen[1] and model._detectors.get() not in seen
+
+
+def test_a_broken_model_file_is_reported_at_start_up(tmp_path):
+    bad = tmp_path / "yunet.onnx"
+    bad.write_bytes(b"not a network")
+    app = create_app({"MYSITE_LOG_LEVEL": "CRITICAL", "MYSITE_YUNET_MODEL": str(bad)})
+    entry = app.extensions["mysite.registry"].entries["yunet"]
+    assert not entry.loaded and "yunet.onnx" in entry.error
+    r = app.test_client().post("/detect?detector=yunet", data={"image": (io.BytesIO(read("astronaut.png")), "a.png")})
+    assert r.status_code == 503 and "MYSITE_YUNET_MODEL" in r.json["message"]

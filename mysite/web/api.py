@@ -26,9 +26,18 @@ class Endpoint:
     path: str
     model: str  # a table name in models.toml
     doc: str
-    output: str = "boxes"  # a key of respond.JSON_SHAPES ("boxes": the book's JSON), or "image": a picture
+    output: str = "boxes"  # a key of respond.JSON_SHAPES ("boxes": the book's JSON) or TEXT_SHAPES, or "image"
     fixed: Mapping[str, Any] = field(default_factory=dict)  # parameters the endpoint pins
     choice: Choice | None = None  # a request parameter that picks another model (e.g. ?detector=dnn)
+    # Request parameters the endpoint defaults and a request may override (e.g. output=base64 for seed 003).
+    defaults: Mapping[str, str] = field(default_factory=dict)
+    errors: str = "book"  # a key of respond.ERROR_FIELDS: what an error body carries beside status/message
+    label: str = ""  # the label of a detection that has none (drawn, DeepStack answers); default: the model's name
+
+    @property
+    def name(self) -> str:
+        """The Flask endpoint name: the path without its leading slash (``predict`` and ``predict/`` differ)."""
+        return self.path[1:]
 
 
 FACE_DETECTORS = Choice(
@@ -41,12 +50,27 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              choice=FACE_DETECTORS),
     Endpoint("/catfacedetection", "catface", "Detect cat faces; boxes as [x1, y1, x2, y2]"),
     Endpoint("/canny", "canny", "Canny edge map of the image, as a JPEG", output="image"),
+    # The book's cat client kept detections above 0.1: so does this endpoint unless the request says otherwise.
     Endpoint("/catdetection", "ssd", "Detect whole cats (MobileNet-SSD); boxes with label and confidence",
-             fixed={"labels": "cat"}),
+             fixed={"labels": "cat"}, defaults={"min_confidence": "0.1"}),
     Endpoint("/objectdetection", "ssd", "Detect the 20 VOC object classes (MobileNet-SSD); ?labels=cat,dog"),
-    Endpoint("/predict", "classifier", "Classify the image (ImageNet); top-k predictions", output="predictions"),
+    # The book's Keras client reads "success" on every answer, errors included.
+    Endpoint("/predict", "classifier", "Classify the image (ImageNet); top-k predictions", output="predictions",
+             errors="success"),
     Endpoint("/digits", "digits", "Read one handwritten digit (MNIST CNN); POST img or a data URL", output="fields"),
+    # Seed 002's MNIST app: a distinct rule from /predict, answering the bare digit as text.
+    Endpoint("/predict/", "digits", "Read one handwritten digit; answers the bare digit as text/plain (seed 002)",
+             output="digit_text"),
+    # Seed 003's client posts base64 and b64decodes the answer: the drawn JPEG as base64 by default.
+    Endpoint("/predictor", "face", "Faces drawn on the image, answered as base64 JPEG text (seed 003)",
+             choice=FACE_DETECTORS, defaults={"output": "base64"}),
+    # DeepStack / CodeProject.AI clients (Home Assistant, Blue Iris, deepstack-python).
+    Endpoint("/v1/vision/face", "blazeface", "DeepStack-compatible face detection (BlazeFace); field image",
+             output="deepstack", errors="deepstack", label="face"),
+    Endpoint("/v1/vision/detection", "ssd", "DeepStack-compatible object detection (MobileNet-SSD, VOC labels)",
+             output="deepstack", errors="deepstack"),
 )
+BY_PATH = {ep.path: ep for ep in ENDPOINTS}
 METHODS = ["GET", "POST"]
 
 
@@ -57,7 +81,7 @@ def register(app: Flask, endpoints: tuple[Endpoint, ...] = ENDPOINTS) -> None:
         if ep.choice is not None:
             ep.choice.check(app.extensions["mysite.settings"])
         view = _view(ep)
-        bp.add_url_rule(ep.path, endpoint=ep.path.strip("/"), view_func=view, methods=METHODS)
+        bp.add_url_rule(ep.path, endpoint=ep.name, view_func=view, methods=METHODS)
     app.register_blueprint(bp)
 
 
@@ -66,7 +90,7 @@ def _view(ep: Endpoint):  # type: ignore[no-untyped-def]
         return handle(ep)
 
     view.__doc__ = ep.doc  # the info route reads descriptions off the URL map's views
-    view.__name__ = ep.path.strip("/")
+    view.__name__ = ep.name
     return view
 
 
@@ -75,7 +99,8 @@ def handle(ep: Endpoint) -> Response:
     started = time.perf_counter()
     registry: Registry = current_app.extensions["mysite.registry"]
     settings: Settings = current_app.extensions["mysite.settings"]
-    given = inputs.params(request)
+    sent = inputs.params(request)
+    given = {**ep.defaults, **sent}
     model = registry.get(pick(ep.model, ep.choice, given, settings))
     values = parse(model.params, given)
     values.update(ep.fixed)
@@ -86,9 +111,15 @@ def handle(ep: Endpoint) -> Response:
     else:
         data = inputs.image_bytes(request, settings.max_upload_bytes, _fetcher(settings))
         decoded, result = _run(model, data, values, explicit, settings.max_pixels)
-        response = respond.shape(ep.output, result, data, decoded, ep.model)
+        response = respond.shape(ep.output, result, data, decoded, ep.label or ep.model, given, started)
     response.headers["Server-Timing"] = f"total;dur={(time.perf_counter() - started) * 1000:.1f}"
     return response
+
+
+def error_fields(path: str, message: str) -> dict[str, Any]:
+    """What an error body on ``path`` carries beside status and message, as its endpoint's clients read it."""
+    ep = BY_PATH.get(path)
+    return respond.ERROR_FIELDS[ep.errors](message) if ep is not None else {}
 
 
 def _run(model: Any, data: bytes, values: dict[str, Any], explicit: set[str], max_pixels: int) -> tuple[Decoded, Any]:

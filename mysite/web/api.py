@@ -33,6 +33,7 @@ class Endpoint:
     defaults: Mapping[str, str] = field(default_factory=dict)
     errors: str = "book"  # a key of respond.ERROR_FIELDS: what an error body carries beside status/message
     label: str = ""  # the label of a detection that has none (drawn, DeepStack answers); default: the model's name
+    on_page: bool = True  # offered as a task on the page at / (routes kept for other clients' formats are not)
 
     @property
     def name(self) -> str:
@@ -60,15 +61,16 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("/digits", "digits", "Read one handwritten digit (MNIST CNN); POST img or a data URL", output="fields"),
     # Seed 002's MNIST app: a distinct rule from /predict, answering the bare digit as text.
     Endpoint("/predict/", "digits", "Read one handwritten digit; answers the bare digit as text/plain (seed 002)",
-             output="digit_text"),
+             output="digit_text", on_page=False),
     # Seed 003's client posts base64 and b64decodes the answer: the drawn JPEG as base64 by default.
     Endpoint("/predictor", "face", "Faces drawn on the image, answered as base64 JPEG text (seed 003)",
-             choice=FACE_DETECTORS, defaults={"output": "base64"}),
+             choice=FACE_DETECTORS, defaults={"output": "base64"}, on_page=False),
     # DeepStack / CodeProject.AI clients (Home Assistant, Blue Iris, deepstack-python).
-    Endpoint("/v1/vision/face", "blazeface", "DeepStack-compatible face detection (BlazeFace); field image",
-             output="deepstack", errors="deepstack", label="face"),
+    # Faces by the site's face detector, as /detect (a Haar box has no score: its confidence is 1.0).
+    Endpoint("/v1/vision/face", "face", "DeepStack-compatible face detection; multipart image, min_confidence",
+             choice=FACE_DETECTORS, output="deepstack", errors="deepstack", label="face", on_page=False),
     Endpoint("/v1/vision/detection", "ssd", "DeepStack-compatible object detection (MobileNet-SSD, VOC labels)",
-             output="deepstack", errors="deepstack"),
+             output="deepstack", errors="deepstack", on_page=False),
 )
 BY_PATH = {ep.path: ep for ep in ENDPOINTS}
 METHODS = ["GET", "POST"]

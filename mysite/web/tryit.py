@@ -20,7 +20,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from mysite.errors import ApiError
 from mysite.registry import Registry
-from mysite.vision.decode import decode_image, encode
+from mysite.vision.decode import decode_image, encode, read_header
 from mysite.vision.draw import thumbnail
 from mysite.web import api, respond
 
@@ -28,6 +28,7 @@ from mysite.web import api, respond
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff")
 # A form that names no task (seed 001's bird_image form) gets the first of these whose model is loaded.
 DEFAULT_UPLOAD_TASKS = ("/predict", "/detect")
+THUMBNAIL = 400  # px: the long side of the upload shown with an answer that draws nothing (seed 001's size)
 
 _NUMBER_ARRAY = re.compile(r"\[\s+([-\d.e+,\s]+?)\s+\]")
 # Lead sentences for API errors, in words a visitor understands; the server's own message follows.
@@ -194,8 +195,16 @@ def _show(outcome: Outcome, response: Response, uploaded: bytes | None, label: s
     elif isinstance(detections, list):
         outcome.notes.append("Boxes are drawn on uploads; for a URL, add ?output=image to the API call.")
     elif uploaded is not None:  # nothing to draw: show the upload itself, small (seed 001's thumbnail)
-        photo = decode_image(uploaded, max_pixels=current_app.extensions["mysite.settings"].max_pixels).image
-        outcome.thumbnail_url = _data_url(encode(thumbnail(photo), quality=85), "image/jpeg")
+        outcome.thumbnail_url = _data_url(encode(_thumbnail(uploaded), quality=85), "image/jpeg")
+
+
+def _thumbnail(data: bytes, side: int = THUMBNAIL) -> Any:
+    """The upload at most ``side`` pixels wide and high; a large JPEG is decoded at 1/2 to 1/8 of its size."""
+    header = read_header(data, current_app.extensions["mysite.settings"].max_pixels)
+    long_side = max(header.width, header.height)
+    reduce = next((r for r in (8, 4, 2) if long_side / r >= side), 1)
+    return thumbnail(decode_image(data, max_pixels=header.width * header.height, reduce=reduce, header=header).image,
+                     side)
 
 
 def summary(body: Any) -> str:
@@ -207,8 +216,7 @@ def summary(body: Any) -> str:
     if "digit" in body:
         return f"Digit: {body['digit']} ({body.get('probability', 0) * 100:.2f} % confidence)"
     if isinstance(body.get("result"), list):
-        n = len(body["result"])
-        return f"{n} found" if n != 1 else "1 found"
+        return f"{len(body['result'])} found"
     return ""
 
 

@@ -101,8 +101,7 @@ def handle(ep: Endpoint) -> Response:
     started = time.perf_counter()
     registry: Registry = current_app.extensions["mysite.registry"]
     settings: Settings = current_app.extensions["mysite.settings"]
-    sent = inputs.params(request)
-    given = {**ep.defaults, **sent}
+    given = {**ep.defaults, **inputs.params(request)}  # the request's own parameters win over the row's defaults
     model = registry.get(pick(ep.model, ep.choice, given, settings))
     values = parse(model.params, given)
     values.update(ep.fixed)

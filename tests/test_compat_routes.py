@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from tiny_models import colour_classifier
+from tiny_models import colour_classifier, fixed_ssd
 
 from mysite import dnn_kinds
 from mysite.registry import ModelSpec
@@ -105,3 +105,13 @@ def test_seed_001_thumbnail_of_a_large_photo_fits_400_px(make_app, classifier_di
     thumb = re.search(r'id="thumbnail" src="data:image/jpeg;base64,([^"]+)"', html).group(1)
     small = cv2.imdecode(np.frombuffer(base64.b64decode(thumb), np.uint8), cv2.IMREAD_COLOR)
     assert small.shape == (300, 400, 3) and small[150, 200].tolist() == pytest.approx([0, 0, 254], abs=2)
+
+
+def test_the_page_offers_catdetection_with_the_books_threshold(make_app, tmp_path):
+    fixed_ssd(tmp_path / "ssd.onnx", np.zeros((1, 1, 1, 7)))
+    html = make_app({"MYSITE_SSD_MODEL": str(tmp_path / "ssd.onnx")}).test_client().get(
+        "/", headers={"Accept": "text/html"}).get_data(as_text=True)
+    cat = re.search(r'data-task="/catdetection".*?</fieldset>', html, re.S).group(0)
+    objects = re.search(r'data-task="/objectdetection".*?</fieldset>', html, re.S).group(0)
+    assert 'name="min_confidence" type="number" value="0.1"' in cat
+    assert 'name="min_confidence" type="number" value="0.5"' in objects

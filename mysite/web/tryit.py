@@ -19,6 +19,7 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from mysite.errors import ApiError
+from mysite.params import Param
 from mysite.registry import Registry
 from mysite.vision.decode import decode_image, encode, read_header
 from mysite.vision.draw import thumbnail
@@ -61,10 +62,22 @@ def tasks(app: Flask, routes: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "output": ep.output if ep else "json",
             "model": ep.model if ep else route["path"].strip("/"),
             "loaded": entry.loaded if entry else True,
-            "params": [p for p in entry.describe()["params"] if p["name"] not in (ep.fixed if ep else {})]
-            if entry else [],
+            "params": _params(entry, ep) if entry else [],
             "digits": route["path"].rstrip("/").endswith("/digits"),
         })
+    return out
+
+
+def _params(entry: Any, ep: api.Endpoint | None) -> list[dict[str, Any]]:
+    """The model's parameters a visitor may set on this endpoint, with the endpoint's own defaults."""
+    fixed, defaults = (ep.fixed, ep.defaults) if ep else ({}, {})
+    out = []
+    for p in entry.describe()["params"]:
+        if p["name"] in fixed:
+            continue
+        if p["name"] in defaults:  # the row's defaults are request strings, as a client would send them
+            p = {**p, "default": Param(p["name"], type(p["default"]), p["default"]).convert(defaults[p["name"]])}
+        out.append(p)
     return out
 
 

@@ -45,7 +45,8 @@ def routes(client: Any, photo: bytes, digit: bytes) -> dict[str, Callable[[], in
     b64 = base64.b64encode(photo)
     data_url = b"data:image/png;base64," + base64.b64encode(digit)
     return {
-        "/detect (book, for comparison)": lambda: client.post("/detect", data=image, content_type=image_type).status_code,
+        "/detect (book, for comparison)": lambda: client.post("/detect", data=image,
+                                                              content_type=image_type).status_code,
         "POST / (seed 001 form)": lambda: client.post("/", data=form, content_type=form_type).status_code,
         "/predictor (seed 003 base64)": lambda: client.post("/predictor", data=b64).status_code,
         "/v1/vision/face (DeepStack)": lambda: client.post("/v1/vision/face", data=image,

@@ -91,7 +91,8 @@ def test_the_seeds_own_jquery_page_shows_the_digit(browser: Browser, live_server
         if os.environ.get("CI") == "true":
             pytest.fail(f"{reason}; CI=true requires the browser tests to run")
         pytest.skip(reason)
-    page = SEED_002_INDEX_HTML.replace("JQUERY", JQUERY.read_text(encoding="utf-8")).replace("INDEX_JS", SEED_002_INDEX_JS)
+    jquery = JQUERY.read_text(encoding="utf-8")
+    page = SEED_002_INDEX_HTML.replace("JQUERY", jquery).replace("INDEX_JS", SEED_002_INDEX_JS)
     browser.get(live_server.url + "/mnist")  # same origin as /predict/, as the seed's page was with its app
     browser.run("document.open(); document.write(arguments[0]); document.close();", page)
     browser.wait("return typeof window.jQuery === 'function' && document.querySelector('input[name=img]')")

@@ -246,7 +246,8 @@ def test_seed_001_form_gets_a_page_with_label_confidence_and_thumbnail(server):
     ({}, 400, "No file uploaded."),
     ({"bird_image": ("", b"")}, 400, "No file selected to upload."),
     ({"bird_image": ("bird.txt", b"a note")}, 415, "The file type you selected: &#39;.txt&#39; is not supported."),
-    ({"bird_image": ("big.jpg", b"\xff\xd8\xff" + b"\0" * 1_500_000)}, 413, "Uploaded file too large: the limit is 1 MB."),
+    ({"bird_image": ("big.jpg", b"\xff\xd8\xff" + b"\0" * 1_500_000)}, 413,
+     "Uploaded file too large: the limit is 1 MB."),
 ])
 def test_seed_001_form_messages_are_shown_on_the_page(server, files, code, message):
     r = requests.post(f"{server.url}/", files=files or None, data={"submit": "Process"})

@@ -115,3 +115,17 @@ def test_the_page_offers_catdetection_with_the_books_threshold(make_app, tmp_pat
     objects = re.search(r'data-task="/objectdetection".*?</fieldset>', html, re.S).group(0)
     assert 'name="min_confidence" type="number" value="0.1"' in cat
     assert 'name="min_confidence" type="number" value="0.5"' in objects
+
+
+def test_deepstack_detection_names_objects_as_deepstack_does(make_app, tmp_path):
+    # VOC ids: 14 motorbike, 20 tvmonitor, 15 person.
+    detections = np.array([[0, 14, 0.9, 0.1, 0.1, 0.4, 0.4], [0, 20, 0.8, 0.5, 0.5, 0.9, 0.9],
+                           [0, 15, 0.7, 0.0, 0.5, 0.2, 1.0]])
+    fixed_ssd(tmp_path / "ssd.onnx", detections)
+    client = make_app({"MYSITE_SSD_MODEL": str(tmp_path / "ssd.onnx")}).test_client()
+    photo = cv2.imencode(".png", np.zeros((100, 200, 3), np.uint8))[1].tobytes()
+    body = client.post("/v1/vision/detection", data={"image": (io.BytesIO(photo), "p.png")}).get_json()
+    assert sorted(p["label"] for p in body["predictions"]) == ["motorcycle", "person", "tv"]
+    # The site's own route keeps the model's labels.
+    result = client.post("/objectdetection", data={"image": (io.BytesIO(photo), "p.png")}).get_json()["result"]
+    assert sorted(d["label"] for d in result) == ["motorbike", "person", "tvmonitor"]

@@ -57,13 +57,19 @@ def wanted(req: Request, answers_image: bool, given: Mapping[str, str] | None = 
     return Wanted(output, FORMATS[fmt])
 
 
+# DeepStack names objects as COCO does; the six VOC labels of MobileNet-SSD that COCO spells otherwise.
+DEEPSTACK_NAMES = {"aeroplane": "airplane", "diningtable": "dining table", "motorbike": "motorcycle",
+                   "pottedplant": "potted plant", "sofa": "couch", "tvmonitor": "tv"}
+
+
 def deepstack(detections: Any, label: str, seconds: float) -> dict[str, Any]:
-    """DeepStack's detection answer: corners as x_min/y_min/x_max/y_max, a label and a confidence each."""
-    predictions = [
-        {"x_min": d["box"][0], "y_min": d["box"][1], "x_max": d["box"][2], "y_max": d["box"][3],
-         "label": d.get("label", label), "confidence": d.get("confidence", 1.0)}
-        for d in detections
-    ]
+    """DeepStack's detection answer: corners as x_min/y_min/x_max/y_max, a label (in DeepStack's
+    words) and a confidence each."""
+    predictions = []
+    for d in detections:
+        name = d.get("label", label)
+        predictions.append({"x_min": d["box"][0], "y_min": d["box"][1], "x_max": d["box"][2], "y_max": d["box"][3],
+                            "label": DEEPSTACK_NAMES.get(name, name), "confidence": d.get("confidence", 1.0)})
     return {"success": True, "predictions": predictions, "duration": round(seconds, 4)}
 
 

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from mysite.registry import ModelSpec
 
 DATA_DIR = Path(__file__).with_name("data")
+SELF_CONTAINED = {".onnx", ".tflite"}  # model formats whose file holds the whole graph: no config file
 
 
 def _opt(spec: ModelSpec, key: str, default: Any, kind: type | tuple[type, ...]) -> Any:
@@ -83,14 +84,22 @@ def labels(spec: ModelSpec, path: Path) -> list[Label]:
     return read_labels(found)
 
 
+def config(spec: ModelSpec, path: Path) -> Path | None:
+    """The entry's ``config`` file, for a format that keeps its graph apart (a Caffe .caffemodel needs its
+    .prototxt); an ONNX or TFLite file holds its own graph, so the same entry serves either format."""
+    if path.suffix.lower() in SELF_CONTAINED:
+        return None
+    return companion(spec, path, "config")
+
+
 def ssd(spec: ModelSpec, path: Path | None) -> SSD:
     path = _need(path, spec)
-    return SSD(path, companion(spec, path, "config"), preprocess(spec), [lb.name for lb in labels(spec, path)])
+    return SSD(path, config(spec, path), preprocess(spec), [lb.name for lb in labels(spec, path)])
 
 
 def classify(spec: ModelSpec, path: Path | None) -> Classifier:
     path = _need(path, spec)
-    return Classifier(path, companion(spec, path, "config"), preprocess(spec), labels(spec, path))
+    return Classifier(path, config(spec, path), preprocess(spec), labels(spec, path))
 
 
 def blazeface(spec: ModelSpec, path: Path | None) -> BlazeFace:

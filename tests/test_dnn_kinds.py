@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from tiny_models import caffe_colour_classifier, colour_classifier, fixed_ssd
 
-from mysite import create_app, registry
+from mysite import create_app
 from mysite.vision.dnn import Preprocess
 
 DATA = Path(__file__).parent / "data"
@@ -45,25 +45,17 @@ def model_dir(tmp_path_factory) -> Path:
     """MYSITE_MODEL_DIR holding the tests' classifier under the default entry's file names."""
     d = tmp_path_factory.mktemp("models")
     colour_classifier(d / "squeezenet1.1-7.onnx")
-    (d / "classification_classes_ILSVRC2012.txt").write_text("red\ngreen\nblue\n")  # rgb = true: R is channel 0
+    # Labels without WordNet ids (a JSON list): class_id is the index. rgb = true: R is channel 0.
+    (d / "imagenet_class_index.json").write_text('["red", "green", "blue"]')
     fixed_ssd(d / "tiny_ssd.onnx", DETECTIONS)
     return d
 
 
 @pytest.fixture(scope="module")
 def client(model_dir):
-    # The real ssd entry, with an ONNX file instead of the Caffe pair (an ONNX net needs no config file).
-    specs = registry.read_specs()
-    ssd = specs["ssd"]
-    specs["ssd"] = dataclasses.replace(
-        ssd, file="tiny_ssd.onnx", options={k: v for k, v in ssd.options.items() if k != "config"}
-    )
-    mp = pytest.MonkeyPatch()
-    mp.setattr(registry, "read_specs", lambda: specs)
-    try:
-        yield create_app({"MYSITE_LOG_LEVEL": "WARNING", "MYSITE_MODEL_DIR": str(model_dir)}).test_client()
-    finally:
-        mp.undo()
+    # The real ssd entry, pointed at an ONNX file as the README documents: it needs no Caffe prototxt.
+    return create_app({"MYSITE_LOG_LEVEL": "WARNING", "MYSITE_MODEL_DIR": str(model_dir),
+                       "MYSITE_SSD_MODEL": str(model_dir / "tiny_ssd.onnx")}).test_client()
 
 
 @pytest.mark.parametrize("colour", ["red", "green", "blue"])
@@ -147,7 +139,7 @@ def test_default_entries_without_files_answer_503_and_the_rest_works(tmp_path):
 
 def test_labels_that_do_not_match_the_model_are_refused_at_load(tmp_path):
     colour_classifier(tmp_path / "squeezenet1.1-7.onnx")
-    (tmp_path / "classification_classes_ILSVRC2012.txt").write_text("one\ntwo\n")
+    (tmp_path / "imagenet_class_index.json").write_text('["one", "two"]')
     app = create_app({"MYSITE_LOG_LEVEL": "CRITICAL", "MYSITE_MODEL_DIR": str(tmp_path)})
     entry = app.extensions["mysite.registry"].entries["classifier"]
     assert not entry.loaded and "3 scores" in entry.error and "2 labels" in entry.error

@@ -26,6 +26,8 @@ SEED = 20261122
 IN_PROCESS = 2000
 OVER_HTTP = 200
 IMAGE_TYPES = {"image/jpeg", "image/png"}
+PAGES = {"/", "/mnist"}  # HTML for browsers
+TEXT_ROUTES = {"/predict/", "/predictor"}  # answer text/plain by default, as their seeds' clients expect
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +40,7 @@ def fuzz_app(tmp_path_factory):
 
     d = tmp_path_factory.mktemp("fuzz-models")
     colour_classifier(d / "squeezenet1.1-7.onnx")
-    (d / "classification_classes_ILSVRC2012.txt").write_text("red\ngreen\nblue\n")
+    (d / "imagenet_class_index.json").write_text('["red", "green", "blue"]')
     fixed_ssd(d / "tiny_ssd.onnx", np.array([[0, 8, 0.9, 0.1, 0.2, 0.5, 0.6], [0, 12, 0.7, -0.1, 0.5, 1.2, 1.1]]))
     specs = registry.read_specs()  # the real ssd entry with an ONNX file (no Caffe config), as test_dnn_kinds does
     specs["ssd"] = dataclasses.replace(specs["ssd"], file="tiny_ssd.onnx",
@@ -65,8 +67,10 @@ def problem(r: Request, status: int, mimetype: str, body: bytes) -> str | None:
         return f"{status}"
     if status == 200 and (mimetype in IMAGE_TYPES or (mimetype == "text/plain" and "output=base64" in r.path.lower())):
         return None  # an image answer, as asked
-    if mimetype == "text/html" and r.path.split("?")[0] == "/":
-        return None  # the page (its no-JavaScript form posts to / and shows errors in words)
+    if status == 200 and mimetype == "text/plain" and r.path.split("?")[0] in TEXT_ROUTES:
+        return None  # routes whose clients read text: seed 002's bare digit, seed 003's base64 JPEG
+    if mimetype == "text/html" and r.path.split("?")[0] in PAGES:
+        return None  # a page (the no-JavaScript form posts to / and shows errors in words)
     if r.method == "HEAD":
         return None  # no body by definition
     if mimetype != "application/json":

@@ -24,16 +24,21 @@ def _save(graph: onnx.GraphProto, path: Path) -> Path:
     return path
 
 
-def colour_classifier(path: Path, size: int = 224, softmax: bool = False) -> Path:
-    """Three classes, one per input channel: the class is the channel with the largest mean.
+def colour_classifier(path: Path, size: int = 224, softmax: bool = False,
+                      classes: tuple[int, int, int] = (0, 1, 2), outputs: int = 3) -> Path:
+    """``outputs`` classes; input channel c drives class ``classes[c]``: the answer is the class of the
+    channel with the largest mean (with 1000 outputs, e.g. red -> 285, ImageNet's Egyptian_cat).
 
-    GlobalAveragePool -> Flatten -> Gemm with an identity weight (x 10 so the
+    GlobalAveragePool -> Flatten -> Gemm with a one-per-channel weight (x 10 so the
     logits are far apart), optionally followed by Softmax.
     """
     x = helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, size, size])
-    y = helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, 3])
-    w = numpy_helper.from_array(np.eye(3, dtype=np.float32) * 10, "w")
-    b = numpy_helper.from_array(np.zeros(3, np.float32), "b")
+    y = helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, outputs])
+    weight = np.zeros((outputs, 3), np.float32)
+    for channel, k in enumerate(classes):
+        weight[k, channel] = 10
+    w = numpy_helper.from_array(weight, "w")
+    b = numpy_helper.from_array(np.zeros(outputs, np.float32), "b")
     nodes = [
         helper.make_node("GlobalAveragePool", ["image"], ["pooled"]),
         helper.make_node("Flatten", ["pooled"], ["flat"], axis=1),

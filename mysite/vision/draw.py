@@ -84,3 +84,13 @@ def _tab(image: np.ndarray, text: str, corner: tuple[int, int], scale: float, co
     x = min(x, max(0, image.shape[1] - tw - 2 * pad))
     cv2.rectangle(image, (x, top), (x + tw + 2 * pad, top + th + base + 2 * pad), color, cv2.FILLED)
     cv2.putText(image, text, (x + pad, top + pad + th), _FONT, scale, TEXT_COLOR, 1, cv2.LINE_AA)
+
+
+def thumbnail(image: np.ndarray, side: int = 400) -> np.ndarray:
+    """The image shrunk to fit a ``side`` x ``side`` box (never enlarged), as seed 001's page shows an upload."""
+    height, width = image.shape[:2]
+    scale = min(1.0, side / max(height, width))
+    if scale == 1.0:
+        return as_color(image)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return as_color(cv2.resize(image, size, interpolation=cv2.INTER_AREA))

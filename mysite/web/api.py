@@ -33,9 +33,19 @@ class Endpoint:
     path: str
     model: str  # a table name in models.toml
     doc: str
-    output: str = "boxes"  # a key of respond.JSON_SHAPES ("boxes": the book's JSON), or "image": a picture
+    output: str = "boxes"  # a key of respond.JSON_SHAPES ("boxes": the book's JSON) or TEXT_SHAPES, or "image"
     fixed: Mapping[str, Any] = field(default_factory=dict)  # parameters the endpoint pins
     choice: Choice | None = None  # a request parameter that picks another model (e.g. ?detector=dnn)
+    # Request parameters the endpoint defaults and a request may override (e.g. output=base64 for seed 003).
+    defaults: Mapping[str, str] = field(default_factory=dict)
+    errors: str = "book"  # a key of respond.ERROR_FIELDS: what an error body carries beside status/message
+    label: str = ""  # the label of a detection that has none (drawn, DeepStack answers); default: the model's name
+    on_page: bool = True  # offered as a task on the page at / (routes kept for other clients' formats are not)
+
+    @property
+    def name(self) -> str:
+        """The Flask endpoint name: the path without its leading slash (``predict`` and ``predict/`` differ)."""
+        return self.path[1:]
 
 
 FACE_DETECTORS = Choice(
@@ -49,12 +59,28 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              choice=FACE_DETECTORS),
     Endpoint("/catfacedetection", "catface", "Detect cat faces; boxes as [x1, y1, x2, y2]"),
     Endpoint("/canny", "canny", "Canny edge map of the image, as a JPEG", output="image"),
+    # The book's cat client kept detections above 0.1: so does this endpoint unless the request says otherwise.
     Endpoint("/catdetection", "ssd", "Detect whole cats (MobileNet-SSD); boxes with label and confidence",
-             fixed={"labels": "cat"}),
+             fixed={"labels": "cat"}, defaults={"min_confidence": "0.1"}),
     Endpoint("/objectdetection", "ssd", "Detect the 20 VOC object classes (MobileNet-SSD); ?labels=cat,dog"),
-    Endpoint("/predict", "classifier", "Classify the image (ImageNet); top-k predictions", output="predictions"),
+    # The book's Keras client reads "success" on every answer, errors included.
+    Endpoint("/predict", "classifier", "Classify the image (ImageNet); top-k predictions", output="predictions",
+             errors="success"),
     Endpoint("/digits", "digits", "Read one handwritten digit (MNIST CNN); POST img or a data URL", output="fields"),
+    # Seed 002's MNIST app: a distinct rule from /predict, answering the bare digit as text.
+    Endpoint("/predict/", "digits", "Read one handwritten digit; answers the bare digit as text/plain (seed 002)",
+             output="digit_text", on_page=False),
+    # Seed 003's client posts base64 and b64decodes the answer: the drawn JPEG as base64 by default.
+    Endpoint("/predictor", "face", "Faces drawn on the image, answered as base64 JPEG text (seed 003)",
+             choice=FACE_DETECTORS, defaults={"output": "base64"}, on_page=False),
+    # DeepStack / CodeProject.AI clients (Home Assistant, Blue Iris, deepstack-python).
+    # Faces by the site's face detector, as /detect (a Haar box has no score: its confidence is 1.0).
+    Endpoint("/v1/vision/face", "face", "DeepStack-compatible face detection; multipart image, min_confidence",
+             choice=FACE_DETECTORS, output="deepstack", errors="deepstack", label="face", on_page=False),
+    Endpoint("/v1/vision/detection", "ssd", "DeepStack-compatible object detection (MobileNet-SSD, VOC labels)",
+             output="deepstack", errors="deepstack", on_page=False),
 )
+BY_PATH = {ep.path: ep for ep in ENDPOINTS}
 METHODS = ["GET", "POST"]
 
 
@@ -65,7 +91,7 @@ def register(app: Flask, endpoints: tuple[Endpoint, ...] = ENDPOINTS) -> None:
         if ep.choice is not None:
             ep.choice.check(app.extensions["mysite.settings"])
         view = _view(ep)
-        bp.add_url_rule(ep.path, endpoint=ep.path.strip("/"), view_func=view, methods=METHODS)
+        bp.add_url_rule(ep.path, endpoint=ep.name, view_func=view, methods=METHODS)
     bp.before_request(_note_memory)
     bp.after_request(_release_memory_when_sent)
     app.register_blueprint(bp)
@@ -96,7 +122,7 @@ def _view(ep: Endpoint):  # type: ignore[no-untyped-def]
         return handle(ep)
 
     view.__doc__ = ep.doc  # the info route reads descriptions off the URL map's views
-    view.__name__ = ep.path.strip("/")
+    view.__name__ = ep.name
     return view
 
 
@@ -105,7 +131,7 @@ def handle(ep: Endpoint) -> Response:
     started = time.perf_counter()
     registry: Registry = current_app.extensions["mysite.registry"]
     settings: Settings = current_app.extensions["mysite.settings"]
-    given = inputs.params(request)
+    given = {**ep.defaults, **inputs.params(request)}  # the request's own parameters win over the row's defaults
     model = registry.get(pick(ep.model, ep.choice, given, settings))
     values = parse(model.params, given)
     values.update(ep.fixed)
@@ -119,13 +145,19 @@ def handle(ep: Endpoint) -> Response:
         # The request's bytes (body, form copy, the image) are held throughout: what is left is the budget.
         left = limit.with_memory(limit.memory - 2 * len(data))
         plan = _plan(model, data, values, explicit, settings.max_pixels, left)
-        budget.check_memory(respond.answer_memory(ep.output, plan.header, plan.decoded_pixels), left,
+        budget.check_memory(respond.answer_memory(ep.output, plan.header, plan.decoded_pixels, given), left,
                             f"the answer for this {plan.header.width}x{plan.header.height} image",
                             "ask for output=json, format=jpeg, or send a smaller image")
         decoded, result = _execute(model, data, plan)
-        response = respond.shape(ep.output, result, data, decoded, ep.model)
+        response = respond.shape(ep.output, result, data, decoded, ep.label or ep.model, given, started)
     response.headers["Server-Timing"] = f"total;dur={(time.perf_counter() - started) * 1000:.1f}"
     return response
+
+
+def error_fields(path: str, message: str) -> dict[str, Any]:
+    """What an error body on ``path`` carries beside status and message, as its endpoint's clients read it."""
+    ep = BY_PATH.get(path)
+    return respond.ERROR_FIELDS[ep.errors](message) if ep is not None else {}
 
 
 # Work is counted in cascade windows (about 0.1-0.3 us each here); decoding and the DNN models'

@@ -8,12 +8,14 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 
 from mysite.errors import ApiError
+from mysite.web.api import error_fields
 
 log = logging.getLogger(__name__)
 
 
 def _json(code: int, status: str, message: str) -> Response:
-    response = jsonify({"status": status, "message": message})
+    # An endpoint's clients may read more than status and message (the Keras client's "success").
+    response = jsonify({"status": status, "message": message, **error_fields(request.path, message)})
     response.status_code = code
     return response
 

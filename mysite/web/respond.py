@@ -11,7 +11,8 @@ honours ``format`` and ``output=base64`` the same way.
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,9 +38,10 @@ class Wanted:
     fmt: str  # "jpeg" or "png"
 
 
-def wanted(req: Request, answers_image: bool) -> Wanted:
-    """Read ``output``/``format`` (query or form fields), else the Accept header; JSON when nothing is said."""
-    given = inputs.params(req)
+def wanted(req: Request, answers_image: bool, given: Mapping[str, str] | None = None) -> Wanted:
+    """Read ``output``/``format`` (query or form fields, or the endpoint's defaults in ``given``), else the
+    Accept header; JSON when nothing is said."""
+    given = inputs.params(req) if given is None else given
     output = given.get("output", "").strip().lower()
     fmt = given.get("format", "").strip().lower()
     if output and output not in OUTPUTS:
@@ -56,54 +58,91 @@ def wanted(req: Request, answers_image: bool) -> Wanted:
     return Wanted(output, FORMATS[fmt])
 
 
-# The JSON of each kind of answer an Endpoint.output names ("image" endpoints answer a picture).
-JSON_SHAPES: dict[str, Callable[[Any], dict[str, Any]]] = {
+# DeepStack names objects as COCO does; the six VOC labels of MobileNet-SSD that COCO spells otherwise.
+DEEPSTACK_NAMES = {"aeroplane": "airplane", "diningtable": "dining table", "motorbike": "motorcycle",
+                   "pottedplant": "potted plant", "sofa": "couch", "tvmonitor": "tv"}
+
+
+def deepstack(detections: Any, label: str, seconds: float) -> dict[str, Any]:
+    """DeepStack's detection answer: corners as x_min/y_min/x_max/y_max, a label (in DeepStack's
+    words) and a confidence each."""
+    predictions = []
+    for d in detections:
+        name = d.get("label", label)
+        predictions.append({"x_min": d["box"][0], "y_min": d["box"][1], "x_max": d["box"][2], "y_max": d["box"][3],
+                            "label": DEEPSTACK_NAMES.get(name, name), "confidence": d.get("confidence", 1.0)})
+    return {"success": True, "predictions": predictions, "duration": round(seconds, 4)}
+
+
+# The JSON of each kind of answer an Endpoint.output names ("image" endpoints answer a picture):
+# (model's result, label of detections without one, seconds spent) -> body.
+JSON_SHAPES: dict[str, Callable[[Any, str, float], dict[str, Any]]] = {
     # The book's {"status": "ok", "result": [{"box": [...]}, ...]}.
-    "boxes": lambda result: {"status": "ok", "result": result},
+    "boxes": lambda result, label, seconds: {"status": "ok", "result": result},
     # The model's own fields beside the status, e.g. {"status": "ok", "digit": 7, ...}.
-    "fields": lambda result: {"status": "ok", **result},
+    "fields": lambda result, label, seconds: {"status": "ok", **result},
     # The book's Keras client reads success/predictions; the PyTorch tutorial's reads class_id/class_name.
-    "predictions": lambda result: {"success": True, "status": "ok", **result},
+    "predictions": lambda result, label, seconds: {"success": True, "status": "ok", **result},
+    # DeepStack / CodeProject.AI: {"success": true, "predictions": [...], "duration": ...}.
+    "deepstack": deepstack,
+}
+# Kinds whose result is a list of detections: they can be drawn on the upload instead (output=image).
+DETECTIONS = {"boxes", "deepstack"}
+# Answers that are plain text: seed 002's MNIST app answers the bare digit.
+TEXT_SHAPES: dict[str, Callable[[Any], str]] = {
+    "digit_text": lambda result: str(result["digit"]),
+}
+# What an error body carries beside the book's status and message, by Endpoint.errors.
+ERROR_FIELDS: dict[str, Callable[[str], dict[str, Any]]] = {
+    "book": lambda message: {},
+    "success": lambda message: {"success": False},  # the book's Keras client: its "Request failed" branch
+    "deepstack": lambda message: {"success": False, "error": message, "duration": 0},
 }
 
 
-def answer_memory(output_kind: str, header: Header, decoded_pixels: int) -> int:
+def answer_memory(output_kind: str, header: Header, decoded_pixels: int,
+                  given: Mapping[str, str] | None = None) -> int:
     """Peak bytes of shaping this request's answer, from what it asks for (0 for JSON)."""
     if output_kind == "image":  # the model's picture (as large as the decoded image), encoded
-        want = wanted(request, answers_image=True)
+        want = wanted(request, answers_image=True, given=given)
         encoded = (3 if want.fmt == "png" else 2) * decoded_pixels
         return 2 * decoded_pixels + encoded + (encoded * 4 // 3 if want.output == "base64" else 0)
     if output_kind != "boxes":
         return 0
-    want = wanted(request, answers_image=False)
+    want = wanted(request, answers_image=False, given=given)
     if want.output == "json":
         return 0
     return budget.answer_memory(header, want.fmt, want.output == "base64")
 
 
-def shape(output_kind: str, result: Any, data: bytes, decoded: Decoded, label: str) -> Response:
+def shape(output_kind: str, result: Any, data: bytes, decoded: Decoded, label: str,
+          given: Mapping[str, str] | None = None, started: float | None = None) -> Response:
     """The response for one request, given the endpoint's kind of output and what its model returned.
 
     "boxes" endpoints answer the book's JSON, or draw their detections on the upload when a
     picture is asked for; "image" endpoints send their picture as JPEG, PNG or base64; the
     other kinds answer their JSON and refuse ``output=image`` with a 400. ``data`` are the
     uploaded bytes, decoded again in colour and full size to draw on when the model saw less.
+    ``given`` are the request's parameters over the endpoint's defaults; ``started`` when the work began.
     """
+    given = inputs.params(request) if given is None else given
+    seconds = time.perf_counter() - started if started is not None else 0.0
+    if output_kind in TEXT_SHAPES:
+        return Response(TEXT_SHAPES[output_kind](result), mimetype="text/plain")
     if output_kind == "image":
-        want = wanted(request, answers_image=True)
+        want = wanted(request, answers_image=True, given=given)
         if want.output == "json":
             raise BadRequest("this endpoint answers an image: output may be image or base64")
         return _image_response(result, want)
     if output_kind not in JSON_SHAPES:
         raise TypeError(f"no shape for answers of kind {output_kind!r}")
-    if output_kind != "boxes":
-        asked = inputs.params(request).get("output", "").strip().lower()
-        if asked not in ("", "json"):
+    if output_kind not in DETECTIONS:
+        if given.get("output", "").strip().lower() not in ("", "json"):
             raise BadRequest(f"this endpoint answers {output_kind}, not boxes: there is nothing to draw; drop output=")
-        return jsonify(JSON_SHAPES[output_kind](result))
-    want = wanted(request, answers_image=False)
+        return jsonify(JSON_SHAPES[output_kind](result, label, seconds))
+    want = wanted(request, answers_image=False, given=given)
     if want.output == "json":
-        response = jsonify(JSON_SHAPES["boxes"](result))
+        response = jsonify(JSON_SHAPES[output_kind](result, label, seconds))
     else:
         response = _image_response(annotate(data, result, label, decoded), want)
     response.vary.add("Accept")  # the same URL answers JSON or an image by Accept: caches must know

@@ -8,19 +8,30 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 from dataclasses import dataclass, field
+from io import BytesIO
 from typing import Any
 
 from flask import Flask, Response, current_app, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.datastructures import FileStorage
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from mysite.errors import ApiError
+from mysite.params import Param
 from mysite.registry import Registry
 from mysite.settings import Settings
 from mysite.vision import budget
-from mysite.vision.decode import encode, read_header
+from mysite.vision.decode import decode_image, encode, read_header
+from mysite.vision.draw import thumbnail
 from mysite.web import api, respond
+
+# File names a browser form may upload (seed 001 checked the extension before reading the file).
+EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff")
+# A form that names no task (seed 001's bird_image form) gets the first of these whose model is loaded.
+DEFAULT_UPLOAD_TASKS = ("/predict", "/detect")
+THUMBNAIL = 400  # px: the long side of the upload shown with an answer that draws nothing (seed 001's size)
 
 _NUMBER_ARRAY = re.compile(r"\[\s+([-\d.e+,\s]+?)\s+\]")
 # Lead sentences for API errors, in words a visitor understands; the server's own message follows.
@@ -54,15 +65,16 @@ def tasks(app: Flask, routes: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if "POST" not in route["methods"] or route["path"] == "/":
             continue
         ep = table.get(route["path"])
+        if ep is not None and not ep.on_page:
+            continue
         entry = registry.entries.get(ep.model) if ep else None
-        fixed = ep.fixed if ep else {}
         choice = None
         if ep is not None and ep.choice is not None:
             values = [{"value": value, "model": model, "loaded": registry.entries[model].loaded,
-                       "params": _params(registry.entries[model], fixed)} for value, model in ep.choice.models.items()]
+                       "params": _params(registry.entries[model], ep)} for value, model in ep.choice.models.items()]
             server = ep.choice.default_value(settings)
             # After a form POST (no JavaScript), the page keeps what the visitor chose.
-            posted = request.form.get(ep.choice.param) if request.method == "POST" else None
+            posted = _posted(ep.choice.param)
             wanted = posted or PAGE_CHOICES.get(ep.choice.param, server)
             usable = {v["value"] for v in values if v["loaded"]}
             choice = {"param": ep.choice.param, "options": values, "server_default": server,
@@ -73,16 +85,34 @@ def tasks(app: Flask, routes: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "output": ep.output if ep else "json",
             "model": ep.model if ep else route["path"].strip("/"),
             "loaded": entry.loaded if entry else True,
-            "params": _params(entry, fixed) if entry and choice is None else [],
+            "params": _params(entry, ep) if entry and choice is None else [],
             "choice": choice,
             "digits": route["path"].rstrip("/").endswith("/digits"),
         })
     return out
 
 
-def _params(entry: Any, fixed: Any) -> list[dict[str, Any]]:
-    """The options a visitor may set: the model's parameters but those the endpoint pins."""
-    return [p for p in entry.describe()["params"] if p["name"] not in fixed]
+def _posted(name: str) -> str | None:
+    """A field of the page's form POST, or None (a GET, or a body over the limit: run_form says so as a page)."""
+    if request.method != "POST":
+        return None
+    try:
+        return request.form.get(name)
+    except RequestEntityTooLarge:
+        return None
+
+
+def _params(entry: Any, ep: api.Endpoint | None) -> list[dict[str, Any]]:
+    """The model's parameters a visitor may set on this endpoint, with the endpoint's own defaults."""
+    fixed, defaults = (ep.fixed, ep.defaults) if ep else ({}, {})
+    out = []
+    for p in entry.describe()["params"]:
+        if p["name"] in fixed:
+            continue
+        if p["name"] in defaults:  # the row's defaults are request strings, as a client would send them
+            p = {**p, "default": Param(p["name"], type(p["default"]), p["default"]).convert(defaults[p["name"]])}
+        out.append(p)
+    return out
 
 
 def page_context(app: Flask, routes: list[dict[str, Any]]) -> dict[str, Any]:
@@ -103,37 +133,86 @@ class Outcome:
     error: str = ""
     json_text: str = ""
     image_url: str = ""  # a data: URL of the picture with the results drawn (or the answer's image)
+    thumbnail_url: str = ""  # a data: URL of the upload, at most 400 px, when nothing is drawn on it
+    summary: str = ""  # the answer in words: "Predicted: Egyptian_cat (97.12 %)", "17 faces found"
     server_timing: str = ""
     notes: list[str] = field(default_factory=list)
 
 
+def default_upload_task(choices: list[dict[str, Any]]) -> str:
+    """The task for a form that names none: classification when a classifier is loaded, else faces."""
+    loaded = {t["path"] for t in choices if t["loaded"]}
+    return next((path for path in DEFAULT_UPLOAD_TASKS if path in loaded), DEFAULT_UPLOAD_TASKS[-1])
+
+
 def run_form(app: Flask, choices: list[dict[str, Any]]) -> Outcome:
-    """Run the task the form names on the uploaded file (or the URL given), exactly as the API would."""
+    """Run the task the form names on the uploaded file (or the URL given), exactly as the API would.
+
+    Any form with one file field works (seed 001's ``bird_image`` and no task): it gets the default
+    task, and the seed's messages for no file, no file chosen and a file type not supported.
+    """
     outcome = Outcome()
     try:
-        outcome.task = request.form.get("endpoint", "")
+        upload, field_name = _upload()
+        url = request.form.get("url", "").strip()
+        named = request.form.get("endpoint", "")
+        outcome.task = named or default_upload_task(choices)
         if outcome.task not in {t["path"] for t in choices}:
             return _failed(outcome, 400, "Choose one of the tasks in the list.")
+        if (upload is None or not upload.filename) and not url:
+            return _failed(outcome, 400, _nothing_sent(named, upload))
         view = _view_for(app, outcome.task)
-        upload = request.files.get("image")
-        url = request.form.get("url", "").strip()
         if upload is not None and upload.filename:
-            response = view()
+            extension = os.path.splitext(upload.filename)[1].lower()
+            # A form like seed 001's (no task named) promised image file types; this page goes by the content.
+            if not named and extension and extension not in EXTENSIONS:
+                return _failed(outcome, 415, f"The file type you selected: '{extension}' is not supported. "
+                                             f"Please select a {', '.join(EXTENSIONS[:-1])} or {EXTENSIONS[-1]} file.")
+            response = view() if field_name == "image" else _as_image_field(outcome.task, upload, view)
         elif url:
             query = {k: v for k, v in request.form.items() if k not in ("endpoint", "image") and v}
             # The API reads ?url= from the query string: run the view in a GET request context built for it
             # (Flask's documented way to make one; nothing is sent over the network by this).
             with current_app.test_request_context(outcome.task, method="GET", query_string=query):
                 response = view()
-        else:
-            return _failed(outcome, 400, "Choose an image file or give the URL of one.")
     except ApiError as exc:
         return _failed(outcome, exc.code, exc.message)
+    except RequestEntityTooLarge:  # the body is over the limit: said as a page, not JSON, to a browser form
+        limit = current_app.config["MYSITE_MAX_UPLOAD_MB"]
+        return _failed(outcome, 413, f"Uploaded file too large: the limit is {limit:g} MB.")
     except HTTPException as exc:
         return _failed(outcome, exc.code or 400, exc.description or exc.name)
     label = next((t["model"] for t in choices if t["path"] == outcome.task), "")
-    _show(outcome, response, _uploaded_bytes(), label)
+    _show(outcome, response, _uploaded_bytes(upload), label)
     return outcome
+
+
+def _nothing_sent(named: str, upload: FileStorage | None) -> str:
+    """Why there is nothing to run, in this page's words or (a form that names no task) seed 001's."""
+    if named:
+        return "Choose an image file or give the URL of one."
+    if upload is None:
+        return "Send one file at a time." if len(request.files) > 1 else "No file uploaded."
+    return "No file selected to upload."
+
+
+def _upload() -> tuple[FileStorage | None, str]:
+    """The uploaded file and its field: ``image`` (this page), else the form's only file field (seed 001)."""
+    if "image" in request.files:
+        return request.files["image"], "image"
+    if len(request.files) == 1:
+        name = next(iter(request.files))
+        return request.files[name], name
+    return None, ""
+
+
+def _as_image_field(path: str, upload: FileStorage, view: Any) -> Response:
+    """Run ``view`` on an upload sent under another field name, as the API's ``image`` field."""
+    upload.stream.seek(0)
+    form = {k: v for k, v in request.form.items() if k not in ("endpoint", "image", "submit") and v}
+    data = {**form, "image": (BytesIO(upload.stream.read()), upload.filename or "upload")}
+    with current_app.test_request_context(path, method="POST", data=data, content_type="multipart/form-data"):
+        return view()
 
 
 def _view_for(app: Flask, path: str) -> Any:
@@ -141,8 +220,7 @@ def _view_for(app: Flask, path: str) -> Any:
     return app.view_functions[rule.endpoint]
 
 
-def _uploaded_bytes() -> bytes | None:
-    upload = request.files.get("image")
+def _uploaded_bytes(upload: FileStorage | None) -> bytes | None:
     if upload is None or not upload.filename:
         return None
     upload.stream.seek(0)
@@ -157,6 +235,7 @@ def _show(outcome: Outcome, response: Response, uploaded: bytes | None, label: s
         return
     body = response.get_json(silent=True)
     outcome.json_text = pretty(body)
+    outcome.summary = summary(body)
     detections = body.get("result") if isinstance(body, dict) else None
     if isinstance(detections, list) and uploaded is not None and not _too_large_to_draw(uploaded):
         outcome.image_url = _data_url(encode(respond.annotate(uploaded, detections, label)), "image/jpeg")
@@ -164,6 +243,30 @@ def _show(outcome: Outcome, response: Response, uploaded: bytes | None, label: s
         outcome.notes.append("The picture is too large to draw the boxes on here; the JSON has them.")
     elif isinstance(detections, list):
         outcome.notes.append("Boxes are drawn on uploads; for a URL, add ?output=image to the API call.")
+    elif uploaded is not None:  # nothing to draw: show the upload itself, small (seed 001's thumbnail)
+        outcome.thumbnail_url = _data_url(encode(_thumbnail(uploaded), quality=85), "image/jpeg")
+
+
+def _thumbnail(data: bytes, side: int = THUMBNAIL) -> Any:
+    """The upload at most ``side`` pixels wide and high; a large JPEG is decoded at 1/2 to 1/8 of its size."""
+    header = read_header(data, current_app.extensions["mysite.settings"].max_pixels)
+    long_side = max(header.width, header.height)
+    reduce = next((r for r in (8, 4, 2) if long_side / r >= side), 1)
+    return thumbnail(decode_image(data, max_pixels=header.width * header.height, reduce=reduce, header=header).image,
+                     side)
+
+
+def summary(body: Any) -> str:
+    """An answer in words: the label and confidence of a classification, the digit, or how many were found."""
+    if not isinstance(body, dict):
+        return ""
+    if "class_name" in body and body.get("predictions"):
+        return f"Predicted: {body['class_name']} ({body['predictions'][0]['probability'] * 100:.2f} % confidence)"
+    if "digit" in body:
+        return f"Digit: {body['digit']} ({body.get('probability', 0) * 100:.2f} % confidence)"
+    if isinstance(body.get("result"), list):
+        return f"{len(body['result'])} found"
+    return ""
 
 
 def _too_large_to_draw(uploaded: bytes) -> bool:

@@ -1,0 +1,15 @@
+"""Seed 002's page: draw a digit or choose a picture of one; JavaScript posts it to ``/predict/`` and shows the text."""
+
+from __future__ import annotations
+
+from flask import Blueprint, render_template
+
+from mysite import __version__
+
+bp = Blueprint("digit_page", __name__, template_folder="templates")
+
+
+@bp.get("/mnist")
+def mnist() -> str:
+    """Seed 002's MNIST page: draw a digit or choose a file; it is posted to /predict/ and the digit shown"""
+    return render_template("digit.html", version=__version__)

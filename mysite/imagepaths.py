@@ -44,8 +44,11 @@ def expand(args: Iterable[str], stdin: TextIO | None = None) -> Iterator[str]:
         elif os.path.exists(arg) or not is_glob(arg):
             yield arg
         else:
-            for match in sorted(glob.iglob(arg, recursive=True)):
-                # iglob is lazy, but sorted() holds one pattern's matches: the price of a stable order.
+            # sorted() holds one pattern's matches (names only): the price of a stable order.
+            matches = sorted(glob.iglob(arg, recursive=True))
+            if not matches:
+                yield arg  # recorded as unreadable: a typo in a pattern is not silently an empty batch
+            for match in matches:
                 if os.path.isdir(match):
                     yield from walk(match)
                 elif os.path.isfile(match):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -193,3 +194,54 @@ def test_a_model_not_loaded_is_read_from_the_reason_field() -> None:
                                        "message": "model face is not loaded"}))
     assert lasting(_response(503, {"status": "unavailable", "message": "model face is not loaded: ..."}))
     assert not lasting(_response(502, {"reason": "model_not_loaded"}))
+
+
+NGINX_CONF = """
+daemon off;
+master_process off;
+worker_processes 1;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log warn;
+events {{ worker_connections 64; }}
+http {{
+    access_log {tmp}/access.log;
+    client_body_temp_path {tmp}/body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    upstream site {{ server {a}; server {b}; }}
+    server {{
+        listen 127.0.0.1:{port};
+        client_max_body_size 20m;
+        location / {{ proxy_pass http://site; }}
+    }}
+}}
+"""
+
+
+@pytest.mark.skipif(shutil.which("nginx") is None and not os.environ.get("CI"), reason="nginx is not installed")
+def test_a_batch_through_nginx_in_front_of_two_instances(folder, tmp_path, capsys) -> None:
+    """The Elastic Beanstalk shape: nginx balancing two instances; every image answered once, both used."""
+    from live_server import start_gunicorn, stop, wait_until
+
+    with start_gunicorn(log_dir=tmp_path / "a") as a, start_gunicorn(log_dir=tmp_path / "b") as b:
+        port = free_port()
+        conf = tmp_path / "nginx.conf"
+        conf.write_text(NGINX_CONF.format(tmp=tmp_path, port=port, a=a.url.removeprefix("http://"),
+                                          b=b.url.removeprefix("http://")))
+        proc = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(tmp_path)], stderr=subprocess.PIPE)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_until(lambda: requests.get(url + "/healthz", timeout=1).status_code == 200, proc, "nginx")
+            out = tmp_path / "results.jsonl"
+            code = main(["--server", url, "detect", str(folder), "--out", str(out)])
+        finally:
+            stop(proc)
+        assert code == 1
+        records = _records(out)
+        assert records["group.jpg"]["boxes"] == 17 and records["not-a-photo.jpg"]["status"] == 415
+        assert "images: 5 answered (3 ok, 2 errors)" in capsys.readouterr().err
+        served = [(log_dir / "gunicorn.log").read_text().count('"POST /detect') for log_dir in (tmp_path / "a",
+                                                                                               tmp_path / "b")]
+        assert min(served) > 0, served

@@ -37,8 +37,8 @@ ROUTES: dict[str, Route] = {r.path: r for r in (
     Route("/predict", boxes=None, draws=False),
     Route("/digits", boxes=None, draws=False),
     # DeepStack's API (the clients written for it): {"success": true, "predictions": [{"x_min": ...}]}.
-    Route("/v1/vision/face", boxes="predictions", draws=False),
-    Route("/v1/vision/detection", boxes="predictions", draws=False),
+    Route("/v1/vision/face", boxes="predictions"),
+    Route("/v1/vision/detection", boxes="predictions"),
 )}
 
 

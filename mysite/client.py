@@ -1,4 +1,4 @@
-"""The book's demo_request client, as a library and a command.
+"""The client of the site (the book's demo_request grown up), as a library and a command: one image or a batch.
 
 Library::
 
@@ -262,6 +262,11 @@ def _batch(args: argparse.Namespace, params: dict[str, str]) -> int:
         print(f"error: --concurrency goes from 1 to 64, --per-request from 1 to {batch.MAX_PER_REQUEST}",
               file=sys.stderr)
         return 2
+    from mysite.routes import route_for
+
+    if per_request > 1 and not route_for(args.endpoint).several:
+        print(f"note: {route_for(args.endpoint).path} takes one image per request; --per-request is ignored",
+              file=sys.stderr)
     options = batch.Options(
         server=args.server, endpoint=args.endpoint, params=params, concurrency=concurrency,
         per_request=per_request, out=Path(args.out) if args.out else None,

@@ -152,12 +152,19 @@ def batch_cli(srv: Server, label: str, args: list[str], images: int, interrupt_a
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err)
         timer = threading.Timer(interrupt_after or RUN_DEADLINE, proc.send_signal, (signal.SIGINT,))
+        timer.daemon = True
         timer.start()
         peak = [0.0]
         watcher = threading.Thread(target=_watch_hwm, args=(proc.pid, peak), daemon=True)
         watcher.start()
-        _, status, usage = os.wait4(proc.pid, 0)
-        timer.cancel()
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        except BaseException:  # Ctrl-C on the benchmark: leave no client behind
+            proc.kill()
+            proc.wait()
+            raise
+        finally:
+            timer.cancel()
         proc.returncode = os.waitstatus_to_exitcode(status)
         wall = time.perf_counter() - started
         err.seek(0)
@@ -247,34 +254,64 @@ def sweep(srv: Server, folder: Path, count: int, cap: float) -> list[str]:
     return rows
 
 
-def compare(srv: Server, name: str, paths: list[Path], folder: Path) -> float:
-    """Capacity, the client with its defaults and a one-at-a-time loop on the same photos; the capacity."""
-    cap = capacity(srv, paths)
-    cli = batch_cli(srv, "python -m mysite.client (defaults)", [str(folder)], len(paths))
-    loop = one_at_a_time(srv, paths)
-    print(f"\n#### {name}\n\n{HEADER}")
+def compare(srv: Server, name: str, paths: list[Path], tmp: Path, rounds: int) -> float:
+    """Capacity, the client with its defaults and a one-at-a-time loop on the same photos; the capacity.
+
+    The photos go in ``rounds`` slices, each slice through the three in turn (the order
+    rotating), so a machine whose load changes slows all three alike.
+    """
+    runs: dict[str, list[Pass]] = {"cap": [], "cli": [], "loop": []}
+    for r in range(rounds):
+        part = paths[r * len(paths) // rounds:(r + 1) * len(paths) // rounds]
+        folder = tmp / f"{name.split()[0]}_round{r}"
+        folder.mkdir()
+        for p in part:
+            os.link(p, folder / p.name)
+        todo = {
+            "cap": lambda: capacity(srv, part),
+            "cli": lambda: batch_cli(srv, "python -m mysite.client (defaults)", [str(folder)], len(part)),
+            "loop": lambda: one_at_a_time(srv, part),
+        }
+        order = list(todo)[r % 3:] + list(todo)[:r % 3]
+        for key in order:
+            runs[key].append(todo[key]())
+    cap, cli, loop = (_combine(runs[k]) for k in ("cap", "cli", "loop"))
+    print(f"\n#### {name}, {rounds} rounds taken in turn\n\n{HEADER}")
     for p in (cap, cli, loop):
         print(p.row(cap.rate))
     print(f"\nclient ÷ one at a time: {cli.rate / loop.rate:.2f}×; client ÷ capacity: "
           f"{100 * cli.rate / cap.rate:.0f} % (with interpreter start-up in the wall time: "
-          f"{len(paths) / cli.wall:.2f} images/s); client CPU per image "
-          f"{1000 * cli.client_cpu / len(paths):.1f} ms, server CPU per image {1000 * cli.server_cpu / len(paths):.0f} ms")
+          f"{cli.images / cli.wall:.2f} images/s); client CPU per image "
+          f"{1000 * cli.client_cpu / cli.images:.1f} ms, server CPU per image {1000 * cli.server_cpu / cli.images:.0f} ms")
     return cap.rate
+
+
+def _combine(passes: list[Pass]) -> Pass:
+    """Several runs of one kind as one: images over the time spent answering them (the client's own
+    figure where it prints one, which leaves out its interpreter's start-up)."""
+    images = sum(p.images for p in passes)
+    answering = sum(p.images / p.rate for p in passes)
+    return Pass(passes[0].label, images, sum(p.wall for p in passes), sum(p.client_cpu for p in passes),
+                sum(p.server_cpu for p in passes), (passes[0].load[0], passes[-1].load[1]), images / answering,
+                max(p.rss_mb for p in passes))
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--photos", type=int, default=200)
     ap.add_argument("--paths", type=int, default=10_000, help="paths for the RSS run (and 1,000 beside it)")
-    ap.add_argument("--quick", action="store_true", help="60 photos, 2,000 paths")
+    ap.add_argument("--rounds", type=int, default=5, help="slices of the photos, each measured three ways in turn")
+    ap.add_argument("--quick", action="store_true", help="60 photos, 2,000 paths, 3 rounds")
     args = ap.parse_args(argv)
     if args.quick:
-        args.photos, args.paths = 60, 2000
+        args.photos, args.paths, args.rounds = 60, 2000, 3
     n = args.photos
     print(f"# python -m bench.batch: {os.cpu_count()} CPUs, load average {os.getloadavg()}, "
           f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}")
     with tempfile.TemporaryDirectory(prefix="bench-batch-") as tmpdir:
         tmp = Path(tmpdir)
+        (tmp / "default").mkdir()
+        (tmp / "cv1").mkdir()
         group, mixed = tmp / "group", tmp / "mixed"
         group_paths, mixed_paths = build_photos(group, n, False), build_photos(mixed, n, True)
         subset = tmp / "mixed60"
@@ -283,8 +320,8 @@ def main(argv: list[str] | None = None) -> None:
             os.link(p, subset / p.name)
         with Server(workers=2, cv_threads=-1) as srv:
             print("\n### Procfile defaults: 2 workers, OpenCV's threads (2 per worker)")
-            compare(srv, f"group photo ×{n}", group_paths, group)
-            cap = compare(srv, f"mixed sizes ×{n}", mixed_paths, mixed)
+            compare(srv, f"group photo ×{n}", group_paths, tmp / "default", args.rounds)
+            cap = compare(srv, f"mixed sizes ×{n}", mixed_paths, tmp / "default", args.rounds)
             print("\n#### concurrency and packing, first 60 mixed photos\n")
             print("\n".join(sweep(srv, subset, 60, cap)))
             print("\n#### interrupted and resumed (mixed photos)\n")
@@ -293,7 +330,7 @@ def main(argv: list[str] | None = None) -> None:
             print("\n".join(rss_flat(srv, tmp, (1000, args.paths))))
         with Server(workers=2, cv_threads=1) as srv:
             print("\n### 2 workers, MYSITE_CV_THREADS=1 (a lone request cannot use both CPUs)")
-            compare(srv, f"group photo ×{n}", group_paths, group)
+            compare(srv, f"group photo ×{n}", group_paths, tmp / "cv1", args.rounds)
     print(f"\nload average at the end: {os.getloadavg()}")
 
 

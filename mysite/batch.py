@@ -70,6 +70,10 @@ class Stop(Exception):
     """Nothing more will pass (the server is unreachable, or says its model is not loaded)."""
 
 
+class Abandoned(Exception):
+    """The run is stopping while a request waits to be retried: its images go unrecorded."""
+
+
 def final(record: dict[str, Any]) -> bool:
     """An answer that another run would get again: the image is done."""
     status = record.get("status")
@@ -143,10 +147,16 @@ class Summary:
 class Worker:
     """Sends one job (a list of paths) and turns the answer into one record per image."""
 
-    def __init__(self, options: Options, route: Route) -> None:
+    def __init__(self, options: Options, route: Route, stop: threading.Event | None = None) -> None:
         self.options = options
         self.route = route
-        self.client = Client(options.server, retries=options.retries, timeout=options.timeout)
+        self.stop = stop or threading.Event()
+        self.client = Client(options.server, retries=options.retries, timeout=options.timeout, sleep=self._wait)
+
+    def _wait(self, seconds: float) -> None:
+        """Wait before a retry, unless the run is stopping: then give the image up (a resumed run sends it)."""
+        if self.stop.wait(seconds):
+            raise Abandoned
 
     def records(self, paths: list[str]) -> list[dict[str, Any]]:
         """One record per path, in order; raises ``Stop`` (with the records so far) when nothing will pass."""
@@ -262,7 +272,7 @@ def run(options: Options, args: list[str], *, stdin: TextIO | None = None, stdou
     jobs: queue.Queue[list[str] | None] = queue.Queue(maxsize=2 * options.concurrency)
     results: queue.Queue[tuple[str, Any]] = queue.Queue()
     threads = [threading.Thread(target=_feed, args=(args, stdin, done, options, jobs, results, stop), daemon=True)]
-    threads += [threading.Thread(target=_work, args=(Worker(options, route), jobs, results, stop), daemon=True)
+    threads += [threading.Thread(target=_work, args=(Worker(options, route, stop), jobs, results, stop), daemon=True)
                 for _ in range(options.concurrency)]
     if bar.enabled:
         threads.append(threading.Thread(target=_count, args=(args, bar, stop), daemon=True))
@@ -398,6 +408,8 @@ def _work(worker: Worker, jobs: queue.Queue[list[str] | None], results: queue.Qu
                 return
             try:
                 results.put(("records", worker.records(job)))
+            except Abandoned:
+                return
             except Stop as exc:
                 message, records = exc.args
                 results.put(("records", records))

@@ -245,3 +245,14 @@ def test_a_batch_through_nginx_in_front_of_two_instances(folder, tmp_path, capsy
         served = [(log_dir / "gunicorn.log").read_text().count('"POST /detect') for log_dir in (tmp_path / "a",
                                                                                                tmp_path / "b")]
         assert min(served) > 0, served
+
+
+def test_routes_are_data_where_each_answer_keeps_its_boxes() -> None:
+    from mysite.routes import route_for
+
+    deepstack = {"success": True, "predictions": [{"x_min": 1, "y_min": 2, "x_max": 3, "y_max": 4}] * 2}
+    assert route_for("v1/vision/face").count_boxes(deepstack) == 2
+    assert route_for("/detect").count_boxes({"status": "ok", "result": [{"box": [0, 0, 1, 1]}]}) == 1
+    assert route_for("detect").several and not route_for("/v1/vision/detection").several
+    assert route_for("predict").count_boxes({"success": True, "predictions": [{"label": "cat"}]}) == 0
+    assert route_for("/a/new/route").path == "/a/new/route" and not route_for("/a/new/route").several

@@ -186,7 +186,7 @@ def _watch_hwm(pid: int, peak: list[float]) -> None:
             text = status.read_text()
         except OSError:
             return
-        match = re.search(r"^VmHWM:\s+(\d+) kB", text, re.M)
+        match = re.search(r"^VmHWM:\s+(\d+) kB", text, re.MULTILINE)
         if match is None:  # a zombie: it has ended
             return
         peak[0] = max(peak[0], int(match.group(1)) / 1024)
@@ -213,7 +213,7 @@ def resume(srv: Server, folder: Path, count: int, tmp: Path) -> list[str]:
     first = batch_cli(srv, "interrupted", [str(folder), "--out", str(out)], count, interrupt_after=max(2.0, count / 40))
     sent_first = posts(srv) - before
     lines_first = sum(1 for _ in out.open())
-    second = batch_cli(srv, "resumed", [str(folder), "--out", str(out)], count)
+    batch_cli(srv, "resumed", [str(folder), "--out", str(out)], count)
     sent_second = posts(srv) - before - sent_first
     records = [line.split('"path":', 1)[1].split(",", 1)[0] for line in out.open()]
     return [
@@ -268,9 +268,10 @@ def compare(srv: Server, name: str, paths: list[Path], tmp: Path, rounds: int) -
         for p in part:
             os.link(p, folder / p.name)
         todo = {
-            "cap": lambda: capacity(srv, part),
-            "cli": lambda: batch_cli(srv, "python -m mysite.client (defaults)", [str(folder)], len(part)),
-            "loop": lambda: one_at_a_time(srv, part),
+            "cap": lambda part=part: capacity(srv, part),
+            "cli": lambda part=part, folder=folder: batch_cli(srv, "python -m mysite.client (defaults)",
+                                                              [str(folder)], len(part)),
+            "loop": lambda part=part: one_at_a_time(srv, part),
         }
         order = list(todo)[r % 3:] + list(todo)[:r % 3]
         for key in order:

@@ -1,15 +1,20 @@
-"""The book's demo_request client, as a library and a command.
+"""The client of the site (the book's demo_request grown up), as a library and a command: one image or a batch.
 
 Library::
 
     from mysite.client import Client
     faces = Client("http://localhost:5000").detect("group.jpg")   # [{"box": [x1, y1, x2, y2]}, ...]
 
-Command (prints status, headers and content the way the book's demo_request.py does)::
+Command (prints the answer as JSON on stdout; ``--verbose`` adds status and headers on stderr)::
 
-    python -m mysite.client /detect group.jpg --draw out.png
-    python -m mysite.client /detect --url https://example.org/lena.jpg
-    MYSITE_SERVER=https://me.pythonanywhere.com python -m mysite.client /catfacedetection cat.jpg
+    python -m mysite.client detect group.jpg --draw out.png
+    python -m mysite.client detect --url https://example.org/lena.jpg
+    MYSITE_SERVER=https://me.pythonanywhere.com python -m mysite.client catfacedetection cat.jpg
+
+Several paths, a folder, a glob or ``-`` (paths on stdin) make it a batch
+(``mysite.batch``): concurrent, JSON Lines out, resumable, with a progress bar::
+
+    python -m mysite.client --server URL detect ~/Pictures/holiday --out faces.jsonl
 
 Connection failures and 502/503/504 answers are retried with exponential
 backoff (seed 003's client retried 10 times); other HTTP errors are reported
@@ -19,6 +24,7 @@ with the server's own message. Needs requests, numpy and OpenCV only: no GUI.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -46,8 +52,9 @@ class HTTPError(ClientError):
     def __init__(self, response: requests.Response) -> None:
         self.response = response
         self.status = response.status_code
-        body = _json_or_none(response)
+        body = json_or_none(response)
         self.message = str(body.get("message", "")) if isinstance(body, dict) else response.text[:200].strip()
+        self.reason = str(body.get("reason", "")) if isinstance(body, dict) else ""  # e.g. model_not_loaded
         reason = body.get("status") if isinstance(body, dict) else response.reason
         super().__init__(f"{response.request.method} {response.url} answered {self.status} {reason}: {self.message}")
 
@@ -87,19 +94,23 @@ class Client:
         url: str | None = None,
         params: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
+        images: Sequence[tuple[str, bytes]] | None = None,
     ) -> requests.Response:
         """Send one request (the image as multipart field ``image``, or ``?url=``), retrying what may pass.
 
-        Any status is returned, as the book's scripts want to print it; only a
+        ``images`` (name, bytes) go as repeated ``image`` fields: several images in one
+        request. Any status is returned, as the book's scripts want to print it; only a
         server that cannot be reached raises (``ConnectFailed``).
         """
         query = dict(params or {})
         if url is not None:
             query["url"] = url
-        data = _read(image) if image is not None else None
+        uploads = list(images or ())
+        if image is not None:
+            uploads.append((_name(image), _read(image)))
         target = self.url_for(endpoint)
         for attempt in range(self.retries + 1):
-            files = {"image": (_name(image), data, "application/octet-stream")} if data is not None else None
+            files = [("image", (name, data, "application/octet-stream")) for name, data in uploads] or None
             try:
                 response = self.session.request(
                     method, target, params=query, files=files, headers=dict(headers or {}), timeout=self.timeout
@@ -108,7 +119,7 @@ class Client:
                 if attempt == self.retries:
                     raise ConnectFailed(f"could not reach {target} after {attempt + 1} attempts: {exc}") from None
             else:
-                if response.status_code not in RETRY_STATUSES or attempt == self.retries or _lasting(response):
+                if response.status_code not in RETRY_STATUSES or attempt == self.retries or lasting(response):
                     return response
                 retry_after = _retry_after(response)
                 if retry_after is not None:
@@ -129,7 +140,7 @@ class Client:
     def detect(self, image: str | Path | bytes | None = None, *, endpoint: str = "/detect", url: str | None = None,
                **params: Any) -> list[dict[str, Any]]:
         """The detections the server finds: ``[{"box": [x1, y1, x2, y2], ...}, ...]``."""
-        body = _json_or_none(self.call(endpoint, image, url=url, **params))
+        body = json_or_none(self.call(endpoint, image, url=url, **params))
         if not isinstance(body, dict) or not isinstance(body.get("result"), list):
             raise ClientError(f"{endpoint} did not answer detections: {str(body)[:200]}")
         return body["result"]
@@ -168,7 +179,7 @@ def show(response: requests.Response, out: Any = None) -> None:
     out = out or sys.stdout
     print(f"status code: {response.status_code}", file=out)
     print(f"headers: {dict(response.headers)}", file=out)
-    body = _json_or_none(response)
+    body = json_or_none(response)
     if body is None:
         kind = response.headers.get("Content-Type", "unknown type")
         print(f"content: <{len(response.content)} bytes of {kind}>", file=out)
@@ -177,38 +188,92 @@ def show(response: requests.Response, out: Any = None) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m mysite.client``: one request, printed; ``--draw`` saves the picture with the results."""
-    args = _parser().parse_args(argv)
-    if (args.image is None) == (args.url is None):
-        print("error: give an image path or --url (one of them)", file=sys.stderr)
-        return 2
+    """``python -m mysite.client``: one request, its answer printed as JSON, or a batch (``mysite.batch``)."""
+    args = _parser().parse_intermixed_args(argv)
     try:
         params = dict(_key_value(p) for p in args.param)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if _is_batch(args):
+        return _batch(args, params)
+    if (not args.paths) == (args.url is None):
+        print("error: give an image path or --url (one of them)", file=sys.stderr)
+        return 2
     if args.draw and Path(args.draw).suffix.lower() == ".png":
         # An endpoint that answers a picture (Canny) then sends it lossless; JSON answers ignore format.
         params.setdefault("format", "png")
     client = Client(args.server, retries=args.retries, timeout=args.timeout)
-    image = Path(args.image) if args.image else None
+    image = Path(args.paths[0]) if args.paths else None
     if image is not None and not image.is_file():
         print(f"error: no such image file: {image}", file=sys.stderr)
         return 2
     try:
         response = client.request("POST" if image else "GET", args.endpoint, image=image, url=args.url,
                                   params=params)
-        show(response)
+        print_json(response, verbose=args.verbose)
         if not response.ok:
             print(f"error: {HTTPError(response)}", file=sys.stderr)
             return 1
         if args.draw:
             _draw(client, args, image, params, response)
-            print(f"wrote {args.draw}")
+            print(f"wrote {args.draw}", file=sys.stderr)
     except ClientError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1 if isinstance(exc, HTTPError) else 3
     return 0
+
+
+def print_json(response: requests.Response, *, verbose: bool = False, out: Any = None, err: Any = None) -> None:
+    """The answer as one line of JSON on ``out`` (a picture answer is described: type and size);
+    with ``verbose``, the status line and headers on ``err`` first."""
+    out, err = out or sys.stdout, err or sys.stderr
+    if verbose:
+        print(f"status code: {response.status_code}", file=err)
+        print(f"headers: {json.dumps(dict(response.headers))}", file=err)
+    body = json_or_none(response)
+    if body is None:
+        kind = response.headers.get("Content-Type", "")
+        body = {"content_type": kind, "bytes": len(response.content)}
+        if kind.startswith("image/"):
+            print("the answer is a picture: --draw OUT saves it", file=err)
+    print(json.dumps(body), file=out)
+
+
+def _is_batch(args: argparse.Namespace) -> bool:
+    """Several images, a folder, a glob, stdin, or any batch option: the batch client."""
+    from mysite import imagepaths
+
+    options = (args.out, args.concurrency, args.per_request, args.draw_dir, args.progress)
+    if any(o is not None for o in options) or len(args.paths) > 1:
+        return True
+    return any(p == "-" or os.path.isdir(p) or (imagepaths.is_glob(p) and not os.path.exists(p)) for p in args.paths)
+
+
+def _batch(args: argparse.Namespace, params: dict[str, str]) -> int:
+    from mysite import batch
+
+    if args.url or args.draw:
+        print("error: --url and --draw are for one image; a batch takes paths (and --draw-dir)", file=sys.stderr)
+        return 2
+    concurrency = args.concurrency or batch.DEFAULT_CONCURRENCY
+    per_request = args.per_request or batch.DEFAULT_PER_REQUEST
+    if not 1 <= concurrency <= 64 or not 1 <= per_request <= batch.MAX_PER_REQUEST:
+        print(f"error: --concurrency goes from 1 to 64, --per-request from 1 to {batch.MAX_PER_REQUEST}",
+              file=sys.stderr)
+        return 2
+    from mysite.routes import route_for
+
+    if per_request > 1 and not route_for(args.endpoint).several:
+        print(f"note: {route_for(args.endpoint).path} takes one image per request; --per-request is ignored",
+              file=sys.stderr)
+    options = batch.Options(
+        server=args.server, endpoint=args.endpoint, params=params, concurrency=concurrency,
+        per_request=per_request, out=Path(args.out) if args.out else None,
+        draw_dir=Path(args.draw_dir) if args.draw_dir else None, progress=args.progress,
+        retries=args.retries, timeout=args.timeout, quiet=args.quiet,
+    )
+    return batch.run(options, args.paths, stdin=sys.stdin)
 
 
 def _draw(client: Client, args: argparse.Namespace, image: Path | None, params: dict[str, str],
@@ -221,7 +286,7 @@ def _draw(client: Client, args: argparse.Namespace, image: Path | None, params: 
 
         write_image(cv2.imdecode(np.frombuffer(response.content, np.uint8), cv2.IMREAD_UNCHANGED), out)
         return
-    body = _json_or_none(response)
+    body = json_or_none(response)
     if not isinstance(body, dict) or not isinstance(body.get("result"), list):
         raise ClientError(f"{args.endpoint} answers no boxes; there is nothing to draw")
     if image is not None:
@@ -245,8 +310,9 @@ def example_parser(doc: str) -> argparse.ArgumentParser:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m mysite.client", description=__doc__.split("\n\n")[0])
-    p.add_argument("endpoint", help="the API route, e.g. /detect, /catfacedetection, /canny")
-    p.add_argument("image", nargs="?", help="path of the image to POST")
+    p.add_argument("endpoint", help="the API route, e.g. detect, catfacedetection, canny, v1/vision/face")
+    p.add_argument("paths", nargs="*", metavar="PATH",
+                   help="image file(s); a folder (walked for images), a glob, or - (paths on stdin) for a batch")
     p.add_argument("--url", help="ask the server to fetch the image from this URL instead (GET ?url=)")
     p.add_argument("--server", default=None,
                    help=f"server base URL (default: $MYSITE_SERVER or {DEFAULT_SERVER})")
@@ -255,6 +321,17 @@ def _parser() -> argparse.ArgumentParser:
                    help="a request parameter, e.g. -p min_neighbors=3 (repeatable)")
     p.add_argument("--retries", type=int, default=5, help="retries on connection failure or 502/503/504 (5)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for each answer (60)")
+    p.add_argument("--verbose", "-v", action="store_true", help="one image: status and headers on stderr")
+    b = p.add_argument_group("batch (several paths, a folder, a glob or -)")
+    b.add_argument("--out", "-o", metavar="FILE.jsonl",
+                   help="JSON Lines, one object per image (default: stdout); run again to resume")
+    b.add_argument("--concurrency", "-c", type=int, metavar="N", help="requests in flight (4)")
+    b.add_argument("--per-request", "-k", type=int, metavar="K",
+                   help="images packed into one request where the route takes several (1)")
+    b.add_argument("--draw-dir", metavar="DIR", help="save each picture with its detections drawn (by the server)")
+    b.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="the progress bar on stderr (default: when stderr is a terminal)")
+    b.add_argument("--quiet", "-q", action="store_true", help="no summary at the end")
     return p
 
 
@@ -273,7 +350,7 @@ def _name(image: str | Path | bytes | None) -> str:
     return "image" if isinstance(image, bytes) or image is None else Path(image).name
 
 
-def _json_or_none(response: requests.Response) -> Any:
+def json_or_none(response: requests.Response) -> Any:
     if "json" not in response.headers.get("Content-Type", ""):
         return None
     try:
@@ -282,13 +359,19 @@ def _json_or_none(response: requests.Response) -> Any:
         return None
 
 
-def _lasting(response: requests.Response) -> bool:
-    """A 503 from mysite saying a model is not loaded: that lasts until its owner installs it, so don't wait."""
-    try:
-        body = response.json()
-    except ValueError:
+def lasting(response: requests.Response) -> bool:
+    """A 503 from mysite saying a model is not loaded: that lasts until its owner installs it, so don't wait.
+
+    The ``reason`` of the error body says so; servers older than ``reason`` are recognised by their message.
+    """
+    if response.status_code != 503:
         return False
-    return isinstance(body, dict) and "is not loaded" in str(body.get("message", ""))
+    body = json_or_none(response)
+    if not isinstance(body, dict):
+        return False
+    if "reason" in body:
+        return body["reason"] == "model_not_loaded"
+    return "is not loaded" in str(body.get("message", ""))
 
 
 def _retry_after(response: requests.Response) -> float | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import subprocess
 import sys
 import threading
@@ -44,23 +45,53 @@ def test_library_detect_finds_the_17_faces(live_server) -> None:
     assert all(len(f["box"]) == 4 for f in faces)
 
 
-def test_cli_prints_like_the_book_and_draws_a_png(live_server, tmp_path, capsys) -> None:
+def test_cli_prints_the_answer_as_json_and_draws_a_png(live_server, tmp_path, capsys) -> None:
     out = tmp_path / "faces.png"
-    code = main(["--server", live_server.url, "/detect", str(GROUP), "--draw", str(out)])
-    printed = capsys.readouterr().out
+    code = main(["--server", live_server.url, "detect", str(GROUP), "--draw", str(out)])
+    captured = capsys.readouterr()
     assert code == 0
-    lines = printed.splitlines()
-    assert lines[0] == "status code: 200"
-    assert lines[1].startswith("headers: {") and "'Content-Type': 'application/json'" in lines[1]
-    assert lines[2].startswith("content: {'status': 'ok', 'result': [{'box': [")
+    answer = json.loads(captured.out)  # stdout is the answer and nothing else: a shell can pipe it to jq
+    assert answer["status"] == "ok" and len(answer["result"]) == 17
+    assert captured.err == f"wrote {out}\n"
     assert out.read_bytes().startswith(b"\x89PNG")
-    _assert_boxes_drawn(out, Client(live_server.url).detect(GROUP))
+    _assert_boxes_drawn(out, answer["result"])
+
+
+def test_cli_verbose_puts_status_and_headers_on_stderr(live_server, capsys) -> None:
+    assert main(["--server", live_server.url, "/detect", str(GROUP), "--verbose"]) == 0
+    captured = capsys.readouterr()
+    assert len(json.loads(captured.out)["result"]) == 17
+    status, headers = captured.err.splitlines()[:2]
+    assert status == "status code: 200"
+    assert json.loads(headers.removeprefix("headers: "))["Content-Type"] == "application/json"
+
+
+def test_cli_as_a_command_pipes_json_and_exits_by_the_answer(live_server, tmp_path) -> None:
+    """The command a shell runs: JSON on stdout whatever the answer; the exit status says which it was."""
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "mysite.client", "--server", live_server.url, *args],
+                              cwd=PROJECT, capture_output=True, text=True, timeout=60)
+
+    ok = run("detect", str(GROUP))
+    assert ok.returncode == 0 and len(json.loads(ok.stdout)["result"]) == 17 and ok.stderr == ""
+    text = tmp_path / "notes.jpg"
+    text.write_text("not a picture\n")
+    refused = run("detect", str(text))
+    assert refused.returncode == 1
+    assert json.loads(refused.stdout)["status"] == "unsupported media type"
+    assert "answered 415" in refused.stderr
+    missing = run("nosuchroute", str(GROUP))
+    assert missing.returncode == 1 and json.loads(missing.stdout) == {"status": "not found",
+                                                                       "message": "route not found"}
+    unreachable = run("--server", f"http://127.0.0.1:{free_port()}", "--retries", "0", "detect", str(GROUP))
+    assert unreachable.returncode == 3 and unreachable.stdout == "" and "could not reach" in unreachable.stderr
+    assert run("detect").returncode == 2
 
 
 def test_cli_server_from_environment(live_server, monkeypatch, capsys) -> None:
     monkeypatch.setenv("MYSITE_SERVER", live_server.url)
     assert main(["detect", str(GROUP)]) == 0
-    assert capsys.readouterr().out.startswith("status code: 200")
+    assert json.loads(capsys.readouterr().out)["status"] == "ok"
 
 
 def test_cli_by_url_draws_on_the_servers_copy(live_server, image_server, tmp_path, capsys) -> None:
@@ -75,7 +106,8 @@ def test_cli_by_url_draws_on_the_servers_copy(live_server, image_server, tmp_pat
 def test_cli_canny_saves_the_edge_map(live_server, tmp_path, capsys) -> None:
     out = tmp_path / "edges.png"
     assert main(["--server", live_server.url, "/canny", str(GROUP), "--draw", str(out)]) == 0
-    assert "content: <" in capsys.readouterr().out
+    described = json.loads(capsys.readouterr().out)
+    assert described["content_type"] == "image/png" and described["bytes"] > 1000
     edges = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
     assert edges.ndim == 2 and set(np.unique(edges)) <= {0, 255} and edges.any()
 
@@ -85,7 +117,7 @@ def test_cli_http_errors_are_explained(live_server, tmp_path, capsys) -> None:
     text.write_text("not a picture at all, just some words\n")
     assert main(["--server", live_server.url, "/detect", str(text)]) == 1
     captured = capsys.readouterr()
-    assert captured.out.startswith("status code: 415")
+    assert json.loads(captured.out)["status"] == "unsupported media type"
     assert "answered 415 unsupported media type: expected an image" in captured.err
     assert main(["--server", live_server.url, "/process", str(GROUP)]) == 1
     assert "answered 404 not found: route not found" in capsys.readouterr().err

@@ -1,30 +1,146 @@
-"""The hosting files agree with the app: Elastic Beanstalk's config, nginx's body limit, the
-Procfile, and the PythonAnywhere WSGI template."""
+"""The hosting files agree with the app: Elastic Beanstalk's config (every option one AWS
+documents), nginx's limits and JSON error pages, the platform hooks, the Procfile, and the
+PythonAnywhere WSGI template."""
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from mysite import proxy_conf
+from mysite import settings as settings_mod
+
 ROOT = Path(__file__).resolve().parent.parent
+EB_CONFIG = ROOT / ".ebextensions" / "01-mysite.config"
+NGINX_CONF = ROOT / proxy_conf.CONF_PATH
+HOOKS = ROOT / ".platform" / "hooks"
+
+# AWS Elastic Beanstalk, "General options for all environments" and "Python platform options"
+# (docs.aws.amazon.com/elasticbeanstalk/latest/dg/command-options-general.html): the options this
+# project sets, with the values the page allows (None: any value of the documented kind).
+DOCUMENTED: dict[str, dict[str, object]] = {
+    "aws:elasticbeanstalk:container:python": {"WSGIPath": None},
+    "aws:elasticbeanstalk:application:environment": {},  # any variable name
+    "aws:elasticbeanstalk:environment": {
+        "EnvironmentType": {"SingleInstance", "LoadBalanced"},
+        "LoadBalancerType": {"classic", "application", "network"},
+    },
+    "aws:autoscaling:asg": {"MinSize": range(1, 10001), "MaxSize": range(1, 10001), "Cooldown": range(0, 10001)},
+    "aws:ec2:instances": {"InstanceTypes": None, "EnableSpot": {"true", "false"}},
+    "aws:autoscaling:launchconfiguration": {"MonitoringInterval": {"1 minute", "5 minute"}},
+    "aws:autoscaling:trigger": {
+        "MeasureName": {"CPUUtilization", "NetworkIn", "NetworkOut", "DiskWriteOps", "DiskReadBytes", "DiskReadOps",
+                        "DiskWriteBytes", "Latency", "RequestCount", "HealthyHostCount", "UnhealthyHostCount",
+                        "TargetResponseTime"},
+        "Statistic": {"Minimum", "Maximum", "Sum", "Average"},
+        "Unit": {"Seconds", "Percent", "Bytes", "Bits", "Count", "Bytes/Second", "Bits/Second", "Count/Second",
+                 "None"},
+        "Period": range(1, 601), "EvaluationPeriods": range(1, 601), "BreachDuration": range(1, 601),
+        "UpperThreshold": range(0, 20000001), "LowerThreshold": range(0, 20000001),
+        "UpperBreachScaleIncrement": None, "LowerBreachScaleIncrement": None,
+    },
+    "aws:elasticbeanstalk:command": {
+        "DeploymentPolicy": {"AllAtOnce", "Rolling", "RollingWithAdditionalBatch", "Immutable", "TrafficSplitting"},
+        "BatchSizeType": {"Percentage", "Fixed"}, "BatchSize": range(1, 10001), "Timeout": range(1, 3601),
+        "IgnoreHealthCheck": {"true", "false"},
+    },
+    "aws:autoscaling:updatepolicy:rollingupdate": {
+        "RollingUpdateEnabled": {"true", "false"}, "RollingUpdateType": {"Time", "Health", "Immutable"},
+        "MaxBatchSize": range(1, 10001), "MinInstancesInService": range(0, 10000),
+    },
+    "aws:elasticbeanstalk:healthreporting:system": {"SystemType": {"basic", "enhanced"}},
+    "aws:elasticbeanstalk:environment:process:default": {
+        "HealthCheckPath": None, "MatcherHTTPCode": None, "HealthCheckInterval": range(5, 301),
+        "HealthCheckTimeout": range(1, 61), "HealthyThresholdCount": range(2, 11),
+        "UnhealthyThresholdCount": range(2, 11), "DeregistrationDelay": range(0, 3601),
+        "StickinessEnabled": {"true", "false"},
+    },
+}
+
+
+def eb_options() -> dict[str, dict[str, str]]:
+    """``option_settings`` of the config file as namespace -> option -> value (its YAML is that flat)."""
+    options: dict[str, dict[str, str]] = {}
+    namespace = None
+    for raw in EB_CONFIG.read_text().splitlines():
+        line = raw.split(" #")[0].rstrip() if not raw.lstrip().startswith("#") else ""
+        if not line.strip() or line == "option_settings:":
+            continue
+        indent = len(line) - len(line.lstrip())
+        key, _, value = line.strip().partition(":") if indent == 2 else line.strip().partition(": ")
+        if indent == 2:
+            namespace = line.strip().rstrip(":")
+            options[namespace] = {}
+        else:
+            assert indent == 4 and namespace, f"unexpected line in {EB_CONFIG.name}: {raw!r}"
+            options[namespace][key.strip()] = value.strip().strip('"')
+    return options
+
+
+def test_every_elastic_beanstalk_option_is_a_documented_one_with_a_valid_value():
+    for namespace, values in eb_options().items():
+        assert namespace in DOCUMENTED, f"{namespace} is not a namespace this project checked in AWS's docs"
+        if namespace == "aws:elasticbeanstalk:application:environment":
+            continue
+        for name, value in values.items():
+            assert name in DOCUMENTED[namespace], f"{namespace}: {name} is not a documented option"
+            allowed = DOCUMENTED[namespace][name]
+            if isinstance(allowed, range):
+                assert int(value) in allowed, f"{namespace}: {name}={value}"
+            elif allowed is not None:
+                assert value in allowed, f"{namespace}: {name}={value}"
+
+
+def test_elastic_beanstalk_scales_out_and_deploys_without_losing_capacity():
+    o = eb_options()
+    asg, command, trigger = o["aws:autoscaling:asg"], o["aws:elasticbeanstalk:command"], o["aws:autoscaling:trigger"]
+    assert 2 <= int(asg["MinSize"]) < int(asg["MaxSize"])  # one instance can fail or be redeployed
+    assert command["DeploymentPolicy"] in {"RollingWithAdditionalBatch", "Immutable"}
+    assert command["BatchSizeType"] == "Fixed" and int(command["BatchSize"]) < int(asg["MinSize"])
+    assert int(trigger["BreachDuration"]) == int(trigger["Period"]) * int(trigger["EvaluationPeriods"])
+    assert int(trigger["LowerThreshold"]) < int(trigger["UpperThreshold"])
+    assert o["aws:elasticbeanstalk:healthreporting:system"]["SystemType"] == "enhanced"
+    assert o["aws:elasticbeanstalk:environment"]["EnvironmentType"] == "LoadBalanced"
 
 
 def test_elastic_beanstalk_points_at_the_app_and_its_health_check(app):
-    config = (ROOT / ".ebextensions" / "01-mysite.config").read_text()
-    assert re.search(r"WSGIPath:\s*wsgi:application", config)
-    assert re.search(r"PORT:\s*8000", config)
-    health = re.search(r"HealthCheckPath:\s*(\S+)", config).group(1)
+    o = eb_options()
+    assert o["aws:elasticbeanstalk:container:python"]["WSGIPath"] == "wsgi:application"
+    env = o["aws:elasticbeanstalk:application:environment"]
+    assert env["PORT"] == "8000"
+    process = o["aws:elasticbeanstalk:environment:process:default"]
+    health = process["HealthCheckPath"]
     assert health in {r.rule for r in app.url_map.iter_rules()}
-    assert app.test_client().get(health).status_code == 200
+    assert str(app.test_client().get(health).status_code) == process["MatcherHTTPCode"]
+    # A check must be able to time out before the next one starts.
+    assert int(process["HealthCheckTimeout"]) < int(process["HealthCheckInterval"])
+
+
+def test_elastic_beanstalk_settings_are_valid_and_match_the_hooks_and_gunicorn():
+    import importlib
+
+    o = eb_options()
+    env = {k: v for k, v in o["aws:elasticbeanstalk:application:environment"].items() if k.startswith("MYSITE_")}
+    loaded = settings_mod.load(environ={**env, "MYSITE_ENV_FILE": "/nonexistent/.env"})  # raises on a bad value
+    assert str(loaded.model_dir) == "/var/app/models"
+    assert "/var/app/models" in (HOOKS / "predeploy" / "01_fetch_models.sh").read_text()
+    # In-flight requests may run as long as gunicorn lets them before an instance leaves the balancer.
+    timeout = importlib.import_module("mysite.gunicorn_conf").timeout
+    assert int(o["aws:elasticbeanstalk:environment:process:default"]["DeregistrationDelay"]) >= timeout
+    # The committed nginx file is what the prebuild hook writes for these settings.
+    assert NGINX_CONF.read_text() == proxy_conf.render(loaded, timeout)
 
 
 def test_nginx_lets_the_largest_accepted_body_through(app):
-    conf = (ROOT / ".platform" / "nginx" / "conf.d" / "mysite.conf").read_text()
-    megabytes = int(re.search(r"client_max_body_size\s+(\d+)M;", conf).group(1))
-    assert megabytes * 1024 * 1024 >= app.config["MAX_CONTENT_LENGTH"]
+    conf = NGINX_CONF.read_text()
+    kib = int(re.search(r"^client_max_body_size\s+(\d+)k;", conf, re.M).group(1))
+    assert app.config["MAX_CONTENT_LENGTH"] <= kib * 1024 < app.config["MAX_CONTENT_LENGTH"] + 1024
 
 
 def test_procfile_serves_wsgi_application_with_gunicorn():
@@ -47,6 +163,61 @@ def test_pythonanywhere_template_loads_the_app_from_home(tmp_path):
 def test_nginx_waits_as_long_as_gunicorn_lets_a_request_run():
     import importlib
 
-    conf = (ROOT / ".platform" / "nginx" / "conf.d" / "mysite.conf").read_text()
+    conf = NGINX_CONF.read_text()
     gunicorn_timeout = importlib.import_module("mysite.gunicorn_conf").timeout
     assert int(re.search(r"proxy_read_timeout\s+(\d+)s;", conf).group(1)) >= gunicorn_timeout
+
+
+def test_nginx_error_pages_are_the_apps_json():
+    import json
+
+    bodies = re.findall(r"return (\d+) '([^']*)';", NGINX_CONF.read_text())
+    assert {code for code, _ in bodies} == {"413", "502", "504"}
+    for _, body in bodies:
+        assert set(json.loads(body)) == {"status", "message"}
+    assert "proxy_intercept_errors on" not in NGINX_CONF.read_text()  # the app's own errors pass through
+
+
+def _staged_copy(tmp_path: Path) -> Path:
+    """The parts of the source bundle the hooks use, as Elastic Beanstalk stages them."""
+    app = tmp_path / "staging"
+    for part in ("mysite", "deploy", ".platform"):
+        shutil.copytree(ROOT / part, app / part, ignore=shutil.ignore_patterns("__pycache__", "data"))
+    shutil.copytree(ROOT / "mysite" / "data", app / "mysite" / "data")
+    return app
+
+
+def _hook_env(**extra: str) -> dict[str, str]:
+    keep = {k: v for k, v in os.environ.items() if not k.startswith("MYSITE_")}
+    # The hooks look for the platform's virtualenv, then any python3.11+ on PATH: this one first.
+    keep["PATH"] = f"{Path(sys.executable).parent}:{keep.get('PATH', '')}"
+    return {**keep, "MYSITE_ENV_FILE": "/nonexistent/.env", **extra}
+
+
+@pytest.mark.parametrize("hooks", ["hooks", "confighooks"])
+def test_prebuild_hook_writes_nginx_limits_from_the_setting(tmp_path, hooks):
+    app = _staged_copy(tmp_path)
+    hook = app / ".platform" / hooks / "prebuild" / "01_nginx_limits.sh"
+    assert os.access(hook, os.X_OK)
+    proc = subprocess.run([str(hook)], env=_hook_env(MYSITE_MAX_UPLOAD_MB="25", MYSITE_TIMEOUT="200"),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    conf = (app / proxy_conf.CONF_PATH).read_text()
+    limit = settings_mod.Settings(max_upload_mb=25).max_body_bytes
+    assert f"client_max_body_size {-(-limit // 1024)}k;" in conf and "proxy_read_timeout 200s;" in conf
+    assert "upload limit of 25 MB" in conf
+
+
+def test_prebuild_hook_never_fails_the_deploy(tmp_path):
+    app = _staged_copy(tmp_path)
+    before = (app / proxy_conf.CONF_PATH).read_text()
+    proc = subprocess.run([str(app / ".platform/hooks/prebuild/01_nginx_limits.sh")],
+                          env=_hook_env(MYSITE_MAX_UPLOAD_MB="lots"), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0
+    assert "MYSITE_MAX_UPLOAD_MB" in proc.stderr and "keeps the defaults" in proc.stderr
+    assert (app / proxy_conf.CONF_PATH).read_text() == before
+
+
+def test_hooks_are_valid_bash():
+    for hook in sorted(ROOT.glob(".platform/*hooks/*/*.sh")) + [ROOT / "deploy" / "eb_hook_env.sh"]:
+        subprocess.run(["bash", "-n", str(hook)], check=True, timeout=10)

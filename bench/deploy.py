@@ -1,0 +1,396 @@
+"""``python -m bench.deploy``: scale-out and failover rehearsed on loopback, and the cold start.
+
+Two instances of the Procfile's gunicorn behind nginx (Debian's package, standing in for the
+load balancer, with the app's own nginx settings from ``mysite.proxy_conf``). Under a steady
+load of clients it (a) kills one instance with SIGKILL and starts it again, (b) restarts both
+one after the other with SIGTERM, as a rolling deploy does, and (c) sends SIGHUP to each
+gunicorn master, three rounds; each scenario counts failed requests (any answer but 200, or
+none). It checks nginx's own answers are JSON (413 over the body limit; 502 with every
+instance down), and measures the cold start: process start to the first 200 on ``/healthz``,
+with every shipped model, beside the machine's load and the CPU time it took.
+
+Only 127.0.0.1 is contacted; every wait has a deadline; every process is stopped by the id this
+module started. ``--quick`` (about 20 s) is what the test runs; the full run takes about 90 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.server import HOST, ROOT, free_port, multipart, procfile_command
+from mysite import proxy_conf
+from mysite import settings as settings_mod
+
+PHOTO = ROOT / "tests" / "data" / "group_17_faces.jpg"
+
+
+def http_request(port: int, method: str, path: str, body: bytes | None = None,
+                 headers: dict[str, str] | None = None, timeout: float = 30.0) -> tuple[int, bytes, dict[str, str]]:
+    """One request to the loopback port: status, body, headers (lower-case names)."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, response.read(), {k.lower(): v for k, v in response.getheaders()}
+    finally:
+        conn.close()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process so far (``/proc/PID/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    out.append(int(entry.name))
+            except (OSError, ValueError, IndexError):
+                continue
+    return out
+
+
+@dataclass
+class Instance:
+    """One Procfile gunicorn on a loopback port; started, stopped and signalled by its own pid."""
+
+    name: str
+    port: int = field(default_factory=free_port)
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen | None = None
+    log: Path | None = None
+
+    def start(self, deadline_s: float = 60.0) -> tuple[float, float]:
+        """Start and wait for the first 200 on /healthz; (milliseconds, CPU seconds of master + workers)."""
+        env = {**os.environ, "GUNICORN_CMD_ARGS": f"--bind {HOST}:{self.port}", "MYSITE_URL_FETCH": "off",
+               "MYSITE_LOG_LEVEL": "WARNING", **self.env}
+        self.log = Path(tempfile.mkstemp(prefix=f"mysite-{self.name}-", suffix=".log")[1])
+        started = time.perf_counter()
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(procfile_command(), cwd=ROOT, env=env, stdout=out, stderr=out)
+        while time.perf_counter() - started < deadline_s:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}: {self.tail()}")
+            try:
+                if http_request(self.port, "GET", "/healthz", timeout=5)[0] == 200:
+                    ms = (time.perf_counter() - started) * 1000
+                    pids = [self.proc.pid, *children(self.proc.pid)]
+                    return ms, sum(cpu_seconds(p) for p in pids if Path(f"/proc/{p}").exists())
+            except OSError:
+                pass
+            time.sleep(0.002)
+        raise TimeoutError(f"{self.name}: no 200 on /healthz within {deadline_s} s: {self.tail()}")
+
+    def send(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def tail(self) -> str:
+        return self.log.read_text(errors="replace")[-2000:] if self.log and self.log.exists() else ""
+
+    def close(self) -> None:
+        self.stop()
+        if self.log is not None:
+            self.log.unlink(missing_ok=True)
+
+
+def nginx_conf(prefix: Path, port: int, upstreams: list[int], app_conf: str) -> str:
+    """nginx as Elastic Beanstalk sets it up (the app's server-level file included), balancing ``upstreams``."""
+    servers = "\n".join(f"        server {HOST}:{p} max_fails=1 fail_timeout=2s;" for p in upstreams)
+    (prefix / "mysite.conf").write_text(app_conf)
+    temp = "\n".join(f"    {kind}_temp_path {prefix / kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi",
+                                                                            "scgi"))
+    return f"""\
+worker_processes 1;
+pid {prefix / 'nginx.pid'};
+error_log {prefix / 'error.log'} warn;
+events {{ worker_connections 512; }}
+http {{
+    access_log off;
+{temp}
+    upstream mysite {{
+{servers}
+    }}
+    server {{
+        listen {HOST}:{port};
+        client_header_timeout 60;
+        client_body_timeout 60;
+        keepalive_timeout 60;
+        include {prefix / 'mysite.conf'};
+        location / {{
+            proxy_pass http://mysite;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Real-IP $remote_addr;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            # Every endpoint is a pure function of its request (no state, no side effects), so a
+            # request an instance dropped as it died may safely go to the other one.
+            proxy_next_upstream error timeout non_idempotent;
+            proxy_next_upstream_tries 2;
+        }}
+    }}
+}}
+"""
+
+
+@contextmanager
+def nginx(upstreams: list[int], app_conf: str) -> Iterator[int]:
+    """Debian's nginx on a free loopback port in front of ``upstreams``; yields its port."""
+    binary = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    if binary is None:
+        raise FileNotFoundError("nginx is not installed (apt-get install -y nginx)")
+    prefix = Path(tempfile.mkdtemp(prefix="mysite-nginx-"))
+    prefix.chmod(0o755)  # nginx's workers run as nobody when started by root
+    port = free_port()
+    (prefix / "nginx.conf").write_text(nginx_conf(prefix, port, upstreams, app_conf))
+    proc = subprocess.Popen([binary, "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-e",
+                             str(prefix / "error.log"), "-g", "daemon off;"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"nginx exited: {proc.stderr.read().decode(errors='replace') if proc.stderr else ''}")
+            try:
+                http.client.HTTPConnection(HOST, port, timeout=1).connect()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError("nginx did not listen within 10 s") from None
+                time.sleep(0.01)
+        yield port
+    finally:
+        proc.send_signal(signal.SIGQUIT)  # graceful
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+        shutil.rmtree(prefix, ignore_errors=True)
+
+
+@dataclass
+class Load:
+    """Clients sending /detect (the group photo) and /healthz through nginx until stopped."""
+
+    port: int
+    clients: int
+    max_requests: int = 100_000
+    results: list[tuple[float, int, float]] = field(default_factory=list)  # (time, status or -1, ms)
+    failures: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._body, ctype = multipart(PHOTO.read_bytes())
+        self._headers = {"Content-Type": ctype}
+        self._threads = [threading.Thread(target=self._client, args=(i,), daemon=True) for i in range(self.clients)]
+
+    def _client(self, i: int) -> None:
+        n = 0
+        while not self._stop.is_set() and len(self.results) < self.max_requests:
+            detect = (n + i) % 4 != 3  # three detections to one health check
+            n += 1
+            t = time.perf_counter()
+            try:
+                if detect:
+                    status, body, _ = http_request(self.port, "POST", "/detect", self._body, self._headers)
+                else:
+                    status, body, _ = http_request(self.port, "GET", "/healthz")
+                problem = None if status == 200 else f"{status}: {body[:200]!r}"
+            except OSError as exc:
+                status, problem = -1, f"no answer: {exc!r}"
+            ms = (time.perf_counter() - t) * 1000
+            with self._lock:
+                self.results.append((time.monotonic(), status, ms))
+                if problem:
+                    self.failures.append(problem)
+
+    def __enter__(self) -> Load:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=60)
+
+    def summary(self) -> dict[str, float | int | str]:
+        ms = sorted(r[2] for r in self.results)
+        return {
+            "requests": len(ms),
+            "failed": len(self.failures),
+            "p50_ms": round(statistics.median(ms)) if ms else 0,
+            "p95_ms": round(ms[int(0.95 * (len(ms) - 1))]) if ms else 0,
+            "max_ms": round(ms[-1]) if ms else 0,
+            "first_failure": self.failures[0] if self.failures else "",
+        }
+
+
+@dataclass
+class Rehearsal:
+    """The two instances, nginx, and the scenarios."""
+
+    quick: bool
+    clients: int
+    instances: list[Instance] = field(default_factory=list)
+    port: int = 0
+    restarts_ms: list[float] = field(default_factory=list)
+
+    @property
+    def pause(self) -> float:
+        return 1.0 if self.quick else 3.0
+
+    def restart(self, inst: Instance, sig: int) -> None:
+        inst.stop(sig)
+        self.restarts_ms.append(inst.start()[0])
+
+    def scenario_kill(self) -> None:
+        a = self.instances[0]
+        time.sleep(self.pause)
+        a.stop(signal.SIGKILL)  # a crash: no goodbye, requests in flight dropped by the instance
+        time.sleep(self.pause)
+        self.restarts_ms.append(a.start()[0])
+        time.sleep(self.pause)
+
+    def scenario_rolling(self) -> None:
+        time.sleep(self.pause)
+        for inst in self.instances:  # one batch at a time, as Elastic Beanstalk's rolling deploy
+            self.restart(inst, signal.SIGTERM)
+            time.sleep(self.pause)
+
+    def scenario_hup(self) -> None:
+        for _ in range(1 if self.quick else 3):
+            for inst in self.instances:
+                time.sleep(self.pause)
+                inst.send(signal.SIGHUP)
+        time.sleep(self.pause * 2)
+
+    def run(self, name: str, action: Callable[[], None]) -> dict[str, float | int | str]:
+        with Load(self.port, self.clients) as load:
+            action()
+        return {"scenario": name, **load.summary()}
+
+
+def nginx_answers(port: int, settings: settings_mod.Settings) -> dict[str, object]:
+    """nginx's own 413 (a body just over the app's limit) must be the app's JSON shape."""
+    too_big = settings.max_body_bytes + 1024 * 1024
+    try:
+        status, body, headers = http_request(port, "POST", "/detect", b"\0" * too_big,
+                                             {"Content-Type": "application/octet-stream"})
+    except OSError as exc:
+        return {"413": f"no answer: {exc!r}"}
+    return {"413": status, "413_type": headers.get("content-type"), "413_json": _is_json(body)}
+
+
+def _is_json(body: bytes) -> bool:
+    try:
+        return set(json.loads(body)) >= {"status", "message"}
+    except ValueError:
+        return False
+
+
+def rehearse(quick: bool, clients: int) -> tuple[list[dict[str, float | int | str]], dict[str, object]]:
+    """Every scenario once; the rows of the table and nginx's own answers."""
+    settings = settings_mod.load(environ={"MYSITE_ENV_FILE": "/nonexistent/.env"})
+    from mysite.gunicorn_conf import timeout
+
+    rehearsal = Rehearsal(quick=quick, clients=clients)
+    with ExitStack() as stack:
+        for name in ("a", "b"):
+            inst = Instance(name, env={"WEB_CONCURRENCY": "2", "MYSITE_CV_THREADS": "1"})
+            stack.callback(inst.close)
+            rehearsal.instances.append(inst)
+            inst.start()
+        rehearsal.port = stack.enter_context(nginx([i.port for i in rehearsal.instances],
+                                                   proxy_conf.render(settings, timeout)))
+        rows = [
+            rehearsal.run("baseline", lambda: time.sleep(rehearsal.pause * 2)),
+            rehearsal.run("(a) one instance killed (SIGKILL) and started again", rehearsal.scenario_kill),
+            rehearsal.run("(b) rolling restart, one instance at a time (SIGTERM)", rehearsal.scenario_rolling),
+            rehearsal.run(f"(c) SIGHUP to each master, {1 if quick else 3} round(s)", rehearsal.scenario_hup),
+        ]
+        answers = nginx_answers(rehearsal.port, settings)
+        for inst in rehearsal.instances:
+            inst.stop()
+        status, body, headers = http_request(rehearsal.port, "GET", "/healthz")
+        answers.update({"all_down": status, "all_down_type": headers.get("content-type"),
+                        "all_down_json": _is_json(body)})
+        answers["restart_to_serving_ms"] = [round(ms) for ms in rehearsal.restarts_ms]
+    return rows, answers
+
+
+def cold_start(runs: int) -> list[dict[str, float]]:
+    """Process start to the first 200 on /healthz with the default (every shipped) model set."""
+    out = []
+    for i in range(runs):
+        load1 = os.getloadavg()[0]
+        inst = Instance(f"cold{i}")
+        try:
+            ms, cpu = inst.start()
+        finally:
+            inst.close()
+        out.append({"ms": round(ms), "cpu_s": round(cpu, 2), "load1": round(load1, 2)})
+        time.sleep(0.5)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.deploy", description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="shorter scenarios, one SIGHUP round (about 20 s)")
+    ap.add_argument("--clients", type=int, default=4, help="concurrent clients through nginx (default 4)")
+    ap.add_argument("--cold-runs", type=int, default=7, help="cold starts to measure (default 7)")
+    args = ap.parse_args(argv)
+    print(f"machine: {os.cpu_count()} CPUs, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    cold = cold_start(args.cold_runs)
+    print("\n#### cold start: process start to the first 200 on /healthz (every shipped model)\n")
+    print("| run | ms | CPU s (master + workers) | load (1 min) before |\n| --- | --- | --- | --- |")
+    for i, c in enumerate(cold, 1):
+        print(f"| {i} | {c['ms']} | {c['cpu_s']} | {c['load1']} |")
+    print(f"\nmedian {statistics.median(c['ms'] for c in cold):.0f} ms")
+    rows, answers = rehearse(args.quick, args.clients)
+    print(f"\n#### two instances behind nginx, {args.clients} clients (3 /detect : 1 /healthz)\n")
+    print("| scenario | requests | failed | p50 ms | p95 ms | max ms |\n| --- | --- | --- | --- | --- | --- |")
+    for r in rows:
+        print(f"| {r['scenario']} | {r['requests']} | {r['failed']} | {r['p50_ms']} | {r['p95_ms']} | {r['max_ms']} |")
+    for r in rows:
+        if r["first_failure"]:
+            print(f"first failure in {r['scenario']}: {r['first_failure']}")
+    print(f"\nnginx's own answers: {json.dumps(answers)}")
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    return 1 if any(r["failed"] for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -221,3 +221,49 @@ def test_prebuild_hook_never_fails_the_deploy(tmp_path):
 def test_hooks_are_valid_bash():
     for hook in sorted(ROOT.glob(".platform/*hooks/*/*.sh")) + [ROOT / "deploy" / "eb_hook_env.sh"]:
         subprocess.run(["bash", "-n", str(hook)], check=True, timeout=10)
+
+
+def _listening(port: int) -> set[str]:
+    """Local IPv4 addresses listening on ``port`` (``/proc/net/tcp``, state 0A)."""
+    out = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        addr, _, hexport = local.partition(":")
+        if state == "0A" and int(hexport, 16) == port:
+            out.add(".".join(str(int(addr[i:i + 2], 16)) for i in (6, 4, 2, 0)))
+    return out
+
+
+def test_dev_serve_listens_on_loopback_and_installs_nothing_again():
+    import hashlib
+    import signal
+    import time
+
+    from bench.server import free_port, request
+
+    digest = hashlib.sha256((ROOT / "requirements.txt").read_bytes() * 2).hexdigest()[:16]
+    stamp = ROOT / ".venv" / f".installed-requirements.txt-{digest}"
+    if not stamp.exists():  # deploy/dev.sh test writes it; never let this test run pip
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{stamp} missing: CI runs the suite through deploy/dev.sh test")
+        pytest.skip("run through deploy/dev.sh test (its .venv stamps) to check serve")
+    before = {p.name: p.stat().st_mtime for p in (ROOT / ".venv").glob(".installed-*")}
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MYSITE_") and k != "HOST"}
+    proc = subprocess.Popen([str(ROOT / "deploy" / "dev.sh"), "serve"], env={**env, "PORT": str(port)},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stdout.read().decode(errors="replace")
+            try:
+                if request(port, "GET", "/healthz", timeout=5)[0] == 200:
+                    break
+            except OSError:
+                time.sleep(0.05)
+        assert _listening(port) == {"127.0.0.1"}
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        out = proc.communicate(timeout=30)[0].decode(errors="replace")
+    assert "pip" not in out.lower()
+    assert {p.name: p.stat().st_mtime for p in (ROOT / ".venv").glob(".installed-*")} == before

@@ -1,7 +1,7 @@
 """``python -m bench.deploy``: scale-out and failover rehearsed on loopback, and the cold start.
 
 Two instances of the Procfile's gunicorn behind nginx (Debian's package, standing in for the
-load balancer, with the app's own nginx settings from ``mysite.proxy_conf``). Under a steady
+load balancer, with the app's own nginx settings: ``python -m mysite.proxy_conf --standalone``). Under a steady
 load of clients it (a) kills one instance with SIGKILL and starts it again, (b) restarts both
 one after the other with SIGTERM, as a rolling deploy does, and (c) sends SIGHUP to each
 gunicorn master, three rounds; each scenario counts failed requests (any answer but 200, or
@@ -123,48 +123,8 @@ class Instance:
             self.log.unlink(missing_ok=True)
 
 
-def nginx_conf(prefix: Path, port: int, upstreams: list[int], app_conf: str) -> str:
-    """nginx as Elastic Beanstalk sets it up (the app's server-level file included), balancing ``upstreams``."""
-    servers = "\n".join(f"        server {HOST}:{p} max_fails=1 fail_timeout=2s;" for p in upstreams)
-    (prefix / "mysite.conf").write_text(app_conf)
-    temp = "\n".join(f"    {kind}_temp_path {prefix / kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi",
-                                                                            "scgi"))
-    return f"""\
-worker_processes 1;
-pid {prefix / 'nginx.pid'};
-error_log {prefix / 'error.log'} warn;
-events {{ worker_connections 512; }}
-http {{
-    access_log off;
-{temp}
-    upstream mysite {{
-{servers}
-    }}
-    server {{
-        listen {HOST}:{port};
-        client_header_timeout 60;
-        client_body_timeout 60;
-        keepalive_timeout 60;
-        include {prefix / 'mysite.conf'};
-        location / {{
-            proxy_pass http://mysite;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host $host;
-            proxy_set_header X-Real-IP $remote_addr;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            # Every endpoint is a pure function of its request (no state, no side effects), so a
-            # request an instance dropped as it died may safely go to the other one.
-            proxy_next_upstream error timeout non_idempotent;
-            proxy_next_upstream_tries 2;
-        }}
-    }}
-}}
-"""
-
-
 @contextmanager
-def nginx(upstreams: list[int], app_conf: str) -> Iterator[int]:
+def nginx(upstreams: list[int], timeout: int) -> Iterator[int]:
     """Debian's nginx on a free loopback port in front of ``upstreams``; yields its port."""
     binary = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
     if binary is None:
@@ -172,10 +132,11 @@ def nginx(upstreams: list[int], app_conf: str) -> Iterator[int]:
     prefix = Path(tempfile.mkdtemp(prefix="mysite-nginx-"))
     prefix.chmod(0o755)  # nginx's workers run as nobody when started by root
     port = free_port()
-    (prefix / "nginx.conf").write_text(nginx_conf(prefix, port, upstreams, app_conf))
-    proc = subprocess.Popen([binary, "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-e",
-                             str(prefix / "error.log"), "-g", "daemon off;"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    settings = settings_mod.load(environ={"MYSITE_ENV_FILE": "/nonexistent/.env"})
+    (prefix / "nginx.conf").write_text(
+        proxy_conf.standalone(settings, timeout, prefix, f"{HOST}:{port}", [f"{HOST}:{p}" for p in upstreams]))
+    proc = subprocess.Popen([binary, "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-e", "stderr",
+                             "-g", "daemon off;"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 10
         while True:
@@ -333,8 +294,7 @@ def rehearse(quick: bool, clients: int) -> tuple[list[dict[str, float | int | st
             stack.callback(inst.close)
             rehearsal.instances.append(inst)
             inst.start()
-        rehearsal.port = stack.enter_context(nginx([i.port for i in rehearsal.instances],
-                                                   proxy_conf.render(settings, timeout)))
+        rehearsal.port = stack.enter_context(nginx([i.port for i in rehearsal.instances], timeout))
         rows = [
             rehearsal.run("baseline", lambda: time.sleep(rehearsal.pause * 2)),
             rehearsal.run("(a) one instance killed (SIGKILL) and started again", rehearsal.scenario_kill),

@@ -70,14 +70,76 @@ location @mysite_504 {{
 """
 
 
+def standalone(settings: settings_mod.Settings, timeout_s: int, prefix: Path, listen: str,
+               upstreams: list[str]) -> str:
+    """A whole nginx.conf: ``listen`` in front of ``upstreams`` with :func:`render`'s settings.
+
+    The Docker image runs it in front of gunicorn, where it buffers whole requests and answers
+    before a worker sees them (a slow client holds an nginx connection, not a sync worker);
+    ``python -m bench.deploy`` runs it as the load balancer's stand-in. Runs as any user: every
+    path is under ``prefix``.
+    """
+    servers = "\n".join(f"        server {u} max_fails=1 fail_timeout=2s;" for u in upstreams)
+    temp = "\n".join(f"    {kind}_temp_path {prefix / kind};" for kind in ("client_body", "proxy", "fastcgi",
+                                                                            "uwsgi", "scgi"))
+    server_conf = "\n".join(f"        {line}" if line else "" for line in render(settings, timeout_s).splitlines())
+    return f"""\
+# Written by `python -m mysite.proxy_conf --standalone`.
+worker_processes auto;
+pid {prefix / 'nginx.pid'};
+error_log stderr warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    server_tokens off;
+{temp}
+    upstream mysite {{
+{servers}
+        keepalive 16;
+    }}
+    server {{
+        listen {listen};
+        # A client gets 60 s to send its headers and 60 s between two reads of its body; nginx
+        # holds the whole body before the app sees it (proxy_request_buffering, on by default).
+        client_header_timeout 60s;
+        client_body_timeout 60s;
+        send_timeout 60s;
+        keepalive_timeout 60s;
+{server_conf}
+        location / {{
+            proxy_pass http://mysite;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Real-IP $remote_addr;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            # Every endpoint is a pure function of its request (no state, no side effects), so a
+            # request an instance dropped as it died may safely go to another one.
+            proxy_next_upstream error timeout non_idempotent;
+            proxy_next_upstream_tries 2;
+        }}
+    }}
+}}
+"""
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m mysite.proxy_conf", description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, help="write here (default: print)")
+    ap.add_argument("--standalone", action="store_true", help="a whole nginx.conf, not the server-level part")
+    ap.add_argument("--prefix", type=Path, default=Path("/tmp/mysite-nginx"), help="nginx's folder (--standalone)")
+    ap.add_argument("--listen", default="0.0.0.0:8000", help="nginx's address (--standalone)")
+    ap.add_argument("--upstream", action="append", help="an app address, host:port (--standalone; repeatable)")
     args = ap.parse_args(argv)
     try:
         from mysite.gunicorn_conf import timeout  # MYSITE_TIMEOUT, read as the Procfile's gunicorn reads it
 
-        text = render(settings_mod.load(), timeout)
+        settings = settings_mod.load()
+        if args.standalone:
+            text = standalone(settings, timeout, args.prefix, args.listen, args.upstream or ["127.0.0.1:8001"])
+        else:
+            text = render(settings, timeout)
     except ValueError as exc:  # SettingsError, or MYSITE_TIMEOUT that is not a number
         print(f"invalid setting: {exc}", file=sys.stderr)
         return 2

@@ -267,3 +267,113 @@ def test_dev_serve_listens_on_loopback_and_installs_nothing_again():
         out = proc.communicate(timeout=30)[0].decode(errors="replace")
     assert "pip" not in out.lower()
     assert {p.name: p.stat().st_mtime for p in (ROOT / ".venv").glob(".installed-*")} == before
+
+
+DOCKERFILE = ROOT / "Dockerfile"
+
+
+def dockerfile() -> list[tuple[str, str]]:
+    """The Dockerfile's instructions as (KEYWORD, arguments), continuation lines joined."""
+    out: list[tuple[str, str]] = []
+    pending = ""
+    for raw in DOCKERFILE.read_text().splitlines():
+        if raw.lstrip().startswith("#") or not raw.strip():
+            continue
+        pending += raw.rstrip()
+        if pending.endswith("\\"):
+            pending = pending[:-1] + " "
+            continue
+        keyword, _, args = pending.strip().partition(" ")
+        out.append((keyword.upper(), " ".join(args.split())))
+        pending = ""
+    return out
+
+
+def test_dockerfile_runs_the_procfile_command_as_a_non_root_user_with_a_health_check():
+    import json
+    import shlex
+
+    steps = dockerfile()
+    keywords = [k for k, _ in steps]
+    procfile = next(l for l in (ROOT / "Procfile").read_text().splitlines() if l.startswith("web:"))
+    cmd = json.loads(dict(steps)["CMD"])
+    assert cmd == shlex.split(procfile.removeprefix("web:"))
+    assert json.loads(dict(steps)["ENTRYPOINT"]) == ["deploy/docker-entrypoint.sh"]
+    assert (ROOT / "deploy" / "docker-entrypoint.sh").stat().st_mode & 0o111
+    user = [a for k, a in steps if k == "USER"]
+    assert user and user[-1] not in ("root", "0") and keywords.index("USER") < keywords.index("CMD")
+    assert "HEALTHCHECK" in keywords and "/healthz" in dict(steps)["HEALTHCHECK"]
+
+
+def test_dockerfile_installs_the_projects_requirements_and_nothing_unpinned():
+    steps = dockerfile()
+    base = next(a for k, a in steps if k == "FROM")
+    assert ":" in base and not base.endswith(":latest")  # a pinned tag (hadolint DL3006/DL3007)
+    runs = [a for k, a in steps if k == "RUN"]
+    assert any("pip install -r requirements.txt" in r for r in runs)
+    assert not any(re.search(r"pip install (?!-r requirements\.txt)", r) for r in runs)  # nothing else from PyPI
+    assert ("COPY", "requirements.txt .") in steps
+    for r in runs:
+        if "apt-get install" in r:  # hadolint DL3009, DL3015
+            assert "--no-install-recommends" in r and "rm -rf /var/lib/apt/lists/*" in r
+    assert not [a for k, a in steps if k == "ADD"]  # COPY, not ADD (DL3020)
+    assert ("ARG", 'MODELS=""') in steps and any("mysite.models fetch" in r for r in runs)
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert {".git", ".venv", ".env"} <= set(ignored)
+
+
+def test_docker_entrypoint_puts_nginx_in_front_and_slow_clients_do_not_block_the_workers(tmp_path):
+    """The image's entrypoint run here as in the container (no Docker engine on this machine)."""
+    import json
+    import shlex
+    import signal
+    import socket
+    import time
+
+    from bench.server import free_port, request
+
+    nginx_bin = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    if nginx_bin is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("nginx is missing in CI: .ci/install-nginx should have installed it")
+        pytest.skip("nginx is not installed")
+    port, app_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MYSITE_")}
+    env.update(PATH=f"{Path(sys.executable).parent}:{Path(nginx_bin).parent}:{env.get('PATH', '')}",
+               PORT=str(port), APP_PORT=str(app_port), LISTEN_HOST="127.0.0.1", NGINX_PREFIX=str(tmp_path),
+               WEB_CONCURRENCY="2", MYSITE_LOG_LEVEL="WARNING", MYSITE_ENV_FILE="/nonexistent/.env")
+    cmd = json.loads(dict(dockerfile())["CMD"])
+    proc = subprocess.Popen([str(ROOT / "deploy" / "docker-entrypoint.sh"), *cmd], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    stalled: list[socket.socket] = []
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, proc.stderr.read().decode(errors="replace")
+            try:
+                if request(port, "GET", "/healthz", timeout=5)[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "no 200 through nginx within 60 s"
+            time.sleep(0.05)
+        # Eight clients (four times the workers) send half an upload and stall.
+        for _ in range(8):
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+            s.sendall(b"POST /detect HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+                      b"Content-Length: 100000\r\n\r\n" + b"\xff" * 50000)
+            stalled.append(s)
+        t = time.monotonic()
+        assert request(port, "GET", "/healthz", timeout=10)[0] == 200
+        assert time.monotonic() - t < 5
+        status, body = request(port, "POST", "/detect", b"\0" * (20 * 1024 * 1024), "image/jpeg")
+        assert status == 413 and set(json.loads(body)) == {"status", "message"}
+    finally:
+        for s in stalled:
+            s.close()
+        pid_file = tmp_path / "nginx.pid"
+        if pid_file.exists():
+            os.kill(int(pid_file.read_text()), signal.SIGQUIT)  # the nginx this test's entrypoint started
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert shlex.join(cmd) in (ROOT / "Procfile").read_text()

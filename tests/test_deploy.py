@@ -377,3 +377,44 @@ def test_docker_entrypoint_puts_nginx_in_front_and_slow_clients_do_not_block_the
         proc.terminate()
         proc.wait(timeout=30)
     assert shlex.join(cmd) in (ROOT / "Procfile").read_text()
+
+
+def test_predeploy_hook_fetches_models_never_fails_and_downloads_nothing_twice(tmp_path):
+    import hashlib
+
+    from loopback import serve
+
+    weights = b"weights " * 4096
+    app = _staged_copy(tmp_path)
+    with serve({"/w.bin": (200, {}, weights)}) as (base, seen):
+        (app / "mysite" / "models.toml").write_text(f"""
+[face]
+kind = "cascade"
+file = "haarcascade_frontalface_alt.xml"
+required = true
+
+[extra]
+kind = "classify"
+file = "w.bin"
+sources = [
+  {{ file = "w.bin", url = "{base}/gone.bin", sha256 = "{hashlib.sha256(weights).hexdigest()}" }},
+  {{ file = "w.bin", url = "{base}/w.bin", sha256 = "{hashlib.sha256(weights).hexdigest()}" }},
+]
+
+[unreachable]
+kind = "classify"
+file = "u.bin"
+sources = [{{ file = "u.bin", url = "{base}/gone.bin", sha1 = "{'0' * 40}" }}]
+""")
+        models_dir, log = tmp_path / "models", tmp_path / "models.log"
+        env = _hook_env(MYSITE_MODEL_DIR=str(models_dir), MODELS_HOOK_LOG=str(log))
+        hook = app / ".platform" / "hooks" / "predeploy" / "01_fetch_models.sh"
+        for _ in range(2):  # a deploy, then a redeploy on the same instance
+            proc = subprocess.run([str(hook)], env=env, capture_output=True, text=True, timeout=120)
+            assert proc.returncode == 0, proc.stderr  # a model that failed never fails the deploy
+        requested = [line for line in seen if "/w.bin" in line]
+    assert (models_dir / "w.bin").read_bytes() == weights
+    assert len(requested) == 1  # the redeploy found it there, verified, and downloaded nothing
+    text = log.read_text()
+    assert text.count("fetching models into") == 2 and "u.bin" in text and "FAILED" in text
+    assert "fetch exited with 1" in text

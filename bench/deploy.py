@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -167,6 +168,7 @@ class Load:
     port: int
     clients: int
     max_requests: int = 100_000
+    min_requests: int = 12  # a scenario lasts until this many answers (at most 60 s more)
     results: list[tuple[float, int, float]] = field(default_factory=list)  # (time, status or -1, ms)
     failures: list[str] = field(default_factory=list)
 
@@ -203,6 +205,9 @@ class Load:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        deadline = time.monotonic() + 60
+        while len(self.results) < self.min_requests and time.monotonic() < deadline:
+            time.sleep(0.05)
         self._stop.set()
         for t in self._threads:
             t.join(timeout=60)
@@ -236,13 +241,16 @@ class Rehearsal:
     def restart(self, inst: Instance, sig: int) -> None:
         inst.stop(sig)
         self.restarts_ms.append(inst.start()[0])
+        # Like Elastic Beanstalk waiting for the load balancer's health checks before the next
+        # batch: nginx sends traffic to a server it saw fail only after fail_timeout.
+        time.sleep(proxy_conf.FAIL_TIMEOUT_S + 0.5)
 
     def scenario_kill(self) -> None:
         a = self.instances[0]
         time.sleep(self.pause)
-        a.stop(signal.SIGKILL)  # a crash: no goodbye, requests in flight dropped by the instance
+        a.stop(signal.SIGKILL)  # a crash: no goodbye, the requests in flight are dropped
         time.sleep(self.pause)
-        self.restarts_ms.append(a.start()[0])
+        self.restart(a, signal.SIGKILL)  # already dead: started again
         time.sleep(self.pause)
 
     def scenario_rolling(self) -> None:
@@ -264,12 +272,25 @@ class Rehearsal:
         return {"scenario": name, **load.summary()}
 
 
+def announced(port: int, length: int) -> tuple[int, bytes, dict[str, str]]:
+    """The answer to a POST that announces ``length`` bytes and sends none: servers that refuse by
+    Content-Length answer at once (a client still sending would see its connection closed)."""
+    with socket.create_connection((HOST, port), timeout=30) as s:
+        s.sendall(f"POST /detect HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: image/jpeg\r\n"
+                  f"Content-Length: {length}\r\nConnection: close\r\n\r\n".encode())
+        raw = b""
+        while chunk := s.recv(65536):
+            raw += chunk
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    return int(lines[0].split()[1]), body, headers
+
+
 def nginx_answers(port: int, settings: settings_mod.Settings) -> dict[str, object]:
     """nginx's own 413 (a body just over the app's limit) must be the app's JSON shape."""
-    too_big = settings.max_body_bytes + 1024 * 1024
     try:
-        status, body, headers = http_request(port, "POST", "/detect", b"\0" * too_big,
-                                             {"Content-Type": "application/octet-stream"})
+        status, body, headers = announced(port, settings.max_body_bytes + 1024 * 1024)
     except OSError as exc:
         return {"413": f"no answer: {exc!r}"}
     return {"413": status, "413_type": headers.get("content-type"), "413_json": _is_json(body)}
@@ -306,7 +327,7 @@ def rehearse(quick: bool, clients: int) -> tuple[list[dict[str, float | int | st
             inst.stop()
         status, body, headers = http_request(rehearsal.port, "GET", "/healthz")
         answers.update({"all_down": status, "all_down_type": headers.get("content-type"),
-                        "all_down_json": _is_json(body)})
+                        "all_down_json": _is_json(body), "all_down_retry_after": headers.get("retry-after")})
         answers["restart_to_serving_ms"] = [round(ms) for ms in rehearsal.restarts_ms]
     return rows, answers
 

@@ -22,7 +22,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,7 +31,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.deploy import http_request
+from bench.deploy import announced, http_request
 from bench.server import HOST, ROOT, free_port, multipart
 
 USER = "rehearsal"
@@ -139,16 +138,6 @@ class Site:
                 self.proc.wait(timeout=10)
 
 
-def announced_status(port: int, length: int) -> int:
-    """The status of a POST that announces ``length`` bytes: the app refuses by its Content-Length
-    alone, before any body (uWSGI then closes, so a client still sending would see a broken pipe)."""
-    with socket.create_connection((HOST, port), timeout=30) as s:
-        s.sendall(f"POST /detect HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: image/jpeg\r\n"
-                  f"Content-Length: {length}\r\nConnection: close\r\n\r\n".encode())
-        head = s.recv(4096).decode("latin-1")
-    return int(head.split()[1])
-
-
 def run_load(port: int, clients: int, stop: threading.Event, out: list[tuple[int, float]],
              failures: list[str]) -> list[threading.Thread]:
     """Clients alternating /detect (the group photo) and /healthz until ``stop``."""
@@ -191,7 +180,7 @@ def rehearse(reloads: int, clients: int) -> dict[str, object]:
         env_413 = None
         if limit:
             too_big = int(float(limit.group(1)) * 1024 * 1024 * 4 // 3) + 128 * 1024
-            env_413 = announced_status(site.port, too_big)
+            env_413 = announced(site.port, too_big)[0]
         health_body = http_request(site.port, "GET", "/healthz")[1].decode()
         stop, results, failures = threading.Event(), [], []
         threads = run_load(site.port, clients, stop, results, failures)

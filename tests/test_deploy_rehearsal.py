@@ -41,4 +41,5 @@ def test_nginx_answers_json_over_the_body_limit_and_with_every_instance_down(reh
     _, answers = rehearsal
     assert (answers["413"], answers["413_type"], answers["413_json"]) == (413, "application/json", True)
     assert (answers["all_down"], answers["all_down_type"], answers["all_down_json"]) == (502, "application/json", True)
+    assert answers["all_down_retry_after"] == "5"
     assert len(answers["restart_to_serving_ms"]) == 3  # one kill-and-start, two rolling restarts

@@ -33,7 +33,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.server import HOST, ROOT, free_port, multipart, procfile_command
+from bench.server import HOST, ROOT, _hwm, free_port, multipart, procfile_command
 from mysite import proxy_conf
 from mysite import settings as settings_mod
 
@@ -323,6 +323,12 @@ def rehearse(quick: bool, clients: int) -> tuple[list[dict[str, float | int | st
             rehearsal.run(f"(c) SIGHUP to each master, {1 if quick else 3} round(s)", rehearsal.scenario_hup),
         ]
         answers = nginx_answers(rehearsal.port, settings)
+        # What one instance holds after the load: the figure the instance type must fit.
+        b = rehearsal.instances[1]
+        assert b.proc is not None
+        rss = [_hwm(b.proc.pid), *(_hwm(p) for p in children(b.proc.pid))]
+        answers["instance_peak_rss_mb"] = {"master": round(rss[0]), "workers": [round(x) for x in rss[1:]],
+                                           "total": round(sum(rss))}
         for inst in rehearsal.instances:
             inst.stop()
         status, body, headers = http_request(rehearsal.port, "GET", "/healthz")

@@ -3,7 +3,8 @@
 Two instances of the Procfile's gunicorn behind nginx (Debian's package, standing in for the
 load balancer, with the app's own nginx settings: ``python -m mysite.proxy_conf --standalone``). Under a steady
 load of clients it (a) kills one instance with SIGKILL and starts it again, (b) restarts both
-one after the other with SIGTERM, as a rolling deploy does, and (c) sends SIGHUP to each
+one after the other, as Elastic Beanstalk's rolling deploy does (out of the load balancer,
+SIGTERM, started, healthy, back in), and (c) sends SIGHUP to each
 gunicorn master, three rounds; each scenario counts failed requests (any answer but 200, or
 none). It checks nginx's own answers are JSON (413 over the body limit; 502 with every
 instance down), and measures the cold start: process start to the first 200 on ``/healthz``,
@@ -38,6 +39,7 @@ from mysite import proxy_conf
 from mysite import settings as settings_mod
 
 PHOTO = ROOT / "tests" / "data" / "group_17_faces.jpg"
+NGINX_ERRORS: list[str] = []  # the last lines of the last nginx's error log, for a failure's report
 
 
 def http_request(port: int, method: str, path: str, body: bytes | None = None,
@@ -124,9 +126,24 @@ class Instance:
             self.log.unlink(missing_ok=True)
 
 
+@dataclass
+class Balancer:
+    """The running nginx: its port, and taking upstreams out of rotation and back (a graceful reload)."""
+
+    port: int
+    proc: subprocess.Popen
+    write_conf: Callable[[set[int]], None]
+
+    def out_of_rotation(self, down: set[int]) -> None:
+        """Like a load balancer deregistering targets: no new request goes to ``down``."""
+        self.write_conf(down)
+        self.proc.send_signal(signal.SIGHUP)  # nginx re-reads its conf; old workers finish their requests
+        time.sleep(0.5)
+
+
 @contextmanager
-def nginx(upstreams: list[int], timeout: int) -> Iterator[int]:
-    """Debian's nginx on a free loopback port in front of ``upstreams``; yields its port."""
+def nginx(upstreams: list[int], timeout: int) -> Iterator[Balancer]:
+    """Debian's nginx on a free loopback port in front of ``upstreams``."""
     binary = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
     if binary is None:
         raise FileNotFoundError("nginx is not installed (apt-get install -y nginx)")
@@ -134,15 +151,20 @@ def nginx(upstreams: list[int], timeout: int) -> Iterator[int]:
     prefix.chmod(0o755)  # nginx's workers run as nobody when started by root
     port = free_port()
     settings = settings_mod.load(environ={"MYSITE_ENV_FILE": "/nonexistent/.env"})
-    (prefix / "nginx.conf").write_text(
-        proxy_conf.standalone(settings, timeout, prefix, f"{HOST}:{port}", [f"{HOST}:{p}" for p in upstreams]))
+
+    def write_conf(down: set[int]) -> None:
+        servers = [f"{HOST}:{p}" + (" down" if p in down else "") for p in upstreams]
+        (prefix / "nginx.conf").write_text(proxy_conf.standalone(settings, timeout, prefix, f"{HOST}:{port}", servers))
+
+    write_conf(set())
+    log = (prefix / "error.log").open("wb")  # a file, not a pipe nobody reads: nginx must never block on it
     proc = subprocess.Popen([binary, "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-e", "stderr",
-                             "-g", "daemon off;"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                             "-g", "daemon off;"], stdout=subprocess.DEVNULL, stderr=log)
     try:
         deadline = time.monotonic() + 10
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"nginx exited: {proc.stderr.read().decode(errors='replace') if proc.stderr else ''}")
+                raise RuntimeError(f"nginx exited: {(prefix / 'error.log').read_text(errors='replace')}")
             try:
                 http.client.HTTPConnection(HOST, port, timeout=1).connect()
                 break
@@ -150,14 +172,16 @@ def nginx(upstreams: list[int], timeout: int) -> Iterator[int]:
                 if time.monotonic() > deadline:
                     raise TimeoutError("nginx did not listen within 10 s") from None
                 time.sleep(0.01)
-        yield port
+        yield Balancer(port, proc, write_conf)
     finally:
+        NGINX_ERRORS[:] = (prefix / "error.log").read_text(errors="replace").splitlines()[-20:]
         proc.send_signal(signal.SIGQUIT)  # graceful
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
+        log.close()
         shutil.rmtree(prefix, ignore_errors=True)
 
 
@@ -231,19 +255,32 @@ class Rehearsal:
     quick: bool
     clients: int
     instances: list[Instance] = field(default_factory=list)
-    port: int = 0
+    balancer: Balancer | None = None
     restarts_ms: list[float] = field(default_factory=list)
 
     @property
     def pause(self) -> float:
         return 1.0 if self.quick else 3.0
 
+    @property
+    def port(self) -> int:
+        assert self.balancer is not None
+        return self.balancer.port
+
     def restart(self, inst: Instance, sig: int) -> None:
         inst.stop(sig)
         self.restarts_ms.append(inst.start()[0])
-        # Like Elastic Beanstalk waiting for the load balancer's health checks before the next
-        # batch: nginx sends traffic to a server it saw fail only after fail_timeout.
+        # nginx sends traffic again to a server it saw fail only after fail_timeout.
         time.sleep(proxy_conf.FAIL_TIMEOUT_S + 0.5)
+
+    def deploy(self, inst: Instance) -> None:
+        """One batch of a rolling deploy, as Elastic Beanstalk does it: out of the load balancer,
+        in-flight requests finished, stopped (SIGTERM), started, healthy, back in."""
+        assert self.balancer is not None
+        self.balancer.out_of_rotation({inst.port})
+        inst.stop(signal.SIGTERM)
+        self.restarts_ms.append(inst.start()[0])
+        self.balancer.out_of_rotation(set())
 
     def scenario_kill(self) -> None:
         a = self.instances[0]
@@ -256,7 +293,7 @@ class Rehearsal:
     def scenario_rolling(self) -> None:
         time.sleep(self.pause)
         for inst in self.instances:  # one batch at a time, as Elastic Beanstalk's rolling deploy
-            self.restart(inst, signal.SIGTERM)
+            self.deploy(inst)
             time.sleep(self.pause)
 
     def scenario_hup(self) -> None:
@@ -315,11 +352,12 @@ def rehearse(quick: bool, clients: int) -> tuple[list[dict[str, float | int | st
             stack.callback(inst.close)
             rehearsal.instances.append(inst)
             inst.start()
-        rehearsal.port = stack.enter_context(nginx([i.port for i in rehearsal.instances], timeout))
+        rehearsal.balancer = stack.enter_context(nginx([i.port for i in rehearsal.instances], timeout))
         rows = [
             rehearsal.run("baseline", lambda: time.sleep(rehearsal.pause * 2)),
             rehearsal.run("(a) one instance killed (SIGKILL) and started again", rehearsal.scenario_kill),
-            rehearsal.run("(b) rolling restart, one instance at a time (SIGTERM)", rehearsal.scenario_rolling),
+            rehearsal.run("(b) rolling deploy: each instance out of the balancer, restarted (SIGTERM), back in",
+                          rehearsal.scenario_rolling),
             rehearsal.run(f"(c) SIGHUP to each master, {1 if quick else 3} round(s)", rehearsal.scenario_hup),
         ]
         answers = nginx_answers(rehearsal.port, settings)
@@ -374,6 +412,8 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         if r["first_failure"]:
             print(f"first failure in {r['scenario']}: {r['first_failure']}")
+    if any(r["failed"] for r in rows):
+        print("nginx's error log ended with:\n" + "\n".join(NGINX_ERRORS))
     print(f"\nnginx's own answers: {json.dumps(answers)}")
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return 1 if any(r["failed"] for r in rows) else 0

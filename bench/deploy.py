@@ -270,8 +270,6 @@ class Rehearsal:
     def restart(self, inst: Instance, sig: int) -> None:
         inst.stop(sig)
         self.restarts_ms.append(inst.start()[0])
-        # nginx sends traffic again to a server it saw fail only after fail_timeout.
-        time.sleep(proxy_conf.FAIL_TIMEOUT_S + 0.5)
 
     def deploy(self, inst: Instance) -> None:
         """One batch of a rolling deploy, as Elastic Beanstalk does it: out of the load balancer,

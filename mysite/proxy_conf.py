@@ -23,7 +23,6 @@ from pathlib import Path
 from mysite import settings as settings_mod
 
 CONF_PATH = Path(".platform/nginx/conf.d/elasticbeanstalk/mysite.conf")
-FAIL_TIMEOUT_S = 2  # --standalone: a server that failed gets no requests for this long
 
 
 def _json_body(status: str, message: str) -> str:
@@ -80,7 +79,10 @@ def standalone(settings: settings_mod.Settings, timeout_s: int, prefix: Path, li
     ``python -m bench.deploy`` runs it as the load balancer's stand-in. Runs as any user: every
     path is under ``prefix``.
     """
-    servers = "\n".join(f"        server {u} max_fails=1 fail_timeout={FAIL_TIMEOUT_S}s;" for u in upstreams)
+    # max_fails=0: never take a server out for one failed attempt (a refused connection is simply
+    # retried on the next one); otherwise, with one server down for a deploy, a single reset from
+    # the other left nginx with no server at all for fail_timeout, answering 502 to everything.
+    servers = "\n".join(f"        server {u} max_fails=0;" for u in upstreams)
     temp = "\n".join(f"    {kind}_temp_path {prefix / kind};" for kind in ("client_body", "proxy", "fastcgi",
                                                                             "uwsgi", "scgi"))
     server_conf = "\n".join(f"        {line}" if line else "" for line in render(settings, timeout_s).splitlines())

@@ -129,7 +129,11 @@ def test_elastic_beanstalk_settings_are_valid_and_match_the_hooks_and_gunicorn()
     env = {k: v for k, v in o["aws:elasticbeanstalk:application:environment"].items() if k.startswith("MYSITE_")}
     loaded = settings_mod.load(environ={**env, "MYSITE_ENV_FILE": "/nonexistent/.env"})  # raises on a bad value
     assert str(loaded.model_dir) == "/var/app/models"
-    assert "/var/app/models" in (HOOKS / "predeploy" / "01_fetch_models.sh").read_text()
+    fetch_hook = (HOOKS / "predeploy" / "01_fetch_models.sh").read_text()
+    assert "/var/app/models" in fetch_hook
+    # The model fetch is bounded well inside the time Elastic Beanstalk gives a deploy's commands.
+    bound = int(re.search(r"timeout (\d+) ", fetch_hook).group(1))
+    assert bound < int(o["aws:elasticbeanstalk:command"]["Timeout"])
     # In-flight requests may run as long as gunicorn lets them before an instance leaves the balancer.
     timeout = importlib.import_module("mysite.gunicorn_conf").timeout
     assert int(o["aws:elasticbeanstalk:environment:process:default"]["DeregistrationDelay"]) >= timeout

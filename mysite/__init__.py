@@ -34,7 +34,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> "Flask":
     app = Flask(__name__, static_folder=None)
     app.request_class = inputs.MemoryRequest
     # base64 bodies are 4/3 the size of the image they carry; the image itself is checked against the limit.
-    body_limit = settings.max_upload_bytes * 4 // 3 + 64 * 1024
+    body_limit = settings.max_body_bytes
     app.config.update(
         SECRET_KEY=settings.secret_key,
         MAX_CONTENT_LENGTH=body_limit,

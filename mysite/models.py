@@ -3,10 +3,12 @@
 ``list`` shows every model of models.toml with each of its files: where it is
 looked for, its size and its status. ``fetch [NAME...]`` downloads the files a
 model's ``sources`` declare into ``MYSITE_MODEL_DIR`` (or ``--dir``), checks
-each against the digest its entry names (sha256 or sha1: the publishers of
-MobileNet-SSD and the ONNX zoo give sha1), deletes and refuses a file that
-does not match, and skips files already there and valid. Without names it
-fetches what is declared but not found.
+each against the digest its entry names (sha256, sha1 as the publishers of
+MobileNet-SSD and the ONNX zoo give it, or git_blob: the id of the file in a
+git tree, for a URL pinned to a commit), deletes and refuses a file that does
+not match or an HTML page where a file was expected, and skips files already
+there and valid. A file may have several sources: they are tried in order
+until one gives the file. Without names it fetches what is declared but not found.
 """
 
 from __future__ import annotations
@@ -30,9 +32,10 @@ from mysite.registry import DATA_DIR, ModelSpec, read_specs, resolve
 from mysite.settings import Settings
 from mysite.vision.dnn import find_beside
 
-DIGESTS = ("sha256", "sha1")
+DIGESTS = ("sha256", "sha1", "git_blob")
 MAX_BYTES = 2 * 1024**3  # nothing we declare comes near; a runaway download must stop somewhere
 CHUNK = 256 * 1024
+HTML_TYPES = ("text/html", "application/xhtml+xml")
 
 
 class FetchError(Exception):
@@ -45,7 +48,7 @@ class Source:
 
     file: str
     url: str
-    algo: str | None = None  # "sha256" or "sha1"; None when the publisher gives no digest
+    algo: str | None = None  # "sha256", "sha1" or "git_blob"; None when the publisher gives no digest
     digest: str | None = None
     member: str | None = None  # a file inside a zip archive at ``url``
 
@@ -72,20 +75,32 @@ def sources(spec: ModelSpec) -> list[Source]:
 
 
 def file_digest(path: Path, algo: str) -> str:
-    h = hashlib.new(algo)
+    """The file's digest; ``git_blob`` is git's object id: sha1 of ``blob <size>\\0`` and the bytes."""
+    h = hashlib.new("sha1" if algo == "git_blob" else algo)
+    if algo == "git_blob":
+        h.update(b"blob %d\0" % path.stat().st_size)
     with path.open("rb") as f:
         for block in iter(lambda: f.read(CHUNK), b""):
             h.update(block)
     return h.hexdigest()
 
 
-def check(path: Path, source: Source | None) -> str:
-    """``missing``, ``ok`` (digest verified), ``present`` (no digest to check) or ``digest mismatch``."""
+def check(path: Path, source: Source | list[Source] | None) -> str:
+    """``missing``, ``ok`` (a digest verified), ``present`` (no digest to check) or ``digest mismatch``."""
     if not path.is_file():
         return "missing"
-    if source is None or source.algo is None:
+    checkable = [s for s in (source if isinstance(source, list) else [source]) if s is not None and s.algo]
+    if not checkable:
         return "present"
-    return "ok" if file_digest(path, source.algo) == source.digest else "digest mismatch"
+    return "ok" if any(file_digest(path, s.algo) == s.digest for s in checkable) else "digest mismatch"
+
+
+def by_file(todo: Iterable[Source]) -> dict[str, list[Source]]:
+    """Sources grouped by the file they give, in their declared order (the order they are tried in)."""
+    out: dict[str, list[Source]] = {}
+    for source in todo:
+        out.setdefault(source.file, []).append(source)
+    return out
 
 
 def _progress(out: IO[str]) -> Callable[[str, int, int | None], None]:
@@ -104,10 +119,7 @@ def _progress(out: IO[str]) -> Callable[[str, int, int | None], None]:
 
 
 def download(source: Source, dest: Path, timeout: float, progress: Callable[[str, int, int | None], None]) -> str:
-    """Fetch one file to ``dest``; verified, or deleted and refused. Returns what happened."""
-    state = check(dest, source)
-    if state == "ok":
-        return "already there, digest verified: skipped"
+    """Fetch one file to ``dest`` from one source; verified, or deleted and refused. Returns what happened."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     tmp = Path(tmp_name)
@@ -136,12 +148,17 @@ def _stream(source: Source, f: IO[bytes], timeout: float,
         with requests.get(source.url, stream=True, timeout=timeout) as r:
             if r.status_code != 200:
                 raise FetchError(f"{source.file}: {source.url} answered HTTP {r.status_code}")
+            if r.headers.get("Content-Type", "").split(";")[0].strip().lower() in HTML_TYPES:
+                # A sign-in, quota or "confirm download" page (Google Drive's, for one), not the file.
+                raise FetchError(f"{source.file}: {source.url} answered an HTML page, not the file")
             total = int(r.headers["Content-Length"]) if r.headers.get("Content-Length", "").isdigit() else None
             done = 0
             for block in r.iter_content(CHUNK):
                 done += len(block)
                 if done > MAX_BYTES:
                     raise FetchError(f"{source.file}: more than {MAX_BYTES} bytes, stopped")
+                if done == len(block) and block.lstrip()[:15].lower().startswith((b"<!doctype html", b"<html")):
+                    raise FetchError(f"{source.file}: {source.url} answered an HTML page, not the file")
                 f.write(block)
                 progress(source.file, done, total)
     except (requests.Timeout, requests.ConnectionError) as exc:
@@ -182,14 +199,26 @@ def fetch(names: Iterable[str], specs: Mapping[str, ModelSpec], settings: Settin
             print(f"{name}: declares no sources; put its file in {dest} yourself", file=out)
             failed += 1
             continue
-        for source in todo:
-            print(f"{name}: {source.file} <- {source.url}", file=out, flush=True)
-            try:
-                print(f"  {download(source, dest / source.file, timeout, progress)}", file=out)
-            except FetchError as exc:
-                print(f"  FAILED: {exc}", file=out)
-                failed += 1
+        for file, candidates in by_file(todo).items():
+            failed += not _fetch_file(name, file, candidates, dest, timeout, progress, out)
     return failed
+
+
+def _fetch_file(name: str, file: str, candidates: list[Source], dest: Path, timeout: float,
+                progress: Callable[[str, int, int | None], None], out: IO[str]) -> bool:
+    """One file from the first of its sources that gives it, verified; False when none did."""
+    if check(dest / file, candidates) == "ok":
+        print(f"{name}: {file}: already there, digest verified: skipped", file=out)
+        return True
+    for i, source in enumerate(candidates, 1):
+        of = f" (source {i} of {len(candidates)})" if len(candidates) > 1 else ""
+        print(f"{name}: {file} <- {source.url}{of}", file=out, flush=True)
+        try:
+            print(f"  {download(source, dest / file, timeout, progress)}", file=out)
+            return True
+        except FetchError as exc:
+            print(f"  FAILED: {exc}", file=out)
+    return False
 
 
 def _found(spec: ModelSpec, settings: Settings) -> bool:
@@ -202,9 +231,9 @@ def rows(specs: Mapping[str, ModelSpec], settings: Settings) -> list[tuple[str, 
     out = []
     for name, spec in specs.items():
         main = resolve(spec, settings)
-        by_file = {s.file: s for s in sources(spec)}
+        declared = by_file(sources(spec))
         files = [spec.file] if spec.file else []
-        files += [f for f in by_file if f not in files]
+        files += [f for f in declared if f not in files]
         if not files:
             out.append((name, "(no file)", "", "built in"))
         for file in files:
@@ -215,7 +244,7 @@ def rows(specs: Mapping[str, ModelSpec], settings: Settings) -> list[tuple[str, 
             else:
                 path = (settings.model_dir or DATA_DIR) / file
             size = f"{path.stat().st_size / 1e6:.2f} MB" if path.is_file() else "-"
-            out.append((name, str(path), size, check(path, by_file.get(file))))
+            out.append((name, str(path), size, check(path, declared.get(file))))
     return out
 
 

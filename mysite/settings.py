@@ -57,6 +57,14 @@ class Settings:
     def request_memory_bytes(self) -> int:
         return int(self.request_memory_mb * 1024 * 1024)
 
+    @property
+    def max_body_bytes(self) -> int:
+        """The largest request body: the image as base64 (4/3 of it) plus room for the form around it.
+
+        Flask's MAX_CONTENT_LENGTH and nginx's client_max_body_size (mysite/proxy_conf.py) both use it.
+        """
+        return self.max_upload_bytes * 4 // 3 + 64 * 1024
+
     def path(self, name: str) -> Path | None:
         """An expanded path from an extra ``MYSITE_*`` variable, or None when unset."""
         raw = self.extra.get(name, "").strip()

@@ -1,30 +1,150 @@
-"""The hosting files agree with the app: Elastic Beanstalk's config, nginx's body limit, the
-Procfile, and the PythonAnywhere WSGI template."""
+"""The hosting files agree with the app: Elastic Beanstalk's config (every option one AWS
+documents), nginx's limits and JSON error pages, the platform hooks, the Procfile, and the
+PythonAnywhere WSGI template."""
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from mysite import proxy_conf
+from mysite import settings as settings_mod
+
 ROOT = Path(__file__).resolve().parent.parent
+EB_CONFIG = ROOT / ".ebextensions" / "01-mysite.config"
+NGINX_CONF = ROOT / proxy_conf.CONF_PATH
+HOOKS = ROOT / ".platform" / "hooks"
+
+# AWS Elastic Beanstalk, "General options for all environments" and "Python platform options"
+# (docs.aws.amazon.com/elasticbeanstalk/latest/dg/command-options-general.html): the options this
+# project sets, with the values the page allows (None: any value of the documented kind).
+DOCUMENTED: dict[str, dict[str, object]] = {
+    "aws:elasticbeanstalk:container:python": {"WSGIPath": None},
+    "aws:elasticbeanstalk:application:environment": {},  # any variable name
+    "aws:elasticbeanstalk:environment": {
+        "EnvironmentType": {"SingleInstance", "LoadBalanced"},
+        "LoadBalancerType": {"classic", "application", "network"},
+    },
+    "aws:autoscaling:asg": {"MinSize": range(1, 10001), "MaxSize": range(1, 10001), "Cooldown": range(0, 10001)},
+    "aws:ec2:instances": {"InstanceTypes": None, "EnableSpot": {"true", "false"}},
+    "aws:autoscaling:launchconfiguration": {"MonitoringInterval": {"1 minute", "5 minute"}},
+    "aws:autoscaling:trigger": {
+        "MeasureName": {"CPUUtilization", "NetworkIn", "NetworkOut", "DiskWriteOps", "DiskReadBytes", "DiskReadOps",
+                        "DiskWriteBytes", "Latency", "RequestCount", "HealthyHostCount", "UnhealthyHostCount",
+                        "TargetResponseTime"},
+        "Statistic": {"Minimum", "Maximum", "Sum", "Average"},
+        "Unit": {"Seconds", "Percent", "Bytes", "Bits", "Count", "Bytes/Second", "Bits/Second", "Count/Second",
+                 "None"},
+        "Period": range(1, 601), "EvaluationPeriods": range(1, 601), "BreachDuration": range(1, 601),
+        "UpperThreshold": range(0, 20000001), "LowerThreshold": range(0, 20000001),
+        "UpperBreachScaleIncrement": None, "LowerBreachScaleIncrement": None,
+    },
+    "aws:elasticbeanstalk:command": {
+        "DeploymentPolicy": {"AllAtOnce", "Rolling", "RollingWithAdditionalBatch", "Immutable", "TrafficSplitting"},
+        "BatchSizeType": {"Percentage", "Fixed"}, "BatchSize": range(1, 10001), "Timeout": range(1, 3601),
+        "IgnoreHealthCheck": {"true", "false"},
+    },
+    "aws:autoscaling:updatepolicy:rollingupdate": {
+        "RollingUpdateEnabled": {"true", "false"}, "RollingUpdateType": {"Time", "Health", "Immutable"},
+        "MaxBatchSize": range(1, 10001), "MinInstancesInService": range(0, 10000),
+    },
+    "aws:elasticbeanstalk:healthreporting:system": {"SystemType": {"basic", "enhanced"}},
+    "aws:elasticbeanstalk:environment:process:default": {
+        "HealthCheckPath": None, "MatcherHTTPCode": None, "HealthCheckInterval": range(5, 301),
+        "HealthCheckTimeout": range(1, 61), "HealthyThresholdCount": range(2, 11),
+        "UnhealthyThresholdCount": range(2, 11), "DeregistrationDelay": range(0, 3601),
+        "StickinessEnabled": {"true", "false"},
+    },
+}
+
+
+def eb_options() -> dict[str, dict[str, str]]:
+    """``option_settings`` of the config file as namespace -> option -> value (its YAML is that flat)."""
+    options: dict[str, dict[str, str]] = {}
+    namespace = None
+    for raw in EB_CONFIG.read_text().splitlines():
+        line = raw.split(" #")[0].rstrip() if not raw.lstrip().startswith("#") else ""
+        if not line.strip() or line == "option_settings:":
+            continue
+        indent = len(line) - len(line.lstrip())
+        key, _, value = line.strip().partition(":") if indent == 2 else line.strip().partition(": ")
+        if indent == 2:
+            namespace = line.strip().rstrip(":")
+            options[namespace] = {}
+        else:
+            assert indent == 4 and namespace, f"unexpected line in {EB_CONFIG.name}: {raw!r}"
+            options[namespace][key.strip()] = value.strip().strip('"')
+    return options
+
+
+def test_every_elastic_beanstalk_option_is_a_documented_one_with_a_valid_value():
+    for namespace, values in eb_options().items():
+        assert namespace in DOCUMENTED, f"{namespace} is not a namespace this project checked in AWS's docs"
+        if namespace == "aws:elasticbeanstalk:application:environment":
+            continue
+        for name, value in values.items():
+            assert name in DOCUMENTED[namespace], f"{namespace}: {name} is not a documented option"
+            allowed = DOCUMENTED[namespace][name]
+            if isinstance(allowed, range):
+                assert int(value) in allowed, f"{namespace}: {name}={value}"
+            elif allowed is not None:
+                assert value in allowed, f"{namespace}: {name}={value}"
+
+
+def test_elastic_beanstalk_scales_out_and_deploys_without_losing_capacity():
+    o = eb_options()
+    asg, command, trigger = o["aws:autoscaling:asg"], o["aws:elasticbeanstalk:command"], o["aws:autoscaling:trigger"]
+    assert 2 <= int(asg["MinSize"]) < int(asg["MaxSize"])  # one instance can fail or be redeployed
+    assert command["DeploymentPolicy"] in {"RollingWithAdditionalBatch", "Immutable"}
+    assert command["BatchSizeType"] == "Fixed" and int(command["BatchSize"]) < int(asg["MinSize"])
+    assert int(trigger["BreachDuration"]) == int(trigger["Period"]) * int(trigger["EvaluationPeriods"])
+    assert int(trigger["LowerThreshold"]) < int(trigger["UpperThreshold"])
+    assert o["aws:elasticbeanstalk:healthreporting:system"]["SystemType"] == "enhanced"
+    assert o["aws:elasticbeanstalk:environment"]["EnvironmentType"] == "LoadBalanced"
 
 
 def test_elastic_beanstalk_points_at_the_app_and_its_health_check(app):
-    config = (ROOT / ".ebextensions" / "01-mysite.config").read_text()
-    assert re.search(r"WSGIPath:\s*wsgi:application", config)
-    assert re.search(r"PORT:\s*8000", config)
-    health = re.search(r"HealthCheckPath:\s*(\S+)", config).group(1)
+    o = eb_options()
+    assert o["aws:elasticbeanstalk:container:python"]["WSGIPath"] == "wsgi:application"
+    env = o["aws:elasticbeanstalk:application:environment"]
+    assert env["PORT"] == "8000"
+    process = o["aws:elasticbeanstalk:environment:process:default"]
+    health = process["HealthCheckPath"]
     assert health in {r.rule for r in app.url_map.iter_rules()}
-    assert app.test_client().get(health).status_code == 200
+    assert str(app.test_client().get(health).status_code) == process["MatcherHTTPCode"]
+    # A check must be able to time out before the next one starts.
+    assert int(process["HealthCheckTimeout"]) < int(process["HealthCheckInterval"])
+
+
+def test_elastic_beanstalk_settings_are_valid_and_match_the_hooks_and_gunicorn():
+    import importlib
+
+    o = eb_options()
+    env = {k: v for k, v in o["aws:elasticbeanstalk:application:environment"].items() if k.startswith("MYSITE_")}
+    loaded = settings_mod.load(environ={**env, "MYSITE_ENV_FILE": "/nonexistent/.env"})  # raises on a bad value
+    assert str(loaded.model_dir) == "/var/app/models"
+    fetch_hook = (HOOKS / "predeploy" / "01_fetch_models.sh").read_text()
+    assert "/var/app/models" in fetch_hook
+    # The model fetch is bounded well inside the time Elastic Beanstalk gives a deploy's commands.
+    bound = int(re.search(r"timeout (\d+) ", fetch_hook).group(1))
+    assert bound < int(o["aws:elasticbeanstalk:command"]["Timeout"])
+    # In-flight requests may run as long as gunicorn lets them before an instance leaves the balancer.
+    timeout = importlib.import_module("mysite.gunicorn_conf").timeout
+    assert int(o["aws:elasticbeanstalk:environment:process:default"]["DeregistrationDelay"]) >= timeout
+    # The committed nginx file is what the prebuild hook writes for these settings.
+    assert NGINX_CONF.read_text() == proxy_conf.render(loaded, timeout)
 
 
 def test_nginx_lets_the_largest_accepted_body_through(app):
-    conf = (ROOT / ".platform" / "nginx" / "conf.d" / "mysite.conf").read_text()
-    megabytes = int(re.search(r"client_max_body_size\s+(\d+)M;", conf).group(1))
-    assert megabytes * 1024 * 1024 >= app.config["MAX_CONTENT_LENGTH"]
+    conf = NGINX_CONF.read_text()
+    kib = int(re.search(r"^client_max_body_size\s+(\d+)k;", conf, re.M).group(1))
+    assert app.config["MAX_CONTENT_LENGTH"] <= kib * 1024 < app.config["MAX_CONTENT_LENGTH"] + 1024
 
 
 def test_procfile_serves_wsgi_application_with_gunicorn():
@@ -47,6 +167,258 @@ def test_pythonanywhere_template_loads_the_app_from_home(tmp_path):
 def test_nginx_waits_as_long_as_gunicorn_lets_a_request_run():
     import importlib
 
-    conf = (ROOT / ".platform" / "nginx" / "conf.d" / "mysite.conf").read_text()
+    conf = NGINX_CONF.read_text()
     gunicorn_timeout = importlib.import_module("mysite.gunicorn_conf").timeout
     assert int(re.search(r"proxy_read_timeout\s+(\d+)s;", conf).group(1)) >= gunicorn_timeout
+
+
+def test_nginx_error_pages_are_the_apps_json():
+    import json
+
+    bodies = re.findall(r"return (\d+) '([^']*)';", NGINX_CONF.read_text())
+    assert {code for code, _ in bodies} == {"413", "502", "504"}
+    for _, body in bodies:
+        assert set(json.loads(body)) == {"status", "message"}
+    assert "proxy_intercept_errors on" not in NGINX_CONF.read_text()  # the app's own errors pass through
+
+
+def _staged_copy(tmp_path: Path) -> Path:
+    """The parts of the source bundle the hooks use, as Elastic Beanstalk stages them."""
+    app = tmp_path / "staging"
+    for part in ("mysite", "deploy", ".platform"):
+        shutil.copytree(ROOT / part, app / part, ignore=shutil.ignore_patterns("__pycache__", "data"))
+    shutil.copytree(ROOT / "mysite" / "data", app / "mysite" / "data")
+    return app
+
+
+def _hook_env(**extra: str) -> dict[str, str]:
+    keep = {k: v for k, v in os.environ.items() if not k.startswith("MYSITE_")}
+    # The hooks look for the platform's virtualenv, then any python3.11+ on PATH: this one first.
+    keep["PATH"] = f"{Path(sys.executable).parent}:{keep.get('PATH', '')}"
+    return {**keep, "MYSITE_ENV_FILE": "/nonexistent/.env", **extra}
+
+
+@pytest.mark.parametrize("hooks", ["hooks", "confighooks"])
+def test_prebuild_hook_writes_nginx_limits_from_the_setting(tmp_path, hooks):
+    app = _staged_copy(tmp_path)
+    hook = app / ".platform" / hooks / "prebuild" / "01_nginx_limits.sh"
+    assert os.access(hook, os.X_OK)
+    proc = subprocess.run([str(hook)], env=_hook_env(MYSITE_MAX_UPLOAD_MB="25", MYSITE_TIMEOUT="200"),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    conf = (app / proxy_conf.CONF_PATH).read_text()
+    limit = settings_mod.Settings(max_upload_mb=25).max_body_bytes
+    assert f"client_max_body_size {-(-limit // 1024)}k;" in conf and "proxy_read_timeout 200s;" in conf
+    assert "upload limit of 25 MB" in conf
+
+
+def test_prebuild_hook_never_fails_the_deploy(tmp_path):
+    app = _staged_copy(tmp_path)
+    before = (app / proxy_conf.CONF_PATH).read_text()
+    proc = subprocess.run([str(app / ".platform/hooks/prebuild/01_nginx_limits.sh")],
+                          env=_hook_env(MYSITE_MAX_UPLOAD_MB="lots"), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0
+    assert "MYSITE_MAX_UPLOAD_MB" in proc.stderr and "keeps the defaults" in proc.stderr
+    assert (app / proxy_conf.CONF_PATH).read_text() == before
+
+
+def test_hooks_are_valid_bash():
+    for hook in sorted(ROOT.glob(".platform/*hooks/*/*.sh")) + [ROOT / "deploy" / "eb_hook_env.sh"]:
+        subprocess.run(["bash", "-n", str(hook)], check=True, timeout=10)
+
+
+def _listening(port: int) -> set[str]:
+    """Local IPv4 addresses listening on ``port`` (``/proc/net/tcp``, state 0A)."""
+    out = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        addr, _, hexport = local.partition(":")
+        if state == "0A" and int(hexport, 16) == port:
+            out.add(".".join(str(int(addr[i:i + 2], 16)) for i in (6, 4, 2, 0)))
+    return out
+
+
+def test_dev_serve_listens_on_loopback_and_installs_nothing_again():
+    import hashlib
+    import signal
+    import time
+
+    from bench.server import free_port, request
+
+    digest = hashlib.sha256((ROOT / "requirements.txt").read_bytes() * 2).hexdigest()[:16]
+    stamp = ROOT / ".venv" / f".installed-requirements.txt-{digest}"
+    if not stamp.exists():  # deploy/dev.sh test writes it; never let this test run pip
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{stamp} missing: CI runs the suite through deploy/dev.sh test")
+        pytest.skip("run through deploy/dev.sh test (its .venv stamps) to check serve")
+    before = {p.name: p.stat().st_mtime for p in (ROOT / ".venv").glob(".installed-*")}
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MYSITE_") and k != "HOST"}
+    proc = subprocess.Popen([str(ROOT / "deploy" / "dev.sh"), "serve"], env={**env, "PORT": str(port)},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stdout.read().decode(errors="replace")
+            try:
+                if request(port, "GET", "/healthz", timeout=5)[0] == 200:
+                    break
+            except OSError:
+                time.sleep(0.05)
+        assert _listening(port) == {"127.0.0.1"}
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        out = proc.communicate(timeout=30)[0].decode(errors="replace")
+    assert "pip" not in out.lower()
+    assert {p.name: p.stat().st_mtime for p in (ROOT / ".venv").glob(".installed-*")} == before
+
+
+DOCKERFILE = ROOT / "Dockerfile"
+
+
+def dockerfile() -> list[tuple[str, str]]:
+    """The Dockerfile's instructions as (KEYWORD, arguments), continuation lines joined."""
+    out: list[tuple[str, str]] = []
+    pending = ""
+    for raw in DOCKERFILE.read_text().splitlines():
+        if raw.lstrip().startswith("#") or not raw.strip():
+            continue
+        pending += raw.rstrip()
+        if pending.endswith("\\"):
+            pending = pending[:-1] + " "
+            continue
+        keyword, _, args = pending.strip().partition(" ")
+        out.append((keyword.upper(), " ".join(args.split())))
+        pending = ""
+    return out
+
+
+def test_dockerfile_runs_the_procfile_command_as_a_non_root_user_with_a_health_check():
+    import json
+    import shlex
+
+    steps = dockerfile()
+    keywords = [k for k, _ in steps]
+    procfile = next(l for l in (ROOT / "Procfile").read_text().splitlines() if l.startswith("web:"))
+    cmd = json.loads(dict(steps)["CMD"])
+    assert cmd == shlex.split(procfile.removeprefix("web:"))
+    assert json.loads(dict(steps)["ENTRYPOINT"]) == ["deploy/docker-entrypoint.sh"]
+    assert (ROOT / "deploy" / "docker-entrypoint.sh").stat().st_mode & 0o111
+    user = [a for k, a in steps if k == "USER"]
+    assert user and user[-1] not in ("root", "0") and keywords.index("USER") < keywords.index("CMD")
+    assert "HEALTHCHECK" in keywords and "/healthz" in dict(steps)["HEALTHCHECK"]
+
+
+def test_dockerfile_installs_the_projects_requirements_and_nothing_unpinned():
+    steps = dockerfile()
+    base = next(a for k, a in steps if k == "FROM")
+    assert ":" in base and not base.endswith(":latest")  # a pinned tag (hadolint DL3006/DL3007)
+    runs = [a for k, a in steps if k == "RUN"]
+    assert any("pip install -r requirements.txt" in r for r in runs)
+    assert not any(re.search(r"pip install (?!-r requirements\.txt)", r) for r in runs)  # nothing else from PyPI
+    assert ("COPY", "requirements.txt .") in steps
+    for r in runs:
+        if "apt-get install" in r:  # hadolint DL3009, DL3015
+            assert "--no-install-recommends" in r and "rm -rf /var/lib/apt/lists/*" in r
+    assert not [a for k, a in steps if k == "ADD"]  # COPY, not ADD (DL3020)
+    assert ("ARG", 'MODELS=""') in steps and any("mysite.models fetch" in r for r in runs)
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert {".git", ".venv", ".env"} <= set(ignored)
+
+
+def test_docker_entrypoint_puts_nginx_in_front_and_slow_clients_do_not_block_the_workers(tmp_path):
+    """The image's entrypoint run here as in the container (no Docker engine on this machine)."""
+    import json
+    import shlex
+    import signal
+    import socket
+    import time
+
+    from bench.server import free_port, request
+
+    nginx_bin = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    if nginx_bin is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("nginx is missing in CI: .ci/install-nginx should have installed it")
+        pytest.skip("nginx is not installed")
+    port, app_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MYSITE_")}
+    env.update(PATH=f"{Path(sys.executable).parent}:{Path(nginx_bin).parent}:{env.get('PATH', '')}",
+               PORT=str(port), APP_PORT=str(app_port), LISTEN_HOST="127.0.0.1", NGINX_PREFIX=str(tmp_path),
+               WEB_CONCURRENCY="2", MYSITE_LOG_LEVEL="WARNING", MYSITE_ENV_FILE="/nonexistent/.env")
+    cmd = json.loads(dict(dockerfile())["CMD"])
+    proc = subprocess.Popen([str(ROOT / "deploy" / "docker-entrypoint.sh"), *cmd], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    stalled: list[socket.socket] = []
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, proc.stderr.read().decode(errors="replace")
+            try:
+                if request(port, "GET", "/healthz", timeout=5)[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "no 200 through nginx within 60 s"
+            time.sleep(0.05)
+        # Eight clients (four times the workers) send half an upload and stall.
+        for _ in range(8):
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+            s.sendall(b"POST /detect HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+                      b"Content-Length: 100000\r\n\r\n" + b"\xff" * 50000)
+            stalled.append(s)
+        t = time.monotonic()
+        assert request(port, "GET", "/healthz", timeout=10)[0] == 200
+        assert time.monotonic() - t < 5
+        status, body = request(port, "POST", "/detect", b"\0" * (20 * 1024 * 1024), "image/jpeg")
+        assert status == 413 and set(json.loads(body)) == {"status", "message"}
+    finally:
+        for s in stalled:
+            s.close()
+        pid_file = tmp_path / "nginx.pid"
+        if pid_file.exists():
+            os.kill(int(pid_file.read_text()), signal.SIGQUIT)  # the nginx this test's entrypoint started
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert shlex.join(cmd) in (ROOT / "Procfile").read_text()
+
+
+def test_predeploy_hook_fetches_models_never_fails_and_downloads_nothing_twice(tmp_path):
+    import hashlib
+
+    from loopback import serve
+
+    weights = b"weights " * 4096
+    app = _staged_copy(tmp_path)
+    with serve({"/w.bin": (200, {}, weights)}) as (base, seen):
+        (app / "mysite" / "models.toml").write_text(f"""
+[face]
+kind = "cascade"
+file = "haarcascade_frontalface_alt.xml"
+required = true
+
+[extra]
+kind = "classify"
+file = "w.bin"
+sources = [
+  {{ file = "w.bin", url = "{base}/gone.bin", sha256 = "{hashlib.sha256(weights).hexdigest()}" }},
+  {{ file = "w.bin", url = "{base}/w.bin", sha256 = "{hashlib.sha256(weights).hexdigest()}" }},
+]
+
+[unreachable]
+kind = "classify"
+file = "u.bin"
+sources = [{{ file = "u.bin", url = "{base}/gone.bin", sha1 = "{'0' * 40}" }}]
+""")
+        models_dir, log = tmp_path / "models", tmp_path / "models.log"
+        env = _hook_env(MYSITE_MODEL_DIR=str(models_dir), MODELS_HOOK_LOG=str(log))
+        hook = app / ".platform" / "hooks" / "predeploy" / "01_fetch_models.sh"
+        for _ in range(2):  # a deploy, then a redeploy on the same instance
+            proc = subprocess.run([str(hook)], env=env, capture_output=True, text=True, timeout=120)
+            assert proc.returncode == 0, proc.stderr  # a model that failed never fails the deploy
+        requested = [line for line in seen if "/w.bin" in line]
+    assert (models_dir / "w.bin").read_bytes() == weights
+    assert len(requested) == 1  # the redeploy found it there, verified, and downloaded nothing
+    text = log.read_text()
+    assert text.count("fetching models into") == 2 and "u.bin" in text and "FAILED" in text
+    assert "fetch exited with 1" in text

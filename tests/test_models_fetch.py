@@ -36,6 +36,9 @@ def server() -> Iterator[str]:
         "/bundle.zip": (200, {}, ZIP.getvalue()),
         "/slow.bin": _late_headers,
         "/stalls.bin": slow(2),  # headers at once, then the body stalls
+        # Google Drive's "can't scan this file for viruses" page, as it answers a large file.
+        "/drive.html": (200, {"Content-Type": "text/html; charset=utf-8"}, b"<!DOCTYPE html><html>confirm</html>"),
+        "/sniffed.bin": (200, {"Content-Type": "application/octet-stream"}, b"\n  <html><body>quota</body></html>"),
     }
     with serve(routes) as (base, _seen):
         yield base
@@ -116,7 +119,7 @@ def test_unknown_model_name(tmp_path):
 
 def test_declared_sources_are_well_formed():
     """Every source in models.toml has an http(s) url and at most one digest of the right length."""
-    lengths = {"sha256": 64, "sha1": 40}
+    lengths = {"sha256": 64, "sha1": 40, "git_blob": 40}
     declared = [s for spec in read_specs().values() for s in models.sources(spec)]
     assert {s.file for s in declared} >= {"MobileNetSSD_deploy.caffemodel", "squeezenet1.1-7.onnx",
                                            "face_detection_full_range.tflite"}
@@ -145,3 +148,60 @@ def test_invalid_setting_is_one_line(monkeypatch, capsys):
     monkeypatch.setenv("MYSITE_MAX_UPLOAD_MB", "lots")
     assert models.main(["list"]) == 2
     assert "MYSITE_MAX_UPLOAD_MB" in capsys.readouterr().err
+
+
+def git_blob(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def test_git_blob_id_verifies_a_file_as_git_names_it(server, tmp_path):
+    good = spec("good", {"file": "good.bin", "url": f"{server}/good.bin", "git_blob": git_blob(GOOD)})
+    failed, log = run(tmp_path, good)
+    assert failed == 0 and "git_blob verified" in log
+    assert models.check(tmp_path / "good.bin", models.sources(good)) == "ok"
+    # The id git gives the shipped prototxt, as its provenance states.
+    proto = Path(models.DATA_DIR) / "MobileNetSSD_deploy.prototxt"
+    assert models.file_digest(proto, "git_blob") == "fdc812628e858263788dcdbd17e4304da032fa18"
+
+
+def test_sources_are_tried_in_order_until_one_gives_the_file(server, tmp_path):
+    digest = hashlib.sha256(GOOD).hexdigest()
+    many = spec("many",
+                {"file": "good.bin", "url": f"{server}/gone.bin", "sha256": digest},
+                {"file": "good.bin", "url": f"{server}/drive.html", "sha256": digest},
+                {"file": "good.bin", "url": f"{server}/good.bin", "sha256": digest},
+                {"file": "good.bin", "url": f"{server}/never-asked.bin", "sha256": digest})
+    failed, log = run(tmp_path, many)
+    assert failed == 0, log
+    assert "HTTP 404" in log and "answered an HTML page, not the file" in log and "source 3 of 4" in log
+    assert "never-asked" not in log
+    assert (tmp_path / "good.bin").read_bytes() == GOOD and len(list(tmp_path.iterdir())) == 1
+    failed, log = run(tmp_path, many)  # a second deploy: nothing downloaded
+    assert failed == 0 and "skipped" in log and "<-" not in log
+
+
+def test_an_html_page_is_a_failed_download_even_without_a_digest(server, tmp_path):
+    for route in ("drive.html", "sniffed.bin"):
+        page = spec("page", {"file": "model.bin", "url": f"{server}/{route}"})
+        failed, log = run(tmp_path, page)
+        assert failed == 1 and "answered an HTML page, not the file" in log
+        assert list(tmp_path.iterdir()) == []
+
+
+def test_every_source_failing_counts_the_file_once(server, tmp_path):
+    bad = spec("bad", {"file": "x.bin", "url": f"{server}/gone.bin", "sha1": "0" * 40},
+               {"file": "x.bin", "url": f"{server}/drive.html", "sha1": "0" * 40})
+    failed, log = run(tmp_path, bad)
+    assert failed == 1 and log.count("FAILED") == 2
+
+
+def test_ssd_weights_come_from_a_pinned_commit_first_and_its_prototxt_ships():
+    ssd = read_specs()["ssd"]
+    weights = models.by_file(models.sources(ssd))["MobileNetSSD_deploy.caffemodel"]
+    assert "/raw/c187233198c884c407d11f6f190a3256c6641d40/" in weights[0].url and weights[0].algo == "git_blob"
+    assert "drive.google.com" in weights[1].url and weights[1].algo == "sha1"
+    assert "MobileNetSSD_deploy.prototxt" not in models.by_file(models.sources(ssd))
+    proto = Path(models.DATA_DIR) / "MobileNetSSD_deploy.prototxt"
+    assert hashlib.sha256(proto.read_bytes()).hexdigest() == (
+        "e781559c4f5beaec2a486ccd952af5b6fa408e9498761bf5f4fb80b4e9f0d25e")
+    assert (proto.parent / "MobileNetSSD_deploy.prototxt.LICENSE").read_text().startswith("MIT License")

@@ -1,0 +1,421 @@
+"""``python -m bench.deploy``: scale-out and failover rehearsed on loopback, and the cold start.
+
+Two instances of the Procfile's gunicorn behind nginx (Debian's package, standing in for the
+load balancer, with the app's own nginx settings: ``python -m mysite.proxy_conf --standalone``). Under a steady
+load of clients it (a) kills one instance with SIGKILL and starts it again, (b) restarts both
+one after the other, as Elastic Beanstalk's rolling deploy does (out of the load balancer,
+SIGTERM, started, healthy, back in), and (c) sends SIGHUP to each
+gunicorn master, three rounds; each scenario counts failed requests (any answer but 200, or
+none). It checks nginx's own answers are JSON (413 over the body limit; 502 with every
+instance down), and measures the cold start: process start to the first 200 on ``/healthz``,
+with every shipped model, beside the machine's load and the CPU time it took.
+
+Only 127.0.0.1 is contacted; every wait has a deadline; every process is stopped by the id this
+module started. ``--quick`` (about 20 s) is what the test runs; the full run takes about 90 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.server import HOST, ROOT, _hwm, free_port, multipart, procfile_command
+from mysite import proxy_conf
+from mysite import settings as settings_mod
+
+PHOTO = ROOT / "tests" / "data" / "group_17_faces.jpg"
+NGINX_ERRORS: list[str] = []  # the last lines of the last nginx's error log, for a failure's report
+
+
+def http_request(port: int, method: str, path: str, body: bytes | None = None,
+                 headers: dict[str, str] | None = None, timeout: float = 30.0) -> tuple[int, bytes, dict[str, str]]:
+    """One request to the loopback port: status, body, headers (lower-case names)."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, response.read(), {k.lower(): v for k, v in response.getheaders()}
+    finally:
+        conn.close()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process so far (``/proc/PID/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    out.append(int(entry.name))
+            except (OSError, ValueError, IndexError):
+                continue
+    return out
+
+
+@dataclass
+class Instance:
+    """One Procfile gunicorn on a loopback port; started, stopped and signalled by its own pid."""
+
+    name: str
+    port: int = field(default_factory=free_port)
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen | None = None
+    log: Path | None = None
+
+    def start(self, deadline_s: float = 60.0) -> tuple[float, float]:
+        """Start and wait for the first 200 on /healthz; (milliseconds, CPU seconds of master + workers)."""
+        env = {**os.environ, "GUNICORN_CMD_ARGS": f"--bind {HOST}:{self.port}", "MYSITE_URL_FETCH": "off",
+               "MYSITE_LOG_LEVEL": "WARNING", **self.env}
+        self.log = Path(tempfile.mkstemp(prefix=f"mysite-{self.name}-", suffix=".log")[1])
+        started = time.perf_counter()
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(procfile_command(), cwd=ROOT, env=env, stdout=out, stderr=out)
+        while time.perf_counter() - started < deadline_s:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}: {self.tail()}")
+            try:
+                if http_request(self.port, "GET", "/healthz", timeout=5)[0] == 200:
+                    ms = (time.perf_counter() - started) * 1000
+                    pids = [self.proc.pid, *children(self.proc.pid)]
+                    return ms, sum(cpu_seconds(p) for p in pids if Path(f"/proc/{p}").exists())
+            except OSError:
+                pass
+            time.sleep(0.002)
+        raise TimeoutError(f"{self.name}: no 200 on /healthz within {deadline_s} s: {self.tail()}")
+
+    def send(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def tail(self) -> str:
+        return self.log.read_text(errors="replace")[-2000:] if self.log and self.log.exists() else ""
+
+    def close(self) -> None:
+        self.stop()
+        if self.log is not None:
+            self.log.unlink(missing_ok=True)
+
+
+@dataclass
+class Balancer:
+    """The running nginx: its port, and taking upstreams out of rotation and back (a graceful reload)."""
+
+    port: int
+    proc: subprocess.Popen
+    write_conf: Callable[[set[int]], None]
+
+    def out_of_rotation(self, down: set[int]) -> None:
+        """Like a load balancer deregistering targets: no new request goes to ``down``."""
+        self.write_conf(down)
+        self.proc.send_signal(signal.SIGHUP)  # nginx re-reads its conf; old workers finish their requests
+        time.sleep(0.5)
+
+
+@contextmanager
+def nginx(upstreams: list[int], timeout: int) -> Iterator[Balancer]:
+    """Debian's nginx on a free loopback port in front of ``upstreams``."""
+    binary = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    if binary is None:
+        raise FileNotFoundError("nginx is not installed (apt-get install -y nginx)")
+    prefix = Path(tempfile.mkdtemp(prefix="mysite-nginx-"))
+    prefix.chmod(0o755)  # nginx's workers run as nobody when started by root
+    port = free_port()
+    settings = settings_mod.load(environ={"MYSITE_ENV_FILE": "/nonexistent/.env"})
+
+    def write_conf(down: set[int]) -> None:
+        servers = [f"{HOST}:{p}" + (" down" if p in down else "") for p in upstreams]
+        (prefix / "nginx.conf").write_text(proxy_conf.standalone(settings, timeout, prefix, f"{HOST}:{port}", servers))
+
+    write_conf(set())
+    log = (prefix / "error.log").open("wb")  # a file, not a pipe nobody reads: nginx must never block on it
+    proc = subprocess.Popen([binary, "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-e", "stderr",
+                             "-g", "daemon off;"], stdout=subprocess.DEVNULL, stderr=log)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"nginx exited: {(prefix / 'error.log').read_text(errors='replace')}")
+            try:
+                http.client.HTTPConnection(HOST, port, timeout=1).connect()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError("nginx did not listen within 10 s") from None
+                time.sleep(0.01)
+        yield Balancer(port, proc, write_conf)
+    finally:
+        NGINX_ERRORS[:] = (prefix / "error.log").read_text(errors="replace").splitlines()[-20:]
+        proc.send_signal(signal.SIGQUIT)  # graceful
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+        log.close()
+        shutil.rmtree(prefix, ignore_errors=True)
+
+
+@dataclass
+class Load:
+    """Clients sending /detect (the group photo) and /healthz through nginx until stopped."""
+
+    port: int
+    clients: int
+    max_requests: int = 100_000
+    min_requests: int = 12  # a scenario lasts until this many answers (at most 60 s more)
+    results: list[tuple[float, int, float]] = field(default_factory=list)  # (time, status or -1, ms)
+    failures: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._body, ctype = multipart(PHOTO.read_bytes())
+        self._headers = {"Content-Type": ctype}
+        self._threads = [threading.Thread(target=self._client, args=(i,), daemon=True) for i in range(self.clients)]
+
+    def _client(self, i: int) -> None:
+        n = 0
+        while not self._stop.is_set() and len(self.results) < self.max_requests:
+            detect = (n + i) % 4 != 3  # three detections to one health check
+            n += 1
+            t = time.perf_counter()
+            try:
+                if detect:
+                    status, body, _ = http_request(self.port, "POST", "/detect", self._body, self._headers)
+                else:
+                    status, body, _ = http_request(self.port, "GET", "/healthz")
+                problem = None if status == 200 else f"{status}: {body[:200]!r}"
+            except OSError as exc:
+                status, problem = -1, f"no answer: {exc!r}"
+            ms = (time.perf_counter() - t) * 1000
+            with self._lock:
+                self.results.append((time.monotonic(), status, ms))
+                if problem:
+                    self.failures.append(problem)
+
+    def __enter__(self) -> Load:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        deadline = time.monotonic() + 60
+        while len(self.results) < self.min_requests and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=60)
+
+    def summary(self) -> dict[str, float | int | str]:
+        ms = sorted(r[2] for r in self.results)
+        return {
+            "requests": len(ms),
+            "failed": len(self.failures),
+            "p50_ms": round(statistics.median(ms)) if ms else 0,
+            "p95_ms": round(ms[int(0.95 * (len(ms) - 1))]) if ms else 0,
+            "max_ms": round(ms[-1]) if ms else 0,
+            "first_failure": self.failures[0] if self.failures else "",
+        }
+
+
+@dataclass
+class Rehearsal:
+    """The two instances, nginx, and the scenarios."""
+
+    quick: bool
+    clients: int
+    instances: list[Instance] = field(default_factory=list)
+    balancer: Balancer | None = None
+    restarts_ms: list[float] = field(default_factory=list)
+
+    @property
+    def pause(self) -> float:
+        return 1.0 if self.quick else 3.0
+
+    @property
+    def port(self) -> int:
+        assert self.balancer is not None
+        return self.balancer.port
+
+    def restart(self, inst: Instance, sig: int) -> None:
+        inst.stop(sig)
+        self.restarts_ms.append(inst.start()[0])
+
+    def deploy(self, inst: Instance) -> None:
+        """One batch of a rolling deploy, as Elastic Beanstalk does it: out of the load balancer,
+        in-flight requests finished, stopped (SIGTERM), started, healthy, back in."""
+        assert self.balancer is not None
+        self.balancer.out_of_rotation({inst.port})
+        inst.stop(signal.SIGTERM)
+        self.restarts_ms.append(inst.start()[0])
+        self.balancer.out_of_rotation(set())
+
+    def scenario_kill(self) -> None:
+        a = self.instances[0]
+        time.sleep(self.pause)
+        a.stop(signal.SIGKILL)  # a crash: no goodbye, the requests in flight are dropped
+        time.sleep(self.pause)
+        self.restart(a, signal.SIGKILL)  # already dead: started again
+        time.sleep(self.pause)
+
+    def scenario_rolling(self) -> None:
+        time.sleep(self.pause)
+        for inst in self.instances:  # one batch at a time, as Elastic Beanstalk's rolling deploy
+            self.deploy(inst)
+            time.sleep(self.pause)
+
+    def scenario_hup(self) -> None:
+        for _ in range(1 if self.quick else 3):
+            for inst in self.instances:
+                time.sleep(self.pause)
+                inst.send(signal.SIGHUP)
+        time.sleep(self.pause * 2)
+
+    def run(self, name: str, action: Callable[[], None]) -> dict[str, float | int | str]:
+        with Load(self.port, self.clients) as load:
+            action()
+        return {"scenario": name, **load.summary()}
+
+
+def announced(port: int, length: int) -> tuple[int, bytes, dict[str, str]]:
+    """The answer to a POST that announces ``length`` bytes and sends none: servers that refuse by
+    Content-Length answer at once (a client still sending would see its connection closed)."""
+    with socket.create_connection((HOST, port), timeout=30) as s:
+        s.sendall(f"POST /detect HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: image/jpeg\r\n"
+                  f"Content-Length: {length}\r\nConnection: close\r\n\r\n".encode())
+        raw = b""
+        while chunk := s.recv(65536):
+            raw += chunk
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    return int(lines[0].split()[1]), body, headers
+
+
+def nginx_answers(port: int, settings: settings_mod.Settings) -> dict[str, object]:
+    """nginx's own 413 (a body just over the app's limit) must be the app's JSON shape."""
+    try:
+        status, body, headers = announced(port, settings.max_body_bytes + 1024 * 1024)
+    except OSError as exc:
+        return {"413": f"no answer: {exc!r}"}
+    return {"413": status, "413_type": headers.get("content-type"), "413_json": _is_json(body)}
+
+
+def _is_json(body: bytes) -> bool:
+    try:
+        return set(json.loads(body)) >= {"status", "message"}
+    except ValueError:
+        return False
+
+
+def rehearse(quick: bool, clients: int) -> tuple[list[dict[str, float | int | str]], dict[str, object]]:
+    """Every scenario once; the rows of the table and nginx's own answers."""
+    settings = settings_mod.load(environ={"MYSITE_ENV_FILE": "/nonexistent/.env"})
+    from mysite.gunicorn_conf import timeout
+
+    rehearsal = Rehearsal(quick=quick, clients=clients)
+    with ExitStack() as stack:
+        for name in ("a", "b"):
+            inst = Instance(name, env={"WEB_CONCURRENCY": "2", "MYSITE_CV_THREADS": "1"})
+            stack.callback(inst.close)
+            rehearsal.instances.append(inst)
+            inst.start()
+        rehearsal.balancer = stack.enter_context(nginx([i.port for i in rehearsal.instances], timeout))
+        rows = [
+            rehearsal.run("baseline", lambda: time.sleep(rehearsal.pause * 2)),
+            rehearsal.run("(a) one instance killed (SIGKILL) and started again", rehearsal.scenario_kill),
+            rehearsal.run("(b) rolling deploy: each instance out of the balancer, restarted (SIGTERM), back in",
+                          rehearsal.scenario_rolling),
+            rehearsal.run(f"(c) SIGHUP to each master, {1 if quick else 3} round(s)", rehearsal.scenario_hup),
+        ]
+        answers = nginx_answers(rehearsal.port, settings)
+        # What one instance holds after the load: the figure the instance type must fit.
+        b = rehearsal.instances[1]
+        assert b.proc is not None
+        rss = [_hwm(b.proc.pid), *(_hwm(p) for p in children(b.proc.pid))]
+        answers["instance_peak_rss_mb"] = {"master": round(rss[0]), "workers": [round(x) for x in rss[1:]],
+                                           "total": round(sum(rss))}
+        for inst in rehearsal.instances:
+            inst.stop()
+        status, body, headers = http_request(rehearsal.port, "GET", "/healthz")
+        answers.update({"all_down": status, "all_down_type": headers.get("content-type"),
+                        "all_down_json": _is_json(body), "all_down_retry_after": headers.get("retry-after")})
+        answers["restart_to_serving_ms"] = [round(ms) for ms in rehearsal.restarts_ms]
+    return rows, answers
+
+
+def cold_start(runs: int) -> list[dict[str, float]]:
+    """Process start to the first 200 on /healthz with the default (every shipped) model set."""
+    out = []
+    for i in range(runs):
+        load1 = os.getloadavg()[0]
+        inst = Instance(f"cold{i}")
+        try:
+            ms, cpu = inst.start()
+        finally:
+            inst.close()
+        out.append({"ms": round(ms), "cpu_s": round(cpu, 2), "load1": round(load1, 2)})
+        time.sleep(0.5)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.deploy", description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="shorter scenarios, one SIGHUP round (about 20 s)")
+    ap.add_argument("--clients", type=int, default=4, help="concurrent clients through nginx (default 4)")
+    ap.add_argument("--cold-runs", type=int, default=7, help="cold starts to measure (default 7)")
+    args = ap.parse_args(argv)
+    print(f"machine: {os.cpu_count()} CPUs, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    cold = cold_start(args.cold_runs)
+    print("\n#### cold start: process start to the first 200 on /healthz (every shipped model)\n")
+    print("| run | ms | CPU s (master + workers) | load (1 min) before |\n| --- | --- | --- | --- |")
+    for i, c in enumerate(cold, 1):
+        print(f"| {i} | {c['ms']} | {c['cpu_s']} | {c['load1']} |")
+    print(f"\nmedian {statistics.median(c['ms'] for c in cold):.0f} ms")
+    rows, answers = rehearse(args.quick, args.clients)
+    print(f"\n#### two instances behind nginx, {args.clients} clients (3 /detect : 1 /healthz)\n")
+    print("| scenario | requests | failed | p50 ms | p95 ms | max ms |\n| --- | --- | --- | --- | --- | --- |")
+    for r in rows:
+        print(f"| {r['scenario']} | {r['requests']} | {r['failed']} | {r['p50_ms']} | {r['p95_ms']} | {r['max_ms']} |")
+    for r in rows:
+        if r["first_failure"]:
+            print(f"first failure in {r['scenario']}: {r['first_failure']}")
+    if any(r["failed"] for r in rows):
+        print("nginx's error log ended with:\n" + "\n".join(NGINX_ERRORS))
+    print(f"\nnginx's own answers: {json.dumps(answers)}")
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    return 1 if any(r["failed"] for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""``python -m mysite.proxy_conf``: the nginx settings in front of the app, derived from its settings.
+
+One source of truth for the body limit: nginx lets through exactly the largest body the app
+accepts (``Settings.max_body_bytes``, from ``MYSITE_MAX_UPLOAD_MB``) and waits as long as
+gunicorn lets a request run (``MYSITE_TIMEOUT``). What nginx itself refuses or cannot reach
+(413 body too large, 502/504 while the app restarts) is answered in the app's JSON shape,
+never nginx's HTML page.
+
+The output is server-level configuration: Elastic Beanstalk includes it from
+``.platform/nginx/conf.d/elasticbeanstalk/`` inside its server block. The file committed there
+is this module's output for the default settings (a test keeps them equal); the prebuild hook
+``.platform/hooks/prebuild/01_nginx_limits.sh`` writes it again from the environment's settings.
+Standard library only: the hook runs before the app's requirements are installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from mysite import settings as settings_mod
+
+CONF_PATH = Path(".platform/nginx/conf.d/elasticbeanstalk/mysite.conf")
+
+
+def _json_body(status: str, message: str) -> str:
+    """The app's error shape, quoted for an nginx ``return`` (no single quotes inside)."""
+    return json.dumps({"status": status, "message": message}).replace("'", "\u2019")
+
+
+def render(settings: settings_mod.Settings, timeout_s: int) -> str:
+    """The nginx server-block configuration for these settings."""
+    limit_kib = -(-settings.max_body_bytes // 1024)  # rounded up: never below what the app accepts
+    too_large = _json_body(
+        "too large", f"the request body is larger than the upload limit of {settings.max_upload_mb:g} MB")
+    unavailable = _json_body("unavailable", "the service is restarting or overloaded; try again in a few seconds")
+    timed_out = _json_body("timeout", f"the service did not answer within {timeout_s} s")
+    return f"""\
+# Written by `python -m mysite.proxy_conf` from MYSITE_MAX_UPLOAD_MB={settings.max_upload_mb:g} and
+# MYSITE_TIMEOUT={timeout_s}: do not edit by hand (README, "Raising the upload limit").
+
+# The largest body the app accepts: the image limit as base64 (4/3) plus room for the form.
+# Larger bodies get the JSON 413 below instead of nginx's HTML page.
+client_max_body_size {limit_kib}k;
+
+# Wait as long as gunicorn lets a request run before answering 504.
+proxy_read_timeout {timeout_s}s;
+proxy_send_timeout {timeout_s}s;
+
+# nginx's own errors in the app's JSON shape. Only errors nginx makes itself are replaced
+# (proxy_intercept_errors stays off): the app's own 413 and 503 answers pass through as they are.
+error_page 413 @mysite_413;
+error_page 502 503 @mysite_502;
+error_page 504 @mysite_504;
+location @mysite_413 {{
+    default_type application/json;
+    return 413 '{too_large}';
+}}
+location @mysite_502 {{
+    default_type application/json;
+    add_header Retry-After 5 always;
+    return 502 '{unavailable}';
+}}
+location @mysite_504 {{
+    default_type application/json;
+    return 504 '{timed_out}';
+}}
+"""
+
+
+def standalone(settings: settings_mod.Settings, timeout_s: int, prefix: Path, listen: str,
+               upstreams: list[str]) -> str:
+    """A whole nginx.conf: ``listen`` in front of ``upstreams`` with :func:`render`'s settings.
+
+    The Docker image runs it in front of gunicorn, where it buffers whole requests and answers
+    before a worker sees them (a slow client holds an nginx connection, not a sync worker);
+    ``python -m bench.deploy`` runs it as the load balancer's stand-in. Runs as any user: every
+    path is under ``prefix``.
+    """
+    # max_fails=0: never take a server out for one failed attempt (a refused connection is simply
+    # retried on the next one); otherwise, with one server down for a deploy, a single reset from
+    # the other left nginx with no server at all for fail_timeout, answering 502 to everything.
+    servers = "\n".join(f"        server {u} max_fails=0;" for u in upstreams)
+    temp = "\n".join(f"    {kind}_temp_path {prefix / kind};" for kind in ("client_body", "proxy", "fastcgi",
+                                                                            "uwsgi", "scgi"))
+    server_conf = "\n".join(f"        {line}" if line else "" for line in render(settings, timeout_s).splitlines())
+    return f"""\
+# Written by `python -m mysite.proxy_conf --standalone`.
+worker_processes auto;
+pid {prefix / 'nginx.pid'};
+error_log stderr warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    server_tokens off;
+{temp}
+    upstream mysite {{
+{servers}
+        keepalive 16;
+    }}
+    server {{
+        listen {listen};
+        # A client gets 60 s to send its headers and 60 s between two reads of its body; nginx
+        # holds the whole body before the app sees it (proxy_request_buffering, on by default).
+        client_header_timeout 60s;
+        client_body_timeout 60s;
+        send_timeout 60s;
+        keepalive_timeout 60s;
+{server_conf}
+        location / {{
+            proxy_pass http://mysite;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Real-IP $remote_addr;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            # Every endpoint is a pure function of its request (no state, no side effects), so a
+            # request an instance dropped as it died may safely go to another one.
+            proxy_next_upstream error timeout non_idempotent;
+            proxy_next_upstream_tries 2;
+        }}
+    }}
+}}
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m mysite.proxy_conf", description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, help="write here (default: print)")
+    ap.add_argument("--standalone", action="store_true", help="a whole nginx.conf, not the server-level part")
+    ap.add_argument("--prefix", type=Path, default=Path("/tmp/mysite-nginx"), help="nginx's folder (--standalone)")
+    ap.add_argument("--listen", default="0.0.0.0:8000", help="nginx's address (--standalone)")
+    ap.add_argument("--upstream", action="append", help="an app address, host:port (--standalone; repeatable)")
+    args = ap.parse_args(argv)
+    try:
+        from mysite.gunicorn_conf import timeout  # MYSITE_TIMEOUT, read as the Procfile's gunicorn reads it
+
+        settings = settings_mod.load()
+        if args.standalone:
+            text = standalone(settings, timeout, args.prefix, args.listen, args.upstream or ["127.0.0.1:8001"])
+        else:
+            text = render(settings, timeout)
+    except ValueError as exc:  # SettingsError, or MYSITE_TIMEOUT that is not a number
+        print(f"invalid setting: {exc}", file=sys.stderr)
+        return 2
+    if args.out is None:
+        sys.stdout.write(text)
+    else:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -40,6 +40,8 @@ class Settings:
     url_fetch: bool = True
     url_allow_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     url_timeout: float = 10.0
+    # The whole of one ?url= fetch (resolving, connecting, redirects, every byte): a dripping peer holds a worker no longer.
+    url_deadline: float = 20.0
     secret_key: str = field(default_factory=lambda: secrets.token_hex(16), repr=False)
     log_level: str = "INFO"
     cv_threads: int = -1
@@ -125,6 +127,7 @@ FIELDS: dict[str, tuple[str, Any, str]] = {
     "URL_FETCH": ("url_fetch", parse_bool, "on or off"),
     "URL_ALLOW_NETWORKS": ("url_allow_networks", _networks, "comma-separated networks like 127.0.0.0/8"),
     "URL_TIMEOUT": ("url_timeout", _positive_float, "a positive number of seconds"),
+    "URL_DEADLINE": ("url_deadline", _positive_float, "a positive number of seconds"),
     "SECRET_KEY": ("secret_key", str, "any text"),
     "LOG_LEVEL": ("log_level", _log_level, "DEBUG, INFO, WARNING or ERROR"),
     "CV_THREADS": ("cv_threads", _threads, "a whole number >= -1 (-1: OpenCV's default)"),

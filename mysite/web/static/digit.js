@@ -8,6 +8,20 @@
   const error = document.getElementById("error");
   const ctx = pad.getContext("2d");
 
+  // MYSITE_API_KEYS: the page shows an API key field; the key goes in the X-API-Key header, kept for
+  // this tab only (sessionStorage) so that / and /mnist ask once.
+  const KEY_STORE = "mysite-api-key";
+  const keyInput = document.getElementById("api-key");
+  if (keyInput) {
+    keyInput.value = keyInput.value || sessionStorage.getItem(KEY_STORE) || "";
+    keyInput.addEventListener("change", () => sessionStorage.setItem(KEY_STORE, keyInput.value.trim()));
+  }
+  /** ``headers`` plus X-API-Key when the page has a key to send. */
+  function withKey(headers) {
+    const key = keyInput ? keyInput.value.trim() : "";
+    return key ? { ...headers, "X-API-Key": key } : headers;
+  }
+
   function clear() {
     ctx.fillStyle = "#fff"; // white paper, as MNIST pictures are read: dark ink on light
     ctx.fillRect(0, 0, pad.width, pad.height);
@@ -21,7 +35,7 @@
     setState("busy");
     let response;
     try {
-      response = await fetch(form.action, { method: "POST", body, headers });
+      response = await fetch(form.action, { method: "POST", body, headers: withKey(headers || {}) });
     } catch (err) {
       showError(`The server could not be reached (${err.message}).`);
       return;

@@ -251,7 +251,7 @@ def test_access_log_redaction() -> None:
     assert redact_url("/detect?url=http://127.0.0.1/a.jpg") == "/detect?url=http://127.0.0.1/a.jpg"
 
 
-def test_keys_under_gunicorn_deepstack_client_and_nothing_in_the_log(tmp_path, group_jpg) -> None:
+def test_keys_under_gunicorn_deepstack_client_and_nothing_in_the_log(tmp_path, group_jpg, monkeypatch) -> None:
     """The Procfile's gunicorn with keys: the deepstack-python client with its api_key works, a key
     sent in the URL is refused, and no key is written to the access log."""
     from deepstack.core import DeepstackException, DeepstackFace
@@ -268,6 +268,13 @@ def test_keys_under_gunicorn_deepstack_client_and_nothing_in_the_log(tmp_path, g
         r = requests.post(f"{live.url}/detect", files={"image": group_jpg}, headers={"X-API-Key": KEY},
                           timeout=30)
         assert r.status_code == 200 and r.headers["X-Content-Type-Options"] == "nosniff"
+        # The project's own client: the key from $MYSITE_API_KEY, in the header.
+        from mysite.client import Client, HTTPError
+
+        monkeypatch.setenv("MYSITE_API_KEY", KEY)
+        assert len(Client(live.url).detect(group_jpg)) == 17
+        with pytest.raises(HTTPError, match="401"):
+            Client(live.url, api_key="", retries=0).detect(group_jpg)
         r = requests.options(f"{live.url}/detect", timeout=5)
         assert r.status_code == 200 and r.headers["Content-Type"] == "application/json"
     log = live.log.read_text()

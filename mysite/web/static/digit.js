@@ -8,19 +8,7 @@
   const error = document.getElementById("error");
   const ctx = pad.getContext("2d");
 
-  // MYSITE_API_KEYS: the page shows an API key field; the key goes in the X-API-Key header, kept for
-  // this tab only (sessionStorage) so that / and /mnist ask once.
-  const KEY_STORE = "mysite-api-key";
-  const keyInput = document.getElementById("api-key");
-  if (keyInput) {
-    keyInput.value = keyInput.value || sessionStorage.getItem(KEY_STORE) || "";
-    keyInput.addEventListener("change", () => sessionStorage.setItem(KEY_STORE, keyInput.value.trim()));
-  }
-  /** ``headers`` plus X-API-Key when the page has a key to send. */
-  function withKey(headers) {
-    const key = keyInput ? keyInput.value.trim() : "";
-    return key ? { ...headers, "X-API-Key": key } : headers;
-  }
+  const { withKey } = window.mysiteKey; // apikey.js
 
   function clear() {
     ctx.fillStyle = "#fff"; // white paper, as MNIST pictures are read: dark ink on light

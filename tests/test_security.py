@@ -324,3 +324,15 @@ def test_cors_any_origin(make_app) -> None:
     assert r.headers["Access-Control-Allow-Origin"] == "*"
     assert json.loads(r.data) == {"status": "ok"}
     assert "Access-Control-Allow-Origin" not in c.get("/healthz").headers  # no Origin: not a CORS request
+
+
+def test_nginx_own_error_answers_are_nosniff_too() -> None:
+    """The JSON errors nginx makes itself in front of the app (Elastic Beanstalk, the Docker image)."""
+    import re
+
+    from mysite import proxy_conf
+
+    conf = proxy_conf.render(load({}, environ={}), 120)
+    blocks = re.findall(r"location @mysite_\d+ \{([^}]*)\}", conf)
+    assert len(blocks) == 3 and all("add_header X-Content-Type-Options nosniff always;" in b for b in blocks)
+    assert (PROJECT_DIR / proxy_conf.CONF_PATH).read_text() == conf  # the committed file is the rendered one

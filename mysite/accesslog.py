@@ -39,7 +39,11 @@ class RedactingLogger(Logger):
 
     def atoms(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> dict[str, Any]:
         atoms = super().atoms(resp, req, environ, request_time)
-        for name in ("r", "f", "{raw_uri}e", "{http_referer}e", "{referer}i"):
+        # The request line is "METHOD target PROTOCOL": only the target is a URL.
+        method, _, rest = str(atoms.get("r", "")).partition(" ")
+        target, _, protocol = rest.rpartition(" ")
+        atoms["r"] = f"{method} {redact_url(target)} {protocol}"
+        for name in ("f", "{raw_uri}e", "{http_referer}e", "{referer}i"):
             if isinstance(atoms.get(name), str):
                 atoms[name] = redact_url(atoms[name])
         for name in ("q", "{query_string}e"):

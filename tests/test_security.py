@@ -35,6 +35,9 @@ def _answers(client, group_jpg: bytes) -> dict[str, object]:
         "OPTIONS /detect": client.options("/detect"),
         "POST / nothing": client.post("/", data={"endpoint": "/detect"}, headers=PAGE),
     }
+    for rule in client.application.url_map.iter_rules():  # every other route too, e.g. one added later
+        if "GET" in (rule.methods or ()) and not rule.arguments and f"GET {rule.rule}" not in out:
+            out[f"GET {rule.rule}"] = client.get(rule.rule, headers=JSON)
     for ep in api.ENDPOINTS:
         out[f"POST {ep.path}"] = client.post(ep.path, data=multipart("image", group_jpg))
         out[f"GET {ep.path} no url"] = client.get(ep.path)
@@ -278,7 +281,7 @@ def test_keys_under_gunicorn_deepstack_client_and_nothing_in_the_log(tmp_path, g
         r = requests.options(f"{live.url}/detect", timeout=5)
         assert r.status_code == 200 and r.headers["Content-Type"] == "application/json"
     log = live.log.read_text()
-    assert "/detect?api_key=[redacted]" in log and " 401 " in log  # the request is logged, the key is not
+    assert '"POST /detect?api_key=[redacted] HTTP/1.1" 401 ' in log  # the request is logged, the key is not
     assert KEY not in log
 
 

@@ -339,3 +339,13 @@ def test_nginx_own_error_answers_are_nosniff_too() -> None:
     blocks = re.findall(r"location @mysite_\d+ \{([^}]*)\}", conf)
     assert len(blocks) == 3 and all("add_header X-Content-Type-Options nosniff always;" in b for b in blocks)
     assert (PROJECT_DIR / proxy_conf.CONF_PATH).read_text() == conf  # the committed file is the rendered one
+
+
+def test_start_up_log_says_keys_are_on_without_showing_them(make_app, caplog) -> None:
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="mysite.web.security"):
+        make_app({"MYSITE_API_KEYS": f"{KEY},short", "MYSITE_LOG_LEVEL": "INFO"})
+    text = caplog.text
+    assert "API keys required on the image endpoints (2 keys)" in text and "shorter than 16" in text
+    assert KEY not in text and "short," not in text

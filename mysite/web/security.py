@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 
 from flask import Flask, Request, Response, current_app, jsonify, request
 
@@ -28,6 +29,9 @@ PAGE_POLICY = "frame-ancestors 'none'; script-src 'self'; object-src 'none'; bas
 CORS_REQUEST_HEADERS = ("Content-Type", KEY_HEADER, "Accept")
 CORS_EXPOSED_HEADERS = ("Server-Timing",)
 CORS_MAX_AGE = 600  # seconds a browser may reuse a preflight's answer
+SHORT_KEY = 16  # characters: a key shorter than this can be guessed by a patient script
+
+log = logging.getLogger(__name__)
 
 
 class Unauthorized(ApiError):
@@ -42,6 +46,13 @@ class Unauthorized(ApiError):
 def register(app: Flask, protected: set[str]) -> None:
     """Install the hooks on ``app``; ``protected``: the blueprints whose routes want a key when keys are set."""
     settings: Settings = app.extensions["mysite.settings"]
+    # Said once at start, so an operator sees whether the site is open (never the keys themselves).
+    if settings.api_keys:
+        log.info("API keys required on the image endpoints (%d keys)", len(settings.api_keys))
+        if any(len(k) < SHORT_KEY for k in settings.api_keys):
+            log.warning("MYSITE_API_KEYS holds a key shorter than %d characters: easy to guess", SHORT_KEY)
+    if settings.cors_origins:
+        log.info("CORS allowed for %s", ", ".join(settings.cors_origins))
 
     @app.before_request
     def _options_and_keys() -> Response | None:

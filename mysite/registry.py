@@ -121,6 +121,10 @@ class Entry:
     def loaded(self) -> bool:
         return self.model is not None
 
+    def public_error(self, namer: PathNamer | None) -> str | None:
+        """Why the model is not loaded, its paths named by ``namer`` (as they are without one)."""
+        return namer.scrub(self.error, [self.path or ""]) if namer and self.error else self.error
+
     def describe(self, namer: PathNamer | None = None) -> dict[str, Any]:
         """JSON-able status for the info route; with a ``namer``, paths as a public answer may show them."""
         return {
@@ -131,7 +135,7 @@ class Entry:
             "setting": self.spec.env,
             "required": self.spec.required,
             "loaded": self.loaded,
-            "error": namer.scrub(self.error, [self.path or ""]) if namer and self.error else self.error,
+            "error": self.public_error(namer),
             "params": [p.describe() for p in self.model.params] if self.model else [],
         }
 
@@ -175,8 +179,7 @@ def public_namer(settings: Settings) -> PathNamer:
 def unavailable_message(entry: Entry, namer: PathNamer | None = None) -> str:
     """Why a model is not loaded and what to set, in one sentence (paths named by ``namer`` when given)."""
     spec = entry.spec
-    error = namer.scrub(entry.error or "", [entry.path or ""]) if namer else entry.error
-    msg = f"model {spec.name!r} is not loaded: {error}"
+    msg = f"model {spec.name!r} is not loaded: {entry.public_error(namer)}"
     if spec.env:
         msg += f"; set {spec.env} to the path of {spec.file or 'its file'}"
         if spec.file:

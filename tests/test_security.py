@@ -103,7 +103,8 @@ def test_default_models_are_named_relative_to_their_folder(client) -> None:
 def test_debug_shows_the_absolute_paths(make_app, secret_dirs, group_jpg) -> None:
     models, overrides = secret_dirs
     c = make_app({**overrides, "MYSITE_DEBUG": "1"}).test_client()
-    assert str(models / "absent" / "face.xml") in c.post("/detect", data=multipart("image", group_jpg)).get_json()["message"]
+    message = c.post("/detect", data=multipart("image", group_jpg)).get_json()["message"]
+    assert str(models / "absent" / "face.xml") in message
     info = {m["name"]: m for m in c.get("/", headers=JSON).get_json()["models"]}
     assert info["catface"]["path"] == str(models / "broken.xml")
 
@@ -160,7 +161,8 @@ def test_keys_are_off_by_default(client, group_jpg) -> None:
 def test_every_image_endpoint_wants_a_key(keyed_app, cat_jpg) -> None:
     c = keyed_app.test_client()
     for ep in api.ENDPOINTS:
-        for response in (c.post(ep.path, data=multipart("image", cat_jpg)), c.get(ep.path + "?url=http://127.0.0.1:9/x.jpg"),
+        for response in (c.post(ep.path, data=multipart("image", cat_jpg)),
+                         c.get(ep.path + "?url=http://127.0.0.1:9/x.jpg"),  # refused before any fetch
                          c.post(ep.path, data=multipart("image", cat_jpg), headers={"X-API-Key": "wrong"})):
             assert response.status_code == 401 and response.is_json, ep.path
             assert "X-API-Key" in response.headers["WWW-Authenticate"], ep.path
@@ -197,7 +199,6 @@ def test_health_info_pages_and_options_stay_open(keyed_app) -> None:
     mnist = c.get("/mnist")
     assert mnist.status_code == 200 and b'name="api_key"' in mnist.data
     assert c.options("/detect").status_code == 200
-    # Without keys the page shows no key field.
 
 
 def test_page_without_keys_has_no_key_field(client) -> None:

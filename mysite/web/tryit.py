@@ -176,7 +176,7 @@ def run_form(app: Flask, choices: list[dict[str, Any]]) -> Outcome:
                                              f"Please select a {', '.join(EXTENSIONS[:-1])} or {EXTENSIONS[-1]} file.")
             response = view() if field_name == "image" else _as_image_field(outcome.task, upload, view)
         elif url:
-            query = {k: v for k, v in request.form.items() if k not in ("endpoint", "image") and v}
+            query = {k: v for k, v in request.form.items() if k not in ("endpoint", "image", security.KEY_FIELD) and v}
             # The API reads ?url= from the query string: run the view in a GET request context built for it
             # (Flask's documented way to make one; nothing is sent over the network by this).
             with current_app.test_request_context(outcome.task, method="GET", query_string=query):
@@ -215,7 +215,7 @@ def _upload() -> tuple[FileStorage | None, str]:
 def _as_image_field(path: str, upload: FileStorage, view: Any) -> Response:
     """Run ``view`` on an upload sent under another field name, as the API's ``image`` field."""
     upload.stream.seek(0)
-    form = {k: v for k, v in request.form.items() if k not in ("endpoint", "image", "submit") and v}
+    form = {k: v for k, v in request.form.items() if k not in ("endpoint", "image", "submit", security.KEY_FIELD) and v}
     data = {**form, "image": (BytesIO(upload.stream.read()), upload.filename or "upload")}
     with current_app.test_request_context(path, method="POST", data=data, content_type="multipart/form-data"):
         return view()

@@ -23,7 +23,11 @@ bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 # or ?url= fetch holds up one worker, not the site. Measured (python -m bench, 2 CPUs): two
 # workers with one OpenCV thread each serve 1.9x the requests of one.
 workers = int(os.environ.get("WEB_CONCURRENCY", str(max(2, _cpus()))))
-threads = int(os.environ.get("MYSITE_THREADS", "1"))
+# Threads per worker (gthread): a slow upload, a ?url= fetch or /healthz each take a thread, not the
+# worker; detections still run one at a time per worker (mysite/concurrency.py), so memory and
+# throughput stay those of one request per worker. Measured: README, "Slow clients and /healthz".
+worker_class = "gthread"
+threads = int(os.environ.get("MYSITE_THREADS", "4"))
 # The slowest legitimate request measured here: a 40 MP photo (the pixel limit) through a cascade
 # with min_face=0, scale_factor=1.05 and min_neighbors=0: 42 s on 2 CPUs. 120 s leaves room for a
 # slower host before gunicorn would kill the worker.

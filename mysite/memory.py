@@ -15,18 +15,25 @@ import os
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
-def _malloc_trim():  # type: ignore[no-untyped-def]
+def _libc(name: str):  # type: ignore[no-untyped-def]
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        fn = libc.malloc_trim
+        return getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6"), name)
     except (OSError, AttributeError):
         return None
-    fn.argtypes = [ctypes.c_size_t]
-    fn.restype = ctypes.c_int
-    return fn
 
 
-_TRIM = _malloc_trim()
+_TRIM = _libc("malloc_trim")
+if _TRIM is not None:
+    _TRIM.argtypes = [ctypes.c_size_t]
+    _TRIM.restype = ctypes.c_int
+_MALLOPT = _libc("mallopt")
+M_ARENA_MAX = -8  # glibc's malloc.h
+
+
+def limit_arenas(arenas: int = 2) -> bool:
+    """At most ``arenas`` malloc heaps, as ``MALLOC_ARENA_MAX`` would (threads otherwise get a heap each, up
+    to 8 per CPU, and memory freed in one is not reused by another); call before threads start."""
+    return bool(_MALLOPT(M_ARENA_MAX, arenas)) if _MALLOPT is not None else False
 
 
 def rss() -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import threading
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -48,3 +49,35 @@ def rss() -> int:
 def trim() -> bool:
     """Return free heap memory to the system; whether anything was released."""
     return bool(_TRIM(0)) if _TRIM is not None else False
+
+
+class Releaser:
+    """Gives a worker's memory back as its requests end.
+
+    After a request that grew the process by more than ``above`` bytes; and, since with threads
+    one request's growth shows in another's figures, whenever the last request in flight ends
+    with the process more than ``above`` over where the last trim left it.
+    """
+
+    def __init__(self, above: int) -> None:
+        self.above = above
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self._floor = rss()
+
+    def begin(self) -> int:
+        """A request starts: the RSS to compare with at its end."""
+        with self._lock:
+            self._in_flight += 1
+        return rss()
+
+    def end(self, start: int) -> None:
+        """A request's answer has been sent: trim if it, or the requests that ran beside it, left memory behind."""
+        now = rss()
+        with self._lock:
+            self._in_flight -= 1
+            idle = self._in_flight == 0
+        if now - start > self.above or (idle and now - self._floor > self.above):
+            trim()
+            if idle:
+                self._floor = rss()

@@ -98,23 +98,19 @@ def register(app: Flask, endpoints: tuple[Endpoint, ...] = ENDPOINTS) -> None:
     app.register_blueprint(bp)
 
 
-# Growth of the worker's RSS over a request beyond which the heap is trimmed once the answer is sent.
-TRIM_ABOVE = 8 * 1024 * 1024
+# Growth of the worker's RSS beyond which the heap is trimmed once the answer is sent (mysite/memory.py).
+RELEASER = memory.Releaser(above=8 * 1024 * 1024)
 
 
 def _note_memory() -> None:
-    g.mysite_rss = memory.rss()
+    g.mysite_rss = RELEASER.begin()
 
 
 def _release_memory_when_sent(response: Response) -> Response:
     """Give the request's memory back to the system after the answer has gone out (not before: it is in it)."""
-    start = g.get("mysite_rss", 0)
-
-    def release() -> None:
-        if memory.rss() - start > TRIM_ABOVE:
-            memory.trim()
-
-    response.call_on_close(release)
+    start = g.pop("mysite_rss", None)
+    if start is not None:
+        response.call_on_close(lambda: RELEASER.end(start))
     return response
 
 

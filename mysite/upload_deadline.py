@@ -51,6 +51,25 @@ class _TimedBody:
         except OSError:
             pass
 
+    def drain(self, most: int) -> None:
+        """Read and drop what the app left of the body (at most ``most`` bytes), under the same deadline.
+
+        gunicorn drains at most 64 KB of an unread body before taking the next request on a
+        kept-alive connection; past that it closes the connection although its answer said
+        keep-alive, and the client's next request on it fails. An app that answers an error
+        before reading a large body (a bad parameter, a full queue) would cause just that.
+        """
+        if self._length is None or self.expired:
+            return
+        left = self._length - self._received
+        if left <= 0 or left > most:
+            return
+        try:
+            while left > 0 and self._read(self._stream.read, min(left, 64 * 1024)):
+                left = self._length - self._received
+        except Exception:  # noqa: BLE001 - the answer is sent; a client that went away is no error here
+            pass
+
     def stop(self) -> None:
         """The body is in (or the request is over): no more deadline."""
         if self._timer is not None:
@@ -95,10 +114,14 @@ class _TimedBody:
 
 
 class UploadDeadline:
-    """WSGI middleware: every request body must arrive within ``seconds`` of its first read."""
+    """WSGI middleware: every request body must arrive within ``seconds`` of its first read.
 
-    def __init__(self, app: WSGIApp, seconds: float) -> None:
-        self.app, self.seconds = app, seconds
+    Once the answer is sent, what the app left unread of a body up to ``drain`` bytes is read
+    and dropped, so the connection can be kept alive as the answer said.
+    """
+
+    def __init__(self, app: WSGIApp, seconds: float, drain: int = 16 * 1024 * 1024) -> None:
+        self.app, self.seconds, self.drain = app, seconds, drain
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         length = environ.get("CONTENT_LENGTH", "")
@@ -113,7 +136,7 @@ class UploadDeadline:
         except BaseException:
             body.stop()
             raise
-        return _Closing(result, body.stop)
+        return _Closing(result, lambda: (body.drain(self.drain), body.stop()))
 
 
 class _Closing:

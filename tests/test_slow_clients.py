@@ -106,3 +106,15 @@ def test_a_crowd_is_shed_with_503_and_healthz_still_answers(tmp_path, group_jpg)
     assert set(statuses) <= {200, 503} and statuses.count(200) >= rounds and statuses.count(503) >= 1
     # Generous: a shared 2-CPU machine. Before, /healthz queued behind up to twelve detections.
     assert len(health_ms) >= 3 and max(health_ms) < 3000, health_ms
+
+
+def test_a_kept_alive_connection_survives_an_error_answered_before_the_body_was_read(tmp_path, group_jpg):
+    # gunicorn drains at most 64 KB of a body the app left unread, then closes a connection its
+    # answer said to keep alive: the client's next request on it failed (RemoteDisconnected).
+    big = group_jpg * 4  # over 64 KB
+    with start_gunicorn(log_dir=tmp_path) as server, requests.Session() as s:
+        bad = s.post(server.url + "/detect?scale_factor=nan", data=big, headers={"Content-Type": "image/jpeg"},
+                     timeout=30)
+        again = s.post(server.url + "/detect", data=group_jpg, headers={"Content-Type": "image/jpeg"}, timeout=30)
+    assert bad.status_code == 400 and bad.json()["status"] == "bad request"
+    assert again.status_code == 200 and len(again.json()["result"]) == 17

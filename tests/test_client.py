@@ -82,7 +82,8 @@ def test_cli_as_a_command_pipes_json_and_exits_by_the_answer(live_server, tmp_pa
     assert "answered 415" in refused.stderr
     missing = run("nosuchroute", str(GROUP))
     assert missing.returncode == 1 and json.loads(missing.stdout) == {"status": "not found",
-                                                                       "message": "route not found"}
+                                                                       "message": "route not found",
+                                                                       "reason": "not_found"}
     unreachable = run("--server", f"http://127.0.0.1:{free_port()}", "--retries", "0", "detect", str(GROUP))
     assert unreachable.returncode == 3 and unreachable.stdout == "" and "could not reach" in unreachable.stderr
     assert run("detect").returncode == 2
@@ -205,9 +206,12 @@ def test_example_demo_request_reproduces_the_books_sequence(live_server, image_s
     assert done.returncode == 0, done.stderr
     codes = [line.split()[-1] for line in done.stdout.splitlines() if line.startswith("status code:")]
     assert codes == ["404", "200", "400", "200", "405"]
-    assert "content: {'status': 'not found', 'message': 'route not found'}" in done.stdout
-    assert "content: {'status': 'bad request', 'message': 'Parameter url is not present'}" in done.stdout
-    assert "content: {'status': 'failure', 'message': 'PUT method not supported for API'}" in done.stdout
+    # The book's fields and words, then the machine-readable reason every error body carries.
+    assert "content: {'status': 'not found', 'message': 'route not found', 'reason': 'not_found'}" in done.stdout
+    assert ("content: {'status': 'bad request', 'message': 'Parameter url is not present', "
+            "'reason': 'missing_image'}") in done.stdout
+    assert ("content: {'status': 'failure', 'message': 'PUT method not supported for API', "
+            "'reason': 'method_not_allowed'}") in done.stdout
 
 
 def test_example_demo_request_drawing_writes_the_picture(live_server, tmp_path) -> None:

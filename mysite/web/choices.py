@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from mysite.errors import BadRequest
+from mysite.errors import BadRequest, Reason
 from mysite.settings import Settings, SettingsError
 
 
@@ -38,7 +38,7 @@ class Choice:
         """The model name for this request (400 for a value not offered)."""
         value = (given.get(self.param) or "").strip().lower() or self.default_value(settings)
         if value not in self.models:
-            raise BadRequest(f"parameter {self.param} must be one of {', '.join(self.models)}, not {value!r}")
+            raise BadRequest(f"parameter {self.param} must be one of {', '.join(self.models)}, not {value!r}", reason=Reason.BAD_PARAMETER)
         return self.models[value]
 
 

@@ -239,4 +239,5 @@ def test_a_model_that_is_not_loaded_is_reported_at_once() -> None:
     finally:
         server.shutdown()
     assert info.value.status == 503 and "MYSITE_FACE_CASCADE" in info.value.message
+    assert info.value.reason == "model_not_loaded"  # what the client read to give up at once
     assert sleeps == []

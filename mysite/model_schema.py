@@ -65,7 +65,7 @@ def problem(name: str, table: Mapping[str, Any]) -> str | None:
     for key, value in table.items():
         if key not in allowed:
             return (f"models.toml [{name}]: unknown key {key!r}{nearest(key, allowed)}; "
-                    f"a {kind} model takes {', '.join(allowed)}")
+                    f"kind {kind} takes {', '.join(allowed)}")
         if not _is(value, allowed[key]):
             return f"models.toml [{name}]: {key} must be {_type_name(allowed[key])}, not {value!r}"
     return None

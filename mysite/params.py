@@ -39,11 +39,14 @@ class Param:
             else:
                 value = str(raw)
         except ValueError:
-            raise BadRequest(f"parameter {self.name} must be {_article(self.type)}, not {raw!r}", reason=Reason.BAD_PARAMETER) from None
+            raise BadRequest(f"parameter {self.name} must be {_article(self.type)}, not {raw!r}",
+                             reason=Reason.BAD_PARAMETER) from None
         if self.min is not None and value < self.min:
-            raise BadRequest(f"parameter {self.name} must be at least {self.min}, not {raw!r}", reason=Reason.BAD_PARAMETER)
+            raise BadRequest(f"parameter {self.name} must be at least {self.min}, not {raw!r}",
+                             reason=Reason.BAD_PARAMETER)
         if self.max is not None and value > self.max:
-            raise BadRequest(f"parameter {self.name} must be at most {self.max}, not {raw!r}", reason=Reason.BAD_PARAMETER)
+            raise BadRequest(f"parameter {self.name} must be at most {self.max}, not {raw!r}",
+                             reason=Reason.BAD_PARAMETER)
         return value
 
     def describe(self) -> dict[str, Any]:

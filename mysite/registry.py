@@ -122,6 +122,7 @@ class Entry:
     path: Path | None
     model: Model | None = None
     error: str | None = None
+    schema_error: bool = False  # the error is in the models.toml table itself
 
     @property
     def loaded(self) -> bool:
@@ -186,6 +187,8 @@ def unavailable_message(entry: Entry, namer: PathNamer | None = None) -> str:
     """Why a model is not loaded and what to set, in one sentence (paths named by ``namer`` when given)."""
     spec = entry.spec
     msg = f"model {spec.name!r} is not loaded: {entry.public_error(namer)}"
+    if entry.schema_error:  # the fix is in models.toml, not in a file or a setting
+        return msg
     if spec.env:
         msg += f"; set {spec.env} to the path of {spec.file or 'its file'}"
         if spec.file:
@@ -209,12 +212,14 @@ def _load(spec: ModelSpec, settings: Settings) -> Entry:
     problem = model_schema.problem(spec.name, spec.table())
     if problem or factory is None:
         entry.error = problem or f"unknown kind {spec.kind!r} (known: {', '.join(sorted(KINDS))})"
+        entry.schema_error = True
     elif path is not None and not path.is_file():
         entry.error = f"file {path} not found"
     else:
         try:
             model = factory(spec, path)
             entry.error = model_schema.params_problem(spec.name, spec.params, model.params)
+            entry.schema_error = entry.error is not None
             if not entry.error:
                 model.params = with_defaults(model.params, {**spec.params, **_setting_defaults(spec, settings)})
                 entry.model = model

@@ -31,11 +31,13 @@ def _load(tmp_path: Path, broken: str) -> Registry:
     ('[net]\nkind = "ssd"\nfile = "MobileNetSSD_deploy.prototxt"\nsclae = 0.5\n',
      "unknown key 'sclae' (did you mean 'scale'?)"),
     # A typo in the parameters' table: the defaults would be ignored.
-    ('[eyes]\nkind = "cascade"\nfile = "haarcascade_eye.xml"\nparms = { min_neighbors = 3 }\n',
+    ('[eyes]\nkind = "cascade"\nfile = "haarcascade_eye.xml"\nenv = "MYSITE_EYE_CASCADE"\n'
+     'parms = { min_neighbors = 3 }\n',
      "unknown key 'parms' (did you mean 'params'?)"),
     # Wrong types.
     ('[net]\nkind = "ssd"\nfile = "MobileNetSSD_deploy.prototxt"\nsize = "300"\n', "size must be a list, not '300'"),
-    ('[net]\nkind = "ssd"\nfile = "MobileNetSSD_deploy.prototxt"\nscale = "0.5"\n', "scale must be a number, not '0.5'"),
+    ('[net]\nkind = "ssd"\nfile = "MobileNetSSD_deploy.prototxt"\nscale = "0.5"\n',
+     "scale must be a number, not '0.5'"),
     ('[eyes]\nkind = "cascade"\nfile = "haarcascade_eye.xml"\nrequired = "yes"\n',
      "required must be true or false, not 'yes'"),
     ('[bf]\nkind = "blazeface"\nfile = "face_detection_short_range.tflite"\nsize = 128.5\n',
@@ -61,6 +63,7 @@ def test_a_bad_key_stops_that_model_only_with_one_line_naming_it(tmp_path, caplo
     assert reg.entries["face"].loaded  # the others still load
     logged = [r.getMessage() for r in caplog.records if says in r.getMessage()]
     assert len(logged) == 1 and "\n" not in logged[0] and f"model {name!r}" in logged[0], logged
+    assert "set MYSITE_" not in logged[0]  # the fix is in models.toml, not a setting
 
 
 def test_a_good_table_of_every_kind_loads(tmp_path) -> None:

@@ -39,7 +39,8 @@ class SSD(NetModel):
             return None
         unknown = sorted(names - set(self.labels))
         if unknown:
-            raise BadRequest(f"unknown label(s) {', '.join(unknown)}; this model knows: {', '.join(self.labels)}", reason=Reason.BAD_PARAMETER)
+            raise BadRequest(f"unknown label(s) {', '.join(unknown)}; this model knows: {', '.join(self.labels)}",
+                             reason=Reason.BAD_PARAMETER)
         return names
 
     def run(self, image: np.ndarray, *, min_confidence: float, labels: str) -> list[Detection]:

@@ -273,8 +273,8 @@ class Fetcher:
             chunks.append(chunk)
 
     def _late(self, url: str) -> Unprocessable:
-        return _failed(f"fetching {_short(url)} took longer than the {self.deadline:g} s deadline (MYSITE_URL_DEADLINE)",
-                       Reason.TIMEOUT)
+        return _failed(f"fetching {_short(url)} took longer than the {self.deadline:g} s deadline "
+                       "(MYSITE_URL_DEADLINE)", Reason.TIMEOUT)
 
 
 def _refused(message: str) -> BadRequest:

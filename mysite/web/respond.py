@@ -45,7 +45,8 @@ def wanted(req: Request, answers_image: bool, given: Mapping[str, str] | None = 
     output = given.get("output", "").strip().lower()
     fmt = given.get("format", "").strip().lower()
     if output and output not in OUTPUTS:
-        raise BadRequest(f"parameter output must be one of {', '.join(OUTPUTS)}, not {output!r}", reason=Reason.BAD_PARAMETER)
+        raise BadRequest(f"parameter output must be one of {', '.join(OUTPUTS)}, not {output!r}",
+                         reason=Reason.BAD_PARAMETER)
     if fmt and fmt not in FORMATS:
         raise BadRequest(f"parameter format must be jpeg or png, not {fmt!r}", reason=Reason.BAD_PARAMETER)
     accept = req.accept_mimetypes
@@ -132,13 +133,15 @@ def shape(output_kind: str, result: Any, data: bytes, decoded: Decoded, label: s
     if output_kind == "image":
         want = wanted(request, answers_image=True, given=given)
         if want.output == "json":
-            raise BadRequest("this endpoint answers an image: output may be image or base64", reason=Reason.BAD_PARAMETER)
+            raise BadRequest("this endpoint answers an image: output may be image or base64",
+                             reason=Reason.BAD_PARAMETER)
         return _image_response(result, want)
     if output_kind not in JSON_SHAPES:
         raise TypeError(f"no shape for answers of kind {output_kind!r}")
     if output_kind not in DETECTIONS:
         if given.get("output", "").strip().lower() not in ("", "json"):
-            raise BadRequest(f"this endpoint answers {output_kind}, not boxes: there is nothing to draw; drop output=", reason=Reason.BAD_PARAMETER)
+            raise BadRequest(f"this endpoint answers {output_kind}, not boxes: there is nothing to draw; drop output=",
+                             reason=Reason.BAD_PARAMETER)
         return jsonify(JSON_SHAPES[output_kind](result, label, seconds))
     want = wanted(request, answers_image=False, given=given)
     if want.output == "json":

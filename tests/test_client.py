@@ -79,6 +79,7 @@ def test_cli_as_a_command_pipes_json_and_exits_by_the_answer(live_server, tmp_pa
     refused = run("detect", str(text))
     assert refused.returncode == 1
     assert json.loads(refused.stdout)["status"] == "unsupported media type"
+    assert json.loads(refused.stdout)["reason"] == "unsupported_media"  # what a script tests, not the words
     assert "answered 415" in refused.stderr
     missing = run("nosuchroute", str(GROUP))
     assert missing.returncode == 1 and json.loads(missing.stdout) == {"status": "not found",

@@ -181,19 +181,6 @@ def write_image(picture: Any, out: Path) -> None:
     out.write_bytes(buf.tobytes())
 
 
-def show(response: requests.Response, out: Any = None) -> None:
-    """Print a response the way the book's demo_request.py does."""
-    out = out or sys.stdout
-    print(f"status code: {response.status_code}", file=out)
-    print(f"headers: {dict(response.headers)}", file=out)
-    body = json_or_none(response)
-    if body is None:
-        kind = response.headers.get("Content-Type", "unknown type")
-        print(f"content: <{len(response.content)} bytes of {kind}>", file=out)
-    else:
-        print(f"content: {body}", file=out)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m mysite.client``: one request, its answer printed as JSON, or a batch (``mysite.batch``)."""
     args = _parser().parse_intermixed_args(argv)
@@ -302,17 +289,6 @@ def _draw(client: Client, args: argparse.Namespace, image: Path | None, params: 
         # The image lives behind --url: let the server, which fetched it, draw on it.
         params = {"format": "png" if out.suffix.lower() == ".png" else "jpeg", **params}
         out.write_bytes(client.call(args.endpoint, url=args.url, output="image", **params).content)
-
-
-BOOK_IMAGE = Path(__file__).resolve().parent.parent / "tests" / "data" / "group_17_faces.jpg"
-
-
-def example_parser(doc: str) -> argparse.ArgumentParser:
-    """The options the examples/ scripts share: ``--server`` and ``--image`` (the book's photo)."""
-    p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
-    p.add_argument("--server", help="default: $MYSITE_SERVER or http://localhost:5000")
-    p.add_argument("--image", default=str(BOOK_IMAGE), help="default: the book's test_face_processing.jpg")
-    return p
 
 
 def _parser() -> argparse.ArgumentParser:

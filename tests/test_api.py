@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tests_helpers import boxes_of, multipart
-from conftest import BOOK_GROUP_BOXES
+from tests_helpers import BOOK_GROUP_BOXES
 
 
 # -- the book's answers ---------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import io
 import cv2
 import numpy as np
 import pytest
-from conftest import BOOK_GROUP_BOXES
+from tests_helpers import BOOK_GROUP_BOXES
 from tests_helpers import boxes_of
 
 from bench.hostile_inputs import jpeg_header, png

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import BOOK_GROUP_BOXES
+from tests_helpers import BOOK_GROUP_BOXES
 from loopback import serve
 
 ROOT = Path(__file__).resolve().parent.parent

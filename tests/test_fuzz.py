@@ -20,7 +20,7 @@ import requests as http
 from tiny_models import colour_classifier, fixed_ssd
 
 from bench.hostile_inputs import Request, photos_from, requests
-from conftest import DATA
+from tests_helpers import DATA
 
 SEED = 20261122
 IN_PROCESS = 2000

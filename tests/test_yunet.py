@@ -8,7 +8,7 @@ import threading
 import cv2
 import numpy as np
 import pytest
-from conftest import BOOK_GROUP_BOXES, read
+from tests_helpers import BOOK_GROUP_BOXES, read
 
 from bench import compose
 from bench.measure import iou

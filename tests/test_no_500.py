@@ -63,3 +63,16 @@ def test_deeply_nested_json_is_400(client, depth):
 def test_lone_surrogate_in_json_is_400(client, text):
     r = client.post("/detect", data='{"image": ' + text + "}", content_type="application/json")
     assert r.status_code == 400 and r.get_json()["status"] == "bad request"
+
+
+@pytest.mark.parametrize("width,height", [(8, 1), (1, 160), (2, 100), (5, 480), (2000, 64), (3, 1000)])
+@pytest.mark.parametrize("query", ["", "min_face=1", "nms=0&min_face=1", "min_face=0.001&nms=1"])
+def test_yunet_on_thin_noise_is_answered(client, width, height, query):
+    # YuNet decodes infinite or NaN boxes on images a few pixels thin: a 500 (OverflowError) before.
+    import numpy as np
+
+    noise = np.random.default_rng(width * height).integers(0, 255, (height, width, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(noise).save(buf, "JPEG")
+    r = client.post(f"/detect?detector=yunet&{query}", data=buf.getvalue(), content_type="image/jpeg")
+    assert r.status_code < 500 and r.is_json, r.get_json()

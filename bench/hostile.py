@@ -291,16 +291,34 @@ def ssrf_forms(origin: Origin) -> list[str]:
 # --- the server's memory and log ----------------------------------------------------------------
 
 
-class Sampler:
+class Background:
+    """A loop in its own thread for the length of a ``with`` block: ``_run`` returns once ``done`` is set."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):  # type: ignore[no-untyped-def]
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self.thread.join()
+
+
+class Sampler(Background):
     """Every worker's RSS and the whole server's PSS, sampled four times a second."""
 
     def __init__(self, server: Server) -> None:
+        super().__init__()
         self.server = server
         self.peak_rss: dict[int, float] = {}
         self.peak_sum = 0.0
         self.peak_pss = 0.0
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
 
     def snapshot(self) -> dict[int, float]:
         out = {}
@@ -323,14 +341,6 @@ class Sampler:
                 self.peak_pss = max(self.peak_pss, pss)
             except OSError:
                 pass
-
-    def __enter__(self) -> Sampler:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.done.set()
-        self.thread.join()
 
 
 @dataclass(frozen=True)
@@ -410,15 +420,14 @@ def phase_hostile(port: int, plan: Plan, origin: Origin, routes: list[str], phot
     return tally, sent, time.monotonic() - started
 
 
-class Prober:
+class Prober(Background):
     """``GET /healthz`` twice a second in its own thread; the latencies (s) and failures."""
 
     def __init__(self, port: int, timeout: float = 10.0) -> None:
+        super().__init__()
         self.port, self.timeout = port, timeout
         self.latencies: list[float] = []
         self.failures: Counter[str] = Counter()
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self.done.is_set():
@@ -427,14 +436,6 @@ class Prober:
             if a.status != 200:
                 self.failures[str(a.status) if a.status else a.error] += 1
             self.done.wait(0.5)
-
-    def __enter__(self) -> Prober:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.done.set()
-        self.thread.join()
 
     def percentile(self, q: float) -> float:
         if not self.latencies:
@@ -620,7 +621,7 @@ class Result:
         ]
 
 
-def run(plan: Plan, log: Callable[[str], None] = lambda s: None) -> Result:
+def run(plan: Plan, log: Callable[[str], None] = lambda s: None, server_log: Path | None = None) -> Result:
     """The whole campaign against a fresh Procfile server; nothing raised for a goal that fails."""
     from mysite import create_app
 
@@ -653,7 +654,10 @@ def run(plan: Plan, log: Callable[[str], None] = lambda s: None) -> Result:
             log(f"  honest fetch {honest.status}; drips {[(h.how, round(h.seconds, 1)) for h in drip]}")
             time.sleep(2)  # let the last answers' memory go back
             rss_end = sampler.snapshot()
-        events = worker_events(server.log())
+        text = server.log()
+        if server_log is not None:
+            server_log.write_text(text)  # gunicorn's log with the app's: the traceback behind any 5xx
+        events = worker_events(text)
     return Result(plan, hostile, sent, hostile_s, load, load_probe, slow, slow_probe, drip, honest, drip_probe,
                   rss_start, sampler.peak_rss, rss_end, sampler.peak_sum, sampler.peak_pss, events,
                   initial, (load_before, os.getloadavg()), time.monotonic() - started)
@@ -716,10 +720,11 @@ def _mb(v: float | None) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.hostile", description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="a short campaign (about 40 s): 600 requests, 10 clients for 5 s")
+    ap.add_argument("--log", type=Path, metavar="PATH", help="write gunicorn's log (and the app's) to PATH")
     ap.add_argument("--strict", action="store_true", help="exit with 1 when a goal fails")
     args = ap.parse_args(argv)
     plan = QUICK if args.quick else Plan()
-    result = run(plan, log=lambda s: print(s, flush=True))
+    result = run(plan, log=lambda s: print(s, flush=True), server_log=args.log)
     print()
     print(report(result))
     return 1 if args.strict and any(ok is False for _, ok, _ in result.goals()) else 0

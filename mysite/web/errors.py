@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 
 from mysite.errors import ApiError
@@ -13,8 +13,15 @@ from mysite.web.api import error_fields
 log = logging.getLogger(__name__)
 
 
+def public_text(message: str) -> str:
+    """``message`` with server paths named relative to their folders (all of them with MYSITE_DEBUG=1)."""
+    namer = current_app.extensions["mysite.registry"].namer
+    return namer.scrub(message) if namer is not None else message
+
+
 def _json(code: int, status: str, message: str) -> Response:
     # An endpoint's clients may read more than status and message (the Keras client's "success").
+    message = public_text(message)
     response = jsonify({"status": status, "message": message, **error_fields(request.path, message)})
     response.status_code = code
     return response

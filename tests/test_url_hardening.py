@@ -129,6 +129,10 @@ def recording_proxy(monkeypatch, group_jpg):
 
     def resolve(host: str, port: int):
         asked.append(host)
+        try:
+            return [ipaddress.ip_address(host)]  # a literal address: what getaddrinfo would return
+        except ValueError:
+            pass
         if host not in names:
             raise socket.gaierror(-2, "Name or service not known")
         return names[host]
@@ -167,6 +171,34 @@ def test_through_a_proxy_the_host_checked_is_the_host_asked_for(make_app, record
         "GET http://xn--bcher-kva.example/x.jpg Host=xn--bcher-kva.example",
     ]
     assert asked == ["allowed.example", "xn--bcher-kva.example", "metadata.example"]
+
+
+# Encodings of the metadata address that are valid URLs: each is checked as the address it is sent as.
+ENCODED = [
+    "http://%31%36%39.254.169.254/latest/meta-data/",
+    "http://[::ffff:a9fe:a9fe]/latest/meta-data/",
+    "http://[::ffff:169.254.169.254]:80/latest/meta-data/",
+]
+
+
+@pytest.mark.parametrize("url", ENCODED)
+def test_through_a_proxy_encoded_addresses_are_checked_as_sent(make_app, recording_proxy, url):
+    seen, asked = recording_proxy
+    r = make_app().test_client().get("/detect", query_string={"url": url})
+    assert r.status_code == 400 and "link-local" in r.get_json()["message"], r.get_json()
+    assert seen == [] and len(asked) == 1
+
+
+def test_through_a_proxy_fragments_and_at_signs_after_the_host_stay_out_of_the_request_line(make_app, recording_proxy):
+    seen, asked = recording_proxy
+    c = make_app().test_client()
+    for url in ("http://allowed.example/x.jpg#@169.254.169.254", "http://allowed.example/x.jpg?@169.254.169.254"):
+        assert c.get("/detect", query_string={"url": url}).status_code == 200
+    assert seen == [
+        "GET http://allowed.example/x.jpg Host=allowed.example",
+        "GET http://allowed.example/x.jpg?@169.254.169.254 Host=allowed.example",
+    ]
+    assert asked == ["allowed.example", "allowed.example"]
 
 
 def test_a_dripping_proxy_is_bound_by_the_deadline_too(make_app, monkeypatch):

@@ -99,6 +99,47 @@ def test_a_hanging_resolver_is_bounded_by_the_deadline(make_app, monkeypatch):
     assert took < 3, took
 
 
+def test_hanging_lookups_do_not_starve_the_next_fetch(make_app, monkeypatch):
+    # A name whose DNS never answers costs its fetch the deadline, and nothing more: lookups left
+    # hanging must not queue the next fetch's lookup behind them (six threads fetch at once).
+    release = threading.Event()
+
+    def resolve(host: str, port: int):
+        if host == "hangs.example":
+            release.wait(10)  # bounded: the test sets it at the end
+        return [METADATA]
+
+    monkeypatch.setattr(fetch_mod, "resolve_host", resolve)
+    c = make_app({"MYSITE_URL_DEADLINE": 1}).test_client()
+    try:
+        hanging = [threading.Thread(target=timed_get, args=(c, "http://hangs.example/x.jpg")) for _ in range(6)]
+        for t in hanging:
+            t.start()
+        time.sleep(0.3)  # every hanging lookup has started
+        r, took = timed_get(c, "http://metadata.example/x.jpg")
+    finally:
+        release.set()
+    for t in hanging:
+        t.join(5)
+    assert r.status_code == 400 and "169.254.169.254" in r.get_json()["message"], r.get_json()
+    assert took < 0.5, took
+
+
+def test_too_many_hanging_lookups_are_a_quick_503(make_app, monkeypatch):
+    # The threads left behind by hanging lookups are capped; past the cap a fetch is refused at once.
+    release = threading.Event()
+    monkeypatch.setattr(fetch_mod, "resolve_host", lambda host, port: release.wait(10) and [METADATA])
+    monkeypatch.setattr(fetch_mod, "_LOOKUPS", threading.BoundedSemaphore(1))
+    c = make_app({"MYSITE_URL_DEADLINE": 1}).test_client()
+    try:
+        first, _ = timed_get(c, "http://hangs.example/x.jpg")
+        second, took = timed_get(c, "http://hangs.example/x.jpg")
+    finally:
+        release.set()
+    assert first.status_code == 422 and "resolving" in first.get_json()["message"]
+    assert second.status_code == 503 and "lookups" in second.get_json()["message"] and took < 0.5, took
+
+
 # Forms that urlsplit and urllib3 (or a browser) read as different hosts, or that carry credentials.
 TRICKS = [
     "http://169.254.169.254\\@allowed.example/latest/meta-data/",   # the reproduction

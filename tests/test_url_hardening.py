@@ -138,6 +138,7 @@ def test_too_many_hanging_lookups_are_a_quick_503(make_app, monkeypatch):
         release.set()
     assert first.status_code == 422 and "resolving" in first.get_json()["message"]
     assert second.status_code == 503 and "lookups" in second.get_json()["message"] and took < 0.5, took
+    assert second.headers["Retry-After"] == "1"
 
 
 # Forms that urlsplit and urllib3 (or a browser) read as different hosts, or that carry credentials.

@@ -89,7 +89,8 @@ def resolve_within(host: str, port: int, within: float) -> list[IPAddress]:
     """``resolve_host`` waited for at most ``within`` seconds (422), in a thread of its own."""
     slots = _LOOKUPS  # released on the semaphore that was taken, whatever the global is by then
     if not slots.acquire(blocking=False):
-        raise Unavailable(f"too many name lookups are pending ({MAX_PENDING_LOOKUPS}); try again shortly")
+        raise Unavailable(f"too many name lookups are pending ({MAX_PENDING_LOOKUPS}); try again shortly",
+                          headers={"Retry-After": str(max(1, round(within)))})
     done = threading.Event()
     outcome: list[list[IPAddress] | BaseException] = []
 

@@ -134,6 +134,10 @@ class Deadline:
         """Seconds until the deadline (never below a millisecond, so a timeout stays a timeout)."""
         return max(self.ends - time.monotonic(), 0.001)
 
+    def passed(self) -> bool:
+        """Whether the time is up: a socket timeout cut to the time left can beat the timer to it."""
+        return self.expired or time.monotonic() >= self.ends - 0.05
+
     def watch(self, sock: socket.socket) -> socket.socket:
         """Have ``sock`` shut down at the deadline (at once if it has passed)."""
         with self._lock:
@@ -245,7 +249,7 @@ class Fetcher:
             try:
                 return self._fetch(url, policy, clock)
             except (requests.RequestException, TransportError, OSError, ValueError) as exc:
-                if clock.expired:
+                if clock.passed():
                     raise self._late(url) from None
                 if isinstance(exc, requests.Timeout | ReadTimeoutError | socket.timeout):
                     raise Unprocessable(f"fetching {_short(url)} timed out") from None

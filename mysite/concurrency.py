@@ -18,7 +18,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from mysite.errors import Unavailable
+from mysite.errors import Reason, Unavailable
 
 _local = threading.local()
 
@@ -31,7 +31,7 @@ def current_slot() -> int | None:
 class Busy(Unavailable):
     """Every CV slot is taken and the queue is full: come back in a moment."""
 
-    status = "busy"
+    status, reason = "busy", Reason.BUSY
 
 
 class Gate:

@@ -17,13 +17,13 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from mysite.errors import ApiError
+from mysite.errors import ApiError, Reason
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
 class UploadTimeout(ApiError):
-    code, status = 408, "request timeout"
+    code, status, reason = 408, "request timeout", Reason.TIMEOUT
 
 
 class _TimedBody:

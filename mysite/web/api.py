@@ -14,7 +14,7 @@ from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 
 from mysite import memory
 from mysite.concurrency import Gate
-from mysite.errors import ApiError, BadRequest, TooLarge
+from mysite.errors import ApiError, BadRequest, Reason, TooLarge
 from mysite.params import parse
 from mysite.registry import Registry
 from mysite.settings import Settings
@@ -280,4 +280,5 @@ def _fetcher(settings: Settings) -> Fetcher:
 
 
 def _fetch_disabled(url: str) -> bytes:
-    raise BadRequest("fetching images by url is turned off on this server (MYSITE_URL_FETCH=off); POST the image instead")
+    raise BadRequest("fetching images by url is turned off on this server (MYSITE_URL_FETCH=off); POST the image instead",
+                     reason=Reason.URL_REFUSED)

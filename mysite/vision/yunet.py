@@ -6,8 +6,10 @@ more *passes*: the first at the scale where the smallest wanted face
 (``min_face`` of the long side, never below ``min_size``) is ``MIN_WORK`` pixels
 wide, decoded reduced where libjpeg allows; while a face as large as the photo's
 short side would still be over ``MAX_WORK`` pixels, another, smaller pass follows
-(a selfie filling a 4000 px frame). Boxes and landmarks are scaled back to
-original pixels and clipped; a face seen by two passes is kept once.
+(a selfie filling a 4000 px frame). A working image over ``TILE_AREA`` pixels is
+run in overlapping tiles, so the net's memory is that of one tile. Boxes and
+landmarks are scaled back to original pixels and clipped; a face seen by two
+passes is kept once.
 """
 
 from __future__ import annotations

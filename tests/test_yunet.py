@@ -135,3 +135,38 @@ def test_a_broken_model_file_is_reported_at_start_up(tmp_path):
     assert not entry.loaded and "yunet.onnx" in entry.error
     r = app.test_client().post("/detect?detector=yunet", data={"image": (io.BytesIO(read("astronaut.png")), "a.png")})
     assert r.status_code == 503 and "MYSITE_YUNET_MODEL" in r.json["message"]
+
+
+@pytest.mark.parametrize("width,height,overlap", [(960, 720, 86), (1920, 1440, 100), (640, 640, 50), (3000, 400, 400),
+                                                  (700, 700, 30)])
+def test_tiles_are_small_and_hold_every_face_up_to_the_overlap_whole(width, height, overlap):
+    parts = yunet.tiles(width, height, overlap)
+    assert len(parts) == 1 or all((x1 - x0) * (y1 - y0) <= yunet.TILE_AREA for x0, y0, x1, y1, *_ in parts)
+    covered = np.zeros((height, width), np.uint8)
+    for x0, y0, x1, y1, cx0, cy0, cx1, cy1 in parts:
+        covered[cy0:cy1, cx0:cx1] += 1
+        # A face `overlap` wide centred anywhere in the core lies inside the tile (or at the photo's edge).
+        assert max(0, cx0 - overlap // 2) >= x0 and min(width, cx1 + overlap // 2) <= x1
+        assert max(0, cy0 - overlap // 2) >= y0 and min(height, cy1 + overlap // 2) <= y1
+    assert (covered == 1).all()  # the cores partition the image: each face is kept by one tile
+
+
+def test_faces_on_the_seam_between_tiles_are_found_once(client):
+    """100 px faces (min_face on 4000x3000) centred on, and either side of, the seam between the
+    first pass's two tiles and on their edges: each is answered once, with a box that fits it."""
+    scale = yunet.passes(4000, 3000, 100)[0]  # 960x720 working pixels
+    overlap = yunet.YuNet._overlap(yunet.passes(4000, 3000, 100), 0)
+    parts = yunet.tiles(round(4000 * scale), round(3000 * scale), overlap)
+    assert len(parts) == 2
+    (_, _, end, _, _, _, cut, _), (start, *_) = parts
+    s = 100 / compose._ASTRONAUT_FACE[2]
+    # The face's centre in the portrait's crop, in the source's pixels.
+    fx = compose._ASTRONAUT_FACE[0] - compose._ASTRONAUT_CROP[0] + compose._ASTRONAUT_FACE[2] / 2
+    centres = [start / scale, (start + cut) / 2 / scale, cut / scale - 10, cut / scale, cut / scale + 10,
+               (cut + end) / 2 / scale, end / scale]
+    layout = tuple(compose.Paste("astronaut.png", s, (round(c - fx * s), 20 + i * 260), compose._ASTRONAUT_CROP)
+                   for i, c in enumerate(centres))
+    data, known = compose.build_jpeg(layout, 4000, 3000)
+    faces = detect(client, data)
+    assert len(known) == len(centres) and len(faces) == len(known), (known, faces)
+    assert all(max(iou(k, f["box"]) for f in faces) >= 0.5 for k in known), (known, faces)

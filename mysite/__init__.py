@@ -25,7 +25,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> "Flask":
 
     from mysite import settings as settings_mod
     from mysite.registry import Registry, read_specs
-    from mysite.web import api, digit_page, errors, inputs, pages
+    from mysite.web import api, digit_page, errors, inputs, pages, state
 
     settings = settings_mod.load(overrides)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -44,8 +44,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> "Flask":
     )
     app.json.sort_keys = False
     registry = _load_models(cv2, Registry, read_specs(), settings)
-    app.extensions["mysite.settings"] = settings
-    app.extensions["mysite.registry"] = registry
+    state.install(app, settings, registry)
     _warn_unused(settings, registry)
 
     app.register_blueprint(pages.bp)

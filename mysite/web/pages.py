@@ -7,8 +7,8 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, jsonify, render_template, request
 
 from mysite import __version__
-from mysite.registry import Registry
 from mysite.web import tryit
+from mysite.web.state import current_registry
 
 bp = Blueprint("pages", __name__, template_folder="templates", static_folder="static")
 _HIDDEN_METHODS = {"HEAD", "OPTIONS"}
@@ -31,12 +31,11 @@ def describe_routes(app: Flask) -> list[dict[str, Any]]:
 
 
 def _info() -> dict[str, Any]:
-    registry: Registry = current_app.extensions["mysite.registry"]
     return {
         "name": "mysite",
         "version": __version__,
         "routes": describe_routes(current_app),
-        "models": registry.describe(),
+        "models": current_registry().describe(),
     }
 
 
@@ -65,7 +64,7 @@ def _try_it(payload: dict[str, Any]) -> tuple[str, int]:
 @bp.get("/healthz")
 def healthz() -> tuple[Response, int]:
     """Health check: 200 while the required models are loaded, else 503"""
-    registry: Registry = current_app.extensions["mysite.registry"]
+    registry = current_registry()
     if registry.healthy:
         return jsonify({"status": "ok"}), 200
     missing = [e.spec.name for e in registry.entries.values() if e.spec.required and not e.loaded]

@@ -25,7 +25,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> "Flask":
 
     from mysite import settings as settings_mod
     from mysite.registry import Registry, read_specs
-    from mysite.web import api, digit_page, errors, inputs, pages, state
+    from mysite.web import api, digit_page, errors, inputs, openapi, pages, state
 
     settings = settings_mod.load(overrides)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -50,6 +50,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> "Flask":
     app.register_blueprint(pages.bp)
     app.register_blueprint(digit_page.bp)
     api.register(app)
+    app.register_blueprint(openapi.bp)
     errors.register(app)
     return app
 

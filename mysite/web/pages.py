@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, render_template, request
+from flask import Blueprint, Flask, Response, current_app, jsonify, render_template, request, url_for
 
 from mysite import __version__
 from mysite.web import tryit
@@ -34,6 +34,7 @@ def _info() -> dict[str, Any]:
     return {
         "name": "mysite",
         "version": __version__,
+        "openapi": url_for("openapi.openapi_json"),  # the machine-readable description of every route
         "routes": describe_routes(current_app),
         "models": current_registry().describe(),
     }

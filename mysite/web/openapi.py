@@ -74,11 +74,22 @@ def _image_operations(app: Flask, ep: Endpoint) -> dict[str, Any]:
     url = {"name": "url", "in": "query", "schema": {"type": "string", "format": "uri"},
            "description": "the address of an image to fetch (http or https)"}
     responses = _image_responses(ep)
-    get = {"operationId": f"{ep.name}_get", "summary": ep.doc, "parameters": [{**url, "required": True}, *params],
-           "responses": responses}
-    post = {"operationId": f"{ep.name}_post", "summary": ep.doc, "parameters": [url, *params],
-            "requestBody": _request_body(ep, params), "responses": responses}
+    common = {"summary": ep.doc, "description": _status(app, ep), "responses": responses}
+    get = {"operationId": f"{ep.name}_get", **common, "parameters": [{**url, "required": True}, *params]}
+    post = {"operationId": f"{ep.name}_post", **common, "parameters": [url, *params],
+            "requestBody": _request_body(ep, params)}
     return {"get": get, "post": post}
+
+
+def _status(app: Flask, ep: Endpoint) -> str:
+    """Which models are loaded on this server: one that is not answers 503, and its parameters are not listed."""
+    entries = app_state(app).registry.entries
+    names = ep.choice.models.values() if ep.choice else [ep.model]
+    missing = [n for n in names if not entries[n].loaded]
+    if not missing:
+        return "Every model this endpoint runs is loaded on this server."
+    return (f"Not loaded on this server: {', '.join(missing)} (answers 503 until it is; "
+            "its parameters are listed once it is loaded).")
 
 
 def _model_params(app: Flask, ep: Endpoint) -> list[tuple[Param, list[str]]]:

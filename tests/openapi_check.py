@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -24,8 +25,6 @@ def problems(doc: dict[str, Any], path: str, method: str, status: int, mimetype:
         return [f"{status} answered {mimetype}, documented: {sorted(content)}"]
     schema = media.get("schema", {})
     if mimetype == "application/json":
-        import json
-
         try:
             value: Any = json.loads(body)
         except ValueError as exc:

@@ -14,7 +14,6 @@ import io
 import time
 
 import cv2
-import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -25,7 +24,7 @@ from conftest import DATA
 from mysite.params import Param
 from mysite.web import respond
 from mysite.web.openapi import ANSWERS, OPENAPI_VERSION, document, param_schema
-from mysite.web.state import current_endpoints, current_registry
+from mysite.web.state import current_endpoints, current_registry, current_settings
 
 MAX_EXAMPLES = 400
 BUDGET_S = 30.0
@@ -55,7 +54,7 @@ def test_every_route_and_every_registered_row_is_described_from_its_declarations
             for p in registry.get(model).params:
                 if p.name in ep.fixed:
                     assert p.name not in declared, (ep.path, p.name)  # pinned by the row: not the client's to set
-                elif ep.choice is None or model == ep.choice.models[ep.choice.default_value(full_app.extensions["mysite"].settings)]:
+                elif ep.choice is None or model == ep.choice.models[ep.choice.default_value(current_settings(full_app))]:
                     default = Param(p.name, p.type, p.default).convert(ep.defaults[p.name]) if p.name in ep.defaults \
                         else p.default
                     assert declared[p.name] == {**param_schema(p), "default": default}, (ep.path, p.name)

@@ -122,8 +122,8 @@ def _model_params(app: Flask, ep: Endpoint) -> list[tuple[Param, list[str]]]:
 def _query(param_and_values: tuple[Param, list[str]], ep: Endpoint) -> dict[str, Any]:
     p, values = param_and_values
     doc = p.doc
-    if values:
-        doc = f"{doc} (with {ep.choice.param if ep.choice else ''}={' or '.join(values)})".strip()
+    if values and ep.choice is not None:  # read only by some of the models the choice offers
+        doc = f"{doc} (with {ep.choice.param}={' or '.join(values)})".strip()
     return {"name": p.name, "in": "query", "schema": param_schema(p), "description": doc}
 
 
@@ -165,7 +165,7 @@ def _output_params(ep: Endpoint) -> list[dict[str, Any]]:
 def _request_body(ep: Endpoint, params: list[dict[str, Any]]) -> dict[str, Any]:
     """Every way inputs.py takes an image: multipart field, raw image body, JSON base64, base64 text."""
     fields: dict[str, Any] = {name: _BINARY for name in inputs.FIELDS}
-    if ep.output in ("boxes",):  # repeated image fields: one answer per image
+    if ep.output == "boxes":  # repeated image fields: one answer per image (api._batch)
         fields["image"] = {"oneOf": [_BINARY, {"type": "array", "items": _BINARY, "maxItems": inputs.MAX_IMAGES}]}
     fields.update({p["name"]: p["schema"] for p in params if p["name"] != "url"})  # form fields count as parameters
     return {

@@ -81,3 +81,20 @@ def test_typed_accessors_give_what_create_app_built(app) -> None:
     assert {ep.path for ep in current_endpoints(app)} >= {"/detect", "/digits", "/v1/vision/face"}
     with app.test_request_context("/"):
         assert current_registry() is current_registry(app) and current_settings() is current_settings(app)
+
+
+def test_the_clients_route_table_agrees_with_the_registered_rows(app) -> None:
+    """mysite/routes.py is what the batch client knows without asking the server: it must not drift from the rows."""
+    from mysite.routes import ROUTES, route_for
+    from mysite.web import respond
+
+    for ep in current_endpoints(app):
+        if ep.path.rstrip("/") != ep.path or ep.defaults.get("output"):
+            continue  # seed routes answering text by default (/predict/, /predictor): the client sends to them as-is
+        route = route_for(ep.path)
+        assert ep.path in ROUTES, f"{ep.path} is registered but the client's table has no row for it"
+        boxes = {"boxes": "result", "deepstack": "predictions"}.get(ep.output)
+        assert route.boxes == boxes, ep.path
+        assert route.answers_image == (ep.output == "image"), ep.path
+        assert route.several == (ep.output == "boxes"), ep.path  # repeated image fields: api._batch, boxes only
+        assert route.draws == (ep.output in respond.DETECTIONS), ep.path

@@ -55,6 +55,8 @@ def document(app: Flask) -> dict[str, Any]:
         else:
             doc = (app.view_functions[rule.endpoint].__doc__ or "").strip().splitlines()
             paths[rule.rule] = {m.lower(): _other_operation(rule.endpoint, m, doc[0] if doc else "") for m in methods}
+    if "post" in paths.get("/", {}):
+        paths["/"]["post"]["requestBody"] = _page_form(state.endpoints)
     return {
         "openapi": OPENAPI_VERSION,
         "info": {"title": "mysite", "version": __version__,
@@ -235,6 +237,20 @@ _OTHER_RESPONSES: dict[str, dict[str, Any]] = {
     "openapi.openapi_json GET": {"200": {"description": "this document",
                                          "content": {"application/json": {"schema": {"type": "object"}}}}},
 }
+
+
+def _page_form(endpoints: tuple[Endpoint, ...]) -> dict[str, Any]:
+    """The page's form (and seed 001's upload form): a task of the page, a file or a URL, and its options."""
+    tasks = [ep.path for ep in endpoints if ep.on_page]
+    return {"required": True, "content": {"multipart/form-data": {"schema": {
+        "type": "object",
+        "properties": {"endpoint": {"type": "string", "enum": tasks,
+                                    "description": "the task; a form without one (seed 001) gets classification, "
+                                                   "else faces"},
+                       "image": _BINARY, "url": {"type": "string", "format": "uri"}},
+        "additionalProperties": {"type": "string", "description": "the task's options, as its query parameters"},
+        "description": "one file field (image, or any name as seed 001's bird_image) or url",
+    }}}}
 
 
 def _other_operation(endpoint: str, method: str, summary: str) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from flask import Blueprint, Flask, Response, g, jsonify, request
 
 from mysite import memory
 from mysite.errors import ApiError, BadRequest, TooLarge
-from mysite.params import parse
+from mysite.params import Param, parse
 from mysite.settings import Settings
 from mysite.vision import budget
 from mysite.vision.boxes import clip
@@ -41,6 +41,11 @@ class Endpoint:
     errors: str = "book"  # a key of respond.ERROR_FIELDS: what an error body carries beside status/message
     label: str = ""  # the label of a detection that has none (drawn, DeepStack answers); default: the model's name
     on_page: bool = True  # offered as a task on the page at / (routes kept for other clients' formats are not)
+
+    def settable(self, params: tuple[Param, ...]) -> tuple[Param, ...]:
+        """A model's parameters a request may set on this row (not those it pins), with the row's own defaults."""
+        return tuple(dataclasses.replace(p, default=p.convert(self.defaults[p.name])) if p.name in self.defaults
+                     else p for p in params if p.name not in self.fixed)
 
     @property
     def name(self) -> str:

@@ -109,11 +109,7 @@ def _model_params(app: Flask, ep: Endpoint) -> list[tuple[Param, list[str]]]:
     found: dict[str, tuple[Param, list[str]]] = {}
     for value, name in models:
         model = state.registry.entries[name].model
-        for p in model.params if model is not None else ():
-            if p.name in ep.fixed:
-                continue
-            if p.name in ep.defaults:
-                p = Param(p.name, p.type, p.convert(ep.defaults[p.name]), p.min, p.max, p.doc)
+        for p in ep.settable(model.params) if model is not None else ():
             found.setdefault(p.name, (p, []))[1].append(value)
     out = []
     for p, values in found.values():

@@ -19,7 +19,6 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from mysite.errors import ApiError
-from mysite.params import Param
 from mysite.vision import budget
 from mysite.vision.decode import decode_image, encode, read_header
 from mysite.vision.draw import thumbnail
@@ -105,15 +104,9 @@ def _posted(name: str) -> str | None:
 
 def _params(entry: Any, ep: api.Endpoint | None) -> list[dict[str, Any]]:
     """The model's parameters a visitor may set on this endpoint, with the endpoint's own defaults."""
-    fixed, defaults = (ep.fixed, ep.defaults) if ep else ({}, {})
-    out = []
-    for p in entry.describe()["params"]:
-        if p["name"] in fixed:
-            continue
-        if p["name"] in defaults:  # the row's defaults are request strings, as a client would send them
-            p = {**p, "default": Param(p["name"], type(p["default"]), p["default"]).convert(defaults[p["name"]])}
-        out.append(p)
-    return out
+    if entry.model is None:
+        return []
+    return [p.describe() for p in (ep.settable(entry.model.params) if ep else entry.model.params)]
 
 
 def page_context(app: Flask, routes: list[dict[str, Any]]) -> dict[str, Any]:

@@ -25,7 +25,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> "Flask":
 
     from mysite import settings as settings_mod
     from mysite.registry import Registry, read_specs
-    from mysite.web import api, digit_page, errors, inputs, openapi, pages, state
+    from mysite.web import api, digit_page, errors, inputs, openapi, pages, security, state
 
     settings = settings_mod.load(overrides)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -52,6 +52,8 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> "Flask":
     api.register(app)
     app.register_blueprint(openapi.bp)
     errors.register(app)
+    # Headers on every answer, JSON OPTIONS, and (when set) API keys for the image endpoints and CORS.
+    security.register(app, protected={"api"})
     return app
 
 

@@ -71,12 +71,17 @@ class Client:
         timeout: float = 60.0,
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        api_key: str | None = None,
     ) -> None:
         self.server = (server or os.environ.get("MYSITE_SERVER") or DEFAULT_SERVER).rstrip("/")
         self.retries = retries
         self.backoff = backoff
         self.timeout = timeout
         self.session = session or requests.Session()
+        # A server with MYSITE_API_KEYS wants a key: from the environment, not the command line (ps shows that).
+        key = api_key if api_key is not None else os.environ.get("MYSITE_API_KEY", "")
+        if key:
+            self.session.headers["X-API-Key"] = key
         self._sleep = sleep
 
     def url_for(self, endpoint: str) -> str:

@@ -36,6 +36,8 @@ graceful_timeout = 20
 # Load the app (and its models) once in the master: workers share its memory and start at once.
 preload_app = True
 accesslog = "-"
+# The access log writes each request's URL: an API key a client put in the query string is redacted.
+logger_class = "mysite.accesslog.RedactingLogger"
 errorlog = "-"
 # gunicorn >= 25 opens a control socket at one fixed path; a web app does not need it, and two
 # instances on one machine (tests, benchmarks) would fight over it.

@@ -51,20 +51,24 @@ proxy_send_timeout {timeout_s}s;
 
 # nginx's own errors in the app's JSON shape. Only errors nginx makes itself are replaced
 # (proxy_intercept_errors stays off): the app's own 413 and 503 answers pass through as they are.
+# nosniff as on every answer of the app (mysite/web/security.py).
 error_page 413 @mysite_413;
 error_page 502 503 @mysite_502;
 error_page 504 @mysite_504;
 location @mysite_413 {{
     default_type application/json;
+    add_header X-Content-Type-Options nosniff always;
     return 413 '{too_large}';
 }}
 location @mysite_502 {{
     default_type application/json;
+    add_header X-Content-Type-Options nosniff always;
     add_header Retry-After 5 always;
     return 502 '{unavailable}';
 }}
 location @mysite_504 {{
     default_type application/json;
+    add_header X-Content-Type-Options nosniff always;
     return 504 '{timed_out}';
 }}
 """

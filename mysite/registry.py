@@ -8,6 +8,8 @@ and the setting that fixes it, and its endpoints answer 503.
 from __future__ import annotations
 
 import logging
+import sys
+import sysconfig
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -19,7 +21,8 @@ import cv2
 from mysite import dnn_kinds
 from mysite.errors import Unavailable
 from mysite.params import Param, with_defaults
-from mysite.settings import Settings
+from mysite.publicpaths import PathNamer
+from mysite.settings import PROJECT_DIR, Settings
 from mysite.vision.cascade import Cascade
 from mysite.vision.edges import Canny
 
@@ -118,17 +121,21 @@ class Entry:
     def loaded(self) -> bool:
         return self.model is not None
 
-    def describe(self) -> dict[str, Any]:
-        """JSON-able status for the info route and ``models list``."""
+    def public_error(self, namer: PathNamer | None) -> str | None:
+        """Why the model is not loaded, its paths named by ``namer`` (as they are without one)."""
+        return namer.scrub(self.error, [self.path or ""]) if namer and self.error else self.error
+
+    def describe(self, namer: PathNamer | None = None) -> dict[str, Any]:
+        """JSON-able status for the info route; with a ``namer``, paths as a public answer may show them."""
         return {
             "name": self.spec.name,
             "kind": self.spec.kind,
             "doc": self.spec.doc,
-            "path": str(self.path) if self.path else None,
+            "path": (namer.name(self.path) if namer else str(self.path)) if self.path else None,
             "setting": self.spec.env,
             "required": self.spec.required,
             "loaded": self.loaded,
-            "error": self.error,
+            "error": self.public_error(namer),
             "params": [p.describe() for p in self.model.params] if self.model else [],
         }
 
@@ -138,6 +145,8 @@ class Registry:
 
     def __init__(self, specs: Mapping[str, ModelSpec], settings: Settings) -> None:
         self.entries: dict[str, Entry] = {}
+        # How public answers (GET /, 503 bodies) name paths; None (MYSITE_DEBUG=1): absolute, as the logs do.
+        self.namer: PathNamer | None = None if settings.debug else public_namer(settings)
         for name, spec in specs.items():
             self.entries[name] = _load(spec, settings)
 
@@ -145,7 +154,7 @@ class Registry:
         """The loaded model, or a 503 that says which setting to fix."""
         entry = self.entries[name]
         if entry.model is None:
-            raise Unavailable(unavailable_message(entry))
+            raise Unavailable(unavailable_message(entry, self.namer))
         return entry.model
 
     @property
@@ -153,13 +162,24 @@ class Registry:
         return all(e.loaded for e in self.entries.values() if e.spec.required)
 
     def describe(self) -> list[dict[str, Any]]:
-        return [e.describe() for e in self.entries.values()]
+        """Every model's status, as a public answer shows it."""
+        return [e.describe(self.namer) for e in self.entries.values()]
 
 
-def unavailable_message(entry: Entry) -> str:
-    """Why a model is not loaded and what to set, in one sentence."""
+def public_namer(settings: Settings) -> PathNamer:
+    """Names relative to the folders a model file is looked for in (and the folders around them)."""
+    model_dir = settings.model_dir.resolve() if settings.model_dir is not None else None
+    return PathNamer.of([
+        (model_dir, ""), (DATA_DIR, "mysite/data"), (OPENCV_DATA_DIR, "opencv-data"),
+        (Path(sysconfig.get_paths()["purelib"]), "site-packages"), (PROJECT_DIR, "."),
+        (Path(sys.prefix), "python"), (Path.home(), "~"),
+    ])
+
+
+def unavailable_message(entry: Entry, namer: PathNamer | None = None) -> str:
+    """Why a model is not loaded and what to set, in one sentence (paths named by ``namer`` when given)."""
     spec = entry.spec
-    msg = f"model {spec.name!r} is not loaded: {entry.error}"
+    msg = f"model {spec.name!r} is not loaded: {entry.public_error(namer)}"
     if spec.env:
         msg += f"; set {spec.env} to the path of {spec.file or 'its file'}"
         if spec.file:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,7 +21,8 @@ from mysite.params import parse_bool
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 PREFIX = "MYSITE_"
 # Read elsewhere (gunicorn_conf.py, the client), not by the app: not typos, not app settings.
-OTHER_VARIABLES = frozenset({"MYSITE_ENV_FILE", "MYSITE_THREADS", "MYSITE_TIMEOUT", "MYSITE_SERVER"})
+OTHER_VARIABLES = frozenset({"MYSITE_ENV_FILE", "MYSITE_THREADS", "MYSITE_TIMEOUT", "MYSITE_SERVER",
+                             "MYSITE_API_KEY"})
 
 
 class SettingsError(ValueError):
@@ -40,12 +42,20 @@ class Settings:
     url_fetch: bool = True
     url_allow_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     url_timeout: float = 10.0
+    # The whole of one ?url= fetch (resolving, connecting, redirects, every byte): a dripping peer holds a worker no longer.
+    url_deadline: float = 20.0
     secret_key: str = field(default_factory=lambda: secrets.token_hex(16), repr=False)
     log_level: str = "INFO"
     cv_threads: int = -1
     face_detector: str = "haar"  # which model /detect runs when the request names none (web/api.py)
     # Default smallest face (fraction of the long side) for the models that plan by it; None: models.toml's.
     min_face: float | None = None
+    # Absolute model paths and OpenCV's folders in public answers (GET /, 503 bodies); off: names only.
+    debug: bool = False
+    # Keys a client must send (X-API-Key header or form field api_key) to the image endpoints; () = open.
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
+    # Origins a browser may call the API from (CORS); ("*",) = any; () = no Access-Control-* headers.
+    cors_origins: tuple[str, ...] = ()
     # Every other MYSITE_* variable, e.g. MYSITE_FACE_CASCADE: models.toml says which model reads which.
     extra: Mapping[str, str] = field(default_factory=dict)
 
@@ -103,6 +113,27 @@ def _networks(v: str) -> tuple:
     return tuple(ipaddress.ip_network(part.strip(), strict=False) for part in v.split(",") if part.strip())
 
 
+def _list(v: str) -> tuple[str, ...]:
+    """Comma-separated values, blanks dropped."""
+    return tuple(part.strip() for part in v.split(",") if part.strip())
+
+
+def _api_keys(v: str) -> tuple[str, ...]:
+    keys = _list(v)
+    # A key is sent in a header and a form field: printable ASCII, no commas (they separate keys).
+    if any(not k.isascii() or not k.isprintable() or " " in k for k in keys):
+        raise ValueError
+    return keys
+
+
+def _origins(v: str) -> tuple[str, ...]:
+    origins = tuple(o.rstrip("/") for o in _list(v))
+    # An origin is scheme://host[:port], exactly as a browser sends it in the Origin header.
+    if any(o != "*" and not re.fullmatch(r"https?://[^/\s?#@]+", o) for o in origins):
+        raise ValueError
+    return origins
+
+
 def _log_level(v: str) -> str:
     s = v.strip().upper()
     if s not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
@@ -125,12 +156,18 @@ FIELDS: dict[str, tuple[str, Any, str]] = {
     "URL_FETCH": ("url_fetch", parse_bool, "on or off"),
     "URL_ALLOW_NETWORKS": ("url_allow_networks", _networks, "comma-separated networks like 127.0.0.0/8"),
     "URL_TIMEOUT": ("url_timeout", _positive_float, "a positive number of seconds"),
+    "URL_DEADLINE": ("url_deadline", _positive_float, "a positive number of seconds"),
     "SECRET_KEY": ("secret_key", str, "any text"),
     "LOG_LEVEL": ("log_level", _log_level, "DEBUG, INFO, WARNING or ERROR"),
     "CV_THREADS": ("cv_threads", _threads, "a whole number >= -1 (-1: OpenCV's default)"),
     "FACE_DETECTOR": ("face_detector", lambda v: v.strip().lower(), "haar, yunet, dnn or dnn-full"),
     "MIN_FACE": ("min_face", _fraction, "a fraction of the long side between 0 and 1, like 0.025"),
+    "DEBUG": ("debug", parse_bool, "on or off"),
+    "API_KEYS": ("api_keys", _api_keys, "comma-separated keys of printable ASCII without spaces"),
+    "CORS_ORIGINS": ("cors_origins", _origins, "* or comma-separated origins like https://example.com"),
 }
+# Settings whose values never appear in a message or a log line.
+SECRET = frozenset({"SECRET_KEY", "API_KEYS"})
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -169,7 +206,8 @@ def load(overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] 
         try:
             values[name] = parse(raw)
         except ValueError:
-            raise SettingsError(f"{key} must be {expected}, not {raw!r}") from None
+            shown = "(not shown: it is secret)" if suffix in SECRET else repr(raw)
+            raise SettingsError(f"{key} must be {expected}, not {shown}") from None
     return Settings(**values, extra=extra)
 
 

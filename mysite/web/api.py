@@ -280,7 +280,7 @@ def rescale(result: Any, decoded: Decoded) -> Any:
 def _fetcher(settings: Settings) -> Fetcher:
     if not settings.url_fetch:
         return _fetch_disabled
-    return Fetcher(settings.max_upload_bytes, settings.url_timeout, settings.url_allow_networks).fetch
+    return Fetcher(settings.max_upload_bytes, settings.url_timeout, settings.url_allow_networks, settings.url_deadline).fetch
 
 
 def _fetch_disabled(url: str) -> bytes:

@@ -9,12 +9,20 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, Reque
 
 from mysite.errors import ApiError
 from mysite.web.api import error_fields
+from mysite.web.state import current_registry
 
 log = logging.getLogger(__name__)
 
 
+def public_text(message: str) -> str:
+    """``message`` with server paths named relative to their folders (all of them with MYSITE_DEBUG=1)."""
+    namer = current_registry().namer
+    return namer.scrub(message) if namer is not None else message
+
+
 def _json(code: int, status: str, message: str) -> Response:
     # An endpoint's clients may read more than status and message (the Keras client's "success").
+    message = public_text(message)
     response = jsonify({"status": status, "message": message, **error_fields(request.path, message)})
     response.status_code = code
     return response

@@ -4,16 +4,32 @@ Only http(s); the host is resolved and every address checked (loopback,
 private, link-local incl. 169.254.169.254, multicast, reserved, ... are
 refused); the connection goes to the address that was checked, so DNS cannot
 change its answer in between; every redirect (at most 3) is checked again;
-timeouts bound connecting and reading; reading stops past the upload limit.
+reading stops past the upload limit.
+
+One parser: the URL is prepared exactly as it will be sent, and refused when
+Python's and urllib3's parsers read a different host or port from it, or when
+it has a backslash, whitespace, control characters or user info
+(``http://169.254.169.254\\@allowed-host/`` is one URL to one parser and
+another to the next). The host checked is the host in the request line.
+
+One deadline for the whole fetch (resolving, connecting, headers, body):
+when it passes, the fetch's sockets are shut down from a timer thread, so a
+peer that drips a byte at a time cannot hold the worker past it.
+
 Proxies from ``http_proxy``/``https_proxy`` are honoured (PythonAnywhere's
-free accounts need one); the target host is still checked.
+free accounts need one); the target host is still resolved and checked here
+before the proxy is asked, and the proxy connection is bound by the deadline.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
@@ -21,7 +37,9 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+from urllib3.exceptions import ConnectTimeoutError, LocationParseError, NewConnectionError, ReadTimeoutError
+from urllib3.exceptions import HTTPError as TransportError
+from urllib3.util import parse_url
 from urllib3.util.connection import create_connection
 
 from mysite import __version__
@@ -31,6 +49,11 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 MAX_REDIRECTS = 3
 MAX_URL_LENGTH = 2048
 _REDIRECTS = {301, 302, 303, 307, 308}
+_READ_PIECE = 16 * 1024  # read1 returns what has arrived, up to this: the clock is checked between pieces
+# Characters no URL we fetch needs, and on which parsers disagree (WHATWG turns "\\" into "/").
+_FORBIDDEN = re.compile(r"[\\\s\x00-\x1f\x7f]")
+# getaddrinfo cannot be interrupted: it runs here, and the fetch stops waiting for it at the deadline.
+_RESOLVER = ThreadPoolExecutor(max_workers=4, thread_name_prefix="mysite-resolve")
 
 
 class Refused(Exception):
@@ -61,16 +84,64 @@ def resolve_host(host: str, port: int) -> list[IPAddress]:
     return [ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos]
 
 
+class Deadline:
+    """One fetch's clock: the sockets it opened are shut down when its time is up."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.ends = time.monotonic() + seconds
+        self.expired = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+
+    def left(self) -> float:
+        """Seconds until the deadline (never below a millisecond, so a timeout stays a timeout)."""
+        return max(self.ends - time.monotonic(), 0.001)
+
+    def watch(self, sock: socket.socket) -> socket.socket:
+        """Have ``sock`` shut down at the deadline (at once if it has passed)."""
+        with self._lock:
+            self._sockets.append(sock)
+            if self.expired:
+                _shut(sock)
+        return sock
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for sock in self._sockets:
+                _shut(sock)
+
+
+def _shut(sock: socket.socket) -> None:
+    # shutdown, not close: a thread blocked in recv() on it wakes up with end-of-file.
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
 @dataclass(frozen=True)
 class AddressPolicy:
     """Which addresses may be connected to: public ones, plus explicitly allowed networks."""
 
     allow: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
 
-    def vet(self, host: str, port: int) -> list[IPAddress]:
+    def vet(self, host: str, port: int, within: float = 10.0) -> list[IPAddress]:
         """The host's addresses if every one is allowed; else raise ``Refused``."""
         try:
-            addresses = resolve_host(host, port)
+            addresses = _RESOLVER.submit(resolve_host, host, port).result(timeout=within)
+        except FutureTimeout:
+            raise Unprocessable(f"resolving the url's host {host!r} took longer than {within:.0f} s") from None
         except (socket.gaierror, UnicodeError) as exc:
             raise Unprocessable(f"the url's host {host!r} could not be resolved ({exc})") from None
         if not addresses:
@@ -82,35 +153,55 @@ class AddressPolicy:
         return addresses
 
 
-def _guarded_connection(base: type[HTTPConnection], policy: AddressPolicy) -> type[HTTPConnection]:
-    class Guarded(base):  # type: ignore[valid-type, misc]
+def _connection(base: type[HTTPConnection], deadline: Deadline, policy: AddressPolicy | None) -> type[HTTPConnection]:
+    """``base`` whose sockets the deadline watches; with a policy, connected only to vetted addresses."""
+
+    class Watched(base):  # type: ignore[valid-type, misc]
         def _new_conn(self) -> socket.socket:
+            if policy is None:  # the proxy the operator configured: not vetted, but timed
+                self.timeout = min(self.timeout, deadline.left())
+                return deadline.watch(super()._new_conn())
             # Connect to the address we checked, not to whatever a second lookup says.
             last: Exception | None = None
-            for ip in policy.vet(self._dns_host, self.port):
+            for ip in policy.vet(self._dns_host, self.port, deadline.left()):
                 try:
-                    return create_connection(
-                        (str(ip), self.port), self.timeout, self.source_address, self.socket_options
+                    sock = create_connection(
+                        (str(ip), self.port), min(self.timeout, deadline.left()), self.source_address,
+                        self.socket_options,
                     )
+                    return deadline.watch(sock)
                 except socket.timeout as exc:
                     raise ConnectTimeoutError(self, f"connecting to {self.host} timed out") from exc
                 except OSError as exc:
                     last = exc
             raise NewConnectionError(self, f"could not connect to {self.host}: {last}")
 
-    return Guarded
+    return Watched
+
+
+def _pools(deadline: Deadline, policy: AddressPolicy | None) -> dict[str, type[HTTPConnectionPool]]:
+    return {
+        "http": type("Pool", (HTTPConnectionPool,), {"ConnectionCls": _connection(HTTPConnection, deadline, policy)}),
+        "https": type("Pools", (HTTPSConnectionPool,), {"ConnectionCls": _connection(HTTPSConnection, deadline, policy)}),
+    }
 
 
 class _GuardedAdapter(HTTPAdapter):
-    def __init__(self, policy: AddressPolicy) -> None:
-        http = type("Pool", (HTTPConnectionPool,), {"ConnectionCls": _guarded_connection(HTTPConnection, policy)})
-        https = type("Pools", (HTTPSConnectionPool,), {"ConnectionCls": _guarded_connection(HTTPSConnection, policy)})
-        self._pools = {"http": http, "https": https}
+    """Direct connections go to vetted addresses only; every connection, the proxy's too, is timed."""
+
+    def __init__(self, policy: AddressPolicy, deadline: Deadline) -> None:
+        self._direct = _pools(deadline, policy)
+        self._proxied = _pools(deadline, None)
         super().__init__(max_retries=0)
 
     def init_poolmanager(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
         super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = self._pools
+        self.poolmanager.pool_classes_by_scheme = self._direct
+
+    def proxy_manager_for(self, proxy, **kwargs):  # type: ignore[no-untyped-def]
+        manager = super().proxy_manager_for(proxy, **kwargs)
+        manager.pool_classes_by_scheme = self._proxied
+        return manager
 
 
 @dataclass(frozen=True)
@@ -120,69 +211,105 @@ class Fetcher:
     max_bytes: int
     timeout: float = 10.0
     allow: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    deadline: float = 20.0
 
     def fetch(self, url: str) -> bytes:
-        """The body at ``url``; 400 for a URL we refuse, 413 if too large, 422 if it cannot be had."""
+        """The body at ``url``; 400 for a URL we refuse, 413 if too large, 422 if it cannot be had in time."""
         policy = AddressPolicy(self.allow)
-        deadline = time.monotonic() + 3 * self.timeout
+        with Deadline(self.deadline) as clock:
+            try:
+                return self._fetch(url, policy, clock)
+            except (requests.RequestException, TransportError, OSError, ValueError) as exc:
+                if clock.expired:
+                    raise self._late(url) from None
+                if isinstance(exc, requests.Timeout | ReadTimeoutError | socket.timeout):
+                    raise Unprocessable(f"fetching {_short(url)} timed out") from None
+                raise Unprocessable(f"could not fetch {_short(url)}: {_reason(exc)}") from None
+
+    def _fetch(self, url: str, policy: AddressPolicy, clock: Deadline) -> bytes:
         with requests.Session() as session:  # a fresh session: no cookies carried between requests
-            session.mount("http://", _GuardedAdapter(policy))
-            session.mount("https://", _GuardedAdapter(policy))
+            # trust_env off: no credentials from ~/.netrc for a host a stranger names; proxies are
+            # taken from the environment below, as requests would (no_proxy included).
+            session.trust_env = False
+            session.mount("http://", _GuardedAdapter(policy, clock))
+            session.mount("https://", _GuardedAdapter(policy, clock))
             session.headers["User-Agent"] = f"mysite/{__version__} (image fetch)"
             for _ in range(MAX_REDIRECTS + 1):
-                host, port = _check_url(url)
+                url, host, port = check_url(url)
+                proxies = requests.utils.get_environ_proxies(url)
                 try:
                     # Checked here too: through a proxy, our connection goes to the proxy, not the host.
-                    policy.vet(host, port)
-                    response = session.get(url, stream=True, allow_redirects=False, timeout=(self.timeout, self.timeout))
+                    policy.vet(host, port, clock.left())
+                    response = session.get(url, stream=True, allow_redirects=False, proxies=proxies,
+                                           timeout=(min(self.timeout, clock.left()), self.timeout))
                 except Refused as exc:
                     raise BadRequest(f"refusing to fetch {_short(url)}: {exc}") from None
-                except requests.Timeout:
-                    raise Unprocessable(f"fetching {_short(url)} timed out") from None
-                except requests.RequestException as exc:
-                    raise Unprocessable(f"could not fetch {_short(url)}: {_reason(exc)}") from None
                 with response:
                     if response.status_code in _REDIRECTS and "location" in response.headers:
                         url = urljoin(url, response.headers["location"])
                         continue
                     if response.status_code != 200:
                         raise Unprocessable(f"fetching {_short(url)} answered HTTP {response.status_code}, not an image")
-                    return self._read(response, url, deadline)
+                    return self._read(response, url, clock)
         raise BadRequest(f"refusing to follow more than {MAX_REDIRECTS} redirects")
 
-    def _read(self, response: requests.Response, url: str, deadline: float) -> bytes:
+    def _read(self, response: requests.Response, url: str, clock: Deadline) -> bytes:
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_bytes:
             raise TooLarge(f"{_short(url)} is {int(declared)} bytes; the limit is {self.max_bytes}")
         chunks: list[bytes] = []
         total = 0
-        try:
-            for chunk in response.iter_content(64 * 1024):
-                total += len(chunk)
-                if total > self.max_bytes:
-                    raise TooLarge(f"{_short(url)} is larger than the limit of {self.max_bytes} bytes")
-                if time.monotonic() > deadline:
-                    raise Unprocessable(f"fetching {_short(url)} took too long")
-                chunks.append(chunk)
-        except requests.RequestException as exc:
-            raise Unprocessable(f"could not read {_short(url)}: {_reason(exc)}") from None
-        return b"".join(chunks)
+        while True:
+            # read1: whatever has arrived (a full-size read would wait for all of it).
+            chunk = response.raw.read1(_READ_PIECE, decode_content=True)
+            if clock.expired:
+                raise self._late(url)
+            if not chunk:
+                return b"".join(chunks)
+            total += len(chunk)
+            if total > self.max_bytes:
+                raise TooLarge(f"{_short(url)} is larger than the limit of {self.max_bytes} bytes")
+            chunks.append(chunk)
+
+    def _late(self, url: str) -> Unprocessable:
+        return Unprocessable(f"fetching {_short(url)} took longer than the {self.deadline:g} s deadline (MYSITE_URL_DEADLINE)")
 
 
-def _check_url(url: str) -> tuple[str, int]:
-    """Host and port of an http(s) URL, or 400 saying what is wrong with it."""
+def check_url(url: str) -> tuple[str, str, int]:
+    """The URL as it will be sent, with the host and port it names; 400 saying what is wrong with it.
+
+    The URL is prepared as requests will send it (IDNA host, quoted path), then read by both
+    Python's and urllib3's parsers: the host that is checked must be the host that is asked for.
+    """
     if len(url) > MAX_URL_LENGTH:
         raise BadRequest(f"the url is longer than {MAX_URL_LENGTH} characters")
+    url = url.strip()
+    if _FORBIDDEN.search(url):
+        raise BadRequest("the url has a backslash, whitespace or a control character; send it percent-encoded")
     try:
-        parts = urlsplit(url.strip())
-        port = parts.port
+        parts = urlsplit(url)
+        parts.port
     except ValueError as exc:
         raise BadRequest(f"the url {_short(url)} is not valid: {exc}") from None
     if parts.scheme.lower() not in ("http", "https"):
         raise BadRequest(f"only http and https urls are fetched, not {parts.scheme or 'a url without scheme'!r}")
-    if not parts.hostname:
+    if "@" in parts.netloc:
+        raise BadRequest("urls with a user name or password are not fetched")
+    try:
+        prepared = requests.PreparedRequest()
+        prepared.prepare_url(url, None)
+        sent = str(prepared.url)
+        ours, theirs = urlsplit(sent), parse_url(sent)
+        port = ours.port
+    except (requests.RequestException, LocationParseError, ValueError, UnicodeError) as exc:
+        raise BadRequest(f"the url {_short(url)} is not valid: {_reason(exc)}") from None
+    if not ours.hostname:
         raise BadRequest(f"the url {_short(url)} has no host")
-    return parts.hostname, port or (443 if parts.scheme.lower() == "https" else 80)
+    default = 443 if ours.scheme == "https" else 80
+    theirs_host = (theirs.host or "").strip("[]").lower()
+    if (ours.scheme, ours.hostname, port or default) != (theirs.scheme, theirs_host, theirs.port or default):
+        raise BadRequest(f"the url {_short(url)} is read differently by different parsers; not fetched")
+    return sent, ours.hostname, port or default
 
 
 def _short(url: str, limit: int = 120) -> str:

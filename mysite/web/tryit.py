@@ -22,7 +22,8 @@ from mysite.errors import ApiError
 from mysite.vision import budget
 from mysite.vision.decode import decode_image, encode, read_header
 from mysite.vision.draw import thumbnail
-from mysite.web import api, respond
+from mysite.web import api, respond, security
+from mysite.web.errors import public_text
 from mysite.web.state import app_state, current_settings
 
 # File names a browser form may upload (seed 001 checked the extension before reading the file).
@@ -35,6 +36,7 @@ _NUMBER_ARRAY = re.compile(r"\[\s+([-\d.e+,\s]+?)\s+\]")
 # Lead sentences for API errors, in words a visitor understands; the server's own message follows.
 PLAIN_WORDS = {
     400: "The server could not use this request.",
+    401: "This server wants an API key: type it in the API key field.",
     404: "There is no such endpoint.",
     405: "This endpoint does not take that method.",
     413: "The image is too large.",
@@ -115,7 +117,8 @@ def page_context(app: Flask, routes: list[dict[str, Any]]) -> dict[str, Any]:
     # The book's face API first; otherwise the first endpoint that draws boxes.
     default = next((t["path"] for t in choices if t["path"] == "/detect"),
                    next((t["path"] for t in choices if t["output"] == "boxes"), ""))
-    return {"tasks": choices, "default_task": default, "plain_words": PLAIN_WORDS, "outcome": None}
+    return {"tasks": choices, "default_task": default, "plain_words": PLAIN_WORDS, "outcome": None,
+            "api_key_required": bool(current_settings(app).api_keys)}
 
 
 @dataclass
@@ -146,7 +149,10 @@ def run_form(app: Flask, choices: list[dict[str, Any]]) -> Outcome:
     task, and the seed's messages for no file, no file chosen and a file type not supported.
     """
     outcome = Outcome()
+    keys = current_settings().api_keys
     try:
+        if keys:  # the form's api_key field (or the header), as the API itself wants it
+            security.check_key(request, keys)
         upload, field_name = _upload()
         url = request.form.get("url", "").strip()
         named = request.form.get("endpoint", "")
@@ -164,7 +170,7 @@ def run_form(app: Flask, choices: list[dict[str, Any]]) -> Outcome:
                                              f"Please select a {', '.join(EXTENSIONS[:-1])} or {EXTENSIONS[-1]} file.")
             response = view() if field_name == "image" else _as_image_field(outcome.task, upload, view)
         elif url:
-            query = {k: v for k, v in request.form.items() if k not in ("endpoint", "image") and v}
+            query = {k: v for k, v in request.form.items() if k not in ("endpoint", "image", security.KEY_FIELD) and v}
             # The API reads ?url= from the query string: run the view in a GET request context built for it
             # (Flask's documented way to make one; nothing is sent over the network by this).
             with current_app.test_request_context(outcome.task, method="GET", query_string=query):
@@ -203,7 +209,7 @@ def _upload() -> tuple[FileStorage | None, str]:
 def _as_image_field(path: str, upload: FileStorage, view: Any) -> Response:
     """Run ``view`` on an upload sent under another field name, as the API's ``image`` field."""
     upload.stream.seek(0)
-    form = {k: v for k, v in request.form.items() if k not in ("endpoint", "image", "submit") and v}
+    form = {k: v for k, v in request.form.items() if k not in ("endpoint", "image", "submit", security.KEY_FIELD) and v}
     data = {**form, "image": (BytesIO(upload.stream.read()), upload.filename or "upload")}
     with current_app.test_request_context(path, method="POST", data=data, content_type="multipart/form-data"):
         return view()
@@ -282,7 +288,7 @@ def pretty(value: Any) -> str:
 def _failed(outcome: Outcome, code: int, message: str) -> Outcome:
     outcome.code = code
     lead = PLAIN_WORDS.get(code, "The request failed.")
-    outcome.error = f"{lead} ({code}) {message}"
+    outcome.error = f"{lead} ({code}) {public_text(message)}"
     return outcome
 
 

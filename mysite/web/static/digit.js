@@ -8,6 +8,8 @@
   const error = document.getElementById("error");
   const ctx = pad.getContext("2d");
 
+  const { withKey } = window.mysiteKey; // apikey.js
+
   function clear() {
     ctx.fillStyle = "#fff"; // white paper, as MNIST pictures are read: dark ink on light
     ctx.fillRect(0, 0, pad.width, pad.height);
@@ -21,7 +23,7 @@
     setState("busy");
     let response;
     try {
-      response = await fetch(form.action, { method: "POST", body, headers });
+      response = await fetch(form.action, { method: "POST", body, headers: withKey(headers || {}) });
     } catch (err) {
       showError(`The server could not be reached (${err.message}).`);
       return;

@@ -8,6 +8,8 @@
   const INK = "#000000";
   const PLAIN_WORDS = JSON.parse($("plain-words").textContent || "{}");
 
+  const { withKey } = window.mysiteKey; // apikey.js
+
   /** "The image is too large. (413) the image is 12 MB; the limit is 10 MB" */
   function explain(status, body) {
     const lead = PLAIN_WORDS[String(status)] || "The request failed.";
@@ -219,10 +221,10 @@
       if (picked) {
         const body = new FormData();
         body.append("image", picked, picked.name || "image.png");
-        response = await fetch(`${t.path}?${params}`, { method: "POST", body, headers: { Accept: "application/json" } });
+        response = await fetch(`${t.path}?${params}`, { method: "POST", body, headers: withKey({ Accept: "application/json" }) });
       } else {
         params.set("url", url);
-        response = await fetch(`${t.path}?${params}`, { headers: { Accept: "application/json" } });
+        response = await fetch(`${t.path}?${params}`, { headers: withKey({ Accept: "application/json" }) });
       }
     } catch (err) {
       showError(`The server could not be reached (${err.message}).`);
@@ -265,7 +267,7 @@
         } else {
           // The picture lives behind the URL: the server, which fetched it, draws the boxes.
           params.set("output", "image");
-          const drawn = await fetch(`${t.path}?${params}`);
+          const drawn = await fetch(`${t.path}?${params}`, { headers: withKey({}) });
           if (!drawn.ok) throw new Error(explain(drawn.status, await readBody(drawn)));
           paint(await createImageBitmap(await drawn.blob()));
           canvas.dataset.boxes = String(body.result.length);
@@ -381,7 +383,7 @@
       body.append("image", blob, "digit.png");
       try {
         const started = performance.now();
-        const response = await fetch(digits.dataset.endpoint, { method: "POST", body, headers: { Accept: "application/json" } });
+        const response = await fetch(digits.dataset.endpoint, { method: "POST", body, headers: withKey({ Accept: "application/json" }) });
         const data = await readBody(response);
         if (!response.ok || !data || typeof data.digit !== "number") {
           throw new Error(response.ok ? "the answer holds no digit" : explain(response.status, data));

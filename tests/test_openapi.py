@@ -182,3 +182,21 @@ def test_no_request_generated_from_the_document_gets_a_5xx_or_an_undocumented_an
     one_request()
     print(f"answers by status: {dict(sorted(seen.items()))}")
     assert seen.get(200, 0) > 0 and any(400 <= code < 500 for code in seen), seen  # both sides were exercised
+
+
+def test_with_api_keys_the_document_names_the_key_and_the_401(make_app) -> None:
+    key = "openapi-test-key-0123456789"
+    client = make_app({"MYSITE_API_KEYS": key}).test_client()
+    doc = client.get("/openapi.json").get_json()
+    validate(doc)
+    scheme = doc["components"]["securitySchemes"]["X-API-Key"]
+    assert scheme == {**scheme, "type": "apiKey", "in": "header", "name": "X-API-Key"}
+    post = doc["paths"]["/detect"]["post"]
+    assert post["security"] == [{"X-API-Key": []}] and "401" in post["responses"]
+    photo = (DATA / "astronaut.png").read_bytes()
+    r = client.post("/detect", data={"image": (io.BytesIO(photo), "a.png")})
+    assert r.status_code == 401 and not problems(doc, "/detect", "post", 401, r.mimetype, r.data)
+    r = client.post("/detect", data={"image": (io.BytesIO(photo), "a.png")}, headers={"X-API-Key": key})
+    assert r.status_code == 200 and not problems(doc, "/detect", "post", 200, r.mimetype, r.data)
+    # Without keys nothing answers 401, and the document says none.
+    assert "401" not in document(make_app()).get("paths")["/detect"]["post"]["responses"]

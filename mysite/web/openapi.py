@@ -19,7 +19,7 @@ from flask import Blueprint, Flask, Response, current_app, jsonify
 from mysite import __version__
 from mysite.errors import ApiError
 from mysite.params import Param
-from mysite.web import inputs, respond
+from mysite.web import inputs, respond, security
 from mysite.web.api import Endpoint
 from mysite.web.state import app_state
 
@@ -63,8 +63,17 @@ def document(app: Flask) -> dict[str, Any]:
                  "description": "Computer vision over HTTP. POST an image (multipart, raw body, JSON or base64) "
                                 "or GET with ?url=; errors are JSON with status and message."},
         "paths": paths,
-        "components": {"schemas": _schemas()},
+        "components": {"schemas": _schemas(), **_security_schemes(state.settings.api_keys)},
     }
+
+
+def _security_schemes(keys: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """With MYSITE_API_KEYS set: the key, in the X-API-Key header (or an api_key form field, as DeepStack's clients)."""
+    if not keys:
+        return {}
+    return {"securitySchemes": {security.KEY_HEADER: {
+        "type": "apiKey", "in": "header", "name": security.KEY_HEADER,
+        "description": f"one of the server's keys; a multipart {security.KEY_FIELD} field works too, never the URL"}}}
 
 
 # --- image endpoints -----------------------------------------------------------------------------------
@@ -75,11 +84,14 @@ def _image_operations(app: Flask, ep: Endpoint) -> dict[str, Any]:
     params = [_query(p, ep) for p in _model_params(app, ep)] + _choice_params(app, ep) + _output_params(ep)
     url = {"name": "url", "in": "query", "schema": {"type": "string", "format": "uri"},
            "description": "the address of an image to fetch (http or https)"}
-    responses = _image_responses(ep)
-    common = {"summary": ep.doc, "description": _status(app, ep), "responses": responses}
+    keys = bool(app_state(app).settings.api_keys)
+    responses = _image_responses(ep, keys)
+    common: dict[str, Any] = {"summary": ep.doc, "description": _status(app, ep), "responses": responses}
     get = {"operationId": f"{ep.name}_get", **common, "parameters": [{**url, "required": True}, *params]}
     post = {"operationId": f"{ep.name}_post", **common, "parameters": [url, *params],
             "requestBody": _request_body(ep, params)}
+    if keys:  # MYSITE_API_KEYS: the image endpoints want a key (security.py)
+        get["security"] = post["security"] = [{security.KEY_HEADER: []}]
     return {"get": get, "post": post}
 
 
@@ -181,7 +193,7 @@ def _request_body(ep: Endpoint, params: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _image_responses(ep: Endpoint) -> dict[str, Any]:
+def _image_responses(ep: Endpoint, keys: bool) -> dict[str, Any]:
     ok: dict[str, Any] = {}
     if ep.output in respond.JSON_SHAPES:
         schema = _ref(f"Answer_{ep.output}")
@@ -196,7 +208,10 @@ def _image_responses(ep: Endpoint) -> dict[str, Any]:
         ok["text/plain"] = {"schema": {"type": "string", "contentEncoding": "base64"}}
     responses: dict[str, Any] = {"200": {"description": "the answer", "content": ok}}
     error = {"application/json": {"schema": _ref(f"Error_{ep.errors}")}}
-    for code, statuses in sorted(error_codes().items()):
+    codes = error_codes()
+    if not keys:  # without MYSITE_API_KEYS nothing answers 401
+        codes.pop(security.Unauthorized.code, None)
+    for code, statuses in sorted(codes.items()):
         responses[str(code)] = {"description": ", ".join(sorted(statuses)), "content": error}
     return responses
 

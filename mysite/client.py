@@ -34,6 +34,8 @@ from typing import Any
 
 import requests
 
+from mysite.errors import Reason
+
 DEFAULT_SERVER = "http://localhost:5000"
 RETRY_STATUSES = frozenset({502, 503, 504})
 
@@ -367,16 +369,13 @@ def json_or_none(response: requests.Response) -> Any:
 def lasting(response: requests.Response) -> bool:
     """A 503 from mysite saying a model is not loaded: that lasts until its owner installs it, so don't wait.
 
-    The ``reason`` of the error body says so; servers older than ``reason`` are recognised by their message.
+    The error body's machine-readable ``reason`` says so (never its English message, which may change);
+    any other 503 is taken as passing.
     """
     if response.status_code != 503:
         return False
     body = json_or_none(response)
-    if not isinstance(body, dict):
-        return False
-    if "reason" in body:
-        return body["reason"] == "model_not_loaded"
-    return "is not loaded" in str(body.get("message", ""))
+    return isinstance(body, dict) and body.get("reason") == Reason.MODEL_NOT_LOADED.value
 
 
 def _retry_after(response: requests.Response) -> float | None:

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mysite.errors import BadRequest
+from mysite.errors import BadRequest, Reason
 
 
 @dataclass(frozen=True)
@@ -39,11 +39,14 @@ class Param:
             else:
                 value = str(raw)
         except ValueError:
-            raise BadRequest(f"parameter {self.name} must be {_article(self.type)}, not {raw!r}") from None
+            raise BadRequest(f"parameter {self.name} must be {_article(self.type)}, not {raw!r}",
+                             reason=Reason.BAD_PARAMETER) from None
         if self.min is not None and value < self.min:
-            raise BadRequest(f"parameter {self.name} must be at least {self.min}, not {raw!r}")
+            raise BadRequest(f"parameter {self.name} must be at least {self.min}, not {raw!r}",
+                             reason=Reason.BAD_PARAMETER)
         if self.max is not None and value > self.max:
-            raise BadRequest(f"parameter {self.name} must be at most {self.max}, not {raw!r}")
+            raise BadRequest(f"parameter {self.name} must be at most {self.max}, not {raw!r}",
+                             reason=Reason.BAD_PARAMETER)
         return value
 
     def describe(self) -> dict[str, Any]:

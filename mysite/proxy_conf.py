@@ -21,22 +21,24 @@ import sys
 from pathlib import Path
 
 from mysite import settings as settings_mod
+from mysite.errors import Reason
 
 CONF_PATH = Path(".platform/nginx/conf.d/elasticbeanstalk/mysite.conf")
 
 
-def _json_body(status: str, message: str) -> str:
+def _json_body(status: str, message: str, reason: Reason) -> str:
     """The app's error shape, quoted for an nginx ``return`` (no single quotes inside)."""
-    return json.dumps({"status": status, "message": message}).replace("'", "\u2019")
+    return json.dumps({"status": status, "message": message, "reason": reason.value}).replace("'", "\u2019")
 
 
 def render(settings: settings_mod.Settings, timeout_s: int) -> str:
     """The nginx server-block configuration for these settings."""
     limit_kib = -(-settings.max_body_bytes // 1024)  # rounded up: never below what the app accepts
-    too_large = _json_body(
-        "too large", f"the request body is larger than the upload limit of {settings.max_upload_mb:g} MB")
-    unavailable = _json_body("unavailable", "the service is restarting or overloaded; try again in a few seconds")
-    timed_out = _json_body("timeout", f"the service did not answer within {timeout_s} s")
+    too_large = _json_body("too large", f"the request body is larger than the upload limit of "
+                                        f"{settings.max_upload_mb:g} MB", Reason.TOO_LARGE)
+    unavailable = _json_body("unavailable", "the service is restarting or overloaded; try again in a few seconds",
+                             Reason.UNAVAILABLE)
+    timed_out = _json_body("timeout", f"the service did not answer within {timeout_s} s", Reason.TIMEOUT)
     return f"""\
 # Written by `python -m mysite.proxy_conf` from MYSITE_MAX_UPLOAD_MB={settings.max_upload_mb:g} and
 # MYSITE_TIMEOUT={timeout_s}: do not edit by hand (README, "Raising the upload limit").

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import cv2
 
-from mysite import dnn_kinds
+from mysite import dnn_kinds, model_schema
 from mysite.errors import Unavailable
 from mysite.params import Param, with_defaults
 from mysite.publicpaths import PathNamer
@@ -60,6 +60,12 @@ class ModelSpec:
     required: bool = False
     params: Mapping[str, Any] = field(default_factory=dict)
     options: Mapping[str, Any] = field(default_factory=dict)  # everything else: kind-specific
+
+    def table(self) -> dict[str, Any]:
+        """The models.toml table this spec was read from (keys left unset are not in it)."""
+        common = {"kind": self.kind, "doc": self.doc or None, "file": self.file, "env": self.env,
+                  "required": self.required or None, "params": self.params or None}
+        return {**{k: v for k, v in common.items() if v is not None}, **self.options}
 
     @classmethod
     def from_table(cls, name: str, table: Mapping[str, Any]) -> ModelSpec:
@@ -116,6 +122,7 @@ class Entry:
     path: Path | None
     model: Model | None = None
     error: str | None = None
+    schema_error: bool = False  # the error is in the models.toml table itself
 
     @property
     def loaded(self) -> bool:
@@ -180,6 +187,8 @@ def unavailable_message(entry: Entry, namer: PathNamer | None = None) -> str:
     """Why a model is not loaded and what to set, in one sentence (paths named by ``namer`` when given)."""
     spec = entry.spec
     msg = f"model {spec.name!r} is not loaded: {entry.public_error(namer)}"
+    if entry.schema_error:  # the fix is in models.toml, not in a file or a setting
+        return msg
     if spec.env:
         msg += f"; set {spec.env} to the path of {spec.file or 'its file'}"
         if spec.file:
@@ -199,15 +208,21 @@ def _load(spec: ModelSpec, settings: Settings) -> Entry:
     path = resolve(spec, settings)
     entry = Entry(spec, path)
     factory = KINDS.get(spec.kind)
-    if factory is None:
-        entry.error = f"unknown kind {spec.kind!r} (known: {', '.join(sorted(KINDS))})"
+    # A typo or a wrong type in the table stops this model before anything reads the wrong value.
+    problem = model_schema.problem(spec.name, spec.table())
+    if problem or factory is None:
+        entry.error = problem or f"unknown kind {spec.kind!r} (known: {', '.join(sorted(KINDS))})"
+        entry.schema_error = True
     elif path is not None and not path.is_file():
         entry.error = f"file {path} not found"
     else:
         try:
             model = factory(spec, path)
-            model.params = with_defaults(model.params, {**spec.params, **_setting_defaults(spec, settings)})
-            entry.model = model
+            entry.error = model_schema.params_problem(spec.name, spec.params, model.params)
+            entry.schema_error = entry.error is not None
+            if not entry.error:
+                model.params = with_defaults(model.params, {**spec.params, **_setting_defaults(spec, settings)})
+                entry.model = model
         except Exception as exc:  # noqa: BLE001 - any failure to load is reported, never fatal
             entry.error = f"{path or spec.kind} could not be loaded: {exc}"
     if entry.error:

@@ -7,11 +7,12 @@ An invalid value stops start-up with one line naming the variable.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,12 @@ OTHER_VARIABLES = frozenset({"MYSITE_ENV_FILE", "MYSITE_THREADS", "MYSITE_TIMEOU
 
 class SettingsError(ValueError):
     """A setting has a value we cannot use; the message names the variable."""
+
+
+def nearest(word: str, valid: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the valid word closest to a mistyped one, else ``""``."""
+    close = difflib.get_close_matches(word, list(valid), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 @dataclass(frozen=True)

@@ -163,21 +163,23 @@ def test_canny_thresholds(client, group_jpg):
 def test_unknown_route_is_the_books_404(client):
     r = client.get("/process")
     assert r.status_code == 404
-    assert r.get_json() == {"status": "not found", "message": "route not found"}
+    assert r.get_json() == {"status": "not found", "message": "route not found", "reason": "not_found"}
 
 
 @pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH"])
 def test_other_methods_are_the_books_405_with_allow(client, method):
     r = client.open("/detect", method=method)
     assert r.status_code == 405
-    assert r.get_json() == {"status": "failure", "message": f"{method} method not supported for API"}
+    assert r.get_json() == {"status": "failure", "message": f"{method} method not supported for API",
+                              "reason": "method_not_allowed"}
     assert {m.strip() for m in r.headers["Allow"].split(",")} >= {"GET", "POST"}
 
 
 def test_get_without_url_is_the_books_400(client):
     r = client.get("/detect")
     assert r.status_code == 400
-    assert r.get_json() == {"status": "bad request", "message": "Parameter url is not present"}
+    assert r.get_json() == {"status": "bad request", "message": "Parameter url is not present",
+                              "reason": "missing_image"}
 
 
 @pytest.mark.parametrize("kwargs", [
@@ -188,7 +190,8 @@ def test_get_without_url_is_the_books_400(client):
 def test_post_without_image_is_the_books_400(client, kwargs):
     r = client.post("/detect", **kwargs)
     assert r.status_code == 400
-    assert r.get_json() == {"status": "bad request", "message": "Parameter image is not present"}
+    assert r.get_json() == {"status": "bad request", "message": "Parameter image is not present",
+                              "reason": "missing_image"}
 
 
 def test_non_image_upload_is_415_naming_what_came(client):
@@ -233,7 +236,8 @@ def test_internal_errors_are_json_without_traceback(make_app, monkeypatch, group
     monkeypatch.setattr(model, "run", broken)
     r = app.test_client().post("/detect", data=multipart("image", group_jpg))
     assert r.status_code == 500
-    assert r.get_json() == {"status": "internal error", "message": "internal error occurred in server"}
+    assert r.get_json() == {"status": "internal error", "message": "internal error occurred in server",
+                              "reason": "internal_error"}
     assert b"secret" not in r.data and b"Traceback" not in r.data
 
 
@@ -246,7 +250,7 @@ def test_garbage_never_gives_500(client):
             for kwargs in ({"data": body}, {"data": multipart("image", body)}, {"data": body, "content_type": "image/png"}):
                 r = client.post(path, **kwargs)
                 assert r.status_code in (400, 413, 415, 422), (path, r.status_code, r.data[:200])
-                assert set(r.get_json()) == {"status", "message"}
+                assert set(r.get_json()) == {"status", "message", "reason"}
 
 
 # -- a model that is not there --------------------------------------------------------------------

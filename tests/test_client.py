@@ -79,10 +79,12 @@ def test_cli_as_a_command_pipes_json_and_exits_by_the_answer(live_server, tmp_pa
     refused = run("detect", str(text))
     assert refused.returncode == 1
     assert json.loads(refused.stdout)["status"] == "unsupported media type"
+    assert json.loads(refused.stdout)["reason"] == "unsupported_media"  # what a script tests, not the words
     assert "answered 415" in refused.stderr
     missing = run("nosuchroute", str(GROUP))
     assert missing.returncode == 1 and json.loads(missing.stdout) == {"status": "not found",
-                                                                       "message": "route not found"}
+                                                                       "message": "route not found",
+                                                                       "reason": "not_found"}
     unreachable = run("--server", f"http://127.0.0.1:{free_port()}", "--retries", "0", "detect", str(GROUP))
     assert unreachable.returncode == 3 and unreachable.stdout == "" and "could not reach" in unreachable.stderr
     assert run("detect").returncode == 2
@@ -205,9 +207,12 @@ def test_example_demo_request_reproduces_the_books_sequence(live_server, image_s
     assert done.returncode == 0, done.stderr
     codes = [line.split()[-1] for line in done.stdout.splitlines() if line.startswith("status code:")]
     assert codes == ["404", "200", "400", "200", "405"]
-    assert "content: {'status': 'not found', 'message': 'route not found'}" in done.stdout
-    assert "content: {'status': 'bad request', 'message': 'Parameter url is not present'}" in done.stdout
-    assert "content: {'status': 'failure', 'message': 'PUT method not supported for API'}" in done.stdout
+    # The book's fields and words, then the machine-readable reason every error body carries.
+    assert "content: {'status': 'not found', 'message': 'route not found', 'reason': 'not_found'}" in done.stdout
+    assert ("content: {'status': 'bad request', 'message': 'Parameter url is not present', "
+            "'reason': 'missing_image'}") in done.stdout
+    assert ("content: {'status': 'failure', 'message': 'PUT method not supported for API', "
+            "'reason': 'method_not_allowed'}") in done.stdout
 
 
 def test_example_demo_request_drawing_writes_the_picture(live_server, tmp_path) -> None:
@@ -235,4 +240,5 @@ def test_a_model_that_is_not_loaded_is_reported_at_once() -> None:
     finally:
         server.shutdown()
     assert info.value.status == 503 and "MYSITE_FACE_CASCADE" in info.value.message
+    assert info.value.reason == "model_not_loaded"  # what the client read to give up at once
     assert sleeps == []

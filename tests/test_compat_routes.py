@@ -46,10 +46,10 @@ def test_every_predict_error_carries_success_false(make_app, classifier_dir, sen
     assert r.status_code == code and r.get_json()["success"] is False and r.get_json()["message"]
     r = client.put("/predict")
     assert r.status_code == 405 and r.get_json()["success"] is False
-    # Other routes keep the book's two fields.
+    # Other routes keep the book's two fields, and the machine-readable reason beside them.
     body = client.post("/detect", data=b"%PDF-1.4", content_type="application/pdf").get_json()
-    assert set(body) == {"status", "message"}
-    assert set(client.get("/nowhere").get_json()) == {"status", "message"}
+    assert set(body) == {"status", "message", "reason"}
+    assert set(client.get("/nowhere").get_json()) == {"status", "message", "reason"}
 
 
 def test_predict_with_no_classifier_is_a_503_with_success_false(client):
@@ -68,7 +68,7 @@ def test_predictor_answers_base64_by_default_and_json_when_asked(client, group_j
 
 def test_digit_text_route_and_deepstack_errors(client):
     r = client.post("/predict/", data={"img": (io.BytesIO(b"not a picture"), "d.png")})
-    assert r.status_code == 415 and set(r.get_json()) == {"status", "message"}
+    assert r.status_code == 415 and set(r.get_json()) == {"status", "message", "reason"}
     r = client.post("/v1/vision/detection", data={"image": (io.BytesIO(b"x" * 40), "x.jpg")})
     body = r.get_json()
     assert r.status_code in (415, 503) and body["success"] is False and body["error"] == body["message"]

@@ -178,7 +178,7 @@ def test_nginx_error_pages_are_the_apps_json():
     bodies = re.findall(r"return (\d+) '([^']*)';", NGINX_CONF.read_text())
     assert {code for code, _ in bodies} == {"413", "502", "504"}
     for _, body in bodies:
-        assert set(json.loads(body)) == {"status", "message"}
+        assert set(json.loads(body)) == {"status", "message", "reason"}
     assert "proxy_intercept_errors on" not in NGINX_CONF.read_text()  # the app's own errors pass through
 
 
@@ -371,7 +371,7 @@ def test_docker_entrypoint_puts_nginx_in_front_and_slow_clients_do_not_block_the
         assert request(port, "GET", "/healthz", timeout=10)[0] == 200
         assert time.monotonic() - t < 5
         status, body = request(port, "POST", "/detect", b"\0" * (20 * 1024 * 1024), "image/jpeg")
-        assert status == 413 and set(json.loads(body)) == {"status", "message"}
+        assert status == 413 and set(json.loads(body)) == {"status", "message", "reason"}
     finally:
         for s in stalled:
             s.close()

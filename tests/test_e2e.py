@@ -75,10 +75,11 @@ def test_the_books_demo_request_sequence(server, group_jpg):
     # 1. a wrong route
     r = requests.get(f"{server}/process")
     assert r.status_code == 404 and r.headers["Content-Type"] == "application/json"
-    assert r.json() == {"message": "route not found", "status": "not found"}
+    assert r.json() == {"message": "route not found", "status": "not found", "reason": "not_found"}
     # 2. GET without its url parameter
     r = requests.get(f"{server}/detect")
-    assert r.status_code == 400 and r.json() == {"message": "Parameter url is not present", "status": "bad request"}
+    assert r.status_code == 400 and r.json() == {"message": "Parameter url is not present", "status": "bad request",
+                                                "reason": "missing_image"}
     # 3. POST the group photo
     payload = {"image": group_jpg}
     r = requests.post(f"{server}/detect", files=payload)
@@ -89,7 +90,8 @@ def test_the_books_demo_request_sequence(server, group_jpg):
     # 4. PUT is not supported
     r = requests.put(f"{server}/detect", files=payload)
     assert r.status_code == 405
-    assert r.json() == {"message": "PUT method not supported for API", "status": "failure"}
+    assert r.json() == {"message": "PUT method not supported for API", "status": "failure",
+                        "reason": "method_not_allowed"}
     assert "POST" in r.headers["Allow"]
 
 
@@ -115,7 +117,7 @@ def test_oversized_upload_gets_a_json_413_not_a_reset(server):
 def test_bad_input_does_not_hurt_the_workers(server, group_jpg):
     for body in (b"", b"garbage" * 1000, b"\x89PNG\r\n\x1a\n" + b"\0" * 100, group_jpg[:3000]):
         r = requests.post(f"{server}/detect", data=body, headers={"Content-Type": "image/png"})
-        assert r.status_code in (400, 415, 422) and set(r.json()) == {"status", "message"}
+        assert r.status_code in (400, 415, 422) and set(r.json()) == {"status", "message", "reason"}
     assert requests.get(f"{server}/healthz").json() == {"status": "ok"}
     r = requests.post(f"{server}/detect", files={"image": group_jpg})
     assert len(r.json()["result"]) == 17

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from mysite.errors import TooLarge, Unprocessable, UnsupportedMedia
+from mysite.errors import Reason, TooLarge, Unprocessable, UnsupportedMedia
 
 # Pillow's names of the formats we accept (its JPEG reader also opens the MPO files phones write).
 FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
@@ -102,14 +102,15 @@ def read_header(data: bytes, max_pixels: int | None = None) -> Header:
     except UnidentifiedImageError:
         looks_like = _looks_like(data)
         if looks_like:
-            raise Unprocessable(f"the {len(data)} bytes start like a {looks_like} image but it cannot be read") from None
+            raise Unprocessable(f"the {len(data)} bytes start like a {looks_like} image but it cannot be read",
+                                reason=Reason.BAD_IMAGE) from None
         raise UnsupportedMedia(
             f"expected an image (JPEG, PNG, WebP, BMP, GIF or TIFF); received {describe(data)}"
         ) from None
     except (OSError, ValueError, SyntaxError) as exc:
-        raise Unprocessable(f"the image header could not be read: {exc}") from None
+        raise Unprocessable(f"the image header could not be read: {exc}", reason=Reason.BAD_IMAGE) from None
     if width <= 0 or height <= 0:
-        raise Unprocessable(f"the {fmt} image declares an empty size {width}x{height}")
+        raise Unprocessable(f"the {fmt} image declares an empty size {width}x{height}", reason=Reason.BAD_IMAGE)
     if orientation in _SWAPPING_ORIENTATIONS:
         width, height = height, width
     return Header(fmt, width, height, alpha, bits)
@@ -233,7 +234,7 @@ def _decode_with_pillow(data: bytes, header: Header, gray: bool, reduce: int) ->
                 im = im.reduce(reduce)
             arr = np.asarray(im)
     except (OSError, ValueError, SyntaxError) as exc:
-        raise Unprocessable(f"the {header.format} image could not be decoded: {exc}") from None
+        raise Unprocessable(f"the {header.format} image could not be decoded: {exc}", reason=Reason.BAD_IMAGE) from None
     return arr if gray else cv2.cvtColor(arr, cv2.COLOR_RGB2BGR)
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mysite.errors import BadRequest
+from mysite.errors import BadRequest, Reason
 from mysite.params import Param
 from mysite.vision.boxes import Detection, clip, sort
 from mysite.vision.dnn import NetModel
@@ -39,7 +39,8 @@ class SSD(NetModel):
             return None
         unknown = sorted(names - set(self.labels))
         if unknown:
-            raise BadRequest(f"unknown label(s) {', '.join(unknown)}; this model knows: {', '.join(self.labels)}")
+            raise BadRequest(f"unknown label(s) {', '.join(unknown)}; this model knows: {', '.join(self.labels)}",
+                             reason=Reason.BAD_PARAMETER)
         return names
 
     def run(self, image: np.ndarray, *, min_confidence: float, labels: str) -> list[Detection]:

@@ -13,7 +13,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, g, jsonify, request
 
 from mysite import memory
-from mysite.errors import ApiError, BadRequest, TooLarge
+from mysite.errors import ApiError, BadRequest, Reason, TooLarge
 from mysite.params import Param, parse
 from mysite.settings import Settings
 from mysite.vision import budget
@@ -284,4 +284,5 @@ def _fetcher(settings: Settings) -> Fetcher:
 
 
 def _fetch_disabled(url: str) -> bytes:
-    raise BadRequest("fetching images by url is turned off on this server (MYSITE_URL_FETCH=off); POST the image instead")
+    raise BadRequest("fetching images by url is turned off on this server (MYSITE_URL_FETCH=off); POST the image instead",
+                     reason=Reason.URL_REFUSED)

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from mysite.errors import BadRequest
-from mysite.settings import Settings, SettingsError
+from mysite.errors import BadRequest, Reason
+from mysite.settings import Settings, SettingsError, nearest
 
 
 @dataclass(frozen=True)
@@ -30,15 +30,15 @@ class Choice:
         """Stop start-up when the setting names a value this choice does not have."""
         value = self.default_value(settings)
         if value not in self.models:
-            raise SettingsError(
-                f"MYSITE_{self.setting.upper()} must be one of {', '.join(self.models)}, not {value!r}"
-            )
+            raise SettingsError(f"MYSITE_{self.setting.upper()} must be one of {', '.join(self.models)}, "
+                                f"not {value!r}{nearest(value, self.models)}")
 
     def model(self, given: Mapping[str, str], settings: Settings) -> str:
         """The model name for this request (400 for a value not offered)."""
         value = (given.get(self.param) or "").strip().lower() or self.default_value(settings)
         if value not in self.models:
-            raise BadRequest(f"parameter {self.param} must be one of {', '.join(self.models)}, not {value!r}")
+            raise BadRequest(f"parameter {self.param} must be one of {', '.join(self.models)}, not {value!r}",
+                             reason=Reason.BAD_PARAMETER)
         return self.models[value]
 
 

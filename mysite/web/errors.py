@@ -1,4 +1,4 @@
-"""Every error as JSON ``{"status": ..., "message": ...}``, in the book's words where it has them."""
+"""Every error as JSON ``{"status": ..., "message": ..., "reason": ...}``, in the book's words where it has them."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import logging
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 
-from mysite.errors import ApiError
+from mysite.errors import ApiError, Reason, reason_for
 from mysite.web.api import error_fields
 from mysite.web.state import current_registry
 
@@ -20,10 +20,12 @@ def public_text(message: str) -> str:
     return namer.scrub(message) if namer is not None else message
 
 
-def _json(code: int, status: str, message: str) -> Response:
-    # An endpoint's clients may read more than status and message (the Keras client's "success").
+def _json(code: int, status: str, message: str, reason: Reason | None = None) -> Response:
+    # An endpoint's clients may read more than status and message (the Keras client's "success");
+    # programs read the stable reason, people the message.
     message = public_text(message)
-    response = jsonify({"status": status, "message": message, **error_fields(request.path, message)})
+    fields = {"status": status, "message": message, "reason": (reason or reason_for(code)).value}
+    response = jsonify({**fields, **error_fields(request.path, message)})
     response.status_code = code
     return response
 
@@ -33,7 +35,7 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(ApiError)
     def api_error(exc: ApiError) -> Response:
-        response = _json(exc.code, exc.status, exc.message)
+        response = _json(exc.code, exc.status, exc.message, exc.reason)
         response.headers.update(exc.headers)
         return response
 

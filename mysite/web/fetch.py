@@ -43,7 +43,7 @@ from urllib3.util import parse_url
 from urllib3.util.connection import create_connection
 
 from mysite import __version__
-from mysite.errors import BadRequest, TooLarge, Unprocessable
+from mysite.errors import BadRequest, Reason, TooLarge, Unprocessable
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 MAX_REDIRECTS = 3
@@ -141,11 +141,12 @@ class AddressPolicy:
         try:
             addresses = _RESOLVER.submit(resolve_host, host, port).result(timeout=within)
         except FutureTimeout:
-            raise Unprocessable(f"resolving the url's host {host!r} took longer than {within:.0f} s") from None
+            raise _failed(f"resolving the url's host {host!r} took longer than {within:.0f} s",
+                          Reason.TIMEOUT) from None
         except (socket.gaierror, UnicodeError) as exc:
-            raise Unprocessable(f"the url's host {host!r} could not be resolved ({exc})") from None
+            raise _failed(f"the url's host {host!r} could not be resolved ({exc})") from None
         if not addresses:
-            raise Unprocessable(f"the url's host {host!r} has no address")
+            raise _failed(f"the url's host {host!r} has no address")
         for ip in addresses:
             reason = classify_address(ip)
             if reason and not any(ip in net for net in self.allow):
@@ -223,8 +224,8 @@ class Fetcher:
                 if clock.expired:
                     raise self._late(url) from None
                 if isinstance(exc, requests.Timeout | ReadTimeoutError | socket.timeout):
-                    raise Unprocessable(f"fetching {_short(url)} timed out") from None
-                raise Unprocessable(f"could not fetch {_short(url)}: {_reason(exc)}") from None
+                    raise _failed(f"fetching {_short(url)} timed out", Reason.TIMEOUT) from None
+                raise _failed(f"could not fetch {_short(url)}: {_reason(exc)}") from None
 
     def _fetch(self, url: str, policy: AddressPolicy, clock: Deadline) -> bytes:
         with requests.Session() as session:  # a fresh session: no cookies carried between requests
@@ -243,15 +244,15 @@ class Fetcher:
                     response = session.get(url, stream=True, allow_redirects=False, proxies=proxies,
                                            timeout=(min(self.timeout, clock.left()), self.timeout))
                 except Refused as exc:
-                    raise BadRequest(f"refusing to fetch {_short(url)}: {exc}") from None
+                    raise _refused(f"refusing to fetch {_short(url)}: {exc}") from None
                 with response:
                     if response.status_code in _REDIRECTS and "location" in response.headers:
                         url = urljoin(url, response.headers["location"])
                         continue
                     if response.status_code != 200:
-                        raise Unprocessable(f"fetching {_short(url)} answered HTTP {response.status_code}, not an image")
+                        raise _failed(f"fetching {_short(url)} answered HTTP {response.status_code}, not an image")
                     return self._read(response, url, clock)
-        raise BadRequest(f"refusing to follow more than {MAX_REDIRECTS} redirects")
+        raise _refused(f"refusing to follow more than {MAX_REDIRECTS} redirects")
 
     def _read(self, response: requests.Response, url: str, clock: Deadline) -> bytes:
         declared = response.headers.get("content-length", "")
@@ -272,7 +273,16 @@ class Fetcher:
             chunks.append(chunk)
 
     def _late(self, url: str) -> Unprocessable:
-        return Unprocessable(f"fetching {_short(url)} took longer than the {self.deadline:g} s deadline (MYSITE_URL_DEADLINE)")
+        return _failed(f"fetching {_short(url)} took longer than the {self.deadline:g} s deadline "
+                       "(MYSITE_URL_DEADLINE)", Reason.TIMEOUT)
+
+
+def _refused(message: str) -> BadRequest:
+    return BadRequest(message, reason=Reason.URL_REFUSED)
+
+
+def _failed(message: str, reason: Reason = Reason.URL_FAILED) -> Unprocessable:
+    return Unprocessable(message, reason=reason)
 
 
 def check_url(url: str) -> tuple[str, str, int]:
@@ -282,19 +292,19 @@ def check_url(url: str) -> tuple[str, str, int]:
     Python's and urllib3's parsers: the host that is checked must be the host that is asked for.
     """
     if len(url) > MAX_URL_LENGTH:
-        raise BadRequest(f"the url is longer than {MAX_URL_LENGTH} characters")
+        raise _refused(f"the url is longer than {MAX_URL_LENGTH} characters")
     url = url.strip()
     if _FORBIDDEN.search(url):
-        raise BadRequest("the url has a backslash, whitespace or a control character; send it percent-encoded")
+        raise _refused("the url has a backslash, whitespace or a control character; send it percent-encoded")
     try:
         parts = urlsplit(url)
         parts.port
     except ValueError as exc:
-        raise BadRequest(f"the url {_short(url)} is not valid: {exc}") from None
+        raise _refused(f"the url {_short(url)} is not valid: {exc}") from None
     if parts.scheme.lower() not in ("http", "https"):
-        raise BadRequest(f"only http and https urls are fetched, not {parts.scheme or 'a url without scheme'!r}")
+        raise _refused(f"only http and https urls are fetched, not {parts.scheme or 'a url without scheme'!r}")
     if "@" in parts.netloc:
-        raise BadRequest("urls with a user name or password are not fetched")
+        raise _refused("urls with a user name or password are not fetched")
     try:
         prepared = requests.PreparedRequest()
         prepared.prepare_url(url, None)
@@ -302,13 +312,13 @@ def check_url(url: str) -> tuple[str, str, int]:
         ours, theirs = urlsplit(sent), parse_url(sent)
         port = ours.port
     except (requests.RequestException, LocationParseError, ValueError, UnicodeError) as exc:
-        raise BadRequest(f"the url {_short(url)} is not valid: {_reason(exc)}") from None
+        raise _refused(f"the url {_short(url)} is not valid: {_reason(exc)}") from None
     if not ours.hostname:
-        raise BadRequest(f"the url {_short(url)} has no host")
+        raise _refused(f"the url {_short(url)} has no host")
     default = 443 if ours.scheme == "https" else 80
     theirs_host = (theirs.host or "").strip("[]").lower()
     if (ours.scheme, ours.hostname, port or default) != (theirs.scheme, theirs_host, theirs.port or default):
-        raise BadRequest(f"the url {_short(url)} is read differently by different parsers; not fetched")
+        raise _refused(f"the url {_short(url)} is read differently by different parsers; not fetched")
     return sent, ours.hostname, port or default
 
 

@@ -18,7 +18,7 @@ from typing import IO, Any
 
 from flask import Request
 
-from mysite.errors import BadRequest, TooLarge
+from mysite.errors import BadRequest, Reason, TooLarge
 
 FIELDS = ("image", "file", "img")
 # base64 as clients send it: standard or URL-safe alphabet, maybe wrapped in lines (MIME).
@@ -64,13 +64,13 @@ def image_bytes(request: Request, max_bytes: int, fetch: Callable[[str], bytes])
     url = request.args.get("url", "").strip()
     if request.method == "GET":
         if not url:
-            raise BadRequest("Parameter url is not present")
+            raise BadRequest("Parameter url is not present", reason=Reason.MISSING_IMAGE)
         return fetch(url)
     data = _from_body(request)
     if data is None:
         if url:
             return fetch(url)
-        raise BadRequest("Parameter image is not present")
+        raise BadRequest("Parameter image is not present", reason=Reason.MISSING_IMAGE)
     return _within(data, max_bytes, "the image")
 
 
@@ -111,7 +111,8 @@ def _json_image(body: bytes) -> bytes:
         raise BadRequest("the JSON body is nested too deeply; send {\"image\": \"<base64>\"}") from None
     value = doc.get("image") if isinstance(doc, dict) else None
     if not isinstance(value, str) or not value:
-        raise BadRequest("Parameter image is not present (expected a JSON body like {\"image\": \"<base64>\"})")
+        raise BadRequest("Parameter image is not present (expected a JSON body like {\"image\": \"<base64>\"})",
+                         reason=Reason.MISSING_IMAGE)
     try:
         return value.encode("utf-8")
     except UnicodeEncodeError:  # a lone surrogate such as "\ud800" is valid JSON but no text
@@ -124,12 +125,12 @@ def decode_text(text: bytes, where: str, passthrough: bool = False) -> bytes:
     match = _DATA_URL.match(text)
     if match:
         if b"base64" not in match.group(2).lower():
-            raise BadRequest(f"the data URL in the {where} must be base64-encoded")
+            raise BadRequest(f"the data URL in the {where} must be base64-encoded", reason=Reason.BAD_IMAGE)
         text = text[match.end():]
     elif not _B64_CHARS.match(text[:4096]) or (passthrough and not _B64_CHARS.match(text)):
         if passthrough:
             return text
-        raise BadRequest(f"the {where} holds neither an image nor base64 text")
+        raise BadRequest(f"the {where} holds neither an image nor base64 text", reason=Reason.BAD_IMAGE)
     compact = re.sub(rb"\s+", b"", text)
     try:
         if b"-" in compact or b"_" in compact:
@@ -138,4 +139,4 @@ def decode_text(text: bytes, where: str, passthrough: bool = False) -> bytes:
     except (binascii.Error, ValueError):
         if passthrough:
             return text
-        raise BadRequest(f"the {where} is not valid base64") from None
+        raise BadRequest(f"the {where} is not valid base64", reason=Reason.BAD_IMAGE) from None

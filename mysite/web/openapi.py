@@ -17,7 +17,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, jsonify
 
 from mysite import __version__
-from mysite.errors import ApiError
+from mysite.errors import REASONS, ApiError
 from mysite.params import Param
 from mysite.web import inputs, respond, security
 from mysite.web.api import Endpoint
@@ -309,12 +309,13 @@ ANSWERS: dict[str, dict[str, Any]] = {
 
 
 def _error_schemas() -> dict[str, Any]:
-    """``Error``: the book's status and message (and a machine-readable reason where the server gives one);
+    """``Error``: the book's status and message, and the machine-readable reason (mysite.errors.REASONS);
     ``Error_<kind>``: what respond.ERROR_FIELDS adds for an endpoint's clients, typed from what it adds."""
     out: dict[str, Any] = {"Error": {
-        "type": "object", "required": ["status", "message"],
-        "properties": {"status": {"type": "string"}, "message": {"type": "string"},
-                       "reason": {"type": "string", "description": "a stable, machine-readable name of the error"}},
+        "type": "object", "required": ["status", "message", "reason"],
+        "properties": {"status": {"type": "string"}, "message": {"type": "string", "description": "for people"},
+                       "reason": {"type": "string", "enum": list(REASONS),
+                                  "description": "for programs: a stable name of the error"}},
     }}
     for kind, fields in respond.ERROR_FIELDS.items():
         extra = fields("message")
@@ -342,5 +343,6 @@ def _schemas() -> dict[str, Any]:
                                 "models": {"type": "array", "items": {"type": "object"}}}},
         "Health": {"type": "object", "required": ["status"],
                    "properties": {"status": {"type": "string", "enum": ["ok", "unavailable"]},
-                                  "message": {"type": "string"}}},
+                                  "message": {"type": "string"},
+                                  "reason": {"type": "string", "enum": list(REASONS)}}},
     }

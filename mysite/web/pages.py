@@ -7,6 +7,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, jsonify, render_template, request, url_for
 
 from mysite import __version__
+from mysite.errors import Reason
 from mysite.web import tryit
 from mysite.web.state import current_registry
 
@@ -69,4 +70,5 @@ def healthz() -> tuple[Response, int]:
     if registry.healthy:
         return jsonify({"status": "ok"}), 200
     missing = [e.spec.name for e in registry.entries.values() if e.spec.required and not e.loaded]
-    return jsonify({"status": "unavailable", "message": f"required models not loaded: {', '.join(missing)}"}), 503
+    return jsonify({"status": "unavailable", "message": f"required models not loaded: {', '.join(missing)}",
+                    "reason": Reason.MODEL_NOT_LOADED.value}), 503

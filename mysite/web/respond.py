@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from flask import Request, Response, jsonify, request
 
-from mysite.errors import BadRequest
+from mysite.errors import BadRequest, Reason
 from mysite.vision import budget
 from mysite.vision.decode import Decoded, Header, decode_image, encode
 from mysite.vision.draw import draw_detections
@@ -46,9 +46,10 @@ def wanted(req: Request, answers_image: bool, given: Mapping[str, str] | None = 
     output = given.get("output", "").strip().lower()
     fmt = given.get("format", "").strip().lower()
     if output and output not in OUTPUTS:
-        raise BadRequest(f"parameter output must be one of {', '.join(OUTPUTS)}, not {output!r}")
+        raise BadRequest(f"parameter output must be one of {', '.join(OUTPUTS)}, not {output!r}",
+                         reason=Reason.BAD_PARAMETER)
     if fmt and fmt not in FORMATS:
-        raise BadRequest(f"parameter format must be jpeg or png, not {fmt!r}")
+        raise BadRequest(f"parameter format must be jpeg or png, not {fmt!r}", reason=Reason.BAD_PARAMETER)
     accept = req.accept_mimetypes
     q_jpeg, q_png = accept.quality("image/jpeg"), accept.quality("image/png")
     if not output:
@@ -133,13 +134,15 @@ def shape(output_kind: str, result: Any, data: bytes, decoded: Decoded, label: s
     if output_kind == "image":
         want = wanted(request, answers_image=True, given=given)
         if want.output == "json":
-            raise BadRequest("this endpoint answers an image: output may be image or base64")
+            raise BadRequest("this endpoint answers an image: output may be image or base64",
+                             reason=Reason.BAD_PARAMETER)
         return _image_response(result, want)
     if output_kind not in JSON_SHAPES:
         raise TypeError(f"no shape for answers of kind {output_kind!r}")
     if output_kind not in DETECTIONS:
         if given.get("output", "").strip().lower() not in ("", "json"):
-            raise BadRequest(f"this endpoint answers {output_kind}, not boxes: there is nothing to draw; drop output=")
+            raise BadRequest(f"this endpoint answers {output_kind}, not boxes: there is nothing to draw; drop output=",
+                             reason=Reason.BAD_PARAMETER)
         return jsonify(JSON_SHAPES[output_kind](result, label, seconds))
     want = wanted(request, answers_image=False, given=given)
     if want.output == "json":

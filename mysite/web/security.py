@@ -18,7 +18,7 @@ import logging
 
 from flask import Flask, Request, Response, current_app, jsonify, request
 
-from mysite.errors import ApiError
+from mysite.errors import ApiError, Reason
 from mysite.settings import Settings
 from mysite.web.state import current_settings
 
@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 
 class Unauthorized(ApiError):
-    code, status = 401, "unauthorized"
+    code, status, reason = 401, "unauthorized", Reason.UNAUTHORIZED
 
     def __init__(self, message: str) -> None:
         # Says how to send a key (RFC 9110 requires the header on a 401), never which keys there are.

@@ -89,7 +89,10 @@ class Instance:
         self.log = Path(tempfile.mkstemp(prefix=f"mysite-{self.name}-", suffix=".log")[1])
         started = time.perf_counter()
         with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(procfile_command(), cwd=ROOT, env=env, stdout=out, stderr=out)
+            # Its own process group: a crash is simulated on the whole group, as systemd, which runs the
+            # Procfile on Elastic Beanstalk, kills what is left of a unit whose main process died.
+            self.proc = subprocess.Popen(procfile_command(), cwd=ROOT, env=env, stdout=out, stderr=out,
+                                         start_new_session=True)
         while time.perf_counter() - started < deadline_s:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.name} exited with {self.proc.returncode}: {self.tail()}")
@@ -110,7 +113,10 @@ class Instance:
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
-        self.proc.send_signal(sig)
+        if sig == signal.SIGKILL:
+            os.killpg(self.proc.pid, sig)  # master and workers at once
+        else:
+            self.proc.send_signal(sig)
         try:
             self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:

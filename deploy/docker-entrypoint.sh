@@ -1,7 +1,7 @@
 #!/bin/sh
 # The Docker image's entrypoint: nginx in front, then the Procfile's command ("$@", the image's CMD).
 # nginx takes the public port (PORT, default 8000) and holds each request until it has all of it,
-# so a slow or stalled client ties up an nginx connection, not one of gunicorn's few sync workers;
+# so a slow or stalled client ties up an nginx connection, not one of gunicorn's worker threads;
 # it also answers its own 413/502/504 in the app's JSON. gunicorn listens on loopback (APP_PORT).
 set -eu
 public="${LISTEN_HOST:-0.0.0.0}:${PORT:-8000}"

@@ -24,6 +24,8 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> "Flask":
     from flask import Flask
 
     from mysite import settings as settings_mod
+    from mysite.concurrency import Gate
+    from mysite.upload_deadline import UploadDeadline
     from mysite.registry import Registry, read_specs
     from mysite.web import api, digit_page, errors, inputs, openapi, pages, security, state
 
@@ -45,6 +47,8 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> "Flask":
     app.json.sort_keys = False
     registry = _load_models(cv2, Registry, read_specs(), settings)
     state.install(app, settings, registry)
+    # One detection at a time per worker process, a short queue, 503 beyond it (mysite/concurrency.py).
+    app.extensions["mysite.gate"] = Gate(slots=1, queue=settings.queue)
     _warn_unused(settings, registry)
 
     app.register_blueprint(pages.bp)
@@ -54,6 +58,8 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> "Flask":
     errors.register(app)
     # Headers on every answer, JSON OPTIONS, and (when set) API keys for the image endpoints and CORS.
     security.register(app, protected={"api"})
+    # A body that arrives too slowly is cut off with a JSON 408, not waited for (mysite/upload_deadline.py).
+    app.wsgi_app = UploadDeadline(app.wsgi_app, settings.upload_deadline)  # type: ignore[method-assign]
     return app
 
 

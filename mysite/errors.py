@@ -27,6 +27,7 @@ class Reason(str, Enum):
     UNAUTHORIZED = "unauthorized"  # no API key, or one that is not valid
     MODEL_NOT_LOADED = "model_not_loaded"  # the endpoint's model is not on this server
     UNAVAILABLE = "unavailable"  # the service is restarting or overloaded
+    BUSY = "busy"  # this worker's detection queue is full: retry after Retry-After (a second)
     NOT_FOUND = "not_found"  # no such route
     METHOD_NOT_ALLOWED = "method_not_allowed"  # the route does not take this method
     INTERNAL_ERROR = "internal_error"  # a bug on the server (logged there, never detailed)

@@ -9,6 +9,8 @@ gunicorn documents. Why these defaults: README, "Performance".
 
 import os
 
+from mysite.memory import limit_arenas
+
 
 def _cpus() -> int:
     """CPUs this process may run on (a container's share, not the host's count)."""
@@ -23,7 +25,14 @@ bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 # or ?url= fetch holds up one worker, not the site. Measured (python -m bench, 2 CPUs): two
 # workers with one OpenCV thread each serve 1.9x the requests of one.
 workers = int(os.environ.get("WEB_CONCURRENCY", str(max(2, _cpus()))))
-threads = int(os.environ.get("MYSITE_THREADS", "1"))
+# Threads per worker (gthread): a slow upload, a ?url= fetch or /healthz each take a thread, not the
+# worker; detections still run one at a time per worker (mysite/concurrency.py), so memory and
+# throughput stay those of one request per worker. Measured: README, "Slow clients and /healthz".
+worker_class = "gthread"
+# Threads would each get a malloc heap of their own (up to 8 per CPU), and what one frees the
+# others do not reuse: two heaps, set here in the master before any thread, inherited by the workers.
+limit_arenas(int(os.environ.get("MALLOC_ARENA_MAX", "2")))
+threads = int(os.environ.get("MYSITE_THREADS", "6"))
 # The slowest legitimate request measured here: a 40 MP photo (the pixel limit) through a cascade
 # with min_face=0, scale_factor=1.05 and min_neighbors=0: 42 s on 2 CPUs. 120 s leaves room for a
 # slower host before gunicorn would kill the worker.

@@ -11,22 +11,30 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import threading
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
-def _malloc_trim():  # type: ignore[no-untyped-def]
+def _libc(name: str):  # type: ignore[no-untyped-def]
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        fn = libc.malloc_trim
+        return getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6"), name)
     except (OSError, AttributeError):
         return None
-    fn.argtypes = [ctypes.c_size_t]
-    fn.restype = ctypes.c_int
-    return fn
 
 
-_TRIM = _malloc_trim()
+_TRIM = _libc("malloc_trim")
+if _TRIM is not None:
+    _TRIM.argtypes = [ctypes.c_size_t]
+    _TRIM.restype = ctypes.c_int
+_MALLOPT = _libc("mallopt")
+M_ARENA_MAX = -8  # glibc's malloc.h
+
+
+def limit_arenas(arenas: int = 2) -> bool:
+    """At most ``arenas`` malloc heaps, as ``MALLOC_ARENA_MAX`` would (threads otherwise get a heap each, up
+    to 8 per CPU, and memory freed in one is not reused by another); call before threads start."""
+    return bool(_MALLOPT(M_ARENA_MAX, arenas)) if _MALLOPT is not None else False
 
 
 def rss() -> int:
@@ -41,3 +49,35 @@ def rss() -> int:
 def trim() -> bool:
     """Return free heap memory to the system; whether anything was released."""
     return bool(_TRIM(0)) if _TRIM is not None else False
+
+
+class Releaser:
+    """Gives a worker's memory back as its requests end.
+
+    After a request that grew the process by more than ``above`` bytes; and, since with threads
+    one request's growth shows in another's figures, whenever the last request in flight ends
+    with the process more than ``above`` over where the last trim left it.
+    """
+
+    def __init__(self, above: int) -> None:
+        self.above = above
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self._floor = rss()
+
+    def begin(self) -> int:
+        """A request starts: the RSS to compare with at its end."""
+        with self._lock:
+            self._in_flight += 1
+        return rss()
+
+    def end(self, start: int) -> None:
+        """A request's answer has been sent: trim if it, or the requests that ran beside it, left memory behind."""
+        now = rss()
+        with self._lock:
+            self._in_flight -= 1
+            idle = self._in_flight == 0
+        if now - start > self.above or (idle and now - self._floor > self.above):
+            trim()
+            if idle:
+                self._floor = rss()

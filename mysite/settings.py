@@ -51,6 +51,10 @@ class Settings:
     url_timeout: float = 10.0
     # The whole of one ?url= fetch (resolving, connecting, redirects, every byte): a dripping peer holds a worker no longer.
     url_deadline: float = 20.0
+    # Seconds a request body may take to arrive once its first byte is read (then a JSON 408).
+    upload_deadline: float = 20.0
+    # Requests that may wait for a worker's detection slot; more are told 503 + Retry-After at once.
+    queue: int = 4
     secret_key: str = field(default_factory=lambda: secrets.token_hex(16), repr=False)
     log_level: str = "INFO"
     cv_threads: int = -1
@@ -116,6 +120,13 @@ def _fraction(v: str) -> float:
     return x
 
 
+def _whole(v: str) -> int:
+    n = int(v)
+    if n < 0:
+        raise ValueError
+    return n
+
+
 def _networks(v: str) -> tuple:
     return tuple(ipaddress.ip_network(part.strip(), strict=False) for part in v.split(",") if part.strip())
 
@@ -164,6 +175,8 @@ FIELDS: dict[str, tuple[str, Any, str]] = {
     "URL_ALLOW_NETWORKS": ("url_allow_networks", _networks, "comma-separated networks like 127.0.0.0/8"),
     "URL_TIMEOUT": ("url_timeout", _positive_float, "a positive number of seconds"),
     "URL_DEADLINE": ("url_deadline", _positive_float, "a positive number of seconds"),
+    "UPLOAD_DEADLINE": ("upload_deadline", _positive_float, "a positive number of seconds"),
+    "QUEUE": ("queue", _whole, "a whole number >= 0"),
     "SECRET_KEY": ("secret_key", str, "any text"),
     "LOG_LEVEL": ("log_level", _log_level, "DEBUG, INFO, WARNING or ERROR"),
     "CV_THREADS": ("cv_threads", _threads, "a whole number >= -1 (-1: OpenCV's default)"),

@@ -330,9 +330,10 @@ def test_uploads_are_never_written_to_disk(client, monkeypatch, car_jpg):
     assert r.status_code == 200 and r.get_json()["result"] == []
 
 
-def test_concurrent_requests_get_their_own_answers(app, group_jpg, cat_jpg, car_jpg):
+def test_concurrent_requests_get_their_own_answers(make_app, group_jpg, cat_jpg, car_jpg):
     from concurrent.futures import ThreadPoolExecutor
 
+    app = make_app({"MYSITE_QUEUE": "20"})  # every request waits its turn for the detection slot
     jobs = [("/detect", group_jpg, 17), ("/catfacedetection", cat_jpg, 1), ("/detect", car_jpg, 0)] * 6
 
     def run(job):

@@ -18,6 +18,8 @@ from typing import Any, Generic, TypeVar
 import cv2
 import numpy as np
 
+from mysite.concurrency import current_slot
+
 # File suffix -> the framework name cv2.dnn.readNet takes with in-memory buffers.
 FRAMEWORKS = {".onnx": "onnx", ".caffemodel": "caffe", ".tflite": "tflite", ".pb": "tensorflow"}
 
@@ -37,22 +39,38 @@ T = TypeVar("T")
 
 
 class PerThread(Generic[T]):
-    """One object per thread, made by ``build()`` on the thread's first use."""
+    """One object per CV slot (or per thread outside the slots), made by ``build()`` on first use.
+
+    OpenCV's nets and classifiers are not safe to share between threads running at once. Inside
+    a slot (``mysite.concurrency``) exactly one thread at a time uses the slot's object, so a
+    worker with eight threads and one slot keeps one copy, not eight.
+    """
 
     def __init__(self, build: Callable[[], T]) -> None:
         self._build = build
         self._local = threading.local()
+        self._by_slot: dict[int, T] = {}
 
     def get(self) -> T:
-        """This thread's own object."""
+        """This slot's (or this thread's) own object."""
+        slot = current_slot()
+        if slot is not None:
+            obj = self._by_slot.get(slot)
+            if obj is None:
+                obj = self._by_slot[slot] = self._build()
+            return obj
         obj = getattr(self._local, "obj", None)
         if obj is None:
             obj = self._local.obj = self._build()
         return obj
 
     def reset(self) -> None:
-        """Drop this thread's object (the next ``get`` builds a fresh one), giving back what it holds."""
-        self._local.obj = None
+        """Drop this slot's (or thread's) object (the next ``get`` builds a fresh one), giving back what it holds."""
+        slot = current_slot()
+        if slot is not None:
+            self._by_slot.pop(slot, None)
+        else:
+            self._local.obj = None
 
 
 def read_bytes(path: Path | None) -> np.ndarray:

@@ -13,6 +13,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, g, jsonify, request
 
 from mysite import memory
+from mysite.concurrency import Gate
 from mysite.errors import ApiError, BadRequest, Reason, TooLarge
 from mysite.params import Param, parse
 from mysite.settings import Settings
@@ -103,23 +104,19 @@ def register(app: Flask, endpoints: tuple[Endpoint, ...] = ENDPOINTS) -> None:
     state.endpoints = tuple(endpoints)
 
 
-# Growth of the worker's RSS over a request beyond which the heap is trimmed once the answer is sent.
-TRIM_ABOVE = 8 * 1024 * 1024
+# Growth of the worker's RSS beyond which the heap is trimmed once the answer is sent (mysite/memory.py).
+RELEASER = memory.Releaser(above=8 * 1024 * 1024)
 
 
 def _note_memory() -> None:
-    g.mysite_rss = memory.rss()
+    g.mysite_rss = RELEASER.begin()
 
 
 def _release_memory_when_sent(response: Response) -> Response:
     """Give the request's memory back to the system after the answer has gone out (not before: it is in it)."""
-    start = g.get("mysite_rss", 0)
-
-    def release() -> None:
-        if memory.rss() - start > TRIM_ABOVE:
-            memory.trim()
-
-    response.call_on_close(release)
+    start = g.pop("mysite_rss", None)
+    if start is not None:
+        response.call_on_close(lambda: RELEASER.end(start))
     return response
 
 
@@ -142,9 +139,12 @@ def handle(ep: Endpoint) -> Response:
     values.update(ep.fixed)
     explicit = {*given, *ep.fixed}
     limit = Budget(settings.request_memory_bytes, settings.request_work)
+    gate: Gate = current_app.extensions["mysite.gate"]
+    # The body (or the ?url= fetch) is had before a detection slot is taken: a slow one holds a thread only.
     batch = inputs.several_images(request, settings.max_upload_bytes)
     if batch is not None:  # repeated multipart image fields: one answer per image, in order
-        response = _batch(ep, model, batch, values, explicit, settings.max_pixels, limit)
+        with gate.slot():
+            response = _batch(ep, model, batch, values, explicit, settings.max_pixels, limit)
     else:
         data = inputs.image_bytes(request, settings.max_upload_bytes, _fetcher(settings))
         # The request's bytes (body, form copy, the image) are held throughout: what is left is the budget.
@@ -153,8 +153,9 @@ def handle(ep: Endpoint) -> Response:
         budget.check_memory(respond.answer_memory(ep.output, plan.header, plan.decoded_pixels, given), left,
                             f"the answer for this {plan.header.width}x{plan.header.height} image",
                             "ask for output=json, format=jpeg, or send a smaller image")
-        decoded, result = _execute(model, data, plan)
-        response = respond.shape(ep.output, result, data, decoded, ep.label or ep.model, given, started)
+        with gate.slot():
+            decoded, result = _execute(model, data, plan)
+            response = respond.shape(ep.output, result, data, decoded, ep.label or ep.model, given, started)
     response.headers["Server-Timing"] = f"total;dur={(time.perf_counter() - started) * 1000:.1f}"
     return response
 

@@ -1,0 +1,77 @@
+"""Requests side by side, models one at a time: the CV slot of a worker process.
+
+gunicorn's ``gthread`` worker gives each connection a thread, so an upload that arrives
+slowly, or a ``?url=`` fetch, holds one thread and not the worker; ``/healthz`` and the pages
+answer while detections run. The models still run one request at a time per worker
+(``slots``, 1 by default): that is what the per-request memory budget assumes
+(``vision/budget.py``), and OpenCV already spreads one request over the CPUs.
+
+A request that would wait behind ``queue`` others gets a 503 with ``Retry-After`` at once
+rather than a place in a queue fifty deep: its client retries (``mysite.client`` does),
+threads stay free for ``/healthz``, and no request waits longer than a few detections.
+Flask-free, like the vision code that runs inside a slot.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from mysite.errors import Reason, Unavailable
+
+_local = threading.local()
+
+
+def current_slot() -> int | None:
+    """The CV slot this thread holds, or None outside one (per-slot model caches key on it)."""
+    return getattr(_local, "slot", None)
+
+
+class Busy(Unavailable):
+    """Every CV slot is taken and the queue is full: come back in a moment."""
+
+    status, reason = "busy", Reason.BUSY
+
+
+class Gate:
+    """``slots`` requests run models at once; up to ``queue`` more wait; the rest are turned away."""
+
+    def __init__(self, slots: int = 1, queue: int = 2, wait: float = 30.0) -> None:
+        self.slots, self.queue, self.wait = slots, queue, wait
+        self._semaphore = threading.BoundedSemaphore(slots)
+        self._lock = threading.Lock()
+        self._inside = 0  # running or waiting
+        self._free = list(range(slots))
+
+    @property
+    def inside(self) -> int:
+        return self._inside
+
+    @contextmanager
+    def slot(self) -> Iterator[int]:
+        """Hold a CV slot for the block; ``Busy`` (503, Retry-After) when too many are ahead."""
+        with self._lock:
+            if self._inside >= self.slots + self.queue:
+                raise self._busy()
+            self._inside += 1
+        try:
+            if not self._semaphore.acquire(timeout=self.wait):
+                raise self._busy()
+            with self._lock:
+                number = self._free.pop()
+            _local.slot = number
+            try:
+                yield number
+            finally:
+                _local.slot = None
+                with self._lock:
+                    self._free.append(number)
+                self._semaphore.release()
+        finally:
+            with self._lock:
+                self._inside -= 1
+
+    def _busy(self) -> Busy:
+        return Busy(f"the server is busy ({self._inside} requests running or waiting for this worker's "
+                    f"{self.slots} detection slot(s)); retry in a second", headers={"Retry-After": "1"})

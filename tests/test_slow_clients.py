@@ -1,0 +1,120 @@
+"""Slow clients and a crowd against the Procfile's gunicorn on loopback (one worker, its threads).
+
+Before: sync workers; two uploads at 30 B/s held both workers until gunicorn killed them (its
+HTML 500), and /healthz waited behind every detection in the queue. Now a slow body gets a
+JSON 408 at MYSITE_UPLOAD_DEADLINE while the worker goes on serving, and requests beyond the
+detection queue get a quick 503 with Retry-After, so /healthz is answered. About 20 s.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import requests
+
+from live_server import start_gunicorn
+
+BOUNDARY = "slowboundary"
+
+
+def drip_upload(base: str, every: float, total: int = 50_000, limit: float = 30.0) -> tuple[str, float]:
+    """POST /detect with a multipart body declared ``total`` bytes, sent one byte every ``every`` s.
+
+    Returns the raw answer and how long it took; stops sending as soon as an answer comes.
+    """
+    host, port = base.removeprefix("http://").split(":")
+    head = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.jpg\"\r\n"
+            "Content-Type: image/jpeg\r\n\r\n").encode()
+    start = time.monotonic()
+    with socket.create_connection((host, int(port)), timeout=limit) as s:
+        s.sendall(f"POST /detect HTTP/1.1\r\nHost: {host}\r\nContent-Type: multipart/form-data; boundary={BOUNDARY}"
+                  f"\r\nContent-Length: {total}\r\n\r\n".encode() + head)
+        s.setblocking(False)
+        answer = b""
+        while time.monotonic() - start < limit:  # bounded: one byte per step, at most ``limit`` seconds
+            try:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                answer += chunk
+                if b"\r\n\r\n" in answer and answer.endswith(b"}\n") or answer.endswith(b"}"):
+                    break
+            except BlockingIOError:
+                pass
+            try:
+                s.send(b"\xff")
+            except OSError:
+                pass  # the server shut its reading side: keep listening for the answer
+            time.sleep(every)
+    return answer.decode("latin-1"), time.monotonic() - start
+
+
+def test_slow_uploads_get_a_json_408_and_the_worker_keeps_serving(tmp_path, group_jpg):
+    env = {"MYSITE_UPLOAD_DEADLINE": "2"}
+    with start_gunicorn(env, log_dir=tmp_path) as server, ThreadPoolExecutor(3) as pool:
+        slow = [pool.submit(drip_upload, server.url, 0.1) for _ in range(3)]
+        time.sleep(0.5)  # the three drippers are in: each holds a thread, none holds the worker
+        health = requests.get(server.url + "/healthz", timeout=10)
+        detect = requests.post(server.url + "/detect", files={"image": ("g.jpg", group_jpg)}, timeout=30)
+        answers = [f.result() for f in slow]
+        log = server.log.read_text()
+    assert health.status_code == 200
+    assert detect.status_code == 200 and len(detect.json()["result"]) == 17
+    for raw, took in answers:
+        status_line, _, rest = raw.partition("\r\n")
+        assert " 408 " in status_line, raw[:300]
+        body = json.loads(rest.split("\r\n\r\n", 1)[1])
+        assert body["status"] == "request timeout" and "MYSITE_UPLOAD_DEADLINE" in body["message"]
+        assert 1.9 < took < 10, took
+    assert "WORKER TIMEOUT" not in log and "SIGKILL" not in log and log.count("Booting worker") == 1, log
+
+
+def test_a_crowd_is_shed_with_503_and_healthz_still_answers(tmp_path, group_jpg):
+    clients, rounds = 12, 3
+    env = {"MYSITE_THREADS": "4", "MYSITE_QUEUE": "1"}
+    statuses: list[int] = []
+    health_ms: list[float] = []
+    stop = threading.Event()
+
+    def crowd(base: str) -> None:
+        with requests.Session() as s:
+            for _ in range(rounds):  # bounded
+                r = s.post(base + "/detect", files={"image": ("g.jpg", group_jpg)}, timeout=60)
+                statuses.append(r.status_code)
+                if r.status_code == 503:
+                    assert r.headers["Retry-After"] == "1" and r.json()["status"] == "busy"
+
+    def probe(base: str) -> None:
+        while not stop.is_set() and len(health_ms) < 200:  # bounded
+            start = time.monotonic()
+            assert requests.get(base + "/healthz", timeout=30).status_code == 200
+            health_ms.append((time.monotonic() - start) * 1000)
+            time.sleep(0.1)
+
+    with start_gunicorn(env, log_dir=tmp_path) as server:
+        prober = threading.Thread(target=probe, args=(server.url,))
+        prober.start()
+        with ThreadPoolExecutor(clients) as pool:
+            list(pool.map(lambda _: crowd(server.url), range(clients)))
+        stop.set()
+        prober.join()
+    assert len(statuses) == clients * rounds
+    assert set(statuses) <= {200, 503} and statuses.count(200) >= rounds and statuses.count(503) >= 1
+    # Generous: a shared 2-CPU machine. Before, /healthz queued behind up to twelve detections.
+    assert len(health_ms) >= 3 and max(health_ms) < 3000, health_ms
+
+
+def test_a_kept_alive_connection_survives_an_error_answered_before_the_body_was_read(tmp_path, group_jpg):
+    # gunicorn drains at most 64 KB of a body the app left unread, then closes a connection its
+    # answer said to keep alive: the client's next request on it failed (RemoteDisconnected).
+    big = group_jpg * 4  # over 64 KB
+    with start_gunicorn(log_dir=tmp_path) as server, requests.Session() as s:
+        bad = s.post(server.url + "/detect?scale_factor=nan", data=big, headers={"Content-Type": "image/jpeg"},
+                     timeout=30)
+        again = s.post(server.url + "/detect", data=group_jpg, headers={"Content-Type": "image/jpeg"}, timeout=30)
+    assert bad.status_code == 400 and bad.json()["status"] == "bad request"
+    assert again.status_code == 200 and len(again.json()["result"]) == 17

@@ -101,6 +101,8 @@ class YuNet:
         for s in scales:
             work, work_scale = fastpath.working_image(image, scale, fastpath.Plan(min_px, s, 1))
             rows = self._detect(work, min_confidence, nms).copy()
+            # On images a few pixels thin YuNet's decoded boxes can be infinite or NaN: no face there.
+            rows = rows[np.isfinite(rows[:, :15]).all(axis=1)]
             rows[:, :14] /= work_scale  # box and landmarks back to original pixels; the score stays
             found.append(rows)
         rows = np.vstack(found)

@@ -10,6 +10,7 @@ import pytest
 
 from tests_helpers import boxes_of, multipart
 from conftest import BOOK_GROUP_BOXES
+from mysite.web.state import current_registry
 
 
 # -- the book's answers ---------------------------------------------------------------------------
@@ -227,7 +228,7 @@ def test_bad_json_and_bad_base64_are_400(client):
 
 def test_internal_errors_are_json_without_traceback(make_app, monkeypatch, group_jpg):
     app = make_app()
-    model = app.extensions["mysite.registry"].get("face")
+    model = current_registry(app).get("face")
 
     def broken(*a, **k):
         raise RuntimeError("secret internal detail")

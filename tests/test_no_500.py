@@ -7,6 +7,8 @@ import io
 import pytest
 from PIL import Image
 
+from mysite.web.state import current_registry
+
 THIN_FORMATS = ["PNG", "GIF", "BMP", "TIFF", "WEBP", "JPEG"]
 DETECTING = ["/detect", "/catfacedetection", "/detect?output=image", "/catfacedetection?output=image", "/canny",
              "/digits", "/detect?detector=dnn"]
@@ -73,7 +75,7 @@ def test_yunet_drops_boxes_that_are_not_finite(app, monkeypatch, bad):
     # such here, so the test does not hang on when the model happens to produce them.
     import numpy as np
 
-    yunet = app.extensions["mysite.registry"].get("yunet")
+    yunet = current_registry(app).get("yunet")
     row = np.array([[10, 10, bad, 20, *([12.0] * 10), 0.95]], np.float32)
     good = np.array([[4, 4, 20, 20, *([12.0] * 10), 0.9]], np.float32)
     monkeypatch.setattr(type(yunet), "_detect", lambda self, image, conf, nms: np.vstack([row, good]))

@@ -16,6 +16,7 @@ from mysite import create_app
 from mysite.vision import yunet
 from mysite.vision.decode import read_header
 from mysite.vision.draw import BOX_COLOR
+from mysite.web.state import current_registry
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +90,7 @@ def test_passes_cover_every_face_size_without_a_gap():
 
 
 def test_12mp_is_decoded_reduced(client):
-    model = client.application.extensions["mysite.registry"].get("yunet")
+    model = current_registry(client.application).get("yunet")
     header = read_header(compose.build_jpeg()[0])
     values = {p.name: p.default for p in model.params}
     assert model.prepare(header, values, set())[0] == 4  # 960 working px from a 1000 px decode
@@ -117,7 +118,7 @@ def test_setting_makes_yunet_the_default():
 
 
 def test_one_detector_per_thread(client):
-    model = client.application.extensions["mysite.registry"].get("yunet")
+    model = current_registry(client.application).get("yunet")
     seen = []
     threads = [threading.Thread(target=lambda: seen.append(model._detectors.get())) for _ in range(2)]
     for t in threads:
@@ -131,7 +132,7 @@ def test_a_broken_model_file_is_reported_at_start_up(tmp_path):
     bad = tmp_path / "yunet.onnx"
     bad.write_bytes(b"not a network")
     app = create_app({"MYSITE_LOG_LEVEL": "CRITICAL", "MYSITE_YUNET_MODEL": str(bad)})
-    entry = app.extensions["mysite.registry"].entries["yunet"]
+    entry = current_registry(app).entries["yunet"]
     assert not entry.loaded and "yunet.onnx" in entry.error
     r = app.test_client().post("/detect?detector=yunet", data={"image": (io.BytesIO(read("astronaut.png")), "a.png")})
     assert r.status_code == 503 and "MYSITE_YUNET_MODEL" in r.json["message"]

@@ -28,7 +28,7 @@ from bench.measure import Timing, interleaved, ratio, recall, timed
 from bench.server import ROOT, Server, load, multipart, request
 from mysite import create_app
 from mysite.vision.decode import read_header
-from mysite.web.api import ENDPOINTS
+from mysite.web.state import current_endpoints
 
 DATA = ROOT / "tests" / "data"
 BIG = 100  # px: on the 12 MP photo, recall counts the book's faces at least this wide
@@ -175,8 +175,9 @@ def other_endpoints(items: list[Photo]) -> list[tuple[str, str, Timing]]:
     client = create_app({"MYSITE_URL_FETCH": "off", "MYSITE_LOG_LEVEL": "WARNING"}).test_client()
     out = []
     # An endpoint with a choice of model (/detect?detector=...) is timed with each.
-    targets = [ep.path for ep in ENDPOINTS] + [
-        f"{ep.path}?{ep.choice.param}={value}" for ep in ENDPOINTS if ep.choice for value in ep.choice.models
+    endpoints = current_endpoints(client.application)
+    targets = [ep.path for ep in endpoints] + [
+        f"{ep.path}?{ep.choice.param}={value}" for ep in endpoints if ep.choice for value in ep.choice.models
     ]
     for target in targets:
         for p in (items[0], items[-1]):

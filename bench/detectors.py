@@ -30,6 +30,7 @@ from bench.server import ROOT, Server, multipart, request
 from mysite import create_app
 from mysite.vision.decode import read_header
 from mysite.web.api import FACE_DETECTORS
+from mysite.web.state import current_registry
 
 MIN_FACE = 0.025  # the face models' default (models.toml)
 FP_IOU = 0.3  # a found box overlapping no placed face at least this much is a false positive
@@ -132,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"bench.detectors: {os.cpu_count()} CPUs, OpenCV {cv2.__version__} ({cv2.getNumThreads()} threads), "
           f"load average {os.getloadavg()[0]:.2f} at start", flush=True)
     app = create_app({"MYSITE_URL_FETCH": "off", "MYSITE_LOG_LEVEL": "WARNING"})
-    registry = app.extensions["mysite.registry"]
+    registry = current_registry(app)
     detectors = [v for v, model in FACE_DETECTORS.models.items() if registry.entries[model].loaded]
     missing = [v for v in FACE_DETECTORS.models if v not in detectors]
     client = app.test_client()

@@ -256,7 +256,7 @@ def phase_drip_origin(port: int, tally: Tally) -> dict[str, float]:
 def phase_limits(port: int, tally: Tally) -> list[str]:
     """gunicorn answers these itself, before the app: counted apart (their bodies are gunicorn's)."""
     seen = []
-    for name, path, headers in (("request line over 8190 bytes", "/detect?x=" + "a" * 9000, {}),
+    for name, path, headers in (("request line over 4094 bytes", "/detect?x=" + "a" * 9000, {}),
                                 ("header over 8190 bytes", "/healthz", {"X-Big": "b" * 9000})):
         try:
             status, h, data, ms = send(port, "GET", path, b"", headers)

@@ -66,7 +66,7 @@ PARAM_VALUES: dict[str, Sequence[str]] = {
     "nms": ("0", "1", "-1"),
     "labels": ("cat", "cat,dog", "unicorn", ",,,", "cat," * 50),
     "top": ("1", "1000", "0", "1001"),
-    "url": ("", "ftp://127.0.0.1/x", "http://10.0.0.1/x", "http://[::1]/x", "http://169.254.169.254\\@a/",
+    "url": ("", "ftp://127.0.0.1/x", "http://10.0.0.1/x", "http://[::1]/x", "http://169.254.169.254\\@a.invalid/",
             "file:///etc/passwd", "http://0x7f000001/", "javascript:alert(1)", "http://127.0.0.1:1/%00"),
 }
 

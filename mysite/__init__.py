@@ -27,7 +27,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> "Flask":
     from mysite.concurrency import Gate
     from mysite.upload_deadline import UploadDeadline
     from mysite.registry import Registry, read_specs
-    from mysite.web import api, digit_page, errors, inputs, pages, security
+    from mysite.web import api, digit_page, errors, inputs, openapi, pages, security, state
 
     settings = settings_mod.load(overrides)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -46,8 +46,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> "Flask":
     )
     app.json.sort_keys = False
     registry = _load_models(cv2, Registry, read_specs(), settings)
-    app.extensions["mysite.settings"] = settings
-    app.extensions["mysite.registry"] = registry
+    state.install(app, settings, registry)
     # One detection at a time per worker process, a short queue, 503 beyond it (mysite/concurrency.py).
     app.extensions["mysite.gate"] = Gate(slots=1, queue=settings.queue)
     _warn_unused(settings, registry)
@@ -55,6 +54,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> "Flask":
     app.register_blueprint(pages.bp)
     app.register_blueprint(digit_page.bp)
     api.register(app)
+    app.register_blueprint(openapi.bp)
     errors.register(app)
     # Headers on every answer, JSON OPTIONS, and (when set) API keys for the image endpoints and CORS.
     security.register(app, protected={"api"})

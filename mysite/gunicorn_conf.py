@@ -9,6 +9,8 @@ gunicorn documents. Why these defaults: README, "Performance".
 
 import os
 
+from mysite import gunicorn_errors
+
 from mysite.memory import limit_arenas
 
 
@@ -51,3 +53,9 @@ errorlog = "-"
 # gunicorn >= 25 opens a control socket at one fixed path; a web app does not need it, and two
 # instances on one machine (tests, benchmarks) would fight over it.
 control_socket_disable = True
+
+# gunicorn's own answers to requests it cannot parse (request line over limit_request_line: 414,
+# a header over limit_request_field_size: 431) are HTML; the app's clients read JSON. gunicorn's
+# default limits (4094 bytes, 8190 bytes) stay: nginx in front (Elastic Beanstalk, the Docker
+# image) answers over 8 KB itself, and no endpoint needs a longer line.
+gunicorn_errors.install()

@@ -81,3 +81,20 @@ def live_server():
 
     with start_gunicorn({"MYSITE_URL_ALLOW_NETWORKS": "127.0.0.1/32"}) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def full_app(tmp_path_factory):
+    """An app with every model of models.toml loaded: the tiny SSD and classifier (tests/tiny_models.py) stand in
+    for the two that are downloaded, so each registered endpoint can answer 200. ?url= may fetch from loopback."""
+    import numpy as np
+    from tiny_models import colour_classifier, fixed_ssd
+
+    from mysite import create_app
+
+    d = tmp_path_factory.mktemp("models")
+    colour_classifier(d / "squeezenet1.1-7.onnx", classes=(285, 281, 0), outputs=1000)
+    # A cat (VOC 8) and a person (15), in fractions of the image.
+    fixed_ssd(d / "ssd.onnx", np.array([[0, 8, 0.9, 0.1, 0.1, 0.6, 0.6], [0, 15, 0.6, 0.5, 0.2, 0.9, 0.9]]))
+    return create_app({"MYSITE_LOG_LEVEL": "ERROR", "MYSITE_MODEL_DIR": str(d), "MYSITE_SSD_MODEL": str(d / "ssd.onnx"),
+                       "MYSITE_URL_ALLOW_NETWORKS": "127.0.0.1/32"})

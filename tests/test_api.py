@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from tests_helpers import boxes_of, multipart
+from mysite.web.state import current_registry
 from tests_helpers import BOOK_GROUP_BOXES
 
 
@@ -227,7 +228,7 @@ def test_bad_json_and_bad_base64_are_400(client):
 
 def test_internal_errors_are_json_without_traceback(make_app, monkeypatch, group_jpg):
     app = make_app()
-    model = app.extensions["mysite.registry"].get("face")
+    model = current_registry(app).get("face")
 
     def broken(*a, **k):
         raise RuntimeError("secret internal detail")

@@ -12,6 +12,7 @@ from mysite import create_app
 from mysite.registry import DATA_DIR
 from mysite.settings import SettingsError
 from mysite.vision.blazeface import BlazeFace, anchors
+from mysite.web.state import current_registry
 
 DATA = Path(__file__).parent / "data"
 ASTRONAUT_FACE = [177, 67, 272, 162]  # where Haar finds it (testdata README)
@@ -116,7 +117,7 @@ def test_12mp_selfie_is_decoded_reduced_and_answered_in_original_pixels(detector
 
     data, known = compose.build_jpeg(compose.selfie_layout(1200, 4000, 3000), 4000, 3000)
     client = create_app({"MYSITE_LOG_LEVEL": "WARNING"}).test_client()
-    model = client.application.extensions["mysite.registry"].get({"dnn": "blazeface", "dnn-full": "blazeface_full"}[detector])
+    model = current_registry(client.application).get({"dnn": "blazeface", "dnn-full": "blazeface_full"}[detector])
     assert model.prepare(read_header(data), {}, set())[0] == 8  # 500 px for a 128 or 192 px net
     r = client.post(f"/detect?detector={detector}", data={"image": (io.BytesIO(data), "selfie.jpg")})
     faces = r.get_json()["result"]

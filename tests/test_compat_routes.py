@@ -16,7 +16,7 @@ from mysite import dnn_kinds
 from mysite.registry import ModelSpec
 from mysite.vision.classify import read_labels
 from mysite.web import respond
-from mysite.web.api import ENDPOINTS
+from mysite.web.state import current_endpoints
 
 
 @pytest.fixture(scope="module")
@@ -27,11 +27,12 @@ def classifier_dir(tmp_path_factory) -> Path:
     return d
 
 
-def test_every_row_names_an_answer_and_error_form_that_exists():
-    for ep in ENDPOINTS:
+def test_every_row_names_an_answer_and_error_form_that_exists(app):
+    endpoints = current_endpoints(app)
+    for ep in endpoints:
         assert ep.output in {*respond.JSON_SHAPES, *respond.TEXT_SHAPES, "image"}, ep.path
         assert ep.errors in respond.ERROR_FIELDS, ep.path
-    assert len({ep.name for ep in ENDPOINTS}) == len(ENDPOINTS)  # /predict and /predict/ are two endpoints
+    assert len({ep.name for ep in endpoints}) == len(endpoints)  # /predict and /predict/ are two endpoints
 
 
 @pytest.mark.parametrize(("send", "code"), [

@@ -18,6 +18,7 @@ from tiny_models import caffe_colour_classifier, colour_classifier, fixed_ssd
 
 from mysite import create_app
 from mysite.vision.dnn import Preprocess
+from mysite.web.state import current_registry
 
 DATA = Path(__file__).parent / "data"
 COLOURS = {"red": (0, 0, 255), "green": (0, 255, 0), "blue": (255, 0, 0)}  # BGR
@@ -111,7 +112,7 @@ def test_new_endpoints_are_listed_with_their_models(client):
 def test_one_model_hammered_from_many_threads(client):
     """Concurrent requests on one classifier: each must get its own colour back."""
     app = client.application
-    model = app.extensions["mysite.registry"].get("classifier")
+    model = current_registry(app).get("classifier")
     images = {c: np.full((50, 70, 3), bgr, np.uint8) for c, bgr in COLOURS.items()}
 
     nets = set()
@@ -141,7 +142,7 @@ def test_labels_that_do_not_match_the_model_are_refused_at_load(tmp_path):
     colour_classifier(tmp_path / "squeezenet1.1-7.onnx")
     (tmp_path / "imagenet_class_index.json").write_text('["one", "two"]')
     app = create_app({"MYSITE_LOG_LEVEL": "CRITICAL", "MYSITE_MODEL_DIR": str(tmp_path)})
-    entry = app.extensions["mysite.registry"].entries["classifier"]
+    entry = current_registry(app).entries["classifier"]
     assert not entry.loaded and "3 scores" in entry.error and "2 labels" in entry.error
 
 

@@ -14,6 +14,7 @@ from mysite.errors import BadRequest
 from mysite.params import parse
 from mysite.vision import fastpath
 from mysite.vision.decode import read_header
+from mysite.web.state import current_registry
 
 DATA = Path(__file__).parent / "data"
 # What the book's code (full-resolution decode, BGR->gray, scaleFactor 1.1, minNeighbors 5,
@@ -89,7 +90,7 @@ def test_plan_keeps_small_photos_at_full_size_and_reduces_12mp():
 
 
 def test_explicit_min_size_alone_is_honoured(client):
-    face = client.application.extensions["mysite.registry"].get("face")
+    face = current_registry(client.application).get("face")
     header = read_header((DATA / "car.jpg").read_bytes())
     values = parse(face.params, {"min_size": "25"})
     reduce, meant = face.prepare(header, values, {"min_size"})
@@ -99,7 +100,7 @@ def test_explicit_min_size_alone_is_honoured(client):
 
 
 def test_min_face_setting_and_bad_values(client):
-    registry = create_app({"MYSITE_URL_FETCH": "off", "MYSITE_MIN_FACE": "0.1"}).extensions["mysite.registry"]
+    registry = current_registry(create_app({"MYSITE_URL_FETCH": "off", "MYSITE_MIN_FACE": "0.1"}))
     defaults = {p.name: p.default for p in registry.get("face").params}
     assert defaults["min_face"] == 0.1
     response = client.post("/detect?min_face=2", data={"image": (io.BytesIO(b"x"), "a.jpg")})

@@ -17,6 +17,7 @@ import pytest
 
 from bench import pythonanywhere
 from mysite import create_app
+from mysite.web.state import current_settings
 
 
 def test_readme_env_example_works_when_pasted(tmp_path, monkeypatch):
@@ -28,7 +29,7 @@ def test_readme_env_example_works_when_pasted(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     app = create_app()
     assert app.test_client().get("/healthz").status_code == 200
-    settings = app.extensions["mysite.settings"]
+    settings = current_settings(app)
     assert settings.max_upload_mb == 5 and settings.model_dir == tmp_path / "mysite-models"
     assert settings.extra == {}  # every line is a setting the app reads: no typo warning
 

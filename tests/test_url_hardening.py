@@ -99,6 +99,48 @@ def test_a_hanging_resolver_is_bounded_by_the_deadline(make_app, monkeypatch):
     assert took < 3, took
 
 
+def test_hanging_lookups_do_not_starve_the_next_fetch(make_app, monkeypatch):
+    # A name whose DNS never answers costs its fetch the deadline, and nothing more: lookups left
+    # hanging must not queue the next fetch's lookup behind them (six threads fetch at once).
+    release = threading.Event()
+
+    def resolve(host: str, port: int):
+        if host == "hangs.example":
+            release.wait(10)  # bounded: the test sets it at the end
+        return [METADATA]
+
+    monkeypatch.setattr(fetch_mod, "resolve_host", resolve)
+    c = make_app({"MYSITE_URL_DEADLINE": 1}).test_client()
+    try:
+        hanging = [threading.Thread(target=timed_get, args=(c, "http://hangs.example/x.jpg")) for _ in range(6)]
+        for t in hanging:
+            t.start()
+        time.sleep(0.3)  # every hanging lookup has started
+        r, took = timed_get(c, "http://metadata.example/x.jpg")
+    finally:
+        release.set()
+    for t in hanging:
+        t.join(5)
+    assert r.status_code == 400 and "169.254.169.254" in r.get_json()["message"], r.get_json()
+    assert took < 0.5, took
+
+
+def test_too_many_hanging_lookups_are_a_quick_503(make_app, monkeypatch):
+    # The threads left behind by hanging lookups are capped; past the cap a fetch is refused at once.
+    release = threading.Event()
+    monkeypatch.setattr(fetch_mod, "resolve_host", lambda host, port: release.wait(10) and [METADATA])
+    monkeypatch.setattr(fetch_mod, "_LOOKUPS", threading.BoundedSemaphore(1))
+    c = make_app({"MYSITE_URL_DEADLINE": 1}).test_client()
+    try:
+        first, _ = timed_get(c, "http://hangs.example/x.jpg")
+        second, took = timed_get(c, "http://hangs.example/x.jpg")
+    finally:
+        release.set()
+    assert first.status_code == 422 and "resolving" in first.get_json()["message"]
+    assert second.status_code == 503 and "lookups" in second.get_json()["message"] and took < 0.5, took
+    assert second.headers["Retry-After"] == "1"
+
+
 # Forms that urlsplit and urllib3 (or a browser) read as different hosts, or that carry credentials.
 TRICKS = [
     "http://169.254.169.254\\@allowed.example/latest/meta-data/",   # the issue's reproduction
@@ -129,6 +171,10 @@ def recording_proxy(monkeypatch, group_jpg):
 
     def resolve(host: str, port: int):
         asked.append(host)
+        try:
+            return [ipaddress.ip_address(host)]  # a literal address: what getaddrinfo would return
+        except ValueError:
+            pass
         if host not in names:
             raise socket.gaierror(-2, "Name or service not known")
         return names[host]
@@ -169,6 +215,34 @@ def test_through_a_proxy_the_host_checked_is_the_host_asked_for(make_app, record
     assert asked == ["allowed.example", "xn--bcher-kva.example", "metadata.example"]
 
 
+# Encodings of the metadata address that are valid URLs: each is checked as the address it is sent as.
+ENCODED = [
+    "http://%31%36%39.254.169.254/latest/meta-data/",
+    "http://[::ffff:a9fe:a9fe]/latest/meta-data/",
+    "http://[::ffff:169.254.169.254]:80/latest/meta-data/",
+]
+
+
+@pytest.mark.parametrize("url", ENCODED)
+def test_through_a_proxy_encoded_addresses_are_checked_as_sent(make_app, recording_proxy, url):
+    seen, asked = recording_proxy
+    r = make_app().test_client().get("/detect", query_string={"url": url})
+    assert r.status_code == 400 and "link-local" in r.get_json()["message"], r.get_json()
+    assert seen == [] and len(asked) == 1
+
+
+def test_through_a_proxy_fragments_and_at_signs_after_the_host_stay_out_of_the_request_line(make_app, recording_proxy):
+    seen, asked = recording_proxy
+    c = make_app().test_client()
+    for url in ("http://allowed.example/x.jpg#@169.254.169.254", "http://allowed.example/x.jpg?@169.254.169.254"):
+        assert c.get("/detect", query_string={"url": url}).status_code == 200
+    assert seen == [
+        "GET http://allowed.example/x.jpg Host=allowed.example",
+        "GET http://allowed.example/x.jpg?@169.254.169.254 Host=allowed.example",
+    ]
+    assert asked == ["allowed.example", "allowed.example"]
+
+
 def test_a_dripping_proxy_is_bound_by_the_deadline_too(make_app, monkeypatch):
     monkeypatch.setattr(fetch_mod, "resolve_host", lambda host, port: [PUBLIC])
     c = make_app({"MYSITE_URL_DEADLINE": 1.5, "MYSITE_URL_TIMEOUT": 10}).test_client()
@@ -199,3 +273,93 @@ def test_a_netrc_never_lends_credentials_to_a_url(make_app, monkeypatch, tmp_pat
     with serve({"/g.jpg": answer}) as (base, _):
         r = c.get("/detect", query_string={"url": f"{base}/g.jpg"})
     assert r.status_code == 200 and headers == [None]
+
+
+def test_through_a_proxy_each_redirect_is_checked_before_the_proxy_is_asked(make_app, monkeypatch, recording_proxy, group_jpg):
+    # The proxy relays the origin's redirects; where they point is checked as the first URL was.
+    seen, asked = recording_proxy
+    c = make_app().test_client()
+    with serve({
+        "http://allowed.example/to-metadata": (302, {"Location": "http://metadata.example/latest/meta-data/"}, b""),
+        "http://allowed.example/to-trick": (302, {"Location": "http://169.254.169.254\\@allowed.example/x.jpg"}, b""),
+        "http://allowed.example/to-ok": (302, {"Location": "/x.jpg"}, b""),
+        "http://allowed.example/x.jpg": (200, {}, group_jpg),
+    }) as (proxy, via):
+        monkeypatch.setenv("http_proxy", proxy)
+        inside = c.get("/detect", query_string={"url": "http://allowed.example/to-metadata"})
+        trick = c.get("/detect", query_string={"url": "http://allowed.example/to-trick"})
+        ok = c.get("/detect", query_string={"url": "http://allowed.example/to-ok"})
+    assert inside.status_code == 400 and "169.254.169.254" in inside.get_json()["message"]
+    assert trick.status_code == 400 and "backslash" in trick.get_json()["message"]
+    assert ok.status_code == 200 and len(ok.get_json()["result"]) == 17
+    assert via == [
+        "GET http://allowed.example/to-metadata Host=allowed.example",
+        "GET http://allowed.example/to-trick Host=allowed.example",
+        "GET http://allowed.example/to-ok Host=allowed.example",
+        "GET http://allowed.example/x.jpg Host=allowed.example",
+    ]
+    assert seen == [] and "metadata.example" in asked
+
+
+class TunnelProxy:
+    """A loopback https proxy that records each request head it receives and answers 403 (or nothing)."""
+
+    def __init__(self, answer: bytes | None) -> None:
+        self.heads: list[str] = []
+        self.answer = answer
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(10)  # bounded: the thread gives up after 10 s without a client
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.held: list[socket.socket] = []
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self) -> None:
+        try:
+            while True:
+                conn, _ = self.listener.accept()
+                self.held.append(conn)
+                conn.settimeout(5)
+                head = b""
+                while b"\r\n\r\n" not in head and len(head) < 8192:
+                    piece = conn.recv(1024)
+                    if not piece:
+                        break
+                    head += piece
+                lines = head.decode("latin-1").split("\r\n")
+                host = next((line[5:].strip() for line in lines if line.lower().startswith("host:")), None)
+                self.heads.append(f"{lines[0]} Host={host}")
+                if self.answer is not None:
+                    conn.sendall(self.answer)
+                    conn.close()
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self.listener.close()
+        for conn in self.held:
+            conn.close()
+
+
+@pytest.mark.parametrize("answer", [b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n", None])
+def test_through_an_https_proxy_the_tunnel_asks_for_the_host_checked(make_app, monkeypatch, answer):
+    # https goes through the proxy as CONNECT host:port: that line must name the checked host, and
+    # a proxy that never answers the CONNECT is bound by the deadline like any peer.
+    names = {"allowed.example": [PUBLIC], "metadata.example": [METADATA]}
+    monkeypatch.setattr(fetch_mod, "resolve_host", lambda host, port: names[host])
+    proxy = TunnelProxy(answer)
+    monkeypatch.setenv("https_proxy", proxy.url)
+    monkeypatch.setenv("NO_PROXY", "")
+    c = make_app({"MYSITE_URL_DEADLINE": 1, "MYSITE_URL_TIMEOUT": 10}).test_client()
+    try:
+        tricks = [c.get("/detect", query_string={"url": u.replace("http:", "https:", 1)}) for u in TRICKS[:6]]
+        inside = c.get("/detect", query_string={"url": "https://metadata.example/latest/meta-data/"})
+        r, took = timed_get(c, "https://allowed.example:8443/x.jpg")
+    finally:
+        proxy.close()
+    assert all(t.status_code == 400 and t.is_json for t in tricks), [t.get_json() for t in tricks]
+    assert inside.status_code == 400 and "169.254.169.254" in inside.get_json()["message"]
+    assert r.status_code == 422 and r.is_json, r.get_json()
+    if answer is None:
+        assert "deadline" in r.get_json()["message"] and took < 4, took
+    # http.client tunnels with "CONNECT host:port HTTP/1.0" (a Host header only on some versions).
+    assert [head.split(" Host=")[0] for head in proxy.heads] == ["CONNECT allowed.example:8443 HTTP/1.0"]

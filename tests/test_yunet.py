@@ -16,6 +16,7 @@ from mysite import create_app
 from mysite.vision import yunet
 from mysite.vision.decode import read_header
 from mysite.vision.draw import BOX_COLOR
+from mysite.web.state import current_registry
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +90,7 @@ def test_passes_cover_every_face_size_without_a_gap():
 
 
 def test_12mp_is_decoded_reduced(client):
-    model = client.application.extensions["mysite.registry"].get("yunet")
+    model = current_registry(client.application).get("yunet")
     header = read_header(compose.build_jpeg()[0])
     values = {p.name: p.default for p in model.params}
     assert model.prepare(header, values, set())[0] == 4  # 960 working px from a 1000 px decode
@@ -117,7 +118,7 @@ def test_setting_makes_yunet_the_default():
 
 
 def test_one_detector_per_thread(client):
-    model = client.application.extensions["mysite.registry"].get("yunet")
+    model = current_registry(client.application).get("yunet")
     seen = []
     threads = [threading.Thread(target=lambda: seen.append(model._detectors.get())) for _ in range(2)]
     for t in threads:
@@ -131,7 +132,42 @@ def test_a_broken_model_file_is_reported_at_start_up(tmp_path):
     bad = tmp_path / "yunet.onnx"
     bad.write_bytes(b"not a network")
     app = create_app({"MYSITE_LOG_LEVEL": "CRITICAL", "MYSITE_YUNET_MODEL": str(bad)})
-    entry = app.extensions["mysite.registry"].entries["yunet"]
+    entry = current_registry(app).entries["yunet"]
     assert not entry.loaded and "yunet.onnx" in entry.error
     r = app.test_client().post("/detect?detector=yunet", data={"image": (io.BytesIO(read("astronaut.png")), "a.png")})
     assert r.status_code == 503 and "MYSITE_YUNET_MODEL" in r.json["message"]
+
+
+@pytest.mark.parametrize("width,height,overlap", [(960, 720, 86), (1920, 1440, 100), (640, 640, 50), (3000, 400, 400),
+                                                  (700, 700, 30)])
+def test_tiles_are_small_and_hold_every_face_up_to_the_overlap_whole(width, height, overlap):
+    parts = yunet.tiles(width, height, overlap)
+    assert len(parts) == 1 or all((x1 - x0) * (y1 - y0) <= yunet.TILE_AREA for x0, y0, x1, y1, *_ in parts)
+    covered = np.zeros((height, width), np.uint8)
+    for x0, y0, x1, y1, cx0, cy0, cx1, cy1 in parts:
+        covered[cy0:cy1, cx0:cx1] += 1
+        # A face `overlap` wide centred anywhere in the core lies inside the tile (or at the photo's edge).
+        assert max(0, cx0 - overlap // 2) >= x0 and min(width, cx1 + overlap // 2) <= x1
+        assert max(0, cy0 - overlap // 2) >= y0 and min(height, cy1 + overlap // 2) <= y1
+    assert (covered == 1).all()  # the cores partition the image: each face is kept by one tile
+
+
+def test_faces_on_the_seam_between_tiles_are_found_once(client):
+    """100 px faces (min_face on 4000x3000) centred on, and either side of, the seam between the
+    first pass's two tiles and on their edges: each is answered once, with a box that fits it."""
+    scale = yunet.passes(4000, 3000, 100)[0]  # 960x720 working pixels
+    overlap = yunet.YuNet._overlap(yunet.passes(4000, 3000, 100), 0)
+    parts = yunet.tiles(round(4000 * scale), round(3000 * scale), overlap)
+    assert len(parts) == 2
+    (_, _, end, _, _, _, cut, _), (start, *_) = parts
+    s = 100 / compose._ASTRONAUT_FACE[2]
+    # The face's centre in the portrait's crop, in the source's pixels.
+    fx = compose._ASTRONAUT_FACE[0] - compose._ASTRONAUT_CROP[0] + compose._ASTRONAUT_FACE[2] / 2
+    centres = [start / scale, (start + cut) / 2 / scale, cut / scale - 10, cut / scale, cut / scale + 10,
+               (cut + end) / 2 / scale, end / scale]
+    layout = tuple(compose.Paste("astronaut.png", s, (round(c - fx * s), 20 + i * 260), compose._ASTRONAUT_CROP)
+                   for i, c in enumerate(centres))
+    data, known = compose.build_jpeg(layout, 4000, 3000)
+    faces = detect(client, data)
+    assert len(known) == len(centres) and len(faces) == len(known), (known, faces)
+    assert all(max(iou(k, f["box"]) for f in faces) >= 0.5 for k in known), (known, faces)

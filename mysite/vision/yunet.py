@@ -6,8 +6,10 @@ more *passes*: the first at the scale where the smallest wanted face
 (``min_face`` of the long side, never below ``min_size``) is ``MIN_WORK`` pixels
 wide, decoded reduced where libjpeg allows; while a face as large as the photo's
 short side would still be over ``MAX_WORK`` pixels, another, smaller pass follows
-(a selfie filling a 4000 px frame). Boxes and landmarks are scaled back to
-original pixels and clipped; a face seen by two passes is kept once.
+(a selfie filling a 4000 px frame). A working image over ``TILE_AREA`` pixels is
+run in overlapping tiles, so the net's memory is that of one tile. Boxes and
+landmarks are scaled back to original pixels and clipped; a face seen by two
+passes is kept once.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ MIN_WORK = 24  # px: the smallest wanted face in the first pass (100 px on a 400
 MAX_WORK = 400  # px: the largest face a pass is trusted with (measured: 500 px scores 0.83, 700 px 0.64)
 BIG_PASS = 256  # px: where a further pass puts the largest possible face (the short side)
 MAX_SIDE = 1920  # px: the first pass's long side at most (measured: 2000x1500 peaks at +210 MB; 4000x3000 near 1 GB)
+TILE_AREA = 640 * 640  # px: a larger working image is run in overlapping tiles of at most this many pixels
+# (the net's memory grows with its input: 960x720 took 52 MB in one forward, 640x480 25 MB)
 
 PARAMS = (
     Param("min_confidence", float, 0.7, min=0.0, max=1.0, doc="smallest face score kept"),
@@ -52,6 +56,40 @@ def passes(width: int, height: int, min_px: int) -> list[float]:
         # As small as the largest face needs, but never so small that a gap opens between two passes.
         scales.append(max(BIG_PASS / short, scales[-1] * 2 * MIN_WORK / MAX_WORK))
     return scales
+
+
+Tile = tuple[int, int, int, int, int, int, int, int]  # x0, y0, x1, y1 of the tile; then of its core
+
+
+def tiles(width: int, height: int, overlap: int, area: int = TILE_AREA) -> list[Tile]:
+    """Tiles of at most ``area`` pixels covering a ``width`` x ``height`` image, neighbours
+    overlapping by at least ``overlap``, so every face up to ``overlap`` wide lies whole in the
+    tile whose *core* holds its centre (the cores split each overlap down its middle and
+    partition the image). One tile, the whole image, when it is small enough or tiles cannot
+    overlap that much."""
+    nx = ny = 1
+    while True:
+        tw = -(-(width + (nx - 1) * overlap) // nx)
+        th = -(-(height + (ny - 1) * overlap) // ny)
+        if tw * th <= area:
+            break
+        if (tw >= th and tw > overlap * 2) or th <= overlap * 2:
+            nx += 1
+        else:
+            ny += 1
+        if nx * ny > 64 or (tw <= overlap * 2 and th <= overlap * 2):
+            return [(0, 0, width, height, 0, 0, width, height)]
+    xs = _spans(width, nx, tw)
+    ys = _spans(height, ny, th)
+    return [(x0, y0, x1, y1, cx0, cy0, cx1, cy1) for (y0, y1, cy0, cy1) in ys for (x0, x1, cx0, cx1) in xs]
+
+
+def _spans(length: int, n: int, size: int) -> list[tuple[int, int, int, int]]:
+    """``n`` spans of ``size`` from 0 to ``length``, evenly spread, each with its core."""
+    starts = [round(i * (length - size) / (n - 1)) if n > 1 else 0 for i in range(n)]
+    ends = [min(length, s + size) for s in starts]
+    cuts = [0] + [(ends[i] + starts[i + 1]) // 2 for i in range(n - 1)] + [length]
+    return [(starts[i], ends[i], cuts[i], cuts[i + 1]) for i in range(n)]
 
 
 class YuNet:
@@ -82,6 +120,41 @@ class YuNet:
         _, rows = det.detect(image)
         return np.zeros((0, 15), np.float32) if rows is None else rows
 
+    @staticmethod
+    def _overlap(scales: list[float], i: int) -> int:
+        """The widest face pass ``i`` must find whole, in its working pixels: what the next pass
+        does not see at MIN_WORK or more, with a quarter for boxes wider than the face; the
+        largest a pass handles when none follows."""
+        if i + 1 < len(scales):
+            return int(MIN_WORK * scales[i] / scales[i + 1] * 1.25) + 1
+        return MAX_WORK
+
+    def _detect_tiled(self, image: np.ndarray, min_confidence: float, nms: float, overlap: int,
+                      last: bool) -> np.ndarray:
+        """``_detect`` over tiles of the image (see ``tiles``), in the image's pixels. A tile keeps
+        the faces centred in its core that do not touch an edge it shares with another tile (a
+        face cut there is whole in its neighbour); unless ``last``, faces wider than the overlap are
+        left to the next pass, which sees them at 1.25 x MIN_WORK or more."""
+        height, width = image.shape[:2]
+        parts = tiles(width, height, overlap)
+        if len(parts) == 1:
+            return self._detect(image, min_confidence, nms).copy()
+        found = []
+        for x0, y0, x1, y1, cx0, cy0, cx1, cy1 in parts:
+            rows = self._detect(image[y0:y1, x0:x1], min_confidence, nms).copy()
+            rows[:, [0, 4, 6, 8, 10, 12]] += x0  # x of the box and of each landmark (w, h stay)
+            rows[:, [1, 5, 7, 9, 11, 13]] += y0
+            mx, my = rows[:, 0] + rows[:, 2] / 2, rows[:, 1] + rows[:, 3] / 2
+            keep = (mx >= cx0) & (mx < cx1) & (my >= cy0) & (my < cy1)
+            keep &= (x0 == 0) | (rows[:, 0] > x0 + 1)
+            keep &= (y0 == 0) | (rows[:, 1] > y0 + 1)
+            keep &= (x1 == width) | (rows[:, 0] + rows[:, 2] < x1 - 1)
+            keep &= (y1 == height) | (rows[:, 1] + rows[:, 3] < y1 - 1)
+            if not last:  # a face wider than the overlap may be cut by every tile: the next pass's
+                keep &= np.maximum(rows[:, 2], rows[:, 3]) <= overlap
+            found.append(rows[keep])
+        return np.vstack(found)
+
     def prepare(self, header: Header, values: dict[str, Any], explicit: Collection[str]) -> tuple[int, dict[str, Any]]:
         """Decode at the largest reduction the first pass allows; values as the request meant them."""
         values = fastpath.as_meant(values, explicit)
@@ -98,9 +171,12 @@ class YuNet:
         min_px = fastpath.smallest(max(width, height), min_size, min_face)
         scales = passes(width, height, min_px)
         found = []
-        for s in scales:
+        for i, s in enumerate(scales):
             work, work_scale = fastpath.working_image(image, scale, fastpath.Plan(min_px, s, 1))
-            rows = self._detect(work, min_confidence, nms).copy()
+            rows = self._detect_tiled(work, min_confidence, nms, self._overlap(scales, i),
+                                      i + 1 == len(scales))
+            # On images a few pixels thin YuNet's decoded boxes can be infinite or NaN: no face there.
+            rows = rows[np.isfinite(rows[:, :15]).all(axis=1)]
             rows[:, :14] /= work_scale  # box and landmarks back to original pixels; the score stays
             found.append(rows)
         rows = np.vstack(found)

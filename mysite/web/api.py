@@ -15,8 +15,7 @@ from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from mysite import memory
 from mysite.concurrency import Gate
 from mysite.errors import ApiError, BadRequest, Reason, TooLarge
-from mysite.params import parse
-from mysite.registry import Registry
+from mysite.params import Param, parse
 from mysite.settings import Settings
 from mysite.vision import budget
 from mysite.vision.boxes import clip
@@ -25,6 +24,7 @@ from mysite.vision.decode import Decoded, Header, decode_image, read_header
 from mysite.web import inputs, respond
 from mysite.web.choices import Choice, pick
 from mysite.web.fetch import Fetcher
+from mysite.web.state import app_state, current_registry, current_settings
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,11 @@ class Endpoint:
     errors: str = "book"  # a key of respond.ERROR_FIELDS: what an error body carries beside status/message
     label: str = ""  # the label of a detection that has none (drawn, DeepStack answers); default: the model's name
     on_page: bool = True  # offered as a task on the page at / (routes kept for other clients' formats are not)
+
+    def settable(self, params: tuple[Param, ...]) -> tuple[Param, ...]:
+        """A model's parameters a request may set on this row (not those it pins), with the row's own defaults."""
+        return tuple(dataclasses.replace(p, default=p.convert(self.defaults[p.name])) if p.name in self.defaults
+                     else p for p in params if p.name not in self.fixed)
 
     @property
     def name(self) -> str:
@@ -81,21 +86,22 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("/v1/vision/detection", "ssd", "DeepStack-compatible object detection (MobileNet-SSD, VOC labels)",
              output="deepstack", errors="deepstack", on_page=False),
 )
-BY_PATH = {ep.path: ep for ep in ENDPOINTS}
 METHODS = ["GET", "POST"]
 
 
 def register(app: Flask, endpoints: tuple[Endpoint, ...] = ENDPOINTS) -> None:
-    """Add one route per table row, all served by ``handle``."""
+    """Add one route per table row, all served by ``handle``; the app keeps the table (``current_endpoints``)."""
     bp = Blueprint("api", __name__)
+    state = app_state(app)
     for ep in endpoints:
         if ep.choice is not None:
-            ep.choice.check(app.extensions["mysite.settings"])
+            ep.choice.check(state.settings)
         view = _view(ep)
         bp.add_url_rule(ep.path, endpoint=ep.name, view_func=view, methods=METHODS)
     bp.before_request(_note_memory)
     bp.after_request(_release_memory_when_sent)
     app.register_blueprint(bp)
+    state.endpoints = tuple(endpoints)
 
 
 # Growth of the worker's RSS beyond which the heap is trimmed once the answer is sent (mysite/memory.py).
@@ -126,8 +132,7 @@ def _view(ep: Endpoint):  # type: ignore[no-untyped-def]
 def handle(ep: Endpoint) -> Response:
     """Every image endpoint: find the image, plan and check its cost, decode it, run the model, shape the answer."""
     started = time.perf_counter()
-    registry: Registry = current_app.extensions["mysite.registry"]
-    settings: Settings = current_app.extensions["mysite.settings"]
+    registry, settings = current_registry(), current_settings()
     given = {**ep.defaults, **inputs.params(request)}  # the request's own parameters win over the row's defaults
     model = registry.get(pick(ep.model, ep.choice, given, settings))
     values = parse(model.params, given)
@@ -157,7 +162,7 @@ def handle(ep: Endpoint) -> Response:
 
 def error_fields(path: str, message: str) -> dict[str, Any]:
     """What an error body on ``path`` carries beside status and message, as its endpoint's clients read it."""
-    ep = BY_PATH.get(path)
+    ep = app_state().endpoint(path)
     return respond.ERROR_FIELDS[ep.errors](message) if ep is not None else {}
 
 

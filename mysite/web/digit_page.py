@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, render_template
+from flask import Blueprint, render_template
 
 from mysite import __version__
+from mysite.web.state import current_settings
 
 bp = Blueprint("digit_page", __name__, template_folder="templates")
 
@@ -13,4 +14,4 @@ bp = Blueprint("digit_page", __name__, template_folder="templates")
 def mnist() -> str:
     """Seed 002's MNIST page: draw a digit or choose a file; it is posted to /predict/ and the digit shown"""
     return render_template("digit.html", version=__version__,
-                           api_key_required=bool(current_app.extensions["mysite.settings"].api_keys))
+                           api_key_required=bool(current_settings().api_keys))

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, current_app, jsonify, request
+from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 
 from mysite.errors import ApiError, Reason, reason_for
 from mysite.web.api import error_fields
+from mysite.web.state import current_registry
 
 log = logging.getLogger(__name__)
 
 
 def public_text(message: str) -> str:
     """``message`` with server paths named relative to their folders (all of them with MYSITE_DEBUG=1)."""
-    namer = current_app.extensions["mysite.registry"].namer
+    namer = current_registry().namer
     return namer.scrub(message) if namer is not None else message
 
 

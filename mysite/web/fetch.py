@@ -28,8 +28,6 @@ import re
 import socket
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
@@ -43,7 +41,7 @@ from urllib3.util import parse_url
 from urllib3.util.connection import create_connection
 
 from mysite import __version__
-from mysite.errors import BadRequest, Reason, TooLarge, Unprocessable
+from mysite.errors import BadRequest, Reason, TooLarge, Unavailable, Unprocessable
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 MAX_REDIRECTS = 3
@@ -52,8 +50,11 @@ _REDIRECTS = {301, 302, 303, 307, 308}
 _READ_PIECE = 16 * 1024  # read1 returns what has arrived, up to this: the clock is checked between pieces
 # Characters no URL we fetch needs, and on which parsers disagree (WHATWG turns "\\" into "/").
 _FORBIDDEN = re.compile(r"[\\\s\x00-\x1f\x7f]")
-# getaddrinfo cannot be interrupted: it runs here, and the fetch stops waiting for it at the deadline.
-_RESOLVER = ThreadPoolExecutor(max_workers=4, thread_name_prefix="mysite-resolve")
+# getaddrinfo cannot be interrupted: each lookup runs in its own thread, which the fetch stops
+# waiting for at the deadline. A shared pool would queue the next fetch's lookup behind hanging
+# ones; instead, at most this many may be in flight per process (a hanging one keeps its place).
+MAX_PENDING_LOOKUPS = 32
+_LOOKUPS = threading.BoundedSemaphore(MAX_PENDING_LOOKUPS)
 
 
 class Refused(Exception):
@@ -84,6 +85,32 @@ def resolve_host(host: str, port: int) -> list[IPAddress]:
     return [ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos]
 
 
+def resolve_within(host: str, port: int, within: float) -> list[IPAddress]:
+    """``resolve_host`` waited for at most ``within`` seconds (422), in a thread of its own."""
+    slots = _LOOKUPS  # released on the semaphore that was taken, whatever the global is by then
+    if not slots.acquire(blocking=False):
+        raise Unavailable(f"too many name lookups are pending ({MAX_PENDING_LOOKUPS}); try again shortly",
+                          headers={"Retry-After": str(max(1, round(within)))}, reason=Reason.UNAVAILABLE)
+    done = threading.Event()
+    outcome: list[list[IPAddress] | BaseException] = []
+
+    def lookup() -> None:
+        try:
+            outcome.append(resolve_host(host, port))
+        except BaseException as exc:  # handed to the caller below
+            outcome.append(exc)
+        finally:
+            slots.release()
+            done.set()
+
+    threading.Thread(target=lookup, name="mysite-resolve", daemon=True).start()
+    if not done.wait(within):
+        raise _failed(f"resolving the url's host {host!r} took longer than {within:.0f} s", Reason.TIMEOUT)
+    if isinstance(outcome[0], BaseException):
+        raise outcome[0]
+    return outcome[0]
+
+
 class Deadline:
     """One fetch's clock: the sockets it opened are shut down when its time is up."""
 
@@ -106,6 +133,10 @@ class Deadline:
     def left(self) -> float:
         """Seconds until the deadline (never below a millisecond, so a timeout stays a timeout)."""
         return max(self.ends - time.monotonic(), 0.001)
+
+    def passed(self) -> bool:
+        """Whether the time is up: a socket timeout cut to the time left can beat the timer to it."""
+        return self.expired or time.monotonic() >= self.ends - 0.05
 
     def watch(self, sock: socket.socket) -> socket.socket:
         """Have ``sock`` shut down at the deadline (at once if it has passed)."""
@@ -139,10 +170,7 @@ class AddressPolicy:
     def vet(self, host: str, port: int, within: float = 10.0) -> list[IPAddress]:
         """The host's addresses if every one is allowed; else raise ``Refused``."""
         try:
-            addresses = _RESOLVER.submit(resolve_host, host, port).result(timeout=within)
-        except FutureTimeout:
-            raise _failed(f"resolving the url's host {host!r} took longer than {within:.0f} s",
-                          Reason.TIMEOUT) from None
+            addresses = resolve_within(host, port, within)
         except (socket.gaierror, UnicodeError) as exc:
             raise _failed(f"the url's host {host!r} could not be resolved ({exc})") from None
         if not addresses:
@@ -221,7 +249,7 @@ class Fetcher:
             try:
                 return self._fetch(url, policy, clock)
             except (requests.RequestException, TransportError, OSError, ValueError) as exc:
-                if clock.expired:
+                if clock.passed():
                     raise self._late(url) from None
                 if isinstance(exc, requests.Timeout | ReadTimeoutError | socket.timeout):
                     raise _failed(f"fetching {_short(url)} timed out", Reason.TIMEOUT) from None

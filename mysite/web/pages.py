@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, render_template, request
+from flask import Blueprint, Flask, Response, current_app, jsonify, render_template, request, url_for
 
 from mysite import __version__
 from mysite.errors import Reason
-from mysite.registry import Registry
 from mysite.web import tryit
+from mysite.web.state import current_registry
 
 bp = Blueprint("pages", __name__, template_folder="templates", static_folder="static")
 _HIDDEN_METHODS = {"HEAD", "OPTIONS"}
@@ -32,12 +32,12 @@ def describe_routes(app: Flask) -> list[dict[str, Any]]:
 
 
 def _info() -> dict[str, Any]:
-    registry: Registry = current_app.extensions["mysite.registry"]
     return {
         "name": "mysite",
         "version": __version__,
+        "openapi": url_for("openapi.openapi_json"),  # the machine-readable description of every route
         "routes": describe_routes(current_app),
-        "models": registry.describe(),
+        "models": current_registry().describe(),
     }
 
 
@@ -66,7 +66,7 @@ def _try_it(payload: dict[str, Any]) -> tuple[str, int]:
 @bp.get("/healthz")
 def healthz() -> tuple[Response, int]:
     """Health check: 200 while the required models are loaded, else 503"""
-    registry: Registry = current_app.extensions["mysite.registry"]
+    registry = current_registry()
     if registry.healthy:
         return jsonify({"status": "ok"}), 200
     missing = [e.spec.name for e in registry.entries.values() if e.spec.required and not e.loaded]

@@ -17,13 +17,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from flask import Request, Response, current_app, jsonify, request
+from flask import Request, Response, jsonify, request
 
 from mysite.errors import BadRequest, Reason
 from mysite.vision import budget
 from mysite.vision.decode import Decoded, Header, decode_image, encode
 from mysite.vision.draw import draw_detections
 from mysite.web import inputs
+from mysite.web.state import current_settings
 
 OUTPUTS = ("json", "image", "base64")
 FORMATS = {"jpeg": "jpeg", "jpg": "jpeg", "png": "png"}
@@ -161,7 +162,7 @@ def annotate(data: bytes, detections: Any, label: str, decoded: Decoded | None =
     if decoded is not None and decoded.image.ndim == 3 and decoded.scale == 1:
         photo = decoded.image
     else:
-        photo = decode_image(data, max_pixels=current_app.extensions["mysite.settings"].max_pixels).image
+        photo = decode_image(data, max_pixels=current_settings().max_pixels).image
     return draw_detections(photo, detections, default_label=label)
 
 

@@ -20,6 +20,7 @@ from flask import Flask, Request, Response, current_app, jsonify, request
 
 from mysite.errors import ApiError, Reason
 from mysite.settings import Settings
+from mysite.web.state import current_settings
 
 KEY_HEADER = "X-API-Key"
 KEY_FIELD = "api_key"
@@ -45,7 +46,7 @@ class Unauthorized(ApiError):
 
 def register(app: Flask, protected: set[str]) -> None:
     """Install the hooks on ``app``; ``protected``: the blueprints whose routes want a key when keys are set."""
-    settings: Settings = app.extensions["mysite.settings"]
+    settings = current_settings(app)
     # Said once at start, so an operator sees whether the site is open (never the keys themselves).
     if settings.api_keys:
         log.info("API keys required on the image endpoints (%d keys)", len(settings.api_keys))

@@ -19,14 +19,12 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from mysite.errors import ApiError
-from mysite.params import Param
-from mysite.registry import Registry
-from mysite.settings import Settings
 from mysite.vision import budget
 from mysite.vision.decode import decode_image, encode, read_header
 from mysite.vision.draw import thumbnail
 from mysite.web import api, respond, security
 from mysite.web.errors import public_text
+from mysite.web.state import app_state, current_settings
 
 # File names a browser form may upload (seed 001 checked the extension before reading the file).
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff")
@@ -57,16 +55,16 @@ def tasks(app: Flask, routes: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Every route (as the info route describes them) that takes an image by POST, with what the page needs.
 
     A task whose endpoint offers a choice of model gets ``choice``: each value with its model's
-    own options, so the page shows the options of the model the server will really run.
+    own options, so the page shows the options of the model the server will really run. The
+    rows are the app's registered table (``current_endpoints``), not the module's default one.
     """
-    table = {ep.path: ep for ep in api.ENDPOINTS}
-    registry: Registry = app.extensions["mysite.registry"]
-    settings: Settings = app.extensions["mysite.settings"]
+    state = app_state(app)
+    registry, settings = state.registry, state.settings
     out = []
     for route in routes:
         if "POST" not in route["methods"] or route["path"] == "/":
             continue
-        ep = table.get(route["path"])
+        ep = state.endpoint(route["path"])
         if ep is not None and not ep.on_page:
             continue
         entry = registry.entries.get(ep.model) if ep else None
@@ -89,7 +87,9 @@ def tasks(app: Flask, routes: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "loaded": entry.loaded if entry else True,
             "params": _params(entry, ep) if entry and choice is None else [],
             "choice": choice,
-            "digits": route["path"].rstrip("/").endswith("/digits"),
+            # The drawing pad posts to a row whose model reads handwritten digits and answers JSON.
+            "digits": entry is not None and entry.spec.kind == "digits" and ep is not None
+            and ep.output in respond.JSON_SHAPES,
         })
     return out
 
@@ -106,15 +106,9 @@ def _posted(name: str) -> str | None:
 
 def _params(entry: Any, ep: api.Endpoint | None) -> list[dict[str, Any]]:
     """The model's parameters a visitor may set on this endpoint, with the endpoint's own defaults."""
-    fixed, defaults = (ep.fixed, ep.defaults) if ep else ({}, {})
-    out = []
-    for p in entry.describe()["params"]:
-        if p["name"] in fixed:
-            continue
-        if p["name"] in defaults:  # the row's defaults are request strings, as a client would send them
-            p = {**p, "default": Param(p["name"], type(p["default"]), p["default"]).convert(defaults[p["name"]])}
-        out.append(p)
-    return out
+    if entry.model is None:
+        return []
+    return [p.describe() for p in (ep.settable(entry.model.params) if ep else entry.model.params)]
 
 
 def page_context(app: Flask, routes: list[dict[str, Any]]) -> dict[str, Any]:
@@ -124,7 +118,7 @@ def page_context(app: Flask, routes: list[dict[str, Any]]) -> dict[str, Any]:
     default = next((t["path"] for t in choices if t["path"] == "/detect"),
                    next((t["path"] for t in choices if t["output"] == "boxes"), ""))
     return {"tasks": choices, "default_task": default, "plain_words": PLAIN_WORDS, "outcome": None,
-            "api_key_required": bool(app.extensions["mysite.settings"].api_keys)}
+            "api_key_required": bool(current_settings(app).api_keys)}
 
 
 @dataclass
@@ -155,7 +149,7 @@ def run_form(app: Flask, choices: list[dict[str, Any]]) -> Outcome:
     task, and the seed's messages for no file, no file chosen and a file type not supported.
     """
     outcome = Outcome()
-    keys = current_app.extensions["mysite.settings"].api_keys
+    keys = current_settings().api_keys
     try:
         if keys:  # the form's api_key field (or the header), as the API itself wants it
             security.check_key(request, keys)
@@ -255,7 +249,7 @@ def _show(outcome: Outcome, response: Response, uploaded: bytes | None, label: s
 
 def _thumbnail(data: bytes, side: int = THUMBNAIL) -> Any:
     """The upload at most ``side`` pixels wide and high; a large JPEG is decoded at 1/2 to 1/8 of its size."""
-    header = read_header(data, current_app.extensions["mysite.settings"].max_pixels)
+    header = read_header(data, current_settings().max_pixels)
     long_side = max(header.width, header.height)
     reduce = next((r for r in (8, 4, 2) if long_side / r >= side), 1)
     return thumbnail(decode_image(data, max_pixels=header.width * header.height, reduce=reduce, header=header).image,
@@ -277,7 +271,7 @@ def summary(body: Any) -> str:
 
 def _too_large_to_draw(uploaded: bytes) -> bool:
     """Whether drawing on the full-size upload would take more than a request's memory budget (as ?output=image)."""
-    settings = current_app.extensions["mysite.settings"]
+    settings = current_settings()
     try:
         header = read_header(uploaded, settings.max_pixels)
     except ApiError:

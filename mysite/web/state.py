@@ -1,0 +1,59 @@
+"""The app's state, typed: what ``create_app()`` built, each part read back by one accessor.
+
+Flask's own pattern (flaskr's ``get_db()``): code that runs in a request calls
+``current_settings()``, ``current_registry()`` or ``current_endpoints()``; code
+that holds the app (start-up, tests, benchmarks) passes it. Nothing else reads
+``app.extensions`` by a string key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from flask import Flask, current_app
+
+if TYPE_CHECKING:
+    from mysite.registry import Registry
+    from mysite.settings import Settings
+    from mysite.web.api import Endpoint
+
+_KEY = "mysite"
+
+
+@dataclass
+class AppState:
+    """The settings the app was built with, its loaded models and the endpoint table it registered."""
+
+    settings: Settings
+    registry: Registry
+    endpoints: tuple[Endpoint, ...] = ()
+
+    def endpoint(self, path: str) -> Endpoint | None:
+        """The registered row serving ``path`` (``/predict`` and ``/predict/`` are two rows), or None."""
+        return next((ep for ep in self.endpoints if ep.path == path), None)
+
+
+def install(app: Flask, settings: Settings, registry: Registry) -> AppState:
+    """Attach the state to ``app`` (once, in ``create_app``)."""
+    state = AppState(settings, registry)
+    app.extensions[_KEY] = state
+    return state
+
+
+def app_state(app: Flask | None = None) -> AppState:
+    """The state of ``app``, or of the app handling the current request."""
+    return (app or current_app).extensions[_KEY]  # type: ignore[no-any-return]
+
+
+def current_settings(app: Flask | None = None) -> Settings:
+    return app_state(app).settings
+
+
+def current_registry(app: Flask | None = None) -> Registry:
+    return app_state(app).registry
+
+
+def current_endpoints(app: Flask | None = None) -> tuple[Endpoint, ...]:
+    """The endpoint table as registered on the app: what the page, ``GET /``, OpenAPI and the tests read."""
+    return app_state(app).endpoints

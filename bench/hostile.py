@@ -35,7 +35,6 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 from bench import hostile_inputs
 from bench.memory import pss_mb, rss_mb
@@ -118,7 +117,7 @@ def phase_inputs(port: int, tally: Tally, count: int, seed: int) -> float:
     def one(r: hostile_inputs.Request) -> None:
         try:
             status, headers, body, ms = send(port, r.method, r.path, r.body, r.headers)
-        except (ConnectionError, http.client.RemoteDisconnected, socket.timeout) as exc:
+        except (TimeoutError, ConnectionError, http.client.RemoteDisconnected) as exc:
             tally.reset("inputs")
             tally.not_json.append(f"{r.kind} {r.path[:80]}: {type(exc).__name__}")
             return
@@ -141,7 +140,7 @@ def phase_crowd(port: int, tally: Tally, clients: int, seconds: float) -> dict[s
         while time.monotonic() < ends:
             try:
                 status, headers, data, ms = send(port, "POST", "/detect", body, {"Content-Type": ctype})
-            except (ConnectionError, http.client.RemoteDisconnected, socket.timeout):
+            except (TimeoutError, ConnectionError, http.client.RemoteDisconnected):
                 tally.reset("crowd")
                 continue
             tally.add("crowd", status, ms, judge("/detect", status, headers, data))
@@ -158,7 +157,7 @@ def phase_crowd(port: int, tally: Tally, clients: int, seconds: float) -> dict[s
                 status, headers, data, ms = send(port, "GET", "/healthz", b"", {}, timeout=30)
                 tally.add("healthz", status, ms, judge("/healthz", status, headers, data))
                 health.append(ms)
-            except (ConnectionError, http.client.RemoteDisconnected, socket.timeout):
+            except (TimeoutError, ConnectionError, http.client.RemoteDisconnected):
                 tally.reset("healthz")
             time.sleep(0.2)
 

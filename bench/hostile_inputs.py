@@ -124,7 +124,7 @@ def image(rng: random.Random) -> bytes:
     arr = np.random.default_rng(rng.randrange(2**32)).integers(0, 256, (h, w, 3), dtype=np.uint8)
     im = Image.fromarray(arr, "RGB")
     if mode == "I;16":
-        im = Image.fromarray((np.asarray(im.convert("L"), dtype=np.uint16) * 257))
+        im = Image.fromarray(np.asarray(im.convert("L"), dtype=np.uint16) * 257)
     elif mode != "RGB":
         im = im.convert(mode)
     try:

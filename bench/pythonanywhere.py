@@ -205,7 +205,7 @@ def rehearse(reloads: int, clients: int) -> dict[str, object]:
             "p50_ms": round(statistics.median(ms)) if ms else 0,
             "max_ms": round(ms[-1]) if ms else 0,
             "touch_to_serving_ms": [round(x) for x in reload_ms],
-            "errors_in_log": [l for l in site.log_text().splitlines() if "Traceback" in l or " ERROR " in l][:5],
+            "errors_in_log": [line for line in site.log_text().splitlines() if "Traceback" in line or " ERROR " in line][:5],
         }
     finally:
         site.stop()

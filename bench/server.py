@@ -26,7 +26,7 @@ HOST = "127.0.0.1"
 
 def procfile_command() -> list[str]:
     """The ``web:`` command of the Procfile, run with this interpreter's gunicorn."""
-    line = next(l for l in (ROOT / "Procfile").read_text().splitlines() if l.startswith("web:"))
+    line = next(s for s in (ROOT / "Procfile").read_text().splitlines() if s.startswith("web:"))
     argv = shlex.split(line.removeprefix("web:"))
     if argv[0] == "gunicorn":
         argv = [sys.executable, "-m", "gunicorn", *argv[1:]]

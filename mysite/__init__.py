@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 
-def create_app(overrides: Mapping[str, Any] | None = None) -> "Flask":
+def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     """Build the site: settings, models (loaded once, here), routes and JSON errors.
 
     Heavy imports (OpenCV, Flask) happen here, not when ``mysite`` is imported.
@@ -25,8 +25,8 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> "Flask":
 
     from mysite import settings as settings_mod
     from mysite.concurrency import Gate
-    from mysite.upload_deadline import UploadDeadline
     from mysite.registry import Registry, read_specs
+    from mysite.upload_deadline import UploadDeadline
     from mysite.web import api, digit_page, errors, inputs, openapi, pages, security, state
 
     settings = settings_mod.load(overrides)
@@ -44,7 +44,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> "Flask":
         MYSITE_MAX_UPLOAD_MB=settings.max_upload_mb,
         JSON_SORT_KEYS=False,
     )
-    app.json.sort_keys = False
+    app.json.sort_keys = False  # type: ignore[attr-defined]  # an attribute of Flask's default provider
     registry = _load_models(cv2, Registry, read_specs(), settings)
     state.install(app, settings, registry)
     # One detection at a time per worker process, a short queue, 503 beyond it (mysite/concurrency.py).

@@ -299,7 +299,7 @@ def run(options: Options, args: list[str], *, stdin: TextIO | None = None, stdou
     return 1 if summary.errors else 0
 
 
-def _interrupt_on_sigterm() -> Callable[[], None]:
+def _interrupt_on_sigterm() -> Callable[[], object]:
     """SIGTERM (a service manager, ``timeout``, ``kill``) stops the run as Ctrl-C does; a function to undo it."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None

@@ -8,7 +8,7 @@ labels) beside the model file, else in the package's data folder.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -120,4 +120,6 @@ def yunet(spec: ModelSpec, path: Path | None) -> YuNet:
     return YuNet(_need(path, spec))
 
 
-KINDS = {"ssd": ssd, "classify": classify, "blazeface": blazeface, "digits": digits, "yunet": yunet}
+KINDS: dict[str, Callable[[ModelSpec, Path | None], Any]] = {
+    "ssd": ssd, "classify": classify, "blazeface": blazeface, "digits": digits, "yunet": yunet,
+}

@@ -8,10 +8,10 @@ programs and does not.
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class Reason(str, Enum):
+class Reason(StrEnum):
     """Why a request failed, as a program reads it: a stable snake_case word on every error body."""
 
     BAD_REQUEST = "bad_request"  # a request malformed in a way no other reason names

@@ -10,7 +10,6 @@ gunicorn documents. Why these defaults: README, "Performance".
 import os
 
 from mysite import gunicorn_errors
-
 from mysite.memory import limit_arenas
 
 

@@ -12,11 +12,12 @@ import ctypes
 import ctypes.util
 import os
 import threading
+from typing import Any
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
-def _libc(name: str):  # type: ignore[no-untyped-def]
+def _libc(name: str) -> Any:
     try:
         return getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6"), name)
     except (OSError, AttributeError):

@@ -92,7 +92,7 @@ def check(path: Path, source: Source | list[Source] | None) -> str:
     checkable = [s for s in (source if isinstance(source, list) else [source]) if s is not None and s.algo]
     if not checkable:
         return "present"
-    return "ok" if any(file_digest(path, s.algo) == s.digest for s in checkable) else "digest mismatch"
+    return "ok" if any(file_digest(path, str(s.algo)) == s.digest for s in checkable) else "digest mismatch"
 
 
 def by_file(todo: Iterable[Source]) -> dict[str, list[Source]]:

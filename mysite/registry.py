@@ -30,16 +30,22 @@ log = logging.getLogger(__name__)
 
 MODELS_FILE = Path(__file__).with_name("models.toml")
 DATA_DIR = Path(__file__).with_name("data")
-OPENCV_DATA_DIR = Path(cv2.data.haarcascades)
+OPENCV_DATA_DIR = Path(cv2.data.haarcascades)  # type: ignore[attr-defined]  # cv2.data has no stubs
 
 
 class Model(Protocol):
     """What every kind of model offers the generic handler."""
 
-    input: str  # "gray" or "color": how the upload is decoded for it
-    params: tuple[Param, ...]  # per-request knobs, defaults included
+    @property
+    def input(self) -> str:
+        """"gray" or "color": how the upload is decoded for it."""
 
-    def run(self, image: Any, **params: Any) -> Any: ...
+    @property
+    def params(self) -> tuple[Param, ...]:
+        """Per-request knobs, defaults included."""
+
+    # Each kind names its own keyword parameters (those of ``params``).
+    def run(self, *args: Any, **kwargs: Any) -> Any: ...
 
     # Optional: ``prepare(header, values, explicit, limit) -> (reduce, values)`` lets a model that can work
     # on a smaller image pick the decode reduction from the header (and refuse, 422, what is over the
@@ -106,9 +112,16 @@ def resolve(spec: ModelSpec, settings: Settings) -> Path | None:
     return next((p for p in candidates if p.is_file()), candidates[0])
 
 
+def _needed(path: Path | None) -> Path:
+    """The model's file, which its kind cannot do without."""
+    if path is None:
+        raise ValueError("this kind of model needs a file")
+    return path
+
+
 # kind -> constructor from (spec, resolved path). A new kind is one entry here.
 KINDS: dict[str, Callable[[ModelSpec, Path | None], Model]] = {
-    "cascade": lambda spec, path: Cascade(path),
+    "cascade": lambda spec, path: Cascade(_needed(path)),
     "canny": lambda spec, path: Canny(),
     **dnn_kinds.KINDS,  # ssd, classify, blazeface, digits, yunet
 }
@@ -221,7 +234,8 @@ def _load(spec: ModelSpec, settings: Settings) -> Entry:
             entry.error = model_schema.params_problem(spec.name, spec.params, model.params)
             entry.schema_error = entry.error is not None
             if not entry.error:
-                model.params = with_defaults(model.params, {**spec.params, **_setting_defaults(spec, settings)})
+                # A plain attribute on every kind (the protocol shows it read-only).
+                model.params = with_defaults(model.params, {**spec.params, **_setting_defaults(spec, settings)})  # type: ignore[misc]
                 entry.model = model
         except Exception as exc:  # noqa: BLE001 - any failure to load is reported, never fatal
             entry.error = f"{path or spec.kind} could not be loaded: {exc}"

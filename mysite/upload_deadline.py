@@ -136,7 +136,11 @@ class UploadDeadline:
         except BaseException:
             body.stop()
             raise
-        return _Closing(result, lambda: (body.drain(self.drain), body.stop()))
+        def finish() -> None:
+            body.drain(self.drain)
+            body.stop()
+
+        return _Closing(result, finish)
 
 
 class _Closing:

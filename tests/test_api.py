@@ -7,11 +7,9 @@ import base64
 import cv2
 import numpy as np
 import pytest
+from tests_helpers import BOOK_GROUP_BOXES, boxes_of, multipart
 
-from tests_helpers import boxes_of, multipart
 from mysite.web.state import current_registry
-from tests_helpers import BOOK_GROUP_BOXES
-
 
 # -- the book's answers ---------------------------------------------------------------------------
 
@@ -153,7 +151,10 @@ def test_canny_returns_a_jpeg_edge_map(client, group_jpg):
 def test_canny_thresholds(client, group_jpg):
     low = client.post("/canny?low=10&high=20", data=multipart("image", group_jpg)).data
     high = client.post("/canny?low=300&high=600", data=multipart("image", group_jpg)).data
-    count = lambda d: int((cv2.imdecode(np.frombuffer(d, np.uint8), cv2.IMREAD_GRAYSCALE) > 127).sum())
+
+    def count(d: bytes) -> int:
+        return int((cv2.imdecode(np.frombuffer(d, np.uint8), cv2.IMREAD_GRAYSCALE) > 127).sum())
+
     assert count(low) > 2 * count(high)
     assert client.post("/canny?low=x", data=multipart("image", group_jpg)).status_code == 400
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import cv2
 import pytest
 import requests
-
 from live_server import PROJECT, free_port
+
 from mysite import imagepaths
 from mysite.batch import answered, drawn_name
 from mysite.client import lasting, main
@@ -128,7 +128,7 @@ def test_draw_dir_saves_the_servers_drawings(live_server, folder, tmp_path, caps
     group = cv2.imread(records["group.jpg"]["drawn"], cv2.IMREAD_COLOR)
     assert Path(records["group.jpg"]["drawn"]) == drawn / drawn_name(str(folder / "group.jpg"), "image/jpeg")
     assert group.shape == (482, 640, 3)
-    for x1, y1, x2, y2 in (d["box"] for d in records["group.jpg"]["answer"]["result"]):
+    for x1, y1, _x2, y2 in (d["box"] for d in records["group.jpg"]["answer"]["result"]):
         assert _yellow(group[(y1 + y2) // 2, x1]), "the server drew no box here"
     assert Path(records["astronaut.png"]["drawn"]).read_bytes()[:4] == b"\x89PNG"  # a PNG stays lossless
     assert "drawn" not in records["broken.jpg"]  # an error answer has nothing to draw

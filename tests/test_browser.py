@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from live_server import PROJECT
 from webdriver import Browser, chromium, find_chromium
 

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from test_browser import ARTIFACTS, browser  # noqa: F401  (the module's Chromium fixture)
 from test_seed_clients import _digit_png
-
 from webdriver import Browser
 
 JQUERY = Path("/usr/share/javascript/jquery/jquery.min.js")

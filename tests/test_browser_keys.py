@@ -6,10 +6,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from live_server import LiveServer, start_gunicorn
 from test_browser import ARTIFACTS, DATA, _answer, _open, _run, browser  # noqa: F401  (the module's Chromium fixture)
 from test_seed_clients import _digit_png
-
-from live_server import LiveServer, start_gunicorn
 from webdriver import Browser
 
 KEY = "page-key-0123456789"

@@ -7,8 +7,7 @@ import io
 import cv2
 import numpy as np
 import pytest
-from tests_helpers import BOOK_GROUP_BOXES
-from tests_helpers import boxes_of
+from tests_helpers import BOOK_GROUP_BOXES, boxes_of
 
 from bench.hostile_inputs import jpeg_header, png
 from mysite.settings import SettingsError

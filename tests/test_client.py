@@ -16,8 +16,8 @@ import cv2
 import numpy as np
 import pytest
 import requests
-
 from live_server import PROJECT, free_port
+
 from mysite.client import Client, ConnectFailed, HTTPError, main
 
 DATA = Path(__file__).with_name("data")

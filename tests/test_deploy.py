@@ -148,15 +148,15 @@ def test_nginx_lets_the_largest_accepted_body_through(app):
 
 
 def test_procfile_serves_wsgi_application_with_gunicorn():
-    line = next(l for l in (ROOT / "Procfile").read_text().splitlines() if l.startswith("web:"))
+    line = next(s for s in (ROOT / "Procfile").read_text().splitlines() if s.startswith("web:"))
     assert "gunicorn" in line and line.rstrip().endswith("wsgi:application")
 
 
 def test_pythonanywhere_template_loads_the_app_from_home(tmp_path):
     # PythonAnywhere runs the WSGI file from /var/www with the project in ~/mysite.
     (tmp_path / "mysite").symlink_to(ROOT)
-    code = "import runpy; g = runpy.run_path(%r); print(type(g['application']).__name__)" % str(
-        ROOT / "deploy" / "pythonanywhere_wsgi.py")
+    wsgi_file = str(ROOT / "deploy" / "pythonanywhere_wsgi.py")
+    code = f"import runpy; g = runpy.run_path({wsgi_file!r}); print(type(g['application']).__name__)"
     env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), "MYSITE_LOG_LEVEL": "ERROR"}
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=60)
@@ -299,7 +299,7 @@ def test_dockerfile_runs_the_procfile_command_as_a_non_root_user_with_a_health_c
 
     steps = dockerfile()
     keywords = [k for k, _ in steps]
-    procfile = next(l for l in (ROOT / "Procfile").read_text().splitlines() if l.startswith("web:"))
+    procfile = next(s for s in (ROOT / "Procfile").read_text().splitlines() if s.startswith("web:"))
     cmd = json.loads(dict(steps)["CMD"])
     assert cmd == shlex.split(procfile.removeprefix("web:"))
     assert json.loads(dict(steps)["ENTRYPOINT"]) == ["deploy/docker-entrypoint.sh"]

@@ -14,9 +14,8 @@ from pathlib import Path
 
 import pytest
 import requests
-
-from tests_helpers import BOOK_GROUP_BOXES
 from loopback import serve
+from tests_helpers import BOOK_GROUP_BOXES
 
 ROOT = Path(__file__).resolve().parent.parent
 

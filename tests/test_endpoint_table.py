@@ -12,8 +12,8 @@ import io
 
 import pytest
 from openapi_check import problems
-
 from tests_helpers import DATA
+
 from mysite.web.openapi import document
 from mysite.web.state import current_endpoints, current_registry
 

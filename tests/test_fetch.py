@@ -6,8 +6,8 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
-
 from loopback import endless, serve, slow
+
 from mysite.web import fetch as fetch_mod
 from mysite.web.fetch import AddressPolicy, Refused, classify_address
 

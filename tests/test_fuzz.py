@@ -17,10 +17,10 @@ from collections import Counter
 import numpy as np
 import pytest
 import requests as http
+from tests_helpers import DATA
 from tiny_models import colour_classifier, fixed_ssd
 
 from bench.hostile_inputs import Request, photos_from, requests
-from tests_helpers import DATA
 
 SEED = 20261122
 IN_PROCESS = 2000

@@ -11,8 +11,8 @@ import io
 import re
 
 import pytest
-
 from tests_helpers import DATA
+
 from mysite.web import api
 from mysite.web.state import current_endpoints, current_registry, current_settings
 

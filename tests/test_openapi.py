@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from openapi_check import problems
 from openapi_spec_validator import validate
-
 from tests_helpers import DATA
+
 from mysite.params import Param
 from mysite.web import respond
 from mysite.web.openapi import ANSWERS, OPENAPI_VERSION, document, param_schema

@@ -36,7 +36,8 @@ def test_browsers_get_the_page_with_every_image_endpoint(client) -> None:
     r = client.get("/", headers=HTML)
     html = r.get_data(as_text=True)
     assert r.mimetype == "text/html"
-    image_routes = sorted(ep.path for ep in current_endpoints(client.application) if ep.on_page)  # routes kept for other clients' formats are not tasks
+    # Routes kept for other clients' formats are not tasks.
+    image_routes = sorted(ep.path for ep in current_endpoints(client.application) if ep.on_page)
     assert _options(html) == image_routes
     assert re.search(r'<option value="/detect"[^>]*selected', html), "the book's face API is the default task"
     assert ('id="digits"' in html) == ("/digits" in image_routes), "a digit pad exactly when /digits exists"

@@ -24,9 +24,8 @@ import cv2
 import numpy as np
 import pytest
 import requests
-from tiny_models import colour_classifier, fixed_ssd
-
 from live_server import LiveServer, start_gunicorn
+from tiny_models import colour_classifier, fixed_ssd
 
 DATA = Path(__file__).parent / "data"
 RED, GREEN = (0, 0, 255), (0, 255, 0)  # BGR

@@ -15,7 +15,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
-
 from live_server import start_gunicorn
 
 BOUNDARY = "slowboundary"

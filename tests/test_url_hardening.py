@@ -15,8 +15,8 @@ import threading
 import time
 
 import pytest
-
 from loopback import serve
+
 from mysite.errors import BadRequest
 from mysite.web import fetch as fetch_mod
 from mysite.web.fetch import check_url

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import requests
-
 from live_server import free_port, stop, wait_until
 
 ELEMENT = "element-6066-11e4-a52e-4f735466cecf"  # the W3C key of an element reference

@@ -168,9 +168,9 @@ class Cascade:
                     # A fresh classifier per band: one keeps the widest rows and the most rows it has
                     # seen, separately, so bands of different shapes would add up to more than either.
                     self._classifiers.reset()
-                    found = self._classifier().detectMultiScale(work, scaleFactor=scale_factor, minNeighbors=0,
-                                                                minSize=band[0].window, maxSize=band[-1].window)
-                    raw += np.asarray(found).reshape(-1, 4).tolist()
+                    hits = self._classifier().detectMultiScale(work, scaleFactor=scale_factor, minNeighbors=0,
+                                                               minSize=band[0].window, maxSize=band[-1].window)
+                    raw += np.asarray(hits).reshape(-1, 4).tolist()
                 rects = cv2.groupRectangles(raw, min_neighbors, 0.2)[0] if min_neighbors > 0 else raw
         finally:
             # OpenCV's classifier keeps its largest pyramid buffer for good: drop a big one now.

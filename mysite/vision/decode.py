@@ -223,9 +223,9 @@ def _flatten_large_png(data: bytes, header: Header, gray: bool, reduce: int) -> 
 def _decode_with_pillow(data: bytes, header: Header, gray: bool, reduce: int) -> np.ndarray:
     """Images with transparency (flattened onto white), and files OpenCV's codecs refuse."""
     try:
-        with Image.open(io.BytesIO(data), formats=FORMATS) as im:
-            im.seek(0)
-            im = ImageOps.exif_transpose(im)
+        with Image.open(io.BytesIO(data), formats=FORMATS) as opened:
+            opened.seek(0)
+            im: Image.Image = ImageOps.exif_transpose(opened)
             if header.alpha:
                 white = Image.new("RGBA", im.size, (255, 255, 255, 255))
                 im = Image.alpha_composite(white, im.convert("RGBA"))

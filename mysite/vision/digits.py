@@ -54,7 +54,7 @@ def to_mnist(gray: np.ndarray) -> np.ndarray:
     # Place the ink so its centre of mass lands on the field's centre (MNIST's rule), clipped to the field.
     m = cv2.moments(small)
     cx, cy = (m["m10"] / m["m00"], m["m01"] / m["m00"]) if m["m00"] > 0 else (nw / 2, nh / 2)
-    shift = np.float32([[1, 0, SIDE / 2 - cx], [0, 1, SIDE / 2 - cy]])
+    shift = np.array([[1, 0, SIDE / 2 - cx], [0, 1, SIDE / 2 - cy]], np.float32)
     out = cv2.warpAffine(small, shift, (SIDE, SIDE), flags=cv2.INTER_LINEAR, borderValue=0.0)
     return np.clip(out, 0.0, 1.0).astype(np.float32)
 

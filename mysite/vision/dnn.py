@@ -83,9 +83,10 @@ class ThreadNets:
 
     def __init__(self, model: Path, config: Path | None = None) -> None:
         self.model = Path(model)
-        self.framework = FRAMEWORKS.get(self.model.suffix.lower())
-        if self.framework is None:
+        framework = FRAMEWORKS.get(self.model.suffix.lower())
+        if framework is None:
             raise ValueError(f"{self.model.name}: unknown model format (known: {', '.join(sorted(FRAMEWORKS))})")
+        self.framework: str = framework
         self._model_bytes = read_bytes(self.model)
         self._config_bytes = read_bytes(config)
         self._nets = PerThread(self._read)
@@ -177,5 +178,5 @@ class Preprocess:
         """A ``1x3xHxW`` float32 blob from a BGR image."""
         blob = cv2.dnn.blobFromImage(image, self.scale, self.size, self.mean, swapRB=self.rgb, crop=self.crop)
         if self.std != (1.0, 1.0, 1.0):
-            blob /= np.asarray(self.std, np.float32).reshape(1, 3, 1, 1)
+            np.divide(blob, np.asarray(self.std, np.float32).reshape(1, 3, 1, 1), out=blob)
         return blob

@@ -6,7 +6,7 @@ import dataclasses
 import inspect
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,7 +120,7 @@ def _release_memory_when_sent(response: Response) -> Response:
     return response
 
 
-def _view(ep: Endpoint):  # type: ignore[no-untyped-def]
+def _view(ep: Endpoint):
     def view() -> Response:
         return handle(ep)
 
@@ -278,7 +278,7 @@ def rescale(result: Any, decoded: Decoded) -> Any:
             else d for d in result]
 
 
-def _fetcher(settings: Settings) -> Fetcher:
+def _fetcher(settings: Settings) -> Callable[[str], bytes]:
     if not settings.url_fetch:
         return _fetch_disabled
     return Fetcher(settings.max_upload_bytes, settings.url_timeout, settings.url_allow_networks, settings.url_deadline).fetch

@@ -82,7 +82,7 @@ def classify_address(ip: IPAddress) -> str | None:
 def resolve_host(host: str, port: int) -> list[IPAddress]:
     """Every address ``host`` resolves to (tests patch this, never the network)."""
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return [ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos]
+    return [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
 
 
 def resolve_within(host: str, port: int, within: float) -> list[IPAddress]:
@@ -188,7 +188,7 @@ def _connection(base: type[HTTPConnection], deadline: Deadline, policy: AddressP
     class Watched(base):  # type: ignore[valid-type, misc]
         def _new_conn(self) -> socket.socket:
             if policy is None:  # the proxy the operator configured: not vetted, but timed
-                self.timeout = min(self.timeout, deadline.left())
+                self.timeout = min(self.timeout, deadline.left())  # type: ignore[has-type]  # base is a variable
                 return deadline.watch(super()._new_conn())
             # Connect to the address we checked, not to whatever a second lookup says.
             last: Exception | None = None
@@ -199,7 +199,7 @@ def _connection(base: type[HTTPConnection], deadline: Deadline, policy: AddressP
                         self.socket_options,
                     )
                     return deadline.watch(sock)
-                except socket.timeout as exc:
+                except TimeoutError as exc:
                     raise ConnectTimeoutError(self, f"connecting to {self.host} timed out") from exc
                 except OSError as exc:
                     last = exc
@@ -223,11 +223,11 @@ class _GuardedAdapter(HTTPAdapter):
         self._proxied = _pools(deadline, None)
         super().__init__(max_retries=0)
 
-    def init_poolmanager(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def init_poolmanager(self, *args, **kwargs) -> None:
         super().init_poolmanager(*args, **kwargs)
         self.poolmanager.pool_classes_by_scheme = self._direct
 
-    def proxy_manager_for(self, proxy, **kwargs):  # type: ignore[no-untyped-def]
+    def proxy_manager_for(self, proxy, **kwargs):
         manager = super().proxy_manager_for(proxy, **kwargs)
         manager.pool_classes_by_scheme = self._proxied
         return manager
@@ -326,7 +326,7 @@ def check_url(url: str) -> tuple[str, str, int]:
         raise _refused("the url has a backslash, whitespace or a control character; send it percent-encoded")
     try:
         parts = urlsplit(url)
-        parts.port
+        _ = parts.port  # reading it checks it (a port out of range is a ValueError)
     except ValueError as exc:
         raise _refused(f"the url {_short(url)} is not valid: {exc}") from None
     if parts.scheme.lower() not in ("http", "https"):

@@ -29,7 +29,7 @@ _DATA_URL = re.compile(rb"^\s*data:([\w.+/-]*)((?:;[\w=.+-]+)*),", re.IGNORECASE
 class MemoryRequest(Request):
     """A request whose uploads stay in memory: no uploaded byte is written to disk."""
 
-    def _get_file_stream(  # type: ignore[override]
+    def _get_file_stream(
         self, total_content_length: int | None, content_type: str | None, filename: str | None = None,
         content_length: int | None = None,
     ) -> IO[bytes]:

@@ -196,7 +196,7 @@ def _request_body(ep: Endpoint, params: list[dict[str, Any]]) -> dict[str, Any]:
 def _image_responses(ep: Endpoint, keys: bool) -> dict[str, Any]:
     ok: dict[str, Any] = {}
     if ep.output in respond.JSON_SHAPES:
-        schema = _ref(f"Answer_{ep.output}")
+        schema: dict[str, Any] = _ref(f"Answer_{ep.output}")
         if ep.output == "boxes":
             schema = {"oneOf": [schema, _ref("Answer_several")]}
         ok["application/json"] = {"schema": schema}
@@ -224,7 +224,7 @@ def error_codes() -> dict[int, set[str]]:
     return codes
 
 
-def _subclasses(cls: type) -> Iterable[type]:
+def _subclasses(cls: type[ApiError]) -> Iterable[type[ApiError]]:
     for sub in cls.__subclasses__():
         yield sub
         yield from _subclasses(sub)

@@ -43,7 +43,7 @@ def install(app: Flask, settings: Settings, registry: Registry) -> AppState:
 
 def app_state(app: Flask | None = None) -> AppState:
     """The state of ``app``, or of the app handling the current request."""
-    return (app or current_app).extensions[_KEY]  # type: ignore[no-any-return]
+    return (app or current_app).extensions[_KEY]
 
 
 def current_settings(app: Flask | None = None) -> Settings:

@@ -229,8 +229,9 @@ def _uploaded_bytes(upload: FileStorage | None) -> bytes | None:
 
 def _show(outcome: Outcome, response: Response, uploaded: bytes | None, label: str) -> None:
     outcome.server_timing = response.headers.get("Server-Timing", "")
-    if response.mimetype.startswith("image/"):
-        outcome.image_url = _data_url(response.data, response.mimetype)
+    mimetype = response.mimetype or ""
+    if mimetype.startswith("image/"):
+        outcome.image_url = _data_url(response.data, mimetype)
         outcome.notes.append(f"The answer is an image ({len(response.data)} bytes of {response.mimetype}).")
         return
     body = response.get_json(silent=True)

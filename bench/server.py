@@ -24,10 +24,17 @@ ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 
 
+def procfile_argv() -> list[str]:
+    """The ``web:`` command exactly as the Procfile gives it to Elastic Beanstalk (the one Procfile parser)."""
+    line = next((s for s in (ROOT / "Procfile").read_text().splitlines() if s.startswith("web:")), None)
+    if line is None:
+        raise ValueError("the Procfile has no web: line")
+    return shlex.split(line.removeprefix("web:"))
+
+
 def procfile_command() -> list[str]:
     """The ``web:`` command of the Procfile, run with this interpreter's gunicorn."""
-    line = next(s for s in (ROOT / "Procfile").read_text().splitlines() if s.startswith("web:"))
-    argv = shlex.split(line.removeprefix("web:"))
+    argv = procfile_argv()
     if argv[0] == "gunicorn":
         argv = [sys.executable, "-m", "gunicorn", *argv[1:]]
     return argv

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,8 @@ from pathlib import Path
 
 import requests
 
+from bench.server import free_port  # noqa: F401 - the one helper, re-exported for the tests
+
 PROJECT = Path(__file__).resolve().parent.parent
 
 
@@ -21,13 +22,6 @@ PROJECT = Path(__file__).resolve().parent.parent
 class LiveServer:
     url: str  # e.g. http://127.0.0.1:40123
     log: Path
-
-
-def free_port() -> int:
-    """A port nothing listens on right now (the kernel's choice)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager

@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import pytest
 
+from bench.measure import iou
 from mysite import create_app
 from mysite.registry import DATA_DIR
 from mysite.settings import SettingsError
@@ -16,13 +17,6 @@ from mysite.web.state import current_registry
 
 DATA = Path(__file__).parent / "data"
 ASTRONAUT_FACE = [177, 67, 272, 162]  # where Haar finds it (testdata README)
-
-
-def iou(a: list[int], b: list[int]) -> float:
-    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
 @pytest.fixture(scope="module")

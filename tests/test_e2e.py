@@ -4,9 +4,7 @@ sequence (demo_request.py) with requests, plus ?url= against a loopback image se
 from __future__ import annotations
 
 import os
-import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,21 +15,9 @@ import requests
 from loopback import serve
 from tests_helpers import BOOK_GROUP_BOXES
 
+from bench.server import free_port, procfile_argv
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def procfile_command() -> list[str]:
-    """The ``web:`` command exactly as the Procfile gives it to Elastic Beanstalk."""
-    for line in (ROOT / "Procfile").read_text().splitlines():
-        if line.startswith("web:"):
-            return shlex.split(line[len("web:"):])
-    raise AssertionError("Procfile has no web: line")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +34,7 @@ def server():
         "MYSITE_MAX_UPLOAD_MB": "1",
         "MYSITE_LOG_LEVEL": "WARNING",
     }
-    proc = subprocess.Popen(procfile_command(), cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    proc = subprocess.Popen(procfile_argv(), cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30

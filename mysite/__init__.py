@@ -42,7 +42,6 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
         MAX_CONTENT_LENGTH=body_limit,
         MAX_FORM_MEMORY_SIZE=body_limit,
         MYSITE_MAX_UPLOAD_MB=settings.max_upload_mb,
-        JSON_SORT_KEYS=False,
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]  # an attribute of Flask's default provider
     registry = _load_models(cv2, Registry, read_specs(), settings)

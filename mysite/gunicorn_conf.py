@@ -33,7 +33,7 @@ worker_class = "gthread"
 # Threads would each get a malloc heap of their own (up to 8 per CPU), and what one frees the
 # others do not reuse: two heaps, set here in the master before any thread, inherited by the workers.
 limit_arenas(int(os.environ.get("MALLOC_ARENA_MAX", "2")))
-threads = int(os.environ.get("MYSITE_THREADS", "6"))
+threads = int(os.environ.get("MYSITE_THREADS", "8"))
 # The slowest legitimate request measured here: a 40 MP photo (the pixel limit) through a cascade
 # with min_face=0, scale_factor=1.05 and min_neighbors=0: 42 s on 2 CPUs. 120 s leaves room for a
 # slower host before gunicorn would kill the worker.

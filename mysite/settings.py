@@ -54,7 +54,7 @@ class Settings:
     # Seconds a request body may take to arrive once its first byte is read (then a JSON 408).
     upload_deadline: float = 20.0
     # Requests that may wait for a worker's detection slot; more are told 503 + Retry-After at once.
-    queue: int = 4
+    queue: int = 6
     secret_key: str = field(default_factory=lambda: secrets.token_hex(16), repr=False)
     log_level: str = "INFO"
     cv_threads: int = -1

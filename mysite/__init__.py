@@ -24,7 +24,6 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     from flask import Flask
 
     from mysite import settings as settings_mod
-    from mysite.concurrency import Gate
     from mysite.registry import Registry, read_specs
     from mysite.upload_deadline import UploadDeadline
     from mysite.web import api, digit_page, errors, inputs, openapi, pages, security, state
@@ -46,8 +45,6 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]  # an attribute of Flask's default provider
     registry = _load_models(cv2, Registry, read_specs(), settings)
     state.install(app, settings, registry)
-    # One detection at a time per worker process, a short queue, 503 beyond it (mysite/concurrency.py).
-    app.extensions["mysite.gate"] = Gate(slots=1, queue=settings.queue)
     _warn_unused(settings, registry)
 
     app.register_blueprint(pages.bp)

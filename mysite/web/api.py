@@ -10,10 +10,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
+from flask import Blueprint, Flask, Response, g, jsonify, request
 
 from mysite import memory
-from mysite.concurrency import Gate
 from mysite.errors import ApiError, BadRequest, Reason, TooLarge
 from mysite.params import Param, parse
 from mysite.settings import Settings
@@ -24,7 +23,7 @@ from mysite.vision.decode import Decoded, Header, decode_image, read_header
 from mysite.web import inputs, respond
 from mysite.web.choices import Choice, pick
 from mysite.web.fetch import Fetcher
-from mysite.web.state import app_state, current_registry, current_settings
+from mysite.web.state import app_state, current_gate, current_registry, current_settings
 
 
 @dataclass(frozen=True)
@@ -139,7 +138,7 @@ def handle(ep: Endpoint) -> Response:
     values.update(ep.fixed)
     explicit = {*given, *ep.fixed}
     limit = Budget(settings.request_memory_bytes, settings.request_work)
-    gate: Gate = current_app.extensions["mysite.gate"]
+    gate = current_gate()
     # The body (or the ?url= fetch) is had before a detection slot is taken: a slow one holds a thread only.
     batch = inputs.several_images(request, settings.max_upload_bytes)
     if batch is not None:  # repeated multipart image fields: one answer per image, in order

@@ -8,10 +8,12 @@ that holds the app (start-up, tests, benchmarks) passes it. Nothing else reads
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from flask import Flask, current_app
+
+from mysite.concurrency import Gate
 
 if TYPE_CHECKING:
     from mysite.registry import Registry
@@ -23,11 +25,13 @@ _KEY = "mysite"
 
 @dataclass
 class AppState:
-    """The settings the app was built with, its loaded models and the endpoint table it registered."""
+    """The settings the app was built with, its loaded models, the endpoint table it registered, and
+    its detection gate (one detection at a time per worker process, a short queue, 503 beyond it)."""
 
     settings: Settings
     registry: Registry
     endpoints: tuple[Endpoint, ...] = ()
+    gate: Gate = field(default_factory=Gate)
 
     def endpoint(self, path: str) -> Endpoint | None:
         """The registered row serving ``path`` (``/predict`` and ``/predict/`` are two rows), or None."""
@@ -36,7 +40,7 @@ class AppState:
 
 def install(app: Flask, settings: Settings, registry: Registry) -> AppState:
     """Attach the state to ``app`` (once, in ``create_app``)."""
-    state = AppState(settings, registry)
+    state = AppState(settings, registry, gate=Gate(slots=1, queue=settings.queue))
     app.extensions[_KEY] = state
     return state
 
@@ -52,6 +56,10 @@ def current_settings(app: Flask | None = None) -> Settings:
 
 def current_registry(app: Flask | None = None) -> Registry:
     return app_state(app).registry
+
+
+def current_gate(app: Flask | None = None) -> Gate:
+    return app_state(app).gate
 
 
 def current_endpoints(app: Flask | None = None) -> tuple[Endpoint, ...]:

@@ -29,7 +29,7 @@ COPY deploy/docker-entrypoint.sh deploy/
 
 ARG MODELS=""
 RUN mkdir -p /app/models \
-    && if [ -n "$MODELS" ]; then python -m mysite.models fetch --dir /app/models $MODELS; fi \
+    && if [ -n "$MODELS" ]; then python -m mysite.model_files fetch --dir /app/models $MODELS; fi \
     && python -m compileall -q mysite wsgi.py \
     && useradd --system --no-create-home --uid 10001 mysite
 

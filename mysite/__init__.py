@@ -26,7 +26,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     from mysite import settings as settings_mod
     from mysite.registry import Registry, read_specs
     from mysite.upload_deadline import UploadDeadline
-    from mysite.web import api, digit_page, errors, inputs, openapi, pages, security, state
+    from mysite.web import api, digit_page, error_handlers, inputs, openapi, pages, security, state
 
     settings = settings_mod.load(overrides)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -51,7 +51,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(digit_page.bp)
     api.register(app)
     app.register_blueprint(openapi.bp)
-    errors.register(app)
+    error_handlers.register(app)
     # Headers on every answer, JSON OPTIONS, and (when set) API keys for the image endpoints and CORS.
     security.register(app, protected={"api"})
     # A body that arrives too slowly is cut off with a JSON 408, not waited for (mysite/upload_deadline.py).

@@ -32,7 +32,7 @@ from pathlib import Path, PurePath
 from typing import Any, TextIO
 
 from mysite import imagepaths
-from mysite.client import Client, ConnectFailed, json_or_none, lasting
+from mysite.client import Client, ConnectFailed, json_or_none, model_not_loaded
 from mysite.progress import Progress
 from mysite.routes import Route, route_for
 
@@ -193,7 +193,7 @@ class Worker:
                 record["drawn"] = str(self._write(path, response.content, response.headers))
             elif self.route.draws:
                 self._draw(path, data, record)
-        if response.status_code == 503 and lasting(response):
+        if response.status_code == 503 and model_not_loaded(response):
             raise Stop(f"the server answered {path} with: {body.get('message', '')}", [record])
         return record
 

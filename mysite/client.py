@@ -126,7 +126,7 @@ class Client:
                 if attempt == self.retries:
                     raise ConnectFailed(f"could not reach {target} after {attempt + 1} attempts: {exc}") from None
             else:
-                if response.status_code not in RETRY_STATUSES or attempt == self.retries or lasting(response):
+                if response.status_code not in RETRY_STATUSES or attempt == self.retries or model_not_loaded(response):
                     return response
                 retry_after = _retry_after(response)
                 if retry_after is not None:
@@ -342,7 +342,7 @@ def json_or_none(response: requests.Response) -> Any:
         return None
 
 
-def lasting(response: requests.Response) -> bool:
+def model_not_loaded(response: requests.Response) -> bool:
     """A 503 from mysite saying a model is not loaded: that lasts until its owner installs it, so don't wait.
 
     The error body's machine-readable ``reason`` says so (never its English message, which may change);

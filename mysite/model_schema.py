@@ -18,11 +18,11 @@ from mysite.settings import nearest
 Types = type | tuple[type, ...]
 
 NUMBER = (int, float)
-# Keys every kind takes (registry.ModelSpec; ``sources`` is read by ``python -m mysite.models fetch``).
+# Keys every kind takes (registry.ModelSpec; ``sources`` is read by ``python -m mysite.model_files fetch``).
 COMMON: dict[str, Types] = {
     "kind": str, "doc": str, "file": str, "env": str, "required": bool, "params": dict, "sources": list,
 }
-# The blob recipe and labels of the OpenCV DNN kinds that take them (dnn_kinds.preprocess, .labels).
+# The blob recipe and labels of the OpenCV DNN kinds that take them (model_kinds.preprocess, .labels).
 PREPROCESS: dict[str, Types] = {
     "config": str, "size": list, "scale": NUMBER, "mean": (int, float, list), "std": (int, float, list),
     "rgb": bool, "crop": bool, "labels": (list, str),

@@ -49,7 +49,7 @@ class Param:
                              reason=Reason.BAD_PARAMETER)
         return value
 
-    def describe(self) -> dict[str, Any]:
+    def as_json(self) -> dict[str, Any]:
         """A JSON-able description for the info route."""
         out: dict[str, Any] = {"name": self.name, "type": self.type.__name__, "default": self.default}
         if self.min is not None:

@@ -11,47 +11,24 @@ import logging
 import sys
 import sysconfig
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import cv2
 
-from mysite import dnn_kinds, model_schema
+from mysite import model_schema
 from mysite.errors import Unavailable
-from mysite.params import Param, with_defaults
+from mysite.model_kinds import DATA_DIR, KINDS, Model
+from mysite.params import with_defaults
 from mysite.publicpaths import PathNamer
 from mysite.settings import PROJECT_DIR, Settings
-from mysite.vision.cascade import Cascade
-from mysite.vision.edges import Canny
 
 log = logging.getLogger(__name__)
 
 MODELS_FILE = Path(__file__).with_name("models.toml")
-DATA_DIR = Path(__file__).with_name("data")
 OPENCV_DATA_DIR = Path(cv2.data.haarcascades)  # type: ignore[attr-defined]  # cv2.data has no stubs
-
-
-class Model(Protocol):
-    """What every kind of model offers the generic handler."""
-
-    @property
-    def input(self) -> str:
-        """"gray" or "color": how the upload is decoded for it."""
-
-    @property
-    def params(self) -> tuple[Param, ...]:
-        """Per-request knobs, defaults included."""
-
-    # Each kind names its own keyword parameters (those of ``params``).
-    def run(self, *args: Any, **kwargs: Any) -> Any: ...
-
-    # Optional: ``prepare(header, values, explicit, limit) -> (reduce, values)`` lets a model that can work
-    # on a smaller image pick the decode reduction from the header (and refuse, 422, what is over the
-    # request's budget ``limit``); its run() then also gets ``scale`` (decoded pixels per original pixel)
-    # and answers in original pixels; ``work(header, values)`` may count its cost. See vision/cascade.py.
-    # Optional: ``decode_side``, the long side a model needs: the image is decoded no larger (api.py).
 
 
 @dataclass(frozen=True)
@@ -112,23 +89,8 @@ def resolve(spec: ModelSpec, settings: Settings) -> Path | None:
     return next((p for p in candidates if p.is_file()), candidates[0])
 
 
-def _needed(path: Path | None) -> Path:
-    """The model's file, which its kind cannot do without."""
-    if path is None:
-        raise ValueError("this kind of model needs a file")
-    return path
-
-
-# kind -> constructor from (spec, resolved path). A new kind is one entry here.
-KINDS: dict[str, Callable[[ModelSpec, Path | None], Model]] = {
-    "cascade": lambda spec, path: Cascade(_needed(path)),
-    "canny": lambda spec, path: Canny(),
-    **dnn_kinds.KINDS,  # ssd, classify, blazeface, digits, yunet
-}
-
-
 @dataclass
-class Entry:
+class DeclaredModel:
     """A declared model, its resolved path and whether it loaded."""
 
     spec: ModelSpec
@@ -145,7 +107,7 @@ class Entry:
         """Why the model is not loaded, its paths named by ``namer`` (as they are without one)."""
         return namer.scrub(self.error, [self.path or ""]) if namer and self.error else self.error
 
-    def describe(self, namer: PathNamer | None = None) -> dict[str, Any]:
+    def status(self, namer: PathNamer | None = None) -> dict[str, Any]:
         """JSON-able status for the info route; with a ``namer``, paths as a public answer may show them."""
         return {
             "name": self.spec.name,
@@ -156,7 +118,7 @@ class Entry:
             "required": self.spec.required,
             "loaded": self.loaded,
             "error": self.public_error(namer),
-            "params": [p.describe() for p in self.model.params] if self.model else [],
+            "params": [p.as_json() for p in self.model.params] if self.model else [],
         }
 
 
@@ -164,7 +126,7 @@ class Registry:
     """The process's models, loaded once."""
 
     def __init__(self, specs: Mapping[str, ModelSpec], settings: Settings) -> None:
-        self.entries: dict[str, Entry] = {}
+        self.entries: dict[str, DeclaredModel] = {}
         # How public answers (GET /, 503 bodies) name paths; None (MYSITE_DEBUG=1): absolute, as the logs do.
         self.namer: PathNamer | None = None if settings.debug else public_namer(settings)
         for name, spec in specs.items():
@@ -181,9 +143,9 @@ class Registry:
     def healthy(self) -> bool:
         return all(e.loaded for e in self.entries.values() if e.spec.required)
 
-    def describe(self) -> list[dict[str, Any]]:
+    def statuses(self) -> list[dict[str, Any]]:
         """Every model's status, as a public answer shows it."""
-        return [e.describe(self.namer) for e in self.entries.values()]
+        return [e.status(self.namer) for e in self.entries.values()]
 
 
 def public_namer(settings: Settings) -> PathNamer:
@@ -196,7 +158,7 @@ def public_namer(settings: Settings) -> PathNamer:
     ])
 
 
-def unavailable_message(entry: Entry, namer: PathNamer | None = None) -> str:
+def unavailable_message(entry: DeclaredModel, namer: PathNamer | None = None) -> str:
     """Why a model is not loaded and what to set, in one sentence (paths named by ``namer`` when given)."""
     spec = entry.spec
     msg = f"model {spec.name!r} is not loaded: {entry.public_error(namer)}"
@@ -207,7 +169,7 @@ def unavailable_message(entry: Entry, namer: PathNamer | None = None) -> str:
         if spec.file:
             msg += " (or put it in MYSITE_MODEL_DIR)"
     if spec.options.get("sources"):
-        msg += f"; or download it: python -m mysite.models fetch {spec.name}"
+        msg += f"; or download it: python -m mysite.model_files fetch {spec.name}"
     return msg
 
 
@@ -217,9 +179,9 @@ def _setting_defaults(spec: ModelSpec, settings: Settings) -> dict[str, Any]:
     return {k: v for k, v in {"min_face": settings.min_face}.items() if v is not None and k in spec.params}
 
 
-def _load(spec: ModelSpec, settings: Settings) -> Entry:
+def _load(spec: ModelSpec, settings: Settings) -> DeclaredModel:
     path = resolve(spec, settings)
-    entry = Entry(spec, path)
+    entry = DeclaredModel(spec, path)
     factory = KINDS.get(spec.kind)
     # A typo or a wrong type in the table stops this model before anything reads the wrong value.
     problem = model_schema.problem(spec.name, spec.table())

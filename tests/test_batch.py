@@ -19,7 +19,7 @@ from live_server import PROJECT, free_port
 
 from mysite import imagepaths
 from mysite.batch import answered, drawn_name
-from mysite.client import lasting, main
+from mysite.client import main, model_not_loaded
 from mysite.progress import Progress
 
 DATA = Path(__file__).with_name("data")
@@ -189,12 +189,12 @@ def _response(status: int, body: dict) -> requests.Response:
 
 
 def test_a_model_not_loaded_is_read_from_the_reason_field() -> None:
-    assert lasting(_response(503, {"status": "unavailable", "reason": "model_not_loaded", "message": "x"}))
-    assert not lasting(_response(503, {"status": "unavailable", "reason": "overloaded",
+    assert model_not_loaded(_response(503, {"status": "unavailable", "reason": "model_not_loaded", "message": "x"}))
+    assert not model_not_loaded(_response(503, {"status": "unavailable", "reason": "overloaded",
                                        "message": "model face is not loaded"}))
     # The English message is for people: without the reason a 503 is taken as passing.
-    assert not lasting(_response(503, {"status": "unavailable", "message": "model face is not loaded: ..."}))
-    assert not lasting(_response(502, {"reason": "model_not_loaded"}))
+    assert not model_not_loaded(_response(503, {"status": "unavailable", "message": "model face is not loaded: ..."}))
+    assert not model_not_loaded(_response(502, {"reason": "model_not_loaded"}))
 
 
 NGINX_CONF = """

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from tiny_models import colour_classifier, fixed_ssd
 
-from mysite import dnn_kinds
+from mysite import model_kinds
 from mysite.registry import ModelSpec
 from mysite.vision.classify import read_labels
 from mysite.web import respond
@@ -84,7 +84,7 @@ def test_deepstack_face_can_draw_and_takes_the_detector_choice(client, astronaut
 
 
 def test_shipped_imagenet_labels_have_wordnet_ids():
-    labels = read_labels(dnn_kinds.DATA_DIR / "imagenet_class_index.json")
+    labels = read_labels(model_kinds.DATA_DIR / "imagenet_class_index.json")
     assert len(labels) == 1000 and labels[285].id == "n02124075" and labels[285].name == "Egyptian_cat"
     ids = [lb.id for lb in labels]
     assert ids == sorted(ids) and len(set(ids)) == 1000  # ImageNet's class order: WordNet ids sorted
@@ -92,9 +92,9 @@ def test_shipped_imagenet_labels_have_wordnet_ids():
 
 def test_config_is_needed_only_where_the_format_keeps_its_graph_apart(tmp_path):
     spec = ModelSpec(name="ssd", kind="ssd", file="m", options={"config": "absent.prototxt"})
-    assert dnn_kinds.config(spec, Path(tmp_path / "ssd.onnx")) is None
+    assert model_kinds.config(spec, Path(tmp_path / "ssd.onnx")) is None
     with pytest.raises(ValueError, match="config file absent.prototxt not found"):
-        dnn_kinds.config(spec, Path(tmp_path / "ssd.caffemodel"))
+        model_kinds.config(spec, Path(tmp_path / "ssd.caffemodel"))
 
 
 def test_seed_001_thumbnail_of_a_large_photo_fits_400_px(make_app, classifier_dir):

@@ -11,7 +11,7 @@ from PIL import Image
 
 from mysite.errors import TooLarge, Unprocessable, UnsupportedMedia
 from mysite.vision import decode as decode_mod
-from mysite.vision.decode import decode_image, describe, read_header
+from mysite.vision.decode import decode_image, read_header, what_bytes_are
 
 LIMIT = 40_000_000
 
@@ -137,8 +137,8 @@ def test_reduced_decode_reports_its_scale(photo):
     assert out.image.shape == (128, 128) and out.scale == 0.25
 
 
-def test_describe_mentions_declared_type():
-    assert describe(b"abc", "text/plain") == "3 bytes of text, sent as text/plain"
+def test_what_bytes_are_mentions_declared_type():
+    assert what_bytes_are(b"abc", "text/plain") == "3 bytes of text, sent as text/plain"
 
 
 def test_png_over_the_limit_is_refused_before_pillow_decodes_it(monkeypatch):

@@ -320,7 +320,7 @@ def test_dockerfile_installs_the_projects_requirements_and_nothing_unpinned():
         if "apt-get install" in r:  # hadolint DL3009, DL3015
             assert "--no-install-recommends" in r and "rm -rf /var/lib/apt/lists/*" in r
     assert not [a for k, a in steps if k == "ADD"]  # COPY, not ADD (DL3020)
-    assert ("ARG", 'MODELS=""') in steps and any("mysite.models fetch" in r for r in runs)
+    assert ("ARG", 'MODELS=""') in steps and any("mysite.model_files fetch" in r for r in runs)
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {".git", ".venv", ".env"} <= set(ignored)
 

@@ -42,7 +42,7 @@ def fuzz_app(tmp_path_factory):
     colour_classifier(d / "squeezenet1.1-7.onnx")
     (d / "imagenet_class_index.json").write_text('["red", "green", "blue"]')
     fixed_ssd(d / "tiny_ssd.onnx", np.array([[0, 8, 0.9, 0.1, 0.2, 0.5, 0.6], [0, 12, 0.7, -0.1, 0.5, 1.2, 1.1]]))
-    specs = registry.read_specs()  # the real ssd entry with an ONNX file (no Caffe config), as test_dnn_kinds does
+    specs = registry.read_specs()  # the real ssd entry with an ONNX file (no Caffe config), as test_model_kinds does
     specs["ssd"] = dataclasses.replace(specs["ssd"], file="tiny_ssd.onnx",
                                        options={k: v for k, v in specs["ssd"].options.items() if k != "config"})
     mp = pytest.MonkeyPatch()

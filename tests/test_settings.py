@@ -10,7 +10,8 @@ import cv2
 import pytest
 
 from mysite import create_app
-from mysite.registry import DATA_DIR, ModelSpec, read_specs, resolve
+from mysite.model_kinds import DATA_DIR
+from mysite.registry import ModelSpec, read_specs, resolve
 from mysite.settings import Settings, SettingsError, load
 
 NO_FILE = {"MYSITE_ENV_FILE": "/nonexistent/.env"}

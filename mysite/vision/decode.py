@@ -53,7 +53,7 @@ class Decoded:
     scale: float  # decoded pixels per original pixel (1.0 unless reduced)
 
 
-def describe(data: bytes, content_type: str | None = None) -> str:
+def what_bytes_are(data: bytes, content_type: str | None = None) -> str:
     """Say in words what some bytes that are not an image seem to be."""
     n = len(data)
     if n == 0:
@@ -105,7 +105,7 @@ def read_header(data: bytes, max_pixels: int | None = None) -> Header:
             raise Unprocessable(f"the {len(data)} bytes start like a {looks_like} image but it cannot be read",
                                 reason=Reason.BAD_IMAGE) from None
         raise UnsupportedMedia(
-            f"expected an image (JPEG, PNG, WebP, BMP, GIF or TIFF); received {describe(data)}"
+            f"expected an image (JPEG, PNG, WebP, BMP, GIF or TIFF); received {what_bytes_are(data)}"
         ) from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise Unprocessable(f"the image header could not be read: {exc}", reason=Reason.BAD_IMAGE) from None

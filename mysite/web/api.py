@@ -21,7 +21,7 @@ from mysite.vision.boxes import clip
 from mysite.vision.budget import Budget, decode_memory
 from mysite.vision.decode import Decoded, Header, decode_image, read_header
 from mysite.web import inputs, respond
-from mysite.web.choices import Choice, pick
+from mysite.web.choices import ModelChoice, pick
 from mysite.web.fetch import Fetcher
 from mysite.web.state import app_state, current_gate, current_registry, current_settings
 
@@ -35,7 +35,7 @@ class Endpoint:
     doc: str
     output: str = "boxes"  # a key of respond.JSON_SHAPES ("boxes": the book's JSON) or TEXT_SHAPES, or "image"
     fixed: Mapping[str, Any] = field(default_factory=dict)  # parameters the endpoint pins
-    choice: Choice | None = None  # a request parameter that picks another model (e.g. ?detector=dnn)
+    choice: ModelChoice | None = None  # a request parameter that picks another model (e.g. ?detector=dnn)
     # Request parameters the endpoint defaults and a request may override (e.g. output=base64 for seed 003).
     defaults: Mapping[str, str] = field(default_factory=dict)
     errors: str = "book"  # a key of respond.ERROR_FIELDS: what an error body carries beside status/message
@@ -53,7 +53,7 @@ class Endpoint:
         return self.path[1:]
 
 
-FACE_DETECTORS = Choice(
+FACE_DETECTORS = ModelChoice(
     "detector", {"haar": "face", "yunet": "yunet", "dnn": "blazeface", "dnn-full": "blazeface_full"},
     "face_detector", "haar",
 )

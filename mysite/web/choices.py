@@ -15,7 +15,7 @@ from mysite.settings import Settings, SettingsError, nearest
 
 
 @dataclass(frozen=True)
-class Choice:
+class ModelChoice:
     """``param`` value -> model name; the default value comes from the setting ``setting``."""
 
     param: str
@@ -42,6 +42,6 @@ class Choice:
         return self.models[value]
 
 
-def pick(model: str, choice: Choice | None, given: Mapping[str, str], settings: Settings) -> str:
+def pick(model: str, choice: ModelChoice | None, given: Mapping[str, str], settings: Settings) -> str:
     """The model an endpoint runs for one request: its own, or the one its choice names."""
     return model if choice is None else choice.model(given, settings)

@@ -4,7 +4,7 @@ Nothing here is written by hand per endpoint: the image endpoints come from the
 registered table (``current_endpoints``), their query parameters from the
 ``Param`` declarations of the models they run (defaults as configured, the
 row's own defaults and pinned values applied), the model choice from the row's
-``Choice`` with the server's setting as default, the answer bodies from the
+``ModelChoice`` with the server's setting as default, the answer bodies from the
 row's output kind and the error bodies from its error kind. Every other route
 of the URL map is listed with its docstring.
 """

@@ -15,7 +15,7 @@ bp = Blueprint("pages", __name__, template_folder="templates", static_folder="st
 _HIDDEN_METHODS = {"HEAD", "OPTIONS"}
 
 
-def describe_routes(app: Flask) -> list[dict[str, Any]]:
+def route_list(app: Flask) -> list[dict[str, Any]]:
     """Every route of the app, read off its URL map: path, methods, one-line description."""
     routes = []
     for rule in app.url_map.iter_rules():
@@ -36,8 +36,8 @@ def _info() -> dict[str, Any]:
         "name": "mysite",
         "version": __version__,
         "openapi": url_for("openapi.openapi_json"),  # the machine-readable description of every route
-        "routes": describe_routes(current_app),
-        "models": current_registry().describe(),
+        "routes": route_list(current_app),
+        "models": current_registry().statuses(),
     }
 
 

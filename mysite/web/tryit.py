@@ -23,7 +23,7 @@ from mysite.vision import budget
 from mysite.vision.decode import decode_image, encode, read_header
 from mysite.vision.draw import thumbnail
 from mysite.web import api, respond, security
-from mysite.web.errors import public_text
+from mysite.web.error_handlers import public_text
 from mysite.web.state import app_state, current_settings
 
 # File names a browser form may upload (seed 001 checked the extension before reading the file).
@@ -108,7 +108,7 @@ def _params(entry: Any, ep: api.Endpoint | None) -> list[dict[str, Any]]:
     """The model's parameters a visitor may set on this endpoint, with the endpoint's own defaults."""
     if entry.model is None:
         return []
-    return [p.describe() for p in (ep.settable(entry.model.params) if ep else entry.model.params)]
+    return [p.as_json() for p in (ep.settable(entry.model.params) if ep else entry.model.params)]
 
 
 def page_context(app: Flask, routes: list[dict[str, Any]]) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""``python -m mysite.models list|fetch``: the declared model files, and getting them.
+"""``python -m mysite.model_files list|fetch``: the declared model files, and getting them.
 
 ``list`` shows every model of models.toml with each of its files: where it is
 looked for, its size and its status. ``fetch [NAME...]`` downloads the files a
@@ -28,7 +28,8 @@ import requests
 from urllib3.exceptions import ReadTimeoutError
 
 from mysite import settings as settings_mod
-from mysite.registry import DATA_DIR, ModelSpec, read_specs, resolve
+from mysite.model_kinds import DATA_DIR
+from mysite.registry import ModelSpec, read_specs, resolve
 from mysite.settings import Settings
 from mysite.vision.dnn import find_beside
 
@@ -249,7 +250,7 @@ def rows(specs: Mapping[str, ModelSpec], settings: Settings) -> list[tuple[str, 
 
 
 def main(argv: list[str] | None = None, specs: Mapping[str, ModelSpec] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m mysite.models", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m mysite.model_files", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="every model's files: path, size, status")
     f = sub.add_parser("fetch", help="download declared files and verify their digests")

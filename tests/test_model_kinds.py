@@ -133,7 +133,7 @@ def test_default_entries_without_files_answer_503_and_the_rest_works(tmp_path):
     for path, name in (("/predict", "classifier"), ("/catdetection", "ssd"), ("/objectdetection", "ssd")):
         r = _post(client, path, _png(COLOURS["red"]))
         assert r.status_code == 503
-        assert f"python -m mysite.models fetch {name}" in r.get_json()["message"]
+        assert f"python -m mysite.model_files fetch {name}" in r.get_json()["message"]
     assert _post(client, "/detect", _png(COLOURS["red"])).status_code == 200
     assert client.get("/healthz").status_code == 200
 
@@ -170,7 +170,7 @@ def test_softmax_output_is_not_softmaxed_again(tmp_path):
 
 def test_caffe_classifier_with_its_config_beside_it(tmp_path):
     """The Caffe path: model + prototxt found beside it, BGR order, mean and scale from the entry."""
-    from mysite import dnn_kinds
+    from mysite import model_kinds
     from mysite.registry import ModelSpec
 
     path = caffe_colour_classifier(tmp_path)
@@ -178,10 +178,10 @@ def test_caffe_classifier_with_its_config_beside_it(tmp_path):
         "config": "colour.prototxt", "size": [16, 16], "mean": [127.5, 127.5, 127.5], "scale": 0.007843,
         "labels": ["blue", "green", "red"],  # rgb = false: channel 0 is blue
     })
-    model = dnn_kinds.classify(spec, path)
+    model = model_kinds.classify(spec, path)
     for colour, bgr in COLOURS.items():
         answer = model.run(np.full((30, 40, 3), bgr, np.uint8), top=3)
         assert answer["class_name"] == colour
         assert sum(p["probability"] for p in answer["predictions"]) == pytest.approx(1.0, abs=1e-4)
     with pytest.raises(ValueError, match="config file missing.prototxt not found"):
-        dnn_kinds.classify(dataclasses.replace(spec, options={**spec.options, "config": "missing.prototxt"}), path)
+        model_kinds.classify(dataclasses.replace(spec, options={**spec.options, "config": "missing.prototxt"}), path)

@@ -1,29 +1,53 @@
-"""The OpenCV DNN kinds of models.toml: an entry's options -> a ready vision model.
+"""The kinds of models.toml: an entry's options and file -> a ready vision model.
 
-Each function here is a ``KINDS`` constructor ``(spec, path) -> Model``. They
-read the kind-specific options of an entry (input size, mean, scale, labels,
-config file, anchors), check their types, and find companion files (config,
-labels) beside the model file, else in the package's data folder.
+``KINDS`` maps each ``kind`` to its constructor ``(spec, path) -> Model``. The
+deep-learning ones read the kind-specific options of an entry (input size, mean,
+scale, labels, config file, anchors), check their types, and find companion files
+(config, labels) beside the model file, else in the package's data folder.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+from mysite.params import Param
 from mysite.vision.blazeface import BlazeFace
+from mysite.vision.cascade import Cascade
 from mysite.vision.classify import Classifier, Label, read_labels
 from mysite.vision.digits import DigitReader
 from mysite.vision.dnn import Preprocess, find_beside
+from mysite.vision.edges import Canny
 from mysite.vision.ssd import SSD
 from mysite.vision.yunet import YuNet
 
 if TYPE_CHECKING:
     from mysite.registry import ModelSpec
 
-DATA_DIR = Path(__file__).with_name("data")
+DATA_DIR = Path(__file__).with_name("data")  # the shipped model files and their companions
 SELF_CONTAINED = {".onnx", ".tflite"}  # model formats whose file holds the whole graph: no config file
+
+
+class Model(Protocol):
+    """What every kind of model offers the generic handler."""
+
+    @property
+    def input(self) -> str:
+        """"gray" or "color": how the upload is decoded for it."""
+
+    @property
+    def params(self) -> tuple[Param, ...]:
+        """Per-request knobs, defaults included."""
+
+    # Each kind names its own keyword parameters (those of ``params``).
+    def run(self, *args: Any, **kwargs: Any) -> Any: ...
+
+    # Optional: ``prepare(header, values, explicit, limit) -> (reduce, values)`` lets a model that can work
+    # on a smaller image pick the decode reduction from the header (and refuse, 422, what is over the
+    # request's budget ``limit``); its run() then also gets ``scale`` (decoded pixels per original pixel)
+    # and answers in original pixels; ``work(header, values)`` may count its cost. See vision/cascade.py.
+    # Optional: ``decode_side``, the long side a model needs: the image is decoded no larger (api.py).
 
 
 def _opt(spec: ModelSpec, key: str, default: Any, kind: type | tuple[type, ...]) -> Any:
@@ -41,7 +65,8 @@ def _triple(spec: ModelSpec, key: str, default: float) -> tuple[float, float, fl
     return values[0], values[1], values[2]
 
 
-def _need(path: Path | None, spec: ModelSpec) -> Path:
+def required_file(path: Path | None, spec: ModelSpec) -> Path:
+    """The model's file, which its kind cannot do without."""
     if path is None:
         raise ValueError(f"model {spec.name!r} names no file")
     return path
@@ -93,19 +118,19 @@ def config(spec: ModelSpec, path: Path) -> Path | None:
 
 
 def ssd(spec: ModelSpec, path: Path | None) -> SSD:
-    path = _need(path, spec)
+    path = required_file(path, spec)
     return SSD(path, config(spec, path), preprocess(spec), [lb.name for lb in labels(spec, path)])
 
 
 def classify(spec: ModelSpec, path: Path | None) -> Classifier:
-    path = _need(path, spec)
+    path = required_file(path, spec)
     return Classifier(path, config(spec, path), preprocess(spec), labels(spec, path))
 
 
 def blazeface(spec: ModelSpec, path: Path | None) -> BlazeFace:
     strides: Sequence[int] = _opt(spec, "strides", [8, 16, 16, 16], list)
     return BlazeFace(
-        _need(path, spec),
+        required_file(path, spec),
         size=_opt(spec, "size", 128, int),
         strides=[int(s) for s in strides],
         anchors_per_layer=_opt(spec, "anchors_per_layer", 2, int),
@@ -113,13 +138,16 @@ def blazeface(spec: ModelSpec, path: Path | None) -> BlazeFace:
 
 
 def digits(spec: ModelSpec, path: Path | None) -> DigitReader:
-    return DigitReader(_need(path, spec))
+    return DigitReader(required_file(path, spec))
 
 
 def yunet(spec: ModelSpec, path: Path | None) -> YuNet:
-    return YuNet(_need(path, spec))
+    return YuNet(required_file(path, spec))
 
 
-KINDS: dict[str, Callable[[ModelSpec, Path | None], Any]] = {
+# kind -> constructor from (spec, resolved path). A new kind is one entry here.
+KINDS: dict[str, Callable[[ModelSpec, Path | None], Model]] = {
+    "cascade": lambda spec, path: Cascade(required_file(path, spec)),
+    "canny": lambda spec, path: Canny(),
     "ssd": ssd, "classify": classify, "blazeface": blazeface, "digits": digits, "yunet": yunet,
 }

@@ -1,4 +1,4 @@
-"""``python -m mysite.models fetch|list`` against a loopback HTTP server: no real download."""
+"""``python -m mysite.model_files fetch|list`` against a loopback HTTP server: no real download."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from loopback import serve, slow
 
-from mysite import models
+from mysite import model_files
 from mysite.registry import ModelSpec, read_specs
 from mysite.settings import Settings
 
@@ -50,7 +50,7 @@ def spec(name: str, *sources: dict) -> ModelSpec:
 
 def run(tmp_path: Path, *specs: ModelSpec, timeout: float = 5.0) -> tuple[int, str]:
     out = io.StringIO()
-    failed = models.fetch([s.name for s in specs], {s.name: s for s in specs}, Settings(model_dir=tmp_path), tmp_path,
+    failed = model_files.fetch([s.name for s in specs], {s.name: s for s in specs}, Settings(model_dir=tmp_path), tmp_path,
                           timeout, out)
     return failed, out.getvalue()
 
@@ -67,7 +67,7 @@ def test_good_file_is_verified_and_then_skipped(server, tmp_path):
 def test_sha1_as_publishers_give_it(server, tmp_path):
     good = spec("good", {"file": "good.bin", "url": f"{server}/good.bin", "sha1": hashlib.sha1(GOOD).hexdigest()})
     assert run(tmp_path, good)[0] == 0
-    assert models.check(tmp_path / "good.bin", models.sources(good)[0]) == "ok"
+    assert model_files.check(tmp_path / "good.bin", model_files.sources(good)[0]) == "ok"
 
 
 def test_wrong_checksum_is_refused_and_deleted(server, tmp_path):
@@ -80,7 +80,7 @@ def test_wrong_checksum_is_refused_and_deleted(server, tmp_path):
 def test_corrupt_file_already_there_is_replaced(server, tmp_path):
     (tmp_path / "good.bin").write_bytes(b"truncated")
     good = spec("good", {"file": "good.bin", "url": f"{server}/good.bin", "sha256": hashlib.sha256(GOOD).hexdigest()})
-    assert models.check(tmp_path / "good.bin", models.sources(good)[0]) == "digest mismatch"
+    assert model_files.check(tmp_path / "good.bin", model_files.sources(good)[0]) == "digest mismatch"
     assert run(tmp_path, good)[0] == 0
     assert (tmp_path / "good.bin").read_bytes() == GOOD
 
@@ -113,14 +113,14 @@ def test_member_of_a_zip_archive(server, tmp_path):
 
 
 def test_unknown_model_name(tmp_path):
-    with pytest.raises(models.FetchError, match="unknown model"):
-        models.fetch(["nope"], read_specs(), Settings(model_dir=tmp_path), tmp_path, out=io.StringIO())
+    with pytest.raises(model_files.FetchError, match="unknown model"):
+        model_files.fetch(["nope"], read_specs(), Settings(model_dir=tmp_path), tmp_path, out=io.StringIO())
 
 
 def test_declared_sources_are_well_formed():
     """Every source in models.toml has an http(s) url and at most one digest of the right length."""
     lengths = {"sha256": 64, "sha1": 40, "git_blob": 40}
-    declared = [s for spec in read_specs().values() for s in models.sources(spec)]
+    declared = [s for spec in read_specs().values() for s in model_files.sources(spec)]
     assert {s.file for s in declared} >= {"MobileNetSSD_deploy.caffemodel", "squeezenet1.1-7.onnx",
                                            "face_detection_full_range.tflite"}
     for s in declared:
@@ -130,7 +130,7 @@ def test_declared_sources_are_well_formed():
 
 def test_list_shows_path_size_and_status(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("MYSITE_MODEL_DIR", str(tmp_path))
-    assert models.main(["list"]) == 0
+    assert model_files.main(["list"]) == 0
     out = capsys.readouterr().out
     line = next(li for li in out.splitlines() if li.startswith("blazeface ") and "short_range" in li)
     assert "0.23 MB" in line and line.rstrip().endswith("ok")  # the shipped file, its sha256 verified
@@ -140,13 +140,13 @@ def test_list_shows_path_size_and_status(capsys, tmp_path, monkeypatch):
 def test_fetch_needs_a_folder(monkeypatch, capsys):
     monkeypatch.delenv("MYSITE_MODEL_DIR", raising=False)
     monkeypatch.setenv("MYSITE_ENV_FILE", "/nonexistent/.env")
-    assert models.main(["fetch", "ssd"]) == 2
+    assert model_files.main(["fetch", "ssd"]) == 2
     assert "MYSITE_MODEL_DIR" in capsys.readouterr().err
 
 
 def test_invalid_setting_is_one_line(monkeypatch, capsys):
     monkeypatch.setenv("MYSITE_MAX_UPLOAD_MB", "lots")
-    assert models.main(["list"]) == 2
+    assert model_files.main(["list"]) == 2
     assert "MYSITE_MAX_UPLOAD_MB" in capsys.readouterr().err
 
 
@@ -158,10 +158,10 @@ def test_git_blob_id_verifies_a_file_as_git_names_it(server, tmp_path):
     good = spec("good", {"file": "good.bin", "url": f"{server}/good.bin", "git_blob": git_blob(GOOD)})
     failed, log = run(tmp_path, good)
     assert failed == 0 and "git_blob verified" in log
-    assert models.check(tmp_path / "good.bin", models.sources(good)) == "ok"
+    assert model_files.check(tmp_path / "good.bin", model_files.sources(good)) == "ok"
     # The id git gives the shipped prototxt, as its provenance states.
-    proto = Path(models.DATA_DIR) / "MobileNetSSD_deploy.prototxt"
-    assert models.file_digest(proto, "git_blob") == "fdc812628e858263788dcdbd17e4304da032fa18"
+    proto = Path(model_files.DATA_DIR) / "MobileNetSSD_deploy.prototxt"
+    assert model_files.file_digest(proto, "git_blob") == "fdc812628e858263788dcdbd17e4304da032fa18"
 
 
 def test_sources_are_tried_in_order_until_one_gives_the_file(server, tmp_path):
@@ -197,11 +197,11 @@ def test_every_source_failing_counts_the_file_once(server, tmp_path):
 
 def test_ssd_weights_come_from_a_pinned_commit_first_and_its_prototxt_ships():
     ssd = read_specs()["ssd"]
-    weights = models.by_file(models.sources(ssd))["MobileNetSSD_deploy.caffemodel"]
+    weights = model_files.by_file(model_files.sources(ssd))["MobileNetSSD_deploy.caffemodel"]
     assert "/raw/c187233198c884c407d11f6f190a3256c6641d40/" in weights[0].url and weights[0].algo == "git_blob"
     assert "drive.google.com" in weights[1].url and weights[1].algo == "sha1"
-    assert "MobileNetSSD_deploy.prototxt" not in models.by_file(models.sources(ssd))
-    proto = Path(models.DATA_DIR) / "MobileNetSSD_deploy.prototxt"
+    assert "MobileNetSSD_deploy.prototxt" not in model_files.by_file(model_files.sources(ssd))
+    proto = Path(model_files.DATA_DIR) / "MobileNetSSD_deploy.prototxt"
     assert hashlib.sha256(proto.read_bytes()).hexdigest() == (
         "e781559c4f5beaec2a486ccd952af5b6fa408e9498761bf5f4fb80b4e9f0d25e")
     assert (proto.parent / "MobileNetSSD_deploy.prototxt.LICENSE").read_text().startswith("MIT License")

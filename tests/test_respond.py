@@ -10,7 +10,9 @@ import cv2
 import numpy as np
 import pytest
 
+from mysite.vision.decode import Header
 from mysite.vision.draw import BOX_COLOR, draw_detections
+from mysite.web.respond import AnswerFormat, answer_memory
 
 DATA = Path(__file__).with_name("data")
 GROUP = (DATA / "group_17_faces.jpg").read_bytes()
@@ -123,6 +125,21 @@ def test_bad_output_parameters_are_400(client, query: str, message: str) -> None
     r = _post(client, query)
     assert r.status_code == 400
     assert message in r.get_json()["message"]
+
+
+def test_what_to_answer_is_read_before_the_image_is_fetched(client) -> None:
+    """A bad output= is the answer, not the fetch of ?url= (which would be refused here for another reason)."""
+    r = client.get("/detect?output=xml&url=http://127.0.0.1:9/photo.jpg")
+    assert r.status_code == 400
+    assert "output must be one of" in r.get_json()["message"] and r.get_json()["reason"] == "bad_parameter"
+
+
+def test_a_drawn_deepstack_answer_is_costed_as_a_drawn_book_answer() -> None:
+    header = Header("JPEG", 4000, 3000)
+    for fmt in (AnswerFormat("image", "png"), AnswerFormat("base64", "jpeg")):
+        drawn = answer_memory("boxes", fmt, header, 1000 * 750)
+        assert drawn > 4000 * 3000 and answer_memory("deepstack", fmt, header, 1000 * 750) == drawn
+    assert answer_memory("deepstack", AnswerFormat("json", "jpeg"), header, 1000 * 750) == 0
 
 
 def test_canny_refuses_json(client) -> None:

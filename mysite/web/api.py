@@ -145,16 +145,17 @@ def handle(ep: Endpoint) -> Response:
         with gate.slot():
             response = _batch(ep, model, batch, values, explicit, settings.max_pixels, limit)
     else:
+        fmt = respond.answer_format(ep.output, request, given)  # a bad output= is refused before any fetch
         data = inputs.image_bytes(request, settings.max_upload_bytes, _fetcher(settings))
         # The request's bytes (body, form copy, the image) are held throughout: what is left is the budget.
         left = limit.with_memory(limit.memory - 2 * len(data))
         plan = _plan(model, data, values, explicit, settings.max_pixels, left)
-        budget.check_memory(respond.answer_memory(ep.output, plan.header, plan.decoded_pixels, given), left,
+        budget.check_memory(respond.answer_memory(ep.output, fmt, plan.header, plan.decoded_pixels), left,
                             f"the answer for this {plan.header.width}x{plan.header.height} image",
                             "ask for output=json, format=jpeg, or send a smaller image")
         with gate.slot():
             decoded, result = _execute(model, data, plan)
-            response = respond.shape(ep.output, result, data, decoded, ep.label or ep.model, given, started)
+            response = respond.answer(ep.output, fmt, result, data, decoded, ep.label or ep.model, started)
     response.headers["Server-Timing"] = f"total;dur={(time.perf_counter() - started) * 1000:.1f}"
     return response
 

@@ -17,13 +17,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from flask import Request, Response, jsonify, request
+from flask import Request, Response, jsonify
 
 from mysite.errors import BadRequest, Reason
 from mysite.vision import budget
 from mysite.vision.decode import Decoded, Header, decode_image, encode
 from mysite.vision.draw import draw_detections
-from mysite.web import inputs
 from mysite.web.state import current_settings
 
 OUTPUTS = ("json", "image", "base64")
@@ -32,32 +31,42 @@ MIMETYPES = {"jpeg": "image/jpeg", "png": "image/png"}
 
 
 @dataclass(frozen=True)
-class Wanted:
-    """What the client asked to get back."""
+class AnswerFormat:
+    """What the client asked to get back, read once per request."""
 
-    output: str  # one of OUTPUTS
-    fmt: str  # "jpeg" or "png"
+    output: str  # one of OUTPUTS, or "text" for the plain-text answers
+    fmt: str  # "jpeg" or "png": how a picture is encoded
 
 
-def wanted(req: Request, answers_image: bool, given: Mapping[str, str] | None = None) -> Wanted:
-    """Read ``output``/``format`` (query or form fields, or the endpoint's defaults in ``given``), else the
-    Accept header; JSON when nothing is said."""
-    given = inputs.params(req) if given is None else given
+def answer_format(output_kind: str, req: Request, given: Mapping[str, str]) -> AnswerFormat:
+    """Read ``output``/``format`` (query or form fields, over the endpoint's defaults in ``given``), else
+    the Accept header; JSON when nothing is said. What this endpoint cannot answer is a 400 here,
+    before any work."""
     output = given.get("output", "").strip().lower()
+    if output_kind in TEXT_SHAPES:  # seed 002's bare digit: nothing else to ask for
+        return AnswerFormat("text", "jpeg")
+    if output_kind != "image" and output_kind not in DETECTIONS:
+        if output not in ("", "json"):
+            raise BadRequest(f"this endpoint answers {output_kind}, not boxes: there is nothing to draw; drop output=",
+                             reason=Reason.BAD_PARAMETER)
+        return AnswerFormat("json", "jpeg")
     fmt = given.get("format", "").strip().lower()
     if output and output not in OUTPUTS:
         raise BadRequest(f"parameter output must be one of {', '.join(OUTPUTS)}, not {output!r}",
                          reason=Reason.BAD_PARAMETER)
     if fmt and fmt not in FORMATS:
         raise BadRequest(f"parameter format must be jpeg or png, not {fmt!r}", reason=Reason.BAD_PARAMETER)
+    if output_kind == "image" and output == "json":
+        raise BadRequest("this endpoint answers an image: output may be image or base64", reason=Reason.BAD_PARAMETER)
     accept = req.accept_mimetypes
     q_jpeg, q_png = accept.quality("image/jpeg"), accept.quality("image/png")
     if not output:
         # Only an explicit preference for an image wins: */* (requests, curl) keeps the book's JSON.
-        output = "image" if answers_image or max(q_jpeg, q_png) > accept.quality("application/json") else "json"
+        prefers_image = max(q_jpeg, q_png) > accept.quality("application/json")
+        output = "image" if output_kind == "image" or prefers_image else "json"
     if not fmt:
         fmt = "png" if q_png > q_jpeg else "jpeg"
-    return Wanted(output, FORMATS[fmt])
+    return AnswerFormat(output, FORMATS[fmt])
 
 
 # DeepStack names objects as COCO does; the six VOC labels of MobileNet-SSD that COCO spells otherwise.
@@ -102,54 +111,38 @@ ERROR_FIELDS: dict[str, Callable[[str], dict[str, Any]]] = {
 }
 
 
-def answer_memory(output_kind: str, header: Header, decoded_pixels: int,
-                  given: Mapping[str, str] | None = None) -> int:
-    """Peak bytes of shaping this request's answer, from what it asks for (0 for JSON)."""
+def answer_memory(output_kind: str, fmt: AnswerFormat, header: Header, decoded_pixels: int) -> int:
+    """Peak bytes of making this request's answer (0 for JSON and text)."""
+    if fmt.output in ("json", "text"):
+        return 0
     if output_kind == "image":  # the model's picture (as large as the decoded image), encoded
-        want = wanted(request, answers_image=True, given=given)
-        encoded = (3 if want.fmt == "png" else 2) * decoded_pixels
-        return 2 * decoded_pixels + encoded + (encoded * 4 // 3 if want.output == "base64" else 0)
-    if output_kind != "boxes":
-        return 0
-    want = wanted(request, answers_image=False, given=given)
-    if want.output == "json":
-        return 0
-    return budget.answer_memory(header, want.fmt, want.output == "base64")
+        encoded = (3 if fmt.fmt == "png" else 2) * decoded_pixels
+        return 2 * decoded_pixels + encoded + (encoded * 4 // 3 if fmt.output == "base64" else 0)
+    return budget.answer_memory(header, fmt.fmt, fmt.output == "base64")  # detections drawn on the upload
 
 
-def shape(output_kind: str, result: Any, data: bytes, decoded: Decoded, label: str,
-          given: Mapping[str, str] | None = None, started: float | None = None) -> Response:
+def answer(output_kind: str, fmt: AnswerFormat, result: Any, data: bytes, decoded: Decoded, label: str,
+           started: float | None = None) -> Response:
     """The response for one request, given the endpoint's kind of output and what its model returned.
 
     "boxes" endpoints answer the book's JSON, or draw their detections on the upload when a
     picture is asked for; "image" endpoints send their picture as JPEG, PNG or base64; the
-    other kinds answer their JSON and refuse ``output=image`` with a 400. ``data`` are the
-    uploaded bytes, decoded again in colour and full size to draw on when the model saw less.
-    ``given`` are the request's parameters over the endpoint's defaults; ``started`` when the work began.
+    other kinds answer their JSON or text. ``data`` are the uploaded bytes, decoded again in
+    colour and full size to draw on when the model saw less; ``started`` when the work began.
     """
-    given = inputs.params(request) if given is None else given
     seconds = time.perf_counter() - started if started is not None else 0.0
     if output_kind in TEXT_SHAPES:
         return Response(TEXT_SHAPES[output_kind](result), mimetype="text/plain")
     if output_kind == "image":
-        want = wanted(request, answers_image=True, given=given)
-        if want.output == "json":
-            raise BadRequest("this endpoint answers an image: output may be image or base64",
-                             reason=Reason.BAD_PARAMETER)
-        return _image_response(result, want)
+        return _image_response(result, fmt)
     if output_kind not in JSON_SHAPES:
         raise TypeError(f"no shape for answers of kind {output_kind!r}")
-    if output_kind not in DETECTIONS:
-        if given.get("output", "").strip().lower() not in ("", "json"):
-            raise BadRequest(f"this endpoint answers {output_kind}, not boxes: there is nothing to draw; drop output=",
-                             reason=Reason.BAD_PARAMETER)
-        return jsonify(JSON_SHAPES[output_kind](result, label, seconds))
-    want = wanted(request, answers_image=False, given=given)
-    if want.output == "json":
+    if fmt.output == "json":
         response = jsonify(JSON_SHAPES[output_kind](result, label, seconds))
     else:
-        response = _image_response(annotate(data, result, label, decoded), want)
-    response.vary.add("Accept")  # the same URL answers JSON or an image by Accept: caches must know
+        response = _image_response(annotate(data, result, label, decoded), fmt)
+    if output_kind in DETECTIONS:
+        response.vary.add("Accept")  # the same URL answers JSON or an image by Accept: caches must know
     return response
 
 
@@ -166,8 +159,8 @@ def annotate(data: bytes, detections: Any, label: str, decoded: Decoded | None =
     return draw_detections(photo, detections, default_label=label)
 
 
-def _image_response(image: np.ndarray, want: Wanted) -> Response:
-    body = encode(image, want.fmt)
-    if want.output == "base64":
+def _image_response(image: np.ndarray, fmt: AnswerFormat) -> Response:
+    body = encode(image, fmt.fmt)
+    if fmt.output == "base64":
         return Response(base64.b64encode(body), mimetype="text/plain")
-    return Response(body, mimetype=MIMETYPES[want.fmt])
+    return Response(body, mimetype=MIMETYPES[fmt.fmt])

@@ -28,10 +28,9 @@ import requests
 from urllib3.exceptions import ReadTimeoutError
 
 from mysite import settings as settings_mod
-from mysite.model_kinds import DATA_DIR
+from mysite.model_kinds import DATA_DIR, companion_path
 from mysite.registry import ModelSpec, read_specs, resolve
 from mysite.settings import Settings
-from mysite.vision.dnn import find_beside
 
 DIGESTS = ("sha256", "sha1", "git_blob")
 MAX_BYTES = 2 * 1024**3  # nothing we declare comes near; a runaway download must stop somewhere
@@ -241,7 +240,7 @@ def rows(specs: Mapping[str, ModelSpec], settings: Settings) -> list[tuple[str, 
             if file == spec.file and main is not None:
                 path = main
             elif main is not None:
-                path = find_beside(main, file, [DATA_DIR])
+                path = companion_path(main, file)
             else:
                 path = (settings.model_dir or DATA_DIR) / file
             size = f"{path.stat().st_size / 1e6:.2f} MB" if path.is_file() else "-"

@@ -87,12 +87,17 @@ def preprocess(spec: ModelSpec) -> Preprocess:
     )
 
 
+def companion_path(path: Path, name: str) -> Path:
+    """Where a companion file of the model file ``path`` is: beside it, else shipped in the package's data."""
+    return find_beside(path, name, [DATA_DIR])
+
+
 def companion(spec: ModelSpec, path: Path, key: str) -> Path | None:
     """A file named by option ``key`` (config, labels), found beside the model or in the package data."""
     name = _opt(spec, key, None, (str, type(None)))
     if name is None:
         return None
-    found = find_beside(path, name, [DATA_DIR])
+    found = companion_path(path, name)
     if not found.is_file():
         raise ValueError(f"{key} file {name} not found beside {path.name} nor in {DATA_DIR}")
     return found

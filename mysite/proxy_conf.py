@@ -3,8 +3,9 @@
 One source of truth for the body limit: nginx lets through exactly the largest body the app
 accepts (``Settings.max_body_bytes``, from ``MYSITE_MAX_UPLOAD_MB``) and waits as long as
 gunicorn lets a request run (``MYSITE_TIMEOUT``). What nginx itself refuses or cannot reach
-(413 body too large, 502/504 while the app restarts) is answered in the app's JSON shape,
-never nginx's HTML page.
+(400 malformed, 413 body too large, 414 URL too long, 431 headers too large, 502/504 while the
+app restarts) is answered in the app's JSON shape, never nginx's HTML page. (A client too slow
+with its headers or body gets no answer at all: nginx closes the connection, sending no 408.)
 
 The output is server-level configuration: Elastic Beanstalk includes it from
 ``.platform/nginx/conf.d/elasticbeanstalk/`` inside its server block. The file committed there
@@ -39,6 +40,11 @@ def render(settings: settings_mod.Settings, timeout_s: int) -> str:
     unavailable = _json_body("unavailable", "the service is restarting or overloaded; try again in a few seconds",
                              Reason.UNAVAILABLE)
     timed_out = _json_body("timeout", f"the service did not answer within {timeout_s} s", Reason.TIMEOUT)
+    malformed = _json_body("bad request", "the request is not valid HTTP", Reason.BAD_REQUEST)
+    long_url = _json_body("request-uri too large", "the request line (method and URL) is too long",
+                          Reason.TOO_LARGE)
+    big_headers = _json_body("request header fields too large", "a request header, or all of them together, "
+                                                                "is too large", Reason.TOO_LARGE)
     return f"""\
 # Written by `python -m mysite.proxy_conf` from MYSITE_MAX_UPLOAD_MB={settings.max_upload_mb:g} and
 # MYSITE_TIMEOUT={timeout_s}: do not edit by hand (README, "Raising the upload limit").
@@ -57,6 +63,12 @@ proxy_send_timeout {timeout_s}s;
 error_page 413 @mysite_413;
 error_page 502 503 @mysite_502;
 error_page 504 @mysite_504;
+# Errors found while nginx reads the request line and headers: a named location needs a parsed
+# URL (with none, nginx answers its own 500 page), so these go to URLs. 494 is nginx's name for
+# headers too large; it is answered as 431, as gunicorn answers it when nginx is not in front.
+error_page 400 /.mysite-error/400;
+error_page 414 /.mysite-error/414;
+error_page 494 =431 /.mysite-error/431;
 location @mysite_413 {{
     default_type application/json;
     add_header X-Content-Type-Options nosniff always;
@@ -72,6 +84,21 @@ location @mysite_504 {{
     default_type application/json;
     add_header X-Content-Type-Options nosniff always;
     return 504 '{timed_out}';
+}}
+location = /.mysite-error/400 {{
+    default_type application/json;
+    add_header X-Content-Type-Options nosniff always;
+    return 400 '{malformed}';
+}}
+location = /.mysite-error/414 {{
+    default_type application/json;
+    add_header X-Content-Type-Options nosniff always;
+    return 414 '{long_url}';
+}}
+location = /.mysite-error/431 {{
+    default_type application/json;
+    add_header X-Content-Type-Options nosniff always;
+    return 431 '{big_headers}';
 }}
 """
 

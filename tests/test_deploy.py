@@ -16,6 +16,7 @@ import pytest
 from bench.server import procfile_argv
 from mysite import proxy_conf
 from mysite import settings as settings_mod
+from mysite.errors import REASONS
 
 ROOT = Path(__file__).resolve().parent.parent
 EB_CONFIG = ROOT / ".ebextensions" / "01-mysite.config"
@@ -177,7 +178,7 @@ def test_nginx_error_pages_are_the_apps_json():
     import json
 
     bodies = re.findall(r"return (\d+) '([^']*)';", NGINX_CONF.read_text())
-    assert {code for code, _ in bodies} == {"413", "502", "504"}
+    assert {code for code, _ in bodies} == {"400", "413", "414", "431", "502", "504"}
     for _, body in bodies:
         assert set(json.loads(body)) == {"status", "message", "reason"}
     assert "proxy_intercept_errors on" not in NGINX_CONF.read_text()  # the app's own errors pass through
@@ -197,6 +198,18 @@ def _hook_env(**extra: str) -> dict[str, str]:
     # The hooks look for the platform's virtualenv, then any python3.11+ on PATH: this one first.
     keep["PATH"] = f"{Path(sys.executable).parent}:{keep.get('PATH', '')}"
     return {**keep, "MYSITE_ENV_FILE": "/nonexistent/.env", **extra}
+
+
+def _raw_exchange(port: int, data: bytes) -> bytes:
+    """Send ``data`` as it is (malformed requests included) and read until the server closes."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(data)
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+    return out
 
 
 @pytest.mark.parametrize("hooks", ["hooks", "confighooks"])
@@ -371,6 +384,13 @@ def test_docker_entrypoint_puts_nginx_in_front_and_slow_clients_do_not_block_the
         assert time.monotonic() - t < 5
         status, body = request(port, "POST", "/detect", b"\0" * (20 * 1024 * 1024), "image/jpeg")
         assert status == 413 and set(json.loads(body)) == {"status", "message", "reason"}
+        # What nginx refuses while reading the request line and headers is the app's JSON too.
+        for raw, code in ((b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+                          (b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n", 431),
+                          (b"GARBAGE\r\n\r\n", 400)):
+            head, _, body = _raw_exchange(port, raw).partition(b"\r\n\r\n")
+            assert head.split()[1] == str(code).encode(), head
+            assert b"application/json" in head and b"nosniff" in head and json.loads(body)["reason"] in REASONS
     finally:
         for s in stalled:
             s.close()

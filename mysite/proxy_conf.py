@@ -32,19 +32,32 @@ def _json_body(status: str, message: str, reason: Reason) -> str:
     return json.dumps({"status": status, "message": message, "reason": reason.value}).replace("'", "\u2019")
 
 
+def _error_location(where: str, code: int, body: str, extra: str = "") -> str:
+    """An nginx location answering ``code`` with the JSON ``body`` (nosniff, as every answer of the app)."""
+    return (f"location {where} {{\n    default_type application/json;\n"
+            f"    add_header X-Content-Type-Options nosniff always;\n{extra}    return {code} '{body}';\n}}\n")
+
+
 def render(settings: settings_mod.Settings, timeout_s: int) -> str:
     """The nginx server-block configuration for these settings."""
     limit_kib = -(-settings.max_body_bytes // 1024)  # rounded up: never below what the app accepts
-    too_large = _json_body("too large", f"the request body is larger than the upload limit of "
-                                        f"{settings.max_upload_mb:g} MB", Reason.TOO_LARGE)
-    unavailable = _json_body("unavailable", "the service is restarting or overloaded; try again in a few seconds",
-                             Reason.UNAVAILABLE)
-    timed_out = _json_body("timeout", f"the service did not answer within {timeout_s} s", Reason.TIMEOUT)
-    malformed = _json_body("bad request", "the request is not valid HTTP", Reason.BAD_REQUEST)
-    long_url = _json_body("request-uri too large", "the request line (method and URL) is too long",
-                          Reason.TOO_LARGE)
-    big_headers = _json_body("request header fields too large", "a request header, or all of them together, "
-                                                                "is too large", Reason.TOO_LARGE)
+    locations = "".join([
+        _error_location("@mysite_413", 413, _json_body(
+            "too large", f"the request body is larger than the upload limit of {settings.max_upload_mb:g} MB",
+            Reason.TOO_LARGE)),
+        _error_location("@mysite_502", 502, _json_body(
+            "unavailable", "the service is restarting or overloaded; try again in a few seconds", Reason.UNAVAILABLE),
+            extra="    add_header Retry-After 5 always;\n"),
+        _error_location("@mysite_504", 504, _json_body(
+            "timeout", f"the service did not answer within {timeout_s} s", Reason.TIMEOUT)),
+        _error_location("= /.mysite-error/400", 400, _json_body(
+            "bad request", "the request is not valid HTTP", Reason.BAD_REQUEST)),
+        _error_location("= /.mysite-error/414", 414, _json_body(
+            "request-uri too large", "the request line (method and URL) is too long", Reason.TOO_LARGE)),
+        _error_location("= /.mysite-error/431", 431, _json_body(
+            "request header fields too large", "a request header, or all of them together, is too large",
+            Reason.TOO_LARGE)),
+    ])
     return f"""\
 # Written by `python -m mysite.proxy_conf` from MYSITE_MAX_UPLOAD_MB={settings.max_upload_mb:g} and
 # MYSITE_TIMEOUT={timeout_s}: do not edit by hand (README, "Raising the upload limit").
@@ -69,38 +82,7 @@ error_page 504 @mysite_504;
 error_page 400 /.mysite-error/400;
 error_page 414 /.mysite-error/414;
 error_page 494 =431 /.mysite-error/431;
-location @mysite_413 {{
-    default_type application/json;
-    add_header X-Content-Type-Options nosniff always;
-    return 413 '{too_large}';
-}}
-location @mysite_502 {{
-    default_type application/json;
-    add_header X-Content-Type-Options nosniff always;
-    add_header Retry-After 5 always;
-    return 502 '{unavailable}';
-}}
-location @mysite_504 {{
-    default_type application/json;
-    add_header X-Content-Type-Options nosniff always;
-    return 504 '{timed_out}';
-}}
-location = /.mysite-error/400 {{
-    default_type application/json;
-    add_header X-Content-Type-Options nosniff always;
-    return 400 '{malformed}';
-}}
-location = /.mysite-error/414 {{
-    default_type application/json;
-    add_header X-Content-Type-Options nosniff always;
-    return 414 '{long_url}';
-}}
-location = /.mysite-error/431 {{
-    default_type application/json;
-    add_header X-Content-Type-Options nosniff always;
-    return 431 '{big_headers}';
-}}
-"""
+{locations}"""
 
 
 def standalone(settings: settings_mod.Settings, timeout_s: int, prefix: Path, listen: str,

@@ -24,7 +24,8 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     from flask import Flask
 
     from mysite import settings as settings_mod
-    from mysite.registry import Registry, read_specs
+    from mysite.model_schema import read_specs
+    from mysite.registry import Registry
     from mysite.upload_deadline import UploadDeadline
     from mysite.web import api, digit_page, error_handlers, inputs, openapi, pages, security, state
 

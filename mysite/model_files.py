@@ -29,7 +29,8 @@ from urllib3.exceptions import ReadTimeoutError
 
 from mysite import settings as settings_mod
 from mysite.model_kinds import DATA_DIR, companion_path
-from mysite.registry import ModelSpec, read_specs, resolve
+from mysite.model_schema import ModelSpec, read_specs
+from mysite.registry import resolve
 from mysite.settings import Settings
 
 DIGESTS = ("sha256", "sha1", "git_blob")

@@ -1,4 +1,4 @@
-"""The keys a models.toml table may hold, per kind, with their types.
+"""models.toml: its tables (``ModelSpec``), and the keys each may hold, per kind, with their types.
 
 A typo (``sclae = 0.5``) or a value of the wrong type would otherwise be ignored or read
 wrongly and the model would preprocess silently wrong. ``problem()`` finds the first such key
@@ -8,17 +8,61 @@ setting is reported; the registry then leaves that model unloaded (the others lo
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from mysite.params import Param
 from mysite.settings import nearest
 
+MODELS_FILE = Path(__file__).with_name("models.toml")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One ``[name]`` table of models.toml."""
+
+    name: str
+    kind: str
+    doc: str = ""
+    file: str | None = None
+    env: str | None = None
+    required: bool = False
+    params: Mapping[str, Any] = field(default_factory=dict)
+    options: Mapping[str, Any] = field(default_factory=dict)  # everything else: kind-specific
+
+    def table(self) -> dict[str, Any]:
+        """The models.toml table this spec was read from (keys left unset are not in it)."""
+        common = {"kind": self.kind, "doc": self.doc or None, "file": self.file, "env": self.env,
+                  "required": self.required or None, "params": self.params or None}
+        return {**{k: v for k, v in common.items() if v is not None}, **self.options}
+
+    @classmethod
+    def from_table(cls, name: str, table: Mapping[str, Any]) -> ModelSpec:
+        known = {"kind", "doc", "file", "env", "required", "params"}
+        if "kind" not in table:
+            raise ValueError(f"model {name!r} in models.toml has no kind")
+        return cls(
+            name=name,
+            options={k: v for k, v in table.items() if k not in known},
+            **{k: v for k, v in table.items() if k in known},
+        )
+
+
+def read_specs(path: Path = MODELS_FILE) -> dict[str, ModelSpec]:
+    """The declared models, by name."""
+    with path.open("rb") as f:
+        tables = tomllib.load(f)
+    return {name: ModelSpec.from_table(name, t) for name, t in tables.items()}
+
+
 # A type, or a tuple of types any of which will do (TOML gives int, float, str, bool, list, dict).
 Types = type | tuple[type, ...]
 
 NUMBER = (int, float)
-# Keys every kind takes (registry.ModelSpec; ``sources`` is read by ``python -m mysite.model_files fetch``).
+# Keys every kind takes (ModelSpec; ``sources`` is read by ``python -m mysite.model_files fetch``).
 COMMON: dict[str, Types] = {
     "kind": str, "doc": str, "file": str, "env": str, "required": bool, "params": dict, "sources": list,
 }

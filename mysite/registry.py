@@ -10,9 +10,8 @@ from __future__ import annotations
 import logging
 import sys
 import sysconfig
-import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,52 +20,14 @@ import cv2
 from mysite import model_schema
 from mysite.errors import Unavailable
 from mysite.model_kinds import DATA_DIR, KINDS, Model
+from mysite.model_schema import ModelSpec
 from mysite.params import with_defaults
 from mysite.publicpaths import PathNamer
 from mysite.settings import PROJECT_DIR, Settings
 
 log = logging.getLogger(__name__)
 
-MODELS_FILE = Path(__file__).with_name("models.toml")
 OPENCV_DATA_DIR = Path(cv2.data.haarcascades)  # type: ignore[attr-defined]  # cv2.data has no stubs
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """One ``[name]`` table of models.toml."""
-
-    name: str
-    kind: str
-    doc: str = ""
-    file: str | None = None
-    env: str | None = None
-    required: bool = False
-    params: Mapping[str, Any] = field(default_factory=dict)
-    options: Mapping[str, Any] = field(default_factory=dict)  # everything else: kind-specific
-
-    def table(self) -> dict[str, Any]:
-        """The models.toml table this spec was read from (keys left unset are not in it)."""
-        common = {"kind": self.kind, "doc": self.doc or None, "file": self.file, "env": self.env,
-                  "required": self.required or None, "params": self.params or None}
-        return {**{k: v for k, v in common.items() if v is not None}, **self.options}
-
-    @classmethod
-    def from_table(cls, name: str, table: Mapping[str, Any]) -> ModelSpec:
-        known = {"kind", "doc", "file", "env", "required", "params"}
-        if "kind" not in table:
-            raise ValueError(f"model {name!r} in models.toml has no kind")
-        return cls(
-            name=name,
-            options={k: v for k, v in table.items() if k not in known},
-            **{k: v for k, v in table.items() if k in known},
-        )
-
-
-def read_specs(path: Path = MODELS_FILE) -> dict[str, ModelSpec]:
-    """The declared models, by name."""
-    with path.open("rb") as f:
-        tables = tomllib.load(f)
-    return {name: ModelSpec.from_table(name, t) for name, t in tables.items()}
 
 
 def resolve(spec: ModelSpec, settings: Settings) -> Path | None:

@@ -13,7 +13,7 @@ import pytest
 from tiny_models import colour_classifier, fixed_ssd
 
 from mysite import model_kinds
-from mysite.registry import ModelSpec
+from mysite.model_schema import ModelSpec
 from mysite.vision.classify import read_labels
 from mysite.web import respond
 from mysite.web.state import current_endpoints

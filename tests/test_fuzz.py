@@ -36,17 +36,17 @@ def fuzz_app(tmp_path_factory):
 
     ?url= is off: the fuzz never makes the site resolve or connect anywhere (the url policy has its own tests).
     """
-    from mysite import create_app, registry
+    from mysite import create_app, model_schema
 
     d = tmp_path_factory.mktemp("fuzz-models")
     colour_classifier(d / "squeezenet1.1-7.onnx")
     (d / "imagenet_class_index.json").write_text('["red", "green", "blue"]')
     fixed_ssd(d / "tiny_ssd.onnx", np.array([[0, 8, 0.9, 0.1, 0.2, 0.5, 0.6], [0, 12, 0.7, -0.1, 0.5, 1.2, 1.1]]))
-    specs = registry.read_specs()  # the real ssd entry with an ONNX file (no Caffe config), as test_model_kinds does
+    specs = model_schema.read_specs()  # the real ssd entry with an ONNX file (no Caffe config), as test_model_kinds does
     specs["ssd"] = dataclasses.replace(specs["ssd"], file="tiny_ssd.onnx",
                                        options={k: v for k, v in specs["ssd"].options.items() if k != "config"})
     mp = pytest.MonkeyPatch()
-    mp.setattr(registry, "read_specs", lambda: specs)
+    mp.setattr(model_schema, "read_specs", lambda: specs)
     try:
         return create_app({"MYSITE_LOG_LEVEL": "CRITICAL", "MYSITE_URL_FETCH": "off", "MYSITE_MODEL_DIR": str(d)})
     finally:

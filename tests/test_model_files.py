@@ -14,7 +14,7 @@ import pytest
 from loopback import serve, slow
 
 from mysite import model_files
-from mysite.registry import ModelSpec, read_specs
+from mysite.model_schema import ModelSpec, read_specs
 from mysite.settings import Settings
 
 GOOD = b"model weights " * 1000

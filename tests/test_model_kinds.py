@@ -171,7 +171,7 @@ def test_softmax_output_is_not_softmaxed_again(tmp_path):
 def test_caffe_classifier_with_its_config_beside_it(tmp_path):
     """The Caffe path: model + prototxt found beside it, BGR order, mean and scale from the entry."""
     from mysite import model_kinds
-    from mysite.registry import ModelSpec
+    from mysite.model_schema import ModelSpec
 
     path = caffe_colour_classifier(tmp_path)
     spec = ModelSpec(name="colours", kind="classify", file=path.name, options={

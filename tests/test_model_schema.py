@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from mysite import model_schema, registry
-from mysite.registry import MODELS_FILE, Registry, read_specs
+from mysite.model_schema import MODELS_FILE, read_specs
+from mysite.registry import Registry
 from mysite.settings import Settings, SettingsError
 
 GOOD_FACE = """

@@ -11,7 +11,8 @@ import pytest
 
 from mysite import create_app
 from mysite.model_kinds import DATA_DIR
-from mysite.registry import ModelSpec, read_specs, resolve
+from mysite.model_schema import ModelSpec, read_specs
+from mysite.registry import resolve
 from mysite.settings import Settings, SettingsError, load
 
 NO_FILE = {"MYSITE_ENV_FILE": "/nonexistent/.env"}

@@ -29,7 +29,7 @@ from bench.measure import Timing, interleaved, iou, ratio, recall
 from bench.server import ROOT, Server, multipart, request
 from mysite import create_app
 from mysite.vision.decode import read_header
-from mysite.web.api import FACE_DETECTORS
+from mysite.web.endpoints import FACE_DETECTORS
 from mysite.web.state import current_registry
 
 MIN_FACE = 0.025  # the face models' default (models.toml)

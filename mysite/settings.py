@@ -58,7 +58,7 @@ class Settings:
     secret_key: str = field(default_factory=lambda: secrets.token_hex(16), repr=False)
     log_level: str = "INFO"
     cv_threads: int = -1
-    face_detector: str = "haar"  # which model /detect runs when the request names none (web/api.py)
+    face_detector: str = "haar"  # which model /detect runs when the request names none (web/endpoints.py)
     # Default smallest face (fraction of the long side) for the models that plan by it; None: models.toml's.
     min_face: float | None = None
     # Absolute model paths and OpenCV's folders in public answers (GET /, 503 bodies); off: names only.

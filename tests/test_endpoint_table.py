@@ -1,6 +1,6 @@
 """Every row of the registered endpoint table, tested without a test of its own.
 
-A row added to mysite/web/api.py's table is picked up here: a real photo in every
+A row added to mysite/web/endpoints.py's table is picked up here: a real photo in every
 way the API takes one (multipart, raw body, JSON base64, ?url= from loopback) must be
 answered 200 as /openapi.json documents; bad input must get a documented JSON 4xx.
 """

@@ -13,7 +13,7 @@ import re
 import pytest
 from tests_helpers import DATA
 
-from mysite.web import api
+from mysite.web import api, endpoints
 from mysite.web.state import current_endpoints, current_registry, current_settings
 
 HTML = {"Accept": "text/html"}
@@ -22,16 +22,16 @@ HTML = {"Accept": "text/html"}
 @pytest.fixture()
 def table_app(make_app, monkeypatch):
     """An app built with another table: ``table_app(rows)``."""
-    def build(rows: tuple[api.Endpoint, ...], overrides: dict | None = None):
+    def build(rows: tuple[endpoints.Endpoint, ...], overrides: dict | None = None):
         monkeypatch.setattr(api.register, "__defaults__", (rows,))  # what create_app registers
         return make_app(overrides)
     return build
 
 
 def test_a_new_row_reaches_the_page_the_info_route_the_document_and_the_errors(table_app) -> None:
-    extra = api.Endpoint("/outline", "canny", "Edges of the image, as a JPEG (a second row on one model)",
+    extra = endpoints.Endpoint("/outline", "canny", "Edges of the image, as a JPEG (a second row on one model)",
                          output="image", errors="success")
-    app = table_app((*api.ENDPOINTS, extra))
+    app = table_app((*endpoints.ENDPOINTS, extra))
     client = app.test_client()
     assert current_endpoints(app)[-1] is extra
     page = client.get("/", headers=HTML).get_data(as_text=True)
@@ -42,20 +42,20 @@ def test_a_new_row_reaches_the_page_the_info_route_the_document_and_the_errors(t
     assert r.status_code == 200 and r.mimetype == "image/jpeg"
     assert client.post("/outline", data=b"junk", content_type="image/jpeg").get_json()["success"] is False
     # The module's table is not what the app reads: an app without the row knows nothing of it.
-    plain = table_app(api.ENDPOINTS)
+    plain = table_app(endpoints.ENDPOINTS)
     assert all(ep.path != "/outline" for ep in current_endpoints(plain))
     assert plain.test_client().post("/outline").status_code == 404
 
 
 def test_the_digit_pad_goes_to_the_row_whose_model_reads_digits(table_app) -> None:
-    rows = tuple(ep for ep in api.ENDPOINTS if ep.path != "/digits") + (
-        api.Endpoint("/read-digit", "digits", "Read one handwritten digit", output="fields"),
-        api.Endpoint("/not-digits", "canny", "Not a digit reader, whatever its path", output="image"),
+    rows = tuple(ep for ep in endpoints.ENDPOINTS if ep.path != "/digits") + (
+        endpoints.Endpoint("/read-digit", "digits", "Read one handwritten digit", output="fields"),
+        endpoints.Endpoint("/not-digits", "canny", "Not a digit reader, whatever its path", output="image"),
     )
     html = table_app(rows).test_client().get("/", headers=HTML).get_data(as_text=True)
     assert re.search(r'<section class="card" id="digits"[^>]*data-endpoint="/read-digit"', html)
     # No row of kind digits on the page: no pad (/predict/ answers text, for seed 002's page, not this pad).
-    html = table_app(tuple(ep for ep in api.ENDPOINTS if ep.path != "/digits")).test_client().get(
+    html = table_app(tuple(ep for ep in endpoints.ENDPOINTS if ep.path != "/digits")).test_client().get(
         "/", headers=HTML).get_data(as_text=True)
     assert 'id="digits"' not in html
 

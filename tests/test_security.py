@@ -15,7 +15,7 @@ from tests_helpers import multipart
 
 from mysite.accesslog import redact_url
 from mysite.settings import PROJECT_DIR, SettingsError, load
-from mysite.web import api, security
+from mysite.web import endpoints, security
 
 MARKER = "/home/secretuser/"
 KEY, OTHER_KEY = "k3y-for-tests_0123456789", "second-key-abcdef"
@@ -38,7 +38,7 @@ def _answers(client, group_jpg: bytes) -> dict[str, object]:
     for rule in client.application.url_map.iter_rules():  # every other route too, e.g. one added later
         if "GET" in (rule.methods or ()) and not rule.arguments and f"GET {rule.rule}" not in out:
             out[f"GET {rule.rule}"] = client.get(rule.rule, headers=JSON)
-    for ep in api.ENDPOINTS:
+    for ep in endpoints.ENDPOINTS:
         out[f"POST {ep.path}"] = client.post(ep.path, data=multipart("image", group_jpg))
         out[f"GET {ep.path} no url"] = client.get(ep.path)
         out[f"GET {ep.path} bad image"] = client.post(ep.path, data=multipart("image", b"not an image"))
@@ -160,7 +160,7 @@ def test_keys_are_off_by_default(client, group_jpg) -> None:
 
 def test_every_image_endpoint_wants_a_key(keyed_app, cat_jpg) -> None:
     c = keyed_app.test_client()
-    for ep in api.ENDPOINTS:
+    for ep in endpoints.ENDPOINTS:
         for response in (c.post(ep.path, data=multipart("image", cat_jpg)),
                          c.get(ep.path + "?url=http://127.0.0.1:9/x.jpg"),  # refused before any fetch
                          c.post(ep.path, data=multipart("image", cat_jpg), headers={"X-API-Key": "wrong"})):

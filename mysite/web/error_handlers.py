@@ -8,7 +8,7 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 
 from mysite.errors import ApiError, Reason, reason_for
-from mysite.web.api import error_fields
+from mysite.web.respond import error_fields
 from mysite.web.state import current_registry
 
 log = logging.getLogger(__name__)

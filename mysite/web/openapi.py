@@ -20,7 +20,7 @@ from mysite import __version__
 from mysite.errors import REASONS, ApiError
 from mysite.params import Param
 from mysite.web import inputs, respond, security
-from mysite.web.api import Endpoint
+from mysite.web.endpoints import Endpoint
 from mysite.web.state import app_state
 
 bp = Blueprint("openapi", __name__)

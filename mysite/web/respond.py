@@ -23,7 +23,7 @@ from mysite.errors import BadRequest, Reason
 from mysite.vision import budget
 from mysite.vision.decode import Decoded, Header, decode_image, encode
 from mysite.vision.draw import draw_detections
-from mysite.web.state import current_settings
+from mysite.web.state import app_state, current_settings
 
 OUTPUTS = ("json", "image", "base64")
 FORMATS = {"jpeg": "jpeg", "jpg": "jpeg", "png": "png"}
@@ -164,3 +164,9 @@ def _image_response(image: np.ndarray, fmt: AnswerFormat) -> Response:
     if fmt.output == "base64":
         return Response(base64.b64encode(body), mimetype="text/plain")
     return Response(body, mimetype=MIMETYPES[fmt.fmt])
+
+
+def error_fields(path: str, message: str) -> dict[str, Any]:
+    """What an error body on ``path`` carries beside status and message, as its endpoint's clients read it."""
+    ep = app_state().endpoint(path)
+    return ERROR_FIELDS[ep.errors](message) if ep is not None else {}

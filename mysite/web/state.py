@@ -18,7 +18,7 @@ from mysite.concurrency import Gate
 if TYPE_CHECKING:
     from mysite.registry import Registry
     from mysite.settings import Settings
-    from mysite.web.api import Endpoint
+    from mysite.web.endpoints import Endpoint
 
 _KEY = "mysite"
 

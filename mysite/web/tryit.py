@@ -22,7 +22,7 @@ from mysite.errors import ApiError
 from mysite.vision import budget
 from mysite.vision.decode import decode_image, encode, read_header
 from mysite.vision.draw import thumbnail
-from mysite.web import api, respond, security
+from mysite.web import endpoints, respond, security
 from mysite.web.error_handlers import public_text
 from mysite.web.state import app_state, current_settings
 
@@ -104,7 +104,7 @@ def _posted(name: str) -> str | None:
         return None
 
 
-def _params(entry: Any, ep: api.Endpoint | None) -> list[dict[str, Any]]:
+def _params(entry: Any, ep: endpoints.Endpoint | None) -> list[dict[str, Any]]:
     """The model's parameters a visitor may set on this endpoint, with the endpoint's own defaults."""
     if entry.model is None:
         return []

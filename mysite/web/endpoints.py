@@ -1,0 +1,76 @@
+"""The image endpoints as data: one row per route, served by the one handler in ``api.py``.
+
+A row names its path, the models.toml model it runs, how its answer is shaped
+(``respond.JSON_SHAPES``) and what its error bodies carry; a new endpoint is a new row.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from mysite.params import Param
+from mysite.web.choices import ModelChoice
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One image endpoint: its path, the model it runs and how its answer is shaped."""
+
+    path: str
+    model: str  # a table name in models.toml
+    doc: str
+    output: str = "boxes"  # a key of respond.JSON_SHAPES ("boxes": the book's JSON) or TEXT_SHAPES, or "image"
+    fixed: Mapping[str, Any] = field(default_factory=dict)  # parameters the endpoint pins
+    choice: ModelChoice | None = None  # a request parameter that picks another model (e.g. ?detector=dnn)
+    # Request parameters the endpoint defaults and a request may override (e.g. output=base64 for seed 003).
+    defaults: Mapping[str, str] = field(default_factory=dict)
+    errors: str = "book"  # a key of respond.ERROR_FIELDS: what an error body carries beside status/message
+    label: str = ""  # the label of a detection that has none (drawn, DeepStack answers); default: the model's name
+    on_page: bool = True  # offered as a task on the page at / (routes kept for other clients' formats are not)
+
+    def settable(self, params: tuple[Param, ...]) -> tuple[Param, ...]:
+        """A model's parameters a request may set on this row (not those it pins), with the row's own defaults."""
+        return tuple(dataclasses.replace(p, default=p.convert(self.defaults[p.name])) if p.name in self.defaults
+                     else p for p in params if p.name not in self.fixed)
+
+    @property
+    def name(self) -> str:
+        """The Flask endpoint name: the path without its leading slash (``predict`` and ``predict/`` differ)."""
+        return self.path[1:]
+
+
+FACE_DETECTORS = ModelChoice(
+    "detector", {"haar": "face", "yunet": "yunet", "dnn": "blazeface", "dnn-full": "blazeface_full"},
+    "face_detector", "haar",
+)
+
+
+ENDPOINTS: tuple[Endpoint, ...] = (
+    Endpoint("/detect", "face", "Detect human faces; boxes as [x1, y1, x2, y2]; ?detector=haar|yunet|dnn|dnn-full",
+             choice=FACE_DETECTORS),
+    Endpoint("/catfacedetection", "catface", "Detect cat faces; boxes as [x1, y1, x2, y2]"),
+    Endpoint("/canny", "canny", "Canny edge map of the image, as a JPEG", output="image"),
+    # The book's cat client kept detections above 0.1: so does this endpoint unless the request says otherwise.
+    Endpoint("/catdetection", "ssd", "Detect whole cats (MobileNet-SSD); boxes with label and confidence",
+             fixed={"labels": "cat"}, defaults={"min_confidence": "0.1"}),
+    Endpoint("/objectdetection", "ssd", "Detect the 20 VOC object classes (MobileNet-SSD); ?labels=cat,dog"),
+    # The book's Keras client reads "success" on every answer, errors included.
+    Endpoint("/predict", "classifier", "Classify the image (ImageNet); top-k predictions", output="predictions",
+             errors="success"),
+    Endpoint("/digits", "digits", "Read one handwritten digit (MNIST CNN); POST img or a data URL", output="fields"),
+    # Seed 002's MNIST app: a distinct rule from /predict, answering the bare digit as text.
+    Endpoint("/predict/", "digits", "Read one handwritten digit; answers the bare digit as text/plain (seed 002)",
+             output="digit_text", on_page=False),
+    # Seed 003's client posts base64 and b64decodes the answer: the drawn JPEG as base64 by default.
+    Endpoint("/predictor", "face", "Faces drawn on the image, answered as base64 JPEG text (seed 003)",
+             choice=FACE_DETECTORS, defaults={"output": "base64"}, on_page=False),
+    # DeepStack / CodeProject.AI clients (Home Assistant, Blue Iris, deepstack-python).
+    # Faces by the site's face detector, as /detect (a Haar box has no score: its confidence is 1.0).
+    Endpoint("/v1/vision/face", "face", "DeepStack-compatible face detection; multipart image, min_confidence",
+             choice=FACE_DETECTORS, output="deepstack", errors="deepstack", label="face", on_page=False),
+    Endpoint("/v1/vision/detection", "ssd", "DeepStack-compatible object detection (MobileNet-SSD, VOC labels)",
+             output="deepstack", errors="deepstack", on_page=False),
+)

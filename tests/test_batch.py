@@ -17,10 +17,10 @@ import pytest
 import requests
 from live_server import PROJECT, free_port
 
-from mysite import imagepaths
-from mysite.batch import answered, drawn_name
-from mysite.client import main, model_not_loaded
-from mysite.progress import Progress
+from mysite.client import imagepaths, model_not_loaded
+from mysite.client.batch import answered, drawn_name
+from mysite.client.cli import main
+from mysite.client.progress import Progress
 
 DATA = Path(__file__).with_name("data")
 
@@ -249,7 +249,7 @@ def test_a_batch_through_nginx_in_front_of_two_instances(folder, tmp_path, capsy
 
 
 def test_routes_are_data_where_each_answer_keeps_its_boxes() -> None:
-    from mysite.routes import route_for
+    from mysite.client.routes import route_for
 
     deepstack = {"success": True, "predictions": [{"x_min": 1, "y_min": 2, "x_max": 3, "y_max": 4}] * 2}
     assert route_for("v1/vision/face").count_boxes(deepstack) == 2

@@ -18,7 +18,8 @@ import pytest
 import requests
 from live_server import PROJECT, free_port
 
-from mysite.client import Client, ConnectFailed, HTTPError, main
+from mysite.client import Client, ConnectFailed, HTTPError
+from mysite.client.cli import main
 
 DATA = Path(__file__).with_name("data")
 GROUP = DATA / "group_17_faces.jpg"

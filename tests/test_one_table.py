@@ -84,8 +84,8 @@ def test_typed_accessors_give_what_create_app_built(app) -> None:
 
 
 def test_the_clients_route_table_agrees_with_the_registered_rows(app) -> None:
-    """mysite/routes.py is what the batch client knows without asking the server: it must not drift from the rows."""
-    from mysite.routes import ROUTES, route_for
+    """mysite/client/routes.py is what the batch client knows without asking the server: it must not drift from the rows."""
+    from mysite.client.routes import ROUTES, route_for
     from mysite.web import respond
 
     for ep in current_endpoints(app):

@@ -12,7 +12,7 @@ Command (prints the answer as JSON on stdout; ``--verbose`` adds status and head
     MYSITE_SERVER=https://me.pythonanywhere.com python -m mysite.client catfacedetection cat.jpg
 
 Several paths, a folder, a glob or ``-`` (paths on stdin) make it a batch
-(``mysite.batch``): concurrent, JSON Lines out, resumable, with a progress bar::
+(``mysite.client.batch``): concurrent, JSON Lines out, resumable, with a progress bar::
 
     python -m mysite.client --server URL detect ~/Pictures/holiday --out faces.jsonl
 
@@ -23,10 +23,7 @@ with the server's own message. Needs requests, numpy and OpenCV only: no GUI.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -181,150 +178,6 @@ def write_image(picture: Any, out: Path) -> None:
     out.write_bytes(buf.tobytes())
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m mysite.client``: one request, its answer printed as JSON, or a batch (``mysite.batch``)."""
-    args = _parser().parse_intermixed_args(argv)
-    try:
-        params = dict(_key_value(p) for p in args.param)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if _is_batch(args):
-        return _batch(args, params)
-    if (not args.paths) == (args.url is None):
-        print("error: give an image path or --url (one of them)", file=sys.stderr)
-        return 2
-    if args.draw and Path(args.draw).suffix.lower() == ".png":
-        # An endpoint that answers a picture (Canny) then sends it lossless; JSON answers ignore format.
-        params.setdefault("format", "png")
-    client = Client(args.server, retries=args.retries, timeout=args.timeout)
-    image = Path(args.paths[0]) if args.paths else None
-    if image is not None and not image.is_file():
-        print(f"error: no such image file: {image}", file=sys.stderr)
-        return 2
-    try:
-        response = client.request("POST" if image else "GET", args.endpoint, image=image, url=args.url,
-                                  params=params)
-        print_json(response, verbose=args.verbose)
-        if not response.ok:
-            print(f"error: {HTTPError(response)}", file=sys.stderr)
-            return 1
-        if args.draw:
-            _draw(client, args, image, params, response)
-            print(f"wrote {args.draw}", file=sys.stderr)
-    except ClientError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1 if isinstance(exc, HTTPError) else 3
-    return 0
-
-
-def print_json(response: requests.Response, *, verbose: bool = False, out: Any = None, err: Any = None) -> None:
-    """The answer as one line of JSON on ``out`` (a picture answer is described: type and size);
-    with ``verbose``, the status line and headers on ``err`` first."""
-    out, err = out or sys.stdout, err or sys.stderr
-    if verbose:
-        print(f"status code: {response.status_code}", file=err)
-        print(f"headers: {json.dumps(dict(response.headers))}", file=err)
-    body = json_or_none(response)
-    if body is None:
-        kind = response.headers.get("Content-Type", "")
-        body = {"content_type": kind, "bytes": len(response.content)}
-        if kind.startswith("image/"):
-            print("the answer is a picture: --draw OUT saves it", file=err)
-    print(json.dumps(body), file=out)
-
-
-def _is_batch(args: argparse.Namespace) -> bool:
-    """Several images, a folder, a glob, stdin, or any batch option: the batch client."""
-    from mysite import imagepaths
-
-    options = (args.out, args.concurrency, args.per_request, args.draw_dir, args.progress)
-    if any(o is not None for o in options) or len(args.paths) > 1:
-        return True
-    return any(p == "-" or os.path.isdir(p) or (imagepaths.is_glob(p) and not os.path.exists(p)) for p in args.paths)
-
-
-def _batch(args: argparse.Namespace, params: dict[str, str]) -> int:
-    from mysite import batch
-
-    if args.url or args.draw:
-        print("error: --url and --draw are for one image; a batch takes paths (and --draw-dir)", file=sys.stderr)
-        return 2
-    concurrency = args.concurrency or batch.DEFAULT_CONCURRENCY
-    per_request = args.per_request or batch.DEFAULT_PER_REQUEST
-    if not 1 <= concurrency <= 64 or not 1 <= per_request <= batch.MAX_PER_REQUEST:
-        print(f"error: --concurrency goes from 1 to 64, --per-request from 1 to {batch.MAX_PER_REQUEST}",
-              file=sys.stderr)
-        return 2
-    from mysite.routes import route_for
-
-    if per_request > 1 and not route_for(args.endpoint).several:
-        print(f"note: {route_for(args.endpoint).path} takes one image per request; --per-request is ignored",
-              file=sys.stderr)
-    options = batch.Options(
-        server=args.server, endpoint=args.endpoint, params=params, concurrency=concurrency,
-        per_request=per_request, out=Path(args.out) if args.out else None,
-        draw_dir=Path(args.draw_dir) if args.draw_dir else None, progress=args.progress,
-        retries=args.retries, timeout=args.timeout, quiet=args.quiet,
-    )
-    return batch.run(options, args.paths, stdin=sys.stdin)
-
-
-def _draw(client: Client, args: argparse.Namespace, image: Path | None, params: dict[str, str],
-          response: requests.Response) -> None:
-    out = Path(args.draw)
-    if response.headers.get("Content-Type", "").startswith("image/"):
-        # The answer is a picture already (Canny): save it as asked.
-        import cv2
-        import numpy as np
-
-        write_image(cv2.imdecode(np.frombuffer(response.content, np.uint8), cv2.IMREAD_UNCHANGED), out)
-        return
-    body = json_or_none(response)
-    if not isinstance(body, dict) or not isinstance(body.get("result"), list):
-        raise ClientError(f"{args.endpoint} answers no boxes; there is nothing to draw")
-    if image is not None:
-        draw_file(image.read_bytes(), body["result"], out, label=args.endpoint.strip("/").split("/")[-1])
-    else:
-        # The image lives behind --url: let the server, which fetched it, draw on it.
-        params = {"format": "png" if out.suffix.lower() == ".png" else "jpeg", **params}
-        out.write_bytes(client.call(args.endpoint, url=args.url, output="image", **params).content)
-
-
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m mysite.client", description=__doc__.split("\n\n")[0])
-    p.add_argument("endpoint", help="the API route, e.g. detect, catfacedetection, canny, v1/vision/face")
-    p.add_argument("paths", nargs="*", metavar="PATH",
-                   help="image file(s); a folder (walked for images), a glob, or - (paths on stdin) for a batch")
-    p.add_argument("--url", help="ask the server to fetch the image from this URL instead (GET ?url=)")
-    p.add_argument("--server", default=None,
-                   help=f"server base URL (default: $MYSITE_SERVER or {DEFAULT_SERVER})")
-    p.add_argument("--draw", metavar="OUT", help="write the image with the results drawn to OUT (.png or .jpg)")
-    p.add_argument("--param", "-p", action="append", default=[], metavar="NAME=VALUE",
-                   help="a request parameter, e.g. -p min_neighbors=3 (repeatable)")
-    p.add_argument("--retries", type=int, default=5, help="retries on connection failure or 502/503/504 (5)")
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for each answer (60)")
-    p.add_argument("--verbose", "-v", action="store_true", help="one image: status and headers on stderr")
-    b = p.add_argument_group("batch (several paths, a folder, a glob or -)")
-    b.add_argument("--out", "-o", metavar="FILE.jsonl",
-                   help="JSON Lines, one object per image (default: stdout); run again to resume")
-    b.add_argument("--concurrency", "-c", type=int, metavar="N", help="requests in flight (4)")
-    b.add_argument("--per-request", "-k", type=int, metavar="K",
-                   help="images packed into one request where the route takes several (1)")
-    b.add_argument("--draw-dir", metavar="DIR", help="save each picture with its detections drawn (by the server)")
-    b.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="the progress bar on stderr (default: when stderr is a terminal)")
-    b.add_argument("--quiet", "-q", action="store_true", help="no summary at the end")
-    return p
-
-
-def _key_value(text: str) -> tuple[str, str]:
-    name, sep, value = text.partition("=")
-    if not sep or not name:
-        raise ValueError(f"--param wants NAME=VALUE, not {text!r}")
-    return name, value
-
-
 def _read(image: str | Path | bytes) -> bytes:
     return image if isinstance(image, bytes) else Path(image).read_bytes()
 
@@ -358,6 +211,3 @@ def _retry_after(response: requests.Response) -> float | None:
     value = response.headers.get("Retry-After", "")
     return float(value) if value.isdigit() else None
 
-
-if __name__ == "__main__":
-    sys.exit(main())

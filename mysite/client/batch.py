@@ -1,6 +1,6 @@
 """Many photos through one route: concurrent, JSON Lines out, resumable, with a progress bar and a summary.
 
-``run(options, paths)`` streams the paths (``mysite.imagepaths``) through a bounded
+``run(options, paths)`` streams the paths (``imagepaths.py``) through a bounded
 queue to ``concurrency`` worker threads, each with its own HTTP session, and writes one
 JSON object per image as its answer arrives::
 
@@ -31,10 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Any, TextIO
 
-from mysite import imagepaths
-from mysite.client import Client, ConnectFailed, json_or_none, model_not_loaded
-from mysite.progress import Progress
-from mysite.routes import Route, route_for
+from mysite.client import Client, ConnectFailed, imagepaths, json_or_none, model_not_loaded
+from mysite.client.progress import Progress
+from mysite.client.routes import Route, route_for
 
 # Measured by `python -m bench.batch` (README, "The batch client"): two requests in flight per
 # server worker keep a 2-worker server busy; more only queue at the server.

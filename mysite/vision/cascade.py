@@ -13,7 +13,7 @@ import numpy as np
 
 from mysite.errors import Unprocessable
 from mysite.params import Param
-from mysite.vision import budget, fastpath
+from mysite.vision import budget, coarse_scan, fastpath
 from mysite.vision.boxes import Detection, clip, from_xywh
 from mysite.vision.decode import Header
 from mysite.vision.dnn import PerThread
@@ -42,7 +42,11 @@ class Cascade:
         # Load now so a missing or broken file is reported at start-up, not on the first request.
         clf = self._classifier()
         self.window_size: tuple[int, int] = tuple(int(v) for v in clf.getOriginalWindowSize())  # type: ignore[assignment]
-        self.buffer_bytes = _bytes_per_buffer_pixel(self.path)
+        text = self.path.read_text(encoding="utf-8", errors="replace")
+        self.buffer_bytes = _bytes_per_buffer_pixel(text)
+        # The coarse look's cascade (coarse_scan.py): this one without its last stages, built per thread too.
+        short = coarse_scan.proposer_xml(text)
+        self._proposers = PerThread(lambda: coarse_scan.load_xml(short) if short else self._load())
 
     def _load(self) -> cv2.CascadeClassifier:
         clf = cv2.CascadeClassifier(str(self.path))
@@ -76,7 +80,8 @@ class Cascade:
         return p.reduce, values
 
     def work(self, header: Header, values: dict[str, Any]) -> int:
-        """Windows the scan of this image evaluates (values as ``prepare`` returned them)."""
+        """Windows OpenCV's full scan of this image evaluates (values as ``prepare`` returned them): a
+        bound on the work, as a reduced photo's coarse look (``coarse_scan``) evaluates fewer."""
         p = fastpath.plan(header.width, header.height, min_size=values["min_size"],
                           min_face=values["min_face"], window=self.window)
         return budget.windows(self._scan(header.width, header.height, p.min_px, values["scale_factor"])[0],
@@ -154,29 +159,38 @@ class Cascade:
         # that wide lost them (17 of 24 found at 100 px on 4000 px photos; starting the scan on a level
         # of exactly its size: 19). Never below min_size: the book's minSize=25 gives its exact boxes.
         min_px = max(1, math.floor(max(min_size, p.min_px * fastpath.MARGIN) * work_scale))
+        asked_px = max(1, math.floor(max(min_size, p.min_px) * work_scale))  # the smallest object asked for
         levels = budget.pyramid(work.shape[1], work.shape[0], self.window_size, scale_factor, (min_px, min_px))
         parts = budget.bands(levels, band_pixels) if band_pixels else [levels]
         clf = self._classifier()
         try:
-            if len(parts) <= 1:
+            if len(parts) <= 1 and work_scale == 1.0:  # the book's own scan, for its exact boxes
                 rects = clf.detectMultiScale(
                     work, scaleFactor=scale_factor, minNeighbors=min_neighbors, minSize=(min_px, min_px)
                 )
             else:
                 raw: list[list[int]] = []
-                for band in parts:
-                    # A fresh classifier per band: one keeps the widest rows and the most rows it has
-                    # seen, separately, so bands of different shapes would add up to more than either.
-                    self._classifiers.reset()
-                    hits = self._classifier().detectMultiScale(work, scaleFactor=scale_factor, minNeighbors=0,
-                                                               minSize=band[0].window, maxSize=band[-1].window)
-                    raw += np.asarray(hits).reshape(-1, 4).tolist()
+                if len(parts) <= 1:  # a reduced photo: OpenCV's scan where it is cheap, a coarse look first elsewhere
+                    raw = [list(r) for r in coarse_scan.scan(clf, self._proposers.get(), work, window=self.window_size,
+                                                             scale_factor=scale_factor, min_px=min_px, asked_px=asked_px)]
+                else:  # scanned in bands: one pyramid would not fit in the request's memory
+                    for band in parts:
+                        # A fresh classifier per band: one keeps the widest rows and the most rows it has
+                        # seen, separately, so bands of different shapes would add up to more than either.
+                        self._classifiers.reset()
+                        hits = self._classifier().detectMultiScale(work, scaleFactor=scale_factor, minNeighbors=0,
+                                                                   minSize=band[0].window, maxSize=band[-1].window)
+                        raw += np.asarray(hits).reshape(-1, 4).tolist()
+                # As detectMultiScale groups its own hits.
                 rects = cv2.groupRectangles(raw, min_neighbors, 0.2)[0] if min_neighbors > 0 else raw
         finally:
             # OpenCV's classifier keeps its largest pyramid buffer for good: drop a big one now.
             if budget.pyramid_buffer(levels if len(parts) <= 1 else max(parts, key=budget.pyramid_buffer)) \
                     * self.buffer_bytes > KEEP_BYTES:
                 self._classifiers.reset()
+            if coarse_scan.proposer_buffer(work.shape[1], work.shape[0], self.window_size, scale_factor) \
+                    * self.buffer_bytes > KEEP_BYTES:
+                self._proposers.reset()
         # detectMultiScale answers an empty tuple, not an array, when it finds nothing.
         found = from_xywh(np.asarray(rects).reshape(-1, 4).tolist(), work_scale)
         if work_scale != 1.0:  # rounding while scaling back may step a pixel past the edge
@@ -190,14 +204,13 @@ class Cascade:
 KEEP_BYTES = 16 * 1024 * 1024
 
 
-def _bytes_per_buffer_pixel(path: Path) -> int:
+def _bytes_per_buffer_pixel(text: str) -> int:
     """Bytes per pixel of the pyramid buffer: the resized level, and 32-bit integral images.
 
     Haar keeps a sum and a squared sum (9 bytes), plus a tilted sum when a feature is tilted
     (13); LBP one sum (5). Measured retained RSS: 11 B/px for the face cascade, 15.5 for
     the extended cat-face one (with the packing waste, which ``pyramid_buffer`` counts).
     """
-    text = path.read_text(encoding="utf-8", errors="replace")
     if "<featureType>LBP" in text:
         return 5
     return 13 if re.search(r"<tilted>\s*1\s*</tilted>", text) else 9

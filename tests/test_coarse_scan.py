@@ -1,0 +1,136 @@
+"""The coarse-to-fine scan of a reduced photo's large levels (mysite/vision/coarse_scan.py), against
+OpenCV's full scan of the same working image: real photos, the shipped cascades."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from bench.compose import build, exact_layout, selfie_layout
+from bench.measure import iou, recall
+from mysite.vision import coarse_scan, fastpath
+from mysite.vision.cascade import Cascade
+
+DATA = Path(__file__).parent / "data"
+FACE = Path(cv2.data.haarcascades) / "haarcascade_frontalface_alt.xml"
+CAT = Path(cv2.data.haarcascades) / "haarcascade_frontalcatface_extended.xml"
+MIN_FACE = 0.025
+
+
+@pytest.fixture(scope="module")
+def face() -> Cascade:
+    return Cascade(FACE)
+
+
+def _work(cascade: Cascade, gray: np.ndarray) -> tuple[np.ndarray, int, int, float]:
+    """The working image Cascade.run scans for a full-size gray photo, its smallest window (the
+    margin's), the smallest object asked for there, and its scale."""
+    p = fastpath.plan(gray.shape[1], gray.shape[0], min_size=25, min_face=MIN_FACE, window=cascade.window)
+    work, scale = fastpath.working_image(gray, 1.0, p)
+    return (work, max(1, math.floor(max(25, p.min_px * fastpath.MARGIN) * scale)),
+            max(1, math.floor(max(25, p.min_px) * scale)), scale)
+
+
+def _full_scan(cascade: Cascade, gray: np.ndarray) -> list[list[int]]:
+    """OpenCV's own scan of the working image, grouped, in original pixels [x1, y1, x2, y2]."""
+    work, min_px, _, scale = _work(cascade, gray)
+    rects = cascade._classifier().detectMultiScale(work, scaleFactor=1.1, minNeighbors=5, minSize=(min_px, min_px))
+    return [[round(x / scale), round(y / scale), round((x + w) / scale), round((y + h) / scale)]
+            for x, y, w, h in np.asarray(rects).reshape(-1, 4).tolist()]
+
+
+def _run(cascade: Cascade, gray: np.ndarray) -> list[list[int]]:
+    found = cascade.run(gray, scale_factor=1.1, min_neighbors=5, min_size=25, min_face=MIN_FACE)
+    return [d["box"] for d in found]
+
+
+def test_the_proposer_is_the_cascade_without_its_last_stages_and_accepts_all_it_accepts(face):
+    text = FACE.read_text()
+    short = coarse_scan.proposer_xml(text)
+    assert short is not None and "<stageNum>16</stageNum>" in short
+    proposer = coarse_scan.load_xml(short)
+    gray = cv2.cvtColor(cv2.imread(str(DATA / "group_17_faces.jpg")), cv2.COLOR_BGR2GRAY)
+    # The same positions are visited (stage 0 decides the skips, and it is the same stage), and a
+    # window that passes 22 stages passes the first 16.
+    full = {tuple(r) for r in np.asarray(face._classifier().detectMultiScale(gray, 1.1, 0)).reshape(-1, 4).tolist()}
+    coarse = {tuple(r) for r in np.asarray(proposer.detectMultiScale(gray, 1.1, 0)).reshape(-1, 4).tolist()}
+    assert full and full < coarse
+
+
+def test_a_cascade_too_short_to_cut_proposes_with_all_its_stages():
+    text = FACE.read_text().replace("<stageNum>22</stageNum>", "<stageNum>12</stageNum>")
+    assert coarse_scan.proposer_xml(text) is None
+    assert coarse_scan.proposer_xml("<opencv_storage></opencv_storage>") is None
+
+
+@pytest.fixture(scope="module")
+def composition_scans(face) -> tuple[set, set, int, int]:
+    """The 12 MP composition's raw hits: ours and OpenCV's full scan of the same working image."""
+    canvas, _ = build()
+    work, min_px, asked_px, _ = _work(face, cv2.cvtColor(canvas, cv2.COLOR_BGR2GRAY))
+    proposer = coarse_scan.load_xml(coarse_scan.proposer_xml(FACE.read_text()) or "")
+    ours = set(coarse_scan.scan(face._classifier(), proposer, work, window=face.window_size, scale_factor=1.1,
+                                min_px=min_px, asked_px=asked_px))
+    theirs = {tuple(r) for r in np.asarray(face._classifier().detectMultiScale(
+        work, 1.1, 0, minSize=(min_px, min_px))).reshape(-1, 4).tolist()}
+    return ours, theirs, min_px, asked_px, cv2.groupRectangles([list(r) for r in theirs], 5, 0.2)[0]
+
+
+@pytest.mark.parametrize("which", ["margin", "asked", "large"])
+def test_every_level_is_scanned_as_opencv_scans_it(face, composition_scans, which):
+    """A window evaluated here answers what it answers in detectMultiScale, and the windows left out
+    are few: those far from any hit or proposal."""
+    ours, theirs, min_px, asked_px, detections = composition_scans
+    large = 2 * face.window_size[0]
+    sizes = {"margin": (min_px, asked_px - 1), "asked": (asked_px, large - 1), "large": (large, 10 ** 6)}[which]
+    ours = {r for r in ours if sizes[0] <= r[2] <= sizes[1]}
+    theirs = {r for r in theirs if sizes[0] <= r[2] <= sizes[1]}
+    assert len(theirs) > 50
+    if which == "asked":  # scanned by OpenCV itself
+        assert ours == theirs
+        return
+    # What is found here, OpenCV's scan finds (but for a window or two its scan skips after a
+    # first-stage rejection on the window beside it, which a region's edge can visit) ...
+    assert len(ours - theirs) <= 0.03 * len(ours)
+    # ... and of its hits that make its detections, all but a few (the rest are far from any hit of
+    # a size asked for, or from any proposal: background, and objects smaller than asked for).
+    def xyxy(r: tuple) -> list[int]:
+        return [r[0], r[1], r[0] + r[2], r[1] + r[3]]
+    asked = [d for d in detections if d[2] >= asked_px]  # detections of objects at least as large as asked
+    making = {r for r in theirs if any(iou(xyxy(r), xyxy(d)) >= 0.5 for d in asked)}
+    assert len(making) > 20
+    assert len(ours & making) >= 0.95 * len(making)
+
+
+@pytest.mark.parametrize("photo", ["12 MP composition", "faces at min_face 4000x3000", "faces at min_face 6000x4000",
+                                   "selfie 300 px", "selfie 1200 px"])
+def test_a_reduced_photo_gets_the_full_scans_faces(face, photo):
+    layouts = {
+        "12 MP composition": build(),
+        "faces at min_face 4000x3000": build(exact_layout(100, 4000, 3000), 4000, 3000),
+        "faces at min_face 6000x4000": build(exact_layout(150, 6000, 4000), 6000, 4000),
+        "selfie 300 px": build(selfie_layout(300, 4000, 3000), 4000, 3000),
+        "selfie 1200 px": build(selfie_layout(1200, 4000, 3000), 4000, 3000),
+    }
+    canvas, known = layouts[photo]
+    gray = cv2.cvtColor(canvas, cv2.COLOR_BGR2GRAY)
+    full, ours = _full_scan(face, gray), _run(face, gray)
+    wanted = [k for k in known if k[2] - k[0] >= MIN_FACE * max(gray.shape)]
+    assert recall(wanted, ours) == recall(wanted, full) == (len(wanted), len(wanted))
+    # No box the full scan does not have (a false positive of ours alone), and its boxes kept.
+    assert all(any(iou(b, f) >= 0.5 for f in full) for b in ours)
+    assert sum(any(iou(f, b) >= 0.8 for b in ours) for f in full) >= 0.9 * len(full)
+
+
+def test_a_cat_face_in_a_reduced_photo_is_found_as_the_full_scan_finds_it():
+    cat = Cascade(CAT)
+    photo = cv2.cvtColor(cv2.imread(str(DATA / "cat.jpg")), cv2.COLOR_BGR2GRAY)
+    gray = np.full((3000, 4000), 128, np.uint8)  # its 242 px cat face in a 12 MP frame
+    gray[1000:1000 + photo.shape[0], 1500:1500 + photo.shape[1]] = photo
+    full, ours = _full_scan(cat, gray), _run(cat, gray)
+    assert full and len(ours) == len(full)
+    assert all(any(iou(b, f) >= 0.8 for b in ours) for f in full)

@@ -68,8 +68,9 @@ def test_a_cascade_too_short_to_cut_proposes_with_all_its_stages():
 
 
 @pytest.fixture(scope="module")
-def composition_scans(face) -> tuple[set, set, int, int]:
-    """The 12 MP composition's raw hits: ours and OpenCV's full scan of the same working image."""
+def composition_scans(face) -> tuple[set, set, int, int, np.ndarray]:
+    """The 12 MP composition's raw hits, ours and those of OpenCV's full scan of the same working
+    image; its smallest window and smallest object asked for; the full scan's detections."""
     canvas, _ = build()
     work, min_px, asked_px, _ = _work(face, cv2.cvtColor(canvas, cv2.COLOR_BGR2GRAY))
     proposer = coarse_scan.load_xml(coarse_scan.proposer_xml(FACE.read_text()) or "")

@@ -12,7 +12,7 @@ import pytest
 
 from bench.compose import build, exact_layout, selfie_layout
 from bench.measure import iou, recall
-from mysite.vision import coarse_scan, fastpath
+from mysite.vision import budget, coarse_scan, fastpath
 from mysite.vision.cascade import Cascade
 
 DATA = Path(__file__).parent / "data"
@@ -74,8 +74,9 @@ def composition_scans(face) -> tuple[set, set, int, int, np.ndarray]:
     canvas, _ = build()
     work, min_px, asked_px, _ = _work(face, cv2.cvtColor(canvas, cv2.COLOR_BGR2GRAY))
     proposer = coarse_scan.load_xml(coarse_scan.proposer_xml(FACE.read_text()) or "")
-    ours = set(coarse_scan.scan(face._classifier(), proposer, work, window=face.window_size, scale_factor=1.1,
-                                min_px=min_px, asked_px=asked_px))
+    levels = budget.pyramid(work.shape[1], work.shape[0], face.window_size, 1.1, (min_px, min_px))
+    ours = set(coarse_scan.scan(face._classifier(), proposer, work, levels, window=face.window_size,
+                                scale_factor=1.1, asked_px=asked_px))
     theirs = {tuple(r) for r in np.asarray(face._classifier().detectMultiScale(
         work, 1.1, 0, minSize=(min_px, min_px))).reshape(-1, 4).tolist()}
     return ours, theirs, min_px, asked_px, cv2.groupRectangles([list(r) for r in theirs], 5, 0.2)[0]

@@ -163,16 +163,19 @@ class Cascade:
         levels = budget.pyramid(work.shape[1], work.shape[0], self.window_size, scale_factor, (min_px, min_px))
         parts = budget.bands(levels, band_pixels) if band_pixels else [levels]
         clf = self._classifier()
+        # A reduced photo is scanned by coarse_scan: OpenCV's own scan where it is cheap, a coarse look first elsewhere.
+        coarse = len(parts) <= 1 and work_scale != 1.0
         try:
-            if len(parts) <= 1 and work_scale == 1.0:  # the book's own scan, for its exact boxes
+            if len(parts) <= 1 and not coarse:  # the book's own scan, for its exact boxes
                 rects = clf.detectMultiScale(
                     work, scaleFactor=scale_factor, minNeighbors=min_neighbors, minSize=(min_px, min_px)
                 )
             else:
                 raw: list[list[int]] = []
-                if len(parts) <= 1:  # a reduced photo: OpenCV's scan where it is cheap, a coarse look first elsewhere
-                    raw = [list(r) for r in coarse_scan.scan(clf, self._proposers.get(), work, window=self.window_size,
-                                                             scale_factor=scale_factor, min_px=min_px, asked_px=asked_px)]
+                if coarse:
+                    raw = [list(r) for r in coarse_scan.scan(clf, self._proposers.get(), work, levels,
+                                                             window=self.window_size, scale_factor=scale_factor,
+                                                             asked_px=asked_px)]
                 else:  # scanned in bands: one pyramid would not fit in the request's memory
                     for band in parts:
                         # A fresh classifier per band: one keeps the widest rows and the most rows it has
@@ -188,8 +191,8 @@ class Cascade:
             if budget.pyramid_buffer(levels if len(parts) <= 1 else max(parts, key=budget.pyramid_buffer)) \
                     * self.buffer_bytes > KEEP_BYTES:
                 self._classifiers.reset()
-            if coarse_scan.proposer_buffer(work.shape[1], work.shape[0], self.window_size, scale_factor) \
-                    * self.buffer_bytes > KEEP_BYTES:
+            if coarse and coarse_scan.proposer_buffer(work.shape[1], work.shape[0], self.window_size,
+                                                      scale_factor) * self.buffer_bytes > KEEP_BYTES:
                 self._proposers.reset()
         # detectMultiScale answers an empty tuple, not an array, when it finds nothing.
         found = from_xywh(np.asarray(rects).reshape(-1, 4).tolist(), work_scale)

@@ -70,11 +70,11 @@ def load_xml(text: str) -> cv2.CascadeClassifier:
     return clf
 
 
-def scan(clf: cv2.CascadeClassifier, proposer: cv2.CascadeClassifier, image: np.ndarray, *,
-         window: tuple[int, int], scale_factor: float, min_px: int, asked_px: int) -> list[Rect]:
-    """Raw hits of ``clf`` on a grayscale image, ungrouped: objects from ``asked_px`` up, and the
-    margin levels from ``min_px`` below it."""
-    levels = budget.pyramid(image.shape[1], image.shape[0], window, scale_factor, (min_px, min_px))
+def scan(clf: cv2.CascadeClassifier, proposer: cv2.CascadeClassifier, image: np.ndarray,
+         levels: list[budget.Scale], *, window: tuple[int, int], scale_factor: float, asked_px: int) -> list[Rect]:
+    """Raw hits of ``clf`` on a grayscale image, ungrouped, on the pyramid ``levels`` that
+    ``detectMultiScale`` would scan (``budget.pyramid``): objects from ``asked_px`` up, and the
+    margin levels below it."""
     large = [lv for lv in levels if _dense(lv)]
     small = [lv for lv in levels if lv.window[0] >= asked_px and not _dense(lv)]
     hits: set[Rect] = set()
@@ -110,8 +110,13 @@ def _array(rects: Iterable[Rect]) -> np.ndarray:
 def proposer_buffer(width: int, height: int, window: tuple[int, int], scale_factor: float) -> int:
     """Pixels of the pyramid buffer the proposer keeps after scanning an image this size (its first octave's)."""
     levels = budget.pyramid(width // 2, height // 2, window, scale_factor ** LEVEL_STRIDE, window,
-                            (2 * window[0] - 1, 2 * window[1] - 1))
+                            _below_large(window))
     return budget.pyramid_buffer(levels)
+
+
+def _below_large(window: tuple[int, int]) -> tuple[int, int]:
+    """The largest object an octave's coarse look asks for: the next octave sees twice the window and up."""
+    return 2 * window[0] - 1, 2 * window[1] - 1
 
 
 def _coarse(proposer: cv2.CascadeClassifier, image: np.ndarray, window: tuple[int, int],
@@ -119,13 +124,12 @@ def _coarse(proposer: cv2.CascadeClassifier, image: np.ndarray, window: tuple[in
     """Proposals for objects of twice the window and more: each octave halved, seen at OpenCV's 2-pixel step."""
     out: list[Rect] = []
     img, k = image, 1
-    limit = (2 * window[0] - 1, 2 * window[1] - 1)
     while img.shape[1] >= 4 * window[0] and img.shape[0] >= 4 * window[1]:
         img = cv2.resize(img, (img.shape[1] // 2, img.shape[0] // 2), interpolation=cv2.INTER_AREA)
         k *= 2
         last = img.shape[1] < 4 * window[0] or img.shape[0] < 4 * window[1]
         found = proposer.detectMultiScale(img, scaleFactor=scale_factor ** LEVEL_STRIDE, minNeighbors=0,
-                                          minSize=window, maxSize=(0, 0) if last else limit)
+                                          minSize=window, maxSize=(0, 0) if last else _below_large(window))
         out += [(x * k, y * k, w * k, h * k) for x, y, w, h in _rects(found)]
     return out
 

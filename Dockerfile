@@ -29,7 +29,7 @@ COPY deploy/docker-entrypoint.sh deploy/
 
 ARG MODELS=""
 RUN mkdir -p /app/models \
-    && if [ -n "$MODELS" ]; then python -m mysite.model_files fetch --dir /app/models $MODELS; fi \
+    && if [ -n "$MODELS" ]; then python -m mysite.models fetch --dir /app/models $MODELS; fi \
     && python -m compileall -q mysite wsgi.py \
     && useradd --system --no-create-home --uid 10001 mysite
 
@@ -39,4 +39,4 @@ HEALTHCHECK --interval=15s --timeout=5s --start-period=10s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(f\"http://127.0.0.1:{os.environ.get('PORT', '8000')}/healthz\", timeout=4)"]
 ENTRYPOINT ["deploy/docker-entrypoint.sh"]
 # The Procfile's command, word for word (tests/test_deploy.py checks).
-CMD ["gunicorn", "--config", "python:mysite.gunicorn_conf", "wsgi:application"]
+CMD ["gunicorn", "--config", "python:mysite.server.gunicorn_conf", "wsgi:application"]

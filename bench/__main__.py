@@ -116,7 +116,7 @@ def server_runs(items: list[Photo], clients: int, quick: bool) -> dict[str, dict
         "2 workers, OpenCV threads 1": (2, 1),
         "2 workers, OpenCV threads 2": (2, 2),
     }
-    # What mysite/gunicorn_conf.py picks with no WEB_CONCURRENCY / MYSITE_CV_THREADS set.
+    # What mysite/server/gunicorn_conf.py picks with no WEB_CONCURRENCY / MYSITE_CV_THREADS set.
     default = (max(2, cpus), cpus)
     configs = {(f"{k} (default here)" if v == default else k): v for k, v in configs.items()}
     heavy = [p for p in items if p.name in ("group_17_faces.jpg", "composition_12mp.jpg")]

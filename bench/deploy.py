@@ -1,7 +1,7 @@
 """``python -m bench.deploy``: scale-out and failover rehearsed on loopback, and the cold start.
 
 Two instances of the Procfile's gunicorn behind nginx (Debian's package, standing in for the
-load balancer, with the app's own nginx settings: ``python -m mysite.proxy_conf --standalone``). Under a steady
+load balancer, with the app's own nginx settings: ``python -m mysite.server.proxy_conf --standalone``). Under a steady
 load of clients it (a) kills one instance with SIGKILL and starts it again, (b) restarts both
 one after the other, as Elastic Beanstalk's rolling deploy does (out of the load balancer,
 SIGTERM, started, healthy, back in), and (c) sends SIGHUP to each
@@ -35,8 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.server import HOST, ROOT, _hwm, free_port, multipart, procfile_command
-from mysite import proxy_conf
 from mysite import settings as settings_mod
+from mysite.server import proxy_conf
 
 PHOTO = ROOT / "tests" / "data" / "group_17_faces.jpg"
 NGINX_ERRORS: list[str] = []  # the last lines of the last nginx's error log, for a failure's report
@@ -347,7 +347,7 @@ def _is_json(body: bytes) -> bool:
 def rehearse(quick: bool, clients: int) -> tuple[list[dict[str, float | int | str]], dict[str, object]]:
     """Every scenario once; the rows of the table and nginx's own answers."""
     settings = settings_mod.load(environ={"MYSITE_ENV_FILE": "/nonexistent/.env"})
-    from mysite.gunicorn_conf import timeout
+    from mysite.server.gunicorn_conf import timeout
 
     rehearsal = Rehearsal(quick=quick, clients=clients)
     with ExitStack() as stack:

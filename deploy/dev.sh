@@ -38,7 +38,7 @@ if [ "$what" = serve ]; then
   # The Procfile's own command, on port 5000 where the book's clients look, on loopback only
   # unless HOST says otherwise.
   export PORT="${PORT:-5000}"
-  exec .venv/bin/gunicorn --config python:mysite.gunicorn_conf --bind "${HOST:-127.0.0.1}:$PORT" "$@" \
+  exec .venv/bin/gunicorn --config python:mysite.server.gunicorn_conf --bind "${HOST:-127.0.0.1}:$PORT" "$@" \
     wsgi:application
 fi
 exec .venv/bin/python -m pytest -q "$@"

@@ -8,7 +8,7 @@ public="${LISTEN_HOST:-0.0.0.0}:${PORT:-8000}"
 app_port="${APP_PORT:-8001}"
 prefix="${NGINX_PREFIX:-/tmp/mysite-nginx}"
 mkdir -p "$prefix"
-python -m mysite.proxy_conf --standalone --prefix "$prefix" --listen "$public" \
+python -m mysite.server.proxy_conf --standalone --prefix "$prefix" --listen "$public" \
   --upstream "127.0.0.1:$app_port" --out "$prefix/nginx.conf"
 nginx -p "$prefix" -c "$prefix/nginx.conf" -e stderr  # daemonizes; its pid is in $prefix/nginx.pid
 export PORT="$app_port"

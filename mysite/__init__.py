@@ -24,9 +24,9 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     from flask import Flask
 
     from mysite import settings as settings_mod
-    from mysite.model_schema import read_specs
-    from mysite.registry import Registry
-    from mysite.upload_deadline import UploadDeadline
+    from mysite.models.registry import Registry
+    from mysite.models.schema import read_specs
+    from mysite.server.upload_deadline import UploadDeadline
     from mysite.web import api, digit_page, error_handlers, inputs, openapi, pages, security, state
 
     settings = settings_mod.load(overrides)
@@ -55,7 +55,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     error_handlers.register(app)
     # Headers on every answer, JSON OPTIONS, and (when set) API keys for the image endpoints and CORS.
     security.register(app, protected={"api"})
-    # A body that arrives too slowly is cut off with a JSON 408, not waited for (mysite/upload_deadline.py).
+    # A body that arrives too slowly is cut off with a JSON 408, not waited for (mysite/server/upload_deadline.py).
     app.wsgi_app = UploadDeadline(app.wsgi_app, settings.upload_deadline)  # type: ignore[method-assign]
     return app
 

@@ -82,7 +82,7 @@ class Settings:
     def max_body_bytes(self) -> int:
         """The largest request body: the image as base64 (4/3 of it) plus room for the form around it.
 
-        Flask's MAX_CONTENT_LENGTH and nginx's client_max_body_size (mysite/proxy_conf.py) both use it.
+        Flask's MAX_CONTENT_LENGTH and nginx's client_max_body_size (mysite/server/proxy_conf.py) both use it.
         """
         return self.max_upload_bytes * 4 // 3 + 64 * 1024
 

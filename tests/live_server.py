@@ -26,7 +26,7 @@ class LiveServer:
 
 @contextmanager
 def start_gunicorn(env: Mapping[str, str] | None = None, log_dir: Path | None = None) -> Iterator[LiveServer]:
-    """Run ``gunicorn --config python:mysite.gunicorn_conf wsgi:application`` until the block ends."""
+    """Run ``gunicorn --config python:mysite.server.gunicorn_conf wsgi:application`` until the block ends."""
     port = free_port()
     log_dir = log_dir or PROJECT / "test-artifacts"
     log_dir.mkdir(exist_ok=True)
@@ -40,7 +40,7 @@ def start_gunicorn(env: Mapping[str, str] | None = None, log_dir: Path | None = 
     gunicorn = Path(sys.executable).with_name("gunicorn")
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [str(gunicorn), "--config", "python:mysite.gunicorn_conf", "wsgi:application"],
+            [str(gunicorn), "--config", "python:mysite.server.gunicorn_conf", "wsgi:application"],
             cwd=PROJECT, env=full_env, stdout=out, stderr=subprocess.STDOUT,
         )
     server = LiveServer(f"http://127.0.0.1:{port}", log)

@@ -10,7 +10,7 @@ import pytest
 
 from bench.measure import iou
 from mysite import create_app
-from mysite.model_kinds import DATA_DIR
+from mysite.models.kinds import DATA_DIR
 from mysite.settings import SettingsError
 from mysite.vision.blazeface import BlazeFace, anchors
 from mysite.web.state import current_registry
@@ -101,7 +101,7 @@ def test_full_range_absent_is_503_with_the_fetch_command(tmp_path):
                          "MYSITE_BLAZEFACE_FULL_MODEL": str(tmp_path / "absent.tflite")}).test_client()
     r = _post(client, "/detect?detector=dnn-full", "astronaut.png")
     assert r.status_code == 503
-    assert "python -m mysite.model_files fetch blazeface_full" in r.get_json()["message"]
+    assert "python -m mysite.models fetch blazeface_full" in r.get_json()["message"]
 
 
 @pytest.mark.parametrize("detector", ["dnn", "dnn-full"])

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from tiny_models import colour_classifier, fixed_ssd
 
-from mysite import model_kinds
-from mysite.model_schema import ModelSpec
+from mysite.models import kinds as model_kinds
+from mysite.models.schema import ModelSpec
 from mysite.vision.classify import read_labels
 from mysite.web import respond
 from mysite.web.state import current_endpoints

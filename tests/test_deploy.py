@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from bench.server import procfile_argv
-from mysite import proxy_conf
 from mysite import settings as settings_mod
 from mysite.errors import REASONS
+from mysite.server import proxy_conf
 
 ROOT = Path(__file__).resolve().parent.parent
 EB_CONFIG = ROOT / ".ebextensions" / "01-mysite.config"
@@ -137,7 +137,7 @@ def test_elastic_beanstalk_settings_are_valid_and_match_the_hooks_and_gunicorn()
     bound = int(re.search(r"timeout (\d+) ", fetch_hook).group(1))
     assert bound < int(o["aws:elasticbeanstalk:command"]["Timeout"])
     # In-flight requests may run as long as gunicorn lets them before an instance leaves the balancer.
-    timeout = importlib.import_module("mysite.gunicorn_conf").timeout
+    timeout = importlib.import_module("mysite.server.gunicorn_conf").timeout
     assert int(o["aws:elasticbeanstalk:environment:process:default"]["DeregistrationDelay"]) >= timeout
     # The committed nginx file is what the prebuild hook writes for these settings.
     assert NGINX_CONF.read_text() == proxy_conf.render(loaded, timeout)
@@ -170,7 +170,7 @@ def test_nginx_waits_as_long_as_gunicorn_lets_a_request_run():
     import importlib
 
     conf = NGINX_CONF.read_text()
-    gunicorn_timeout = importlib.import_module("mysite.gunicorn_conf").timeout
+    gunicorn_timeout = importlib.import_module("mysite.server.gunicorn_conf").timeout
     assert int(re.search(r"proxy_read_timeout\s+(\d+)s;", conf).group(1)) >= gunicorn_timeout
 
 
@@ -189,7 +189,7 @@ def _staged_copy(tmp_path: Path) -> Path:
     app = tmp_path / "staging"
     for part in ("mysite", "deploy", ".platform"):
         shutil.copytree(ROOT / part, app / part, ignore=shutil.ignore_patterns("__pycache__", "data"))
-    shutil.copytree(ROOT / "mysite" / "data", app / "mysite" / "data")
+    shutil.copytree(ROOT / "mysite" / "models" / "data", app / "mysite" / "models" / "data")
     return app
 
 
@@ -333,7 +333,7 @@ def test_dockerfile_installs_the_projects_requirements_and_nothing_unpinned():
         if "apt-get install" in r:  # hadolint DL3009, DL3015
             assert "--no-install-recommends" in r and "rm -rf /var/lib/apt/lists/*" in r
     assert not [a for k, a in steps if k == "ADD"]  # COPY, not ADD (DL3020)
-    assert ("ARG", 'MODELS=""') in steps and any("mysite.model_files fetch" in r for r in runs)
+    assert ("ARG", 'MODELS=""') in steps and any("mysite.models fetch" in r for r in runs)
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {".git", ".venv", ".env"} <= set(ignored)
 
@@ -410,7 +410,7 @@ def test_predeploy_hook_fetches_models_never_fails_and_downloads_nothing_twice(t
     weights = b"weights " * 4096
     app = _staged_copy(tmp_path)
     with serve({"/w.bin": (200, {}, weights)}) as (base, seen):
-        (app / "mysite" / "models.toml").write_text(f"""
+        (app / "mysite" / "models" / "models.toml").write_text(f"""
 [face]
 kind = "cascade"
 file = "haarcascade_frontalface_alt.xml"

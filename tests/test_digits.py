@@ -14,7 +14,7 @@ from loopback import serve
 
 from mysite import create_app
 from mysite.errors import Unprocessable
-from mysite.model_kinds import DATA_DIR
+from mysite.models.kinds import DATA_DIR
 from mysite.vision.digits import DigitReader, to_mnist
 
 DATA = Path(__file__).parent / "data"

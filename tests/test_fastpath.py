@@ -189,8 +189,8 @@ def test_a_cascade_declared_without_min_face_looks_down_to_min_size():
     import re
     import tomllib
 
-    from mysite.model_schema import ModelSpec
-    from mysite.registry import _load
+    from mysite.models.registry import _load
+    from mysite.models.schema import ModelSpec
     from mysite.settings import load
 
     readme = (Path(__file__).parent.parent / "README.md").read_text()

@@ -36,7 +36,8 @@ def fuzz_app(tmp_path_factory):
 
     ?url= is off: the fuzz never makes the site resolve or connect anywhere (the url policy has its own tests).
     """
-    from mysite import create_app, model_schema
+    from mysite import create_app
+    from mysite.models import schema as model_schema
 
     d = tmp_path_factory.mktemp("fuzz-models")
     colour_classifier(d / "squeezenet1.1-7.onnx")

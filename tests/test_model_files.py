@@ -1,4 +1,4 @@
-"""``python -m mysite.model_files fetch|list`` against a loopback HTTP server: no real download."""
+"""``python -m mysite.models fetch|list`` against a loopback HTTP server: no real download."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from loopback import serve, slow
 
-from mysite import model_files
-from mysite.model_schema import ModelSpec, read_specs
+from mysite.models import files as model_files
+from mysite.models.schema import ModelSpec, read_specs
 from mysite.settings import Settings
 
 GOOD = b"model weights " * 1000

@@ -133,7 +133,7 @@ def test_default_entries_without_files_answer_503_and_the_rest_works(tmp_path):
     for path, name in (("/predict", "classifier"), ("/catdetection", "ssd"), ("/objectdetection", "ssd")):
         r = _post(client, path, _png(COLOURS["red"]))
         assert r.status_code == 503
-        assert f"python -m mysite.model_files fetch {name}" in r.get_json()["message"]
+        assert f"python -m mysite.models fetch {name}" in r.get_json()["message"]
     assert _post(client, "/detect", _png(COLOURS["red"])).status_code == 200
     assert client.get("/healthz").status_code == 200
 
@@ -170,8 +170,8 @@ def test_softmax_output_is_not_softmaxed_again(tmp_path):
 
 def test_caffe_classifier_with_its_config_beside_it(tmp_path):
     """The Caffe path: model + prototxt found beside it, BGR order, mean and scale from the entry."""
-    from mysite import model_kinds
-    from mysite.model_schema import ModelSpec
+    from mysite.models import kinds as model_kinds
+    from mysite.models.schema import ModelSpec
 
     path = caffe_colour_classifier(tmp_path)
     spec = ModelSpec(name="colours", kind="classify", file=path.name, options={

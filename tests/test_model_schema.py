@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from mysite import model_schema, registry
-from mysite.model_schema import MODELS_FILE, read_specs
-from mysite.registry import Registry
+from mysite.models import registry
+from mysite.models import schema as model_schema
+from mysite.models.registry import Registry
+from mysite.models.schema import MODELS_FILE, read_specs
 from mysite.settings import Settings, SettingsError
 
 GOOD_FACE = """
@@ -56,7 +57,7 @@ def _load(tmp_path: Path, broken: str) -> Registry:
     ('[edges]\nkind = "cany"\n', "unknown kind 'cany' (did you mean 'canny'?)"),
 ])
 def test_a_bad_key_stops_that_model_only_with_one_line_naming_it(tmp_path, caplog, broken, says) -> None:
-    with caplog.at_level(logging.WARNING, logger="mysite.registry"):
+    with caplog.at_level(logging.WARNING, logger="mysite.models.registry"):
         reg = _load(tmp_path, broken)
     name = next(n for n in reg.entries if n != "face")
     entry = reg.entries[name]

@@ -50,7 +50,7 @@ def test_the_readme_has_curl_lines_to_run() -> None:
 @pytest.fixture(scope="module")
 def readme_models(tmp_path_factory) -> dict[str, str]:
     """Every model loaded: the tiny SSD and classifier stand in for the two that the README fetches first
-    (``python -m mysite.model_files fetch ...``), so those examples run here too."""
+    (``python -m mysite.models fetch ...``), so those examples run here too."""
     d = tmp_path_factory.mktemp("readme-models")
     colour_classifier(d / "squeezenet1.1-7.onnx", classes=(285, 281, 0), outputs=1000)
     fixed_ssd(d / "ssd.onnx", np.array([[0, 8, 0.9, 0.1, 0.1, 0.6, 0.6]]))

@@ -13,7 +13,7 @@ import pytest
 import requests
 from tests_helpers import multipart
 
-from mysite.accesslog import redact_url
+from mysite.server.accesslog import redact_url
 from mysite.settings import PROJECT_DIR, SettingsError, load
 from mysite.web import endpoints, security
 
@@ -95,7 +95,7 @@ def test_no_server_path_in_any_answer_of_any_route(make_app, secret_dirs, group_
 def test_default_models_are_named_relative_to_their_folder(client) -> None:
     info = {m["name"]: m for m in client.get("/", headers=JSON).get_json()["models"]}
     assert info["face"]["path"] == "opencv-data/haarcascade_frontalface_alt.xml"
-    assert info["yunet"]["path"] == "mysite/data/yunet_s_640_640.onnx"
+    assert info["yunet"]["path"] == "mysite/models/data/yunet_s_640_640.onnx"
     page = client.get("/", headers=PAGE).get_data(as_text=True)
     assert "opencv-data/haarcascade_frontalface_alt.xml" in page and str(PROJECT_DIR) not in page
 
@@ -334,7 +334,7 @@ def test_nginx_own_error_answers_are_nosniff_too() -> None:
     """The JSON errors nginx makes itself in front of the app (Elastic Beanstalk, the Docker image)."""
     import re
 
-    from mysite import proxy_conf
+    from mysite.server import proxy_conf
 
     conf = proxy_conf.render(load({}, environ={}), 120)
     blocks = re.findall(r"location @mysite_\d+ \{([^}]*)\}", conf)

@@ -10,9 +10,9 @@ import cv2
 import pytest
 
 from mysite import create_app
-from mysite.model_kinds import DATA_DIR
-from mysite.model_schema import ModelSpec, read_specs
-from mysite.registry import resolve
+from mysite.models.kinds import DATA_DIR
+from mysite.models.registry import resolve
+from mysite.models.schema import ModelSpec, read_specs
 from mysite.settings import Settings, SettingsError, load
 
 NO_FILE = {"MYSITE_ENV_FILE": "/nonexistent/.env"}
@@ -143,7 +143,7 @@ def test_declared_models_are_data():
 
 
 def test_unknown_kind_is_reported_not_fatal(tmp_path):
-    from mysite.registry import Registry
+    from mysite.models.registry import Registry
 
     reg = Registry({"odd": ModelSpec(name="odd", kind="hologram")}, Settings())
     assert not reg.entries["odd"].loaded and "unknown kind 'hologram'" in reg.entries["odd"].error
@@ -153,7 +153,7 @@ def test_models_load_with_opencvs_pool_off_then_get_the_configured_size(monkeypa
     """gunicorn forks workers after create_app (preload): an OpenCV pool started while loading
     would leave every worker single-threaded, so loading runs serially (the bench's
     "CPUs busy" column shows the effect)."""
-    from mysite import registry
+    from mysite.models import registry
 
     seen = []
     real = dict(registry.KINDS)

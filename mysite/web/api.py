@@ -12,9 +12,9 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, g, jsonify, request
 
-from mysite import memory
 from mysite.errors import ApiError, BadRequest, Reason, TooLarge
 from mysite.params import parse
+from mysite.server import memory
 from mysite.settings import Settings
 from mysite.vision import budget
 from mysite.vision.boxes import clip
@@ -44,7 +44,7 @@ def register(app: Flask, endpoints: tuple[Endpoint, ...] = ENDPOINTS) -> None:
     state.endpoints = tuple(endpoints)
 
 
-# Growth of the worker's RSS beyond which the heap is trimmed once the answer is sent (mysite/memory.py).
+# Growth of the worker's RSS beyond which the heap is trimmed once the answer is sent (mysite/server/memory.py).
 RELEASER = memory.Releaser(above=8 * 1024 * 1024)
 
 

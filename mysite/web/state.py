@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 
 from flask import Flask, current_app
 
-from mysite.concurrency import Gate
+from mysite.server.concurrency import Gate
 
 if TYPE_CHECKING:
-    from mysite.registry import Registry
+    from mysite.models.registry import Registry
     from mysite.settings import Settings
     from mysite.web.endpoints import Endpoint
 

@@ -9,8 +9,8 @@ gunicorn documents. Why these defaults: README, "Performance".
 
 import os
 
-from mysite import gunicorn_errors
-from mysite.memory import limit_arenas
+from mysite.server import gunicorn_errors
+from mysite.server.memory import limit_arenas
 
 
 def _cpus() -> int:
@@ -27,7 +27,7 @@ bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 # workers with one OpenCV thread each serve 1.9x the requests of one.
 workers = int(os.environ.get("WEB_CONCURRENCY", str(max(2, _cpus()))))
 # Threads per worker (gthread): a slow upload, a ?url= fetch or /healthz each take a thread, not the
-# worker; detections still run one at a time per worker (mysite/concurrency.py), so memory and
+# worker; detections still run one at a time per worker (mysite/server/concurrency.py), so memory and
 # throughput stay those of one request per worker. Measured: README, "Slow clients and /healthz".
 worker_class = "gthread"
 # Threads would each get a malloc heap of their own (up to 8 per CPU), and what one frees the
@@ -47,7 +47,7 @@ graceful_timeout = 20
 preload_app = True
 accesslog = "-"
 # The access log writes each request's URL: an API key a client put in the query string is redacted.
-logger_class = "mysite.accesslog.RedactingLogger"
+logger_class = "mysite.server.accesslog.RedactingLogger"
 errorlog = "-"
 # gunicorn >= 25 opens a control socket at one fixed path; a web app does not need it, and two
 # instances on one machine (tests, benchmarks) would fight over it.

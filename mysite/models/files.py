@@ -1,4 +1,4 @@
-"""``python -m mysite.model_files list|fetch``: the declared model files, and getting them.
+"""``python -m mysite.models list|fetch``: the declared model files, and getting them.
 
 ``list`` shows every model of models.toml with each of its files: where it is
 looked for, its size and its status. ``fetch [NAME...]`` downloads the files a
@@ -28,9 +28,9 @@ import requests
 from urllib3.exceptions import ReadTimeoutError
 
 from mysite import settings as settings_mod
-from mysite.model_kinds import DATA_DIR, companion_path
-from mysite.model_schema import ModelSpec, read_specs
-from mysite.registry import resolve
+from mysite.models.kinds import DATA_DIR, companion_path
+from mysite.models.registry import resolve
+from mysite.models.schema import ModelSpec, read_specs
 from mysite.settings import Settings
 
 DIGESTS = ("sha256", "sha1", "git_blob")
@@ -250,7 +250,7 @@ def rows(specs: Mapping[str, ModelSpec], settings: Settings) -> list[tuple[str, 
 
 
 def main(argv: list[str] | None = None, specs: Mapping[str, ModelSpec] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m mysite.model_files", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m mysite.models", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="every model's files: path, size, status")
     f = sub.add_parser("fetch", help="download declared files and verify their digests")

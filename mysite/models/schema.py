@@ -62,7 +62,7 @@ def read_specs(path: Path = MODELS_FILE) -> dict[str, ModelSpec]:
 Types = type | tuple[type, ...]
 
 NUMBER = (int, float)
-# Keys every kind takes (ModelSpec; ``sources`` is read by ``python -m mysite.model_files fetch``).
+# Keys every kind takes (ModelSpec; ``sources`` is read by ``python -m mysite.models fetch``).
 COMMON: dict[str, Types] = {
     "kind": str, "doc": str, "file": str, "env": str, "required": bool, "params": dict, "sources": list,
 }

@@ -1,4 +1,4 @@
-"""``python -m mysite.proxy_conf``: the nginx settings in front of the app, derived from its settings.
+"""``python -m mysite.server.proxy_conf``: the nginx settings in front of the app, derived from its settings.
 
 One source of truth for the body limit: nginx lets through exactly the largest body the app
 accepts (``Settings.max_body_bytes``, from ``MYSITE_MAX_UPLOAD_MB``) and waits as long as
@@ -59,7 +59,7 @@ def render(settings: settings_mod.Settings, timeout_s: int) -> str:
             Reason.TOO_LARGE)),
     ])
     return f"""\
-# Written by `python -m mysite.proxy_conf` from MYSITE_MAX_UPLOAD_MB={settings.max_upload_mb:g} and
+# Written by `python -m mysite.server.proxy_conf` from MYSITE_MAX_UPLOAD_MB={settings.max_upload_mb:g} and
 # MYSITE_TIMEOUT={timeout_s}: do not edit by hand (README, "Raising the upload limit").
 
 # The largest body the app accepts: the image limit as base64 (4/3) plus room for the form.
@@ -102,7 +102,7 @@ def standalone(settings: settings_mod.Settings, timeout_s: int, prefix: Path, li
                                                                             "uwsgi", "scgi"))
     server_conf = "\n".join(f"        {line}" if line else "" for line in render(settings, timeout_s).splitlines())
     return f"""\
-# Written by `python -m mysite.proxy_conf --standalone`.
+# Written by `python -m mysite.server.proxy_conf --standalone`.
 worker_processes auto;
 pid {prefix / 'nginx.pid'};
 error_log stderr warn;
@@ -143,7 +143,7 @@ http {{
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m mysite.proxy_conf", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m mysite.server.proxy_conf", description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, help="write here (default: print)")
     ap.add_argument("--standalone", action="store_true", help="a whole nginx.conf, not the server-level part")
     ap.add_argument("--prefix", type=Path, default=Path("/tmp/mysite-nginx"), help="nginx's folder (--standalone)")
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--upstream", action="append", help="an app address, host:port (--standalone; repeatable)")
     args = ap.parse_args(argv)
     try:
-        from mysite.gunicorn_conf import timeout  # MYSITE_TIMEOUT, read as the Procfile's gunicorn reads it
+        from mysite.server.gunicorn_conf import timeout  # MYSITE_TIMEOUT, read as the Procfile's gunicorn reads it
 
         settings = settings_mod.load()
         if args.standalone:

@@ -23,7 +23,7 @@ from mysite.vision.ssd import SSD
 from mysite.vision.yunet import YuNet
 
 if TYPE_CHECKING:
-    from mysite.model_schema import ModelSpec
+    from mysite.models.schema import ModelSpec
 
 DATA_DIR = Path(__file__).with_name("data")  # the shipped model files and their companions
 SELF_CONTAINED = {".onnx", ".tflite"}  # model formats whose file holds the whole graph: no config file

@@ -17,10 +17,10 @@ from typing import Any
 
 import cv2
 
-from mysite import model_schema
 from mysite.errors import Unavailable
-from mysite.model_kinds import DATA_DIR, KINDS, Model
-from mysite.model_schema import ModelSpec
+from mysite.models import schema as model_schema
+from mysite.models.kinds import DATA_DIR, KINDS, Model
+from mysite.models.schema import ModelSpec
 from mysite.params import with_defaults
 from mysite.publicpaths import PathNamer
 from mysite.settings import PROJECT_DIR, Settings
@@ -113,7 +113,7 @@ def public_namer(settings: Settings) -> PathNamer:
     """Names relative to the folders a model file is looked for in (and the folders around them)."""
     model_dir = settings.model_dir.resolve() if settings.model_dir is not None else None
     return PathNamer.of([
-        (model_dir, ""), (DATA_DIR, "mysite/data"), (OPENCV_DATA_DIR, "opencv-data"),
+        (model_dir, ""), (DATA_DIR, "mysite/models/data"), (OPENCV_DATA_DIR, "opencv-data"),
         (Path(sysconfig.get_paths()["purelib"]), "site-packages"), (PROJECT_DIR, "."),
         (Path(sys.prefix), "python"), (Path.home(), "~"),
     ])
@@ -130,7 +130,7 @@ def unavailable_message(entry: DeclaredModel, namer: PathNamer | None = None) ->
         if spec.file:
             msg += " (or put it in MYSITE_MODEL_DIR)"
     if spec.options.get("sources"):
-        msg += f"; or download it: python -m mysite.model_files fetch {spec.name}"
+        msg += f"; or download it: python -m mysite.models fetch {spec.name}"
     return msg
 
 

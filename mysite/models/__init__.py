@@ -1,0 +1,1 @@
+"""The model layer: models.toml's schema, the kinds that load each model, the registry, the files."""

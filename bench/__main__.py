@@ -1,6 +1,6 @@
 """``python -m bench``: the book's face detection vs ours, in-process and over gunicorn, as tables.
 
-Prints Markdown tables (paste them into the README) of medians / p90 in ms, ratios,
+Prints Markdown tables (paste them into docs/performance.md) of medians / p90 in ms, ratios,
 faces found, recall against the book's full-resolution answer, throughput with 1 and
 2 workers, cold start and peak RSS per worker. Benchmarks, not tests: nothing fails.
 Then ``bench.detectors``: every /detect detector (Haar, YuNet, BlazeFace) side by side with

@@ -8,7 +8,7 @@ worker. For each: status, time, and the worker's RSS before, at its peak (``VmHW
 before each request through ``/proc/PID/clear_refs``) and after the answer (what it kept).
 Then two workers (the Procfile's default) serve the costliest accepted request from two
 clients at once while the whole server's memory (PSS of master and workers, so shared
-pages count once) is sampled. Prints Markdown tables for the README. Bounded: every request
+pages count once) is sampled. Prints Markdown tables for docs/reliability-security.md. Bounded: every request
 has a 120 s timeout; the run takes about two minutes on 2 CPUs. Options: ``--quick`` (the
 12 MP rows only).
 """

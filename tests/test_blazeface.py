@@ -61,7 +61,7 @@ def test_boxes_stay_inside_the_image(short_range):
 def test_group_photo_short_range_sees_no_small_faces(short_range):
     """Short range is for faces near the camera: 17 small faces letterboxed into 128x128 are too small."""
     image = cv2.imread(str(DATA / "group_17_faces.jpg"))
-    # Measured: none at the default threshold (full range finds 16 of 17; README "Deep-learning models").
+    # Measured: none at the default threshold (full range finds 16 of 17; docs/models.md).
     assert short_range.run(image, min_confidence=0.5, nms=0.3) == []
 
 

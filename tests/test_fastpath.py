@@ -185,7 +185,7 @@ def test_haar_finds_faces_exactly_min_face_wide(client, width, height):
 
 
 def test_a_cascade_declared_without_min_face_looks_down_to_min_size():
-    """The README's eye cascade: min_face is a default of the face models, not of every cascade."""
+    """The models guide's eye cascade: min_face is a default of the face models, not of every cascade."""
     import re
     import tomllib
 
@@ -193,8 +193,8 @@ def test_a_cascade_declared_without_min_face_looks_down_to_min_size():
     from mysite.models.schema import ModelSpec
     from mysite.settings import load
 
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
-    table = tomllib.loads(re.search(r"```toml\n(\[eyes\].*?)```", readme, re.S).group(1))
+    guide = (Path(__file__).parent.parent / "docs" / "models.md").read_text()
+    table = tomllib.loads(re.search(r"```toml\n(\[eyes\].*?)```", guide, re.S).group(1))
     spec = ModelSpec.from_table("eyes", table["eyes"])
     eyes = _load(spec, load({"MYSITE_MIN_FACE": "0.05"}, environ={}))
     assert eyes.loaded and {p.name: p.default for p in eyes.model.params}["min_face"] == 0.0

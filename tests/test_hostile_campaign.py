@@ -3,7 +3,7 @@
 1,000 hostile inputs over every route, 20 clients for 10 s with /healthz probed, four uploads at
 30 B/s and two ``?url=`` fetches from a dripping loopback origin (deadlines of 3 s), gunicorn's
 own size limits. The full campaign (10,000 requests, 50 clients for 60 s, 20 s deadlines) is
-the README's. About 35 s.
+in docs/reliability-security.md. About 35 s.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""PythonAnywhere as the README tells it: its ``.env`` example works pasted as is, and uWSGI run as
+"""PythonAnywhere as docs/deploy-pythonanywhere.md tells it: its ``.env`` example works pasted as is, and uWSGI run as
 PythonAnywhere runs it (one process, no threads, touch-reload) loses no request across a reload.
 
 The uWSGI test needs uWSGI beside this interpreter (``pip install -r bench/requirements.txt``;

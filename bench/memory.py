@@ -28,9 +28,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from bench import compose
-from bench.hostile_inputs import jpeg_header, png
 from bench.server import Server, multipart, request
+from testkit import compose
+from testkit.hostile_inputs import jpeg_header, png
 
 GOAL_PEAK_MB = 300
 GOAL_KEPT_MB = 50

@@ -1,6 +1,6 @@
 """``python -m bench.everyday``: Haar and YuNet beside the book on photos with known faces, 0.3 to 24 MP.
 
-The photos are ``bench.scenes.suite()`` (grids and random layouts, 5 to 100 faces, several
+The photos are ``testkit.scenes.suite()`` (grids and random layouts, 5 to 100 faces, several
 backgrounds) and the book's group photo. For each photo: the book's code, /detect with Haar
 (the default) and with YuNet, through the app in-process (decode + detect + JSON), timed in
 turn rep by rep so a busy machine slows them alike. Wall and CPU ms (median; CPU counts every
@@ -21,12 +21,13 @@ from typing import Any
 
 import cv2
 
-from bench import book, scenes
+from bench import book
 from bench.measure import interleaved, iou, ratio, recall
 from bench.server import ROOT
 from mysite import create_app
 from mysite.vision import fastpath
 from mysite.vision.decode import read_header
+from testkit import scenes
 
 FP_IOU = 0.3
 DETECTORS = {"haar": (25, 0.025), "yunet": (10, 0.025)}  # min_size, min_face: the models' defaults
@@ -49,11 +50,19 @@ def _detect(client: Any, data: bytes, detector: str) -> list[list[int]]:
     return [d["box"] for d in r.get_json()["result"]]
 
 
-def quality(known: list[list[int]], boxes: list[list[int]], min_px: int) -> tuple[int, int, int]:
-    """Placed faces >= min_px found, how many there are, false positives."""
-    hit, n = recall([k for k in known if k[2] - k[0] >= min_px], boxes)
+def quality(known: list[list[int]], boxes: list[list[int]], min_px: int) -> tuple[int, int, int, int]:
+    """Placed faces >= min_px found (IoU >= 0.5), found with a box on them, how many there are, false positives.
+
+    "A box on them": centred inside the placed box and IoU >= 0.3. The placed boxes are the book's
+    (Haar's) boxes; YuNet's are narrower (a median 0.73 of their width), which puts a few of its boxes on
+    a face just under IoU 0.5.
+    """
+    wanted = [k for k in known if k[2] - k[0] >= min_px]
+    hit, n = recall(wanted, boxes)
+    on = sum(any(iou(k, b) >= FP_IOU and k[0] <= (b[0] + b[2]) / 2 <= k[2] and k[1] <= (b[1] + b[3]) / 2 <= k[3]
+                 for b in boxes) for k in wanted)
     fp = sum(not any(iou(b, k) >= FP_IOU for k in known) for b in boxes)
-    return hit, n, fp
+    return hit, on, n, fp
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -66,9 +75,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"bench.everyday: {os.cpu_count()} CPUs, OpenCV {cv2.__version__} ({cv2.getNumThreads()} threads), "
           f"load average {os.getloadavg()[0]:.2f} at start. Times in one run, interleaved; compare CPU ratios.\n")
     client = create_app({"MYSITE_URL_FETCH": "off", "MYSITE_LOG_LEVEL": "WARNING"}).test_client()
-    print("| photo | detector | wall ms | CPU ms | book CPU ÷ CPU | found ≥ min / placed ≥ min | book found "
-          "| false positives |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| photo | detector | wall ms | CPU ms | book CPU ÷ CPU | found (IoU ≥ 0.5) / placed ≥ min | "
+          "a box on it | book found | false positives |")
+    print("|---|---|---|---|---|---|---|---|---|")
     totals: dict[str, list[int]] = {}
     for name, data, known in photos(sizes):
         header = read_header(data)
@@ -81,20 +90,19 @@ def main(argv: list[str] | None = None) -> None:
         for label, (timing, boxes) in t.items():
             min_size, min_face = DETECTORS.get(label, DETECTORS["haar"])
             min_px = fastpath.smallest(max(header.width, header.height), min_size, min_face)
-            hit, n, fp = quality(known, boxes, min_px)
+            hit, on, n, fp = quality(known, boxes, min_px)
             b_hit = quality(known, t["book"][1], min_px)[0]
-            tot = totals.setdefault(f"{name.split(' ')[0]} MP {label}", [0, 0, 0, 0])
-            tot[0] += hit
-            tot[1] += n
-            tot[2] += fp
-            tot[3] += b_hit
+            tot = totals.setdefault(f"{name.split(' ')[0]} MP {label}", [0] * 7)
+            for i, v in enumerate((hit, on, n, fp, b_hit, timing.cpu, t["book"][0].cpu)):
+                tot[i] += v
             print(f"| {name} | {label} | {timing.median:.0f} | {timing.cpu:.0f} | "
-                  f"{ratio(t['book'][0].cpu, timing.cpu):.2f}x | {hit}/{n} | {b_hit}/{n} | {fp} |", flush=True)
-    print("\n| size | detector | found / placed (≥ its min) | the book found | false positives |")
-    print("|---|---|---|---|---|")
-    for key, (hit, n, fp, b_hit) in totals.items():
+                  f"{ratio(t['book'][0].cpu, timing.cpu):.2f}x | {hit}/{n} | {on}/{n} | {b_hit}/{n} | {fp} |", flush=True)
+    print("\n| size | detector | book CPU ÷ CPU, all photos | found (IoU ≥ 0.5) / placed (≥ its min) | a box on it "
+          "| the book found | false positives |")
+    print("|---|---|---|---|---|---|---|")
+    for key, (hit, on, n, fp, b_hit, cpu, book_cpu) in totals.items():
         size, det = key.rsplit(" ", 1)
-        print(f"| {size} | {det} | {hit}/{n} | {b_hit}/{n} | {fp} |")
+        print(f"| {size} | {det} | {ratio(book_cpu, cpu):.2f}x | {hit}/{n} | {on}/{n} | {b_hit}/{n} | {fp} |")
     print(f"\n(took {time.perf_counter() - started:.0f} s; load average {os.getloadavg()[0]:.2f} at end)")
 
 

@@ -8,7 +8,7 @@ setting names the value used when the request gives none.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mysite.errors import BadRequest, Reason
 from mysite.settings import Settings, SettingsError, nearest
@@ -22,6 +22,7 @@ class ModelChoice:
     models: Mapping[str, str]
     setting: str  # a Settings attribute, e.g. "face_detector" (MYSITE_FACE_DETECTOR)
     default: str
+    uses: Mapping[str, str] = field(default_factory=dict)  # value -> what to pick it for (page, OpenAPI)
 
     def default_value(self, settings: Settings) -> str:
         return str(getattr(settings, self.setting, "") or self.default)

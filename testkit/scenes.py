@@ -1,24 +1,20 @@
-"""Photos with known faces for the detector benchmarks: single faces cut from the test photos and
-pasted at chosen sizes on several backgrounds, on a grid or at random places, any photo size.
+"""Photos with known faces at any size: single faces cut from the test photos and pasted at chosen
+sizes on several backgrounds, on a grid or at random places (tests and bench.everyday).
 
 Deterministic (a seed per scene). Faces: the 17 of the book's group photo (each the book's box
 and a quarter of its width around it) and the astronaut's; the known box of a pasted face is the
-source's box moved and scaled with it. ``python -m bench.scenes DIR`` writes every scene of
-``suite()`` as JPEG with its boxes beside it.
+source's box moved and scaled with it.
 """
 
 from __future__ import annotations
 
-import json
-import sys
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 
 import cv2
 import numpy as np
 
-from bench.compose import _ASTRONAUT_FACE, DATA, jpeg
+from testkit.compose import _ASTRONAUT_FACE, DATA, _source_faces, jpeg
 
 CONTEXT = 0.25  # each side of a face's box, as a fraction of its width, pasted with it
 BACKGROUNDS = ("car", "cat", "noise", "gradient", "blurred group")
@@ -41,12 +37,10 @@ class Scene:
 @cache
 def _faces() -> list[tuple[np.ndarray, tuple[float, float, float, float]]]:
     """Face crops (BGR) and the face's box (x, y, w, h) in the crop."""
-    from bench.book import detect_rects
-
     out = []
     group = cv2.imread(str(DATA / "group_17_faces.jpg"))
     astronaut = cv2.imread(str(DATA / "astronaut.png"))
-    sources = [(group, r) for r in detect_rects((DATA / "group_17_faces.jpg").read_bytes())]
+    sources = [(group, r) for r in _source_faces("group_17_faces.jpg")]
     sources.append((astronaut, _ASTRONAUT_FACE))
     for image, (x, y, w, h) in sources:
         m = round(CONTEXT * w)
@@ -159,13 +153,3 @@ def suite(sizes: tuple[str, ...] = tuple(SIZES)) -> list[Scene]:
             ]
     return out
 
-
-if __name__ == "__main__":
-    out_dir = Path(sys.argv[1] if len(sys.argv) > 1 else "scenes")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for sc in suite():
-        data, boxes = build_jpeg(sc)
-        stem = sc.name.replace(" ", "_")
-        (out_dir / f"{stem}.jpg").write_bytes(data)
-        (out_dir / f"{stem}.json").write_text(json.dumps(boxes))
-        print(f"{stem}.jpg: {len(boxes)} faces")

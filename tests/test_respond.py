@@ -12,7 +12,7 @@ import pytest
 
 from mysite.vision.decode import Header
 from mysite.vision.draw import BOX_COLOR, draw_detections
-from mysite.web.respond import AnswerFormat, answer_memory
+from mysite.pipeline import AnswerFormat, answer_memory
 
 DATA = Path(__file__).with_name("data")
 GROUP = (DATA / "group_17_faces.jpg").read_bytes()

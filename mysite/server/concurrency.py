@@ -18,7 +18,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from mysite.errors import Reason, Unavailable
+from mysite.errors import Busy
 
 _local = threading.local()
 
@@ -26,12 +26,6 @@ _local = threading.local()
 def current_slot() -> int | None:
     """The CV slot this thread holds, or None outside one (per-slot model caches key on it)."""
     return getattr(_local, "slot", None)
-
-
-class Busy(Unavailable):
-    """Every CV slot is taken and the queue is full: come back in a moment."""
-
-    status, reason = "busy", Reason.BUSY
 
 
 class Gate:

@@ -353,7 +353,7 @@ class _Dispatcher:
         if proc.conn is not None:
             proc.conn.close()
             proc.conn = None
-            self.counts.served += 1
+            self.counts.served += bool(note)
         if not note:  # it died: _reap replaces it
             self.selector.unregister(proc.control)
 

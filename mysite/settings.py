@@ -64,7 +64,7 @@ class Settings:
     work_deadline: float = 10.0
     # Memory a CV process may take beyond what it starts with (an rlimit: past it, the request fails with
     # a 413 and the process is replaced).
-    cv_memory_mb: float = 400.0
+    cv_memory_mb: float = 192.0
     secret_key: str = field(default_factory=lambda: secrets.token_hex(16), repr=False)
     log_level: str = "INFO"
     cv_threads: int = -1

@@ -14,9 +14,8 @@ from pathlib import Path
 
 import pytest
 import requests
-from PIL import Image
-
 from live_server import start_gunicorn
+from PIL import Image
 
 DATA = Path(__file__).parent / "data"
 

@@ -1,6 +1,6 @@
 """``python -m bench.crowd``: a crowd of closed-loop clients against one Procfile instance.
 
-Each client posts the 12 MP composition (``bench/compose.py``) to ``/detect`` again as soon as
+Each client posts the 12 MP composition (``testkit/compose.py``) to ``/detect`` again as soon as
 it has its answer, and never retries a 503 (as a load balancer and DeepStack's clients do not).
 A prober reads ``/healthz`` every quarter second throughout. Printed per crowd: answers by
 status, throughput against the instance's capacity (CPUs / the photo's single-threaded
@@ -20,7 +20,6 @@ from collections import Counter
 
 import cv2
 
-from bench import compose
 from bench.server import Server, multipart, request
 from mysite import create_app
 from mysite.params import parse
@@ -28,6 +27,7 @@ from mysite.pipeline import AnswerFormat, Job, run_job
 from mysite.vision.budget import Budget
 from mysite.web.endpoints import FACE_DETECTORS
 from mysite.web.state import current_registry, current_settings
+from testkit import compose
 
 
 def in_process_seconds(data: bytes, detector: str, reps: int = 7) -> float:

@@ -18,6 +18,7 @@ from live_server import start_gunicorn
 from PIL import Image
 
 DATA = Path(__file__).parent / "data"
+pytestmark = pytest.mark.slow
 
 
 def scan_bomb(size: int, width: int = 8000, height: int = 5000) -> bytes:

@@ -21,7 +21,8 @@ processes are doing: ``/healthz`` reads it.
 Frames on a connection: web -> dispatcher ``J`` (a job) or ``S`` (status); dispatcher -> web
 ``B`` (busy: gave up waiting) or a JSON status line; process -> web ``G`` + its pid (started),
 then a length-prefixed pickle each way: ``(fn, args)`` in, ``("ok", value)`` or
-``("error", ApiError.parts())`` out. Only this instance's own processes are on the socket (a
+``("error", ApiError.parts())`` out. Process -> dispatcher, on its own socket: ``D`` (done, free
+again) or ``L`` (done, and exiting: replace me). Only this instance's own processes are on the socket (a
 private folder), so pickle carries nothing a client wrote but bytes.
 """
 
@@ -196,6 +197,7 @@ class _Process:
     control: socket.socket
     conn: socket.socket | None = None  # the request it serves (the dispatcher's copy), None when free
     since: float = 0.0
+    leaving: bool = False  # it said it will exit after its request: give it no other
 
 
 @dataclass
@@ -327,7 +329,7 @@ class _Dispatcher:
                     os.kill(proc.pid, signal.SIGKILL)
 
     def _dispatch(self) -> None:
-        free = [p for p in self.processes.values() if p.conn is None]
+        free = [p for p in self.processes.values() if p.conn is None and not p.leaving]
         while free and self.waiting:
             conn, queued = self.waiting.popleft()
             self.selector.unregister(conn)
@@ -354,6 +356,7 @@ class _Dispatcher:
             proc.conn.close()
             proc.conn = None
             self.counts.served += bool(note)
+        proc.leaving = proc.leaving or note == b"L"
         if not note:  # it died: _reap replaces it
             self.selector.unregister(proc.control)
 
@@ -431,7 +434,7 @@ def _work(control: socket.socket, models: Any, memory_bytes: int) -> None:
         finally:
             conn.close()
         memory.trim()  # give the request's memory back before the next one
-        control.sendall(b"D")
+        control.sendall(b"L" if leave else b"D")  # L: done, and leaving (the dispatcher forks a fresh one)
         if leave:
             return
 

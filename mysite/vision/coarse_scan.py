@@ -48,7 +48,8 @@ STAGES_DROPPED = 6  # the proposer is the cascade without its last 6 stages (of 
 MIN_STAGES = 10  # a cascade with fewer stages left proposes with all of them
 LEVEL_STRIDE = 2  # the coarse look visits every other level (scale_factor ** 2 apart)
 NEAR_LARGE = 2  # a proposal leads to a close scan of the levels this many steps either side of its size
-NEAR_EXACT = 4  # the same, for a photo whose exact boxes are wanted: a group's hits span more levels
+EXACT_REACH = 1.54  # the same as a size ratio (4 steps of 1.1), for a photo whose exact boxes are wanted:
+# a group's hits span more sizes
 NEAR_MARGIN = 4  # a hit at a size asked for leads to the margin levels this many steps below it
 WHOLE_LEVEL = 0.6  # close scans visiting this fraction of a level's positions scan it whole instead
 PAD = 3  # a close scan looks at window positions this many level pixels either side of a lead's
@@ -92,12 +93,14 @@ def scan(clf: cv2.CascadeClassifier, proposer: cv2.CascadeClassifier, image: np.
 
     ``exact``: for a photo scanned at its own size, whose boxes should be the book's. The levels
     below twice the window are scanned by OpenCV every other one (those between closely around
-    the hits), and every close scan reaches NEAR_EXACT levels either side of its leads, so that an
+    the hits), and every close scan reaches EXACT_REACH in size either side of its leads, so that an
     object's group of hits is whole and grouping it gives OpenCV's own box.
     """
     small = [lv for lv in levels if lv.window[0] >= asked_px and not _dense(lv)]
     rest = [_Level(clf, image, lv, window, scale_factor) for lv in levels if lv not in small]
-    near = scale_factor ** ((NEAR_EXACT if exact else NEAR_LARGE) + 0.5)
+    near = scale_factor ** (NEAR_LARGE + 0.5)
+    if exact:
+        near = max(near, EXACT_REACH)
     hits: set[Rect] = set()
     between: list[_Level] = []
     if small and not exact:  # OpenCV's own scan

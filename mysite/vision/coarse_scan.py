@@ -47,6 +47,7 @@ Rect = tuple[int, int, int, int]  # x, y, w, h in pixels of the image scanned
 STAGES_DROPPED = 6  # the proposer is the cascade without its last 6 stages (of 22 for faces, 20 for cat faces)
 MIN_STAGES = 10  # a cascade with fewer stages left proposes with all of them
 LEVEL_STRIDE = 2  # the coarse look visits every other level (scale_factor ** 2 apart)
+SMALL_STRIDE = 2  # an exact scan has OpenCV scan every other level below twice the window
 NEAR_LARGE = 2  # a proposal leads to a close scan of the levels this many steps either side of its size
 EXACT_REACH = 1.54  # the same as a size ratio (4 steps of 1.1), for a photo whose exact boxes are wanted:
 # a group's hits span more sizes
@@ -107,7 +108,7 @@ def scan(clf: cv2.CascadeClassifier, proposer: cv2.CascadeClassifier, image: np.
         hits.update(_rects(clf.detectMultiScale(image, scaleFactor=scale_factor, minNeighbors=0,
                                                 minSize=small[0].window, maxSize=small[-1].window)))
     for i, lv in enumerate(small if exact else []):
-        if i % 2 == 0 or i == len(small) - 1:
+        if i % SMALL_STRIDE == 0 or i == len(small) - 1:
             hits.update(_rects(clf.detectMultiScale(image, scaleFactor=scale_factor, minNeighbors=0,
                                                     minSize=lv.window, maxSize=lv.window)))
         else:

@@ -81,7 +81,7 @@ class Cascade:
 
     def work(self, header: Header, values: dict[str, Any]) -> int:
         """Windows OpenCV's full scan of this image evaluates (values as ``prepare`` returned them): a
-        bound on the work, as a reduced photo's coarse look (``coarse_scan``) evaluates fewer."""
+        bound on the work, as the coarse look (``coarse_scan``) evaluates fewer."""
         p = fastpath.plan(header.width, header.height, min_size=values["min_size"],
                           min_face=values["min_face"], window=self.window)
         return budget.windows(self._scan(header.width, header.height, p.min_px, values["scale_factor"])[0],

@@ -10,6 +10,8 @@ from test_browser import ARTIFACTS, browser  # noqa: F401  (the module's Chromiu
 from test_seed_clients import _digit_png
 from webdriver import Browser
 
+pytestmark = pytest.mark.slow
+
 JQUERY = Path("/usr/share/javascript/jquery/jquery.min.js")
 
 # The seed's templates/index.html and static/index.js, as printed; only the two script tags are

@@ -11,6 +11,8 @@ from test_browser import ARTIFACTS, DATA, _answer, _open, _run, browser  # noqa:
 from test_seed_clients import _digit_png
 from webdriver import Browser
 
+pytestmark = pytest.mark.slow
+
 KEY = "page-key-0123456789"
 
 

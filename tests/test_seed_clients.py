@@ -27,6 +27,8 @@ from live_server import LiveServer, start_gunicorn
 from tests_helpers import require
 from tiny_models import colour_classifier, fixed_ssd
 
+pytestmark = pytest.mark.slow
+
 DATA = Path(__file__).parent / "data"
 RED, GREEN = (0, 0, 255), (0, 255, 0)  # BGR
 # [image_id, class_id, confidence, x1, y1, x2, y2]; VOC ids: 8 cat, 12 dog, 15 person.

@@ -101,8 +101,8 @@ def handle(ep: Endpoint) -> Response:
     return response
 
 
-# Work is counted in cascade windows (about 0.1-0.3 us each here); decoding and the DNN models'
-# resizing cost about a tenth of that per pixel.
+# Work is counted in cascade windows; decoding and the DNN models' resizing cost about a tenth of a
+# window per pixel.
 DECODE_WORK = 8
 
 

@@ -58,6 +58,7 @@ def test_predict_with_no_classifier_is_a_503_with_success_false(client):
     assert r.status_code == 503 and r.get_json()["success"] is False
 
 
+@pytest.mark.slow
 def test_predictor_answers_base64_by_default_and_json_when_asked(client, group_jpg):
     r = client.post("/predictor", data=base64.b64encode(group_jpg))
     assert r.status_code == 200 and r.mimetype == "text/plain"

@@ -191,7 +191,7 @@ def test_connection_refused_is_retried_then_reported() -> None:
     assert sleeps == [0.5, 1.0, 2.0]
 
 
-def test_seed_003_base64_round_trip_over_the_wire(live_server) -> None:
+def test_aidemo_base64_round_trip_over_the_wire(live_server) -> None:
     r = requests.post(f"{live_server.url}/detect?output=base64", data=base64.b64encode(GROUP.read_bytes()))
     assert r.status_code == 200
     picture = cv2.imdecode(np.frombuffer(base64.b64decode(r.content), np.uint8), cv2.IMREAD_COLOR)

@@ -98,7 +98,7 @@ def test_config_is_needed_only_where_the_format_keeps_its_graph_apart(tmp_path):
         model_kinds.config(spec, Path(tmp_path / "ssd.caffemodel"))
 
 
-def test_seed_001_thumbnail_of_a_large_photo_fits_400_px(make_app, classifier_dir):
+def test_bird_classifier_thumbnail_of_a_large_photo_fits_400_px(make_app, classifier_dir):
     client = make_app({"MYSITE_MODEL_DIR": str(classifier_dir)}).test_client()
     photo = cv2.imencode(".jpg", np.full((3000, 4000, 3), (0, 0, 255), np.uint8))[1].tobytes()  # red, 12 MP
     r = client.post("/", data={"bird_image": (io.BytesIO(photo), "p.jpg")}, content_type="multipart/form-data")

@@ -91,7 +91,7 @@ def test_format_png_in_query(client) -> None:
 
 
 @pytest.mark.slow
-def test_seed_003_base64_round_trip(client) -> None:
+def test_aidemo_base64_round_trip(client) -> None:
     """The AIDemo client: POST the base64 of a JPEG as the body, b64decode the answer, get a picture."""
     boxes = _faces(client)
     r = client.post("/detect?output=base64", data=base64.b64encode(GROUP))

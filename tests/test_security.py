@@ -219,7 +219,7 @@ def test_the_page_form_sends_its_key_field(keyed_app, cat_jpg) -> None:
     ok = c.post("/", data=form, headers=PAGE)
     assert ok.status_code == 200 and b"1 found" in ok.data
     # Seed 002's page posts its form (field img, and the key field) to /predict/.
-    from test_seed_clients import _digit_png
+    from test_existing_clients import _digit_png
 
     r = c.post("/predict/", data={"img": (io.BytesIO(_digit_png(7)), "seven.png"), "api_key": KEY})
     assert r.status_code == 200 and r.get_data(as_text=True).strip() == "7"

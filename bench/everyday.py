@@ -54,8 +54,7 @@ def quality(known: list[list[int]], boxes: list[list[int]], min_px: int) -> tupl
     """Placed faces >= min_px found (IoU >= 0.5), found with a box on them, how many there are, false positives.
 
     "A box on them": centred inside the placed box and IoU >= 0.3. The placed boxes are the book's
-    (Haar's) boxes; YuNet's are narrower (a median 0.73 of their width), which puts a few of its boxes on
-    a face just under IoU 0.5.
+    (Haar's) boxes; YuNet's are narrower, which puts a few of its boxes on a face just under IoU 0.5.
     """
     wanted = [k for k in known if k[2] - k[0] >= min_px]
     hit, n = recall(wanted, boxes)

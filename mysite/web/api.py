@@ -76,6 +76,7 @@ def handle(ep: Endpoint) -> Response:
     given = {**ep.defaults, **inputs.params(request)}  # the request's own parameters win over the row's defaults
     model = registry.get(pick(ep.model, ep.choice, given, settings))
     values = parse(model.params, given)
+    _check_unread(ep, model, given, registry)
     values.update(ep.fixed)
     explicit = {*given, *ep.fixed}
     limit = Budget(settings.request_memory_bytes, settings.request_work)
@@ -99,6 +100,23 @@ def handle(ep: Endpoint) -> Response:
             response = respond.answer(ep.output, fmt, result, data, decoded, ep.label or ep.model, started)
     response.headers["Server-Timing"] = f"total;dur={(time.perf_counter() - started) * 1000:.1f}"
     return response
+
+
+def _check_unread(ep: Endpoint, model: Any, given: dict[str, str], registry: Any) -> None:
+    """400 for a value out of its declared type or range, also where the model picked does not read it.
+
+    An endpoint offering several models (``?detector=``) declares each one's parameters
+    (``/v1/vision/face``'s ``min_confidence`` is yunet's and BlazeFace's, not Haar's): a
+    client's ``min_confidence=abc`` is wrong whichever model runs.
+    """
+    if ep.choice is None:
+        return
+    read = {p.name for p in model.params}
+    for name in dict.fromkeys(ep.choice.models.values()):
+        other = registry.entries[name].model
+        if other is not None and other is not model:
+            parse(tuple(p for p in ep.settable(other.params) if p.name not in read), given)
+            read.update(p.name for p in other.params)
 
 
 # Work is counted in cascade windows (about 0.1-0.3 us each here); decoding and the DNN models'

@@ -26,6 +26,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     from mysite import settings as settings_mod
     from mysite.models.registry import Registry
     from mysite.models.schema import read_specs
+    from mysite.server.send_deadline import SendDeadline
     from mysite.server.upload_deadline import UploadDeadline
     from mysite.web import api, digit_page, error_handlers, inputs, openapi, pages, security, state
 
@@ -57,6 +58,8 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     security.register(app, protected={"api"})
     # A body that arrives too slowly is cut off with a JSON 408, not waited for (mysite/server/upload_deadline.py).
     app.wsgi_app = UploadDeadline(app.wsgi_app, settings.upload_deadline)  # type: ignore[method-assign]
+    # An answer the client does not read is cut off, not held (mysite/server/send_deadline.py).
+    app.wsgi_app = SendDeadline(app.wsgi_app, settings.send_timeout)  # type: ignore[method-assign]
     return app
 
 

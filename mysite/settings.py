@@ -53,6 +53,10 @@ class Settings:
     url_deadline: float = 20.0
     # Seconds a request body may take to arrive once its first byte is read (then a JSON 408).
     upload_deadline: float = 20.0
+    # Seconds a request's line and headers may take to arrive, under gunicorn (mysite/server/worker.py).
+    header_deadline: float = 10.0
+    # Seconds an answer may wait for the client to read any of it (mysite/server/send_deadline.py).
+    send_timeout: float = 30.0
     # Requests that may wait for a worker's detection slot; more are told 503 + Retry-After at once.
     queue: int = 6
     secret_key: str = field(default_factory=lambda: secrets.token_hex(16), repr=False)
@@ -176,6 +180,8 @@ FIELDS: dict[str, tuple[str, Any, str]] = {
     "URL_TIMEOUT": ("url_timeout", _positive_float, "a positive number of seconds"),
     "URL_DEADLINE": ("url_deadline", _positive_float, "a positive number of seconds"),
     "UPLOAD_DEADLINE": ("upload_deadline", _positive_float, "a positive number of seconds"),
+    "HEADER_DEADLINE": ("header_deadline", _positive_float, "a positive number of seconds"),
+    "SEND_TIMEOUT": ("send_timeout", _positive_float, "a positive number of seconds"),
     "QUEUE": ("queue", _whole, "a whole number >= 0"),
     "SECRET_KEY": ("secret_key", str, "any text"),
     "LOG_LEVEL": ("log_level", _log_level, "DEBUG, INFO, WARNING or ERROR"),

@@ -29,7 +29,8 @@ workers = int(os.environ.get("WEB_CONCURRENCY", str(max(2, _cpus()))))
 # Threads per worker (gthread): a slow upload, a ?url= fetch or /healthz each take a thread, not the
 # worker; detections still run one at a time per worker (mysite/server/concurrency.py), so memory and
 # throughput stay those of one request per worker. Measured: README, "Slow clients and /healthz".
-worker_class = "gthread"
+# gthread, with a deadline for each request's headers (mysite/server/worker.py).
+worker_class = "mysite.server.worker.DeadlineWorker"
 # Threads would each get a malloc heap of their own (up to 8 per CPU), and what one frees the
 # others do not reuse: two heaps, set here in the master before any thread, inherited by the workers.
 limit_arenas(int(os.environ.get("MALLOC_ARENA_MAX", "2")))

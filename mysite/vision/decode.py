@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from mysite.errors import Reason, TooLarge, Unprocessable, UnsupportedMedia
+from mysite.vision import header_scan
 
 # Pillow's names of the formats we accept (its JPEG reader also opens the MPO files phones write).
 FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
@@ -42,6 +43,8 @@ class Header:
     height: int
     alpha: bool = False  # has transparency: flattened onto white when decoded
     bits: int = 8  # bits per sample (16-bit PNG and TIFF decode through buffers twice the size)
+    scans: int = 1  # a JPEG's scans (libjpeg passes over the image once per scan)
+    progressive: bool = False  # a progressive JPEG: libjpeg holds every coefficient of the image at once
 
 
 @dataclass(frozen=True)
@@ -81,7 +84,11 @@ def what_bytes_are(data: bytes, content_type: str | None = None) -> str:
 
 def read_header(data: bytes, max_pixels: int | None = None) -> Header:
     """Identify the format and size from the header alone; refuse what we don't read (415),
-    what is broken (422) and, given ``max_pixels``, what is larger than that (413)."""
+    what is broken (422) and, given ``max_pixels``, what is larger than that (413).
+
+    Pillow is handed the file only once ``header_scan`` found its structure within bounds.
+    """
+    structure = header_scan.scan(data)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -113,7 +120,7 @@ def read_header(data: bytes, max_pixels: int | None = None) -> Header:
         raise Unprocessable(f"the {fmt} image declares an empty size {width}x{height}", reason=Reason.BAD_IMAGE)
     if orientation in _SWAPPING_ORIENTATIONS:
         width, height = height, width
-    return Header(fmt, width, height, alpha, bits)
+    return Header(fmt, width, height, alpha, bits, structure.scans, structure.progressive)
 
 
 def _looks_like(data: bytes) -> str | None:

@@ -175,16 +175,19 @@ def _without(text: bytes, drop: bytes) -> bytes:
 
 def is_base64(compact: bytes) -> bool:
     """At least 16 characters of the base64 alphabets, then at most two ``=`` (no line breaks in it)."""
-    core = compact.rstrip(b"=")
-    if len(compact) - len(core) > 2 or len(core) < _MIN_BASE64:
+    end = len(compact)
+    while end > 0 and len(compact) - end < 2 and compact[end - 1] == 0x3D:  # "="
+        end -= 1
+    if (end > 0 and compact[end - 1] == 0x3D) or end < _MIN_BASE64:
         return False
-    return not any(core[i:i + _PIECE].translate(None, _B64_ALPHABET) for i in range(0, len(core), _PIECE))
+    return not any(compact[i:min(i + _PIECE, end)].translate(None, _B64_ALPHABET) for i in range(0, end, _PIECE))
 
 
 def _b64decode(compact: bytes, urlsafe: bool) -> bytes:
-    compact += b"=" * (-len(compact) % 4)
     out = []
     for i in range(0, len(compact), _PIECE):  # _PIECE is a multiple of 4: every piece decodes alone
         piece = compact[i:i + _PIECE]
+        if len(piece) < _PIECE:
+            piece += b"=" * (-len(piece) % 4)
         out.append(base64.urlsafe_b64decode(piece) if urlsafe else base64.b64decode(piece, validate=True))
     return b"".join(out)

@@ -45,6 +45,7 @@ class Header:
     bits: int = 8  # bits per sample (16-bit PNG and TIFF decode through buffers twice the size)
     scans: int = 1  # a JPEG's scans (libjpeg passes over the image once per scan)
     progressive: bool = False  # a progressive JPEG: libjpeg holds every coefficient of the image at once
+    samples: float = 3.0  # a JPEG's samples per pixel over its components (4:2:0 colour: 1.5)
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,7 @@ def read_header(data: bytes, max_pixels: int | None = None) -> Header:
         raise Unprocessable(f"the {fmt} image declares an empty size {width}x{height}", reason=Reason.BAD_IMAGE)
     if orientation in _SWAPPING_ORIENTATIONS:
         width, height = height, width
-    return Header(fmt, width, height, alpha, bits, structure.scans, structure.progressive)
+    return Header(fmt, width, height, alpha, bits, structure.scans, structure.progressive, structure.samples)
 
 
 def _looks_like(data: bytes) -> str | None:
@@ -154,6 +155,8 @@ def decode_image(
     if header.alpha:
         image = _flatten_large_png(data, header, gray, reduce) if lean_alpha(header) else None
         direct_gray = gray if image is not None else direct_gray
+    elif header.format in PILLOW_ONLY:
+        image = None
     else:
         image = _imdecode(data, header, direct_gray, reduce)
     if image is None or image.size == 0:
@@ -188,6 +191,10 @@ def _imdecode(data: bytes, header: Header, gray: bool, reduce: int) -> np.ndarra
     h, w = image.shape[:2]
     return cv2.resize(image, (max(1, w // reduce), max(1, h // reduce)), interpolation=cv2.INTER_LINEAR_EXACT)
 
+
+# Formats decoded by Pillow alone: OpenCV's GIF decoder allocates its whole canvas (several bytes a
+# pixel) before it finds it cannot read a file Pillow reads, so its cost could not be planned.
+PILLOW_ONLY = frozenset({"GIF"})
 
 # Peak bytes per pixel of the Pillow path: its image, the RGBA backdrop and composite for
 # transparency, the conversion, numpy's copy and the BGR one (measured: 800 MB for 40 MP RGBA).

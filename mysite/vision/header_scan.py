@@ -42,6 +42,7 @@ class Structure:
 
     scans: int = 1
     progressive: bool = False
+    samples: float = 3.0  # a JPEG's samples per pixel over its components (1.5 for 4:2:0 colour, 1 for gray)
 
 
 def scan(data: bytes) -> Structure:
@@ -65,7 +66,7 @@ def _refuse(message: str) -> Unprocessable:
 
 
 def _jpeg(data: bytes) -> Structure:
-    pos, n, segments, stray, progressive = 2, len(data), 0, 0, False
+    pos, n, segments, stray, progressive, samples = 2, len(data), 0, 0, False, 3.0
     while pos + 1 < n:
         if data[pos] != 0xFF or data[pos + 1] in (0x00, 0xFF):  # no marker here: on to the next 0xff
             found = data.find(b"\xff", pos + 1)
@@ -89,14 +90,26 @@ def _jpeg(data: bytes) -> Structure:
             break
         if marker in _JPEG_SOF:
             progressive = marker in _JPEG_PROGRESSIVE
+            samples = _samples_per_pixel(data, pos)
         if marker == 0xDA:  # the first scan: its image data can hold 0xffda only as another scan's marker
             scans = 1 + data.count(b"\xff\xda", pos)
             if scans > MAX_SCANS:
                 raise _refuse(f"the JPEG has {scans} scans; the limit is {MAX_SCANS} (encoders write 6 to 20, "
                               "and each one means another pass over the whole image)")
-            return Structure(scans, progressive)
+            return Structure(scans, progressive, samples)
         pos += struct.unpack_from(">H", data, pos)[0]
-    return Structure(1, progressive)
+    return Structure(1, progressive, samples)
+
+
+def _samples_per_pixel(data: bytes, pos: int) -> float:
+    """From a frame header at ``pos`` (after its marker): samples per pixel summed over components."""
+    count = data[pos + 7] if pos + 8 <= len(data) else 0
+    factors = [data[pos + 9 + 3 * i] for i in range(count) if pos + 10 + 3 * i <= len(data)]
+    if not factors:
+        return 3.0
+    h_max = max(f >> 4 for f in factors) or 1
+    v_max = max(f & 15 for f in factors) or 1
+    return sum((f >> 4) * (f & 15) for f in factors) / (h_max * v_max)
 
 
 def _png(data: bytes) -> None:

@@ -26,8 +26,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from bench import hostile_inputs as hi
 from bench.server import HOST, Server, request
+from testkit import hostile_inputs as hi
 
 WORKERS = 2
 

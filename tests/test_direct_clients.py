@@ -15,10 +15,13 @@ import time
 
 import cv2
 import numpy as np
+import pytest
 import requests
 from live_server import start_gunicorn
 
-from bench.hostile_inputs import newline_body
+from testkit.hostile_inputs import newline_body
+
+pytestmark = pytest.mark.slow
 
 
 def _address(base: str) -> tuple[str, int]:

@@ -15,10 +15,10 @@ import io
 import pytest
 from PIL import Image
 
-from bench import hostile_inputs as hi
 from mysite.params import Param
 from mysite.vision import header_scan
 from mysite.vision.decode import read_header
+from testkit import hostile_inputs as hi
 
 
 def _post(client, path: str, **kw):

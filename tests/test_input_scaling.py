@@ -1,6 +1,6 @@
 """Every parser on a request's path is linear: doubling each generated complexity input at most x2.5 its CPU time.
 
-The inputs and the parsers are bench/scaling.py's (``python -m bench.scaling`` prints the
+The inputs and the parsers are testkit/scaling.py's (``python -m bench.scaling`` prints the
 table). CPU time, the least of five runs, at sizes where each costs milliseconds; a case
 over the ratio is measured again (twice at most) before it fails: the machine is shared,
 and a cache evicted by a neighbour is no growth of ours. Before: 16 ``A``, n line breaks
@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import pytest
 
-from bench.scaling import CASES, MAX_RATIO, measure
+from testkit.scaling import CASES, MAX_RATIO, measure
+
+pytestmark = pytest.mark.slow  # about 20 s
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])

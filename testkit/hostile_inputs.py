@@ -522,3 +522,25 @@ def tiff_tag_flood(n: int) -> bytes:
     entries = b"".join(struct.pack("<HHII", tag, kind, count, pixel_at if tag == 273 else value)
                        for tag, kind, count, value in sorted(tags))
     return b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", len(tags)) + entries + b"\x00" * 4 + b"\x80"
+
+
+def complexity_requests() -> list[Request]:
+    """Each complexity input at the size that once cost seconds to minutes, as one request to /detect."""
+    octet = {"Content-Type": "application/octet-stream"}
+    return [
+        Request("POST", "/detect", newline_body(300_000), {}, "newline body"),
+        Request("POST", "/detect", data_url_parameters(1_000_000), {"Content-Type": "text/plain"}, "data URL parameters"),
+        Request("POST", "/detect", json_nested(100_000), {"Content-Type": "application/json"}, "nested JSON"),
+        Request("POST", "/detect", multipart_parts(1_500), {"Content-Type": MULTIPART}, "1,500 parts"),
+        Request("POST", "/detect", multipart_crlf(8_000_000), {"Content-Type": MULTIPART}, "multipart line breaks"),
+        Request("POST", "/detect", jpeg_com_flood(1_500_000), octet, "JPEG comment markers"),
+        Request("POST", "/detect", jpeg_fill_bytes(5_000_000), octet, "JPEG fill bytes"),
+        Request("POST", "/detect", jpeg_scan_bomb(15_000), octet, "progressive scan bomb"),
+        Request("POST", "/detect", png_text_flood(400_000), octet, "PNG text chunks"),
+        Request("POST", "/detect", gif_block_flood(2_000_000), octet, "GIF sub-blocks"),
+        Request("POST", "/detect", tiff_tag_flood(65_535), octet, "TIFF tags"),
+        Request("POST", "/v1/vision/face?min_confidence=abc", _small_jpeg(), {"Content-Type": "image/jpeg"},
+                "min_confidence=abc"),
+        Request("POST", "/detect?min_size=5&min_size=6", _small_jpeg(), {"Content-Type": "image/jpeg"},
+                "a repeated parameter"),
+    ]

@@ -36,6 +36,7 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, settings: Settings
     from mysite.models.schema import read_specs
     from mysite.server.send_deadline import SendDeadline
     from mysite.server.upload_deadline import UploadDeadline
+    from mysite.vision import header_scan
     from mysite.web import api, digit_page, error_handlers, inputs, openapi, pages, security, state
 
     if settings is None:
@@ -56,6 +57,8 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, settings: Settings
         MYSITE_MAX_UPLOAD_MB=settings.max_upload_mb,
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]  # an attribute of Flask's default provider
+    # The processes that read image headers are forked from this one: they inherit the limit.
+    header_scan.MAX_SCANS = settings.max_scans
     registry = _load_models(cv2, read_specs(), settings)
     state.install(app, settings, registry)
     _warn_unused(settings, registry)

@@ -43,6 +43,8 @@ class Settings:
     model_dir: Path | None = None
     max_upload_mb: float = 10.0
     max_pixels: int = 40_000_000
+    # Scans a progressive JPEG may have (vision/header_scan.py): each is a pass over the whole image.
+    max_scans: int = 256
     # What one request may cost (vision/budget.py): peak memory over the worker's own, and pixels of work.
     request_memory_mb: float = 150.0
     request_work: int = 50_000_000
@@ -183,6 +185,7 @@ FIELDS: dict[str, tuple[str, Any, str]] = {
     "MODEL_DIR": ("model_dir", lambda v: expand_path(v) if v.strip() else None, "a folder path"),
     "MAX_UPLOAD_MB": ("max_upload_mb", _positive_float, "a positive number of megabytes"),
     "MAX_PIXELS": ("max_pixels", _positive_int, "a positive whole number of pixels"),
+    "MAX_SCANS": ("max_scans", _positive_int, "a positive whole number of scans"),
     "REQUEST_MEMORY_MB": ("request_memory_mb", _positive_float, "a positive number of megabytes"),
     "REQUEST_WORK": ("request_work", _positive_int, "a positive whole number of pixels"),
     "URL_FETCH": ("url_fetch", parse_bool, "on or off"),

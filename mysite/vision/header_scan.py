@@ -22,8 +22,8 @@ MAX_JPEG_SEGMENTS = 512
 # Bytes that are no marker (padding 0xff bytes, garbage between segments): libjpeg warns and
 # skips them; Pillow reads them one at a time.
 MAX_JPEG_STRAY_BYTES = 4096
-# Scans of a progressive JPEG: encoders write 6-20; libjpeg-turbo's and nvImageCodec's
-# suggested limits are of this order.
+# Scans of a progressive JPEG: encoders write 6-20; nvImageCodec's default limit is 256 too.
+# MYSITE_MAX_SCANS sets it (create_app, before the CV processes are forked).
 MAX_SCANS = 256
 # PNG chunks before the first IDAT, GIF blocks and sub-blocks before the first frame, tags of
 # a TIFF's first directory: real files have tens.

@@ -16,7 +16,7 @@ import pytest
 from bench.server import procfile_argv
 from mysite import settings as settings_mod
 from mysite.errors import REASONS
-from mysite.server import proxy_conf
+from mysite.server import proxy_conf, timeouts
 
 ROOT = Path(__file__).resolve().parent.parent
 EB_CONFIG = ROOT / ".ebextensions" / "01-mysite.config"
@@ -29,6 +29,8 @@ HOOKS = ROOT / ".platform" / "hooks"
 DOCUMENTED: dict[str, dict[str, object]] = {
     "aws:elasticbeanstalk:container:python": {"WSGIPath": None},
     "aws:elasticbeanstalk:application:environment": {},  # any variable name
+    "aws:elasticbeanstalk:environment:proxy:staticfiles": {},  # any URL path -> a folder of the bundle
+    "aws:elbv2:loadbalancer": {"IdleTimeout": range(1, 4001)},
     "aws:elasticbeanstalk:environment": {
         "EnvironmentType": {"SingleInstance", "LoadBalanced"},
         "LoadBalancerType": {"classic", "application", "network"},
@@ -90,6 +92,9 @@ def test_every_elastic_beanstalk_option_is_a_documented_one_with_a_valid_value()
         assert namespace in DOCUMENTED, f"{namespace} is not a namespace this project checked in AWS's docs"
         if namespace == "aws:elasticbeanstalk:application:environment":
             continue
+        if namespace == "aws:elasticbeanstalk:environment:proxy:staticfiles":
+            assert all(path.startswith("/") and (ROOT / folder).is_dir() for path, folder in values.items()), values
+            continue
         for name, value in values.items():
             assert name in DOCUMENTED[namespace], f"{namespace}: {name} is not a documented option"
             allowed = DOCUMENTED[namespace][name]
@@ -138,9 +143,27 @@ def test_elastic_beanstalk_settings_are_valid_and_match_the_hooks_and_gunicorn()
     assert bound < int(o["aws:elasticbeanstalk:command"]["Timeout"])
     # In-flight requests may run as long as gunicorn lets them before an instance leaves the balancer.
     timeout = importlib.import_module("mysite.server.gunicorn_conf").timeout
+    assert timeout == timeouts.request_timeout(env) == int(env["MYSITE_TIMEOUT"])
     assert int(o["aws:elasticbeanstalk:environment:process:default"]["DeregistrationDelay"]) >= timeout
     # The committed nginx file is what the prebuild hook writes for these settings.
     assert NGINX_CONF.read_text() == proxy_conf.render(loaded, timeout)
+
+
+def test_the_load_balancer_waits_longer_than_the_app_lets_a_request_run():
+    """The ALB's idle timeout (default 60 s) above gunicorn's and nginx's: the client gets the app's JSON 504."""
+    import importlib
+
+    o = eb_options()
+    env = o["aws:elasticbeanstalk:application:environment"]
+    gunicorn_timeout = importlib.import_module("mysite.server.gunicorn_conf").timeout
+    nginx_timeout = int(re.search(r"proxy_read_timeout\s+(\d+)s;", NGINX_CONF.read_text()).group(1))
+    idle = int(o["aws:elbv2:loadbalancer"]["IdleTimeout"])
+    assert idle > max(gunicorn_timeout, nginx_timeout, timeouts.request_timeout(env))
+
+
+def test_a_dead_instance_leaves_the_balancer_within_ten_seconds():
+    process = eb_options()["aws:elasticbeanstalk:environment:process:default"]
+    assert int(process["HealthCheckInterval"]) * int(process["UnhealthyThresholdCount"]) <= 10
 
 
 def test_nginx_lets_the_largest_accepted_body_through(app):
@@ -212,28 +235,51 @@ def _raw_exchange(port: int, data: bytes) -> bytes:
     return out
 
 
+def _bare_hook(hook: Path, **settings: str) -> subprocess.CompletedProcess[str]:
+    """A hook as on a fresh instance: an empty environment (``env -i``), no virtualenv, the settings."""
+    return subprocess.run(["env", "-i", *(f"{k}={v}" for k, v in settings.items()), str(hook)],
+                          capture_output=True, text=True, timeout=60, cwd="/")
+
+
 @pytest.mark.parametrize("hooks", ["hooks", "confighooks"])
-def test_prebuild_hook_writes_nginx_limits_from_the_setting(tmp_path, hooks):
+def test_prebuild_hook_writes_nginx_limits_from_the_setting_with_a_bare_python(tmp_path, hooks):
     app = _staged_copy(tmp_path)
     hook = app / ".platform" / hooks / "prebuild" / "01_nginx_limits.sh"
     assert os.access(hook, os.X_OK)
-    proc = subprocess.run([str(hook)], env=_hook_env(MYSITE_MAX_UPLOAD_MB="25", MYSITE_TIMEOUT="200"),
-                          capture_output=True, text=True, timeout=60)
+    proc = _bare_hook(hook, MYSITE_MAX_UPLOAD_MB="20", MYSITE_TIMEOUT="200")
     assert proc.returncode == 0, proc.stderr
     conf = (app / proxy_conf.CONF_PATH).read_text()
-    limit = settings_mod.Settings(max_upload_mb=25).max_body_bytes
+    limit = settings_mod.Settings(max_upload_mb=20).max_body_bytes
     assert f"client_max_body_size {-(-limit // 1024)}k;" in conf and "proxy_read_timeout 200s;" in conf
-    assert "upload limit of 25 MB" in conf
+    assert "upload limit of 20 MB" in conf
 
 
-def test_prebuild_hook_never_fails_the_deploy(tmp_path):
+def test_proxy_conf_needs_only_the_standard_library():
+    """What the hook runs (``python -S``: no site-packages) renders exactly the committed file."""
+    proc = subprocess.run([sys.executable, "-S", "-m", "mysite.server.proxy_conf"], cwd=ROOT,
+                          env={"MYSITE_ENV_FILE": "/nonexistent/.env"}, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == NGINX_CONF.read_text()
+    probe = "import sys, mysite.server.proxy_conf; print(sorted(m for m in sys.modules if m.split('.')[0] in " \
+            "('gunicorn', 'flask', 'cv2', 'numpy', 'requests')))"
+    proc = subprocess.run([sys.executable, "-S", "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.stdout.strip() == "[]", proc.stderr
+
+
+@pytest.mark.parametrize(("setting", "value"), [("MYSITE_MAX_UPLOAD_MB", "abc"), ("MYSITE_TIMEOUT", "soon")])
+def test_prebuild_hook_stops_the_deploy_naming_the_setting_and_the_limit_in_force(tmp_path, setting, value):
     app = _staged_copy(tmp_path)
-    before = (app / proxy_conf.CONF_PATH).read_text()
-    proc = subprocess.run([str(app / ".platform/hooks/prebuild/01_nginx_limits.sh")],
-                          env=_hook_env(MYSITE_MAX_UPLOAD_MB="lots"), capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0
-    assert "MYSITE_MAX_UPLOAD_MB" in proc.stderr and "keeps the defaults" in proc.stderr
-    assert (app / proxy_conf.CONF_PATH).read_text() == before
+    hook = app / ".platform/hooks/prebuild/01_nginx_limits.sh"
+    assert _bare_hook(hook, MYSITE_MAX_UPLOAD_MB="20").returncode == 0  # the deploy before: 20 MB in force
+    live = tmp_path / "live.conf"
+    shutil.copy(app / proxy_conf.CONF_PATH, live)
+    proc = _bare_hook(hook, **{"MYSITE_MAX_UPLOAD_MB": "20", setting: value}, NGINX_LIVE_CONF=str(live))
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and setting in lines[0] and repr(value) in lines[0], proc.stderr
+    assert "client_max_body_size 27371k (MYSITE_MAX_UPLOAD_MB=20, MYSITE_TIMEOUT=120)" in lines[0]
+    assert "default" not in lines[0]
+    assert (app / proxy_conf.CONF_PATH).read_text() == live.read_text()  # nothing half-written
 
 
 def test_hooks_are_valid_bash():

@@ -9,23 +9,15 @@ gunicorn documents. Why these defaults: README, "Performance".
 
 import os
 
-from mysite.server import gunicorn_errors
+from mysite.server import cpus, gunicorn_errors, timeouts
 from mysite.server.memory import limit_arenas
-
-
-def _cpus() -> int:
-    """CPUs this process may run on (a container's share, not the host's count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 # Detection is CPU-bound: one sync worker per CPU, and never fewer than two, so a slow client
 # or ?url= fetch holds up one worker, not the site. Measured (python -m bench, 2 CPUs): two
 # workers with one OpenCV thread each serve 1.9x the requests of one.
-workers = int(os.environ.get("WEB_CONCURRENCY", str(max(2, _cpus()))))
+workers = int(os.environ.get("WEB_CONCURRENCY", str(max(2, cpus.available()))))
 # Threads per worker (gthread): a slow upload, a ?url= fetch or /healthz each take a thread, not the
 # worker; detections still run one at a time per worker (mysite/server/concurrency.py), so memory and
 # throughput stay those of one request per worker. Measured: README, "Slow clients and /healthz".
@@ -37,8 +29,8 @@ threads = int(os.environ.get("MYSITE_THREADS", "8"))
 # The slowest legitimate request measured here: a 40 MP photo (the pixel limit) through a cascade
 # with min_face=0, scale_factor=1.05 and min_neighbors=0: 42 s on 2 CPUs. 120 s leaves room for a
 # slower host before gunicorn would kill the worker.
-timeout = int(os.environ.get("MYSITE_TIMEOUT", "120"))
-graceful_timeout = 20
+timeout = timeouts.request_timeout()
+graceful_timeout = timeouts.graceful_timeout()
 # MYSITE_CV_THREADS is left to OpenCV (one thread per CPU in every worker). Measured: under
 # load this oversubscription costs nothing (9.16 vs 9.08 req/s with 8 clients: OpenCV's pool
 # hands out stripes as threads get a CPU), while a lone request finishes in half the time

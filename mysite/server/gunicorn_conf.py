@@ -12,7 +12,6 @@ import os
 from mysite.server import cpus, gunicorn_errors, timeouts
 from mysite.server.memory import limit_arenas
 
-
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 # Detection is CPU-bound: one sync worker per CPU, and never fewer than two, so a slow client
 # or ?url= fetch holds up one worker, not the site. Measured (python -m bench, 2 CPUs): two

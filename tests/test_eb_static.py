@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from pathlib import Path
 
 import pytest
 import requests
-
 from eb_nginx import eb_nginx, nginx_binary
 from live_server import start_gunicorn
 from test_deploy import ROOT, eb_options
@@ -39,8 +39,6 @@ def _bundle(tmp_path: Path) -> Path:
     """The parts of the source bundle nginx reads: the package's static folder and .platform/nginx."""
     bundle = tmp_path / "bundle"
     (bundle / "mysite" / "web").mkdir(parents=True)
-    import shutil
-
     shutil.copytree(ROOT / "mysite" / "web" / "static", bundle / "mysite" / "web" / "static")
     shutil.copytree(ROOT / ".platform" / "nginx", bundle / ".platform" / "nginx")
     return bundle

@@ -487,3 +487,51 @@ sources = [{{ file = "u.bin", url = "{base}/gone.bin", sha1 = "{'0' * 40}" }}]
     text = log.read_text()
     assert text.count("fetching models into") == 2 and "u.bin" in text and "FAILED" in text
     assert "fetch exited with 1" in text
+
+
+def test_predeploy_hook_with_no_route_out_takes_seconds_and_remembers(tmp_path):
+    """Egress black-holed: connects that never complete (a loopback listener whose backlog is full
+    drops every further SYN, as a firewall dropping egress does). The first deploy gives up within
+    10 s, the next one at once; the log names each host, why, and for how long it is skipped."""
+    import socket
+    import time
+
+    held: list[socket.socket] = []
+    urls = []
+    try:
+        for host in ("127.0.0.2", "127.0.0.3", "127.0.0.4"):
+            listener = socket.socket()
+            listener.bind((host, 0))
+            listener.listen(0)
+            port = listener.getsockname()[1]
+            held += [listener, socket.create_connection((host, port), timeout=5)]  # the backlog, full
+            urls.append(f"http://{host}:{port}/m.bin")
+        app = _staged_copy(tmp_path)
+        (app / "mysite" / "models" / "models.toml").write_text(
+            '[face]\nkind = "cascade"\nfile = "haarcascade_frontalface_alt.xml"\nrequired = true\n' + "".join(
+                f'\n[m{i}]\nkind = "classify"\nfile = "m{i}.bin"\n'
+                f'sources = [{{ file = "m{i}.bin", url = "{url}", sha1 = "{"0" * 40}" }}]\n'
+                for i, url in enumerate(urls)))
+        models_dir, log = tmp_path / "models", tmp_path / "models.log"
+        env = _hook_env(MYSITE_MODEL_DIR=str(models_dir), MODELS_HOOK_LOG=str(log))
+        hook = app / ".platform" / "hooks" / "predeploy" / "01_fetch_models.sh"
+        took = []
+        for _ in range(2):  # a deploy, then a redeploy on the same instance
+            t = time.monotonic()
+            proc = subprocess.run([str(hook)], env=env, capture_output=True, text=True, timeout=120)
+            took.append(time.monotonic() - t)
+            assert proc.returncode == 0, proc.stderr
+    finally:
+        for s in held:
+            s.close()
+    assert took[0] <= 10, took
+    assert took[1] <= 3, took
+    first, second = log.read_text().split("fetching models into")[1:]
+    assert first.count("could not be reached: no connection within 3 s") == 2
+    assert "no route out?" in first and "fetch exited with 1" in first
+    assert second.count("ago (no connection within 3 s); not tried again for") == 2
+    assert "could not be reached: no connection" not in second
+    # The site is healthy on that model folder: its required models ship with it.
+    from mysite import create_app
+
+    assert create_app({"MYSITE_MODEL_DIR": str(models_dir)}).test_client().get("/healthz").status_code == 200

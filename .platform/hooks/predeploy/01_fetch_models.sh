@@ -15,7 +15,7 @@ model_dir="${MYSITE_MODEL_DIR:-/var/app/models}"
   else
     mkdir -p "$model_dir" && chmod 755 "$model_dir"
     # Bounded well inside Elastic Beanstalk's command timeout (600 s, .ebextensions).
-    MYSITE_MODEL_DIR="$model_dir" timeout 300 "$app_python" -m mysite.models fetch --timeout 30
+    MYSITE_MODEL_DIR="$model_dir" timeout 300 "$app_python" -m mysite.models fetch --timeout 30 --connect-timeout 3
     echo "fetch exited with $? (0: every model there; 1: some failed, their endpoints answer 503)"
     chmod -R a+rX "$model_dir"
   fi

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from bench.ebconfig import eb_options
 from bench.server import procfile_argv
 from mysite import settings as settings_mod
 from mysite.errors import REASONS
 from mysite.server import proxy_conf, timeouts
 
 ROOT = Path(__file__).resolve().parent.parent
-EB_CONFIG = ROOT / ".ebextensions" / "01-mysite.config"
 NGINX_CONF = ROOT / proxy_conf.CONF_PATH
 HOOKS = ROOT / ".platform" / "hooks"
 
@@ -66,25 +66,6 @@ DOCUMENTED: dict[str, dict[str, object]] = {
         "StickinessEnabled": {"true", "false"},
     },
 }
-
-
-def eb_options() -> dict[str, dict[str, str]]:
-    """``option_settings`` of the config file as namespace -> option -> value (its YAML is that flat)."""
-    options: dict[str, dict[str, str]] = {}
-    namespace = None
-    for raw in EB_CONFIG.read_text().splitlines():
-        line = raw.split(" #")[0].rstrip() if not raw.lstrip().startswith("#") else ""
-        if not line.strip() or line == "option_settings:":
-            continue
-        indent = len(line) - len(line.lstrip())
-        key, _, value = line.strip().partition(":") if indent == 2 else line.strip().partition(": ")
-        if indent == 2:
-            namespace = line.strip().rstrip(":")
-            options[namespace] = {}
-        else:
-            assert indent == 4 and namespace, f"unexpected line in {EB_CONFIG.name}: {raw!r}"
-            options[namespace][key.strip()] = value.strip().strip('"')
-    return options
 
 
 def test_every_elastic_beanstalk_option_is_a_documented_one_with_a_valid_value():

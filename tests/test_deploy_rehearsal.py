@@ -4,7 +4,7 @@ ALB (no retries, the health check of ``.ebextensions`` with its times x 0.2) on 
 A rolling deploy and SIGHUP lose no request; an instance killed and restarted by its supervisor,
 or left dead, costs only the balancer's JSON 502s until it serves again or the health check takes
 it out, and none after; nginx's own errors are JSON. Needs nginx (``.ci/install-nginx``):
-skipped without it on a laptop, a failure under ``CI=true``. About 60 s.
+skipped without it on a laptop, a failure under ``CI=true``. About 60 s (75 s at load 16).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ nginx settings: ``python -m mysite.server.proxy_conf --standalone``) standing in
 Beanstalk's Application Load Balancer, and shaped like it: a request an instance drops is never
 sent again to the other (``proxy_next_upstream off``; ``--retry`` restores nginx's retry), and
 targets leave and join by the health check ``.ebextensions`` configures (path, interval,
-timeout, thresholds: ``bench/ebconfig.py``), run here by a thread that rewrites nginx's
+timeout, thresholds: ``testkit/ebconfig.py``), run here by a thread that rewrites nginx's
 upstreams. Under a steady load of clients (20 by default) it (a) kills one instance's process
 group with SIGKILL and starts it again 0.1 s later, as systemd restarts the Procfile's unit;
 (b) kills one and leaves it dead until the health check takes it out, then starts it again;
@@ -42,10 +42,10 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.ebconfig import HealthCheck
 from bench.server import HOST, ROOT, _hwm, free_port, multipart, procfile_command
 from mysite import settings as settings_mod
 from mysite.server import proxy_conf, timeouts
+from testkit.ebconfig import HealthCheck
 
 PHOTO = ROOT / "tests" / "data" / "group_17_faces.jpg"
 NGINX_ERRORS: list[str] = []  # the last lines of the last nginx's error log, for a failure's report

@@ -19,13 +19,11 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from bench.server import free_port
+from tests_helpers import nginx_path
+
+from testkit.net import free_port
 
 PLATFORM_STATIC = {"/static": "static"}  # the Python platform's default mapping
-
-
-def nginx_binary() -> str | None:
-    return shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
 
 
 def static_mapping(staticfiles: Mapping[str, str]) -> dict[str, str]:
@@ -36,7 +34,7 @@ def static_mapping(staticfiles: Mapping[str, str]) -> dict[str, str]:
 @contextmanager
 def eb_nginx(bundle: Path, app_port: int, staticfiles: Mapping[str, str]) -> Iterator[int]:
     """Run it in front of ``127.0.0.1:app_port`` with ``bundle`` as ``/var/app/current``; yield its port."""
-    binary = nginx_binary()
+    binary = nginx_path()
     if binary is None:
         raise FileNotFoundError("nginx is not installed (apt-get install -y nginx)")
     prefix = Path(tempfile.mkdtemp(prefix="mysite-eb-nginx-"))

@@ -9,26 +9,16 @@ skipped without it on a laptop, a failure under ``CI=true``. About 60 s (75 s at
 
 from __future__ import annotations
 
-import os
-import shutil
-from pathlib import Path
-
 import pytest
+from tests_helpers import require
 
 from bench import deploy
-from bench.ebconfig import HealthCheck
-
-
-def _have_nginx() -> bool:
-    return shutil.which("nginx") is not None or Path("/usr/sbin/nginx").exists()
+from testkit.ebconfig import HealthCheck
 
 
 @pytest.fixture(scope="module")
 def rehearsal():
-    if not _have_nginx():
-        if os.environ.get("CI") == "true":
-            pytest.fail("nginx is missing in CI: .ci/install-nginx should have installed it")
-        pytest.skip("nginx is not installed (apt-get install -y nginx)")
+    require("nginx")
     rows, answers = deploy.rehearse(quick=True, clients=3)
     return {r["scenario"][:3]: r for r in rows}, answers
 

@@ -6,29 +6,27 @@ Needs nginx (``.ci/install-nginx``): skipped without it on a laptop, a failure u
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 from pathlib import Path
 
 import pytest
 import requests
-from eb_nginx import eb_nginx, nginx_binary
+from eb_nginx import eb_nginx
 from live_server import start_gunicorn
 from test_deploy import ROOT
 
-from bench.ebconfig import eb_options
+from testkit.ebconfig import eb_options
 
 STATIC_NS = "aws:elasticbeanstalk:environment:proxy:staticfiles"
 TYPES = {".css": {"text/css"}, ".js": {"application/javascript", "text/javascript"}}
 
 
+pytestmark = [pytest.mark.slow, pytest.mark.needs("nginx")]
+
+
 @pytest.fixture(scope="module")
 def app_server(tmp_path_factory):
-    if nginx_binary() is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("nginx is missing in CI: .ci/install-nginx should have installed it")
-        pytest.skip("nginx is not installed (apt-get install -y nginx)")
     with start_gunicorn(log_dir=tmp_path_factory.mktemp("gunicorn")) as server:
         yield server
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.server import ROOT
+from testkit.net import ROOT
 
 EB_CONFIG = ROOT / ".ebextensions" / "01-mysite.config"
 PROCESS = "aws:elasticbeanstalk:environment:process:default"

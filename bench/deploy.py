@@ -92,18 +92,33 @@ class Instance:
     env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen | None = None
     log: Path | None = None
+    held: socket.socket | None = None  # the listening socket, when the supervisor holds it across restarts
+
+    def hold_socket(self) -> None:
+        """Listen on the port here, as a systemd socket unit does, and hand the socket to every start
+        (``LISTEN_FDS``): while gunicorn restarts, connections wait in its backlog instead of being refused."""
+        assert self.proc is None or self.proc.poll() is not None, "stop the instance first"
+        self.held = socket.socket()
+        self.held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.held.bind((HOST, self.port))
+        self.held.listen(2048)
 
     def start(self, deadline_s: float = 60.0) -> tuple[float, float]:
         """Start and wait for the first 200 on /healthz; (milliseconds, CPU seconds of master + workers)."""
         env = {**os.environ, "GUNICORN_CMD_ARGS": f"--bind {HOST}:{self.port}", "MYSITE_URL_FETCH": "off",
                "MYSITE_LOG_LEVEL": "WARNING", **self.env}
+        command, fds = procfile_command(), ()
+        if self.held is not None:  # systemd's protocol: the socket as fd 3, LISTEN_PID the server's own pid
+            fds = (self.held.fileno(),)
+            command = ["/bin/sh", "-c", f'export LISTEN_PID=$$; exec "$@" 3<&{fds[0]}', "sh", *command]
+            env["LISTEN_FDS"] = "1"
         self.log = Path(tempfile.mkstemp(prefix=f"mysite-{self.name}-", suffix=".log")[1])
         started = time.perf_counter()
         with self.log.open("ab") as out:
             # Its own process group: a crash is simulated on the whole group, as systemd, which runs the
             # Procfile on Elastic Beanstalk, kills what is left of a unit whose main process died.
-            self.proc = subprocess.Popen(procfile_command(), cwd=ROOT, env=env, stdout=out, stderr=out,
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=out,
+                                         start_new_session=True, pass_fds=fds)
         while time.perf_counter() - started < deadline_s:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.name} exited with {self.proc.returncode}: {self.tail()}")
@@ -139,6 +154,8 @@ class Instance:
 
     def close(self) -> None:
         self.stop()
+        if self.held is not None:
+            self.held.close()
         if self.log is not None:
             self.log.unlink(missing_ok=True)
 
@@ -424,6 +441,15 @@ class Rehearsal:
         self.lb.wait_in(a.port)  # in case the check took it out meanwhile
         time.sleep(self.pause)
 
+    def hold_socket(self, inst: Instance) -> None:
+        """Out of the balancer, stopped, started again on a socket held across restarts, back in."""
+        self.lb.deregister(inst.port)
+        inst.stop(signal.SIGTERM)
+        inst.hold_socket()
+        inst.start()
+        self.lb.register(inst.port)
+        self.lb.wait_in(inst.port)
+
     def scenario_dead(self) -> None:
         a = self.instances[0]
         time.sleep(self.pause)
@@ -487,8 +513,8 @@ def _is_json(body: bytes) -> bool:
         return False
 
 
-def rehearse(quick: bool, clients: int, retry: bool = False) -> tuple[list[dict[str, float | int | str]],
-                                                                   dict[str, object]]:
+def rehearse(quick: bool, clients: int, retry: bool = False,
+             held_socket: bool = False) -> tuple[list[dict[str, float | int | str]], dict[str, object]]:
     """Every scenario once; the rows of the table and nginx's own answers."""
     settings = settings_mod.load(environ={"MYSITE_ENV_FILE": "/nonexistent/.env"})
     timeout = timeouts.request_timeout()
@@ -512,6 +538,10 @@ def rehearse(quick: bool, clients: int, retry: bool = False) -> tuple[list[dict[
                           rehearsal.scenario_rolling),
             rehearsal.run(f"(d) SIGHUP to each master, {1 if quick else 3} round(s)", rehearsal.scenario_hup),
         ]
+        if held_socket:
+            rehearsal.hold_socket(rehearsal.instances[0])
+            rows.append(rehearsal.run("(e) as (a), the listening socket held by the supervisor across the restart",
+                                      rehearsal.scenario_kill_restart))
         answers = nginx_answers(rehearsal.lb.port, settings)
         answers["health_check"] = {"interval_s": check.interval, "timeout_s": check.timeout,
                                    "healthy": check.healthy, "unhealthy": check.unhealthy,
@@ -555,6 +585,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clients", type=int, default=20, help="concurrent clients through nginx (default 20)")
     ap.add_argument("--retry", action="store_true",
                     help="let nginx send a dropped request to the other instance (an ALB does not)")
+    ap.add_argument("--held-socket", action="store_true",
+                    help="add (e): (a) with the listening socket held across the restart (systemd socket activation)")
     ap.add_argument("--cold-runs", type=int, default=7, help="cold starts to measure (default 7)")
     args = ap.parse_args(argv)
     print(f"machine: {os.cpu_count()} CPUs, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
@@ -564,7 +596,7 @@ def main(argv: list[str] | None = None) -> int:
     for i, c in enumerate(cold, 1):
         print(f"| {i} | {c['ms']} | {c['cpu_s']} | {c['load1']} |")
     print(f"\nmedian {statistics.median(c['ms'] for c in cold):.0f} ms")
-    rows, answers = rehearse(args.quick, args.clients, args.retry)
+    rows, answers = rehearse(args.quick, args.clients, args.retry, args.held_socket)
     shape = "nginx retrying on the other instance" if args.retry else "an ALB-shaped nginx (no retries)"
     print(f"\n#### two instances behind {shape}, {args.clients} clients (3 /detect : 1 /healthz)\n")
     print(f"| scenario | requests | lost (502/none) | busy (503) | no answer in {CLIENT_TIMEOUT:g} s | lost for s | p50 ms "
@@ -584,7 +616,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nnginx's own answers: {json.dumps(answers)}")
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     # Without a crash nothing may be lost; the crash scenarios' figures are the table's.
-    return 1 if any(r["lost"] for r in rows if not r["scenario"].startswith(("(a)", "(b)"))) else 0
+    return 1 if any(r["lost"] for r in rows if not r["scenario"].startswith(("(a)", "(b)", "(e)"))) else 0
 
 
 if __name__ == "__main__":

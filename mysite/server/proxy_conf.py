@@ -94,15 +94,15 @@ def standalone(settings: settings_mod.Settings, timeout_s: int, prefix: Path, li
     """A whole nginx.conf: ``listen`` in front of ``upstreams`` with :func:`render`'s settings.
 
     The Docker image runs it in front of gunicorn, where it buffers whole requests and answers
-    before a worker sees them (a slow client holds an nginx connection, not a sync worker);
+    before a worker sees them (a slow client holds an nginx connection, not a worker's thread);
     ``python -m bench.deploy`` runs it as the load balancer's stand-in, shaped like an ALB: a
     request is never sent again to another instance unless ``retry_other``. ``workers``: nginx's
     worker processes, by default the CPUs this process may use (a cgroup quota included, which
     ``worker_processes auto`` does not see). Runs as any user: every path is under ``prefix``.
     """
-    # max_fails=0: never take a server out for one failed attempt (a refused connection is simply
-    # retried on the next one); otherwise, with one server down for a deploy, a single reset from
-    # the other left nginx with no server at all for fail_timeout, answering 502 to everything.
+    # max_fails=0: nginx never takes a server out by itself (a load balancer's health check does, as
+    # an ALB's targets leave by its checks alone); otherwise, with one server down for a deploy, a
+    # single reset from the other left nginx with no server at all for fail_timeout, answering 502.
     servers = "\n".join(f"        server {u} max_fails=0;" for u in upstreams)
     temp = "\n".join(f"    {kind}_temp_path {prefix / kind};" for kind in ("client_body", "proxy", "fastcgi",
                                                                             "uwsgi", "scgi"))

@@ -83,6 +83,16 @@ def children(pid: int) -> list[int]:
     return out
 
 
+def descendants(pid: int) -> list[int]:
+    """Children, their children and so on (the process pool's CV processes are the dispatcher's)."""
+    out, todo = [], [pid]
+    while todo and len(out) < 1000:
+        found = children(todo.pop())
+        out += found
+        todo += found
+    return out
+
+
 @dataclass
 class Instance:
     """One Procfile gunicorn on a loopback port; started, stopped and signalled by its own pid."""
@@ -551,8 +561,8 @@ def rehearse(quick: bool, clients: int, retry: bool = False,
         # What one instance holds after the load: the figure the instance type must fit.
         b = rehearsal.instances[1]
         assert b.proc is not None
-        rss = [_hwm(b.proc.pid), *(_hwm(p) for p in children(b.proc.pid))]
-        answers["instance_peak_rss_mb"] = {"master": round(rss[0]), "workers": [round(x) for x in rss[1:]],
+        rss = [_hwm(b.proc.pid), *(_hwm(p) for p in descendants(b.proc.pid))]
+        answers["instance_peak_rss_mb"] = {"master": round(rss[0]), "others": [round(x) for x in rss[1:]],
                                            "total": round(sum(rss))}
         for inst in rehearsal.instances:
             inst.stop()

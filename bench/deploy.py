@@ -566,6 +566,9 @@ def rehearse(quick: bool, clients: int, retry: bool = False,
                                            "total": round(sum(rss))}
         for inst in rehearsal.instances:
             inst.stop()
+            if inst.held is not None:  # a held socket would take the connection and never answer
+                inst.held.close()
+                inst.held = None
         status, body, headers = http_request(rehearsal.lb.port, "GET", "/healthz")
         answers.update({"all_down": status, "all_down_type": headers.get("content-type"),
                         "all_down_json": _is_json(body), "all_down_retry_after": headers.get("retry-after")})

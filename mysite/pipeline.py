@@ -8,7 +8,6 @@ side reads the request into a ``Job`` and turns the ``Outcome`` into a response.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import math
 import time
 from dataclasses import dataclass
@@ -20,6 +19,9 @@ from mysite.vision.boxes import clip
 from mysite.vision.budget import Budget, decode_memory
 from mysite.vision.decode import Decoded, Header, decode_image, encode, read_header
 from mysite.vision.draw import draw_detections, thumbnail
+from mysite.vision.shapes import Rescaling, WholeImage
+
+Model = WholeImage | Rescaling
 
 # Endpoint outputs whose result is a list of detections: they can be drawn on the upload (output=image).
 DETECTIONS = frozenset({"boxes", "deepstack"})
@@ -61,7 +63,7 @@ class Outcome:
 
 
 @dataclass(frozen=True)
-class Plan:
+class ImagePlan:
     """How one image will be decoded and run, worked out from its header: checked against the budget."""
 
     header: Header
@@ -97,59 +99,52 @@ def run_job(models: Any, job: Job) -> Outcome:
     return Outcome(result if job.output != "image" else None, picture, time.perf_counter() - started)
 
 
-def plan_image(model: Any, data: bytes, values: dict[str, Any], explicit: frozenset[str], max_pixels: int,
-               limit: Budget) -> Plan:
+def plan_image(model: Model, data: bytes, values: dict[str, Any], explicit: frozenset[str], max_pixels: int,
+               limit: Budget) -> ImagePlan:
     """Read the header, pick the decode size, and refuse (413/422) what is over the budget, before any pixel.
 
-    A model that can work on a smaller image (``prepare``) picks the reduction itself, checks
-    its own scan against the budget and is told the decoded image's ``scale``; one that
-    declares ``decode_side`` (the DNN models, whose input is a few hundred pixels) is
-    decoded no larger than needed for that side; everything else is decoded in full.
+    A ``Rescaling`` model picks the reduction itself, checks its own scan against the budget and
+    is told the decoded image's ``scale``; a ``WholeImage`` model is decoded whole, no larger than
+    its ``decode_side`` when it has one (the DNN models, whose input is a few hundred pixels).
     """
     gray = model.input == "gray"
     header = read_header(data, max_pixels)
-    prepare = getattr(model, "prepare", None)
     work = 0
-    if prepare is not None:
-        # A model whose prepare takes the budget checks its own scan against it; others are costed by their decode.
-        if "limit" in inspect.signature(prepare).parameters:
-            reduce, values = prepare(header, values, explicit, limit=limit)
-        else:
-            reduce, values = prepare(header, values, explicit)
-        counted = getattr(model, "work", None)  # windows a scan evaluates; a model without one costs its decode
-        work = counted(header, values) if counted is not None else 0
+    if isinstance(model, Rescaling):
+        reduce, values = model.prepare(header, values, explicit, limit)
+        work = model.work(header, values)
     else:
-        reduce = reduction_for(header, getattr(model, "decode_side", None))
+        reduce = reduction_for(header, model.decode_side)
     what = f"decoding this {header.width}x{header.height} {header.format}{' with transparency' if header.alpha else ''}"
     budget.check_memory(decode_memory(header, gray, reduce), limit, what, "send a smaller image")
-    plan = Plan(header, gray, reduce, values, work, limit.memory)
+    plan = ImagePlan(header, gray, reduce, values, work, limit.memory)
     return dataclasses.replace(plan, work=work + plan.decoded_pixels // DECODE_WORK)
 
 
-def execute(model: Any, data: bytes, plan: Plan) -> tuple[Decoded, Any]:
+def execute(model: Model, data: bytes, plan: ImagePlan) -> tuple[Decoded, Any]:
     """Decode as planned and run the model; the decoded image and the model's answer (in original pixels)."""
     decoded = decode_image(data, max_pixels=plan.header.width * plan.header.height, gray=plan.gray,
                            reduce=plan.reduce, header=plan.header, max_bytes=plan.memory)
-    if getattr(model, "prepare", None) is not None:
+    if isinstance(model, Rescaling):
         return decoded, model.run(decoded.image, **plan.values, scale=decoded.scale)
     result = model.run(decoded.image, **plan.values)
     return decoded, rescale(result, decoded)
 
 
-def _batch(model: Any, job: Job) -> list[dict[str, Any]]:
+def _batch(model: Model, job: Job) -> list[dict[str, Any]]:
     """Each image's answer in the book's shape, or its own error body.
 
     Every image is planned before any is decoded, and the request's work is the sum of its
     images': 16 images may together cost what one may, no more.
     """
     each = job.budget.with_memory(job.budget.memory - 2 * sum(len(d) for d in job.images))
-    plans: list[Plan | ApiError] = []
+    plans: list[ImagePlan | ApiError] = []
     for data in job.images:
         try:
             plans.append(plan_image(model, data, dict(job.values), job.explicit, job.max_pixels, each))
         except ApiError as exc:  # one bad image spoils nothing for the others
             plans.append(exc)
-    ok = [p for p in plans if isinstance(p, Plan)]
+    ok = [p for p in plans if isinstance(p, ImagePlan)]
     pixels = sum(p.header.width * p.header.height for p in ok)
     if pixels > job.max_pixels:
         raise TooLarge(f"the {len(job.images)} images hold {pixels / 1e6:.1f} megapixels together; "

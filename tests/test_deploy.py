@@ -161,6 +161,7 @@ def test_procfile_serves_wsgi_application_with_gunicorn():
     assert argv[0] == "gunicorn" and argv[-1] == "wsgi:application"
 
 
+@pytest.mark.slow
 def test_pythonanywhere_template_loads_the_app_from_home(tmp_path):
     # PythonAnywhere runs the WSGI file from /var/www with the project in ~/mysite.
     (tmp_path / "mysite").symlink_to(ROOT)
@@ -226,6 +227,7 @@ def _bare_hook(hook: Path, **settings: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.parametrize("hooks", ["hooks", "confighooks"])
+@pytest.mark.slow
 def test_prebuild_hook_writes_nginx_limits_from_the_setting_with_a_bare_python(tmp_path, hooks):
     app = _staged_copy(tmp_path)
     hook = app / ".platform" / hooks / "prebuild" / "01_nginx_limits.sh"
@@ -250,6 +252,7 @@ def test_proxy_conf_needs_only_the_standard_library():
     assert proc.stdout.strip() == "[]", proc.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("setting", "value"), [("MYSITE_MAX_UPLOAD_MB", "abc"), ("MYSITE_TIMEOUT", "soon")])
 def test_prebuild_hook_stops_the_deploy_naming_the_setting_and_the_limit_in_force(tmp_path, setting, value):
     app = _staged_copy(tmp_path)
@@ -283,6 +286,7 @@ def _listening(port: int) -> set[str]:
 
 
 @pytest.mark.needs("dev-venv")
+@pytest.mark.slow
 def test_dev_serve_listens_on_loopback_and_installs_nothing_again():
     import signal
     import time
@@ -362,6 +366,7 @@ def test_dockerfile_installs_the_projects_requirements_and_nothing_unpinned():
     assert {".git", ".venv", ".env"} <= set(ignored)
 
 
+@pytest.mark.slow
 def test_docker_entrypoint_puts_nginx_in_front_and_slow_clients_do_not_block_the_workers(tmp_path):
     """The image's entrypoint run here as in the container (no Docker engine on this machine)."""
     import json
@@ -601,6 +606,7 @@ def test_dockerfile_is_hadolint_clean_and_every_waived_rule_says_why():
                 assert rule.strip() in reason and len(reason) > 80, f"{rule}: no reason above line {i + 1}"
 
 
+@pytest.mark.slow
 def test_predeploy_hook_fetches_models_never_fails_and_downloads_nothing_twice(tmp_path):
     import hashlib
 

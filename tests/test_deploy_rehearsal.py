@@ -15,6 +15,8 @@ from tests_helpers import require
 from bench import deploy
 from testkit.ebconfig import HealthCheck
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def rehearsal():

@@ -19,6 +19,8 @@ from typing import Any, Generic, TypeVar
 import cv2
 import numpy as np
 
+from mysite.vision.shapes import WholeImage
+
 # File suffix -> the framework name cv2.dnn.readNet takes with in-memory buffers.
 FRAMEWORKS = {".onnx": "onnx", ".caffemodel": "caffe", ".tflite": "tflite", ".pb": "tensorflow"}
 
@@ -130,7 +132,7 @@ class ThreadNets:
         return [np.asarray(o) for o in outs]
 
 
-class NetModel:
+class NetModel(WholeImage):
     """A model file (+ config) run by cv2.dnn on colour images, with its input recipe and labels.
 
     Subclasses say in ``check`` what a sane first output looks like; it is run once, on a
@@ -161,7 +163,8 @@ def probabilities(scores: np.ndarray) -> np.ndarray:
     if v.size and v.min() >= 0 and abs(v.sum() - 1.0) < 1e-3:
         return v
     e = np.exp(v - v.max())
-    return e / e.sum()
+    out: np.ndarray = e / e.sum()
+    return out
 
 
 def first_line(exc: Exception) -> str:

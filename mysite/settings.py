@@ -22,8 +22,8 @@ from mysite.params import parse_bool
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 PREFIX = "MYSITE_"
 # Read elsewhere (gunicorn_conf.py, the client), not by the app: not typos, not app settings.
-OTHER_VARIABLES = frozenset({"MYSITE_ENV_FILE", "MYSITE_THREADS", "MYSITE_TIMEOUT", "MYSITE_SERVER",
-                             "MYSITE_API_KEY"})
+OTHER_VARIABLES = frozenset({"MYSITE_ENV_FILE", "MYSITE_THREADS", "MYSITE_TIMEOUT", "MYSITE_GRACEFUL_TIMEOUT",
+                             "MYSITE_SERVER", "MYSITE_API_KEY"})
 
 
 class SettingsError(ValueError):

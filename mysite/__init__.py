@@ -27,7 +27,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     from mysite.models.registry import Registry
     from mysite.models.schema import read_specs
     from mysite.server.upload_deadline import UploadDeadline
-    from mysite.web import api, digit_page, error_handlers, inputs, openapi, pages, security, state
+    from mysite.web import api, digit_page, error_handlers, faces, inputs, openapi, pages, security, state
 
     settings = settings_mod.load(overrides)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -51,10 +51,11 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(pages.bp)
     app.register_blueprint(digit_page.bp)
     api.register(app)
+    faces.register(app)
     app.register_blueprint(openapi.bp)
     error_handlers.register(app)
     # Headers on every answer, JSON OPTIONS, and (when set) API keys for the image endpoints and CORS.
-    security.register(app, protected={"api"})
+    security.register(app, protected={"api", "faces"})
     # A body that arrives too slowly is cut off with a JSON 408, not waited for (mysite/server/upload_deadline.py).
     app.wsgi_app = UploadDeadline(app.wsgi_app, settings.upload_deadline)  # type: ignore[method-assign]
     return app

@@ -6,6 +6,22 @@ import io
 from pathlib import Path
 
 DATA = Path(__file__).parent / "data"
+# dlib's face recognition model files, from the shared folder beside the checkout (not shipped: 31 MB).
+FACE_MODELS = Path(__file__).resolve().parents[1].parent / "shared" / "models" / "dlib-face"
+FACE_MODEL = FACE_MODELS / "dlib_face_recognition_resnet_model_v1.dat"
+
+
+def face_model_or_skip() -> Path:
+    """The face recognition model file; a skip outside CI without it, a failure under CI=true."""
+    import os
+
+    import pytest
+
+    if not FACE_MODEL.is_file():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{FACE_MODEL} is missing; CI=true requires the face recognition tests to run")
+        pytest.skip(f"{FACE_MODEL} is not there (the shared model folder beside the checkout)")
+    return FACE_MODEL
 
 # The book's printed answer for its own photo (demo_request.py output), sorted.
 BOOK_GROUP_BOXES = sorted([

@@ -213,6 +213,20 @@ def rescale(result: Any, decoded: Decoded) -> Any:
             else d for d in result]
 
 
+def run_model(model: Any, data: bytes, values: dict[str, Any], explicit: set[str], settings: Settings) -> Any:
+    """One image through ``model`` as ``handle`` runs it: planned and checked against the request's
+    budget, then decoded and run in this worker's detection slot; the model's answer."""
+    limit = Budget(settings.request_memory_bytes, settings.request_work)
+    plan = _plan(model, data, values, explicit, settings.max_pixels, limit.with_memory(limit.memory - 2 * len(data)))
+    with current_gate().slot():
+        return _execute(model, data, plan)[1]
+
+
+def fetcher(settings: Settings) -> Callable[[str], bytes]:
+    """What fetches a ``?url=`` image under these settings (or refuses to)."""
+    return _fetcher(settings)
+
+
 def _fetcher(settings: Settings) -> Callable[[str], bytes]:
     if not settings.url_fetch:
         return _fetch_disabled

@@ -16,9 +16,10 @@ from flask import Flask, current_app
 from mysite.server.concurrency import Gate
 
 if TYPE_CHECKING:
+    from mysite.faces.index import FaceIndex
     from mysite.models.registry import Registry
     from mysite.settings import Settings
-    from mysite.web.endpoints import Endpoint
+    from mysite.web.endpoints import Endpoint, FaceRoute
 
 _KEY = "mysite"
 
@@ -32,10 +33,19 @@ class AppState:
     registry: Registry
     endpoints: tuple[Endpoint, ...] = ()
     gate: Gate = field(default_factory=Gate)
+    faces: FaceIndex | None = None  # the registered faces (web/faces.py)
+    face_routes: tuple[FaceRoute, ...] = ()
 
     def endpoint(self, path: str) -> Endpoint | None:
         """The registered row serving ``path`` (``/predict`` and ``/predict/`` are two rows), or None."""
         return next((ep for ep in self.endpoints if ep.path == path), None)
+
+    def error_style(self, path: str) -> str:
+        """What an error body on ``path`` carries beside status and message (a key of respond.ERROR_FIELDS)."""
+        ep = self.endpoint(path)
+        if ep is not None:
+            return ep.errors
+        return next((r.errors for r in self.face_routes if r.path == path), "book")
 
 
 def install(app: Flask, settings: Settings, registry: Registry) -> AppState:

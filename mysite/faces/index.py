@@ -7,10 +7,12 @@ another instance changed the store; after this process's own change it is read
 at the next search.
 
 Distances are Euclidean between dlib's embeddings: one person's photos lie about
-0.3-0.5 apart, two people's 0.7 and more. DeepStack clients speak of a
-*confidence* in [0, 1] with a threshold (``min_confidence``, DeepStack's default
-0.67), so a distance is turned into one by a logistic curve centred on dlib's
-tolerance 0.6: 0.45 -> 0.95, 0.55 -> 0.73, 0.6 -> 0.5, 0.65 -> 0.27, 0.75 -> 0.05.
+0.1-0.53 apart (0.56 with faces 30 px wide), two people's 0.69 and more, though two
+low-quality faces of different people came as close as 0.58 (docs/faces.md). DeepStack
+clients speak of a *confidence* in [0, 1] with a threshold (``min_confidence``;
+DeepStack's default 0.67, deepstack-python's 0.45), so a distance becomes one by a
+steep logistic curve centred at 0.57 that puts every usual threshold inside that gap:
+min_confidence 0.3 names faces up to 0.595, 0.45 up to 0.576, 0.67 up to 0.549, 0.9 up to 0.504.
 """
 
 from __future__ import annotations
@@ -25,13 +27,13 @@ import numpy as np
 
 from mysite.faces.store import DIMENSIONS, FaceStore, Snapshot
 
-TOLERANCE = 0.6  # dlib's distance between "same" and "different"
-STEEPNESS = 0.05  # distance over which the confidence moves by a factor of e
+CENTRE = 0.57  # the distance whose confidence is 0.5
+STEEPNESS = 0.03  # distance over which the odds of a match move by a factor of e
 
 
 def confidence(distance: float) -> float:
     """The match confidence of an embedding distance (see the module's docstring)."""
-    z = (distance - TOLERANCE) / STEEPNESS
+    z = (distance - CENTRE) / STEEPNESS
     return 0.0 if z > 700 else 1.0 / (1.0 + math.exp(z))
 
 

@@ -36,6 +36,9 @@ MIN_CONFIDENCE = Param("min_confidence", float, 0.67, min=0.0, max=1.0,
                        doc="smallest match confidence for a name; below it a face is unknown")
 # A second face this large (relative to the largest) makes a registration photo ambiguous.
 AMBIGUOUS = 0.8
+# Pixels a registered face is wide at least: smaller faces give embeddings too alike (faces 30 px wide
+# of two people came as close as one person's photos do), and a registration is matched against for good.
+MIN_REGISTER_WIDTH = 60
 NAME_FIELDS = ("userid", "name")
 
 
@@ -75,6 +78,8 @@ def handle(route: FaceRoute, name: str | None = None) -> Response:
     if route.changes and settings.admin_keys:
         check_key(request, settings.admin_keys)
     given = inputs.params(request)
+    if request.mimetype == "application/x-www-form-urlencoded":  # deepstack clients' delete and list: no file
+        given.update(request.form.to_dict())
     body = ACTIONS[route.action](route, name, given, settings)
     if route.style == "deepstack":
         body = {"success": True, **body, "duration": round(time.perf_counter() - started, 4)}
@@ -121,13 +126,17 @@ def embed(data: bytes, given: dict[str, str], settings: Settings) -> list[dict[s
     return api.run_model(model, data, values, set(given), settings)
 
 
-def one_face(faces: list[dict[str, Any]], which: str) -> dict[str, Any]:
-    """The face a registration or match photo is of: its only or clearly largest face."""
+def one_face(faces: list[dict[str, Any]], which: str, min_width: int = 0) -> dict[str, Any]:
+    """The face a registration or match photo is of: its only or clearly largest face, ``min_width`` wide at least."""
     if not faces:
         raise Unprocessable(f"no face found in {which}", reason=Reason.UNPROCESSABLE)
     if len(faces) > 1 and _width(faces[1]) >= AMBIGUOUS * _width(faces[0]):
         raise Unprocessable(f"{len(faces)} faces of about the same size in {which}: it is not clear who is meant; "
                             "send a photo of one person (or crop it)", reason=Reason.UNPROCESSABLE)
+    if min_width and _width(faces[0]) < min_width:
+        raise Unprocessable(f"the face in {which} is {_width(faces[0]):.0f} pixels wide; a face to register must be "
+                            f"at least {min_width} pixels wide: send a larger or sharper photo",
+                            reason=Reason.UNPROCESSABLE)
     return faces[0]
 
 
@@ -142,7 +151,8 @@ def _which(i: int, n: int) -> str:
 def do_register(route: FaceRoute, name: str | None, given: dict[str, str], settings: Settings) -> dict[str, Any]:
     userid = read_name(route, name, given)
     images = read_images(settings)
-    faces = [one_face(embed(data, given, settings), _which(i, len(images))) for i, data in enumerate(images, 1)]
+    faces = [one_face(embed(data, given, settings), _which(i, len(images)), MIN_REGISTER_WIDTH)
+             for i, data in enumerate(images, 1)]
     index = current_index()
     added = index.store.add(userid, [f["embedding"] for f in faces])
     index.changed()

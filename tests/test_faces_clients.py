@@ -209,3 +209,33 @@ def test_two_instances_sharing_postgresql_see_each_others_registrations_within_a
     engine = sa.create_engine(url)
     store_mod.metadata.drop_all(engine)
     engine.dispose()
+
+
+def test_the_sites_own_client_registers_recognizes_lists_and_forgets(server, photos, tmp_path, capsys) -> None:
+    from mysite.client import Client
+    from mysite.client.cli import main
+
+    _clear(server)
+    name = "Eileen \"Collins\"/ 100%"  # odd characters travel in the path, quoted, and come back as sent
+    assert main(["register", name, str(photos["astronaut"]), str(photos["other"]), "--server", server.url]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["name"] == name and answer["added"] == 2 and answer["boxes"] == _boxes_of(server, photos)
+    assert Client(server.url).faces() == [{"name": name, "count": 2}]
+    drawn = tmp_path / "named.png"
+    assert main(["recognize", str(photos["other"]), "--server", server.url, "--draw", str(drawn)]) == 0
+    assert [f["name"] for f in json.loads(capsys.readouterr().out)["result"]] == [name]
+    assert cv2.imread(str(drawn)).shape == (480, 640, 3)
+    assert main(["forget", name, "--server", server.url]) == 0
+    assert json.loads(capsys.readouterr().out) == {"name": name, "deleted": 2}
+    assert main(["forget", name, "--server", server.url]) == 1  # nobody of that name any more: 404
+    assert "404" in capsys.readouterr().err
+    assert main(["register", "x", str(tmp_path / "missing.jpg"), "--server", server.url]) == 2
+
+
+def _boxes_of(server: LiveServer, photos: dict[str, Path]) -> list[list[int]]:
+    """Where the server finds the one face of each registered photo."""
+    out = []
+    for key in ("astronaut", "other"):
+        result = requests.post(f"{server.url}/recognize", files={"image": photos[key].read_bytes()}, timeout=30).json()
+        out.append(result["result"][0]["box"])
+    return out

@@ -116,9 +116,9 @@ FACE_ROUTES: tuple[FaceRoute, ...] = (
     # The site's own style.
     FaceRoute("/faces", "list", "The registered people and how many faces each has", methods=("GET",),
               style="native"),
-    FaceRoute("/faces/<name>", "register", "Register the person <name> from one or more photos (multipart image)",
+    FaceRoute("/faces/<path:name>", "register", "Register the person <name> from one or more photos (multipart image)",
               methods=("POST",), style="native", changes=True),
-    FaceRoute("/faces/<name>", "delete", "Forget the person <name>", methods=("DELETE",), style="native",
+    FaceRoute("/faces/<path:name>", "delete", "Forget the person <name>", methods=("DELETE",), style="native",
               changes=True),
     FaceRoute("/recognize", "recognize", "Name every face of the image: box, name (null: unknown), confidence",
               methods=("GET", "POST"), style="native"),

@@ -15,7 +15,16 @@ for _name in [n for n in os.environ if n.startswith("MYSITE_") and n != "MYSITE_
 # What an app writes (the default face database) goes to a folder of the test run's own, never the checkout.
 os.environ["MYSITE_DATA_DIR"] = tempfile.mkdtemp(prefix="mysite-test-data-")
 
-from tests_helpers import DATA, FACE_MODEL, read  # noqa: E402 - after the environment is cleaned
+from tests_helpers import DATA, FACE_MODEL, read, require  # noqa: E402 - after the environment is cleaned
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """``@pytest.mark.needs("nginx", ...)``: skip without the tool, fail without it under CI=true
+    (before any fixture starts a server for nothing)."""
+    for mark in item.iter_markers("needs"):
+        for name in mark.args:
+            require(name)
 
 
 @pytest.fixture(scope="session")

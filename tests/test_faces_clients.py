@@ -25,21 +25,15 @@ import numpy as np
 import pytest
 import requests
 from live_server import LiveServer, start_gunicorn
-from tests_helpers import DATA, face_model_or_skip
-
-CLIENTS = Path(sys.prefix) / "face-clients"
+from tests_helpers import DATA, FACE_CLIENTS, face_model_or_skip, require
 
 
 def _client_dir(name: str) -> Path | None:
-    """The folder a client is installed in; None for one in this virtualenv; a skip (CI: a failure) when absent."""
+    """The folder a client is installed in; None for the one in this virtualenv."""
     if name == "deepstack-python-0.9":
         return None
-    folder = CLIENTS / name
-    if not (folder / ".done").is_file():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{folder} is missing; CI=true requires it (.ci/install-face-clients)")
-        pytest.skip(f"{name} is not installed in {folder} (.ci/install-face-clients)")
-    return folder
+    require("face-clients")
+    return FACE_CLIENTS / name
 
 
 def _run(name: str, script: str, port: int, tmp_path: Path) -> dict:

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
+import os
+import shutil
+import sys
+from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 DATA = Path(__file__).parent / "data"
 # dlib's face recognition model files, from the shared folder beside the checkout (not shipped: 31 MB).
@@ -12,16 +19,15 @@ FACE_MODEL = FACE_MODELS / "dlib_face_recognition_resnet_model_v1.dat"
 
 
 def face_model_or_skip() -> Path:
-    """The face recognition model file; a skip outside CI without it, a failure under CI=true."""
-    import os
-
-    import pytest
-
-    if not FACE_MODEL.is_file():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{FACE_MODEL} is missing; CI=true requires the face recognition tests to run")
-        pytest.skip(f"{FACE_MODEL} is not there (the shared model folder beside the checkout)")
+    """The face recognition model file (a skip without it; under CI=true, a failure)."""
+    require("face-model")
     return FACE_MODEL
+
+
+# The DeepStack face clients that cannot share the virtualenv, each in its folder (.ci/install-face-clients).
+FACE_CLIENTS = Path(sys.prefix) / "face-clients"
+FACE_CLIENT_DIRS = ("deepstack-python-0.8", "codeproject-ai-api", "deepstack-sdk")
+
 
 # The book's printed answer for its own photo (demo_request.py output), sorted.
 BOOK_GROUP_BOXES = sorted([
@@ -44,3 +50,58 @@ def multipart(field: str, data: bytes, filename: str = "photo.jpg") -> dict:
 
 def boxes_of(body: dict) -> list[list[int]]:
     return [d["box"] for d in body["result"]]
+
+
+def nginx_path() -> str | None:
+    return shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+
+
+def _beside_python(name: str) -> str | None:
+    found = Path(sys.executable).with_name(name)
+    return str(found) if found.exists() else shutil.which(name)
+
+
+def _chromium() -> bool:
+    from webdriver import find_chromium
+
+    return find_chromium() is not None
+
+
+def _dev_venv() -> bool:
+    """Whether deploy/dev.sh made this .venv: its stamp for requirements.txt says so (never let a test run pip)."""
+    root = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256((root / "requirements.txt").read_bytes() * 2).hexdigest()[:16]
+    return (root / ".venv" / f".installed-requirements.txt-{digest}").exists()
+
+
+# What a test may need beyond requirements-dev.txt: how to tell it is there, and how to install it.
+NEEDS: dict[str, tuple[Callable[[], object], str]] = {
+    "nginx": (nginx_path, "nginx is not installed (apt-get install -y nginx, or .ci/install-nginx)"),
+    "chromium": (_chromium, "headless Chromium is not installed (apt-get install -y chromium chromium-driver, "
+                            "or .ci/install-browser)"),
+    "jquery": (Path("/usr/share/javascript/jquery/jquery.min.js").is_file,
+               "Debian's libjs-jquery is not installed (apt-get install -y libjs-jquery, or .ci/install-browser)"),
+    "curl": (lambda: shutil.which("curl"), "curl is not installed (apt-get install -y curl, or .ci/install-browser)"),
+    "uwsgi": (lambda: Path(sys.executable).with_name("uwsgi").exists(),
+              "uWSGI is not installed (pip install -r bench/requirements.txt)"),
+    "dev-venv": (_dev_venv, "run through deploy/dev.sh test (its .venv stamps) to check serve"),
+    "ruff": (lambda: _beside_python("ruff"), "ruff is not installed (pip install -r requirements-dev.txt)"),
+    "mypy": (lambda: _beside_python("mypy"), "mypy is not installed (pip install -r requirements-dev.txt)"),
+    "face-model": (lambda: FACE_MODEL.is_file(), f"dlib's face recognition model is not in {FACE_MODELS} "
+                                                 "(the shared folder beside the checkout)"),
+    "postgres": (lambda: os.environ.get("TEST_POSTGRES_URL"),
+                 "no PostgreSQL server for the tests: eval \"$(.ci/start-postgres)\" starts one (TEST_POSTGRES_URL)"),
+    "face-clients": (lambda: all((FACE_CLIENTS / n / ".done").is_file() for n in FACE_CLIENT_DIRS),
+                     "the DeepStack face clients are not installed in .venv/face-clients (.ci/install-face-clients)"),
+}
+
+
+def require(name: str) -> None:
+    """Skip the test when ``name`` (a key of NEEDS) is missing, but fail it under CI=true: CI installs
+    everything (.ci/run), so there a missing tool is a broken setup, never a reason to skip."""
+    present, reason = NEEDS[name]
+    if present():
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason}; CI=true requires this test to run")
+    pytest.skip(reason)

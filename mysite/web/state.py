@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from mysite.faces.index import FaceIndex
     from mysite.models.registry import Registry
     from mysite.settings import Settings
-    from mysite.web.endpoints import Endpoint, FaceRoute
+    from mysite.web.endpoints import Endpoint, ErrorShape, FaceRoute
 
 _KEY = "mysite"
 
@@ -40,12 +40,14 @@ class AppState:
         """The registered row serving ``path`` (``/predict`` and ``/predict/`` are two rows), or None."""
         return next((ep for ep in self.endpoints if ep.path == path), None)
 
-    def error_style(self, path: str) -> str:
-        """What an error body on ``path`` carries beside status and message (a key of respond.ERROR_FIELDS)."""
+    def error_style(self, path: str) -> ErrorShape:
+        """What an error body on ``path`` carries beside status and message (respond.ERROR_FIELDS)."""
+        from mysite.web.endpoints import ErrorShape  # the table imports what imports this module
+
         ep = self.endpoint(path)
         if ep is not None:
             return ep.errors
-        return next((r.errors for r in self.face_routes if r.path == path), "book")
+        return next((r.errors for r in self.face_routes if r.path == path), ErrorShape.BOOK)
 
 
 def install(app: Flask, settings: Settings, registry: Registry) -> AppState:

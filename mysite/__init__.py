@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
+
+# numpy's BLAS threads: one. The site runs in parallel by its processes; on shared CPUs a small
+# product (the face search) spread over threads waits on them, spinning, many times its own time.
+# Set before numpy is first imported (nothing here imports it).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 if TYPE_CHECKING:
     from flask import Flask

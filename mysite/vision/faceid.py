@@ -25,6 +25,8 @@ from mysite.vision.yunet import YuNet
 DIMENSIONS = 128
 # Faces embedded per image at most, largest first: each costs about 85 ms of CPU.
 MAX_FACES = 50
+# Faces the network embeds at once: a batch costs no less CPU, and its working memory grows with its size.
+BATCH = 1
 
 PARAMS = (
     *(p for p in YUNET_PARAMS if p.name != "min_confidence"),
@@ -67,13 +69,14 @@ class FaceEmbedder:
 
     def embed(self, rgb: np.ndarray, boxes: list[list[int]]) -> np.ndarray:
         """One unit-scale 128-d embedding per box (N x 128 float32) of an RGB image."""
-        if not boxes:
-            return np.zeros((0, DIMENSIONS), np.float32)
-        shapes = self._dlib.full_object_detections()
-        for x1, y1, x2, y2 in boxes:
-            shapes.append(self._shape(rgb, self._dlib.rectangle(int(x1), int(y1), int(x2), int(y2))))
-        vectors = self._net.compute_face_descriptor(rgb, shapes)
-        return np.asarray([np.asarray(v, np.float32) for v in vectors], np.float32).reshape(-1, DIMENSIONS)
+        out = np.zeros((len(boxes), DIMENSIONS), np.float32)
+        for start in range(0, len(boxes), BATCH):
+            shapes = self._dlib.full_object_detections()
+            for x1, y1, x2, y2 in boxes[start:start + BATCH]:
+                shapes.append(self._shape(rgb, self._dlib.rectangle(int(x1), int(y1), int(x2), int(y2))))
+            for i, v in enumerate(self._net.compute_face_descriptor(rgb, shapes), start):
+                out[i] = np.asarray(v, np.float32)
+        return out
 
     def run(self, image: np.ndarray, *, detect_confidence: float, nms: float, min_size: int, min_face: float,
             max_faces: int) -> list[Detection]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import socket
+import sys
 
 import cv2
 import numpy as np
@@ -212,3 +213,25 @@ def test_api_keys_and_admin_keys(make_app, tmp_path) -> None:
     assert client.delete("/faces/E", headers={"X-API-Key": user}).status_code == 401
     assert client.post("/recognize", headers={"X-API-Key": admin}, data=_form(image=astronaut)).status_code == 200
     assert client.delete("/faces/E", headers={"X-API-Key": admin}).status_code == 200
+
+
+def test_without_dlib_the_routes_answer_503_saying_what_to_install(make_app, monkeypatch) -> None:
+    model = face_model_or_skip()
+    monkeypatch.setitem(sys.modules, "dlib", None)  # as if dlib-bin were not installed
+    client = make_app({"MYSITE_FACEID_MODEL": str(model)}).test_client()
+    r = client.post("/recognize", data=_form(image=read("astronaut.png")))
+    assert r.status_code == 503 and "pip install dlib-bin" in r.get_json()["message"]
+    assert client.post("/detect", data=_form(image=read("astronaut.png"))).status_code == 200
+
+
+def test_the_face_routes_are_in_the_info_route_and_the_api_description(client) -> None:
+    routes: dict[str, set[str]] = {}
+    for r in client.get("/").get_json()["routes"]:
+        routes.setdefault(r["path"], set()).update(r["methods"])
+    assert routes["/faces/<path:name>"] == {"DELETE", "POST"}
+    assert {"/v1/vision/face/register", "/v1/vision/face/recognize", "/v1/vision/face/list",
+            "/v1/vision/face/delete", "/v1/vision/face/match", "/faces", "/recognize"} <= set(routes)
+    paths = client.get("/openapi.json").get_json()["paths"]
+    assert set(paths["/faces/{name}"]) == {"post", "delete"}
+    recognize = paths["/v1/vision/face/recognize"]["post"]
+    assert {p["name"]: p["schema"]["default"] for p in recognize["parameters"]}["min_confidence"] == 0.67

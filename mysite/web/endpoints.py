@@ -134,7 +134,8 @@ class FaceRoute:
 
     @property
     def name(self) -> str:
-        return "faces:" + self.path[1:] + ":" + "|".join(self.methods)
+        """The Flask endpoint name (in blueprint ``faces``): action and style, e.g. ``register_deepstack``."""
+        return f"{self.action}_{self.style}"
 
 
 FACE_ROUTES: tuple[FaceRoute, ...] = (

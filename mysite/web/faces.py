@@ -51,7 +51,7 @@ def register(app: Flask, routes: tuple[FaceRoute, ...] = FACE_ROUTES) -> None:
     state.face_routes = routes
     bp = Blueprint("faces", __name__)
     for route in routes:
-        bp.add_url_rule(route.path, endpoint=route.name.replace(".", "_"), view_func=_view(route),
+        bp.add_url_rule(route.path, endpoint=route.name, view_func=_view(route),
                         methods=list(route.methods))
     app.register_blueprint(bp)
 

@@ -35,7 +35,8 @@ PARAMS = (
     Param("max_faces", int, 20, min=1, max=MAX_FACES, doc="faces embedded per image at most, largest first"),
 )
 
-INSTALL_HINT = "dlib is not installed: pip install dlib-bin (the face recognition routes need it)"
+INSTALL_HINT = ("dlib is not installed: pip install dlib-bin (a prebuilt wheel for x86-64 Linux and Windows), "
+                "or pip install dlib (built from source, needs CMake and a compiler)")
 
 
 def load_dlib() -> Any:

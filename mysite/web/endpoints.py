@@ -157,5 +157,5 @@ FACE_ROUTES: tuple[FaceRoute, ...] = (
     FaceRoute("/faces/<path:name>", "delete", "Forget the person <name>", methods=("DELETE",), style="native",
               changes=True),
     FaceRoute("/recognize", "recognize", "Name every face of the image: box, name (null: unknown), confidence",
-              methods=("GET", "POST"), style="native"),
+              style="native"),
 )

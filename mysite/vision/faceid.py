@@ -19,6 +19,7 @@ import numpy as np
 
 from mysite.params import Param
 from mysite.vision.boxes import Detection
+from mysite.vision.shapes import WholeImage
 from mysite.vision.yunet import PARAMS as YUNET_PARAMS
 from mysite.vision.yunet import YuNet
 
@@ -48,8 +49,9 @@ def load_dlib() -> Any:
     return dlib
 
 
-class FaceEmbedder:
-    """dlib's face embedding network and shape predictor, fed with the faces YuNet finds."""
+class FaceEmbedder(WholeImage):
+    """dlib's face embedding network and shape predictor, fed with the faces YuNet finds (the whole
+    image, decoded in full: the network wants every pixel of a face)."""
 
     input = "color"
     params = PARAMS

@@ -1,7 +1,7 @@
 """The registered-faces routes (``FACE_ROUTES`` in ``endpoints.py``), all served by ``handle``.
 
 The request is read here (name, parameters, images); each image goes through the face
-embedding model as the image endpoints run theirs (``api.run_model``); what is done with
+embedding model as a job, where the image endpoints' models run (``pipeline.run_job``); what is done with
 the embeddings (store, search, list, delete) is database work, done here on the web side
 (``mysite/faces/``). Two styles of answer: DeepStack's (``success``, ``predictions`` with
 ``userid``, ``error``) and the site's own (``status``, ``result`` with ``name``).
@@ -24,11 +24,13 @@ from mysite.errors import ApiError, BadRequest, Reason, TooLarge, Unprocessable
 from mysite.faces.index import FaceIndex, Match
 from mysite.faces.store import MAX_NAME, FaceStore, default_url
 from mysite.params import Param, parse
+from mysite.pipeline import AnswerFormat, Job, run_job
 from mysite.settings import Settings
+from mysite.vision.budget import Budget
 from mysite.web import api, inputs
 from mysite.web.endpoints import FACE_ROUTES, FaceRoute
 from mysite.web.security import check_key
-from mysite.web.state import app_state, current_registry, current_settings
+from mysite.web.state import app_state, current_registry, current_settings, run
 
 MODEL = "faceid"  # the models.toml entry that embeds faces
 # DeepStack's default recognition threshold (its documentation: "By default, the minimum confidence is 0.67").
@@ -120,10 +122,13 @@ def read_images(settings: Settings) -> list[bytes]:
 
 
 def embed(data: bytes, given: dict[str, str], settings: Settings) -> list[dict[str, Any]]:
-    """The faces of one image, each with its embedding, as the model finds them (largest first)."""
-    model = current_registry().get(MODEL)
+    """The faces of one image, each with its embedding, as the model finds them (largest first): a job
+    done where the models run, as every image endpoint's."""
+    model = current_registry().get(MODEL)  # not loaded: a 503 naming the fix, before any work
     values = parse(model.params, given)
-    return api.run_model(model, data, values, set(given), settings)
+    job = Job(MODEL, "boxes", AnswerFormat("json", "jpeg"), values, frozenset(given), (data,), False, "face",
+              settings.max_pixels, Budget(settings.request_memory_bytes, settings.request_work))
+    return run(run_job, job).result
 
 
 def one_face(faces: list[dict[str, Any]], which: str, min_width: int = 0) -> dict[str, Any]:

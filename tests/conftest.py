@@ -18,6 +18,13 @@ os.environ["MYSITE_DATA_DIR"] = tempfile.mkdtemp(prefix="mysite-test-data-")
 from tests_helpers import DATA, FACE_MODEL, read, require  # noqa: E402 - after the environment is cleaned
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test served by the site under gunicorn (the ``live_server`` fixture) is a system test: slow."""
+    for item in items:
+        if "live_server" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """``@pytest.mark.needs("nginx", ...)``: skip without the tool, fail without it under CI=true

@@ -24,6 +24,8 @@ from live_server import PROJECT, start_gunicorn
 from tests_helpers import FACE_MODEL, face_model_or_skip
 from tiny_models import colour_classifier, fixed_ssd
 
+pytestmark = pytest.mark.slow
+
 README_HOST = re.compile(r"http://(localhost|127\.0\.0\.1):5000")
 API_KEY = "readme-example-key-0123456789"
 LOOPBACK = {"localhost", "127.0.0.1", "::1"}

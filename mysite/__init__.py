@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
+
+# numpy's BLAS threads: one. The site runs in parallel by its processes; on shared CPUs a small
+# product (the face search) spread over threads waits on them, spinning, many times its own time.
+# Set before numpy is first imported (nothing here imports it).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -37,7 +43,7 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, settings: Settings
     from mysite.server.send_deadline import SendDeadline
     from mysite.server.upload_deadline import UploadDeadline
     from mysite.vision import header_scan
-    from mysite.web import api, digit_page, error_handlers, inputs, openapi, pages, security, state
+    from mysite.web import api, digit_page, error_handlers, faces, inputs, openapi, pages, security, state
 
     if settings is None:
         settings = settings_mod.load(overrides)
@@ -66,10 +72,11 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, settings: Settings
     app.register_blueprint(pages.bp)
     app.register_blueprint(digit_page.bp)
     api.register(app, api.ENDPOINTS if endpoints is None else endpoints)
+    faces.register(app)
     app.register_blueprint(openapi.bp)
     error_handlers.register(app)
     # Headers on every answer, JSON OPTIONS, and (when set) API keys for the image endpoints and CORS.
-    security.register(app, protected={"api"})
+    security.register(app, protected={"api", "faces"})
     # A body that arrives too slowly is cut off with a JSON 408, not waited for (mysite/server/upload_deadline.py).
     app.wsgi_app = UploadDeadline(app.wsgi_app, settings.upload_deadline)  # type: ignore[method-assign]
     # An answer the client does not read is cut off, not held (mysite/server/send_deadline.py).

@@ -83,6 +83,12 @@ class Settings:
     api_keys: tuple[str, ...] = field(default=(), repr=False)
     # Origins a browser may call the API from (CORS); ("*",) = any; () = no Access-Control-* headers.
     cors_origins: tuple[str, ...] = ()
+    # Where the instance keeps what it writes (the default face database); None: instance/ in the project.
+    data_dir: Path | None = None
+    # The face database (a SQLAlchemy URL); "": a SQLite file in data_dir. PostgreSQL shares it between instances.
+    faces_db: str = field(default="", repr=False)
+    # Keys that may also register and delete faces; () = any API key may (or anyone, without API keys).
+    admin_keys: tuple[str, ...] = field(default=(), repr=False)
     # Every other MYSITE_* variable, e.g. MYSITE_FACE_CASCADE: models.toml says which model reads which.
     extra: Mapping[str, str] = field(default_factory=dict)
 
@@ -101,6 +107,11 @@ class Settings:
         Flask's MAX_CONTENT_LENGTH and nginx's client_max_body_size (mysite/server/proxy_conf.py) both use it.
         """
         return self.max_upload_bytes * 4 // 3 + 64 * 1024
+
+    @property
+    def data_folder(self) -> Path:
+        """The instance's data folder: ``MYSITE_DATA_DIR``, else ``instance/`` in the project."""
+        return self.data_dir if self.data_dir is not None else PROJECT_DIR / "instance"
 
     def path(self, name: str) -> Path | None:
         """An expanded path from an extra ``MYSITE_*`` variable, or None when unset."""
@@ -168,6 +179,11 @@ def _origins(v: str) -> tuple[str, ...]:
     return origins
 
 
+def _database_url(v: str) -> str:
+    from mysite.faces.store import check_url  # SQLAlchemy is imported only by a site that sets the URL
+    return check_url(v.strip()) if v.strip() else ""
+
+
 def _log_level(v: str) -> str:
     s = v.strip().upper()
     if s not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
@@ -208,9 +224,13 @@ FIELDS: dict[str, tuple[str, Any, str]] = {
     "DEBUG": ("debug", parse_bool, "on or off"),
     "API_KEYS": ("api_keys", _api_keys, "comma-separated keys of printable ASCII without spaces"),
     "CORS_ORIGINS": ("cors_origins", _origins, "* or comma-separated origins like https://example.com"),
+    "DATA_DIR": ("data_dir", lambda v: expand_path(v) if v.strip() else None, "a folder path"),
+    "FACES_DB": ("faces_db", _database_url,
+                 "a database URL like sqlite:////path/faces.sqlite3 or postgresql+psycopg://user:pw@host/db"),
+    "ADMIN_KEYS": ("admin_keys", _api_keys, "comma-separated keys of printable ASCII without spaces"),
 }
 # Settings whose values never appear in a message or a log line.
-SECRET = frozenset({"SECRET_KEY", "API_KEYS"})
+SECRET = frozenset({"SECRET_KEY", "API_KEYS", "ADMIN_KEYS", "FACES_DB"})
 
 
 def read_env_file(path: Path) -> dict[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
 
@@ -11,7 +12,10 @@ os.environ["MYSITE_ENV_FILE"] = os.devnull
 for _name in [n for n in os.environ if n.startswith("MYSITE_") and n != "MYSITE_ENV_FILE"]:
     del os.environ[_name]
 
-from tests_helpers import DATA, read, require  # noqa: E402 - after the environment is cleaned
+# What an app writes (the default face database) goes to a folder of the test run's own, never the checkout.
+os.environ["MYSITE_DATA_DIR"] = tempfile.mkdtemp(prefix="mysite-test-data-")
+
+from tests_helpers import DATA, FACE_MODEL, read, require  # noqa: E402 - after the environment is cleaned
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -111,5 +115,6 @@ def full_app(tmp_path_factory):
     colour_classifier(d / "squeezenet1.1-7.onnx", classes=(285, 281, 0), outputs=1000)
     # A cat (VOC 8) and a person (15), in fractions of the image.
     fixed_ssd(d / "ssd.onnx", np.array([[0, 8, 0.9, 0.1, 0.1, 0.6, 0.6], [0, 15, 0.6, 0.5, 0.2, 0.9, 0.9]]))
+    faces = {"MYSITE_FACEID_MODEL": str(FACE_MODEL)} if FACE_MODEL.is_file() else {}
     return create_app({"MYSITE_LOG_LEVEL": "ERROR", "MYSITE_MODEL_DIR": str(d), "MYSITE_SSD_MODEL": str(d / "ssd.onnx"),
-                       "MYSITE_URL_ALLOW_NETWORKS": "127.0.0.1/32"})
+                       "MYSITE_URL_ALLOW_NETWORKS": "127.0.0.1/32", **faces})

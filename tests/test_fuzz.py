@@ -64,8 +64,8 @@ def routes(app) -> list[str]:
 
 def problem(r: Request, status: int, mimetype: str, body: bytes) -> str | None:
     """What is wrong with one answer, or None."""
-    if status == 503 and b"is not loaded" in body and b"blazeface_full" in body:
-        return None  # the one model not shipped (fetched by the operator): its documented 503
+    if status == 503 and b"is not loaded" in body and (b"blazeface_full" in body or b"'faceid'" in body):
+        return None  # the models not shipped (fetched by the operator): their documented 503
     if status >= 500:
         return f"{status}"
     if status == 200 and (mimetype in IMAGE_TYPES or (mimetype == "text/plain" and "output=base64" in r.path.lower())):

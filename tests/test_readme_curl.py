@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import numpy as np
 import pytest
 from live_server import PROJECT, start_gunicorn
+from tests_helpers import FACE_MODEL, face_model_or_skip
 from tiny_models import colour_classifier, fixed_ssd
 
 pytestmark = pytest.mark.slow
@@ -61,7 +62,9 @@ def readme_models(tmp_path_factory) -> dict[str, str]:
     d = tmp_path_factory.mktemp("readme-models")
     colour_classifier(d / "squeezenet1.1-7.onnx", classes=(285, 281, 0), outputs=1000)
     fixed_ssd(d / "ssd.onnx", np.array([[0, 8, 0.9, 0.1, 0.1, 0.6, 0.6]]))
-    return {"MYSITE_MODEL_DIR": str(d), "MYSITE_SSD_MODEL": str(d / "ssd.onnx")}
+    # dlib's face model, which the faces guide fetches first, from the shared folder when it is there.
+    faces = {"MYSITE_FACEID_MODEL": str(FACE_MODEL)} if FACE_MODEL.is_file() else {}
+    return {"MYSITE_MODEL_DIR": str(d), "MYSITE_SSD_MODEL": str(d / "ssd.onnx"), **faces}
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +86,8 @@ def keyed_server(readme_models, tmp_path_factory):
 def test_readme_curl_line_runs(line: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
     if needs_internet(README_HOST.sub("", line)):
         pytest.skip("needs the internet: " + line)
+    if "/v1/vision/face/re" in line:  # register, recognize: the face model (a skip without it, unless CI)
+        face_model_or_skip()
     keyed = "$KEY" in line
     server = request.getfixturevalue("keyed_server" if keyed else "readme_server")
     (tmp_path / "tests").symlink_to(PROJECT / "tests")  # the examples' relative paths, from a fresh clone's top

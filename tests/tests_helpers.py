@@ -13,6 +13,21 @@ from pathlib import Path
 import pytest
 
 DATA = Path(__file__).parent / "data"
+# dlib's face recognition model files, from the shared folder beside the checkout (not shipped: 31 MB).
+FACE_MODELS = Path(__file__).resolve().parents[1].parent / "shared" / "models" / "dlib-face"
+FACE_MODEL = FACE_MODELS / "dlib_face_recognition_resnet_model_v1.dat"
+
+
+def face_model_or_skip() -> Path:
+    """The face recognition model file (a skip without it; under CI=true, a failure)."""
+    require("face-model")
+    return FACE_MODEL
+
+
+# The DeepStack face clients that cannot share the virtualenv, each in its folder (.ci/install-face-clients).
+FACE_CLIENTS = Path(sys.prefix) / "face-clients"
+FACE_CLIENT_DIRS = ("deepstack-python-0.8", "codeproject-ai-api", "deepstack-sdk")
+
 
 # The book's printed answer for its own photo (demo_request.py output), sorted.
 BOOK_GROUP_BOXES = sorted([
@@ -72,6 +87,12 @@ NEEDS: dict[str, tuple[Callable[[], object], str]] = {
     "dev-venv": (_dev_venv, "run through deploy/dev.sh test (its .venv stamps) to check serve"),
     "ruff": (lambda: _beside_python("ruff"), "ruff is not installed (pip install -r requirements-dev.txt)"),
     "mypy": (lambda: _beside_python("mypy"), "mypy is not installed (pip install -r requirements-dev.txt)"),
+    "face-model": (lambda: FACE_MODEL.is_file(), f"dlib's face recognition model is not in {FACE_MODELS} "
+                                                 "(the shared folder beside the checkout)"),
+    "postgres": (lambda: os.environ.get("TEST_POSTGRES_URL"),
+                 "no PostgreSQL server for the tests: eval \"$(.ci/start-postgres)\" starts one (TEST_POSTGRES_URL)"),
+    "face-clients": (lambda: all((FACE_CLIENTS / n / ".done").is_file() for n in FACE_CLIENT_DIRS),
+                     "the DeepStack face clients are not installed in .venv/face-clients (.ci/install-face-clients)"),
 }
 
 

@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import requests
 
@@ -153,6 +154,34 @@ class Client:
                   url: str | None = None, fmt: str = "png", **params: Any) -> bytes:
         """The picture with the server's results drawn on it (``?output=image``), as PNG or JPEG bytes."""
         return self.call(endpoint, image, url=url, output="image", format=fmt, **params).content
+
+    # --- registered faces (the server's /faces and /recognize) ---
+
+    def register(self, name: str, images: Sequence[str | Path | bytes]) -> dict[str, Any]:
+        """Register ``name`` from one or more photos (one face each); the server's answer."""
+        response = self.request("POST", f"/faces/{quote(name, safe='')}",
+                                images=[(_name(i), _read(i)) for i in images])
+        if not response.ok:
+            raise HTTPError(response)
+        return response.json()
+
+    def recognize(self, image: str | Path | bytes, **params: Any) -> list[dict[str, Any]]:
+        """Every face of ``image``: ``{"box": [...], "name": str or None, "confidence": ...}``."""
+        return self.detect(image, endpoint="/recognize", **params)
+
+    def faces(self) -> list[dict[str, Any]]:
+        """The registered people: ``[{"name": ..., "count": ...}, ...]``."""
+        response = self.request("GET", "/faces")
+        if not response.ok:
+            raise HTTPError(response)
+        return response.json()["faces"]
+
+    def forget(self, name: str) -> int:
+        """Delete every face of ``name``; how many there were."""
+        response = self.request("DELETE", f"/faces/{quote(name, safe='')}")
+        if not response.ok:
+            raise HTTPError(response)
+        return int(response.json()["deleted"])
 
 
 def draw_file(image: bytes, detections: Sequence[Mapping[str, Any]], out: Path, label: str = "") -> None:

@@ -15,9 +15,14 @@ import requests
 from mysite.client import DEFAULT_SERVER, Client, ClientError, HTTPError, batch, draw_file, imagepaths, json_or_none, write_image
 from mysite.client.routes import route_for
 
+FACE_COMMANDS = ("register", "faces", "forget")
+
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """One request, its answer printed as JSON, or a batch (``batch.py``)."""
+    """One request, its answer printed as JSON, or a batch (``batch.py``); or a registered-faces command."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in FACE_COMMANDS:
+        return faces_command(argv)
     args = _parser().parse_intermixed_args(argv)
     try:
         params = dict(_key_value(p) for p in args.param)
@@ -50,6 +55,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ClientError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1 if isinstance(exc, HTTPError) else 3
+    return 0
+
+
+def faces_command(argv: Sequence[str]) -> int:
+    """``register NAME PHOTO...``, ``faces`` (who is registered) or ``forget NAME``: the answer as JSON."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--server", default=None,
+                        help=f"server base URL (default: $MYSITE_SERVER or {DEFAULT_SERVER})")
+    common.add_argument("--retries", type=int, default=5, help="retries on connection failure or 502/503/504 (5)")
+    common.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for each answer (60)")
+    p = argparse.ArgumentParser(prog="python -m mysite.client", description="The server's registered faces. "
+                                "Recognize with: python -m mysite.client recognize PHOTO [--draw OUT]")
+    sub = p.add_subparsers(dest="command", required=True)
+    reg = sub.add_parser("register", parents=[common], help="register a person from photos (one face each)")
+    reg.add_argument("name")
+    reg.add_argument("photos", nargs="+", metavar="PHOTO")
+    sub.add_parser("faces", parents=[common], help="list the registered people")
+    forget = sub.add_parser("forget", parents=[common], help="delete every face of a person")
+    forget.add_argument("name")
+    args = p.parse_args(argv)
+    client = Client(args.server, retries=args.retries, timeout=args.timeout)
+    try:
+        if args.command == "register":
+            missing = [f for f in args.photos if not Path(f).is_file()]
+            if missing:
+                print(f"error: no such image file: {missing[0]}", file=sys.stderr)
+                return 2
+            body: Any = client.register(args.name, [Path(f) for f in args.photos])
+        elif args.command == "faces":
+            body = client.faces()
+        else:
+            body = {"name": args.name, "deleted": client.forget(args.name)}
+    except ClientError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1 if isinstance(exc, HTTPError) else 3
+    print(json.dumps(body))
     return 0
 
 
@@ -113,7 +154,9 @@ def _draw(client: Client, args: argparse.Namespace, image: Path | None, params: 
     if not isinstance(body, dict) or not isinstance(body.get("result"), list):
         raise ClientError(f"{args.endpoint} answers no boxes; there is nothing to draw")
     if image is not None:
-        draw_file(image.read_bytes(), body["result"], out, label=args.endpoint.strip("/").split("/")[-1])
+        # A recognized face is labelled with its name.
+        found = [{**d, "label": d["name"] or "unknown"} if "name" in d else d for d in body["result"]]
+        draw_file(image.read_bytes(), found, out, label=args.endpoint.strip("/").split("/")[-1])
     else:
         # The image lives behind --url: let the server, which fetched it, draw on it.
         params = {"format": "png" if out.suffix.lower() == ".png" else "jpeg", **params}

@@ -19,9 +19,11 @@ either (no route out). An instance without egress so spends a few seconds per de
 from __future__ import annotations
 
 import argparse
+import bz2
 import hashlib
 import os
 import sys
+import tarfile
 import tempfile
 import zipfile
 from collections.abc import Callable, Iterable, Mapping
@@ -65,7 +67,8 @@ class Source:
     url: str
     algo: str | None = None  # "sha256", "sha1" or "git_blob"; None when the publisher gives no digest
     digest: str | None = None
-    member: str | None = None  # a file inside a zip archive at ``url``
+    member: str | None = None  # a file inside a zip or tar archive at ``url``
+    archive_sha256: str | None = None  # the archive's own digest, checked before a member is taken out
 
     @classmethod
     def from_table(cls, model: str, table: Mapping[str, Any]) -> Source:
@@ -78,7 +81,9 @@ class Source:
         if len(algos) > 1:
             raise ValueError(f"model {model!r}: source {table['file']} names more than one digest")
         algo = algos[0] if algos else None
-        return cls(str(table["file"]), url, algo, str(table[algo]).lower() if algo else None, table.get("member"))
+        archive = table.get("archive_sha256")
+        return cls(str(table["file"]), url, algo, str(table[algo]).lower() if algo else None, table.get("member"),
+                   str(archive).lower() if archive else None)
 
 
 def sources(spec: ModelSpec) -> list[Source]:
@@ -142,8 +147,13 @@ def download(source: Source, dest: Path, timeout: float, progress: Callable[[str
     try:
         with os.fdopen(fd, "wb") as f:
             _stream(source, f, timeout, progress, connect_timeout)
+        if source.archive_sha256 and (got := file_digest(tmp, "sha256")) != source.archive_sha256:
+            raise FetchError(f"{source.file}: the archive's sha256 is {got}, but the entry says "
+                             f"{source.archive_sha256}: refused and deleted")
         if source.member:
             _extract(tmp, source.member)
+        elif source.url.endswith(".bz2"):
+            _bunzip(tmp)
         if source.algo:
             got = file_digest(tmp, source.algo)
             if got != source.digest:
@@ -207,11 +217,18 @@ def _stream(source: Source, f: IO[bytes], timeout: float,
 
 
 def _extract(archive: Path, member: str) -> None:
-    """Replace a downloaded zip archive by the one member we want."""
+    """Replace a downloaded zip or tar archive by the one member we want."""
     try:
-        with zipfile.ZipFile(archive) as z:
-            data = z.read(member)
-    except (zipfile.BadZipFile, KeyError) as exc:
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as z:
+                data = z.read(member)
+        else:
+            with tarfile.open(archive) as t:
+                f = t.extractfile(member)
+                if f is None:
+                    raise KeyError(f"{member} is not a file")
+                data = f.read()
+    except (zipfile.BadZipFile, tarfile.TarError, KeyError) as exc:
         raise FetchError(f"{archive.name}: cannot take {member} out of the download: {exc}") from None
     archive.write_bytes(data)
 
@@ -247,6 +264,14 @@ class Attempts:
         self.reached = True
         if self.reach is not None:
             self.reach.reached(url)
+
+
+def _bunzip(path: Path) -> None:
+    """Replace a bzip2-compressed download by its content."""
+    try:
+        path.write_bytes(bz2.decompress(path.read_bytes()))
+    except (OSError, ValueError) as exc:
+        raise FetchError(f"{path.name}: not a bzip2 file: {exc}") from None
 
 
 def fetch(names: Iterable[str], specs: Mapping[str, ModelSpec], settings: Settings, dest: Path,

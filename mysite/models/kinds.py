@@ -18,6 +18,7 @@ from mysite.vision.classify import Classifier, Label, read_labels
 from mysite.vision.digits import DigitReader
 from mysite.vision.dnn import Preprocess, find_beside
 from mysite.vision.edges import Canny
+from mysite.vision.faceid import FaceEmbedder
 from mysite.vision.shapes import Rescaling, WholeImage
 from mysite.vision.ssd import SSD
 from mysite.vision.yunet import YuNet
@@ -133,9 +134,20 @@ def yunet(spec: ModelSpec, path: Path | None) -> YuNet:
     return YuNet(required_file(path, spec))
 
 
+def face_embedding(spec: ModelSpec, path: Path | None) -> FaceEmbedder:
+    """dlib's embedding network; its shape predictor beside it; YuNet (shipped) finds the faces."""
+    path = required_file(path, spec)
+    landmarks = companion(spec, path, "landmarks")
+    detector = companion(spec, path, "detector")
+    if landmarks is None or detector is None:
+        raise ValueError(f"model {spec.name!r} needs landmarks and detector files")
+    return FaceEmbedder(path, landmarks, YuNet(detector))
+
+
 # kind -> constructor from (spec, resolved path). A new kind is one entry here.
 KINDS: dict[str, Callable[[ModelSpec, Path | None], Model]] = {
     "cascade": lambda spec, path: Cascade(required_file(path, spec)),
     "canny": lambda spec, path: Canny(),
     "ssd": ssd, "classify": classify, "blazeface": blazeface, "digits": digits, "yunet": yunet,
+    "face_embedding": face_embedding,
 }

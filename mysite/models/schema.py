@@ -80,6 +80,7 @@ KIND_OPTIONS: dict[str, dict[str, Types]] = {
     "blazeface": {"size": int, "strides": list, "anchors_per_layer": int},
     "digits": {},
     "yunet": {},
+    "face_embedding": {"landmarks": str, "detector": str},
 }
 TYPE_NAMES = {int: "an integer", float: "a number", str: "text", bool: "true or false",
               list: "a list", dict: "a table"}

@@ -110,6 +110,11 @@ def _check_unread(ep: Endpoint, model: Any, given: dict[str, str], registry: Any
             read.update(p.name for p in other.params)
 
 
+def fetcher(settings: Settings) -> Callable[[str], bytes]:
+    """What fetches a ``?url=`` image under these settings (or refuses to)."""
+    return _fetcher(settings)
+
+
 def _fetcher(settings: Settings) -> Callable[[str], bytes]:
     if not settings.url_fetch:
         return _fetch_disabled

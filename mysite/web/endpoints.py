@@ -115,3 +115,53 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("/v1/vision/detection", "ssd", "DeepStack-compatible object detection (MobileNet-SSD, VOC labels)",
              output=Output.DEEPSTACK, errors=ErrorShape.DEEPSTACK, on_page=False),
 )
+
+
+@dataclass(frozen=True)
+class FaceRoute:
+    """One route of the registered-faces store, served by the one handler in ``faces.py``.
+
+    These read a person's name and any number of images (or none), run the face
+    embedding model on each image and then work on the database, so they are rows of
+    their own rather than image rows of ``ENDPOINTS``.
+    """
+
+    path: str
+    action: str  # a key of faces.ACTIONS: register, recognize, list, delete, match
+    doc: str
+    methods: tuple[str, ...] = ("POST",)
+    style: str = "deepstack"  # "deepstack": DeepStack's fields and errors; "native": the site's own
+    changes: bool = False  # changes the store: with MYSITE_ADMIN_KEYS set, it takes an admin key
+
+    @property
+    def errors(self) -> ErrorShape:
+        """What an error body carries beside status and message."""
+        return ErrorShape.DEEPSTACK if self.style == "deepstack" else ErrorShape.BOOK
+
+    @property
+    def name(self) -> str:
+        """The Flask endpoint name (in blueprint ``faces``): action and style, e.g. ``register_deepstack``."""
+        return f"{self.action}_{self.style}"
+
+
+FACE_ROUTES: tuple[FaceRoute, ...] = (
+    # DeepStack / CodeProject.AI face recognition, as deepstack-python, deepstack-sdk and codeproject-ai-api send it.
+    FaceRoute("/v1/vision/face/register", "register",
+              "DeepStack-compatible: register a person (userid) from one or more photos (image, image1, ...)",
+              changes=True),
+    FaceRoute("/v1/vision/face/recognize", "recognize",
+              "DeepStack-compatible: name every face of the image (userid, or unknown below min_confidence)"),
+    FaceRoute("/v1/vision/face/list", "list", "DeepStack-compatible: the registered people (faces)"),
+    FaceRoute("/v1/vision/face/delete", "delete", "DeepStack-compatible: forget a person (userid)", changes=True),
+    FaceRoute("/v1/vision/face/match", "match",
+              "DeepStack-compatible: how alike the faces of two images are (image1, image2; similarity)"),
+    # The site's own style.
+    FaceRoute("/faces", "list", "The registered people and how many faces each has", methods=("GET",),
+              style="native"),
+    FaceRoute("/faces/<path:name>", "register", "Register the person <name> from one or more photos (multipart image)",
+              methods=("POST",), style="native", changes=True),
+    FaceRoute("/faces/<path:name>", "delete", "Forget the person <name>", methods=("DELETE",), style="native",
+              changes=True),
+    FaceRoute("/recognize", "recognize", "Name every face of the image: box, name (null: unknown), confidence",
+              style="native"),
+)

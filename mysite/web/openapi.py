@@ -11,6 +11,7 @@ of the URL map is listed with its docstring.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -20,7 +21,7 @@ from mysite import __version__
 from mysite.errors import REASONS, ApiError
 from mysite.params import Param
 from mysite.web import inputs, respond, security
-from mysite.web.endpoints import Endpoint
+from mysite.web.endpoints import Endpoint, FaceRoute
 from mysite.web.state import app_state
 
 bp = Blueprint("openapi", __name__)
@@ -45,12 +46,17 @@ def document(app: Flask) -> dict[str, Any]:
     """The OpenAPI 3.1 document of ``app``: every route of its URL map, the image endpoints in full."""
     state = app_state(app)
     paths: dict[str, dict[str, Any]] = {}
+    faces = {f"faces.{r.name}": r for r in state.face_routes}
     for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
         if rule.endpoint == "static" or rule.endpoint.endswith(".static"):
             continue
         ep = state.endpoint(rule.rule)
         methods = sorted(set(rule.methods or ()) - _HIDDEN_METHODS)
-        if ep is not None and rule.endpoint == f"api.{ep.name}":
+        if rule.endpoint in faces:
+            route = faces[rule.endpoint]
+            paths.setdefault(openapi_path(rule.rule), {}).update(
+                {m.lower(): _face_operation(app, route, m) for m in methods})
+        elif ep is not None and rule.endpoint == f"api.{ep.name}":
             paths[rule.rule] = _image_operations(app, ep)
         else:
             doc = (app.view_functions[rule.endpoint].__doc__ or "").strip().splitlines()
@@ -231,6 +237,98 @@ def _subclasses(cls: type[ApiError]) -> Iterable[type[ApiError]]:
         yield from _subclasses(sub)
 
 
+# --- registered faces ----------------------------------------------------------------------------------
+
+
+def openapi_path(rule: str) -> str:
+    """A Flask rule as an OpenAPI path: ``/faces/<name>`` -> ``/faces/{name}``."""
+    return re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule)
+
+
+_FACE_FIELDS: dict[str, dict[str, Any]] = {
+    "register": {"userid": {"type": "string", "description": "the person's name (DeepStack's routes)"},
+                 "image": _BINARY, "image1": _BINARY, "image2": _BINARY},
+    "recognize": {"image": _BINARY},
+    "match": {"image1": _BINARY, "image2": _BINARY},
+    "delete": {"userid": {"type": "string", "description": "the person's name (DeepStack's routes)"}},
+    "list": {},
+}
+
+
+def _face_operation(app: Flask, route: FaceRoute, method: str) -> dict[str, Any]:
+    """One method of a face route: its fields, parameters, answer and errors."""
+    from mysite.web import faces  # the face routes' module reads this one's neighbours: imported when used
+
+    state = app_state(app)
+    params: list[dict[str, Any]] = []
+    if "{name}" in openapi_path(route.path):
+        params.append({"name": "name", "in": "path", "required": True, "schema": {"type": "string"},
+                       "description": "the person's name, as registered (any text)"})
+    if route.action == "recognize":
+        params.append(_query((faces.MIN_CONFIDENCE, []), _NO_ROW))
+    if route.action in ("register", "recognize", "match"):
+        entry = state.registry.entries.get(faces.MODEL)
+        if entry is not None and entry.model is not None:
+            params += [_query((p, []), _NO_ROW) for p in entry.model.params]
+    error = {"application/json": {"schema": _ref(f"Error_{route.errors}")}}
+    codes = error_codes()
+    if not state.settings.api_keys and not (route.changes and state.settings.admin_keys):
+        codes.pop(security.Unauthorized.code, None)
+    responses: dict[str, Any] = {"200": {"description": "the answer", "content": {
+        "application/json": {"schema": _ref(f"Faces_{route.style}_{route.action}")}}}}
+    for code, statuses in sorted(codes.items()):
+        responses[str(code)] = {"description": ", ".join(sorted(statuses)), "content": error}
+    op: dict[str, Any] = {"operationId": f"faces_{route.style}_{route.action}_{method.lower()}", "summary": route.doc,
+                          "parameters": params, "responses": responses}
+    fields = _FACE_FIELDS[route.action]
+    if method in ("POST", "PUT") and fields:
+        op["requestBody"] = {"content": {
+            "multipart/form-data": {"schema": {"type": "object", "properties": fields, "additionalProperties": True,
+                                               "description": "photos as file fields of any name"}},
+            "application/x-www-form-urlencoded": {"schema": {"type": "object", "properties": fields}}}}
+    if state.settings.api_keys:
+        op["security"] = [{security.KEY_HEADER: []}]
+    return op
+
+
+_NO_ROW = Endpoint("/", "", "")
+_BOX = {"type": "array", "items": {"type": "number"}, "minItems": 4, "maxItems": 4}
+_DS_OK = {"success": {"const": True}, "duration": {"type": "number"}}
+
+
+def _face_schemas() -> dict[str, Any]:
+    """The answer of each face action in each style."""
+    def obj(required: list[str], props: dict[str, Any]) -> dict[str, Any]:
+        return {"type": "object", "required": required, "properties": props}
+
+    prediction = obj(["userid", "confidence", "x_min", "y_min", "x_max", "y_max"],
+                     {"userid": {"type": "string", "description": "the name, or unknown"},
+                      "confidence": {"type": "number"},
+                      **{k: {"type": "number"} for k in ("x_min", "y_min", "x_max", "y_max")}})
+    face = obj(["box", "name", "confidence"], {"box": _BOX, "name": {"type": ["string", "null"]},
+                                               "confidence": {"type": "number"},
+                                               "distance": {"type": ["number", "null"]},
+                                               "detection_confidence": {"type": "number"}})
+    return {
+        "Faces_deepstack_register": obj(["success", "message"], {**_DS_OK, "message": {"type": "string"}}),
+        "Faces_deepstack_recognize": obj(["success", "predictions"],
+                                         {**_DS_OK, "predictions": {"type": "array", "items": prediction}}),
+        "Faces_deepstack_list": obj(["success", "faces"],
+                                    {**_DS_OK, "faces": {"type": "array", "items": {"type": "string"}}}),
+        "Faces_deepstack_delete": obj(["success"], _DS_OK),
+        "Faces_deepstack_match": obj(["success", "similarity"], {**_DS_OK, "similarity": {"type": "number"},
+                                                                 "distance": {"type": "number"}}),
+        "Faces_native_register": obj(["status", "name", "added"], {"status": _OK, "name": {"type": "string"},
+                                                                   "added": {"type": "integer"},
+                                                                   "boxes": {"type": "array", "items": _BOX}}),
+        "Faces_native_recognize": obj(["status", "result"], {"status": _OK, "result": {"type": "array", "items": face}}),
+        "Faces_native_list": obj(["status", "faces"], {"status": _OK, "faces": {"type": "array", "items": obj(
+            ["name", "count"], {"name": {"type": "string"}, "count": {"type": "integer"}})}}),
+        "Faces_native_delete": obj(["status", "name", "deleted"], {"status": _OK, "name": {"type": "string"},
+                                                                   "deleted": {"type": "integer"}}),
+    }
+
+
 # --- other routes --------------------------------------------------------------------------------------
 
 # What the page routes answer, by Flask endpoint name; any other route gets a plain description.
@@ -337,6 +435,7 @@ def _schemas() -> dict[str, Any]:
         **{f"Answer_{kind}": schema for kind, schema in ANSWERS.items()},
         "Answer_several": several,
         **_error_schemas(),
+        **_face_schemas(),
         "Info": {"type": "object", "required": ["name", "version", "routes", "models"],
                  "properties": {"name": {"type": "string"}, "version": {"type": "string"},
                                 "openapi": {"type": "string"},

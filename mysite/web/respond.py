@@ -123,5 +123,4 @@ def _picture_response(body: bytes, fmt: AnswerFormat) -> Response:
 
 def error_fields(path: str, message: str) -> dict[str, Any]:
     """What an error body on ``path`` carries beside status and message, as its endpoint's clients read it."""
-    ep = app_state().endpoint(path)
-    return ERROR_FIELDS[ep.errors](message) if ep is not None else {}
+    return ERROR_FIELDS[app_state().error_style(path)](message)

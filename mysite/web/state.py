@@ -18,9 +18,10 @@ from mysite.server import pool
 from mysite.server.concurrency import Gate
 
 if TYPE_CHECKING:
+    from mysite.faces.index import FaceIndex
     from mysite.models.registry import Registry
     from mysite.settings import Settings
-    from mysite.web.endpoints import Endpoint
+    from mysite.web.endpoints import Endpoint, ErrorShape, FaceRoute
 
 _KEY = "mysite"
 
@@ -34,10 +35,21 @@ class AppState:
     registry: Registry
     endpoints: tuple[Endpoint, ...] = ()
     gate: Gate = field(default_factory=Gate)
+    faces: FaceIndex | None = None  # the registered faces (web/faces.py)
+    face_routes: tuple[FaceRoute, ...] = ()
 
     def endpoint(self, path: str) -> Endpoint | None:
         """The registered row serving ``path`` (``/predict`` and ``/predict/`` are two rows), or None."""
         return next((ep for ep in self.endpoints if ep.path == path), None)
+
+    def error_style(self, path: str) -> ErrorShape:
+        """What an error body on ``path`` carries beside status and message (respond.ERROR_FIELDS)."""
+        from mysite.web.endpoints import ErrorShape  # the table imports what imports this module
+
+        ep = self.endpoint(path)
+        if ep is not None:
+            return ep.errors
+        return next((r.errors for r in self.face_routes if r.path == path), ErrorShape.BOOK)
 
 
 def install(app: Flask, settings: Settings, registry: Registry) -> AppState:

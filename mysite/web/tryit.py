@@ -65,6 +65,8 @@ def tasks(app: Flask, routes: list[dict[str, Any]]) -> list[dict[str, Any]]:
         ep = state.endpoint(route["path"])
         if ep is not None and not ep.on_page:
             continue
+        if any(r.path == route["path"] for r in state.face_routes):  # a person's name and photos: not a task
+            continue
         entry = registry.entries.get(ep.model) if ep else None
         choice = None
         if ep is not None and ep.choice is not None:

@@ -1,0 +1,163 @@
+"""The face store and its in-memory search, on SQLite and on a real PostgreSQL server.
+
+PostgreSQL: the server .ci/start-postgres starts (TEST_POSTGRES_URL); without it these
+tests skip, except under CI=true, where they fail.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+from tests_helpers import require
+
+from mysite.faces import store as store_mod
+from mysite.faces.index import FaceIndex, confidence
+from mysite.faces.store import FaceStore, StoreUnavailable
+
+
+def _postgres_url() -> str:
+    require("postgres")
+    return os.environ["TEST_POSTGRES_URL"]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request, tmp_path) -> Iterator[str]:
+    """A fresh, empty face database of each kind."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'faces.sqlite3'}"
+        return
+    pg = _postgres_url()
+    engine = sa.create_engine(pg)
+    store_mod.metadata.drop_all(engine)
+    engine.dispose()
+    yield pg
+    engine = sa.create_engine(pg)
+    store_mod.metadata.drop_all(engine)
+    engine.dispose()
+
+
+def _vec(seed: int) -> np.ndarray:
+    """A unit-length 128-d vector (dlib's embeddings are about that long), the same for one seed."""
+    v = np.random.default_rng(seed).normal(size=128).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+ODD_NAMES = ["Robert'); DROP TABLE faces;--", "O'Brien \"Bob\"", "李小龙", "%_*?", "a" * 200, " spaced ", "😀 emoji"]
+
+
+def test_add_list_delete_and_odd_names_stored_as_sent(url) -> None:
+    store = FaceStore(url)
+    assert store.names() == {} and store.generation() == 0
+    for i, name in enumerate(ODD_NAMES):
+        assert store.add(name, [_vec(i), _vec(100 + i)]) == 2
+    assert store.names() == {n: 2 for n in sorted(ODD_NAMES)}
+    assert store.generation() == len(ODD_NAMES)
+    assert store.delete("nobody") == 0 and store.generation() == len(ODD_NAMES)  # nothing changed: no new generation
+    assert store.delete(ODD_NAMES[0]) == 2
+    assert ODD_NAMES[0] not in store.names() and "faces" in sa.inspect(store.engine()).get_table_names()
+    snap = store.snapshot()
+    assert snap.matrix.shape == (2 * (len(ODD_NAMES) - 1), 128) and snap.matrix.dtype == np.float32
+    assert set(snap.names) == set(ODD_NAMES[1:]) and snap.skipped == 0
+
+
+def test_a_store_full_of_bad_rows_loses_only_those(url) -> None:
+    store = FaceStore(url)
+    store.add("good", [_vec(1)])
+    nan = np.full(128, np.nan, np.float32).tobytes()
+    with store.engine().begin() as conn:
+        conn.execute(store_mod.faces.insert(), [
+            {"userid": "short", "embedding": b"\x00" * 10, "created": 0.0},
+            {"userid": "nan", "embedding": nan, "created": 0.0},
+            {"userid": "", "embedding": _vec(2).tobytes(), "created": 0.0},
+        ])
+    snap = store.snapshot()
+    assert snap.names == ("good",) and snap.skipped == 3
+    match = FaceIndex(store).search([_vec(1)])[0]
+    assert match.userid == "good" and match.distance < 1e-3
+
+
+def test_search_finds_the_nearest_and_another_instance_sees_a_change_within_a_second(url) -> None:
+    a, b = FaceStore(url), FaceStore(url)  # two instances sharing one database
+    index_a, index_b = FaceIndex(a), FaceIndex(b)
+    assert index_b.search([_vec(1)])[0].userid is None  # empty: nobody to name
+    a.add("alice", [_vec(1)])
+    a.add("bob", [_vec(2), _vec(3)])
+    index_a.changed()
+    found = index_a.search([_vec(3) + 0.01, _vec(1), _vec(50)])
+    assert [m.userid for m in found[:2]] == ["bob", "alice"]
+    assert found[0].confidence > 0.99 and found[2].confidence < 0.01  # a stranger is far from everyone
+    # b learns of the change by the generation counter, without being told.
+    started = time.monotonic()
+    while index_b.search([_vec(2)])[0].userid != "bob":
+        assert time.monotonic() - started < 1.0, "the other instance did not see the registration within 1 s"
+        time.sleep(0.05)
+    a.delete("bob")
+    started = time.monotonic()
+    while index_b.search([_vec(2)])[0].userid == "bob":
+        assert time.monotonic() - started < 1.0, "the other instance did not see the deletion within 1 s"
+        time.sleep(0.05)
+
+
+def test_concurrent_register_and_delete_of_one_name_leave_a_consistent_store(url) -> None:
+    store = FaceStore(url)
+    store.engine()  # tables made before the threads race
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        try:
+            for j in range(10):
+                if (i + j) % 2:
+                    store.add("same", [_vec(i * 100 + j)])
+                else:
+                    store.delete("same")
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors and not any(t.is_alive() for t in threads)
+    snap = store.snapshot()
+    assert store.names().get("same", 0) == len(snap.names)  # whatever won, the table and the count agree
+    assert snap.generation == store.generation()
+    store.delete("same")
+    assert store.names() == {}
+
+
+def test_an_unreachable_database_is_a_503_naming_the_setting() -> None:
+    # A closed port on loopback: nothing listens there.
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    store = FaceStore(f"postgresql+psycopg://nobody:secret@127.0.0.1:{port}/none")
+    with pytest.raises(StoreUnavailable) as err:
+        store.names()
+    assert err.value.code == 503 and "MYSITE_FACES_DB" in err.value.message and "secret" not in err.value.message
+
+
+def test_confidence_is_a_steep_logistic_of_the_distance() -> None:
+    assert confidence(0.57) == pytest.approx(0.5)
+    assert confidence(0.45) > 0.98 and confidence(0.65) < 0.07
+    assert confidence(0.548) >= 0.67 > confidence(0.55)  # DeepStack's default threshold
+    assert confidence(0.576) >= 0.45 > confidence(0.578)  # deepstack-python's
+    assert confidence(math.inf) == 0.0 and confidence(0.0) == pytest.approx(1.0, abs=1e-5)
+    values = [confidence(d / 100) for d in range(0, 150)]
+    assert values == sorted(values, reverse=True)
+
+
+def test_bad_database_urls_stop_the_start_naming_the_variable() -> None:
+    from mysite.settings import SettingsError, load
+    for bad in ("nonsense", "oracle://x/y", "http://example.com/"):
+        with pytest.raises(SettingsError, match="MYSITE_FACES_DB must be a database URL"):
+            load({"MYSITE_FACES_DB": bad}, environ={})
+    assert load({"MYSITE_FACES_DB": "sqlite:////tmp/x.sqlite3"}, environ={}).faces_db == "sqlite:////tmp/x.sqlite3"

@@ -8,7 +8,7 @@ setting names the value used when the request gives none.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mysite.errors import BadRequest, Reason
 from mysite.settings import Settings, SettingsError, nearest
@@ -22,6 +22,11 @@ class ModelChoice:
     models: Mapping[str, str]
     setting: str  # a Settings attribute, e.g. "face_detector" (MYSITE_FACE_DETECTOR)
     default: str
+    title: str = ""  # the choice in the page's words ("Face detector"); default: the parameter's name
+    titles: Mapping[str, str] = field(default_factory=dict)  # each value in the page's words
+
+    def title_of(self, value: str) -> str:
+        return self.titles.get(value, value)
 
     def default_value(self, settings: Settings) -> str:
         return str(getattr(settings, self.setting, "") or self.default)

@@ -218,8 +218,9 @@ def test_digit_drawn_on_the_pad_is_read(browser: Browser, live_server) -> None:
     assert browser.run("return document.querySelectorAll('#digit-bars meter').length") == 10
     browser.screenshot(ARTIFACTS / "page-digit.png")
     browser.click("#pad-clear")
-    # An empty pad has no ink: the model is not asked, the API's 422 is shown in words.
+    # An empty pad has no ink: the model is not asked, and the page says so.
     assert _read_digit(browser) == "error"
+    assert browser.text("#pad-error") == "The pad is empty: draw a digit on it first."
 
 
 def test_form_works_without_javascript(live_server) -> None:

@@ -67,7 +67,8 @@ window.mysiteDraw = (() => {
       ctx.strokeRect(x1, y1, x2 - x1, y2 - y1);
       const radius = markRadius(boxes[i], line / 2);
       const ring = Math.min(x2 - x1, y2 - y1) >= 60;
-      for (const [x, y] of Object.values(dets[i].landmarks || {})) {
+      // Centred on the pixel (a canvas coordinate is a pixel's corner), as OpenCV draws them.
+      for (const [x, y] of Object.values(dets[i].landmarks || {}).map(([px, py]) => [px + 0.5, py + 0.5])) {
         if (ring) {
           ctx.beginPath();
           ctx.arc(x, y, radius + 1, 0, 2 * Math.PI);

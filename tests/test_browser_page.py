@@ -31,7 +31,7 @@ def _tap(b: Browser, x: float, y: float) -> None:
     b.command("DELETE", "/actions")
 
 
-def test_labels_never_cover_a_face_and_can_be_switched_off(browser: Browser, live_server) -> None:
+def test_labels_never_cover_a_face_and_can_be_switched_off(browser: Browser, live_server) -> None:  # noqa: F811
     for size in (LAPTOP, PHONE):
         _open(browser, live_server.url + "/", size)
         browser.type("#image", str(DATA / "group_17_faces.jpg"))
@@ -55,7 +55,7 @@ def test_labels_never_cover_a_face_and_can_be_switched_off(browser: Browser, liv
     assert browser.run("return document.getElementById('canvas').dataset.focus") == "0"
 
 
-def test_a_phone_sees_plain_tasks_that_fit(browser: Browser, live_server) -> None:
+def test_a_phone_sees_plain_tasks_that_fit(browser: Browser, live_server) -> None:  # noqa: F811
     _open(browser, live_server.url + "/", PHONE)
     names = browser.run("return [...document.querySelectorAll('#task option')].map((o) => o.textContent.trim())")
     assert names[0] == "Find faces" and "Read a handwritten digit" in names
@@ -69,14 +69,14 @@ def test_a_phone_sees_plain_tasks_that_fit(browser: Browser, live_server) -> Non
     browser.screenshot(ARTIFACTS / "page-phone-tasks.png", full_page=False)
 
 
-def test_an_empty_pad_is_said_to_be_empty(browser: Browser, live_server) -> None:
+def test_an_empty_pad_is_said_to_be_empty(browser: Browser, live_server) -> None:  # noqa: F811
     _open(browser, live_server.url + "/", PHONE)
     browser.run("document.getElementById('pad').scrollIntoView({block: 'center'})")
     assert _read_digit(browser) == "error"
     assert browser.text("#pad-error") == "The pad is empty: draw a digit on it first."
 
 
-def test_mnist_page_is_styled_and_leads_back(browser: Browser, live_server) -> None:
+def test_mnist_page_is_styled_and_leads_back(browser: Browser, live_server) -> None:  # noqa: F811
     for size in (LAPTOP, PHONE):
         browser.viewport(*size, mobile=size == PHONE)
         browser.get(live_server.url + "/mnist")

@@ -144,7 +144,7 @@ def test_detector_choice_starts_on_yunet_and_each_detector_has_its_own_options(c
     assert re.findall(r'<option value="([^"]+)"', choice) == ["haar", "yunet", "dnn", "dnn-full"]
     assert re.search(r'<option value="yunet"[^>]* selected', choice)
     # In words, not the API's values; the API's default is told to developers, beside the routes.
-    assert "YuNet — the most accurate, with landmarks</option>" in choice and "Face detector" in choice
+    assert "YuNet (most accurate)</option>" in choice and "Face detector" in choice
     assert "without one this server runs <code>haar</code>" in _developers(html)
     sets = _fieldsets(html)
     assert "/detect" not in sets  # no cascade options outside the haar choice

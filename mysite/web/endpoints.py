@@ -46,8 +46,8 @@ class Endpoint:
 FACE_DETECTORS = ModelChoice(
     "detector", {"haar": "face", "yunet": "yunet", "dnn": "blazeface", "dnn-full": "blazeface_full"},
     "face_detector", "haar", title="Face detector",
-    titles={"haar": "Haar cascade — the classic, no scores", "yunet": "YuNet — the most accurate, with landmarks",
-            "dnn": "BlazeFace — faces near the camera", "dnn-full": "BlazeFace full range — faces further away"},
+    titles={"haar": "Haar cascade (classic)", "yunet": "YuNet (most accurate)", "dnn": "BlazeFace (close-ups)",
+            "dnn-full": "BlazeFace (full range)"},
 )
 
 

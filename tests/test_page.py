@@ -226,3 +226,11 @@ def test_mnist_page_looks_like_the_rest_and_leads_back(client) -> None:
     assert "style=" not in html, "styled by page.css, like the page at /"
     css = client.get("/static/page.css").get_data(as_text=True)
     assert "input[type=password]" in css, "the API key field is styled like the others"
+
+
+def test_a_missing_model_is_not_explained_to_visitors_as_to_operators(client) -> None:
+    """A form posted for a task whose model is missing (an old page, a bookmark): plain words only."""
+    r = _form(client, {"endpoint": "/predict", "image": ((DATA / "cat.jpg").open("rb"), "cat.jpg")})
+    alert = re.search(r'role="alert">(.*?)</div>', r.get_data(as_text=True), re.S).group(1)
+    assert r.status_code == 503
+    assert alert == "This model is not available on this server right now. (503)"

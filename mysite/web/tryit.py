@@ -44,6 +44,7 @@ PLAIN_WORDS = {
     422: "The image seems to be damaged.",
     503: "This model is not available on this server right now.",
 }
+OPERATOR_REASONS = ("model_not_loaded",)  # errors whose message speaks to the server's operator
 # Where the error's reason says more than its status: a readable picture with nothing to answer for is not "damaged".
 PLAIN_REASONS = {
     "unprocessable": "The model found nothing it can answer for in this picture.",
@@ -129,7 +130,8 @@ def page_context(app: Flask, routes: list[dict[str, Any]]) -> dict[str, Any]:
     # The book's face API first; otherwise the first endpoint that draws boxes.
     default = next((t["path"] for t in choices if t["path"] == "/detect"),
                    next((t["path"] for t in choices if t["output"] == "boxes"), ""))
-    words = {**{str(code): text for code, text in PLAIN_WORDS.items()}, **PLAIN_REASONS}
+    words = {**{str(code): text for code, text in PLAIN_WORDS.items()}, **PLAIN_REASONS,
+             "operator_reasons": list(OPERATOR_REASONS)}
     return {"tasks": choices, "default_task": default, "plain_words": words, "outcome": None,
             "api_key_required": bool(current_settings(app).api_keys)}
 
@@ -302,7 +304,9 @@ def pretty(value: Any) -> str:
 def _failed(outcome: Outcome, code: int, message: str, reason: str = "") -> Outcome:
     outcome.code = code
     lead = PLAIN_REASONS.get(reason) or PLAIN_WORDS.get(code, "The request failed.")
-    outcome.error = f"{lead} ({code}) {public_text(message)}"
+    # How to install a missing model is for operators (the log, GET / as JSON), not for visitors.
+    detail = "" if reason in OPERATOR_REASONS else f" {public_text(message)}"
+    outcome.error = f"{lead} ({code}){detail}"
     return outcome
 
 

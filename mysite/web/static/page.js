@@ -12,7 +12,8 @@
   function explain(status, body) {
     const reason = body && typeof body.reason === "string" ? body.reason : "";
     const lead = PLAIN_WORDS[reason] || PLAIN_WORDS[String(status)] || "The request failed.";
-    const detail = body && typeof body.message === "string" ? body.message : "";
+    const forOperators = (PLAIN_WORDS.operator_reasons || []).includes(reason); // said in the server's log
+    const detail = body && typeof body.message === "string" && !forOperators ? body.message : "";
     return `${lead} (${status}) ${detail}`.trim();
   }
 

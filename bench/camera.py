@@ -1,0 +1,134 @@
+"""``python -m bench.camera``: the live camera's frame rate, as the page sends frames, over HTTP to one worker.
+
+The page sends one frame at a time (the next when the answer is in), as a JPEG of the chosen width,
+to ``/detect?detector=yunet``. This sends the same: the group photo at 640x480 (and 320x240, 480x360)
+as browser-quality JPEGs, one request in flight, on one keep-alive connection, to the Procfile's
+gunicorn with one worker, for ``--seconds`` per size. Prints a Markdown table: frames/s (wall), the
+median and p90 round trip, the median server time (``Server-Timing``), the worker's CPU per frame,
+and the frames/s that CPU time allows (what a machine with a free core for the worker would reach).
+``--browser`` also runs the page itself in headless Chromium with a fake camera filming the photo
+and reads the frames/s the page shows. Never fails. Takes about ``4 x --seconds``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import cv2
+
+from bench.server import HOST, ROOT, Server
+
+PHOTO = ROOT / "tests" / "data" / "group_17_faces.jpg"
+SIZES = ((640, 480), (480, 360), (320, 240))
+QUALITY = 80  # canvas.toBlob("image/jpeg", 0.8), as camera.js sends
+
+
+def frame(size: tuple[int, int]) -> bytes:
+    """The group photo as one camera frame of ``size``, a JPEG as the browser encodes it."""
+    image = cv2.resize(cv2.imread(str(PHOTO), cv2.IMREAD_COLOR), size, interpolation=cv2.INTER_AREA)
+    return cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, QUALITY])[1].tobytes()
+
+
+def _body(jpeg: bytes) -> tuple[bytes, str]:
+    boundary = uuid.uuid4().hex
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"frame.jpg\"\r\n"
+            "Content-Type: image/jpeg\r\n\r\n").encode()
+    return head + jpeg + f"\r\n--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+def run(server: Server, jpeg: bytes, seconds: float) -> dict[str, float]:
+    """Frames sent one at a time for ``seconds``: frames/s, round trips, server times, worker CPU per frame."""
+    body, ctype = _body(jpeg)
+    conn = http.client.HTTPConnection(HOST, server.port, timeout=30)
+    trips, servers, faces = [], [], 0
+    cpu0 = server.cpu_seconds()
+    started = time.perf_counter()
+    try:
+        while time.perf_counter() - started < seconds and len(trips) < 10_000:
+            t = time.perf_counter()
+            conn.request("POST", "/detect?detector=yunet", body=body,
+                         headers={"Content-Type": ctype, "Accept": "application/json"})
+            response = conn.getresponse()
+            answer = response.read()
+            trips.append((time.perf_counter() - t) * 1000)
+            if response.status != 200:
+                raise RuntimeError(f"{response.status}: {answer[:200]!r}")
+            timing = response.getheader("Server-Timing") or ""
+            if "dur=" in timing:
+                servers.append(float(timing.split("dur=")[-1].split(",")[0]))
+            faces = answer.count(b'"box"')
+    finally:
+        conn.close()
+    wall = time.perf_counter() - started
+    cpu = (server.cpu_seconds() - cpu0) / max(1, len(trips))
+    return {"fps": len(trips) / wall, "p50": statistics.median(trips),
+            "p90": statistics.quantiles(trips, n=10)[-1] if len(trips) > 9 else max(trips),
+            "server": statistics.median(servers) if servers else float("nan"),
+            "cpu_ms": cpu * 1000, "cpu_fps": 1 / cpu if cpu else float("nan"), "frames": len(trips), "faces": faces}
+
+
+def browser_fps(server: Server, seconds: float) -> dict[str, float] | str:
+    """The page's own live camera in headless Chromium (a fake camera filming the photo at 640x480)."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    try:
+        from test_browser_camera import write_y4m
+        from webdriver import chromium, find_chromium
+    except ImportError as exc:
+        return f"not run: {exc}"
+    if find_chromium() is None:
+        return "not run: chromium and chromedriver are not both installed"
+    with tempfile.TemporaryDirectory() as tmp:
+        video = write_y4m(PHOTO, Path(tmp) / "group.y4m")
+        args = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+                f"--use-file-for-fake-video-capture={video}"]
+        with chromium(Path(tmp), extra_args=args) as b:
+            b.size(1280, 900)
+            b.get(f"http://{HOST}:{server.port}/")
+            b.wait("return document.body.dataset.state === 'ready'")
+            b.click("#camera-start")
+            b.wait("return Number(document.getElementById('camera').dataset.frames || 0) >= 3", timeout=60)
+            first = b.run("return [performance.now(), +document.getElementById('camera').dataset.frames]")
+            time.sleep(seconds)
+            last = b.run("return [performance.now(), +document.getElementById('camera').dataset.frames,"
+                         " document.getElementById('camera').dataset.frameSize]")
+            b.click("#camera-stop")
+    return {"fps": (last[1] - first[1]) / ((last[0] - first[0]) / 1000), "size": last[2]}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10.0, help="per frame size (default 10)")
+    parser.add_argument("--browser", action="store_true", help="also run the page in headless Chromium")
+    args = parser.parse_args(argv)
+    with Server(workers=1, cv_threads=-1) as server:
+        warm = frame(SIZES[0])
+        run(server, warm, 1.0)  # the model's first call, and the connection
+        print(f"One gunicorn worker, /detect?detector=yunet, one frame in flight, {args.seconds:g} s per size; "
+              f"JPEG quality {QUALITY}.\n")
+        print("| frame | frames/s | round trip p50 / p90 ms | server ms (p50) | worker CPU ms/frame "
+              "| frames/s its CPU allows | faces |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
+        for size in SIZES:
+            r = run(server, frame(size), args.seconds)
+            print(f"| {size[0]}x{size[1]} | {r['fps']:.1f} | {r['p50']:.1f} / {r['p90']:.1f} | {r['server']:.1f} "
+                  f"| {r['cpu_ms']:.1f} | {r['cpu_fps']:.1f} | {r['faces']:.0f} |")
+        if args.browser:
+            seen = browser_fps(server, args.seconds)
+            print()
+            if isinstance(seen, str):
+                print(f"Browser: {seen}")
+            else:
+                print(f"The page's live camera in headless Chromium (fake camera, {seen['size']} frames): "
+                      f"{seen['fps']:.1f} frames/s (the browser, its JPEG encoding and the server share the machine).")
+
+
+if __name__ == "__main__":
+    main()

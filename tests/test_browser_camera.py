@@ -79,6 +79,11 @@ def test_live_camera_sends_one_frame_at_a_time_and_draws_the_faces(camera_browse
     # A smaller frame width is what is sent; the boxes still land on the video's faces.
     b.select("#camera-width", "320")
     b.wait("return document.getElementById('camera').dataset.frameSize === '320x240'", timeout=30)
+    # Another camera (a phone's back one) restarts the stream; still one frame at a time.
+    frames = b.run("return +document.getElementById('camera').dataset.frames")
+    b.select("#camera-facing", "environment")
+    b.wait("return +document.getElementById('camera').dataset.frames >= arguments[0] + 4", frames, timeout=60)
+    assert b.run("return window.__maxInFlight") == 1
     b.click("#camera-stop")
     assert b.run("return document.getElementById('camera').dataset.state") == "off"
     posts = b.run("return window.__posts")

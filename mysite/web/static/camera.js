@@ -12,6 +12,7 @@
   const startButton = $("camera-start");
   const stopButton = $("camera-stop");
   const widthSelect = $("camera-width");
+  const facingSelect = $("camera-facing");
   const stats = $("camera-stats");
   const errorBox = $("camera-error");
   const { withKey } = window.mysiteKey; // apikey.js
@@ -22,6 +23,7 @@
 
   let stream = null;
   let running = false;
+  let run = 0; // which start() the loop belongs to: a loop from before a restart ends by itself
   let inFlight = 0;
   let done = []; // when each recent answer came in
 
@@ -43,7 +45,7 @@
     }
     try {
       stream = await navigator.mediaDevices.getUserMedia({
-        audio: false, video: { facingMode: "user", width: { ideal: 640 }, height: { ideal: 480 } },
+        audio: false, video: { facingMode: facingSelect.value, width: { ideal: 640 }, height: { ideal: 480 } },
       });
     } catch (err) {
       fail(`The camera could not be started (${err.name === "NotAllowedError" ? "permission was refused" : err.message}).`);
@@ -59,7 +61,8 @@
     section.dataset.frames = "0";
     section.dataset.maxInFlight = "0";
     setState("on");
-    loop();
+    run += 1;
+    loop(run);
   }
 
   function stop() {
@@ -144,19 +147,22 @@
     window.mysiteDraw.detections(ctx, dets, { label, shrink, labels: page.labels() });
   }
 
-  async function loop() {
-    while (running) {
-      if (video.readyState < 2 || !video.videoWidth) {
+  async function loop(id) {
+    while (running && id === run) {
+      // Never two frames in flight, even just after a restart while the last answer is on its way.
+      if (video.readyState < 2 || !video.videoWidth || inFlight > 0) {
         await nextFrame();
         continue;
       }
       const ok = await once();
-      if (!running) break;
+      if (!running || id !== run) break;
       await (ok ? nextFrame() : sleep(RETRY_MS));
     }
   }
 
   startButton.addEventListener("click", start);
+  // A phone's other camera: start again with it.
+  facingSelect.addEventListener("change", () => { if (running) { stop(); start(); } });
   stopButton.addEventListener("click", stop);
   // A phone that locks or switches apps: let go of the camera.
   document.addEventListener("visibilitychange", () => { if (document.hidden && running) stop(); });

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import os
 import statistics
 import tempfile
 import time
@@ -107,11 +108,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="per frame size (default 10)")
     parser.add_argument("--browser", action="store_true", help="also run the page in headless Chromium")
+    parser.add_argument("--cv-threads", type=int, default=-1, help="MYSITE_CV_THREADS of the worker (default -1)")
     args = parser.parse_args(argv)
-    with Server(workers=1, cv_threads=-1) as server:
+    with Server(workers=1, cv_threads=args.cv_threads) as server:
         warm = frame(SIZES[0])
         run(server, warm, 1.0)  # the model's first call, and the connection
-        print(f"One gunicorn worker, /detect?detector=yunet, one frame in flight, {args.seconds:g} s per size; "
+        load = os.getloadavg()[0]
+        print(f"One gunicorn worker (MYSITE_CV_THREADS={args.cv_threads}), /detect?detector=yunet, one frame in flight, "
+              f"{args.seconds:g} s per size; "
               f"JPEG quality {QUALITY}.\n")
         print("| frame | frames/s | round trip p50 / p90 ms | server ms (p50) | worker CPU ms/frame "
               "| frames/s its CPU allows | faces |")
@@ -120,6 +124,8 @@ def main(argv: list[str] | None = None) -> None:
             r = run(server, frame(size), args.seconds)
             print(f"| {size[0]}x{size[1]} | {r['fps']:.1f} | {r['p50']:.1f} / {r['p90']:.1f} | {r['server']:.1f} "
                   f"| {r['cpu_ms']:.1f} | {r['cpu_fps']:.1f} | {r['faces']:.0f} |")
+        print(f"\nLoad average (1 min) {load:.1f} before, {os.getloadavg()[0]:.1f} after, on {os.cpu_count()} CPUs: "
+              "above the CPU count, frames/s is the machine's share, and the CPU column is the figure to compare.")
         if args.browser:
             seen = browser_fps(server, args.seconds)
             print()

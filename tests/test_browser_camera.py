@@ -10,7 +10,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from test_browser import ARTIFACTS, DATA, LAPTOP, PHONE, _require_chromium
+from test_browser import ARTIFACTS, DATA, LAPTOP, PHONE
+from tests_helpers import require
 from webdriver import Browser, chromium
 
 # Counts requests in flight from the page's own fetch calls, apart from the page's own bookkeeping.
@@ -38,7 +39,7 @@ def write_y4m(photo: Path, out: Path, size: tuple[int, int] = (640, 480), frames
 
 @pytest.fixture(scope="module")
 def camera_browser(tmp_path_factory) -> Iterator[Browser]:
-    _require_chromium()
+    require("chromium")
     video = write_y4m(DATA / "group_17_faces.jpg", tmp_path_factory.mktemp("camera") / "group.y4m")
     with chromium(ARTIFACTS, extra_args=["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
                                          f"--use-file-for-fake-video-capture={video}"]) as b:

@@ -23,7 +23,9 @@ from pathlib import Path
 
 import cv2
 
-from bench.server import HOST, ROOT, Server
+from bench.server import Server
+from testkit.net import HOST, ROOT
+from testkit.video import write_y4m
 
 PHOTO = ROOT / "tests" / "data" / "group_17_faces.jpg"
 SIZES = ((640, 480), (480, 360), (320, 240))
@@ -78,9 +80,8 @@ def browser_fps(server: Server, seconds: float) -> dict[str, float] | str:
     """The page's own live camera in headless Chromium (a fake camera filming the photo at 640x480)."""
     import sys
 
-    sys.path.insert(0, str(ROOT / "tests"))
+    sys.path.insert(0, str(ROOT / "tests"))  # the tests' WebDriver client drives the browser
     try:
-        from test_browser_camera import write_y4m
         from webdriver import chromium, find_chromium
     except ImportError as exc:
         return f"not run: {exc}"

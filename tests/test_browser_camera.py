@@ -5,14 +5,13 @@ and landmarks drawn over the video, frames per second and server time shown; at 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 from test_browser import ARTIFACTS, DATA, LAPTOP, PHONE
 from tests_helpers import require
 from webdriver import Browser, chromium
+
+from testkit.video import write_y4m
 
 # Counts requests in flight from the page's own fetch calls, apart from the page's own bookkeeping.
 WATCH_FETCH = """
@@ -24,17 +23,6 @@ window.fetch = async (...args) => {
   try { return await real(...args); } finally { window.__inFlight -= 1; }
 };
 """
-
-
-def write_y4m(photo: Path, out: Path, size: tuple[int, int] = (640, 480), frames: int = 2) -> Path:
-    """A Y4M video (Chromium's fake camera reads it) of ``photo`` at ``size``, shifted a little per frame."""
-    image = cv2.resize(cv2.imread(str(photo), cv2.IMREAD_COLOR), size, interpolation=cv2.INTER_AREA)
-    with out.open("wb") as f:
-        f.write(f"YUV4MPEG2 W{size[0]} H{size[1]} F10:1 Ip A1:1 C420jpeg\n".encode())
-        for i in range(frames):
-            frame = np.roll(image, 2 * i, axis=1)
-            f.write(b"FRAME\n" + cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420).tobytes())
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import json
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -76,24 +79,33 @@ def run(server: Server, jpeg: bytes, seconds: float) -> dict[str, float]:
             "cpu_ms": cpu * 1000, "cpu_fps": 1 / cpu if cpu else float("nan"), "frames": len(trips), "faces": faces}
 
 
-def browser_fps(server: Server, seconds: float) -> dict[str, float] | str:
-    """The page's own live camera in headless Chromium (a fake camera filming the photo at 640x480)."""
-    import sys
+def browser_fps(port: int, seconds: float) -> dict[str, float] | str:
+    """The page's own live camera in headless Chromium (a fake camera filming the photo at 640x480).
 
-    sys.path.insert(0, str(ROOT / "tests"))  # the tests' WebDriver client drives the browser
-    try:
-        from webdriver import chromium, find_chromium
-    except ImportError as exc:
-        return f"not run: {exc}"
+    Run in a child process whose path has ``tests/``, where the tests' WebDriver client lives.
+    """
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
+    done = subprocess.run([sys.executable, "-m", "bench.camera", "--browser-child", str(port), "--seconds", str(seconds)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=seconds + 180)
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        return f"not run: {(done.stderr.strip().splitlines() or ['exit ' + str(done.returncode)])[-1]}"
+    return json.loads(lines[-1])
+
+
+def _browser_child(port: int, seconds: float) -> None:
+    """Drive the page's camera against ``port`` and print its frames/s as JSON (see ``browser_fps``)."""
+    from webdriver import chromium, find_chromium
+
     if find_chromium() is None:
-        return "not run: chromium and chromedriver are not both installed"
+        raise SystemExit("chromium and chromedriver are not both installed")
     with tempfile.TemporaryDirectory() as tmp:
         video = write_y4m(PHOTO, Path(tmp) / "group.y4m")
         args = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
                 f"--use-file-for-fake-video-capture={video}"]
         with chromium(Path(tmp), extra_args=args) as b:
             b.size(1280, 900)
-            b.get(f"http://{HOST}:{server.port}/")
+            b.get(f"http://{HOST}:{port}/")
             b.wait("return document.body.dataset.state === 'ready'")
             b.click("#camera-start")
             b.wait("return Number(document.getElementById('camera').dataset.frames || 0) >= 3", timeout=60)
@@ -102,15 +114,19 @@ def browser_fps(server: Server, seconds: float) -> dict[str, float] | str:
             last = b.run("return [performance.now(), +document.getElementById('camera').dataset.frames,"
                          " document.getElementById('camera').dataset.frameSize]")
             b.click("#camera-stop")
-    return {"fps": (last[1] - first[1]) / ((last[0] - first[0]) / 1000), "size": last[2]}
+    print(json.dumps({"fps": (last[1] - first[1]) / ((last[0] - first[0]) / 1000), "size": last[2]}))
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="per frame size (default 10)")
     parser.add_argument("--browser", action="store_true", help="also run the page in headless Chromium")
+    parser.add_argument("--browser-child", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--cv-threads", type=int, default=-1, help="MYSITE_CV_THREADS of the worker (default -1)")
     args = parser.parse_args(argv)
+    if args.browser_child:
+        _browser_child(args.browser_child, args.seconds)
+        return
     with Server(workers=1, cv_threads=args.cv_threads) as server:
         warm = frame(SIZES[0])
         run(server, warm, 1.0)  # the model's first call, and the connection
@@ -128,7 +144,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"\nLoad average (1 min) {load:.1f} before, {os.getloadavg()[0]:.1f} after, on {os.cpu_count()} CPUs: "
               "above the CPU count, frames/s is the machine's share, and the CPU column is the figure to compare.")
         if args.browser:
-            seen = browser_fps(server, args.seconds)
+            seen = browser_fps(server.port, args.seconds)
             print()
             if isinstance(seen, str):
                 print(f"Browser: {seen}")

@@ -224,4 +224,6 @@ def test_form_works_without_javascript(live_server) -> None:
         text = b.wait_text("#json", '"box"')
         assert text.count('"box"') == 17 and text.count('"landmarks"') == 17  # the page's detector: YuNet
         assert b.property("#server-image", "naturalWidth") == 640
+        # Controls that need the script are not offered without it: the labels switch, the camera.
+        assert b.property("#labels-switch", "hidden") is True and b.property("#camera-controls", "hidden") is True
         b.screenshot(ARTIFACTS / "page-no-javascript.png", full_page=False)

@@ -160,6 +160,7 @@
     }
   }
 
+  $("camera-controls").hidden = false; // without this script the section says the camera needs it
   startButton.addEventListener("click", start);
   // A phone's other camera: start again with it.
   facingSelect.addEventListener("change", () => { if (running) { stop(); start(); } });

@@ -338,7 +338,10 @@
       e.preventDefault();
       run();
     });
-    if (labelsToggle) labelsToggle.addEventListener("change", () => redraw());
+    if (labelsToggle) {
+      $("labels-switch").hidden = false; // the switch redraws the canvas: it needs this script
+      labelsToggle.addEventListener("change", () => redraw());
+    }
     // Hover (mouse) or tap (finger): the label of the box under it, even one left out for lack of room.
     let focus = -1;
     const point = (e) => {

@@ -3,8 +3,9 @@
 The page sends one frame at a time (the next when the answer is in), as a JPEG of the chosen width,
 to ``/detect?detector=yunet``. This sends the same: the group photo at 640x480 (and 320x240, 480x360)
 as browser-quality JPEGs, one request in flight, on one keep-alive connection, to the Procfile's
-gunicorn with one worker, for ``--seconds`` per size. Prints a Markdown table: frames/s (wall), the
-median and p90 round trip, the median server time (``Server-Timing``), the worker's CPU per frame,
+gunicorn with one web worker and one CV process (``--cv-processes``), for ``--seconds`` per size.
+Prints a Markdown table: frames/s (wall), the median and p90 round trip, the median server time
+(``Server-Timing``), the CPU per frame of every process of the instance (web worker, dispatcher, CV),
 and the frames/s that CPU time allows (what a machine with a free core for the worker would reach).
 ``--browser`` also runs the page itself in headless Chromium with a fake camera filming the photo
 and reads the frames/s the page shows. Never fails. Takes about ``4 x --seconds``.
@@ -49,7 +50,7 @@ def _body(jpeg: bytes) -> tuple[bytes, str]:
 
 
 def run(server: Server, jpeg: bytes, seconds: float) -> dict[str, float]:
-    """Frames sent one at a time for ``seconds``: frames/s, round trips, server times, worker CPU per frame."""
+    """Frames sent one at a time for ``seconds``: frames/s, round trips, server times, the instance's CPU per frame."""
     body, ctype = _body(jpeg)
     conn = http.client.HTTPConnection(HOST, server.port, timeout=30)
     trips, servers, faces = [], [], 0
@@ -122,19 +123,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="per frame size (default 10)")
     parser.add_argument("--browser", action="store_true", help="also run the page in headless Chromium")
     parser.add_argument("--browser-child", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--cv-processes", type=int, default=1,
+                        help="MYSITE_CV_PROCESSES: the CV processes that run the detections (default 1)")
     parser.add_argument("--cv-threads", type=int, default=-1, help="MYSITE_CV_THREADS of the worker (default -1)")
     args = parser.parse_args(argv)
     if args.browser_child:
         _browser_child(args.browser_child, args.seconds)
         return
-    with Server(workers=1, cv_threads=args.cv_threads) as server:
+    with Server(workers=1, cv_threads=args.cv_threads,
+                extra_env={"MYSITE_CV_PROCESSES": str(args.cv_processes)}) as server:
         warm = frame(SIZES[0])
         run(server, warm, 1.0)  # the model's first call, and the connection
         load = os.getloadavg()[0]
-        print(f"One gunicorn worker (MYSITE_CV_THREADS={args.cv_threads}), /detect?detector=yunet, one frame in flight, "
+        print(f"One gunicorn worker, MYSITE_CV_PROCESSES={args.cv_processes}, MYSITE_CV_THREADS={args.cv_threads}; "
+              "/detect?detector=yunet, one frame in flight, "
               f"{args.seconds:g} s per size; "
               f"JPEG quality {QUALITY}.\n")
-        print("| frame | frames/s | round trip p50 / p90 ms | server ms (p50) | worker CPU ms/frame "
+        print("| frame | frames/s | round trip p50 / p90 ms | server ms (p50) | instance CPU ms/frame "
               "| frames/s its CPU allows | faces |")
         print("|---|---:|---:|---:|---:|---:|---:|")
         for size in SIZES:

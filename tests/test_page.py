@@ -11,6 +11,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 from flask import jsonify
 
 from mysite.web.state import current_endpoints, current_registry
@@ -94,6 +95,7 @@ def test_form_params_reach_the_model(client) -> None:
     assert '"result": []' in htmllib.unescape(r.get_data(as_text=True))
 
 
+@pytest.mark.slow
 def test_form_by_url(make_app, image_server) -> None:
     app = make_app({"MYSITE_URL_ALLOW_NETWORKS": "127.0.0.1/32"})
     r = _form(app.test_client(), {"endpoint": "/catfacedetection", "url": f"{image_server}/cat.jpg"})
@@ -158,6 +160,7 @@ def test_page_says_what_the_server_runs_when_its_default_is_changed(make_app) ->
     assert "without one this server runs <code>dnn</code>" in _developers(html)
 
 
+@pytest.mark.slow
 def test_form_without_javascript_runs_the_chosen_detector(client) -> None:
     group = (DATA / "group_17_faces.jpg").read_bytes()
     for detector, keys in (("yunet", {"box", "confidence", "landmarks"}), ("haar", {"box"})):
@@ -200,7 +203,7 @@ def test_visitors_see_only_the_tasks_that_work_in_plain_words(client, full_app) 
 
 
 def test_no_javascript_form_shows_the_detector_that_answered(client) -> None:
-    """A form that names no detector (seed 001's ``bird_image`` form) is answered by the server's default,
+    """A form that names no detector (the bird classifier's ``bird_image`` form) is answered by the server's default,
     Haar: the page shows Haar chosen, not the page's own starting choice, YuNet."""
     r = client.post("/", headers=HTML, data={"bird_image": ((DATA / "group_17_faces.jpg").open("rb"), "g.jpg")})
     html = r.get_data(as_text=True)

@@ -139,3 +139,44 @@ def test_a_cat_face_in_a_reduced_photo_is_found_as_the_full_scan_finds_it():
     full, ours = _full_scan(cat, gray), _run(cat, gray)
     assert full and len(ours) == len(full)
     assert all(any(iou(b, f) >= 0.8 for b in ours) for f in full)
+
+
+def _book(cascade: Cascade, gray: np.ndarray, min_neighbors: int = 5) -> list[list[int]]:
+    """What the book's code answers: OpenCV's full scan from 25 px, as [x1, y1, x2, y2], sorted."""
+    rects = cascade._classifier().detectMultiScale(gray, 1.1, min_neighbors, minSize=(25, 25))
+    return sorted([x, y, x + w, y + h] for x, y, w, h in np.asarray(rects).reshape(-1, 4).tolist())
+
+
+def _own_size_photos() -> list[tuple[str, np.ndarray]]:
+    from testkit import scenes
+
+    out = [("astronaut", cv2.imread(str(DATA / "astronaut.png")))]
+    for i, (w, h) in enumerate([(640, 480), (1155, 866), (800, 600)]):
+        lo = max(25, round(MIN_FACE * w))
+        for n, layout, hi in ((20, "grid", 1.6 * lo), (12, "random", 3 * lo), (5, "random", 4 * lo)):
+            sc = scenes.Scene(f"{w}x{h} {n}", w, h, n, (lo, hi), layout, scenes.BACKGROUNDS[(i + n) % 5], 300 + i + n)
+            out.append((sc.name, scenes.build(sc)[0]))
+    return out
+
+
+def test_photos_at_their_own_size_get_the_books_boxes(face):
+    """No reduction (the smallest face asked for is under 1.7 windows): the coarse look, with each group
+    of hits scanned whole, gives OpenCV's own boxes; the book's group photo is checked in test_fastpath."""
+    exact, total = 0, 0
+    for name, image in _own_size_photos():
+        gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        asked = fastpath.smallest(max(gray.shape), 25, MIN_FACE)
+        assert fastpath.plan(gray.shape[1], gray.shape[0], min_size=25, min_face=MIN_FACE, window=face.window).scale == 1
+        book = [b for b in _book(face, gray) if b[2] - b[0] >= asked]
+        ours = sorted(b for b in _run(face, gray) if b[2] - b[0] >= asked)
+        assert recall(book, ours, 0.8) == (len(book), len(book)) and len(ours) == len(book), name
+        exact += ours == book
+        total += 1
+    assert exact >= total - 1  # a box a pixel off on at most one photo
+
+
+def test_every_raw_hit_at_its_own_size_is_opencvs(face):
+    """min_neighbors=0 asks for every raw hit: OpenCV's full scan, not the coarse look."""
+    gray = cv2.cvtColor(cv2.imread(str(DATA / "group_17_faces.jpg")), cv2.COLOR_BGR2GRAY)
+    found = face.run(gray, scale_factor=1.1, min_neighbors=0, min_size=25, min_face=MIN_FACE)
+    assert sorted(d["box"] for d in found) == _book(face, gray, 0)

@@ -7,6 +7,7 @@ import html as htmllib
 import io
 import json
 import re
+from html import unescape as html_unescape
 from pathlib import Path
 
 import cv2
@@ -146,8 +147,17 @@ def test_detector_choice_starts_on_yunet_and_each_detector_has_its_own_options(c
     assert re.findall(r'<option value="([^"]+)"', choice) == ["haar", "yunet", "dnn", "dnn-full"]
     assert re.search(r'<option value="yunet"[^>]* selected', choice)
     # In words, not the API's values; the API's default is told to developers, beside the routes.
-    assert "YuNet (most accurate)</option>" in choice and "Face detector" in choice
+    assert "YuNet: every face" in choice and "Face detector" in choice
     assert "without one this server runs <code>haar</code>" in _developers(html)
+    # Each detector says what to pick it for, on the page and in the OpenAPI description alike.
+    from mysite.web.endpoints import FACE_DETECTORS
+
+    for value, use in FACE_DETECTORS.uses.items():
+        assert re.search(rf'<option value="{value}"[^>]*>[^<]*{re.escape(use)}', html_unescape(choice)), value
+    spec = client.get("/openapi.json").get_json()
+    described = [p["description"] for op in spec["paths"]["/detect"].values() for p in op.get("parameters", [])
+                 if p["name"] == "detector"]
+    assert described and all(use in described[0] for use in FACE_DETECTORS.uses.values())
     sets = _fieldsets(html)
     assert "/detect" not in sets  # no cascade options outside the haar choice
     assert {"min_neighbors", "scale_factor"} <= set(sets["/detect haar"])

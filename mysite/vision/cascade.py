@@ -82,7 +82,7 @@ class Cascade(Rescaling):
 
     def work(self, header: Header, values: dict[str, Any]) -> int:
         """Windows OpenCV's full scan of this image evaluates (values as ``prepare`` returned them): a
-        bound on the work, as a reduced photo's coarse look (``coarse_scan``) evaluates fewer."""
+        bound on the work, as the coarse look (``coarse_scan``) evaluates fewer."""
         p = fastpath.plan(header.width, header.height, min_size=values["min_size"],
                           min_face=values["min_face"], window=self.window)
         return budget.windows(self._scan(header.width, header.height, p.min_px, values["scale_factor"])[0],
@@ -163,29 +163,27 @@ class Cascade(Rescaling):
         levels = budget.pyramid(work.shape[1], work.shape[0], self.window_size, scale_factor, (min_px, min_px))
         parts = budget.bands(levels, band_pixels) if band_pixels else [levels]
         clf = self._classifier()
-        # A reduced photo is scanned by coarse_scan: OpenCV's own scan where it is cheap, a coarse look first elsewhere.
-        coarse = len(parts) <= 1 and work_scale != 1.0
+        # coarse_scan: OpenCV's own scan where it is cheap, a coarse look first elsewhere; a photo at its
+        # own size has each object's group of hits scanned whole, for the book's exact boxes. Every raw hit
+        # (min_neighbors=0) needs OpenCV's full scan.
+        coarse = len(parts) <= 1 and (min_neighbors > 0 or work_scale != 1.0)
         try:
-            if len(parts) <= 1 and not coarse:  # the book's own scan, for its exact boxes
-                rects = clf.detectMultiScale(
-                    work, scaleFactor=scale_factor, minNeighbors=min_neighbors, minSize=(min_px, min_px)
-                )
-            else:
-                raw: list[list[int]] = []
-                if coarse:
-                    raw = [list(r) for r in coarse_scan.scan(clf, self._proposers.get(), work, levels,
-                                                             window=self.window_size, scale_factor=scale_factor,
-                                                             asked_px=asked_px)]
-                else:  # scanned in bands: one pyramid would not fit in the request's memory
-                    for band in parts:
-                        # A fresh classifier per band: one keeps the widest rows and the most rows it has
-                        # seen, separately, so bands of different shapes would add up to more than either.
+            raw: list[list[int]] = []
+            if coarse:
+                raw = [list(r) for r in coarse_scan.scan(clf, self._proposers.get(), work, levels,
+                                                         window=self.window_size, scale_factor=scale_factor,
+                                                         asked_px=asked_px, exact=work_scale == 1.0)]
+            else:  # in bands when one pyramid would not fit in the request's memory
+                for band in parts:
+                    # A fresh classifier per band: one keeps the widest rows and the most rows it has
+                    # seen, separately, so bands of different shapes would add up to more than either.
+                    if len(parts) > 1:
                         self._classifiers.reset()
-                        hits = self._classifier().detectMultiScale(work, scaleFactor=scale_factor, minNeighbors=0,
-                                                                   minSize=band[0].window, maxSize=band[-1].window)
-                        raw += np.asarray(hits).reshape(-1, 4).tolist()
-                # As detectMultiScale groups its own hits.
-                rects = cv2.groupRectangles(raw, min_neighbors, 0.2)[0] if min_neighbors > 0 else raw
+                    hits = self._classifier().detectMultiScale(work, scaleFactor=scale_factor, minNeighbors=0,
+                                                               minSize=band[0].window, maxSize=band[-1].window)
+                    raw += np.asarray(hits).reshape(-1, 4).tolist()
+            # As detectMultiScale groups its own hits.
+            rects = cv2.groupRectangles(raw, min_neighbors, 0.2)[0] if min_neighbors > 0 else raw
         finally:
             # OpenCV's classifier keeps its largest pyramid buffer for good: drop a big one now.
             if budget.pyramid_buffer(levels if len(parts) <= 1 else max(parts, key=budget.pyramid_buffer)) \

@@ -1,6 +1,6 @@
 """A cascade scan that scans closely only where a cheaper look found something.
 
-Why: ``detectMultiScale``'s time on a reduced 12 MP photo goes to two kinds of level. The levels
+Why: ``detectMultiScale``'s time on a photo goes to two kinds of level. The levels
 whose window is twice the cascade's or more are scanned at every pixel (OpenCV's ``ystep`` 1),
 four times as densely as the rest: about 70 % of the time. And the margin levels, a little
 smaller than the smallest object asked for (scanned so that an object exactly that small keeps
@@ -15,6 +15,15 @@ the neighbours ``min_neighbors`` counts): about 20 %. Here:
    without its last stages (a window the whole cascade accepts passes its first stages too, so
    an object yields more of these proposals than hits). They are then scanned closely around
    the proposals and the hits of (1).
+
+A photo scanned at its own size (no reduction: most photos up to about 1 MP) is scanned the
+same way for the book's exact boxes (``exact``): the levels of (1) every other one, those between
+closely around their hits, and every close scan reaching further in size, so that each object's
+group of raw hits is whole and grouping it gives OpenCV's own box.
+
+A close scan takes the window positions near its leads in bands of rows, cut where a window's
+width is left out, and scans the parts side by side in one strip; a level whose close scans would
+visit much of it is scanned whole by OpenCV instead.
 
 "Closely" means as OpenCV scans that level: the whole cascade, at OpenCV's step, on the level
 image OpenCV itself builds (same size, same INTER_LINEAR_EXACT interpolation), so a window
@@ -39,9 +48,15 @@ Rect = tuple[int, int, int, int]  # x, y, w, h in pixels of the image scanned
 STAGES_DROPPED = 6  # the proposer is the cascade without its last 6 stages (of 22 for faces, 20 for cat faces)
 MIN_STAGES = 10  # a cascade with fewer stages left proposes with all of them
 LEVEL_STRIDE = 2  # the coarse look visits every other level (scale_factor ** 2 apart)
+SMALL_STRIDE = 2  # an exact scan has OpenCV scan every other level below twice the window
 NEAR_LARGE = 2  # a proposal leads to a close scan of the levels this many steps either side of its size
+EXACT_REACH = 1.54  # the same as a size ratio (4 steps of 1.1), for a photo whose exact boxes are wanted:
+# a group's hits span more sizes
 NEAR_MARGIN = 4  # a hit at a size asked for leads to the margin levels this many steps below it
-PAD = 3  # a close scan covers a region this many level pixels wider, each side, than the window
+WHOLE_LEVEL = 0.6  # close scans visiting this fraction of a level's positions scan it whole instead
+PAD = 3  # a close scan looks at window positions this many level pixels either side of a lead's
+WARM = 4  # positions (of the level's step) a part of a close scan starts early, discarded
+BAND = 8  # rows of positions a close scan takes together
 
 
 def proposer_xml(text: str) -> str | None:
@@ -72,25 +87,45 @@ def load_xml(text: str) -> cv2.CascadeClassifier:
 
 
 def scan(clf: cv2.CascadeClassifier, proposer: cv2.CascadeClassifier, image: np.ndarray,
-         levels: list[budget.Scale], *, window: tuple[int, int], scale_factor: float, asked_px: int) -> list[Rect]:
+         levels: list[budget.Scale], *, window: tuple[int, int], scale_factor: float, asked_px: int,
+         exact: bool = False) -> list[Rect]:
     """Raw hits of ``clf`` on a grayscale image, ungrouped, on the pyramid ``levels`` that
     ``detectMultiScale`` would scan (``budget.pyramid``): objects from ``asked_px`` up, and the
-    margin levels below it."""
-    large = [lv for lv in levels if _dense(lv)]
+    margin levels below it.
+
+    ``exact``: for a photo scanned at its own size, whose boxes should be the book's. The levels
+    below twice the window are scanned by OpenCV every other one (those between closely around
+    the hits), and every close scan reaches EXACT_REACH in size either side of its leads, so that an
+    object's group of hits is whole and grouping it gives OpenCV's own box.
+    """
     small = [lv for lv in levels if lv.window[0] >= asked_px and not _dense(lv)]
+    rest = [_Level(clf, image, lv, window, scale_factor) for lv in levels if lv not in small]
+    near = scale_factor ** (NEAR_LARGE + 0.5)
+    if exact:
+        near = max(near, EXACT_REACH)
     hits: set[Rect] = set()
-    if small:  # OpenCV's own scan
+    between: list[_Level] = []
+    if small and not exact:  # OpenCV's own scan
         hits.update(_rects(clf.detectMultiScale(image, scaleFactor=scale_factor, minNeighbors=0,
                                                 minSize=small[0].window, maxSize=small[-1].window)))
-    if large:
-        near = scale_factor ** (NEAR_LARGE + 0.5)
-        leads = _array(hits | set(_coarse(proposer, image, window, scale_factor)))
-        for lv in large:
-            hits.update(_closely(clf, image, lv, window, leads, near, near))
+    for i, lv in enumerate(small if exact else []):
+        if i % SMALL_STRIDE == 0 or i == len(small) - 1:
+            hits.update(_rects(clf.detectMultiScale(image, scaleFactor=scale_factor, minNeighbors=0,
+                                                    minSize=lv.window, maxSize=lv.window)))
+        else:
+            between.append(_Level(clf, image, lv, window, scale_factor))
     leads = _array(hits)
-    for lv in levels:
-        if lv.window[0] < asked_px and not _dense(lv):  # a margin level: near hits of the sizes just above it
-            hits.update(_closely(clf, image, lv, window, leads, 1.0, scale_factor ** (NEAR_MARGIN + 0.5)))
+    for b in between:
+        hits.update(b.near(leads, near, near, PAD))
+    large = [part for part in rest if part.dense]
+    if large:
+        leads = _array(hits | set(_coarse(proposer, image, window, scale_factor)))
+        for part in large:
+            hits.update(part.near(leads, near, near, PAD))
+    leads = _array(hits)
+    for part in rest:
+        if not part.dense:  # a margin level: near hits of the sizes just above it
+            hits.update(part.near(leads, 1.0, scale_factor ** (NEAR_MARGIN + 0.5), PAD))
     return list(hits)
 
 
@@ -135,71 +170,112 @@ def _coarse(proposer: cv2.CascadeClassifier, image: np.ndarray, window: tuple[in
     return out
 
 
-def _closely(clf: cv2.CascadeClassifier, image: np.ndarray, lv: budget.Scale, window: tuple[int, int],
-             leads: np.ndarray, smaller: float, larger: float) -> list[Rect]:
-    """Hits of one level near the ``leads`` of about its size (from ``size / smaller`` to ``size * larger``)."""
-    ww, wh = window
-    f = np.float32(lv.factor)  # OpenCV keeps the factor as a float
-    size = ww * float(f)
-    mine = leads[(leads[:, 2] >= size / smaller) & (leads[:, 2] <= size * larger)]
-    if not len(mine):
-        return []
-    # The level image exactly as OpenCV's FeatureEvaluator::setImage makes it.
-    lw, lh = int(np.rint(np.float32(image.shape[1]) / f)), int(np.rint(np.float32(image.shape[0]) / f))
-    level = cv2.resize(image, (lw, lh), interpolation=cv2.INTER_LINEAR_EXACT)
-    centres = zip((mine[:, 0] + mine[:, 2] / 2) / float(f), (mine[:, 1] + mine[:, 3] / 2) / float(f))
-    regions = _merged([(max(0, int(cx - ww / 2) - PAD), max(0, int(cy - wh / 2) - PAD),
-                        min(lw, int(cx - ww / 2) + ww + PAD + 1), min(lh, int(cy - wh / 2) + wh + PAD + 1))
-                       for cx, cy in centres])
-    if not _dense(lv):  # OpenCV scans this level at even positions only: each region starts on one
-        regions = [(x0 - x0 % 2, y0 - y0 % 2, x1, y1) for x0, y0, x1, y1 in regions]
-    regions = [r for r in regions if r[2] - r[0] >= ww and r[3] - r[1] >= wh]
-    if not regions:
-        return []
-    # The regions side by side in one strip, each from an even column, scanned in one call.
-    starts, x = [], 0
-    for x0, _, x1, _ in regions:
-        starts.append(x)
-        x += (x1 - x0 + 1) // 2 * 2
-    strip = np.zeros((max(r[3] - r[1] for r in regions), x), np.uint8)
-    for (x0, y0, x1, y1), s in zip(regions, starts):
-        strip[:y1 - y0, s:s + x1 - x0] = level[y0:y1, x0:x1]
-    if not _dense(lv):  # at factor 1 alone, OpenCV scans the strip at its 2-pixel step
-        found = clf.detectMultiScale(strip, scaleFactor=2.0, minNeighbors=0, minSize=window, maxSize=window)
-        positions = [(hx, hy) for hx, hy, _, _ in _rects(found)]
-    else:
-        # OpenCV scans at every pixel only from factor 2: the strip goes in doubled (each pixel 2x2,
-        # which its halving gives back exactly) and is scanned at factor 2 alone, every position
-        # visited as OpenCV visits a large level (the next one skipped after a first-stage rejection).
-        doubled = cv2.resize(strip, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
-        twice = (2 * ww, 2 * wh)
-        found = clf.detectMultiScale(doubled, scaleFactor=2.0, minNeighbors=0, minSize=twice, maxSize=twice)
-        positions = [(hx // 2, hy // 2) for hx, hy, _, _ in _rects(found)]
-    out = []
-    for sx, sy in positions:
-        i = int(np.searchsorted(starts, sx, side="right")) - 1
-        x0, y0, x1, y1 = regions[i]
-        lx, ly = x0 + sx - starts[i], y0 + sy
-        if lx + ww <= x1 and ly + wh <= y1:  # inside one region: not across a seam or in the padding
-            out.append((int(np.rint(np.float32(lx) * f)), int(np.rint(np.float32(ly) * f)),
-                        int(np.rint(np.float32(ww) * f)), int(np.rint(np.float32(wh) * f))))
-    return out
+class _Level:
+    """One pyramid level as ``detectMultiScale`` scans it, looked at in parts: the window positions
+    near some leads, each position once."""
 
+    def __init__(self, clf: cv2.CascadeClassifier, image: np.ndarray, lv: budget.Scale, window: tuple[int, int],
+                 scale_factor: float) -> None:
+        self.clf, self.image, self.lv, self.window, self.scale_factor = clf, image, lv, window, scale_factor
+        self.f = np.float32(lv.factor)  # OpenCV keeps the factor as a float
+        self.dense = _dense(lv)
+        self.step = 1 if self.dense else 2
+        # The level image's size, as OpenCV's FeatureEvaluator::setImage makes it.
+        self.lw = int(np.rint(np.float32(image.shape[1]) / self.f))
+        self.lh = int(np.rint(np.float32(image.shape[0]) / self.f))
+        self.pw, self.ph = self.lw - window[0] + 1, self.lh - window[1] + 1  # window positions
+        self.done: np.ndarray | None = None  # positions looked at
+        self.whole = False  # scanned whole by OpenCV: every hit is known
+        self.looked = 0  # window positions the close scans of this level visited or would visit
+        self._level: np.ndarray | None = None
 
-def _merged(boxes: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
-    """Overlapping boxes ``(x0, y0, x1, y1)`` merged into their bounding boxes, until none overlap."""
-    merged = sorted(boxes)
-    changed = True
-    while changed:
-        changed = False
-        out: list[list[int]] = []
-        for b in merged:
-            for q in out:
-                if b[0] < q[2] and q[0] < b[2] and b[1] < q[3] and q[1] < b[3]:
-                    q[:] = [min(q[0], b[0]), min(q[1], b[1]), max(q[2], b[2]), max(q[3], b[3])]
-                    changed = True
-                    break
-            else:
-                out.append(list(b))
-        merged = [(q[0], q[1], q[2], q[3]) for q in out]
-    return merged
+    def near(self, leads: np.ndarray, smaller: float, larger: float, pad: int) -> list[Rect]:
+        """Hits at positions not looked at yet within ``pad`` level pixels of a window centred on a
+        lead of about this level's size (``size / smaller`` to ``size * larger``).
+
+        Where that would make most of the level looked at, OpenCV scans the whole level instead: cheaper.
+        """
+        ww, wh = self.window
+        size = ww * float(self.f)
+        mine = leads[(leads[:, 2] >= size / smaller) & (leads[:, 2] <= size * larger)]
+        if not len(mine) or self.whole or self.pw <= 0 or self.ph <= 0:
+            return []
+        xs = np.clip(((mine[:, 0] + mine[:, 2] / 2) / float(self.f) - ww / 2).astype(int), 0, self.pw - 1)
+        ys = np.clip(((mine[:, 1] + mine[:, 3] / 2) / float(self.f) - wh / 2).astype(int), 0, self.ph - 1)
+        want = np.zeros((self.ph, self.pw), np.uint8)
+        want[ys, xs] = 1
+        want = cv2.dilate(want, np.ones((2 * pad + 1, 2 * pad + 1), np.uint8)).view(bool)
+        if self.step == 2:  # OpenCV visits even positions only
+            want[1::2, :] = False
+            want[:, 1::2] = False
+        if self.done is None:
+            self.done = np.zeros_like(want)
+        new = want & ~self.done
+        if not new.any():
+            return []
+        self.done |= new
+        return self._scan(want, new)
+
+    def _whole(self) -> list[Rect]:
+        self.whole = True
+        return _rects(self.clf.detectMultiScale(self.image, scaleFactor=self.scale_factor, minNeighbors=0,
+                                                minSize=self.lv.window, maxSize=self.lv.window))
+
+    def _scan(self, want: np.ndarray, new: np.ndarray) -> list[Rect]:
+        """Hits at the positions ``new`` (of ``want``): bands of rows, each cut where a window's width
+        is left out, the parts that hold a new position side by side in one strip scanned by OpenCV at
+        this level's step. Parts follow ``want``, not ``new`` alone: a ring of new positions around old
+        ones cut into pieces would cost a window's width of seam each."""
+        ww, wh = self.window
+        warm = WARM * self.step
+        regions = []  # x0, y0, x1, y1 of the positions of each part, inclusive
+        for b0 in range(0, self.ph, BAND):
+            if not new[b0:b0 + BAND].any():
+                continue
+            rows = want[b0:b0 + BAND]
+            fresh = np.asarray(new[b0:b0 + BAND].any(axis=0))
+            used = np.flatnonzero(rows.any(axis=1))
+            cols = np.flatnonzero(rows.any(axis=0))
+            cut = np.flatnonzero(np.diff(cols) > ww + warm)
+            for s, e in zip(cols[np.r_[0, cut + 1]], cols[np.r_[cut, len(cols) - 1]]):
+                if not fresh[s:e + 1].any():
+                    continue
+                # A part starts a few positions early: after a window rejected by the cascade's first stage
+                # OpenCV skips the next, so a row's first positions may be visited where OpenCV does not.
+                regions.append((max(0, int(s) - warm), b0 + int(used[0]), int(e), b0 + int(used[-1])))
+        # The parts side by side in one strip, each from an even column, scanned in one call.
+        starts, x = [], 0
+        for x0, _, x1, _ in regions:
+            starts.append(x)
+            x += (x1 - x0 + ww + 1) // 2 * 2
+        height = max(y1 - y0 + wh for _, y0, _, y1 in regions)
+        self.looked += (x - ww + 1) * (height - wh + 1)
+        if self.looked > WHOLE_LEVEL * self.pw * self.ph:
+            return self._whole()
+        if self._level is None:  # the level image exactly as OpenCV's FeatureEvaluator::setImage makes it
+            self._level = cv2.resize(self.image, (self.lw, self.lh), interpolation=cv2.INTER_LINEAR_EXACT)
+        strip = np.zeros((height, x), np.uint8)
+        for (x0, y0, x1, y1), sx in zip(regions, starts):
+            strip[:y1 - y0 + wh, sx:sx + x1 - x0 + ww] = self._level[y0:y1 + wh, x0:x1 + ww]
+        if not self.dense:  # at factor 1 alone, OpenCV scans the strip at its 2-pixel step
+            found = self.clf.detectMultiScale(strip, scaleFactor=2.0, minNeighbors=0, minSize=self.window,
+                                              maxSize=self.window)
+            positions = [(hx, hy) for hx, hy, _, _ in _rects(found)]
+        else:
+            # OpenCV scans at every pixel only from factor 2: the strip goes in doubled (each pixel 2x2,
+            # which its halving gives back exactly) and is scanned at factor 2 alone, every position
+            # visited as OpenCV visits a large level (the next one skipped after a first-stage rejection).
+            doubled = cv2.resize(strip, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
+            twice = (2 * ww, 2 * wh)
+            found = self.clf.detectMultiScale(doubled, scaleFactor=2.0, minNeighbors=0, minSize=twice, maxSize=twice)
+            positions = [(hx // 2, hy // 2) for hx, hy, _, _ in _rects(found)]
+        out = []
+        f = self.f
+        for sx, sy in positions:
+            i = int(np.searchsorted(starts, sx, side="right")) - 1
+            x0, y0, x1, y1 = regions[i]
+            lx, ly = x0 + sx - starts[i], y0 + sy
+            if lx <= x1 and ly <= y1 and new[ly, lx]:  # one of the positions asked for, not a seam's or warm-up's
+                out.append((int(np.rint(np.float32(lx) * f)), int(np.rint(np.float32(ly) * f)),
+                            int(np.rint(np.float32(ww) * f)), int(np.rint(np.float32(wh) * f))))
+        return out

@@ -6,7 +6,7 @@ a 3200x2400 level. Here the smallest object is a fraction of the photo's long si
 (``min_face``, never below ``min_size``), the image is decoded at a reduced size
 (libjpeg scales while decoding) and resized so that object is ``WORK_WINDOWS``
 cascade windows wide; boxes are scaled back to original pixels. A small photo
-needs no reduction and gets exactly the book's answer.
+needs no reduction; ``coarse_scan``'s exact scan gives it the book's boxes.
 """
 
 from __future__ import annotations

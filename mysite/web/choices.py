@@ -25,6 +25,8 @@ class ModelChoice:
     title: str = ""  # the choice in the page's words ("Face detector"); default: the parameter's name
     titles: Mapping[str, str] = field(default_factory=dict)  # each value in the page's words
 
+    uses: Mapping[str, str] = field(default_factory=dict)  # value -> what to pick it for (page, OpenAPI)
+
     def title_of(self, value: str) -> str:
         return self.titles.get(value, value)
 

@@ -153,7 +153,8 @@ def _choice_params(app: Flask, ep: Endpoint) -> list[dict[str, Any]]:
     server = ep.choice.default_value(app_state(app).settings)
     return [{"name": ep.choice.param, "in": "query",
              "schema": {"type": "string", "enum": list(ep.choice.models), "default": server},
-             "description": "which model runs: " + ", ".join(f"{v} ({m})" for v, m in ep.choice.models.items())
+             "description": "which model runs: " + "; ".join(
+                 f"{v} ({m}{': ' + ep.choice.uses[v] if v in ep.choice.uses else ''})" for v, m in ep.choice.models.items())
                             + f"; without one, the server's MYSITE_{ep.choice.setting.upper()} ({server})"}]
 
 

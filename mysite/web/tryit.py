@@ -74,7 +74,8 @@ def tasks(app: Flask, routes: list[dict[str, Any]]) -> list[dict[str, Any]]:
         choice = None
         if ep is not None and ep.choice is not None:
             values = [{"value": value, "model": model, "loaded": registry.entries[model].loaded,
-                       "title": ep.choice.title_of(value), "params": _params(registry.entries[model], ep)}
+                       "title": ep.choice.title_of(value), "use": ep.choice.uses.get(value, ""),
+                       "params": _params(registry.entries[model], ep)}
                       for value, model in ep.choice.models.items()]
             server = ep.choice.default_value(settings)
             # After a form POST (no JavaScript) the page shows the choice that answered: the visitor's,

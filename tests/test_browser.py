@@ -210,8 +210,9 @@ def test_digit_drawn_on_the_pad_is_read(browser: Browser, live_server) -> None:
     assert browser.run("return document.querySelectorAll('#digit-bars meter').length") == 10
     browser.screenshot(ARTIFACTS / "page-digit.png")
     browser.click("#pad-clear")
-    # An empty pad has no ink: the model is not asked, the API's 422 is shown in words.
+    # An empty pad has no ink: the model is not asked, and the page says so.
     assert _read_digit(browser) == "error"
+    assert browser.text("#pad-error") == "The pad is empty: draw a digit on it first."
 
 
 def test_form_works_without_javascript(live_server) -> None:
@@ -225,4 +226,6 @@ def test_form_works_without_javascript(live_server) -> None:
         text = b.wait_text("#json", '"box"')
         assert text.count('"box"') == 17 and text.count('"landmarks"') == 17  # the page's detector: YuNet
         assert b.property("#server-image", "naturalWidth") == 640
+        # Controls that need the script are not offered without it: the labels switch, the camera.
+        assert b.property("#labels-switch", "hidden") is True and b.property("#camera-controls", "hidden") is True
         b.screenshot(ARTIFACTS / "page-no-javascript.png", full_page=False)

@@ -78,11 +78,11 @@ def test_our_digit_page_reads_a_drawing_and_a_file(browser: Browser, live_server
     browser.type("#img", str(digit))
     browser.click("#send")
     browser.wait("return document.getElementById('result').textContent === '7'")
-    # An empty drawing is no digit: the server's words are shown, the answer stays empty.
+    # An empty pad is said to be empty; the answer stays empty.
     browser.click("#clear")
     browser.click("#read")
     assert _state(browser) == "error"
-    assert "no digit found" in browser.text("#error") and browser.text("#result") == ""
+    assert browser.text("#error") == "The pad is empty: draw a digit on it first." and browser.text("#result") == ""
 
 
 @pytest.mark.needs("jquery")

@@ -15,15 +15,16 @@ import numpy as np
 import pytest
 from flask import jsonify
 
-from mysite.web.state import current_endpoints
+from mysite.web.state import current_endpoints, current_registry
 
 DATA = Path(__file__).with_name("data")
 HTML = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}  # what Chromium sends
 
 
 def _options(html: str) -> list[str]:
+    """The task list's paths, sorted."""
     select = re.search(r'<select id="task".*?</select>', html, re.S).group(0)
-    return re.findall(r'<option value="([^"]+)"', select)
+    return sorted(re.findall(r'<option value="([^"]+)"', select))
 
 
 def test_json_clients_still_get_json_from_root(client) -> None:
@@ -38,8 +39,10 @@ def test_browsers_get_the_page_with_every_image_endpoint(client) -> None:
     r = client.get("/", headers=HTML)
     html = r.get_data(as_text=True)
     assert r.mimetype == "text/html"
-    # Routes kept for other clients' formats are not tasks.
-    image_routes = sorted(ep.path for ep in current_endpoints(client.application) if ep.on_page)
+    # Routes kept for other clients' formats are not tasks; nor are those whose model this server lacks.
+    registry = current_registry(client.application)
+    image_routes = sorted(ep.path for ep in current_endpoints(client.application)
+                          if ep.on_page and registry.entries[ep.model].loaded)
     assert _options(html) == image_routes
     assert re.search(r'<option value="/detect"[^>]*selected', html), "the book's face API is the default task"
     assert ('id="digits"' in html) == ("/digits" in image_routes), "a digit pad exactly when /digits exists"
@@ -143,7 +146,9 @@ def test_detector_choice_starts_on_yunet_and_each_detector_has_its_own_options(c
     choice = re.search(r'<fieldset class="choice" data-task="/detect">.*?</fieldset>', html, re.S).group(0)
     assert re.findall(r'<option value="([^"]+)"', choice) == ["haar", "yunet", "dnn", "dnn-full"]
     assert re.search(r'<option value="yunet"[^>]* selected', choice)
-    assert "without one the server runs haar" in choice
+    # In words, not the API's values; the API's default is told to developers, beside the routes.
+    assert "YuNet: every face" in choice and "Face detector" in choice
+    assert "without one this server runs <code>haar</code>" in _developers(html)
     # Each detector says what to pick it for, on the page and in the OpenAPI description alike.
     from mysite.web.endpoints import FACE_DETECTORS
 
@@ -162,7 +167,7 @@ def test_detector_choice_starts_on_yunet_and_each_detector_has_its_own_options(c
 
 def test_page_says_what_the_server_runs_when_its_default_is_changed(make_app) -> None:
     html = make_app({"MYSITE_FACE_DETECTOR": "dnn"}).test_client().get("/", headers=HTML).get_data(as_text=True)
-    assert "without one the server runs dnn" in html
+    assert "without one this server runs <code>dnn</code>" in _developers(html)
 
 
 @pytest.mark.slow
@@ -177,3 +182,68 @@ def test_form_without_javascript_runs_the_chosen_detector(client) -> None:
         assert all(set(d) == keys for d in answer["result"])
         # The page keeps the visitor's choice.
         assert re.search(rf'<option value="{detector}"[^>]* selected', html)
+
+
+def _developers(html: str) -> str:
+    return re.search(r'<details class="card developers">.*?</details>', html, re.S).group(0)
+
+
+def _for_visitors(html: str) -> str:
+    """The page as a visitor sees it before opening the developers' part: markup outside it, scripts' data out."""
+    html = html.replace(_developers(html), "")
+    return re.sub(r"<script.*?</script>", "", html, flags=re.S)
+
+
+def test_visitors_see_only_the_tasks_that_work_in_plain_words(client, full_app) -> None:
+    """Tasks whose model is missing are not offered, and no operator instruction or API syntax is shown."""
+    html = client.get("/", headers=HTML).get_data(as_text=True)
+    visible = _for_visitors(html)
+    options = re.search(r'<select id="task".*?</select>', html, re.S).group(0)
+    assert "/predict" not in _options(html) and "/objectdetection" not in _options(html)  # not on this server
+    assert re.findall(r">([^<]+)</option>", options) == [
+        "Find faces", "Find cat faces", "Outline the edges", "Read a handwritten digit"]  # the table's order
+    for developer_words in ("?detector=", "haar|yunet", "MYSITE_", "python -m", "not loaded", "[x1, y1"):
+        assert developer_words not in visible, developer_words
+    # Operators still see every model and why one is missing: in the JSON at / (and in the log).
+    models = {m["name"]: m for m in client.get("/").get_json()["models"]}
+    assert not models["classifier"]["loaded"] and "squeezenet1.1-7.onnx not found" in models["classifier"]["error"]
+    # With every model there, every task of the table is offered.
+    every = full_app.test_client().get("/", headers=HTML).get_data(as_text=True)
+    assert _options(every) == sorted(ep.path for ep in current_endpoints(full_app) if ep.on_page)
+
+
+def test_no_javascript_form_shows_the_detector_that_answered(client) -> None:
+    """A form that names no detector (the bird classifier's ``bird_image`` form) is answered by the server's default,
+    Haar: the page shows Haar chosen, not the page's own starting choice, YuNet."""
+    r = client.post("/", headers=HTML, data={"bird_image": ((DATA / "group_17_faces.jpg").open("rb"), "g.jpg")})
+    html = r.get_data(as_text=True)
+    answer = json.loads(htmllib.unescape(re.search(r'<pre id="json"[^>]*>(.*?)</pre>', html, re.S).group(1)))
+    assert r.status_code == 200 and answer["result"] and all(set(d) == {"box"} for d in answer["result"])  # Haar's
+    choice = re.search(r'<fieldset class="choice" data-task="/detect">.*?</fieldset>', html, re.S).group(0)
+    assert re.findall(r'<option value="([^"]+)"[^>]* selected', choice) == ["haar"]
+
+
+def test_a_picture_without_a_digit_is_not_called_damaged(client) -> None:
+    blank = cv2.imencode(".png", np.full((280, 280), 255, np.uint8))[1].tobytes()
+    r = _form(client, {"endpoint": "/digits", "image": (io.BytesIO(blank), "blank.png")})
+    alert = re.search(r'role="alert">(.*?)</div>', r.get_data(as_text=True), re.S).group(1)
+    assert r.status_code == 422 and alert.startswith("The model found nothing it can answer for in this picture.")
+    assert "damaged" not in alert
+
+
+def test_mnist_page_looks_like_the_rest_and_leads_back(client) -> None:
+    html = client.get("/mnist").get_data(as_text=True)
+    assert 'href="/static/page.css' in html and '<header class="top">' in html
+    assert re.search(r'<a class="back"[^>]* href="/">', html), "a way back to the tasks"
+    assert 'type="submit"' not in html.replace('<button type="submit"', ""), "no bare browser Submit button"
+    assert "style=" not in html, "styled by page.css, like the page at /"
+    css = client.get("/static/page.css").get_data(as_text=True)
+    assert "input[type=password]" in css, "the API key field is styled like the others"
+
+
+def test_a_missing_model_is_not_explained_to_visitors_as_to_operators(client) -> None:
+    """A form posted for a task whose model is missing (an old page, a bookmark): plain words only."""
+    r = _form(client, {"endpoint": "/predict", "image": ((DATA / "cat.jpg").open("rb"), "cat.jpg")})
+    alert = re.search(r'role="alert">(.*?)</div>', r.get_data(as_text=True), re.S).group(1)
+    assert r.status_code == 503
+    assert alert == "This model is not available on this server right now. (503)"

@@ -8,6 +8,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from mysite.vision import layout
 from mysite.vision.boxes import clip
 
 # BGR. Yellow boxes as in the book's demo_request_drawing.py; black text on a yellow tab reads on any photo.
@@ -40,9 +41,11 @@ def draw_detections(
     *,
     default_label: str = "",
     color: tuple[int, int, int] = BOX_COLOR,
+    labels: bool = True,
 ) -> np.ndarray:
     """A copy of ``image`` (BGR) with every ``{"box": [x1, y1, x2, y2]}`` drawn and labelled.
 
+    Labels sit outside every box (``layout.place_labels``): one with no free place is left out.
     Boxes outside the image are clipped; the input image is never modified.
     """
     out = as_color(image)
@@ -51,39 +54,51 @@ def draw_detections(
     short = min(width, height)
     thickness = max(1, round(short / 320))
     font_scale = max(0.35, short / 1000)
-    for det in detections:
-        # Clipped to the last pixel, not past it, so a box cut by the border still shows that edge.
-        x1, y1, x2, y2 = clip(det["box"], width - 1, height - 1)
+    dets = list(detections)
+    # Clipped to the last pixel, not past it, so a box cut by the border still shows that edge.
+    boxes = [clip(det["box"], width - 1, height - 1) for det in dets]
+    for (x1, y1, x2, y2), det in zip(boxes, dets, strict=True):
         cv2.rectangle(out, (x1, y1), (x2, y2), color, thickness)
-        draw_landmarks(out, det.get("landmarks") or {}, thickness, color)
-        text = label_text(det, default_label)
-        if text:
-            _tab(out, text, (x1, y1), font_scale, color)
+        draw_landmarks(out, det.get("landmarks") or {}, thickness, color, box=(x1, y1, x2, y2))
+    texts = [label_text(det, default_label) if labels else "" for det in dets]
+    sizes = [_tab_size(text, font_scale) if text else None for text in texts]
+    spots = layout.place_labels(boxes, sizes, width, height, thickness)
+    for text, spot in zip(texts, spots, strict=True):
+        if spot is not None:
+            _tab(out, text, spot, font_scale, color)
     return out
 
 
 def draw_landmarks(image: np.ndarray, landmarks: Mapping[str, Any], thickness: int,
-                   color: tuple[int, int, int] = BOX_COLOR) -> None:
-    """Each ``{"name": [x, y]}`` point as a dot in ``color`` ringed in black, so it shows on skin and on hair."""
+                   color: tuple[int, int, int] = BOX_COLOR, box: tuple[int, int, int, int] | None = None) -> None:
+    """Each ``{"name": [x, y]}`` point as a small dot in ``color``, sized to its face (``box``).
+
+    A face big enough gets a dark ring round each dot, so it shows on skin and on hair.
+    """
     height, width = image.shape[:2]
-    radius = max(2, 2 * thickness)
+    face = box or (0, 0, 30 * thickness, 30 * thickness)
+    radius = layout.mark_radius(face, thickness)
     for point in landmarks.values():
         x, y = clip([point[0], point[1], point[0], point[1]], width - 1, height - 1)[:2]
-        cv2.circle(image, (x, y), radius + max(1, thickness // 2), TEXT_COLOR, cv2.FILLED, cv2.LINE_AA)
+        if layout.ringed(face):
+            cv2.circle(image, (x, y), radius + 1, TEXT_COLOR, cv2.FILLED, cv2.LINE_AA)
         cv2.circle(image, (x, y), radius, color, cv2.FILLED, cv2.LINE_AA)
 
 
-def _tab(image: np.ndarray, text: str, corner: tuple[int, int], scale: float, color: tuple[int, int, int]) -> None:
-    """A filled label tab on the box's top-left corner, inside the box when there is no room above it."""
+def _tab_size(text: str, scale: float) -> tuple[int, int]:
+    """(width, height) of a label tab: the text and its padding."""
     (tw, th), base = cv2.getTextSize(text, _FONT, scale, 1)
     pad = max(1, round(th / 4))
-    x, y = corner
-    top = y - th - base - 2 * pad
-    if top < 0:
-        top = y
-    x = min(x, max(0, image.shape[1] - tw - 2 * pad))
-    cv2.rectangle(image, (x, top), (x + tw + 2 * pad, top + th + base + 2 * pad), color, cv2.FILLED)
-    cv2.putText(image, text, (x + pad, top + pad + th), _FONT, scale, TEXT_COLOR, 1, cv2.LINE_AA)
+    return tw + 2 * pad, th + base + 2 * pad
+
+
+def _tab(image: np.ndarray, text: str, spot: layout.Rect, scale: float, color: tuple[int, int, int]) -> None:
+    """A filled label tab filling ``spot`` (from ``layout.place_labels``), black text on ``color``."""
+    (_, th), _ = cv2.getTextSize(text, _FONT, scale, 1)
+    pad = max(1, round(th / 4))
+    x1, y1, x2, y2 = spot
+    cv2.rectangle(image, (x1, y1), (x2 - 1, y2 - 1), color, cv2.FILLED)
+    cv2.putText(image, text, (x1 + pad, y1 + pad + th), _FONT, scale, TEXT_COLOR, 1, cv2.LINE_AA)
 
 
 def thumbnail(image: np.ndarray, side: int = 400) -> np.ndarray:

@@ -22,7 +22,13 @@ class ModelChoice:
     models: Mapping[str, str]
     setting: str  # a Settings attribute, e.g. "face_detector" (MYSITE_FACE_DETECTOR)
     default: str
+    title: str = ""  # the choice in the page's words ("Face detector"); default: the parameter's name
+    titles: Mapping[str, str] = field(default_factory=dict)  # each value in the page's words
+
     uses: Mapping[str, str] = field(default_factory=dict)  # value -> what to pick it for (page, OpenAPI)
+
+    def title_of(self, value: str) -> str:
+        return self.titles.get(value, value)
 
     def default_value(self, settings: Settings) -> str:
         return str(getattr(settings, self.setting, "") or self.default)

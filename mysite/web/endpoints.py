@@ -59,6 +59,7 @@ class Endpoint:
     errors: ErrorShape = ErrorShape.BOOK
     label: str = ""  # the label of a detection that has none (drawn, DeepStack answers); default: the model's name
     on_page: bool = True  # offered as a task on the page at / (routes kept for other clients' formats are not)
+    title: str = ""  # the task in the page's words ("Find faces"); default: the doc up to its first ";"
 
     def __post_init__(self) -> None:
         # Rows may name shapes by their values ("image"); a value that is no member stops the table here.
@@ -78,7 +79,8 @@ class Endpoint:
 
 FACE_DETECTORS = ModelChoice(
     "detector", {"haar": "face", "yunet": "yunet", "dnn": "blazeface", "dnn-full": "blazeface_full"},
-    "face_detector", "haar",
+    "face_detector", "haar", title="Face detector",
+    titles={"haar": "Haar cascade", "yunet": "YuNet", "dnn": "BlazeFace", "dnn-full": "BlazeFace full range"},
     uses={
         "haar": "the book's boxes, exactly, for the book's clients",
         "yunet": "every face, the fastest at every photo size (0.3 to 24 MP); confidence and landmarks",
@@ -90,17 +92,20 @@ FACE_DETECTORS = ModelChoice(
 
 ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("/detect", "face", "Detect human faces; boxes as [x1, y1, x2, y2]; ?detector=haar|yunet|dnn|dnn-full",
-             choice=FACE_DETECTORS),
-    Endpoint("/catfacedetection", "catface", "Detect cat faces; boxes as [x1, y1, x2, y2]"),
-    Endpoint("/canny", "canny", "Canny edge map of the image, as a JPEG", output=Output.IMAGE),
+             choice=FACE_DETECTORS, title="Find faces"),
+    Endpoint("/catfacedetection", "catface", "Detect cat faces; boxes as [x1, y1, x2, y2]", title="Find cat faces"),
+    Endpoint("/canny", "canny", "Canny edge map of the image, as a JPEG", output=Output.IMAGE,
+             title="Outline the edges"),
     # The book's cat client kept detections above 0.1: so does this endpoint unless the request says otherwise.
     Endpoint("/catdetection", "ssd", "Detect whole cats (MobileNet-SSD); boxes with label and confidence",
-             fixed={"labels": "cat"}, defaults={"min_confidence": "0.1"}),
-    Endpoint("/objectdetection", "ssd", "Detect the 20 VOC object classes (MobileNet-SSD); ?labels=cat,dog"),
+             fixed={"labels": "cat"}, defaults={"min_confidence": "0.1"}, title="Find cats"),
+    Endpoint("/objectdetection", "ssd", "Detect the 20 VOC object classes (MobileNet-SSD); ?labels=cat,dog",
+             title="Find people, animals and vehicles (20 kinds)"),
     # The book's Keras client reads "success" on every answer, errors included.
     Endpoint("/predict", "classifier", "Classify the image (ImageNet); top-k predictions", output=Output.PREDICTIONS,
-             errors=ErrorShape.SUCCESS),
-    Endpoint("/digits", "digits", "Read one handwritten digit (MNIST CNN); POST img or a data URL", output=Output.FIELDS),
+             errors=ErrorShape.SUCCESS, title="Say what the photo shows (1,000 kinds)"),
+    Endpoint("/digits", "digits", "Read one handwritten digit (MNIST CNN); POST img or a data URL", output=Output.FIELDS,
+             title="Read a handwritten digit"),
     # The MNIST Flask API's route: a distinct rule from /predict, answering the bare digit as text.
     Endpoint("/predict/", "digits",
              "Read one handwritten digit; answers the bare digit as text/plain (the MNIST Flask API's route)",

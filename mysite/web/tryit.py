@@ -42,6 +42,11 @@ PLAIN_WORDS = {
     422: "The image seems to be damaged.",
     503: "This model is not available on this server right now.",
 }
+OPERATOR_REASONS = ("model_not_loaded",)  # errors whose message speaks to the server's operator
+# Where the error's reason says more than its status: a readable picture with nothing to answer for is not "damaged".
+PLAIN_REASONS = {
+    "unprocessable": "The model found nothing it can answer for in this picture.",
+}
 
 
 # Where a request parameter picks the model (``/detect?detector=``), the value the page starts on:
@@ -71,18 +76,24 @@ def tasks(app: Flask, routes: list[dict[str, Any]]) -> list[dict[str, Any]]:
         choice = None
         if ep is not None and ep.choice is not None:
             values = [{"value": value, "model": model, "loaded": registry.entries[model].loaded,
-                       "use": ep.choice.uses.get(value, ""),
-                       "params": _params(registry.entries[model], ep)} for value, model in ep.choice.models.items()]
+                       "title": ep.choice.title_of(value), "use": ep.choice.uses.get(value, ""),
+                       "params": _params(registry.entries[model], ep)}
+                      for value, model in ep.choice.models.items()]
             server = ep.choice.default_value(settings)
-            # After a form POST (no JavaScript), the page keeps what the visitor chose.
-            posted = _posted(ep.choice.param)
-            wanted = posted or PAGE_CHOICES.get(ep.choice.param, server)
+            # After a form POST (no JavaScript) the page shows the choice that answered: the visitor's,
+            # or the server's default when the form named none (a form like the bird classifier's upload form).
+            if request.method == "POST":
+                wanted = _posted(ep.choice.param) or server
+            else:
+                wanted = PAGE_CHOICES.get(ep.choice.param, server)
             usable = {v["value"] for v in values if v["loaded"]}
             choice = {"param": ep.choice.param, "options": values, "server_default": server,
+                      "title": ep.choice.title or ep.choice.param.capitalize(),
                       "default": wanted if wanted in usable else server}
         out.append({
             "path": route["path"],
             "description": route["description"],
+            "title": (ep.title if ep and ep.title else route["description"].split(";")[0]),
             "output": ep.output if ep else "json",
             "model": ep.model if ep else route["path"].strip("/"),
             "loaded": entry.loaded if entry else True,
@@ -92,7 +103,9 @@ def tasks(app: Flask, routes: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "digits": entry is not None and entry.spec.kind == "digits" and ep is not None
             and ep.output in respond.JSON_SHAPES,
         })
-    return out
+    # The table's order (faces first), then any other blueprint's routes.
+    order = {ep.path: i for i, ep in enumerate(state.endpoints)}
+    return sorted(out, key=lambda t: order.get(t["path"], len(order)))
 
 
 def _posted(name: str) -> str | None:
@@ -118,7 +131,9 @@ def page_context(app: Flask, routes: list[dict[str, Any]]) -> dict[str, Any]:
     # The book's face API first; otherwise the first endpoint that draws boxes.
     default = next((t["path"] for t in choices if t["path"] == "/detect"),
                    next((t["path"] for t in choices if t["output"] == "boxes"), ""))
-    return {"tasks": choices, "default_task": default, "plain_words": PLAIN_WORDS, "outcome": None,
+    words = {**{str(code): text for code, text in PLAIN_WORDS.items()}, **PLAIN_REASONS,
+             "operator_reasons": list(OPERATOR_REASONS)}
+    return {"tasks": choices, "default_task": default, "plain_words": words, "outcome": None,
             "api_key_required": bool(current_settings(app).api_keys)}
 
 
@@ -177,7 +192,7 @@ def run_form(app: Flask, choices: list[dict[str, Any]]) -> Outcome:
             with current_app.test_request_context(outcome.task, method="GET", query_string=query):
                 response = view()
     except ApiError as exc:
-        return _failed(outcome, exc.code, exc.message)
+        return _failed(outcome, exc.code, exc.message, str(exc.reason))
     except RequestEntityTooLarge:  # the body is over the limit: said as a page, not JSON, to a browser form
         limit = current_app.config["MYSITE_MAX_UPLOAD_MB"]
         return _failed(outcome, 413, f"Uploaded file too large: the limit is {limit:g} MB.")
@@ -273,10 +288,12 @@ def pretty(value: Any) -> str:
     return _NUMBER_ARRAY.sub(lambda m: "[" + ", ".join(re.split(r",\s*", m.group(1))) + "]", text)
 
 
-def _failed(outcome: Outcome, code: int, message: str) -> Outcome:
+def _failed(outcome: Outcome, code: int, message: str, reason: str = "") -> Outcome:
     outcome.code = code
-    lead = PLAIN_WORDS.get(code, "The request failed.")
-    outcome.error = f"{lead} ({code}) {public_text(message)}"
+    lead = PLAIN_REASONS.get(reason) or PLAIN_WORDS.get(code, "The request failed.")
+    # How to install a missing model is for operators (the log, GET / as JSON), not for visitors.
+    detail = "" if reason in OPERATOR_REASONS else f" {public_text(message)}"
+    outcome.error = f"{lead} ({code}){detail}"
     return outcome
 
 

@@ -10,7 +10,10 @@
 
   const { withKey } = window.mysiteKey; // apikey.js
 
+  let inked = false; // anything drawn since the pad was cleared
+
   function clear() {
+    inked = false;
     ctx.fillStyle = "#fff"; // white paper, as MNIST pictures are read: dark ink on light
     ctx.fillRect(0, 0, pad.width, pad.height);
   }
@@ -63,13 +66,20 @@
     ctx.lineTo(...next);
     ctx.stroke();
     last = next;
+    inked = true;
   });
   for (const name of ["pointerup", "pointercancel"]) pad.addEventListener(name, () => { last = null; });
 
   document.getElementById("clear").addEventListener("click", () => { clear(); result.textContent = ""; });
   // The drawing goes as that API's canvas client sent it: the data URL itself is the body.
-  document.getElementById("read").addEventListener("click", () => send(pad.toDataURL("image/png"),
-    { "Content-Type": "text/plain" }));
+  document.getElementById("read").addEventListener("click", () => {
+    if (!inked) { // an empty pad holds no digit: no need to ask the server
+      result.textContent = "";
+      showError("The pad is empty: draw a digit on it first.");
+      return;
+    }
+    send(pad.toDataURL("image/png"), { "Content-Type": "text/plain" });
+  });
   // A chosen file goes as that API's jQuery call sent it: the form as multipart, field "img".
   form.addEventListener("submit", (e) => {
     e.preventDefault();

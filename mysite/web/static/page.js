@@ -4,16 +4,16 @@
 
 (() => {
   const $ = (id) => document.getElementById(id);
-  const BOX = "#ffff00"; // the same yellow as the server's drawn images (mysite/vision/draw.py)
-  const INK = "#000000";
   const PLAIN_WORDS = JSON.parse($("plain-words").textContent || "{}");
 
   const { withKey } = window.mysiteKey; // apikey.js
 
   /** "The image is too large. (413) the image is 12 MB; the limit is 10 MB" */
   function explain(status, body) {
-    const lead = PLAIN_WORDS[String(status)] || "The request failed.";
-    const detail = body && typeof body.message === "string" ? body.message : "";
+    const reason = body && typeof body.reason === "string" ? body.reason : "";
+    const lead = PLAIN_WORDS[reason] || PLAIN_WORDS[String(status)] || "The request failed.";
+    const forOperators = (PLAIN_WORDS.operator_reasons || []).includes(reason); // said in the server's log
+    const detail = body && typeof body.message === "string" && !forOperators ? body.message : "";
     return `${lead} (${status}) ${detail}`.trim();
   }
 
@@ -55,7 +55,7 @@
 
   function selected() {
     const option = task.selectedOptions[0];
-    return { path: option.value, output: option.dataset.output, model: option.dataset.model };
+    return { path: option.value, output: option.dataset.output, label: option.dataset.model };
   }
 
   /** The value of the chosen task's model choice (e.g. its detector), or null when it has none. */
@@ -80,6 +80,26 @@
     }
   }
 
+  /** The chosen task, or the first that finds things when it does not, with the model choice and options shown
+   * for it: what the live camera (camera.js) runs on each frame. */
+  function boxTask() {
+    const option = selected().output === "boxes" ? task.selectedOptions[0]
+      : task.querySelector('option[data-output="boxes"]');
+    if (!option) return null;
+    const params = new URLSearchParams();
+    const chooser = document.querySelector(`fieldset.choice[data-task="${CSS.escape(option.value)}"] select`);
+    if (chooser) params.set(chooser.name, chooser.value);
+    const value = chooser ? chooser.value : undefined;
+    for (const fieldset of document.querySelectorAll(`fieldset.params[data-task="${CSS.escape(option.value)}"]`)) {
+      if (fieldset.dataset.choice !== undefined && fieldset.dataset.choice !== value) continue;
+      for (const input of fieldset.querySelectorAll("input, select")) {
+        if (input.value !== "") params.set(input.name, input.value);
+      }
+    }
+    return { path: option.value, label: option.dataset.model, title: option.textContent.trim(), params };
+  }
+  window.mysitePage = { boxTask, explain, serverMs, labels: () => !labelsToggle || labelsToggle.checked };
+
   function setState(state, message = "") {
     document.body.dataset.state = state; // tests wait on this
     statusBox.textContent = message;
@@ -98,6 +118,8 @@
     extra.replaceChildren();
     delete canvas.dataset.boxes;
     delete canvas.dataset.landmarks;
+    delete canvas.dataset.labels;
+    drawn = null;
     const old = $("server-image");
     if (old) old.remove();
   }
@@ -111,51 +133,35 @@
     result.hidden = false;
   }
 
-  /** Landmarks (eyes, nose tip, mouth corners) as yellow dots ringed in black, like the server's drawing. */
-  function drawLandmarks(ctx, landmarks, line) {
-    const radius = Math.max(2, line);
-    for (const [x, y] of Object.values(landmarks || {})) {
-      ctx.beginPath();
-      ctx.arc(x, y, radius + line / 2, 0, 2 * Math.PI);
-      ctx.fillStyle = INK;
-      ctx.fill();
-      ctx.beginPath();
-      ctx.arc(x, y, radius, 0, 2 * Math.PI);
-      ctx.fillStyle = BOX;
-      ctx.fill();
-    }
-  }
+  // What the canvas shows, kept to draw it again when the labels are switched or a box is pointed at.
+  let drawn = null; // { bitmap, detections, label }
+  const labelsToggle = $("labels");
 
-  /** Boxes, landmarks and label tabs, sized to the picture like the server's drawing. */
-  function drawBoxes(detections, defaultLabel) {
+  /** Boxes, landmarks and labels (draw.js), sized for the screen: a big photo shrunk to a phone still reads. */
+  function drawBoxes(detections, defaultLabel, focus = -1) {
     const ctx = canvas.getContext("2d");
-    // Sized for the screen: a big photo shrunk to a phone still gets readable labels and visible lines.
     const shrink = canvas.width / Math.max(1, canvas.clientWidth);
-    const line = 2 * Math.max(1, Math.round(shrink)); // even: the edge lands on whole pixels
-    const fontPx = Math.round(13 * Math.max(1, shrink));
-    ctx.lineWidth = line;
-    ctx.strokeStyle = BOX;
-    ctx.font = `600 ${fontPx}px system-ui, sans-serif`;
-    ctx.textBaseline = "top";
-    for (const det of detections) {
-      const [x1, y1, x2, y2] = det.box;
-      ctx.strokeRect(x1, y1, x2 - x1, y2 - y1);
-      drawLandmarks(ctx, det.landmarks, line);
-      let text = det.label || defaultLabel || "";
-      if (typeof det.confidence === "number") text = `${text} ${det.confidence.toFixed(2)}`.trim();
-      if (!text) continue;
-      const pad = Math.round(fontPx / 5);
-      const width = ctx.measureText(text).width + 2 * pad;
-      const height = fontPx + 2 * pad;
-      const top = y1 - height - line / 2 >= 0 ? y1 - height - line / 2 : y1 + line / 2;
-      const left = Math.min(Math.max(0, x1 - line / 2), canvas.width - width);
-      ctx.fillStyle = BOX;
-      ctx.fillRect(left, top, width, height);
-      ctx.fillStyle = INK;
-      ctx.fillText(text, left + pad, top + pad);
-    }
+    const labels = !labelsToggle || labelsToggle.checked;
+    const out = window.mysiteDraw.detections(ctx, detections, { label: defaultLabel, shrink, labels, focus });
     canvas.dataset.boxes = String(detections.length);
     canvas.dataset.landmarks = String(detections.reduce((n, d) => n + Object.keys(d.landmarks || {}).length, 0));
+    canvas.dataset.labels = JSON.stringify(out.spots); // tests read where the labels went
+    canvas.dataset.hiddenLabels = String(out.hidden);
+    canvas.dataset.focus = String(focus);
+  }
+
+  function redraw(focus = -1) {
+    if (!drawn) return;
+    canvas.getContext("2d").drawImage(drawn.bitmap, 0, 0);
+    drawBoxes(drawn.detections, drawn.label, focus);
+  }
+
+  /** The box under a pointer or a tap, in picture pixels. */
+  function pointed(e) {
+    const r = canvas.getBoundingClientRect();
+    const x = (e.clientX - r.left) * (canvas.width / r.width);
+    const y = (e.clientY - r.top) * (canvas.height / r.height);
+    return window.mysiteDraw.boxAt(drawn ? drawn.detections : [], x, y);
   }
 
   /** A list of labelled bars: digit probabilities or classifier predictions. */
@@ -262,8 +268,10 @@
       jsonBox.textContent = body ? pretty(body) : "(no JSON in the answer)";
       if (body && Array.isArray(body.result)) {
         if (picked) {
-          paint(await createImageBitmap(picked));
-          drawBoxes(body.result, t.model);
+          const bitmap = await createImageBitmap(picked);
+          paint(bitmap);
+          drawn = { bitmap, detections: body.result, label: t.label };
+          drawBoxes(body.result, t.label);
         } else {
           // The picture lives behind the URL: the server, which fetched it, draws the boxes.
           params.set("output", "image");
@@ -330,6 +338,19 @@
       e.preventDefault();
       run();
     });
+    if (labelsToggle) {
+      $("labels-switch").hidden = false; // the switch redraws the canvas: it needs this script
+      labelsToggle.addEventListener("change", () => redraw());
+    }
+    // Hover (mouse) or tap (finger): the label of the box under it, even one left out for lack of room.
+    let focus = -1;
+    const point = (e) => {
+      const i = pointed(e);
+      if (i !== focus) { focus = i; redraw(i); }
+    };
+    canvas.addEventListener("pointermove", point);
+    canvas.addEventListener("pointerdown", point);
+    canvas.addEventListener("pointerleave", () => { if (focus !== -1) { focus = -1; redraw(); } });
     setState("ready");
   }
 
@@ -377,6 +398,13 @@
     $("pad-clear").addEventListener("click", clear);
     $("pad-read").addEventListener("click", async () => {
       padError.hidden = true;
+      if (digits.dataset.state === "empty") { // nothing drawn since the pad was cleared: no need to ask
+        padError.textContent = "The pad is empty: draw a digit on it first.";
+        padError.hidden = false;
+        digits.dataset.state = "error";
+        digits.dataset.ink = "none";
+        return;
+      }
       digits.dataset.state = "busy";
       const blob = await new Promise((resolve) => pad.toBlob(resolve, "image/png"));
       const body = new FormData();

@@ -1,0 +1,59 @@
+"""Where a drawing puts its labels and how big its landmark marks are: plain Python, no OpenCV.
+
+A label goes outside every box (above, below or beside its own), never over a face, and never over
+another label; one with no free place is left out (the page shows it on hover or tap). The page's
+script (``static/draw.js``) follows the same rules, so server and browser drawings agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+Rect = tuple[int, int, int, int]  # x1, y1, x2, y2 (x2, y2 exclusive)
+
+
+def _overlaps(a: Rect, b: Rect) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def candidates(box: Sequence[int], size: tuple[int, int], gap: int) -> list[Rect]:
+    """The places tried for a ``size`` (width, height) label of ``box``, best first: above, below, beside."""
+    x1, y1, x2, y2 = (int(v) for v in box[:4])
+    w, h = size
+    spots = [(x1, y1 - gap - h), (x1, y2 + gap), (x2 - w, y1 - gap - h), (x2 - w, y2 + gap),
+             (x2 + gap, y1), (x1 - gap - w, y1)]
+    return [(x, y, x + w, y + h) for x, y in spots]
+
+
+def place_labels(boxes: Sequence[Sequence[int]], sizes: Sequence[tuple[int, int] | None],
+                 width: int, height: int, gap: int) -> list[Rect | None]:
+    """A rectangle for each label, or None where it would cover a box or another label, or leave the picture.
+
+    ``sizes[i]`` is label i's (width, height), None for a box without a label. Every box is padded by
+    ``gap`` (its line) so a label never touches another face's outline.
+    """
+    padded = [(int(b[0]) - gap, int(b[1]) - gap, int(b[2]) + gap + 1, int(b[3]) + gap + 1) for b in boxes]
+    placed: list[Rect] = []
+    out: list[Rect | None] = []
+    for box, size in zip(boxes, sizes, strict=True):
+        spot = None
+        if size is not None:
+            spot = next((r for r in candidates(box, size, gap + 1)
+                         if r[0] >= 0 and r[1] >= 0 and r[2] <= width and r[3] <= height
+                         and not any(_overlaps(r, p) for p in padded)
+                         and not any(_overlaps(r, p) for p in placed)), None)
+        if spot is not None:
+            placed.append(spot)
+        out.append(spot)
+    return out
+
+
+def mark_radius(box: Sequence[int], line: int) -> int:
+    """The radius of a landmark mark on ``box``: about 1/30 of the face, at least 1 px, at most the line."""
+    side = min(int(box[2]) - int(box[0]), int(box[3]) - int(box[1]))
+    return max(1, min(line, round(side / 30)))
+
+
+def ringed(box: Sequence[int]) -> bool:
+    """Whether a mark gets a dark ring (it shows on skin and hair): not on faces too small to spare the pixels."""
+    return min(int(box[2]) - int(box[0]), int(box[3]) - int(box[1])) >= 60

@@ -26,8 +26,10 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     from mysite import settings as settings_mod
     from mysite.models.registry import Registry
     from mysite.models.schema import read_specs
+    from mysite.server import metrics
+    from mysite.server.observe import Observe
     from mysite.server.upload_deadline import UploadDeadline
-    from mysite.web import api, digit_page, error_handlers, inputs, openapi, pages, security, state
+    from mysite.web import api, digit_page, error_handlers, inputs, metrics_route, openapi, pages, security, state
 
     settings = settings_mod.load(overrides)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -45,18 +47,23 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]  # an attribute of Flask's default provider
     registry = _load_models(cv2, Registry, read_specs(), settings)
-    state.install(app, settings, registry)
+    recorder = metrics.NULL if settings.metrics_access == "off" else metrics.LIVE
+    recorder.models((e.spec.name, e.spec.kind, e.spec.required, e.loaded) for e in registry.entries.values())
+    state.install(app, settings, registry, recorder)
     _warn_unused(settings, registry)
 
     app.register_blueprint(pages.bp)
     app.register_blueprint(digit_page.bp)
     api.register(app)
     app.register_blueprint(openapi.bp)
+    metrics_route.register(app, settings)
     error_handlers.register(app)
     # Headers on every answer, JSON OPTIONS, and (when set) API keys for the image endpoints and CORS.
     security.register(app, protected={"api"})
     # A body that arrives too slowly is cut off with a JSON 408, not waited for (mysite/server/upload_deadline.py).
     app.wsgi_app = UploadDeadline(app.wsgi_app, settings.upload_deadline)  # type: ignore[method-assign]
+    # Outermost: an X-Request-ID on every answer, and every answer counted (mysite/server/observe.py).
+    app.wsgi_app = Observe(app.wsgi_app, recorder)  # type: ignore[method-assign]
     return app
 
 

@@ -67,6 +67,8 @@ class Settings:
     api_keys: tuple[str, ...] = field(default=(), repr=False)
     # Origins a browser may call the API from (CORS); ("*",) = any; () = no Access-Control-* headers.
     cors_origins: tuple[str, ...] = ()
+    # GET /metrics and the counting behind it: on, off, key (behind MYSITE_API_KEYS); auto: key when keys are set, else on.
+    metrics: str = "auto"
     # Every other MYSITE_* variable, e.g. MYSITE_FACE_CASCADE: models.toml says which model reads which.
     extra: Mapping[str, str] = field(default_factory=dict)
 
@@ -85,6 +87,13 @@ class Settings:
         Flask's MAX_CONTENT_LENGTH and nginx's client_max_body_size (mysite/server/proxy_conf.py) both use it.
         """
         return self.max_upload_bytes * 4 // 3 + 64 * 1024
+
+    @property
+    def metrics_access(self) -> str:
+        """Who may read ``/metrics``: ``on`` (anyone), ``key`` (an API key) or ``off`` (no route, no counting)."""
+        if self.metrics == "auto":
+            return "key" if self.api_keys else "on"
+        return self.metrics
 
     def path(self, name: str) -> Path | None:
         """An expanded path from an extra ``MYSITE_*`` variable, or None when unset."""
@@ -152,6 +161,13 @@ def _origins(v: str) -> tuple[str, ...]:
     return origins
 
 
+def _metrics(v: str) -> str:
+    s = v.strip().lower()
+    if s in ("key", "auto"):
+        return s
+    return "on" if parse_bool(s) else "off"
+
+
 def _log_level(v: str) -> str:
     s = v.strip().upper()
     if s not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
@@ -185,6 +201,7 @@ FIELDS: dict[str, tuple[str, Any, str]] = {
     "DEBUG": ("debug", parse_bool, "on or off"),
     "API_KEYS": ("api_keys", _api_keys, "comma-separated keys of printable ASCII without spaces"),
     "CORS_ORIGINS": ("cors_origins", _origins, "* or comma-separated origins like https://example.com"),
+    "METRICS": ("metrics", _metrics, "on, off, key or auto"),
 }
 # Settings whose values never appear in a message or a log line.
 SECRET = frozenset({"SECRET_KEY", "API_KEYS"})
@@ -228,7 +245,10 @@ def load(overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] 
         except ValueError:
             shown = "(not shown: it is secret)" if suffix in SECRET else repr(raw)
             raise SettingsError(f"{key} must be {expected}, not {shown}") from None
-    return Settings(**values, extra=extra)
+    settings = Settings(**values, extra=extra)
+    if settings.metrics == "key" and not settings.api_keys:
+        raise SettingsError("MYSITE_METRICS=key needs keys in MYSITE_API_KEYS (or set MYSITE_METRICS to on or off)")
+    return settings
 
 
 def _as_text(value: Any) -> str:

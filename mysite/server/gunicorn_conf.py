@@ -8,9 +8,33 @@ gunicorn documents. Why these defaults: README, "Performance".
 """
 
 import os
+import sys
+from pathlib import Path
+from typing import Any
 
-from mysite.server import gunicorn_errors
+from mysite.server import gunicorn_errors, metrics_dir
 from mysite.server.memory import limit_arenas
+
+
+def _in_gunicorn() -> bool:
+    """Whether gunicorn is reading this file (not a test or a tool importing it for a value)."""
+    argv0 = Path(sys.argv[0] if sys.argv else "")
+    return argv0.name == "gunicorn" or "gunicorn" in argv0.parts
+
+
+# Every worker (and every process it starts) writes its metrics to one folder, set up here in the
+# master before the app, and with it prometheus_client, is loaded (mysite/server/metrics_dir.py).
+if _in_gunicorn():
+    metrics_dir.prepare()
+
+
+def child_exit(server: object, worker: Any) -> None:
+    """A worker ended: its share of the live gauges (queue depth, running jobs) goes with it."""
+    metrics_dir.worker_exited(worker.pid)
+
+
+def on_exit(server: object) -> None:
+    metrics_dir.remove()
 
 
 def _cpus() -> int:
@@ -46,7 +70,7 @@ graceful_timeout = 20
 # Load the app (and its models) once in the master: workers share its memory and start at once.
 preload_app = True
 accesslog = "-"
-# The access log writes each request's URL: an API key a client put in the query string is redacted.
+# One JSON line per request with its request id; an API key a client put in the query string is redacted.
 logger_class = "mysite.server.accesslog.RedactingLogger"
 errorlog = "-"
 # gunicorn >= 25 opens a control socket at one fixed path; a web app does not need it, and two

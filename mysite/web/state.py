@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from flask import Flask, current_app
 
 from mysite.server.concurrency import Gate
+from mysite.server.metrics import QueueMetrics
 
 if TYPE_CHECKING:
     from mysite.models.registry import Registry
@@ -38,9 +39,9 @@ class AppState:
         return next((ep for ep in self.endpoints if ep.path == path), None)
 
 
-def install(app: Flask, settings: Settings, registry: Registry) -> AppState:
-    """Attach the state to ``app`` (once, in ``create_app``)."""
-    state = AppState(settings, registry, gate=Gate(slots=1, queue=settings.queue))
+def install(app: Flask, settings: Settings, registry: Registry, metrics: QueueMetrics | None = None) -> AppState:
+    """Attach the state to ``app`` (once, in ``create_app``); ``metrics``: where the gate reports its queue."""
+    state = AppState(settings, registry, gate=Gate(slots=1, queue=settings.queue, metrics=metrics))
     app.extensions[_KEY] = state
     return state
 

@@ -10,6 +10,8 @@ import pytest
 os.environ["MYSITE_ENV_FILE"] = os.devnull
 for _name in [n for n in os.environ if n.startswith("MYSITE_") and n != "MYSITE_ENV_FILE"]:
     del os.environ[_name]
+# Metrics are this process's own in tests (a gunicorn a test starts makes its own folder, or gets the test's).
+os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
 
 from tests_helpers import DATA, read  # noqa: E402 - after the environment is cleaned
 

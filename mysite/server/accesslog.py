@@ -2,7 +2,7 @@
 
 One JSON object per request (``time``, ``request_id``, ``remote``, ``method``, ``path``,
 ``query``, ``status``, ``bytes``, ``duration_ms``, ``referer``, ``user_agent``, and
-``forwarded_for`` behind a proxy): log shippers parse it without a pattern, and the
+``pid``, and ``forwarded_for`` behind a proxy): log shippers parse it without a pattern, and the
 ``request_id`` is the one the answer carried in ``X-Request-ID`` (``observe.py``).
 The site refuses a key in the query string (it wants the ``X-API-Key`` header or the
 ``api_key`` form field), but a client that sends one anyway must not leave it in the log: it is
@@ -12,6 +12,7 @@ written as ``[redacted]``. ``gunicorn_conf.py`` names this class as gunicorn's `
 from __future__ import annotations
 
 import json
+import os
 import time
 import traceback
 from typing import Any
@@ -89,6 +90,7 @@ def json_line(atoms: dict[str, Any], environ: dict[str, Any], resp: Any) -> str:
         "duration_ms": round(_int(atoms.get("D")) / 1000, 1),
         "referer": _dash(atoms.get("f")),
         "user_agent": _dash(atoms.get("a")),
+        "pid": os.getpid(),  # the worker that answered
     }
     forwarded = environ.get("HTTP_X_FORWARDED_FOR")
     if forwarded:

@@ -27,11 +27,14 @@ Flask-free: the web layer calls ``request()`` through ``observe.py``'s middlewar
 
 from __future__ import annotations
 
+import glob
+import os
 from collections.abc import Iterable
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 # prometheus_client chose file-backed values when it was first imported (PROMETHEUS_MULTIPROC_DIR set then).
@@ -145,10 +148,30 @@ def process_dead(pid: int) -> None:
         mark_process_dead(pid)
 
 
+class _FilesCollector:
+    """prometheus_client's MultiProcessCollector, minus files a starting process has created but not yet sized.
+
+    A process makes its file empty, then gives it its size; a scrape in between would fail to read it.
+    """
+
+    def __init__(self, folder: str) -> None:
+        self.folder = folder
+
+    def collect(self) -> Iterable[Metric]:
+        files = []
+        for path in glob.glob(os.path.join(self.folder, "*.db")):
+            try:
+                if os.path.getsize(path) >= 8:
+                    files.append(path)
+            except FileNotFoundError:  # a live gauge of a process that just ended
+                pass
+        return MultiProcessCollector.merge(files, accumulate=True)
+
+
 def render() -> bytes:
     """The text exposition of every metric: all processes' files when multiprocess, else this process's."""
     if MULTIPROCESS:
         registry = CollectorRegistry()
-        MultiProcessCollector(registry)
+        registry.register(_FilesCollector(os.environ["PROMETHEUS_MULTIPROC_DIR"]))
         return generate_latest(registry)
     return generate_latest(_REGISTRY)

@@ -30,7 +30,7 @@ from __future__ import annotations
 import glob
 import os
 from collections.abc import Iterable
-from typing import Protocol
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -48,6 +48,8 @@ _REGISTRY = CollectorRegistry(auto_describe=True)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 OTHER_ROUTE = "other"  # requests no route matched: one label value, not one per probed URL
+# Any other method a client makes up is counted as "other": label values stay a short, known list.
+METHODS = frozenset({"GET", "POST", "HEAD", "OPTIONS", "PUT", "DELETE", "PATCH"})
 
 REQUESTS = Counter("mysite_http_requests", "HTTP requests answered, by route, method and status.",
                    ["route", "method", "status"], registry=_REGISTRY)
@@ -82,6 +84,10 @@ class QueueMetrics(Protocol):
 class Metrics:
     """The live metrics: each method records one event in this process's share."""
 
+    def __init__(self) -> None:
+        # (route, method, status) -> the counter and histogram children: labels() costs as much as the counting.
+        self._children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+
     def queued(self) -> None:
         QUEUE_DEPTH.inc()
 
@@ -102,8 +108,12 @@ class Metrics:
 
     def request(self, route: str, method: str, status: str, seconds: float) -> None:
         """One answered HTTP request (``route``: the URL rule, e.g. ``/v1/vision/face``)."""
-        REQUESTS.labels(route, method, status).inc()
-        LATENCY.labels(route).observe(seconds)
+        key = (route, method if method in METHODS else "other", status)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (REQUESTS.labels(*key), LATENCY.labels(route))
+        children[0].inc()
+        children[1].observe(seconds)
 
     def models(self, states: Iterable[tuple[str, str, bool, bool]]) -> None:
         """(name, kind, required, loaded) of every declared model, once after loading them."""

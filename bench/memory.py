@@ -8,7 +8,7 @@ worker. For each: status, time, and the worker's RSS before, at its peak (``VmHW
 before each request through ``/proc/PID/clear_refs``) and after the answer (what it kept).
 Then two workers (the Procfile's default) serve the costliest accepted request from two
 clients at once while the whole server's memory (PSS of master and workers, so shared
-pages count once) is sampled. Prints Markdown tables for the README. Bounded: every request
+pages count once) is sampled. Prints Markdown tables for docs/reliability-security.md. Bounded: every request
 has a 120 s timeout; the run takes about two minutes on 2 CPUs. Options: ``--quick`` (the
 12 MP rows only).
 """
@@ -28,9 +28,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from bench import compose
-from bench.hostile_inputs import jpeg_header, png
 from bench.server import Server, multipart, request
+from testkit import compose
+from testkit.hostile_inputs import jpeg_header, png
 
 GOAL_PEAK_MB = 300
 GOAL_KEPT_MB = 50

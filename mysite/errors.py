@@ -37,7 +37,7 @@ class Reason(StrEnum):
         return self.value
 
 
-# Every reason an error body may carry: the one list the README and the API description read.
+# Every reason an error body may carry: the one list docs/api.md and the API description read.
 REASONS: tuple[str, ...] = tuple(r.value for r in Reason)
 
 # The reason an HTTP status gets when nothing more specific is known (werkzeug's own errors).

@@ -180,7 +180,7 @@ def expand_path(raw: str) -> Path:
     return Path(os.path.expandvars(os.path.expanduser(raw)))
 
 
-# variable suffix -> (field, parser, what a valid value is); the README's settings table lists the same names.
+# variable suffix -> (field, parser, what a valid value is); docs/settings.md lists the same names.
 FIELDS: dict[str, tuple[str, Any, str]] = {
     "MODEL_DIR": ("model_dir", lambda v: expand_path(v) if v.strip() else None, "a folder path"),
     "MAX_UPLOAD_MB": ("max_upload_mb", _positive_float, "a positive number of megabytes"),

@@ -13,7 +13,16 @@ for _name in [n for n in os.environ if n.startswith("MYSITE_") and n != "MYSITE_
 # Metrics are this process's own in tests (a gunicorn a test starts makes its own folder, or gets the test's).
 os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
 
-from tests_helpers import DATA, read  # noqa: E402 - after the environment is cleaned
+from tests_helpers import DATA, read, require  # noqa: E402 - after the environment is cleaned
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """``@pytest.mark.needs("nginx", ...)``: skip without the tool, fail without it under CI=true
+    (before any fixture starts a server for nothing)."""
+    for mark in item.iter_markers("needs"):
+        for name in mark.args:
+            require(name)
 
 
 @pytest.fixture(scope="session")

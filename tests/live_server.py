@@ -13,7 +13,7 @@ from pathlib import Path
 
 import requests
 
-from bench.server import free_port  # noqa: F401 - the one helper, re-exported for the tests
+from testkit.net import free_port  # noqa: F401 - the one helper, re-exported for the tests
 
 PROJECT = Path(__file__).resolve().parent.parent
 

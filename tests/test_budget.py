@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from tests_helpers import BOOK_GROUP_BOXES, boxes_of
 
-from bench.hostile_inputs import jpeg_header, png
 from mysite.settings import SettingsError
 from mysite.vision import budget, cascade
 from mysite.web import api
+from testkit.hostile_inputs import jpeg_header, png
 
 HEADER_40MP = jpeg_header(8000, 5000)  # 632 bytes declaring 8000x5000
 

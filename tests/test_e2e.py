@@ -15,7 +15,7 @@ import requests
 from loopback import serve
 from tests_helpers import BOOK_GROUP_BOXES
 
-from bench.server import free_port, procfile_argv
+from testkit.net import free_port, procfile_argv
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -3,7 +3,7 @@
 A detection endpoint answers JSON unless the client asks for the image:
 ``?output=image`` (or ``Accept: image/jpeg`` / ``image/png`` preferred over JSON)
 gives the photo with boxes and labels drawn, ``?output=base64`` the base64 text
-of that image (what seed 003's client ``base64.b64decode``s). ``?format=png``
+of that image (what the AIDemo client ``base64.b64decode``s). ``?format=png``
 picks PNG instead of JPEG. An endpoint whose answer already is an image (Canny)
 honours ``format`` and ``output=base64`` the same way.
 """
@@ -23,6 +23,7 @@ from mysite.errors import BadRequest, Reason
 from mysite.vision import budget
 from mysite.vision.decode import Decoded, Header, decode_image, encode
 from mysite.vision.draw import draw_detections
+from mysite.web.endpoints import ErrorShape, Output
 from mysite.web.state import app_state, current_settings
 
 OUTPUTS = ("json", "image", "base64")
@@ -38,12 +39,12 @@ class AnswerFormat:
     fmt: str  # "jpeg" or "png": how a picture is encoded
 
 
-def answer_format(output_kind: str, req: Request, given: Mapping[str, str]) -> AnswerFormat:
+def answer_format(output_kind: Output, req: Request, given: Mapping[str, str]) -> AnswerFormat:
     """Read ``output``/``format`` (query or form fields, over the endpoint's defaults in ``given``), else
     the Accept header; JSON when nothing is said. What this endpoint cannot answer is a 400 here,
     before any work."""
     output = given.get("output", "").strip().lower()
-    if output_kind in TEXT_SHAPES:  # seed 002's bare digit: nothing else to ask for
+    if output_kind in TEXT_SHAPES:  # the MNIST Flask API's bare digit: nothing else to ask for
         return AnswerFormat("text", "jpeg")
     if output_kind != "image" and output_kind not in DETECTIONS:
         if output not in ("", "json"):
@@ -85,33 +86,31 @@ def deepstack(detections: Any, label: str, seconds: float) -> dict[str, Any]:
     return {"success": True, "predictions": predictions, "duration": round(seconds, 4)}
 
 
-# The JSON of each kind of answer an Endpoint.output names ("image" endpoints answer a picture):
-# (model's result, label of detections without one, seconds spent) -> body.
-JSON_SHAPES: dict[str, Callable[[Any, str, float], dict[str, Any]]] = {
-    # The book's {"status": "ok", "result": [{"box": [...]}, ...]}.
-    "boxes": lambda result, label, seconds: {"status": "ok", "result": result},
-    # The model's own fields beside the status, e.g. {"status": "ok", "digit": 7, ...}.
-    "fields": lambda result, label, seconds: {"status": "ok", **result},
-    # The book's Keras client reads success/predictions; the PyTorch tutorial's reads class_id/class_name.
-    "predictions": lambda result, label, seconds: {"success": True, "status": "ok", **result},
-    # DeepStack / CodeProject.AI: {"success": true, "predictions": [...], "duration": ...}.
-    "deepstack": deepstack,
+# The JSON of each Output that is JSON: (model's result, label of detections without one, seconds spent) -> body.
+JSON_SHAPES: dict[Output, Callable[[Any, str, float], dict[str, Any]]] = {
+    Output.BOXES: lambda result, label, seconds: {"status": "ok", "result": result},
+    Output.FIELDS: lambda result, label, seconds: {"status": "ok", **result},
+    Output.PREDICTIONS: lambda result, label, seconds: {"success": True, "status": "ok", **result},
+    Output.DEEPSTACK: deepstack,
 }
-# Kinds whose result is a list of detections: they can be drawn on the upload instead (output=image).
-DETECTIONS = {"boxes", "deepstack"}
-# Answers that are plain text: seed 002's MNIST app answers the bare digit.
-TEXT_SHAPES: dict[str, Callable[[Any], str]] = {
-    "digit_text": lambda result: str(result["digit"]),
+# Outputs whose result is a list of detections: they can be drawn on the upload instead (output=image).
+DETECTIONS = {Output.BOXES, Output.DEEPSTACK}
+# Outputs that are plain text.
+TEXT_SHAPES: dict[Output, Callable[[Any], str]] = {
+    Output.DIGIT_TEXT: lambda result: str(result["digit"]),
 }
-# What an error body carries beside the book's status and message, by Endpoint.errors.
-ERROR_FIELDS: dict[str, Callable[[str], dict[str, Any]]] = {
-    "book": lambda message: {},
-    "success": lambda message: {"success": False},  # the book's Keras client: its "Request failed" branch
-    "deepstack": lambda message: {"success": False, "error": message, "duration": 0},
+# What an error body carries beside the book's status, message and reason.
+ERROR_FIELDS: dict[ErrorShape, Callable[[str], dict[str, Any]]] = {
+    ErrorShape.BOOK: lambda message: {},
+    ErrorShape.SUCCESS: lambda message: {"success": False},  # the book's Keras client: its "Request failed" branch
+    ErrorShape.DEEPSTACK: lambda message: {"success": False, "error": message, "duration": 0},
 }
+# Every member has its shape, or the site does not start.
+if set(Output) != {*JSON_SHAPES, *TEXT_SHAPES, Output.IMAGE} or set(ErrorShape) != set(ERROR_FIELDS):
+    raise RuntimeError("respond.py has no shape for some Output or ErrorShape")
 
 
-def answer_memory(output_kind: str, fmt: AnswerFormat, header: Header, decoded_pixels: int) -> int:
+def answer_memory(output_kind: Output, fmt: AnswerFormat, header: Header, decoded_pixels: int) -> int:
     """Peak bytes of making this request's answer (0 for JSON and text)."""
     if fmt.output in ("json", "text"):
         return 0
@@ -121,7 +120,7 @@ def answer_memory(output_kind: str, fmt: AnswerFormat, header: Header, decoded_p
     return budget.answer_memory(header, fmt.fmt, fmt.output == "base64")  # detections drawn on the upload
 
 
-def answer(output_kind: str, fmt: AnswerFormat, result: Any, data: bytes, decoded: Decoded, label: str,
+def answer(output_kind: Output, fmt: AnswerFormat, result: Any, data: bytes, decoded: Decoded, label: str,
            started: float | None = None) -> Response:
     """The response for one request, given the endpoint's kind of output and what its model returned.
 

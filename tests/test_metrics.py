@@ -68,6 +68,7 @@ def two_workers(tmp_path_factory):
         yield server, folder
 
 
+@pytest.mark.slow
 def test_every_worker_counts_and_a_dead_workers_counts_stay(two_workers, group_jpg) -> None:
     server, folder = two_workers
     assert not (folder / "counter_99999.db").exists()  # emptied at start: the last run's counts do not add up again
@@ -116,6 +117,7 @@ def test_every_worker_counts_and_a_dead_workers_counts_stay(two_workers, group_j
     assert value(text, "mysite_http_requests_total", route="/healthz", method="GET", status="200") == sent
 
 
+@pytest.mark.slow
 def test_request_ids_in_every_answer_and_in_the_access_log(two_workers, group_jpg) -> None:
     server, _ = two_workers
     url = server.url
@@ -202,8 +204,11 @@ def test_requests_by_route_and_status_and_model_state(make_app, cat_jpg) -> None
     assert client.post("/detect", data=multipart("image", cat_jpg), buffered=True).status_code == 503  # no model
     assert client.get("/no/such/route/1", buffered=True).status_code == 404
     assert client.get("/no/such/route/2", buffered=True).status_code == 404
+    made_up = count("/healthz", "other", "405")
+    assert client.open("/healthz", method="BREW", buffered=True).status_code == 405
     after = (count("/catfacedetection", "POST", "200"), count("/detect", "POST", "503"), count("other", "GET", "404"))
     assert [a - b for a, b in zip(after, before)] == [1, 1, 2]  # unmatched URLs share one label value
+    assert count("/healthz", "other", "405") == made_up + 1  # and made-up methods one method value
     text = client.get("/metrics").get_data(as_text=True)
     assert value(text, "mysite_model_loaded", model="face", kind="cascade", required="true") == 0
     assert value(text, "mysite_model_loaded", model="catface", kind="cascade", required="true") == 1

@@ -43,7 +43,13 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, settings: Settings
         settings = settings_mod.load(overrides)
     elif overrides:
         raise TypeError("create_app takes overrides or settings, not both")
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from mysite.server.request_id import LogFilter
+
+    # A line written while a request runs names its request id, as its access log line and its answer do.
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s%(request)s")
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, LogFilter) for f in handler.filters):
+            handler.addFilter(LogFilter())
     logging.getLogger("mysite").setLevel(settings.log_level)
 
     app = Flask(__name__, static_folder=None)

@@ -161,6 +161,33 @@ def test_request_ids_in_every_answer_and_in_the_access_log(two_workers, group_jp
     assert not any(" " in rid or "<" in rid for rid in lines)
 
 
+def test_an_unhandled_error_answers_and_logs_its_request_id(make_app) -> None:
+    import io
+    import logging
+
+    from mysite.server.request_id import LogFilter
+
+    app = make_app({})
+
+    def boom() -> str:
+        raise RuntimeError("a bug")
+
+    app.add_url_rule("/boom", view_func=boom)
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s%(request)s"))
+    handler.addFilter(LogFilter())
+    logger = logging.getLogger("mysite.web.error_handlers")
+    logger.addHandler(handler)
+    try:
+        r = app.test_client().get("/boom", headers={"X-Request-ID": "boom-1"})
+    finally:
+        logger.removeHandler(handler)
+    assert r.status_code == 500 and r.get_json()["reason"] == "internal_error"
+    assert r.headers["X-Request-ID"] == "boom-1"
+    assert "ERROR unhandled error on GET /boom [request boom-1]" in out.getvalue()
+
+
 @pytest.mark.parametrize("setting,keys,expected", [
     ("off", "", 404), ("on", "", 200), ("auto", "", 200), ("on", KEY, 200), ("auto", KEY, 401), ("key", KEY, 401),
 ])
@@ -204,11 +231,11 @@ def test_requests_by_route_and_status_and_model_state(make_app, cat_jpg) -> None
     assert client.post("/detect", data=multipart("image", cat_jpg), buffered=True).status_code == 503  # no model
     assert client.get("/no/such/route/1", buffered=True).status_code == 404
     assert client.get("/no/such/route/2", buffered=True).status_code == 404
-    made_up = count("/healthz", "other", "405")
+    made_up = count("other", "other", "405")  # a 405 matched no route (for that method)
     assert client.open("/healthz", method="BREW", buffered=True).status_code == 405
     after = (count("/catfacedetection", "POST", "200"), count("/detect", "POST", "503"), count("other", "GET", "404"))
     assert [a - b for a, b in zip(after, before)] == [1, 1, 2]  # unmatched URLs share one label value
-    assert count("/healthz", "other", "405") == made_up + 1  # and made-up methods one method value
+    assert count("other", "other", "405") == made_up + 1  # and made-up methods one method value
     text = client.get("/metrics").get_data(as_text=True)
     assert value(text, "mysite_model_loaded", model="face", kind="cascade", required="true") == 0
     assert value(text, "mysite_model_loaded", model="catface", kind="cascade", required="true") == 1

@@ -8,6 +8,7 @@ serves is ``current_id()``. Standard library only: gunicorn's logger imports it.
 from __future__ import annotations
 
 import contextvars
+import logging
 import re
 import secrets
 
@@ -28,3 +29,12 @@ def request_id(sent: str | None) -> str:
 def current_id() -> str | None:
     """The id of the request this thread is serving, or None outside one."""
     return CURRENT.get()
+
+
+class LogFilter(logging.Filter):
+    """Gives each log record ``request``: `` [request <id>]`` inside a request, else empty (for the log format)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        rid = CURRENT.get()
+        record.request = f" [request {rid}]" if rid else ""
+        return True

@@ -8,7 +8,6 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 
 from mysite.errors import ApiError, Reason, reason_for
-from mysite.server.request_id import current_id
 from mysite.web.respond import error_fields
 from mysite.web.state import current_registry
 
@@ -64,5 +63,5 @@ def register(app: Flask) -> None:
     @app.errorhandler(Exception)
     def internal_error(exc: Exception) -> Response:
         # A real bug: the traceback goes to the log, never to the client.
-        log.exception("unhandled error on %s %s (request id %s)", request.method, request.path, current_id())
+        log.exception("unhandled error on %s %s", request.method, request.path)  # the log format adds the request id
         return _json(500, "internal error", "internal error occurred in server")

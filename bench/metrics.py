@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+SCRAPES = 30  # scrapes in a row, to time one
 
 
 def in_process(reps: int) -> list[tuple[str, float, float]]:
@@ -100,7 +101,7 @@ def over_http(rounds: int, clients: int, per_client: int) -> dict[str, list[tupl
 
     photo = (ROOT / "tests" / "data" / "group_17_faces.jpg").read_bytes()
     body, ctype = multipart(photo)
-    out: dict[str, list[tuple[float, float]]] = {"off": [], "on": []}
+    out: dict[str, list[tuple[float, float]]] = {"off": [], "on": [], "scrape": []}
     for _ in range(rounds):
         for name in ("off", "on"):
             with Server(workers=2, cv_threads=1, extra_env={"MYSITE_METRICS": name}) as server:
@@ -124,6 +125,11 @@ def over_http(rounds: int, clients: int, per_client: int) -> dict[str, list[tupl
                 if name == "on" and (not scrapes or set(scrapes) != {200}):
                     raise RuntimeError(f"scrapes answered {scrapes}")
                 out[name].append((rate, cpu / (clients * per_client) * 1000))
+                if name == "on":  # what one scrape costs the worker that answers it, over HTTP
+                    cpu0 = server.cpu_seconds()
+                    for _ in range(SCRAPES):
+                        request(server.port, "GET", "/metrics")
+                    out["scrape"].append((float("nan"), (server.cpu_seconds() - cpu0) / SCRAPES * 1000))
     return out
 
 
@@ -166,10 +172,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nthroughput on/off (median of rounds): {rate:.3f}; CPU per request on/off: {cpu:.3f}; "
               f"off rounds alone vary {min(spread):.1f}-{max(spread):.1f} ms CPU per request (goal: cost <= 2 %)")
         healthz_extra = rows[0][2] - rows[0][1]
-        per_request = healthz_extra + rows[-1][2] * 1.0 / max(statistics.median(r for r, _ in result["on"]), 1e-9)
-        detect_cpu = statistics.median(c for _, c in result["off"]) * 1000
-        print(f"expected from the in-process figures: {healthz_extra:.0f} µs per request counted + one "
-              f"{rows[-1][2]:.0f} µs scrape per second = {100 * per_request / detect_cpu:.2f} % of a detection's CPU")
+        scrape_ms = statistics.median(c for _, c in result["scrape"])
+        detect_ms = statistics.median(c for _, c in result["off"])
+        rate_on = statistics.median(r for r, _ in result["on"])
+        print(f"one scrape over HTTP: {scrape_ms:.1f} ms of worker CPU (three processes' files)")
+        for interval in (1, 15):
+            share = (healthz_extra / 1000 + scrape_ms / interval / rate_on) / detect_ms
+            print(f"expected cost at {rate_on:.2f} requests/s with a scrape every {interval} s: {healthz_extra:.0f} µs "
+                  f"per request counted + {scrape_ms:.1f} ms per scrape = {100 * share:.2f} % of a detection's CPU")
     import shutil
 
     shutil.rmtree(folder, ignore_errors=True)

@@ -69,18 +69,29 @@ class Server:
         return self._log.read().decode("utf-8", "replace")
 
     def worker_pids(self) -> list[int]:
-        """The gunicorn workers: children of the master process we started."""
+        """Every process under the master: the web workers, the CV pool's dispatcher and its processes."""
+        return sorted(self._family() - {self._pid()})
+
+    def cv_pids(self) -> list[int]:
+        """The CV pool's processes (the dispatcher's children): where the detections run."""
+        parents = _parents()
+        children = {pid for pid, parent in parents.items() if parent == self._pid()}
+        return sorted(pid for pid, parent in parents.items() if parent in children)
+
+    def _pid(self) -> int:
         assert self.proc is not None
-        pids = []
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    stat = (entry / "stat").read_text()
-                except OSError:
-                    continue
-                if int(stat.rsplit(")", 1)[1].split()[1]) == self.proc.pid:
-                    pids.append(int(entry.name))
-        return sorted(pids)
+        return self.proc.pid
+
+    def _family(self) -> set[int]:
+        parents = _parents()
+        family, found = {self._pid()}, True
+        while found:
+            found = False
+            for pid, parent in parents.items():
+                if parent in family and pid not in family:
+                    family.add(pid)
+                    found = True
+        return family
 
     def peak_rss_mb(self) -> tuple[float, list[float]]:
         """Peak resident memory (VmHWM) of the master and of each worker, in MB."""
@@ -107,6 +118,18 @@ class Server:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
         self._log.close()
+
+
+def _parents() -> dict[int, int]:
+    """Every process's parent, from /proc."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue  # a process that just ended
+    return parents
 
 
 def _hwm(pid: int) -> float:

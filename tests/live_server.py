@@ -22,6 +22,7 @@ PROJECT = Path(__file__).resolve().parent.parent
 class LiveServer:
     url: str  # e.g. http://127.0.0.1:40123
     log: Path
+    pid: int = 0  # the server's main process
 
 
 @contextmanager
@@ -44,7 +45,7 @@ def start_gunicorn(env: Mapping[str, str] | None = None, log_dir: Path | None = 
             [str(gunicorn), "--config", "python:mysite.server.gunicorn_conf", "wsgi:application"],
             cwd=PROJECT, env=full_env, stdout=out, stderr=subprocess.STDOUT,
         )
-    server = LiveServer(f"http://127.0.0.1:{port}", log)
+    server = LiveServer(f"http://127.0.0.1:{port}", log, proc.pid)
     try:
         wait_until(lambda: requests.get(server.url + "/healthz", timeout=1).status_code == 200, proc, "gunicorn",
                    detail=log.read_text)

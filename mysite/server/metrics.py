@@ -6,14 +6,15 @@ and every process they start writes its values to files there, and ``GET /metric
 by any worker) adds up the files of all of them. Without that variable (Flask's test client,
 the development server, uWSGI) the figures are those of the process that answers.
 
-Functions for whatever runs CV jobs (the per-worker ``Gate`` today; a pool of CV processes may
-call them from any process of the instance):
+Functions for whatever runs CV jobs (the pool's dispatcher, ``pool.py``; the per-worker ``Gate``
+where there is no pool); they may be called from any process of the instance:
 
 - ``queued()``: a job joined the queue (``mysite_queue_depth`` +1).
 - ``started(wait_s)``: a queued job got a CV slot after ``wait_s`` seconds in the queue
   (depth -1, ``mysite_jobs_running`` +1, ``mysite_queue_wait_seconds`` observes ``wait_s``).
 - ``gave_up(wait_s)``: a queued job left the queue without running (it waited too long):
   depth -1, ``mysite_jobs_refused_total{reason="wait"}`` +1.
+- ``left()``: a queued job's client went away before it ran (depth -1, nothing refused).
 - ``refused()``: a job was turned away at once, the queue being full
   (``mysite_jobs_refused_total{reason="full"}`` +1); it was never queued.
 - ``finished()``: a started job ended, whatever its outcome (running -1).
@@ -77,6 +78,7 @@ class QueueMetrics(Protocol):
     def queued(self) -> None: ...
     def started(self, wait_s: float) -> None: ...
     def gave_up(self, wait_s: float) -> None: ...
+    def left(self) -> None: ...
     def refused(self) -> None: ...
     def finished(self) -> None: ...
 
@@ -99,6 +101,9 @@ class Metrics:
     def gave_up(self, wait_s: float) -> None:
         QUEUE_DEPTH.dec()
         _WAIT.inc()
+
+    def left(self) -> None:
+        QUEUE_DEPTH.dec()
 
     def refused(self) -> None:
         _FULL.inc()
@@ -133,6 +138,9 @@ class NullMetrics(Metrics):
     def gave_up(self, wait_s: float) -> None:
         pass
 
+    def left(self) -> None:
+        pass
+
     def refused(self) -> None:
         pass
 
@@ -149,7 +157,8 @@ class NullMetrics(Metrics):
 LIVE = Metrics()
 NULL = NullMetrics()
 # Module-level spellings, for a caller that holds no Metrics object (a CV process of a pool).
-queued, started, gave_up, refused, finished = LIVE.queued, LIVE.started, LIVE.gave_up, LIVE.refused, LIVE.finished
+queued, started, gave_up, left, refused, finished = (LIVE.queued, LIVE.started, LIVE.gave_up, LIVE.left, LIVE.refused,
+                                                    LIVE.finished)
 
 
 def process_dead(pid: int) -> None:

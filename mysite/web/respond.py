@@ -13,30 +13,18 @@ from __future__ import annotations
 import base64
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 from flask import Request, Response, jsonify
 
 from mysite.errors import BadRequest, Reason
-from mysite.vision import budget
-from mysite.vision.decode import Decoded, Header, decode_image, encode
-from mysite.vision.draw import draw_detections
+from mysite.pipeline import DETECTIONS, AnswerFormat, Outcome
 from mysite.web.endpoints import ErrorShape, Output
-from mysite.web.state import app_state, current_settings
+from mysite.web.state import app_state
 
 OUTPUTS = ("json", "image", "base64")
 FORMATS = {"jpeg": "jpeg", "jpg": "jpeg", "png": "png"}
 MIMETYPES = {"jpeg": "image/jpeg", "png": "image/png"}
-
-
-@dataclass(frozen=True)
-class AnswerFormat:
-    """What the client asked to get back, read once per request."""
-
-    output: str  # one of OUTPUTS, or "text" for the plain-text answers
-    fmt: str  # "jpeg" or "png": how a picture is encoded
 
 
 def answer_format(output_kind: Output, req: Request, given: Mapping[str, str]) -> AnswerFormat:
@@ -93,8 +81,6 @@ JSON_SHAPES: dict[Output, Callable[[Any, str, float], dict[str, Any]]] = {
     Output.PREDICTIONS: lambda result, label, seconds: {"success": True, "status": "ok", **result},
     Output.DEEPSTACK: deepstack,
 }
-# Outputs whose result is a list of detections: they can be drawn on the upload instead (output=image).
-DETECTIONS = {Output.BOXES, Output.DEEPSTACK}
 # Outputs that are plain text.
 TEXT_SHAPES: dict[Output, Callable[[Any], str]] = {
     Output.DIGIT_TEXT: lambda result: str(result["digit"]),
@@ -110,56 +96,26 @@ if set(Output) != {*JSON_SHAPES, *TEXT_SHAPES, Output.IMAGE} or set(ErrorShape) 
     raise RuntimeError("respond.py has no shape for some Output or ErrorShape")
 
 
-def answer_memory(output_kind: Output, fmt: AnswerFormat, header: Header, decoded_pixels: int) -> int:
-    """Peak bytes of making this request's answer (0 for JSON and text)."""
-    if fmt.output in ("json", "text"):
-        return 0
-    if output_kind == "image":  # the model's picture (as large as the decoded image), encoded
-        encoded = (3 if fmt.fmt == "png" else 2) * decoded_pixels
-        return 2 * decoded_pixels + encoded + (encoded * 4 // 3 if fmt.output == "base64" else 0)
-    return budget.answer_memory(header, fmt.fmt, fmt.output == "base64")  # detections drawn on the upload
+def answer(output_kind: Output, fmt: AnswerFormat, outcome: Outcome, label: str, started: float | None = None) -> Response:
+    """The response for one request, given the endpoint's kind of output and what its job returned.
 
-
-def answer(output_kind: Output, fmt: AnswerFormat, result: Any, data: bytes, decoded: Decoded, label: str,
-           started: float | None = None) -> Response:
-    """The response for one request, given the endpoint's kind of output and what its model returned.
-
-    "boxes" endpoints answer the book's JSON, or draw their detections on the upload when a
-    picture is asked for; "image" endpoints send their picture as JPEG, PNG or base64; the
-    other kinds answer their JSON or text. ``data`` are the uploaded bytes, decoded again in
-    colour and full size to draw on when the model saw less; ``started`` when the work began.
+    "boxes" endpoints answer the book's JSON, or the upload with their detections drawn when a
+    picture was asked for; "image" endpoints send their picture as JPEG, PNG or base64; the
+    other kinds answer their JSON or text. ``started`` is when the request began.
     """
     seconds = time.perf_counter() - started if started is not None else 0.0
     if output_kind in TEXT_SHAPES:
-        return Response(TEXT_SHAPES[output_kind](result), mimetype="text/plain")
-    if output_kind == "image":
-        return _image_response(result, fmt)
-    if output_kind not in JSON_SHAPES:
-        raise TypeError(f"no shape for answers of kind {output_kind!r}")
-    if fmt.output == "json":
-        response = jsonify(JSON_SHAPES[output_kind](result, label, seconds))
+        return Response(TEXT_SHAPES[output_kind](outcome.result), mimetype="text/plain")
+    if outcome.picture is not None:
+        response = _picture_response(outcome.picture, fmt)
     else:
-        response = _image_response(annotate(data, result, label, decoded), fmt)
+        response = jsonify(JSON_SHAPES[output_kind](outcome.result, label, seconds))
     if output_kind in DETECTIONS:
         response.vary.add("Accept")  # the same URL answers JSON or an image by Accept: caches must know
     return response
 
 
-def annotate(data: bytes, detections: Any, label: str, decoded: Decoded | None = None) -> np.ndarray:
-    """The uploaded picture with ``detections`` drawn on it, in colour and at full size.
-
-    Boxes are in original pixels: ``decoded`` is drawn on only when it is the upload as it is,
-    not a gray or reduced copy; otherwise the upload is decoded again in colour.
-    """
-    if decoded is not None and decoded.image.ndim == 3 and decoded.scale == 1:
-        photo = decoded.image
-    else:
-        photo = decode_image(data, max_pixels=current_settings().max_pixels).image
-    return draw_detections(photo, detections, default_label=label)
-
-
-def _image_response(image: np.ndarray, fmt: AnswerFormat) -> Response:
-    body = encode(image, fmt.fmt)
+def _picture_response(body: bytes, fmt: AnswerFormat) -> Response:
     if fmt.output == "base64":
         return Response(base64.b64encode(body), mimetype="text/plain")
     return Response(body, mimetype=MIMETYPES[fmt.fmt])

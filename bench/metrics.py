@@ -6,9 +6,10 @@ Two measures, each ``MYSITE_METRICS=off`` (nothing counted, no route) against ``
    prometheus-client's file-backed multiprocess values as under gunicorn: on ``/healthz``
    (the cheapest answer: the worst case) and on ``/detect`` with a photo (the site's work).
    Also the CPU time of one scrape (``GET /metrics`` adding up three processes' files).
-2. Over HTTP: the Procfile's gunicorn with 2 workers, off and on in turns, clients sending
-   ``/detect`` while (when on) a scraper reads ``/metrics`` every second (Prometheus'
-   default is every 15 s); requests per second and the workers' CPU seconds per request.
+2. Over HTTP: the Procfile's gunicorn with 2 workers (and its CV process pool), off and on in
+   turns, clients sending ``/detect`` while (when on) a scraper reads ``/metrics`` every second
+   (Prometheus' default is every 15 s); requests per second and the CPU seconds per request of
+   every process under gunicorn's master (web workers, the pool's dispatcher and CV processes).
 
 The goal: counting costs at most 2 % of throughput. CPU time per request is the steadier
 figure on a shared machine; the throughput ratio is noisy there. Prints Markdown tables.
@@ -161,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         result = over_http(rounds, args.clients, per_client)
         print(f"\nOver HTTP: gunicorn, 2 workers x 1 OpenCV thread, {args.clients} clients x {per_client} "
               f"POST /detect (group photo, 17 faces), {rounds} rounds off/on in turns; on: a scrape every second\n")
-        print("| round | off: requests/s | on: requests/s | off: worker CPU ms/request | on: worker CPU ms/request |")
+        print("| round | off: requests/s | on: requests/s | off: CPU ms/request | on: CPU ms/request |")
         print("|---|---:|---:|---:|---:|")
         for i, (off, on) in enumerate(zip(result["off"], result["on"]), 1):
             print(f"| {i} | {off[0]:.2f} | {on[0]:.2f} | {off[1]:.1f} | {on[1]:.1f} |")
@@ -175,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         scrape_ms = statistics.median(c for _, c in result["scrape"])
         detect_ms = statistics.median(c for _, c in result["off"])
         rate_on = statistics.median(r for r, _ in result["on"])
-        print(f"one scrape over HTTP: {scrape_ms:.1f} ms of worker CPU (three processes' files)")
+        print(f"one scrape over HTTP: {scrape_ms:.1f} ms of CPU (every process's files: master, workers, dispatcher)")
         for interval in (1, 15):
             share = (healthz_extra / 1000 + scrape_ms / interval / rate_on) / detect_ms
             print(f"expected cost at {rate_on:.2f} requests/s with a scrape every {interval} s: {healthz_extra:.0f} µs "

@@ -17,7 +17,7 @@ Several paths, a folder, a glob or ``-`` (paths on stdin) make it a batch
     python -m mysite.client --server URL detect ~/Pictures/holiday --out faces.jsonl
 
 Connection failures and 502/503/504 answers are retried with exponential
-backoff (seed 003's client retried 10 times); other HTTP errors are reported
+backoff (the AIDemo client retried 10 times); other HTTP errors are reported
 with the server's own message. Needs requests, numpy and OpenCV only: no GUI.
 """
 

@@ -40,16 +40,24 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, settings: Settings
 
     from mysite import settings as settings_mod
     from mysite.models.schema import read_specs
+    from mysite.server import metrics
+    from mysite.server.observe import Observe
     from mysite.server.send_deadline import SendDeadline
     from mysite.server.upload_deadline import UploadDeadline
     from mysite.vision import header_scan
-    from mysite.web import api, digit_page, error_handlers, faces, inputs, openapi, pages, security, state
+    from mysite.web import api, digit_page, error_handlers, faces, inputs, metrics_route, openapi, pages, security, state
 
     if settings is None:
         settings = settings_mod.load(overrides)
     elif overrides:
         raise TypeError("create_app takes overrides or settings, not both")
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from mysite.server.request_id import LogFilter
+
+    # A line written while a request runs names its request id, as its access log line and its answer do.
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s%(request)s")
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, LogFilter) for f in handler.filters):
+            handler.addFilter(LogFilter())
     logging.getLogger("mysite").setLevel(settings.log_level)
 
     app = Flask(__name__, static_folder=None)
@@ -66,7 +74,9 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, settings: Settings
     # The processes that read image headers are forked from this one: they inherit the limit.
     header_scan.MAX_SCANS = settings.max_scans
     registry = _load_models(cv2, read_specs(), settings)
-    state.install(app, settings, registry)
+    recorder = metrics.NULL if settings.metrics_access == "off" else metrics.LIVE
+    recorder.models((e.spec.name, e.spec.kind, e.spec.required, e.loaded) for e in registry.entries.values())
+    state.install(app, settings, registry, recorder)
     _warn_unused(settings, registry)
 
     app.register_blueprint(pages.bp)
@@ -74,6 +84,7 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, settings: Settings
     api.register(app, api.ENDPOINTS if endpoints is None else endpoints)
     faces.register(app)
     app.register_blueprint(openapi.bp)
+    metrics_route.register(app, settings)
     error_handlers.register(app)
     # Headers on every answer, JSON OPTIONS, and (when set) API keys for the image endpoints and CORS.
     security.register(app, protected={"api", "faces"})
@@ -81,6 +92,8 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, settings: Settings
     app.wsgi_app = UploadDeadline(app.wsgi_app, settings.upload_deadline)  # type: ignore[method-assign]
     # An answer the client does not read is cut off, not held (mysite/server/send_deadline.py).
     app.wsgi_app = SendDeadline(app.wsgi_app, settings.send_timeout)  # type: ignore[method-assign]
+    # Outermost: an X-Request-ID on every answer, and every answer counted (mysite/server/observe.py).
+    app.wsgi_app = Observe(app.wsgi_app, recorder)  # type: ignore[method-assign]
     return app
 
 

@@ -89,6 +89,8 @@ class Settings:
     faces_db: str = field(default="", repr=False)
     # Keys that may also register and delete faces; () = any API key may (or anyone, without API keys).
     admin_keys: tuple[str, ...] = field(default=(), repr=False)
+    # GET /metrics and the counting behind it: on, off, key (behind MYSITE_API_KEYS); auto: key when keys are set, else on.
+    metrics: str = "auto"
     # Every other MYSITE_* variable, e.g. MYSITE_FACE_CASCADE: models.toml says which model reads which.
     extra: Mapping[str, str] = field(default_factory=dict)
 
@@ -112,6 +114,11 @@ class Settings:
     def data_folder(self) -> Path:
         """The instance's data folder: ``MYSITE_DATA_DIR``, else ``instance/`` in the project."""
         return self.data_dir if self.data_dir is not None else PROJECT_DIR / "instance"
+    def metrics_access(self) -> str:
+        """Who may read ``/metrics``: ``on`` (anyone), ``key`` (an API key) or ``off`` (no route, no counting)."""
+        if self.metrics == "auto":
+            return "key" if self.api_keys else "on"
+        return self.metrics
 
     def path(self, name: str) -> Path | None:
         """An expanded path from an extra ``MYSITE_*`` variable, or None when unset."""
@@ -182,6 +189,11 @@ def _origins(v: str) -> tuple[str, ...]:
 def _database_url(v: str) -> str:
     from mysite.faces.store import check_url  # SQLAlchemy is imported only by a site that sets the URL
     return check_url(v.strip()) if v.strip() else ""
+def _metrics(v: str) -> str:
+    s = v.strip().lower()
+    if s in ("key", "auto"):
+        return s
+    return "on" if parse_bool(s) else "off"
 
 
 def _log_level(v: str) -> str:
@@ -228,6 +240,7 @@ FIELDS: dict[str, tuple[str, Any, str]] = {
     "FACES_DB": ("faces_db", _database_url,
                  "a database URL like sqlite:////path/faces.sqlite3 or postgresql+psycopg://user:pw@host/db"),
     "ADMIN_KEYS": ("admin_keys", _api_keys, "comma-separated keys of printable ASCII without spaces"),
+    "METRICS": ("metrics", _metrics, "on, off, key or auto"),
 }
 # Settings whose values never appear in a message or a log line.
 SECRET = frozenset({"SECRET_KEY", "API_KEYS", "ADMIN_KEYS", "FACES_DB"})
@@ -271,7 +284,10 @@ def load(overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] 
         except ValueError:
             shown = "(not shown: it is secret)" if suffix in SECRET else repr(raw)
             raise SettingsError(f"{key} must be {expected}, not {shown}") from None
-    return Settings(**values, extra=extra)
+    settings = Settings(**values, extra=extra)
+    if settings.metrics == "key" and not settings.api_keys:
+        raise SettingsError("MYSITE_METRICS=key needs keys in MYSITE_API_KEYS (or set MYSITE_METRICS to on or off)")
+    return settings
 
 
 def _as_text(value: Any) -> str:

@@ -11,6 +11,8 @@ import pytest
 os.environ["MYSITE_ENV_FILE"] = os.devnull
 for _name in [n for n in os.environ if n.startswith("MYSITE_") and n != "MYSITE_ENV_FILE"]:
     del os.environ[_name]
+# Metrics are this process's own in tests (a gunicorn a test starts makes its own folder, or gets the test's).
+os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
 
 # What an app writes (the default face database) goes to a folder of the test run's own, never the checkout.
 os.environ["MYSITE_DATA_DIR"] = tempfile.mkdtemp(prefix="mysite-test-data-")

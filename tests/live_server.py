@@ -26,7 +26,8 @@ class LiveServer:
 
 
 @contextmanager
-def start_gunicorn(env: Mapping[str, str] | None = None, log_dir: Path | None = None) -> Iterator[LiveServer]:
+def start_gunicorn(env: Mapping[str, str] | None = None, log_dir: Path | None = None,
+                   workers: int = 1) -> Iterator[LiveServer]:
     """Run ``gunicorn --config python:mysite.server.gunicorn_conf wsgi:application`` until the block ends."""
     port = free_port()
     log_dir = log_dir or PROJECT / "test-artifacts"
@@ -34,7 +35,7 @@ def start_gunicorn(env: Mapping[str, str] | None = None, log_dir: Path | None = 
     log = log_dir / "gunicorn.log"
     full_env = {
         **os.environ,
-        "GUNICORN_CMD_ARGS": f"--bind 127.0.0.1:{port} --workers 1",
+        "GUNICORN_CMD_ARGS": f"--bind 127.0.0.1:{port} --workers {workers}",
         "MYSITE_LOG_LEVEL": "WARNING",
         **(env or {}),
     }

@@ -29,7 +29,8 @@ IN_PROCESS = 2000
 OVER_HTTP = 200
 IMAGE_TYPES = {"image/jpeg", "image/png"}
 PAGES = {"/", "/mnist"}  # HTML for browsers
-TEXT_ROUTES = {"/predict/", "/predictor"}  # answer text/plain by default, as their seeds' clients expect
+# Answer text/plain: by default, as their seeds' clients expect; /metrics in Prometheus' text format.
+TEXT_ROUTES = {"/predict/", "/predictor", "/metrics"}
 
 
 @pytest.fixture(scope="module")

@@ -1,16 +1,26 @@
-"""gunicorn's access log without API keys: a key sent in a URL is written as ``[redacted]``.
+"""gunicorn's access log as JSON lines, with the request id and without API keys.
 
+One JSON object per request (``time``, ``request_id``, ``remote``, ``method``, ``path``,
+``query``, ``status``, ``bytes``, ``duration_ms``, ``referer``, ``user_agent``, and
+``pid``, and ``forwarded_for`` behind a proxy): log shippers parse it without a pattern, and the
+``request_id`` is the one the answer carried in ``X-Request-ID`` (``observe.py``).
 The site refuses a key in the query string (it wants the ``X-API-Key`` header or the
-``api_key`` form field), but a client that sends one anyway must not leave it in the log.
-``gunicorn_conf.py`` names this class as gunicorn's ``logger_class``.
+``api_key`` form field), but a client that sends one anyway must not leave it in the log: it is
+written as ``[redacted]``. ``gunicorn_conf.py`` names this class as gunicorn's ``logger_class``.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import time
+import traceback
 from typing import Any
 from urllib.parse import unquote_plus
 
 from gunicorn.glogging import Logger
+
+from mysite.server.request_id import ENVIRON_KEY, HEADER
 
 # Query parameter names that carry a key, as the app reads them (after percent-decoding, any case).
 KEY_NAMES = frozenset({"api_key", "x-api-key"})
@@ -53,3 +63,54 @@ class RedactingLogger(Logger):
             if name in atoms:
                 atoms[name] = REDACTED
         return atoms
+
+    def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> None:
+        """One JSON line for the request (gunicorn's ``access_log_format`` is not used)."""
+        if not getattr(self, "access_log_enabled", True):  # gunicorn < 27 has no such property: its caller checks
+            return
+        try:
+            self.access_log.info("%s", json_line(self.atoms(resp, req, environ, request_time), environ, resp))
+        except Exception:  # noqa: BLE001 - a log line must never fail a request
+            self.error(traceback.format_exc())
+
+
+def json_line(atoms: dict[str, Any], environ: dict[str, Any], resp: Any) -> str:
+    """The access log line from gunicorn's (redacted) atoms."""
+    rid = environ.get(ENVIRON_KEY) or _header(resp, HEADER)
+    record: dict[str, Any] = {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "request_id": rid,
+        "remote": atoms.get("h"),
+        "method": atoms.get("m"),
+        "path": atoms.get("U"),
+        "query": atoms.get("q") or "",
+        "protocol": atoms.get("H"),
+        "status": _int(atoms.get("s")),
+        "bytes": _int(atoms.get("B")),
+        "duration_ms": round(_int(atoms.get("D")) / 1000, 1),
+        "referer": _dash(atoms.get("f")),
+        "user_agent": _dash(atoms.get("a")),
+        "pid": os.getpid(),  # the worker that answered
+    }
+    forwarded = environ.get("HTTP_X_FORWARDED_FOR")
+    if forwarded:
+        record["forwarded_for"] = forwarded
+    return json.dumps(record, ensure_ascii=False)
+
+
+def _header(resp: Any, name: str) -> str | None:
+    for key, value in getattr(resp, "headers", ()) or ():
+        if key.lower() == name.lower():
+            return value
+    return None
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _dash(value: Any) -> str | None:
+    return None if value in (None, "-") else str(value)

@@ -18,18 +18,23 @@ Flask-free, like the vision code that runs inside a slot.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from mysite.errors import Busy
+from mysite.server import metrics as live_metrics
+from mysite.server.metrics import QueueMetrics
 from mysite.vision.dnn import model_slot
 
 
 class Gate:
     """``slots`` requests run models at once; up to ``queue`` more wait; the rest are turned away."""
 
-    def __init__(self, slots: int = 1, queue: int = 2, wait: float = 30.0) -> None:
+    def __init__(self, slots: int = 1, queue: int = 2, wait: float = 30.0, metrics: QueueMetrics | None = None) -> None:
         self.slots, self.queue, self.wait = slots, queue, wait
+        # Queue depth, waits and refusals as metrics.py counts them (NullMetrics: not counted).
+        self.metrics: QueueMetrics = metrics if metrics is not None else live_metrics.LIVE
         self._semaphore = threading.BoundedSemaphore(slots)
         self._lock = threading.Lock()
         self._inside = 0  # running or waiting
@@ -44,11 +49,16 @@ class Gate:
         """Hold a CV slot for the block; ``Busy`` (503, Retry-After) when too many are ahead."""
         with self._lock:
             if self._inside >= self.slots + self.queue:
+                self.metrics.refused()
                 raise self._busy()
             self._inside += 1
         try:
+            self.metrics.queued()
+            queued_at = time.perf_counter()
             if not self._semaphore.acquire(timeout=self.wait):
+                self.metrics.gave_up(time.perf_counter() - queued_at)
                 raise self._busy()
+            self.metrics.started(time.perf_counter() - queued_at)
             with self._lock:
                 number = self._free.pop()
             try:
@@ -58,6 +68,7 @@ class Gate:
                 with self._lock:
                     self._free.append(number)
                 self._semaphore.release()
+                self.metrics.finished()
         finally:
             with self._lock:
                 self._inside -= 1

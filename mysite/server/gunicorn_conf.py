@@ -8,10 +8,30 @@ documents. The CV process pool starts in ``when_ready``. Why these defaults: doc
 """
 
 import os
+import sys
+from pathlib import Path
 from typing import Any
 
-from mysite.server import cpus, gunicorn_errors, pool, timeouts
+from mysite.server import cpus, gunicorn_errors, metrics_dir, pool, timeouts
 from mysite.server.memory import limit_arenas
+
+
+def _in_gunicorn() -> bool:
+    """Whether gunicorn is reading this file (not a test or a tool importing it for a value)."""
+    argv0 = Path(sys.argv[0] if sys.argv else "")
+    return argv0.name == "gunicorn" or "gunicorn" in argv0.parts
+
+
+# Every worker (and every process it starts) writes its metrics to one folder, set up here in the
+# master before the app, and with it prometheus_client, is loaded (mysite/server/metrics_dir.py).
+if _in_gunicorn():
+    metrics_dir.prepare()
+
+
+def child_exit(server: object, worker: Any) -> None:
+    """A worker ended: its share of the live gauges (queue depth, running jobs) goes with it."""
+    metrics_dir.worker_exited(worker.pid)
+
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 # Web workers only move bytes (the CV work runs in the process pool, mysite/server/pool.py); two
@@ -34,7 +54,7 @@ graceful_timeout = timeouts.graceful_timeout()
 # Load the app (and its models) once in the master: the pool's processes fork from it holding them.
 preload_app = True
 accesslog = "-"
-# The access log writes each request's URL: an API key a client put in the query string is redacted.
+# One JSON line per request with its request id; an API key a client put in the query string is redacted.
 logger_class = "mysite.server.accesslog.RedactingLogger"
 errorlog = "-"
 # gunicorn >= 25 opens a control socket at one fixed path; a web app does not need it, and two
@@ -60,8 +80,9 @@ def when_ready(server: Any) -> None:
         return
     own = [s.fileno() for s in getattr(server, "LISTENERS", [])] + list(getattr(server, "PIPE", []))
     pool.start(state.registry, processes, settings.queue_deadline, settings.work_deadline, settings.cv_memory_mb,
-               close_fds=own)
+               close_fds=own, metrics=state.metrics)
 
 
 def on_exit(server: Any) -> None:
     pool.stop()
+    metrics_dir.remove()

@@ -15,14 +15,16 @@ import socket
 from gunicorn import util
 
 from mysite.errors import reason_for
+from mysite.server.request_id import HEADER, request_id
 
 
 def write_json_error(sock: socket.socket, status_int: int, reason: str, mesg: str) -> None:
     """Write gunicorn's error answer as ``{"status", "message", "reason"}`` and close-delimit it."""
     body = json.dumps({"status": reason.lower(), "message": mesg,
                        "reason": reason_for(status_int).value}).encode()
+    # The request could not be read, so no id it sent can be trusted: a new one, as on every answer.
     head = (f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
-            f"Content-Type: application/json\r\nX-Content-Type-Options: nosniff\r\n"
+            f"Content-Type: application/json\r\nX-Content-Type-Options: nosniff\r\n{HEADER}: {request_id(None)}\r\n"
             f"Content-Length: {len(body)}\r\n\r\n").encode("latin-1")
     util.write_nonblock(sock, head + body)
 

@@ -45,10 +45,13 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mysite.errors import ApiError, Busy, Reason, TooLarge, Unavailable
 from mysite.server import memory
+
+if TYPE_CHECKING:  # metrics.py imports prometheus_client, which gunicorn_conf must not import before its folder is set
+    from mysite.server.metrics import QueueMetrics
 
 log = logging.getLogger(__name__)
 
@@ -142,8 +145,11 @@ def current() -> Client | None:
 
 
 def start(models: Any, processes: int, queue_deadline: float, work_deadline: float, memory_mb: float,
-          close_fds: Iterable[int] = ()) -> Client:
-    """Fork the dispatcher (it forks the CV processes); this process and its later forks send work to it."""
+          close_fds: Iterable[int] = (), metrics: QueueMetrics | None = None) -> Client:
+    """Fork the dispatcher (it forks the CV processes); this process and its later forks send work to it.
+
+    ``metrics``: where the dispatcher reports the queue (``mysite/server/metrics.py``; None: nowhere).
+    """
     global _client
     folder = tempfile.mkdtemp(prefix="mysite-pool-")  # 0700: only this user's processes reach the socket
     path = str(Path(folder) / "queue.sock")
@@ -157,7 +163,7 @@ def start(models: Any, processes: int, queue_deadline: float, work_deadline: flo
             for fd in close_fds:
                 with contextlib.suppress(OSError):
                     os.close(fd)
-            _Dispatcher(listener, models, processes, queue_deadline, work_deadline, memory_mb).serve()
+            _Dispatcher(listener, models, processes, queue_deadline, work_deadline, memory_mb, metrics).serve()
             code = 0
         except BaseException:
             log.exception("the detection pool's dispatcher failed")
@@ -209,17 +215,29 @@ class _Counts:
     waits: deque[float] = field(default_factory=lambda: deque(maxlen=256))
 
 
+class _NoMetrics:
+    """A queue that reports nowhere (``pool.start`` without ``metrics``)."""
+
+    def queued(self) -> None: ...
+    def started(self, wait_s: float) -> None: ...
+    def gave_up(self, wait_s: float) -> None: ...
+    def left(self) -> None: ...
+    def refused(self) -> None: ...
+    def finished(self) -> None: ...
+
+
 class _Dispatcher:
     """The queue and the processes: a select loop that never runs client work."""
 
     def __init__(self, listener: socket.socket, models: Any, processes: int, queue_deadline: float,
-                 work_deadline: float, memory_mb: float) -> None:
+                 work_deadline: float, memory_mb: float, metrics: QueueMetrics | None = None) -> None:
         self.listener, self.models, self.size = listener, models, processes
         self.queue_deadline, self.work_deadline = queue_deadline, work_deadline
         self.memory_bytes = int(memory_mb * 1024 * 1024)
         self.processes: dict[int, _Process] = {}
         self.waiting: deque[tuple[socket.socket, float]] = deque()
         self.counts = _Counts()
+        self.metrics: QueueMetrics = metrics if metrics is not None else _NoMetrics()
         self.selector = selectors.DefaultSelector()
         self.stopping = False
         self.parent = os.getppid()
@@ -273,7 +291,10 @@ class _Dispatcher:
             self._greet(sock)
         elif what == "waiting":  # a waiting web thread gave up (or broke the protocol): forget it
             self.selector.unregister(sock)
+            before = len(self.waiting)
             self.waiting = deque((c, t) for c, t in self.waiting if c is not sock)
+            if len(self.waiting) < before:
+                self.metrics.left()
             sock.close()
         elif isinstance(what, int):  # a process finished its request, or died
             self._done(what)
@@ -295,6 +316,7 @@ class _Dispatcher:
             kind = b""
         if kind == b"J":
             self.waiting.append((conn, time.monotonic()))
+            self.metrics.queued()
             self.selector.register(conn, selectors.EVENT_READ, "waiting")
             return
         if kind == b"S":
@@ -317,7 +339,8 @@ class _Dispatcher:
     def _expire(self) -> None:
         now = time.monotonic()
         while self.waiting and now - self.waiting[0][1] >= self.queue_deadline:
-            conn, _ = self.waiting.popleft()
+            conn, queued = self.waiting.popleft()
+            self.metrics.gave_up(now - queued)
             self.selector.unregister(conn)
             with contextlib.suppress(OSError):
                 conn.send(b"B")
@@ -343,6 +366,7 @@ class _Dispatcher:
             now = time.monotonic()
             proc.conn, proc.since = conn, now
             self.counts.waits.append(now - queued)
+            self.metrics.started(now - queued)
 
     def _done(self, pid: int) -> None:
         proc = self.processes.get(pid)
@@ -356,6 +380,7 @@ class _Dispatcher:
             proc.conn.close()
             proc.conn = None
             self.counts.served += bool(note)
+            self.metrics.finished()
         proc.leaving = proc.leaving or note == b"L"
         if not note:  # it died: _reap replaces it
             self.selector.unregister(proc.control)
@@ -378,6 +403,7 @@ class _Dispatcher:
             proc.control.close()
             if proc.conn is not None:
                 proc.conn.close()  # with the process's copy gone too, the web thread reads EOF
+                self.metrics.finished()
             if not self.stopping:
                 self.counts.replaced += 1
                 self._fork()

@@ -64,5 +64,5 @@ def register(app: Flask) -> None:
     @app.errorhandler(Exception)
     def internal_error(exc: Exception) -> Response:
         # A real bug: the traceback goes to the log, never to the client.
-        log.exception("unhandled error on %s %s", request.method, request.path)
+        log.exception("unhandled error on %s %s", request.method, request.path)  # the log format adds the request id
         return _json(500, "internal error", "internal error occurred in server")

@@ -344,6 +344,8 @@ _OTHER_RESPONSES: dict[str, dict[str, Any]] = {
                                   "content": {"application/json": {"schema": _ref("Health")}}},
                           "503": {"description": "a required model is not loaded",
                                   "content": {"application/json": {"schema": _ref("Health")}}}},
+    "metrics.metrics_text GET": {"200": {"description": "Prometheus' text exposition format (MYSITE_METRICS)",
+                                         "content": {"text/plain": {"schema": {"type": "string"}}}}},
     "openapi.openapi_json GET": {"200": {"description": "this document",
                                          "content": {"application/json": {"schema": {"type": "object"}}}}},
 }

@@ -16,6 +16,7 @@ from flask import Flask, current_app
 
 from mysite.server import pool
 from mysite.server.concurrency import Gate
+from mysite.server.metrics import QueueMetrics
 
 if TYPE_CHECKING:
     from mysite.faces.index import FaceIndex
@@ -37,6 +38,8 @@ class AppState:
     gate: Gate = field(default_factory=Gate)
     faces: FaceIndex | None = None  # the registered faces (web/faces.py)
     face_routes: tuple[FaceRoute, ...] = ()
+    # Where queues report (mysite/server/metrics.py): the gate here, the pool's dispatcher under gunicorn.
+    metrics: QueueMetrics | None = None
 
     def endpoint(self, path: str) -> Endpoint | None:
         """The registered row serving ``path`` (``/predict`` and ``/predict/`` are two rows), or None."""
@@ -52,9 +55,9 @@ class AppState:
         return next((r.errors for r in self.face_routes if r.path == path), ErrorShape.BOOK)
 
 
-def install(app: Flask, settings: Settings, registry: Registry) -> AppState:
-    """Attach the state to ``app`` (once, in ``create_app``)."""
-    state = AppState(settings, registry, gate=Gate(slots=1, queue=settings.queue))
+def install(app: Flask, settings: Settings, registry: Registry, metrics: QueueMetrics | None = None) -> AppState:
+    """Attach the state to ``app`` (once, in ``create_app``); ``metrics``: where the gate reports its queue."""
+    state = AppState(settings, registry, gate=Gate(slots=1, queue=settings.queue, metrics=metrics), metrics=metrics)
     app.extensions[_KEY] = state
     return state
 

@@ -114,6 +114,8 @@ class Settings:
     def data_folder(self) -> Path:
         """The instance's data folder: ``MYSITE_DATA_DIR``, else ``instance/`` in the project."""
         return self.data_dir if self.data_dir is not None else PROJECT_DIR / "instance"
+
+    @property
     def metrics_access(self) -> str:
         """Who may read ``/metrics``: ``on`` (anyone), ``key`` (an API key) or ``off`` (no route, no counting)."""
         if self.metrics == "auto":
@@ -189,6 +191,8 @@ def _origins(v: str) -> tuple[str, ...]:
 def _database_url(v: str) -> str:
     from mysite.faces.store import check_url  # SQLAlchemy is imported only by a site that sets the URL
     return check_url(v.strip()) if v.strip() else ""
+
+
 def _metrics(v: str) -> str:
     s = v.strip().lower()
     if s in ("key", "auto"):

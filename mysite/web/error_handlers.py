@@ -8,7 +8,7 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 
 from mysite.errors import ApiError, Reason, reason_for
-from mysite.web.respond import error_fields
+from mysite.web.respond import error_fields, error_status
 from mysite.web.state import current_registry
 
 log = logging.getLogger(__name__)
@@ -26,7 +26,7 @@ def _json(code: int, status: str, message: str, reason: Reason | None = None) ->
     message = public_text(message)
     fields = {"status": status, "message": message, "reason": (reason or reason_for(code)).value}
     response = jsonify({**fields, **error_fields(request.path, message)})
-    response.status_code = code
+    response.status_code = error_status(request.path, code)
     return response
 
 

@@ -208,7 +208,9 @@ def _image_responses(ep: Endpoint, keys: bool) -> dict[str, Any]:
         ok["text/plain"] = {"schema": {"type": "string", "contentEncoding": "base64"}}
     responses: dict[str, Any] = {"200": {"description": "the answer", "content": ok}}
     error = {"application/json": {"schema": _ref(f"Error_{ep.errors}")}}
-    codes = error_codes()
+    codes: dict[int, set[str]] = {}
+    for code, statuses in error_codes().items():  # as this endpoint's clients expect them (DeepStack: no 415)
+        codes.setdefault(respond.error_code(ep.errors, code), set()).update(statuses)
     if not keys:  # without MYSITE_API_KEYS nothing answers 401
         codes.pop(security.Unauthorized.code, None)
     for code, statuses in sorted(codes.items()):

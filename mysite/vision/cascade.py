@@ -16,7 +16,7 @@ from mysite.params import Param
 from mysite.vision import budget, coarse_scan, fastpath
 from mysite.vision.boxes import Detection, clip, from_xywh
 from mysite.vision.decode import Header
-from mysite.vision.dnn import PerThread
+from mysite.vision.dnn import PerThread, UnreadableModel
 
 PARAMS = (
     Param("scale_factor", float, 1.1, min=1.05, max=2.0,
@@ -51,7 +51,7 @@ class Cascade:
     def _load(self) -> cv2.CascadeClassifier:
         clf = cv2.CascadeClassifier(str(self.path))
         if clf.empty():
-            raise ValueError(f"{self.path} is not a cascade OpenCV can load")
+            raise UnreadableModel(f"{self.path} is not a cascade OpenCV can load")
         return clf
 
     def _classifier(self) -> cv2.CascadeClassifier:

@@ -76,6 +76,7 @@ def handle(ep: Endpoint) -> Response:
     given = {**ep.defaults, **inputs.params(request)}  # the request's own parameters win over the row's defaults
     model = registry.get(pick(ep.model, ep.choice, given, settings))
     values = parse(model.params, given)
+    _check_unread(ep, request.args.to_dict(), given)
     values.update(ep.fixed)
     explicit = {*given, *ep.fixed}
     limit = Budget(settings.request_memory_bytes, settings.request_work)
@@ -99,6 +100,18 @@ def handle(ep: Endpoint) -> Response:
             response = respond.answer(ep.output, fmt, result, data, decoded, ep.label or ep.model, started)
     response.headers["Server-Timing"] = f"total;dur={(time.perf_counter() - started) * 1000:.1f}"
     return response
+
+
+def _check_unread(ep: Endpoint, query: dict[str, str], given: dict[str, str]) -> None:
+    """Values the model does not read are checked all the same: a parameter only another model of the
+    row's choice reads (nms with the Haar detector), and a query value that a form field of the same
+    name overrides. The API document declares them; a value it calls invalid is a 400."""
+    names = {ep.model, *ep.choice.models.values()} if ep.choice is not None else {ep.model}
+    for name in sorted(names):
+        other = current_registry().entries[name].model
+        if other is not None:
+            parse(ep.settable(other.params), given)
+            parse(ep.settable(other.params), query)
 
 
 # Work is counted in cascade windows (about 0.1-0.3 us each here); decoding and the DNN models'

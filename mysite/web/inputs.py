@@ -82,7 +82,8 @@ def params(request: Request) -> dict[str, str]:
     """Request parameters: the query string, plus form fields of a multipart upload."""
     values = request.args.to_dict()
     if request.mimetype == "multipart/form-data":
-        values.update({k: v for k, v in request.form.items() if k not in FIELDS})
+        # A form's empty fields are fields left blank: not sent.
+        values.update({k: v for k, v in request.form.items() if k not in FIELDS and v != ""})
     return values
 
 

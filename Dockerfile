@@ -3,7 +3,7 @@
 # gunicorn, as a non-root user. Build:  docker build -t mysite .
 # With the optional models fetched at build time (verified by digest; the build fails if one
 # cannot be had):  docker build --build-arg MODELS="ssd classifier blazeface_full" -t mysite .
-# Run:  docker run -p 8000:8000 mysite   (settings: -e MYSITE_...; README "Docker")
+# Run:  docker run -p 8000:8000 mysite   (settings: -e MYSITE_...; docs/deploy-docker.md)
 FROM python:3.12-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

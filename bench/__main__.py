@@ -1,6 +1,6 @@
 """``python -m bench``: the book's face detection vs ours, in-process and over gunicorn, as tables.
 
-Prints Markdown tables (paste them into the README) of medians / p90 in ms, ratios,
+Prints Markdown tables (paste them into docs/performance.md) of medians / p90 in ms, ratios,
 faces found, recall against the book's full-resolution answer, throughput with 1 and
 2 workers, cold start and peak RSS per worker. Benchmarks, not tests: nothing fails.
 Then ``bench.detectors``: every /detect detector (Haar, YuNet, BlazeFace) side by side with
@@ -23,12 +23,13 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from bench import book, compose, detectors
+from bench import book, detectors
 from bench.measure import Timing, interleaved, ratio, recall, timed
 from bench.server import ROOT, Server, load, multipart, request
 from mysite import create_app
 from mysite.vision.decode import read_header
 from mysite.web.state import current_endpoints
+from testkit import compose
 
 DATA = ROOT / "tests" / "data"
 BIG = 100  # px: on the 12 MP photo, recall counts the book's faces at least this wide

@@ -2,7 +2,7 @@
 
     python -m bench.batch [--photos 200] [--paths 10000] [--quick]
 
-Prints what the README's "The batch client" section shows, for two sets of photos (the
+Prints what docs/page-and-client.md's "The batch client measured" section shows, for two sets of photos (the
 book's group photo ``--photos`` times, and as many photos of four subjects at four sizes,
 0.1-1.9 MP):
 

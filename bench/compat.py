@@ -6,7 +6,7 @@ Each route gets the body its client sends: seed 001's form (``bird_image``; face
 classifier ships), seed 002's multipart ``img`` and canvas data URL on ``/predict/``, seed 003's
 base64 body on ``/predictor``, DeepStack's multipart on ``/v1/vision/face``, beside ``/detect``
 on the same photo. Photos: the group photo (0.3 MP) and the 12 MP composition of
-``bench/compose.py``. Memory is this process's RSS: peak (VmHWM) over the run and what is
+``testkit/compose.py``. Memory is this process's RSS: peak (VmHWM) over the run and what is
 kept after the requests of each route, relative to before.
 """
 
@@ -21,10 +21,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import compose
 from bench.measure import interleaved
 from bench.server import multipart
 from mysite import create_app
+from testkit import compose
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
 

@@ -1,7 +1,7 @@
 """``python -m bench.detectors``: every /detect detector side by side with the book, on photos with known faces.
 
 Photos: the book's group photo (its 17 faces are the reference), the 12 MP composition
-(bench/compose.py), compositions of three sizes whose faces are exactly ``min_face`` wide
+(testkit/compose.py), compositions of three sizes whose faces are exactly ``min_face`` wide
 (2.5 % of the long side; the group photo in them spans 0.85-1.15 of it), and two selfies
 (one face of 1200 and 2000 px in a 4000x3000 frame). For each photo and detector: wall and
 CPU time in-process (the app's test client: decode + detect + JSON) and over HTTP (the
@@ -24,13 +24,14 @@ from typing import Any
 
 import cv2
 
-from bench import book, compose
+from bench import book
 from bench.measure import Timing, interleaved, iou, ratio, recall
 from bench.server import ROOT, Server, multipart, request
 from mysite import create_app
 from mysite.vision.decode import read_header
 from mysite.web.endpoints import FACE_DETECTORS
 from mysite.web.state import current_registry
+from testkit import compose
 
 MIN_FACE = 0.025  # the face models' default (models.toml)
 FP_IOU = 0.3  # a found box overlapping no placed face at least this much is a false positive

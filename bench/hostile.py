@@ -5,7 +5,7 @@
 
 Phases, each bounded in requests and in time:
 
-1. **inputs**: ``--requests`` (10,000) from ``bench/hostile_inputs.py`` (mutated real photos,
+1. **inputs**: ``--requests`` (10,000) from ``testkit/hostile_inputs.py`` (mutated real photos,
    generated images of every format, pixel and decompression bombs, malformed multipart, deep
    JSON, bad and extreme parameters, refused ``?url=`` forms, wrong methods) over every image
    route, 4 clients at a time;
@@ -36,9 +36,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from bench import hostile_inputs
 from bench.memory import pss_mb, rss_mb
 from bench.server import HOST, ROOT, Server, multipart
+from testkit import hostile_inputs
 
 ROUTES = ("/detect", "/catfacedetection", "/canny", "/catdetection", "/objectdetection", "/predict", "/digits",
           "/predict/", "/predictor", "/v1/vision/face", "/v1/vision/detection")
@@ -303,7 +303,27 @@ def restarts(log: str, workers: int) -> int:
     return max(0, log.count("Booting worker") - workers) + log.count("WORKER TIMEOUT") + log.count("SIGKILL")
 
 
-def main(argv: list[str] | None = None) -> int:
+@dataclass
+class Campaign:
+    """What one campaign saw: answers by phase, the crowd's and the slow clients' figures, memory, restarts."""
+
+    args: argparse.Namespace
+    deadline: float
+    tally: Tally
+    took: float
+    crowd: dict[str, float]
+    slow: dict[str, float]
+    drip: dict[str, float]
+    limits: list[str]
+    restarted: int
+    rss: tuple[float, float, float, float]  # worker start, worker peak, worker end, whole server's PSS peak
+
+    def goals(self) -> tuple[list[tuple[str, str, bool]], bool]:
+        return goals(self.tally, self.crowd, self.slow, self.drip, self.restarted, self.rss[1],
+                     self.rss[2] - self.rss[0], self.rss[3], self.deadline, self.args)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--requests", type=int, default=10_000)
     ap.add_argument("--clients", type=int, default=50)
@@ -313,12 +333,15 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.quick:
         args.requests, args.clients, args.seconds = 1000, 20, 10.0
+    return args
+
+
+def run(args: argparse.Namespace) -> Campaign:
+    """The campaign against a fresh two-worker gunicorn on loopback."""
     deadline = 3.0 if args.quick else 20.0
     env = {"MYSITE_URL_FETCH": "on", "MYSITE_URL_ALLOW_NETWORKS": f"{ORIGIN_HOST}/32",
            "MYSITE_UPLOAD_DEADLINE": str(deadline), "MYSITE_URL_DEADLINE": str(deadline)}
     tally = Tally()
-    print(f"# python -m bench.hostile{' --quick' if args.quick else ''}: {os.cpu_count()} CPUs, "
-          f"load average {os.getloadavg()[0]:.2f}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     with Server(workers=2, cv_threads=-1, extra_env=env) as server:
         warm_up(server.port)
         sampler = Sampler(server)
@@ -334,11 +357,18 @@ def main(argv: list[str] | None = None) -> int:
         sampler.join()
         rss_end = sampler.sample()[0]
         log = server.log()
-    report(tally, took, crowd, slow, drip, limits, restarts(log, 2),
-           (rss_start, sampler.worker_max, rss_end, sampler.server_pss_max), deadline, args)
+    return Campaign(args, deadline, tally, took, crowd, slow, drip, limits, restarts(log, 2),
+                    (rss_start, sampler.worker_max, rss_end, sampler.server_pss_max))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    print(f"# python -m bench.hostile{' --quick' if args.quick else ''}: {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.2f}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    c = run(args)
+    report(c.tally, c.took, c.crowd, c.slow, c.drip, c.limits, c.restarted, c.rss, c.deadline, c.args)
     print(f"load average at the end: {os.getloadavg()[0]:.2f}")
-    return 0 if goals(tally, crowd, slow, drip, restarts(log, 2), sampler.worker_max, rss_end - rss_start,
-                      sampler.server_pss_max, deadline, args)[1] else 1
+    return 0 if c.goals()[1] else 1
 
 
 def goals(tally: Tally, crowd: dict[str, float], slow: dict[str, float], drip: dict[str, float], restarted: int,

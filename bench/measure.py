@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-Box = Sequence[float]
+from testkit.boxes import Box, iou, recall  # noqa: F401 - the benchmarks' tables use them from here
 
 
 @dataclass(frozen=True)
@@ -69,21 +69,6 @@ def interleaved(fns: dict[str, Callable[[], Any]], reps: int,
             ms[name].append((time.perf_counter() - started) * 1000)
             cpu_ms[name].append((clocks[name]() - c0) * 1000)
     return {name: (Timing(tuple(ms[name]), tuple(cpu_ms[name])), results[name]) for name in fns}
-
-
-def iou(a: Box, b: Box) -> float:
-    """Intersection over union of two ``[x1, y1, x2, y2]`` boxes."""
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
-def recall(reference: Sequence[Box], found: Sequence[Box], threshold: float = 0.5) -> tuple[int, int]:
-    """How many reference boxes some found box overlaps with IoU >= ``threshold``, out of how many."""
-    hit = sum(any(iou(r, f) >= threshold for f in found) for r in reference)
-    return hit, len(reference)
 
 
 def ratio(a: float, b: float) -> float:

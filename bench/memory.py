@@ -1,14 +1,14 @@
-"""``python -m bench.memory``: worker memory per request against the Procfile's gunicorn on loopback.
+"""``python -m bench.memory``: memory per request against the Procfile's gunicorn on loopback.
 
 Sends issue 8's reproductions (40 MP photos with the cascades' most expensive parameters,
 a 156 KB RGBA PNG of 40 MP, a JPEG header of 632 bytes declaring 8000x5000 (333 in the
 issue), base64 PNG answers, 16 images in one request) and a spread of legitimate large requests (12 MP and 40 MP photos
 to every endpoint, the costliest parameters the budget accepts), one at a time, to one
-worker. For each: status, time, and the worker's RSS before, at its peak (``VmHWM``, reset
-before each request through ``/proc/PID/clear_refs``) and after the answer (what it kept).
-Then two workers (the Procfile's default) serve the costliest accepted request from two
-clients at once while the whole server's memory (PSS of master and workers, so shared
-pages count once) is sampled. Prints Markdown tables for the README. Bounded: every request
+CV process. For each: status, time, and the CV process's RSS before, at its peak (``VmHWM``,
+reset before each request through ``/proc/PID/clear_refs``) and after the answer (what it
+kept). Then the Procfile's defaults (two web workers, a CV process per CPU) serve the
+costliest accepted request from two clients at once while the whole server's memory (PSS of
+every process, so shared pages count once) is sampled. Prints Markdown tables for docs/reliability-security.md. Bounded: every request
 has a 120 s timeout; the run takes about two minutes on 2 CPUs. Options: ``--quick`` (the
 12 MP rows only).
 """
@@ -28,9 +28,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from bench import compose
-from bench.hostile_inputs import jpeg_header, png
 from bench.server import Server, multipart, request
+from testkit import compose
+from testkit.hostile_inputs import jpeg_header, png
 
 GOAL_PEAK_MB = 300
 GOAL_KEPT_MB = 50
@@ -81,8 +81,9 @@ class Row:
 
 
 def send(server: Server, case: Case) -> Row:
-    """One request to the single worker, with its RSS before, at the peak and after."""
-    (pid,) = server.worker_pids()
+    """One request to the single CV process, with its RSS before, at the peak and after (NaN when the
+    request cost the process its life: past the deadline or the memory limit it is replaced)."""
+    (pid,) = server.cv_pids()
     body, ctype = case.body()
     time.sleep(0.2)
     start = rss_mb(pid)
@@ -92,7 +93,10 @@ def send(server: Server, case: Case) -> Row:
     seconds = time.perf_counter() - t
     del body
     time.sleep(0.3)  # the heap is trimmed once the answer is sent
-    peak, end = _status_value(pid, "VmHWM"), rss_mb(pid)
+    try:
+        peak, end = _status_value(pid, "VmHWM"), rss_mb(pid)
+    except OSError:
+        peak = end = float("nan")
     message = ""
     if answer[:1] == b"{":
         message = answer[:200].decode("utf-8", "replace").strip()
@@ -198,12 +202,12 @@ def whole_server(costliest: Case) -> tuple[float, list[int]]:
     statuses: list[int] = []
     with Server(workers=2, cv_threads=-1) as server:
         assert server.proc is not None
-        pids = [server.proc.pid, *server.worker_pids()]
         done = threading.Event()
 
         def sample() -> None:
             nonlocal peak
             while not done.is_set():
+                pids = [server.proc.pid, *server.worker_pids()]  # type: ignore[union-attr]
                 try:
                     peak = max(peak, sum(pss_mb(p) for p in pids))
                 except OSError:
@@ -235,31 +239,32 @@ def main(argv: list[str] | None = None) -> int:
           f"load average {load:.2f} at start\n")
     rows: list[Row] = []
     started = time.perf_counter()
-    with Server(workers=1, cv_threads=-1) as server:
-        (pid,) = server.worker_pids()
+    with Server(workers=1, cv_threads=-1, extra_env={"MYSITE_CV_PROCESSES": "1"}) as server:
+        (pid,) = server.cv_pids()
         idle = rss_mb(pid)
         for case in cases(args.quick):
             rows.append(send(server, case))
             r = rows[-1]
             print(f"  {r.name}: {r.status} in {r.seconds:.1f} s, RSS {r.start:.0f} -> peak {r.peak:.0f}, "
                   f"kept {r.kept:+.0f} MB", flush=True)
-    print(f"\nWorker RSS when idle after start-up: {idle:.0f} MB. One worker, requests one at a time.\n")
-    print("| request | status | time (s) | worker RSS start / peak / kept (MB) | answer |")
+    print(f"\nCV process RSS when idle after start-up: {idle:.0f} MB. One web worker, one CV process, requests one "
+          "at a time; a peak of nan: the request cost the process its life (deadline or memory limit).\n")
+    print("| request | status | time (s) | CV process RSS start / peak / kept (MB) | answer |")
     print("|---|---|---|---|---|")
     for r in rows:
         what = r.message if r.status >= 400 else f"{r.answer} bytes"
         print(f"| {r.name} | {r.status} | {r.seconds:.1f} | {r.start:.0f} / {r.peak:.0f} / {r.kept:+.0f} | "
               f"{what.replace('|', '/')} |")
     accepted = [r for r in rows if r.status == 200]
-    worst_peak = max(accepted, key=lambda r: r.peak)
-    worst_kept = max(rows, key=lambda r: r.kept)
+    worst_peak = max(accepted, key=lambda r: r.peak if r.peak == r.peak else 0.0)
+    worst_kept = max(rows, key=lambda r: r.kept if r.kept == r.kept else 0.0)
     print(f"\nAccepted requests: peak worker RSS at most {worst_peak.peak:.0f} MB ({worst_peak.name}; goal "
           f"<= {GOAL_PEAK_MB}); kept at most {worst_kept.kept:+.0f} MB ({worst_kept.name}; goal <= {GOAL_KEPT_MB}).")
     print(f"Refused before any work: {sum(r.status in (413, 422) for r in rows)} of {len(rows)}; "
           f"5xx: {sum(r.status >= 500 for r in rows)}.")
     costliest = next(c for c in cases(args.quick) if c.name == worst_peak.name)
     peak, statuses = whole_server(costliest)
-    print(f"Whole server (master + 2 workers, PSS), two clients sending '{costliest.name}' at once: peak "
+    print(f"Whole server (master, 2 web workers, the pool: PSS), two clients sending '{costliest.name}' at once: peak "
           f"{peak:.0f} MB (goal <= {GOAL_SERVER_MB}); statuses {sorted(set(statuses))}.")
     print(f"\nRun time {time.perf_counter() - started:.0f} s; load average {os.getloadavg()[0]:.2f} at the end.")
     return 0

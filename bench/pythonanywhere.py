@@ -1,9 +1,9 @@
 """``python -m bench.pythonanywhere``: PythonAnywhere's reloads rehearsed with uWSGI on loopback.
 
-Set up as the README's PythonAnywhere steps say, word for word where a machine can follow them:
+Set up as docs/deploy-pythonanywhere.md's steps say, word for word where a machine can follow them:
 the project cloned to ``~/mysite`` (``git clone`` of this repository's HEAD, in a temporary
 home), the WSGI file ``/var/www/<user>_pythonanywhere_com_wsgi.py`` being
-``deploy/pythonanywhere_wsgi.py`` unchanged, and ``~/mysite/.env`` being the README's example
+``deploy/pythonanywhere_wsgi.py`` unchanged, and ``~/mysite/.env`` being the guide's example
 pasted as is. uWSGI runs as PythonAnywhere runs a web app: one process, no threads, the WSGI
 file as ``--touch-reload`` (the Web tab's *Reload* button), behind ``--http-socket``. Under a
 steady load it reloads N times and reports failed requests (any answer but 200, or none) and
@@ -35,16 +35,15 @@ from bench.deploy import announced, http_request
 from bench.server import HOST, ROOT, free_port, multipart
 
 USER = "rehearsal"
-README = ROOT / "README.md"
+GUIDE = ROOT / "docs" / "deploy-pythonanywhere.md"
 
 
 def readme_env_example() -> str:
-    """The ``.env`` example of the README's PythonAnywhere steps, exactly as a reader would paste it."""
-    text = README.read_text(encoding="utf-8")
-    section = text[text.index("### PythonAnywhere"):]
-    after = section[section.index("`~/mysite/.env`"):]
+    """The ``.env`` example of the PythonAnywhere guide's steps, exactly as a reader would paste it."""
+    text = GUIDE.read_text(encoding="utf-8")
+    after = text[text.index("`~/mysite/.env`"):]
     block = re.search(r"```sh\n(.*?)```", after, re.S)
-    assert block is not None, "the README's PythonAnywhere .env example is missing"
+    assert block is not None, "the PythonAnywhere guide's .env example is missing"
     return "\n".join(line.strip() for line in block.group(1).splitlines()) + "\n"
 
 
@@ -79,7 +78,7 @@ class Site:
         return self.root / "uwsgi.log"
 
     def set_up(self) -> None:
-        """README steps 1, 5 and 6 (step 2's virtualenv is this interpreter's)."""
+        """The guide's steps 1, 5 and 6 (step 2's virtualenv is this interpreter's)."""
         self.home.mkdir(parents=True)
         subprocess.run(["git", "clone", "--quiet", str(ROOT), str(self.home / "mysite")], check=True, timeout=120,
                        env={**os.environ, "HOME": str(self.home)})
@@ -219,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     print(f"machine: {os.cpu_count()} CPUs, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     r = rehearse(args.reloads, args.clients)
-    print(f"\nuWSGI, one process, no threads, touch-reload; the README's .env pasted as is; {args.clients} clients\n")
+    print(f"\nuWSGI, one process, no threads, touch-reload; the guide's .env pasted as is; {args.clients} clients\n")
     print("| cold start ms | requests | failed | p50 ms | max ms | touch to serving, ms (each reload) |")
     print("| --- | --- | --- | --- | --- | --- |")
     print(f"| {r['cold_start_ms']} | {r['requests']} | {r['failed']} | {r['p50_ms']} | {r['max_ms']} | "

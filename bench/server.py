@@ -6,70 +6,17 @@ by the process id this module started.
 
 from __future__ import annotations
 
-import http.client
 import os
-import shlex
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-HOST = "127.0.0.1"
-
-
-def procfile_argv() -> list[str]:
-    """The ``web:`` command exactly as the Procfile gives it to Elastic Beanstalk (the one Procfile parser)."""
-    line = next((s for s in (ROOT / "Procfile").read_text().splitlines() if s.startswith("web:")), None)
-    if line is None:
-        raise ValueError("the Procfile has no web: line")
-    return shlex.split(line.removeprefix("web:"))
-
-
-def procfile_command() -> list[str]:
-    """The ``web:`` command of the Procfile, run with this interpreter's gunicorn."""
-    argv = procfile_argv()
-    if argv[0] == "gunicorn":
-        argv = [sys.executable, "-m", "gunicorn", *argv[1:]]
-    return argv
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
-def multipart(data: bytes, field_name: str = "image", filename: str = "photo.jpg") -> tuple[bytes, str]:
-    """A multipart/form-data body with one file field, and its content type."""
-    boundary = uuid.uuid4().hex
-    body = b"".join([
-        f"--{boundary}\r\n".encode(),
-        f'Content-Disposition: form-data; name="{field_name}"; filename="{filename}"\r\n'.encode(),
-        b"Content-Type: image/jpeg\r\n\r\n",
-        data,
-        f"\r\n--{boundary}--\r\n".encode(),
-    ])
-    return body, f"multipart/form-data; boundary={boundary}"
-
-
-def request(port: int, method: str, path: str, body: bytes | None = None, content_type: str | None = None,
-            timeout: float = 60.0) -> tuple[int, bytes]:
-    """One HTTP request to the loopback server; status and body."""
-    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
-    try:
-        headers = {"Content-Type": content_type} if content_type else {}
-        conn.request(method, path, body=body, headers=headers)
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
+# The loopback plumbing is testkit.net's, shared with the tests; the benchmarks import it from here too.
+from testkit.net import HOST, ROOT, free_port, multipart, procfile_argv, procfile_command, request  # noqa: F401
 
 
 @dataclass
@@ -122,18 +69,29 @@ class Server:
         return self._log.read().decode("utf-8", "replace")
 
     def worker_pids(self) -> list[int]:
-        """The gunicorn workers: children of the master process we started."""
+        """Every process under the master: the web workers, the CV pool's dispatcher and its processes."""
+        return sorted(self._family() - {self._pid()})
+
+    def cv_pids(self) -> list[int]:
+        """The CV pool's processes (the dispatcher's children): where the detections run."""
+        parents = _parents()
+        children = {pid for pid, parent in parents.items() if parent == self._pid()}
+        return sorted(pid for pid, parent in parents.items() if parent in children)
+
+    def _pid(self) -> int:
         assert self.proc is not None
-        pids = []
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    stat = (entry / "stat").read_text()
-                except OSError:
-                    continue
-                if int(stat.rsplit(")", 1)[1].split()[1]) == self.proc.pid:
-                    pids.append(int(entry.name))
-        return sorted(pids)
+        return self.proc.pid
+
+    def _family(self) -> set[int]:
+        parents = _parents()
+        family, found = {self._pid()}, True
+        while found:
+            found = False
+            for pid, parent in parents.items():
+                if parent in family and pid not in family:
+                    family.add(pid)
+                    found = True
+        return family
 
     def peak_rss_mb(self) -> tuple[float, list[float]]:
         """Peak resident memory (VmHWM) of the master and of each worker, in MB."""
@@ -160,6 +118,18 @@ class Server:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
         self._log.close()
+
+
+def _parents() -> dict[int, int]:
+    """Every process's parent, from /proc."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue  # a process that just ended
+    return parents
 
 
 def _hwm(pid: int) -> float:

@@ -2,7 +2,7 @@
 
 Paste this into /var/www/<username>_pythonanywhere_com_wsgi.py (the "WSGI
 configuration file" link on the Web tab), change PROJECT if you cloned
-elsewhere, then press Reload. Settings go in PROJECT/.env (see the README).
+elsewhere, then press Reload. Settings go in PROJECT/.env (see docs/deploy-pythonanywhere.md).
 """
 
 import os

@@ -4,32 +4,43 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from flask import Flask
 
+    from mysite.models.registry import Registry
+    from mysite.models.schema import ModelSpec
+    from mysite.settings import Settings
+    from mysite.web.endpoints import Endpoint
+
 __version__ = "0.1.0"
 
 
-def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
+def create_app(overrides: Mapping[str, Any] | None = None, *, settings: Settings | None = None,
+               endpoints: tuple[Endpoint, ...] | None = None) -> Flask:
     """Build the site: settings, models (loaded once, here), routes and JSON errors.
 
     Heavy imports (OpenCV, Flask) happen here, not when ``mysite`` is imported.
 
     ``overrides`` maps ``MYSITE_*`` variable names to values and wins over the
     environment; tests use it. Raises ``SettingsError`` for an invalid setting.
+    ``settings`` is an already loaded ``Settings`` instead (not with ``overrides``);
+    ``endpoints`` is the endpoint table to serve (default: ``ENDPOINTS``).
     """
     import cv2
     from flask import Flask
 
     from mysite import settings as settings_mod
-    from mysite.models.registry import Registry
     from mysite.models.schema import read_specs
     from mysite.server.upload_deadline import UploadDeadline
     from mysite.web import api, digit_page, error_handlers, inputs, openapi, pages, security, state
 
-    settings = settings_mod.load(overrides)
+    if settings is None:
+        settings = settings_mod.load(overrides)
+    elif overrides:
+        raise TypeError("create_app takes overrides or settings, not both")
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("mysite").setLevel(settings.log_level)
 
@@ -44,13 +55,13 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
         MYSITE_MAX_UPLOAD_MB=settings.max_upload_mb,
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]  # an attribute of Flask's default provider
-    registry = _load_models(cv2, Registry, read_specs(), settings)
+    registry = _load_models(cv2, read_specs(), settings)
     state.install(app, settings, registry)
     _warn_unused(settings, registry)
 
     app.register_blueprint(pages.bp)
     app.register_blueprint(digit_page.bp)
-    api.register(app)
+    api.register(app, api.ENDPOINTS if endpoints is None else endpoints)
     app.register_blueprint(openapi.bp)
     error_handlers.register(app)
     # Headers on every answer, JSON OPTIONS, and (when set) API keys for the image endpoints and CORS.
@@ -60,23 +71,24 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     return app
 
 
-def _load_models(cv2: Any, registry_class: Any, specs: Any, settings: Any) -> Any:
+def _load_models(cv2: ModuleType, specs: Mapping[str, ModelSpec], settings: Settings) -> Registry:
     """Load the models with OpenCV's thread pool off, then give it its configured size.
 
     Under gunicorn's preload this runs in the master before it forks the workers. A model
     that computes while loading (the DNN kinds check their output once) would start OpenCV's
-    pool there, and a forked worker cannot use that pool: it would run single-threaded
-    (measured: 12 MP /detect 660 ms instead of 350 ms).
+    pool there, and a forked worker cannot use that pool: it would run single-threaded.
     """
+    from mysite.models.registry import Registry
+
     threads = settings.cv_threads if settings.cv_threads >= 0 else cv2.getNumThreads()
     cv2.setNumThreads(0)
     try:
-        return registry_class(specs, settings)
+        return Registry(specs, settings)
     finally:
         cv2.setNumThreads(threads)
 
 
-def _warn_unused(settings: Any, registry: Any) -> None:
+def _warn_unused(settings: Settings, registry: Registry) -> None:
     """A MYSITE_* variable nothing reads is most likely a typo: say so at start."""
     used = {e.spec.env for e in registry.entries.values()}
     for name in sorted(set(settings.extra) - used):

@@ -27,7 +27,7 @@ class Reason(StrEnum):
     UNAUTHORIZED = "unauthorized"  # no API key, or one that is not valid
     MODEL_NOT_LOADED = "model_not_loaded"  # the endpoint's model is not on this server
     UNAVAILABLE = "unavailable"  # the service is restarting or overloaded
-    BUSY = "busy"  # this worker's detection queue is full: retry after Retry-After (a second)
+    BUSY = "busy"  # no detection process became free in time: retry after Retry-After (a second)
     NOT_FOUND = "not_found"  # no such route
     METHOD_NOT_ALLOWED = "method_not_allowed"  # the route does not take this method
     INTERNAL_ERROR = "internal_error"  # a bug on the server (logged there, never detailed)
@@ -37,7 +37,7 @@ class Reason(StrEnum):
         return self.value
 
 
-# Every reason an error body may carry: the one list the README and the API description read.
+# Every reason an error body may carry: the one list docs/api.md and the API description read.
 REASONS: tuple[str, ...] = tuple(r.value for r in Reason)
 
 # The reason an HTTP status gets when nothing more specific is known (werkzeug's own errors).
@@ -73,6 +73,16 @@ class ApiError(Exception):
     def body(self) -> dict[str, str]:
         return {"status": self.status, "message": self.message, "reason": self.reason.value}
 
+    def parts(self) -> tuple[int, str, str, str, dict[str, str]]:
+        """What ``from_parts`` needs to raise this error again in another process."""
+        return self.code, self.status, self.message, self.reason.value, dict(self.headers)
+
+    @staticmethod
+    def from_parts(code: int, status: str, message: str, reason: str, headers: dict[str, str]) -> ApiError:
+        error = ApiError(message, headers=headers, reason=Reason(reason))
+        error.code, error.status = code, status
+        return error
+
 
 class BadRequest(ApiError):
     code, status, reason = 400, "bad request", Reason.BAD_REQUEST
@@ -92,3 +102,9 @@ class Unprocessable(ApiError):
 
 class Unavailable(ApiError):
     code, status, reason = 503, "unavailable", Reason.MODEL_NOT_LOADED
+
+
+class Busy(Unavailable):
+    """No CV process could take the request in time: come back in a moment."""
+
+    status, reason = "busy", Reason.BUSY

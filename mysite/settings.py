@@ -53,8 +53,18 @@ class Settings:
     url_deadline: float = 20.0
     # Seconds a request body may take to arrive once its first byte is read (then a JSON 408).
     upload_deadline: float = 20.0
-    # Requests that may wait for a worker's detection slot; more are told 503 + Retry-After at once.
+    # Without the process pool (MYSITE_CV_PROCESSES=0, uWSGI, the test client): requests that may wait
+    # for a web worker's detection slot; more are told 503 + Retry-After at once.
     queue: int = 6
+    # The process pool (mysite/server/pool.py): processes that run the CV work, -1: one per CPU.
+    cv_processes: int = -1
+    # Seconds a request may wait in the pool's queue (then 503 busy), and that its CV work may take (then
+    # its process is killed and replaced: 503 timeout).
+    queue_deadline: float = 10.0
+    work_deadline: float = 10.0
+    # Memory a CV process may take beyond what it starts with (an rlimit: past it, the request fails with
+    # a 413 and the process is replaced).
+    cv_memory_mb: float = 192.0
     secret_key: str = field(default_factory=lambda: secrets.token_hex(16), repr=False)
     log_level: str = "INFO"
     cv_threads: int = -1
@@ -164,7 +174,7 @@ def expand_path(raw: str) -> Path:
     return Path(os.path.expandvars(os.path.expanduser(raw)))
 
 
-# variable suffix -> (field, parser, what a valid value is); the README's settings table lists the same names.
+# variable suffix -> (field, parser, what a valid value is); docs/settings.md lists the same names.
 FIELDS: dict[str, tuple[str, Any, str]] = {
     "MODEL_DIR": ("model_dir", lambda v: expand_path(v) if v.strip() else None, "a folder path"),
     "MAX_UPLOAD_MB": ("max_upload_mb", _positive_float, "a positive number of megabytes"),
@@ -177,6 +187,10 @@ FIELDS: dict[str, tuple[str, Any, str]] = {
     "URL_DEADLINE": ("url_deadline", _positive_float, "a positive number of seconds"),
     "UPLOAD_DEADLINE": ("upload_deadline", _positive_float, "a positive number of seconds"),
     "QUEUE": ("queue", _whole, "a whole number >= 0"),
+    "CV_PROCESSES": ("cv_processes", _threads, "a whole number >= -1 (-1: one per CPU, 0: no pool)"),
+    "QUEUE_DEADLINE": ("queue_deadline", _positive_float, "a positive number of seconds"),
+    "WORK_DEADLINE": ("work_deadline", _positive_float, "a positive number of seconds"),
+    "CV_MEMORY_MB": ("cv_memory_mb", _positive_float, "a positive number of megabytes"),
     "SECRET_KEY": ("secret_key", str, "any text"),
     "LOG_LEVEL": ("log_level", _log_level, "DEBUG, INFO, WARNING or ERROR"),
     "CV_THREADS": ("cv_threads", _threads, "a whole number >= -1 (-1: OpenCV's default)"),

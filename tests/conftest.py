@@ -11,7 +11,16 @@ os.environ["MYSITE_ENV_FILE"] = os.devnull
 for _name in [n for n in os.environ if n.startswith("MYSITE_") and n != "MYSITE_ENV_FILE"]:
     del os.environ[_name]
 
-from tests_helpers import DATA, read  # noqa: E402 - after the environment is cleaned
+from tests_helpers import DATA, read, require  # noqa: E402 - after the environment is cleaned
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """``@pytest.mark.needs("nginx", ...)``: skip without the tool, fail without it under CI=true
+    (before any fixture starts a server for nothing)."""
+    for mark in item.iter_markers("needs"):
+        for name in mark.args:
+            require(name)
 
 
 @pytest.fixture(scope="session")

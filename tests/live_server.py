@@ -13,7 +13,7 @@ from pathlib import Path
 
 import requests
 
-from bench.server import free_port  # noqa: F401 - the one helper, re-exported for the tests
+from testkit.net import free_port  # noqa: F401 - the one helper, re-exported for the tests
 
 PROJECT = Path(__file__).resolve().parent.parent
 
@@ -22,6 +22,7 @@ PROJECT = Path(__file__).resolve().parent.parent
 class LiveServer:
     url: str  # e.g. http://127.0.0.1:40123
     log: Path
+    pid: int = 0  # the server's main process
 
 
 @contextmanager
@@ -43,7 +44,7 @@ def start_gunicorn(env: Mapping[str, str] | None = None, log_dir: Path | None = 
             [str(gunicorn), "--config", "python:mysite.server.gunicorn_conf", "wsgi:application"],
             cwd=PROJECT, env=full_env, stdout=out, stderr=subprocess.STDOUT,
         )
-    server = LiveServer(f"http://127.0.0.1:{port}", log)
+    server = LiveServer(f"http://127.0.0.1:{port}", log, proc.pid)
     try:
         wait_until(lambda: requests.get(server.url + "/healthz", timeout=1).status_code == 200, proc, "gunicorn",
                    detail=log.read_text)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -221,7 +220,7 @@ http {{
 """
 
 
-@pytest.mark.skipif(shutil.which("nginx") is None and not os.environ.get("CI"), reason="nginx is not installed")
+@pytest.mark.needs("nginx")
 def test_a_batch_through_nginx_in_front_of_two_instances(folder, tmp_path, capsys) -> None:
     """The Elastic Beanstalk shape: nginx balancing two instances; every image answered once, both used."""
     from live_server import start_gunicorn, stop, wait_until

@@ -8,12 +8,12 @@ from pathlib import Path
 import cv2
 import pytest
 
-from bench.measure import iou
 from mysite import create_app
 from mysite.models.kinds import DATA_DIR
 from mysite.settings import SettingsError
 from mysite.vision.blazeface import BlazeFace, anchors
 from mysite.web.state import current_registry
+from testkit.boxes import iou
 
 DATA = Path(__file__).parent / "data"
 ASTRONAUT_FACE = [177, 67, 272, 162]  # where Haar finds it (testdata README)
@@ -61,7 +61,7 @@ def test_boxes_stay_inside_the_image(short_range):
 def test_group_photo_short_range_sees_no_small_faces(short_range):
     """Short range is for faces near the camera: 17 small faces letterboxed into 128x128 are too small."""
     image = cv2.imread(str(DATA / "group_17_faces.jpg"))
-    # Measured: none at the default threshold (full range finds 16 of 17; README "Deep-learning models").
+    # Measured: none at the default threshold (full range finds 16 of 17; docs/models.md).
     assert short_range.run(image, min_confidence=0.5, nms=0.3) == []
 
 
@@ -106,8 +106,8 @@ def test_full_range_absent_is_503_with_the_fetch_command(tmp_path):
 
 @pytest.mark.parametrize("detector", ["dnn", "dnn-full"])
 def test_12mp_selfie_is_decoded_reduced_and_answered_in_original_pixels(detector):
-    from bench import compose
     from mysite.vision.decode import read_header
+    from testkit import compose
 
     data, known = compose.build_jpeg(compose.selfie_layout(1200, 4000, 3000), 4000, 3000)
     client = create_app({"MYSITE_LOG_LEVEL": "WARNING"}).test_client()

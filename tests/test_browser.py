@@ -6,32 +6,22 @@ Screenshots go to test-artifacts/ (gitignored) for a person to look at.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from live_server import PROJECT
-from webdriver import Browser, chromium, find_chromium
+from tests_helpers import require
+from webdriver import Browser, chromium
 
 DATA = Path(__file__).with_name("data")
 ARTIFACTS = PROJECT / "test-artifacts"
 LAPTOP, PHONE = (1280, 900), (390, 844)
 
 
-def _require_chromium() -> None:
-    """Skip without Chromium, but fail under CI=true: there the browser must be installed."""
-    if find_chromium() is None:
-        reason = ("headless Chromium is not installed (apt-get install -y chromium chromium-driver, "
-                  "or run .ci/install-browser)")
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason}; CI=true requires the browser tests to run")
-        pytest.skip(reason)
-
-
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    _require_chromium()
+    require("chromium")
     with chromium(ARTIFACTS) as b:
         yield b
 
@@ -224,7 +214,7 @@ def test_digit_drawn_on_the_pad_is_read(browser: Browser, live_server) -> None:
 
 def test_form_works_without_javascript(live_server) -> None:
     """The same page with scripts turned off: the plain form POST shows the JSON and the drawn picture."""
-    _require_chromium()
+    require("chromium")
     with chromium(ARTIFACTS, extra_args=["--blink-settings=scriptEnabled=false"]) as b:
         b.size(*LAPTOP)
         b.get(live_server.url + "/")

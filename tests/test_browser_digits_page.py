@@ -3,7 +3,6 @@ seed's own index.html + jQuery index.js, run as printed (jQuery from Debian's li
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -84,12 +83,8 @@ def test_our_digit_page_reads_a_drawing_and_a_file(browser: Browser, live_server
     assert "no digit found" in browser.text("#error") and browser.text("#result") == ""
 
 
+@pytest.mark.needs("jquery")
 def test_the_seeds_own_jquery_page_shows_the_digit(browser: Browser, live_server, tmp_path) -> None:  # noqa: F811
-    if not JQUERY.is_file():
-        reason = "Debian's libjs-jquery is not installed (apt-get install -y libjs-jquery, or .ci/install-browser)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason}; CI=true requires the browser tests to run")
-        pytest.skip(reason)
     jquery = JQUERY.read_text(encoding="utf-8")
     page = SEED_002_INDEX_HTML.replace("JQUERY", jquery).replace("INDEX_JS", SEED_002_INDEX_JS)
     # Same origin as /predict/, as the seed's page was with its app; a JSON answer, not one of our pages,

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from tests_helpers import BOOK_GROUP_BOXES, boxes_of
 
-from bench.hostile_inputs import jpeg_header, png
+from mysite import pipeline
 from mysite.settings import SettingsError
 from mysite.vision import budget, cascade
 from mysite.web import api
+from testkit.hostile_inputs import jpeg_header, png
 
 HEADER_40MP = jpeg_header(8000, 5000)  # 632 bytes declaring 8000x5000
 
@@ -21,13 +22,13 @@ HEADER_40MP = jpeg_header(8000, 5000)  # 632 bytes declaring 8000x5000
 def decodes(monkeypatch):
     """Every decode the endpoints make: (reduce, gray) per call."""
     seen: list[tuple[int, bool]] = []
-    real = api.decode_image
+    real = pipeline.decode_image
 
     def spy(data, **kw):
         seen.append((kw.get("reduce", 1), kw.get("gray", False)))
         return real(data, **kw)
 
-    monkeypatch.setattr(api, "decode_image", spy)
+    monkeypatch.setattr(pipeline, "decode_image", spy)
     return seen
 
 

@@ -10,10 +10,10 @@ import cv2
 import numpy as np
 import pytest
 
-from bench.compose import build, exact_layout, selfie_layout
-from bench.measure import iou, recall
 from mysite.vision import budget, coarse_scan, fastpath
 from mysite.vision.cascade import Cascade
+from testkit.boxes import iou, recall
+from testkit.compose import build, exact_layout, selfie_layout
 
 DATA = Path(__file__).parent / "data"
 FACE = Path(cv2.data.haarcascades) / "haarcascade_frontalface_alt.xml"

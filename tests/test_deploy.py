@@ -12,11 +12,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from tests_helpers import nginx_path, require
 
-from bench.server import procfile_argv
 from mysite import settings as settings_mod
 from mysite.errors import REASONS
 from mysite.server import proxy_conf
+from testkit.net import procfile_argv
 
 ROOT = Path(__file__).resolve().parent.parent
 EB_CONFIG = ROOT / ".ebextensions" / "01-mysite.config"
@@ -252,19 +253,13 @@ def _listening(port: int) -> set[str]:
     return out
 
 
+@pytest.mark.needs("dev-venv")
 def test_dev_serve_listens_on_loopback_and_installs_nothing_again():
-    import hashlib
     import signal
     import time
 
-    from bench.server import free_port, request
+    from testkit.net import free_port, request
 
-    digest = hashlib.sha256((ROOT / "requirements.txt").read_bytes() * 2).hexdigest()[:16]
-    stamp = ROOT / ".venv" / f".installed-requirements.txt-{digest}"
-    if not stamp.exists():  # deploy/dev.sh test writes it; never let this test run pip
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{stamp} missing: CI runs the suite through deploy/dev.sh test")
-        pytest.skip("run through deploy/dev.sh test (its .venv stamps) to check serve")
     before = {p.name: p.stat().st_mtime for p in (ROOT / ".venv").glob(".installed-*")}
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MYSITE_") and k != "HOST"}
@@ -346,13 +341,10 @@ def test_docker_entrypoint_puts_nginx_in_front_and_slow_clients_do_not_block_the
     import socket
     import time
 
-    from bench.server import free_port, request
+    from testkit.net import free_port, request
 
-    nginx_bin = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
-    if nginx_bin is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("nginx is missing in CI: .ci/install-nginx should have installed it")
-        pytest.skip("nginx is not installed")
+    require("nginx")
+    nginx_bin = str(nginx_path())
     port, app_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MYSITE_")}
     env.update(PATH=f"{Path(sys.executable).parent}:{Path(nginx_bin).parent}:{env.get('PATH', '')}",

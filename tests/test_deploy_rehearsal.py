@@ -7,25 +7,15 @@ About 20 s.
 
 from __future__ import annotations
 
-import os
-import shutil
-from pathlib import Path
-
 import pytest
+from tests_helpers import require
 
 from bench import deploy
 
 
-def _have_nginx() -> bool:
-    return shutil.which("nginx") is not None or Path("/usr/sbin/nginx").exists()
-
-
 @pytest.fixture(scope="module")
 def rehearsal():
-    if not _have_nginx():
-        if os.environ.get("CI") == "true":
-            pytest.fail("nginx is missing in CI: .ci/install-nginx should have installed it")
-        pytest.skip("nginx is not installed (apt-get install -y nginx)")
+    require("nginx")
     return deploy.rehearse(quick=True, clients=3)
 
 

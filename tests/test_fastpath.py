@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from bench.compose import HEIGHT, WIDTH, build_jpeg, exact_layout
-from bench.measure import iou
 from mysite import create_app
 from mysite.errors import BadRequest
 from mysite.params import parse
 from mysite.vision import fastpath
 from mysite.vision.decode import read_header
 from mysite.web.state import current_registry
+from testkit.boxes import iou
+from testkit.compose import HEIGHT, WIDTH, build_jpeg, exact_layout
 
 DATA = Path(__file__).parent / "data"
 # What the book's code (full-resolution decode, BGR->gray, scaleFactor 1.1, minNeighbors 5,
@@ -34,7 +34,7 @@ def client():
 
 @pytest.fixture(scope="module")
 def composition() -> tuple[bytes, list[list[int]]]:
-    """The 12 MP photo of bench/compose.py and its known faces [x1, y1, x2, y2]."""
+    """The 12 MP photo of testkit/compose.py and its known faces [x1, y1, x2, y2]."""
     return build_jpeg()
 
 
@@ -185,7 +185,7 @@ def test_haar_finds_faces_exactly_min_face_wide(client, width, height):
 
 
 def test_a_cascade_declared_without_min_face_looks_down_to_min_size():
-    """The README's eye cascade: min_face is a default of the face models, not of every cascade."""
+    """The models guide's eye cascade: min_face is a default of the face models, not of every cascade."""
     import re
     import tomllib
 
@@ -193,12 +193,12 @@ def test_a_cascade_declared_without_min_face_looks_down_to_min_size():
     from mysite.models.schema import ModelSpec
     from mysite.settings import load
 
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
-    table = tomllib.loads(re.search(r"```toml\n(\[eyes\].*?)```", readme, re.S).group(1))
+    guide = (Path(__file__).parent.parent / "docs" / "models.md").read_text()
+    table = tomllib.loads(re.search(r"```toml\n(\[eyes\].*?)```", guide, re.S).group(1))
     spec = ModelSpec.from_table("eyes", table["eyes"])
     eyes = _load(spec, load({"MYSITE_MIN_FACE": "0.05"}, environ={}))
     assert eyes.loaded and {p.name: p.default for p in eyes.model.params}["min_face"] == 0.0
-    from bench.compose import Paste
+    from testkit.compose import Paste
 
     crop = (128, 16, 200, 200)  # the astronaut's face and hair; her face is 100 px at this scale, her eyes ~20
     strip = tuple(Paste("astronaut.png", 100 / 98, (20 + 300 * i, 20), crop) for i in range(12))

@@ -1,6 +1,6 @@
 """Hostile inputs against every registered route: never a 5xx, always JSON (or the image asked for).
 
-A few thousand requests from ``bench/hostile_inputs.py`` (fixed seed, so a failure repeats)
+A few thousand requests from ``testkit/hostile_inputs.py`` (fixed seed, so a failure repeats)
 through Flask's test client, plus a small share through the Procfile's gunicorn on loopback.
 Mutated real photos (made small so the run stays short), generated images of every format
 and mode, pixel and decompression bombs, truncated files, malformed multipart, deep JSON,
@@ -20,7 +20,7 @@ import requests as http
 from tests_helpers import DATA
 from tiny_models import colour_classifier, fixed_ssd
 
-from bench.hostile_inputs import Request, photos_from, requests
+from testkit.hostile_inputs import Request, photos_from, requests
 
 SEED = 20261122
 IN_PROCESS = 2000

@@ -6,25 +6,21 @@ Both come with requirements-dev.txt; without them the test skips on a laptop but
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from tests_helpers import require
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def _tool(name: str) -> str:
+    require(name)
     found = Path(sys.executable).with_name(name)
-    path = str(found) if found.exists() else shutil.which(name)
-    if path is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{name} is missing: requirements-dev.txt installs it")
-        pytest.skip(f"{name} is not installed (pip install -r requirements-dev.txt)")
-    return path
+    return str(found) if found.exists() else str(shutil.which(name))
 
 
 @pytest.mark.parametrize("command", [["ruff", "check", "."], ["mypy"]])

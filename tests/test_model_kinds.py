@@ -54,7 +54,7 @@ def model_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def client(model_dir):
-    # The real ssd entry, pointed at an ONNX file as the README documents: it needs no Caffe prototxt.
+    # The real ssd entry, pointed at an ONNX file as docs/models.md documents: it needs no Caffe prototxt.
     return create_app({"MYSITE_LOG_LEVEL": "WARNING", "MYSITE_MODEL_DIR": str(model_dir),
                        "MYSITE_SSD_MODEL": str(model_dir / "tiny_ssd.onnx")}).test_client()
 

@@ -13,18 +13,18 @@ import re
 import pytest
 from tests_helpers import DATA
 
-from mysite.web import api, endpoints
+from mysite import create_app
+from mysite.web import endpoints
 from mysite.web.state import current_endpoints, current_registry, current_settings
 
 HTML = {"Accept": "text/html"}
 
 
 @pytest.fixture()
-def table_app(make_app, monkeypatch):
+def table_app():
     """An app built with another table: ``table_app(rows)``."""
     def build(rows: tuple[endpoints.Endpoint, ...], overrides: dict | None = None):
-        monkeypatch.setattr(api.register, "__defaults__", (rows,))  # what create_app registers
-        return make_app(overrides)
+        return create_app({"MYSITE_LOG_LEVEL": "WARNING", **(overrides or {})}, endpoints=rows)
     return build
 
 
@@ -98,3 +98,23 @@ def test_the_clients_route_table_agrees_with_the_registered_rows(app) -> None:
         assert route.answers_image == (ep.output == "image"), ep.path
         assert route.several == (ep.output == "boxes"), ep.path  # repeated image fields: api._batch, boxes only
         assert route.draws == (ep.output in respond.DETECTIONS), ep.path
+
+
+def test_a_shape_that_does_not_exist_stops_the_table_where_it_is_built() -> None:
+    with pytest.raises(ValueError, match=r"endpoint /outline: 'imgae' is not an Output; one of boxes, .*image"):
+        endpoints.Endpoint("/outline", "canny", "Edges", output="imgae")
+    with pytest.raises(ValueError, match=r"'sucess' is not an ErrorShape"):
+        endpoints.Endpoint("/outline", "canny", "Edges", output="image", errors="sucess")
+    row = endpoints.Endpoint("/outline", "canny", "Edges", output="image", errors="success")
+    assert row.output is endpoints.Output.IMAGE and row.errors is endpoints.ErrorShape.SUCCESS
+
+
+def test_create_app_takes_loaded_settings_and_a_table() -> None:
+    from mysite.settings import load
+
+    settings = load({"MYSITE_LOG_LEVEL": "WARNING", "MYSITE_MAX_UPLOAD_MB": "3"}, environ={})
+    app = create_app(settings=settings, endpoints=endpoints.ENDPOINTS[:1])
+    assert current_settings(app) is settings and current_endpoints(app) == endpoints.ENDPOINTS[:1]
+    assert app.test_client().post("/catfacedetection").status_code == 404
+    with pytest.raises(TypeError):
+        create_app({"MYSITE_DEBUG": "1"}, settings=settings)

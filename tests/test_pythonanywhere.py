@@ -1,4 +1,4 @@
-"""PythonAnywhere as the README tells it: its ``.env`` example works pasted as is, and uWSGI run as
+"""PythonAnywhere as docs/deploy-pythonanywhere.md tells it: its ``.env`` example works pasted as is, and uWSGI run as
 PythonAnywhere runs it (one process, no threads, touch-reload) loses no request across a reload.
 
 The uWSGI test needs uWSGI beside this interpreter (``pip install -r bench/requirements.txt``;
@@ -10,8 +10,6 @@ the full rehearsal. About 6 s when it runs.
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -34,12 +32,8 @@ def test_readme_env_example_works_when_pasted(tmp_path, monkeypatch):
     assert settings.extra == {}  # every line is a setting the app reads: no typo warning
 
 
+@pytest.mark.needs("uwsgi")
 def test_uwsgi_touch_reload_under_load_drops_nothing():
-    if not (Path(sys.executable).parent / "uwsgi").exists():
-        reason = "uWSGI not installed (pip install -r bench/requirements.txt)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason}; CI=true requires the PythonAnywhere rehearsal to run")
-        pytest.skip(reason)
     r = pythonanywhere.rehearse(reloads=1, clients=1)
     assert r["failed"] == 0, r["first_failure"]
     assert r["requests"] >= 5 and len(r["touch_to_serving_ms"]) == 1

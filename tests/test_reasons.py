@@ -10,7 +10,7 @@ import pytest
 
 from mysite.errors import REASONS, ApiError, Reason, reason_for
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+API_GUIDE = Path(__file__).resolve().parent.parent / "docs" / "api.md"
 PNG_1PX = bytes.fromhex("89504e470d0a1a0a0000000d49484452000000010000000108000000003a7e9b55"
                         "0000000a49444154789c6360000000020001e221bc330000000049454e44ae426082")
 
@@ -87,7 +87,7 @@ def test_reasons_are_stable_snake_case_words_each_class_has_one_and_a_raise_may_
     assert reason_for(404) is Reason.NOT_FOUND and reason_for(418) is Reason.HTTP_ERROR
 
 
-def test_the_readme_documents_every_reason() -> None:
-    text = README.read_text()
+def test_the_api_guide_documents_every_reason() -> None:
+    text = API_GUIDE.read_text()
     missing = [r for r in REASONS if f"`{r}`" not in text]
-    assert not missing, f"README does not document {missing}"
+    assert not missing, f"docs/api.md does not document {missing}"

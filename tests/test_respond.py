@@ -10,9 +10,9 @@ import cv2
 import numpy as np
 import pytest
 
+from mysite.pipeline import AnswerFormat, answer_memory
 from mysite.vision.decode import Header
 from mysite.vision.draw import BOX_COLOR, draw_detections
-from mysite.web.respond import AnswerFormat, answer_memory
 
 DATA = Path(__file__).with_name("data")
 GROUP = (DATA / "group_17_faces.jpg").read_bytes()

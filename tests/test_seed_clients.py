@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -25,6 +24,7 @@ import numpy as np
 import pytest
 import requests
 from live_server import LiveServer, start_gunicorn
+from tests_helpers import require
 from tiny_models import colour_classifier, fixed_ssd
 
 DATA = Path(__file__).parent / "data"
@@ -66,12 +66,8 @@ def server(tmp_path_factory) -> Iterator[LiveServer]:
 
 
 def _curl(*args: str) -> str:
-    curl = shutil.which("curl")
-    if curl is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("curl is not installed; CI=true requires the curl clients to run")
-        pytest.skip("curl is not installed")
-    return subprocess.run([curl, "-s", *args], capture_output=True, text=True, timeout=30, check=True).stdout
+    require("curl")
+    return subprocess.run([str(shutil.which("curl")), "-s", *args], capture_output=True, text=True, timeout=30, check=True).stdout
 
 
 # --- Seed 002: the MNIST app's curl line, its canvas body and its jQuery call -------------------

@@ -72,9 +72,9 @@ def test_slow_uploads_get_a_json_408_and_the_worker_keeps_serving(tmp_path, grou
     assert "WORKER TIMEOUT" not in log and "SIGKILL" not in log and log.count("Booting worker") == 1, log
 
 
-def test_a_crowd_is_shed_with_503_and_healthz_still_answers(tmp_path, group_jpg):
+def test_a_crowd_waits_its_turn_and_healthz_still_answers(tmp_path, group_jpg):
     clients, rounds = 12, 3
-    env = {"MYSITE_THREADS": "4", "MYSITE_QUEUE": "1"}
+    env = {"MYSITE_QUEUE_DEADLINE": "120"}  # no shared test machine is that slow: nobody is turned away
     statuses: list[int] = []
     health_ms: list[float] = []
     stop = threading.Event()
@@ -102,8 +102,8 @@ def test_a_crowd_is_shed_with_503_and_healthz_still_answers(tmp_path, group_jpg)
         stop.set()
         prober.join()
     assert len(statuses) == clients * rounds
-    assert set(statuses) <= {200, 503} and statuses.count(200) >= rounds and statuses.count(503) >= 1
-    # Generous: a shared 2-CPU machine. Before, /healthz queued behind up to twelve detections.
+    assert statuses == [200] * (clients * rounds)
+    # Generous: a shared 2-CPU machine; /healthz asks the pool's dispatcher, which runs no detection.
     assert len(health_ms) >= 3 and max(health_ms) < 3000, health_ms
 
 

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 from tests_helpers import BOOK_GROUP_BOXES, read
 
-from bench import compose
-from bench.measure import iou
 from mysite import create_app
 from mysite.vision import yunet
 from mysite.vision.decode import read_header
 from mysite.vision.draw import BOX_COLOR
 from mysite.web.state import current_registry
+from testkit import compose
+from testkit.boxes import iou
 
 
 @pytest.fixture(scope="module")

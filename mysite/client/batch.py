@@ -37,7 +37,7 @@ from mysite.client import Client, ConnectFailed, NoAnswer, imagepaths, json_or_n
 from mysite.client.progress import Progress
 from mysite.client.routes import Route, route_for
 
-# Measured by `python -m bench.batch` (README, "The batch client"): two requests in flight per
+# Measured by `python -m bench.batch` (docs/page-and-client.md): two requests in flight per
 # server worker keep a 2-worker server busy; more only queue at the server.
 DEFAULT_CONCURRENCY = 4
 # Measured: packing images into one request saved nothing on loopback and cost balance

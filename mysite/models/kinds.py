@@ -10,15 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-from mysite.params import Param
 from mysite.vision.blazeface import BlazeFace
 from mysite.vision.cascade import Cascade
 from mysite.vision.classify import Classifier, Label, read_labels
 from mysite.vision.digits import DigitReader
 from mysite.vision.dnn import Preprocess, find_beside
 from mysite.vision.edges import Canny
+from mysite.vision.shapes import Rescaling, WholeImage
 from mysite.vision.ssd import SSD
 from mysite.vision.yunet import YuNet
 
@@ -29,25 +29,8 @@ DATA_DIR = Path(__file__).with_name("data")  # the shipped model files and their
 SELF_CONTAINED = {".onnx", ".tflite"}  # model formats whose file holds the whole graph: no config file
 
 
-class Model(Protocol):
-    """What every kind of model offers the generic handler."""
-
-    @property
-    def input(self) -> str:
-        """"gray" or "color": how the upload is decoded for it."""
-
-    @property
-    def params(self) -> tuple[Param, ...]:
-        """Per-request knobs, defaults included."""
-
-    # Each kind names its own keyword parameters (those of ``params``).
-    def run(self, *args: Any, **kwargs: Any) -> Any: ...
-
-    # Optional: ``prepare(header, values, explicit, limit) -> (reduce, values)`` lets a model that can work
-    # on a smaller image pick the decode reduction from the header (and refuse, 422, what is over the
-    # request's budget ``limit``); its run() then also gets ``scale`` (decoded pixels per original pixel)
-    # and answers in original pixels; ``work(header, values)`` may count its cost. See vision/cascade.py.
-    # Optional: ``decode_side``, the long side a model needs: the image is decoded no larger (api.py).
+# Every kind builds one of the two shapes the request pipeline knows (mysite/vision/shapes.py).
+Model = WholeImage | Rescaling
 
 
 def _opt(spec: ModelSpec, key: str, default: Any, kind: type | tuple[type, ...]) -> Any:

@@ -159,8 +159,7 @@ def _load(spec: ModelSpec, settings: Settings) -> DeclaredModel:
             entry.error = model_schema.params_problem(spec.name, spec.params, model.params)
             entry.schema_error = entry.error is not None
             if not entry.error:
-                # A plain attribute on every kind (the protocol shows it read-only).
-                model.params = with_defaults(model.params, {**spec.params, **_setting_defaults(spec, settings)})  # type: ignore[misc]
+                model.params = with_defaults(model.params, {**spec.params, **_setting_defaults(spec, settings)})
                 entry.model = model
         except Exception as exc:  # noqa: BLE001 - any failure to load is reported, never fatal
             entry.error = f"{path or spec.kind} could not be loaded: {exc}"

@@ -1,4 +1,7 @@
-"""Requests side by side, models one at a time: the CV slot of a worker process.
+"""Without the process pool: requests side by side, models one at a time, in the web worker itself.
+
+The process pool (``pool.py``) is how the Procfile's gunicorn runs; this gate serves where
+there is none (uWSGI, Flask's test client, ``MYSITE_CV_PROCESSES=0``).
 
 gunicorn's ``gthread`` worker gives each connection a thread, so an upload that arrives
 slowly, or a ``?url=`` fetch, holds one thread and not the worker; ``/healthz`` and the pages
@@ -18,20 +21,8 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from mysite.errors import Reason, Unavailable
-
-_local = threading.local()
-
-
-def current_slot() -> int | None:
-    """The CV slot this thread holds, or None outside one (per-slot model caches key on it)."""
-    return getattr(_local, "slot", None)
-
-
-class Busy(Unavailable):
-    """Every CV slot is taken and the queue is full: come back in a moment."""
-
-    status, reason = "busy", Reason.BUSY
+from mysite.errors import Busy
+from mysite.vision.dnn import model_slot
 
 
 class Gate:
@@ -60,11 +51,10 @@ class Gate:
                 raise self._busy()
             with self._lock:
                 number = self._free.pop()
-            _local.slot = number
             try:
-                yield number
+                with model_slot(number):
+                    yield number
             finally:
-                _local.slot = None
                 with self._lock:
                     self._free.append(number)
                 self._semaphore.release()

@@ -2,14 +2,15 @@
 
 ``PORT`` (Elastic Beanstalk sets 8000), ``WEB_CONCURRENCY`` (worker processes,
 default: one per CPU, at least 2), ``MYSITE_THREADS`` (threads per worker), ``MYSITE_TIMEOUT``
-(seconds a request may take), ``MYSITE_CV_THREADS`` (OpenCV's threads per worker,
-default: OpenCV's, one per CPU). ``GUNICORN_CMD_ARGS`` overrides anything here, as
-gunicorn documents. Why these defaults: README, "Performance".
+(seconds before gunicorn replaces a stuck worker), ``MYSITE_CV_THREADS`` (OpenCV's threads per CV
+process, default: OpenCV's, one per CPU). ``GUNICORN_CMD_ARGS`` overrides anything here, as gunicorn
+documents. The CV process pool starts in ``when_ready``. Why these defaults: docs/performance.md.
 """
 
 import os
+from typing import Any
 
-from mysite.server import gunicorn_errors
+from mysite.server import gunicorn_errors, pool
 from mysite.server.memory import limit_arenas
 
 
@@ -22,28 +23,23 @@ def _cpus() -> int:
 
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
-# Detection is CPU-bound: one sync worker per CPU, and never fewer than two, so a slow client
-# or ?url= fetch holds up one worker, not the site. Measured (python -m bench, 2 CPUs): two
-# workers with one OpenCV thread each serve 1.9x the requests of one.
+# Web workers only move bytes (the CV work runs in the process pool, mysite/server/pool.py); two
+# of them, so a worker being replaced never leaves the site without one.
 workers = int(os.environ.get("WEB_CONCURRENCY", str(max(2, _cpus()))))
-# Threads per worker (gthread): a slow upload, a ?url= fetch or /healthz each take a thread, not the
-# worker; detections still run one at a time per worker (mysite/server/concurrency.py), so memory and
-# throughput stay those of one request per worker. Measured: README, "Slow clients and /healthz".
+# Threads per worker (gthread): each request holds one while it uploads and waits its turn in the pool's
+# queue; enough that a crowd can wait while /healthz still finds a free one.
 worker_class = "gthread"
 # Threads would each get a malloc heap of their own (up to 8 per CPU), and what one frees the
 # others do not reuse: two heaps, set here in the master before any thread, inherited by the workers.
 limit_arenas(int(os.environ.get("MALLOC_ARENA_MAX", "2")))
-threads = int(os.environ.get("MYSITE_THREADS", "8"))
-# The slowest legitimate request measured here: a 40 MP photo (the pixel limit) through a cascade
-# with min_face=0, scale_factor=1.05 and min_neighbors=0: 42 s on 2 CPUs. 120 s leaves room for a
-# slower host before gunicorn would kill the worker.
+threads = int(os.environ.get("MYSITE_THREADS", "32"))
+# A web thread waits at most for the upload, the queue and the work deadlines (MYSITE_UPLOAD_DEADLINE,
+# MYSITE_QUEUE_DEADLINE, MYSITE_WORK_DEADLINE); gunicorn's own timeout only catches a stuck worker.
 timeout = int(os.environ.get("MYSITE_TIMEOUT", "120"))
 graceful_timeout = 20
-# MYSITE_CV_THREADS is left to OpenCV (one thread per CPU in every worker). Measured: under
-# load this oversubscription costs nothing (9.16 vs 9.08 req/s with 8 clients: OpenCV's pool
-# hands out stripes as threads get a CPU), while a lone request finishes in half the time
-# (116 vs 214 ms on the group photo). MYSITE_CV_THREADS=1 forbids it.
-# Load the app (and its models) once in the master: workers share its memory and start at once.
+# MYSITE_CV_THREADS is left to OpenCV (one thread per CPU in every CV process): a lone request uses every
+# CPU, and under load OpenCV hands out stripes as threads get a CPU (docs/performance.md).
+# Load the app (and its models) once in the master: the pool's processes fork from it holding them.
 preload_app = True
 accesslog = "-"
 # The access log writes each request's URL: an API key a client put in the query string is redacted.
@@ -58,3 +54,22 @@ control_socket_disable = True
 # default limits (4094 bytes, 8190 bytes) stay: nginx in front (Elastic Beanstalk, the Docker
 # image) answers over 8 KB itself, and no endpoint needs a longer line.
 gunicorn_errors.install()
+
+
+def when_ready(server: Any) -> None:
+    """Start the instance's CV process pool from the master, which holds the loaded models: the
+    workers forked after this send their work to it (mysite/server/pool.py)."""
+    from mysite.web.state import app_state
+
+    state = app_state(server.app.wsgi())
+    settings = state.settings
+    processes = settings.cv_processes if settings.cv_processes >= 0 else _cpus()
+    if processes == 0:
+        return
+    own = [s.fileno() for s in getattr(server, "LISTENERS", [])] + list(getattr(server, "PIPE", []))
+    pool.start(state.registry, processes, settings.queue_deadline, settings.work_deadline, settings.cv_memory_mb,
+               close_fds=own)
+
+
+def on_exit(server: Any) -> None:
+    pool.stop()

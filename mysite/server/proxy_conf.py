@@ -60,7 +60,7 @@ def render(settings: settings_mod.Settings, timeout_s: int) -> str:
     ])
     return f"""\
 # Written by `python -m mysite.server.proxy_conf` from MYSITE_MAX_UPLOAD_MB={settings.max_upload_mb:g} and
-# MYSITE_TIMEOUT={timeout_s}: do not edit by hand (README, "Raising the upload limit").
+# MYSITE_TIMEOUT={timeout_s}: do not edit by hand (docs/deploy-elastic-beanstalk.md).
 
 # The largest body the app accepts: the image limit as base64 (4/3) plus room for the form.
 # Larger bodies get the JSON 413 below instead of nginx's HTML page.

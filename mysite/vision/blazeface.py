@@ -23,8 +23,10 @@ import numpy as np
 from mysite.params import Param
 from mysite.vision import fastpath
 from mysite.vision.boxes import Detection, clip, sort
+from mysite.vision.budget import Budget
 from mysite.vision.decode import Header
 from mysite.vision.dnn import ThreadNets
+from mysite.vision.shapes import Rescaling
 
 PARAMS = (
     Param("min_confidence", float, 0.5, min=0.0, max=1.0, doc="smallest face score kept"),
@@ -44,12 +46,11 @@ def anchors(size: int, strides: Sequence[int], anchors_per_layer: int) -> np.nda
     return np.concatenate(out).astype(np.float32)
 
 
-class BlazeFace:
+class BlazeFace(Rescaling):
     """A BlazeFace ``.tflite`` file with its anchor layout; answers boxes with a confidence."""
 
     input = "color"
     params = PARAMS
-    decode_side = 768  # long side decoded at least: six times the 128 px input (four times full range's 192)
 
     def __init__(self, path: Path, *, size: int = 128, strides: Sequence[int] = (8, 16, 16, 16),
                  anchors_per_layer: int = 2) -> None:
@@ -66,7 +67,8 @@ class BlazeFace:
                 f"(1, {len(self.anchors)}, 1) scores and (1, {len(self.anchors)}, 16) boxes"
             )
 
-    def prepare(self, header: Header, values: dict[str, Any], explicit: Collection[str]) -> tuple[int, dict[str, Any]]:
+    def prepare(self, header: Header, values: dict[str, Any], explicit: Collection[str],
+                limit: Budget | None = None) -> tuple[int, dict[str, Any]]:
         """Decode reduced: the net sees the photo at ``size`` pixels, so a 12 MP photo needs 1/8 of it."""
         return fastpath.reduction(2 * self.size / max(header.width, header.height)), values
 

@@ -17,6 +17,7 @@ from mysite.vision import budget, coarse_scan, fastpath
 from mysite.vision.boxes import Detection, clip, from_xywh
 from mysite.vision.decode import Header
 from mysite.vision.dnn import PerThread, UnreadableModel
+from mysite.vision.shapes import Rescaling
 
 PARAMS = (
     Param("scale_factor", float, 1.1, min=1.05, max=2.0,
@@ -29,7 +30,7 @@ PARAMS = (
 )
 
 
-class Cascade:
+class Cascade(Rescaling):
     """A Haar/LBP cascade file, loaded once and used by any number of threads."""
 
     input = "gray"

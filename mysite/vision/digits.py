@@ -18,6 +18,7 @@ import numpy as np
 from mysite.errors import Unprocessable
 from mysite.params import Param
 from mysite.vision.dnn import ThreadNets, probabilities
+from mysite.vision.shapes import WholeImage
 
 SIDE = 28  # the model's input: 28x28
 BOX = 20  # the ink is scaled to fit this box, as in MNIST
@@ -70,7 +71,7 @@ def _without_specks(img: np.ndarray) -> np.ndarray:
     return np.where(keep[labels], img, 0.0).astype(np.float32)
 
 
-class DigitReader:
+class DigitReader(WholeImage):
     """A 10-class MNIST model (ONNX): one 1x1x28x28 input in [0, 1], ten scores out."""
 
     input = "gray"

@@ -10,7 +10,8 @@ break a thread that has not run yet.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -18,7 +19,7 @@ from typing import Any, Generic, TypeVar
 import cv2
 import numpy as np
 
-from mysite.server.concurrency import current_slot
+from mysite.vision.shapes import WholeImage
 
 # File suffix -> the framework name cv2.dnn.readNet takes with in-memory buffers.
 FRAMEWORKS = {".onnx": "onnx", ".caffemodel": "caffe", ".tflite": "tflite", ".pb": "tensorflow"}
@@ -36,14 +37,30 @@ def find_beside(path: Path, name: str, fallback_dirs: Sequence[Path] = ()) -> Pa
 
 
 T = TypeVar("T")
+_slot = threading.local()
+
+
+@contextmanager
+def model_slot(number: int) -> Iterator[None]:
+    """Mark this thread as the one using slot ``number``'s model objects for the block (see ``PerThread``)."""
+    _slot.number = number
+    try:
+        yield
+    finally:
+        _slot.number = None
+
+
+def current_slot() -> int | None:
+    """The slot this thread holds, or None outside one."""
+    return getattr(_slot, "number", None)
 
 
 class PerThread(Generic[T]):
     """One object per CV slot (or per thread outside the slots), made by ``build()`` on first use.
 
     OpenCV's nets and classifiers are not safe to share between threads running at once. Inside
-    a slot (``mysite.server.concurrency``) exactly one thread at a time uses the slot's object, so a
-    worker with eight threads and one slot keeps one copy, not eight.
+    a slot (``model_slot``) exactly one thread at a time uses the slot's object, so a web worker
+    with many threads and one slot keeps one copy, not one per thread.
     """
 
     def __init__(self, build: Callable[[], T]) -> None:
@@ -119,7 +136,7 @@ class ThreadNets:
         return [np.asarray(o) for o in outs]
 
 
-class NetModel:
+class NetModel(WholeImage):
     """A model file (+ config) run by cv2.dnn on colour images, with its input recipe and labels.
 
     Subclasses say in ``check`` what a sane first output looks like; it is run once, on a

@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 
 from mysite.params import Param
+from mysite.vision.shapes import WholeImage
 
 PARAMS = (
     Param("low", int, 100, min=0, max=10000, doc="lower hysteresis threshold"),
@@ -13,7 +14,7 @@ PARAMS = (
 )
 
 
-class Canny:
+class Canny(WholeImage):
     """Edge detector; needs no file, so it is always loaded."""
 
     input = "gray"

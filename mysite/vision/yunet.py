@@ -24,8 +24,10 @@ import numpy as np
 from mysite.params import Param
 from mysite.vision import fastpath
 from mysite.vision.boxes import Detection, clip, sort
+from mysite.vision.budget import Budget
 from mysite.vision.decode import Header
 from mysite.vision.dnn import PerThread, UnreadableModel, first_line, read_bytes
+from mysite.vision.shapes import Rescaling
 
 # YuNet's five points, in the order of its output (the subject's right eye is on the image's left).
 LANDMARKS = ("right_eye", "left_eye", "nose_tip", "mouth_right", "mouth_left")
@@ -92,7 +94,7 @@ def _spans(length: int, n: int, size: int) -> list[tuple[int, int, int, int]]:
     return [(starts[i], ends[i], cuts[i], cuts[i + 1]) for i in range(n)]
 
 
-class YuNet:
+class YuNet(Rescaling):
     """A YuNet ``.onnx`` file; one ``cv2.FaceDetectorYN`` per thread."""
 
     input = "color"
@@ -155,7 +157,8 @@ class YuNet:
             found.append(rows[keep])
         return np.vstack(found)
 
-    def prepare(self, header: Header, values: dict[str, Any], explicit: Collection[str]) -> tuple[int, dict[str, Any]]:
+    def prepare(self, header: Header, values: dict[str, Any], explicit: Collection[str],
+                limit: Budget | None = None) -> tuple[int, dict[str, Any]]:
         """Decode at the largest reduction the first pass allows; values as the request meant them."""
         values = fastpath.as_meant(values, explicit)
         min_px = fastpath.smallest(max(header.width, header.height), values["min_size"], values["min_face"])

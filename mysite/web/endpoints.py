@@ -1,7 +1,8 @@
 """The image endpoints as data: one row per route, served by the one handler in ``api.py``.
 
-A row names its path, the models.toml model it runs, how its answer is shaped
-(``respond.JSON_SHAPES``) and what its error bodies carry; a new endpoint is a new row.
+A row names its path, the models.toml model it runs, how its answer is shaped (an ``Output``)
+and what its error bodies carry (an ``ErrorShape``); a new endpoint is a new row. A row with an
+output or error shape that does not exist fails when the table is built, not on a request.
 """
 
 from __future__ import annotations
@@ -9,10 +10,38 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from mysite.params import Param
 from mysite.web.choices import ModelChoice
+
+
+class Output(StrEnum):
+    """How an endpoint's answer is shaped (``respond`` has one shape for each)."""
+
+    BOXES = "boxes"  # the book's {"status": "ok", "result": [{"box": [...]}, ...]}
+    FIELDS = "fields"  # the model's own fields beside the status, e.g. {"status": "ok", "digit": 7, ...}
+    PREDICTIONS = "predictions"  # classifier predictions, read by the book's Keras and the PyTorch tutorial's clients
+    DEEPSTACK = "deepstack"  # DeepStack / CodeProject.AI's {"success": true, "predictions": [...]}
+    DIGIT_TEXT = "digit_text"  # the bare digit as text/plain (the MNIST Flask API)
+    IMAGE = "image"  # a picture (Canny's edge map)
+
+
+class ErrorShape(StrEnum):
+    """What an endpoint's error bodies carry beside status, message and reason."""
+
+    BOOK = "book"  # nothing else
+    SUCCESS = "success"  # "success": false, which the book's Keras client reads on every answer
+    DEEPSTACK = "deepstack"  # DeepStack's "success": false, "error" and "duration"
+
+
+def _member(kind: type[StrEnum], value: str, path: str) -> StrEnum:
+    try:
+        return kind(value)
+    except ValueError:
+        raise ValueError(f"endpoint {path}: {value!r} is not an {kind.__name__}; "
+                         f"one of {', '.join(m.value for m in kind)}") from None
 
 
 @dataclass(frozen=True)
@@ -22,14 +51,19 @@ class Endpoint:
     path: str
     model: str  # a table name in models.toml
     doc: str
-    output: str = "boxes"  # a key of respond.JSON_SHAPES ("boxes": the book's JSON) or TEXT_SHAPES, or "image"
+    output: Output = Output.BOXES
     fixed: Mapping[str, Any] = field(default_factory=dict)  # parameters the endpoint pins
     choice: ModelChoice | None = None  # a request parameter that picks another model (e.g. ?detector=dnn)
-    # Request parameters the endpoint defaults and a request may override (e.g. output=base64 for seed 003).
+    # Request parameters the endpoint defaults and a request may override (e.g. output=base64 on /predictor).
     defaults: Mapping[str, str] = field(default_factory=dict)
-    errors: str = "book"  # a key of respond.ERROR_FIELDS: what an error body carries beside status/message
+    errors: ErrorShape = ErrorShape.BOOK
     label: str = ""  # the label of a detection that has none (drawn, DeepStack answers); default: the model's name
     on_page: bool = True  # offered as a task on the page at / (routes kept for other clients' formats are not)
+
+    def __post_init__(self) -> None:
+        # Rows may name shapes by their values ("image"); a value that is no member stops the table here.
+        object.__setattr__(self, "output", _member(Output, self.output, self.path))
+        object.__setattr__(self, "errors", _member(ErrorShape, self.errors, self.path))
 
     def settable(self, params: tuple[Param, ...]) -> tuple[Param, ...]:
         """A model's parameters a request may set on this row (not those it pins), with the row's own defaults."""
@@ -52,26 +86,27 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("/detect", "face", "Detect human faces; boxes as [x1, y1, x2, y2]; ?detector=haar|yunet|dnn|dnn-full",
              choice=FACE_DETECTORS),
     Endpoint("/catfacedetection", "catface", "Detect cat faces; boxes as [x1, y1, x2, y2]"),
-    Endpoint("/canny", "canny", "Canny edge map of the image, as a JPEG", output="image"),
+    Endpoint("/canny", "canny", "Canny edge map of the image, as a JPEG", output=Output.IMAGE),
     # The book's cat client kept detections above 0.1: so does this endpoint unless the request says otherwise.
     Endpoint("/catdetection", "ssd", "Detect whole cats (MobileNet-SSD); boxes with label and confidence",
              fixed={"labels": "cat"}, defaults={"min_confidence": "0.1"}),
     Endpoint("/objectdetection", "ssd", "Detect the 20 VOC object classes (MobileNet-SSD); ?labels=cat,dog"),
     # The book's Keras client reads "success" on every answer, errors included.
-    Endpoint("/predict", "classifier", "Classify the image (ImageNet); top-k predictions", output="predictions",
-             errors="success"),
-    Endpoint("/digits", "digits", "Read one handwritten digit (MNIST CNN); POST img or a data URL", output="fields"),
-    # Seed 002's MNIST app: a distinct rule from /predict, answering the bare digit as text.
-    Endpoint("/predict/", "digits", "Read one handwritten digit; answers the bare digit as text/plain (seed 002)",
-             output="digit_text", on_page=False),
-    # Seed 003's client posts base64 and b64decodes the answer: the drawn JPEG as base64 by default.
-    Endpoint("/predictor", "face", "Faces drawn on the image, answered as base64 JPEG text (seed 003)",
+    Endpoint("/predict", "classifier", "Classify the image (ImageNet); top-k predictions", output=Output.PREDICTIONS,
+             errors=ErrorShape.SUCCESS),
+    Endpoint("/digits", "digits", "Read one handwritten digit (MNIST CNN); POST img or a data URL", output=Output.FIELDS),
+    # The MNIST Flask API's route: a distinct rule from /predict, answering the bare digit as text.
+    Endpoint("/predict/", "digits",
+             "Read one handwritten digit; answers the bare digit as text/plain (the MNIST Flask API's route)",
+             output=Output.DIGIT_TEXT, on_page=False),
+    # The AIDemo client posts base64 and b64decodes the answer: the drawn JPEG as base64 by default.
+    Endpoint("/predictor", "face", "Faces drawn on the image, answered as base64 JPEG text (the AIDemo client's route)",
              choice=FACE_DETECTORS, defaults={"output": "base64"}, on_page=False),
     # DeepStack / CodeProject.AI clients (Home Assistant, Blue Iris, deepstack-python).
     # Faces by the site's face detector, as /detect (a Haar box has no score: its confidence is 1.0).
     Endpoint("/v1/vision/face", "face", "DeepStack-compatible face detection; multipart image, min_confidence",
-             choice=FACE_DETECTORS, output="deepstack", errors="deepstack", label="face", on_page=False),
+             choice=FACE_DETECTORS, output=Output.DEEPSTACK, errors=ErrorShape.DEEPSTACK, label="face", on_page=False),
     # DeepStack's server keeps detections from 0.40 when a request names no min_confidence (Frigate sends none).
     Endpoint("/v1/vision/detection", "ssd", "DeepStack-compatible object detection (MobileNet-SSD, VOC labels)",
-             output="deepstack", errors="deepstack", on_page=False, defaults={"min_confidence": "0.4"}),
+             output=Output.DEEPSTACK, errors=ErrorShape.DEEPSTACK, on_page=False, defaults={"min_confidence": "0.4"}),
 )

@@ -8,6 +8,7 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, render_templ
 
 from mysite import __version__
 from mysite.errors import Reason
+from mysite.server import pool
 from mysite.web import tryit
 from mysite.web.state import current_registry
 
@@ -65,10 +66,22 @@ def _try_it(payload: dict[str, Any]) -> tuple[str, int]:
 
 @bp.get("/healthz")
 def healthz() -> tuple[Response, int]:
-    """Health check: 200 while the required models are loaded, else 503"""
+    """Health check: 200 while the required models are loaded and the detection processes answer, else 503"""
     registry = current_registry()
-    if registry.healthy:
+    if not registry.healthy:
+        missing = [e.spec.name for e in registry.entries.values() if e.spec.required and not e.loaded]
+        return _unhealthy(f"required models not loaded: {', '.join(missing)}", Reason.MODEL_NOT_LOADED)
+    client = pool.current()
+    if client is None:
         return jsonify({"status": "ok"}), 200
-    missing = [e.spec.name for e in registry.entries.values() if e.spec.required and not e.loaded]
-    return jsonify({"status": "unavailable", "message": f"required models not loaded: {', '.join(missing)}",
-                    "reason": Reason.MODEL_NOT_LOADED.value}), 503
+    # The dispatcher never runs client work, so it answers at once whatever the detections do.
+    queue = client.status(timeout=0.5)
+    if queue is None:
+        return _unhealthy("the detection processes do not answer", Reason.UNAVAILABLE)
+    if queue["processes"] == 0:
+        return _unhealthy("no detection process is running", Reason.UNAVAILABLE)
+    return jsonify({"status": "ok", "queue": queue}), 200
+
+
+def _unhealthy(message: str, reason: Reason) -> tuple[Response, int]:
+    return jsonify({"status": "unavailable", "message": message, "reason": reason.value}), 503

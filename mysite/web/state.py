@@ -8,11 +8,13 @@ that holds the app (start-up, tests, benchmarks) passes it. Nothing else reads
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask, current_app
 
+from mysite.server import pool
 from mysite.server.concurrency import Gate
 
 if TYPE_CHECKING:
@@ -65,3 +67,13 @@ def current_gate(app: Flask | None = None) -> Gate:
 def current_endpoints(app: Flask | None = None) -> tuple[Endpoint, ...]:
     """The endpoint table as registered on the app: what the page, ``GET /``, OpenAPI and the tests read."""
     return app_state(app).endpoints
+
+
+def run(fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(models, *args)`` where this instance runs CV work: its process pool, or (without one: uWSGI,
+    the test client, MYSITE_CV_PROCESSES=0) this thread, one request at a time per process."""
+    client = pool.current()
+    if client is not None:
+        return client.call(fn, *args)
+    with current_gate().slot():
+        return fn(current_registry(), *args)

@@ -18,13 +18,11 @@ from flask import Flask, Response, current_app, request
 from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from mysite import pipeline
 from mysite.errors import ApiError
-from mysite.vision import budget
-from mysite.vision.decode import decode_image, encode, read_header
-from mysite.vision.draw import thumbnail
 from mysite.web import endpoints, respond, security
 from mysite.web.error_handlers import public_text
-from mysite.web.state import app_state, current_settings
+from mysite.web.state import app_state, current_settings, run
 
 # File names a browser form may upload (seed 001 checked the extension before reading the file).
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff")
@@ -238,23 +236,19 @@ def _show(outcome: Outcome, response: Response, uploaded: bytes | None, label: s
     outcome.json_text = pretty(body)
     outcome.summary = summary(body)
     detections = body.get("result") if isinstance(body, dict) else None
-    if isinstance(detections, list) and uploaded is not None and not _too_large_to_draw(uploaded):
-        outcome.image_url = _data_url(encode(respond.annotate(uploaded, detections, label)), "image/jpeg")
-    elif isinstance(detections, list) and uploaded is not None:
-        outcome.notes.append("The picture is too large to draw the boxes on here; the JSON has them.")
+    settings = current_settings()
+    if isinstance(detections, list) and uploaded is not None:
+        budget_left = settings.request_memory_bytes - 2 * len(uploaded)
+        drawn = run(pipeline.drawn_upload, uploaded, detections, label, settings.max_pixels, budget_left)
+        if drawn is not None:
+            outcome.image_url = _data_url(drawn, "image/jpeg")
+        else:
+            outcome.notes.append("The picture is too large to draw the boxes on here; the JSON has them.")
     elif isinstance(detections, list):
         outcome.notes.append("Boxes are drawn on uploads; for a URL, add ?output=image to the API call.")
     elif uploaded is not None:  # nothing to draw: show the upload itself, small (seed 001's thumbnail)
-        outcome.thumbnail_url = _data_url(encode(_thumbnail(uploaded), quality=85), "image/jpeg")
-
-
-def _thumbnail(data: bytes, side: int = THUMBNAIL) -> Any:
-    """The upload at most ``side`` pixels wide and high; a large JPEG is decoded at 1/2 to 1/8 of its size."""
-    header = read_header(data, current_settings().max_pixels)
-    long_side = max(header.width, header.height)
-    reduce = next((r for r in (8, 4, 2) if long_side / r >= side), 1)
-    return thumbnail(decode_image(data, max_pixels=header.width * header.height, reduce=reduce, header=header).image,
-                     side)
+        small = run(pipeline.thumbnail_of, uploaded, THUMBNAIL, settings.max_pixels)
+        outcome.thumbnail_url = _data_url(small, "image/jpeg")
 
 
 def summary(body: Any) -> str:
@@ -268,16 +262,6 @@ def summary(body: Any) -> str:
     if isinstance(body.get("result"), list):
         return f"{len(body['result'])} found"
     return ""
-
-
-def _too_large_to_draw(uploaded: bytes) -> bool:
-    """Whether drawing on the full-size upload would take more than a request's memory budget (as ?output=image)."""
-    settings = current_settings()
-    try:
-        header = read_header(uploaded, settings.max_pixels)
-    except ApiError:
-        return True
-    return budget.answer_memory(header, "jpeg", base64=True) > settings.request_memory_bytes - 2 * len(uploaded)
 
 
 def pretty(value: Any) -> str:

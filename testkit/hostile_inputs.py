@@ -7,7 +7,7 @@ URLs generated are literal addresses the site's ``?url=`` policy refuses before 
 
 Interface::
 
-    from bench.hostile_inputs import Request, requests, bombs, mutate, photos_from
+    from testkit.hostile_inputs import Request, requests, bombs, mutate, photos_from
 
     photos = photos_from(Path("tests/data"), max_side=160)   # {name: bytes}, real photos made small
     for r in requests(seed=0, count=2000, paths=["/detect", "/canny"], photos=photos):

@@ -1,0 +1,132 @@
+"""``python -m bench.crowd``: a crowd of closed-loop clients against one Procfile instance.
+
+Each client posts the 12 MP composition (``testkit/compose.py``) to ``/detect`` again as soon as
+it has its answer, and never retries a 503 (as a load balancer and DeepStack's clients do not).
+A prober reads ``/healthz`` every quarter second throughout. Printed per crowd: answers by
+status, throughput against the instance's capacity (CPUs / the photo's single-threaded
+in-process time), latency, and /healthz's p95. Loopback only; every loop ends by its clock.
+
+Options: ``--clients 16 64`` (crowds, run in turn), ``--seconds 60``, ``--detector haar``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import threading
+import time
+from collections import Counter
+
+import cv2
+
+from bench.server import Server, multipart, request
+from mysite import create_app
+from mysite.params import parse
+from mysite.pipeline import AnswerFormat, Job, run_job
+from mysite.vision.budget import Budget
+from mysite.web.endpoints import FACE_DETECTORS
+from mysite.web.state import current_registry, current_settings
+from testkit import compose
+
+
+def in_process_seconds(data: bytes, detector: str, reps: int = 7) -> float:
+    """Median wall time of the photo's CV work (the pool's job) on one OpenCV thread, in this process."""
+    app = create_app({"MYSITE_URL_FETCH": "off"})
+    with app.app_context():
+        registry, settings = current_registry(), current_settings()
+    model = FACE_DETECTORS.model({"detector": detector}, settings)
+    job = Job(model, "boxes", AnswerFormat("json", "jpeg"), parse(registry.get(model).params, {}), frozenset(),
+              (data,), False, "face", settings.max_pixels, Budget(settings.request_memory_bytes, settings.request_work))
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        run_job(registry, job)
+        times = []
+        for _ in range(reps):
+            t = time.perf_counter()
+            run_job(registry, job)
+            times.append(time.perf_counter() - t)
+    finally:
+        cv2.setNumThreads(threads)
+    return statistics.median(times)
+
+
+def crowd(port: int, body: bytes, ctype: str, path: str, clients: int, seconds: float) -> dict[str, object]:
+    """``clients`` closed loops for ``seconds``; statuses, latencies, and /healthz probe times."""
+    statuses: Counter[int | str] = Counter()
+    latencies: list[float] = []
+    health: list[float] = []
+    health_codes: Counter[int | str] = Counter()
+    lock = threading.Lock()
+    end = time.monotonic() + seconds
+
+    def client() -> None:
+        while time.monotonic() < end:
+            t = time.perf_counter()
+            try:
+                status: int | str = request(port, "POST", path, body, ctype, timeout=120)[0]
+            except OSError as exc:
+                status = type(exc).__name__
+            with lock:
+                statuses[status] += 1
+                if status == 200:
+                    latencies.append(time.perf_counter() - t)
+
+    def prober() -> None:
+        while time.monotonic() < end:
+            t = time.perf_counter()
+            try:
+                code: int | str = request(port, "GET", "/healthz", timeout=10)[0]
+            except OSError as exc:
+                code = type(exc).__name__
+            health.append(time.perf_counter() - t)
+            health_codes[code] += 1
+            time.sleep(0.25)
+
+    threads = [threading.Thread(target=client) for _ in range(clients)] + [threading.Thread(target=prober)]
+    started = time.monotonic()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    wall = time.monotonic() - started
+    return {"statuses": statuses, "latencies": sorted(latencies), "health": sorted(health),
+            "health_codes": health_codes, "wall": wall}
+
+
+def _pct(values: list[float], q: float) -> float:
+    return values[min(len(values) - 1, int(q * (len(values) - 1) + 0.5))] if values else float("nan")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(prog="python -m bench.crowd", description=__doc__.splitlines()[0])
+    ap.add_argument("--clients", type=int, nargs="+", default=[16, 64])
+    ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--detector", default="haar")
+    args = ap.parse_args()
+    data, _ = compose.build_jpeg()
+    cpus = len(os.sched_getaffinity(0))
+    single = in_process_seconds(data, args.detector)
+    capacity = cpus / single
+    print(f"12 MP composition, detector={args.detector}: {single * 1000:.0f} ms in-process on one OpenCV thread; "
+          f"capacity {capacity:.2f} req/s on {cpus} CPUs\n")
+    print("| clients | answers | 200 | 503 | other | req/s | of capacity | p50 / p95 s | /healthz p95 s (codes) |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    body, ctype = multipart(data)
+    for clients in args.clients:
+        with Server(workers=2, cv_threads=-1) as server:
+            r = crowd(server.port, body, ctype, f"/detect?detector={args.detector}", clients, args.seconds)
+        statuses: Counter[int | str] = r["statuses"]  # type: ignore[assignment]
+        ok = statuses.get(200, 0)
+        rate = ok / float(r["wall"])  # type: ignore[arg-type]
+        lat: list[float] = r["latencies"]  # type: ignore[assignment]
+        health: list[float] = r["health"]  # type: ignore[assignment]
+        other = sum(n for s, n in statuses.items() if s not in (200, 503))
+        print(f"| {clients} | {sum(statuses.values())} | {ok} | {statuses.get(503, 0)} | {other} | {rate:.2f} | "
+              f"{rate / capacity:.0%} | {_pct(lat, 0.5):.2f} / {_pct(lat, 0.95):.2f} | "
+              f"{_pct(health, 0.95):.2f} ({dict(r['health_codes'])}) |")  # type: ignore[arg-type]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,222 @@
+"""One request's CV work, from the image's bytes to its answer: plan, check, decode, run, draw.
+
+Everything here depends on the client's bytes and nothing here knows Flask or the server, so
+it runs where a bad image can cost only its own process (``mysite/server/pool.py``): the web
+side reads the request into a ``Job`` and turns the ``Outcome`` into a response.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from mysite.errors import ApiError, TooLarge
+from mysite.vision import budget
+from mysite.vision.boxes import clip
+from mysite.vision.budget import Budget, decode_memory
+from mysite.vision.decode import Decoded, Header, decode_image, encode, read_header
+from mysite.vision.draw import draw_detections, thumbnail
+from mysite.vision.shapes import Rescaling, WholeImage
+
+Model = WholeImage | Rescaling
+
+# Endpoint outputs whose result is a list of detections: they can be drawn on the upload (output=image).
+DETECTIONS = frozenset({"boxes", "deepstack"})
+# Work is counted in cascade windows; decoding and the DNN models' resizing cost about a tenth of that per pixel.
+DECODE_WORK = 8
+
+
+@dataclass(frozen=True)
+class AnswerFormat:
+    """What the client asked to get back, read once per request."""
+
+    output: str  # "json", "image", "base64", or "text" for the plain-text answers
+    fmt: str  # "jpeg" or "png": how a picture is encoded
+
+
+@dataclass(frozen=True)
+class Job:
+    """Everything the CV work of one request needs: the model's name, parsed parameters and the bytes."""
+
+    model: str
+    output: str  # the endpoint's kind of answer (Endpoint.output)
+    answer: AnswerFormat
+    values: dict[str, Any]
+    explicit: frozenset[str]  # parameters the client (or the route) set, not defaults
+    images: tuple[bytes, ...]
+    batch: bool  # several images, one answer each
+    label: str  # what a detection without a label of its own is
+    max_pixels: int
+    budget: Budget  # what the request may cost, before its own bytes are counted
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The model's answer (for a batch, one body per image), and the picture when one was asked for."""
+
+    result: Any
+    picture: bytes | None = None
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class ImagePlan:
+    """How one image will be decoded and run, worked out from its header: checked against the budget."""
+
+    header: Header
+    gray: bool
+    reduce: int
+    values: dict[str, Any]
+    work: int  # windows a cascade evaluates, plus decoded pixels / DECODE_WORK
+    memory: int  # bytes the decode may take (what the budget leaves it)
+
+    @property
+    def decoded_pixels(self) -> int:
+        return math.ceil(self.header.width / self.reduce) * math.ceil(self.header.height / self.reduce)
+
+
+def run_job(models: Any, job: Job) -> Outcome:
+    """Do the job with ``models`` (the registry): the model's answer, or raise the ``ApiError`` that says why not."""
+    started = time.perf_counter()
+    model = models.get(job.model)
+    if job.batch:
+        return Outcome(_batch(model, job), seconds=time.perf_counter() - started)
+    data = job.images[0]
+    # The request's bytes (body, form copy, the image) are held throughout: what is left is the budget.
+    left = job.budget.with_memory(job.budget.memory - 2 * len(data))
+    plan = plan_image(model, data, job.values, job.explicit, job.max_pixels, left)
+    budget.check_memory(answer_memory(job.output, job.answer, plan.header, plan.decoded_pixels), left,
+                        f"the answer for this {plan.header.width}x{plan.header.height} image",
+                        "ask for output=json, format=jpeg, or send a smaller image")
+    decoded, result = execute(model, data, plan)
+    picture = None
+    if job.answer.output in ("image", "base64"):
+        image = result if job.output == "image" else annotate(data, result, job.label, decoded, job.max_pixels)
+        picture = encode(image, job.answer.fmt)
+    return Outcome(result if job.output != "image" else None, picture, time.perf_counter() - started)
+
+
+def plan_image(model: Model, data: bytes, values: dict[str, Any], explicit: frozenset[str], max_pixels: int,
+               limit: Budget) -> ImagePlan:
+    """Read the header, pick the decode size, and refuse (413/422) what is over the budget, before any pixel.
+
+    A ``Rescaling`` model picks the reduction itself, checks its own scan against the budget and
+    is told the decoded image's ``scale``; a ``WholeImage`` model is decoded whole, no larger than
+    its ``decode_side`` when it has one (the DNN models, whose input is a few hundred pixels).
+    """
+    gray = model.input == "gray"
+    header = read_header(data, max_pixels)
+    work = 0
+    if isinstance(model, Rescaling):
+        reduce, values = model.prepare(header, values, explicit, limit)
+        work = model.work(header, values)
+    else:
+        reduce = reduction_for(header, model.decode_side)
+    what = f"decoding this {header.width}x{header.height} {header.format}{' with transparency' if header.alpha else ''}"
+    budget.check_memory(decode_memory(header, gray, reduce), limit, what, "send a smaller image")
+    plan = ImagePlan(header, gray, reduce, values, work, limit.memory)
+    return dataclasses.replace(plan, work=work + plan.decoded_pixels // DECODE_WORK)
+
+
+def execute(model: Model, data: bytes, plan: ImagePlan) -> tuple[Decoded, Any]:
+    """Decode as planned and run the model; the decoded image and the model's answer (in original pixels)."""
+    decoded = decode_image(data, max_pixels=plan.header.width * plan.header.height, gray=plan.gray,
+                           reduce=plan.reduce, header=plan.header, max_bytes=plan.memory)
+    if isinstance(model, Rescaling):
+        return decoded, model.run(decoded.image, **plan.values, scale=decoded.scale)
+    result = model.run(decoded.image, **plan.values)
+    return decoded, rescale(result, decoded)
+
+
+def _batch(model: Model, job: Job) -> list[dict[str, Any]]:
+    """Each image's answer in the book's shape, or its own error body.
+
+    Every image is planned before any is decoded, and the request's work is the sum of its
+    images': 16 images may together cost what one may, no more.
+    """
+    each = job.budget.with_memory(job.budget.memory - 2 * sum(len(d) for d in job.images))
+    plans: list[ImagePlan | ApiError] = []
+    for data in job.images:
+        try:
+            plans.append(plan_image(model, data, dict(job.values), job.explicit, job.max_pixels, each))
+        except ApiError as exc:  # one bad image spoils nothing for the others
+            plans.append(exc)
+    ok = [p for p in plans if isinstance(p, ImagePlan)]
+    pixels = sum(p.header.width * p.header.height for p in ok)
+    if pixels > job.max_pixels:
+        raise TooLarge(f"the {len(job.images)} images hold {pixels / 1e6:.1f} megapixels together; "
+                       f"the limit for one request is {job.max_pixels / 1e6:.1f} megapixels")
+    budget.check_work(sum(p.work for p in ok), job.budget, f"these {len(job.images)} images together",
+                      "send fewer or smaller images per request")
+    results: list[dict[str, Any]] = []
+    for data, plan in zip(job.images, plans):
+        if isinstance(plan, ApiError):
+            results.append(plan.body())
+            continue
+        try:
+            results.append({"status": "ok", "result": execute(model, data, plan)[1]})
+        except ApiError as exc:
+            results.append(exc.body())
+    return results
+
+
+def answer_memory(output_kind: str, fmt: AnswerFormat, header: Header, decoded_pixels: int) -> int:
+    """Peak bytes of making this request's answer (0 for JSON and text)."""
+    if fmt.output in ("json", "text"):
+        return 0
+    if output_kind == "image":  # the model's picture (as large as the decoded image), encoded
+        encoded = (3 if fmt.fmt == "png" else 2) * decoded_pixels
+        return 2 * decoded_pixels + encoded + (encoded * 4 // 3 if fmt.output == "base64" else 0)
+    return budget.answer_memory(header, fmt.fmt, fmt.output == "base64")  # detections drawn on the upload
+
+
+def annotate(data: bytes, detections: Any, label: str, decoded: Decoded | None, max_pixels: int) -> Any:
+    """The uploaded picture with ``detections`` drawn on it, in colour and at full size.
+
+    Boxes are in original pixels: ``decoded`` is drawn on only when it is the upload as it is,
+    not a gray or reduced copy; otherwise the upload is decoded again in colour.
+    """
+    if decoded is not None and decoded.image.ndim == 3 and decoded.scale == 1:
+        photo = decoded.image
+    else:
+        photo = decode_image(data, max_pixels=max_pixels).image
+    return draw_detections(photo, detections, default_label=label)
+
+
+def drawn_upload(models: Any, data: bytes, detections: Any, label: str, max_pixels: int, memory: int) -> bytes | None:
+    """The upload with ``detections`` drawn, as JPEG; None when drawing it would pass ``memory`` (the page's view)."""
+    try:
+        header = read_header(data, max_pixels)
+    except ApiError:
+        return None
+    if budget.answer_memory(header, "jpeg", base64=True) > memory:
+        return None
+    return encode(annotate(data, detections, label, None, max_pixels))
+
+
+def thumbnail_of(models: Any, data: bytes, side: int, max_pixels: int) -> bytes:
+    """The upload at most ``side`` pixels wide and high, as JPEG; a large JPEG is decoded at 1/2 to 1/8."""
+    header = read_header(data, max_pixels)
+    reduce = reduction_for(header, side)
+    image = decode_image(data, max_pixels=header.width * header.height, reduce=reduce, header=header).image
+    return encode(thumbnail(image, side), quality=85)
+
+
+def reduction_for(header: Header, side: int | None) -> int:
+    """The largest decode reduction (8, 4, 2) that keeps the long side at least ``side``; 1 without one."""
+    if not side:
+        return 1
+    long_side = max(header.width, header.height)
+    return next((r for r in (8, 4, 2) if long_side / r >= side), 1)
+
+
+def rescale(result: Any, decoded: Decoded) -> Any:
+    """Boxes found on a reduced decode, in original pixels (other answers as they are)."""
+    if decoded.scale == 1 or not isinstance(result, list):
+        return result
+    w, h = decoded.header.width, decoded.header.height
+    return [{**d, "box": clip([v / decoded.scale for v in d["box"]], w, h)} if isinstance(d, dict) and "box" in d
+            else d for d in result]

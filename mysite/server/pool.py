@@ -1,0 +1,513 @@
+"""One queue of CV work per instance, served by processes that hold the models.
+
+Why: a request's cost depends on its bytes (a header with a million markers, a progressive
+JPEG of a thousand scans, a decoder's appetite), and predicting it has leaked before. So the
+work that reads the client's bytes runs in a process of its own, and the bound holds by
+construction: a process that passes ``MYSITE_WORK_DEADLINE`` is killed, one that passes its
+memory rlimit fails its request, and either is replaced by a fresh fork that already holds
+the models. The web threads only move bytes; they never run a model.
+
+Shape: gunicorn's master (which loaded the app) forks the *dispatcher* once
+(``gunicorn_conf.when_ready``); the dispatcher forks ``MYSITE_CV_PROCESSES`` workers and keeps
+one FIFO of waiting requests for the whole instance, so no request is turned away while any
+process could take it. A web thread connects to the dispatcher's Unix socket and waits; the
+dispatcher hands the connection itself (its file descriptor) to the next free process, which
+answers on it directly: the request's bytes never pass through the dispatcher. A request not
+started within ``MYSITE_QUEUE_DEADLINE`` gets 503 ``busy`` with ``Retry-After``.
+
+The dispatcher never runs client work, so it answers ``status`` at once whatever the
+processes are doing: ``/healthz`` reads it.
+
+Frames on a connection: web -> dispatcher ``J`` (a job) or ``S`` (status); dispatcher -> web
+``B`` (busy: gave up waiting) or a JSON status line; process -> web ``G`` + its pid (started),
+then a length-prefixed pickle each way: ``(fn, args)`` in, ``("ok", value)`` or
+``("error", ApiError.parts())`` out. Process -> dispatcher, on its own socket: ``D`` (done, free
+again) or ``L`` (done, and exiting: replace me). Only this instance's own processes are on the socket (a
+private folder), so pickle carries nothing a client wrote but bytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import logging
+import os
+import pickle
+import resource
+import selectors
+import signal
+import socket
+import struct
+import tempfile
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mysite.errors import ApiError, Busy, Reason, TooLarge, Unavailable
+from mysite.server import memory
+
+log = logging.getLogger(__name__)
+
+LENGTH = struct.Struct("!Q")
+STARTED = struct.Struct("!cI")  # b"G", pid
+
+
+class PoolTimeout(Unavailable):
+    """The work on this request passed the deadline: its process was stopped."""
+
+    status, reason = "timeout", Reason.TIMEOUT
+
+
+@dataclass
+class Client:
+    """The web side: sends work to the instance's pool and waits for the answer."""
+
+    path: str
+    queue_deadline: float
+    work_deadline: float
+    dispatcher: int = 0  # pid, for stop()
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(models, *args)`` in a CV process; its value, or the ``ApiError`` it raised."""
+        with self._connect() as conn:
+            conn.sendall(b"J")
+            conn.settimeout(self.queue_deadline + 2.0)  # the dispatcher says busy first; this is if it cannot
+            try:
+                first = _recv_exact(conn, STARTED.size, allow_short=True)
+            except TimeoutError:
+                first = b""
+            if len(first) < STARTED.size:
+                raise self._busy() if first[:1] in (b"B", b"") else Unavailable("the detection pool failed")
+            started = time.monotonic()
+            conn.settimeout(self.work_deadline + 2.0)
+            payload = pickle.dumps((fn, args), protocol=pickle.HIGHEST_PROTOCOL)
+            try:
+                conn.sendall(LENGTH.pack(len(payload)))
+                conn.sendall(payload)
+                del payload
+                answer = _recv_frame(conn)
+            except (OSError, EOFError):
+                answer = None
+        if answer is None:
+            raise self._stopped(time.monotonic() - started)
+        kind, value = pickle.loads(answer)
+        if kind == "ok":
+            return value
+        raise ApiError.from_parts(*value)
+
+    def status(self, timeout: float = 1.0) -> dict[str, Any] | None:
+        """The dispatcher's counts (processes, busy, waiting, ...), or None when it does not answer in time."""
+        try:
+            with self._connect(timeout) as conn:
+                conn.sendall(b"S")
+                conn.settimeout(timeout)
+                line = conn.makefile("rb").readline(65536)
+            return json.loads(line) if line else None
+        except (OSError, ValueError, Unavailable):
+            return None
+
+    def _connect(self, timeout: float = 2.0) -> socket.socket:
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        conn.settimeout(timeout)
+        try:
+            conn.connect(self.path)
+        except OSError:
+            conn.close()
+            raise Unavailable("the detection processes are not running; the server is restarting or stopping",
+                              headers={"Retry-After": "5"}, reason=Reason.UNAVAILABLE) from None
+        return conn
+
+    def _busy(self) -> Busy:
+        return Busy(f"the server is busy: no detection process became free within {self.queue_deadline:g} s "
+                    "(MYSITE_QUEUE_DEADLINE); retry in a second", headers={"Retry-After": "1"})
+
+    def _stopped(self, seconds: float) -> ApiError:
+        if seconds >= self.work_deadline - 0.05:
+            return PoolTimeout(f"the work on this image passed the server's deadline of {self.work_deadline:g} s "
+                               "(MYSITE_WORK_DEADLINE) and was stopped; send a smaller or simpler image")
+        return Unavailable("the process working on this image stopped (it may have run out of memory); "
+                           "send a smaller image", reason=Reason.UNAVAILABLE)
+
+
+_client: Client | None = None
+
+
+def current() -> Client | None:
+    """This instance's pool, when one was started in this process or before it was forked."""
+    return _client
+
+
+def start(models: Any, processes: int, queue_deadline: float, work_deadline: float, memory_mb: float,
+          close_fds: Iterable[int] = ()) -> Client:
+    """Fork the dispatcher (it forks the CV processes); this process and its later forks send work to it."""
+    global _client
+    folder = tempfile.mkdtemp(prefix="mysite-pool-")  # 0700: only this user's processes reach the socket
+    path = str(Path(folder) / "queue.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(1024)
+    pid = os.fork()
+    if pid == 0:  # the dispatcher
+        code = 1
+        try:
+            for fd in close_fds:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            _Dispatcher(listener, models, processes, queue_deadline, work_deadline, memory_mb).serve()
+            code = 0
+        except BaseException:
+            log.exception("the detection pool's dispatcher failed")
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+                os.rmdir(folder)
+            os._exit(code)
+    listener.close()
+    _client = Client(path, queue_deadline, work_deadline, dispatcher=pid)
+    return _client
+
+
+def stop(timeout: float = 5.0) -> None:
+    """Stop the dispatcher and its processes (the master calls this when it exits)."""
+    global _client
+    client, _client = _client, None
+    if client is None or not client.dispatcher:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(client.dispatcher, signal.SIGTERM)
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            if os.waitpid(client.dispatcher, os.WNOHANG)[0]:
+                return
+        except ChildProcessError:  # reaped by someone else (gunicorn's master reaps any child)
+            return
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(client.dispatcher, signal.SIGKILL)
+
+
+@dataclass
+class _Process:
+    pid: int
+    control: socket.socket
+    conn: socket.socket | None = None  # the request it serves (the dispatcher's copy), None when free
+    since: float = 0.0
+    leaving: bool = False  # it said it will exit after its request: give it no other
+
+
+@dataclass
+class _Counts:
+    served: int = 0
+    refused: int = 0
+    killed: int = 0
+    replaced: int = 0
+    waits: deque[float] = field(default_factory=lambda: deque(maxlen=256))
+
+
+class _Dispatcher:
+    """The queue and the processes: a select loop that never runs client work."""
+
+    def __init__(self, listener: socket.socket, models: Any, processes: int, queue_deadline: float,
+                 work_deadline: float, memory_mb: float) -> None:
+        self.listener, self.models, self.size = listener, models, processes
+        self.queue_deadline, self.work_deadline = queue_deadline, work_deadline
+        self.memory_bytes = int(memory_mb * 1024 * 1024)
+        self.processes: dict[int, _Process] = {}
+        self.waiting: deque[tuple[socket.socket, float]] = deque()
+        self.counts = _Counts()
+        self.selector = selectors.DefaultSelector()
+        self.stopping = False
+        self.parent = os.getppid()
+
+    def serve(self) -> None:
+        _die_with_parent(signal.SIGTERM)
+        wake_r, wake_w = socket.socketpair()
+        wake_r.setblocking(False)
+        wake_w.setblocking(False)
+        for sig in (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH, signal.SIGTTIN, signal.SIGTTOU):
+            signal.signal(sig, signal.SIG_IGN)  # the master's signals are for its workers, not for this pool
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the master stops us
+        signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stopping", True))
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        signal.set_wakeup_fd(wake_w.fileno())
+        self.selector.register(wake_r, selectors.EVENT_READ, "wake")
+        self.listener.setblocking(False)
+        self.selector.register(self.listener, selectors.EVENT_READ, "accept")
+        for _ in range(self.size):
+            self._fork()
+        while not self.stopping and os.getppid() == self.parent:
+            for key, _ in self.selector.select(self._timeout()):
+                self._on(key, wake_r)
+            self._reap()
+            self._expire()
+            self._dispatch()
+        for proc in list(self.processes.values()):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGKILL)
+        for conn, _ in self.waiting:
+            conn.close()
+
+    def _timeout(self) -> float:
+        now, soon = time.monotonic(), 1.0
+        if self.waiting:
+            soon = min(soon, self.waiting[0][1] + self.queue_deadline - now)
+        for proc in self.processes.values():
+            if proc.conn is not None:
+                soon = min(soon, proc.since + self.work_deadline - now)
+        return max(soon, 0.0)
+
+    def _on(self, key: selectors.SelectorKey, wake: socket.socket) -> None:
+        what, sock = key.data, key.fileobj
+        assert isinstance(sock, socket.socket)
+        if what == "wake":
+            with contextlib.suppress(BlockingIOError):
+                wake.recv(4096)
+        elif what == "accept":
+            self._accept()
+        elif what == "greet":
+            self._greet(sock)
+        elif what == "waiting":  # a waiting web thread gave up (or broke the protocol): forget it
+            self.selector.unregister(sock)
+            self.waiting = deque((c, t) for c, t in self.waiting if c is not sock)
+            sock.close()
+        elif isinstance(what, int):  # a process finished its request, or died
+            self._done(what)
+
+    def _accept(self) -> None:
+        for _ in range(64):
+            try:
+                conn, _ = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            conn.setblocking(False)
+            self.selector.register(conn, selectors.EVENT_READ, "greet")
+
+    def _greet(self, conn: socket.socket) -> None:
+        self.selector.unregister(conn)
+        try:
+            kind = conn.recv(1)
+        except OSError:
+            kind = b""
+        if kind == b"J":
+            self.waiting.append((conn, time.monotonic()))
+            self.selector.register(conn, selectors.EVENT_READ, "waiting")
+            return
+        if kind == b"S":
+            with contextlib.suppress(OSError):
+                conn.send(json.dumps(self._status()).encode() + b"\n")
+        conn.close()
+
+    def _status(self) -> dict[str, Any]:
+        now = time.monotonic()
+        waits = sorted(self.counts.waits)
+        return {
+            "processes": len(self.processes), "busy": sum(p.conn is not None for p in self.processes.values()),
+            "waiting": len(self.waiting), "oldest_wait": round(now - self.waiting[0][1], 3) if self.waiting else 0.0,
+            "wait_p95": round(waits[int(0.95 * (len(waits) - 1))], 3) if waits else 0.0,
+            "served": self.counts.served, "refused": self.counts.refused, "killed": self.counts.killed,
+            "replaced": self.counts.replaced, "queue_deadline": self.queue_deadline,
+            "work_deadline": self.work_deadline,
+        }
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        while self.waiting and now - self.waiting[0][1] >= self.queue_deadline:
+            conn, _ = self.waiting.popleft()
+            self.selector.unregister(conn)
+            with contextlib.suppress(OSError):
+                conn.send(b"B")
+            conn.close()
+            self.counts.refused += 1
+        for proc in self.processes.values():
+            if proc.conn is not None and now - proc.since >= self.work_deadline:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGKILL)
+
+    def _dispatch(self) -> None:
+        free = [p for p in self.processes.values() if p.conn is None and not p.leaving]
+        while free and self.waiting:
+            conn, queued = self.waiting.popleft()
+            self.selector.unregister(conn)
+            proc = free.pop()
+            try:
+                socket.send_fds(proc.control, [b"J"], [conn.fileno()])
+            except OSError:  # the process died between select and now: back to the head of the queue
+                self.waiting.appendleft((conn, queued))
+                self.selector.register(conn, selectors.EVENT_READ, "waiting")
+                continue
+            now = time.monotonic()
+            proc.conn, proc.since = conn, now
+            self.counts.waits.append(now - queued)
+
+    def _done(self, pid: int) -> None:
+        proc = self.processes.get(pid)
+        if proc is None:
+            return
+        try:
+            note = proc.control.recv(1)
+        except OSError:
+            note = b""
+        if proc.conn is not None:
+            proc.conn.close()
+            proc.conn = None
+            self.counts.served += bool(note)
+        proc.leaving = proc.leaving or note == b"L"
+        if not note:  # it died: _reap replaces it
+            self.selector.unregister(proc.control)
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            proc = self.processes.pop(pid, None)
+            if proc is None:
+                continue
+            if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL:
+                self.counts.killed += 1
+            with contextlib.suppress(KeyError, ValueError):
+                self.selector.unregister(proc.control)
+            proc.control.close()
+            if proc.conn is not None:
+                proc.conn.close()  # with the process's copy gone too, the web thread reads EOF
+            if not self.stopping:
+                self.counts.replaced += 1
+                self._fork()
+
+    def _fork(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                ours.close()
+                self.listener.close()
+                for conn, _ in self.waiting:
+                    conn.close()
+                for proc in self.processes.values():
+                    proc.control.close()
+                self.selector.close()
+                _work(theirs, self.models, self.memory_bytes)
+            except BaseException:
+                log.exception("a detection process failed")
+                code = 1
+            finally:
+                os._exit(code)
+        theirs.close()
+        self.processes[pid] = _Process(pid, ours)
+        self.selector.register(ours, selectors.EVENT_READ, pid)
+
+
+def _work(control: socket.socket, models: Any, memory_bytes: int) -> None:
+    """A CV process: take one connection at a time from the dispatcher, answer on it, say done."""
+    _die_with_parent(signal.SIGKILL)
+    signal.set_wakeup_fd(-1)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
+        signal.signal(sig, signal.SIG_DFL)
+    _limit_memory(memory_bytes)
+    pid = os.getpid()
+    while True:
+        _, fds, _, _ = socket.recv_fds(control, 1, 1)
+        if not fds:
+            return  # the dispatcher is gone
+        conn = socket.socket(fileno=fds[0])
+        leave = False
+        try:
+            conn.setblocking(True)
+            conn.sendall(STARTED.pack(b"G", pid))
+            request = _recv_frame(conn)
+            if request is not None:
+                answer, leave = _answer(models, request)
+                del request
+                conn.sendall(LENGTH.pack(len(answer)))
+                conn.sendall(answer)
+        except (OSError, EOFError):
+            pass  # the web thread went away: nothing to answer
+        finally:
+            conn.close()
+        memory.trim()  # give the request's memory back before the next one
+        control.sendall(b"L" if leave else b"D")  # L: done, and leaving (the dispatcher forks a fresh one)
+        if leave:
+            return
+
+
+def _answer(models: Any, request: bytes) -> tuple[bytes, bool]:
+    """The pickled answer to one request, and whether this process should be replaced after it."""
+    leave = False
+    try:
+        fn, args = pickle.loads(request)
+        del request
+        result: tuple[str, Any] = ("ok", fn(models, *args))
+    except ApiError as exc:
+        result = ("error", exc.parts())
+    except MemoryError:
+        leave = True  # the heap may be fragmented past use: a fresh fork is cheaper
+        result = ("error", _out_of_memory().parts())
+    except Exception as exc:  # noqa: BLE001 - a bug, or OpenCV refusing an allocation
+        if "memory" in str(exc).lower() and "alloc" in str(exc).lower():
+            leave = True
+            result = ("error", _out_of_memory().parts())
+        else:
+            log.exception("the CV work failed")
+            result = ("error", ApiError.from_parts(500, "internal error", "internal error occurred in server",
+                                                   Reason.INTERNAL_ERROR.value, {}).parts())
+    return pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL), leave
+
+
+def _out_of_memory() -> TooLarge:
+    return TooLarge("this image needs more memory than the server gives one request (MYSITE_CV_MEMORY_MB); "
+                    "send a smaller image")
+
+
+def _limit_memory(extra: int) -> None:
+    """Cap the process's data (heap and anonymous maps) at what it has now plus ``extra``."""
+    data = _vm_data()
+    if data is None:
+        return
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_DATA, (data + extra, data + extra))
+
+
+def _vm_data() -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmData:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _die_with_parent(sig: int) -> None:
+    """Linux: get ``sig`` when the parent dies, so a killed master leaves no pool behind."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(sig), 0, 0, 0)  # PR_SET_PDEATHSIG
+
+
+def _recv_exact(conn: socket.socket, n: int, allow_short: bool = False) -> bytes:
+    buf = bytearray(n)
+    view, got = memoryview(buf), 0
+    while got < n:
+        k = conn.recv_into(view[got:])
+        if k == 0:
+            if allow_short:
+                return bytes(buf[:got])
+            raise EOFError
+        got += k
+    return bytes(buf) if n < 4096 else buf  # type: ignore[return-value]
+
+
+def _recv_frame(conn: socket.socket) -> bytes | None:
+    try:
+        (length,) = LENGTH.unpack(_recv_exact(conn, LENGTH.size))
+        return _recv_exact(conn, length)
+    except EOFError:
+        return None

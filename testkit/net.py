@@ -1,0 +1,62 @@
+"""Loopback plumbing shared by the tests and the benchmarks: the Procfile's command, a free port,
+a multipart body, one HTTP request. Only 127.0.0.1 is ever contacted."""
+
+from __future__ import annotations
+
+import http.client
+import shlex
+import socket
+import sys
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+HOST = "127.0.0.1"
+
+
+def procfile_argv() -> list[str]:
+    """The ``web:`` command exactly as the Procfile gives it to Elastic Beanstalk (the one Procfile parser)."""
+    line = next((s for s in (ROOT / "Procfile").read_text().splitlines() if s.startswith("web:")), None)
+    if line is None:
+        raise ValueError("the Procfile has no web: line")
+    return shlex.split(line.removeprefix("web:"))
+
+
+def procfile_command() -> list[str]:
+    """The ``web:`` command of the Procfile, run with this interpreter's gunicorn."""
+    argv = procfile_argv()
+    if argv[0] == "gunicorn":
+        argv = [sys.executable, "-m", "gunicorn", *argv[1:]]
+    return argv
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def multipart(data: bytes, field_name: str = "image", filename: str = "photo.jpg") -> tuple[bytes, str]:
+    """A multipart/form-data body with one file field, and its content type."""
+    boundary = uuid.uuid4().hex
+    body = b"".join([
+        f"--{boundary}\r\n".encode(),
+        f'Content-Disposition: form-data; name="{field_name}"; filename="{filename}"\r\n'.encode(),
+        b"Content-Type: image/jpeg\r\n\r\n",
+        data,
+        f"\r\n--{boundary}--\r\n".encode(),
+    ])
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+def request(port: int, method: str, path: str, body: bytes | None = None, content_type: str | None = None,
+            timeout: float = 60.0) -> tuple[int, bytes]:
+    """One HTTP request to the loopback server; status and body."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        headers = {"Content-Type": content_type} if content_type else {}
+        conn.request(method, path, body=body, headers=headers)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()

@@ -1,0 +1,155 @@
+"""The CV process pool under the Procfile's gunicorn: one queue per instance, deadlines that hold by
+construction, memory that a request cannot take from the next one, and a /healthz that answers."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+from live_server import start_gunicorn
+from PIL import Image
+
+DATA = Path(__file__).parent / "data"
+pytestmark = pytest.mark.slow
+
+
+def scan_bomb(size: int, width: int = 8000, height: int = 5000) -> bytes:
+    """A progressive JPEG whose last scan is repeated until the file is ``size`` bytes: every repeat is
+    a full pass of the decoder over the image, so its cost grows with the bytes, not the pixels."""
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), (120, 130, 140)).save(buf, "JPEG", progressive=True, quality=50)
+    data = buf.getvalue()
+    start = data.rindex(b"\xff\xda")  # the last scan: from its SOS marker to the end of image
+    end = data.rindex(b"\xff\xd9")
+    scan = data[start:end]
+    return data[:end] + scan * max(1, (size - len(data)) // len(scan)) + data[end:]
+
+
+@pytest.fixture(scope="module")
+def bomb() -> bytes:
+    return scan_bomb(1_000_000)
+
+
+@pytest.fixture(scope="module")
+def group() -> bytes:
+    return (DATA / "group_17_faces.jpg").read_bytes()
+
+
+def _post(url: str, data: bytes, path: str = "/detect", timeout: float = 60) -> requests.Response:
+    return requests.post(url + path, files={"image": ("photo.jpg", data)}, timeout=timeout)
+
+
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def test_a_scan_bomb_is_stopped_at_the_work_deadline_and_the_site_keeps_serving(bomb, group) -> None:
+    env = {"MYSITE_WORK_DEADLINE": "2"}
+    with start_gunicorn(env) as server:
+        health: list[float] = []
+        stop = threading.Event()
+
+        def probe() -> None:
+            while not stop.is_set():
+                t = time.monotonic()
+                r = requests.get(server.url + "/healthz", timeout=5)
+                assert r.status_code == 200
+                health.append(time.monotonic() - t)
+                time.sleep(0.1)
+
+        prober = threading.Thread(target=probe)
+        prober.start()
+        try:
+            t = time.monotonic()
+            with ThreadPoolExecutor(4) as ex:  # more bombs than processes: two wait their turn, then run
+                answers = list(ex.map(lambda _: _post(server.url, bomb), range(4)))
+            took = time.monotonic() - t
+        finally:
+            stop.set()
+            prober.join()
+        for r in answers:
+            assert r.status_code == 503, r.text
+            assert r.json()["reason"] == "timeout" and "MYSITE_WORK_DEADLINE" in r.json()["message"]
+        assert took < 2 * 2 + 3  # two rounds of the deadline, and some slack
+        assert health and max(health) < 1.0
+        after = _post(server.url, group)  # the killed processes were replaced
+        assert after.status_code == 200 and len(after.json()["result"]) == 17
+        queue = requests.get(server.url + "/healthz", timeout=5).json()["queue"]
+        assert queue["processes"] >= 1 and queue["killed"] == 4 and queue["replaced"] == 4
+
+
+def test_a_crowd_waits_its_turn_in_one_queue_and_nobody_is_turned_away(group) -> None:
+    clients, each = 8, 3
+    # More clients than processes, and a deadline no shared test machine reaches: every one is served.
+    with start_gunicorn({"MYSITE_QUEUE_DEADLINE": "120"}) as server:
+        with ThreadPoolExecutor(clients) as ex:
+            answers = list(ex.map(lambda _: [_code(_post(server.url, group)) for _ in range(each)],
+                                  range(clients)))
+        codes = [c for row in answers for c in row]
+        assert codes == [200] * (clients * each)
+        queue = requests.get(server.url + "/healthz", timeout=5).json()["queue"]
+        assert queue["refused"] == 0 and queue["served"] >= clients * each
+
+
+def test_past_the_queue_deadline_a_request_is_told_busy_with_retry_after(bomb, group) -> None:
+    env = {"MYSITE_CV_PROCESSES": "1", "MYSITE_QUEUE_DEADLINE": "0.5", "MYSITE_WORK_DEADLINE": "3"}
+    with start_gunicorn(env) as server:
+        with ThreadPoolExecutor(1) as ex:
+            running = ex.submit(_post, server.url, bomb)
+            time.sleep(0.5)
+            t = time.monotonic()
+            r = _post(server.url, group)
+            waited = time.monotonic() - t
+            assert running.result().status_code == 503
+        assert r.status_code == 503 and r.json()["reason"] == "busy", r.text
+        assert r.headers["Retry-After"] == "1" and "MYSITE_QUEUE_DEADLINE" in r.json()["message"]
+        assert 0.4 < waited < 2.0
+        assert _post(server.url, group).status_code == 200
+
+
+def test_a_request_over_the_memory_limit_fails_alone_and_its_process_is_replaced(group) -> None:
+    big = io.BytesIO()
+    Image.new("RGB", (6000, 4000), (10, 200, 30)).save(big, "PNG")  # 72 MB decoded, 100 KB sent
+    env = {"MYSITE_CV_MEMORY_MB": "40", "MYSITE_REQUEST_MEMORY_MB": "2000", "MYSITE_CV_PROCESSES": "1"}
+    with start_gunicorn(env) as server:
+        r = _post(server.url, big.getvalue(), path="/detect?detector=yunet")
+        assert r.status_code == 413 and "MYSITE_CV_MEMORY_MB" in r.json()["message"], r.text
+        after = _post(server.url, group)
+        assert after.status_code == 200 and len(after.json()["result"]) == 17
+        assert requests.get(server.url + "/healthz", timeout=5).json()["queue"]["replaced"] >= 1
+
+
+def test_the_pool_leaves_with_the_master_even_when_it_is_killed(group) -> None:
+    with start_gunicorn() as server:
+        assert _post(server.url, group).status_code == 200
+        master = server.pid
+        family = [master, *_children(master)]
+        family += [g for c in family[1:] for g in _children(c)]
+        assert len(family) >= 5  # master, 1 worker, the dispatcher and its processes
+        os.kill(master, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(_alive(p) for p in family):
+            time.sleep(0.1)
+        assert not [p for p in family if _alive(p)]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = Path(f"/proc/{pid}/stat").read_text().split()[2] if Path(f"/proc/{pid}/stat").exists() else "X"
+    return status != "Z"
+
+
+def _code(r: requests.Response) -> int | str:
+    return r.status_code if r.status_code == 200 else f"{r.status_code} {r.text}"

@@ -43,7 +43,7 @@ DEFAULT_SERVER = "http://localhost:5000"
 # 503: busy (or restarting); 502: a proxy found no app behind it. A 504 is not sent again: the same work
 # would take as long again.
 RETRY_STATUSES = frozenset({502, 503})
-CONNECT_TIMEOUT = 2.5  # seconds to open a connection: loopback and the Internet both take far less
+CONNECT_TIMEOUT = 2.0  # seconds to open a connection: loopback and the Internet both take far less
 
 
 class ClientError(Exception):

@@ -20,10 +20,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from live_server import start_gunicorn
 from tiny_models import colour_classifier, fixed_ssd
 
 from mysite.web.endpoints import ENDPOINTS
+
+pytestmark = pytest.mark.slow  # starts gunicorn; about 30 s
 
 TESTS = Path(__file__).resolve().parent
 CASES_PER_OPERATION = 12

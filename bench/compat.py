@@ -2,9 +2,9 @@
 
     python -m bench.compat            # about 1 minute on 2 idle CPUs (2 min under load 12); --reps N (default 5)
 
-Each route gets the body its client sends: seed 001's form (``bird_image``; faces, as no
-classifier ships), seed 002's multipart ``img`` and canvas data URL on ``/predict/``, seed 003's
-base64 body on ``/predictor``, DeepStack's multipart on ``/v1/vision/face``, beside ``/detect``
+Each route gets the body its client sends: the bird classifier's form (``bird_image``; faces, as no
+classifier ships), the MNIST Flask API's multipart ``img`` and canvas data URL on ``/predict/``, the
+AIDemo client's base64 body on ``/predictor``, DeepStack's multipart on ``/v1/vision/face``, beside ``/detect``
 on the same photo. Photos: the group photo (0.3 MP) and the 12 MP composition of
 ``testkit/compose.py``. Memory is this process's RSS: peak (VmHWM) over the run and what is
 kept after the requests of each route, relative to before.
@@ -47,12 +47,12 @@ def routes(client: Any, photo: bytes, digit: bytes) -> dict[str, Callable[[], in
     return {
         "/detect (book, for comparison)": lambda: client.post("/detect", data=image,
                                                               content_type=image_type).status_code,
-        "POST / (seed 001 form)": lambda: client.post("/", data=form, content_type=form_type).status_code,
-        "/predictor (seed 003 base64)": lambda: client.post("/predictor", data=b64).status_code,
+        "POST / (bird classifier form)": lambda: client.post("/", data=form, content_type=form_type).status_code,
+        "/predictor (AIDemo base64)": lambda: client.post("/predictor", data=b64).status_code,
         "/v1/vision/face (DeepStack)": lambda: client.post("/v1/vision/face", data=image,
                                                            content_type=image_type).status_code,
-        "/predict/ (seed 002 img)": lambda: client.post("/predict/", data=img, content_type=img_type).status_code,
-        "/predict/ (seed 002 data URL)": lambda: client.post("/predict/", data=data_url).status_code,
+        "/predict/ (MNIST API img)": lambda: client.post("/predict/", data=img, content_type=img_type).status_code,
+        "/predict/ (MNIST API data URL)": lambda: client.post("/predict/", data=data_url).status_code,
     }
 
 

@@ -14,6 +14,13 @@ for _name in [n for n in os.environ if n.startswith("MYSITE_") and n != "MYSITE_
 from tests_helpers import DATA, read, require  # noqa: E402 - after the environment is cleaned
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test served by the site under gunicorn (the ``live_server`` fixture) is a system test: slow."""
+    for item in items:
+        if "live_server" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """``@pytest.mark.needs("nginx", ...)``: skip without the tool, fail without it under CI=true

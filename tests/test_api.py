@@ -31,6 +31,7 @@ def test_group_photo_gives_the_books_17_faces(client, group_jpg):
         assert np.abs(np.subtract(mine, book)).max() <= 2, (mine, book)
 
 
+@pytest.mark.slow
 def test_boxes_come_in_a_stable_reading_order(client, group_jpg):
     answers = [client.post("/detect", data=multipart("image", group_jpg)).get_json()["result"] for _ in range(3)]
     assert answers[0] == answers[1] == answers[2]
@@ -256,6 +257,7 @@ def test_garbage_never_gives_500(client):
 
 # -- a model that is not there --------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_missing_cascade_is_503_naming_the_setting_and_the_rest_still_works(make_app, group_jpg, cat_jpg):
     app = make_app({"MYSITE_FACE_CASCADE": "/nonexistent/haarcascade_frontalface_alt.xml"})
     c = app.test_client()
@@ -331,6 +333,7 @@ def test_uploads_are_never_written_to_disk(client, monkeypatch, car_jpg):
     assert r.status_code == 200 and r.get_json()["result"] == []
 
 
+@pytest.mark.slow
 def test_concurrent_requests_get_their_own_answers(make_app, group_jpg, cat_jpg, car_jpg):
     from concurrent.futures import ThreadPoolExecutor
 

@@ -21,6 +21,8 @@ from mysite.client.batch import answered, drawn_name
 from mysite.client.cli import main
 from mysite.client.progress import Progress
 
+pytestmark = pytest.mark.slow
+
 DATA = Path(__file__).with_name("data")
 
 

@@ -14,6 +14,8 @@ from live_server import PROJECT
 from tests_helpers import require
 from webdriver import Browser, chromium
 
+pytestmark = pytest.mark.slow
+
 DATA = Path(__file__).with_name("data")
 ARTIFACTS = PROJECT / "test-artifacts"
 LAPTOP, PHONE = (1280, 900), (390, 844)

@@ -1,5 +1,5 @@
-"""Seed 002's page flow in headless Chromium against the site under gunicorn: our /mnist page, and the
-seed's own index.html + jQuery index.js, run as printed (jQuery from Debian's libjs-jquery, not a CDN)."""
+"""The MNIST Flask API's page flow in headless Chromium against the site under gunicorn: our /mnist page,
+and that API's own index.html + jQuery index.js, run as printed (jQuery from Debian's libjs-jquery, not a CDN)."""
 
 from __future__ import annotations
 
@@ -7,14 +7,16 @@ from pathlib import Path
 
 import pytest
 from test_browser import ARTIFACTS, browser  # noqa: F401  (the module's Chromium fixture)
-from test_seed_clients import _digit_png
+from test_existing_clients import _digit_png
 from webdriver import Browser
+
+pytestmark = pytest.mark.slow
 
 JQUERY = Path("/usr/share/javascript/jquery/jquery.min.js")
 
-# The seed's templates/index.html and static/index.js, as printed; only the two script tags are
+# The MNIST Flask API's templates/index.html and static/index.js, as printed; only the two script tags are
 # filled in place (the CDN's jQuery 2.1.3 -> Debian's jQuery, url_for('static', ...) -> the file's text).
-SEED_002_INDEX_HTML = """<!DOCTYPE html>
+MNIST_API_INDEX_HTML = """<!DOCTYPE html>
 <html lang="en">
   <head>
     <title>MNIST CNN</title>
@@ -37,7 +39,7 @@ SEED_002_INDEX_HTML = """<!DOCTYPE html>
 </body>
 </html>
 """
-SEED_002_INDEX_JS = """$("form").submit(function(evt){
+MNIST_API_INDEX_JS = """$("form").submit(function(evt){
     evt.preventDefault();
     var formData = new FormData($(this)[0]);
     $.ajax({
@@ -84,11 +86,11 @@ def test_our_digit_page_reads_a_drawing_and_a_file(browser: Browser, live_server
 
 
 @pytest.mark.needs("jquery")
-def test_the_seeds_own_jquery_page_shows_the_digit(browser: Browser, live_server, tmp_path) -> None:  # noqa: F811
+def test_the_mnist_apis_own_jquery_page_shows_the_digit(browser: Browser, live_server, tmp_path) -> None:  # noqa: F811
     jquery = JQUERY.read_text(encoding="utf-8")
-    page = SEED_002_INDEX_HTML.replace("JQUERY", jquery).replace("INDEX_JS", SEED_002_INDEX_JS)
-    # Same origin as /predict/, as the seed's page was with its app; a JSON answer, not one of our pages,
-    # whose Content-Security-Policy (script-src 'self') would stop the seed's inline scripts.
+    page = MNIST_API_INDEX_HTML.replace("JQUERY", jquery).replace("INDEX_JS", MNIST_API_INDEX_JS)
+    # Same origin as /predict/, as the MNIST Flask API's page was with its app; a JSON answer, not one of our pages,
+    # whose Content-Security-Policy (script-src 'self') would stop its inline scripts.
     browser.get(live_server.url + "/healthz")
     browser.run("document.open(); document.write(arguments[0]); document.close();", page)
     browser.wait("return typeof window.jQuery === 'function' && document.querySelector('input[name=img]')")
@@ -97,4 +99,4 @@ def test_the_seeds_own_jquery_page_shows_the_digit(browser: Browser, live_server
     browser.type("input[name=img]", str(digit))
     browser.click("input[type=submit]")
     browser.wait("return document.getElementById('result').textContent === '7'")
-    browser.screenshot(ARTIFACTS / "seed-002-jquery-page.png", full_page=False)
+    browser.screenshot(ARTIFACTS / "mnist-api-jquery-page.png", full_page=False)

@@ -8,8 +8,10 @@ from collections.abc import Iterator
 import pytest
 from live_server import LiveServer, start_gunicorn
 from test_browser import ARTIFACTS, DATA, _answer, _open, _run, browser  # noqa: F401  (the module's Chromium fixture)
-from test_seed_clients import _digit_png
+from test_existing_clients import _digit_png
 from webdriver import Browser
+
+pytestmark = pytest.mark.slow
 
 KEY = "page-key-0123456789"
 

@@ -93,6 +93,7 @@ def test_image_answer_of_40mp_is_413_naming_output(client, decodes, query):
     assert decodes == []
 
 
+@pytest.mark.slow
 def test_a_pyramid_scanned_in_bands_gives_the_books_17_boxes(make_app, group_jpg, monkeypatch):
     parts: list[int] = []
     real = budget.bands
@@ -106,6 +107,7 @@ def test_a_pyramid_scanned_in_bands_gives_the_books_17_boxes(make_app, group_jpg
     assert parts and min(parts) > 1
 
 
+@pytest.mark.slow
 def test_bands_match_one_scan_on_other_photos(cat_jpg, car_jpg):
     face = cascade.Cascade(cv2.data.haarcascades + "haarcascade_frontalcatface_extended.xml")
     for data in (cat_jpg, car_jpg):
@@ -160,6 +162,7 @@ def test_page_form_does_not_draw_on_a_picture_over_the_budget(client):
     assert r.status_code == 200 and "too large to draw" in html and 'id="server-image" src="data:' not in html
 
 
+@pytest.mark.slow
 def test_large_transparent_png_is_flattened_lean_and_like_pillow(client):
     """From 4 MP a transparent PNG is flattened band by band (5-7 bytes a pixel, not 20), agreeing with Pillow."""
     from PIL import Image

@@ -67,6 +67,7 @@ def test_cli_verbose_puts_status_and_headers_on_stderr(live_server, capsys) -> N
     assert json.loads(headers.removeprefix("headers: "))["Content-Type"] == "application/json"
 
 
+@pytest.mark.slow
 def test_cli_as_a_command_pipes_json_and_exits_by_the_answer(live_server, tmp_path) -> None:
     """The command a shell runs: JSON on stdout whatever the answer; the exit status says which it was."""
     def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -198,7 +199,7 @@ def test_connection_refused_is_reported_at_once() -> None:
     assert sleeps == []
 
 
-def test_seed_003_base64_round_trip_over_the_wire(live_server) -> None:
+def test_aidemo_base64_round_trip_over_the_wire(live_server) -> None:
     r = requests.post(f"{live_server.url}/detect?output=base64", data=base64.b64encode(GROUP.read_bytes()))
     assert r.status_code == 200
     picture = cv2.imdecode(np.frombuffer(base64.b64decode(r.content), np.uint8), cv2.IMREAD_COLOR)
@@ -210,6 +211,7 @@ def _run_example(name: str, *args: str, cwd: Path) -> subprocess.CompletedProces
                           capture_output=True, text=True, timeout=60)
 
 
+@pytest.mark.slow
 def test_example_demo_request_reproduces_the_books_sequence(live_server, image_server, tmp_path) -> None:
     done = _run_example("demo_request.py", "--server", live_server.url,
                         "--url", f"{image_server}/astronaut.png", cwd=tmp_path)
@@ -224,6 +226,7 @@ def test_example_demo_request_reproduces_the_books_sequence(live_server, image_s
             "'reason': 'method_not_allowed'}") in done.stdout
 
 
+@pytest.mark.slow
 def test_example_demo_request_drawing_writes_the_picture(live_server, tmp_path) -> None:
     done = _run_example("demo_request_drawing.py", "--server", live_server.url, "--out", "faces.png", cwd=tmp_path)
     assert done.returncode == 0, done.stderr

@@ -83,6 +83,7 @@ def composition_scans(face) -> tuple[set, set, int, int, np.ndarray]:
 
 
 @pytest.mark.parametrize("which", ["margin", "asked", "large"])
+@pytest.mark.slow
 def test_every_level_is_scanned_as_opencv_scans_it(face, composition_scans, which):
     """A window evaluated here answers what it answers in detectMultiScale, and the windows left out
     are few: those far from any hit or proposal."""
@@ -110,6 +111,7 @@ def test_every_level_is_scanned_as_opencv_scans_it(face, composition_scans, whic
 
 @pytest.mark.parametrize("photo", ["12 MP composition", "faces at min_face 4000x3000", "faces at min_face 6000x4000",
                                    "selfie 300 px", "selfie 1200 px"])
+@pytest.mark.slow
 def test_a_reduced_photo_gets_the_full_scans_faces(face, photo):
     layouts = {
         "12 MP composition": build(),
@@ -128,6 +130,7 @@ def test_a_reduced_photo_gets_the_full_scans_faces(face, photo):
     assert sum(any(iou(f, b) >= 0.8 for b in ours) for f in full) >= 0.9 * len(full)
 
 
+@pytest.mark.slow
 def test_a_cat_face_in_a_reduced_photo_is_found_as_the_full_scan_finds_it():
     cat = Cascade(CAT)
     photo = cv2.cvtColor(cv2.imread(str(DATA / "cat.jpg")), cv2.COLOR_BGR2GRAY)

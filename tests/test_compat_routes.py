@@ -58,6 +58,7 @@ def test_predict_with_no_classifier_is_a_503_with_success_false(client):
     assert r.status_code == 503 and r.get_json()["success"] is False
 
 
+@pytest.mark.slow
 def test_predictor_answers_base64_by_default_and_json_when_asked(client, group_jpg):
     r = client.post("/predictor", data=base64.b64encode(group_jpg))
     assert r.status_code == 200 and r.mimetype == "text/plain"
@@ -97,7 +98,7 @@ def test_config_is_needed_only_where_the_format_keeps_its_graph_apart(tmp_path):
         model_kinds.config(spec, Path(tmp_path / "ssd.caffemodel"))
 
 
-def test_seed_001_thumbnail_of_a_large_photo_fits_400_px(make_app, classifier_dir):
+def test_bird_classifier_thumbnail_of_a_large_photo_fits_400_px(make_app, classifier_dir):
     client = make_app({"MYSITE_MODEL_DIR": str(classifier_dir)}).test_client()
     photo = cv2.imencode(".jpg", np.full((3000, 4000, 3), (0, 0, 255), np.uint8))[1].tobytes()  # red, 12 MP
     r = client.post("/", data={"bird_image": (io.BytesIO(photo), "p.jpg")}, content_type="multipart/form-data")

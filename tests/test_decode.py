@@ -92,6 +92,7 @@ def test_animated_gif_gives_first_frame():
     assert r > 200 and b < 50
 
 
+@pytest.mark.slow
 def test_pixel_bomb_is_refused_before_decoding(monkeypatch):
     # 20000 x 20000 = 400 MP declared by a 48 KB PNG.
     data = pil_bytes(Image.new("1", (20000, 20000)), "PNG")

@@ -155,6 +155,7 @@ def test_procfile_serves_wsgi_application_with_gunicorn():
     assert argv[0] == "gunicorn" and argv[-1] == "wsgi:application"
 
 
+@pytest.mark.slow
 def test_pythonanywhere_template_loads_the_app_from_home(tmp_path):
     # PythonAnywhere runs the WSGI file from /var/www with the project in ~/mysite.
     (tmp_path / "mysite").symlink_to(ROOT)
@@ -214,6 +215,7 @@ def _raw_exchange(port: int, data: bytes) -> bytes:
 
 
 @pytest.mark.parametrize("hooks", ["hooks", "confighooks"])
+@pytest.mark.slow
 def test_prebuild_hook_writes_nginx_limits_from_the_setting(tmp_path, hooks):
     app = _staged_copy(tmp_path)
     hook = app / ".platform" / hooks / "prebuild" / "01_nginx_limits.sh"
@@ -227,6 +229,7 @@ def test_prebuild_hook_writes_nginx_limits_from_the_setting(tmp_path, hooks):
     assert "upload limit of 25 MB" in conf
 
 
+@pytest.mark.slow
 def test_prebuild_hook_never_fails_the_deploy(tmp_path):
     app = _staged_copy(tmp_path)
     before = (app / proxy_conf.CONF_PATH).read_text()
@@ -254,6 +257,7 @@ def _listening(port: int) -> set[str]:
 
 
 @pytest.mark.needs("dev-venv")
+@pytest.mark.slow
 def test_dev_serve_listens_on_loopback_and_installs_nothing_again():
     import signal
     import time
@@ -333,6 +337,7 @@ def test_dockerfile_installs_the_projects_requirements_and_nothing_unpinned():
     assert {".git", ".venv", ".env"} <= set(ignored)
 
 
+@pytest.mark.slow
 def test_docker_entrypoint_puts_nginx_in_front_and_slow_clients_do_not_block_the_workers(tmp_path):
     """The image's entrypoint run here as in the container (no Docker engine on this machine)."""
     import json
@@ -394,6 +399,7 @@ def test_docker_entrypoint_puts_nginx_in_front_and_slow_clients_do_not_block_the
     assert shlex.join(cmd) in (ROOT / "Procfile").read_text()
 
 
+@pytest.mark.slow
 def test_predeploy_hook_fetches_models_never_fails_and_downloads_nothing_twice(tmp_path):
     import hashlib
 

@@ -12,6 +12,8 @@ from tests_helpers import require
 
 from bench import deploy
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def rehearsal():

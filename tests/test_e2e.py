@@ -17,6 +17,8 @@ from tests_helpers import BOOK_GROUP_BOXES
 
 from testkit.net import free_port, procfile_argv
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -43,6 +43,7 @@ def _check(doc, path, method, r, want_ok: bool) -> list[str]:
     return [f"{method} {path}: {p}" for p in out]
 
 
+@pytest.mark.slow
 def test_every_registered_endpoint_answers_a_real_photo_every_way(table, image_server):
     app, client, doc, rows = table
     failures = []

@@ -49,6 +49,7 @@ def test_group_photo_gives_exactly_the_books_boxes(client):
     assert sorted(boxes) == sorted([x, y, x + w, y + h] for x, y, w, h in BOOK_GROUP)
 
 
+@pytest.mark.slow
 def test_composition_is_12_megapixels_with_faces_of_100_to_400_px(composition):
     data, known = composition
     header = read_header(data)
@@ -58,6 +59,7 @@ def test_composition_is_12_megapixels_with_faces_of_100_to_400_px(composition):
     assert min(b[2] - b[0] for b in big) >= 110 and max(b[2] - b[0] for b in big) <= 400
 
 
+@pytest.mark.slow
 def test_12mp_fast_path_finds_the_known_faces_in_original_coordinates(client, composition):
     data, known = composition
     boxes = detect(client, data)
@@ -144,6 +146,7 @@ def test_more_images_than_the_limit_is_413(client):
     assert response.status_code == 413 and str(MAX_IMAGES) in response.json["message"]
 
 
+@pytest.mark.slow
 def test_12mp_fast_path_answers_in_the_exif_oriented_frame(client, composition):
     import cv2
     import numpy as np
@@ -161,6 +164,7 @@ def test_12mp_fast_path_answers_in_the_exif_oriented_frame(client, composition):
     assert sum(any(iou(k, b) >= 0.5 for b in boxes) for k in big) / len(big) >= 0.95
 
 
+@pytest.mark.slow
 def test_several_images_share_one_pixel_budget(make_app):
     """16 files that each pass the pixel limit may not add up to 16 times the work of one."""
     group = (DATA / "group_17_faces.jpg").read_bytes()  # 640x482 = 0.31 MP
@@ -172,6 +176,7 @@ def test_several_images_share_one_pixel_budget(make_app):
 
 
 @pytest.mark.parametrize("width,height", [(4000, 3000), (6000, 4000)])
+@pytest.mark.slow
 def test_haar_finds_faces_exactly_min_face_wide(client, width, height):
     """No blind spot at the boundary: faces placed at exactly 2.5 % of the long side (and 0.85-1.15x)."""
     min_px = round(0.025 * max(width, height))
@@ -184,6 +189,7 @@ def test_haar_finds_faces_exactly_min_face_wide(client, width, height):
     assert all(any(iou(k, b) >= 0.3 for k in known) for b in boxes)
 
 
+@pytest.mark.slow
 def test_a_cascade_declared_without_min_face_looks_down_to_min_size():
     """The models guide's eye cascade: min_face is a default of the face models, not of every cascade."""
     import re

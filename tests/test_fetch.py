@@ -111,6 +111,7 @@ def test_loopback_is_refused_by_default_even_when_a_server_is_there(client, grou
     assert seen == []
 
 
+@pytest.mark.slow
 def test_fetch_from_an_allowed_loopback_server(make_app, group_jpg):
     c = make_app(LOOPBACK).test_client()
     with serve({"/g.jpg": (200, {"Content-Type": "image/jpeg"}, group_jpg)}) as (base, seen):
@@ -121,6 +122,7 @@ def test_fetch_from_an_allowed_loopback_server(make_app, group_jpg):
     assert len(seen) == 2
 
 
+@pytest.mark.slow
 def test_post_with_url_and_no_body(make_app, group_jpg):
     c = make_app(LOOPBACK).test_client()
     with serve({"/g.jpg": (200, {}, group_jpg)}) as (base, _):

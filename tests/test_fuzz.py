@@ -22,6 +22,8 @@ from tiny_models import colour_classifier, fixed_ssd
 
 from testkit.hostile_inputs import Request, photos_from, requests
 
+pytestmark = pytest.mark.slow
+
 SEED = 20261122
 IN_PROCESS = 2000
 OVER_HTTP = 200

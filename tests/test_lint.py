@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from tests_helpers import require
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

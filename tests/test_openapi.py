@@ -30,6 +30,7 @@ MAX_EXAMPLES = 400
 BUDGET_S = 30.0
 
 
+@pytest.mark.slow
 def test_the_document_is_valid_openapi_3_1_and_linked_from_the_info_route(client) -> None:
     doc = client.get("/openapi.json").get_json()
     assert doc["openapi"] == OPENAPI_VERSION == "3.1.0"
@@ -158,6 +159,7 @@ def _body(photo_list: list[bytes]) -> st.SearchStrategy[dict]:
     )
 
 
+@pytest.mark.slow
 def test_no_request_generated_from_the_document_gets_a_5xx_or_an_undocumented_answer(full_app, photos,
                                                                                        image_server) -> None:
     doc = document(full_app)
@@ -197,6 +199,7 @@ def test_no_request_generated_from_the_document_gets_a_5xx_or_an_undocumented_an
     assert seen.get(200, 0) > 0 and any(400 <= code < 500 for code in seen), seen  # both sides were exercised
 
 
+@pytest.mark.slow
 def test_with_api_keys_the_document_names_the_key_and_the_401(make_app) -> None:
     key = "openapi-test-key-0123456789"
     client = make_app({"MYSITE_API_KEYS": key}).test_client()

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 from flask import jsonify
 
 from mysite.web.state import current_endpoints
@@ -91,6 +92,7 @@ def test_form_params_reach_the_model(client) -> None:
     assert '"result": []' in htmllib.unescape(r.get_data(as_text=True))
 
 
+@pytest.mark.slow
 def test_form_by_url(make_app, image_server) -> None:
     app = make_app({"MYSITE_URL_ALLOW_NETWORKS": "127.0.0.1/32"})
     r = _form(app.test_client(), {"endpoint": "/catfacedetection", "url": f"{image_server}/cat.jpg"})
@@ -153,6 +155,7 @@ def test_page_says_what_the_server_runs_when_its_default_is_changed(make_app) ->
     assert "without one the server runs dnn" in html
 
 
+@pytest.mark.slow
 def test_form_without_javascript_runs_the_chosen_detector(client) -> None:
     group = (DATA / "group_17_faces.jpg").read_bytes()
     for detector, keys in (("yunet", {"box", "confidence", "landmarks"}), ("haar", {"box"})):

@@ -32,6 +32,7 @@ def test_readme_env_example_works_when_pasted(tmp_path, monkeypatch):
     assert settings.extra == {}  # every line is a setting the app reads: no typo warning
 
 
+@pytest.mark.slow
 @pytest.mark.needs("uwsgi")
 def test_uwsgi_touch_reload_under_load_drops_nothing():
     r = pythonanywhere.rehearse(reloads=1, clients=1)

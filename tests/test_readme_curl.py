@@ -23,6 +23,8 @@ import pytest
 from live_server import PROJECT, start_gunicorn
 from tiny_models import colour_classifier, fixed_ssd
 
+pytestmark = pytest.mark.slow
+
 README_HOST = re.compile(r"http://(localhost|127\.0\.0\.1):5000")
 API_KEY = "readme-example-key-0123456789"
 LOOPBACK = {"localhost", "127.0.0.1", "::1"}

@@ -56,6 +56,7 @@ def test_json_stays_the_default_for_book_clients(client) -> None:
     assert "Accept" in r.headers["Vary"]
 
 
+@pytest.mark.slow
 def test_output_image_draws_every_face(client) -> None:
     boxes = _faces(client)
     r = _post(client, "?output=image")
@@ -66,6 +67,7 @@ def test_output_image_draws_every_face(client) -> None:
     assert "Server-Timing" in r.headers
 
 
+@pytest.mark.slow
 def test_accept_png_answers_png_with_exact_pixels(client) -> None:
     boxes = _faces(client)
     r = _post(client, headers={"Accept": "image/png"})
@@ -88,7 +90,8 @@ def test_format_png_in_query(client) -> None:
     _decode(r.data)
 
 
-def test_seed_003_base64_round_trip(client) -> None:
+@pytest.mark.slow
+def test_aidemo_base64_round_trip(client) -> None:
     """The AIDemo client: POST the base64 of a JPEG as the body, b64decode the answer, get a picture."""
     boxes = _faces(client)
     r = client.post("/detect?output=base64", data=base64.b64encode(GROUP))
@@ -109,6 +112,7 @@ def test_canny_honours_format_and_base64(client) -> None:
     assert base64.b64decode(b64.data) == png.data
 
 
+@pytest.mark.slow
 def test_color_photo_is_drawn_in_color(client) -> None:
     # The cascade sees gray; the drawn answer must still be the colour photo.
     r = client.post("/catfacedetection?output=image", data={"image": ((DATA / "cat.jpg").open("rb"), "cat.jpg")})
@@ -161,6 +165,7 @@ def test_draw_clips_boxes_and_leaves_input_alone() -> None:
     assert tuple(out[20, 0]) == BOX_COLOR and tuple(out[20, 79]) == BOX_COLOR
 
 
+@pytest.mark.slow
 def test_large_photo_is_drawn_at_full_size_where_the_fast_path_found_faces(client) -> None:
     """The fast path detects on a reduced decode; the picture and its boxes are in original pixels."""
     group = cv2.imdecode(np.frombuffer(GROUP, np.uint8), cv2.IMREAD_COLOR)

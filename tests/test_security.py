@@ -111,6 +111,7 @@ def test_debug_shows_the_absolute_paths(make_app, secret_dirs, group_jpg) -> Non
 
 # -- headers ---------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_nosniff_on_every_answer_and_page_headers_on_pages(client, group_jpg) -> None:
     answers = _answers(client, group_jpg)
     answers["static js"] = client.get("/static/page.js")
@@ -152,6 +153,7 @@ def keyed_app():
     return create_app({"MYSITE_LOG_LEVEL": "WARNING", "MYSITE_API_KEYS": f"{KEY}, {OTHER_KEY}"})
 
 
+@pytest.mark.slow
 def test_keys_are_off_by_default(client, group_jpg) -> None:
     assert client.post("/detect", data=multipart("image", group_jpg)).status_code == 200
     # DeepStack clients send api_key="" (their default) to a server without keys.
@@ -172,6 +174,7 @@ def test_every_image_endpoint_wants_a_key(keyed_app, cat_jpg) -> None:
     assert body["success"] is False and "API key" in body["error"]
 
 
+@pytest.mark.slow
 def test_a_valid_key_in_the_header_or_the_form_field_passes(keyed_app, group_jpg) -> None:
     c = keyed_app.test_client()
     for key in (KEY, OTHER_KEY):
@@ -205,6 +208,7 @@ def test_page_without_keys_has_no_key_field(client) -> None:
     assert b'id="api-key"' not in client.get("/", headers=PAGE).data and b"api_key" not in client.get("/mnist").data
 
 
+@pytest.mark.slow
 def test_the_page_form_sends_its_key_field(keyed_app, cat_jpg) -> None:
     c = keyed_app.test_client()
     form = {"endpoint": "/catfacedetection", "image": (io.BytesIO(cat_jpg), "cat.jpg")}
@@ -215,7 +219,7 @@ def test_the_page_form_sends_its_key_field(keyed_app, cat_jpg) -> None:
     ok = c.post("/", data=form, headers=PAGE)
     assert ok.status_code == 200 and b"1 found" in ok.data
     # Seed 002's page posts its form (field img, and the key field) to /predict/.
-    from test_seed_clients import _digit_png
+    from test_existing_clients import _digit_png
 
     r = c.post("/predict/", data={"img": (io.BytesIO(_digit_png(7)), "seven.png"), "api_key": KEY})
     assert r.status_code == 200 and r.get_data(as_text=True).strip() == "7"
@@ -255,6 +259,7 @@ def test_access_log_redaction() -> None:
     assert redact_url("/detect?url=http://127.0.0.1/a.jpg") == "/detect?url=http://127.0.0.1/a.jpg"
 
 
+@pytest.mark.slow
 def test_keys_under_gunicorn_deepstack_client_and_nothing_in_the_log(tmp_path, group_jpg, monkeypatch) -> None:
     """The Procfile's gunicorn with keys: the deepstack-python client with its api_key works, a key
     sent in the URL is refused, and no key is written to the access log."""
@@ -288,6 +293,7 @@ def test_keys_under_gunicorn_deepstack_client_and_nothing_in_the_log(tmp_path, g
 
 # -- CORS ------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_cors_is_off_by_default(client, cat_jpg) -> None:
     origin = {"Origin": "https://example.com"}
     answers = [client.post("/catfacedetection", data=multipart("image", cat_jpg), headers=origin),
@@ -298,6 +304,7 @@ def test_cors_is_off_by_default(client, cat_jpg) -> None:
         assert "Origin" not in r.headers.get("Vary", "")
 
 
+@pytest.mark.slow
 def test_cors_allows_the_listed_origins_only(make_app, cat_jpg) -> None:
     app = make_app({"MYSITE_CORS_ORIGINS": "https://example.com, http://127.0.0.1:8080", "MYSITE_API_KEYS": KEY})
     c = app.test_client()

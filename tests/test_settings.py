@@ -49,6 +49,7 @@ def test_invalid_values_stop_start_up_naming_the_variable(name, value):
     assert name in message and repr(value) in message and "\n" not in message
 
 
+@pytest.mark.slow
 def test_invalid_setting_stops_wsgi_with_one_line(tmp_path):
     import subprocess
     import sys
@@ -118,6 +119,7 @@ def test_relative_setting_resolves_in_model_dir(tmp_path):
     assert resolve(SPEC, s) == tmp_path / "mine.xml"
 
 
+@pytest.mark.slow
 def test_setting_a_cascade_path_serves_it(tmp_path, make_app, group_jpg):
     import shutil
 

@@ -14,8 +14,11 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 import requests
 from live_server import start_gunicorn
+
+pytestmark = pytest.mark.slow
 
 BOUNDARY = "slowboundary"
 

@@ -60,6 +60,7 @@ def timed_get(client, url: str):
 
 
 @pytest.mark.parametrize("route", ["/body", "/headers"])
+@pytest.mark.slow
 def test_a_dripping_peer_is_cut_off_at_the_deadline(make_app, route):
     c = make_app({**LOOPBACK, "MYSITE_URL_DEADLINE": 1.5, "MYSITE_URL_TIMEOUT": 10}).test_client()
     with serve({"/body": drip(0.2), "/headers": drip(0.2, status_line_only=True)}) as (base, seen):
@@ -198,6 +199,7 @@ def test_through_a_proxy_refused_forms_never_reach_it(make_app, recording_proxy,
     assert seen == [] and asked == []  # refused before resolving, before the proxy heard anything
 
 
+@pytest.mark.slow
 def test_through_a_proxy_the_host_checked_is_the_host_asked_for(make_app, recording_proxy):
     seen, asked = recording_proxy
     c = make_app().test_client()
@@ -231,6 +233,7 @@ def test_through_a_proxy_encoded_addresses_are_checked_as_sent(make_app, recordi
     assert seen == [] and len(asked) == 1
 
 
+@pytest.mark.slow
 def test_through_a_proxy_fragments_and_at_signs_after_the_host_stay_out_of_the_request_line(make_app, recording_proxy):
     seen, asked = recording_proxy
     c = make_app().test_client()
@@ -243,6 +246,7 @@ def test_through_a_proxy_fragments_and_at_signs_after_the_host_stay_out_of_the_r
     assert asked == ["allowed.example", "allowed.example"]
 
 
+@pytest.mark.slow
 def test_a_dripping_proxy_is_bound_by_the_deadline_too(make_app, monkeypatch):
     monkeypatch.setattr(fetch_mod, "resolve_host", lambda host, port: [PUBLIC])
     c = make_app({"MYSITE_URL_DEADLINE": 1.5, "MYSITE_URL_TIMEOUT": 10}).test_client()
@@ -255,6 +259,7 @@ def test_a_dripping_proxy_is_bound_by_the_deadline_too(make_app, monkeypatch):
     assert seen == ["GET http://allowed.example/x.jpg Host=allowed.example"]
 
 
+@pytest.mark.slow
 def test_a_netrc_never_lends_credentials_to_a_url(make_app, monkeypatch, tmp_path, group_jpg):
     netrc = tmp_path / ".netrc"
     netrc.write_text("machine 127.0.0.1 login operator password secret\n")
@@ -275,6 +280,7 @@ def test_a_netrc_never_lends_credentials_to_a_url(make_app, monkeypatch, tmp_pat
     assert r.status_code == 200 and headers == [None]
 
 
+@pytest.mark.slow
 def test_through_a_proxy_each_redirect_is_checked_before_the_proxy_is_asked(make_app, monkeypatch, recording_proxy, group_jpg):
     # The proxy relays the origin's redirects; where they point is checked as the first URL was.
     seen, asked = recording_proxy

@@ -49,6 +49,7 @@ def test_group_photo_all_17_faces_with_confidence_and_landmarks(client):
 
 
 @pytest.mark.parametrize("width,height", [(4000, 3000), (3000, 2000)])
+@pytest.mark.slow
 def test_faces_exactly_min_face_wide_on_big_photos(client, width, height):
     min_px = round(0.025 * max(width, height))
     data, known = compose.build_jpeg(compose.exact_layout(min_px, width, height), width, height)
@@ -61,6 +62,7 @@ def test_faces_exactly_min_face_wide_on_big_photos(client, width, height):
         assert 0 <= f["box"][0] < f["box"][2] <= width and 0 <= f["box"][1] < f["box"][3] <= height
 
 
+@pytest.mark.slow
 def test_12mp_composition_every_face_of_100_px_and_more(client):
     data, known = compose.build_jpeg()
     faces = detect(client, data)
@@ -70,6 +72,7 @@ def test_12mp_composition_every_face_of_100_px_and_more(client):
 
 
 @pytest.mark.parametrize("face_px,query", [(1200, ""), (2000, ""), (2000, "&min_face=0.01")])
+@pytest.mark.slow
 def test_selfie_filling_the_frame_is_found_once(client, face_px, query):
     """With min_face=0.01 the first pass is 1920 px wide and the face 960 px in it, past what YuNet
     finds (measured: a single pass answers nothing); the second pass, 256 px high, finds it."""
@@ -89,6 +92,7 @@ def test_passes_cover_every_face_size_without_a_gap():
         assert min(width, height) * scales[-1] <= yunet.MAX_WORK
 
 
+@pytest.mark.slow
 def test_12mp_is_decoded_reduced(client):
     model = current_registry(client.application).get("yunet")
     header = read_header(compose.build_jpeg()[0])
@@ -152,6 +156,7 @@ def test_tiles_are_small_and_hold_every_face_up_to_the_overlap_whole(width, heig
     assert (covered == 1).all()  # the cores partition the image: each face is kept by one tile
 
 
+@pytest.mark.slow
 def test_faces_on_the_seam_between_tiles_are_found_once(client):
     """100 px faces (min_face on 4000x3000) centred on, and either side of, the seam between the
     first pass's two tiles and on their edges: each is answered once, with a box that fits it."""

@@ -37,11 +37,11 @@ from mysite.client import Client, ConnectFailed, NoAnswer, imagepaths, json_or_n
 from mysite.client.progress import Progress
 from mysite.client.routes import Route, route_for
 
-# Measured by `python -m bench.batch` (docs/page-and-client.md): two requests in flight per
-# server worker keep a 2-worker server busy; more only queue at the server.
+# Two requests in flight per server worker keep a 2-worker server busy; more only queue at the
+# server (python -m bench.batch, docs/page-and-client.md).
 DEFAULT_CONCURRENCY = 4
-# Measured: packing images into one request saved nothing on loopback and cost balance
-# between workers (one worker gets a pack while the other idles at the end), so 1.
+# Packing images into one request saves nothing on loopback and costs balance between workers
+# (one worker gets a pack while the other idles at the end), so 1.
 DEFAULT_PER_REQUEST = 1
 MAX_PER_REQUEST = 16  # the server's limit on images in one request (web/inputs.MAX_IMAGES)
 RESEND = frozenset({408, 429})  # statuses, besides 5xx and none, that a resumed run sends again

@@ -2,7 +2,7 @@
 
 glibc keeps freed blocks in its heaps for reuse: after a request that decoded a large
 image, the worker's RSS stays where the peak left it unless the heaps are trimmed
-(measured: ``python -m bench.memory``). ``malloc_trim`` does that; it exists only in glibc,
+(``python -m bench.memory`` shows by how much). ``malloc_trim`` does that; it exists only in glibc,
 so elsewhere (musl, macOS) ``trim`` does nothing.
 """
 

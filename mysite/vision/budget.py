@@ -4,8 +4,8 @@ Two quantities, both bounded per request (``MYSITE_REQUEST_MEMORY_MB``, ``MYSITE
 
 - **memory**: bytes the request holds at its peak on top of the worker's own: the decoded
   image, a Haar cascade's pyramid buffers, the picture and its encoding for an image answer.
-- **work**: what the request makes the worker compute, in cascade windows (a window costs
-  about 0.1-0.3 us on this machine's cores): the windows a cascade evaluates over its whole
+- **work**: what the request makes the worker compute, in cascade windows (a fraction of a
+  microsecond each): the windows a cascade evaluates over its whole
   pyramid (the detection time follows it), plus an eighth of the decoded pixels.
 
 The estimates mirror what OpenCV and Pillow allocate (see each function), rounded up; the

@@ -157,8 +157,7 @@ class Cascade(Rescaling):
         work, work_scale = fastpath.working_image(gray, scale, p)
         # Scan a margin below a smallest object set by min_face: min_neighbors counts the hits of
         # windows a little smaller than a face too, and with minSize at its exact size a face exactly
-        # that wide lost them (17 of 24 found at 100 px on 4000 px photos; starting the scan on a level
-        # of exactly its size: 19). Never below min_size: the book's minSize=25 gives its exact boxes.
+        # that wide loses them. Never below min_size: the book's minSize=25 gives its exact boxes.
         min_px = max(1, math.floor(max(min_size, p.min_px * fastpath.MARGIN) * work_scale))
         asked_px = max(1, math.floor(max(min_size, p.min_px) * work_scale))  # the smallest object asked for
         levels = budget.pyramid(work.shape[1], work.shape[0], self.window_size, scale_factor, (min_px, min_px))
@@ -204,7 +203,7 @@ class Cascade(Rescaling):
 
 
 # A classifier whose pyramid buffer is larger than this is thrown away after the request (reloading
-# one takes about 16 ms); smaller ones are kept, so ordinary photos pay nothing.
+# one is cheap); smaller ones are kept, so ordinary photos pay nothing.
 KEEP_BYTES = 16 * 1024 * 1024
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import Any
 
 import cv2
 import numpy as np
@@ -98,7 +99,7 @@ def _dense(lv: budget.Scale) -> bool:
     return bool(np.float32(lv.factor) >= 2)
 
 
-def _rects(found: Iterable) -> list[Rect]:
+def _rects(found: Iterable[Any]) -> list[Rect]:
     """detectMultiScale's answer (an empty tuple when it finds nothing) as tuples."""
     return [(int(x), int(y), int(w), int(h)) for x, y, w, h in np.asarray(found).reshape(-1, 4)]
 

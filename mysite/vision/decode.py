@@ -212,7 +212,7 @@ def _imdecode(data: bytes, header: Header, gray: bool, reduce: int) -> np.ndarra
 
 
 # Peak bytes per pixel of the Pillow path: its image, the RGBA backdrop and composite for
-# transparency, the conversion, numpy's copy and the BGR one (measured: 800 MB for 40 MP RGBA).
+# transparency, the conversion, numpy's copy and the BGR one.
 PILLOW_BYTES_PER_PIXEL = 20
 
 # Transparent PNGs from this size up are flattened band by band from OpenCV's BGRA (about 5 bytes a

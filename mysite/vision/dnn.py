@@ -167,7 +167,8 @@ def probabilities(scores: np.ndarray) -> np.ndarray:
     if v.size and v.min() >= 0 and abs(v.sum() - 1.0) < 1e-3:
         return v
     e = np.exp(v - v.max())
-    return e / e.sum()
+    out: np.ndarray = e / e.sum()
+    return out
 
 
 def first_line(exc: Exception) -> str:

@@ -87,7 +87,7 @@ def _tab(image: np.ndarray, text: str, corner: tuple[int, int], scale: float, co
 
 
 def thumbnail(image: np.ndarray, side: int = 400) -> np.ndarray:
-    """The image shrunk to fit a ``side`` x ``side`` box (never enlarged), as seed 001's page shows an upload."""
+    """The image shrunk to fit a ``side`` x ``side`` box (never enlarged), as the bird classifier's page shows an upload."""
     height, width = image.shape[:2]
     scale = min(1.0, side / max(height, width))
     if scale == 1.0:

@@ -20,8 +20,7 @@ import cv2
 import numpy as np
 
 # The smallest object's size in the working image, in cascade windows (20 px for the face
-# cascade -> 34 px). Measured on bench/compose.py's 12 MP photo: 1.7 keeps 21 of the book's 22
-# faces >= 100 px (all 21 real ones) at 1/9 of its time; 1.5 lost one more, 2.0 was 1.5x slower.
+# cascade -> 34 px): the smallest that keeps every real face (docs/performance.md says how it was chosen).
 WORK_WINDOWS = 1.7
 MARGIN = 0.8  # scan objects down to this fraction of the smallest asked for (no blind spot at the boundary)
 REDUCTIONS = (8, 4, 2)  # what libjpeg (and OpenCV's IMREAD_REDUCED_* flags) can decode directly

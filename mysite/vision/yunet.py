@@ -31,13 +31,11 @@ from mysite.vision.shapes import Rescaling
 
 # YuNet's five points, in the order of its output (the subject's right eye is on the image's left).
 LANDMARKS = ("right_eye", "left_eye", "nose_tip", "mouth_right", "mouth_left")
-MIN_WORK = 24  # px: the smallest wanted face in the first pass (100 px on a 4000 px photo -> 960 px wide;
-# at 16 px, boxes of faces exactly that small overlapped the placed ones less: IoU 0.5, 23 of 24)
-MAX_WORK = 400  # px: the largest face a pass is trusted with (measured: 500 px scores 0.83, 700 px 0.64)
+MIN_WORK = 24  # px: the smallest wanted face in the first pass (smaller ones get looser boxes)
+MAX_WORK = 400  # px: the largest face a pass is trusted with (larger ones score lower)
 BIG_PASS = 256  # px: where a further pass puts the largest possible face (the short side)
-MAX_SIDE = 1920  # px: the first pass's long side at most (measured: 2000x1500 peaks at +210 MB; 4000x3000 near 1 GB)
+MAX_SIDE = 1920  # px: the first pass's long side at most (the net's memory grows with its input)
 TILE_AREA = 640 * 640  # px: a larger working image is run in overlapping tiles of at most this many pixels
-# (the net's memory grows with its input: 960x720 took 52 MB in one forward, 640x480 25 MB)
 
 PARAMS = (
     Param("min_confidence", float, 0.7, min=0.0, max=1.0, doc="smallest face score kept"),

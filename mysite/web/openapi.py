@@ -292,16 +292,16 @@ _OTHER_RESPONSES: dict[str, dict[str, Any]] = {
 
 
 def _page_form(endpoints: tuple[Endpoint, ...]) -> dict[str, Any]:
-    """The page's form (and seed 001's upload form): a task of the page, a file or a URL, and its options."""
+    """The page's form (and the bird classifier's upload form): a task of the page, a file or a URL, and its options."""
     tasks = [ep.path for ep in endpoints if ep.on_page]
     return {"required": True, "content": {"multipart/form-data": {"schema": {
         "type": "object",
         "properties": {"endpoint": {"type": "string", "enum": tasks,
-                                    "description": "the task; a form without one (seed 001) gets classification, "
+                                    "description": "the task; a form without one (the bird classifier's) gets classification, "
                                                    "else faces"},
                        "image": _BINARY, "url": {"type": "string", "format": "uri"}},
         "additionalProperties": {"type": "string", "description": "the task's options, as its query parameters"},
-        "description": "one file field (image, or any name as seed 001's bird_image) or url",
+        "description": "one file field (image, or any name, as the bird classifier's bird_image) or url",
     }}}}
 
 

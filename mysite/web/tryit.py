@@ -24,11 +24,11 @@ from mysite.web import endpoints, respond, security
 from mysite.web.error_handlers import public_text
 from mysite.web.state import app_state, current_settings, run
 
-# File names a browser form may upload (seed 001 checked the extension before reading the file).
+# File names a browser form may upload (the bird classifier's form checked the extension before reading the file).
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff")
-# A form that names no task (seed 001's bird_image form) gets the first of these whose model is loaded.
+# A form that names no task (the bird classifier's bird_image form) gets the first of these whose model is loaded.
 DEFAULT_UPLOAD_TASKS = ("/predict", "/detect")
-THUMBNAIL = 400  # px: the long side of the upload shown with an answer that draws nothing (seed 001's size)
+THUMBNAIL = 400  # px: the long side of the upload shown with an answer that draws nothing (the bird classifier's size)
 
 _NUMBER_ARRAY = re.compile(r"\[\s+([-\d.e+,\s]+?)\s+\]")
 # Lead sentences for API errors, in words a visitor understands; the server's own message follows.
@@ -143,8 +143,8 @@ def default_upload_task(choices: list[dict[str, Any]]) -> str:
 def run_form(app: Flask, choices: list[dict[str, Any]]) -> Outcome:
     """Run the task the form names on the uploaded file (or the URL given), exactly as the API would.
 
-    Any form with one file field works (seed 001's ``bird_image`` and no task): it gets the default
-    task, and the seed's messages for no file, no file chosen and a file type not supported.
+    Any form with one file field works (the bird classifier's ``bird_image`` and no task): it gets the
+    default task, and that form's messages for no file, no file chosen and a file type not supported.
     """
     outcome = Outcome()
     keys = current_settings().api_keys
@@ -162,7 +162,7 @@ def run_form(app: Flask, choices: list[dict[str, Any]]) -> Outcome:
         view = _view_for(app, outcome.task)
         if upload is not None and upload.filename:
             extension = os.path.splitext(upload.filename)[1].lower()
-            # A form like seed 001's (no task named) promised image file types; this page goes by the content.
+            # A form like the bird classifier's (no task named) promised image file types; this page goes by the content.
             if not named and extension and extension not in EXTENSIONS:
                 return _failed(outcome, 415, f"The file type you selected: '{extension}' is not supported. "
                                              f"Please select a {', '.join(EXTENSIONS[:-1])} or {EXTENSIONS[-1]} file.")
@@ -186,7 +186,7 @@ def run_form(app: Flask, choices: list[dict[str, Any]]) -> Outcome:
 
 
 def _nothing_sent(named: str, upload: FileStorage | None) -> str:
-    """Why there is nothing to run, in this page's words or (a form that names no task) seed 001's."""
+    """Why there is nothing to run, in this page's words or (a form that names no task) the bird classifier's."""
     if named:
         return "Choose an image file or give the URL of one."
     if upload is None:
@@ -195,7 +195,7 @@ def _nothing_sent(named: str, upload: FileStorage | None) -> str:
 
 
 def _upload() -> tuple[FileStorage | None, str]:
-    """The uploaded file and its field: ``image`` (this page), else the form's only file field (seed 001)."""
+    """The uploaded file and its field: ``image`` (this page), else the form's only file field (the bird classifier's form)."""
     if "image" in request.files:
         return request.files["image"], "image"
     if len(request.files) == 1:
@@ -246,7 +246,7 @@ def _show(outcome: Outcome, response: Response, uploaded: bytes | None, label: s
             outcome.notes.append("The picture is too large to draw the boxes on here; the JSON has them.")
     elif isinstance(detections, list):
         outcome.notes.append("Boxes are drawn on uploads; for a URL, add ?output=image to the API call.")
-    elif uploaded is not None:  # nothing to draw: show the upload itself, small (seed 001's thumbnail)
+    elif uploaded is not None:  # nothing to draw: show the upload itself, small (the bird classifier's thumbnail)
         small = run(pipeline.thumbnail_of, uploaded, THUMBNAIL, settings.max_pixels)
         outcome.thumbnail_url = _data_url(small, "image/jpeg")
 

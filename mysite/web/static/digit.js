@@ -1,4 +1,4 @@
-// Seed 002's page flow, in plain JavaScript: post a file (multipart field "img") or the drawing
+// The MNIST Flask API's page flow, in plain JavaScript: post a file (multipart field "img") or the drawing
 // (a data URL as the raw body) to /predict/, and show the answer text, the bare digit.
 "use strict";
 (() => {
@@ -67,10 +67,10 @@
   for (const name of ["pointerup", "pointercancel"]) pad.addEventListener(name, () => { last = null; });
 
   document.getElementById("clear").addEventListener("click", () => { clear(); result.textContent = ""; });
-  // The drawing goes as the seed's canvas client sent it: the data URL itself is the body.
+  // The drawing goes as that API's canvas client sent it: the data URL itself is the body.
   document.getElementById("read").addEventListener("click", () => send(pad.toDataURL("image/png"),
     { "Content-Type": "text/plain" }));
-  // A chosen file goes as the seed's jQuery call sent it: the form as multipart, field "img".
+  // A chosen file goes as that API's jQuery call sent it: the form as multipart, field "img".
   form.addEventListener("submit", (e) => {
     e.preventDefault();
     const file = document.getElementById("img").files[0];

@@ -1,6 +1,6 @@
 """Every client already out there, as written, against the Procfile's gunicorn on loopback.
 
-Each client below is rebuilt from its own text (the seeds in the project's reference documents,
+Each client below is rebuilt from its own text (the published examples this site is compatible with,
 the book's Keras client, the ``deepstack-python`` package): the scripts as printed, only the
 host and port changed; the curl lines run with the real curl. The classifier and the SSD are
 the tests' tiny fixed-weight ONNX models (``tiny_models.py``) under the default models.toml
@@ -27,6 +27,8 @@ from live_server import LiveServer, start_gunicorn
 from tests_helpers import require
 from tiny_models import colour_classifier, fixed_ssd
 
+pytestmark = pytest.mark.slow
+
 DATA = Path(__file__).parent / "data"
 RED, GREEN = (0, 0, 255), (0, 255, 0)  # BGR
 # [image_id, class_id, confidence, x1, y1, x2, y2]; VOC ids: 8 cat, 12 dog, 15 person.
@@ -44,7 +46,7 @@ def _png(bgr: tuple[int, int, int], size: tuple[int, int] = (120, 90)) -> bytes:
 
 
 def _digit_png(label: int) -> bytes:
-    """A held-out MNIST digit, enlarged to 275x275 and made dark ink on white, as seed 002's self2.png."""
+    """A held-out MNIST digit, enlarged to 275x275 and made dark ink on white, as the MNIST Flask API's self2.png."""
     sheet = cv2.imread(str(DATA / "mnist_heldout.png"), cv2.IMREAD_GRAYSCALE)
     labels = json.loads((DATA / "mnist_heldout.json").read_text())["labels"]
     i = labels.index(label)
@@ -70,9 +72,9 @@ def _curl(*args: str) -> str:
     return subprocess.run([str(shutil.which("curl")), "-s", *args], capture_output=True, text=True, timeout=30, check=True).stdout
 
 
-# --- Seed 002: the MNIST app's curl line, its canvas body and its jQuery call -------------------
+# --- The MNIST Flask API: the MNIST app's curl line, its canvas body and its jQuery call -------------------
 
-def test_seed_002_curl_line_gets_the_bare_digit(server, tmp_path):
+def test_mnist_api_curl_line_gets_the_bare_digit(server, tmp_path):
     for label in (2, 7):
         path = tmp_path / f"digit{label}.png"
         path.write_bytes(_digit_png(label))
@@ -80,7 +82,7 @@ def test_seed_002_curl_line_gets_the_bare_digit(server, tmp_path):
         assert _curl("-X", "POST", "-F", f"img=@{path}", f"{server.url}/predict/") == str(label)
 
 
-def test_seed_002_data_url_body_as_a_canvas_sends_it(server):
+def test_mnist_api_data_url_body_as_a_canvas_sends_it(server):
     data_url = "data:image/png;base64," + base64.b64encode(_digit_png(7)).decode()
     # $.ajax({type: "POST", url: "/predict/", data: canvas.toDataURL()}): a form-urlencoded string body.
     r = requests.post(f"{server.url}/predict/", data=data_url,
@@ -90,7 +92,7 @@ def test_seed_002_data_url_body_as_a_canvas_sends_it(server):
     assert r.text == "7"
 
 
-def test_seed_002_errors_are_readable_and_predict_without_slash_is_another_route(server, tmp_path):
+def test_mnist_api_errors_are_readable_and_predict_without_slash_is_another_route(server, tmp_path):
     notes = tmp_path / "notes.txt"
     notes.write_text("not a digit")
     out = _curl("-X", "POST", "-F", f"img=@{notes}", f"{server.url}/predict/")
@@ -104,9 +106,9 @@ def test_seed_002_errors_are_readable_and_predict_without_slash_is_another_route
     assert r.status_code == 200 and r.json()["class_name"] == "Egyptian_cat"
 
 
-# --- Seed 003: the face-recognition demo's Client.py, as printed ------------------------------
+# --- The AIDemo base64 client: the face-recognition demo's Client.py, as printed ------------------------------
 
-SEED_003_CLIENT = '''
+AIDEMO_CLIENT = '''
 # Client.py
 import requests
 import base64
@@ -144,9 +146,9 @@ file.close()
 '''
 
 
-def test_seed_003_client_writes_the_photo_with_faces_drawn(server, tmp_path, group_jpg):
+def test_aidemo_client_writes_the_photo_with_faces_drawn(server, tmp_path, group_jpg):
     (tmp_path / "111.jpg").write_bytes(group_jpg)
-    (tmp_path / "Client.py").write_text(SEED_003_CLIENT.format(url=server.url), encoding="utf-8")
+    (tmp_path / "Client.py").write_text(AIDEMO_CLIENT.format(url=server.url), encoding="utf-8")
     subprocess.run([sys.executable, "Client.py"], cwd=tmp_path, check=True, timeout=60)
     drawn = cv2.imread(str(tmp_path / "test3.jpg"))
     assert drawn is not None and drawn.shape == (cv2.imread(str(tmp_path / "111.jpg")).shape)
@@ -202,9 +204,9 @@ def test_keras_client_prints_predictions_or_its_own_failure_branch(server, tmp_p
     assert r.status_code == 405 and r.json()["success"] is False
 
 
-# --- Seed 004: the PyTorch tutorial's requests call ---------------------------------------------
+# --- The PyTorch tutorial: the PyTorch tutorial's requests call ---------------------------------------------
 
-def test_seed_004_gets_the_wordnet_id_and_underscored_name(server, tmp_path):
+def test_pytorch_tutorial_gets_the_wordnet_id_and_underscored_name(server, tmp_path):
     cat = tmp_path / "cat.jpg"
     cat.write_bytes(_png(RED))  # the tiny classifier reads colour: red is class 285
     resp = requests.post(f"{server.url}/predict", files={"file": open(cat, "rb")})
@@ -215,7 +217,7 @@ def test_seed_004_gets_the_wordnet_id_and_underscored_name(server, tmp_path):
                                       "class_id": "n02124075"}
 
 
-# --- Seed 001: the bird classifier's upload form -----------------------------------------------
+# --- The bird classifier: the bird classifier's upload form -----------------------------------------------
 
 def _page(r: requests.Response) -> dict[str, str]:
     def grab(pattern: str) -> str:
@@ -225,7 +227,7 @@ def _page(r: requests.Response) -> dict[str, str]:
             "thumbnail": grab(r'id="thumbnail" src="(data:image/jpeg;base64,[^"]{20})')}
 
 
-def test_seed_001_form_gets_a_page_with_label_confidence_and_thumbnail(server):
+def test_bird_classifier_form_gets_a_page_with_label_confidence_and_thumbnail(server):
     photo = cv2.imencode(".jpg", np.full((600, 800, 3), RED, np.uint8))[1].tobytes()
     r = requests.post(f"{server.url}/", files={"bird_image": ("bird.jpg", photo)}, data={"submit": "Process"})
     page = _page(r)
@@ -234,7 +236,7 @@ def test_seed_001_form_gets_a_page_with_label_confidence_and_thumbnail(server):
     assert page["summary"].endswith("% confidence)") and page["thumbnail"]
     thumb = re.search(r'id="thumbnail" src="data:image/jpeg;base64,([^"]+)"', r.text).group(1)
     small = cv2.imdecode(np.frombuffer(base64.b64decode(thumb), np.uint8), cv2.IMREAD_COLOR)
-    assert small.shape == (300, 400, 3)  # fits 400x400, as the seed's thumbnail
+    assert small.shape == (300, 400, 3)  # fits 400x400, as the bird classifier's thumbnail
 
 
 @pytest.mark.parametrize(("files", "code", "message"), [
@@ -244,13 +246,13 @@ def test_seed_001_form_gets_a_page_with_label_confidence_and_thumbnail(server):
     ({"bird_image": ("big.jpg", b"\xff\xd8\xff" + b"\0" * 1_500_000)}, 413,
      "Uploaded file too large: the limit is 1 MB."),
 ])
-def test_seed_001_form_messages_are_shown_on_the_page(server, files, code, message):
+def test_bird_classifier_form_messages_are_shown_on_the_page(server, files, code, message):
     r = requests.post(f"{server.url}/", files=files or None, data={"submit": "Process"})
     assert r.status_code == code and r.headers["Content-Type"].startswith("text/html")
     assert message in _page(r)["error"]
 
 
-def test_seed_001_form_without_a_classifier_finds_faces(make_app, group_jpg):
+def test_bird_classifier_form_without_a_classifier_finds_faces(make_app, group_jpg):
     client = make_app({"MYSITE_CLASSIFIER_MODEL": "/nonexistent/model.onnx"}).test_client()
     r = client.post("/", data={"bird_image": (io.BytesIO(group_jpg), "group.jpg")},
                     content_type="multipart/form-data")

@@ -1,17 +1,25 @@
 """``python -m bench.deploy``: scale-out and failover rehearsed on loopback, and the cold start.
 
-Two instances of the Procfile's gunicorn behind nginx (Debian's package, standing in for the
-load balancer, with the app's own nginx settings: ``python -m mysite.server.proxy_conf --standalone``). Under a steady
-load of clients it (a) kills one instance with SIGKILL and starts it again, (b) restarts both
-one after the other, as Elastic Beanstalk's rolling deploy does (out of the load balancer,
-SIGTERM, started, healthy, back in), and (c) sends SIGHUP to each
-gunicorn master, three rounds; each scenario counts failed requests (any answer but 200, or
-none). It checks nginx's own answers are JSON (413 over the body limit; 502 with every
-instance down), and measures the cold start: process start to the first 200 on ``/healthz``,
-with every shipped model, beside the machine's load and the CPU time it took.
+Two instances of the Procfile's gunicorn behind nginx (Debian's package, with the app's own
+nginx settings: ``python -m mysite.server.proxy_conf --standalone``) standing in for Elastic
+Beanstalk's Application Load Balancer, and shaped like it: a request an instance drops is never
+sent again to the other (``proxy_next_upstream off``; ``--retry`` restores nginx's retry), and
+targets leave and join by the health check ``.ebextensions`` configures (path, interval,
+timeout, thresholds: ``testkit/ebconfig.py``), run here by a thread that rewrites nginx's
+upstreams. Under a steady load of clients (20 by default) it (a) kills one instance's process
+group with SIGKILL and starts it again 0.1 s later, as systemd restarts the Procfile's unit;
+(b) kills one and leaves it dead until the health check takes it out, then starts it again;
+(c) deploys both one after the other as a rolling deploy does (deregistered, in-flight requests
+finished, SIGTERM, started, registered, in once the check passes); (d) sends SIGHUP to each
+gunicorn master. Each scenario counts answers that are not 200: *lost* (no answer, or nginx's
+502/504: the balancer's errors) and *busy* (the app's own 503, its queue full), and how long the
+lost ones went on. It checks nginx's own answers are JSON (413 over the body limit; 502 with
+every instance down), and measures the cold start: process start to the first 200 on
+``/healthz``, with every shipped model, beside the machine's load and the CPU time it took.
 
 Only 127.0.0.1 is contacted; every wait has a deadline; every process is stopped by the id this
-module started. ``--quick`` (about 20 s) is what the test runs; the full run takes about 90 s.
+module started. ``--quick`` (3 clients, health-check times x 0.2, about 40 s) is what the test
+runs; the full run takes a few minutes.
 """
 
 from __future__ import annotations
@@ -36,10 +44,13 @@ from pathlib import Path
 
 from bench.server import HOST, ROOT, _hwm, free_port, multipart, procfile_command
 from mysite import settings as settings_mod
-from mysite.server import proxy_conf
+from mysite.server import proxy_conf, timeouts
+from testkit.ebconfig import HealthCheck
 
 PHOTO = ROOT / "tests" / "data" / "group_17_faces.jpg"
 NGINX_ERRORS: list[str] = []  # the last lines of the last nginx's error log, for a failure's report
+CLIENT_TIMEOUT = 60.0  # a client waiting longer counts the request as "slow", not lost
+SUPERVISOR_DELAY = 0.1  # systemd's RestartSec default: the Procfile's unit is started again this much later
 
 
 def http_request(port: int, method: str, path: str, body: bytes | None = None,
@@ -72,6 +83,16 @@ def children(pid: int) -> list[int]:
     return out
 
 
+def descendants(pid: int) -> list[int]:
+    """Children, their children and so on (the process pool's CV processes are the dispatcher's)."""
+    out, todo = [], [pid]
+    while todo and len(out) < 1000:
+        found = children(todo.pop())
+        out += found
+        todo += found
+    return out
+
+
 @dataclass
 class Instance:
     """One Procfile gunicorn on a loopback port; started, stopped and signalled by its own pid."""
@@ -81,18 +102,33 @@ class Instance:
     env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen | None = None
     log: Path | None = None
+    held: socket.socket | None = None  # the listening socket, when the supervisor holds it across restarts
+
+    def hold_socket(self) -> None:
+        """Listen on the port here, as a systemd socket unit does, and hand the socket to every start
+        (``LISTEN_FDS``): while gunicorn restarts, connections wait in its backlog instead of being refused."""
+        assert self.proc is None or self.proc.poll() is not None, "stop the instance first"
+        self.held = socket.socket()
+        self.held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.held.bind((HOST, self.port))
+        self.held.listen(2048)
 
     def start(self, deadline_s: float = 60.0) -> tuple[float, float]:
         """Start and wait for the first 200 on /healthz; (milliseconds, CPU seconds of master + workers)."""
         env = {**os.environ, "GUNICORN_CMD_ARGS": f"--bind {HOST}:{self.port}", "MYSITE_URL_FETCH": "off",
                "MYSITE_LOG_LEVEL": "WARNING", **self.env}
+        command, fds = procfile_command(), ()
+        if self.held is not None:  # systemd's protocol: the socket as fd 3, LISTEN_PID the server's own pid
+            fds = (self.held.fileno(),)
+            command = ["/bin/sh", "-c", f'export LISTEN_PID=$$; exec "$@" 3<&{fds[0]}', "sh", *command]
+            env["LISTEN_FDS"] = "1"
         self.log = Path(tempfile.mkstemp(prefix=f"mysite-{self.name}-", suffix=".log")[1])
         started = time.perf_counter()
         with self.log.open("ab") as out:
             # Its own process group: a crash is simulated on the whole group, as systemd, which runs the
             # Procfile on Elastic Beanstalk, kills what is left of a unit whose main process died.
-            self.proc = subprocess.Popen(procfile_command(), cwd=ROOT, env=env, stdout=out, stderr=out,
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=out,
+                                         start_new_session=True, pass_fds=fds)
         while time.perf_counter() - started < deadline_s:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.name} exited with {self.proc.returncode}: {self.tail()}")
@@ -128,28 +164,117 @@ class Instance:
 
     def close(self) -> None:
         self.stop()
+        if self.held is not None:
+            self.held.close()
         if self.log is not None:
             self.log.unlink(missing_ok=True)
 
 
 @dataclass
 class Balancer:
-    """The running nginx: its port, and taking upstreams out of rotation and back (a graceful reload)."""
+    """The running nginx as an ALB: targets registered or not, healthy or not by its own checks.
+
+    A target gets requests while registered and healthy. The check (``HealthCheck``) runs in a
+    thread: ``unhealthy`` failures in a row take a target out, ``healthy`` passes bring it in; a
+    target registered anew starts out (as the ALB's "initial" state). Every change rewrites
+    nginx's upstreams and reloads it gracefully (old workers finish their requests).
+    """
 
     port: int
     proc: subprocess.Popen
     write_conf: Callable[[set[int]], None]
+    targets: list[int]
+    check: HealthCheck
+    registered: set[int] = field(default_factory=set)
+    healthy: set[int] = field(default_factory=set)
+    events: list[tuple[float, str, int]] = field(default_factory=list)  # (time, "in"/"out"/..., port)
+    check_ms: list[float] = field(default_factory=list)  # every passing check's time to answer
 
-    def out_of_rotation(self, down: set[int]) -> None:
-        """Like a load balancer deregistering targets: no new request goes to ``down``."""
-        self.write_conf(down)
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._streak: dict[int, int] = {}  # > 0: passes in a row, < 0: failures in a row
+        self.registered = set(self.targets)
+        self.healthy = set(self.targets)
+        self._thread = threading.Thread(target=self._checks, daemon=True)
+        self._thread.start()
+
+    def _apply(self) -> None:
+        self.write_conf({p for p in self.targets if p not in self.registered or p not in self.healthy})
         self.proc.send_signal(signal.SIGHUP)  # nginx re-reads its conf; old workers finish their requests
-        time.sleep(0.5)
+
+    def _checks(self) -> None:
+        while not self._stop.wait(self.check.interval):
+            for port in list(self.registered):
+                t = time.perf_counter()
+                try:
+                    ok = http_request(port, "GET", self.check.path, timeout=self.check.timeout)[0] == 200
+                except OSError:
+                    ok = False
+                if ok:
+                    self.check_ms.append((time.perf_counter() - t) * 1000)
+                self._seen(port, ok)
+
+    def _seen(self, port: int, ok: bool) -> None:
+        with self._lock:
+            if port not in self.registered:
+                return
+            streak = self._streak.get(port, 0)
+            streak = max(streak, 0) + 1 if ok else min(streak, 0) - 1
+            self._streak[port] = streak
+            if ok and port not in self.healthy and streak >= self.check.healthy:
+                self.healthy.add(port)
+                self.events.append((time.monotonic(), "in", port))
+                self._apply()
+            elif not ok and port in self.healthy and -streak >= self.check.unhealthy:
+                self.healthy.discard(port)
+                self.events.append((time.monotonic(), "out", port))
+                self._apply()
+
+    def deregister(self, port: int) -> None:
+        """No new request goes to ``port``; those in flight finish (the ALB's deregistration)."""
+        with self._lock:
+            self.registered.discard(port)
+            self.healthy.discard(port)
+            self._streak.pop(port, None)
+            self.events.append((time.monotonic(), "deregistered", port))
+            self._apply()
+        time.sleep(0.5)  # the reload has reached every nginx worker
+
+    def register(self, port: int) -> None:
+        """Checked from now on; requests once ``healthy`` checks passed."""
+        with self._lock:
+            self.registered.add(port)
+            self._streak.pop(port, None)
+            self.events.append((time.monotonic(), "registered", port))
+
+    def wait_in(self, port: int, deadline_s: float = 120.0) -> float:
+        """Seconds until ``port`` is healthy and gets requests."""
+        t = time.monotonic()
+        while port not in self.healthy:
+            if time.monotonic() - t > deadline_s:
+                raise TimeoutError(f"{port} did not pass {self.check.healthy} health checks in {deadline_s} s")
+            time.sleep(0.02)
+        return time.monotonic() - t
+
+    def wait_out(self, port: int, deadline_s: float = 120.0) -> float:
+        """Seconds until the health check took ``port`` out."""
+        t = time.monotonic()
+        while port in self.healthy:
+            if time.monotonic() - t > deadline_s:
+                raise TimeoutError(f"{port} was not taken out within {deadline_s} s")
+            time.sleep(0.02)
+        return time.monotonic() - t
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
 
 
 @contextmanager
-def nginx(upstreams: list[int], timeout: int) -> Iterator[Balancer]:
-    """Debian's nginx on a free loopback port in front of ``upstreams``."""
+def nginx(upstreams: list[int], timeout: int, check: HealthCheck | None = None,
+          retry: bool = False) -> Iterator[Balancer]:
+    """Debian's nginx on a free loopback port in front of ``upstreams``, ALB-shaped unless ``retry``."""
     binary = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
     if binary is None:
         raise FileNotFoundError("nginx is not installed (apt-get install -y nginx)")
@@ -160,12 +285,14 @@ def nginx(upstreams: list[int], timeout: int) -> Iterator[Balancer]:
 
     def write_conf(down: set[int]) -> None:
         servers = [f"{HOST}:{p}" + (" down" if p in down else "") for p in upstreams]
-        (prefix / "nginx.conf").write_text(proxy_conf.standalone(settings, timeout, prefix, f"{HOST}:{port}", servers))
+        (prefix / "nginx.conf").write_text(proxy_conf.standalone(settings, timeout, prefix, f"{HOST}:{port}", servers,
+                                                                 retry_other=retry, workers=2))
 
     write_conf(set())
     log = (prefix / "error.log").open("wb")  # a file, not a pipe nobody reads: nginx must never block on it
     proc = subprocess.Popen([binary, "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-e", "stderr",
                              "-g", "daemon off;"], stdout=subprocess.DEVNULL, stderr=log)
+    balancer = None
     try:
         deadline = time.monotonic() + 10
         while True:
@@ -178,8 +305,11 @@ def nginx(upstreams: list[int], timeout: int) -> Iterator[Balancer]:
                 if time.monotonic() > deadline:
                     raise TimeoutError("nginx did not listen within 10 s") from None
                 time.sleep(0.01)
-        yield Balancer(port, proc, write_conf)
+        balancer = Balancer(port, proc, write_conf, upstreams, check or HealthCheck.configured())
+        yield balancer
     finally:
+        if balancer is not None:
+            balancer.close()
         NGINX_ERRORS[:] = (prefix / "error.log").read_text(errors="replace").splitlines()[-20:]
         proc.send_signal(signal.SIGQUIT)  # graceful
         try:
@@ -199,8 +329,9 @@ class Load:
     clients: int
     max_requests: int = 100_000
     min_requests: int = 12  # a scenario lasts until this many answers (at most 60 s more)
-    results: list[tuple[float, int, float]] = field(default_factory=list)  # (time, status or -1, ms)
+    results: list[tuple[float, int, float, str]] = field(default_factory=list)  # (end, status or -1, ms, kind)
     failures: list[str] = field(default_factory=list)
+    problems: list[tuple[str, str]] = field(default_factory=list)  # (kind, what) of every failure
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
@@ -208,6 +339,19 @@ class Load:
         self._body, ctype = multipart(PHOTO.read_bytes())
         self._headers = {"Content-Type": ctype}
         self._threads = [threading.Thread(target=self._client, args=(i,), daemon=True) for i in range(self.clients)]
+
+    @staticmethod
+    def kind(status: int, body: bytes) -> str:
+        """``ok``; ``busy``: the app's own 503 (its queue is full); ``lost``: no answer or the balancer's error."""
+        if status == 200:
+            return "ok"
+        if status == 503:
+            try:
+                if json.loads(body).get("reason") == "busy":
+                    return "busy"
+            except (ValueError, AttributeError):
+                pass
+        return "lost"
 
     def _client(self, i: int) -> None:
         n = 0
@@ -217,17 +361,22 @@ class Load:
             t = time.perf_counter()
             try:
                 if detect:
-                    status, body, _ = http_request(self.port, "POST", "/detect", self._body, self._headers)
+                    status, body, _ = http_request(self.port, "POST", "/detect", self._body, self._headers,
+                                                   timeout=CLIENT_TIMEOUT)
                 else:
-                    status, body, _ = http_request(self.port, "GET", "/healthz")
-                problem = None if status == 200 else f"{status}: {body[:200]!r}"
+                    status, body, _ = http_request(self.port, "GET", "/healthz", timeout=CLIENT_TIMEOUT)
+                kind = self.kind(status, body)
+                problem = None if kind == "ok" else f"{status}: {body[:200]!r}"
+            except TimeoutError as exc:  # the instance has it, but the machine is too slow to answer in time
+                status, kind, problem = -1, "slow", f"no answer within {CLIENT_TIMEOUT:g} s: {exc!r}"
             except OSError as exc:
-                status, problem = -1, f"no answer: {exc!r}"
+                status, kind, problem = -1, "lost", f"no answer: {exc!r}"
             ms = (time.perf_counter() - t) * 1000
             with self._lock:
-                self.results.append((time.monotonic(), status, ms))
+                self.results.append((time.monotonic(), status, ms, kind))
                 if problem:
                     self.failures.append(problem)
+                    self.problems.append((kind, problem))
 
     def __enter__(self) -> Load:
         for t in self._threads:
@@ -242,61 +391,89 @@ class Load:
         for t in self._threads:
             t.join(timeout=60)
 
-    def summary(self) -> dict[str, float | int | str]:
+    def summary(self, since: float | None = None) -> dict[str, float | int | str]:
+        """Counts and latencies; ``lost_for_s``: first to last lost answer; ``lost_until_s``: ``since`` to the last."""
         ms = sorted(r[2] for r in self.results)
+        lost = [r[0] for r in self.results if r[3] == "lost"]
         return {
             "requests": len(ms),
             "failed": len(self.failures),
+            "lost": len(lost),
+            "busy": sum(r[3] == "busy" for r in self.results),
+            "slow": sum(r[3] == "slow" for r in self.results),
+            "lost_for_s": round(max(lost) - min(lost), 2) if lost else 0.0,
+            "lost_until_s": round(max(lost) - since, 2) if lost and since is not None else 0.0,
             "p50_ms": round(statistics.median(ms)) if ms else 0,
             "p95_ms": round(ms[int(0.95 * (len(ms) - 1))]) if ms else 0,
             "max_ms": round(ms[-1]) if ms else 0,
             "first_failure": self.failures[0] if self.failures else "",
+            **{f"first_{kind}": next((p for k, p in self.problems if k == kind), "") for kind in ("lost", "busy", "slow")},
         }
 
 
 @dataclass
 class Rehearsal:
-    """The two instances, nginx, and the scenarios."""
+    """The two instances, the balancer, and the scenarios."""
 
     quick: bool
     clients: int
     instances: list[Instance] = field(default_factory=list)
     balancer: Balancer | None = None
     restarts_ms: list[float] = field(default_factory=list)
+    marks: dict[str, float] = field(default_factory=dict)  # what happened when, for the summary
 
     @property
     def pause(self) -> float:
         return 1.0 if self.quick else 3.0
 
     @property
-    def port(self) -> int:
+    def lb(self) -> Balancer:
         assert self.balancer is not None
-        return self.balancer.port
-
-    def restart(self, inst: Instance, sig: int) -> None:
-        inst.stop(sig)
-        self.restarts_ms.append(inst.start()[0])
+        return self.balancer
 
     def deploy(self, inst: Instance) -> None:
-        """One batch of a rolling deploy, as Elastic Beanstalk does it: out of the load balancer,
-        in-flight requests finished, stopped (SIGTERM), started, healthy, back in."""
-        assert self.balancer is not None
-        self.balancer.out_of_rotation({inst.port})
+        """One batch of a rolling deploy, as Elastic Beanstalk does it: deregistered (in-flight
+        requests finished), stopped (SIGTERM), started, registered, in once the check passes."""
+        self.lb.deregister(inst.port)
         inst.stop(signal.SIGTERM)
         self.restarts_ms.append(inst.start()[0])
-        self.balancer.out_of_rotation(set())
+        self.lb.register(inst.port)
+        self.lb.wait_in(inst.port)
 
-    def scenario_kill(self) -> None:
+    def scenario_kill_restart(self) -> None:
         a = self.instances[0]
         time.sleep(self.pause)
+        self.marks["event"] = time.monotonic()
         a.stop(signal.SIGKILL)  # a crash: no goodbye, the requests in flight are dropped
+        time.sleep(SUPERVISOR_DELAY)
+        self.restarts_ms.append(a.start()[0])
+        self.marks["serving_s"] = time.monotonic() - self.marks["event"]
+        self.lb.wait_in(a.port)  # in case the check took it out meanwhile
         time.sleep(self.pause)
-        self.restart(a, signal.SIGKILL)  # already dead: started again
+
+    def hold_socket(self, inst: Instance) -> None:
+        """Out of the balancer, stopped, started again on a socket held across restarts, back in."""
+        self.lb.deregister(inst.port)
+        inst.stop(signal.SIGTERM)
+        inst.hold_socket()
+        inst.start()
+        self.lb.register(inst.port)
+        self.lb.wait_in(inst.port)
+
+    def scenario_dead(self) -> None:
+        a = self.instances[0]
+        time.sleep(self.pause)
+        self.marks["event"] = time.monotonic()
+        a.stop(signal.SIGKILL)
+        self.marks["out_s"] = self.lb.wait_out(a.port)
+        time.sleep(self.pause)  # served by the other alone
+        self.restarts_ms.append(a.start()[0])
+        self.marks["back_in_s"] = self.lb.wait_in(a.port)
         time.sleep(self.pause)
 
     def scenario_rolling(self) -> None:
         time.sleep(self.pause)
-        for inst in self.instances:  # one batch at a time, as Elastic Beanstalk's rolling deploy
+        for inst in self.instances:  # one batch at a time
             self.deploy(inst)
             time.sleep(self.pause)
 
@@ -308,9 +485,11 @@ class Rehearsal:
         time.sleep(self.pause * 2)
 
     def run(self, name: str, action: Callable[[], None]) -> dict[str, float | int | str]:
-        with Load(self.port, self.clients) as load:
+        self.marks = {}
+        with Load(self.lb.port, self.clients) as load:
             action()
-        return {"scenario": name, **load.summary()}
+        marks = {k: round(v, 2) for k, v in self.marks.items() if k != "event"}
+        return {"scenario": name, **load.summary(self.marks.get("event")), **marks}
 
 
 def announced(port: int, length: int) -> tuple[int, bytes, dict[str, str]]:
@@ -344,10 +523,12 @@ def _is_json(body: bytes) -> bool:
         return False
 
 
-def rehearse(quick: bool, clients: int) -> tuple[list[dict[str, float | int | str]], dict[str, object]]:
+def rehearse(quick: bool, clients: int, retry: bool = False,
+             held_socket: bool = False) -> tuple[list[dict[str, float | int | str]], dict[str, object]]:
     """Every scenario once; the rows of the table and nginx's own answers."""
     settings = settings_mod.load(environ={"MYSITE_ENV_FILE": "/nonexistent/.env"})
-    from mysite.server.gunicorn_conf import timeout
+    timeout = timeouts.request_timeout()
+    check = HealthCheck.configured(scale=0.2 if quick else 1.0)
 
     rehearsal = Rehearsal(quick=quick, clients=clients)
     with ExitStack() as stack:
@@ -356,24 +537,39 @@ def rehearse(quick: bool, clients: int) -> tuple[list[dict[str, float | int | st
             stack.callback(inst.close)
             rehearsal.instances.append(inst)
             inst.start()
-        rehearsal.balancer = stack.enter_context(nginx([i.port for i in rehearsal.instances], timeout))
+        rehearsal.balancer = stack.enter_context(nginx([i.port for i in rehearsal.instances], timeout, check, retry))
         rows = [
             rehearsal.run("baseline", lambda: time.sleep(rehearsal.pause * 2)),
-            rehearsal.run("(a) one instance killed (SIGKILL) and started again", rehearsal.scenario_kill),
-            rehearsal.run("(b) rolling deploy: each instance out of the balancer, restarted (SIGTERM), back in",
+            rehearsal.run(f"(a) one instance killed (SIGKILL), started again {SUPERVISOR_DELAY} s later",
+                          rehearsal.scenario_kill_restart),
+            rehearsal.run("(b) one instance killed and left dead until the health check takes it out",
+                          rehearsal.scenario_dead),
+            rehearsal.run("(c) rolling deploy: each instance deregistered, restarted (SIGTERM), in when healthy",
                           rehearsal.scenario_rolling),
-            rehearsal.run(f"(c) SIGHUP to each master, {1 if quick else 3} round(s)", rehearsal.scenario_hup),
+            rehearsal.run(f"(d) SIGHUP to each master, {1 if quick else 3} round(s)", rehearsal.scenario_hup),
         ]
-        answers = nginx_answers(rehearsal.port, settings)
+        if held_socket:
+            rehearsal.hold_socket(rehearsal.instances[0])
+            rows.append(rehearsal.run("(e) as (a), the listening socket held by the supervisor across the restart",
+                                      rehearsal.scenario_kill_restart))
+        answers = nginx_answers(rehearsal.lb.port, settings)
+        answers["health_check"] = {"interval_s": check.interval, "timeout_s": check.timeout,
+                                   "healthy": check.healthy, "unhealthy": check.unhealthy,
+                                   "passing_ms_p99": round(sorted(rehearsal.lb.check_ms)[
+                                       int(0.99 * (len(rehearsal.lb.check_ms) - 1))]) if rehearsal.lb.check_ms else None,
+                                   "passing_ms_max": round(max(rehearsal.lb.check_ms, default=0))}
         # What one instance holds after the load: the figure the instance type must fit.
         b = rehearsal.instances[1]
         assert b.proc is not None
-        rss = [_hwm(b.proc.pid), *(_hwm(p) for p in children(b.proc.pid))]
-        answers["instance_peak_rss_mb"] = {"master": round(rss[0]), "workers": [round(x) for x in rss[1:]],
+        rss = [_hwm(b.proc.pid), *(_hwm(p) for p in descendants(b.proc.pid))]
+        answers["instance_peak_rss_mb"] = {"master": round(rss[0]), "others": [round(x) for x in rss[1:]],
                                            "total": round(sum(rss))}
         for inst in rehearsal.instances:
             inst.stop()
-        status, body, headers = http_request(rehearsal.port, "GET", "/healthz")
+            if inst.held is not None:  # a held socket would take the connection and never answer
+                inst.held.close()
+                inst.held = None
+        status, body, headers = http_request(rehearsal.lb.port, "GET", "/healthz")
         answers.update({"all_down": status, "all_down_type": headers.get("content-type"),
                         "all_down_json": _is_json(body), "all_down_retry_after": headers.get("retry-after")})
         answers["restart_to_serving_ms"] = [round(ms) for ms in rehearsal.restarts_ms]
@@ -397,8 +593,13 @@ def cold_start(runs: int) -> list[dict[str, float]]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.deploy", description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="shorter scenarios, one SIGHUP round (about 20 s)")
-    ap.add_argument("--clients", type=int, default=4, help="concurrent clients through nginx (default 4)")
+    ap.add_argument("--quick", action="store_true",
+                    help="shorter scenarios, health-check times x 0.2, one SIGHUP round (about 40 s)")
+    ap.add_argument("--clients", type=int, default=20, help="concurrent clients through nginx (default 20)")
+    ap.add_argument("--retry", action="store_true",
+                    help="let nginx send a dropped request to the other instance (an ALB does not)")
+    ap.add_argument("--held-socket", action="store_true",
+                    help="add (e): (a) with the listening socket held across the restart (systemd socket activation)")
     ap.add_argument("--cold-runs", type=int, default=7, help="cold starts to measure (default 7)")
     args = ap.parse_args(argv)
     print(f"machine: {os.cpu_count()} CPUs, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
@@ -408,19 +609,27 @@ def main(argv: list[str] | None = None) -> int:
     for i, c in enumerate(cold, 1):
         print(f"| {i} | {c['ms']} | {c['cpu_s']} | {c['load1']} |")
     print(f"\nmedian {statistics.median(c['ms'] for c in cold):.0f} ms")
-    rows, answers = rehearse(args.quick, args.clients)
-    print(f"\n#### two instances behind nginx, {args.clients} clients (3 /detect : 1 /healthz)\n")
-    print("| scenario | requests | failed | p50 ms | p95 ms | max ms |\n| --- | --- | --- | --- | --- | --- |")
+    rows, answers = rehearse(args.quick, args.clients, args.retry, args.held_socket)
+    shape = "nginx retrying on the other instance" if args.retry else "an ALB-shaped nginx (no retries)"
+    print(f"\n#### two instances behind {shape}, {args.clients} clients (3 /detect : 1 /healthz)\n")
+    print(f"| scenario | requests | lost (502/none) | busy (503) | no answer in {CLIENT_TIMEOUT:g} s | lost for s | p50 ms "
+          "| p95 ms | max ms | when (s) |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
-        print(f"| {r['scenario']} | {r['requests']} | {r['failed']} | {r['p50_ms']} | {r['p95_ms']} | {r['max_ms']} |")
+        when = ", ".join(f"{k} {r[k]}" for k in ("serving_s", "out_s", "back_in_s", "lost_until_s") if r.get(k))
+        print(f"| {r['scenario']} | {r['requests']} | {r['lost']} | {r['busy']} | {r['slow']} | {r['lost_for_s']} "
+              f"| {r['p50_ms']} "
+              f"| {r['p95_ms']} | {r['max_ms']} | {when} |")
     for r in rows:
-        if r["first_failure"]:
-            print(f"first failure in {r['scenario']}: {r['first_failure']}")
-    if any(r["failed"] for r in rows):
-        print("nginx's error log ended with:\n" + "\n".join(NGINX_ERRORS))
+        for kind in ("lost", "busy", "slow"):
+            if r[f"first_{kind}"]:
+                print(f"first {kind} in {r['scenario']}: {r[f'first_{kind}']}")
+    errors = [line for line in NGINX_ERRORS if "[warn]" not in line]
+    if errors:
+        print("nginx's error log ended with:\n" + "\n".join(errors))
     print(f"\nnginx's own answers: {json.dumps(answers)}")
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    return 1 if any(r["failed"] for r in rows) else 0
+    # Without a crash nothing may be lost; the crash scenarios' figures are the table's.
+    return 1 if any(r["lost"] for r in rows if not r["scenario"].startswith(("(a)", "(b)", "(e)"))) else 0
 
 
 if __name__ == "__main__":

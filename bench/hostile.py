@@ -9,6 +9,10 @@ Phases, each bounded in requests and in time:
    generated images of every format, pixel and decompression bombs, malformed multipart, deep
    JSON, bad and extreme parameters, refused ``?url=`` forms, wrong methods) over every image
    route, 4 clients at a time;
+1b. **complexity**: each algorithmic-complexity input of ``hostile_inputs.complexity_requests()``
+   (a body of line breaks, JPEG marker floods, a progressive scan bomb, PNG text chunks, GIF
+   sub-blocks, TIFF tags, 1,500 parts, nested JSON, bad parameters) once, at the size that once
+   cost seconds to minutes: each must be a 4xx within 2 s;
 2. **crowd**: ``--clients`` (50) clients posting the group photo to ``/detect`` for
    ``--seconds`` (60) while one prober asks ``/healthz`` every 0.2 s;
 3. **slow uploads**: 4 clients sending a body at 30 B/s, while ``/detect`` and ``/healthz`` are asked;
@@ -128,6 +132,23 @@ def phase_inputs(port: int, tally: Tally, count: int, seed: int) -> float:
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(one, reqs))
     return time.monotonic() - start
+
+
+def phase_complexity(port: int, tally: Tally) -> dict[str, float]:
+    """Each algorithmic-complexity input at the size that once cost seconds to minutes: its 4xx and its time."""
+    slowest, wrong = 0.0, 0
+    for r in hostile_inputs.complexity_requests():
+        try:
+            status, headers, body, ms = send(port, r.method, r.path, r.body, r.headers)
+        except (TimeoutError, ConnectionError, http.client.RemoteDisconnected) as exc:
+            tally.reset("complexity")
+            tally.not_json.append(f"{r.kind}: {type(exc).__name__}")
+            wrong += 1
+            continue
+        tally.add("complexity", status, ms, judge(r.path, status, headers, body, r.method))
+        slowest = max(slowest, ms / 1000)
+        wrong += not 400 <= status < 500
+    return {"complexity_max_s": slowest, "complexity_not_4xx": wrong}
 
 
 def phase_crowd(port: int, tally: Tally, clients: int, seconds: float) -> dict[str, float]:
@@ -348,6 +369,7 @@ def run(args: argparse.Namespace) -> Campaign:
         rss_start = sampler.sample()[0]
         sampler.start()
         took = phase_inputs(server.port, tally, args.requests, args.seed)
+        complexity = phase_complexity(server.port, tally)
         crowd = phase_crowd(server.port, tally, args.clients, args.seconds)
         slow = phase_slow(server.port, tally, deadline)
         drip = phase_drip_origin(server.port, tally)
@@ -357,7 +379,7 @@ def run(args: argparse.Namespace) -> Campaign:
         sampler.join()
         rss_end = sampler.sample()[0]
         log = server.log()
-    return Campaign(args, deadline, tally, took, crowd, slow, drip, limits, restarts(log, 2),
+    return Campaign(args, deadline, tally, took, {**crowd, **complexity}, slow, drip, limits, restarts(log, 2),
                     (rss_start, sampler.worker_max, rss_end, sampler.server_pss_max))
 
 
@@ -391,6 +413,9 @@ def goals(tally: Tally, crowd: dict[str, float], slow: dict[str, float], drip: d
          f"{drip['drip_held_max_s']:.1f} s", drip["drip_held_max_s"] <= deadline + 2),
         (f"/healthz p95 <= 1 s under {args.clients} /detect clients", f"{crowd['healthz_p95']:.0f} ms",
          crowd["healthz_p95"] <= 1000),
+        ("each algorithmic-complexity input a 4xx within 2 s",
+         f"{crowd['complexity_not_4xx']:.0f} not 4xx, slowest {crowd['complexity_max_s']:.2f} s",
+         crowd["complexity_not_4xx"] == 0 and crowd["complexity_max_s"] <= 2),
     ]
     return rows, all(ok for _, _, ok in rows)
 

@@ -13,7 +13,7 @@ for candidate in /var/app/venv/*/bin/python "$app_dir/.venv/bin/python" python3.
 done
 if [ -x /opt/elasticbeanstalk/bin/get-config ] && [ -n "$app_python" ]; then
   # get-config prints the environment properties as JSON; export the MYSITE_* ones.
-  eval "$(/opt/elasticbeanstalk/bin/get-config environment 2>/dev/null | "$app_python" -c '
+  eval "$(/opt/elasticbeanstalk/bin/get-config environment 2>/dev/null | "$app_python" -S -c '
 import json, shlex, sys
 try:
     props = json.load(sys.stdin)

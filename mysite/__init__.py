@@ -34,7 +34,9 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, settings: Settings
 
     from mysite import settings as settings_mod
     from mysite.models.schema import read_specs
+    from mysite.server.send_deadline import SendDeadline
     from mysite.server.upload_deadline import UploadDeadline
+    from mysite.vision import header_scan
     from mysite.web import api, digit_page, error_handlers, inputs, openapi, pages, security, state
 
     if settings is None:
@@ -55,6 +57,8 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, settings: Settings
         MYSITE_MAX_UPLOAD_MB=settings.max_upload_mb,
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]  # an attribute of Flask's default provider
+    # The processes that read image headers are forked from this one: they inherit the limit.
+    header_scan.MAX_SCANS = settings.max_scans
     registry = _load_models(cv2, read_specs(), settings)
     state.install(app, settings, registry)
     _warn_unused(settings, registry)
@@ -68,6 +72,8 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, settings: Settings
     security.register(app, protected={"api"})
     # A body that arrives too slowly is cut off with a JSON 408, not waited for (mysite/server/upload_deadline.py).
     app.wsgi_app = UploadDeadline(app.wsgi_app, settings.upload_deadline)  # type: ignore[method-assign]
+    # An answer the client does not read is cut off, not held (mysite/server/send_deadline.py).
+    app.wsgi_app = SendDeadline(app.wsgi_app, settings.send_timeout)  # type: ignore[method-assign]
     return app
 
 

@@ -7,6 +7,8 @@ parameter that is wrong, so the web layer can answer 400.
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -31,21 +33,19 @@ class Param:
             if self.type is bool:
                 value: Any = parse_bool(raw)
             elif self.type is int:
-                value = int(raw)
+                value = parse_int(raw)
             elif self.type is float:
-                value = float(raw)
-                if value != value or value in (float("inf"), float("-inf")):
-                    raise ValueError
+                value = parse_float(raw)
             else:
                 value = str(raw)
         except ValueError:
-            raise BadRequest(f"parameter {self.name} must be {_article(self.type)}, not {raw!r}",
+            raise BadRequest(f"parameter {self.name} must be {_article(self.type)}, not {_shown(raw)}",
                              reason=Reason.BAD_PARAMETER) from None
         if self.min is not None and value < self.min:
-            raise BadRequest(f"parameter {self.name} must be at least {self.min}, not {raw!r}",
+            raise BadRequest(f"parameter {self.name} must be at least {self.min}, not {_shown(raw)}",
                              reason=Reason.BAD_PARAMETER)
         if self.max is not None and value > self.max:
-            raise BadRequest(f"parameter {self.name} must be at most {self.max}, not {raw!r}",
+            raise BadRequest(f"parameter {self.name} must be at most {self.max}, not {_shown(raw)}",
                              reason=Reason.BAD_PARAMETER)
         return value
 
@@ -88,6 +88,31 @@ def with_defaults(params: tuple[Param, ...], defaults: Mapping[str, Any]) -> tup
     return tuple(out)
 
 
+# Numbers as people write them in ASCII: Python's int() and float() also take other scripts'
+# digits ("\u0665"), underscores ("1_0"), surrounding spaces, "nan" and "inf". Short, so no
+# parameter can make the conversion itself costly.
+MAX_NUMBER_LENGTH = 40
+_INT = re.compile(r"-?[0-9]+")
+_FLOAT = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
+
+
+def parse_int(raw: str) -> int:
+    """An optional minus and ASCII digits; anything else is a ValueError."""
+    if len(raw) > MAX_NUMBER_LENGTH or not _INT.fullmatch(raw):
+        raise ValueError(raw)
+    return int(raw)
+
+
+def parse_float(raw: str) -> float:
+    """A finite decimal number in ASCII (``-1.5``, ``.5``, ``1e-3``); NaN, infinities and overflow are ValueErrors."""
+    if len(raw) > MAX_NUMBER_LENGTH or not _FLOAT.fullmatch(raw):
+        raise ValueError(raw)
+    value = float(raw)
+    if not math.isfinite(value):
+        raise ValueError(raw)
+    return value
+
+
 def parse_bool(raw: str) -> bool:
     """on/off, true/false, yes/no, 1/0 (any case); anything else is a ValueError."""
     v = raw.strip().lower()
@@ -96,6 +121,11 @@ def parse_bool(raw: str) -> bool:
     if v in ("0", "false", "no", "off"):
         return False
     raise ValueError(raw)
+
+
+def _shown(raw: str, limit: int = 40) -> str:
+    """``raw`` quoted for an error message, cut short: a client's megabyte is not echoed back."""
+    return repr(raw if len(raw) <= limit else raw[:limit] + "...")
 
 
 def _article(t: type) -> str:

@@ -22,8 +22,8 @@ from mysite.params import parse_bool
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 PREFIX = "MYSITE_"
 # Read elsewhere (gunicorn_conf.py, the client), not by the app: not typos, not app settings.
-OTHER_VARIABLES = frozenset({"MYSITE_ENV_FILE", "MYSITE_THREADS", "MYSITE_TIMEOUT", "MYSITE_SERVER",
-                             "MYSITE_API_KEY"})
+OTHER_VARIABLES = frozenset({"MYSITE_ENV_FILE", "MYSITE_THREADS", "MYSITE_TIMEOUT", "MYSITE_GRACEFUL_TIMEOUT",
+                             "MYSITE_SERVER", "MYSITE_API_KEY"})
 
 
 class SettingsError(ValueError):
@@ -43,6 +43,8 @@ class Settings:
     model_dir: Path | None = None
     max_upload_mb: float = 10.0
     max_pixels: int = 40_000_000
+    # Scans a progressive JPEG may have (vision/header_scan.py): each is a pass over the whole image.
+    max_scans: int = 256
     # What one request may cost (vision/budget.py): peak memory over the worker's own, and pixels of work.
     request_memory_mb: float = 150.0
     request_work: int = 50_000_000
@@ -53,6 +55,10 @@ class Settings:
     url_deadline: float = 20.0
     # Seconds a request body may take to arrive once its first byte is read (then a JSON 408).
     upload_deadline: float = 20.0
+    # Seconds a request's line and headers may take to arrive, under gunicorn (mysite/server/worker.py).
+    header_deadline: float = 10.0
+    # Seconds an answer may wait for the client to read any of it (mysite/server/send_deadline.py).
+    send_timeout: float = 30.0
     # Without the process pool (MYSITE_CV_PROCESSES=0, uWSGI, the test client): requests that may wait
     # for a web worker's detection slot; more are told 503 + Retry-After at once.
     queue: int = 6
@@ -179,6 +185,7 @@ FIELDS: dict[str, tuple[str, Any, str]] = {
     "MODEL_DIR": ("model_dir", lambda v: expand_path(v) if v.strip() else None, "a folder path"),
     "MAX_UPLOAD_MB": ("max_upload_mb", _positive_float, "a positive number of megabytes"),
     "MAX_PIXELS": ("max_pixels", _positive_int, "a positive whole number of pixels"),
+    "MAX_SCANS": ("max_scans", _positive_int, "a positive whole number of scans"),
     "REQUEST_MEMORY_MB": ("request_memory_mb", _positive_float, "a positive number of megabytes"),
     "REQUEST_WORK": ("request_work", _positive_int, "a positive whole number of pixels"),
     "URL_FETCH": ("url_fetch", parse_bool, "on or off"),
@@ -186,6 +193,8 @@ FIELDS: dict[str, tuple[str, Any, str]] = {
     "URL_TIMEOUT": ("url_timeout", _positive_float, "a positive number of seconds"),
     "URL_DEADLINE": ("url_deadline", _positive_float, "a positive number of seconds"),
     "UPLOAD_DEADLINE": ("upload_deadline", _positive_float, "a positive number of seconds"),
+    "HEADER_DEADLINE": ("header_deadline", _positive_float, "a positive number of seconds"),
+    "SEND_TIMEOUT": ("send_timeout", _positive_float, "a positive number of seconds"),
     "QUEUE": ("queue", _whole, "a whole number >= 0"),
     "CV_PROCESSES": ("cv_processes", _threads, "a whole number >= -1 (-1: one per CPU, 0: no pool)"),
     "QUEUE_DEADLINE": ("queue_deadline", _positive_float, "a positive number of seconds"),

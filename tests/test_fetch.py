@@ -30,7 +30,7 @@ LOOPBACK = {"MYSITE_URL_ALLOW_NETWORKS": "127.0.0.0/8"}
     ("0.0.0.0", "unspecified"),
     ("::", "unspecified"),
     ("240.0.0.1", "reserved"),
-    ("100.64.0.1", "not globally routable"),  # carrier-grade NAT
+    ("100.64.0.1", "special-purpose 100.64.0.0/10 (shared address space, carrier-grade NAT)"),  # carrier-grade NAT
     ("192.0.2.10", "private"),               # documentation range
     ("::ffff:127.0.0.1", "loopback"),       # IPv4-mapped IPv6 hides an IPv4 address
     ("::ffff:169.254.169.254", "link-local"),

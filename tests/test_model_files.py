@@ -244,3 +244,27 @@ def test_ssd_weights_come_from_a_pinned_commit_first_and_its_prototxt_ships():
     assert hashlib.sha256(proto.read_bytes()).hexdigest() == (
         "e781559c4f5beaec2a486ccd952af5b6fa408e9498761bf5f4fb80b4e9f0d25e")
     assert (proto.parent / "MobileNetSSD_deploy.prototxt.LICENSE").read_text().startswith("MIT License")
+
+
+def test_a_host_refusing_connections_is_remembered_and_one_that_answers_is_not(server, tmp_path):
+    from mysite.models.reach import Reachability
+    from testkit.net import free_port
+
+    closed = f"http://127.0.0.1:{free_port()}"  # nothing listens there: refused at once
+    refused = spec("refused", {"file": "r.bin", "url": f"{closed}/r.bin", "sha1": "0" * 40})
+    gone = spec("gone", {"file": "gone.bin", "url": f"{server}/gone.bin", "sha1": "0" * 40})
+    for expect_tried in (True, False):
+        out = io.StringIO()
+        attempts = model_files.Attempts(5.0, 1.0, Reachability.load(tmp_path, 3600))
+        failed = model_files.fetch(["refused", "gone"], {"refused": refused, "gone": gone}, Settings(model_dir=tmp_path),
+                                   tmp_path, 5.0, out, attempts)
+        log = out.getvalue()
+        assert failed == 2
+        assert ("could not be reached: [Errno 111] Connection refused" in log) is expect_tried, log
+        assert ("could not be reached 0 s ago" in log) is not expect_tried, log
+        assert "HTTP 404" in log  # a host that answers, even an error, is always tried
+    # Forgotten with --remember 0 (--retry-unreachable): tried again.
+    out = io.StringIO()
+    model_files.fetch(["refused"], {"refused": refused}, Settings(model_dir=tmp_path), tmp_path, 5.0, out,
+                      model_files.Attempts(5.0, 1.0, Reachability.load(tmp_path, 0)))
+    assert "Connection refused" in out.getvalue()

@@ -19,7 +19,7 @@ from loopback import serve
 
 from mysite.errors import BadRequest
 from mysite.web import fetch as fetch_mod
-from mysite.web.fetch import check_url
+from mysite.web.fetch import check_url, classify_address
 
 LOOPBACK = {"MYSITE_URL_ALLOW_NETWORKS": "127.0.0.0/8"}
 PUBLIC = ipaddress.ip_address("93.184.216.34")  # a value for the policy only: nothing connects to it
@@ -369,3 +369,28 @@ def test_through_an_https_proxy_the_tunnel_asks_for_the_host_checked(make_app, m
         assert "deadline" in r.get_json()["message"] and took < 4, took
     # http.client tunnels with "CONNECT host:port HTTP/1.0" (a Host header only on some versions).
     assert [head.split(" Host=")[0] for head in proxy.heads] == ["CONNECT allowed.example:8443 HTTP/1.0"]
+
+
+# Ranges of IANA's special-purpose registries that Python 3.11's tables call global (or that wrap an address).
+SPECIAL_PURPOSE = [
+    "http://192.0.0.8/x.jpg", "http://192.0.0.9/x.jpg", "http://192.31.196.1/x.jpg", "http://192.52.193.1/x.jpg",
+    "http://192.175.48.1/x.jpg", "http://[64:ff9b::808:808]/x.jpg", "http://[2001:1::1]/x.jpg",
+    "http://[2002:808:808::1]/x.jpg", "http://[3fff::1]/x.jpg", "http://[5f00::1]/x.jpg",
+]
+
+
+@pytest.mark.parametrize("url", SPECIAL_PURPOSE)
+def test_through_a_proxy_special_purpose_addresses_are_refused_before_it_hears_of_them(make_app, recording_proxy, url):
+    seen, asked = recording_proxy
+    r = make_app().test_client().get("/detect", query_string={"url": url})
+    body = r.get_json()
+    assert r.status_code == 400 and body["reason"] == "url_refused", body
+    assert seen == []  # no connection to the proxy
+
+
+def test_every_special_purpose_range_is_refused_at_both_ends():
+    from mysite.web.special_addresses import SPECIAL
+
+    for net, _ in SPECIAL:
+        for ip in (net[0], net[-1]):
+            assert classify_address(ip) is not None, (net, ip)

@@ -10,6 +10,11 @@ git tree, for a URL pinned to a commit), deletes and refuses a file that does
 not match or an HTML page where a file was expected, and skips files already
 there and valid. A file may have several sources: they are tried in order
 until one gives the file. Without names it fetches what is declared but not found.
+
+A host that cannot be connected to within ``--connect-timeout`` (3 s) is remembered in the
+model folder for ``--remember`` seconds (an hour; ``models/reach.py``) and its sources are
+skipped meanwhile; once two hosts are unreachable and none was reached, the rest are not tried
+either (no route out). An instance without egress so spends a few seconds per deploy, not minutes.
 """
 
 from __future__ import annotations
@@ -20,15 +25,17 @@ import sys
 import tempfile
 import zipfile
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 import requests
-from urllib3.exceptions import ReadTimeoutError
+from urllib3.exceptions import NewConnectionError, ReadTimeoutError
 
 from mysite import settings as settings_mod
 from mysite.models.digests import Source, by_file, check, file_digest, sources
 from mysite.models.kinds import DATA_DIR, companion_path
+from mysite.models.reach import Reachability, host_of
 from mysite.models.registry import resolve
 from mysite.models.schema import ModelSpec, read_specs
 from mysite.settings import Settings
@@ -40,6 +47,14 @@ HTML_TYPES = ("text/html", "application/xhtml+xml")
 
 class FetchError(Exception):
     """A file could not be fetched or did not verify; the message says which and why."""
+
+
+class Unreachable(FetchError):
+    """No connection to the source's host at all (no route, refused, no such name, connect timeout)."""
+
+    def __init__(self, message: str, why: str) -> None:
+        super().__init__(message)
+        self.why = why
 
 
 def _progress(out: IO[str]) -> Callable[[str, int, int | None], None]:
@@ -57,14 +72,15 @@ def _progress(out: IO[str]) -> Callable[[str, int, int | None], None]:
     return report
 
 
-def download(source: Source, dest: Path, timeout: float, progress: Callable[[str, int, int | None], None]) -> str:
+def download(source: Source, dest: Path, timeout: float, progress: Callable[[str, int, int | None], None],
+             connect_timeout: float | None = None) -> str:
     """Fetch one file to ``dest`` from one source; verified, or deleted and refused. Returns what happened."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as f:
-            _stream(source, f, timeout, progress)
+            _stream(source, f, timeout, progress, connect_timeout)
         if source.member:
             _extract(tmp, source.member)
         if source.algo:
@@ -81,10 +97,27 @@ def download(source: Source, dest: Path, timeout: float, progress: Callable[[str
     return f"downloaded, {source.algo} verified"
 
 
+def _unreachable(source: Source, exc: requests.RequestException, connect_timeout: float) -> Unreachable | None:
+    """The error as ``Unreachable`` when no connection was made at all, else None."""
+    if isinstance(exc, requests.ConnectTimeout):
+        why = f"no connection within {connect_timeout:g} s"
+    else:
+        reason = getattr(exc.args[0] if exc.args else None, "reason", None)
+        if not isinstance(reason, NewConnectionError):
+            return None
+        text = str(reason)
+        if "Failed to resolve" in text:
+            why = f"cannot resolve {host_of(source.url).rpartition(':')[0] or host_of(source.url)}"
+        else:
+            why = text.rpartition("Failed to establish a new connection: ")[2]
+    return Unreachable(f"{source.file}: {source.url} could not be reached: {why}", why)
+
+
 def _stream(source: Source, f: IO[bytes], timeout: float,
-            progress: Callable[[str, int, int | None], None]) -> None:
+            progress: Callable[[str, int, int | None], None], connect_timeout: float | None = None) -> None:
+    connect = timeout if connect_timeout is None else min(connect_timeout, timeout)
     try:
-        with requests.get(source.url, stream=True, timeout=timeout) as r:
+        with requests.get(source.url, stream=True, timeout=(connect, timeout)) as r:
             if r.status_code != 200:
                 raise FetchError(f"{source.file}: {source.url} answered HTTP {r.status_code}")
             if r.headers.get("Content-Type", "").split(";")[0].strip().lower() in HTML_TYPES:
@@ -101,6 +134,9 @@ def _stream(source: Source, f: IO[bytes], timeout: float,
                 f.write(block)
                 progress(source.file, done, total)
     except (requests.Timeout, requests.ConnectionError) as exc:
+        unreachable = _unreachable(source, exc, connect)
+        if unreachable is not None:
+            raise unreachable from None
         # A body that stalls mid-stream surfaces as a ConnectionError wrapping urllib3's ReadTimeoutError.
         if isinstance(exc, requests.Timeout) or isinstance(exc.args[0] if exc.args else None, ReadTimeoutError):
             raise FetchError(f"{source.file}: {source.url} did not answer within {timeout:g} s") from None
@@ -119,8 +155,41 @@ def _extract(archive: Path, member: str) -> None:
     archive.write_bytes(data)
 
 
+@dataclass
+class Attempts:
+    """How this fetch reaches hosts: its timeouts, the remembered unreachable hosts, what it saw."""
+
+    timeout: float = 60.0
+    connect_timeout: float = 3.0
+    reach: Reachability | None = None
+    reached: bool = False
+    unreachable_now: set[str] | None = None
+
+    def skip_reason(self, url: str) -> str | None:
+        if self.reach is None:
+            return None
+        remembered = self.reach.skip_reason(url)
+        if remembered:
+            return remembered
+        known = {h for h in self.reach.hosts if self.reach.skip_reason(f"http://{h}/")} | (self.unreachable_now or set())
+        if not self.reached and len(known) >= 2:
+            return (f"not tried: {len(known)} hosts could not be reached and none was ({', '.join(sorted(known))}): "
+                    "no route out? (--retry-unreachable tries every source)")
+        return None
+
+    def failed(self, url: str, why: str) -> None:
+        self.unreachable_now = (self.unreachable_now or set()) | {host_of(url)}
+        if self.reach is not None:
+            self.reach.failed(url, why)
+
+    def ok(self, url: str) -> None:
+        self.reached = True
+        if self.reach is not None:
+            self.reach.reached(url)
+
+
 def fetch(names: Iterable[str], specs: Mapping[str, ModelSpec], settings: Settings, dest: Path,
-          timeout: float = 60.0, out: IO[str] = sys.stdout) -> int:
+          timeout: float = 60.0, out: IO[str] = sys.stdout, attempts: Attempts | None = None) -> int:
     """Fetch the named models (all missing ones when no names); the number of files that failed."""
     names = list(names)
     unknown = [n for n in names if n not in specs]
@@ -132,6 +201,7 @@ def fetch(names: Iterable[str], specs: Mapping[str, ModelSpec], settings: Settin
             print("every model that declares sources is already there", file=out)
     failed = 0
     progress = _progress(out)
+    attempts = attempts or Attempts(timeout=timeout, connect_timeout=timeout)
     for name in names:
         todo = sources(specs[name])
         if not todo:
@@ -139,11 +209,11 @@ def fetch(names: Iterable[str], specs: Mapping[str, ModelSpec], settings: Settin
             failed += 1
             continue
         for file, candidates in by_file(todo).items():
-            failed += not _fetch_file(name, file, candidates, dest, timeout, progress, out)
+            failed += not _fetch_file(name, file, candidates, dest, attempts, progress, out)
     return failed
 
 
-def _fetch_file(name: str, file: str, candidates: list[Source], dest: Path, timeout: float,
+def _fetch_file(name: str, file: str, candidates: list[Source], dest: Path, attempts: Attempts,
                 progress: Callable[[str, int, int | None], None], out: IO[str]) -> bool:
     """One file from the first of its sources that gives it, verified; False when none did."""
     if check(dest / file, candidates) == "ok":
@@ -152,10 +222,19 @@ def _fetch_file(name: str, file: str, candidates: list[Source], dest: Path, time
     for i, source in enumerate(candidates, 1):
         of = f" (source {i} of {len(candidates)})" if len(candidates) > 1 else ""
         print(f"{name}: {file} <- {source.url}{of}", file=out, flush=True)
+        skip = attempts.skip_reason(source.url)
+        if skip:
+            print(f"  FAILED: {file}: {skip}", file=out)
+            continue
         try:
-            print(f"  {download(source, dest / file, timeout, progress)}", file=out)
+            print(f"  {download(source, dest / file, attempts.timeout, progress, attempts.connect_timeout)}", file=out)
+            attempts.ok(source.url)
             return True
+        except Unreachable as exc:
+            attempts.failed(source.url, exc.why)
+            print(f"  FAILED: {exc}", file=out)
         except FetchError as exc:
+            attempts.ok(source.url)  # it answered: the host is reachable
             print(f"  FAILED: {exc}", file=out)
     return False
 
@@ -196,6 +275,11 @@ def main(argv: list[str] | None = None, specs: Mapping[str, ModelSpec] | None = 
     f.add_argument("--dir", type=Path,
                    help="where to put the files (default: MYSITE_MODEL_DIR, else the package's data folder)")
     f.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the server (default 60)")
+    f.add_argument("--connect-timeout", type=float, default=3.0,
+                   help="seconds to wait for a connection to a host (default 3)")
+    f.add_argument("--remember", type=float, default=3600.0,
+                   help="seconds a host that could not be reached is not tried again (default 3600)")
+    f.add_argument("--retry-unreachable", action="store_true", help="try every source now, remembered or not")
     args = ap.parse_args(argv)
     try:
         settings = settings_mod.load()
@@ -212,7 +296,9 @@ def main(argv: list[str] | None = None, specs: Mapping[str, ModelSpec] | None = 
     # Where the site looks: MYSITE_MODEL_DIR, else the package's own data folder.
     dest = args.dir or settings.model_dir or DATA_DIR
     try:
-        failed = fetch(args.names, specs, settings, dest, args.timeout)
+        reach = Reachability.load(dest, 0 if args.retry_unreachable else args.remember)
+        attempts = Attempts(args.timeout, args.connect_timeout, reach)
+        failed = fetch(args.names, specs, settings, dest, args.timeout, attempts=attempts)
     except FetchError as exc:
         print(exc, file=sys.stderr)
         return 2

@@ -10,33 +10,25 @@ documents. The CV process pool starts in ``when_ready``. Why these defaults: doc
 import os
 from typing import Any
 
-from mysite.server import gunicorn_errors, pool
+from mysite.server import cpus, gunicorn_errors, pool, timeouts
 from mysite.server.memory import limit_arenas
-
-
-def _cpus() -> int:
-    """CPUs this process may run on (a container's share, not the host's count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 # Web workers only move bytes (the CV work runs in the process pool, mysite/server/pool.py); two
 # of them, so a worker being replaced never leaves the site without one.
-workers = int(os.environ.get("WEB_CONCURRENCY", str(max(2, _cpus()))))
+workers = int(os.environ.get("WEB_CONCURRENCY", str(max(2, cpus.available()))))
 # Threads per worker (gthread): each request holds one while it uploads and waits its turn in the pool's
-# queue; enough that a crowd can wait while /healthz still finds a free one.
-worker_class = "gthread"
+# queue; enough that a crowd can wait while /healthz still finds a free one. gthread, with a deadline
+# for each request's headers (mysite/server/worker.py).
+worker_class = "mysite.server.worker.DeadlineWorker"
 # Threads would each get a malloc heap of their own (up to 8 per CPU), and what one frees the
 # others do not reuse: two heaps, set here in the master before any thread, inherited by the workers.
 limit_arenas(int(os.environ.get("MALLOC_ARENA_MAX", "2")))
 threads = int(os.environ.get("MYSITE_THREADS", "32"))
 # A web thread waits at most for the upload, the queue and the work deadlines (MYSITE_UPLOAD_DEADLINE,
 # MYSITE_QUEUE_DEADLINE, MYSITE_WORK_DEADLINE); gunicorn's own timeout only catches a stuck worker.
-timeout = int(os.environ.get("MYSITE_TIMEOUT", "120"))
-graceful_timeout = 20
+timeout = timeouts.request_timeout()
+graceful_timeout = timeouts.graceful_timeout()
 # MYSITE_CV_THREADS is left to OpenCV (one thread per CPU in every CV process): a lone request uses every
 # CPU, and under load OpenCV hands out stripes as threads get a CPU (docs/performance.md).
 # Load the app (and its models) once in the master: the pool's processes fork from it holding them.
@@ -63,7 +55,7 @@ def when_ready(server: Any) -> None:
 
     state = app_state(server.app.wsgi())
     settings = state.settings
-    processes = settings.cv_processes if settings.cv_processes >= 0 else _cpus()
+    processes = settings.cv_processes if settings.cv_processes >= 0 else cpus.available()
     if processes == 0:
         return
     own = [s.fileno() for s in getattr(server, "LISTENERS", [])] + list(getattr(server, "PIPE", []))

@@ -11,18 +11,22 @@ The output is server-level configuration: Elastic Beanstalk includes it from
 ``.platform/nginx/conf.d/elasticbeanstalk/`` inside its server block. The file committed there
 is this module's output for the default settings (a test keeps them equal); the prebuild hook
 ``.platform/hooks/prebuild/01_nginx_limits.sh`` writes it again from the environment's settings.
-Standard library only: the hook runs before the app's requirements are installed.
+Standard library only (the hook runs it with ``python3 -S``, before the app's requirements are
+installed): a setting it cannot render stops the deploy with one line naming it and the limits
+still in force, rather than serving a limit other than the one set.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
 from mysite import settings as settings_mod
 from mysite.errors import Reason
+from mysite.server import cpus, timeouts
 
 CONF_PATH = Path(".platform/nginx/conf.d/elasticbeanstalk/mysite.conf")
 
@@ -86,24 +90,26 @@ error_page 494 =431 /.mysite-error/431;
 
 
 def standalone(settings: settings_mod.Settings, timeout_s: int, prefix: Path, listen: str,
-               upstreams: list[str]) -> str:
+               upstreams: list[str], retry_other: bool = False, workers: int | None = None) -> str:
     """A whole nginx.conf: ``listen`` in front of ``upstreams`` with :func:`render`'s settings.
 
     The Docker image runs it in front of gunicorn, where it buffers whole requests and answers
-    before a worker sees them (a slow client holds an nginx connection, not a sync worker);
-    ``python -m bench.deploy`` runs it as the load balancer's stand-in. Runs as any user: every
-    path is under ``prefix``.
+    before a worker sees them (a slow client holds an nginx connection, not a worker's thread);
+    ``python -m bench.deploy`` runs it as the load balancer's stand-in, shaped like an ALB: a
+    request is never sent again to another instance unless ``retry_other``. ``workers``: nginx's
+    worker processes, by default the CPUs this process may use (a cgroup quota included, which
+    ``worker_processes auto`` does not see). Runs as any user: every path is under ``prefix``.
     """
-    # max_fails=0: never take a server out for one failed attempt (a refused connection is simply
-    # retried on the next one); otherwise, with one server down for a deploy, a single reset from
-    # the other left nginx with no server at all for fail_timeout, answering 502 to everything.
+    # max_fails=0: nginx never takes a server out by itself (a load balancer's health check does, as
+    # an ALB's targets leave by its checks alone); otherwise, with one server down for a deploy, a
+    # single reset from the other left nginx with no server at all for fail_timeout, answering 502.
     servers = "\n".join(f"        server {u} max_fails=0;" for u in upstreams)
     temp = "\n".join(f"    {kind}_temp_path {prefix / kind};" for kind in ("client_body", "proxy", "fastcgi",
                                                                             "uwsgi", "scgi"))
     server_conf = "\n".join(f"        {line}" if line else "" for line in render(settings, timeout_s).splitlines())
     return f"""\
 # Written by `python -m mysite.server.proxy_conf --standalone`.
-worker_processes auto;
+worker_processes {workers or cpus.available()};
 pid {prefix / 'nginx.pid'};
 error_log stderr warn;
 events {{ worker_connections 1024; }}
@@ -132,14 +138,32 @@ http {{
             proxy_set_header X-Real-IP $remote_addr;
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
             proxy_set_header X-Forwarded-Proto $scheme;
-            # Every endpoint is a pure function of its request (no state, no side effects), so a
-            # request an instance dropped as it died may safely go to another one.
-            proxy_next_upstream error timeout non_idempotent;
-            proxy_next_upstream_tries 2;
-        }}
+{_retry(retry_other)}        }}
     }}
 }}
 """
+
+
+def _retry(retry_other: bool) -> str:
+    if not retry_other:
+        return "            proxy_next_upstream off;\n"
+    # Every endpoint is a pure function of its request (no state, no side effects), so a request an
+    # instance dropped as it died may safely go to another one.
+    return ("            proxy_next_upstream error timeout non_idempotent;\n"
+            "            proxy_next_upstream_tries 2;\n")
+
+
+def in_force(path: Path) -> str:
+    """What a written configuration enforces, in a few words (for the message of a deploy that stops)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return f"no nginx limits written yet at {path}"
+    made = re.search(r"from (MYSITE_MAX_UPLOAD_MB=\S+) and\s*#?\s*(MYSITE_TIMEOUT=\d+)", text)
+    body = re.search(r"^client_max_body_size (\S+);", text, re.M)
+    if not body:
+        return f"{path} sets no client_max_body_size"
+    return f"client_max_body_size {body.group(1)}" + (f" ({made.group(1)}, {made.group(2)})" if made else "")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -149,17 +173,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--prefix", type=Path, default=Path("/tmp/mysite-nginx"), help="nginx's folder (--standalone)")
     ap.add_argument("--listen", default="0.0.0.0:8000", help="nginx's address (--standalone)")
     ap.add_argument("--upstream", action="append", help="an app address, host:port (--standalone; repeatable)")
+    ap.add_argument("--retry-other", action="store_true",
+                    help="send a request an instance dropped to another one (--standalone; an ALB does not)")
+    ap.add_argument("--in-force", type=Path,
+                    help="the configuration nginx runs now: named in the message if these settings cannot be rendered")
     args = ap.parse_args(argv)
     try:
-        from mysite.server.gunicorn_conf import timeout  # MYSITE_TIMEOUT, read as the Procfile's gunicorn reads it
-
         settings = settings_mod.load()
+        timeout = timeouts.request_timeout()
         if args.standalone:
-            text = standalone(settings, timeout, args.prefix, args.listen, args.upstream or ["127.0.0.1:8001"])
+            text = standalone(settings, timeout, args.prefix, args.listen, args.upstream or ["127.0.0.1:8001"],
+                              retry_other=args.retry_other)
         else:
             text = render(settings, timeout)
     except ValueError as exc:  # SettingsError, or MYSITE_TIMEOUT that is not a number
-        print(f"invalid setting: {exc}", file=sys.stderr)
+        kept = f"; nginx keeps what is in force: {in_force(args.in_force)}" if args.in_force else ""
+        print(f"invalid setting: {exc}{kept}", file=sys.stderr)
         return 2
     if args.out is None:
         sys.stdout.write(text)

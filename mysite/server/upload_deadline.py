@@ -17,7 +17,12 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from mysite.errors import ApiError, Reason
+from mysite.errors import ApiError, BadRequest, Reason
+
+try:  # gunicorn's errors for a body it cannot parse (a chunk size "zz"); other servers raise their own
+    from gunicorn.http.errors import ParseException as _BodyParseError
+except ImportError:  # pragma: no cover - uWSGI hosts need not have gunicorn
+    _BodyParseError = ()
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -80,6 +85,10 @@ class _TimedBody:
         self._start()
         try:
             data = method(*args)
+        except _BodyParseError as exc:
+            self.stop()
+            raise BadRequest(f"the request body's transfer encoding is broken ({type(exc).__name__}: "
+                             f"{str(exc)[:80]})") from None
         except (OSError, ValueError):
             if self.expired:
                 raise self._late() from None

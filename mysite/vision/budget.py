@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass
 
 from mysite.errors import TooLarge
-from mysite.vision.decode import PILLOW_BYTES_PER_PIXEL, PILLOW_ONLY, Header, lean_alpha, pillow_only_memory
+from mysite.vision.decode import LEAN_PILLOW, PILLOW_BYTES_PER_PIXEL, PILLOW_ONLY, Header, lean_alpha, pillow_only_memory
 
 MB = 1024 * 1024
 
@@ -41,24 +41,27 @@ def mb(n: float) -> str:
 def decode_memory(header: Header, gray: bool, reduce: int) -> int:
     """Peak bytes of ``decode_image(data, gray=gray, reduce=reduce)`` for this header.
 
-    libjpeg decodes at 1/reduce directly (gray too, then one byte a pixel). Every other
+    libjpeg decodes at 1/reduce directly (gray too, then one byte a pixel); a progressive
+    JPEG also holds all its coefficients, reduced or not. Every other
     format is decoded at full size first (in colour: three bytes a pixel, six at 16 bits),
     then reduced. Gray at full size is BGR converted like the book's ``cvtColor``: both held
     at once. Transparency goes through Pillow (RGBA, its white backdrop, the composite and
     two conversions), about twenty bytes a pixel at the peak, except large PNGs, which are
-    flattened band by band from OpenCV's BGRA (``decode.lean_alpha``).
+    flattened band by band from OpenCV's BGRA (``decode.lean_alpha``); so do GIFs (``decode.PILLOW_ONLY``).
     """
     full = header.width * header.height
     out = math.ceil(full / reduce**2) * (1 if gray else 3)
     if lean_alpha(header):  # OpenCV's BGRA, the flattened image, band temporaries
         return 4 * full + (1 if gray else 3) * full + (out if reduce > 1 else 0)
-    if header.format in PILLOW_ONLY and not header.alpha:  # HEIC, AVIF: Pillow's decoders, lean
+    if header.format in LEAN_PILLOW and not header.alpha:  # HEIC, AVIF: Pillow's decoders, one copy at a time
         return pillow_only_memory(header, gray, reduce)
-    if header.alpha:
+    if header.alpha or header.format in PILLOW_ONLY:
         return PILLOW_BYTES_PER_PIXEL * full + out
     depth = 2 if header.bits > 8 else 1
     if header.format == "JPEG":
-        return out if (gray and reduce > 1) else 3 * full * depth + out
+        # Progressive: libjpeg keeps every DCT coefficient of the image (2 bytes a sample), whatever the reduction.
+        coefficients = math.ceil(2 * header.samples * full) if header.progressive else 0
+        return coefficients + (out if (gray and reduce > 1) else 3 * full * depth + out)
     return 3 * full * depth + out
 
 

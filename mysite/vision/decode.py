@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from mysite.errors import Reason, TooLarge, Unprocessable, UnsupportedMedia
+from mysite.vision import header_scan
 
 try:  # HEIC, what iPhones upload by default: libheif through pillow-heif (AVIF is Pillow's own)
     import pillow_heif
@@ -23,7 +24,7 @@ except ImportError:  # pragma: no cover - a requirement; without it HEIC is refu
 # Pillow's names of the formats we accept (its JPEG reader also opens the MPO files phones write).
 FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF", "AVIF", *_HEIF)
 # Formats OpenCV does not read: decoded by Pillow (libheif, libavif) at full size, then reduced.
-PILLOW_ONLY = frozenset({"HEIF", "AVIF"})
+LEAN_PILLOW = frozenset({"HEIF", "AVIF"})
 # Peak bytes per pixel of the picture of that path (``_decode_pillow_only``): the decoder's planes and
 # its RGB image, Pillow's bytes of it, and the BGR array; less when gray or reduced, as the BGR array
 # is smaller (measured by ``python -m bench.heif_memory``).
@@ -60,6 +61,9 @@ class Header:
     height: int
     alpha: bool = False  # has transparency: flattened onto white when decoded
     bits: int = 8  # bits per sample (16-bit PNG and TIFF decode through buffers twice the size)
+    scans: int = 1  # a JPEG's scans (libjpeg passes over the image once per scan)
+    progressive: bool = False  # a progressive JPEG: libjpeg holds every coefficient of the image at once
+    samples: float = 3.0  # a JPEG's samples per pixel over its components (4:2:0 colour: 1.5)
 
 
 @dataclass(frozen=True)
@@ -99,7 +103,11 @@ def what_bytes_are(data: bytes, content_type: str | None = None) -> str:
 
 def read_header(data: bytes, max_pixels: int | None = None) -> Header:
     """Identify the format and size from the header alone; refuse what we don't read (415),
-    what is broken (422) and, given ``max_pixels``, what is larger than that (413)."""
+    what is broken (422) and, given ``max_pixels``, what is larger than that (413).
+
+    Pillow is handed the file only once ``header_scan`` found its structure within bounds.
+    """
+    structure = header_scan.scan(data)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -114,7 +122,7 @@ def read_header(data: bytes, max_pixels: int | None = None) -> Header:
                         f"the limit is {max_pixels / 1e6:.1f} megapixels"
                     )
                 # Only where EXIF sits in the header: Pillow decodes a whole PNG to find its EXIF.
-                orientation = im.getexif().get(0x0112) if fmt in ("JPEG", "WEBP", "TIFF", *PILLOW_ONLY) else None
+                orientation = im.getexif().get(0x0112) if fmt in ("JPEG", "WEBP", "TIFF", *LEAN_PILLOW) else None
     except Image.DecompressionBombError as exc:
         raise TooLarge(f"image declares too many pixels ({exc})") from None
     except UnidentifiedImageError:
@@ -126,12 +134,36 @@ def read_header(data: bytes, max_pixels: int | None = None) -> Header:
             f"expected an image (JPEG, PNG, WebP, BMP, GIF, TIFF, HEIC or AVIF); received {what_bytes_are(data)}"
         ) from None
     except (OSError, ValueError, SyntaxError) as exc:
+        size = webp_canvas(data)
+        if size is not None and size[0] * size[1] >= WEBP_LARGE:
+            # Pillow's WebP reader allocates two whole canvases just to open the file: past the memory a
+            # request may take, that fails as an error without a reason of its own.
+            raise TooLarge(f"this {size[0]}x{size[1]} WebP needs more memory to open than one request may take; "
+                           "send a smaller image or another format") from None
         raise Unprocessable(f"the image header could not be read: {exc}", reason=Reason.BAD_IMAGE) from None
     if width <= 0 or height <= 0:
         raise Unprocessable(f"the {fmt} image declares an empty size {width}x{height}", reason=Reason.BAD_IMAGE)
     if orientation in _SWAPPING_ORIENTATIONS:
         width, height = height, width
-    return Header(fmt, width, height, alpha, bits)
+    return Header(fmt, width, height, alpha, bits, structure.scans, structure.progressive, structure.samples)
+
+
+WEBP_LARGE = 16_000_000  # pixels: from here a WebP that Pillow cannot open is taken as too large, not damaged
+
+
+def webp_canvas(data: bytes) -> tuple[int, int] | None:
+    """The canvas a WebP file declares (VP8X, lossless VP8L or lossy VP8), or None for anything else."""
+    if len(data) < 30 or data[:4] != b"RIFF" or data[8:12] != b"WEBP":
+        return None
+    chunk = data[12:16]
+    if chunk == b"VP8X":
+        return 1 + int.from_bytes(data[24:27], "little"), 1 + int.from_bytes(data[27:30], "little")
+    if chunk == b"VP8L" and data[20] == 0x2F:
+        bits = int.from_bytes(data[21:25], "little")
+        return 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF)
+    if chunk == b"VP8 " and data[23:26] == b"\x9d\x01\x2a":
+        return int.from_bytes(data[26:28], "little") & 0x3FFF, int.from_bytes(data[28:30], "little") & 0x3FFF
+    return None
 
 
 def _looks_like(data: bytes) -> str | None:
@@ -165,7 +197,7 @@ def decode_image(
     if flags is None:
         raise ValueError(f"reduce must be 1, 2, 4 or 8, not {reduce}")
     image: np.ndarray | None
-    if header.format in PILLOW_ONLY and not header.alpha:
+    if header.format in LEAN_PILLOW and not header.alpha:
         need = pillow_only_memory(header, gray, reduce)
         if max_bytes is not None and need > max_bytes:
             raise TooLarge(f"decoding this {header.width}x{header.height} {header.format} takes about "
@@ -176,6 +208,8 @@ def decode_image(
     elif header.alpha:
         image = _flatten_large_png(data, header, gray, reduce) if lean_alpha(header) else None
         direct_gray = gray if image is not None else direct_gray
+    elif header.format in PILLOW_ONLY:
+        image = None
     else:
         image = _imdecode(data, header, direct_gray, reduce)
     if image is None or image.size == 0:
@@ -210,6 +244,10 @@ def _imdecode(data: bytes, header: Header, gray: bool, reduce: int) -> np.ndarra
     h, w = image.shape[:2]
     return cv2.resize(image, (max(1, w // reduce), max(1, h // reduce)), interpolation=cv2.INTER_LINEAR_EXACT)
 
+
+# Formats decoded by Pillow alone: OpenCV's GIF decoder allocates its whole canvas (several bytes a
+# pixel) before it finds it cannot read a file Pillow reads, so its cost could not be planned.
+PILLOW_ONLY = frozenset({"GIF"})
 
 # Peak bytes per pixel of the Pillow path: its image, the RGBA backdrop and composite for
 # transparency, the conversion, numpy's copy and the BGR one.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 from flask import Blueprint, Flask, Response, g, jsonify, request
 
@@ -70,7 +71,7 @@ def handle(ep: Endpoint) -> Response:
     name = pick(ep.model, ep.choice, given, settings)
     model = registry.get(name)  # a model that is not loaded is a 503 before the body is read
     values = parse(model.params, given)
-    _check_unread(ep, request.args.to_dict(), given)
+    _check_unread(ep, model, given, registry)
     values.update(ep.fixed)
     batch = inputs.several_images(request, settings.max_upload_bytes)
     if batch is not None:  # repeated multipart image fields: one answer per image, in order
@@ -92,16 +93,21 @@ def handle(ep: Endpoint) -> Response:
     return response
 
 
-def _check_unread(ep: Endpoint, query: dict[str, str], given: dict[str, str]) -> None:
-    """Values the model does not read are checked all the same: a parameter only another model of the
-    row's choice reads (nms with the Haar detector), and a query value that a form field of the same
-    name overrides. The API document declares them; a value it calls invalid is a 400."""
-    names = {ep.model, *ep.choice.models.values()} if ep.choice is not None else {ep.model}
-    for name in sorted(names):
-        other = current_registry().entries[name].model
-        if other is not None:
-            parse(ep.settable(other.params), given)
-            parse(ep.settable(other.params), query)
+def _check_unread(ep: Endpoint, model: Any, given: dict[str, str], registry: Any) -> None:
+    """400 for a value out of its declared type or range, also where the model picked does not read it.
+
+    An endpoint offering several models (``?detector=``) declares each one's parameters
+    (``/v1/vision/face``'s ``min_confidence`` is yunet's and BlazeFace's, not Haar's): a
+    client's ``min_confidence=abc`` is wrong whichever model runs.
+    """
+    if ep.choice is None:
+        return
+    read = {p.name for p in model.params}
+    for name in dict.fromkeys(ep.choice.models.values()):
+        other = registry.entries[name].model
+        if other is not None and other is not model:
+            parse(tuple(p for p in ep.settable(other.params) if p.name not in read), given)
+            read.update(p.name for p in other.params)
 
 
 def _fetcher(settings: Settings) -> Callable[[str], bytes]:

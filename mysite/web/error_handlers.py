@@ -8,6 +8,7 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 
 from mysite.errors import ApiError, Reason, reason_for
+from mysite.web.forms import body_too_large
 from mysite.web.respond import error_fields, error_status
 from mysite.web.state import current_registry
 
@@ -51,8 +52,8 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(exc: RequestEntityTooLarge) -> Response:
-        limit = app.config["MYSITE_MAX_UPLOAD_MB"]
-        return _json(413, "too large", f"the request body is larger than the upload limit of {limit:g} MB")
+        return _json(413, "too large", body_too_large(request.content_length, app.config["MAX_CONTENT_LENGTH"],
+                                                       app.config["MYSITE_MAX_UPLOAD_MB"]))
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:

@@ -1,7 +1,8 @@
 """Fetch an image by URL without becoming a proxy into the host's network (SSRF).
 
 Only http(s); the host is resolved and every address checked (loopback,
-private, link-local incl. 169.254.169.254, multicast, reserved, ... are
+private, link-local incl. 169.254.169.254, multicast, reserved, and every
+range of IANA's special-purpose registries, ``special_addresses.py``, are
 refused); the connection goes to the address that was checked, so DNS cannot
 change its answer in between; every redirect (at most 3) is checked again;
 reading stops past the upload limit.
@@ -42,6 +43,7 @@ from urllib3.util.connection import create_connection
 
 from mysite import __version__
 from mysite.errors import BadRequest, Reason, TooLarge, Unavailable, Unprocessable
+from mysite.web.special_addresses import special_range
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 MAX_REDIRECTS = 3
@@ -65,8 +67,10 @@ def classify_address(ip: IPAddress) -> str | None:
     """Why ``ip`` may not be fetched from (e.g. "private"), or None for a public address."""
     if isinstance(ip, ipaddress.IPv6Address):
         embedded = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
-        if embedded is not None:
-            return classify_address(embedded)
+        reason = classify_address(embedded) if embedded is not None else None
+        if reason:
+            return reason
+    special = special_range(ip)
     checks = (
         ("unspecified", ip.is_unspecified),
         ("loopback", ip.is_loopback),
@@ -74,6 +78,7 @@ def classify_address(ip: IPAddress) -> str | None:
         ("multicast", ip.is_multicast),
         ("reserved", ip.is_reserved),
         ("private", ip.is_private),
+        (f"special-purpose {special}", special is not None),
         ("not globally routable", not ip.is_global),
     )
     return next((reason for reason, hit in checks if hit), None)

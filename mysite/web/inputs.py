@@ -22,12 +22,20 @@ from werkzeug.formparser import FormDataParser, MultiPartParser
 from werkzeug.http import parse_options_header
 
 from mysite.errors import BadRequest, Reason, TooLarge
+from mysite.web.forms import LimitedFormParser
 
 FIELDS = ("image", "file", "img")
-# base64 as clients send it: standard or URL-safe alphabet, maybe wrapped in lines (MIME).
-_B64_CHARS = re.compile(rb"^[A-Za-z0-9+/_\-\r\n]{16,}={0,2}[\r\n]*$")
-_DATA_URL = re.compile(rb"^\s*data:([\w.+/-]*)((?:;[\w=.+-]+)*),", re.IGNORECASE)
-
+# base64 as clients send it: standard or URL-safe alphabet, maybe wrapped in lines (MIME). Checked
+# with bytes.translate, not a regex: a pattern with line breaks on both sides of a repetition
+# backtracks quadratically on a body of line breaks with one bad byte at the end.
+_B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/-_"
+_LINE_BREAKS = b"\r\n"
+_WHITESPACE = b" \t\n\r\x0b\x0c"
+_MIN_BASE64 = 16  # shorter text is not taken for an image
+# Bytes handled per C call: each call holds the GIL, so other threads (/healthz) run between pieces.
+_PIECE = 1 << 20
+_DATA_URL = re.compile(rb"\s*data:([\w.+/-]*)((?:;[\w=.+-]+)*),", re.IGNORECASE)
+_DATA_URL_HEAD = 1024  # a data URL's "data:...;base64," starts within this many bytes
 
 class _ImagePartParser(MultiPartParser):
     """Werkzeug's parser, keeping the bytes of an image field sent without a filename.
@@ -45,7 +53,7 @@ class _ImagePartParser(MultiPartParser):
         return super().get_part_charset(headers)
 
 
-class _FormParser(FormDataParser):
+class _ImagePartsParser(FormDataParser):
     def _parse_multipart(self, stream: IO[bytes], mimetype: str, content_length: int | None,
                          options: dict[str, str]) -> tuple[IO[bytes], Any, Any]:
         parser = _ImagePartParser(stream_factory=self.stream_factory, max_form_memory_size=self.max_form_memory_size,
@@ -57,6 +65,10 @@ class _FormParser(FormDataParser):
         return stream, form, files
 
 
+class _FormParser(LimitedFormParser, _ImagePartsParser):
+    """The limits' parser (``forms.py``) around the image parts' parser."""
+
+
 def field_bytes(text: str) -> bytes:
     """The bytes of an image field's text: as sent when the part declared no charset (Latin-1, see above)."""
     try:
@@ -66,8 +78,8 @@ def field_bytes(text: str) -> bytes:
 
 
 class MemoryRequest(Request):
-    """A request whose uploads stay in memory (no uploaded byte is written to disk), and whose image
-    fields keep their bytes with or without a filename."""
+    """A request whose uploads stay in memory (no uploaded byte is written to disk), its forms read under
+    limits, and whose image fields keep their bytes with or without a filename."""
 
     form_data_parser_class = _FormParser
 
@@ -79,11 +91,26 @@ class MemoryRequest(Request):
 
 
 def params(request: Request) -> dict[str, str]:
-    """Request parameters: the query string, plus form fields of a multipart upload."""
-    values = request.args.to_dict()
+    """Request parameters: the query string, plus form fields of a multipart upload.
+
+    A parameter sent twice (twice in the query, twice in the form, or in both) is a 400 naming
+    it: which value a server takes differs from one framework to the next. Repeated image
+    fields are no parameter: they are a batch (``several_images``).
+    """
+    sources = [request.args]
     if request.mimetype == "multipart/form-data":
-        # A form's empty fields are fields left blank: not sent.
-        values.update({k: v for k, v in request.form.items() if k not in FIELDS and v != ""})
+        sources.append(request.form)
+    values: dict[str, str] = {}
+    for source in sources:
+        for name, given in source.lists():
+            if name in FIELDS and source is not request.args:
+                continue
+            if source is not request.args and given == [""]:
+                continue  # a form's blank field is a field left blank: not sent
+            if len(given) > 1 or name in values:
+                raise BadRequest(f"parameter {name[:40]!r} is sent more than once; send it once",
+                                 reason=Reason.BAD_PARAMETER)
+            values[name] = given[0]
     return values
 
 
@@ -138,7 +165,7 @@ def _from_body(request: Request) -> bytes | None:
                 return _from_field(text, f"form field {name}")
         return None
     body = request.get_data(cache=True)
-    if not body.strip():
+    if not body or body.isspace():
         return None
     if request.mimetype.startswith("image/"):
         return body
@@ -171,22 +198,49 @@ def _json_image(body: bytes) -> bytes:
 
 
 def decode_text(text: bytes, where: str, passthrough: bool = False) -> bytes:
-    """Bytes from a data URL or base64 text; with ``passthrough``, anything else is returned as sent."""
-    match = _DATA_URL.match(text)
+    """Bytes from a data URL or base64 text; with ``passthrough``, anything else is returned as sent.
+
+    Linear in the text, in pieces of ``_PIECE`` bytes: no regex runs over the text itself.
+    """
+    match = _DATA_URL.match(text[:_DATA_URL_HEAD])
     if match:
         if b"base64" not in match.group(2).lower():
             raise BadRequest(f"the data URL in the {where} must be base64-encoded", reason=Reason.BAD_IMAGE)
-        text = text[match.end():]
-    elif not _B64_CHARS.match(text[:4096]) or (passthrough and not _B64_CHARS.match(text)):
-        if passthrough:
-            return text
-        raise BadRequest(f"the {where} holds neither an image nor base64 text", reason=Reason.BAD_IMAGE)
-    compact = re.sub(rb"\s+", b"", text)
+        compact = _without(text[match.end():], _WHITESPACE)
+    else:
+        compact = _without(text, _LINE_BREAKS)
+        if not is_base64(compact):
+            if passthrough:
+                return text
+            raise BadRequest(f"the {where} holds neither an image nor base64 text", reason=Reason.BAD_IMAGE)
     try:
-        if b"-" in compact or b"_" in compact:
-            return base64.urlsafe_b64decode(compact + b"=" * (-len(compact) % 4))
-        return base64.b64decode(compact + b"=" * (-len(compact) % 4), validate=True)
+        return _b64decode(compact, urlsafe=b"-" in compact or b"_" in compact)
     except (binascii.Error, ValueError):
         if passthrough:
             return text
         raise BadRequest(f"the {where} is not valid base64", reason=Reason.BAD_IMAGE) from None
+
+
+def _without(text: bytes, drop: bytes) -> bytes:
+    """``text`` without the bytes in ``drop``."""
+    return b"".join(text[i:i + _PIECE].translate(None, drop) for i in range(0, len(text), _PIECE))
+
+
+def is_base64(compact: bytes) -> bool:
+    """At least 16 characters of the base64 alphabets, then at most two ``=`` (no line breaks in it)."""
+    end = len(compact)
+    while end > 0 and len(compact) - end < 2 and compact[end - 1] == 0x3D:  # "="
+        end -= 1
+    if (end > 0 and compact[end - 1] == 0x3D) or end < _MIN_BASE64:
+        return False
+    return not any(compact[i:min(i + _PIECE, end)].translate(None, _B64_ALPHABET) for i in range(0, end, _PIECE))
+
+
+def _b64decode(compact: bytes, urlsafe: bool) -> bytes:
+    out = []
+    for i in range(0, len(compact), _PIECE):  # _PIECE is a multiple of 4: every piece decodes alone
+        piece = compact[i:i + _PIECE]
+        if len(piece) < _PIECE:
+            piece += b"=" * (-len(piece) % 4)
+        out.append(base64.urlsafe_b64decode(piece) if urlsafe else base64.b64decode(piece, validate=True))
+    return b"".join(out)

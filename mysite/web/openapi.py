@@ -204,17 +204,18 @@ def _request_body(ep: Endpoint, params: list[dict[str, Any]]) -> dict[str, Any]:
     The image field is a binary upload whose part is an image (``encoding``), so a generic tool
     sends a file where the image goes. The document names the field ``image``; the other names
     the server takes (``file``, ``img``, for other clients) are told in words, not declared,
-    so that a tool sends the image once.
+    so that a tool sends the image once. The query parameters may be sent as form fields
+    instead (DeepStack's clients do), once: they are told in words too, as one sent in both
+    places is a 400.
     """
     fields: dict[str, Any] = {"image": _BINARY}
     if ep.output == "boxes":  # repeated image fields: one answer per image (api._batch)
         fields["image"] = {"oneOf": [_BINARY, {"type": "array", "items": _BINARY, "minItems": 1,
                                                "maxItems": inputs.MAX_IMAGES}]}
-    # Form fields count as parameters; an empty one is as not sent (an HTML form sends its empty fields).
-    fields.update({p["name"]: {"anyOf": [p["schema"], {"const": ""}]} for p in params if p["name"] != "url"})
     return {
         "required": True,
-        "description": f"the image; one of the fields {', '.join(inputs.FIELDS)} of a multipart form (a file, with "
+        "description": "a multipart form may also carry the query parameters as fields (each sent once); "
+                       f"the image: one of the fields {', '.join(inputs.FIELDS)} of a multipart form (a file, with "
                        "or without a filename, or base64 text), a raw image body, a JSON body "
                        "{\"image\": \"<base64>\"} or base64 text. A POST without a body and with ?url= has the "
                        "server fetch the image, as GET does",

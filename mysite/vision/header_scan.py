@@ -1,0 +1,156 @@
+"""A bounded first look at an image's structure, before Pillow reads its header.
+
+Pillow reads headers in Python, one step per JPEG marker (and per byte between markers),
+per PNG chunk before the pixels, per GIF block before the first frame, per TIFF tag: a
+file made of a million empty markers or chunks costs seconds before any pixel. This
+walk takes one step per structure too, but stops (422) past a number no real file comes
+near, so what Pillow is then given is bounded. It also counts a progressive JPEG's scans:
+libjpeg passes over every coefficient of the image once per scan, so one scan repeated
+until the file is a megabyte costs minutes; past ``MAX_SCANS`` the file is refused.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from mysite.errors import Reason, Unprocessable
+
+# Segments before a JPEG's first scan: EXIF, XMP (extended XMP spans dozens), ICC (at most 255
+# pieces), MPF, tables, comments. Real files have tens.
+MAX_JPEG_SEGMENTS = 512
+# Bytes that are no marker (padding 0xff bytes, garbage between segments): libjpeg warns and
+# skips them; Pillow reads them one at a time.
+MAX_JPEG_STRAY_BYTES = 4096
+# Scans of a progressive JPEG: encoders write 6-20; nvImageCodec's default limit is 256 too.
+# MYSITE_MAX_SCANS sets it (create_app, before the CV processes are forked).
+MAX_SCANS = 256
+# PNG chunks before the first IDAT, GIF blocks and sub-blocks before the first frame, tags of
+# a TIFF's first directory: real files have tens.
+MAX_PNG_CHUNKS = 512
+MAX_GIF_BLOCKS = 4096
+MAX_TIFF_TAGS = 1024
+
+_JPEG_STANDALONE = {0x01, *range(0xD0, 0xD8)}  # TEM and RSTn: no length follows
+_JPEG_SOF = {*range(0xC0, 0xC4), *range(0xC5, 0xC8), *range(0xC9, 0xCC), *range(0xCD, 0xD0)}
+_JPEG_PROGRESSIVE = {0xC2, 0xC6, 0xCA, 0xCE}
+
+
+@dataclass(frozen=True)
+class Structure:
+    """What the walk found: the scans of a JPEG (1 for any other format) and whether it is progressive."""
+
+    scans: int = 1
+    progressive: bool = False
+    samples: float = 3.0  # a JPEG's samples per pixel over its components (1.5 for 4:2:0 colour, 1 for gray)
+
+
+def scan(data: bytes) -> Structure:
+    """Walk the file's structure up to its pixel data; 422 when it is absurd (see the limits above).
+
+    Bytes of no format handled here, and files that end early, are left to Pillow to judge.
+    """
+    if data.startswith(b"\xff\xd8"):
+        return _jpeg(data)
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        _png(data)
+    elif data.startswith((b"GIF87a", b"GIF89a")):
+        _gif(data)
+    elif data.startswith((b"II*\x00", b"MM\x00*")):
+        _tiff(data)
+    return Structure()
+
+
+def _refuse(message: str) -> Unprocessable:
+    return Unprocessable(message, reason=Reason.BAD_IMAGE)
+
+
+def _jpeg(data: bytes) -> Structure:
+    pos, n, segments, stray, progressive, samples = 2, len(data), 0, 0, False, 3.0
+    while pos + 1 < n:
+        if data[pos] != 0xFF or data[pos + 1] in (0x00, 0xFF):  # no marker here: on to the next 0xff
+            found = data.find(b"\xff", pos + 1)
+            if found < 0:
+                break
+            stray += found - pos
+            if stray > MAX_JPEG_STRAY_BYTES:
+                raise _refuse(f"the JPEG has more than {MAX_JPEG_STRAY_BYTES} bytes between its segments that "
+                              "belong to none; it is not read")
+            pos = found
+            continue
+        marker = data[pos + 1]
+        pos += 2
+        segments += 1
+        if segments > MAX_JPEG_SEGMENTS:
+            raise _refuse(f"the JPEG has more than {MAX_JPEG_SEGMENTS} segments before its image data; "
+                          "no camera or editor writes that many: it is not read")
+        if marker in _JPEG_STANDALONE:
+            continue
+        if marker == 0xD9 or pos + 2 > n:  # EOI before any scan, or cut short: Pillow says what is wrong
+            break
+        if marker in _JPEG_SOF:
+            progressive = marker in _JPEG_PROGRESSIVE
+            samples = _samples_per_pixel(data, pos)
+        if marker == 0xDA:  # the first scan: its image data can hold 0xffda only as another scan's marker
+            scans = 1 + data.count(b"\xff\xda", pos)
+            if scans > MAX_SCANS:
+                raise _refuse(f"the JPEG has {scans} scans; the limit is {MAX_SCANS} (encoders write 6 to 20, "
+                              "and each one means another pass over the whole image)")
+            return Structure(scans, progressive, samples)
+        pos += struct.unpack_from(">H", data, pos)[0]
+    return Structure(1, progressive, samples)
+
+
+def _samples_per_pixel(data: bytes, pos: int) -> float:
+    """From a frame header at ``pos`` (after its marker): samples per pixel summed over components."""
+    count = data[pos + 7] if pos + 8 <= len(data) else 0
+    factors = [data[pos + 9 + 3 * i] for i in range(count) if pos + 10 + 3 * i <= len(data)]
+    if not factors:
+        return 3.0
+    h_max = max(f >> 4 for f in factors) or 1
+    v_max = max(f & 15 for f in factors) or 1
+    return sum((f >> 4) * (f & 15) for f in factors) / (h_max * v_max)
+
+
+def _png(data: bytes) -> None:
+    pos, n = 8, len(data)
+    for _ in range(MAX_PNG_CHUNKS):
+        if pos + 8 > n:
+            return
+        length, kind = struct.unpack_from(">I4s", data, pos)
+        if kind in (b"IDAT", b"IEND"):
+            return
+        pos += 12 + length
+    raise _refuse(f"the PNG has more than {MAX_PNG_CHUNKS} chunks before its image data; it is not read")
+
+
+def _gif(data: bytes) -> None:
+    n = len(data)
+    if n < 13:
+        return
+    flags = data[10]
+    pos = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)
+    blocks = 0
+    while pos < n and data[pos] == 0x21:  # an extension: "!", its label, then sub-blocks up to an empty one
+        pos += 2
+        while pos < n:
+            blocks += 1
+            if blocks > MAX_GIF_BLOCKS:
+                raise _refuse(f"the GIF has more than {MAX_GIF_BLOCKS} blocks before its first frame; "
+                              "it is not read")
+            size = data[pos]
+            pos += 1 + size
+            if not size:
+                break
+
+
+def _tiff(data: bytes) -> None:
+    order = "<" if data[:2] == b"II" else ">"
+    if len(data) < 8:
+        return
+    offset = struct.unpack_from(order + "I", data, 4)[0]
+    if offset + 2 > len(data):
+        return
+    tags = struct.unpack_from(order + "H", data, offset)[0]
+    if tags > MAX_TIFF_TAGS:
+        raise _refuse(f"the TIFF's first directory has {tags} tags; the limit is {MAX_TIFF_TAGS}; it is not read")

@@ -1,0 +1,155 @@
+"""Requests built to cost a lot or to be read two ways, in-process: each gets its clear 4xx, quickly.
+
+Before: ``min_confidence=abc`` on /v1/vision/face was a 200 (the Haar detector does not read
+it), ``min_size=٥`` and ``1_0`` were numbers, a repeated parameter's first value won, a
+1,500-part form was "larger than the upload limit of 10 MB", and header floods (1.5 million
+JPEG comment markers, 400,000 PNG text chunks) and progressive scan bombs were read for
+seconds to minutes.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import pytest
+from PIL import Image
+
+from mysite.params import Param
+from mysite.vision import header_scan
+from mysite.vision.decode import read_header
+from testkit import hostile_inputs as hi
+
+
+def _post(client, path: str, **kw):
+    r = client.post(path, **kw)
+    return r.status_code, r.get_json()
+
+
+@pytest.mark.parametrize("value", ["abc", "NaN", "nan", "inf", "-Infinity", "1e308", "2", "-0.5", "1e309"])
+def test_deepstack_face_min_confidence_is_checked_whichever_detector_runs(client, group_jpg, value):
+    status, body = _post(client, "/v1/vision/face", data={"image": (io.BytesIO(group_jpg), "a.jpg"),
+                                                          "min_confidence": value})
+    assert status == 400 and body["reason"] == "bad_parameter" and "min_confidence" in body["message"], body
+
+
+def test_deepstack_face_with_a_valid_min_confidence_still_answers(client, group_jpg):
+    status, body = _post(client, "/v1/vision/face", data={"image": (io.BytesIO(group_jpg), "a.jpg"),
+                                                          "min_confidence": "0.4"})
+    assert status == 200 and body["success"] is True and len(body["predictions"]) == 17
+
+
+@pytest.mark.parametrize("value", ["\u0665", "1_0", " 5", "5 ", "+5", "0x10", "5.0", "\uff15", "9" * 41])
+def test_integers_are_ascii_decimal_digits_only(client, group_jpg, value):
+    status, body = _post(client, "/detect", query_string={"min_size": value}, data=group_jpg,
+                         content_type="image/jpeg")
+    assert status == 400 and body["reason"] == "bad_parameter" and "min_size" in body["message"], body
+
+
+@pytest.mark.parametrize("raw, value", [("25", 25), ("-3", -3), ("007", 7)])
+def test_plain_integers_are_read(raw, value):
+    assert Param("n", int, 0).convert(raw) == value
+
+
+@pytest.mark.parametrize("raw, value", [("1.5", 1.5), (".5", 0.5), ("-2", -2.0), ("1e-3", 0.001), ("3.", 3.0)])
+def test_plain_decimals_are_read(raw, value):
+    assert Param("x", float, 0.0).convert(raw) == value
+
+
+@pytest.mark.parametrize("raw", ["nan", "inf", "1e999", "1_0.5", "\u0661.\u0665", " 1.5", "1.5e", "e5", "."])
+def test_other_numbers_are_refused(raw):
+    with pytest.raises(Exception) as info:
+        Param("x", float, 0.0).convert(raw)
+    assert getattr(info.value, "code", None) == 400
+
+
+def test_an_echoed_value_is_cut_short(client, group_jpg):
+    status, body = _post(client, "/detect", query_string={"min_size": "x" * 100_000}, data=group_jpg,
+                         content_type="image/jpeg")
+    assert status == 400 and len(body["message"]) < 200
+
+
+@pytest.mark.parametrize("where", ["query", "form", "both"])
+def test_a_repeated_parameter_is_a_400_naming_it(client, group_jpg, where):
+    if where == "query":
+        kw = {"query_string": "min_neighbors=3&min_neighbors=5", "data": {"image": (io.BytesIO(group_jpg), "a.jpg")}}
+    elif where == "form":
+        kw = {"data": {"image": (io.BytesIO(group_jpg), "a.jpg"), "min_neighbors": ["3", "5"]}}
+    else:
+        kw = {"query_string": "min_neighbors=3", "data": {"image": (io.BytesIO(group_jpg), "a.jpg"),
+                                                          "min_neighbors": "5"}}
+    status, body = _post(client, "/detect", **kw)
+    assert status == 400 and body["reason"] == "bad_parameter" and "min_neighbors" in body["message"], body
+
+
+def test_repeated_image_fields_are_still_a_batch(client, group_jpg, cat_jpg):
+    status, body = _post(client, "/detect", data={"image": [(io.BytesIO(group_jpg), "a.jpg"),
+                                                            (io.BytesIO(cat_jpg), "b.jpg")]})
+    assert status == 200 and len(body["results"]) == 2
+
+
+def test_a_form_of_too_many_parts_says_parts(client):
+    status, body = _post(client, "/detect", data=hi.multipart_parts(1500), content_type=hi.MULTIPART)
+    assert status == 413 and body["reason"] == "too_large"
+    assert "parts" in body["message"] and "MB" not in body["message"], body
+
+
+def test_a_body_over_the_length_limit_says_bytes(make_app):
+    client = make_app({"MYSITE_MAX_UPLOAD_MB": "1"}).test_client()
+    status, body = _post(client, "/detect", data=b"\xff" * (2 * 1024 * 1024), content_type="image/jpeg")
+    assert status == 413 and str(2 * 1024 * 1024) in body["message"] and "bytes" in body["message"], body
+
+
+def test_a_urlencoded_form_of_too_many_fields_says_fields(make_app):
+    client = make_app({"MYSITE_API_KEYS": "k" * 20}).test_client()  # with keys, the form is read for api_key
+    status, body = _post(client, "/detect", data=hi.urlencoded_fields(1500),
+                         content_type="application/x-www-form-urlencoded")
+    assert status == 413 and "1500 fields" in body["message"], body
+
+
+def test_the_newline_body_is_a_415(client):
+    status, body = _post(client, "/detect", data=hi.newline_body(300_000))
+    assert status == 415 and body["reason"] == "unsupported_media"
+
+
+def test_base64_wrapped_in_lines_is_still_decoded(client, group_jpg):
+    for text in (base64.encodebytes(group_jpg), base64.b64encode(group_jpg),
+                 base64.urlsafe_b64encode(group_jpg).rstrip(b"="), b"data:image/jpeg;base64," +
+                 base64.encodebytes(group_jpg)):
+        status, body = _post(client, "/detect", data=text)
+        assert status == 200 and len(body["result"]) == 17, body
+
+
+# Floods of header structures, each as large as the issue's: refused from a bounded walk, before Pillow.
+FLOODS = [
+    ("jpeg-com", lambda: hi.jpeg_com_flood(1_500_000)),
+    ("jpeg-fill", lambda: hi.jpeg_fill_bytes(5_000_000)),
+    ("jpeg-stray", lambda: hi.jpeg_stray_bytes(5_000_000)),
+    ("png-text", lambda: hi.png_text_flood(400_000)),
+    ("gif-blocks", lambda: hi.gif_block_flood(2_000_000)),
+    ("tiff-tags", lambda: hi.tiff_tag_flood(65_535)),
+    ("jpeg-scans", lambda: hi.jpeg_scan_bomb(15_000)),
+]
+
+
+@pytest.mark.parametrize("name, make", FLOODS, ids=[n for n, _ in FLOODS])
+def test_header_floods_are_refused_as_bad_images(client, name, make):
+    status, body = _post(client, "/detect", data=make(), content_type="application/octet-stream")
+    assert status == 422 and body["reason"] == "bad_image", body
+
+
+def test_real_photos_are_read_with_their_scans_counted(group_jpg, car_jpg):
+    group = read_header(group_jpg)  # the group photo is a progressive JPEG
+    assert group.progressive and 2 <= group.scans <= 20
+    baseline = Image.open(io.BytesIO(car_jpg))
+    buf = io.BytesIO()
+    baseline.save(buf, "JPEG", quality=90)
+    assert read_header(buf.getvalue()).scans == 1 and not read_header(buf.getvalue()).progressive
+    buf = io.BytesIO()
+    baseline.save(buf, "JPEG", quality=90, progressive=True)
+    assert read_header(buf.getvalue()).progressive
+
+
+def test_a_scan_count_at_the_limit_is_accepted():
+    data = hi.jpeg_scan_bomb(header_scan.MAX_SCANS - 20, 400, 300)
+    assert read_header(data).scans <= header_scan.MAX_SCANS

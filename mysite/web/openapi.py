@@ -221,7 +221,9 @@ def _request_body(ep: Endpoint, params: list[dict[str, Any]]) -> dict[str, Any]:
                        "server fetch the image, as GET does",
         "content": {
             "multipart/form-data": {
-                "schema": {"type": "object", "properties": fields, "required": ["image"]},
+                # Other fields are the parameters, each sent once, as text (a repeated one is a 400).
+                "schema": {"type": "object", "properties": fields, "required": ["image"],
+                           "additionalProperties": {"type": "string"}},
                 "encoding": {"image": {"contentType": ", ".join(IMAGE_TYPES)}},
             },
             **{kind: {"schema": _BINARY} for kind in IMAGE_TYPES},

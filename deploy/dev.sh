@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Local set-up in one command:
-#   deploy/dev.sh serve   create .venv, install requirements.txt, serve on http://127.0.0.1:5000
+#   deploy/dev.sh serve   create .venv, install requirements.txt and the project, serve on http://127.0.0.1:5000
 #                         (HOST=0.0.0.0 to be reachable from other machines, PORT for another port)
 #   deploy/dev.sh test    create .venv, install requirements-dev.txt, run the test suite
 # Extra arguments go to gunicorn (serve) or pytest (test). PYTHON picks the interpreter (>= 3.11).
@@ -33,6 +33,9 @@ if [ ! -x .venv/bin/python ] || [ ! -f "$(stamp "$reqs")" ]; then
     touch "$(stamp "$f")"
   done
 fi
+
+# The project itself, editable: `python -m mysite.client` and the mysite-client command work from any folder.
+[ -x .venv/bin/mysite-client ] || .venv/bin/python -m pip install --quiet --no-deps -e .
 
 if [ "$what" = serve ]; then
   # The Procfile's own command, on port 5000 where the book's clients look, on loopback only

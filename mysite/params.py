@@ -62,11 +62,15 @@ class Param:
 
 
 def parse(params: tuple[Param, ...], given: Mapping[str, str]) -> dict[str, Any]:
-    """Values for every declared parameter: the request's where it sent one, else the default."""
+    """Values for every declared parameter: the request's where it sent one, else the default.
+
+    An empty value is a text parameter's default; for a number or a flag it is no value (400), as
+    the API document says (an HTML form's empty fields are dropped before, in ``web/inputs.py``).
+    """
     out = {}
     for p in params:
         raw = given.get(p.name)
-        out[p.name] = p.default if raw is None or raw == "" else p.convert(raw)
+        out[p.name] = p.default if raw is None or (raw == "" and p.type is str) else p.convert(raw)
     return out
 
 

@@ -145,7 +145,7 @@ def test_an_unreachable_server_stops_the_batch_with_what_to_do(tmp_path, folder,
     assert "stopped: unreachable" in err and "run the same command again" in err
     statuses = [json.loads(line)["status"] for line in out.read_text().splitlines()]
     assert statuses and set(statuses) == {None}
-    assert answered(out) == set()  # nothing final: a resumed run sends them all
+    assert answered(out) == {}  # nothing final: a resumed run sends them all
 
 
 def test_the_progress_bar_is_drawn_only_when_asked_or_on_a_terminal(live_server, folder, capsys) -> None:

@@ -72,7 +72,7 @@ def test_digit_text_route_and_deepstack_errors(client):
     assert r.status_code == 415 and set(r.get_json()) == {"status", "message", "reason"}
     r = client.post("/v1/vision/detection", data={"image": (io.BytesIO(b"x" * 40), "x.jpg")})
     body = r.get_json()
-    assert r.status_code in (415, 503) and body["success"] is False and body["error"] == body["message"]
+    assert r.status_code in (400, 503) and body["success"] is False and body["error"] == body["message"]
     assert body["duration"] == 0
 
 
@@ -131,3 +131,37 @@ def test_deepstack_detection_names_objects_as_deepstack_does(make_app, tmp_path)
     # The site's own route keeps the model's labels.
     result = client.post("/objectdetection", data={"image": (io.BytesIO(photo), "p.png")}).get_json()["result"]
     assert sorted(d["label"] for d in result) == ["motorbike", "person", "tvmonitor"]
+
+
+def test_deepstack_detection_keeps_what_deepstack_keeps_without_min_confidence(make_app, tmp_path):
+    """DeepStack's server keeps detections from 0.40 when no min_confidence is sent (Frigate sends none)."""
+    detections = np.array([[0, 8, 0.9, 0.1, 0.1, 0.4, 0.4], [0, 12, 0.45, 0.5, 0.5, 0.9, 0.9],
+                           [0, 15, 0.35, 0.0, 0.5, 0.2, 1.0]])
+    fixed_ssd(tmp_path / "ssd.onnx", detections)
+    app = make_app({"MYSITE_SSD_MODEL": str(tmp_path / "ssd.onnx")})
+    client = app.test_client()
+    photo = cv2.imencode(".png", np.zeros((100, 200, 3), np.uint8))[1].tobytes()
+    body = client.post("/v1/vision/detection", data={"image": (io.BytesIO(photo), "p.png")}).get_json()
+    assert sorted(p["label"] for p in body["predictions"]) == ["cat", "dog"]
+    sent = client.post("/v1/vision/detection", data={"image": (io.BytesIO(photo), "p.png"), "min_confidence": "0.3"})
+    assert len(sent.get_json()["predictions"]) == 3
+    # The site's own route keeps its own default.
+    result = client.post("/objectdetection", data={"image": (io.BytesIO(photo), "p.png")}).get_json()["result"]
+    assert [d["label"] for d in result] == ["cat"]
+    doc = client.get("/openapi.json").get_json()
+    (param,) = [p for p in doc["paths"]["/v1/vision/detection"]["post"]["parameters"] if p["name"] == "min_confidence"]
+    assert param["schema"]["default"] == 0.4
+
+
+@pytest.mark.parametrize("path", ["/v1/vision/face", "/v1/vision/detection"])
+def test_a_file_that_is_no_image_is_a_400_on_deepstack_routes(make_app, tmp_path, path):
+    """DeepStack answers 400 "invalid image file"; its clients know no 415 (deepstack-sdk: "Unknown error")."""
+    fixed_ssd(tmp_path / "ssd.onnx", np.zeros((1, 1, 1, 7)))
+    client = make_app({"MYSITE_SSD_MODEL": str(tmp_path / "ssd.onnx")}).test_client()
+    r = client.post(path, data={"image": (io.BytesIO(b"%PDF-1.4 a document"), "x.jpg")})
+    body = r.get_json()
+    assert r.status_code == 400 and body["success"] is False and body["reason"] == "unsupported_media"
+    assert "PDF" in body["error"]
+    assert client.post("/detect", data={"image": (io.BytesIO(b"%PDF-1.4 a document"), "x.jpg")}).status_code == 415
+    responses = client.get("/openapi.json").get_json()["paths"][path]["post"]["responses"]
+    assert "415" not in responses and "unsupported media type" in responses["400"]["description"]

@@ -277,7 +277,7 @@ def test_deepstack_python_face_and_object_clients(server, group_jpg):
     assert [cat["x_min"], cat["y_min"], cat["x_max"], cat["y_max"]] == [20, 20, 100, 60]
     low = DeepstackObject(ip="127.0.0.1", port=port, min_confidence=0.1).detect(photo)
     assert len(low) == 4
-    with pytest.raises(DeepstackException, match="status code: 415"):
+    with pytest.raises(DeepstackException, match="status code: 400"):  # as DeepStack's server: no 415
         DeepstackObject(ip="127.0.0.1", port=port).detect(b"not an image at all")
 
 

@@ -166,11 +166,50 @@ def test_list_shows_path_size_and_status(capsys, tmp_path, monkeypatch):
     assert any(li.startswith("ssd ") and li.rstrip().endswith("missing") for li in out.splitlines())
 
 
-def test_fetch_needs_a_folder(monkeypatch, capsys):
+def test_the_command_a_missing_model_names_works_as_printed(server, monkeypatch, tmp_path, capsys):
+    """With default settings (no MYSITE_MODEL_DIR), the 503's command fetches into the folder the site reads."""
+    import shlex
+
+    from mysite import create_app
+    from mysite.models import kinds, registry
+
     monkeypatch.delenv("MYSITE_MODEL_DIR", raising=False)
     monkeypatch.setenv("MYSITE_ENV_FILE", "/nonexistent/.env")
-    assert model_files.main(["fetch", "ssd"]) == 2
-    assert "MYSITE_MODEL_DIR" in capsys.readouterr().err
+    data = tmp_path / "data"
+    data.mkdir()
+    for module in (kinds, registry, model_files):  # the package's data folder, as every module names it
+        monkeypatch.setattr(module, "DATA_DIR", data)
+    client = create_app({"MYSITE_LOG_LEVEL": "CRITICAL"}).test_client()
+    message = client.post("/objectdetection", data=b"x", content_type="image/png").get_json()["message"]
+    printed = message.rsplit("; or download it: ", 1)[1]
+    argv = shlex.split(printed)
+    assert argv[:3] == ["python", "-m", "mysite.models"] and argv[3:] == ["fetch", "ssd"]
+    ssd = read_specs()["ssd"]
+    weights = {"file": ssd.file, "url": f"{server}/good.bin", "sha256": hashlib.sha256(GOOD).hexdigest()}
+    loopback_ssd = ModelSpec(name="ssd", kind=ssd.kind, file=ssd.file, options={"sources": [weights]})
+    assert model_files.main(argv[3:], specs={"ssd": loopback_ssd}) == 0, capsys.readouterr()
+    assert (data / ssd.file).read_bytes() == GOOD
+    assert registry.resolve(ssd, Settings()) == data / ssd.file  # where the site looks for it
+
+
+def test_a_git_lfs_pointer_is_reported_as_a_digest_mismatch(tmp_path):
+    """A clone without git-lfs holds a pointer where the model should be: say so, not OpenCV's parser error."""
+    from mysite import create_app
+
+    (tmp_path / "yunet_s_640_640.onnx").write_text(
+        "version https://git-lfs.github.com/spec/v1\n"
+        "oid sha256:8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4\nsize 362296\n")
+    (tmp_path / "face_detection_short_range.tflite").write_bytes(b"\x00" * 5000)  # a damaged file
+    app = create_app({"MYSITE_LOG_LEVEL": "CRITICAL", "MYSITE_MODEL_DIR": str(tmp_path)})
+    client = app.test_client()
+    photo = (Path(__file__).with_name("data") / "astronaut.png").read_bytes()
+    r = client.post("/detect?detector=yunet", data=photo, content_type="image/png")
+    message = r.get_json()["message"]
+    assert r.status_code == 503 and "digest mismatch" in message and "Git LFS pointer" in message
+    assert "OpenCV" not in message and "cv::" not in message and "error:" not in message
+    r = client.post("/detect?detector=dnn", data=photo, content_type="image/png")
+    message = r.get_json()["message"]
+    assert r.status_code == 503 and "digest mismatch" in message and "5000 bytes, damaged" in message
 
 
 def test_invalid_setting_is_one_line(monkeypatch, capsys):

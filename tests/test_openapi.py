@@ -23,7 +23,7 @@ from tests_helpers import DATA
 
 from mysite.params import Param
 from mysite.web import respond
-from mysite.web.openapi import ANSWERS, OPENAPI_VERSION, document, openapi_path, param_schema
+from mysite.web.openapi import ANSWERS, IMAGE_TYPES, OPENAPI_VERSION, document, openapi_path, param_schema
 from mysite.web.state import current_endpoints, current_registry, current_settings
 
 MAX_EXAMPLES = 400
@@ -48,8 +48,10 @@ def test_every_route_and_every_registered_row_is_described_from_its_declarations
         ops = doc["paths"][ep.path]
         assert set(ops) == {"get", "post"}, ep.path
         assert next(p for p in ops["get"]["parameters"] if p["name"] == "url")["required"] is True
-        assert set(ops["post"]["requestBody"]["content"]) == {"multipart/form-data", "image/*", "application/json",
+        assert set(ops["post"]["requestBody"]["content"]) == {"multipart/form-data", *IMAGE_TYPES, "application/json",
                                                               "text/plain"}
+        upload = ops["post"]["requestBody"]["content"]["multipart/form-data"]
+        assert upload["schema"]["required"] == ["image"] and upload["encoding"]["image"]["contentType"]
         declared = {p["name"]: p["schema"] for p in ops["post"]["parameters"]}
         for model in (ep.choice.models.values() if ep.choice else [ep.model]):
             for p in registry.get(model).params:
@@ -58,11 +60,14 @@ def test_every_route_and_every_registered_row_is_described_from_its_declarations
                 elif ep.choice is None or model == ep.choice.models[ep.choice.default_value(current_settings(full_app))]:
                     default = Param(p.name, p.type, p.default).convert(ep.defaults[p.name]) if p.name in ep.defaults \
                         else p.default
-                    assert declared[p.name] == {**param_schema(p), "default": default}, (ep.path, p.name)
+                    # A label filter also says which labels its model knows.
+                    pattern = {"pattern": registry.get(model).labels_pattern()} if p.name == "labels" else {}
+                    assert declared[p.name] == {**param_schema(p), "default": default, **pattern}, (ep.path, p.name)
                 else:
                     assert p.name in declared, (ep.path, p.name)
         errors = {code for code in ops["post"]["responses"] if code != "200"}
-        assert {"400", "413", "415", "422", "503"} <= errors, ep.path
+        unsupported = str(respond.error_code(ep.errors, 415))  # DeepStack's routes answer it 400, as DeepStack does
+        assert {"400", "413", unsupported, "422", "503"} <= errors, ep.path
     # Every kind of answer the table may name has a schema.
     assert set(respond.JSON_SHAPES) | set(respond.TEXT_SHAPES) <= set(ANSWERS)
 
@@ -70,7 +75,8 @@ def test_every_route_and_every_registered_row_is_described_from_its_declarations
 def test_the_row_defaults_and_the_servers_detector_are_the_documented_defaults(make_app, full_app) -> None:
     doc = make_app({"MYSITE_FACE_DETECTOR": "dnn"}).test_client().get("/openapi.json").get_json()
     params = {p["name"]: p["schema"] for p in doc["paths"]["/detect"]["get"]["parameters"]}
-    assert params["detector"] == {"type": "string", "enum": ["haar", "yunet", "dnn", "dnn-full"], "default": "dnn"}
+    # "" is a value as not given (the server's own).
+    assert params["detector"] == {"type": "string", "enum": ["haar", "yunet", "dnn", "dnn-full", ""], "default": "dnn"}
     # min_confidence as BlazeFace (the server's detector) declares it, not YuNet.
     blazeface = {p["name"]: p for p in doc["paths"]["/detect"]["post"]["parameters"]}["min_confidence"]
     assert "with" not in blazeface["description"] or "dnn" in blazeface["description"]

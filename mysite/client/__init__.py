@@ -16,14 +16,19 @@ Several paths, a folder, a glob or ``-`` (paths on stdin) make it a batch
 
     python -m mysite.client --server URL detect ~/Pictures/holiday --out faces.jsonl
 
-Connection failures and 502/503/504 answers are retried with exponential
-backoff (the AIDemo client retried 10 times); other HTTP errors are reported
-with the server's own message. Needs requests, numpy and OpenCV only: no GUI.
+A server that cannot be reached (refused, no such host, no connection within
+``CONNECT_TIMEOUT`` seconds) is reported at once: waiting would not bring it.
+What may pass is retried with exponential backoff: a 503 saying the server is
+busy (after its ``Retry-After``), a 502 from a proxy whose app is restarting,
+and a connection that was made but dropped before the answer. Other HTTP errors
+are reported with the server's own message. Needs ``requests`` only; ``--draw``
+also needs Pillow.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -31,11 +36,15 @@ from typing import Any
 from urllib.parse import quote
 
 import requests
+import urllib3
 
 from mysite.errors import Reason
 
 DEFAULT_SERVER = "http://localhost:5000"
-RETRY_STATUSES = frozenset({502, 503, 504})
+# 503: busy (or restarting); 502: a proxy found no app behind it. A 504 is not sent again: the same work
+# would take as long again.
+RETRY_STATUSES = frozenset({502, 503})
+CONNECT_TIMEOUT = 2.0  # seconds to open a connection: loopback and the Internet both take far less
 
 
 class ClientError(Exception):
@@ -43,7 +52,11 @@ class ClientError(Exception):
 
 
 class ConnectFailed(ClientError):
-    """The server could not be reached, even after retrying."""
+    """No connection to the server could be made (refused, no such host, or no answer to connect)."""
+
+
+class NoAnswer(ClientError):
+    """A connection was made but no answer came: it dropped (even after retrying) or the timeout passed."""
 
 
 class HTTPError(ClientError):
@@ -72,11 +85,13 @@ class Client:
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
         api_key: str | None = None,
+        connect_timeout: float = CONNECT_TIMEOUT,
     ) -> None:
         self.server = (server or os.environ.get("MYSITE_SERVER") or DEFAULT_SERVER).rstrip("/")
         self.retries = retries
         self.backoff = backoff
         self.timeout = timeout
+        self.connect_timeout = connect_timeout
         self.session = session or requests.Session()
         # A server with MYSITE_API_KEYS wants a key: from the environment, not the command line (ps shows that).
         key = api_key if api_key is not None else os.environ.get("MYSITE_API_KEY", "")
@@ -104,8 +119,8 @@ class Client:
         """Send one request (the image as multipart field ``image``, or ``?url=``), retrying what may pass.
 
         ``images`` (name, bytes) go as repeated ``image`` fields: several images in one
-        request. Any status is returned, as the book's scripts want to print it; only a
-        server that cannot be reached raises (``ConnectFailed``).
+        request. Any status is returned, as the book's scripts want to print it; a server
+        that cannot be reached raises ``ConnectFailed`` at once, one that gives no answer ``NoAnswer``.
         """
         query = dict(params or {})
         if url is not None:
@@ -116,15 +131,20 @@ class Client:
         target = self.url_for(endpoint)
         for attempt in range(self.retries + 1):
             files = [("image", (name, data, "application/octet-stream")) for name, data in uploads] or None
+            last = attempt == self.retries
             try:
-                response = self.session.request(
-                    method, target, params=query, files=files, headers=dict(headers or {}), timeout=self.timeout
-                )
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                if attempt == self.retries:
-                    raise ConnectFailed(f"could not reach {target} after {attempt + 1} attempts: {exc}") from None
+                response = self.session.request(method, target, params=query, files=files,
+                                                headers=dict(headers or {}),
+                                                timeout=(min(self.connect_timeout, self.timeout), self.timeout))
+            except requests.ConnectionError as exc:
+                if not connected(exc):
+                    raise ConnectFailed(f"could not connect to {self.server}: {connect_problem(exc)}") from None
+                if isinstance(exc, requests.Timeout) or last:  # a read timeout, or dropped on every try
+                    raise NoAnswer(f"{target} gave no answer: {_dropped(exc, self.timeout)}") from None
+            except requests.Timeout:
+                raise NoAnswer(f"{target} gave no answer within {self.timeout:g} s") from None
             else:
-                if response.status_code not in RETRY_STATUSES or attempt == self.retries or model_not_loaded(response):
+                if response.status_code not in RETRY_STATUSES or last or model_not_loaded(response):
                     return response
                 retry_after = _retry_after(response)
                 if retry_after is not None:
@@ -186,25 +206,23 @@ class Client:
 
 def draw_file(image: bytes, detections: Sequence[Mapping[str, Any]], out: Path, label: str = "") -> None:
     """Write ``image`` with ``detections`` drawn to ``out`` (format from its suffix), like demo_request_drawing."""
-    import cv2
-    import numpy as np
+    from mysite.client import drawing  # Pillow: needed only to draw
 
-    from mysite.vision.draw import draw_detections
-
-    picture = cv2.imdecode(np.frombuffer(image, np.uint8), cv2.IMREAD_COLOR)
-    if picture is None:
-        raise ClientError("the image could not be decoded here to draw on")
-    write_image(draw_detections(picture, detections, default_label=label), out)
+    drawing.draw_file(image, detections, out, label)
 
 
-def write_image(picture: Any, out: Path) -> None:
-    """Save a numpy image; the suffix picks the format (.png, .jpg, ...)."""
-    import cv2
+def write_image(picture: bytes, out: Path) -> None:
+    """Save an image the server answered (JPEG or PNG bytes) as ``out``; its suffix picks the format."""
+    from mysite.client import drawing
 
-    ok, buf = cv2.imencode(out.suffix or ".png", picture)
-    if not ok:
-        raise ClientError(f"cannot write an image named {out} (use .png or .jpg)")
-    out.write_bytes(buf.tobytes())
+    drawing.save_as(picture, out)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The ``mysite-client`` command (``cli.py``), imported only when it runs."""
+    from mysite.client.cli import main as cli_main
+
+    return cli_main(argv)
 
 
 def _read(image: str | Path | bytes) -> bytes:
@@ -240,3 +258,33 @@ def _retry_after(response: requests.Response) -> float | None:
     value = response.headers.get("Retry-After", "")
     return float(value) if value.isdigit() else None
 
+
+def _cause(exc: requests.RequestException) -> object:
+    """urllib3's reason behind a requests error (what MaxRetryError wraps), else the error's first argument."""
+    first = exc.args[0] if exc.args else None
+    return getattr(first, "reason", first)
+
+
+def connected(exc: requests.ConnectionError) -> bool:
+    """Whether the connection was made before the failure (a reset or drop mid-request), not refused or unresolved."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return False
+    return not isinstance(_cause(exc), (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError))
+
+
+def connect_problem(exc: requests.ConnectionError) -> str:
+    """Why no connection was made, in a few words."""
+    cause = _cause(exc)
+    if isinstance(cause, urllib3.exceptions.NameResolutionError):
+        return "the host name could not be resolved"
+    if isinstance(exc, requests.ConnectTimeout) or type(cause) is urllib3.exceptions.ConnectTimeoutError:
+        return "no connection within the connect timeout (is the address right, or a firewall in the way?)"
+    text = str(cause)
+    match = re.search(r"\[Errno -?\d+\] ([^')\]]+)", text)
+    return (match.group(1).strip().lower() if match else text)[:200]
+
+
+def _dropped(exc: requests.RequestException, timeout: float) -> str:
+    if isinstance(exc, requests.Timeout):
+        return f"none within {timeout:g} s"
+    return f"the connection was dropped ({str(_cause(exc))[:160]})"

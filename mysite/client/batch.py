@@ -11,7 +11,9 @@ JSON object per image as its answer arrives::
 file could not be read, or the server could not be reached). Running the same command
 again skips every image whose record in the output says it was answered: 2xx, or a 4xx
 that is about the image itself (broken, too large, not an image); no answer, 408, 429 and
-5xx are sent again. Memory stays flat: at most ``2 × concurrency`` requests' images are
+5xx are sent again. The exit status speaks for the whole output file: 0 only when every
+image of the run has a 2xx answer there, skipped ones included (a resumed run that skips
+two broken images exits 1, as the run that found them did). Memory stays flat: at most ``2 × concurrency`` requests' images are
 held, the walk is a generator, and the total for the progress bar is counted by a
 second walk that keeps nothing but a number.
 """
@@ -31,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Any, TextIO
 
-from mysite.client import Client, ConnectFailed, imagepaths, json_or_none, model_not_loaded
+from mysite.client import Client, ConnectFailed, NoAnswer, imagepaths, json_or_none, model_not_loaded
 from mysite.client.progress import Progress
 from mysite.client.routes import Route, route_for
 
@@ -79,10 +81,17 @@ def final(record: dict[str, Any]) -> bool:
     return isinstance(status, int) and status < 500 and status not in RESEND
 
 
-def answered(out: Path) -> set[str]:
-    """Paths with a final answer in an earlier run's output. A last line cut short by a crash is
-    dropped from the file (its image is sent again), so the file stays valid JSON Lines."""
-    done: set[str] = set()
+def good(record: dict[str, Any]) -> bool:
+    """An answer that is the image's result, not an error."""
+    status = record.get("status")
+    return isinstance(status, int) and 200 <= status < 300
+
+
+def answered(out: Path) -> dict[str, bool]:
+    """Paths with a final answer in an earlier run's output, each with whether that answer is good.
+    A last line cut short by a crash is dropped from the file (its image is sent again), so the
+    file stays valid JSON Lines."""
+    done: dict[str, bool] = {}
     if not out.exists():
         return done
     good_end = 0
@@ -96,7 +105,7 @@ def answered(out: Path) -> set[str]:
             except ValueError:
                 continue
             if isinstance(record, dict) and isinstance(record.get("path"), str) and final(record):
-                done.add(record["path"])
+                done[record["path"]] = good(record)
     if good_end < out.stat().st_size:
         with out.open("r+b") as f:
             f.truncate(good_end)
@@ -111,6 +120,7 @@ class Summary:
         self.cpu_started = time.process_time()
         self.answered = 0
         self.skipped = 0
+        self.skipped_errors = 0  # skipped images whose answer in the output file is an error
         self.boxes = 0
         self.errors: Counter[str] = Counter()
         self.stopped = ""  # why the run ended early, if it did
@@ -130,8 +140,9 @@ class Summary:
         cpu = time.process_time() - self.cpu_started
         errors = sum(self.errors.values())
         where = f" in {out}" if out else ""
+        earlier = f"; {self.skipped_errors} of them errors" if self.skipped_errors else ""
         text = [f"images: {self.answered} answered ({self.answered - errors} ok, {errors} errors)"
-                + (f", {self.skipped} skipped (already answered{where})" if self.skipped else ""),
+                + (f", {self.skipped} skipped (already answered{where}{earlier})" if self.skipped else ""),
                 f"boxes found: {self.boxes}"]
         if errors:
             text.append("errors by status: " + ", ".join(f"{k}: {v}" for k, v in sorted(self.errors.items())))
@@ -180,6 +191,8 @@ class Worker:
             response = self.client.request("POST", self.route.path, images=[(_name(path), data)], params=params)
         except ConnectFailed as exc:
             raise Stop(str(exc), [_no_answer(path, exc)]) from None
+        except NoAnswer as exc:  # this image's request failed; the next may pass
+            return {"path": path, "status": None, "error_kind": "no answer", "error": str(exc)}
         ms = (time.perf_counter() - started) * 1000
         body = json_or_none(response)
         if body is None:  # a picture (an edge map), or a proxy's HTML error page
@@ -204,6 +217,8 @@ class Worker:
                                            images=[(_name(p), d) for p, d in ready])
         except ConnectFailed as exc:
             raise Stop(str(exc), [_no_answer(p, exc) for p, _ in ready]) from None
+        except NoAnswer as exc:
+            return [{"path": p, "status": None, "error_kind": "no answer", "error": str(exc)} for p, _ in ready]
         ms = (time.perf_counter() - started) * 1000
         body = json_or_none(response)
         results = body.get("results") if isinstance(body, dict) else None
@@ -226,7 +241,7 @@ class Worker:
         params = {**self.options.params, "output": "image", "format": fmt}
         try:
             response = self.client.request("POST", self.route.path, images=[(_name(path), data)], params=params)
-        except ConnectFailed as exc:
+        except (ConnectFailed, NoAnswer) as exc:
             record["draw_error"] = str(exc)
             return
         if response.ok and response.headers.get("Content-Type", "").startswith("image/"):
@@ -259,11 +274,12 @@ def drawn_name(path: str, content_type: str) -> PurePath:
 
 def run(options: Options, args: list[str], *, stdin: TextIO | None = None, stdout: TextIO | None = None,
         stderr: TextIO | None = None) -> int:
-    """Send every image the arguments name; 0 when all were answered well, 1 when some were errors,
-    3 when the server could not be reached, 130 when interrupted."""
+    """Send every image the arguments name; 0 when every one has a good answer in the output (this
+    run's or, for a skipped one, an earlier run's), 1 when some have an error, 3 when the server could
+    not be reached, 130 when interrupted."""
     stdout, stderr = stdout or sys.stdout, stderr or sys.stderr
     route = route_for(options.endpoint)
-    done = answered(options.out) if options.out else set()
+    done = answered(options.out) if options.out else {}
     bar = Progress(stderr, enabled=stderr.isatty() if options.progress is None else options.progress)
     summary = Summary()
     out = options.out.open("a", encoding="utf-8") if options.out else stdout
@@ -295,7 +311,7 @@ def run(options: Options, args: list[str], *, stdin: TextIO | None = None, stdou
         return 130
     if summary.stopped.startswith("unreachable"):
         return 3
-    return 1 if summary.errors else 0
+    return 1 if summary.errors or summary.skipped_errors else 0
 
 
 def _interrupt_on_sigterm() -> Callable[[], object]:
@@ -335,6 +351,7 @@ def _collect(results: queue.Queue[tuple[str, Any]], producers: int, out: TextIO,
         elif kind == "skip":
             seen += 1
             summary.skipped += 1
+            summary.skipped_errors += not item
             bar.advance(done=1, skipped=1)
         elif kind == "stop":
             summary.stopped = summary.stopped or item
@@ -348,7 +365,7 @@ def _collect(results: queue.Queue[tuple[str, Any]], producers: int, out: TextIO,
     return seen
 
 
-def _feed(args: list[str], stdin: TextIO | None, done: set[str], options: Options,
+def _feed(args: list[str], stdin: TextIO | None, done: dict[str, bool], options: Options,
           jobs: queue.Queue[list[str] | None], results: queue.Queue[tuple[str, Any]], stop: threading.Event) -> None:
     """Walk the paths, skip the answered ones, queue the rest in packs of ``per_request``."""
     route = route_for(options.endpoint)
@@ -366,9 +383,9 @@ def _feed(args: list[str], stdin: TextIO | None, done: set[str], options: Option
         results.put(("exit", None))
 
 
-def _new(path: str, done: set[str], results: queue.Queue[tuple[str, Any]]) -> bool:
+def _new(path: str, done: dict[str, bool], results: queue.Queue[tuple[str, Any]]) -> bool:
     if path in done:
-        results.put(("skip", path))
+        results.put(("skip", done[path]))
         return False
     return True
 

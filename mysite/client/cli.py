@@ -144,11 +144,7 @@ def _draw(client: Client, args: argparse.Namespace, image: Path | None, params: 
           response: requests.Response) -> None:
     out = Path(args.draw)
     if response.headers.get("Content-Type", "").startswith("image/"):
-        # The answer is a picture already (Canny): save it as asked.
-        import cv2
-        import numpy as np
-
-        write_image(cv2.imdecode(np.frombuffer(response.content, np.uint8), cv2.IMREAD_UNCHANGED), out)
+        write_image(response.content, out)  # the answer is a picture already (Canny): save it as asked
         return
     body = json_or_none(response)
     if not isinstance(body, dict) or not isinstance(body.get("result"), list):
@@ -174,7 +170,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--draw", metavar="OUT", help="write the image with the results drawn to OUT (.png or .jpg)")
     p.add_argument("--param", "-p", action="append", default=[], metavar="NAME=VALUE",
                    help="a request parameter, e.g. -p min_neighbors=3 (repeatable)")
-    p.add_argument("--retries", type=int, default=5, help="retries on connection failure or 502/503/504 (5)")
+    p.add_argument("--retries", type=int, default=5,
+                   help="retries of a busy server (503), a proxy without its app (502) or a dropped connection (5); "
+                        "a server that cannot be reached fails at once")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for each answer (60)")
     p.add_argument("--verbose", "-v", action="store_true", help="one image: status and headers on stderr")
     b = p.add_argument_group("batch (several paths, a folder, a glob or -)")

@@ -2,7 +2,8 @@
 
 ``list`` shows every model of models.toml with each of its files: where it is
 looked for, its size and its status. ``fetch [NAME...]`` downloads the files a
-model's ``sources`` declare into ``MYSITE_MODEL_DIR`` (or ``--dir``), checks
+model's ``sources`` declare into ``MYSITE_MODEL_DIR`` (or ``--dir``; without either, the
+package's data folder, where the site looks then), checks
 each against the digest its entry names (sha256, sha1 as the publishers of
 MobileNet-SSD and the ONNX zoo give it, or git_blob: the id of the file in a
 git tree, for a URL pinned to a commit), deletes and refuses a file that does
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import bz2
-import hashlib
 import os
 import sys
 import tarfile
@@ -29,19 +29,19 @@ import zipfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import requests
 from urllib3.exceptions import NewConnectionError, ReadTimeoutError
 
 from mysite import settings as settings_mod
+from mysite.models.digests import Source, by_file, check, file_digest, sources
 from mysite.models.kinds import DATA_DIR, companion_path
 from mysite.models.reach import Reachability, host_of
 from mysite.models.registry import resolve
 from mysite.models.schema import ModelSpec, read_specs
 from mysite.settings import Settings
 
-DIGESTS = ("sha256", "sha1", "git_blob")
 MAX_BYTES = 2 * 1024**3  # nothing we declare comes near; a runaway download must stop somewhere
 CHUNK = 256 * 1024
 HTML_TYPES = ("text/html", "application/xhtml+xml")
@@ -57,70 +57,6 @@ class Unreachable(FetchError):
     def __init__(self, message: str, why: str) -> None:
         super().__init__(message)
         self.why = why
-
-
-@dataclass(frozen=True)
-class Source:
-    """Where one file of a model comes from, and the digest it must have."""
-
-    file: str
-    url: str
-    algo: str | None = None  # "sha256", "sha1" or "git_blob"; None when the publisher gives no digest
-    digest: str | None = None
-    member: str | None = None  # a file inside a zip or tar archive at ``url``
-    archive_sha256: str | None = None  # the archive's own digest, checked before a member is taken out
-
-    @classmethod
-    def from_table(cls, model: str, table: Mapping[str, Any]) -> Source:
-        if not isinstance(table, Mapping) or not table.get("file") or not table.get("url"):
-            raise ValueError(f"model {model!r}: every source needs a file and a url, not {table!r}")
-        url = str(table["url"])
-        if not url.startswith(("https://", "http://")):
-            raise ValueError(f"model {model!r}: source url must be http(s), not {url!r}")
-        algos = [a for a in DIGESTS if a in table]
-        if len(algos) > 1:
-            raise ValueError(f"model {model!r}: source {table['file']} names more than one digest")
-        algo = algos[0] if algos else None
-        archive = table.get("archive_sha256")
-        return cls(str(table["file"]), url, algo, str(table[algo]).lower() if algo else None, table.get("member"),
-                   str(archive).lower() if archive else None)
-
-
-def sources(spec: ModelSpec) -> list[Source]:
-    """The declared sources of a model (``sources = [...]``, or ``source = {...}`` for its main file)."""
-    tables = list(spec.options.get("sources") or [])
-    if "source" in spec.options:
-        tables.append({"file": spec.file, **spec.options["source"]})
-    return [Source.from_table(spec.name, t) for t in tables]
-
-
-def file_digest(path: Path, algo: str) -> str:
-    """The file's digest; ``git_blob`` is git's object id: sha1 of ``blob <size>\\0`` and the bytes."""
-    h = hashlib.new("sha1" if algo == "git_blob" else algo)
-    if algo == "git_blob":
-        h.update(b"blob %d\0" % path.stat().st_size)
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def check(path: Path, source: Source | list[Source] | None) -> str:
-    """``missing``, ``ok`` (a digest verified), ``present`` (no digest to check) or ``digest mismatch``."""
-    if not path.is_file():
-        return "missing"
-    checkable = [s for s in (source if isinstance(source, list) else [source]) if s is not None and s.algo]
-    if not checkable:
-        return "present"
-    return "ok" if any(file_digest(path, str(s.algo)) == s.digest for s in checkable) else "digest mismatch"
-
-
-def by_file(todo: Iterable[Source]) -> dict[str, list[Source]]:
-    """Sources grouped by the file they give, in their declared order (the order they are tried in)."""
-    out: dict[str, list[Source]] = {}
-    for source in todo:
-        out.setdefault(source.file, []).append(source)
-    return out
 
 
 def _progress(out: IO[str]) -> Callable[[str, int, int | None], None]:
@@ -358,7 +294,8 @@ def main(argv: list[str] | None = None, specs: Mapping[str, ModelSpec] | None = 
     sub.add_parser("list", help="every model's files: path, size, status")
     f = sub.add_parser("fetch", help="download declared files and verify their digests")
     f.add_argument("names", nargs="*", help="models to fetch (default: every declared model not found)")
-    f.add_argument("--dir", type=Path, help="where to put the files (default: MYSITE_MODEL_DIR)")
+    f.add_argument("--dir", type=Path,
+                   help="where to put the files (default: MYSITE_MODEL_DIR, else the package's data folder)")
     f.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the server (default 60)")
     f.add_argument("--connect-timeout", type=float, default=3.0,
                    help="seconds to wait for a connection to a host (default 3)")
@@ -378,10 +315,8 @@ def main(argv: list[str] | None = None, specs: Mapping[str, ModelSpec] | None = 
         for r in table:
             print(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]}")
         return 0
-    dest = args.dir or settings.model_dir
-    if dest is None:
-        print("set MYSITE_MODEL_DIR (the folder the site reads models from) or pass --dir", file=sys.stderr)
-        return 2
+    # Where the site looks: MYSITE_MODEL_DIR, else the package's own data folder.
+    dest = args.dir or settings.model_dir or DATA_DIR
     try:
         reach = Reachability.load(dest, 0 if args.retry_unreachable else args.remember)
         attempts = Attempts(args.timeout, args.connect_timeout, reach)

@@ -18,12 +18,14 @@ from typing import Any
 import cv2
 
 from mysite.errors import Unavailable
+from mysite.models import digests
 from mysite.models import schema as model_schema
 from mysite.models.kinds import DATA_DIR, KINDS, Model
 from mysite.models.schema import ModelSpec
 from mysite.params import with_defaults
 from mysite.publicpaths import PathNamer
 from mysite.settings import PROJECT_DIR, Settings
+from mysite.vision.dnn import UnreadableModel
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +163,13 @@ def _load(spec: ModelSpec, settings: Settings) -> DeclaredModel:
                 entry.model = model
         except Exception as exc:  # noqa: BLE001 - any failure to load is reported, never fatal
             entry.error = f"{path or spec.kind} could not be loaded: {exc}"
+            wrong = digests.mismatch(path, spec) if path is not None and path.is_file() else None
+            if wrong and isinstance(exc, (cv2.error, UnreadableModel)):
+                # OpenCV could not parse a file that is not the declared one (a Git LFS pointer, a cut
+                # download): that is the news, not the parser's C++ text.
+                entry.error = wrong
+            elif wrong:
+                entry.error += f"; {wrong}"
     if entry.error:
         # The message names the model and the fix; an optional model that is absent only warns.
         log.log(logging.ERROR if spec.required else logging.WARNING, "%s", unavailable_message(entry))

@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass
 
 from mysite.errors import TooLarge
-from mysite.vision.decode import PILLOW_BYTES_PER_PIXEL, PILLOW_ONLY, Header, lean_alpha
+from mysite.vision.decode import LEAN_PILLOW, PILLOW_BYTES_PER_PIXEL, PILLOW_ONLY, Header, lean_alpha, pillow_only_memory
 
 MB = 1024 * 1024
 
@@ -53,6 +53,8 @@ def decode_memory(header: Header, gray: bool, reduce: int) -> int:
     out = math.ceil(full / reduce**2) * (1 if gray else 3)
     if lean_alpha(header):  # OpenCV's BGRA, the flattened image, band temporaries
         return 4 * full + (1 if gray else 3) * full + (out if reduce > 1 else 0)
+    if header.format in LEAN_PILLOW and not header.alpha:  # HEIC, AVIF: Pillow's decoders, one copy at a time
+        return pillow_only_memory(header, gray, reduce)
     if header.alpha or header.format in PILLOW_ONLY:
         return PILLOW_BYTES_PER_PIXEL * full + out
     depth = 2 if header.bits > 8 else 1

@@ -16,7 +16,7 @@ from mysite.params import Param
 from mysite.vision import budget, coarse_scan, fastpath
 from mysite.vision.boxes import Detection, clip, from_xywh
 from mysite.vision.decode import Header
-from mysite.vision.dnn import PerThread
+from mysite.vision.dnn import PerThread, UnreadableModel
 from mysite.vision.shapes import Rescaling
 
 PARAMS = (
@@ -52,7 +52,7 @@ class Cascade(Rescaling):
     def _load(self) -> cv2.CascadeClassifier:
         clf = cv2.CascadeClassifier(str(self.path))
         if clf.empty():
-            raise ValueError(f"{self.path} is not a cascade OpenCV can load")
+            raise UnreadableModel(f"{self.path} is not a cascade OpenCV can load")
         return clf
 
     def _classifier(self) -> cv2.CascadeClassifier:

@@ -13,8 +13,26 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from mysite.errors import Reason, TooLarge, Unprocessable, UnsupportedMedia
 from mysite.vision import header_scan
 
+try:  # HEIC, what iPhones upload by default: libheif through pillow-heif (AVIF is Pillow's own)
+    import pillow_heif
+
+    pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
+    _HEIF: tuple[str, ...] = ("HEIF",)
+except ImportError:  # pragma: no cover - a requirement; without it HEIC is refused as an unknown format
+    _HEIF = ()
+
 # Pillow's names of the formats we accept (its JPEG reader also opens the MPO files phones write).
-FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
+FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF", "AVIF", *_HEIF)
+# Formats OpenCV does not read: decoded by Pillow (libheif, libavif) at full size, then reduced.
+LEAN_PILLOW = frozenset({"HEIF", "AVIF"})
+# Peak bytes per pixel of the picture of that path (``_decode_pillow_only``): the decoder's planes and
+# its RGB image, Pillow's bytes of it, and the BGR array; less when gray or reduced, as the BGR array
+# is smaller (measured by ``python -m bench.heif_memory``).
+PILLOW_ONLY_BYTES_PER_PIXEL = 13
+PILLOW_ONLY_SMALL_BYTES_PER_PIXEL = 10
+# ISO base media files (HEIC, AVIF) name their kind by the brand of their ftyp box.
+_HEIF_BRANDS = {b"heic": "HEIC", b"heix": "HEIC", b"hevc": "HEIC", b"hevx": "HEIC", b"heim": "HEIC",
+                b"heis": "HEIC", b"mif1": "HEIF", b"msf1": "HEIF", b"avif": "AVIF", b"avis": "AVIF"}
 _SWAPPING_ORIENTATIONS = {5, 6, 7, 8}
 JPEG_MAX_SIDE = 65500  # libjpeg's limit on either side of a picture it writes
 # Signatures of the formats we read: bytes that start like one are a broken image (422), not another kind (415).
@@ -104,7 +122,7 @@ def read_header(data: bytes, max_pixels: int | None = None) -> Header:
                         f"the limit is {max_pixels / 1e6:.1f} megapixels"
                     )
                 # Only where EXIF sits in the header: Pillow decodes a whole PNG to find its EXIF.
-                orientation = im.getexif().get(0x0112) if fmt in ("JPEG", "WEBP", "TIFF") else None
+                orientation = im.getexif().get(0x0112) if fmt in ("JPEG", "WEBP", "TIFF", *LEAN_PILLOW) else None
     except Image.DecompressionBombError as exc:
         raise TooLarge(f"image declares too many pixels ({exc})") from None
     except UnidentifiedImageError:
@@ -113,7 +131,7 @@ def read_header(data: bytes, max_pixels: int | None = None) -> Header:
             raise Unprocessable(f"the {len(data)} bytes start like a {looks_like} image but it cannot be read",
                                 reason=Reason.BAD_IMAGE) from None
         raise UnsupportedMedia(
-            f"expected an image (JPEG, PNG, WebP, BMP, GIF or TIFF); received {what_bytes_are(data)}"
+            f"expected an image (JPEG, PNG, WebP, BMP, GIF, TIFF, HEIC or AVIF); received {what_bytes_are(data)}"
         ) from None
     except (OSError, ValueError, SyntaxError) as exc:
         size = webp_canvas(data)
@@ -151,6 +169,8 @@ def webp_canvas(data: bytes) -> tuple[int, int] | None:
 def _looks_like(data: bytes) -> str | None:
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "WebP"
+    if data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS:
+        return _HEIF_BRANDS[data[8:12]]
     return next((name for magic, name in _MAGIC if data.startswith(magic)), None)
 
 
@@ -176,7 +196,16 @@ def decode_image(
     flags = _FLAGS.get((direct_gray, reduce))
     if flags is None:
         raise ValueError(f"reduce must be 1, 2, 4 or 8, not {reduce}")
-    if header.alpha:
+    image: np.ndarray | None
+    if header.format in LEAN_PILLOW and not header.alpha:
+        need = pillow_only_memory(header, gray, reduce)
+        if max_bytes is not None and need > max_bytes:
+            raise TooLarge(f"decoding this {header.width}x{header.height} {header.format} takes about "
+                           f"{need // 2**20} MB; {max_bytes // 2**20} MB are left for it of the request's memory "
+                           f"budget (MYSITE_REQUEST_MEMORY_MB): send a smaller image")
+        image = _decode_pillow_only(data, header, gray, reduce)
+        direct_gray = gray
+    elif header.alpha:
         image = _flatten_large_png(data, header, gray, reduce) if lean_alpha(header) else None
         direct_gray = gray if image is not None else direct_gray
     elif header.format in PILLOW_ONLY:
@@ -256,6 +285,34 @@ def _flatten_large_png(data: bytes, header: Header, gray: bool, reduce: int) -> 
     if reduce > 1:
         out = cv2.resize(out, (max(1, w // reduce), max(1, h // reduce)), interpolation=cv2.INTER_AREA)
     return out
+
+
+def pillow_only_memory(header: Header, gray: bool, reduce: int) -> int:
+    """Peak bytes of decoding a HEIC or AVIF without transparency (``_decode_pillow_only``)."""
+    per_pixel = PILLOW_ONLY_BYTES_PER_PIXEL if not gray and reduce == 1 else PILLOW_ONLY_SMALL_BYTES_PER_PIXEL
+    return per_pixel * header.width * header.height
+
+
+def _decode_pillow_only(data: bytes, header: Header, gray: bool, reduce: int) -> np.ndarray:
+    """HEIC and AVIF without transparency: one decoded copy at a time, reduced before it becomes an array."""
+    try:
+        with Image.open(io.BytesIO(data), formats=FORMATS) as opened:
+            opened.seek(0)
+            ImageOps.exif_transpose(opened, in_place=True)
+            im: Image.Image = opened
+            if im.mode != ("L" if gray else "RGB"):
+                im = im.convert("L" if gray else "RGB")
+            if reduce > 1:
+                im = im.reduce(reduce)
+            pixels = im.tobytes()
+            size = im.size
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise Unprocessable(f"the {header.format} image could not be decoded: {exc}", reason=Reason.BAD_IMAGE) from None
+    del im
+    w, h = size
+    if gray:
+        return np.frombuffer(pixels, np.uint8).reshape(h, w).copy()
+    return cv2.cvtColor(np.frombuffer(pixels, np.uint8).reshape(h, w, 3), cv2.COLOR_RGB2BGR)
 
 
 def _decode_with_pillow(data: bytes, header: Header, gray: bool, reduce: int) -> np.ndarray:

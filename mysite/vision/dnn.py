@@ -95,6 +95,10 @@ def read_bytes(path: Path | None) -> np.ndarray:
     return np.fromfile(path, np.uint8) if path is not None else np.zeros(0, np.uint8)
 
 
+class UnreadableModel(ValueError):
+    """OpenCV cannot read the model file at all (not a model of that format, or a damaged one)."""
+
+
 class ThreadNets:
     """A model file's bytes, and one ``cv2.dnn.Net`` per thread built from them."""
 
@@ -115,9 +119,9 @@ class ThreadNets:
         try:
             net = cv2.dnn.readNet(self.framework, self._model_bytes, self._config_bytes)
         except cv2.error as exc:
-            raise ValueError(f"OpenCV cannot read {self.model.name}: {first_line(exc)}") from None
+            raise UnreadableModel(f"OpenCV cannot read {self.model.name}: {first_line(exc)}") from None
         if net.empty():
-            raise ValueError(f"OpenCV read {self.model.name} but found no layers in it")
+            raise UnreadableModel(f"OpenCV read {self.model.name} but found no layers in it")
         return net
 
     def net(self) -> cv2.dnn.Net:

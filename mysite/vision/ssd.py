@@ -8,6 +8,7 @@ corners back to the original image's pixels, clipped to it.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,7 @@ class SSD(NetModel):
 
     def wanted(self, labels: str) -> set[str] | None:
         """The label filter of a request, checked against the model's labels (400 for one it does not know)."""
-        names = {s.strip() for s in labels.split(",") if s.strip()}
+        names = {s.strip(" ") for s in labels.split(",") if s.strip(" ")}  # the grammar of ``labels_pattern``
         if not names:
             return None
         unknown = sorted(names - set(self.labels))
@@ -42,6 +43,11 @@ class SSD(NetModel):
             raise BadRequest(f"unknown label(s) {', '.join(unknown)}; this model knows: {', '.join(self.labels)}",
                              reason=Reason.BAD_PARAMETER)
         return names
+
+    def labels_pattern(self) -> str:
+        """What ``labels`` may hold, as a regular expression: known labels, comma-separated, spaces around."""
+        known = "|".join(re.escape(label) for label in self.labels)
+        return f"^ *(?:(?:{known}) *)?(?:, *(?:(?:{known}) *)?)*$"
 
     def run(self, image: np.ndarray, *, min_confidence: float, labels: str) -> list[Detection]:
         """Boxes with their label and confidence, in original-image pixels."""

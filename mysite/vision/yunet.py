@@ -26,7 +26,7 @@ from mysite.vision import fastpath
 from mysite.vision.boxes import Detection, clip, sort
 from mysite.vision.budget import Budget
 from mysite.vision.decode import Header
-from mysite.vision.dnn import PerThread, first_line, read_bytes
+from mysite.vision.dnn import PerThread, UnreadableModel, first_line, read_bytes
 from mysite.vision.shapes import Rescaling
 
 # YuNet's five points, in the order of its output (the subject's right eye is on the image's left).
@@ -109,7 +109,7 @@ class YuNet(Rescaling):
         try:
             return cv2.FaceDetectorYN.create("onnx", self._bytes, np.zeros(0, np.uint8), (320, 320), 0.6, 0.3, 5000)
         except cv2.error as exc:
-            raise ValueError(f"OpenCV cannot read {self.path.name} as a YuNet face detector: {first_line(exc)}") from None
+            raise UnreadableModel(f"OpenCV cannot read {self.path.name} as a YuNet face detector: {first_line(exc)}") from None
 
     def _detect(self, image: np.ndarray, min_confidence: float, nms: float) -> np.ndarray:
         """N x 15 rows: x, y, w, h, five (x, y) landmarks, score, in ``image``'s pixels."""

@@ -117,8 +117,9 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     # Faces by the site's face detector, as /detect (a Haar box has no score: its confidence is 1.0).
     Endpoint("/v1/vision/face", "face", "DeepStack-compatible face detection; multipart image, min_confidence",
              choice=FACE_DETECTORS, output=Output.DEEPSTACK, errors=ErrorShape.DEEPSTACK, label="face", on_page=False),
+    # DeepStack's server keeps detections from 0.40 when a request names no min_confidence (Frigate sends none).
     Endpoint("/v1/vision/detection", "ssd", "DeepStack-compatible object detection (MobileNet-SSD, VOC labels)",
-             output=Output.DEEPSTACK, errors=ErrorShape.DEEPSTACK, on_page=False),
+             output=Output.DEEPSTACK, errors=ErrorShape.DEEPSTACK, on_page=False, defaults={"min_confidence": "0.4"}),
 )
 
 

@@ -9,7 +9,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, Reque
 
 from mysite.errors import ApiError, Reason, reason_for
 from mysite.web.forms import body_too_large
-from mysite.web.respond import error_fields
+from mysite.web.respond import error_fields, error_status
 from mysite.web.state import current_registry
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ def _json(code: int, status: str, message: str, reason: Reason | None = None) ->
     message = public_text(message)
     fields = {"status": status, "message": message, "reason": (reason or reason_for(code)).value}
     response = jsonify({**fields, **error_fields(request.path, message)})
-    response.status_code = code
+    response.status_code = error_status(request.path, code)
     return response
 
 

@@ -1,9 +1,9 @@
 """Which bytes are the image? Every way a client may send one, in one place.
 
 Accepted, in this order: ``?url=`` (GET, or POST without a body); a multipart
-field ``image``, ``file`` or ``img`` (a file, or a text field holding base64 or
-a data URL); a raw body sent as ``image/*``; a JSON body ``{"image": ...}``;
-any other body holding base64 or a ``data:image/...;base64,`` URL.
+field ``image``, ``file`` or ``img`` (a file, with or without a filename as RFC 7578
+allows, or a text field holding base64 or a data URL); a raw body sent as ``image/*``;
+a JSON body ``{"image": ...}``; any other body holding base64 or a ``data:image/...;base64,`` URL.
 """
 
 from __future__ import annotations
@@ -17,6 +17,9 @@ from io import BytesIO
 from typing import IO, Any
 
 from flask import Request
+from werkzeug.datastructures import Headers
+from werkzeug.formparser import FormDataParser, MultiPartParser
+from werkzeug.http import parse_options_header
 
 from mysite.errors import BadRequest, Reason, TooLarge
 from mysite.web.forms import LimitedFormParser
@@ -34,10 +37,51 @@ _PIECE = 1 << 20
 _DATA_URL = re.compile(rb"\s*data:([\w.+/-]*)((?:;[\w=.+-]+)*),", re.IGNORECASE)
 _DATA_URL_HEAD = 1024  # a data URL's "data:...;base64," starts within this many bytes
 
-class MemoryRequest(Request):
-    """A request whose uploads stay in memory (no uploaded byte is written to disk), its forms read under limits."""
+class _ImagePartParser(MultiPartParser):
+    """Werkzeug's parser, keeping the bytes of an image field sent without a filename.
 
-    form_data_parser_class = LimitedFormParser
+    Werkzeug files a part without a filename as text, decoded as UTF-8 with errors replaced:
+    a JPEG's bytes would be lost. Read as Latin-1 instead (one character per byte),
+    ``field_bytes`` gives them back exactly.
+    """
+
+    def get_part_charset(self, headers: Headers) -> str:
+        declared = parse_options_header(headers.get("content-type", ""))[1].get("charset")
+        name = parse_options_header(headers.get("content-disposition", ""))[1].get("name")
+        if name in FIELDS and not declared:
+            return "latin-1"
+        return super().get_part_charset(headers)
+
+
+class _ImagePartsParser(FormDataParser):
+    def _parse_multipart(self, stream: IO[bytes], mimetype: str, content_length: int | None,
+                         options: dict[str, str]) -> tuple[IO[bytes], Any, Any]:
+        parser = _ImagePartParser(stream_factory=self.stream_factory, max_form_memory_size=self.max_form_memory_size,
+                                  max_form_parts=self.max_form_parts, cls=self.cls)
+        boundary = options.get("boundary", "").encode("ascii")
+        if not boundary:
+            raise ValueError("Missing boundary")
+        form, files = parser.parse(stream, boundary, content_length)
+        return stream, form, files
+
+
+class _FormParser(LimitedFormParser, _ImagePartsParser):
+    """The limits' parser (``forms.py``) around the image parts' parser."""
+
+
+def field_bytes(text: str) -> bytes:
+    """The bytes of an image field's text: as sent when the part declared no charset (Latin-1, see above)."""
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError:  # a part that declared UTF-8 text
+        return text.encode("utf-8")
+
+
+class MemoryRequest(Request):
+    """A request whose uploads stay in memory (no uploaded byte is written to disk), its forms read under
+    limits, and whose image fields keep their bytes with or without a filename."""
+
+    form_data_parser_class = _FormParser
 
     def _get_file_stream(
         self, total_content_length: int | None, content_type: str | None, filename: str | None = None,
@@ -61,6 +105,8 @@ def params(request: Request) -> dict[str, str]:
         for name, given in source.lists():
             if name in FIELDS and source is not request.args:
                 continue
+            if source is not request.args and given == [""]:
+                continue  # a form's blank field is a field left blank: not sent
             if len(given) > 1 or name in values:
                 raise BadRequest(f"parameter {name[:40]!r} is sent more than once; send it once",
                                  reason=Reason.BAD_PARAMETER)
@@ -75,12 +121,14 @@ def several_images(request: Request, max_bytes: int) -> list[bytes] | None:
     """Every file of repeated multipart ``image`` fields, when there are two or more; else None."""
     if request.mimetype != "multipart/form-data":
         return None
-    uploads = request.files.getlist("image")
-    if len(uploads) < 2:
+    files = request.files.getlist("image")
+    texts = request.form.getlist("image")  # parts without a filename: an image's bytes, or base64 text
+    if len(files) + len(texts) < 2:
         return None
-    if len(uploads) > MAX_IMAGES:
-        raise TooLarge(f"{len(uploads)} images in one request; the limit is {MAX_IMAGES}")
-    return [_within(u.read(), max_bytes, f"image {i}") for i, u in enumerate(uploads, start=1)]
+    if len(files) + len(texts) > MAX_IMAGES:
+        raise TooLarge(f"{len(files) + len(texts)} images in one request; the limit is {MAX_IMAGES}")
+    images = [u.read() for u in files] + [_from_field(t, "form field image") for t in texts]
+    return [_within(data, max_bytes, f"image {i}") for i, data in enumerate(images, start=1)]
 
 
 def image_bytes(request: Request, max_bytes: int, fetch: Callable[[str], bytes]) -> bytes:
@@ -114,7 +162,7 @@ def _from_body(request: Request) -> bytes | None:
         for name in FIELDS:
             text = request.form.get(name)
             if text:
-                return decode_text(text.encode("utf-8"), f"form field {name}")
+                return _from_field(text, f"form field {name}")
         return None
     body = request.get_data(cache=True)
     if not body or body.isspace():
@@ -124,6 +172,11 @@ def _from_body(request: Request) -> bytes | None:
     if request.mimetype == "application/json":
         return decode_text(_json_image(body), "JSON field image")
     return decode_text(body, "body", passthrough=True)
+
+
+def _from_field(text: str, where: str) -> bytes:
+    """A field without a filename: base64 text or a data URL (a page's canvas), else the image's own bytes."""
+    return decode_text(field_bytes(text), where, passthrough=True)
 
 
 def _json_image(body: bytes) -> bytes:

@@ -11,8 +11,10 @@ of the URL map is listed with its docstring.
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify
@@ -28,12 +30,29 @@ bp = Blueprint("openapi", __name__)
 OPENAPI_VERSION = "3.1.0"
 _HIDDEN_METHODS = {"HEAD", "OPTIONS"}
 _JSON_TYPES = {int: "integer", float: "number", bool: "boolean", str: "string"}
-_BINARY = {"type": "string", "contentMediaType": "image/*"}
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
+# An uploaded image: binary, as OpenAPI 3.0 tools read it (format) and as 3.1 says it (contentMediaType).
+_BINARY = {"type": "string", "format": "binary", "contentMediaType": "image/*"}
+# An image as base64 text ("byte" is OpenAPI's format name for base64).
+_BASE64 = {"type": "string", "format": "byte", "contentEncoding": "base64", "contentMediaType": "image/*",
+           "minLength": 1, "description": "the image, base64 (or a data: URL)"}
+# The raw image bodies the server reads (any image/* type is taken; the bytes say which format it is).
+IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp", "image/tiff", "image/heic",
+               "image/avif")
+# A real photo (64x48, one face) for the examples: a tool that sends them gets an answer, not an error.
+EXAMPLE_IMAGE = Path(__file__).with_name("static") / "example-face.jpg"
 
 
-_BASE64 = {"type": "string", "contentEncoding": "base64", "description": "the image, base64 (or a data: URL)"}
+def _ref(name: str, kind: str = "schemas") -> dict[str, str]:
+    return {"$ref": f"#/components/{kind}/{name}"}
+
+
+def _examples() -> dict[str, Any]:
+    """The example photo as each kind of body carries it, referenced by every image operation."""
+    photo = base64.b64encode(EXAMPLE_IMAGE.read_bytes()).decode("ascii")
+    return {"photo_base64": {"summary": "a 64x48 JPEG photo with one face, as base64", "value": photo},
+            "photo_json": {"summary": "a 64x48 JPEG photo with one face, as JSON", "value": {"image": photo}},
+            "photo_data_url": {"summary": "the same photo as a data URL (what a page's canvas gives)",
+                               "value": f"data:image/jpeg;base64,{photo}"}}
 
 
 @bp.get("/openapi.json")
@@ -69,7 +88,7 @@ def document(app: Flask) -> dict[str, Any]:
                  "description": "Computer vision over HTTP. POST an image (multipart, raw body, JSON or base64) "
                                 "or GET with ?url=; errors are JSON with status and message."},
         "paths": paths,
-        "components": {"schemas": _schemas(), **_security_schemes(state.settings.api_keys)},
+        "components": {"schemas": _schemas(), "examples": _examples(), **_security_schemes(state.settings.api_keys)},
     }
 
 
@@ -88,13 +107,20 @@ def _security_schemes(keys: tuple[str, ...] | list[str]) -> dict[str, Any]:
 def _image_operations(app: Flask, ep: Endpoint) -> dict[str, Any]:
     """GET (``?url=``) and POST (the image in the body) of one table row."""
     params = [_query(p, ep) for p in _model_params(app, ep)] + _choice_params(app, ep) + _output_params(ep)
+    labels_pattern = getattr(app_state(app).registry.entries[ep.model].model, "labels_pattern", None)
+    for param in params:  # a label filter takes the labels its model knows, and nothing else
+        if param["name"] == "labels" and labels_pattern is not None:
+            param["schema"] = {**param["schema"], "pattern": labels_pattern()}
     url = {"name": "url", "in": "query", "schema": {"type": "string", "format": "uri"},
            "description": "the address of an image to fetch (http or https)"}
     keys = bool(app_state(app).settings.api_keys)
     responses = _image_responses(ep, keys)
     common: dict[str, Any] = {"summary": ep.doc, "description": _status(app, ep), "responses": responses}
     get = {"operationId": f"{ep.name}_get", **common, "parameters": [{**url, "required": True}, *params]}
-    post = {"operationId": f"{ep.name}_post", **common, "parameters": [url, *params],
+    # With a body, a POST's url is not read: any text is accepted there.
+    post_url = {**url, "schema": {"type": "string"},
+                "description": "without a body: the address of an image to fetch, as GET (with a body: not read)"}
+    post = {"operationId": f"{ep.name}_post", **common, "parameters": [post_url, *params],
             "requestBody": _request_body(ep, params)}
     if keys:  # MYSITE_API_KEYS: the image endpoints want a key (security.py)
         get["security"] = post["security"] = [{security.KEY_HEADER: []}]
@@ -158,7 +184,7 @@ def _choice_params(app: Flask, ep: Endpoint) -> list[dict[str, Any]]:
         return []
     server = ep.choice.default_value(app_state(app).settings)
     return [{"name": ep.choice.param, "in": "query",
-             "schema": {"type": "string", "enum": list(ep.choice.models), "default": server},
+             "schema": {"type": "string", "enum": [*ep.choice.models, ""], "default": server},
              "description": "which model runs: " + "; ".join(
                  f"{v} ({m}{': ' + ep.choice.uses[v] if v in ep.choice.uses else ''})" for v, m in ep.choice.models.items())
                             + f"; without one, the server's MYSITE_{ep.choice.setting.upper()} ({server})"}]
@@ -171,31 +197,47 @@ def _output_params(ep: Endpoint) -> list[dict[str, Any]]:
     default = ep.defaults.get("output") or ("image" if ep.output == "image" else "json")
     outputs = [o for o in respond.OUTPUTS if ep.output != "image" or o != "json"]
     return [
-        {"name": "output", "in": "query", "schema": {"type": "string", "enum": outputs, "default": default},
+        {"name": "output", "in": "query", "schema": {"type": "string", "enum": [*outputs, ""], "default": default},
          "description": "json: the answer; image: the picture (with the detections drawn); base64: that picture as "
                         "base64 text. Without one, an Accept header preferring image/jpeg or image/png asks for the picture"},
-        {"name": "format", "in": "query", "schema": {"type": "string", "enum": list(respond.FORMATS), "default": "jpeg"},
-         "description": "the picture's format"},
+        {"name": "format", "in": "query", "schema": {"type": "string", "enum": [*respond.FORMATS, ""], "default": "jpeg"},
+         "description": "the picture's format (empty: as not given)"},
     ]
 
 
 def _request_body(ep: Endpoint, params: list[dict[str, Any]]) -> dict[str, Any]:
-    """Every way inputs.py takes an image: multipart field, raw image body, JSON base64, base64 text."""
-    fields: dict[str, Any] = {name: _BINARY for name in inputs.FIELDS}
+    """Every way inputs.py takes an image: multipart field, raw image body, JSON base64, base64 text.
+
+    The image field is a binary upload whose part is an image (``encoding``), so a generic tool
+    sends a file where the image goes. The document names the field ``image``; the other names
+    the server takes (``file``, ``img``, for other clients) are told in words, not declared,
+    so that a tool sends the image once. The query parameters may be sent as form fields
+    instead (DeepStack's clients do), once: they are told in words too, as one sent in both
+    places is a 400.
+    """
+    fields: dict[str, Any] = {"image": _BINARY}
     if ep.output == "boxes":  # repeated image fields: one answer per image (api._batch)
-        fields["image"] = {"oneOf": [_BINARY, {"type": "array", "items": _BINARY, "maxItems": inputs.MAX_IMAGES}]}
-    fields.update({p["name"]: p["schema"] for p in params if p["name"] != "url"})  # form fields count as parameters
+        fields["image"] = {"oneOf": [_BINARY, {"type": "array", "items": _BINARY, "minItems": 1,
+                                               "maxItems": inputs.MAX_IMAGES}]}
     return {
-        "required": False,
-        "description": f"the image; one of the fields {', '.join(inputs.FIELDS)} of a multipart form (a file, or "
-                       "base64 text), a raw image body, a JSON body {\"image\": \"<base64>\"} or base64 text. "
-                       "POST without a body and with ?url= to have the server fetch the image",
+        "required": True,
+        "description": "a multipart form may also carry the query parameters as fields (each sent once); "
+                       f"the image: one of the fields {', '.join(inputs.FIELDS)} of a multipart form (a file, with "
+                       "or without a filename, or base64 text), a raw image body, a JSON body "
+                       "{\"image\": \"<base64>\"} or base64 text. A POST without a body and with ?url= has the "
+                       "server fetch the image, as GET does",
         "content": {
-            "multipart/form-data": {"schema": {"type": "object", "properties": fields}},
-            "image/*": {"schema": _BINARY},
-            "application/json": {"schema": {"type": "object", "required": ["image"],
-                                             "properties": {"image": _BASE64}}},
-            "text/plain": {"schema": _BASE64},
+            "multipart/form-data": {
+                # Other fields are the parameters, each sent once, as text (a repeated one is a 400).
+                "schema": {"type": "object", "properties": fields, "required": ["image"],
+                           "additionalProperties": {"type": "string"}},
+                "encoding": {"image": {"contentType": ", ".join(IMAGE_TYPES)}},
+            },
+            **{kind: {"schema": _BINARY} for kind in IMAGE_TYPES},
+            "application/json": {"schema": {"type": "object", "required": ["image"], "properties": {"image": _BASE64}},
+                                 "examples": {"photo": _ref("photo_json", "examples")}},
+            "text/plain": {"schema": _BASE64, "examples": {"photo": _ref("photo_base64", "examples"),
+                                                           "data_url": _ref("photo_data_url", "examples")}},
         },
     }
 
@@ -215,7 +257,9 @@ def _image_responses(ep: Endpoint, keys: bool) -> dict[str, Any]:
         ok["text/plain"] = {"schema": {"type": "string", "contentEncoding": "base64"}}
     responses: dict[str, Any] = {"200": {"description": "the answer", "content": ok}}
     error = {"application/json": {"schema": _ref(f"Error_{ep.errors}")}}
-    codes = error_codes()
+    codes: dict[int, set[str]] = {}
+    for code, statuses in error_codes().items():  # as this endpoint's clients expect them (DeepStack: no 415)
+        codes.setdefault(respond.error_code(ep.errors, code), set()).update(statuses)
     if not keys:  # without MYSITE_API_KEYS nothing answers 401
         codes.pop(security.Unauthorized.code, None)
     for code, statuses in sorted(codes.items()):

@@ -121,6 +121,22 @@ def _picture_response(body: bytes, fmt: AnswerFormat) -> Response:
     return Response(body, mimetype=MIMETYPES[fmt.fmt])
 
 
+# Statuses an endpoint's clients expect instead of ours, by Endpoint.errors: DeepStack answers a file
+# that is no image with 400 ("invalid image file"), and its clients know no 415.
+ERROR_CODES: dict[ErrorShape, dict[int, int]] = {ErrorShape.DEEPSTACK: {415: 400}}
+
+
+def error_code(errors: ErrorShape, code: int) -> int:
+    """The status an error of ``code`` has on an endpoint whose error kind is ``errors``."""
+    return ERROR_CODES.get(errors, {}).get(code, code)
+
+
+def error_status(path: str, code: int) -> int:
+    """The status an error of ``code`` has on ``path`` (its endpoint's clients' own, where they differ)."""
+    ep = app_state().endpoint(path)
+    return error_code(ep.errors, code) if ep is not None else code
+
+
 def error_fields(path: str, message: str) -> dict[str, Any]:
     """What an error body on ``path`` carries beside status and message, as its endpoint's clients read it."""
     return ERROR_FIELDS[app_state().error_style(path)](message)

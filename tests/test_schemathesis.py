@@ -31,7 +31,10 @@ pytestmark = pytest.mark.slow  # starts gunicorn; about 30 s
 TESTS = Path(__file__).resolve().parent
 CASES_PER_OPERATION = 12
 SEED = 24
-LEFT_OUT = [re.escape(f"{ep.name}_get") for ep in ENDPOINTS] + ["pages_info_post"]
+# The face routes too: whether a register or recognize succeeds depends on how many faces a photo holds and on
+# the dlib model being installed, which no generated request can know; their answers are checked against the
+# schema by test_openapi and by the four DeepStack clients (test_faces_clients).
+LEFT_OUT = [re.escape(f"{ep.name}_get") for ep in ENDPOINTS] + ["pages_info_post", "faces_.*"]
 
 
 def test_every_schemathesis_check_passes_on_real_images(tmp_path) -> None:

@@ -104,6 +104,8 @@ def main() -> None:
     ap.add_argument("--clients", type=int, nargs="+", default=[16, 64])
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--detector", default="haar")
+    ap.add_argument("--cv-threads", type=int, default=-1, help="OpenCV's threads per CV process (-1: OpenCV's)")
+    ap.add_argument("--threads", type=int, default=0, help="web threads per worker (0: the Procfile's)")
     args = ap.parse_args()
     data, _ = compose.build_jpeg()
     cpus = len(os.sched_getaffinity(0))
@@ -115,7 +117,8 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     body, ctype = multipart(data)
     for clients in args.clients:
-        with Server(workers=2, cv_threads=-1) as server:
+        env = {"MYSITE_THREADS": str(args.threads)} if args.threads else {}
+        with Server(workers=2, cv_threads=args.cv_threads, extra_env=env) as server:
             r = crowd(server.port, body, ctype, f"/detect?detector={args.detector}", clients, args.seconds)
         statuses: Counter[int | str] = r["statuses"]  # type: ignore[assignment]
         ok = statuses.get(200, 0)

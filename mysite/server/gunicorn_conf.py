@@ -44,7 +44,7 @@ worker_class = "mysite.server.worker.DeadlineWorker"
 # Threads would each get a malloc heap of their own (up to 8 per CPU), and what one frees the
 # others do not reuse: two heaps, set here in the master before any thread, inherited by the workers.
 limit_arenas(int(os.environ.get("MALLOC_ARENA_MAX", "2")))
-threads = int(os.environ.get("MYSITE_THREADS", "32"))
+threads = int(os.environ.get("MYSITE_THREADS", "64"))
 # A web thread waits at most for the upload, the queue and the work deadlines (MYSITE_UPLOAD_DEADLINE,
 # MYSITE_QUEUE_DEADLINE, MYSITE_WORK_DEADLINE); gunicorn's own timeout only catches a stuck worker.
 timeout = timeouts.request_timeout()

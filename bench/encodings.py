@@ -5,8 +5,9 @@ JPEG (RGB and CMYK), PNG, palette and single-strip TIFF, 16-bit TIFF (20 MP), lo
 BMP, plus a flat-colour 6000x6000 GIF and a progressive JPEG whose last scan repeats to 1 MB.
 Each goes to ``/detect`` (Haar, and YuNet for the PNG) of the Procfile's gunicorn, one at a
 time; printed: status, seconds, and the peak RSS of the CV process that served it (every CV
-process's ``VmHWM`` reset before the request). Then two of the costliest accepted ones at once,
-while the whole instance's PSS is sampled. Loopback only; every request has a timeout.
+process's ``VmHWM`` reset before the request). Then the costliest accepted one from two clients
+at once, three times each, while the whole instance's PSS is sampled (``bench.memory.whole_server``).
+Loopback only; every request has a timeout.
 """
 
 from __future__ import annotations
@@ -21,24 +22,11 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from bench.memory import Case, status_mb, whole_server
 from bench.server import Server, multipart, request
 from testkit import compose
 
 GOAL_PEAK_MB, GOAL_INSTANCE_MB = 300, 512
-
-
-def _status(pid: int, key: str) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def _pss(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-        if line.startswith("Pss:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def _save(im: Image.Image, fmt: str, **kw: object) -> bytes:
@@ -125,7 +113,7 @@ def send(server: Server, path: str, body: bytes) -> tuple[int, float, float, byt
         while not done.is_set():
             for pid in server.cv_pids():
                 try:
-                    peak = max(peak, _status(pid, "VmHWM"))
+                    peak = max(peak, status_mb(pid, "VmHWM"))
                 except OSError:
                     pass
             time.sleep(0.01)
@@ -158,34 +146,11 @@ def main() -> None:
             if status == 200:
                 accepted.append((peak, name, path, body))
             del body
-        worst = max(accepted, default=None)
-        if worst is None:
-            return
-        _, name, path, body = worst
-        peak_pss, statuses = 0.0, []
-        done = threading.Event()
-
-        def sample() -> None:
-            nonlocal peak_pss
-            while not done.is_set():
-                try:
-                    pids = [server.proc.pid, *server.worker_pids()]  # type: ignore[union-attr]
-                    peak_pss = max(peak_pss, sum(_pss(p) for p in pids))
-                except OSError:
-                    pass
-                time.sleep(0.02)
-
-        sampler = threading.Thread(target=sample)
-        sampler.start()
-        mp, ctype = multipart(body)
-        clients = [threading.Thread(target=lambda: statuses.append(
-            request(server.port, "POST", path, mp, ctype, timeout=120)[0])) for _ in range(2)]
-        for c in clients:
-            c.start()
-        for c in clients:
-            c.join()
-        done.set()
-        sampler.join()
+    worst = max(accepted, default=None)
+    if worst is None:
+        return
+    _, name, path, body = worst
+    peak_pss, statuses = whole_server(Case(name, path, lambda: multipart(body)))
     worst_peak = max(p for p, *_ in accepted)
     print(f"\nAccepted: peak CV process RSS at most {worst_peak:.0f} MB (goal <= {GOAL_PEAK_MB}). Two '{name}' at "
           f"once: whole instance peak {peak_pss:.0f} MB PSS (goal <= {GOAL_INSTANCE_MB}); statuses {statuses}.")

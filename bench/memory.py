@@ -44,7 +44,8 @@ class Case:
     body: Callable[[], tuple[bytes, str]]  # built when sent, so only one large body lives at a time
 
 
-def _status_value(pid: int, key: str) -> float:
+def status_mb(pid: int, key: str) -> float:
+    """A size from /proc/PID/status (VmRSS, VmHWM, ...), in MB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(key + ":"):
             return int(line.split()[1]) / 1024
@@ -52,7 +53,7 @@ def _status_value(pid: int, key: str) -> float:
 
 
 def rss_mb(pid: int) -> float:
-    return _status_value(pid, "VmRSS")
+    return status_mb(pid, "VmRSS")
 
 
 def pss_mb(pid: int) -> float:
@@ -94,7 +95,7 @@ def send(server: Server, case: Case) -> Row:
     del body
     time.sleep(0.3)  # the heap is trimmed once the answer is sent
     try:
-        peak, end = _status_value(pid, "VmHWM"), rss_mb(pid)
+        peak, end = status_mb(pid, "VmHWM"), rss_mb(pid)
     except OSError:
         peak = end = float("nan")
     message = ""

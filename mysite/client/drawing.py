@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from mysite.client import ClientError
+from mysite.vision.layout import label_text
 
 # Yellow boxes as in the book's demo_request_drawing.py; black text on a yellow tab reads on any photo.
 BOX_COLOR = (255, 255, 0)
@@ -25,15 +26,6 @@ def _format(out: Path) -> str:
     if fmt is None:
         raise ClientError(f"cannot write an image named {out} (use .png or .jpg)")
     return fmt
-
-
-def label_text(detection: Mapping[str, Any], default: str = "") -> str:
-    """Its label (or ``default``) and its confidence when it has one: "face 0.93"."""
-    label = str(detection.get("label") or default)
-    confidence = detection.get("confidence")
-    if isinstance(confidence, (int, float)):
-        return f"{label} {confidence:.2f}".strip()
-    return label
 
 
 def _corners(detection: Mapping[str, Any]) -> tuple[float, float, float, float] | None:

@@ -17,15 +17,6 @@ TEXT_COLOR = (0, 0, 0)
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
-def label_text(detection: Mapping[str, Any], default: str = "") -> str:
-    """What to write on a box: its label (or ``default``) and its confidence when it has one."""
-    label = str(detection.get("label") or default)
-    confidence = detection.get("confidence")
-    if isinstance(confidence, (int, float)):
-        return f"{label} {confidence:.2f}".strip()
-    return label
-
-
 def as_color(image: np.ndarray) -> np.ndarray:
     """A 3-channel BGR copy of a gray, BGR or BGRA image, safe to draw on."""
     if image.ndim == 2:
@@ -60,7 +51,7 @@ def draw_detections(
     for (x1, y1, x2, y2), det in zip(boxes, dets, strict=True):
         cv2.rectangle(out, (x1, y1), (x2, y2), color, thickness)
         draw_landmarks(out, det.get("landmarks") or {}, thickness, color, box=(x1, y1, x2, y2))
-    texts = [label_text(det, default_label) if labels else "" for det in dets]
+    texts = [layout.label_text(det, default_label) if labels else "" for det in dets]
     sizes = [_tab_size(text, font_scale) if text else None for text in texts]
     spots = layout.place_labels(boxes, sizes, width, height, thickness)
     for text, spot in zip(texts, spots, strict=True):

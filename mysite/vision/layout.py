@@ -7,9 +7,19 @@ script (``static/draw.js``) follows the same rules, so server and browser drawin
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 Rect = tuple[int, int, int, int]  # x1, y1, x2, y2 (x2, y2 exclusive)
+
+
+def label_text(detection: Mapping[str, Any], default: str = "") -> str:
+    """What to write on a box: its label (or ``default``) and its confidence when it has one: "face 0.93"."""
+    label = str(detection.get("label") or default)
+    confidence = detection.get("confidence")
+    if isinstance(confidence, (int, float)):
+        return f"{label} {confidence:.2f}".strip()
+    return label
 
 
 def _overlaps(a: Rect, b: Rect) -> bool:

@@ -65,6 +65,9 @@ JOB_HEAD = struct.Struct("!II")  # pickle's length, number of out-of-band buffer
 OUT_OF_BAND = 64 * 1024  # byte strings this long cross as raw bytes after the pickle, not inside it
 MAX_BUFFERS = 64
 MAX_FRAME = 1 << 34
+# What a CV process may keep in its heap between requests: trimming after each one made the next
+# fault its buffers back in (docs/serving.md); past this, a large request's memory is given back.
+KEEP_HEAP = 32 * 1024 * 1024
 
 
 class PoolTimeout(Unavailable):
@@ -540,6 +543,7 @@ def _work(control: socket.socket, models: Any, memory_bytes: int) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
         signal.signal(sig, signal.SIG_DFL)
     _limit_memory(memory_bytes)
+    releaser = memory.Releaser(above=KEEP_HEAP)
     while True:
         _, fds, _, _ = socket.recv_fds(control, 1, 2)
         if len(fds) < 2:
@@ -548,6 +552,7 @@ def _work(control: socket.socket, models: Any, memory_bytes: int) -> None:
             return  # the dispatcher is gone
         conn = socket.socket(fileno=fds[0])
         leave = False
+        start = releaser.begin()
         try:
             conn.setblocking(True)
             answer, leave = _answer(models, fds[1])
@@ -562,7 +567,7 @@ def _work(control: socket.socket, models: Any, memory_bytes: int) -> None:
             pass  # the web thread went away: nothing to answer
         finally:
             conn.close()
-        memory.trim()  # give the request's memory back before the next one
+        releaser.end(start)  # a large request's memory goes back before the next one
         control.sendall(b"L" if leave else b"D")  # L: done, and leaving (the dispatcher forks a fresh one)
         if leave:
             return

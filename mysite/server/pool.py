@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
 import json
 import logging
 import os
@@ -237,6 +238,7 @@ def start(models: Any, processes: int, queue_deadline: float, work_deadline: flo
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
     listener.listen(1024)
+    gc.freeze()  # what the master holds now lives as long as it: the forks' collections need not visit (and copy) it
     pid = os.fork()
     if pid == 0:  # the dispatcher
         code = 1
@@ -352,14 +354,15 @@ class _Dispatcher:
         self.selector.register(wake_r, selectors.EVENT_READ, "wake")
         self.listener.setblocking(False)
         self.selector.register(self.listener, selectors.EVENT_READ, "accept")
-        for _ in range(self.size):
-            self._fork()
+        self._fork()  # the rest one per turn of the loop: /healthz is answered after the first, not the last
         while not self.stopping and os.getppid() == self.parent:
             for key, _ in self.selector.select(self._timeout()):
                 self._on(key, wake_r)
             self._reap()
             self._expire()
             self._dispatch()
+            if len(self.processes) < self.size and not self.stopping:
+                self._fork()
         for proc in list(self.processes.values()):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(proc.pid, signal.SIGKILL)
@@ -367,6 +370,8 @@ class _Dispatcher:
             entry.close()
 
     def _timeout(self) -> float:
+        if len(self.processes) < self.size:
+            return 0.0
         now, soon = time.monotonic(), 1.0
         if self.waiting:
             soon = min(soon, self.waiting[0].queued + self.queue_deadline - now)

@@ -6,7 +6,10 @@ A prober reads ``/healthz`` every quarter second throughout. Printed per crowd: 
 status, throughput against the instance's capacity (CPUs / the photo's single-threaded
 in-process time), latency, and /healthz's p95. Loopback only; every loop ends by its clock.
 
-Options: ``--clients 16 64`` (crowds, run in turn), ``--seconds 60``, ``--detector haar``.
+Options: ``--clients 16 64`` (crowds, run in turn), ``--seconds 60``, ``--detector haar``,
+``--queue-deadline`` (seconds). The last column, CPU per answer of the web side (master and web
+workers) and of the CV side (dispatcher and CV processes), is the figure a busy machine
+distorts least: compare the CV side with the in-process CPU time printed first.
 """
 
 from __future__ import annotations
@@ -107,6 +110,9 @@ def main() -> None:
     ap.add_argument("--detector", default="haar")
     ap.add_argument("--cv-threads", type=int, default=-1, help="OpenCV's threads per CV process (-1: OpenCV's)")
     ap.add_argument("--threads", type=int, default=0, help="web threads per worker (0: the Procfile's)")
+    ap.add_argument("--queue-deadline", type=float, default=0,
+                    help="MYSITE_QUEUE_DEADLINE (0: the default); a long one keeps a busy machine's figures "
+                         "of CPU per answer free of refused uploads")
     args = ap.parse_args()
     data, _ = compose.build_jpeg()
     cpus = len(os.sched_getaffinity(0))
@@ -121,6 +127,8 @@ def main() -> None:
     body, ctype = multipart(data)
     for clients in args.clients:
         env = {"MYSITE_THREADS": str(args.threads)} if args.threads else {}
+        if args.queue_deadline:
+            env["MYSITE_QUEUE_DEADLINE"] = f"{args.queue_deadline:g}"
         with Server(workers=2, cv_threads=args.cv_threads, extra_env=env) as server:
             web0, cv0 = server.cpu_split()
             r = crowd(server.port, body, ctype, f"/detect?detector={args.detector}", clients, args.seconds)

@@ -88,7 +88,11 @@ class Client:
 
     def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(models, *args)`` in a CV process; its value, or the ``ApiError`` it raised."""
-        job = write_job(fn, args)
+        try:
+            job = write_job(fn, args)
+        except OSError:  # no memory or no descriptor for the job's file: this instance is full for now
+            raise Unavailable("the server has no room for this request now; retry in a few seconds",
+                              headers={"Retry-After": "5"}, reason=Reason.UNAVAILABLE) from None
         try:
             with self._connect() as conn:
                 socket.send_fds(conn, [b"J"], [job])

@@ -1,10 +1,15 @@
-"""How a job crosses into a CV process: a memory file with the pickle and, out of band, the image's bytes."""
+"""How a job crosses into a CV process (a memory file with the pickle and, out of band, the image's bytes), and
+what the web side is told when a process gives no answer."""
 
 from __future__ import annotations
 
 import os
 import pickle
+import time
 
+import pytest
+
+from mysite.errors import ApiError
 from mysite.pipeline import AnswerFormat, Job
 from mysite.server import pool
 from mysite.vision.budget import Budget
@@ -34,3 +39,30 @@ def test_a_job_pickles_as_before_without_protocol_5() -> None:
     job = _job((os.urandom(100_000),))
     for protocol in (2, 4, 5):
         assert pickle.loads(pickle.dumps(job, protocol=protocol)) == job
+
+
+def _dies(models: object) -> None:
+    os._exit(3)
+
+
+def _sleeps(models: object, seconds: float) -> None:
+    time.sleep(seconds)
+
+
+def _echo(models: object, data: bytes) -> int:
+    return len(data)
+
+
+def test_the_dispatcher_says_why_a_process_gave_no_answer() -> None:
+    client = pool.start(None, processes=1, queue_deadline=5, work_deadline=1, memory_mb=256)
+    try:
+        with pytest.raises(ApiError) as died:
+            client.call(_dies)
+        assert died.value.code == 503 and "stopped" in str(died.value.parts())
+        with pytest.raises(pool.PoolTimeout) as late:
+            client.call(_sleeps, 30.0)
+        assert "MYSITE_WORK_DEADLINE" in str(late.value.parts())
+        photo = os.urandom(2_000_000)
+        assert client.call(_echo, photo) == len(photo)  # both processes were replaced and serve again
+    finally:
+        pool.stop()

@@ -533,6 +533,8 @@ class _Dispatcher:
                     entry.close()
                 for proc in self.processes.values():
                     proc.control.close()
+                    if proc.conn is not None:  # another process's request: its client waits for that one's answer
+                        proc.conn.close()
                 self.selector.close()
                 _work(theirs, self.models, self.memory_bytes)
             except BaseException:

@@ -145,6 +145,27 @@ def test_the_load_balancer_waits_longer_than_the_app_lets_a_request_run():
     assert idle > max(gunicorn_timeout, nginx_timeout, timeouts.request_timeout(env))
 
 
+def test_each_hop_lets_an_idle_connection_go_on_the_side_that_reuses_it_first():
+    """A balancer or proxy that reuses a kept-alive connection the server behind it is closing at that
+    moment sends a request into the close: a 502 that nobody retries. So the side that reuses gives
+    up first: the ALB (IdleTimeout) before the instance's nginx, nginx (Docker's) before gunicorn."""
+    o = eb_options()
+    application = (NGINX_CONF.parent / "00_application.conf").read_text()
+    nginx_keeps = int(re.search(r"^\s*keepalive_timeout\s+(\d+)s;", application, re.M).group(1))
+    assert nginx_keeps > int(o["aws:elbv2:loadbalancer"]["IdleTimeout"])
+    # The platform's location, in the bundle's file that replaces it: to the app on PORT.
+    port = o["aws:elasticbeanstalk:application:environment"]["PORT"]
+    assert re.search(rf"^location / {{\s+proxy_pass\s+http://127\.0\.0\.1:{port};", application, re.M)
+
+    gunicorn_conf = importlib.import_module("mysite.server.gunicorn_conf")
+    gunicorn_keeps = getattr(gunicorn_conf, "keepalive", None) or importlib.import_module("gunicorn.config").Config().keepalive
+    standalone = proxy_conf.standalone(settings_mod.load(environ={}), 120, Path("/tmp/x"), "127.0.0.1:8000",
+                                       ["127.0.0.1:8001"])
+    upstream = re.search(r"upstream mysite \{(.*?)\}", standalone, re.S).group(1)
+    assert "keepalive 16;" in upstream
+    assert int(re.search(r"keepalive_timeout (\d+)s;", upstream).group(1)) < gunicorn_keeps
+
+
 def test_a_dead_instance_leaves_the_balancer_within_ten_seconds():
     process = eb_options()["aws:elasticbeanstalk:environment:process:default"]
     assert int(process["HealthCheckInterval"]) * int(process["UnhealthyThresholdCount"]) <= 10

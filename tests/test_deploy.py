@@ -498,9 +498,11 @@ def _image_env() -> dict[str, str]:
 
 
 def test_docker_stop_grace_covers_gunicorns_graceful_timeout():
-    """docker stop waits 10 s after SIGTERM, then kills: gunicorn's own wait must end first."""
+    """docker stop waits 10 s after SIGTERM, then kills: the entrypoint's wait for nginx (at most 1 s)
+    and gunicorn's own wait after it must end first."""
     graceful = timeouts.graceful_timeout(_image_env())
-    assert graceful < 10
+    assert 1 + graceful < 10
+    assert "for _ in $(seq 10); do kill -0 \"$nginx_pid\"" in (ROOT / "deploy" / "docker-entrypoint.sh").read_text()
     gunicorn_conf = importlib.import_module("mysite.server.gunicorn_conf")
     assert gunicorn_conf.graceful_timeout == timeouts.graceful_timeout()
 
@@ -530,6 +532,43 @@ def test_docker_entrypoint_stops_nginx_with_gunicorn_within_the_grace(tmp_path, 
     # entrypoint is init, and the container ends with it).
     left = [p for p in group if _pgid(p) == proc.pid and _state(p) not in ("Z", "X")]
     assert not left, f"outlived it: {[(p, _cmdline(p)) for p in left]}"
+
+
+@pytest.mark.slow
+def test_docker_stop_answers_a_request_whose_body_is_still_arriving():
+    """nginx holds a body until it has all of it, then hands it to gunicorn: a stop while a client is
+    uploading must keep gunicorn listening until nginx has handed over what it took in."""
+    import socket
+    import tempfile
+    import time
+
+    from testkit.net import multipart
+
+    body, ctype = multipart((ROOT / "tests" / "data" / "group_17_faces.jpg").read_bytes())
+    # The body goes to a temporary file in nginx's folder: one its workers may enter (run as root
+    # here, they are nobody, and pytest's folders are private to root).
+    prefix = Path(tempfile.mkdtemp(prefix="mysite-stop-"))
+    prefix.chmod(0o755)
+    proc, port = _entrypoint(prefix, MYSITE_GRACEFUL_TIMEOUT=_image_env()["MYSITE_GRACEFUL_TIMEOUT"])
+    try:
+        _wait_healthy(proc, port)
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+            s.sendall(f"POST /detect HTTP/1.1\r\nHost: x\r\nContent-Type: {ctype}\r\n"
+                      f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body[:len(body) // 2])
+            time.sleep(0.3)  # nginx has the first half
+            proc.send_signal(signal.SIGTERM)  # docker stop
+            time.sleep(0.5)
+            s.sendall(body[len(body) // 2:])
+            raw = b""
+            while len(raw) < 1_000_000 and (chunk := s.recv(65536)):
+                raw += chunk
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        shutil.rmtree(prefix, ignore_errors=True)
+    assert raw.startswith(b"HTTP/1.1 200"), raw[:300]
 
 
 @pytest.mark.slow

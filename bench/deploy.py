@@ -9,9 +9,11 @@ timeout, thresholds: ``testkit/ebconfig.py``), run here by a thread that rewrite
 upstreams. Under a steady load of clients (20 by default) it (a) kills one instance's process
 group with SIGKILL and starts it again 0.1 s later, as systemd restarts the Procfile's unit;
 (b) kills one and leaves it dead until the health check takes it out, then starts it again;
-(c) deploys both one after the other as a rolling deploy does (deregistered, in-flight requests
-finished, SIGTERM, started, registered, in once the check passes); (d) sends SIGHUP to each
-gunicorn master. Each scenario counts answers that are not 200: *lost* (no answer, or nginx's
+(c) deploys both one after the other as a rolling deploy does (deregistered and drained, within
+the deregistration delay; SIGTERM to every process of the unit, as systemd stops it; started,
+registered, in once the check passes); (d) sends SIGHUP to each gunicorn master. The balancer
+keeps idle connections to an instance as long as the ALB (``IdleTimeout``), each gunicorn as long
+as the instance's nginx would (``00_application.conf``). Each scenario counts answers that are not 200: *lost* (no answer, or nginx's
 502/504: the balancer's errors) and *busy* (the app's own 503, its queue full), and how long the
 lost ones went on. It checks nginx's own answers are JSON (413 over the body limit; 502 with
 every instance down), and measures the cold start: process start to the first 200 on
@@ -19,7 +21,9 @@ every instance down), and measures the cold start: process start to the first 20
 
 Only 127.0.0.1 is contacted; every wait has a deadline; every process is stopped by the id this
 module started. ``--quick`` (3 clients, health-check times x 0.2, about 40 s) is what the test
-runs; the full run takes a few minutes.
+runs; the full run takes a few minutes. ``--only c --rounds 6`` repeats one scenario; ``--trace
+DIR`` keeps nginx's access log (the instance, connect and header times of every request), every
+nginx and gunicorn log, the balancer's events and each failure with its time.
 """
 
 from __future__ import annotations

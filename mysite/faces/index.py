@@ -96,7 +96,7 @@ class FaceIndex:
         return out
 
     @staticmethod
-    def named(match: Match, width: int, threshold: float) -> bool:
+    def named(match: Match, width: float, threshold: float) -> bool:
         """Whether a face ``width`` pixels wide with this nearest match is answered with its name."""
         return match.userid is not None and width >= MIN_NAMED_WIDTH and match.confidence >= threshold
 

@@ -184,10 +184,6 @@ def _reading_order(faces: list[dict[str, Any]], matches: list[Match]) -> tuple[l
     return [faces[i] for i in order], [matches[i] for i in order]
 
 
-def _width(face: dict[str, Any]) -> int:
-    return int(face["box"][2] - face["box"][0])
-
-
 def _deepstack_prediction(face: dict[str, Any], match: Match, threshold: float) -> dict[str, Any]:
     known = FaceIndex.named(match, _width(face), threshold)
     x1, y1, x2, y2 = face["box"]

@@ -87,6 +87,8 @@ def test_register_with_the_admin_key_then_names_on_the_boxes(browser: Browser, f
     mid = (box[1] + box[3]) // 2
     edges = _canvas_pixels_of(browser, [(box[0], mid), (box[2], mid), ((box[0] + box[2]) // 2, box[1] + 8)])
     assert _yellow(edges[0]) and _yellow(edges[1]) and not _yellow(edges[2]), edges
+    # Nothing scrolls sideways, on a phone either.
+    assert browser.run("return document.documentElement.scrollWidth <= window.innerWidth")
     browser.run("document.getElementById('who-result').scrollIntoView({block: 'center'})")
     name = "faces-page" if size == LAPTOP else "faces-phone"
     browser.screenshot(ARTIFACTS / f"{name}.png", full_page=False)

@@ -104,3 +104,17 @@ def _canvas_pixels_of(b: Browser, points: list[tuple[int, int]]) -> list[list[in
         "return arguments[0].map(([x, y]) => Array.from(ctx.getImageData(x, y, 1, 1).data));",
         [list(p) for p in points],
     )
+
+
+def test_with_api_keys_the_list_waits_for_the_key(browser: Browser, tmp_path) -> None:  # noqa: F811
+    key = "page-key-0123456789"
+    env = {"MYSITE_FACEID_MODEL": str(face_model_or_skip()), "MYSITE_FACES_DB": f"sqlite:///{tmp_path / 'f.sqlite3'}",
+           "MYSITE_API_KEYS": key, "MYSITE_ADMIN_KEYS": ADMIN}
+    with start_gunicorn(env, log_dir=tmp_path) as live:
+        _open(browser, live.url + "/")
+        browser.run("sessionStorage.clear()")
+        assert _state(browser) == "ready"
+        assert browser.text("#people-list") == "Type the API key above to see who is registered."
+        browser.type("#api-key", key)
+        browser.run("document.getElementById('api-key').dispatchEvent(new Event('change'))")
+        browser.wait("return document.getElementById('people-list').textContent === 'Nobody is registered yet.'")

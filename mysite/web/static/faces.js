@@ -30,7 +30,7 @@
     const response = await fetch(path, options);
     let body = null;
     try { body = await response.json(); } catch { body = null; }
-    if (!response.ok) throw new Error(explain(response.status, body));
+    if (!response.ok) throw Object.assign(new Error(explain(response.status, body)), { status: response.status });
     return body;
   }
 
@@ -139,5 +139,15 @@
   });
   canvas.addEventListener("pointerleave", () => draw());
 
-  list().then(() => setState("ready"), (err) => setState("error", err.message));
+  list().then(() => setState("ready"), (err) => {
+    if (err.status !== 401) {
+      setState("error", err.message);
+      return;
+    }
+    // The server wants a key: the list shows once the visitor has typed it in the API key field.
+    $("people-list").textContent = "Type the API key above to see who is registered.";
+    setState("ready");
+    const key = $("api-key");
+    if (key) key.addEventListener("change", () => list().catch((e) => setState("error", e.message)));
+  });
 })();

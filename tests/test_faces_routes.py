@@ -116,8 +116,7 @@ def test_a_registered_face_among_seventeen_strangers_is_named_and_nobody_else(cl
 @pytest.mark.parametrize("threshold", ["0.45", "0.67", "0.7", None])
 def test_every_client_default_threshold_names_the_astronaut_and_none_of_the_group(client, threshold) -> None:
     # deepstack-python and codeproject-ai-api send 0.45, deepstack-sdk 0.7; DeepStack's server
-    # uses 0.67 when none is sent. At 0.45 the curve once centred at 0.57 named one of the
-    # group's 27 px faces (distance 0.573) after the astronaut.
+    # uses 0.67 when none is sent.
     client.post("/v1/vision/face/register", data={"userid": "Eileen Collins", **_form(image=read("astronaut.png"))})
     sent = {"min_confidence": threshold} if threshold else {}
     group = client.post("/v1/vision/face/recognize", data={**sent, **_form(image=read("group_17_faces.jpg"))})

@@ -19,7 +19,8 @@ from mysite.vision.boxes import clip
 from mysite.vision.budget import Budget, decode_memory
 from mysite.vision.decode import Decoded, Header, decode_image, encode, read_header
 from mysite.vision.draw import draw_detections, thumbnail
-from mysite.vision.shapes import Rescaling, ScanPlan, WholeImage
+from mysite.vision.fastpath import ScanPlan
+from mysite.vision.shapes import Rescaling, WholeImage
 
 Model = WholeImage | Rescaling[Any]
 

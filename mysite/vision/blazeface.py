@@ -26,7 +26,8 @@ from mysite.vision.boxes import Detection, clip, sort
 from mysite.vision.budget import Budget
 from mysite.vision.decode import Header
 from mysite.vision.dnn import ThreadNets
-from mysite.vision.shapes import Rescaling, ScanPlan
+from mysite.vision.fastpath import ScanPlan
+from mysite.vision.shapes import Rescaling
 
 PARAMS = (
     Param("min_confidence", float, 0.5, min=0.0, max=1.0, doc="smallest face score kept"),

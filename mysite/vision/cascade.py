@@ -18,7 +18,8 @@ from mysite.vision import budget, coarse_scan, fastpath
 from mysite.vision.boxes import Detection, clip, from_xywh
 from mysite.vision.decode import Header
 from mysite.vision.dnn import PerThread, UnreadableModel
-from mysite.vision.shapes import Rescaling, ScanPlan
+from mysite.vision.fastpath import ScanPlan
+from mysite.vision.shapes import Rescaling
 
 PARAMS = (
     Param("scale_factor", float, 1.1, min=1.05, max=2.0,

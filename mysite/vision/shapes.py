@@ -1,11 +1,10 @@
 """The two shapes of model the request pipeline (``mysite/pipeline.py``) knows, declared by each model's
-class rather than found out by probing it, and the plan a ``Rescaling`` model makes once per image."""
+class rather than found out by probing it."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from collections.abc import Collection
 from typing import Any, ClassVar, Generic, TypeVar
 
 import numpy as np
@@ -13,6 +12,7 @@ import numpy as np
 from mysite.params import Param
 from mysite.vision.budget import Budget
 from mysite.vision.decode import Header
+from mysite.vision.fastpath import ScanPlan
 
 
 class WholeImage(ABC):
@@ -26,22 +26,6 @@ class WholeImage(ABC):
     @abstractmethod
     def run(self, *args: Any, **kwargs: Any) -> Any:
         """``run(image, **values)``: the model's answer for one image (each kind names its own ``params``)."""
-
-
-@dataclass(frozen=True)
-class ScanPlan:
-    """How a ``Rescaling`` model looks at one photo: made from its header before any pixel is decoded,
-    followed by ``run`` as it is. Each model adds what its scan needs."""
-
-    width: int  # the original's size, as the picture is seen
-    height: int
-    reduce: int  # decode at 1/reduce of the size (1, 2, 4 or 8)
-    values: Mapping[str, Any]  # the model's parameters, as the request meant them
-    work: int = 0  # what the scan costs in the budget's units; 0 when the decode's cost says it all
-
-    def scale_of(self, image: np.ndarray) -> float:
-        """The decoded image's pixels per original pixel: long side over long side, as ``decode_image`` says."""
-        return float(max(image.shape[:2]) / max(self.width, self.height))
 
 
 P = TypeVar("P", bound=ScanPlan)

@@ -21,7 +21,7 @@ from mysite.vision import budget, fastpath, yunet
 from mysite.web.state import current_registry
 from testkit import compose
 
-PHOTOS = {"group": lambda: read("group_17_faces.jpg"), "12 MP": lambda: compose.build_jpeg()[0]}
+PHOTOS = {"group": lambda: read("group_17_faces.jpg"), "12 MP": functools.cache(lambda: compose.build_jpeg()[0])}
 
 
 def _count(calls: Counter[tuple[str, str]], name: str, fn: Callable[..., Any], running: list[bool]) -> Callable[..., Any]:

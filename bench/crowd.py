@@ -6,7 +6,10 @@ A prober reads ``/healthz`` every quarter second throughout. Printed per crowd: 
 status, throughput against the instance's capacity (CPUs / the photo's single-threaded
 in-process time), latency, and /healthz's p95. Loopback only; every loop ends by its clock.
 
-Options: ``--clients 16 64`` (crowds, run in turn), ``--seconds 60``, ``--detector haar``.
+Options: ``--clients 16 64`` (crowds, run in turn), ``--seconds 60``, ``--detector haar``,
+``--queue-deadline`` (seconds). The last column, CPU per answer of the web side (master and web
+workers) and of the CV side (dispatcher and CV processes), is the figure a busy machine
+distorts least: compare the CV side with the in-process CPU time printed first.
 """
 
 from __future__ import annotations
@@ -30,8 +33,8 @@ from mysite.web.state import current_registry, current_settings
 from testkit import compose
 
 
-def in_process_seconds(data: bytes, detector: str, reps: int = 7) -> float:
-    """Median wall time of the photo's CV work (the pool's job) on one OpenCV thread, in this process."""
+def in_process_seconds(data: bytes, detector: str, reps: int = 7) -> tuple[float, float]:
+    """Median wall time and CPU time of the photo's CV work (the pool's job) on one OpenCV thread, in this process."""
     app = create_app({"MYSITE_URL_FETCH": "off"})
     with app.app_context():
         registry, settings = current_registry(), current_settings()
@@ -42,14 +45,15 @@ def in_process_seconds(data: bytes, detector: str, reps: int = 7) -> float:
     cv2.setNumThreads(1)
     try:
         run_job(registry, job)
-        times = []
+        times, cpu = [], []
         for _ in range(reps):
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             run_job(registry, job)
             times.append(time.perf_counter() - t)
+            cpu.append(time.process_time() - c)
     finally:
         cv2.setNumThreads(threads)
-    return statistics.median(times)
+    return statistics.median(times), statistics.median(cpu)
 
 
 def crowd(port: int, body: bytes, ctype: str, path: str, clients: int, seconds: float) -> dict[str, object]:
@@ -106,29 +110,40 @@ def main() -> None:
     ap.add_argument("--detector", default="haar")
     ap.add_argument("--cv-threads", type=int, default=-1, help="OpenCV's threads per CV process (-1: OpenCV's)")
     ap.add_argument("--threads", type=int, default=0, help="web threads per worker (0: the Procfile's)")
+    ap.add_argument("--queue-deadline", type=float, default=0,
+                    help="MYSITE_QUEUE_DEADLINE (0: the default); a long one keeps a busy machine's figures "
+                         "of CPU per answer free of refused uploads")
     args = ap.parse_args()
     data, _ = compose.build_jpeg()
     cpus = len(os.sched_getaffinity(0))
-    single = in_process_seconds(data, args.detector)
+    single, single_cpu = in_process_seconds(data, args.detector)
     capacity = cpus / single
-    print(f"12 MP composition, detector={args.detector}: {single * 1000:.0f} ms in-process on one OpenCV thread; "
-          f"capacity {capacity:.2f} req/s on {cpus} CPUs\n")
-    print("| clients | answers | 200 | 503 | other | req/s | of capacity | p50 / p95 s | /healthz p95 s (codes) |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print(f"12 MP composition, detector={args.detector}: {single * 1000:.0f} ms in-process on one OpenCV thread "
+          f"({single_cpu * 1000:.0f} ms CPU); capacity {capacity:.2f} req/s on {cpus} CPUs; "
+          f"load average {os.getloadavg()[0]:.2f}\n")
+    print("| clients | answers | 200 | 503 | other | req/s | of capacity | p50 / p95 s | /healthz p95 s (codes) "
+          "| CPU ms per answer: web / CV |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     body, ctype = multipart(data)
     for clients in args.clients:
         env = {"MYSITE_THREADS": str(args.threads)} if args.threads else {}
+        if args.queue_deadline:
+            env["MYSITE_QUEUE_DEADLINE"] = f"{args.queue_deadline:g}"
         with Server(workers=2, cv_threads=args.cv_threads, extra_env=env) as server:
+            web0, cv0 = server.cpu_split()
             r = crowd(server.port, body, ctype, f"/detect?detector={args.detector}", clients, args.seconds)
+            web1, cv1 = server.cpu_split()
         statuses: Counter[int | str] = r["statuses"]  # type: ignore[assignment]
         ok = statuses.get(200, 0)
         rate = ok / float(r["wall"])  # type: ignore[arg-type]
         lat: list[float] = r["latencies"]  # type: ignore[assignment]
         health: list[float] = r["health"]  # type: ignore[assignment]
         other = sum(n for s, n in statuses.items() if s not in (200, 503))
+        codes = dict(r["health_codes"])  # type: ignore[call-overload]
         print(f"| {clients} | {sum(statuses.values())} | {ok} | {statuses.get(503, 0)} | {other} | {rate:.2f} | "
               f"{rate / capacity:.0%} | {_pct(lat, 0.5):.2f} / {_pct(lat, 0.95):.2f} | "
-              f"{_pct(health, 0.95):.2f} ({dict(r['health_codes'])}) |")  # type: ignore[arg-type]
+              f"{_pct(health, 0.95):.2f} ({codes}) | "
+              f"{(web1 - web0) * 1000 / max(1, ok):.1f} / {(cv1 - cv0) * 1000 / max(1, ok):.0f} |")
 
 
 if __name__ == "__main__":

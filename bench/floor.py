@@ -5,7 +5,8 @@
    the ratio of the medians, wall and CPU (the server's CPU: master, workers and CV processes).
 2. The book's group photo with ``detector=yunet``: the in-process time with one OpenCV thread,
    then requests/s of two CV processes of one thread each under four closed-loop clients,
-   against 2 ÷ that time.
+   against 2 ÷ that time; and the CPU per request in-process, on the web side and on the CV side,
+   whose ratio bounds that rate whatever else runs on the machine.
 
 Figures taken on a busy machine say little: the load average is printed beside them.
 """
@@ -33,8 +34,8 @@ def _post(port: int, body: bytes, ctype: str) -> None:
         raise RuntimeError(f"{PATH} answered {status}: {text[:200]!r}")
 
 
-def throughput(port: int, body: bytes, ctype: str, clients: int, seconds: float) -> float:
-    """Requests/s of ``clients`` closed-loop threads for about ``seconds``."""
+def throughput(port: int, body: bytes, ctype: str, clients: int, seconds: float) -> tuple[float, int]:
+    """Requests/s of ``clients`` closed-loop threads for about ``seconds``, and the requests answered."""
     done = [0] * clients
     stop = time.perf_counter() + seconds
 
@@ -49,7 +50,7 @@ def throughput(port: int, body: bytes, ctype: str, clients: int, seconds: float)
         t.start()
     for t in threads:
         t.join(seconds + 60)
-    return sum(done) / (time.perf_counter() - started)
+    return sum(done) / (time.perf_counter() - started), sum(done)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -78,17 +79,25 @@ def main(argv: list[str] | None = None) -> None:
     threads = cv2.getNumThreads()
     cv2.setNumThreads(1)
     try:
+        c0 = time.process_time()
         one, _ = timed(lambda: client.post(PATH, data=gbody, content_type=gctype).status_code, args.reps * 2)
+        one_cpu = (time.process_time() - c0) * 1000 / (args.reps * 2 + 1)  # one warm-up call
     finally:
         cv2.setNumThreads(threads)
     with Server(1, 1, {"MYSITE_CV_PROCESSES": "2"}) as srv:
-        rps = throughput(srv.port, gbody, gctype, 4, args.seconds)
+        web0, cv0 = srv.cpu_split()
+        rps, answered = throughput(srv.port, gbody, gctype, 4, args.seconds)
+        web1, cv1 = srv.cpu_split()
     ideal = 2000 / one.median
     print("| group photo, detector=yunet | |")
     print("|---|---|")
     print(f"| in-process, one OpenCV thread | {one} ms |")
     print(f"| 2 ÷ that | {ideal:.1f} req/s |")
     print(f"| two CV processes (one thread each), 4 clients | {rps:.1f} req/s = {100 * rps / ideal:.0f} % |")
+    web, cv = (web1 - web0) * 1000 / answered, (cv1 - cv0) * 1000 / answered
+    print(f"| CPU per request: in-process / web side / CV side (dispatcher and processes) | {one_cpu:.1f} / {web:.1f} / "
+          f"{cv:.1f} ms |")
+    print(f"| CPU bound on the rate: in-process CPU / (web + CV side) | {100 * one_cpu / (web + cv):.0f} % |")
     print(f"\n(load average {os.getloadavg()[0]:.2f} at end)")
 
 

@@ -6,6 +6,7 @@ by the process id this module started.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -109,6 +110,15 @@ class Server:
                     continue  # a thread that just ended
         return total / 1e9
 
+    def cpu_split(self) -> tuple[float, float]:
+        """CPU seconds so far of the web side (master and web workers) and of the CV pool (dispatcher and processes)."""
+        parents = _parents()
+        master = self._pid()
+        children = {pid for pid, parent in parents.items() if parent == master}
+        pool = {pid for pid, parent in parents.items() if parent in children}  # only the dispatcher has children
+        pool |= {parents[pid] for pid in pool}
+        return _cpu({master} | (children - pool)), _cpu(pool)
+
     def __exit__(self, *exc: object) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -130,6 +140,19 @@ def _parents() -> dict[int, int]:
             except (OSError, ValueError, IndexError):
                 continue  # a process that just ended
     return parents
+
+
+def _cpu(pids: set[int]) -> float:
+    """CPU seconds of these processes, every thread counted (``schedstat``, ns)."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                try:
+                    total += int((task / "schedstat").read_text().split()[0])
+                except (OSError, ValueError, IndexError):
+                    continue  # a thread that just ended
+    return total / 1e9
 
 
 def _hwm(pid: int) -> float:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import pickle
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, SupportsIndex
 
 from mysite.errors import ApiError, TooLarge
 from mysite.vision import budget
@@ -52,6 +53,16 @@ class Job:
     label: str  # what a detection without a label of its own is
     max_pixels: int
     budget: Budget  # what the request may cost, before its own bytes are counted
+
+    def __reduce_ex__(self, protocol: SupportsIndex) -> tuple[Any, ...]:
+        """With pickle protocol 5 the images may cross out of band (a buffer each, not copied into the pickle)."""
+        values = [getattr(self, f.name) for f in dataclasses.fields(self)]
+        if int(protocol) >= 5:
+            values[_IMAGES] = tuple(pickle.PickleBuffer(d) for d in self.images)
+        return Job, tuple(values)
+
+
+_IMAGES = [f.name for f in dataclasses.fields(Job)].index("images")
 
 
 @dataclass(frozen=True)

@@ -18,18 +18,24 @@ started within ``MYSITE_QUEUE_DEADLINE`` gets 503 ``busy`` with ``Retry-After``.
 The dispatcher never runs client work, so it answers ``status`` at once whatever the
 processes are doing: ``/healthz`` reads it.
 
-Frames on a connection: web -> dispatcher ``J`` (a job) or ``S`` (status); dispatcher -> web
-``B`` (busy: gave up waiting) or a JSON status line; process -> web ``G`` + its pid (started),
-then a length-prefixed pickle each way: ``(fn, args)`` in, ``("ok", value)`` or
-``("error", ApiError.parts())`` out. Process -> dispatcher, on its own socket: ``D`` (done, free
-again) or ``L`` (done, and exiting: replace me). Only this instance's own processes are on the socket (a
-private folder), so pickle carries nothing a client wrote but bytes.
+Frames on a connection: web -> dispatcher ``J`` with the job's file descriptor (SCM_RIGHTS), or ``S``
+(status); dispatcher -> web ``B`` (busy: gave up waiting), ``T`` (its process passed the work deadline
+and was stopped), ``X`` (its process died), or a JSON status line; process -> web ``A`` and a
+length-prefixed pickle, ``("ok", value)`` or ``("error", ApiError.parts())``. The job itself is
+written by the web thread, before it queues, into a memory file (``memfd``): a small header, the
+pickle of ``(fn, args)`` with protocol 5, and the large byte strings (the image) out of band after it.
+The dispatcher hands that file to the process with the connection, so a free process starts at
+once, without a round trip to the web thread, and reads each image in one copy. Process ->
+dispatcher, on its own socket: ``D`` (done, free again) or ``L`` (done, and exiting: replace me).
+Only this instance's own processes are on the socket (a private folder), so pickle carries nothing
+a client wrote but bytes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
 import json
 import logging
 import os
@@ -56,7 +62,13 @@ if TYPE_CHECKING:  # metrics.py imports prometheus_client, which gunicorn_conf m
 log = logging.getLogger(__name__)
 
 LENGTH = struct.Struct("!Q")
-STARTED = struct.Struct("!cI")  # b"G", pid
+JOB_HEAD = struct.Struct("!II")  # pickle's length, number of out-of-band buffers (each then a LENGTH)
+OUT_OF_BAND = 64 * 1024  # byte strings this long cross as raw bytes after the pickle, not inside it
+MAX_BUFFERS = 64
+MAX_FRAME = 1 << 34
+# What a CV process may keep in its heap between requests: trimming after each one made the next
+# fault its buffers back in (docs/serving.md); past this, a large request's memory is given back.
+KEEP_HEAP = 32 * 1024 * 1024
 # The master stops the pool with this, after its workers are done: a SIGTERM may be a stop of the whole
 # process group (systemd), which must not end the work those workers still wait for.
 STOP_SIGNAL = signal.SIGUSR1
@@ -79,29 +91,32 @@ class Client:
 
     def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(models, *args)`` in a CV process; its value, or the ``ApiError`` it raised."""
-        with self._connect() as conn:
-            conn.sendall(b"J")
-            conn.settimeout(self.queue_deadline + 2.0)  # the dispatcher says busy first; this is if it cannot
-            try:
-                first = _recv_exact(conn, STARTED.size, allow_short=True)
-            except TimeoutError:
-                first = b""
-            if len(first) < STARTED.size:
-                raise self._busy() if first[:1] in (b"B", b"") else Unavailable("the detection pool failed")
-            started = time.monotonic()
-            conn.settimeout(self.work_deadline + 2.0)
-            payload = pickle.dumps((fn, args), protocol=pickle.HIGHEST_PROTOCOL)
-            try:
-                conn.sendall(LENGTH.pack(len(payload)))
-                conn.sendall(payload)
-                del payload
-                answer = _recv_frame(conn)
-            except (OSError, EOFError):
-                answer = None
+        try:
+            job = write_job(fn, args)
+        except OSError:  # no memory or no descriptor for the job's file: this instance is full for now
+            raise Unavailable("the server has no room for this request now; retry in a few seconds",
+                              headers={"Retry-After": "5"}, reason=Reason.UNAVAILABLE) from None
+        try:
+            with self._connect() as conn:
+                socket.send_fds(conn, [b"J"], [job])
+                os.close(job)
+                job = -1
+                # The dispatcher answers B, T or X itself when it gives up or its process does; this is if it cannot.
+                conn.settimeout(self.queue_deadline + self.work_deadline + 2.0)
+                kind, answer = b"", None
+                try:
+                    kind = conn.recv(1)
+                    if kind == b"A":
+                        answer = _recv_frame(conn)
+                except (OSError, EOFError):
+                    pass
+        finally:
+            if job >= 0:
+                os.close(job)
         if answer is None:
-            raise self._stopped(time.monotonic() - started)
-        kind, value = pickle.loads(answer)
-        if kind == "ok":
+            raise self._failed(kind)
+        result, value = pickle.loads(answer)
+        if result == "ok":
             return value
         raise ApiError.from_parts(*value)
 
@@ -131,12 +146,83 @@ class Client:
         return Busy(f"the server is busy: no detection process became free within {self.queue_deadline:g} s "
                     "(MYSITE_QUEUE_DEADLINE); retry in a second", headers={"Retry-After": "1"})
 
-    def _stopped(self, seconds: float) -> ApiError:
-        if seconds >= self.work_deadline - 0.05:
+    def _failed(self, kind: bytes) -> ApiError:
+        if kind in (b"B", b""):
+            return self._busy()
+        if kind == b"T":
             return PoolTimeout(f"the work on this image passed the server's deadline of {self.work_deadline:g} s "
                                "(MYSITE_WORK_DEADLINE) and was stopped; send a smaller or simpler image")
         return Unavailable("the process working on this image stopped (it may have run out of memory); "
                            "send a smaller image", reason=Reason.UNAVAILABLE)
+
+
+def write_job(fn: Callable[..., Any], args: tuple[Any, ...]) -> int:
+    """A memory file holding ``(fn, args)``, read back by ``read_job``; its descriptor (the caller closes it).
+
+    Byte strings of ``OUT_OF_BAND`` bytes or more (an argument, or a ``Job``'s images: see
+    ``pipeline.Job.__reduce_ex__``) are written raw after the pickle: one copy each, none in pickle.
+    """
+    buffers: list[pickle.PickleBuffer] = []
+    wrapped = tuple(pickle.PickleBuffer(a) if type(a) is bytes and len(a) >= OUT_OF_BAND else a for a in args)
+    payload = pickle.dumps((fn, wrapped), protocol=5, buffer_callback=buffers.append)
+    raws = [b.raw() for b in buffers]
+    if len(raws) > MAX_BUFFERS:
+        raise ValueError(f"{len(raws)} out-of-band buffers; the limit is {MAX_BUFFERS}")
+    head = JOB_HEAD.pack(len(payload), len(raws)) + b"".join(LENGTH.pack(r.nbytes) for r in raws)
+    fd = _memory_file()
+    try:
+        parts: list[Any] = [head, payload, *raws]
+        total = sum(len(p) if isinstance(p, bytes) else p.nbytes for p in parts)
+        written = os.writev(fd, parts)
+        if written < total:  # a short write (not seen on a memory file): the rest, piece by piece
+            rest = b"".join(bytes(p) for p in parts)[written:]
+            while rest:
+                rest = rest[os.write(fd, rest):]
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_job(fd: int) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+    """``(fn, args)`` from a file ``write_job`` wrote; each out-of-band byte string read in one copy."""
+    length, count = JOB_HEAD.unpack(_pread_exact(fd, JOB_HEAD.size, 0))
+    if count > MAX_BUFFERS:
+        raise ValueError(f"a job with {count} buffers")
+    offset = JOB_HEAD.size
+    sizes = [LENGTH.unpack(_pread_exact(fd, LENGTH.size, offset + i * LENGTH.size))[0] for i in range(count)]
+    offset += count * LENGTH.size
+    payload = _pread_exact(fd, length, offset)
+    offset += length
+    buffers = []
+    for size in sizes:
+        buffers.append(_pread_exact(fd, size, offset))
+        offset += size
+    fn, args = pickle.loads(payload, buffers=buffers)
+    return fn, args
+
+
+def _memory_file() -> int:
+    if hasattr(os, "memfd_create"):
+        return os.memfd_create("mysite-job", os.MFD_CLOEXEC)
+    fd, name = tempfile.mkstemp(prefix="mysite-job-")  # no memfd (not Linux): an unlinked file does the same
+    os.unlink(name)
+    return fd
+
+
+def _pread_exact(fd: int, n: int, offset: int) -> bytes:
+    data = os.pread(fd, n, offset)
+    if len(data) == n:
+        return data
+    pieces = [data]
+    got = len(data)
+    while got < n:  # reads of over 2 GB come back short
+        more = os.pread(fd, n - got, offset + got)
+        if not more:
+            raise EOFError("the job file is shorter than its header says")
+        pieces.append(more)
+        got += len(more)
+    return b"".join(pieces)
 
 
 _client: Client | None = None
@@ -159,6 +245,7 @@ def start(models: Any, processes: int, queue_deadline: float, work_deadline: flo
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
     listener.listen(1024)
+    gc.freeze()  # what the master holds now lives as long as it: the forks' collections need not visit (and copy) it
     pid = os.fork()
     if pid == 0:  # the dispatcher
         code = 1
@@ -207,6 +294,7 @@ class _Process:
     conn: socket.socket | None = None  # the request it serves (the dispatcher's copy), None when free
     since: float = 0.0
     leaving: bool = False  # it said it will exit after its request: give it no other
+    overdue: bool = False  # killed for passing the work deadline
 
 
 @dataclass
@@ -216,6 +304,20 @@ class _Counts:
     killed: int = 0
     replaced: int = 0
     waits: deque[float] = field(default_factory=lambda: deque(maxlen=256))
+
+
+@dataclass
+class _Waiting:
+    """A request in the queue: its connection, when it came, and its job's file."""
+
+    conn: socket.socket
+    queued: float
+    job: int
+
+    def close(self) -> None:
+        self.conn.close()
+        with contextlib.suppress(OSError):
+            os.close(self.job)
 
 
 class _NoMetrics:
@@ -238,7 +340,7 @@ class _Dispatcher:
         self.queue_deadline, self.work_deadline = queue_deadline, work_deadline
         self.memory_bytes = int(memory_mb * 1024 * 1024)
         self.processes: dict[int, _Process] = {}
-        self.waiting: deque[tuple[socket.socket, float]] = deque()
+        self.waiting: deque[_Waiting] = deque()
         self.counts = _Counts()
         self.metrics: QueueMetrics = metrics if metrics is not None else _NoMetrics()
         self.selector = selectors.DefaultSelector()
@@ -262,24 +364,27 @@ class _Dispatcher:
         self.selector.register(wake_r, selectors.EVENT_READ, "wake")
         self.listener.setblocking(False)
         self.selector.register(self.listener, selectors.EVENT_READ, "accept")
-        for _ in range(self.size):
-            self._fork()
+        self._fork()  # the rest one per turn of the loop: /healthz is answered after the first, not the last
         while not self.stopping and os.getppid() == self.parent:
             for key, _ in self.selector.select(self._timeout()):
                 self._on(key, wake_r)
             self._reap()
             self._expire()
             self._dispatch()
+            if len(self.processes) < self.size and not self.stopping:
+                self._fork()
         for proc in list(self.processes.values()):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(proc.pid, signal.SIGKILL)
-        for conn, _ in self.waiting:
-            conn.close()
+        for entry in self.waiting:
+            entry.close()
 
     def _timeout(self) -> float:
+        if len(self.processes) < self.size:
+            return 0.0
         now, soon = time.monotonic(), 1.0
         if self.waiting:
-            soon = min(soon, self.waiting[0][1] + self.queue_deadline - now)
+            soon = min(soon, self.waiting[0].queued + self.queue_deadline - now)
         for proc in self.processes.values():
             if proc.conn is not None:
                 soon = min(soon, proc.since + self.work_deadline - now)
@@ -297,9 +402,10 @@ class _Dispatcher:
             self._greet(sock)
         elif what == "waiting":  # a waiting web thread gave up (or broke the protocol): forget it
             self.selector.unregister(sock)
-            before = len(self.waiting)
-            self.waiting = deque((c, t) for c, t in self.waiting if c is not sock)
-            if len(self.waiting) < before:
+            gone = [w for w in self.waiting if w.conn is sock]
+            self.waiting = deque(w for w in self.waiting if w.conn is not sock)
+            for entry in gone:
+                entry.close()
                 self.metrics.left()
             sock.close()
         elif isinstance(what, int):  # a process finished its request, or died
@@ -317,14 +423,16 @@ class _Dispatcher:
     def _greet(self, conn: socket.socket) -> None:
         self.selector.unregister(conn)
         try:
-            kind = conn.recv(1)
+            kind, fds, _, _ = socket.recv_fds(conn, 1, 1)
         except OSError:
-            kind = b""
-        if kind == b"J":
-            self.waiting.append((conn, time.monotonic()))
+            kind, fds = b"", []
+        if kind == b"J" and len(fds) == 1:
+            self.waiting.append(_Waiting(conn, time.monotonic(), fds[0]))
             self.metrics.queued()
             self.selector.register(conn, selectors.EVENT_READ, "waiting")
             return
+        for fd in fds:
+            os.close(fd)
         if kind == b"S":
             with contextlib.suppress(OSError):
                 conn.send(json.dumps(self._status()).encode() + b"\n")
@@ -335,7 +443,7 @@ class _Dispatcher:
         waits = sorted(self.counts.waits)
         return {
             "processes": len(self.processes), "busy": sum(p.conn is not None for p in self.processes.values()),
-            "waiting": len(self.waiting), "oldest_wait": round(now - self.waiting[0][1], 3) if self.waiting else 0.0,
+            "waiting": len(self.waiting), "oldest_wait": round(now - self.waiting[0].queued, 3) if self.waiting else 0.0,
             "wait_p95": round(waits[int(0.95 * (len(waits) - 1))], 3) if waits else 0.0,
             "served": self.counts.served, "refused": self.counts.refused, "killed": self.counts.killed,
             "replaced": self.counts.replaced, "queue_deadline": self.queue_deadline,
@@ -344,35 +452,37 @@ class _Dispatcher:
 
     def _expire(self) -> None:
         now = time.monotonic()
-        while self.waiting and now - self.waiting[0][1] >= self.queue_deadline:
-            conn, queued = self.waiting.popleft()
-            self.metrics.gave_up(now - queued)
-            self.selector.unregister(conn)
+        while self.waiting and now - self.waiting[0].queued >= self.queue_deadline:
+            entry = self.waiting.popleft()
+            self.metrics.gave_up(now - entry.queued)
+            self.selector.unregister(entry.conn)
             with contextlib.suppress(OSError):
-                conn.send(b"B")
-            conn.close()
+                entry.conn.send(b"B")
+            entry.close()
             self.counts.refused += 1
         for proc in self.processes.values():
             if proc.conn is not None and now - proc.since >= self.work_deadline:
+                proc.overdue = True
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(proc.pid, signal.SIGKILL)
 
     def _dispatch(self) -> None:
         free = [p for p in self.processes.values() if p.conn is None and not p.leaving]
         while free and self.waiting:
-            conn, queued = self.waiting.popleft()
-            self.selector.unregister(conn)
+            entry = self.waiting.popleft()
+            self.selector.unregister(entry.conn)
             proc = free.pop()
             try:
-                socket.send_fds(proc.control, [b"J"], [conn.fileno()])
+                socket.send_fds(proc.control, [b"J"], [entry.conn.fileno(), entry.job])
             except OSError:  # the process died between select and now: back to the head of the queue
-                self.waiting.appendleft((conn, queued))
-                self.selector.register(conn, selectors.EVENT_READ, "waiting")
+                self.waiting.appendleft(entry)
+                self.selector.register(entry.conn, selectors.EVENT_READ, "waiting")
                 continue
+            os.close(entry.job)  # the process has its own copy now
             now = time.monotonic()
-            proc.conn, proc.since = conn, now
-            self.counts.waits.append(now - queued)
-            self.metrics.started(now - queued)
+            proc.conn, proc.since = entry.conn, now
+            self.counts.waits.append(now - entry.queued)
+            self.metrics.started(now - entry.queued)
 
     def _done(self, pid: int) -> None:
         proc = self.processes.get(pid)
@@ -382,14 +492,15 @@ class _Dispatcher:
             note = proc.control.recv(1)
         except OSError:
             note = b""
+        if not note:  # it died: _reap tells its client why and replaces it
+            self.selector.unregister(proc.control)
+            return
         if proc.conn is not None:
             proc.conn.close()
             proc.conn = None
-            self.counts.served += bool(note)
+            self.counts.served += 1
             self.metrics.finished()
         proc.leaving = proc.leaving or note == b"L"
-        if not note:  # it died: _reap replaces it
-            self.selector.unregister(proc.control)
 
     def _reap(self) -> None:
         while True:
@@ -407,8 +518,10 @@ class _Dispatcher:
             with contextlib.suppress(KeyError, ValueError):
                 self.selector.unregister(proc.control)
             proc.control.close()
-            if proc.conn is not None:
-                proc.conn.close()  # with the process's copy gone too, the web thread reads EOF
+            if proc.conn is not None:  # it died on a request: say why, then the web thread reads EOF
+                with contextlib.suppress(OSError):
+                    proc.conn.send(b"T" if proc.overdue else b"X")
+                proc.conn.close()
                 self.metrics.finished()
             if not self.stopping:
                 self.counts.replaced += 1
@@ -422,10 +535,12 @@ class _Dispatcher:
             try:
                 ours.close()
                 self.listener.close()
-                for conn, _ in self.waiting:
-                    conn.close()
+                for entry in self.waiting:
+                    entry.close()
                 for proc in self.processes.values():
                     proc.control.close()
+                    if proc.conn is not None:  # another process's request: its client waits for that one's answer
+                        proc.conn.close()
                 self.selector.close()
                 _work(theirs, self.models, self.memory_bytes)
             except BaseException:
@@ -447,38 +562,44 @@ def _work(control: socket.socket, models: Any, memory_bytes: int) -> None:
     for sig in (signal.SIGTERM, STOP_SIGNAL):  # a stop of the whole group: the request in hand is finished
         signal.signal(sig, signal.SIG_IGN)
     _limit_memory(memory_bytes)
-    pid = os.getpid()
+    releaser = memory.Releaser(above=KEEP_HEAP)
     while True:
-        _, fds, _, _ = socket.recv_fds(control, 1, 1)
-        if not fds:
+        _, fds, _, _ = socket.recv_fds(control, 1, 2)
+        if len(fds) < 2:
+            for fd in fds:
+                os.close(fd)
             return  # the dispatcher is gone
         conn = socket.socket(fileno=fds[0])
         leave = False
+        start = releaser.begin()
         try:
             conn.setblocking(True)
-            conn.sendall(STARTED.pack(b"G", pid))
-            request = _recv_frame(conn)
-            if request is not None:
-                answer, leave = _answer(models, request)
-                del request
-                conn.sendall(LENGTH.pack(len(answer)))
+            answer, leave = _answer(models, fds[1])
+            head = b"A" + LENGTH.pack(len(answer))
+            if len(answer) < OUT_OF_BAND:
+                conn.sendall(head + answer)
+            else:
+                conn.sendall(head)
                 conn.sendall(answer)
-        except (OSError, EOFError):
+            del answer
+        except OSError:
             pass  # the web thread went away: nothing to answer
         finally:
             conn.close()
-        memory.trim()  # give the request's memory back before the next one
+        releaser.end(start)  # a large request's memory goes back before the next one
         control.sendall(b"L" if leave else b"D")  # L: done, and leaving (the dispatcher forks a fresh one)
         if leave:
             return
 
 
-def _answer(models: Any, request: bytes) -> tuple[bytes, bool]:
-    """The pickled answer to one request, and whether this process should be replaced after it."""
+def _answer(models: Any, job: int) -> tuple[bytes, bool]:
+    """The pickled answer to the job in file ``job`` (closed here), and whether this process should be replaced after it."""
     leave = False
     try:
-        fn, args = pickle.loads(request)
-        del request
+        try:
+            fn, args = read_job(job)
+        finally:
+            os.close(job)
         result: tuple[str, Any] = ("ok", fn(models, *args))
     except ApiError as exc:
         result = ("error", exc.parts())
@@ -542,6 +663,8 @@ def _recv_exact(conn: socket.socket, n: int, allow_short: bool = False) -> bytes
 def _recv_frame(conn: socket.socket) -> bytes | None:
     try:
         (length,) = LENGTH.unpack(_recv_exact(conn, LENGTH.size))
+        if length > MAX_FRAME:  # only a frame cut short and run into the dispatcher's note reads this way
+            raise EOFError
         return _recv_exact(conn, length)
     except EOFError:
         return None

@@ -12,12 +12,12 @@ expose the socket (uWSGI, the development server) the clock is checked between r
 from __future__ import annotations
 
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from mysite.errors import ApiError, BadRequest, Reason
+from mysite.server import deadlines
 
 try:  # gunicorn's errors for a body it cannot parse (a chunk size "zz"); other servers raise their own
     from gunicorn.http.errors import ParseException as _BodyParseError
@@ -37,7 +37,7 @@ class _TimedBody:
     def __init__(self, stream: Any, seconds: float, sock: socket.socket | None, length: int | None) -> None:
         self._stream, self._seconds, self._sock, self._length = stream, seconds, sock, length
         self._ends: float | None = None
-        self._timer: threading.Timer | None = None
+        self._timer: deadlines.Deadline | None = None
         self._received = 0
         self.expired = False
 
@@ -45,9 +45,7 @@ class _TimedBody:
         if self._ends is None:
             self._ends = time.monotonic() + self._seconds
             if self._sock is not None:
-                self._timer = threading.Timer(self._seconds, self._expire)
-                self._timer.daemon = True
-                self._timer.start()
+                self._timer = deadlines.after(self._seconds, self._expire)
 
     def _expire(self) -> None:
         self.expired = True

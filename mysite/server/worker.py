@@ -12,12 +12,12 @@ Bodies have their own deadline (``upload_deadline.py``), answers theirs (``send_
 from __future__ import annotations
 
 import socket
-import threading
 from typing import Any
 
 from gunicorn.workers.gthread import ThreadWorker
 
 from mysite import settings as settings_mod
+from mysite.server import deadlines
 
 
 def _shut(sock: socket.socket) -> None:
@@ -37,10 +37,8 @@ class DeadlineWorker(ThreadWorker):
         super().init_process()
 
     def handle(self, conn: Any) -> Any:
-        timer = threading.Timer(self.header_deadline, _shut, (conn.sock,))
-        timer.daemon = True
+        timer = deadlines.after(self.header_deadline, _shut, conn.sock)
         conn.mysite_header_timer = timer
-        timer.start()
         try:
             return super().handle(conn)
         finally:

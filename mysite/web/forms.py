@@ -28,11 +28,11 @@ class _BoundaryCounter:
     def read(self, size: int = -1) -> bytes:
         data = self._stream.read(size)
         if data:
-            joined = self._tail + data
-            self.count += joined.count(self._delimiter)
-            # Keep a delimiter's length less one: a delimiter split between two reads is counted once.
+            # The delimiters in this read, and one split between the last read and this one (not the
+            # whole read joined to the tail: that would copy it).
             keep = len(self._delimiter) - 1
-            self._tail = joined[-keep:] if keep else b""
+            self.count += data.count(self._delimiter) + (self._tail + data[:keep]).count(self._delimiter)
+            self._tail = (self._tail + data)[-keep:] if len(data) < keep else data[len(data) - keep:]
         return data
 
     def __getattr__(self, name: str) -> Any:

@@ -37,6 +37,12 @@ _PIECE = 1 << 20
 _DATA_URL = re.compile(rb"\s*data:([\w.+/-]*)((?:;[\w=.+-]+)*),", re.IGNORECASE)
 _DATA_URL_HEAD = 1024  # a data URL's "data:...;base64," starts within this many bytes
 
+# The multipart parser's reads: gunicorn's body reader receives up to 1 MB at once and copies back
+# what a smaller read leaves over, so werkzeug's 64 KB reads copied a large upload many times
+# (and 1 MB reads cost more than these: docs/serving.md).
+READ_SIZE = 256 * 1024
+
+
 class _ImagePartParser(MultiPartParser):
     """Werkzeug's parser, keeping the bytes of an image field sent without a filename.
 
@@ -57,7 +63,7 @@ class _ImagePartsParser(FormDataParser):
     def _parse_multipart(self, stream: IO[bytes], mimetype: str, content_length: int | None,
                          options: dict[str, str]) -> tuple[IO[bytes], Any, Any]:
         parser = _ImagePartParser(stream_factory=self.stream_factory, max_form_memory_size=self.max_form_memory_size,
-                                  max_form_parts=self.max_form_parts, cls=self.cls)
+                                  max_form_parts=self.max_form_parts, cls=self.cls, buffer_size=READ_SIZE)
         boundary = options.get("boundary", "").encode("ascii")
         if not boundary:
             raise ValueError("Missing boundary")

@@ -1,0 +1,87 @@
+"""Calls due at a time, all watched by one thread per process.
+
+The header and upload deadlines each needed a timer per request; a ``threading.Timer`` is a
+thread, started and ended for every request. Here one daemon thread keeps the calls in a
+heap and sleeps until the earliest; a request's deadline costs a heap entry, and cancelling
+it is a flag. The thread is started on first use in each process (after gunicorn's fork).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+
+class Deadline:
+    """One call due at ``when`` (``time.monotonic``); ``cancel`` before then and it never runs."""
+
+    __slots__ = ("when", "_call")
+
+    def __init__(self, when: float, call: Callable[[], Any]) -> None:
+        self.when = when
+        self._call: Callable[[], Any] | None = call
+
+    def cancel(self) -> None:
+        self._call = None  # what it would have called (a socket, a request) is not held until ``when``
+
+    def fire(self) -> None:
+        call, self._call = self._call, None
+        if call is not None:
+            call()
+
+
+class _Watch:
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, Deadline]] = []
+        self._order = itertools.count()
+        self._wake = threading.Condition(threading.Lock())
+        self._pid = 0  # the process whose watch thread runs
+
+    def after(self, seconds: float, fn: Callable[..., Any], *args: Any) -> Deadline:
+        deadline = Deadline(time.monotonic() + seconds, lambda: fn(*args))
+        with self._wake:
+            if self._pid != os.getpid():  # first use in this process
+                self._pid = os.getpid()
+                threading.Thread(target=self._run, name="mysite-deadlines", daemon=True).start()
+            earliest = self._heap[0][0] if self._heap else None
+            heapq.heappush(self._heap, (deadline.when, next(self._order), deadline))
+            if earliest is None or deadline.when < earliest:
+                self._wake.notify()
+        return deadline
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                now = time.monotonic()
+                due = []
+                while self._heap and self._heap[0][0] <= now:
+                    due.append(heapq.heappop(self._heap)[2])
+                if not due:
+                    self._wake.wait(self._heap[0][0] - now if self._heap else None)
+                    continue
+            for deadline in due:
+                try:
+                    deadline.fire()
+                except Exception:  # noqa: BLE001 - one failed call (a socket already closed) stops no other
+                    pass
+
+
+_watch = _Watch()
+
+
+def _forked() -> None:
+    global _watch
+    _watch = _Watch()  # the parent's lock may have been held by its watch thread at the fork
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
+def after(seconds: float, fn: Callable[..., Any], *args: Any) -> Deadline:
+    """Call ``fn(*args)`` in ``seconds`` from the watch thread, unless cancelled first."""
+    return _watch.after(seconds, fn, *args)

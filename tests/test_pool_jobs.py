@@ -1,0 +1,68 @@
+"""How a job crosses into a CV process (a memory file with the pickle and, out of band, the image's bytes), and
+what the web side is told when a process gives no answer."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import time
+
+import pytest
+
+from mysite.errors import ApiError
+from mysite.pipeline import AnswerFormat, Job
+from mysite.server import pool
+from mysite.vision.budget import Budget
+
+
+def _job(images: tuple[bytes, ...]) -> Job:
+    return Job("face", "boxes", AnswerFormat("json", "jpeg"), {"scale": 1.1}, frozenset({"scale"}), images, False,
+               "face", 40_000_000, Budget(1 << 28, 1 << 30))
+
+
+def test_a_job_and_its_images_come_back_as_they_were_sent() -> None:
+    photo, small = os.urandom(3_000_000), b"\xff\xd8 tiny"
+    job = _job((photo, small))
+    fd = pool.write_job(len, (job, photo, b"x"))
+    try:
+        fn, (back, raw, tiny) = pool.read_job(fd)
+        size = os.fstat(fd).st_size
+    finally:
+        os.close(fd)
+    assert fn is len and back == job and raw == photo and tiny == b"x"
+    assert all(type(d) is bytes for d in back.images) and type(raw) is bytes
+    # Each large byte string is in the file once: out of band, not also inside the pickle.
+    assert 2 * len(photo) <= size < 2 * len(photo) + 4096
+
+
+def test_a_job_pickles_as_before_without_protocol_5() -> None:
+    job = _job((os.urandom(100_000),))
+    for protocol in (2, 4, 5):
+        assert pickle.loads(pickle.dumps(job, protocol=protocol)) == job
+
+
+def _dies(models: object) -> None:
+    os._exit(3)
+
+
+def _sleeps(models: object, seconds: float) -> None:
+    time.sleep(seconds)
+
+
+def _echo(models: object, data: bytes) -> int:
+    return len(data)
+
+
+def test_the_dispatcher_says_why_a_process_gave_no_answer() -> None:
+    client = pool.start(None, processes=1, queue_deadline=5, work_deadline=1, memory_mb=256)
+    try:
+        with pytest.raises(ApiError) as died:
+            client.call(_dies)
+        assert died.value.code == 503 and "stopped" in str(died.value.parts())
+        with pytest.raises(pool.PoolTimeout) as late:
+            client.call(_sleeps, 30.0)
+        assert "MYSITE_WORK_DEADLINE" in str(late.value.parts())
+        photo = os.urandom(2_000_000)
+        assert client.call(_echo, photo) == len(photo)  # both processes were replaced and serve again
+    finally:
+        pool.stop()

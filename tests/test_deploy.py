@@ -311,7 +311,7 @@ def test_dev_serve_listens_on_loopback_and_installs_nothing_again():
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         out = proc.communicate(timeout=30)[0].decode(errors="replace")
-    assert "pip" not in out.lower()
+    assert "pip" not in out.replace(str(ROOT), "").lower()  # the checkout's own path may hold the word
     assert {p.name: p.stat().st_mtime for p in (ROOT / ".venv").glob(".installed-*")} == before
 
 

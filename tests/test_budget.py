@@ -131,6 +131,17 @@ def test_a_classifier_that_built_a_large_pyramid_is_dropped(monkeypatch):
     assert face._classifier() is not first  # dropped: the next scan gets a fresh one
 
 
+def test_a_photo_the_coarse_look_scans_keeps_its_classifier():
+    """The coarse look never builds the full pyramid: what its scans built decides, not the full one's size."""
+    face = cascade.Cascade(cv2.data.haarcascades + "haarcascade_frontalface_alt.xml")
+    gray = np.full((866, 1155), 128, np.uint8)  # 1 MP, scanned at its own size
+    full = budget.pyramid(1155, 866, face.window_size, 1.1, (25, 25))
+    assert budget.pyramid_buffer(full) * face.buffer_bytes > cascade.KEEP_BYTES
+    first = face._classifier()
+    face.run(gray, face.plan_for(gray, scale_factor=1.1, min_neighbors=5, min_size=25, min_face=0.025))
+    assert face._classifier() is first
+
+
 def test_batch_work_is_summed(make_app, group_jpg):
     client = make_app({"MYSITE_REQUEST_WORK": 1_000_000}).test_client()  # one photo: 611,137 windows
     one = client.post("/detect", data={"image": (io.BytesIO(group_jpg), "a.jpg")}, content_type="multipart/form-data")

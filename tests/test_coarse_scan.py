@@ -76,7 +76,7 @@ def composition_scans(face) -> tuple[set, set, int, int, np.ndarray]:
     proposer = coarse_scan.load_xml(coarse_scan.proposer_xml(FACE.read_text()) or "")
     levels = budget.pyramid(work.shape[1], work.shape[0], face.window_size, 1.1, (min_px, min_px))
     ours = set(coarse_scan.scan(face._classifier(), proposer, work, levels, window=face.window_size,
-                                scale_factor=1.1, asked_px=asked_px))
+                                scale_factor=1.1, asked_px=asked_px).hits)
     theirs = {tuple(r) for r in np.asarray(face._classifier().detectMultiScale(
         work, 1.1, 0, minSize=(min_px, min_px))).reshape(-1, 4).tolist()}
     return ours, theirs, min_px, asked_px, cv2.groupRectangles([list(r) for r in theirs], 5, 0.2)[0]

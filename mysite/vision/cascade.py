@@ -180,12 +180,14 @@ class Cascade(Rescaling[CascadePlan]):
         # own size has each object's group of hits scanned whole, for the book's exact boxes. Every raw hit
         # (min_neighbors=0) needs OpenCV's full scan.
         coarse = len(parts) <= 1 and (min_neighbors > 0 or work_scale != 1.0)
+        # The largest pyramid buffer the classifier builds: OpenCV's full scan's, or what the coarse look's scans used.
+        held = budget.pyramid_buffer(levels if len(parts) <= 1 else max(parts, key=budget.pyramid_buffer))
         try:
             raw: list[list[int]] = []
             if coarse:
-                raw = [list(r) for r in coarse_scan.scan(clf, self._proposers.get(), work, levels,
-                                                         window=self.window_size, scale_factor=scale_factor,
-                                                         asked_px=asked_px, exact=work_scale == 1.0)]
+                scanned = coarse_scan.scan(clf, self._proposers.get(), work, levels, window=self.window_size,
+                                           scale_factor=scale_factor, asked_px=asked_px, exact=work_scale == 1.0)
+                raw, held = [list(r) for r in scanned.hits], scanned.buffer
             else:  # in bands when one pyramid would not fit in the request's memory
                 for band in parts:
                     # A fresh classifier per band: one keeps the widest rows and the most rows it has
@@ -199,8 +201,7 @@ class Cascade(Rescaling[CascadePlan]):
             rects = cv2.groupRectangles(raw, min_neighbors, 0.2)[0] if min_neighbors > 0 else raw
         finally:
             # OpenCV's classifier keeps its largest pyramid buffer for good: drop a big one now.
-            if budget.pyramid_buffer(levels if len(parts) <= 1 else max(parts, key=budget.pyramid_buffer)) \
-                    * self.buffer_bytes > KEEP_BYTES:
+            if held * self.buffer_bytes > KEEP_BYTES:
                 self._classifiers.reset()
             if coarse and coarse_scan.proposer_buffer(work.shape[1], work.shape[0], self.window_size,
                                                       scale_factor) * self.buffer_bytes > KEEP_BYTES:

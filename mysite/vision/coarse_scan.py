@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -48,7 +48,7 @@ Rect = tuple[int, int, int, int]  # x, y, w, h in pixels of the image scanned
 STAGES_DROPPED = 6  # the proposer is the cascade without its last 6 stages (of 22 for faces, 20 for cat faces)
 MIN_STAGES = 10  # a cascade with fewer stages left proposes with all of them
 LEVEL_STRIDE = 2  # the coarse look visits every other level (scale_factor ** 2 apart)
-SMALL_STRIDE = 2  # an exact scan has OpenCV scan every other level below twice the window
+SMALL_STRIDE = 3  # an exact scan has OpenCV scan every third level below twice the window
 NEAR_LARGE = 2  # a proposal leads to a close scan of the levels this many steps either side of its size
 EXACT_REACH = 1.54  # the same as a size ratio (4 steps of 1.1), for a photo whose exact boxes are wanted:
 # a group's hits span more sizes
@@ -86,34 +86,55 @@ def load_xml(text: str) -> cv2.CascadeClassifier:
     return clf
 
 
+class Scanned(NamedTuple):
+    """A scan's raw hits, and the largest pyramid buffer (pixels) it made ``clf`` build."""
+
+    hits: list[Rect]
+    buffer: int
+
+
+class _Counted:
+    """A classifier's scans, each of one image between two object sizes, and the largest pyramid
+    buffer they made it build (it keeps that buffer until it is thrown away)."""
+
+    def __init__(self, clf: cv2.CascadeClassifier, window: tuple[int, int]) -> None:
+        self.clf, self.window, self.buffer = clf, window, 0
+
+    def hits(self, image: np.ndarray, scale_factor: float, smallest: tuple[int, int],
+             largest: tuple[int, int]) -> list[Rect]:
+        levels = budget.pyramid(image.shape[1], image.shape[0], self.window, scale_factor, smallest, largest)
+        self.buffer = max(self.buffer, budget.pyramid_buffer(levels))
+        return _rects(self.clf.detectMultiScale(image, scaleFactor=scale_factor, minNeighbors=0,
+                                                minSize=smallest, maxSize=largest))
+
+
 def scan(clf: cv2.CascadeClassifier, proposer: cv2.CascadeClassifier, image: np.ndarray,
          levels: list[budget.Scale], *, window: tuple[int, int], scale_factor: float, asked_px: int,
-         exact: bool = False) -> list[Rect]:
+         exact: bool = False) -> Scanned:
     """Raw hits of ``clf`` on a grayscale image, ungrouped, on the pyramid ``levels`` that
     ``detectMultiScale`` would scan (``budget.pyramid``): objects from ``asked_px`` up, and the
     margin levels below it.
 
     ``exact``: for a photo scanned at its own size, whose boxes should be the book's. The levels
-    below twice the window are scanned by OpenCV every other one (those between closely around
+    below twice the window are scanned by OpenCV every third one (those between closely around
     the hits), and every close scan reaches EXACT_REACH in size either side of its leads, so that an
     object's group of hits is whole and grouping it gives OpenCV's own box.
     """
+    counted = _Counted(clf, window)
     small = [lv for lv in levels if lv.window[0] >= asked_px and not _dense(lv)]
-    rest = [_Level(clf, image, lv, window, scale_factor) for lv in levels if lv not in small]
+    rest = [_Level(counted, image, lv, scale_factor) for lv in levels if lv not in small]
     near = scale_factor ** (NEAR_LARGE + 0.5)
     if exact:
         near = max(near, EXACT_REACH)
     hits: set[Rect] = set()
     between: list[_Level] = []
     if small and not exact:  # OpenCV's own scan
-        hits.update(_rects(clf.detectMultiScale(image, scaleFactor=scale_factor, minNeighbors=0,
-                                                minSize=small[0].window, maxSize=small[-1].window)))
+        hits.update(counted.hits(image, scale_factor, small[0].window, small[-1].window))
     for i, lv in enumerate(small if exact else []):
         if i % SMALL_STRIDE == 0 or i == len(small) - 1:
-            hits.update(_rects(clf.detectMultiScale(image, scaleFactor=scale_factor, minNeighbors=0,
-                                                    minSize=lv.window, maxSize=lv.window)))
+            hits.update(counted.hits(image, scale_factor, lv.window, lv.window))
         else:
-            between.append(_Level(clf, image, lv, window, scale_factor))
+            between.append(_Level(counted, image, lv, scale_factor))
     leads = _array(hits)
     for b in between:
         hits.update(b.near(leads, near, near, PAD))
@@ -126,7 +147,7 @@ def scan(clf: cv2.CascadeClassifier, proposer: cv2.CascadeClassifier, image: np.
     for part in rest:
         if not part.dense:  # a margin level: near hits of the sizes just above it
             hits.update(part.near(leads, 1.0, scale_factor ** (NEAR_MARGIN + 0.5), PAD))
-    return list(hits)
+    return Scanned(list(hits), counted.buffer)
 
 
 def _dense(lv: budget.Scale) -> bool:
@@ -174,16 +195,15 @@ class _Level:
     """One pyramid level as ``detectMultiScale`` scans it, looked at in parts: the window positions
     near some leads, each position once."""
 
-    def __init__(self, clf: cv2.CascadeClassifier, image: np.ndarray, lv: budget.Scale, window: tuple[int, int],
-                 scale_factor: float) -> None:
-        self.clf, self.image, self.lv, self.window, self.scale_factor = clf, image, lv, window, scale_factor
+    def __init__(self, clf: _Counted, image: np.ndarray, lv: budget.Scale, scale_factor: float) -> None:
+        self.clf, self.image, self.lv, self.window, self.scale_factor = clf, image, lv, clf.window, scale_factor
         self.f = np.float32(lv.factor)  # OpenCV keeps the factor as a float
         self.dense = _dense(lv)
         self.step = 1 if self.dense else 2
         # The level image's size, as OpenCV's FeatureEvaluator::setImage makes it.
         self.lw = int(np.rint(np.float32(image.shape[1]) / self.f))
         self.lh = int(np.rint(np.float32(image.shape[0]) / self.f))
-        self.pw, self.ph = self.lw - window[0] + 1, self.lh - window[1] + 1  # window positions
+        self.pw, self.ph = self.lw - self.window[0] + 1, self.lh - self.window[1] + 1  # window positions
         self.done: np.ndarray | None = None  # positions looked at
         self.whole = False  # scanned whole by OpenCV: every hit is known
         self.looked = 0  # window positions the close scans of this level visited or would visit
@@ -202,35 +222,40 @@ class _Level:
             return []
         xs = np.clip(((mine[:, 0] + mine[:, 2] / 2) / float(self.f) - ww / 2).astype(int), 0, self.pw - 1)
         ys = np.clip(((mine[:, 1] + mine[:, 3] / 2) / float(self.f) - wh / 2).astype(int), 0, self.ph - 1)
-        want = np.zeros((self.ph, self.pw), np.uint8)
-        want[ys, xs] = 1
+        # Only the part of the level the leads reach, from a band's first row and an even column (so
+        # bands and OpenCV's even positions fall where they fall on the whole level).
+        y0, x0 = max(0, int(ys.min()) - pad) // BAND * BAND, max(0, int(xs.min()) - pad) // 2 * 2
+        y1, x1 = min(self.ph, int(ys.max()) + pad + 1), min(self.pw, int(xs.max()) + pad + 1)
+        want = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        want[ys - y0, xs - x0] = 1
         want = cv2.dilate(want, np.ones((2 * pad + 1, 2 * pad + 1), np.uint8)).view(bool)
         if self.step == 2:  # OpenCV visits even positions only
             want[1::2, :] = False
             want[:, 1::2] = False
         if self.done is None:
-            self.done = np.zeros_like(want)
-        new = want & ~self.done
+            self.done = np.zeros((self.ph, self.pw), bool)
+        done = self.done[y0:y1, x0:x1]
+        new = want & ~done
         if not new.any():
             return []
-        self.done |= new
-        return self._scan(want, new)
+        done |= new
+        return self._scan(want, new, x0, y0)
 
     def _whole(self) -> list[Rect]:
         self.whole = True
-        return _rects(self.clf.detectMultiScale(self.image, scaleFactor=self.scale_factor, minNeighbors=0,
-                                                minSize=self.lv.window, maxSize=self.lv.window))
+        return self.clf.hits(self.image, self.scale_factor, self.lv.window, self.lv.window)
 
-    def _scan(self, want: np.ndarray, new: np.ndarray) -> list[Rect]:
-        """Hits at the positions ``new`` (of ``want``): bands of rows, each cut where a window's width
-        is left out, the parts that hold a new position side by side in one strip scanned by OpenCV at
-        this level's step. Parts follow ``want``, not ``new`` alone: a ring of new positions around old
-        ones cut into pieces would cost a window's width of seam each."""
+    def _scan(self, want: np.ndarray, new: np.ndarray, ox: int, oy: int) -> list[Rect]:
+        """Hits at the positions ``new`` (of ``want``; both from position ``ox``, ``oy`` of the level): bands
+        of rows, each cut where a window's width is left out, the parts that hold a new position side by side
+        in one strip scanned by OpenCV at this level's step. Parts follow ``want``, not ``new`` alone: a ring
+        of new positions around old ones cut into pieces would cost a window's width of seam each."""
         ww, wh = self.window
         warm = WARM * self.step
         regions = []  # x0, y0, x1, y1 of the positions of each part, inclusive
-        for b0 in range(0, self.ph, BAND):
-            if not new[b0:b0 + BAND].any():
+        fresh_rows = np.asarray(new.any(axis=1))
+        for b0 in range(0, new.shape[0], BAND):
+            if not fresh_rows[b0:b0 + BAND].any():
                 continue
             rows = want[b0:b0 + BAND]
             fresh = np.asarray(new[b0:b0 + BAND].any(axis=0))
@@ -242,7 +267,8 @@ class _Level:
                     continue
                 # A part starts a few positions early: after a window rejected by the cascade's first stage
                 # OpenCV skips the next, so a row's first positions may be visited where OpenCV does not.
-                regions.append((max(0, int(s) - warm), b0 + int(used[0]), int(e), b0 + int(used[-1])))
+                regions.append((max(0, ox + int(s) - warm), oy + b0 + int(used[0]), ox + int(e),
+                                oy + b0 + int(used[-1])))
         # The parts side by side in one strip, each from an even column, scanned in one call.
         starts, x = [], 0
         for x0, _, x1, _ in regions:
@@ -258,24 +284,22 @@ class _Level:
         for (x0, y0, x1, y1), sx in zip(regions, starts):
             strip[:y1 - y0 + wh, sx:sx + x1 - x0 + ww] = self._level[y0:y1 + wh, x0:x1 + ww]
         if not self.dense:  # at factor 1 alone, OpenCV scans the strip at its 2-pixel step
-            found = self.clf.detectMultiScale(strip, scaleFactor=2.0, minNeighbors=0, minSize=self.window,
-                                              maxSize=self.window)
-            positions = [(hx, hy) for hx, hy, _, _ in _rects(found)]
+            positions = [(hx, hy) for hx, hy, _, _ in self.clf.hits(strip, 2.0, self.window, self.window)]
         else:
             # OpenCV scans at every pixel only from factor 2: the strip goes in doubled (each pixel 2x2,
             # which its halving gives back exactly) and is scanned at factor 2 alone, every position
             # visited as OpenCV visits a large level (the next one skipped after a first-stage rejection).
             doubled = cv2.resize(strip, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
             twice = (2 * ww, 2 * wh)
-            found = self.clf.detectMultiScale(doubled, scaleFactor=2.0, minNeighbors=0, minSize=twice, maxSize=twice)
-            positions = [(hx // 2, hy // 2) for hx, hy, _, _ in _rects(found)]
+            positions = [(hx // 2, hy // 2) for hx, hy, _, _ in self.clf.hits(doubled, 2.0, twice, twice)]
         out = []
         f = self.f
         for sx, sy in positions:
             i = int(np.searchsorted(starts, sx, side="right")) - 1
             x0, y0, x1, y1 = regions[i]
             lx, ly = x0 + sx - starts[i], y0 + sy
-            if lx <= x1 and ly <= y1 and new[ly, lx]:  # one of the positions asked for, not a seam's or warm-up's
+            # One of the positions asked for, not a seam's or warm-up's.
+            if ox <= lx <= x1 and ly <= y1 and new[ly - oy, lx - ox]:
                 out.append((int(np.rint(np.float32(lx) * f)), int(np.rint(np.float32(ly) * f)),
                             int(np.rint(np.float32(ww) * f)), int(np.rint(np.float32(wh) * f))))
         return out

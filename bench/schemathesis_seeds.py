@@ -1,0 +1,57 @@
+"""``python -m bench.schemathesis_seeds``: tests/test_schemathesis.py's run, seed after seed.
+
+CI runs schemathesis with one fixed seed, so its cases are the same every time; this runs the same
+bounded run (every check, every operation, the same server) with other seeds, to find what the fixed
+seed does not reach. Prints one line per seed and every failure found; exits 1 if any seed failed.
+Options: ``--seeds 1-10`` (a range or a comma list; default 1-10).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))  # the test's server and run, as CI has them
+
+import test_schemathesis as run  # noqa: E402
+
+
+def seeds(text: str) -> list[int]:
+    if "-" in text:
+        first, last = (int(s) for s in text.split("-"))
+        return list(range(first, last + 1))
+    return [int(s) for s in text.split(",")]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=seeds, default=seeds("1-10"))
+    args = parser.parse_args(argv)
+    failed = 0
+    with tempfile.TemporaryDirectory() as tmp, run.serve(Path(tmp)) as url:
+        print("| seed | cases | failures | wall s | schemathesis CPU s |\n|---|---|---|---|---|")
+        for seed in args.seeds:
+            started, cpu = time.perf_counter(), os.times()
+            code, out = run.schemathesis(url, seed, Path(tmp))
+            spent = os.times()
+            cases = re.search(r"(\d+) generated", out)
+            found = re.search(r"(\d+) unique failures?|(\d+) errors?", out)
+            print(f"| {seed} | {cases.group(1) if cases else '?'} | {found.group(0) if found else 0 if code == 0 else '?'} "
+                  f"| {time.perf_counter() - started:.0f} "
+                  f"| {spent.children_user + spent.children_system - cpu.children_user - cpu.children_system:.0f} |",
+                  flush=True)
+            if code:
+                failed += 1
+                start = out.find("=== FAILURES")
+                print(f"seed {seed}:\n" + (out[start:] if start >= 0 else out)[-8000:], file=sys.stderr, flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -5,7 +5,7 @@ give schemathesis real photos for each image type the document lists, so a schem
 is answered 200 (``positive_data_acceptance``) and an invalid one 4xx (``negative_data_rejection``).
 The face routes get photos of one clear face, so registering, recognizing and matching succeed; their
 store is a fresh SQLite file, so the people schemathesis registers stay in this test.
-Bounded: a fixed number of cases per operation and fixed seeds (``python -m bench.schemathesis_seeds``
+Bounded: a fixed number of cases per operation and fixed seeds (``python -m bench.schemathesis_sweep``
 runs more seeds: the same run, seed after seed).
 
 Left out, and why: fetching by ``?url=`` (the GET of each image route): a fuzzed URL names hosts
@@ -36,7 +36,7 @@ pytestmark = pytest.mark.slow  # starts gunicorn; about 40 s
 
 TESTS = Path(__file__).resolve().parent
 CASES_PER_OPERATION = 12
-SEEDS = (24,)  # fixed: the same cases every run; bench/schemathesis_seeds.py tries others
+SEEDS = (24,)  # fixed: the same cases every run; bench/schemathesis_sweep.py tries others
 # One operation at a time: with two, schemathesis' threads meet a CPython 3.11 fault in the ast module
 # ("SystemError: AST constructor recursion depth mismatch") while hypothesis describes its filters.
 WORKERS = 1

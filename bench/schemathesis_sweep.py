@@ -1,9 +1,9 @@
-"""``python -m bench.schemathesis_seeds``: tests/test_schemathesis.py's run, seed after seed.
+"""``python -m bench.schemathesis_sweep 1-10``: tests/test_schemathesis.py's run, seed after seed.
 
 CI runs schemathesis with one fixed seed, so its cases are the same every time; this runs the same
 bounded run (every check, every operation, the same server) with other seeds, to find what the fixed
 seed does not reach. Prints one line per seed and every failure found; exits 1 if any seed failed.
-Options: ``--seeds 1-10`` (a range or a comma list; default 1-10).
+The argument: which seed values, a range or a comma list (default 1-10).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT / "tests"))  # the test's server and run, as CI has 
 import test_schemathesis as run  # noqa: E402
 
 
-def seeds(text: str) -> list[int]:
+def seed_values(text: str) -> list[int]:
     if "-" in text:
         first, last = (int(s) for s in text.split("-"))
         return list(range(first, last + 1))
@@ -51,13 +51,13 @@ def _tree_cpu(root: int) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=seeds, default=seeds("1-10"))
+    parser.add_argument("which", nargs="?", type=seed_values, default=seed_values("1-10"))
     args = parser.parse_args(argv)
     failed = 0
     with tempfile.TemporaryDirectory() as tmp, run.serve(Path(tmp)) as server:
         url = server.url
         print("| seed | cases | failures | wall s | schemathesis CPU s | server CPU s |\n|---|---|---|---|---|---|")
-        for seed in args.seeds:
+        for seed in args.which:
             started, cpu, served = time.perf_counter(), os.times(), _tree_cpu(server.pid)
             code, out = run.schemathesis(url, seed, Path(tmp))
             spent = os.times()

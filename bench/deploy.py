@@ -9,9 +9,11 @@ timeout, thresholds: ``testkit/ebconfig.py``), run here by a thread that rewrite
 upstreams. Under a steady load of clients (20 by default) it (a) kills one instance's process
 group with SIGKILL and starts it again 0.1 s later, as systemd restarts the Procfile's unit;
 (b) kills one and leaves it dead until the health check takes it out, then starts it again;
-(c) deploys both one after the other as a rolling deploy does (deregistered, in-flight requests
-finished, SIGTERM, started, registered, in once the check passes); (d) sends SIGHUP to each
-gunicorn master. Each scenario counts answers that are not 200: *lost* (no answer, or nginx's
+(c) deploys both one after the other as a rolling deploy does (deregistered and drained, within
+the deregistration delay; SIGTERM to every process of the unit, as systemd stops it; started,
+registered, in once the check passes); (d) sends SIGHUP to each gunicorn master. The balancer
+keeps idle connections to an instance as long as the ALB (``IdleTimeout``), each gunicorn as long
+as the instance's nginx would (``00_application.conf``). Each scenario counts answers that are not 200: *lost* (no answer, or nginx's
 502/504: the balancer's errors) and *busy* (the app's own 503, its queue full), and how long the
 lost ones went on. It checks nginx's own answers are JSON (413 over the body limit; 502 with
 every instance down), and measures the cold start: process start to the first 200 on
@@ -19,7 +21,9 @@ every instance down), and measures the cold start: process start to the first 20
 
 Only 127.0.0.1 is contacted; every wait has a deadline; every process is stopped by the id this
 module started. ``--quick`` (3 clients, health-check times x 0.2, about 40 s) is what the test
-runs; the full run takes a few minutes.
+runs; the full run takes a few minutes. ``--only c --rounds 6`` repeats one scenario; ``--trace
+DIR`` keeps nginx's access log (the instance, connect and header times of every request), every
+nginx and gunicorn log, the balancer's events and each failure with its time.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import argparse
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -45,12 +50,36 @@ from pathlib import Path
 from bench.server import HOST, ROOT, _hwm, free_port, multipart, procfile_command
 from mysite import settings as settings_mod
 from mysite.server import proxy_conf, timeouts
-from testkit.ebconfig import HealthCheck
+from testkit.ebconfig import PROCESS, HealthCheck, eb_options
 
 PHOTO = ROOT / "tests" / "data" / "group_17_faces.jpg"
 NGINX_ERRORS: list[str] = []  # the last lines of the last nginx's error log, for a failure's report
+TRACE_DIR: Path | None = None  # when set, every nginx's and gunicorn's logs are copied here (--trace)
+# One line per request through the stand-in: when it ended, its answer, the instance and how nginx
+# reached it (a connect time of 0.000 on a request that failed at once: a kept-alive connection).
+ACCESS_FORMAT = ("log_format trace '$msec $status $request_method $uri up=$upstream_addr upstatus=$upstream_status "
+                 "connect=$upstream_connect_time header=$upstream_header_time total=$request_time "
+                 "pid=$pid conn=$connection';")
 CLIENT_TIMEOUT = 60.0  # a client waiting longer counts the request as "slow", not lost
 SUPERVISOR_DELAY = 0.1  # systemd's RestartSec default: the Procfile's unit is started again this much later
+APPLICATION_CONF = ROOT / ".platform" / "nginx" / "conf.d" / "elasticbeanstalk" / "00_application.conf"
+
+
+def balancer_idle_s() -> int:
+    """How long the ALB keeps an idle connection to an instance for reuse: its ``IdleTimeout``."""
+    return int(eb_options()["aws:elbv2:loadbalancer"]["IdleTimeout"])
+
+
+def instance_keepalive_s() -> int:
+    """How long an instance keeps an idle connection from the ALB open: its nginx's ``keepalive_timeout``."""
+    found = re.search(r"^\s*keepalive_timeout\s+(\d+)s?;", APPLICATION_CONF.read_text(), re.M)
+    assert found, f"{APPLICATION_CONF} sets no keepalive_timeout"
+    return int(found.group(1))
+
+
+def deregistration_delay_s() -> float:
+    """The longest the ALB waits for a deregistered target's requests before it stops it anyway."""
+    return float(eb_options()[PROCESS]["DeregistrationDelay"])
 
 
 def http_request(port: int, method: str, path: str, body: bytes | None = None,
@@ -115,13 +144,17 @@ class Instance:
 
     def start(self, deadline_s: float = 60.0) -> tuple[float, float]:
         """Start and wait for the first 200 on /healthz; (milliseconds, CPU seconds of master + workers)."""
-        env = {**os.environ, "GUNICORN_CMD_ARGS": f"--bind {HOST}:{self.port}", "MYSITE_URL_FETCH": "off",
+        # gunicorn stands for the whole instance here, nginx included: it keeps the balancer's idle
+        # connections as long as the instance's nginx does on Elastic Beanstalk.
+        env = {**os.environ, "GUNICORN_CMD_ARGS": f"--bind {HOST}:{self.port} --keep-alive {instance_keepalive_s()}",
+               "MYSITE_URL_FETCH": "off",
                "MYSITE_LOG_LEVEL": "WARNING", **self.env}
         command, fds = procfile_command(), ()
         if self.held is not None:  # systemd's protocol: the socket as fd 3, LISTEN_PID the server's own pid
             fds = (self.held.fileno(),)
             command = ["/bin/sh", "-c", f'export LISTEN_PID=$$; exec "$@" 3<&{fds[0]}', "sh", *command]
             env["LISTEN_FDS"] = "1"
+        self._keep()
         self.log = Path(tempfile.mkstemp(prefix=f"mysite-{self.name}-", suffix=".log")[1])
         started = time.perf_counter()
         with self.log.open("ab") as out:
@@ -146,11 +179,13 @@ class Instance:
         assert self.proc is not None
         self.proc.send_signal(sig)
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> None:
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0, group: bool = False) -> None:
+        """``sig`` to the master, or with ``group`` (and always for SIGKILL) to every process at once,
+        as systemd stops the Procfile's unit (``KillMode=control-group``, its default)."""
         if self.proc is None or self.proc.poll() is not None:
             return
-        if sig == signal.SIGKILL:
-            os.killpg(self.proc.pid, sig)  # master and workers at once
+        if group or sig == signal.SIGKILL:
+            os.killpg(self.proc.pid, sig)
         else:
             self.proc.send_signal(sig)
         try:
@@ -162,10 +197,16 @@ class Instance:
     def tail(self) -> str:
         return self.log.read_text(errors="replace")[-2000:] if self.log and self.log.exists() else ""
 
+    def _keep(self) -> None:
+        """The last run's log, copied to ``TRACE_DIR`` (when tracing) before it is replaced or removed."""
+        if TRACE_DIR is not None and self.log is not None and self.log.exists():
+            shutil.copy(self.log, TRACE_DIR / f"gunicorn-{self.name}-{self.port}-{self.log.stem}.log")
+
     def close(self) -> None:
         self.stop()
         if self.held is not None:
             self.held.close()
+        self._keep()
         if self.log is not None:
             self.log.unlink(missing_ok=True)
 
@@ -187,7 +228,7 @@ class Balancer:
     check: HealthCheck
     registered: set[int] = field(default_factory=set)
     healthy: set[int] = field(default_factory=set)
-    events: list[tuple[float, str, int]] = field(default_factory=list)  # (time, "in"/"out"/..., port)
+    events: list[tuple[float, str, int]] = field(default_factory=list)  # (time.time(), "in"/"out"/..., port)
     check_ms: list[float] = field(default_factory=list)  # every passing check's time to answer
 
     def __post_init__(self) -> None:
@@ -224,29 +265,41 @@ class Balancer:
             self._streak[port] = streak
             if ok and port not in self.healthy and streak >= self.check.healthy:
                 self.healthy.add(port)
-                self.events.append((time.monotonic(), "in", port))
+                self.events.append((time.time(), "in", port))
                 self._apply()
             elif not ok and port in self.healthy and -streak >= self.check.unhealthy:
                 self.healthy.discard(port)
-                self.events.append((time.monotonic(), "out", port))
+                self.events.append((time.time(), "out", port))
                 self._apply()
 
-    def deregister(self, port: int) -> None:
-        """No new request goes to ``port``; those in flight finish (the ALB's deregistration)."""
+    def deregister(self, port: int, delay_s: float) -> float:
+        """No new request goes to ``port``; returns once those in flight are answered (the ALB's
+        draining, at most ``delay_s``, its deregistration delay): the seconds it took.
+
+        nginx's workers from before the reload are the only ones that may still talk to ``port``;
+        each exits once its requests are answered, closing its idle connections. None left: the
+        target has no request in flight and no connection open, and the ALB completes at once."""
+        started = time.monotonic()
         with self._lock:
+            before = set(children(self.proc.pid))
             self.registered.discard(port)
             self.healthy.discard(port)
             self._streak.pop(port, None)
-            self.events.append((time.monotonic(), "deregistered", port))
+            self.events.append((time.time(), "deregistered", port))
             self._apply()
-        time.sleep(0.5)  # the reload has reached every nginx worker
+        while time.monotonic() - started < delay_s:
+            if not before & set(children(self.proc.pid)):
+                break
+            time.sleep(0.02)
+        self.events.append((time.time(), "drained", port))
+        return time.monotonic() - started
 
     def register(self, port: int) -> None:
         """Checked from now on; requests once ``healthy`` checks passed."""
         with self._lock:
             self.registered.add(port)
             self._streak.pop(port, None)
-            self.events.append((time.monotonic(), "registered", port))
+            self.events.append((time.time(), "registered", port))
 
     def wait_in(self, port: int, deadline_s: float = 120.0) -> float:
         """Seconds until ``port`` is healthy and gets requests."""
@@ -285,8 +338,11 @@ def nginx(upstreams: list[int], timeout: int, check: HealthCheck | None = None,
 
     def write_conf(down: set[int]) -> None:
         servers = [f"{HOST}:{p}" + (" down" if p in down else "") for p in upstreams]
-        (prefix / "nginx.conf").write_text(proxy_conf.standalone(settings, timeout, prefix, f"{HOST}:{port}", servers,
-                                                                 retry_other=retry, workers=2))
+        conf = proxy_conf.standalone(settings, timeout, prefix, f"{HOST}:{port}", servers, retry_other=retry, workers=2,
+                                     upstream_idle_s=balancer_idle_s())
+        if TRACE_DIR is not None:
+            conf = conf.replace("    access_log off;", f"    {ACCESS_FORMAT}\n    access_log {prefix / 'access.log'} trace;")
+        (prefix / "nginx.conf").write_text(conf)
 
     write_conf(set())
     log = (prefix / "error.log").open("wb")  # a file, not a pipe nobody reads: nginx must never block on it
@@ -318,6 +374,10 @@ def nginx(upstreams: list[int], timeout: int, check: HealthCheck | None = None,
             proc.kill()
             proc.wait(timeout=10)
         log.close()
+        if TRACE_DIR is not None:
+            for name in ("error.log", "access.log"):
+                if (prefix / name).exists():
+                    shutil.copy(prefix / name, TRACE_DIR / f"nginx-{port}-{name}")
         shutil.rmtree(prefix, ignore_errors=True)
 
 
@@ -366,11 +426,11 @@ class Load:
                 else:
                     status, body, _ = http_request(self.port, "GET", "/healthz", timeout=CLIENT_TIMEOUT)
                 kind = self.kind(status, body)
-                problem = None if kind == "ok" else f"{status}: {body[:200]!r}"
+                problem = None if kind == "ok" else f"{status} at {time.time():.3f}: {body[:200]!r}"
             except TimeoutError as exc:  # the instance has it, but the machine is too slow to answer in time
-                status, kind, problem = -1, "slow", f"no answer within {CLIENT_TIMEOUT:g} s: {exc!r}"
+                status, kind, problem = -1, "slow", f"no answer within {CLIENT_TIMEOUT:g} s at {time.time():.3f}: {exc!r}"
             except OSError as exc:
-                status, kind, problem = -1, "lost", f"no answer: {exc!r}"
+                status, kind, problem = -1, "lost", f"no answer at {time.time():.3f}: {exc!r}"
             ms = (time.perf_counter() - t) * 1000
             with self._lock:
                 self.results.append((time.monotonic(), status, ms, kind))
@@ -420,6 +480,7 @@ class Rehearsal:
     instances: list[Instance] = field(default_factory=list)
     balancer: Balancer | None = None
     restarts_ms: list[float] = field(default_factory=list)
+    drain_s: list[float] = field(default_factory=list)  # each deregistration's draining
     marks: dict[str, float] = field(default_factory=dict)  # what happened when, for the summary
 
     @property
@@ -432,10 +493,13 @@ class Rehearsal:
         return self.balancer
 
     def deploy(self, inst: Instance) -> None:
-        """One batch of a rolling deploy, as Elastic Beanstalk does it: deregistered (in-flight
-        requests finished), stopped (SIGTERM), started, registered, in once the check passes."""
-        self.lb.deregister(inst.port)
-        inst.stop(signal.SIGTERM)
+        """One batch of a rolling deploy, as Elastic Beanstalk does it: deregistered and drained (its
+        requests in flight answered, within the deregistration delay), stopped as systemd stops the
+        unit (SIGTERM to every process), started, registered, in once the check passes."""
+        self.drain_s.append(self.lb.deregister(inst.port, deregistration_delay_s()))
+        self.lb.events.append((time.time(), "SIGTERM", inst.port))
+        inst.stop(signal.SIGTERM, group=True)
+        self.lb.events.append((time.time(), "exited", inst.port))
         self.restarts_ms.append(inst.start()[0])
         self.lb.register(inst.port)
         self.lb.wait_in(inst.port)
@@ -453,8 +517,8 @@ class Rehearsal:
 
     def hold_socket(self, inst: Instance) -> None:
         """Out of the balancer, stopped, started again on a socket held across restarts, back in."""
-        self.lb.deregister(inst.port)
-        inst.stop(signal.SIGTERM)
+        self.lb.deregister(inst.port, deregistration_delay_s())
+        inst.stop(signal.SIGTERM, group=True)
         inst.hold_socket()
         inst.start()
         self.lb.register(inst.port)
@@ -489,6 +553,9 @@ class Rehearsal:
         with Load(self.lb.port, self.clients) as load:
             action()
         marks = {k: round(v, 2) for k, v in self.marks.items() if k != "event"}
+        if TRACE_DIR is not None:
+            with (TRACE_DIR / "failures.txt").open("a") as out:
+                out.write(f"## {name}\n" + "".join(f"{kind}: {what}\n" for kind, what in load.problems))
         return {"scenario": name, **load.summary(self.marks.get("event")), **marks}
 
 
@@ -523,9 +590,9 @@ def _is_json(body: bytes) -> bool:
         return False
 
 
-def rehearse(quick: bool, clients: int, retry: bool = False,
-             held_socket: bool = False) -> tuple[list[dict[str, float | int | str]], dict[str, object]]:
-    """Every scenario once; the rows of the table and nginx's own answers."""
+def rehearse(quick: bool, clients: int, retry: bool = False, held_socket: bool = False, only: list[str] | None = None,
+             rounds: int = 1) -> tuple[list[dict[str, float | int | str]], dict[str, object]]:
+    """Every scenario once (or ``only`` these, ``rounds`` times each); the rows of the table and nginx's own answers."""
     settings = settings_mod.load(environ={"MYSITE_ENV_FILE": "/nonexistent/.env"})
     timeout = timeouts.request_timeout()
     check = HealthCheck.configured(scale=0.2 if quick else 1.0)
@@ -538,20 +605,23 @@ def rehearse(quick: bool, clients: int, retry: bool = False,
             rehearsal.instances.append(inst)
             inst.start()
         rehearsal.balancer = stack.enter_context(nginx([i.port for i in rehearsal.instances], timeout, check, retry))
-        rows = [
-            rehearsal.run("baseline", lambda: time.sleep(rehearsal.pause * 2)),
-            rehearsal.run(f"(a) one instance killed (SIGKILL), started again {SUPERVISOR_DELAY} s later",
-                          rehearsal.scenario_kill_restart),
-            rehearsal.run("(b) one instance killed and left dead until the health check takes it out",
-                          rehearsal.scenario_dead),
-            rehearsal.run("(c) rolling deploy: each instance deregistered, restarted (SIGTERM), in when healthy",
-                          rehearsal.scenario_rolling),
-            rehearsal.run(f"(d) SIGHUP to each master, {1 if quick else 3} round(s)", rehearsal.scenario_hup),
-        ]
+        scenarios: dict[str, tuple[str, Callable[[], None]]] = {
+            "baseline": ("baseline", lambda: time.sleep(rehearsal.pause * 2)),
+            "a": (f"(a) one instance killed (SIGKILL), started again {SUPERVISOR_DELAY} s later",
+                  rehearsal.scenario_kill_restart),
+            "b": ("(b) one instance killed and left dead until the health check takes it out", rehearsal.scenario_dead),
+            "c": ("(c) rolling deploy: each instance deregistered, drained, stopped (SIGTERM), in when healthy",
+                  rehearsal.scenario_rolling),
+            "d": (f"(d) SIGHUP to each master, {1 if quick else 3} round(s)", rehearsal.scenario_hup),
+        }
+        rows = [rehearsal.run(scenarios[key][0], scenarios[key][1]) for key in only or list(scenarios)
+                for _ in range(rounds if only else 1)]
         if held_socket:
             rehearsal.hold_socket(rehearsal.instances[0])
             rows.append(rehearsal.run("(e) as (a), the listening socket held by the supervisor across the restart",
                                       rehearsal.scenario_kill_restart))
+        if TRACE_DIR is not None:
+            (TRACE_DIR / "events.txt").write_text("".join(f"{t:.3f} {what} {port}\n" for t, what, port in rehearsal.lb.events))
         answers = nginx_answers(rehearsal.lb.port, settings)
         answers["health_check"] = {"interval_s": check.interval, "timeout_s": check.timeout,
                                    "healthy": check.healthy, "unhealthy": check.unhealthy,
@@ -573,6 +643,8 @@ def rehearse(quick: bool, clients: int, retry: bool = False,
         answers.update({"all_down": status, "all_down_type": headers.get("content-type"),
                         "all_down_json": _is_json(body), "all_down_retry_after": headers.get("retry-after")})
         answers["restart_to_serving_ms"] = [round(ms) for ms in rehearsal.restarts_ms]
+        answers["draining_s"] = [round(s, 2) for s in rehearsal.drain_s]
+        answers["keepalive_s"] = {"balancer": balancer_idle_s(), "instance": instance_keepalive_s()}
     return rows, answers
 
 
@@ -601,7 +673,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--held-socket", action="store_true",
                     help="add (e): (a) with the listening socket held across the restart (systemd socket activation)")
     ap.add_argument("--cold-runs", type=int, default=7, help="cold starts to measure (default 7)")
+    ap.add_argument("--only", action="append", choices=["baseline", "a", "b", "c", "d"],
+                    help="run only this scenario (repeatable), --rounds times")
+    ap.add_argument("--rounds", type=int, default=1, help="rounds of each --only scenario (default 1)")
+    ap.add_argument("--trace", type=Path, help="keep every nginx and gunicorn log here, and nginx's access log "
+                    "(the instance and connection of each request), with the balancer's events")
     args = ap.parse_args(argv)
+    global TRACE_DIR
+    if args.trace:
+        args.trace.mkdir(parents=True, exist_ok=True)
+        TRACE_DIR = args.trace
     print(f"machine: {os.cpu_count()} CPUs, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     cold = cold_start(args.cold_runs)
     print("\n#### cold start: process start to the first 200 on /healthz (every shipped model)\n")
@@ -609,7 +690,7 @@ def main(argv: list[str] | None = None) -> int:
     for i, c in enumerate(cold, 1):
         print(f"| {i} | {c['ms']} | {c['cpu_s']} | {c['load1']} |")
     print(f"\nmedian {statistics.median(c['ms'] for c in cold):.0f} ms")
-    rows, answers = rehearse(args.quick, args.clients, args.retry, args.held_socket)
+    rows, answers = rehearse(args.quick, args.clients, args.retry, args.held_socket, args.only, max(1, args.rounds))
     shape = "nginx retrying on the other instance" if args.retry else "an ALB-shaped nginx (no retries)"
     print(f"\n#### two instances behind {shape}, {args.clients} clients (3 /detect : 1 /healthz)\n")
     print(f"| scenario | requests | lost (502/none) | busy (503) | no answer in {CLIENT_TIMEOUT:g} s | lost for s | p50 ms "

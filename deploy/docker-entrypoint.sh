@@ -4,8 +4,8 @@
 # so a slow or stalled client ties up an nginx connection, not one of gunicorn's worker threads;
 # it also answers its own 413/502/504 in the app's JSON. gunicorn listens on loopback (APP_PORT).
 # Both run as children of this script, which stays PID 1: a stop (SIGTERM, SIGINT) goes to both
-# (nginx stops accepting, gunicorn finishes what it has within MYSITE_GRACEFUL_TIMEOUT, shorter
-# than docker stop's grace); SIGHUP reloads gunicorn; if either dies the other is stopped and the
+# (nginx stops accepting and hands over what it has, then gunicorn finishes its requests within
+# MYSITE_GRACEFUL_TIMEOUT; both within docker stop's grace); SIGHUP reloads gunicorn; if either dies the other is stopped and the
 # container exits, so its restart policy starts both again.
 set -euo pipefail
 public="${LISTEN_HOST:-0.0.0.0}:${PORT:-8000}"
@@ -22,8 +22,12 @@ export GUNICORN_CMD_ARGS="--bind 127.0.0.1:$app_port ${GUNICORN_CMD_ARGS:-}"
 app_pid=$!
 
 stop() {
-  kill -QUIT "$nginx_pid" 2>/dev/null || true  # closes its port, finishes the answers under way
-  kill -TERM "$app_pid" 2>/dev/null || true    # finishes its requests, then exits
+  # nginx first: it closes its port and finishes what it took in. A body still arriving reaches
+  # gunicorn only once whole, so gunicorn keeps listening until nginx is gone, or 1 s (1 s plus
+  # MYSITE_GRACEFUL_TIMEOUT=8 is within docker stop's 10 s), then finishes its requests and exits.
+  kill -QUIT "$nginx_pid" 2>/dev/null || true
+  for _ in $(seq 10); do kill -0 "$nginx_pid" 2>/dev/null || break; sleep 0.1; done
+  kill -TERM "$app_pid" 2>/dev/null || true
 }
 trap stop TERM INT
 trap 'kill -HUP "$app_pid" 2>/dev/null || true' HUP

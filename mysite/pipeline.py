@@ -19,9 +19,10 @@ from mysite.vision.boxes import clip
 from mysite.vision.budget import Budget, decode_memory
 from mysite.vision.decode import Decoded, Header, decode_image, encode, read_header
 from mysite.vision.draw import draw_detections, thumbnail
+from mysite.vision.fastpath import ScanPlan
 from mysite.vision.shapes import Rescaling, WholeImage
 
-Model = WholeImage | Rescaling
+Model = WholeImage | Rescaling[Any]
 
 # Endpoint outputs whose result is a list of detections: they can be drawn on the upload (output=image).
 DETECTIONS = frozenset({"boxes", "deepstack"})
@@ -72,6 +73,7 @@ class ImagePlan:
     values: dict[str, Any]
     work: int  # windows a cascade evaluates, plus decoded pixels / DECODE_WORK
     memory: int  # bytes the decode may take (what the budget leaves it)
+    scan: ScanPlan | None = None  # a Rescaling model's own plan, which its run follows
 
     @property
     def decoded_pixels(self) -> int:
@@ -103,21 +105,22 @@ def plan_image(model: Model, data: bytes, values: dict[str, Any], explicit: froz
                limit: Budget) -> ImagePlan:
     """Read the header, pick the decode size, and refuse (413/422) what is over the budget, before any pixel.
 
-    A ``Rescaling`` model picks the reduction itself, checks its own scan against the budget and
-    is told the decoded image's ``scale``; a ``WholeImage`` model is decoded whole, no larger than
+    A ``Rescaling`` model plans the reduction and its scan itself, checked against the budget, and
+    is given that plan to run; a ``WholeImage`` model is decoded whole, no larger than
     its ``decode_side`` when it has one (the DNN models, whose input is a few hundred pixels).
     """
     gray = model.input == "gray"
     header = read_header(data, max_pixels)
     work = 0
+    scan = None
     if isinstance(model, Rescaling):
-        reduce, values = model.prepare(header, values, explicit, limit)
-        work = model.work(header, values)
+        scan = model.plan(header, values, explicit, limit)
+        reduce, values, work = scan.reduce, dict(scan.values), scan.work
     else:
         reduce = reduction_for(header, model.decode_side)
     what = f"decoding this {header.width}x{header.height} {header.format}{' with transparency' if header.alpha else ''}"
     budget.check_memory(decode_memory(header, gray, reduce), limit, what, "send a smaller image")
-    plan = ImagePlan(header, gray, reduce, values, work, limit.memory)
+    plan = ImagePlan(header, gray, reduce, values, work, limit.memory, scan)
     return dataclasses.replace(plan, work=work + plan.decoded_pixels // DECODE_WORK)
 
 
@@ -125,8 +128,8 @@ def execute(model: Model, data: bytes, plan: ImagePlan) -> tuple[Decoded, Any]:
     """Decode as planned and run the model; the decoded image and the model's answer (in original pixels)."""
     decoded = decode_image(data, max_pixels=plan.header.width * plan.header.height, gray=plan.gray,
                            reduce=plan.reduce, header=plan.header, max_bytes=plan.memory)
-    if isinstance(model, Rescaling):
-        return decoded, model.run(decoded.image, **plan.values, scale=decoded.scale)
+    if isinstance(model, Rescaling) and plan.scan is not None:
+        return decoded, model.run(decoded.image, plan.scan)
     result = model.run(decoded.image, **plan.values)
     return decoded, rescale(result, decoded)
 

@@ -62,7 +62,10 @@ location / {{
         f"location {url}/ {{\n    alias {current / folder}/;\n    access_log off;\n}}\n"
         for url, folder in static_mapping(staticfiles).items()))
     for own in sorted((bundle / ".platform" / "nginx" / "conf.d" / "elasticbeanstalk").glob("*.conf")):
-        shutil.copy(own, eb_dir / own.name)
+        # The bundle's files replace the platform's of the same name (00_application.conf). Its app
+        # address is PORT's, 8000 on Elastic Beanstalk: here the test's app port.
+        text = own.read_text().replace("http://127.0.0.1:8000;", f"http://127.0.0.1:{app_port};")
+        (eb_dir / own.name).write_text(text)
     temp = "".join(f"    {kind}_temp_path {prefix / kind};\n" for kind in ("client_body", "proxy", "fastcgi",
                                                                          "uwsgi", "scgi"))
     (prefix / "nginx.conf").write_text(f"""\

@@ -40,7 +40,7 @@ def test_anchor_layouts_match_mediapipe_counts():
 
 def test_finds_the_astronaut(short_range):
     image = cv2.imread(str(DATA / "astronaut.png"))
-    faces = short_range.run(image, min_confidence=0.5, nms=0.3)
+    faces = short_range.run(image, short_range.plan_for(image, min_confidence=0.5, nms=0.3))
     assert len(faces) == 1
     assert faces[0]["confidence"] > 0.85
     assert iou(faces[0]["box"], ASTRONAUT_FACE) > 0.6
@@ -48,12 +48,12 @@ def test_finds_the_astronaut(short_range):
 
 def test_no_face_on_a_car(short_range):
     image = cv2.imread(str(DATA / "car.jpg"))
-    assert short_range.run(image, min_confidence=0.5, nms=0.3) == []
+    assert short_range.run(image, short_range.plan_for(image, min_confidence=0.5, nms=0.3)) == []
 
 
 def test_boxes_stay_inside_the_image(short_range):
     image = cv2.imread(str(DATA / "astronaut.png"))[40:200, 150:300]  # the face cut by the edges
-    for face in short_range.run(image, min_confidence=0.3, nms=0.3):
+    for face in short_range.run(image, short_range.plan_for(image, min_confidence=0.3, nms=0.3)):
         x1, y1, x2, y2 = face["box"]
         assert 0 <= x1 < x2 <= 150 and 0 <= y1 < y2 <= 160
 
@@ -62,7 +62,7 @@ def test_group_photo_short_range_sees_no_small_faces(short_range):
     """Short range is for faces near the camera: 17 small faces letterboxed into 128x128 are too small."""
     image = cv2.imread(str(DATA / "group_17_faces.jpg"))
     # Measured: none at the default threshold (full range finds 16 of 17; docs/models.md).
-    assert short_range.run(image, min_confidence=0.5, nms=0.3) == []
+    assert short_range.run(image, short_range.plan_for(image, min_confidence=0.5, nms=0.3)) == []
 
 
 def test_detect_endpoint_chooses_the_detector():
@@ -112,7 +112,7 @@ def test_12mp_selfie_is_decoded_reduced_and_answered_in_original_pixels(detector
     data, known = compose.build_jpeg(compose.selfie_layout(1200, 4000, 3000), 4000, 3000)
     client = create_app({"MYSITE_LOG_LEVEL": "WARNING"}).test_client()
     model = current_registry(client.application).get({"dnn": "blazeface", "dnn-full": "blazeface_full"}[detector])
-    assert model.prepare(read_header(data), {}, set())[0] == 8  # 500 px for a 128 or 192 px net
+    assert model.plan(read_header(data), {}, set()).reduce == 8  # 500 px for a 128 or 192 px net
     r = client.post(f"/detect?detector={detector}", data={"image": (io.BytesIO(data), "selfie.jpg")})
     faces = r.get_json()["result"]
     assert len(faces) == 1 and iou(faces[0]["box"], known[0]) >= 0.5, faces

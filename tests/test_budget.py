@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 
 import cv2
@@ -114,17 +115,19 @@ def test_bands_match_one_scan_on_other_photos(cat_jpg, car_jpg):
         gray = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_REDUCED_GRAYSCALE_2)
         for n in (0, 3):
             kw = dict(scale_factor=1.1, min_neighbors=n, min_size=25)
-            assert face.run(gray, **kw) == face.run(gray, **kw, band_pixels=300_000)
+            plan = face.plan_for(gray, **kw)
+            assert face.run(gray, plan) == face.run(gray, dataclasses.replace(plan, band_pixels=300_000))
 
 
 def test_a_classifier_that_built_a_large_pyramid_is_dropped(monkeypatch):
     face = cascade.Cascade(cv2.data.haarcascades + "haarcascade_frontalface_alt.xml")
     gray = np.full((300, 400), 128, np.uint8)
     first = face._classifier()
-    face.run(gray, scale_factor=1.1, min_neighbors=5, min_size=25)
+    plan = face.plan_for(gray, scale_factor=1.1, min_neighbors=5, min_size=25)
+    face.run(gray, plan)
     assert face._classifier() is first  # 400x300: a small buffer, kept
     monkeypatch.setattr(cascade, "KEEP_BYTES", 1024)
-    face.run(gray, scale_factor=1.1, min_neighbors=5, min_size=25)
+    face.run(gray, plan)
     assert face._classifier() is not first  # dropped: the next scan gets a fresh one
 
 

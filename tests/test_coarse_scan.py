@@ -44,7 +44,7 @@ def _full_scan(cascade: Cascade, gray: np.ndarray) -> list[list[int]]:
 
 
 def _run(cascade: Cascade, gray: np.ndarray) -> list[list[int]]:
-    found = cascade.run(gray, scale_factor=1.1, min_neighbors=5, min_size=25, min_face=MIN_FACE)
+    found = cascade.run(gray, cascade.plan_for(gray, scale_factor=1.1, min_neighbors=5, min_size=25, min_face=MIN_FACE))
     return [d["box"] for d in found]
 
 
@@ -178,5 +178,5 @@ def test_photos_at_their_own_size_get_the_books_boxes(face):
 def test_every_raw_hit_at_its_own_size_is_opencvs(face):
     """min_neighbors=0 asks for every raw hit: OpenCV's full scan, not the coarse look."""
     gray = cv2.cvtColor(cv2.imread(str(DATA / "group_17_faces.jpg")), cv2.COLOR_BGR2GRAY)
-    found = face.run(gray, scale_factor=1.1, min_neighbors=0, min_size=25, min_face=MIN_FACE)
+    found = face.run(gray, face.plan_for(gray, scale_factor=1.1, min_neighbors=0, min_size=25, min_face=MIN_FACE))
     assert sorted(d["box"] for d in found) == _book(face, gray, 0)

@@ -84,7 +84,7 @@ def test_deepstack_register_recognize_list_delete_on_real_photos(client) -> None
     assert all(q["confidence"] == 0 for q in group["predictions"])
     # min_confidence is honoured: above the match's confidence the face is unknown.
     strict = client.post("/v1/vision/face/recognize",
-                         data={"min_confidence": "0.99999", **_form(image=_other_view_of_the_astronaut())}).get_json()
+                         data={"min_confidence": "1", **_form(image=_other_view_of_the_astronaut())}).get_json()
     assert strict["predictions"][0]["userid"] == "unknown"
     assert client.post("/v1/vision/face/delete", data={"userid": "Eileen Collins"}).get_json() == {
         "success": True, "duration": pytest.approx(0, abs=5)}
@@ -104,13 +104,25 @@ def test_a_registered_face_among_seventeen_strangers_is_named_and_nobody_else(cl
     named = [f for f in result if f["name"]]
     assert len(result) == 18 and [f["name"] for f in named] == ["Eileen Collins"]
     assert named[0]["box"][1] > 482 and named[0]["confidence"] > 0.9
-    # Even at deepstack-python's lower default threshold nobody else would be named.
-    assert all(f["confidence"] < 0.45 for f in result if not f["name"])
+    # The group's faces are 27-35 px wide: too small to be named, whatever their distance.
+    assert all(f["too_small"] for f in result if not f["name"]) and not named[0]["too_small"]
     assert client.get("/faces").get_json()["faces"] == [{"name": "Eileen Collins", "count": 1}]
     assert client.delete("/faces/Eileen%20Collins").get_json() == {"status": "ok", "name": "Eileen Collins",
                                                                     "deleted": 1}
     r = client.delete("/faces/Eileen%20Collins")
     assert r.status_code == 404 and r.get_json()["reason"] == "not_found"
+
+
+@pytest.mark.parametrize("threshold", ["0.45", "0.67", "0.7", None])
+def test_every_client_default_threshold_names_the_astronaut_and_none_of_the_group(client, threshold) -> None:
+    # deepstack-python and codeproject-ai-api send 0.45, deepstack-sdk 0.7; DeepStack's server
+    # uses 0.67 when none is sent.
+    client.post("/v1/vision/face/register", data={"userid": "Eileen Collins", **_form(image=read("astronaut.png"))})
+    sent = {"min_confidence": threshold} if threshold else {}
+    group = client.post("/v1/vision/face/recognize", data={**sent, **_form(image=read("group_17_faces.jpg"))})
+    assert [p["userid"] for p in group.get_json()["predictions"]] == ["unknown"] * 17
+    other = client.post("/v1/vision/face/recognize", data={**sent, **_form(image=_other_view_of_the_astronaut())})
+    assert [p["userid"] for p in other.get_json()["predictions"]] == ["Eileen Collins"]
 
 
 def test_a_face_too_small_to_tell_people_apart_is_not_registered(client) -> None:

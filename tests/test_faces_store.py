@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from tests_helpers import require
 
 from mysite.faces import store as store_mod
-from mysite.faces.index import FaceIndex, confidence
+from mysite.faces.index import FaceIndex, Match, confidence
 from mysite.faces.store import FaceStore, StoreUnavailable
 
 
@@ -145,14 +145,38 @@ def test_an_unreachable_database_is_a_503_naming_the_setting() -> None:
     assert err.value.code == 503 and "MYSITE_FACES_DB" in err.value.message and "secret" not in err.value.message
 
 
+# Every client's default min_confidence for recognize, from each package's source.
+CLIENT_DEFAULTS = {"deepstack-python 0.8/0.9": 0.45, "codeproject-ai-api": 0.45, "DeepStack's server": 0.67,
+                   "deepstack-sdk": 0.70}
+# The measured extremes for faces 40 px wide or more (bench.face_calibration, docs/faces.md).
+SAME_PERSON_MAX, OTHER_PERSON_MIN = 0.543, 0.688
+
+
+def _limit(threshold: float) -> float:
+    """The largest distance (to 0.001) whose confidence reaches ``threshold``."""
+    return max(d / 1000 for d in range(0, 1500) if confidence(d / 1000) >= threshold)
+
+
+@pytest.mark.parametrize("client", sorted(CLIENT_DEFAULTS))
+def test_every_client_default_falls_inside_the_measured_gap_with_room_on_both_sides(client: str) -> None:
+    # Room on both sides: a larger gallery or other photos move both extremes.
+    limit = _limit(CLIENT_DEFAULTS[client])
+    assert SAME_PERSON_MAX + 0.04 <= limit <= OTHER_PERSON_MIN - 0.06, (client, limit)
+
+
 def test_confidence_is_a_steep_logistic_of_the_distance() -> None:
-    assert confidence(0.57) == pytest.approx(0.5)
-    assert confidence(0.45) > 0.98 and confidence(0.65) < 0.07
-    assert confidence(0.548) >= 0.67 > confidence(0.55)  # DeepStack's default threshold
-    assert confidence(0.576) >= 0.45 > confidence(0.578)  # deepstack-python's
+    assert confidence(0.61) == pytest.approx(0.5)
+    assert confidence(SAME_PERSON_MAX) >= 0.9 and confidence(OTHER_PERSON_MIN) < 0.07
+    assert _limit(0.67) == pytest.approx(0.589, abs=0.002) and _limit(0.45) == pytest.approx(0.616, abs=0.002)
     assert confidence(math.inf) == 0.0 and confidence(0.0) == pytest.approx(1.0, abs=1e-5)
     values = [confidence(d / 100) for d in range(0, 150)]
     assert values == sorted(values, reverse=True)
+
+
+def test_a_face_narrower_than_40_px_is_never_named_however_near() -> None:
+    near = Match("Eileen Collins", 0.1, confidence(0.1))
+    assert FaceIndex.named(near, 40, 0.45) and not FaceIndex.named(near, 39, 0.0)
+    assert not FaceIndex.named(Match(None, math.inf, 0.0), 500, 0.0)
 
 
 def test_bad_database_urls_stop_the_start_naming_the_variable() -> None:

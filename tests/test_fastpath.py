@@ -95,10 +95,10 @@ def test_explicit_min_size_alone_is_honoured(client):
     face = current_registry(client.application).get("face")
     header = read_header((DATA / "car.jpg").read_bytes())
     values = parse(face.params, {"min_size": "25"})
-    reduce, meant = face.prepare(header, values, {"min_size"})
-    assert (reduce, meant["min_face"], meant["min_size"]) == (1, 0.0, 25)
-    reduce, meant = face.prepare(header, values, {"min_size", "min_face"})
-    assert meant["min_face"] == 0.025 and reduce == 1  # 2372 px: 60 px faces, worked at 0.57
+    plan = face.plan(header, values, {"min_size"})
+    assert (plan.reduce, plan.values["min_face"], plan.values["min_size"]) == (1, 0.0, 25)
+    plan = face.plan(header, values, {"min_size", "min_face"})
+    assert plan.values["min_face"] == 0.025 and plan.reduce == 1  # 2372 px: 60 px faces, worked at 0.57
 
 
 def test_min_face_setting_and_bad_values(client):
@@ -211,11 +211,11 @@ def test_a_cascade_declared_without_min_face_looks_down_to_min_size():
     data, known = build_jpeg(strip, 3840, 480)
     header = read_header(data)
     values = {p.name: p.default for p in eyes.model.params}
-    reduce, values = eyes.model.prepare(header, values, set())
+    plan = eyes.model.plan(header, values, set())
     from mysite.vision.decode import decode_image
 
-    decoded = decode_image(data, max_pixels=40_000_000, gray=True, reduce=reduce, header=header)
-    found = eyes.model.run(decoded.image, **values, scale=decoded.scale)
+    decoded = decode_image(data, max_pixels=40_000_000, gray=True, reduce=plan.reduce, header=header)
+    found = eyes.model.run(decoded.image, plan)
     faces_with_eyes = [k for k in known if sum(k[0] <= (b["box"][0] + b["box"][2]) / 2 <= k[2]
                                                and k[1] <= (b["box"][1] + b["box"][3]) / 2 <= k[3] for b in found) >= 2]
     assert len(faces_with_eyes) >= len(known) // 2

@@ -97,9 +97,9 @@ def test_12mp_is_decoded_reduced(client):
     model = current_registry(client.application).get("yunet")
     header = read_header(compose.build_jpeg()[0])
     values = {p.name: p.default for p in model.params}
-    assert model.prepare(header, values, set())[0] == 4  # 960 working px from a 1000 px decode
-    reduce, meant = model.prepare(header, values, {"min_size"})
-    assert meant["min_face"] == 0.0 and reduce == 2  # min_size 10 alone: the 1920 px cap
+    assert model.plan(header, values, set()).reduce == 4  # 960 working px from a 1000 px decode
+    plan = model.plan(header, values, {"min_size"})
+    assert plan.values["min_face"] == 0.0 and plan.reduce == 2  # min_size 10 alone: the 1920 px cap
 
 
 def test_output_image_draws_the_landmarks(client):

@@ -6,13 +6,15 @@ it is checked against the store's generation counter, at most every
 another instance changed the store; after this process's own change it is read
 at the next search.
 
-Distances are Euclidean between dlib's embeddings: one person's photos lie about
-0.1-0.53 apart (0.56 with faces 30 px wide), two people's 0.69 and more, though two
-low-quality faces of different people came as close as 0.58 (docs/faces.md). DeepStack
-clients speak of a *confidence* in [0, 1] with a threshold (``min_confidence``;
-DeepStack's default 0.67, deepstack-python's 0.45), so a distance becomes one by a
-steep logistic curve centred at 0.57 that puts every usual threshold inside that gap:
-min_confidence 0.3 names faces up to 0.595, 0.45 up to 0.576, 0.67 up to 0.549, 0.9 up to 0.504.
+Distances are Euclidean between dlib's embeddings. Measured (``bench.face_calibration``,
+docs/faces.md): for faces 40 px wide or more, one person's photos lie 0.06-0.54 apart and two
+people's 0.69 and more; below 40 px the two overlap (strangers 23-27 px wide came 0.573 from
+someone, one person's own faces 0.577), so a face narrower than ``MIN_NAMED_WIDTH`` is never
+named. DeepStack clients speak of a *confidence* in [0, 1] with a threshold (``min_confidence``:
+0.45 in deepstack-python and codeproject-ai-api, 0.67 in DeepStack's server, 0.7 in
+deepstack-sdk), so a distance becomes one by a logistic curve centred in the measured gap, steep
+enough that the gap's edges get 0.9 and 0.07: min_confidence 0.45 names faces up to 0.616,
+0.67 up to 0.589, 0.7 up to 0.585, 0.9 up to 0.544.
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ import numpy as np
 
 from mysite.faces.store import DIMENSIONS, FaceStore, Snapshot
 
-CENTRE = 0.57  # the distance whose confidence is 0.5
+CENTRE = 0.61  # the distance whose confidence is 0.5
 STEEPNESS = 0.03  # distance over which the odds of a match move by a factor of e
+MIN_NAMED_WIDTH = 40  # pixels: narrower faces give embeddings that cannot tell people apart
 
 
 def confidence(distance: float) -> float:
@@ -91,6 +94,11 @@ class FaceIndex:
             distance = float(math.sqrt(max(0.0, float(squared[row, j]))))
             out.append(Match(snap.names[j], distance, confidence(distance)))
         return out
+
+    @staticmethod
+    def named(match: Match, width: float, threshold: float) -> bool:
+        """Whether a face ``width`` pixels wide with this nearest match is answered with its name."""
+        return match.userid is not None and width >= MIN_NAMED_WIDTH and match.confidence >= threshold
 
     @staticmethod
     def similarity(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:

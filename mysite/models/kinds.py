@@ -31,7 +31,7 @@ SELF_CONTAINED = {".onnx", ".tflite"}  # model formats whose file holds the whol
 
 
 # Every kind builds one of the two shapes the request pipeline knows (mysite/vision/shapes.py).
-Model = WholeImage | Rescaling
+Model = WholeImage | Rescaling[Any]
 
 
 def _opt(spec: ModelSpec, key: str, default: Any, kind: type | tuple[type, ...]) -> Any:

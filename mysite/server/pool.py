@@ -57,6 +57,9 @@ log = logging.getLogger(__name__)
 
 LENGTH = struct.Struct("!Q")
 STARTED = struct.Struct("!cI")  # b"G", pid
+# The master stops the pool with this, after its workers are done: a SIGTERM may be a stop of the whole
+# process group (systemd), which must not end the work those workers still wait for.
+STOP_SIGNAL = signal.SIGUSR1
 
 
 class PoolTimeout(Unavailable):
@@ -184,7 +187,7 @@ def stop(timeout: float = 5.0) -> None:
     if client is None or not client.dispatcher:
         return
     with contextlib.suppress(ProcessLookupError):
-        os.kill(client.dispatcher, signal.SIGTERM)
+        os.kill(client.dispatcher, STOP_SIGNAL)
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         try:
@@ -243,14 +246,17 @@ class _Dispatcher:
         self.parent = os.getppid()
 
     def serve(self) -> None:
-        _die_with_parent(signal.SIGTERM)
+        _die_with_parent(STOP_SIGNAL)
         wake_r, wake_w = socket.socketpair()
         wake_r.setblocking(False)
         wake_w.setblocking(False)
-        for sig in (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH, signal.SIGTTIN, signal.SIGTTOU):
+        for sig in (signal.SIGHUP, signal.SIGUSR2, signal.SIGWINCH, signal.SIGTTIN, signal.SIGTTOU):
             signal.signal(sig, signal.SIG_IGN)  # the master's signals are for its workers, not for this pool
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the master stops us
-        signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stopping", True))
+        # Ctrl-C, and systemd's stop (SIGTERM to every process of the unit), reach the whole group: the
+        # master lets its workers finish the requests they hold, which need this pool, then stops it.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(STOP_SIGNAL, lambda *_: setattr(self, "stopping", True))
         signal.signal(signal.SIGCHLD, lambda *_: None)
         signal.set_wakeup_fd(wake_w.fileno())
         self.selector.register(wake_r, selectors.EVENT_READ, "wake")
@@ -436,8 +442,10 @@ def _work(control: socket.socket, models: Any, memory_bytes: int) -> None:
     """A CV process: take one connection at a time from the dispatcher, answer on it, say done."""
     _die_with_parent(signal.SIGKILL)
     signal.set_wakeup_fd(-1)
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
+    for sig in (signal.SIGINT, signal.SIGCHLD):
         signal.signal(sig, signal.SIG_DFL)
+    for sig in (signal.SIGTERM, STOP_SIGNAL):  # a stop of the whole group: the request in hand is finished
+        signal.signal(sig, signal.SIG_IGN)
     _limit_memory(memory_bytes)
     pid = os.getpid()
     while True:

@@ -29,6 +29,10 @@ from mysite.errors import Reason
 from mysite.server import cpus, timeouts
 
 CONF_PATH = Path(".platform/nginx/conf.d/elasticbeanstalk/mysite.conf")
+# nginx lets an idle connection to gunicorn go after this, before gunicorn would close it (its
+# keep-alive, 2 s by default): a request nginx sends on a connection gunicorn is closing at that
+# moment is lost (nginx's 502; a POST is never sent again).
+UPSTREAM_IDLE_S = 1
 
 
 def _json_body(status: str, message: str, reason: Reason) -> str:
@@ -90,7 +94,8 @@ error_page 494 =431 /.mysite-error/431;
 
 
 def standalone(settings: settings_mod.Settings, timeout_s: int, prefix: Path, listen: str,
-               upstreams: list[str], retry_other: bool = False, workers: int | None = None) -> str:
+               upstreams: list[str], retry_other: bool = False, workers: int | None = None,
+               upstream_idle_s: int = UPSTREAM_IDLE_S) -> str:
     """A whole nginx.conf: ``listen`` in front of ``upstreams`` with :func:`render`'s settings.
 
     The Docker image runs it in front of gunicorn, where it buffers whole requests and answers
@@ -98,7 +103,9 @@ def standalone(settings: settings_mod.Settings, timeout_s: int, prefix: Path, li
     ``python -m bench.deploy`` runs it as the load balancer's stand-in, shaped like an ALB: a
     request is never sent again to another instance unless ``retry_other``. ``workers``: nginx's
     worker processes, by default the CPUs this process may use (a cgroup quota included, which
-    ``worker_processes auto`` does not see). Runs as any user: every path is under ``prefix``.
+    ``worker_processes auto`` does not see). ``upstream_idle_s``: how long an idle connection to an
+    upstream is kept for reuse, shorter than the upstream keeps it (the rehearsal's balancer keeps its
+    connections as long as the ALB does). Runs as any user: every path is under ``prefix``.
     """
     # max_fails=0: nginx never takes a server out by itself (a load balancer's health check does, as
     # an ALB's targets leave by its checks alone); otherwise, with one server down for a deploy, a
@@ -120,6 +127,7 @@ http {{
     upstream mysite {{
 {servers}
         keepalive 16;
+        keepalive_timeout {upstream_idle_s}s;
     }}
     server {{
         listen {listen};

@@ -26,6 +26,7 @@ from mysite.vision.boxes import Detection, clip, sort
 from mysite.vision.budget import Budget
 from mysite.vision.decode import Header
 from mysite.vision.dnn import ThreadNets
+from mysite.vision.fastpath import ScanPlan
 from mysite.vision.shapes import Rescaling
 
 PARAMS = (
@@ -46,7 +47,7 @@ def anchors(size: int, strides: Sequence[int], anchors_per_layer: int) -> np.nda
     return np.concatenate(out).astype(np.float32)
 
 
-class BlazeFace(Rescaling):
+class BlazeFace(Rescaling[ScanPlan]):
     """A BlazeFace ``.tflite`` file with its anchor layout; answers boxes with a confidence."""
 
     input = "color"
@@ -67,16 +68,16 @@ class BlazeFace(Rescaling):
                 f"(1, {len(self.anchors)}, 1) scores and (1, {len(self.anchors)}, 16) boxes"
             )
 
-    def prepare(self, header: Header, values: dict[str, Any], explicit: Collection[str],
-                limit: Budget | None = None) -> tuple[int, dict[str, Any]]:
+    def plan(self, header: Header, values: dict[str, Any], explicit: Collection[str],
+             limit: Budget | None = None) -> ScanPlan:
         """Decode reduced: the net sees the photo at ``size`` pixels, so a 12 MP photo needs 1/8 of it."""
-        return fastpath.reduction(2 * self.size / max(header.width, header.height)), values
+        return ScanPlan(header.width, header.height, fastpath.reduction(2 * self.size / max(header.width, header.height)),
+                        values)
 
-    def run(self, image: np.ndarray, *, min_confidence: float, nms: float, scale: float = 1.0) -> list[Detection]:
-        """Faces in a BGR image: ``{"box": [x1, y1, x2, y2], "confidence": c}``, in original pixels.
-
-        ``scale`` is the image's pixels per original pixel (below 1 when decoded reduced).
-        """
+    def run(self, image: np.ndarray, plan: ScanPlan) -> list[Detection]:
+        """Faces in a BGR image (decoded as ``plan`` says): ``{"box": [x1, y1, x2, y2], "confidence": c}``,
+        in original pixels."""
+        min_confidence, nms, scale = plan.values["min_confidence"], plan.values["nms"], plan.scale_of(image)
         height, width = image.shape[:2]
         # Letterbox: the net wants a square, and squashing would distort faces.
         fit = self.size / max(height, width)
@@ -100,7 +101,7 @@ class BlazeFace(Rescaling):
         # From the letterboxed square's [0, 1] back to the original image's pixels.
         # (The decoded image may itself be reduced: ``scale`` of the original's pixels.)
         fit *= scale
-        width, height = round(width / scale), round(height / scale)
+        width, height = plan.width, plan.height
         x1 = ((cx - r[:, 2] / 2) * self.size - pad_x) / fit
         y1 = ((cy - r[:, 3] / 2) * self.size - pad_y) / fit
         w, h = r[:, 2] * self.size / fit, r[:, 3] * self.size / fit

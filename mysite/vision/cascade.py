@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Collection
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -17,6 +18,7 @@ from mysite.vision import budget, coarse_scan, fastpath
 from mysite.vision.boxes import Detection, clip, from_xywh
 from mysite.vision.decode import Header
 from mysite.vision.dnn import PerThread, UnreadableModel
+from mysite.vision.fastpath import ScanPlan
 from mysite.vision.shapes import Rescaling
 
 PARAMS = (
@@ -30,7 +32,24 @@ PARAMS = (
 )
 
 
-class Cascade(Rescaling):
+class Cost(NamedTuple):
+    """What one way of scanning a photo costs, and what the request leaves for it."""
+
+    windows: int  # windows OpenCV's full scan evaluates
+    biggest: int  # bytes of the largest pyramid level's buffer
+    room: int  # bytes left for that buffer beside the decoded and working images
+    decode: int  # bytes of the decode
+
+
+@dataclass(frozen=True, kw_only=True)
+class CascadePlan(ScanPlan):
+    """A cascade's scan of one photo: its working scale, and the pyramid buffer one band may use."""
+
+    fit: fastpath.Plan  # the smallest object, the working scale and the decode reduction
+    band_pixels: int | None = None  # None: the whole pyramid at once
+
+
+class Cascade(Rescaling[CascadePlan]):
     """A Haar/LBP cascade file, loaded once and used by any number of threads."""
 
     input = "gray"
@@ -63,41 +82,45 @@ class Cascade(Rescaling):
         """The cascade's detection window (20 px for the frontal face cascade)."""
         return max(self.window_size)
 
-    def prepare(self, header: Header, values: dict[str, Any], explicit: Collection[str],
-                limit: budget.Budget | None = None) -> tuple[int, dict[str, Any]]:
-        """The decode reduction for this photo, and the values as the request meant them.
+    def plan(self, header: Header, values: dict[str, Any], explicit: Collection[str],
+             limit: budget.Budget | None = None) -> CascadePlan:
+        """The decode reduction, working scale and scan for this photo, values as the request meant them.
 
         A request that names ``min_size`` but not ``min_face`` asks for that size exactly.
         With a ``limit``, the scan is checked against it before any pixel is decoded: too many
         windows or a pyramid level larger than the memory left is a 422 naming the parameters
         and the smallest ``min_face`` that would fit; a pyramid that fits only in parts is
-        scanned in bands (``band_pixels``), which gives the same answer.
+        scanned in bands (``band_pixels``), which gives the same answer. ``work`` is the windows
+        OpenCV's full scan evaluates: a bound, as the coarse look (``coarse_scan``) evaluates fewer.
         """
         values = fastpath.as_meant(values, explicit)
-        p = fastpath.plan(header.width, header.height, min_size=values["min_size"],
-                          min_face=values["min_face"], window=self.window)
+        fit = fastpath.plan(header.width, header.height, min_size=values["min_size"],
+                            min_face=values["min_face"], window=self.window)
+        levels, work_px = self._scan(header.width, header.height, fit, values["scale_factor"])
+        windows = budget.windows(levels, self.window_size)
+        band = None
         if limit is not None:
-            values = {**values, "band_pixels": self._check(header, p, values, limit)}
-        return p.reduce, values
+            band = self._check(header, fit, values, limit, self._cost(header, fit, levels, work_px, limit))
+        return CascadePlan(header.width, header.height, fit.reduce, values, windows, fit=fit, band_pixels=band)
 
-    def work(self, header: Header, values: dict[str, Any]) -> int:
-        """Windows OpenCV's full scan of this image evaluates (values as ``prepare`` returned them): a
-        bound on the work, as the coarse look (``coarse_scan``) evaluates fewer."""
-        p = fastpath.plan(header.width, header.height, min_size=values["min_size"],
-                          min_face=values["min_face"], window=self.window)
-        return budget.windows(self._scan(header.width, header.height, p.min_px, values["scale_factor"])[0],
-                              self.window_size)
-
-    def _scan(self, width: int, height: int, min_px: int, scale_factor: float) -> tuple[list[budget.Scale], int]:
-        """The pyramid levels for objects of ``min_px`` original pixels, and the working image's pixels."""
-        p = fastpath.plan(width, height, min_size=min_px, min_face=0.0, window=self.window)
-        w, h = max(1, round(width * p.scale)), max(1, round(height * p.scale))
+    def _scan(self, width: int, height: int, fit: fastpath.Plan, scale_factor: float) -> tuple[list[budget.Scale], int]:
+        """The pyramid levels of ``fit``'s working image, and that image's pixels."""
+        w, h = max(1, round(width * fit.scale)), max(1, round(height * fit.scale))
         # run() scans down to MARGIN below min_face's size: count those levels too (an upper bound
         # when min_size, which has no margin, sets the smallest object).
-        m = max(1, math.floor(p.min_px * fastpath.MARGIN * p.scale))
+        m = max(1, math.floor(fit.min_px * fastpath.MARGIN * fit.scale))
         return budget.pyramid(w, h, self.window_size, scale_factor, (m, m)), w * h
 
-    def _check(self, header: Header, p: fastpath.Plan, values: dict[str, Any], limit: budget.Budget) -> int:
+    def _cost(self, header: Header, fit: fastpath.Plan, levels: list[budget.Scale], work_px: int,
+              limit: budget.Budget) -> Cost:
+        """What scanning as ``fit`` says costs, beside what the request may spend."""
+        room = limit.memory - math.ceil(header.width / fit.reduce) * math.ceil(header.height / fit.reduce) - work_px
+        biggest = max((budget.pyramid_buffer([lv]) for lv in levels), default=0)
+        return Cost(budget.windows(levels, self.window_size), biggest * self.buffer_bytes, room,
+                    budget.decode_memory(header, True, fit.reduce))
+
+    def _check(self, header: Header, fit: fastpath.Plan, values: dict[str, Any], limit: budget.Budget,
+               planned: Cost) -> int:
         """Refuse a scan over the budget (422); the buffer pixels one band may use.
 
         The decode counts too: the smallest objects a scan looks for set how much of the
@@ -106,55 +129,45 @@ class Cascade(Rescaling):
         """
         sf = values["scale_factor"]
 
-        def cost(min_px: int) -> tuple[int, int, int, int]:
-            """(windows, bytes of the largest pyramid level, bytes left for it, bytes of the decode)."""
-            reduce = fastpath.plan(header.width, header.height, min_size=min_px, min_face=0.0,
-                                   window=self.window).reduce
-            levels, work_px = self._scan(header.width, header.height, min_px, sf)
-            room = limit.memory - math.ceil(header.width / reduce) * math.ceil(header.height / reduce) - work_px
-            biggest = max((budget.pyramid_buffer([lv]) for lv in levels), default=0)
-            return (budget.windows(levels, self.window_size), biggest * self.buffer_bytes, room,
-                    budget.decode_memory(header, True, reduce))
+        def cost(min_px: int) -> Cost:
+            """The cost of another plan, looking for objects of ``min_px`` and larger."""
+            other = fastpath.plan(header.width, header.height, min_size=min_px, min_face=0.0, window=self.window)
+            return self._cost(header, other, *self._scan(header.width, header.height, other, sf), limit)
 
-        def fits(c: tuple[int, int, int, int]) -> bool:
-            return c[0] <= limit.work and c[1] <= c[2] and c[3] <= limit.memory
+        def fits(c: Cost) -> bool:
+            return c.windows <= limit.work and c.biggest <= c.room and c.decode <= limit.memory
 
-        n, biggest, room, decode = cost(p.min_px)
         long_side = max(header.width, header.height)
-        if not fits((n, biggest, room, decode)) and fits(cost(long_side)):
-            lo, hi = p.min_px, long_side
+        if not fits(planned) and fits(cost(long_side)):
+            lo, hi = fit.min_px, long_side
             while lo < hi:  # the smallest object size that fits: every cost falls as it grows
                 mid = (lo + hi) // 2
                 lo, hi = (lo, mid) if fits(cost(mid)) else (mid + 1, hi)
             fix = (f"ask for larger objects (min_face={math.ceil(lo / long_side * 1000) / 1000:g} "
                    f"or min_size={lo}), a larger scale_factor, or send a smaller image")
-            what = (f"scanning this {header.width}x{header.height} image for objects from {p.min_px} px "
+            what = (f"scanning this {header.width}x{header.height} image for objects from {fit.min_px} px "
                     f"(min_size={values['min_size']}, min_face={values['min_face']:g}, scale_factor={sf:g})")
-            budget.check_work(n, limit, what, fix, status=Unprocessable)
-            if decode > limit.memory:
+            budget.check_work(planned.windows, limit, what, fix, status=Unprocessable)
+            if planned.decode > limit.memory:
                 raise Unprocessable(
-                    f"{what} decodes it at full size, which needs about {budget.mb(decode)}; the limit for one "
-                    f"request is {budget.mb(limit.memory)} (MYSITE_REQUEST_MEMORY_MB): {fix}")
+                    f"{what} decodes it at full size, which needs about {budget.mb(planned.decode)}; the limit for "
+                    f"one request is {budget.mb(limit.memory)} (MYSITE_REQUEST_MEMORY_MB): {fix}")
             raise Unprocessable(
-                f"{what} needs about {budget.mb(biggest)} for the largest level of its pyramid, and "
-                f"{budget.mb(max(0, room))} of the request's {budget.mb(limit.memory)} are left beside the "
+                f"{what} needs about {budget.mb(planned.biggest)} for the largest level of its pyramid, and "
+                f"{budget.mb(max(0, planned.room))} of the request's {budget.mb(limit.memory)} are left beside the "
                 f"image (MYSITE_REQUEST_MEMORY_MB): {fix}")
-        return max(1, room // self.buffer_bytes)
+        return max(1, planned.room // self.buffer_bytes)
 
-    def run(
-        self, gray: np.ndarray, *, scale_factor: float, min_neighbors: int, min_size: int,
-        min_face: float = 0.0, scale: float = 1.0, band_pixels: int | None = None,
-    ) -> list[Detection]:
-        """Boxes of every object found in a grayscale image, in original pixels.
+    def run(self, gray: np.ndarray, plan: CascadePlan) -> list[Detection]:
+        """Boxes of every object found in a grayscale image (decoded as ``plan`` says), in original pixels.
 
-        ``scale`` is the image's pixels per original pixel (below 1 when decoded reduced).
-        ``band_pixels`` bounds the pyramid buffer OpenCV builds: a larger pyramid is scanned
+        ``plan.band_pixels`` bounds the pyramid buffer OpenCV builds: a larger pyramid is scanned
         a band of levels at a time, each band's raw hits kept and grouped at the end as
         ``detectMultiScale`` itself groups them (``groupRectangles``, eps 0.2).
         """
-        height, width = round(gray.shape[0] / scale), round(gray.shape[1] / scale)  # the original's
-        p = fastpath.plan(width, height, min_size=min_size, min_face=min_face, window=self.window)
-        work, work_scale = fastpath.working_image(gray, scale, p)
+        width, height, p, band_pixels = plan.width, plan.height, plan.fit, plan.band_pixels
+        scale_factor, min_neighbors, min_size = (plan.values[k] for k in ("scale_factor", "min_neighbors", "min_size"))
+        work, work_scale = fastpath.working_image(gray, plan.scale_of(gray), p)
         # Scan a margin below a smallest object set by min_face: min_neighbors counts the hits of
         # windows a little smaller than a face too, and with minSize at its exact size a face exactly
         # that wide loses them. Never below min_size: the book's minSize=25 gives its exact boxes.

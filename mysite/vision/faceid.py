@@ -84,8 +84,8 @@ class FaceEmbedder(WholeImage):
     def run(self, image: np.ndarray, *, detect_confidence: float, nms: float, min_size: int, min_face: float,
             max_faces: int) -> list[Detection]:
         """Faces in a BGR image, largest first: box, detection confidence and ``embedding`` (128 floats)."""
-        faces = self.detector.run(image, min_confidence=detect_confidence, nms=nms, min_size=min_size,
-                                  min_face=min_face)
+        faces = self.detector.run(image, self.detector.plan_for(image, min_confidence=detect_confidence, nms=nms,
+                                                                min_size=min_size, min_face=min_face))
         faces = [f for f in faces if f["box"][2] - f["box"][0] >= 8 and f["box"][3] - f["box"][1] >= 8]
         faces.sort(key=lambda f: -(f["box"][2] - f["box"][0]) * (f["box"][3] - f["box"][1]))
         faces = faces[:max_faces]

@@ -7,12 +7,15 @@ a 3200x2400 level. Here the smallest object is a fraction of the photo's long si
 (libjpeg scales while decoding) and resized so that object is ``WORK_WINDOWS``
 cascade windows wide; boxes are scaled back to original pixels. A small photo
 needs no reduction; ``coarse_scan``'s exact scan gives it the book's boxes.
+
+A model that rescales plans its look at a photo once, from the header (``ScanPlan``), and
+runs that plan on the decoded image.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +27,22 @@ import numpy as np
 WORK_WINDOWS = 1.7
 MARGIN = 0.8  # scan objects down to this fraction of the smallest asked for (no blind spot at the boundary)
 REDUCTIONS = (8, 4, 2)  # what libjpeg (and OpenCV's IMREAD_REDUCED_* flags) can decode directly
+
+
+@dataclass(frozen=True)
+class ScanPlan:
+    """How a ``Rescaling`` model looks at one photo: made from its header before any pixel is decoded,
+    followed by ``run`` as it is. Each model adds what its scan needs."""
+
+    width: int  # the original's size, as the picture is seen
+    height: int
+    reduce: int  # decode at 1/reduce of the size (1, 2, 4 or 8)
+    values: Mapping[str, Any]  # the model's parameters, as the request meant them
+    work: int = 0  # what the scan costs in the budget's units; 0 when the decode's cost says it all
+
+    def scale_of(self, image: np.ndarray) -> float:
+        """The decoded image's pixels per original pixel: long side over long side, as ``decode_image`` says."""
+        return float(max(image.shape[:2]) / max(self.width, self.height))
 
 
 @dataclass(frozen=True)

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Collection
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
+
+import numpy as np
 
 from mysite.params import Param
 from mysite.vision.budget import Budget
 from mysite.vision.decode import Header
+from mysite.vision.fastpath import ScanPlan
 
 
 class WholeImage(ABC):
@@ -25,23 +28,27 @@ class WholeImage(ABC):
         """``run(image, **values)``: the model's answer for one image (each kind names its own ``params``)."""
 
 
-class Rescaling(ABC):
-    """Picks its own decode reduction from the header, checks its own cost against the request's budget,
-    and answers in the original image's pixels, told how the decoded image was scaled."""
+P = TypeVar("P", bound=ScanPlan)
+
+
+class Rescaling(ABC, Generic[P]):
+    """Plans its own decode reduction and scan from the header (checked against the request's budget),
+    then runs that plan on the decoded image and answers in the original image's pixels."""
 
     input: ClassVar[str]
     params: tuple[Param, ...]
 
     @abstractmethod
-    def prepare(self, header: Header, values: dict[str, Any], explicit: Collection[str],
-                limit: Budget | None = None) -> tuple[int, dict[str, Any]]:
-        """The decode reduction, and the values as the request meant them; a 422 for a scan over ``limit``."""
-
-    def work(self, header: Header, values: dict[str, Any]) -> int:
-        """What the scan costs in the budget's units; 0 when the decode's cost says it all."""
-        return 0
+    def plan(self, header: Header, values: dict[str, Any], explicit: Collection[str],
+             limit: Budget | None = None) -> P:
+        """The plan for this image, values as the request meant them; a 422 for a scan over ``limit``."""
 
     @abstractmethod
-    def run(self, *args: Any, **kwargs: Any) -> Any:
-        """``run(image, scale=..., **values)``: the answer for the decoded image, which has ``scale``
-        pixels per original pixel, in original pixels."""
+    def run(self, image: np.ndarray, plan: P) -> Any:
+        """The answer for the decoded ``image`` (``plan.reduce`` or less of the original), in original pixels."""
+
+    def plan_for(self, image: np.ndarray, **given: Any) -> P:
+        """The plan for an image already decoded at its own size: ``given`` values over the defaults."""
+        height, width = image.shape[:2]
+        values = {p.name: p.default for p in self.params} | given
+        return self.plan(Header("raw", width, height), values, given.keys())

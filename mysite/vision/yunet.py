@@ -15,6 +15,7 @@ passes is kept once.
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from mysite.vision.boxes import Detection, clip, sort
 from mysite.vision.budget import Budget
 from mysite.vision.decode import Header
 from mysite.vision.dnn import PerThread, UnreadableModel, first_line, read_bytes
+from mysite.vision.fastpath import ScanPlan
 from mysite.vision.shapes import Rescaling
 
 # YuNet's five points, in the order of its output (the subject's right eye is on the image's left).
@@ -92,7 +94,15 @@ def _spans(length: int, n: int, size: int) -> list[tuple[int, int, int, int]]:
     return [(starts[i], ends[i], cuts[i], cuts[i + 1]) for i in range(n)]
 
 
-class YuNet(Rescaling):
+@dataclass(frozen=True, kw_only=True)
+class YuNetPlan(ScanPlan):
+    """YuNet's look at one photo: the smallest face planned for and the passes' working scales."""
+
+    min_px: int  # smallest face, in original pixels
+    passes: tuple[float, ...]  # working pixels per original pixel, largest first (see ``passes``)
+
+
+class YuNet(Rescaling[YuNetPlan]):
     """A YuNet ``.onnx`` file; one ``cv2.FaceDetectorYN`` per thread."""
 
     input = "color"
@@ -121,7 +131,7 @@ class YuNet(Rescaling):
         return np.zeros((0, 15), np.float32) if rows is None else rows
 
     @staticmethod
-    def _overlap(scales: list[float], i: int) -> int:
+    def _overlap(scales: tuple[float, ...], i: int) -> int:
         """The widest face pass ``i`` must find whole, in its working pixels: what the next pass
         does not see at MIN_WORK or more, with a quarter for boxes wider than the face; the
         largest a pass handles when none follows."""
@@ -155,22 +165,19 @@ class YuNet(Rescaling):
             found.append(rows[keep])
         return np.vstack(found)
 
-    def prepare(self, header: Header, values: dict[str, Any], explicit: Collection[str],
-                limit: Budget | None = None) -> tuple[int, dict[str, Any]]:
-        """Decode at the largest reduction the first pass allows; values as the request meant them."""
+    def plan(self, header: Header, values: dict[str, Any], explicit: Collection[str],
+             limit: Budget | None = None) -> YuNetPlan:
+        """The passes for this photo, decoded at the largest reduction the first allows; values as meant."""
         values = fastpath.as_meant(values, explicit)
         min_px = fastpath.smallest(max(header.width, header.height), values["min_size"], values["min_face"])
-        return fastpath.reduction(passes(header.width, header.height, min_px)[0]), values
+        scales = passes(header.width, header.height, min_px)
+        return YuNetPlan(header.width, header.height, fastpath.reduction(scales[0]), values,
+                         min_px=min_px, passes=tuple(scales))
 
-    def run(self, image: np.ndarray, *, min_confidence: float, nms: float, min_size: int, min_face: float,
-            scale: float = 1.0) -> list[Detection]:
-        """Faces in a BGR image: box, confidence and landmarks, in original pixels.
-
-        ``scale`` is the image's pixels per original pixel (below 1 when decoded reduced).
-        """
-        height, width = round(image.shape[0] / scale), round(image.shape[1] / scale)  # the original's
-        min_px = fastpath.smallest(max(width, height), min_size, min_face)
-        scales = passes(width, height, min_px)
+    def run(self, image: np.ndarray, plan: YuNetPlan) -> list[Detection]:
+        """Faces in a BGR image (decoded as ``plan`` says): box, confidence and landmarks, in original pixels."""
+        width, height, min_px, scales = plan.width, plan.height, plan.min_px, plan.passes
+        min_confidence, nms, scale = plan.values["min_confidence"], plan.values["nms"], plan.scale_of(image)
         found = []
         for i, s in enumerate(scales):
             work, work_scale = fastpath.working_image(image, scale, fastpath.Plan(min_px, s, 1))

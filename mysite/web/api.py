@@ -15,8 +15,7 @@ from mysite.server import memory
 from mysite.settings import Settings
 from mysite.vision.budget import Budget
 from mysite.web import inputs, respond
-from mysite.web.choices import pick
-from mysite.web.endpoints import ENDPOINTS, Endpoint
+from mysite.web.endpoints import ENDPOINTS, Endpoint, pick
 from mysite.web.fetch import Fetcher
 from mysite.web.state import app_state, current_registry, current_settings, run
 

@@ -3,6 +3,9 @@
 A row names its path, the models.toml model it runs, how its answer is shaped (an ``Output``)
 and what its error bodies carry (an ``ErrorShape``); a new endpoint is a new row. A row with an
 output or error shape that does not exist fails when the table is built, not on a request.
+
+A row may let a request parameter pick another model (a ``ModelChoice``): ``/detect?detector=dnn``
+runs BlazeFace instead of the Haar cascade, and a setting names the value used when none is given.
 """
 
 from __future__ import annotations
@@ -13,8 +16,49 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from mysite.errors import BadRequest, Reason
 from mysite.params import Param
-from mysite.web.choices import ModelChoice
+from mysite.settings import Settings, SettingsError, nearest
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """``param`` value -> model name; the default value comes from the setting ``setting``."""
+
+    param: str
+    models: Mapping[str, str]
+    setting: str  # a Settings attribute, e.g. "face_detector" (MYSITE_FACE_DETECTOR)
+    default: str
+    title: str = ""  # the choice in the page's words ("Face detector"); default: the parameter's name
+    titles: Mapping[str, str] = field(default_factory=dict)  # each value in the page's words
+
+    uses: Mapping[str, str] = field(default_factory=dict)  # value -> what to pick it for (page, OpenAPI)
+
+    def title_of(self, value: str) -> str:
+        return self.titles.get(value, value)
+
+    def default_value(self, settings: Settings) -> str:
+        return str(getattr(settings, self.setting, "") or self.default)
+
+    def check(self, settings: Settings) -> None:
+        """Stop start-up when the setting names a value this choice does not have."""
+        value = self.default_value(settings)
+        if value not in self.models:
+            raise SettingsError(f"MYSITE_{self.setting.upper()} must be one of {', '.join(self.models)}, "
+                                f"not {value!r}{nearest(value, self.models)}")
+
+    def model(self, given: Mapping[str, str], settings: Settings) -> str:
+        """The model name for this request (400 for a value not offered)."""
+        value = (given.get(self.param) or "").strip().lower() or self.default_value(settings)
+        if value not in self.models:
+            raise BadRequest(f"parameter {self.param} must be one of {', '.join(self.models)}, not {value!r}",
+                             reason=Reason.BAD_PARAMETER)
+        return self.models[value]
+
+
+def pick(model: str, choice: ModelChoice | None, given: Mapping[str, str], settings: Settings) -> str:
+    """The model an endpoint runs for one request: its own, or the one its choice names."""
+    return model if choice is None else choice.model(given, settings)
 
 
 class Output(StrEnum):

@@ -21,7 +21,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, jsonify, request
 
 from mysite.errors import ApiError, BadRequest, Reason, TooLarge, Unprocessable
-from mysite.faces.index import FaceIndex, Match
+from mysite.faces.index import MIN_NAMED_WIDTH, FaceIndex, Match
 from mysite.faces.store import MAX_NAME, FaceStore, default_url
 from mysite.params import Param, parse
 from mysite.pipeline import AnswerFormat, Job, run_job
@@ -192,17 +192,17 @@ def _reading_order(faces: list[dict[str, Any]], matches: list[Match]) -> tuple[l
 
 
 def _deepstack_prediction(face: dict[str, Any], match: Match, threshold: float) -> dict[str, Any]:
-    known = match.userid is not None and match.confidence >= threshold
+    known = FaceIndex.named(match, _width(face), threshold)
     x1, y1, x2, y2 = face["box"]
     return {"userid": match.userid if known else "unknown", "confidence": round(match.confidence, 4) if known else 0,
             "x_min": x1, "y_min": y1, "x_max": x2, "y_max": y2}
 
 
 def _native_prediction(face: dict[str, Any], match: Match, threshold: float) -> dict[str, Any]:
-    known = match.userid is not None and match.confidence >= threshold
+    known = FaceIndex.named(match, _width(face), threshold)
     return {"box": face["box"], "name": match.userid if known else None, "confidence": round(match.confidence, 4),
             "distance": round(match.distance, 4) if match.userid is not None else None,
-            "detection_confidence": face["confidence"]}
+            "detection_confidence": face["confidence"], "too_small": _width(face) < MIN_NAMED_WIDTH}
 
 
 def do_list(route: FaceRoute, name: str | None, given: dict[str, str], settings: Settings) -> dict[str, Any]:

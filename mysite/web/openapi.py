@@ -373,7 +373,9 @@ def _face_schemas() -> dict[str, Any]:
     face = obj(["box", "name", "confidence"], {"box": _BOX, "name": {"type": ["string", "null"]},
                                                "confidence": {"type": "number"},
                                                "distance": {"type": ["number", "null"]},
-                                               "detection_confidence": {"type": "number"}})
+                                               "detection_confidence": {"type": "number"},
+                                               "too_small": {"type": "boolean", "description":
+                                                             "narrower than 40 px: never named"}})
     return {
         "Faces_deepstack_register": obj(["success", "message"], {**_DS_OK, "message": {"type": "string"}}),
         "Faces_deepstack_recognize": obj(["success", "predictions"],

@@ -10,7 +10,8 @@ from mysite import __version__
 from mysite.errors import Reason
 from mysite.server import pool
 from mysite.web import tryit
-from mysite.web.state import current_registry
+from mysite.web.faces import MODEL as FACE_MODEL
+from mysite.web.state import current_registry, current_settings
 
 bp = Blueprint("pages", __name__, template_folder="templates", static_folder="static")
 _HIDDEN_METHODS = {"HEAD", "OPTIONS"}
@@ -53,7 +54,8 @@ def info() -> Response | str | tuple[str, int]:
         request.accept_mimetypes["text/html"] > request.accept_mimetypes["application/json"]
     )
     if wants_html:
-        return render_template("info.html", **payload, **tryit.page_context(current_app, payload["routes"]))
+        return render_template("info.html", **payload, **tryit.page_context(current_app, payload["routes"]),
+                               **_faces_context())
     return jsonify(payload)
 
 
@@ -61,7 +63,13 @@ def _try_it(payload: dict[str, Any]) -> tuple[str, int]:
     """Run the task the form names and show its answer in the page, with the API's status code."""
     context = tryit.page_context(current_app, payload["routes"])
     outcome = context["outcome"] = tryit.run_form(current_app, context["tasks"])
-    return render_template("info.html", **payload, **context), outcome.code
+    return render_template("info.html", **payload, **context, **_faces_context()), outcome.code
+
+
+def _faces_context() -> dict[str, bool]:
+    """Whether the page shows the faces card (the embedding model is loaded), and asks for an admin key."""
+    entry = current_registry().entries.get(FACE_MODEL)
+    return {"faces_loaded": bool(entry and entry.loaded), "admin_key_required": bool(current_settings().admin_keys)}
 
 
 @bp.get("/healthz")

@@ -1,0 +1,57 @@
+"""A stop as systemd makes it on Elastic Beanstalk: SIGTERM to every process of the Procfile's unit
+at once (the default ``KillMode=control-group``), not only to gunicorn's master. The requests in
+flight, running in the CV process pool or waiting in its queue, are answered before the instance
+exits; nothing is cut short because the pool got the signal too. A real gunicorn on loopback.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from bench import deploy
+from bench.server import multipart
+
+pytestmark = pytest.mark.slow
+
+
+def test_requests_in_flight_are_answered_when_every_process_of_the_unit_gets_sigterm() -> None:
+    body, ctype = multipart(deploy.PHOTO.read_bytes())
+    # One CV process and a queue deadline no shared machine reaches: some requests run, some wait.
+    inst = deploy.Instance("stop", env={"WEB_CONCURRENCY": "1", "MYSITE_CV_PROCESSES": "1",
+                                        "MYSITE_QUEUE_DEADLINE": "60", "MYSITE_CV_THREADS": "1"})
+    answers: list[int | str] = []
+
+    def detect() -> None:
+        try:
+            status, text, _ = deploy.http_request(inst.port, "POST", "/detect", body, {"Content-Type": ctype},
+                                                  timeout=60)
+            answers.append(status if status == 200 else f"{status} {text[:160]!r}")
+        except OSError as exc:
+            answers.append(f"no answer: {exc!r}")
+
+    try:
+        inst.start()
+        assert inst.proc is not None
+        clients = [threading.Thread(target=detect, daemon=True) for _ in range(4)]
+        for t in clients:
+            t.start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # until one runs and another waits its turn
+            queue = deploy.json.loads(deploy.http_request(inst.port, "GET", "/healthz", timeout=5)[1])["queue"]
+            if queue["busy"] >= 1 and queue["waiting"] >= 1:
+                break
+            time.sleep(0.01)
+        else:
+            pytest.fail(f"the requests never queued: {queue}")
+        os.killpg(inst.proc.pid, signal.SIGTERM)  # master, worker, dispatcher and CV process alike
+        for t in clients:
+            t.join(timeout=90)
+        assert inst.proc.wait(timeout=60) == 0
+        assert answers == [200] * 4, answers
+    finally:
+        inst.close()

@@ -94,6 +94,24 @@ class Server:
                     found = True
         return family
 
+    def tree_cpu_seconds(self) -> float:
+        """CPU time of the whole instance so far: the master and every process under it, each thread
+        counted (``schedstat``, ns), and the processes that ended and were reaped (``cutime``, ``cstime``)."""
+        total = 0.0
+        for pid in self._family():
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += (int(stat[13]) + int(stat[14])) / os.sysconf("SC_CLK_TCK")
+                tasks = list(Path(f"/proc/{pid}/task").iterdir())
+            except (OSError, ValueError, IndexError):
+                continue  # a process that just ended
+            for task in tasks:
+                try:
+                    total += int((task / "schedstat").read_text().split()[0]) / 1e9
+                except (OSError, ValueError, IndexError):
+                    continue  # a thread that just ended
+        return total
+
     def peak_rss_mb(self) -> tuple[float, list[float]]:
         """Peak resident memory (VmHWM) of the master and of each worker, in MB."""
         assert self.proc is not None

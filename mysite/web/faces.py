@@ -121,14 +121,21 @@ def read_images(settings: Settings) -> list[bytes]:
     return [inputs.image_bytes(request, settings.max_upload_bytes, api.fetcher(settings))]
 
 
-def embed(data: bytes, given: dict[str, str], settings: Settings) -> list[dict[str, Any]]:
-    """The faces of one image, each with its embedding, as the model finds them (largest first): a job
-    done where the models run, as every image endpoint's."""
+def embed(data: bytes, given: dict[str, str], settings: Settings, most: int | None = None) -> list[dict[str, Any]]:
+    """The faces of one image, each with its embedding, as the model finds them (largest first), at most
+    ``most`` of them: a job done where the models run, as every image endpoint's."""
     model = current_registry().get(MODEL)  # not loaded: a 503 naming the fix, before any work
     values = parse(model.params, given)
+    if most is not None:
+        values["max_faces"] = min(values["max_faces"], most)
     job = Job(MODEL, "boxes", AnswerFormat("json", "jpeg"), values, frozenset(given), (data,), False, "face",
               settings.max_pixels, Budget(settings.request_memory_bytes, settings.request_work))
     return run(run_job, job).result
+
+
+# one_face reads the two largest faces of a photo (the second only to see whether it is nearly as large):
+# embedding more would be work thrown away.
+ONE_FACE_NEEDS = 2
 
 
 def one_face(faces: list[dict[str, Any]], which: str, min_width: int = 0) -> dict[str, Any]:
@@ -136,7 +143,7 @@ def one_face(faces: list[dict[str, Any]], which: str, min_width: int = 0) -> dic
     if not faces:
         raise Unprocessable(f"no face found in {which}", reason=Reason.UNPROCESSABLE)
     if len(faces) > 1 and _width(faces[1]) >= AMBIGUOUS * _width(faces[0]):
-        raise Unprocessable(f"{len(faces)} faces of about the same size in {which}: it is not clear who is meant; "
+        raise Unprocessable(f"more than one face of about the same size in {which}: it is not clear who is meant; "
                             "send a photo of one person (or crop it)", reason=Reason.UNPROCESSABLE)
     if min_width and _width(faces[0]) < min_width:
         raise Unprocessable(f"the face in {which} is {_width(faces[0]):.0f} pixels wide; a face to register must be "
@@ -156,7 +163,7 @@ def _which(i: int, n: int) -> str:
 def do_register(route: FaceRoute, name: str | None, given: dict[str, str], settings: Settings) -> dict[str, Any]:
     userid = read_name(route, name, given)
     images = read_images(settings)
-    faces = [one_face(embed(data, given, settings), _which(i, len(images)), MIN_REGISTER_WIDTH)
+    faces = [one_face(embed(data, given, settings, ONE_FACE_NEEDS), _which(i, len(images)), MIN_REGISTER_WIDTH)
              for i, data in enumerate(images, 1)]
     index = current_index()
     added = index.store.add(userid, [f["embedding"] for f in faces])
@@ -222,7 +229,7 @@ def do_match(route: FaceRoute, name: str | None, given: dict[str, str], settings
     if len(images) != 2:
         raise BadRequest(f"match takes two images (image1 and image2), not {len(images)}",
                          reason=Reason.MISSING_IMAGE)
-    a, b = (one_face(embed(data, given, settings), f"image {i}") for i, data in enumerate(images, 1))
+    a, b = (one_face(embed(data, given, settings, ONE_FACE_NEEDS), f"image {i}") for i, data in enumerate(images, 1))
     distance, similarity = FaceIndex.similarity(a["embedding"], b["embedding"])
     return {"similarity": round(similarity, 4), "distance": round(distance, 4)}
 

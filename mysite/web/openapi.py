@@ -21,6 +21,7 @@ from flask import Blueprint, Flask, Response, current_app, jsonify
 
 from mysite import __version__
 from mysite.errors import REASONS, ApiError
+from mysite.faces.store import MAX_NAME
 from mysite.params import Param
 from mysite.web import inputs, respond, security
 from mysite.web.endpoints import Endpoint, FaceRoute
@@ -35,6 +36,11 @@ _BINARY = {"type": "string", "format": "binary", "contentMediaType": "image/*"}
 # An image as base64 text ("byte" is OpenAPI's format name for base64).
 _BASE64 = {"type": "string", "format": "byte", "contentEncoding": "base64", "contentMediaType": "image/*",
            "minLength": 1, "description": "the image, base64 (or a data: URL)"}
+# Any other multipart field: a part's value is text whatever its JSON type, so the one thing a form can get
+# wrong in it is sending the field more than once (a list is repeated parts; inputs.params refuses those).
+# A field the route does not read is ignored, as an unknown query parameter is.
+ONCE = {"not": {"type": "array", "minItems": 2},
+        "description": "text, sent once: a parameter of the route, or a field it ignores"}
 # The raw image bodies the server reads (any image/* type is taken; the bytes say which format it is).
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp", "image/tiff", "image/heic",
                "image/avif")
@@ -228,9 +234,8 @@ def _request_body(ep: Endpoint, params: list[dict[str, Any]]) -> dict[str, Any]:
                        "server fetch the image, as GET does",
         "content": {
             "multipart/form-data": {
-                # Other fields are the parameters, each sent once, as text (a repeated one is a 400).
                 "schema": {"type": "object", "properties": fields, "required": ["image"],
-                           "additionalProperties": {"type": "string"}},
+                           "additionalProperties": ONCE},
                 "encoding": {"image": {"contentType": ", ".join(IMAGE_TYPES)}},
             },
             **{kind: {"schema": _BINARY} for kind in IMAGE_TYPES},
@@ -289,14 +294,21 @@ def openapi_path(rule: str) -> str:
     return re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule)
 
 
-_FACE_FIELDS: dict[str, dict[str, Any]] = {
-    "register": {"userid": {"type": "string", "description": "the person's name (DeepStack's routes)"},
-                 "image": _BINARY, "image1": _BINARY, "image2": _BINARY},
-    "recognize": {"image": _BINARY},
-    "match": {"image1": _BINARY, "image2": _BINARY},
-    "delete": {"userid": {"type": "string", "description": "the person's name (DeepStack's routes)"}},
-    "list": {},
+# The name's pattern holds the characters themselves, not regex escapes, which JSON Schema's dialects read differently.
+_SPACES = "\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"  # what str.strip takes off
+_CONTROLS = "\x00-\x1f\x7f-\x9f"
+NAME_PATTERN = f"^[^{_CONTROLS}]*[^{_SPACES}{_CONTROLS}][^{_CONTROLS}]*$"
+_USERID = {"type": "string", "pattern": NAME_PATTERN, "maxLength": MAX_NAME,
+           "description": "the person's name (DeepStack's routes): printable text, not blank"}
+# Each action's multipart fields and the ones it needs.
+_FACE_FIELDS: dict[str, tuple[dict[str, Any], list[str]]] = {
+    "register": ({"userid": _USERID, "image": _BINARY}, ["userid", "image"]),
+    "recognize": ({"image": _BINARY}, ["image"]),
+    "match": ({"image1": _BINARY, "image2": _BINARY}, ["image1", "image2"]),
+    "delete": ({"userid": _USERID}, ["userid"]),
+    "list": ({}, []),
 }
+_MORE_PHOTOS = "; more photos of the person as more file fields of any name (image1, image2, ...)"
 
 
 def _face_operation(app: Flask, route: FaceRoute, method: str) -> dict[str, Any]:
@@ -306,8 +318,9 @@ def _face_operation(app: Flask, route: FaceRoute, method: str) -> dict[str, Any]
     state = app_state(app)
     params: list[dict[str, Any]] = []
     if "{name}" in openapi_path(route.path):
-        params.append({"name": "name", "in": "path", "required": True, "schema": {"type": "string"},
-                       "description": "the person's name, as registered (any text)"})
+        params.append({"name": "name", "in": "path", "required": True,
+                       "schema": {"type": "string", "pattern": NAME_PATTERN, "maxLength": MAX_NAME},
+                       "description": "the person's name, as registered (printable text, not blank)"})
     if route.action == "recognize":
         params.append(_query((faces.MIN_CONFIDENCE, []), _NO_ROW))
     if route.action in ("register", "recognize", "match"):
@@ -324,12 +337,20 @@ def _face_operation(app: Flask, route: FaceRoute, method: str) -> dict[str, Any]
         responses[str(code)] = {"description": ", ".join(sorted(statuses)), "content": error}
     op: dict[str, Any] = {"operationId": f"faces_{route.style}_{route.action}_{method.lower()}", "summary": route.doc,
                           "parameters": params, "responses": responses}
-    fields = _FACE_FIELDS[route.action]
+    fields, required = _FACE_FIELDS[route.action]
+    if route.style == "native":  # the name is the path's
+        fields = {k: v for k, v in fields.items() if k != "userid"}
+        required = [k for k in required if k != "userid"]
     if method in ("POST", "PUT") and fields:
-        op["requestBody"] = {"content": {
-            "multipart/form-data": {"schema": {"type": "object", "properties": fields, "additionalProperties": True,
-                                               "description": "photos as file fields of any name"}},
-            "application/x-www-form-urlencoded": {"schema": {"type": "object", "properties": fields}}}}
+        images = [k for k, v in fields.items() if v is _BINARY]
+        form = {"type": "object", "properties": fields, "required": required, "additionalProperties": ONCE,
+                "description": "other text fields are read as parameters or ignored"
+                               + (_MORE_PHOTOS if route.action == "register" else "")}
+        content: dict[str, Any] = {"multipart/form-data": {
+            "schema": form, "encoding": {k: {"contentType": ", ".join(IMAGE_TYPES)} for k in images}}}
+        if not images:  # DeepStack's clients send a delete as a urlencoded form
+            content["application/x-www-form-urlencoded"] = {"schema": form}
+        op["requestBody"] = {"required": bool(required), "content": content}
     if state.settings.api_keys:
         op["security"] = [{security.KEY_HEADER: []}]
     return op

@@ -66,3 +66,26 @@ def test_the_dispatcher_says_why_a_process_gave_no_answer() -> None:
         assert client.call(_echo, photo) == len(photo)  # both processes were replaced and serve again
     finally:
         pool.stop()
+
+
+_KEPT: list[bytearray] = []
+
+
+def _keeps(models: object, megabytes: int) -> int:
+    """Holds memory past the request, as a model's per-size buffers do; the answer is this process's id."""
+    block = bytearray(megabytes << 20)
+    block[::4096] = b"\x01" * len(block[::4096])  # touch every page, so it is resident
+    _KEPT.append(block)
+    return os.getpid()
+
+
+def test_a_process_that_keeps_memory_of_its_own_is_replaced() -> None:
+    client = pool.start(None, processes=1, queue_deadline=5, work_deadline=5, memory_mb=256)
+    try:
+        small = {client.call(_keeps, 1) for _ in range(3)}
+        assert len(small) == 1  # a little kept memory: the same process serves on
+        big = client.call(_keeps, pool.KEEP_OWN // (1 << 20) + 8)
+        assert big in small
+        assert client.call(_keeps, 1) != big  # it left after the request; a fresh fork answers
+    finally:
+        pool.stop()

@@ -47,6 +47,19 @@ def rss() -> int:
         return 0
 
 
+def anonymous() -> int:
+    """This process's resident anonymous memory in bytes (``RssAnon``): its heap and the pages it no longer
+    shares with the parent it was forked from; 0 where /proc is absent."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"RssAnon:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
 def trim() -> bool:
     """Return free heap memory to the system; whether anything was released."""
     return bool(_TRIM(0)) if _TRIM is not None else False

@@ -69,6 +69,10 @@ MAX_FRAME = 1 << 34
 # What a CV process may keep in its heap between requests: trimming after each one made the next
 # fault its buffers back in (docs/serving.md); past this, a large request's memory is given back.
 KEEP_HEAP = 32 * 1024 * 1024
+# What a CV process may hold of its own (RssAnon) between requests over what it had when forked: buffers
+# that models keep for the sizes they have seen (dlib's layers, YuNet's per size) are not heap that a trim
+# gives back, so past this the process leaves and a fresh fork, sharing the models, takes its place.
+KEEP_OWN = 24 * 1024 * 1024
 # The master stops the pool with this, after its workers are done: a SIGTERM may be a stop of the whole
 # process group (systemd), which must not end the work those workers still wait for.
 STOP_SIGNAL = signal.SIGUSR1
@@ -563,6 +567,7 @@ def _work(control: socket.socket, models: Any, memory_bytes: int) -> None:
         signal.signal(sig, signal.SIG_IGN)
     _limit_memory(memory_bytes)
     releaser = memory.Releaser(above=KEEP_HEAP)
+    own_at_fork = memory.anonymous()
     while True:
         _, fds, _, _ = socket.recv_fds(control, 1, 2)
         if len(fds) < 2:
@@ -587,6 +592,7 @@ def _work(control: socket.socket, models: Any, memory_bytes: int) -> None:
         finally:
             conn.close()
         releaser.end(start)  # a large request's memory goes back before the next one
+        leave = leave or (own_at_fork > 0 and memory.anonymous() - own_at_fork > KEEP_OWN)
         control.sendall(b"L" if leave else b"D")  # L: done, and leaving (the dispatcher forks a fresh one)
         if leave:
             return

@@ -592,7 +592,9 @@ def _work(control: socket.socket, models: Any, memory_bytes: int) -> None:
         finally:
             conn.close()
         releaser.end(start)  # a large request's memory goes back before the next one
-        leave = leave or (own_at_fork > 0 and memory.anonymous() - own_at_fork > KEEP_OWN)
+        if not leave and own_at_fork and memory.anonymous() - own_at_fork > KEEP_OWN:
+            memory.trim()  # what the heap holds comes back; what is still over is the models' own
+            leave = memory.anonymous() - own_at_fork > KEEP_OWN
         control.sendall(b"L" if leave else b"D")  # L: done, and leaving (the dispatcher forks a fresh one)
         if leave:
             return

@@ -567,6 +567,7 @@ def _work(control: socket.socket, models: Any, memory_bytes: int) -> None:
         signal.signal(sig, signal.SIG_IGN)
     _limit_memory(memory_bytes)
     releaser = memory.Releaser(above=KEEP_HEAP)
+    memory.trim()  # free heap inherited from the parent would otherwise hide growth when a later trim returns it
     own_at_fork = memory.anonymous()
     while True:
         _, fds, _, _ = socket.recv_fds(control, 1, 2)

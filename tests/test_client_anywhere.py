@@ -113,6 +113,7 @@ def _black_hole() -> Iterator[int]:
             s.close()
 
 
+@pytest.mark.slow
 def test_an_address_that_never_answers_fails_within_3_seconds_in_one_line(tmp_path) -> None:
     with _black_hole() as port:
         started = time.monotonic()

@@ -159,6 +159,7 @@ def _own_size_photos() -> list[tuple[str, np.ndarray]]:
     return out
 
 
+@pytest.mark.slow
 def test_photos_at_their_own_size_get_the_books_boxes(face):
     """No reduction (the smallest face asked for is under 1.7 windows): the coarse look, with each group
     of hits scanned whole, gives OpenCV's own boxes; the book's group photo is checked in test_fastpath."""

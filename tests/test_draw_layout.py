@@ -51,6 +51,7 @@ def test_labels_and_landmarks_leave_every_face_visible(group_jpg, yunet_faces) -
     assert _yellow_tabs(drawn, boxes) > 17 * 100, "most faces still get their label, outside the boxes"
 
 
+@pytest.mark.slow
 def test_a_12_mp_photo_gets_small_marks_and_labels_off_the_faces(group_jpg, yunet_faces) -> None:
     photo = cv2.imdecode(np.frombuffer(group_jpg, np.uint8), cv2.IMREAD_COLOR)
     big = cv2.resize(photo, None, fx=6, fy=6, interpolation=cv2.INTER_LINEAR)  # 3840x2892, faces ~170 px

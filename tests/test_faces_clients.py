@@ -160,6 +160,7 @@ def test_deepstack_sdk_registers_two_photos_recognizes_lists_and_deletes(server,
     assert counts == []
 
 
+@pytest.mark.slow
 def test_registered_faces_survive_a_restart(photos, tmp_path) -> None:
     model = face_model_or_skip()
     env = {"MYSITE_FACEID_MODEL": str(model), "MYSITE_FACES_DB": f"sqlite:///{tmp_path / 'faces.sqlite3'}"}

@@ -61,6 +61,7 @@ def test_more_pixels_than_the_limit_is_413_before_decoding(make_app, photos, fmt
     assert r.status_code == 413 and "megapixels" in r.get_json()["message"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_the_memory_budget_counts_the_decoders_copies(make_app, fmt: str) -> None:
     big = encode(fmt, Image.open(GROUP).convert("RGB").resize((2000, 1500)))

@@ -89,3 +89,23 @@ def test_a_process_that_keeps_memory_of_its_own_is_replaced() -> None:
         assert client.call(_keeps, 1) != big  # it left after the request; a fresh fork answers
     finally:
         pool.stop()
+
+
+def _allocates(models: object, megabytes: int) -> int:
+    """Takes ``megabytes`` for the request only, every page touched."""
+    block = bytearray(megabytes << 20)
+    block[::4096] = b"\x01" * len(block[::4096])
+    return len(block) >> 20
+
+
+def test_each_request_gets_its_whole_memory_allowance_whatever_earlier_ones_kept() -> None:
+    client = pool.start(None, processes=1, queue_deadline=5, work_deadline=5, memory_mb=64)
+    try:
+        kept = client.call(_keeps, 16)  # under KEEP_OWN: the process stays, holding it
+        assert client.call(_allocates, 56) == 56  # 16 kept + 56 is past 64, but this request's 56 is not
+        assert client.call(_keeps, 1) == kept
+        with pytest.raises(ApiError) as over:
+            client.call(_allocates, 96)
+        assert over.value.code == 413
+    finally:
+        pool.stop()

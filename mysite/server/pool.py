@@ -565,7 +565,6 @@ def _work(control: socket.socket, models: Any, memory_bytes: int) -> None:
         signal.signal(sig, signal.SIG_DFL)
     for sig in (signal.SIGTERM, STOP_SIGNAL):  # a stop of the whole group: the request in hand is finished
         signal.signal(sig, signal.SIG_IGN)
-    _limit_memory(memory_bytes)
     releaser = memory.Releaser(above=KEEP_HEAP)
     memory.trim()  # free heap inherited from the parent would otherwise hide growth when a later trim returns it
     own_at_fork = memory.anonymous()
@@ -578,6 +577,7 @@ def _work(control: socket.socket, models: Any, memory_bytes: int) -> None:
         conn = socket.socket(fileno=fds[0])
         leave = False
         start = releaser.begin()
+        _limit_memory(memory_bytes)  # each request its own allowance, whatever earlier ones left (bounded by KEEP_OWN)
         try:
             conn.setblocking(True)
             answer, leave = _answer(models, fds[1])
@@ -632,12 +632,15 @@ def _out_of_memory() -> TooLarge:
 
 
 def _limit_memory(extra: int) -> None:
-    """Cap the process's data (heap and anonymous maps) at what it has now plus ``extra``."""
+    """Cap the process's data (heap and anonymous maps) at what it has now plus ``extra``: the soft limit
+    only, so that the next request can be given its own ``extra`` over what this one left."""
     data = _vm_data()
     if data is None:
         return
     with contextlib.suppress(ValueError, OSError):
-        resource.setrlimit(resource.RLIMIT_DATA, (data + extra, data + extra))
+        _, hard = resource.getrlimit(resource.RLIMIT_DATA)
+        soft = data + extra if hard == resource.RLIM_INFINITY else min(data + extra, hard)
+        resource.setrlimit(resource.RLIMIT_DATA, (soft, hard))
 
 
 def _vm_data() -> int | None:

@@ -47,17 +47,23 @@ def rss() -> int:
         return 0
 
 
-def anonymous() -> int:
-    """This process's resident anonymous memory in bytes (``RssAnon``): its heap and the pages it no longer
-    shares with the parent it was forked from; 0 where /proc is absent."""
+def status(field: str) -> int | None:
+    """A size from this process's ``/proc/self/status`` (``VmData``, ``RssAnon``…) in bytes; None where absent."""
+    key = field.encode() + b":"
     try:
         with open("/proc/self/status", "rb") as f:
             for line in f:
-                if line.startswith(b"RssAnon:"):
+                if line.startswith(key):
                     return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
-    return 0
+    return None
+
+
+def anonymous() -> int:
+    """This process's resident anonymous memory in bytes (``RssAnon``): its heap and the pages it no longer
+    shares with the parent it was forked from; 0 where /proc is absent."""
+    return status("RssAnon") or 0
 
 
 def trim() -> bool:

@@ -634,23 +634,13 @@ def _out_of_memory() -> TooLarge:
 def _limit_memory(extra: int) -> None:
     """Cap the process's data (heap and anonymous maps) at what it has now plus ``extra``: the soft limit
     only, so that the next request can be given its own ``extra`` over what this one left."""
-    data = _vm_data()
+    data = memory.status("VmData")
     if data is None:
         return
     with contextlib.suppress(ValueError, OSError):
         _, hard = resource.getrlimit(resource.RLIMIT_DATA)
         soft = data + extra if hard == resource.RLIM_INFINITY else min(data + extra, hard)
         resource.setrlimit(resource.RLIMIT_DATA, (soft, hard))
-
-
-def _vm_data() -> int | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmData:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
 
 
 def _die_with_parent(sig: int) -> None:

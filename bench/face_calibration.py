@@ -20,8 +20,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from bench.faces import DATA, GALLERY, PROBES, SHARED_MODEL, faces_of, load_model
-from mysite.faces.index import MIN_NAMED_WIDTH, confidence
+from bench.faces import DATA, GALLERY, PROBES, SHARED_MODEL, distance_at, faces_of, load_model
+from mysite.faces.index import MIN_NAMED_WIDTH
 
 # Every client's default min_confidence for recognize (from each package's source).
 CLIENT_DEFAULTS = {
@@ -73,15 +73,6 @@ def gallery(model, photos: Path) -> dict[str, np.ndarray]:
            for name, p in GALLERY.items()}
     reg["Eileen Collins"] = np.asarray(faces_of(model, cv2.imread(str(DATA / "astronaut.png")))[0]["embedding"])
     return reg
-
-
-def distance_at(threshold: float) -> float:
-    """The largest distance whose confidence reaches ``threshold``."""
-    lo, hi = 0.0, 2.0
-    for _ in range(60):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if confidence(mid) >= threshold else (lo, mid)
-    return lo
 
 
 def draw(path: Path, bands: dict[str, tuple[list[float], list[float]]],

@@ -115,6 +115,7 @@ def quality(model, photos: Path, thresholds: tuple[float, ...]) -> None:
 
 
 def distance_at(threshold: float) -> float:
+    """The largest distance whose confidence reaches ``threshold``."""
     lo, hi = 0.0, 2.0
     for _ in range(60):
         mid = (lo + hi) / 2

@@ -119,14 +119,7 @@ class Server:
 
     def cpu_seconds(self) -> float:
         """CPU time the workers have used so far, every thread counted (``schedstat``, ns)."""
-        total = 0
-        for pid in self.worker_pids():
-            for task in Path(f"/proc/{pid}/task").iterdir():
-                try:
-                    total += int((task / "schedstat").read_text().split()[0])
-                except (OSError, ValueError, IndexError):
-                    continue  # a thread that just ended
-        return total / 1e9
+        return _cpu(set(self.worker_pids()))
 
     def cpu_split(self) -> tuple[float, float]:
         """CPU seconds so far of the web side (master and web workers) and of the CV pool (dispatcher and processes)."""

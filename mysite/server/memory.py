@@ -32,6 +32,18 @@ _MALLOPT = _libc("mallopt")
 M_ARENA_MAX = -8  # glibc's malloc.h
 
 
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+                 "keepcost")]
+
+
+_MALLINFO2 = _libc("mallinfo2")  # glibc 2.33+
+if _MALLINFO2 is not None:
+    _MALLINFO2.argtypes = []
+    _MALLINFO2.restype = _MallInfo2
+
+
 def limit_arenas(arenas: int = 2) -> bool:
     """At most ``arenas`` malloc heaps, as ``MALLOC_ARENA_MAX`` would (threads otherwise get a heap each, up
     to 8 per CPU, and memory freed in one is not reused by another); call before threads start."""
@@ -64,6 +76,11 @@ def anonymous() -> int:
     """This process's resident anonymous memory in bytes (``RssAnon``): its heap and the pages it no longer
     shares with the parent it was forked from; 0 where /proc is absent."""
     return status("RssAnon") or 0
+
+
+def free_heap() -> int:
+    """Bytes free in the malloc heaps, which a ``trim`` could give back (0 where glibc's ``mallinfo2`` is absent)."""
+    return int(_MALLINFO2().fordblks) if _MALLINFO2 is not None else 0
 
 
 def trim() -> bool:

@@ -593,12 +593,20 @@ def _work(control: socket.socket, models: Any, memory_bytes: int) -> None:
         finally:
             conn.close()
         releaser.end(start)  # a large request's memory goes back before the next one
-        if not leave and own_at_fork and memory.anonymous() - own_at_fork > KEEP_OWN:
-            memory.trim()  # what the heap holds comes back; what is still over is the models' own
-            leave = memory.anonymous() - own_at_fork > KEEP_OWN
+        if not leave and own_at_fork and _holds_too_much(own_at_fork):
+            memory.trim()
+            leave = memory.anonymous() - own_at_fork > KEEP_OWN  # what is still over is the models' own
         control.sendall(b"L" if leave else b"D")  # L: done, and leaving (the dispatcher forks a fresh one)
         if leave:
             return
+
+
+def _holds_too_much(own_at_fork: int) -> bool:
+    """Whether this process holds more than KEEP_OWN over its start besides free heap, or more than KEEP_OWN
+    and KEEP_HEAP together: free heap is left alone below that, as trimming it after every large request made
+    the next one fault it all back (and ``free_heap`` may count pages an earlier trim already returned)."""
+    over = memory.anonymous() - own_at_fork
+    return over > KEEP_OWN and (over - memory.free_heap() > KEEP_OWN or over > KEEP_OWN + KEEP_HEAP)
 
 
 def _answer(models: Any, job: int) -> tuple[bytes, bool]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import pickle
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -107,5 +108,28 @@ def test_each_request_gets_its_whole_memory_allowance_whatever_earlier_ones_kept
         with pytest.raises(ApiError) as over:
             client.call(_allocates, 96)
         assert over.value.code == 413
+    finally:
+        pool.stop()
+
+
+_SHARE: list[int] = []
+
+
+def _spare_cpus(models: object, seconds: float) -> int:
+    """The CPUs this job was given (what ``share_cpus`` last heard in this process), after ``seconds``."""
+    time.sleep(seconds)
+    return _SHARE[-1]
+
+
+def test_a_job_alone_is_given_every_cpu_and_jobs_side_by_side_one_each() -> None:
+    client = pool.start(None, processes=2, queue_deadline=5, work_deadline=5, memory_mb=64,
+                        share_cpus=_SHARE.append, cpus=2)
+    try:
+        assert client.call(_spare_cpus, 0.0) == 2
+        with ThreadPoolExecutor(2) as threads:
+            first = threads.submit(client.call, _spare_cpus, 1.0)
+            time.sleep(0.3)  # the first holds a process and a CPU when the second is dispatched
+            second = threads.submit(client.call, _spare_cpus, 0.0)
+            assert (first.result(10), second.result(10)) == (2, 1)
     finally:
         pool.stop()

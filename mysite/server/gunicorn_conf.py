@@ -9,6 +9,7 @@ documents. The CV process pool starts in ``when_ready``. Why these defaults: doc
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +81,20 @@ def when_ready(server: Any) -> None:
         return
     own = [s.fileno() for s in getattr(server, "LISTENERS", [])] + list(getattr(server, "PIPE", []))
     pool.start(state.registry, processes, settings.queue_deadline, settings.work_deadline, settings.cv_memory_mb,
-               close_fds=own, metrics=state.metrics)
+               close_fds=own, metrics=state.metrics, share_cpus=_opencv_threads(), cpus=cpus.available())
+
+
+def _opencv_threads() -> Callable[[int], None]:
+    """OpenCV's threads for one job: the CPUs no other job holds, up to the pool size set at start
+    (``MYSITE_CV_THREADS``): threads beyond them only wait for the CPUs the other jobs hold."""
+    import cv2
+
+    most = max(1, cv2.getNumThreads())
+
+    def share(spare: int) -> None:
+        cv2.setNumThreads(min(most, spare))
+
+    return share
 
 
 def on_exit(server: Any) -> None:

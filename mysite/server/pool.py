@@ -238,10 +238,14 @@ def current() -> Client | None:
 
 
 def start(models: Any, processes: int, queue_deadline: float, work_deadline: float, memory_mb: float,
-          close_fds: Iterable[int] = (), metrics: QueueMetrics | None = None) -> Client:
+          close_fds: Iterable[int] = (), metrics: QueueMetrics | None = None,
+          share_cpus: Callable[[int], None] | None = None, cpus: int = 0) -> Client:
     """Fork the dispatcher (it forks the CV processes); this process and its later forks send work to it.
 
     ``metrics``: where the dispatcher reports the queue (``mysite/server/metrics.py``; None: nowhere).
+    ``share_cpus(n)`` is called in a CV process before each job with the number of the ``cpus`` (default:
+    ``processes``) that no other job holds, at least 1: a job alone may use them all, while jobs side by side
+    each use one rather than fight over every CPU with threads.
     """
     global _client
     folder = tempfile.mkdtemp(prefix="mysite-pool-")  # 0700: only this user's processes reach the socket
@@ -257,7 +261,9 @@ def start(models: Any, processes: int, queue_deadline: float, work_deadline: flo
             for fd in close_fds:
                 with contextlib.suppress(OSError):
                     os.close(fd)
-            _Dispatcher(listener, models, processes, queue_deadline, work_deadline, memory_mb, metrics).serve()
+            dispatcher = _Dispatcher(listener, models, processes, queue_deadline, work_deadline, memory_mb, metrics)
+            dispatcher.cpus, dispatcher.share_cpus = cpus or processes, share_cpus
+            dispatcher.serve()
             code = 0
         except BaseException:
             log.exception("the detection pool's dispatcher failed")
@@ -350,6 +356,8 @@ class _Dispatcher:
         self.selector = selectors.DefaultSelector()
         self.stopping = False
         self.parent = os.getppid()
+        self.cpus = processes
+        self.share_cpus: Callable[[int], None] | None = None
 
     def serve(self) -> None:
         _die_with_parent(STOP_SIGNAL)
@@ -472,12 +480,14 @@ class _Dispatcher:
 
     def _dispatch(self) -> None:
         free = [p for p in self.processes.values() if p.conn is None and not p.leaving]
+        busy = sum(p.conn is not None for p in self.processes.values())
         while free and self.waiting:
             entry = self.waiting.popleft()
             self.selector.unregister(entry.conn)
             proc = free.pop()
             try:
-                socket.send_fds(proc.control, [b"J"], [entry.conn.fileno(), entry.job])
+                spare = max(1, min(255, self.cpus - busy))
+                socket.send_fds(proc.control, [b"J" + bytes([spare])], [entry.conn.fileno(), entry.job])
             except OSError:  # the process died between select and now: back to the head of the queue
                 self.waiting.appendleft(entry)
                 self.selector.register(entry.conn, selectors.EVENT_READ, "waiting")
@@ -485,6 +495,7 @@ class _Dispatcher:
             os.close(entry.job)  # the process has its own copy now
             now = time.monotonic()
             proc.conn, proc.since = entry.conn, now
+            busy += 1
             self.counts.waits.append(now - entry.queued)
             self.metrics.started(now - entry.queued)
 
@@ -546,7 +557,7 @@ class _Dispatcher:
                     if proc.conn is not None:  # another process's request: its client waits for that one's answer
                         proc.conn.close()
                 self.selector.close()
-                _work(theirs, self.models, self.memory_bytes)
+                _work(theirs, self.models, self.memory_bytes, self.share_cpus)
             except BaseException:
                 log.exception("a detection process failed")
                 code = 1
@@ -557,7 +568,8 @@ class _Dispatcher:
         self.selector.register(ours, selectors.EVENT_READ, pid)
 
 
-def _work(control: socket.socket, models: Any, memory_bytes: int) -> None:
+def _work(control: socket.socket, models: Any, memory_bytes: int,
+          share_cpus: Callable[[int], None] | None = None) -> None:
     """A CV process: take one connection at a time from the dispatcher, answer on it, say done."""
     _die_with_parent(signal.SIGKILL)
     signal.set_wakeup_fd(-1)
@@ -569,12 +581,14 @@ def _work(control: socket.socket, models: Any, memory_bytes: int) -> None:
     memory.trim()  # free heap inherited from the parent would otherwise hide growth when a later trim returns it
     own_at_fork = memory.anonymous()
     while True:
-        _, fds, _, _ = socket.recv_fds(control, 1, 2)
+        note, fds, _, _ = socket.recv_fds(control, 2, 2)
         if len(fds) < 2:
             for fd in fds:
                 os.close(fd)
             return  # the dispatcher is gone
         conn = socket.socket(fileno=fds[0])
+        if share_cpus is not None and len(note) == 2:
+            share_cpus(note[1])
         leave = False
         start = releaser.begin()
         _limit_memory(memory_bytes)  # each request its own allowance, whatever earlier ones left (bounded by KEEP_OWN)

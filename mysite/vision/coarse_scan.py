@@ -22,8 +22,10 @@ closely around their hits, and every close scan reaching further in size, so tha
 group of raw hits is whole and grouping it gives OpenCV's own box.
 
 A close scan takes the window positions near its leads in bands of rows, cut where a window's
-width is left out, and scans the parts side by side in one strip; a level whose close scans would
-visit much of it is scanned whole by OpenCV instead.
+width is left out, and has OpenCV scan each part on its own (the part's image and a window's
+width and height beyond): parts put side by side in one image would add the positions of every
+window across a seam, several times the positions asked for, for a call that costs microseconds.
+A level whose close scans would visit much of it is scanned whole by OpenCV instead.
 
 "Closely" means as OpenCV scans that level: the whole cascade, at OpenCV's step, on the level
 image OpenCV itself builds (same size, same INTER_LINEAR_EXACT interpolation), so a window
@@ -247,9 +249,9 @@ class _Level:
 
     def _scan(self, want: np.ndarray, new: np.ndarray, ox: int, oy: int) -> list[Rect]:
         """Hits at the positions ``new`` (of ``want``; both from position ``ox``, ``oy`` of the level): bands
-        of rows, each cut where a window's width is left out, the parts that hold a new position side by side
-        in one strip scanned by OpenCV at this level's step. Parts follow ``want``, not ``new`` alone: a ring
-        of new positions around old ones cut into pieces would cost a window's width of seam each."""
+        of rows, each cut where a window's width is left out, each part that holds a new position scanned
+        by OpenCV on its own at this level's step. Parts follow ``want``, not ``new`` alone: a ring of new
+        positions around old ones would otherwise be cut into many small parts."""
         ww, wh = self.window
         warm = WARM * self.step
         regions = []  # x0, y0, x1, y1 of the positions of each part, inclusive
@@ -269,37 +271,30 @@ class _Level:
                 # OpenCV skips the next, so a row's first positions may be visited where OpenCV does not.
                 regions.append((max(0, ox + int(s) - warm), oy + b0 + int(used[0]), ox + int(e),
                                 oy + b0 + int(used[-1])))
-        # The parts side by side in one strip, each from an even column, scanned in one call.
-        starts, x = [], 0
-        for x0, _, x1, _ in regions:
-            starts.append(x)
-            x += (x1 - x0 + ww + 1) // 2 * 2
-        height = max(y1 - y0 + wh for _, y0, _, y1 in regions)
-        self.looked += (x - ww + 1) * (height - wh + 1)
+        self.looked += sum((x1 - x0 + 1) * (y1 - y0 + 1) for x0, y0, x1, y1 in regions)
         if self.looked > WHOLE_LEVEL * self.pw * self.ph:
             return self._whole()
         if self._level is None:  # the level image exactly as OpenCV's FeatureEvaluator::setImage makes it
             self._level = cv2.resize(self.image, (self.lw, self.lh), interpolation=cv2.INTER_LINEAR_EXACT)
-        strip = np.zeros((height, x), np.uint8)
-        for (x0, y0, x1, y1), sx in zip(regions, starts):
-            strip[:y1 - y0 + wh, sx:sx + x1 - x0 + ww] = self._level[y0:y1 + wh, x0:x1 + ww]
-        if not self.dense:  # at factor 1 alone, OpenCV scans the strip at its 2-pixel step
-            positions = [(hx, hy) for hx, hy, _, _ in self.clf.hits(strip, 2.0, self.window, self.window)]
-        else:
-            # OpenCV scans at every pixel only from factor 2: the strip goes in doubled (each pixel 2x2,
-            # which its halving gives back exactly) and is scanned at factor 2 alone, every position
-            # visited as OpenCV visits a large level (the next one skipped after a first-stage rejection).
-            doubled = cv2.resize(strip, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
-            twice = (2 * ww, 2 * wh)
-            positions = [(hx // 2, hy // 2) for hx, hy, _, _ in self.clf.hits(doubled, 2.0, twice, twice)]
         out = []
         f = self.f
-        for sx, sy in positions:
-            i = int(np.searchsorted(starts, sx, side="right")) - 1
-            x0, y0, x1, y1 = regions[i]
-            lx, ly = x0 + sx - starts[i], y0 + sy
-            # One of the positions asked for, not a seam's or warm-up's.
-            if ox <= lx <= x1 and ly <= y1 and new[ly - oy, lx - ox]:
-                out.append((int(np.rint(np.float32(lx) * f)), int(np.rint(np.float32(ly) * f)),
-                            int(np.rint(np.float32(ww) * f)), int(np.rint(np.float32(wh) * f))))
+        for x0, y0, x1, y1 in regions:
+            # One pixel more each way where the level has it: OpenCV never places a window at its
+            # image's last row or column of positions.
+            part = self._level[y0:y1 + wh + 1, x0:x1 + ww + 1]
+            if not self.dense:  # at factor 1 alone, OpenCV scans the part at its 2-pixel step
+                positions = [(hx, hy) for hx, hy, _, _ in self.clf.hits(part, 2.0, self.window, self.window)]
+            else:
+                # OpenCV scans at every pixel only from factor 2: the part goes in doubled (each pixel 2x2,
+                # which its halving gives back exactly) and is scanned at factor 2 alone, every position
+                # visited as OpenCV visits a large level (the next one skipped after a first-stage rejection).
+                doubled = cv2.resize(part, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
+                twice = (2 * ww, 2 * wh)
+                positions = [(hx // 2, hy // 2) for hx, hy, _, _ in self.clf.hits(doubled, 2.0, twice, twice)]
+            for sx, sy in positions:
+                lx, ly = x0 + sx, y0 + sy
+                # One of the positions asked for, not the warm-up's or one looked at before.
+                if ox <= lx <= x1 and ly <= y1 and new[ly - oy, lx - ox]:
+                    out.append((int(np.rint(np.float32(lx) * f)), int(np.rint(np.float32(ly) * f)),
+                                int(np.rint(np.float32(ww) * f)), int(np.rint(np.float32(wh) * f))))
         return out

@@ -264,7 +264,7 @@ class _Level:
             used = np.flatnonzero(rows.any(axis=1))
             cols = np.flatnonzero(rows.any(axis=0))
             cut = np.flatnonzero(np.diff(cols) > ww + warm)
-            for s, e in zip(cols[np.r_[0, cut + 1]], cols[np.r_[cut, len(cols) - 1]]):
+            for s, e in zip(cols[np.append(0, cut + 1)], cols[np.append(cut, len(cols) - 1)]):
                 if not fresh[s:e + 1].any():
                     continue
                 # A part starts a few positions early: after a window rejected by the cascade's first stage

@@ -12,7 +12,7 @@ import pytest
 
 from mysite.errors import ApiError
 from mysite.pipeline import AnswerFormat, Job
-from mysite.server import pool
+from mysite.server import cpus, memory, pool
 from mysite.vision.budget import Budget
 
 
@@ -88,6 +88,30 @@ def test_a_process_that_keeps_memory_of_its_own_is_replaced() -> None:
         big = client.call(_keeps, pool.KEEP_OWN // (1 << 20) + 8)
         assert big in small
         assert client.call(_keeps, 1) != big  # it left after the request; a fresh fork answers
+    finally:
+        pool.stop()
+
+
+def _churns(models: object, megabytes: int) -> tuple[int, int]:
+    """This process's id and its resident memory as the job starts; then takes ``megabytes`` in small blocks
+    (malloc's heap), writes them and frees them."""
+    resident = memory.rss()
+    bytearray(30 << 20)  # a large buffer, freed at once as a photo's are: malloc then stops trimming its heap itself
+    blocks = [bytearray(32 * 1024) for _ in range(megabytes * 32)]
+    for block in blocks:
+        block[::4096] = b"\x01" * 8
+    del blocks
+    return os.getpid(), resident
+
+
+def test_free_heap_stays_for_the_next_request_until_the_process_is_keep_heap_over_its_last_trim() -> None:
+    client = pool.start(None, processes=1, queue_deadline=5, work_deadline=5, memory_mb=256)
+    try:
+        kept = client.call(_keeps, 8)
+        client.call(_churns, 28)  # 36 MB over where it started: trimmed, and 8 MB of its own is under KEEP_OWN
+        pid, trimmed = client.call(_churns, 28)  # 28 MB over that trim: under KEEP_HEAP, the free heap stays
+        again, held = client.call(_churns, 28)
+        assert pid == again == kept and held - trimmed > 20 << 20, (trimmed >> 20, held >> 20)
     finally:
         pool.stop()
 

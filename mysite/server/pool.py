@@ -66,13 +66,13 @@ JOB_HEAD = struct.Struct("!II")  # pickle's length, number of out-of-band buffer
 OUT_OF_BAND = 64 * 1024  # byte strings this long cross as raw bytes after the pickle, not inside it
 MAX_BUFFERS = 64
 MAX_FRAME = 1 << 34
-# What a CV process may keep in its heap between requests: trimming after each one made the next
-# fault its buffers back in (docs/serving.md); past this, a large request's memory is given back.
+# What a CV process may hold over where its last trim left it: trimming after every request made the
+# next fault its buffers back in (docs/serving.md); past this, the heap is trimmed.
 KEEP_HEAP = 32 * 1024 * 1024
 # What a CV process may hold of its own (RssAnon) between requests over what it had when forked: buffers
 # that models keep for the sizes they have seen (dlib's layers, YuNet's per size) are not heap that a trim
 # gives back, so past this the process leaves and a fresh fork, sharing the models, takes its place.
-KEEP_OWN = 24 * 1024 * 1024
+KEEP_OWN = 32 * 1024 * 1024
 # The master stops the pool with this, after its workers are done: a SIGTERM may be a stop of the whole
 # process group (systemd), which must not end the work those workers still wait for.
 STOP_SIGNAL = signal.SIGUSR1
@@ -577,8 +577,8 @@ def _work(control: socket.socket, models: Any, memory_bytes: int,
         signal.signal(sig, signal.SIG_DFL)
     for sig in (signal.SIGTERM, STOP_SIGNAL):  # a stop of the whole group: the request in hand is finished
         signal.signal(sig, signal.SIG_IGN)
-    releaser = memory.Releaser(above=KEEP_HEAP)
     memory.trim()  # free heap inherited from the parent would otherwise hide growth when a later trim returns it
+    releaser = memory.Releaser(above=KEEP_HEAP)
     own_at_fork = memory.anonymous()
     while True:
         note, fds, _, _ = socket.recv_fds(control, 2, 2)
@@ -606,21 +606,12 @@ def _work(control: socket.socket, models: Any, memory_bytes: int,
             pass  # the web thread went away: nothing to answer
         finally:
             conn.close()
-        releaser.end(start)  # a large request's memory goes back before the next one
-        if not leave and own_at_fork and _holds_too_much(own_at_fork):
-            memory.trim()
-            leave = memory.anonymous() - own_at_fork > KEEP_OWN  # what is still over is the models' own
+        # Past KEEP_HEAP over its last trim, a process trims; what a trim leaves is its own, bounded by KEEP_OWN.
+        if releaser.end(start) and not leave and own_at_fork:
+            leave = memory.anonymous() - own_at_fork > KEEP_OWN
         control.sendall(b"L" if leave else b"D")  # L: done, and leaving (the dispatcher forks a fresh one)
         if leave:
             return
-
-
-def _holds_too_much(own_at_fork: int) -> bool:
-    """Whether this process holds more than KEEP_OWN over its start besides free heap, or more than KEEP_OWN
-    and KEEP_HEAP together: free heap is left alone below that, as trimming it after every large request made
-    the next one fault it all back (and ``free_heap`` may count pages an earlier trim already returned)."""
-    over = memory.anonymous() - own_at_fork
-    return over > KEEP_OWN and (over - memory.free_heap() > KEEP_OWN or over > KEEP_OWN + KEEP_HEAP)
 
 
 def _answer(models: Any, job: int) -> tuple[bytes, bool]:

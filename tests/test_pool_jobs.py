@@ -136,24 +136,34 @@ def test_each_request_gets_its_whole_memory_allowance_whatever_earlier_ones_kept
         pool.stop()
 
 
+
 _SHARE: list[int] = []
 
 
-def _spare_cpus(models: object, seconds: float) -> int:
-    """The CPUs this job was given (what ``share_cpus`` last heard in this process), after ``seconds``."""
+def _given(models: object, seconds: float) -> tuple[int, frozenset[int]]:
+    """The threads this job was told to use and, after ``seconds``, the CPUs its process may run on."""
     time.sleep(seconds)
-    return _SHARE[-1]
+    return _SHARE[-1], frozenset(os.sched_getaffinity(0))
 
 
-def test_a_job_alone_is_given_every_cpu_and_jobs_side_by_side_one_each() -> None:
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs to share")
+def test_a_job_alone_has_every_cpu_and_jobs_side_by_side_one_each() -> None:
+    every = frozenset(sorted(os.sched_getaffinity(0))[:2])
     client = pool.start(None, processes=2, queue_deadline=5, work_deadline=5, memory_mb=64,
-                        share_cpus=_SHARE.append, cpus=2)
+                        share_cpus=_SHARE.append, cpus=cpus.Share(2, every))
     try:
-        assert client.call(_spare_cpus, 0.0) == 2
+        assert client.call(_given, 0.0) == (2, every)
         with ThreadPoolExecutor(2) as threads:
-            first = threads.submit(client.call, _spare_cpus, 1.0)
-            time.sleep(0.3)  # the first holds a process and a CPU when the second is dispatched
-            second = threads.submit(client.call, _spare_cpus, 0.0)
-            assert (first.result(10), second.result(10)) == (2, 1)
+            # The second job arrives while the first runs: the first gives up a CPU to it.
+            first = threads.submit(client.call, _given, 0.8)
+            time.sleep(0.3)
+            second = threads.submit(client.call, _given, 1.0)
+            (n1, on1), (n2, on2) = first.result(10), second.result(10)
+            assert (n1, n2) == (2, 1) and len(on1) == len(on2) == 1 and not on1 & on2
+            # And takes it back when the second job ends before it.
+            first = threads.submit(client.call, _given, 1.2)
+            time.sleep(0.3)
+            second = threads.submit(client.call, _given, 0.2)
+            assert second.result(10)[0] == 1 and first.result(10) == (2, every)
     finally:
         pool.stop()

@@ -130,6 +130,7 @@ SPREAD_12MP = [
     ("12mp", "/detect" + COSTLIEST, ""),
     ("12mp", "/catfacedetection" + COSTLIEST, ""),
     ("12mp", "/catfacedetection?min_face=0.01&scale_factor=1.05&min_neighbors=0", ""),
+    ("12mp", "/catfacedetection?min_face=0.01", " (the costliest work accepted here)"),
     ("12mp", "/detect?detector=dnn", ""),
     ("12mp", "/digits", ""),
     ("12mp", "/canny", ""),

@@ -47,7 +47,7 @@ class Settings:
     max_scans: int = 256
     # What one request may cost (vision/budget.py): peak memory over the worker's own, and pixels of work.
     request_memory_mb: float = 150.0
-    request_work: int = 50_000_000
+    request_work: int = 25_000_000
     url_fetch: bool = True
     url_allow_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     url_timeout: float = 10.0

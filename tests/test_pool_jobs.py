@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import os
 import pickle
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
 from mysite.errors import ApiError
 from mysite.pipeline import AnswerFormat, Job
-from mysite.server import pool
+from mysite.server import cpus, memory, pool
 from mysite.vision.budget import Budget
 
 
@@ -92,6 +95,40 @@ def test_a_process_that_keeps_memory_of_its_own_is_replaced() -> None:
         pool.stop()
 
 
+def _churns(models: object, megabytes: int) -> tuple[int, int]:
+    """This process's id and its resident memory as the job starts; then takes ``megabytes`` in small blocks
+    (malloc's heap), writes them and frees them."""
+    resident = memory.rss()
+    bytearray(30 << 20)  # a large buffer, freed at once as a photo's are: malloc then stops trimming its heap itself
+    blocks = [bytearray(32 * 1024) for _ in range(megabytes * 32)]
+    for block in blocks:
+        block[::4096] = b"\x01" * 8
+    del blocks
+    return os.getpid(), resident
+
+
+def test_free_heap_stays_for_the_next_request_until_the_process_is_keep_heap_over_its_last_trim() -> None:
+    # In a fresh interpreter: a CV process forked from this one would inherit its heap's history.
+    script = """
+from mysite.server import pool
+from test_pool_jobs import _churns, _keeps
+client = pool.start(None, processes=1, queue_deadline=5, work_deadline=5, memory_mb=256)
+try:
+    kept = client.call(_keeps, 8)
+    client.call(_churns, 28)  # 36 MB over where it started: trimmed; its own 8 MB is under KEEP_OWN
+    pid, trimmed = client.call(_churns, 28)  # 28 MB over that trim, under KEEP_HEAP: the free heap stays
+    again, held = client.call(_churns, 28)
+    print(pid == again == kept, trimmed >> 20, held >> 20)
+finally:
+    pool.stop()
+"""
+    tests = Path(__file__).parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tests.parent), str(tests)])}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=env)
+    same, trimmed, held = out.stdout.split()
+    assert same == "True" and int(held) - int(trimmed) > 20, out.stdout + out.stderr
+
+
 def _allocates(models: object, megabytes: int) -> int:
     """Takes ``megabytes`` for the request only, every page touched."""
     block = bytearray(megabytes << 20)
@@ -112,24 +149,34 @@ def test_each_request_gets_its_whole_memory_allowance_whatever_earlier_ones_kept
         pool.stop()
 
 
+
 _SHARE: list[int] = []
 
 
-def _spare_cpus(models: object, seconds: float) -> int:
-    """The CPUs this job was given (what ``share_cpus`` last heard in this process), after ``seconds``."""
+def _given(models: object, seconds: float) -> tuple[int, frozenset[int]]:
+    """The threads this job was told to use and, after ``seconds``, the CPUs its process may run on."""
     time.sleep(seconds)
-    return _SHARE[-1]
+    return _SHARE[-1], frozenset(os.sched_getaffinity(0))
 
 
-def test_a_job_alone_is_given_every_cpu_and_jobs_side_by_side_one_each() -> None:
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs to share")
+def test_a_job_alone_has_every_cpu_and_jobs_side_by_side_one_each() -> None:
+    every = frozenset(sorted(os.sched_getaffinity(0))[:2])
     client = pool.start(None, processes=2, queue_deadline=5, work_deadline=5, memory_mb=64,
-                        share_cpus=_SHARE.append, cpus=2)
+                        share_cpus=_SHARE.append, cpus=cpus.Share(2, every))
     try:
-        assert client.call(_spare_cpus, 0.0) == 2
+        assert client.call(_given, 0.0) == (2, every)
         with ThreadPoolExecutor(2) as threads:
-            first = threads.submit(client.call, _spare_cpus, 1.0)
-            time.sleep(0.3)  # the first holds a process and a CPU when the second is dispatched
-            second = threads.submit(client.call, _spare_cpus, 0.0)
-            assert (first.result(10), second.result(10)) == (2, 1)
+            # The second job arrives while the first runs: the first gives up a CPU to it.
+            first = threads.submit(client.call, _given, 0.8)
+            time.sleep(0.3)
+            second = threads.submit(client.call, _given, 1.0)
+            (n1, on1), (n2, on2) = first.result(10), second.result(10)
+            assert (n1, n2) == (2, 1) and len(on1) == len(on2) == 1 and not on1 & on2
+            # And takes it back when the second job ends before it.
+            first = threads.submit(client.call, _given, 1.2)
+            time.sleep(0.3)
+            second = threads.submit(client.call, _given, 0.2)
+            assert second.result(10)[0] == 1 and first.result(10) == (2, every)
     finally:
         pool.stop()

@@ -81,7 +81,7 @@ def when_ready(server: Any) -> None:
         return
     own = [s.fileno() for s in getattr(server, "LISTENERS", [])] + list(getattr(server, "PIPE", []))
     pool.start(state.registry, processes, settings.queue_deadline, settings.work_deadline, settings.cv_memory_mb,
-               close_fds=own, metrics=state.metrics, share_cpus=_opencv_threads(), cpus=cpus.available())
+               close_fds=own, metrics=state.metrics, share_cpus=_opencv_threads(), cpus=cpus.Share(cpus.available()))
 
 
 def _opencv_threads() -> Callable[[int], None]:

@@ -32,18 +32,6 @@ _MALLOPT = _libc("mallopt")
 M_ARENA_MAX = -8  # glibc's malloc.h
 
 
-class _MallInfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in
-                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
-                 "keepcost")]
-
-
-_MALLINFO2 = _libc("mallinfo2")  # glibc 2.33+
-if _MALLINFO2 is not None:
-    _MALLINFO2.argtypes = []
-    _MALLINFO2.restype = _MallInfo2
-
-
 def limit_arenas(arenas: int = 2) -> bool:
     """At most ``arenas`` malloc heaps, as ``MALLOC_ARENA_MAX`` would (threads otherwise get a heap each, up
     to 8 per CPU, and memory freed in one is not reused by another); call before threads start."""
@@ -78,11 +66,6 @@ def anonymous() -> int:
     return status("RssAnon") or 0
 
 
-def free_heap() -> int:
-    """Bytes free in the malloc heaps, which a ``trim`` could give back (0 where glibc's ``mallinfo2`` is absent)."""
-    return int(_MALLINFO2().fordblks) if _MALLINFO2 is not None else 0
-
-
 def trim() -> bool:
     """Return free heap memory to the system; whether anything was released."""
     return bool(_TRIM(0)) if _TRIM is not None else False
@@ -108,8 +91,9 @@ class Releaser:
             self._in_flight += 1
         return rss()
 
-    def end(self, start: int) -> None:
-        """A request's answer has been sent: trim if it, or the requests that ran beside it, left memory behind."""
+    def end(self, start: int) -> bool:
+        """A request's answer has been sent: trim if it, or the requests that ran beside it, left memory behind;
+        whether it trimmed."""
         now = rss()
         with self._lock:
             self._in_flight -= 1
@@ -118,3 +102,5 @@ class Releaser:
             trim()
             if idle:
                 self._floor = rss()
+            return True
+        return False

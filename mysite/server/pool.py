@@ -54,6 +54,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mysite.errors import ApiError, Busy, Reason, TooLarge, Unavailable
+from mysite.server import cpus as cpu_share
 from mysite.server import memory
 
 if TYPE_CHECKING:  # metrics.py imports prometheus_client, which gunicorn_conf must not import before its folder is set
@@ -66,13 +67,13 @@ JOB_HEAD = struct.Struct("!II")  # pickle's length, number of out-of-band buffer
 OUT_OF_BAND = 64 * 1024  # byte strings this long cross as raw bytes after the pickle, not inside it
 MAX_BUFFERS = 64
 MAX_FRAME = 1 << 34
-# What a CV process may keep in its heap between requests: trimming after each one made the next
-# fault its buffers back in (docs/serving.md); past this, a large request's memory is given back.
+# What a CV process may hold over where its last trim left it: trimming after every request made the
+# next fault its buffers back in (docs/serving.md); past this, the heap is trimmed.
 KEEP_HEAP = 32 * 1024 * 1024
 # What a CV process may hold of its own (RssAnon) between requests over what it had when forked: buffers
 # that models keep for the sizes they have seen (dlib's layers, YuNet's per size) are not heap that a trim
 # gives back, so past this the process leaves and a fresh fork, sharing the models, takes its place.
-KEEP_OWN = 24 * 1024 * 1024
+KEEP_OWN = 32 * 1024 * 1024
 # The master stops the pool with this, after its workers are done: a SIGTERM may be a stop of the whole
 # process group (systemd), which must not end the work those workers still wait for.
 STOP_SIGNAL = signal.SIGUSR1
@@ -239,13 +240,12 @@ def current() -> Client | None:
 
 def start(models: Any, processes: int, queue_deadline: float, work_deadline: float, memory_mb: float,
           close_fds: Iterable[int] = (), metrics: QueueMetrics | None = None,
-          share_cpus: Callable[[int], None] | None = None, cpus: int = 0) -> Client:
+          share_cpus: Callable[[int], None] | None = None, cpus: cpu_share.Share | None = None) -> Client:
     """Fork the dispatcher (it forks the CV processes); this process and its later forks send work to it.
 
     ``metrics``: where the dispatcher reports the queue (``mysite/server/metrics.py``; None: nowhere).
-    ``share_cpus(n)`` is called in a CV process before each job with the number of the ``cpus`` (default:
-    ``processes``) that no other job holds, at least 1: a job alone may use them all, while jobs side by side
-    each use one rather than fight over every CPU with threads.
+    ``share_cpus(n)`` is called in a CV process before each job with the number of threads it should use:
+    the CPUs ``cpus`` gives it (``cpus.Share``, default: as many as ``processes``).
     """
     global _client
     folder = tempfile.mkdtemp(prefix="mysite-pool-")  # 0700: only this user's processes reach the socket
@@ -262,7 +262,7 @@ def start(models: Any, processes: int, queue_deadline: float, work_deadline: flo
                 with contextlib.suppress(OSError):
                     os.close(fd)
             dispatcher = _Dispatcher(listener, models, processes, queue_deadline, work_deadline, memory_mb, metrics)
-            dispatcher.cpus, dispatcher.share_cpus = cpus or processes, share_cpus
+            dispatcher.cpus, dispatcher.share_cpus = cpus or cpu_share.Share(processes), share_cpus
             dispatcher.serve()
             code = 0
         except BaseException:
@@ -356,7 +356,7 @@ class _Dispatcher:
         self.selector = selectors.DefaultSelector()
         self.stopping = False
         self.parent = os.getppid()
-        self.cpus = processes
+        self.cpus = cpu_share.Share(processes)
         self.share_cpus: Callable[[int], None] | None = None
 
     def serve(self) -> None:
@@ -480,22 +480,21 @@ class _Dispatcher:
 
     def _dispatch(self) -> None:
         free = [p for p in self.processes.values() if p.conn is None and not p.leaving]
-        busy = sum(p.conn is not None for p in self.processes.values())
         while free and self.waiting:
             entry = self.waiting.popleft()
             self.selector.unregister(entry.conn)
             proc = free.pop()
             try:
-                spare = max(1, min(255, self.cpus - busy))
-                socket.send_fds(proc.control, [b"J" + bytes([spare])], [entry.conn.fileno(), entry.job])
+                threads = min(255, self.cpus.take(proc.pid))
+                socket.send_fds(proc.control, [b"J" + bytes([threads])], [entry.conn.fileno(), entry.job])
             except OSError:  # the process died between select and now: back to the head of the queue
+                self.cpus.release(proc.pid)
                 self.waiting.appendleft(entry)
                 self.selector.register(entry.conn, selectors.EVENT_READ, "waiting")
                 continue
             os.close(entry.job)  # the process has its own copy now
             now = time.monotonic()
             proc.conn, proc.since = entry.conn, now
-            busy += 1
             self.counts.waits.append(now - entry.queued)
             self.metrics.started(now - entry.queued)
 
@@ -513,6 +512,7 @@ class _Dispatcher:
         if proc.conn is not None:
             proc.conn.close()
             proc.conn = None
+            self.cpus.release(pid)
             self.counts.served += 1
             self.metrics.finished()
         proc.leaving = proc.leaving or note == b"L"
@@ -528,6 +528,7 @@ class _Dispatcher:
             proc = self.processes.pop(pid, None)
             if proc is None:
                 continue
+            self.cpus.release(pid)
             if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL:
                 self.counts.killed += 1
             with contextlib.suppress(KeyError, ValueError):
@@ -577,8 +578,8 @@ def _work(control: socket.socket, models: Any, memory_bytes: int,
         signal.signal(sig, signal.SIG_DFL)
     for sig in (signal.SIGTERM, STOP_SIGNAL):  # a stop of the whole group: the request in hand is finished
         signal.signal(sig, signal.SIG_IGN)
-    releaser = memory.Releaser(above=KEEP_HEAP)
     memory.trim()  # free heap inherited from the parent would otherwise hide growth when a later trim returns it
+    releaser = memory.Releaser(above=KEEP_HEAP)
     own_at_fork = memory.anonymous()
     while True:
         note, fds, _, _ = socket.recv_fds(control, 2, 2)
@@ -606,21 +607,12 @@ def _work(control: socket.socket, models: Any, memory_bytes: int,
             pass  # the web thread went away: nothing to answer
         finally:
             conn.close()
-        releaser.end(start)  # a large request's memory goes back before the next one
-        if not leave and own_at_fork and _holds_too_much(own_at_fork):
-            memory.trim()
-            leave = memory.anonymous() - own_at_fork > KEEP_OWN  # what is still over is the models' own
+        # Past KEEP_HEAP over its last trim, a process trims; what a trim leaves is its own, bounded by KEEP_OWN.
+        if releaser.end(start) and not leave and own_at_fork:
+            leave = memory.anonymous() - own_at_fork > KEEP_OWN
         control.sendall(b"L" if leave else b"D")  # L: done, and leaving (the dispatcher forks a fresh one)
         if leave:
             return
-
-
-def _holds_too_much(own_at_fork: int) -> bool:
-    """Whether this process holds more than KEEP_OWN over its start besides free heap, or more than KEEP_OWN
-    and KEEP_HEAP together: free heap is left alone below that, as trimming it after every large request made
-    the next one fault it all back (and ``free_heap`` may count pages an earlier trim already returned)."""
-    over = memory.anonymous() - own_at_fork
-    return over > KEEP_OWN and (over - memory.free_heap() > KEEP_OWN or over > KEEP_OWN + KEEP_HEAP)
 
 
 def _answer(models: Any, job: int) -> tuple[bytes, bool]:

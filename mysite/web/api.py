@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from typing import Any
@@ -80,7 +81,7 @@ def handle(ep: Endpoint) -> Response:
         images = tuple(batch)
     else:
         fmt = respond.answer_format(ep.output, request, given)  # a bad output= is refused before any fetch
-        images = (inputs.image_bytes(request, settings.max_upload_bytes, _fetcher(settings)),)
+        images = (inputs.image_bytes(request, settings.max_upload_bytes, fetcher(settings)),)
     job = Job(name, ep.output, fmt, values, frozenset({*given, *ep.fixed}), images, batch is not None,
               ep.label or ep.model, settings.max_pixels, Budget(settings.request_memory_bytes, settings.request_work))
     outcome = run(run_job, job)
@@ -110,14 +111,15 @@ def _check_unread(ep: Endpoint, model: Any, given: dict[str, str], registry: Any
 
 
 def fetcher(settings: Settings) -> Callable[[str], bytes]:
-    """What fetches a ``?url=`` image under these settings (or refuses to)."""
-    return _fetcher(settings)
+    """What fetches a ``?url=`` image under these settings (or refuses to), made only when a request names one."""
+    return functools.partial(_fetch, settings)
 
 
-def _fetcher(settings: Settings) -> Callable[[str], bytes]:
+def _fetch(settings: Settings, url: str) -> bytes:
     if not settings.url_fetch:
-        return _fetch_disabled
-    return Fetcher(settings.max_upload_bytes, settings.url_timeout, settings.url_allow_networks, settings.url_deadline).fetch
+        return _fetch_disabled(url)
+    return Fetcher(settings.max_upload_bytes, settings.url_timeout, settings.url_allow_networks,
+                   settings.url_deadline).fetch(url)
 
 
 def _fetch_disabled(url: str) -> bytes:

@@ -67,13 +67,13 @@ JOB_HEAD = struct.Struct("!II")  # pickle's length, number of out-of-band buffer
 OUT_OF_BAND = 64 * 1024  # byte strings this long cross as raw bytes after the pickle, not inside it
 MAX_BUFFERS = 64
 MAX_FRAME = 1 << 34
-# What a CV process may hold over where its last trim left it: trimming after every request made the
-# next fault its buffers back in (docs/serving.md); past this, the heap is trimmed.
+# What a CV process may hold over where its last trim left it, as long as it holds under KEEP_OWN over its
+# start: trimming after every request made the next fault its buffers back in (docs/serving.md).
 KEEP_HEAP = 32 * 1024 * 1024
-# What a CV process may hold of its own (RssAnon) between requests over what it had when forked: buffers
-# that models keep for the sizes they have seen (dlib's layers, YuNet's per size) are not heap that a trim
-# gives back, so past this the process leaves and a fresh fork, sharing the models, takes its place.
-KEEP_OWN = 32 * 1024 * 1024
+# What a CV process may hold (RssAnon) between requests over what it had when forked: past this it trims
+# its heap, and if buffers that models keep for the sizes they have seen (dlib's layers, YuNet's per size)
+# still hold more, it leaves and a fresh fork, sharing the models, takes its place.
+KEEP_OWN = 24 * 1024 * 1024
 # The master stops the pool with this, after its workers are done: a SIGTERM may be a stop of the whole
 # process group (systemd), which must not end the work those workers still wait for.
 STOP_SIGNAL = signal.SIGUSR1
@@ -607,9 +607,11 @@ def _work(control: socket.socket, models: Any, memory_bytes: int,
             pass  # the web thread went away: nothing to answer
         finally:
             conn.close()
-        # Past KEEP_HEAP over its last trim, a process trims; what a trim leaves is its own, bounded by KEEP_OWN.
-        if releaser.end(start) and not leave and own_at_fork:
-            leave = memory.anonymous() - own_at_fork > KEEP_OWN
+        trimmed = releaser.end(start)  # a large request's memory goes back before the next one
+        if not leave and own_at_fork and memory.anonymous() - own_at_fork > KEEP_OWN:
+            if not trimmed:
+                memory.trim()
+            leave = memory.anonymous() - own_at_fork > KEEP_OWN  # what a trim leaves is the models' own
         control.sendall(b"L" if leave else b"D")  # L: done, and leaving (the dispatcher forks a fresh one)
         if leave:
             return

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mysite.server import cpus, gunicorn_errors, metrics_dir, pool, timeouts
-from mysite.server.memory import limit_arenas, reuse_buffers
+from mysite.server.memory import limit_arenas
 
 
 def _in_gunicorn() -> bool:
@@ -67,11 +67,6 @@ control_socket_disable = True
 # default limits (4094 bytes, 8190 bytes) stay: nginx in front (Elastic Beanstalk, the Docker
 # image) answers over 8 KB itself, and no endpoint needs a longer line.
 gunicorn_errors.install()
-
-
-def post_fork(server: Any, worker: Any) -> None:
-    """A web worker: its uploads' buffers are reused from request to request (``memory.reuse_buffers``)."""
-    reuse_buffers()
 
 
 def when_ready(server: Any) -> None:

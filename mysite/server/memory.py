@@ -29,23 +29,13 @@ if _TRIM is not None:
     _TRIM.argtypes = [ctypes.c_size_t]
     _TRIM.restype = ctypes.c_int
 _MALLOPT = _libc("mallopt")
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8  # glibc's malloc.h
+M_ARENA_MAX = -8  # glibc's malloc.h
 
 
 def limit_arenas(arenas: int = 2) -> bool:
     """At most ``arenas`` malloc heaps, as ``MALLOC_ARENA_MAX`` would (threads otherwise get a heap each, up
     to 8 per CPU, and memory freed in one is not reused by another); call before threads start."""
     return bool(_MALLOPT(M_ARENA_MAX, arenas)) if _MALLOPT is not None else False
-
-
-def reuse_buffers(largest: int = 32 * 1024 * 1024) -> bool:
-    """Buffers up to ``largest`` bytes come from the heap and are reused by the next request: above its
-    threshold (128 KB at first) glibc maps each one afresh and the kernel zeroes every page of it again,
-    which for a web worker's upload and its copies cost more than the copies. The heap is then given back
-    by ``Releaser`` (and by glibc itself only past twice ``largest`` of free space at its top)."""
-    if _MALLOPT is None:
-        return False
-    return bool(_MALLOPT(M_MMAP_THRESHOLD, largest)) and bool(_MALLOPT(M_TRIM_THRESHOLD, 2 * largest))
 
 
 def rss() -> int:

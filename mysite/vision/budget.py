@@ -125,13 +125,20 @@ def pyramid(width: int, height: int, window: tuple[int, int], scale_factor: floa
 
 
 def pyramid_buffer(levels: list[Scale]) -> int:
-    """Pixels of the buffer OpenCV packs every level's integral images into, row by row.
+    """Pixels of the buffer OpenCV packs every level's integral images into, row by row."""
+    width, rows = pyramid_shape(levels)
+    return width * rows
+
+
+def pyramid_shape(levels: list[Scale]) -> tuple[int, int]:
+    """Width and rows of the buffer OpenCV packs every level's integral images into.
 
     As ``FeatureEvaluator::setImage``: rows as wide as the first level (+1, aligned to 32);
-    a level goes on the current row while it fits, else starts a new one.
+    a level goes on the current row while it fits, else starts a new one. A classifier keeps
+    the widest and the tallest it has built, each on its own, for good.
     """
     if not levels:
-        return 0
+        return 0, 0
     width = math.ceil((levels[0].size[0] + 1 + 31) / 32) * 32
     x = y = row = 0
     for lv in levels:
@@ -140,7 +147,7 @@ def pyramid_buffer(levels: list[Scale]) -> int:
             x, y, row = 0, y + row, h
         row = max(row, h)
         x += w
-    return width * (y + row)
+    return width, y + row
 
 
 def windows(levels: list[Scale], window: tuple[int, int]) -> int:

@@ -96,16 +96,23 @@ class Scanned(NamedTuple):
 
 
 class _Counted:
-    """A classifier's scans, each of one image between two object sizes, and the largest pyramid
-    buffer they made it build (it keeps that buffer until it is thrown away)."""
+    """A classifier's scans, each of one image between two object sizes, and the pyramid buffer they
+    made it build: as wide as the widest and as tall as the tallest, which it keeps until it is thrown
+    away (scans of many differently shaped parts add up to more than any one of them)."""
 
     def __init__(self, clf: cv2.CascadeClassifier, window: tuple[int, int]) -> None:
-        self.clf, self.window, self.buffer = clf, window, 0
+        self.clf, self.window = clf, window
+        self.width = self.rows = 0
+
+    @property
+    def buffer(self) -> int:
+        return self.width * self.rows
 
     def hits(self, image: np.ndarray, scale_factor: float, smallest: tuple[int, int],
              largest: tuple[int, int]) -> list[Rect]:
         levels = budget.pyramid(image.shape[1], image.shape[0], self.window, scale_factor, smallest, largest)
-        self.buffer = max(self.buffer, budget.pyramid_buffer(levels))
+        width, rows = budget.pyramid_shape(levels)
+        self.width, self.rows = max(self.width, width), max(self.rows, rows)
         return _rects(self.clf.detectMultiScale(image, scaleFactor=scale_factor, minNeighbors=0,
                                                 minSize=smallest, maxSize=largest))
 

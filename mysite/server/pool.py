@@ -261,9 +261,8 @@ def start(models: Any, processes: int, queue_deadline: float, work_deadline: flo
             for fd in close_fds:
                 with contextlib.suppress(OSError):
                     os.close(fd)
-            dispatcher = _Dispatcher(listener, models, processes, queue_deadline, work_deadline, memory_mb, metrics)
-            dispatcher.cpus, dispatcher.share_cpus = cpus or cpu_share.Share(processes), share_cpus
-            dispatcher.serve()
+            _Dispatcher(listener, models, processes, queue_deadline, work_deadline, memory_mb, metrics,
+                        share_cpus, cpus).serve()
             code = 0
         except BaseException:
             log.exception("the detection pool's dispatcher failed")
@@ -345,7 +344,8 @@ class _Dispatcher:
     """The queue and the processes: a select loop that never runs client work."""
 
     def __init__(self, listener: socket.socket, models: Any, processes: int, queue_deadline: float,
-                 work_deadline: float, memory_mb: float, metrics: QueueMetrics | None = None) -> None:
+                 work_deadline: float, memory_mb: float, metrics: QueueMetrics | None = None,
+                 share_cpus: Callable[[int], None] | None = None, cpus: cpu_share.Share | None = None) -> None:
         self.listener, self.models, self.size = listener, models, processes
         self.queue_deadline, self.work_deadline = queue_deadline, work_deadline
         self.memory_bytes = int(memory_mb * 1024 * 1024)
@@ -356,8 +356,8 @@ class _Dispatcher:
         self.selector = selectors.DefaultSelector()
         self.stopping = False
         self.parent = os.getppid()
-        self.cpus = cpu_share.Share(processes)
-        self.share_cpus: Callable[[int], None] | None = None
+        self.cpus = cpus or cpu_share.Share(processes)
+        self.share_cpus = share_cpus
 
     def serve(self) -> None:
         _die_with_parent(STOP_SIGNAL)
@@ -665,14 +665,12 @@ def _die_with_parent(sig: int) -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, int(sig), 0, 0, 0)  # PR_SET_PDEATHSIG
 
 
-def _recv_exact(conn: socket.socket, n: int, allow_short: bool = False) -> bytes:
+def _recv_exact(conn: socket.socket, n: int) -> bytes:
     buf = bytearray(n)
     view, got = memoryview(buf), 0
     while got < n:
         k = conn.recv_into(view[got:])
         if k == 0:
-            if allow_short:
-                return bytes(buf[:got])
             raise EOFError
         got += k
     return bytes(buf) if n < 4096 else buf  # type: ignore[return-value]

@@ -18,20 +18,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.server import cpu_of
 from mysite.server import pool
 
 
 def size_of(models: Any, data: bytes) -> int:
     """The job: nothing but touching what crossed."""
     return len(data)
-
-
-def _cpu_of(pids: list[int]) -> float:
-    tick, total = os.sysconf("SC_CLK_TCK"), 0
-    for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / tick
 
 
 def _own_cpu() -> float:
@@ -55,12 +48,12 @@ def main() -> None:
             data = os.urandom(size)
             reps = args.reps if size < 4_000_000 else max(20, args.reps // 5)
             times = []
-            own, theirs = _own_cpu(), _cpu_of(family)
+            own, theirs = _own_cpu(), cpu_of(set(family))
             for _ in range(reps):
                 t = time.perf_counter()
                 assert client.call(size_of, data) == size
                 times.append((time.perf_counter() - t) * 1000)
-            own, theirs = (_own_cpu() - own) * 1000 / reps, (_cpu_of(family) - theirs) * 1000 / reps
+            own, theirs = (_own_cpu() - own) * 1000 / reps, (cpu_of(set(family)) - theirs) * 1000 / reps
             times.sort()
             print(f"| {size / 1e6:g} MB | {statistics.median(times):.2f} | {times[int(0.9 * (len(times) - 1))]:.2f} | "
                   f"{own:.2f} / {theirs:.2f} |")

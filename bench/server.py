@@ -97,20 +97,14 @@ class Server:
     def tree_cpu_seconds(self) -> float:
         """CPU time of the whole instance so far: the master and every process under it, each thread
         counted (``schedstat``, ns), and the processes that ended and were reaped (``cutime``, ``cstime``)."""
-        total = 0.0
-        for pid in self._family():
+        family, reaped = self._family(), 0.0
+        for pid in family:
             try:
                 stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                total += (int(stat[13]) + int(stat[14])) / os.sysconf("SC_CLK_TCK")
-                tasks = list(Path(f"/proc/{pid}/task").iterdir())
+                reaped += (int(stat[13]) + int(stat[14])) / os.sysconf("SC_CLK_TCK")
             except (OSError, ValueError, IndexError):
                 continue  # a process that just ended
-            for task in tasks:
-                try:
-                    total += int((task / "schedstat").read_text().split()[0]) / 1e9
-                except (OSError, ValueError, IndexError):
-                    continue  # a thread that just ended
-        return total
+        return cpu_of(family) + reaped
 
     def peak_rss_mb(self) -> tuple[float, list[float]]:
         """Peak resident memory (VmHWM) of the master and of each worker, in MB."""
@@ -119,7 +113,7 @@ class Server:
 
     def cpu_seconds(self) -> float:
         """CPU time the workers have used so far, every thread counted (``schedstat``, ns)."""
-        return _cpu(set(self.worker_pids()))
+        return cpu_of(set(self.worker_pids()))
 
     def cpu_split(self) -> tuple[float, float]:
         """CPU seconds so far of the web side (master and web workers) and of the CV pool (dispatcher and processes)."""
@@ -128,7 +122,7 @@ class Server:
         children = {pid for pid, parent in parents.items() if parent == master}
         pool = {pid for pid, parent in parents.items() if parent in children}  # only the dispatcher has children
         pool |= {parents[pid] for pid in pool}
-        return _cpu({master} | (children - pool)), _cpu(pool)
+        return cpu_of({master} | (children - pool)), cpu_of(pool)
 
     def __exit__(self, *exc: object) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -153,7 +147,7 @@ def _parents() -> dict[int, int]:
     return parents
 
 
-def _cpu(pids: set[int]) -> float:
+def cpu_of(pids: set[int]) -> float:
     """CPU seconds of these processes, every thread counted (``schedstat``, ns)."""
     total = 0
     for pid in pids:

@@ -181,3 +181,16 @@ def test_every_raw_hit_at_its_own_size_is_opencvs(face):
     gray = cv2.cvtColor(cv2.imread(str(DATA / "group_17_faces.jpg")), cv2.COLOR_BGR2GRAY)
     found = face.run(gray, face.plan_for(gray, scale_factor=1.1, min_neighbors=0, min_size=25, min_face=MIN_FACE))
     assert sorted(d["box"] for d in found) == _book(face, gray, 0)
+
+
+def test_the_buffer_counted_is_the_widest_and_tallest_a_classifier_kept_each_on_its_own():
+    """OpenCV keeps the widest rows and the most rows it has built, separately: a wide strip then a tall one
+    leave a buffer as wide as the first and as tall as the second, more than either built."""
+    clf = cv2.CascadeClassifier(str(FACE))
+    counted = coarse_scan._Counted(clf, (20, 20))
+    wide, tall = np.zeros((40, 400), np.uint8), np.zeros((400, 40), np.uint8)
+    one = [budget.pyramid_shape(budget.pyramid(w, h, (20, 20), 1.1, (20, 20), (40, 40))) for w, h in ((400, 40), (40, 400))]
+    counted.hits(wide, 1.1, (20, 20), (40, 40))
+    counted.hits(tall, 1.1, (20, 20), (40, 40))
+    assert counted.buffer == one[0][0] * one[1][1]
+    assert counted.buffer > max(w * r for w, r in one)

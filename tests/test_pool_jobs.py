@@ -158,6 +158,13 @@ def _given(models: object, seconds: float) -> tuple[int, frozenset[int]]:
     return _SHARE[-1], frozenset(os.sched_getaffinity(0))
 
 
+def _until_idle(client: pool.Client, seconds: float = 5.0) -> None:
+    ends = time.monotonic() + seconds
+    while (status := client.status()) is None or status["busy"]:
+        assert time.monotonic() < ends, status
+        time.sleep(0.01)
+
+
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs to share")
 def test_a_job_alone_has_every_cpu_and_jobs_side_by_side_one_each() -> None:
     every = frozenset(sorted(os.sched_getaffinity(0))[:2])
@@ -165,6 +172,7 @@ def test_a_job_alone_has_every_cpu_and_jobs_side_by_side_one_each() -> None:
                         share_cpus=_SHARE.append, cpus=cpus.Share(2, every))
     try:
         assert client.call(_given, 0.0) == (2, every)
+        _until_idle(client)
         with ThreadPoolExecutor(2) as threads:
             # The second job arrives while the first runs: the first gives up a CPU to it.
             first = threads.submit(client.call, _given, 0.8)
@@ -172,6 +180,7 @@ def test_a_job_alone_has_every_cpu_and_jobs_side_by_side_one_each() -> None:
             second = threads.submit(client.call, _given, 1.0)
             (n1, on1), (n2, on2) = first.result(10), second.result(10)
             assert (n1, n2) == (2, 1) and len(on1) == len(on2) == 1 and not on1 & on2
+            _until_idle(client)  # a client has its answer a moment before the process reports it done
             # And takes it back when the second job ends before it.
             first = threads.submit(client.call, _given, 1.2)
             time.sleep(0.3)

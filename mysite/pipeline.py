@@ -11,6 +11,7 @@ import dataclasses
 import math
 import pickle
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, SupportsIndex
 
@@ -135,8 +136,18 @@ def plan_image(model: Model, data: bytes, values: dict[str, Any], explicit: froz
     return dataclasses.replace(plan, work=work + plan.decoded_pixels // DECODE_WORK)
 
 
+def _room_enough(need: int) -> None:
+    """In-process, and in a process that keeps no heap between requests: nothing to give back first."""
+
+
+# Called with a decode's planned peak before it starts: a process that keeps freed heap for its next
+# request gives it back when this decode will not reuse it (set by mysite/server/pool.py).
+before_decode: Callable[[int], None] = _room_enough
+
+
 def execute(model: Model, data: bytes, plan: ImagePlan) -> tuple[Decoded, Any]:
     """Decode as planned and run the model; the decoded image and the model's answer (in original pixels)."""
+    before_decode(decode_memory(plan.header, plan.gray, plan.reduce))
     decoded = decode_image(data, max_pixels=plan.header.width * plan.header.height, gray=plan.gray,
                            reduce=plan.reduce, header=plan.header, max_bytes=plan.memory)
     if isinstance(model, Rescaling) and plan.scan is not None:
@@ -196,6 +207,8 @@ def annotate(data: bytes, detections: Any, label: str, decoded: Decoded | None, 
     if decoded is not None and decoded.image.ndim == 3 and decoded.scale == 1:
         photo = decoded.image
     else:
+        if decoded is not None:
+            before_decode(decode_memory(decoded.header, False, 1))
         photo = decode_image(data, max_pixels=max_pixels).image
     return draw_detections(photo, detections, default_label=label)
 

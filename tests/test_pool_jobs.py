@@ -97,9 +97,8 @@ def test_a_process_that_keeps_memory_of_its_own_is_replaced() -> None:
 
 def _churns(models: object, megabytes: int) -> tuple[int, int]:
     """This process's id and its resident memory as the job starts; then takes ``megabytes`` in small blocks
-    (malloc's heap), writes them and frees them."""
+    (malloc's heap, not maps of their own), writes them and frees them."""
     resident = memory.rss()
-    bytearray(30 << 20)  # a large buffer, freed at once as a photo's are: malloc then stops trimming its heap itself
     blocks = [bytearray(32 * 1024) for _ in range(megabytes * 32)]
     for block in blocks:
         block[::4096] = b"\x01" * 8
@@ -107,25 +106,43 @@ def _churns(models: object, megabytes: int) -> tuple[int, int]:
     return os.getpid(), resident
 
 
-def test_free_heap_stays_for_the_next_request_while_the_process_holds_under_keep_own() -> None:
+def _makes_room(models: object, need: int) -> tuple[int, int]:
+    """Resident memory before and after the CV process makes room for a decode of ``need`` bytes."""
+    from mysite import pipeline
+
+    before = memory.rss()
+    pipeline.before_decode(need)
+    return before, memory.rss()
+
+
+def test_a_process_keeps_free_heap_for_the_next_request_within_its_bounds() -> None:
     # In a fresh interpreter: a CV process forked from this one would inherit its heap's history.
     script = """
-from mysite.server import pool
-from test_pool_jobs import _churns, _keeps
+from mysite.server import memory, pool
+from test_pool_jobs import _churns, _keeps, _makes_room
 client = pool.start(None, processes=1, queue_deadline=5, work_deadline=5, memory_mb=256)
 try:
     kept = client.call(_keeps, 4)
-    pid, first = client.call(_churns, 16)  # 20 MB over its start, 16 of them free heap: under KEEP_OWN, kept
+    pid, first = client.call(_churns, 16)  # 20 MB over its start, 16 of them free heap: kept for the next
     again, held = client.call(_churns, 16)
-    print(pid == again == kept, first >> 20, held >> 20)
+    small = client.call(_makes_room, 1 << 20)  # a small decode reuses the heap: nothing to give back
+    large = client.call(_makes_room, memory.OWN_MAP)  # a large one takes maps of its own: the heap goes back first
+    client.call(_churns, (pool.KEEP_OWN + pool.KEEP_HEAP >> 20) + 8)  # more than a process keeps: trimmed
+    last, after = client.call(_churns, 1)
+    mb = [n >> 20 for n in (first, held, *small, *large, after)]
+    print(pid == again == last == kept, *mb)
 finally:
     pool.stop()
 """
     tests = Path(__file__).parent
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tests.parent), str(tests)])}
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=env)
-    same, first, held = out.stdout.split()
-    assert same == "True" and int(held) - int(first) > 12, out.stdout + out.stderr
+    same, first, held, small0, small1, large0, large1, after = out.stdout.split()
+    said = out.stdout + out.stderr
+    assert same == "True", said  # the process stayed throughout
+    assert int(held) - int(first) > 12, said  # the first churn's heap was still there for the second
+    assert int(small0) - int(small1) < 2 and int(large0) - int(large1) > 12, said
+    assert int(after) - int(first) < 8, said
 
 
 def _allocates(models: object, megabytes: int) -> int:

@@ -67,13 +67,15 @@ JOB_HEAD = struct.Struct("!II")  # pickle's length, number of out-of-band buffer
 OUT_OF_BAND = 64 * 1024  # byte strings this long cross as raw bytes after the pickle, not inside it
 MAX_BUFFERS = 64
 MAX_FRAME = 1 << 34
-# What a CV process may hold over where its last trim left it, as long as it holds under KEEP_OWN over its
-# start: trimming after every request made the next fault its buffers back in (docs/serving.md).
-KEEP_HEAP = 32 * 1024 * 1024
-# What a CV process may hold (RssAnon) between requests over what it had when forked: past this it trims
-# its heap, and if buffers that models keep for the sizes they have seen (dlib's layers, YuNet's per size)
-# still hold more, it leaves and a fresh fork, sharing the models, takes its place.
-KEEP_OWN = 24 * 1024 * 1024
+# A CV process keeps the heap its requests freed, up to KEEP_HEAP, for the next one: trimming after every
+# request made the next fault its buffers back in (docs/serving.md). A decode that takes maps of its own
+# reuses none of it: the heap goes back first (_make_room).
+KEEP_HEAP = 24 * 1024 * 1024
+# What a CV process may hold in use between requests (malloc'd and not freed since it was forked): buffers
+# that models keep for the sizes they have seen (a cascade's pyramid, dlib's layers). Past this, or past
+# KEEP_OWN + KEEP_HEAP in all (RssAnon over its start), it trims; still holding more than KEEP_OWN, it
+# leaves, and a fresh fork, sharing the models, takes its place.
+KEEP_OWN = 20 * 1024 * 1024
 # The master stops the pool with this, after its workers are done: a SIGTERM may be a stop of the whole
 # process group (systemd), which must not end the work those workers still wait for.
 STOP_SIGNAL = signal.SIGUSR1
@@ -579,8 +581,11 @@ def _work(control: socket.socket, models: Any, memory_bytes: int,
     for sig in (signal.SIGTERM, STOP_SIGNAL):  # a stop of the whole group: the request in hand is finished
         signal.signal(sig, signal.SIG_IGN)
     memory.trim()  # free heap inherited from the parent would otherwise hide growth when a later trim returns it
-    releaser = memory.Releaser(above=KEEP_HEAP)
-    own_at_fork = memory.anonymous()
+    from mysite import pipeline  # here, not at the top: gunicorn's settings import this module before the app
+
+    memory.hold_heap()
+    pipeline.before_decode = _make_room
+    own_at_fork, in_use_at_fork = memory.anonymous(), memory.heap_in_use()
     while True:
         note, fds, _, _ = socket.recv_fds(control, 2, 2)
         if len(fds) < 2:
@@ -591,8 +596,7 @@ def _work(control: socket.socket, models: Any, memory_bytes: int,
         if share_cpus is not None and len(note) == 2:
             share_cpus(note[1])
         leave = False
-        start = releaser.begin()
-        _limit_memory(memory_bytes)  # each request its own allowance, whatever earlier ones left (bounded by KEEP_OWN)
+        _limit_memory(memory_bytes)  # each request its own allowance, whatever earlier ones left (bounded by KEEP_*)
         try:
             conn.setblocking(True)
             answer, leave = _answer(models, fds[1])
@@ -607,11 +611,9 @@ def _work(control: socket.socket, models: Any, memory_bytes: int,
             pass  # the web thread went away: nothing to answer
         finally:
             conn.close()
-        trimmed = releaser.end(start)  # a large request's memory goes back before the next one
-        if not leave and own_at_fork and memory.anonymous() - own_at_fork > KEEP_OWN:
-            if not trimmed:
-                memory.trim()
-            leave = memory.anonymous() - own_at_fork > KEEP_OWN  # what a trim leaves is the models' own
+        if not leave and own_at_fork and _over_keep(own_at_fork, in_use_at_fork):
+            memory.trim()
+            leave = memory.anonymous() - own_at_fork > KEEP_OWN  # what a trim leaves is in use
         control.sendall(b"L" if leave else b"D")  # L: done, and leaving (the dispatcher forks a fresh one)
         if leave:
             return
@@ -645,6 +647,21 @@ def _answer(models: Any, job: int) -> tuple[bytes, bool]:
 def _out_of_memory() -> TooLarge:
     return TooLarge("this image needs more memory than the server gives one request (MYSITE_CV_MEMORY_MB); "
                     "send a smaller image")
+
+
+def _over_keep(own_at_fork: int, in_use_at_fork: int | None) -> bool:
+    """Whether a CV process holds more than it may keep between requests (KEEP_OWN in use, KEEP_HEAP free)."""
+    in_use = memory.heap_in_use()
+    if in_use is None or in_use_at_fork is None:  # no count of the heap in use: trim, and look at what is left
+        return True
+    return in_use - in_use_at_fork > KEEP_OWN or memory.anonymous() - own_at_fork > KEEP_OWN + KEEP_HEAP
+
+
+def _make_room(need: int) -> None:
+    """Before a decode of ``need`` bytes: one that takes maps of its own would sit beside the kept heap, not in
+    it, so the heap goes back first (its peak is then what a fresh process's would be)."""
+    if need >= memory.OWN_MAP:
+        memory.trim()
 
 
 def _limit_memory(extra: int) -> None:

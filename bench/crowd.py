@@ -4,7 +4,8 @@ Each client posts the 12 MP composition (``testkit/compose.py``) to ``/detect`` 
 it has its answer, and never retries a 503 (as a load balancer and DeepStack's clients do not).
 A prober reads ``/healthz`` every quarter second throughout. Printed per crowd: answers by
 status, throughput against the instance's capacity (CPUs / the photo's single-threaded
-in-process time), latency, and /healthz's p95. Loopback only; every loop ends by its clock.
+in-process time, measured before and after that crowd), latency, and /healthz's p95. Loopback
+only; every loop ends by its clock.
 
 Options: ``--clients 16 64`` (crowds, run in turn), ``--seconds 60``, ``--detector haar``,
 ``--queue-deadline`` (seconds). The last column, CPU per answer of the web side (master and web
@@ -33,8 +34,8 @@ from mysite.web.state import current_registry, current_settings
 from testkit import compose
 
 
-def in_process_seconds(data: bytes, detector: str, reps: int = 7) -> tuple[float, float]:
-    """Median wall time and CPU time of the photo's CV work (the pool's job) on one OpenCV thread, in this process."""
+def in_process_samples(data: bytes, detector: str, reps: int = 7) -> tuple[list[float], list[float]]:
+    """Wall times and CPU times of the photo's CV work (the pool's job) on one OpenCV thread, in this process."""
     app = create_app({"MYSITE_URL_FETCH": "off"})
     with app.app_context():
         registry, settings = current_registry(), current_settings()
@@ -53,6 +54,12 @@ def in_process_seconds(data: bytes, detector: str, reps: int = 7) -> tuple[float
             cpu.append(time.process_time() - c)
     finally:
         cv2.setNumThreads(threads)
+    return times, cpu
+
+
+def in_process_seconds(data: bytes, detector: str, reps: int = 7) -> tuple[float, float]:
+    """Median wall time and CPU time of the photo's CV work on one OpenCV thread, in this process."""
+    times, cpu = in_process_samples(data, detector, reps)
     return statistics.median(times), statistics.median(cpu)
 
 
@@ -116,23 +123,24 @@ def main() -> None:
     args = ap.parse_args()
     data, _ = compose.build_jpeg()
     cpus = len(os.sched_getaffinity(0))
-    single, single_cpu = in_process_seconds(data, args.detector)
-    capacity = cpus / single
-    print(f"12 MP composition, detector={args.detector}: {single * 1000:.0f} ms in-process on one OpenCV thread "
-          f"({single_cpu * 1000:.0f} ms CPU); capacity {capacity:.2f} req/s on {cpus} CPUs; "
-          f"load average {os.getloadavg()[0]:.2f}\n")
-    print("| clients | answers | 200 | 503 | other | req/s | of capacity | p50 / p95 s | /healthz p95 s (codes) "
-          "| CPU ms per answer: web / CV |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print(f"12 MP composition, detector={args.detector}; {cpus} CPUs; load average {os.getloadavg()[0]:.2f}. Capacity: "
+          f"{cpus} / the photo's in-process time on one OpenCV thread, the median of 7 runs before and 7 after "
+          "each crowd (the machine's speed drifts)\n")
+    print("| clients | answers | 200 | 503 | other | req/s | in-process ms (before / after) | of capacity "
+          "| p50 / p95 s | /healthz p95 s (codes) | CPU ms per answer: web / CV |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     body, ctype = multipart(data)
     for clients in args.clients:
         env = {"MYSITE_THREADS": str(args.threads)} if args.threads else {}
         if args.queue_deadline:
             env["MYSITE_QUEUE_DEADLINE"] = f"{args.queue_deadline:g}"
+        before, _ = in_process_samples(data, args.detector)
         with Server(workers=2, cv_threads=args.cv_threads, extra_env=env) as server:
             web0, cv0 = server.cpu_split()
             r = crowd(server.port, body, ctype, f"/detect?detector={args.detector}", clients, args.seconds)
             web1, cv1 = server.cpu_split()
+        after, _ = in_process_samples(data, args.detector)
+        capacity = cpus / statistics.median(before + after)
         statuses: Counter[int | str] = r["statuses"]  # type: ignore[assignment]
         ok = statuses.get(200, 0)
         rate = ok / float(r["wall"])  # type: ignore[arg-type]
@@ -141,10 +149,10 @@ def main() -> None:
         other = sum(n for s, n in statuses.items() if s not in (200, 503))
         codes = dict(r["health_codes"])  # type: ignore[call-overload]
         print(f"| {clients} | {sum(statuses.values())} | {ok} | {statuses.get(503, 0)} | {other} | {rate:.2f} | "
+              f"{statistics.median(before) * 1000:.0f} / {statistics.median(after) * 1000:.0f} | "
               f"{rate / capacity:.0%} | {_pct(lat, 0.5):.2f} / {_pct(lat, 0.95):.2f} | "
               f"{_pct(health, 0.95):.2f} ({codes}) | "
-              f"{(web1 - web0) * 1000 / max(1, ok):.1f} / {(cv1 - cv0) * 1000 / max(1, ok):.0f} |")
-
+              f"{(web1 - web0) * 1000 / max(1, ok):.1f} / {(cv1 - cv0) * 1000 / max(1, ok):.0f} |", flush=True)
 
 if __name__ == "__main__":
     main()

@@ -88,7 +88,7 @@ def test_a_process_that_keeps_memory_of_its_own_is_replaced() -> None:
     try:
         small = {client.call(_keeps, 1) for _ in range(3)}
         assert len(small) == 1  # a little kept memory: the same process serves on
-        big = client.call(_keeps, pool.KEEP_OWN // (1 << 20) + 8)
+        big = client.call(_keeps, (pool.KEEP_OWN + pool.KEEP_HEAP) // (1 << 20) + 8)
         assert big in small
         assert client.call(_keeps, 1) != big  # it left after the request; a fresh fork answers
     finally:
@@ -118,15 +118,15 @@ def _makes_room(models: object, need: int) -> tuple[int, int]:
 def test_a_process_keeps_free_heap_for_the_next_request_within_its_bounds() -> None:
     # In a fresh interpreter: a CV process forked from this one would inherit its heap's history.
     script = """
-from mysite.server import memory, pool
+from mysite.server import pool
 from test_pool_jobs import _churns, _keeps, _makes_room
 client = pool.start(None, processes=1, queue_deadline=5, work_deadline=5, memory_mb=256)
 try:
     kept = client.call(_keeps, 4)
     pid, first = client.call(_churns, 16)  # 20 MB over its start, 16 of them free heap: kept for the next
     again, held = client.call(_churns, 16)
-    small = client.call(_makes_room, 1 << 20)  # a small decode reuses the heap: nothing to give back
-    large = client.call(_makes_room, memory.OWN_MAP)  # a large one takes maps of its own: the heap goes back first
+    small = client.call(_makes_room, pool.MAKE_ROOM - 1)  # a smaller decode: the kept heap may sit beside it
+    large = client.call(_makes_room, pool.MAKE_ROOM)  # a large one takes maps of its own: the heap goes back first
     client.call(_churns, (pool.KEEP_OWN + pool.KEEP_HEAP >> 20) + 8)  # more than a process keeps: trimmed
     last, after = client.call(_churns, 1)
     mb = [n >> 20 for n in (first, held, *small, *large, after)]

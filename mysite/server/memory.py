@@ -34,17 +34,6 @@ M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8  # glibc's malloc.h
 OWN_MAP = 32 * 1024 * 1024
 
 
-class _MallInfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
-                                                      "fsmblks", "uordblks", "fordblks", "keepcost")]
-
-
-_MALLINFO2 = _libc("mallinfo2")  # glibc 2.33 and later
-if _MALLINFO2 is not None:
-    _MALLINFO2.argtypes = []
-    _MALLINFO2.restype = _MallInfo2
-
-
 def limit_arenas(arenas: int = 2) -> bool:
     """At most ``arenas`` malloc heaps, as ``MALLOC_ARENA_MAX`` would (threads otherwise get a heap each, up
     to 8 per CPU, and memory freed in one is not reused by another); call before threads start."""
@@ -59,14 +48,6 @@ def hold_heap() -> bool:
         return False
     never = 2**31 - 1  # mallopt takes a C int
     return bool(_MALLOPT(M_MMAP_THRESHOLD, OWN_MAP)) and bool(_MALLOPT(M_TRIM_THRESHOLD, never))
-
-
-def heap_in_use() -> int | None:
-    """Bytes this process has from malloc and not freed (heap and maps); None where glibc cannot say."""
-    if _MALLINFO2 is None:
-        return None
-    info = _MALLINFO2()
-    return int(info.uordblks + info.hblkhd)
 
 
 def rss() -> int:

@@ -68,13 +68,15 @@ OUT_OF_BAND = 64 * 1024  # byte strings this long cross as raw bytes after the p
 MAX_BUFFERS = 64
 MAX_FRAME = 1 << 34
 # A CV process keeps the heap its requests freed, up to KEEP_HEAP, for the next one: trimming after every
-# request made the next fault its buffers back in (docs/serving.md). A decode that takes maps of its own
-# reuses none of it: the heap goes back first (_make_room).
+# request made the next fault its buffers back in (docs/serving.md).
 KEEP_HEAP = 24 * 1024 * 1024
-# What a CV process may hold in use between requests (malloc'd and not freed since it was forked): buffers
-# that models keep for the sizes they have seen (a cascade's pyramid, dlib's layers). Past this, or past
-# KEEP_OWN + KEEP_HEAP in all (RssAnon over its start), it trims; still holding more than KEEP_OWN, it
-# leaves, and a fresh fork, sharing the models, takes its place.
+# A decode estimated at this much or more gets the kept heap back first (_make_room): it takes maps of its own,
+# beside the kept heap, and such a request then peaks as in a fresh process. A smaller one (a 12 MP photo's
+# estimate is 36 MB) has at most KEEP_HEAP beside it.
+MAKE_ROOM = 64 * 1024 * 1024
+# Past KEEP_OWN + KEEP_HEAP over its start (RssAnon) a CV process trims; still past KEEP_OWN, what it holds
+# is in use (buffers that models keep for the sizes they have seen: a cascade's pyramid, dlib's layers), so
+# it leaves, and a fresh fork, sharing the models, takes its place.
 KEEP_OWN = 20 * 1024 * 1024
 # The master stops the pool with this, after its workers are done: a SIGTERM may be a stop of the whole
 # process group (systemd), which must not end the work those workers still wait for.
@@ -585,7 +587,7 @@ def _work(control: socket.socket, models: Any, memory_bytes: int,
 
     memory.hold_heap()
     pipeline.before_decode = _make_room
-    own_at_fork, in_use_at_fork = memory.anonymous(), memory.heap_in_use()
+    own_at_fork = memory.anonymous()
     while True:
         note, fds, _, _ = socket.recv_fds(control, 2, 2)
         if len(fds) < 2:
@@ -611,7 +613,7 @@ def _work(control: socket.socket, models: Any, memory_bytes: int,
             pass  # the web thread went away: nothing to answer
         finally:
             conn.close()
-        if not leave and own_at_fork and _over_keep(own_at_fork, in_use_at_fork):
+        if not leave and own_at_fork and _over_keep(own_at_fork):
             memory.trim()
             leave = memory.anonymous() - own_at_fork > KEEP_OWN  # what a trim leaves is in use
         control.sendall(b"L" if leave else b"D")  # L: done, and leaving (the dispatcher forks a fresh one)
@@ -649,18 +651,14 @@ def _out_of_memory() -> TooLarge:
                     "send a smaller image")
 
 
-def _over_keep(own_at_fork: int, in_use_at_fork: int | None) -> bool:
-    """Whether a CV process holds more than it may keep between requests (KEEP_OWN in use, KEEP_HEAP free)."""
-    in_use = memory.heap_in_use()
-    if in_use is None or in_use_at_fork is None:  # no count of the heap in use: trim, and look at what is left
-        return True
-    return in_use - in_use_at_fork > KEEP_OWN or memory.anonymous() - own_at_fork > KEEP_OWN + KEEP_HEAP
+def _over_keep(own_at_fork: int) -> bool:
+    """Whether a CV process holds more than it may keep between requests (KEEP_OWN + KEEP_HEAP over its start)."""
+    return memory.anonymous() - own_at_fork > KEEP_OWN + KEEP_HEAP
 
 
 def _make_room(need: int) -> None:
-    """Before a decode of ``need`` bytes: one that takes maps of its own would sit beside the kept heap, not in
-    it, so the heap goes back first (its peak is then what a fresh process's would be)."""
-    if need >= memory.OWN_MAP:
+    """Before a decode estimated at ``need`` bytes: give the kept heap back when the decode is large."""
+    if need >= MAKE_ROOM:
         memory.trim()
 
 

@@ -103,9 +103,8 @@ class Releaser:
             self._in_flight += 1
         return rss()
 
-    def end(self, start: int) -> bool:
-        """A request's answer has been sent: trim if it, or the requests that ran beside it, left memory behind;
-        whether it trimmed."""
+    def end(self, start: int) -> None:
+        """A request's answer has been sent: trim if it, or the requests that ran beside it, left memory behind."""
         now = rss()
         with self._lock:
             self._in_flight -= 1
@@ -114,5 +113,3 @@ class Releaser:
             trim()
             if idle:
                 self._floor = rss()
-            return True
-        return False

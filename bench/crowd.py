@@ -34,8 +34,8 @@ from mysite.web.state import current_registry, current_settings
 from testkit import compose
 
 
-def in_process_samples(data: bytes, detector: str, reps: int = 7) -> tuple[list[float], list[float]]:
-    """Wall times and CPU times of the photo's CV work (the pool's job) on one OpenCV thread, in this process."""
+def in_process_samples(data: bytes, detector: str, reps: int = 7) -> list[float]:
+    """Wall times of the photo's CV work (the pool's job) on one OpenCV thread, in this process."""
     app = create_app({"MYSITE_URL_FETCH": "off"})
     with app.app_context():
         registry, settings = current_registry(), current_settings()
@@ -46,21 +46,14 @@ def in_process_samples(data: bytes, detector: str, reps: int = 7) -> tuple[list[
     cv2.setNumThreads(1)
     try:
         run_job(registry, job)
-        times, cpu = [], []
+        times = []
         for _ in range(reps):
-            t, c = time.perf_counter(), time.process_time()
+            t = time.perf_counter()
             run_job(registry, job)
             times.append(time.perf_counter() - t)
-            cpu.append(time.process_time() - c)
     finally:
         cv2.setNumThreads(threads)
-    return times, cpu
-
-
-def in_process_seconds(data: bytes, detector: str, reps: int = 7) -> tuple[float, float]:
-    """Median wall time and CPU time of the photo's CV work on one OpenCV thread, in this process."""
-    times, cpu = in_process_samples(data, detector, reps)
-    return statistics.median(times), statistics.median(cpu)
+    return times
 
 
 def crowd(port: int, body: bytes, ctype: str, path: str, clients: int, seconds: float) -> dict[str, object]:
@@ -134,12 +127,12 @@ def main() -> None:
         env = {"MYSITE_THREADS": str(args.threads)} if args.threads else {}
         if args.queue_deadline:
             env["MYSITE_QUEUE_DEADLINE"] = f"{args.queue_deadline:g}"
-        before, _ = in_process_samples(data, args.detector)
+        before = in_process_samples(data, args.detector)
         with Server(workers=2, cv_threads=args.cv_threads, extra_env=env) as server:
             web0, cv0 = server.cpu_split()
             r = crowd(server.port, body, ctype, f"/detect?detector={args.detector}", clients, args.seconds)
             web1, cv1 = server.cpu_split()
-        after, _ = in_process_samples(data, args.detector)
+        after = in_process_samples(data, args.detector)
         capacity = cpus / statistics.median(before + after)
         statuses: Counter[int | str] = r["statuses"]  # type: ignore[assignment]
         ok = statuses.get(200, 0)
@@ -153,6 +146,7 @@ def main() -> None:
               f"{rate / capacity:.0%} | {_pct(lat, 0.5):.2f} / {_pct(lat, 0.95):.2f} | "
               f"{_pct(health, 0.95):.2f} ({codes}) | "
               f"{(web1 - web0) * 1000 / max(1, ok):.1f} / {(cv1 - cv0) * 1000 / max(1, ok):.0f} |", flush=True)
+
 
 if __name__ == "__main__":
     main()

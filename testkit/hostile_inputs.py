@@ -408,6 +408,12 @@ def multipart_crlf(n: int) -> bytes:
     return _part_head("image", "a.jpg") + b"\r\n" * (n // 2) + b"\r\n--hostile--\r\n"
 
 
+def multipart_false_boundaries(n: int) -> bytes:
+    """One file part of about ``n`` bytes of boundary delimiters that close no part (each ends in ``X``)."""
+    unit = b"\r\n--hostileX"
+    return _part_head("image", "a.jpg") + unit * (n // len(unit)) + b"\r\n--hostile--\r\n"
+
+
 def multipart_parts(n: int) -> bytes:
     """``n`` small text parts (past the parts limit: refused, counted on the way)."""
     return b"".join(_part_head(f"f{i}") + b"v\r\n" for i in range(n)) + b"--hostile--\r\n"

@@ -111,6 +111,7 @@ CASES: tuple[Case, ...] = (
     Case("json-nested", hi.json_nested, _json_body, 400),
     Case("json-escapes", hi.json_escapes, _json_body, 500_000),
     Case("multipart-crlf", hi.multipart_crlf, _form(hi.MULTIPART), 4_000_000),
+    Case("multipart-false-boundaries", hi.multipart_false_boundaries, _form(hi.MULTIPART), 4_000_000),
     Case("multipart-parts", hi.multipart_parts, _form(hi.MULTIPART), 450),
     Case("multipart-part-flood", hi.multipart_parts, _form(hi.MULTIPART), 20_000),
     Case("urlencoded-fields", hi.urlencoded_fields, _form("application/x-www-form-urlencoded"), 20_000),

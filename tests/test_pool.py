@@ -155,3 +155,31 @@ def _alive(pid: int) -> bool:
 
 def _code(r: requests.Response) -> int | str:
     return r.status_code if r.status_code == 200 else f"{r.status_code} {r.text}"
+
+
+def _stat(pid: int) -> tuple[int, int]:
+    """Minor page faults, and resident anonymous memory in bytes, of process ``pid``."""
+    faults = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[7])
+    status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+    return faults, int(status["RssAnon"].split()[0]) * 1024
+
+
+def test_a_web_worker_keeps_freed_heap_for_the_next_upload_within_its_bound() -> None:
+    from mysite.server import memory
+    from testkit import compose
+
+    photo, _ = compose.build_jpeg()  # the 12 MP composition, 1.7 MB: its upload churns a few MB of heap
+    with start_gunicorn() as server:
+        (web,) = [p for p in _children(server.pid) if not _children(p)]  # the dispatcher is the parent of the pool
+        for _ in range(3):
+            assert _post(server.url, photo).status_code == 200
+        faults, kept = _stat(web)
+        for _ in range(5):
+            assert _post(server.url, photo).status_code == 200
+        per_upload = (_stat(web)[0] - faults) / 5
+        # Trimmed after each upload, the next faulted about 1,000 pages (4 KB) back in.
+        assert per_upload < 300, per_upload
+        with ThreadPoolExecutor(8) as ex:  # eight at once grow it past what it keeps: trimmed back after
+            assert {r.status_code for r in ex.map(lambda _: _post(server.url, photo), range(8))} == {200}
+        time.sleep(0.2)
+        assert _stat(web)[1] - kept <= memory.WEB_KEEP, (_stat(web)[1] - kept) >> 20

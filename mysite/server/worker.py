@@ -7,6 +7,7 @@ thread for as long as it likes, and a few hundred such clients hold every thread
 within ``MYSITE_HEADER_DEADLINE`` seconds of the thread taking it; the blocked read
 returns, and gunicorn closes the connection as it does for a client that went away.
 Bodies have their own deadline (``upload_deadline.py``), answers theirs (``send_deadline.py``).
+A worker also keeps some freed heap for its next upload (``memory.WEB_KEEP``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 from gunicorn.workers.gthread import ThreadWorker
 
 from mysite import settings as settings_mod
-from mysite.server import deadlines
+from mysite.server import deadlines, memory
 
 
 def _shut(sock: socket.socket) -> None:
@@ -34,6 +35,7 @@ class DeadlineWorker(ThreadWorker):
 
     def init_process(self) -> None:
         self.header_deadline = settings_mod.load().header_deadline
+        memory.hold_heap(memory.WEB_KEEP, memory.WEB_OWN_MAP)
         super().init_process()
 
     def handle(self, conn: Any) -> Any:

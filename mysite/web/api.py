@@ -39,7 +39,7 @@ def register(app: Flask, endpoints: tuple[Endpoint, ...] = ENDPOINTS) -> None:
 
 
 # Growth of the worker's RSS beyond which the heap is trimmed once the answer is sent (mysite/server/memory.py).
-RELEASER = memory.Releaser(above=8 * 1024 * 1024)
+RELEASER = memory.Releaser(above=memory.WEB_KEEP)
 
 
 def _note_memory() -> None:

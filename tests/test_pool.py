@@ -171,14 +171,16 @@ def test_a_web_worker_keeps_freed_heap_for_the_next_upload_within_its_bound() ->
     photo, _ = compose.build_jpeg()  # the 12 MP composition, 1.7 MB: its upload churns a few MB of heap
     with start_gunicorn() as server:
         (web,) = [p for p in _children(server.pid) if not _children(p)]  # the dispatcher is the parent of the pool
-        for _ in range(3):
+        for _ in range(4):  # a thread's first upload grows the heap it uses (there are two)
             assert _post(server.url, photo).status_code == 200
-        faults, kept = _stat(web)
-        for _ in range(5):
+        kept = _stat(web)[1]
+        faults = []
+        for _ in range(7):
+            before = _stat(web)[0]
             assert _post(server.url, photo).status_code == 200
-        per_upload = (_stat(web)[0] - faults) / 5
-        # Trimmed after each upload, the next faulted about 1,000 pages (4 KB) back in.
-        assert per_upload < 300, per_upload
+            faults.append(_stat(web)[0] - before)
+        # Left to glibc, most uploads faulted hundreds to about 1,000 pages (4 KB) back in.
+        assert sorted(faults)[3] < 150, faults  # the median
         with ThreadPoolExecutor(8) as ex:  # eight at once grow it past what it keeps: trimmed back after
             assert {r.status_code for r in ex.map(lambda _: _post(server.url, photo), range(8))} == {200}
         time.sleep(0.2)

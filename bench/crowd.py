@@ -8,19 +8,24 @@ in-process time, measured before and after that crowd), latency, and /healthz's 
 only; every loop ends by its clock.
 
 Options: ``--clients 16 64`` (crowds, run in turn), ``--seconds 60``, ``--detector haar``,
-``--queue-deadline`` (seconds). The last column, CPU per answer of the web side (master and web
-workers) and of the CV side (dispatcher and CV processes), is the figure a busy machine
-distorts least: compare the CV side with the in-process CPU time printed first.
+``--queue-deadline`` (seconds), ``--sustained`` (seconds: before each crowd, one process per CPU
+runs the photo in-process side by side for that long, and the crowd is also given against that
+rate: the machine's speed with every CPU busy, which drifts over a minute). The last column, CPU
+per answer of the web side (master and web workers) and of the CV side (dispatcher and CV
+processes), is the figure a busy machine distorts least: compare the CV side with the in-process
+CPU time printed first.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import statistics
 import threading
 import time
 from collections import Counter
+from typing import Any
 
 import cv2
 
@@ -34,14 +39,20 @@ from mysite.web.state import current_registry, current_settings
 from testkit import compose
 
 
-def in_process_samples(data: bytes, detector: str, reps: int = 7) -> list[float]:
-    """Wall times of the photo's CV work (the pool's job) on one OpenCV thread, in this process."""
+def _photo_job(data: bytes, detector: str) -> tuple[Any, Job]:
+    """The registry and the pool's job for the photo, as the site builds them."""
     app = create_app({"MYSITE_URL_FETCH": "off"})
     with app.app_context():
         registry, settings = current_registry(), current_settings()
     model = FACE_DETECTORS.model({"detector": detector}, settings)
     job = Job(model, "boxes", AnswerFormat("json", "jpeg"), parse(registry.get(model).params, {}), frozenset(),
               (data,), False, "face", settings.max_pixels, Budget(settings.request_memory_bytes, settings.request_work))
+    return registry, job
+
+
+def in_process_samples(data: bytes, detector: str, reps: int = 7) -> list[float]:
+    """Wall times of the photo's CV work (the pool's job) on one OpenCV thread, in this process."""
+    registry, job = _photo_job(data, detector)
     threads = cv2.getNumThreads()
     cv2.setNumThreads(1)
     try:
@@ -53,6 +64,33 @@ def in_process_samples(data: bytes, detector: str, reps: int = 7) -> list[float]
             times.append(time.perf_counter() - t)
     finally:
         cv2.setNumThreads(threads)
+    return times
+
+
+def _side_by_side(data: bytes, detector: str, seconds: float, out: multiprocessing.Queue[list[float]]) -> None:
+    """One of the sustained run's processes: the photo's CV work on one OpenCV thread, over and over."""
+    registry, job = _photo_job(data, detector)
+    cv2.setNumThreads(1)
+    run_job(registry, job)
+    times = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        t = time.perf_counter()
+        run_job(registry, job)
+        times.append(time.perf_counter() - t)
+    out.put(times)
+
+
+def sustained_samples(data: bytes, detector: str, seconds: float, processes: int) -> list[float]:
+    """Times of the photo's CV work with ``processes`` processes running it side by side for ``seconds``."""
+    ctx = multiprocessing.get_context("spawn")  # a fork would inherit OpenCV's thread pool mid-state
+    out: multiprocessing.Queue[list[float]] = ctx.Queue()
+    procs = [ctx.Process(target=_side_by_side, args=(data, detector, seconds, out)) for _ in range(processes)]
+    for proc in procs:
+        proc.start()
+    times = [t for _ in procs for t in out.get(timeout=seconds + 120)]
+    for proc in procs:
+        proc.join(timeout=30)
     return times
 
 
@@ -113,6 +151,8 @@ def main() -> None:
     ap.add_argument("--queue-deadline", type=float, default=0,
                     help="MYSITE_QUEUE_DEADLINE (0: the default); a long one keeps a busy machine's figures "
                          "of CPU per answer free of refused uploads")
+    ap.add_argument("--sustained", type=float, default=0,
+                    help="seconds of the photo in-process, one process per CPU side by side, before each crowd (0: off)")
     args = ap.parse_args()
     data, _ = compose.build_jpeg()
     cpus = len(os.sched_getaffinity(0))
@@ -127,6 +167,7 @@ def main() -> None:
         env = {"MYSITE_THREADS": str(args.threads)} if args.threads else {}
         if args.queue_deadline:
             env["MYSITE_QUEUE_DEADLINE"] = f"{args.queue_deadline:g}"
+        sustained = sustained_samples(data, args.detector, args.sustained, cpus) if args.sustained else []
         before = in_process_samples(data, args.detector)
         with Server(workers=2, cv_threads=args.cv_threads, extra_env=env) as server:
             web0, cv0 = server.cpu_split()
@@ -146,6 +187,10 @@ def main() -> None:
               f"{rate / capacity:.0%} | {_pct(lat, 0.5):.2f} / {_pct(lat, 0.95):.2f} | "
               f"{_pct(health, 0.95):.2f} ({codes}) | "
               f"{(web1 - web0) * 1000 / max(1, ok):.1f} / {(cv1 - cv0) * 1000 / max(1, ok):.0f} |", flush=True)
+        if sustained:
+            median = statistics.median(sustained)
+            print(f"  sustained in-process ({len(sustained)} runs, {cpus} processes for {args.sustained:g} s): median "
+                  f"{median * 1000:.0f} ms; the crowd was {rate / (cpus / median):.0%} of that rate", flush=True)
 
 
 if __name__ == "__main__":

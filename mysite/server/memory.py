@@ -33,8 +33,8 @@ M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8  # glibc's malloc.h
 # Allocations this large get a map of their own, unmapped when freed: glibc's largest automatic threshold.
 OWN_MAP = 32 * 1024 * 1024
 NEVER = 2**31 - 1  # mallopt takes a C int
-# A web worker keeps up to WEB_KEEP of freed heap for its next request (a 12 MP upload churns about that much)
-# and trims past it (the Releaser, web/api.py); buffers of WEB_OWN_MAP or more (large uploads) are maps of their own.
+# A web worker keeps up to WEB_KEEP of freed heap for its next request and trims past it (the Releaser,
+# web/api.py); buffers of WEB_OWN_MAP or more (large uploads) get maps of their own.
 WEB_KEEP = 8 * 1024 * 1024
 WEB_OWN_MAP = 4 * 1024 * 1024
 
@@ -50,8 +50,8 @@ def hold_heap(most: int = NEVER, own_map: int = OWN_MAP) -> bool:
     the next request reuses it instead of faulting fresh pages in; allocations of ``own_map`` bytes or more
     get (and give back) maps of their own. Whether glibc took it.
 
-    Left to itself, glibc moves both thresholds with the sizes freed, and trimmed the heap a large request
-    had grown at its end: the next one faulted the same pages in again."""
+    Left to itself, glibc moves both thresholds with the sizes freed and trims the heap a large request
+    grew as it ends, so the next one faults the same pages in again."""
     if _MALLOPT is None:
         return False
     return bool(_MALLOPT(M_MMAP_THRESHOLD, own_map)) and bool(_MALLOPT(M_TRIM_THRESHOLD, most))

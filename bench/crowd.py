@@ -50,15 +50,17 @@ def _photo_job(data: bytes, detector: str) -> tuple[Any, Job]:
     return registry, job
 
 
-def in_process_samples(data: bytes, detector: str, reps: int = 7) -> list[float]:
-    """Wall times of the photo's CV work (the pool's job) on one OpenCV thread, in this process."""
+def in_process_samples(data: bytes, detector: str, reps: int = 7, seconds: float = 0.0) -> list[float]:
+    """Wall times of the photo's CV work (the pool's job) on one OpenCV thread, in this process: ``reps``
+    runs, or as many as start within ``seconds`` when that is given."""
     registry, job = _photo_job(data, detector)
     threads = cv2.getNumThreads()
     cv2.setNumThreads(1)
     try:
         run_job(registry, job)
-        times = []
-        for _ in range(reps):
+        times: list[float] = []
+        end = time.monotonic() + seconds
+        while time.monotonic() < end if seconds else len(times) < reps:
             t = time.perf_counter()
             run_job(registry, job)
             times.append(time.perf_counter() - t)
@@ -68,17 +70,8 @@ def in_process_samples(data: bytes, detector: str, reps: int = 7) -> list[float]
 
 
 def _side_by_side(data: bytes, detector: str, seconds: float, out: multiprocessing.Queue[list[float]]) -> None:
-    """One of the sustained run's processes: the photo's CV work on one OpenCV thread, over and over."""
-    registry, job = _photo_job(data, detector)
-    cv2.setNumThreads(1)
-    run_job(registry, job)
-    times = []
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        t = time.perf_counter()
-        run_job(registry, job)
-        times.append(time.perf_counter() - t)
-    out.put(times)
+    """One of the sustained run's processes."""
+    out.put(in_process_samples(data, detector, seconds=seconds))
 
 
 def sustained_samples(data: bytes, detector: str, seconds: float, processes: int) -> list[float]:

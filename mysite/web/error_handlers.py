@@ -8,7 +8,7 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 
 from mysite.errors import ApiError, Reason, reason_for
-from mysite.web.forms import body_too_large
+from mysite.web.inputs import body_too_large
 from mysite.web.respond import error_fields, error_status
 from mysite.web.state import current_registry
 

@@ -4,6 +4,10 @@ Accepted, in this order: ``?url=`` (GET, or POST without a body); a multipart
 field ``image``, ``file`` or ``img`` (a file, with or without a filename as RFC 7578
 allows, or a text field holding base64 or a data URL); a raw body sent as ``image/*``;
 a JSON body ``{"image": ...}``; any other body holding base64 or a ``data:image/...;base64,`` URL.
+
+Forms are read under limits, and a refusal names the limit passed: werkzeug raises the same bare
+``RequestEntityTooLarge`` for too many multipart parts, a text field over its memory limit and a
+body over the length limit, so the multipart stream is read through a counter of part boundaries.
 """
 
 from __future__ import annotations
@@ -15,14 +19,15 @@ import re
 from collections.abc import Callable
 from io import BytesIO
 from typing import IO, Any
+from urllib.parse import parse_qsl
 
 from flask import Request
 from werkzeug.datastructures import FileStorage, Headers
+from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.formparser import FormDataParser, MultiPartParser
 from werkzeug.http import parse_options_header
 
 from mysite.errors import BadRequest, Reason, TooLarge
-from mysite.web.forms import LimitedFormParser
 
 FIELDS = ("image", "file", "img")
 # base64 as clients send it: standard or URL-safe alphabet, maybe wrapped in lines (MIME). Checked
@@ -41,6 +46,85 @@ _DATA_URL_HEAD = 1024  # a data URL's "data:...;base64," starts within this many
 # what a smaller read leaves over, so werkzeug's 64 KB reads copied a large upload many times
 # (and 1 MB reads cost more than these: docs/serving.md).
 READ_SIZE = 256 * 1024
+
+
+
+class _BoundaryCounter:
+    """A read-only stream that counts how often ``delimiter`` went through it (across reads too), and
+    splits a read at its first delimiter.
+
+    werkzeug's multipart decoder, once its buffer holds a delimiter, searches the buffer for the
+    boundary with a regex from the start: the closing boundary late in a 256 KB read cost a scan of
+    the whole read. Split there, the read's second piece starts at the boundary and is matched at
+    once. One split per read, not one per delimiter: a file of delimiters would make a piece each.
+    """
+
+    def __init__(self, stream: IO[bytes], delimiter: bytes) -> None:
+        self._stream, self._delimiter = stream, delimiter
+        self._tail = b""
+        self._held = b""
+        self.count = 0
+
+    def read(self, size: int = -1) -> bytes:
+        if self._held:
+            data, self._held = self._held, b""
+            return data
+        data = self._stream.read(size)
+        if self._count(data):
+            cut = data.find(self._delimiter, 1)
+            if cut > 0:
+                data, self._held = data[:cut], data[cut:]
+        return data
+
+    def _count(self, data: bytes) -> int:
+        """Count the delimiters that ``data`` completes; how many lie wholly inside it."""
+        if not data:
+            return 0
+        # The delimiters in this read, and one split between the last read and this one (not the
+        # whole read joined to the tail: that would copy it).
+        keep = len(self._delimiter) - 1
+        inside = data.count(self._delimiter)
+        self.count += inside + (self._tail + data[:keep]).count(self._delimiter)
+        self._tail = (self._tail + data)[-keep:] if len(data) < keep else data[len(data) - keep:]
+        return inside
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+class LimitedFormParser(FormDataParser):
+    """werkzeug's form parser, whose 413s name the limit passed."""
+
+    def _parse_multipart(self, stream: IO[bytes], mimetype: str, content_length: int | None,
+                         options: dict[str, str]) -> Any:
+        boundary = options.get("boundary", "").encode("ascii", "replace")
+        counter = _BoundaryCounter(stream, b"--" + boundary) if boundary else stream
+        try:
+            return super()._parse_multipart(counter, mimetype, content_length, options)  # type: ignore[arg-type]
+        except RequestEntityTooLarge:
+            parts = counter.count - 1 if isinstance(counter, _BoundaryCounter) else 0
+            if self.max_form_parts is not None and parts > self.max_form_parts:
+                raise TooLarge(f"the form has more than {self.max_form_parts} parts ({parts} or more sent); "
+                               f"the limit is {self.max_form_parts} parts") from None
+            raise TooLarge(f"a text field of the form is larger than the limit of {self.max_form_memory_size} "
+                           "bytes for one field; send the image as a file part") from None
+
+    def _parse_urlencoded(self, stream: IO[bytes], mimetype: str, content_length: int | None,
+                          options: dict[str, str]) -> Any:
+        # werkzeug counts no fields here; a million empty ones would each become an entry.
+        body = stream.read()
+        fields = body.count(b"&") + 1 if body else 0
+        if self.max_form_parts is not None and fields > self.max_form_parts:
+            raise TooLarge(f"the form has {fields} fields; the limit is {self.max_form_parts} fields")
+        items = parse_qsl(body.decode(), keep_blank_values=True, errors="werkzeug.url_quote")
+        return stream, self.cls(items), self.cls()
+
+
+def body_too_large(content_length: int | None, limit: int | None, upload_mb: float) -> str:
+    """The message for werkzeug's own 413: the body over the length limit (the only one it raises bare)."""
+    sent = f"is {content_length} bytes" if content_length else "is longer"
+    return (f"the request body {sent}; the limit is {limit} bytes (the {upload_mb:g} MB upload limit "
+            "as base64, plus room for the form around it)")
 
 
 class _ImagePartParser(MultiPartParser):
@@ -72,7 +156,7 @@ class _ImagePartsParser(FormDataParser):
 
 
 class _FormParser(LimitedFormParser, _ImagePartsParser):
-    """The limits' parser (``forms.py``) around the image parts' parser."""
+    """The limits' parser (``LimitedFormParser``) around the image parts' parser."""
 
 
 def field_bytes(text: str) -> bytes:

@@ -18,7 +18,7 @@ from mysite.vision.budget import Budget
 from mysite.web import inputs, respond
 from mysite.web.endpoints import ENDPOINTS, Endpoint, pick
 from mysite.web.fetch import Fetcher
-from mysite.web.state import app_state, current_registry, current_settings, run
+from mysite.web.state import AppState, app_state
 
 METHODS = ["GET", "POST"]
 
@@ -30,7 +30,7 @@ def register(app: Flask, endpoints: tuple[Endpoint, ...] = ENDPOINTS) -> None:
     for ep in endpoints:
         if ep.choice is not None:
             ep.choice.check(state.settings)
-        view = _view(ep)
+        view = _view(ep, state)
         bp.add_url_rule(ep.path, endpoint=ep.name, view_func=view, methods=METHODS)
     bp.before_request(_note_memory)
     bp.after_request(_release_memory_when_sent)
@@ -54,19 +54,21 @@ def _release_memory_when_sent(response: Response) -> Response:
     return response
 
 
-def _view(ep: Endpoint):
+def _view(ep: Endpoint, state: AppState):
     def view() -> Response:
-        return handle(ep)
+        return handle(ep, state)
 
     view.__doc__ = ep.doc  # the info route reads descriptions off the URL map's views
     view.__name__ = ep.name
     return view
 
 
-def handle(ep: Endpoint) -> Response:
-    """Every image endpoint: read the request into a job, have it done where the models run, shape the answer."""
+def handle(ep: Endpoint, state: AppState) -> Response:
+    """Every image endpoint: read the request into a job, have it done where the models run, shape the answer.
+
+    ``state`` is the app's (bound when the route is added): nothing is looked up per request."""
     started = time.perf_counter()
-    registry, settings = current_registry(), current_settings()
+    registry, settings = state.registry, state.settings
     given = {**ep.defaults, **inputs.params(request)}  # the request's own parameters win over the row's defaults
     name = pick(ep.model, ep.choice, given, settings)
     model = registry.get(name)  # a model that is not loaded is a 503 before the body is read
@@ -84,7 +86,7 @@ def handle(ep: Endpoint) -> Response:
         images = (inputs.image_bytes(request, settings.max_upload_bytes, fetcher(settings)),)
     job = Job(name, ep.output, fmt, values, frozenset({*given, *ep.fixed}), images, batch is not None,
               ep.label or ep.model, settings.max_pixels, Budget(settings.request_memory_bytes, settings.request_work))
-    outcome = run(run_job, job)
+    outcome = state.gate.run(run_job, job)
     if job.batch:
         response = jsonify({"status": "ok", "results": outcome.result})
     else:

@@ -30,7 +30,7 @@ from mysite.vision.budget import Budget
 from mysite.web import api, inputs
 from mysite.web.endpoints import FACE_ROUTES, FaceRoute
 from mysite.web.security import check_key
-from mysite.web.state import app_state, current_registry, current_settings, run
+from mysite.web.state import app_state, current_registry, current_settings
 
 MODEL = "faceid"  # the models.toml entry that embeds faces
 # DeepStack's default recognition threshold (its documentation: "By default, the minimum confidence is 0.67").
@@ -130,7 +130,7 @@ def embed(data: bytes, given: dict[str, str], settings: Settings, most: int | No
         values["max_faces"] = min(values["max_faces"], most)
     job = Job(MODEL, "boxes", AnswerFormat("json", "jpeg"), values, frozenset(given), (data,), False, "face",
               settings.max_pixels, Budget(settings.request_memory_bytes, settings.request_work))
-    return run(run_job, job).result
+    return app_state().gate.run(run_job, job).result
 
 
 # one_face reads the two largest faces of a photo (the second only to see whether it is nearly as large):

@@ -8,13 +8,11 @@ that holds the app (start-up, tests, benchmarks) passes it. Nothing else reads
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from flask import Flask, current_app
 
-from mysite.server import pool
 from mysite.server.concurrency import Gate
 from mysite.server.metrics import QueueMetrics
 
@@ -30,7 +28,8 @@ _KEY = "mysite"
 @dataclass
 class AppState:
     """The settings the app was built with, its loaded models, the endpoint table it registered, and
-    its detection gate (one detection at a time per worker process, a short queue, 503 beyond it)."""
+    its gate, where CV work runs (``gate.run``: the process pool, or, without one, one detection at a time
+    per worker process, a short queue, 503 beyond it)."""
 
     settings: Settings
     registry: Registry
@@ -57,7 +56,8 @@ class AppState:
 
 def install(app: Flask, settings: Settings, registry: Registry, metrics: QueueMetrics | None = None) -> AppState:
     """Attach the state to ``app`` (once, in ``create_app``); ``metrics``: where the gate reports its queue."""
-    state = AppState(settings, registry, gate=Gate(slots=1, queue=settings.queue, metrics=metrics), metrics=metrics)
+    state = AppState(settings, registry, gate=Gate(slots=1, queue=settings.queue, metrics=metrics, models=registry),
+                     metrics=metrics)
     app.extensions[_KEY] = state
     return state
 
@@ -83,12 +83,3 @@ def current_endpoints(app: Flask | None = None) -> tuple[Endpoint, ...]:
     """The endpoint table as registered on the app: what the page, ``GET /``, OpenAPI and the tests read."""
     return app_state(app).endpoints
 
-
-def run(fn: Callable[..., Any], *args: Any) -> Any:
-    """``fn(models, *args)`` where this instance runs CV work: its process pool, or (without one: uWSGI,
-    the test client, MYSITE_CV_PROCESSES=0) this thread, one request at a time per process."""
-    client = pool.current()
-    if client is not None:
-        return client.call(fn, *args)
-    with current_gate().slot():
-        return fn(current_registry(), *args)

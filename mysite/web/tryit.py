@@ -22,7 +22,7 @@ from mysite import pipeline
 from mysite.errors import ApiError
 from mysite.web import endpoints, respond, security
 from mysite.web.error_handlers import public_text
-from mysite.web.state import app_state, current_settings, run
+from mysite.web.state import app_state, current_settings
 
 # File names a browser form may upload (the bird classifier's form checked the extension before reading the file).
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff")
@@ -257,7 +257,7 @@ def _show(outcome: Outcome, response: Response, uploaded: bytes | None, label: s
     settings = current_settings()
     if isinstance(detections, list) and uploaded is not None:
         budget_left = settings.request_memory_bytes - 2 * len(uploaded)
-        drawn = run(pipeline.drawn_upload, uploaded, detections, label, settings.max_pixels, budget_left)
+        drawn = app_state().gate.run(pipeline.drawn_upload, uploaded, detections, label, settings.max_pixels, budget_left)
         if drawn is not None:
             outcome.image_url = _data_url(drawn, "image/jpeg")
         else:
@@ -265,7 +265,7 @@ def _show(outcome: Outcome, response: Response, uploaded: bytes | None, label: s
     elif isinstance(detections, list):
         outcome.notes.append("Boxes are drawn on uploads; for a URL, add ?output=image to the API call.")
     elif uploaded is not None:  # nothing to draw: show the upload itself, small (the bird classifier's thumbnail)
-        small = run(pipeline.thumbnail_of, uploaded, THUMBNAIL, settings.max_pixels)
+        small = app_state().gate.run(pipeline.thumbnail_of, uploaded, THUMBNAIL, settings.max_pixels)
         outcome.thumbnail_url = _data_url(small, "image/jpeg")
 
 

@@ -17,12 +17,11 @@ from typing import Any, SupportsIndex
 
 from mysite.errors import ApiError, TooLarge
 from mysite.vision import budget
-from mysite.vision.boxes import clip
 from mysite.vision.budget import Budget, decode_memory
 from mysite.vision.decode import Decoded, Header, decode_image, encode, read_header
 from mysite.vision.draw import draw_detections, thumbnail
 from mysite.vision.fastpath import ScanPlan
-from mysite.vision.shapes import Rescaling, WholeImage
+from mysite.vision.shapes import Rescaling, WholeImage, clip
 
 Model = WholeImage | Rescaling[Any]
 

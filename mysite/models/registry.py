@@ -25,7 +25,7 @@ from mysite.models.schema import ModelSpec
 from mysite.params import with_defaults
 from mysite.publicpaths import PathNamer
 from mysite.settings import PROJECT_DIR, Settings
-from mysite.vision.dnn import UnreadableModel
+from mysite.vision.shapes import UnreadableModel
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from mysite.errors import Busy
 from mysite.server import metrics as live_metrics
 from mysite.server import pool
 from mysite.server.metrics import QueueMetrics
-from mysite.vision.dnn import model_slot
+from mysite.vision.shapes import model_slot
 
 
 class Gate:

@@ -22,12 +22,11 @@ import numpy as np
 
 from mysite.params import Param
 from mysite.vision import fastpath
-from mysite.vision.boxes import Detection, clip, sort
 from mysite.vision.budget import Budget
 from mysite.vision.decode import Header
 from mysite.vision.dnn import ThreadNets
 from mysite.vision.fastpath import ScanPlan
-from mysite.vision.shapes import Rescaling
+from mysite.vision.shapes import Detection, Rescaling, clip, sort
 
 PARAMS = (
     Param("min_confidence", float, 0.5, min=0.0, max=1.0, doc="smallest face score kept"),

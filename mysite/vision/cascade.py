@@ -15,11 +15,9 @@ import numpy as np
 from mysite.errors import Unprocessable
 from mysite.params import Param
 from mysite.vision import budget, coarse_scan, fastpath
-from mysite.vision.boxes import Detection, clip, from_xywh
 from mysite.vision.decode import Header
-from mysite.vision.dnn import PerThread, UnreadableModel
 from mysite.vision.fastpath import ScanPlan
-from mysite.vision.shapes import Rescaling
+from mysite.vision.shapes import Detection, PerThread, Rescaling, UnreadableModel, clip, from_xywh
 
 PARAMS = (
     Param("scale_factor", float, 1.1, min=1.05, max=2.0,

@@ -1,25 +1,20 @@
-"""What every OpenCV DNN model here shares: loading, one net per thread, softmax.
+"""What every OpenCV DNN model here shares: loading, one net per slot, softmax.
 
-``cv2.dnn.Net`` (and ``cv2.FaceDetectorYN``, ``cv2.CascadeClassifier``) keep
-per-call state (input blob, buffers), so one must never run two calls at once.
-Each thread gets its own (``PerThread``), built from the model's bytes read once
-at start-up: no lock on the hot path, and a file removed after start-up cannot
-break a thread that has not run yet.
+Each slot gets its own ``cv2.dnn.Net`` (``shapes.PerThread``), built from the model's bytes
+read once at start-up: a file removed after start-up cannot break a slot that has not run yet.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import cv2
 import numpy as np
 
-from mysite.vision.shapes import WholeImage
+from mysite.vision.shapes import PerThread, UnreadableModel, WholeImage
 
 # File suffix -> the framework name cv2.dnn.readNet takes with in-memory buffers.
 FRAMEWORKS = {".onnx": "onnx", ".caffemodel": "caffe", ".tflite": "tflite", ".pb": "tensorflow"}
@@ -36,67 +31,9 @@ def find_beside(path: Path, name: str, fallback_dirs: Sequence[Path] = ()) -> Pa
     return path.parent / name
 
 
-T = TypeVar("T")
-_slot = threading.local()
-
-
-@contextmanager
-def model_slot(number: int) -> Iterator[None]:
-    """Mark this thread as the one using slot ``number``'s model objects for the block (see ``PerThread``)."""
-    _slot.number = number
-    try:
-        yield
-    finally:
-        _slot.number = None
-
-
-def current_slot() -> int | None:
-    """The slot this thread holds, or None outside one."""
-    return getattr(_slot, "number", None)
-
-
-class PerThread(Generic[T]):
-    """One object per CV slot (or per thread outside the slots), made by ``build()`` on first use.
-
-    OpenCV's nets and classifiers are not safe to share between threads running at once. Inside
-    a slot (``model_slot``) exactly one thread at a time uses the slot's object, so a web worker
-    with many threads and one slot keeps one copy, not one per thread.
-    """
-
-    def __init__(self, build: Callable[[], T]) -> None:
-        self._build = build
-        self._local = threading.local()
-        self._by_slot: dict[int, T] = {}
-
-    def get(self) -> T:
-        """This slot's (or this thread's) own object."""
-        slot = current_slot()
-        if slot is not None:
-            obj = self._by_slot.get(slot)
-            if obj is None:
-                obj = self._by_slot[slot] = self._build()
-            return obj
-        obj = getattr(self._local, "obj", None)
-        if obj is None:
-            obj = self._local.obj = self._build()
-        return obj
-
-    def reset(self) -> None:
-        """Drop this slot's (or thread's) object (the next ``get`` builds a fresh one), giving back what it holds."""
-        slot = current_slot()
-        if slot is not None:
-            self._by_slot.pop(slot, None)
-        else:
-            self._local.obj = None
-
-
 def read_bytes(path: Path | None) -> np.ndarray:
     """A file's bytes as the uint8 buffer OpenCV's in-memory loaders take (empty for no file)."""
     return np.fromfile(path, np.uint8) if path is not None else np.zeros(0, np.uint8)
-
-
-class UnreadableModel(ValueError):
-    """OpenCV cannot read the model file at all (not a model of that format, or a damaged one)."""
 
 
 class ThreadNets:

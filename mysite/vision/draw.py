@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from mysite.vision import layout
-from mysite.vision.boxes import clip
+from mysite.vision.shapes import clip
 
 # BGR. Yellow boxes as in the book's demo_request_drawing.py; black text on a yellow tab reads on any photo.
 BOX_COLOR = (0, 255, 255)

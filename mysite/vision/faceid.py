@@ -18,8 +18,7 @@ import cv2
 import numpy as np
 
 from mysite.params import Param
-from mysite.vision.boxes import Detection
-from mysite.vision.shapes import WholeImage
+from mysite.vision.shapes import Detection, WholeImage
 from mysite.vision.yunet import PARAMS as YUNET_PARAMS
 from mysite.vision.yunet import YuNet
 

@@ -15,8 +15,8 @@ import numpy as np
 
 from mysite.errors import BadRequest, Reason
 from mysite.params import Param
-from mysite.vision.boxes import Detection, clip, sort
 from mysite.vision.dnn import NetModel
+from mysite.vision.shapes import Detection, clip, sort
 
 PARAMS = (
     Param("min_confidence", float, 0.5, min=0.0, max=1.0, doc="smallest detection score kept (the book used 0.1)"),

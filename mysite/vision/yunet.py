@@ -24,12 +24,11 @@ import numpy as np
 
 from mysite.params import Param
 from mysite.vision import fastpath
-from mysite.vision.boxes import Detection, clip, sort
 from mysite.vision.budget import Budget
 from mysite.vision.decode import Header
-from mysite.vision.dnn import PerThread, UnreadableModel, first_line, read_bytes
+from mysite.vision.dnn import first_line, read_bytes
 from mysite.vision.fastpath import ScanPlan
-from mysite.vision.shapes import Rescaling
+from mysite.vision.shapes import Detection, PerThread, Rescaling, UnreadableModel, clip, sort
 
 # YuNet's five points, in the order of its output (the subject's right eye is on the image's left).
 LANDMARKS = ("right_eye", "left_eye", "nose_tip", "mouth_right", "mouth_left")

@@ -84,10 +84,10 @@ def test_min_face_per_request_sets_the_smallest_face(client, composition):
 
 
 def test_plan_keeps_small_photos_at_full_size_and_reduces_12mp():
-    assert fastpath.plan(640, 482, min_size=25, min_face=0.025, window=20) == fastpath.Plan(25, 1.0, 1)
+    assert fastpath.plan(640, 482, min_size=25, min_face=0.025, window=20) == fastpath.Fit(25, 1.0, 1)
     p = fastpath.plan(4000, 3000, min_size=25, min_face=0.025, window=20)
     assert (p.min_px, p.reduce) == (100, 2) and p.scale == pytest.approx(0.34)
-    assert fastpath.plan(4000, 3000, min_size=25, min_face=0.0, window=20) == fastpath.Plan(25, 1.0, 1)
+    assert fastpath.plan(4000, 3000, min_size=25, min_face=0.0, window=20) == fastpath.Fit(25, 1.0, 1)
     assert fastpath.plan(4000, 3000, min_size=400, min_face=0.025, window=20).reduce == 8
 
 

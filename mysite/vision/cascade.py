@@ -43,7 +43,7 @@ class Cost(NamedTuple):
 class CascadePlan(ScanPlan):
     """A cascade's scan of one photo: its working scale, and the pyramid buffer one band may use."""
 
-    fit: fastpath.Plan  # the smallest object, the working scale and the decode reduction
+    fit: fastpath.Fit  # the smallest object, the working scale and the decode reduction
     band_pixels: int | None = None  # None: the whole pyramid at once
 
 
@@ -101,7 +101,7 @@ class Cascade(Rescaling[CascadePlan]):
             band = self._check(header, fit, values, limit, self._cost(header, fit, levels, work_px, limit))
         return CascadePlan(header.width, header.height, fit.reduce, values, windows, fit=fit, band_pixels=band)
 
-    def _scan(self, width: int, height: int, fit: fastpath.Plan, scale_factor: float) -> tuple[list[budget.Scale], int]:
+    def _scan(self, width: int, height: int, fit: fastpath.Fit, scale_factor: float) -> tuple[list[budget.Scale], int]:
         """The pyramid levels of ``fit``'s working image, and that image's pixels."""
         w, h = max(1, round(width * fit.scale)), max(1, round(height * fit.scale))
         # run() scans down to MARGIN below min_face's size: count those levels too (an upper bound
@@ -109,7 +109,7 @@ class Cascade(Rescaling[CascadePlan]):
         m = max(1, math.floor(fit.min_px * fastpath.MARGIN * fit.scale))
         return budget.pyramid(w, h, self.window_size, scale_factor, (m, m)), w * h
 
-    def _cost(self, header: Header, fit: fastpath.Plan, levels: list[budget.Scale], work_px: int,
+    def _cost(self, header: Header, fit: fastpath.Fit, levels: list[budget.Scale], work_px: int,
               limit: budget.Budget) -> Cost:
         """What scanning as ``fit`` says costs, beside what the request may spend."""
         room = limit.memory - math.ceil(header.width / fit.reduce) * math.ceil(header.height / fit.reduce) - work_px
@@ -117,7 +117,7 @@ class Cascade(Rescaling[CascadePlan]):
         return Cost(budget.windows(levels, self.window_size), biggest * self.buffer_bytes, room,
                     budget.decode_memory(header, True, fit.reduce))
 
-    def _check(self, header: Header, fit: fastpath.Plan, values: dict[str, Any], limit: budget.Budget,
+    def _check(self, header: Header, fit: fastpath.Fit, values: dict[str, Any], limit: budget.Budget,
                planned: Cost) -> int:
         """Refuse a scan over the budget (422); the buffer pixels one band may use.
 

@@ -46,8 +46,9 @@ class ScanPlan:
 
 
 @dataclass(frozen=True)
-class Plan:
-    """How to look for objects of at least ``min_px`` original pixels in a ``width`` x ``height`` photo."""
+class Fit:
+    """The working scale that fits the smallest object asked for (``min_px`` original pixels) to the
+    model's window, and the decode reduction that serves it: a part of a model's ``ScanPlan``."""
 
     min_px: int  # smallest object, in original pixels
     scale: float  # working pixels per original pixel (<= 1)
@@ -71,14 +72,14 @@ def reduction(scale: float) -> int:
     return next((r for r in REDUCTIONS if 1 / r >= scale), 1)
 
 
-def plan(width: int, height: int, *, min_size: int, min_face: float, window: int) -> Plan:
+def plan(width: int, height: int, *, min_size: int, min_face: float, window: int) -> Fit:
     """The working scale and decode reduction for a photo of this size."""
     min_px = smallest(max(width, height), min_size, min_face)
     scale = min(1.0, WORK_WINDOWS * window / min_px)
-    return Plan(min_px, scale, reduction(scale))
+    return Fit(min_px, scale, reduction(scale))
 
 
-def working_image(image: np.ndarray, decoded_scale: float, p: Plan) -> tuple[np.ndarray, float]:
+def working_image(image: np.ndarray, decoded_scale: float, p: Fit) -> tuple[np.ndarray, float]:
     """The image at the plan's working scale (no copy when it already is) and its scale to the original."""
     factor = p.scale / decoded_scale
     if factor >= 0.98:  # within 2 %: resizing would cost more than it saves

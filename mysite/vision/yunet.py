@@ -179,7 +179,7 @@ class YuNet(Rescaling[YuNetPlan]):
         min_confidence, nms, scale = plan.values["min_confidence"], plan.values["nms"], plan.scale_of(image)
         found = []
         for i, s in enumerate(scales):
-            work, work_scale = fastpath.working_image(image, scale, fastpath.Plan(min_px, s, 1))
+            work, work_scale = fastpath.working_image(image, scale, fastpath.Fit(min_px, s, 1))
             rows = self._detect_tiled(work, min_confidence, nms, self._overlap(scales, i),
                                       i + 1 == len(scales))
             # On images a few pixels thin YuNet's decoded boxes can be infinite or NaN: no face there.

@@ -25,7 +25,7 @@ import pytest
 from tests_helpers import read
 
 # Ceilings for the counts as they are: a new module on the path has to be argued for here.
-CEILING = {"haar": {"all": 27, "path": 22, "cv": 10}, "yunet": {"all": 26, "path": 21, "cv": 9}}
+CEILING = {"haar": {"all": 24, "path": 19, "cv": 9}, "yunet": {"all": 23, "path": 18, "cv": 8}}
 WATCH = {("mysite.web.api", "handle"): "path", ("mysite.pipeline", "run_job"): "cv"}
 
 

@@ -1,6 +1,7 @@
-"""Without the process pool: requests side by side, models one at a time, in the web worker itself.
+"""The gate every request's CV work passes: to the process pool, or without one, models one at a time
+in the web worker itself.
 
-The process pool (``pool.py``) is how the Procfile's gunicorn runs; this gate serves where
+The process pool (``pool.py``) is how the Procfile's gunicorn runs; the gate's slots serve where
 there is none (uWSGI, Flask's test client, ``MYSITE_CV_PROCESSES=0``).
 
 gunicorn's ``gthread`` worker gives each connection a thread, so an upload that arrives

@@ -23,7 +23,7 @@ from mysite.vision.yunet import PARAMS as YUNET_PARAMS
 from mysite.vision.yunet import YuNet
 
 DIMENSIONS = 128
-# Faces embedded per image at most, largest first: each costs about 85 ms of CPU.
+# Faces embedded per image at most, largest first: each is a pass of the ResNet, the costliest work a request can ask for.
 MAX_FACES = 50
 # Faces the network embeds at once: a batch costs no less CPU, and its working memory grows with its size.
 BATCH = 1

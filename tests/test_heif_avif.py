@@ -9,9 +9,9 @@ import pytest
 import requests
 from PIL import Image
 
-from bench.measure import iou
 from mysite.vision import budget
 from mysite.vision.decode import decode_image, read_header
+from testkit.boxes import iou
 
 DATA = Path(__file__).with_name("data")
 GROUP = DATA / "group_17_faces.jpg"

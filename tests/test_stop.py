@@ -14,7 +14,7 @@ import time
 import pytest
 
 from bench import deploy
-from bench.server import multipart
+from testkit.net import multipart
 
 pytestmark = pytest.mark.slow
 

@@ -68,7 +68,11 @@ class _BoundaryCounter:
     def read(self, size: int = -1) -> bytes:
         if self._held:
             data, self._held = self._held, b""
-            return data
+            if size >= 0:
+                return data
+            rest = self._stream.read()
+            self._count(rest)
+            return data + rest
         data = self._stream.read(size)
         if self._count(data):
             cut = data.find(self._delimiter, 1)
@@ -89,6 +93,9 @@ class _BoundaryCounter:
         return inside
 
     def __getattr__(self, name: str) -> Any:
+        # Another way of reading would skip the held piece and the count: only ``read`` reads.
+        if name.startswith("read"):
+            raise AttributeError(f"{type(self).__name__} reads only with read(), not {name}()")
         return getattr(self._stream, name)
 
 

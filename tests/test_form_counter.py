@@ -40,7 +40,7 @@ def test_a_read_of_everything_after_a_split_read_returns_the_held_piece_and_the_
 def test_other_ways_of_reading_are_refused_not_forwarded_past_the_held_piece() -> None:
     counter = _BoundaryCounter(io.BytesIO(_body(2, 1)), DELIMITER)
     assert len(counter.read(len(DELIMITER) + 30)) < len(DELIMITER) + 30  # a piece is held
-    for name in ("readline", "readinto", "readlines"):
+    for name in ("read1", "readall", "readinto", "readinto1", "readline", "readlines"):
         with pytest.raises(AttributeError):
             getattr(counter, name)
-    assert counter.seekable() is True  # what is not a read is the stream's own
+    assert counter.readable() and counter.seekable()  # what is not a read is the stream's own

@@ -94,7 +94,7 @@ class _BoundaryCounter:
 
     def __getattr__(self, name: str) -> Any:
         # Another way of reading would skip the held piece and the count: only ``read`` reads.
-        if name.startswith("read"):
+        if name in ("read1", "readall", "readinto", "readinto1", "readline", "readlines"):
             raise AttributeError(f"{type(self).__name__} reads only with read(), not {name}()")
         return getattr(self._stream, name)
 

@@ -34,10 +34,8 @@ from mysite.vision.shapes import model_slot
 class Gate:
     """``slots`` requests run models at once; up to ``queue`` more wait; the rest are turned away."""
 
-    def __init__(self, slots: int = 1, queue: int = 2, wait: float = 30.0, metrics: QueueMetrics | None = None,
-                 models: Any = None) -> None:
+    def __init__(self, slots: int = 1, queue: int = 2, wait: float = 30.0, metrics: QueueMetrics | None = None) -> None:
         self.slots, self.queue, self.wait = slots, queue, wait
-        self.models = models  # what ``run`` hands its function here (the registry)
         # Queue depth, waits and refusals as metrics.py counts them (NullMetrics: not counted).
         self.metrics: QueueMetrics = metrics if metrics is not None else live_metrics.LIVE
         self._semaphore = threading.BoundedSemaphore(slots)
@@ -49,14 +47,14 @@ class Gate:
     def inside(self) -> int:
         return self._inside
 
-    def run(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """``fn(models, *args)`` where this instance runs CV work: its process pool when it has one,
-        else this thread, in a slot."""
+    def run(self, fn: Callable[..., Any], models: Any, *args: Any) -> Any:
+        """``fn(models, *args)`` where this instance runs CV work: its process pool when it has one (whose
+        processes hold the models), else this thread, in a slot."""
         client = pool.current()
         if client is not None:
             return client.call(fn, *args)
         with self.slot():
-            return fn(self.models, *args)
+            return fn(models, *args)
 
     @contextmanager
     def slot(self) -> Iterator[int]:

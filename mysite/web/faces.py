@@ -30,7 +30,7 @@ from mysite.vision.budget import Budget
 from mysite.web import api, inputs
 from mysite.web.endpoints import FACE_ROUTES, FaceRoute
 from mysite.web.security import check_key
-from mysite.web.state import app_state, current_registry, current_settings
+from mysite.web.state import app_state, current_settings
 
 MODEL = "faceid"  # the models.toml entry that embeds faces
 # DeepStack's default recognition threshold (its documentation: "By default, the minimum confidence is 0.67").
@@ -124,13 +124,14 @@ def read_images(settings: Settings) -> list[bytes]:
 def embed(data: bytes, given: dict[str, str], settings: Settings, most: int | None = None) -> list[dict[str, Any]]:
     """The faces of one image, each with its embedding, as the model finds them (largest first), at most
     ``most`` of them: a job done where the models run, as every image endpoint's."""
-    model = current_registry().get(MODEL)  # not loaded: a 503 naming the fix, before any work
+    state = app_state()
+    model = state.registry.get(MODEL)  # not loaded: a 503 naming the fix, before any work
     values = parse(model.params, given)
     if most is not None:
         values["max_faces"] = min(values["max_faces"], most)
     job = Job(MODEL, "boxes", AnswerFormat("json", "jpeg"), values, frozenset(given), (data,), False, "face",
               settings.max_pixels, Budget(settings.request_memory_bytes, settings.request_work))
-    return app_state().gate.run(run_job, job).result
+    return state.gate.run(run_job, state.registry, job).result
 
 
 # one_face reads the two largest faces of a photo (the second only to see whether it is nearly as large):

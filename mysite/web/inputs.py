@@ -48,7 +48,6 @@ _DATA_URL_HEAD = 1024  # a data URL's "data:...;base64," starts within this many
 READ_SIZE = 256 * 1024
 
 
-
 class _BoundaryCounter:
     """A read-only stream that counts how often ``delimiter`` went through it (across reads too), and
     splits a read at its first delimiter.

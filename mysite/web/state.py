@@ -56,8 +56,7 @@ class AppState:
 
 def install(app: Flask, settings: Settings, registry: Registry, metrics: QueueMetrics | None = None) -> AppState:
     """Attach the state to ``app`` (once, in ``create_app``); ``metrics``: where the gate reports its queue."""
-    state = AppState(settings, registry, gate=Gate(slots=1, queue=settings.queue, metrics=metrics, models=registry),
-                     metrics=metrics)
+    state = AppState(settings, registry, gate=Gate(slots=1, queue=settings.queue, metrics=metrics), metrics=metrics)
     app.extensions[_KEY] = state
     return state
 

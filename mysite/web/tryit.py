@@ -254,10 +254,12 @@ def _show(outcome: Outcome, response: Response, uploaded: bytes | None, label: s
     outcome.json_text = pretty(body)
     outcome.summary = summary(body)
     detections = body.get("result") if isinstance(body, dict) else None
-    settings = current_settings()
+    state = app_state()
+    settings = state.settings
     if isinstance(detections, list) and uploaded is not None:
         budget_left = settings.request_memory_bytes - 2 * len(uploaded)
-        drawn = app_state().gate.run(pipeline.drawn_upload, uploaded, detections, label, settings.max_pixels, budget_left)
+        drawn = state.gate.run(pipeline.drawn_upload, state.registry, uploaded, detections, label, settings.max_pixels,
+                               budget_left)
         if drawn is not None:
             outcome.image_url = _data_url(drawn, "image/jpeg")
         else:
@@ -265,7 +267,7 @@ def _show(outcome: Outcome, response: Response, uploaded: bytes | None, label: s
     elif isinstance(detections, list):
         outcome.notes.append("Boxes are drawn on uploads; for a URL, add ?output=image to the API call.")
     elif uploaded is not None:  # nothing to draw: show the upload itself, small (the bird classifier's thumbnail)
-        small = app_state().gate.run(pipeline.thumbnail_of, uploaded, THUMBNAIL, settings.max_pixels)
+        small = state.gate.run(pipeline.thumbnail_of, state.registry, uploaded, THUMBNAIL, settings.max_pixels)
         outcome.thumbnail_url = _data_url(small, "image/jpeg")
 
 

@@ -33,20 +33,19 @@ from bench.server import Server, multipart, request
 from mysite import create_app
 from mysite.params import parse
 from mysite.pipeline import AnswerFormat, Job, run_job
-from mysite.vision.budget import Budget
 from mysite.web.endpoints import FACE_DETECTORS
-from mysite.web.state import current_registry, current_settings
+from mysite.web.state import app_state
 from testkit import compose
 
 
 def _photo_job(data: bytes, detector: str) -> tuple[Any, Job]:
     """The registry and the pool's job for the photo, as the site builds them."""
     app = create_app({"MYSITE_URL_FETCH": "off"})
-    with app.app_context():
-        registry, settings = current_registry(), current_settings()
+    state = app_state(app)
+    registry, settings = state.registry, state.settings
     model = FACE_DETECTORS.model({"detector": detector}, settings)
     job = Job(model, "boxes", AnswerFormat("json", "jpeg"), parse(registry.get(model).params, {}), frozenset(),
-              (data,), False, "face", settings.max_pixels, Budget(settings.request_memory_bytes, settings.request_work))
+              (data,), False, "face", settings.max_pixels, state.budget)
     return registry, job
 
 

@@ -14,7 +14,6 @@ from mysite.params import parse
 from mysite.pipeline import AnswerFormat, Job, run_job
 from mysite.server import memory
 from mysite.settings import Settings
-from mysite.vision.budget import Budget
 from mysite.web import inputs, respond
 from mysite.web.endpoints import ENDPOINTS, Endpoint, pick
 from mysite.web.fetch import Fetcher
@@ -85,7 +84,7 @@ def handle(ep: Endpoint, state: AppState) -> Response:
         fmt = respond.answer_format(ep.output, request, given)  # a bad output= is refused before any fetch
         images = (inputs.image_bytes(request, settings.max_upload_bytes, fetcher(settings)),)
     job = Job(name, ep.output, fmt, values, frozenset({*given, *ep.fixed}), images, batch is not None,
-              ep.label or ep.model, settings.max_pixels, Budget(settings.request_memory_bytes, settings.request_work))
+              ep.label or ep.model, settings.max_pixels, state.budget)
     outcome = state.gate.run(run_job, registry, job)
     if job.batch:
         response = jsonify({"status": "ok", "results": outcome.result})

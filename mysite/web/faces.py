@@ -26,7 +26,6 @@ from mysite.faces.store import MAX_NAME, FaceStore, default_url
 from mysite.params import Param, parse
 from mysite.pipeline import AnswerFormat, Job, run_job
 from mysite.settings import Settings
-from mysite.vision.budget import Budget
 from mysite.web import api, inputs
 from mysite.web.endpoints import FACE_ROUTES, FaceRoute
 from mysite.web.security import check_key
@@ -130,7 +129,7 @@ def embed(data: bytes, given: dict[str, str], settings: Settings, most: int | No
     if most is not None:
         values["max_faces"] = min(values["max_faces"], most)
     job = Job(MODEL, "boxes", AnswerFormat("json", "jpeg"), values, frozenset(given), (data,), False, "face",
-              settings.max_pixels, Budget(settings.request_memory_bytes, settings.request_work))
+              settings.max_pixels, state.budget)
     return state.gate.run(run_job, state.registry, job).result
 
 

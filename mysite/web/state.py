@@ -15,6 +15,7 @@ from flask import Flask, current_app
 
 from mysite.server.concurrency import Gate
 from mysite.server.metrics import QueueMetrics
+from mysite.vision.budget import Budget
 
 if TYPE_CHECKING:
     from mysite.faces.index import FaceIndex
@@ -27,8 +28,8 @@ _KEY = "mysite"
 
 @dataclass
 class AppState:
-    """The settings the app was built with, its loaded models, the endpoint table it registered, and
-    its gate, where CV work runs (``gate.run``: the process pool, or, without one, one detection at a time
+    """The settings the app was built with, its loaded models, the endpoint table it registered, a
+    request's budget, and its gate, where CV work runs (``gate.run``: the process pool, or, without one, one detection at a time
     per worker process, a short queue, 503 beyond it)."""
 
     settings: Settings
@@ -39,6 +40,11 @@ class AppState:
     face_routes: tuple[FaceRoute, ...] = ()
     # Where queues report (mysite/server/metrics.py): the gate here, the pool's dispatcher under gunicorn.
     metrics: QueueMetrics | None = None
+    # What one request may cost (MYSITE_REQUEST_MEMORY_MB, MYSITE_REQUEST_WORK): the same for every request.
+    budget: Budget = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.budget = Budget(self.settings.request_memory_bytes, self.settings.request_work)
 
     def endpoint(self, path: str) -> Endpoint | None:
         """The registered row serving ``path`` (``/predict`` and ``/predict/`` are two rows), or None."""

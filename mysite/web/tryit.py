@@ -257,7 +257,7 @@ def _show(outcome: Outcome, response: Response, uploaded: bytes | None, label: s
     state = app_state()
     settings = state.settings
     if isinstance(detections, list) and uploaded is not None:
-        budget_left = settings.request_memory_bytes - 2 * len(uploaded)
+        budget_left = state.budget.memory - 2 * len(uploaded)
         drawn = state.gate.run(pipeline.drawn_upload, state.registry, uploaded, detections, label, settings.max_pixels,
                                budget_left)
         if drawn is not None:

@@ -27,8 +27,9 @@ class LiveServer:
 
 @contextmanager
 def start_gunicorn(env: Mapping[str, str] | None = None, log_dir: Path | None = None,
-                   workers: int = 1) -> Iterator[LiveServer]:
-    """Run ``gunicorn --config python:mysite.server.gunicorn_conf wsgi:application`` until the block ends."""
+                   workers: int = 1, config: str = "mysite.server.gunicorn_conf") -> Iterator[LiveServer]:
+    """Run ``gunicorn --config python:mysite.server.gunicorn_conf wsgi:application`` until the block ends
+    (``config``: another settings module, one that imports that one's)."""
     port = free_port()
     log_dir = log_dir or PROJECT / "test-artifacts"
     log_dir.mkdir(exist_ok=True)
@@ -42,7 +43,7 @@ def start_gunicorn(env: Mapping[str, str] | None = None, log_dir: Path | None = 
     gunicorn = Path(sys.executable).with_name("gunicorn")
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [str(gunicorn), "--config", "python:mysite.server.gunicorn_conf", "wsgi:application"],
+            [str(gunicorn), "--config", f"python:{config}", "wsgi:application"],
             cwd=PROJECT, env=full_env, stdout=out, stderr=subprocess.STDOUT,
         )
     server = LiveServer(f"http://127.0.0.1:{port}", log, proc.pid)

@@ -11,21 +11,30 @@ this thread, behind the gate). A module counts when a Python function defined in
   reading the request, picking and checking the model, admission, the CV work and the answer;
 - ``cv``: while ``pipeline.run_job`` runs: the half that runs in a CV process under the pool.
 
+As the Procfile runs the site, the path is split between two processes: a web worker's thread runs
+the view up to the pool's client, and a CV process runs ``run_job``. The last test counts each under
+a real gunicorn (``profiled_gunicorn.py``).
+
 docs/development.md gives the lists and what each module on the path is for.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import sys
+import time
 from types import FrameType
 from typing import Any
 
 import pytest
+import requests
 from tests_helpers import read
 
 # Ceilings for the counts as they are: a new module on the path has to be argued for here.
 CEILING = {"haar": {"all": 24, "path": 19, "cv": 9}, "yunet": {"all": 23, "path": 18, "cv": 8}}
+# Under gunicorn: the web worker's view, and a CV process's job (its memory hook is the pool's: one more).
+PER_PROCESS = {"haar": {"handle": 12, "run_job": 10}, "yunet": {"handle": 12, "run_job": 9}}
 WATCH = {("mysite.web.api", "handle"): "path", ("mysite.pipeline", "run_job"): "cv"}
 
 
@@ -75,3 +84,27 @@ def test_modules_one_detect_runs(client, detector):
     assert not [m for m in found["cv"] if m.startswith(("mysite.web", "mysite.server"))], found["cv"]
     for kind, ceiling in CEILING[detector].items():
         assert len(found[kind]) <= ceiling, f"{kind}: {len(found[kind])} modules, {sorted(found[kind])}"
+
+
+@pytest.mark.slow
+def test_modules_per_process_under_gunicorn(tmp_path):
+    from live_server import PROJECT, start_gunicorn
+
+    folder = tmp_path / "modules"
+    folder.mkdir()
+    env = {"MYSITE_TEST_MODULES_DIR": str(folder), "PYTHONPATH": str(PROJECT / "tests")}
+    data = read("group_17_faces.jpg")
+    with start_gunicorn(env, log_dir=tmp_path, config="profiled_gunicorn") as live:
+        for detector, ceilings in PER_PROCESS.items():
+            started = time.time()
+            for _ in range(2):  # the second request is the one counted: the first may set things up
+                r = requests.post(f"{live.url}/detect?detector={detector}", files={"image": ("p.jpg", data)},
+                                  timeout=60)
+                assert r.status_code == 200, r.text
+            calls = [json.loads(line) for f in folder.iterdir() for line in f.read_text().splitlines()]
+            for watched, ceiling in ceilings.items():
+                last = max((c for c in calls if c["watched"] == watched and c["at"] >= started), key=lambda c: c["at"])
+                print(detector, watched, len(last["modules"]), last["modules"])
+                assert len(last["modules"]) <= ceiling, (watched, last["modules"])
+                if watched == "run_job":  # a CV process runs no web code; the server's part is the pool's own hook
+                    assert not [m for m in last["modules"] if m.startswith("mysite.web")], last["modules"]

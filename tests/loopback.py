@@ -14,10 +14,16 @@ Route = tuple[int, dict[str, str], bytes] | Callable[[BaseHTTPRequestHandler], N
 
 @contextmanager
 def serve(routes: dict[str, Route]) -> Iterator[tuple[str, list[str]]]:
-    """Serve ``routes`` on a free loopback port; yields (base URL, list of request lines seen)."""
+    """Serve ``routes`` on a free loopback port; yields (base URL, list of request lines seen).
+
+    A POST's body is read (and dropped) before its route answers."""
     seen: list[str] = []
 
     class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.do_GET()
+
         def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
             seen.append(f"{self.command} {self.path} Host={self.headers.get('Host')}")
             route = routes.get(self.path) or routes.get(self.path.split("?")[0])
@@ -27,13 +33,7 @@ def serve(routes: dict[str, Route]) -> Iterator[tuple[str, list[str]]]:
             if callable(route):
                 route(self)
                 return
-            status, headers, body = route
-            self.send_response(status)
-            for k, v in headers.items():
-                self.send_header(k, v)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            reply(self, *route)
 
         def log_message(self, *args) -> None:
             pass
@@ -47,6 +47,16 @@ def serve(routes: dict[str, Route]) -> Iterator[tuple[str, list[str]]]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def reply(h: BaseHTTPRequestHandler, status: int, headers: dict[str, str], body: bytes) -> None:
+    """Answer with ``status``, ``headers`` and ``body`` (its length given)."""
+    h.send_response(status)
+    for k, v in headers.items():
+        h.send_header(k, v)
+    h.send_header("Content-Length", str(len(body)))
+    h.end_headers()
+    h.wfile.write(body)
 
 
 def slow(seconds: float) -> Callable[[BaseHTTPRequestHandler], None]:

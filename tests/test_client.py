@@ -7,9 +7,8 @@ import json
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from contextlib import AbstractContextManager
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import cv2
@@ -17,6 +16,7 @@ import numpy as np
 import pytest
 import requests
 from live_server import PROJECT, free_port
+from loopback import reply, serve
 
 from mysite.client import Client, ConnectFailed, HTTPError
 from mysite.client.cli import main
@@ -140,33 +140,15 @@ def test_library_raises_http_error_with_the_servers_message(live_server) -> None
     assert "PDF" in info.value.message
 
 
-@contextmanager
-def _flaky_server(statuses: list[int]) -> Iterator[tuple[str, list[str]]]:
+def _flaky_server(statuses: list[int]) -> AbstractContextManager[tuple[str, list[str]]]:
     """A loopback server answering the given statuses in turn, then 200 with an empty detection list."""
-    seen: list[str] = []
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            seen.append(self.path)
-            code = statuses.pop(0) if statuses else 200
-            body = b'{"status": "ok", "result": []}' if code == 200 else b'{"status": "unavailable", "message": "busy"}'
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def answer(h: BaseHTTPRequestHandler) -> None:
+        code = statuses.pop(0) if statuses else 200
+        body = b'{"status": "ok", "result": []}' if code == 200 else b'{"status": "unavailable", "message": "busy"}'
+        reply(h, code, {"Content-Type": "application/json"}, body)
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", seen
-    finally:
-        server.shutdown()
-        server.server_close()
+    return serve({"/detect": answer})
 
 
 def test_retries_a_busy_server_and_a_proxy_without_its_app_with_backoff() -> None:
@@ -236,7 +218,6 @@ def test_example_demo_request_drawing_writes_the_picture(live_server, tmp_path) 
 
 def test_a_model_that_is_not_loaded_is_reported_at_once() -> None:
     """The site's own 503 for a missing model lasts until someone installs it: no waiting and retrying."""
-    import threading
 
     from werkzeug.serving import make_server
 

@@ -7,17 +7,17 @@ import json
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from contextlib import AbstractContextManager, contextmanager
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 from live_server import free_port
+from loopback import reply, serve
 
 from mysite.client import Client, ConnectFailed
 from mysite.client.cli import main
@@ -126,36 +126,19 @@ def test_an_address_that_never_answers_fails_within_3_seconds_in_one_line(tmp_pa
     assert done.stderr.count("\n") == 1 and "could not connect" in done.stderr, done.stderr
 
 
-@contextmanager
-def _dropping_server(drops: int) -> Iterator[tuple[str, list[str]]]:
+def _dropping_server(drops: int) -> AbstractContextManager[tuple[str, list[str]]]:
     """Reads each request, then closes the connection without a word ``drops`` times; then answers."""
-    seen: list[str] = []
+    answered = []
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
-            self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            seen.append(self.path)
-            if len(seen) <= drops:
-                self.close_connection = True
-                self.connection.shutdown(socket.SHUT_RDWR)
-                return
-            body = b'{"status": "ok", "result": [{"box": [1, 2, 3, 4]}]}'
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def answer(h: BaseHTTPRequestHandler) -> None:
+        answered.append(h.path)
+        if len(answered) <= drops:
+            h.close_connection = True
+            h.connection.shutdown(socket.SHUT_RDWR)
+            return
+        reply(h, 200, {"Content-Type": "application/json"}, b'{"status": "ok", "result": [{"box": [1, 2, 3, 4]}]}')
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", seen
-    finally:
-        server.shutdown()
-        server.server_close()
+    return serve({"/detect": answer})
 
 
 def test_a_connection_dropped_after_it_was_made_is_sent_again() -> None:

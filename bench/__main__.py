@@ -23,13 +23,13 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from bench import book, detectors
+from bench import detectors
 from bench.measure import Timing, interleaved, ratio, recall, timed
 from bench.server import ROOT, Server, load, multipart, request
 from mysite import create_app
 from mysite.vision.decode import read_header
 from mysite.web.state import current_endpoints
-from testkit import compose
+from testkit import book, compose
 
 DATA = ROOT / "tests" / "data"
 BIG = 100  # px: on the 12 MP photo, recall counts the book's faces at least this wide

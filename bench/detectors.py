@@ -24,14 +24,13 @@ from typing import Any
 
 import cv2
 
-from bench import book
 from bench.measure import Timing, interleaved, iou, ratio, recall
 from bench.server import ROOT, Server, multipart, request
 from mysite import create_app
 from mysite.vision.decode import read_header
 from mysite.web.endpoints import FACE_DETECTORS
 from mysite.web.state import current_registry
-from testkit import compose
+from testkit import book, compose
 
 MIN_FACE = 0.025  # the face models' default (models.toml)
 FP_IOU = 0.3  # a found box overlapping no placed face at least this much is a false positive

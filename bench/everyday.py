@@ -21,13 +21,12 @@ from typing import Any
 
 import cv2
 
-from bench import book
 from bench.measure import interleaved, iou, ratio, recall
 from bench.server import ROOT
 from mysite import create_app
 from mysite.vision import fastpath
 from mysite.vision.decode import read_header
-from testkit import scenes
+from testkit import book, scenes
 
 FP_IOU = 0.3
 DETECTORS = {"haar": (25, 0.025), "yunet": (10, 0.025)}  # min_size, min_face: the models' defaults

@@ -1,4 +1,4 @@
 """What the tests and the benchmarks share: loopback plumbing (net), box comparison (boxes), the
-composed test photos with known faces (compose), hostile inputs (hostile_inputs) and a photo as a
-fake camera's video (video). Nothing here
+book's face detection as the baseline (book), the composed test photos with known faces (compose),
+hostile inputs (hostile_inputs) and a photo as a fake camera's video (video). Nothing here
 imports the benchmarks, and nothing of it ships with the site."""

@@ -50,7 +50,7 @@ def _source_faces(name: str) -> list[tuple[int, int, int, int]]:
     if name.startswith("astronaut"):
         return [_ASTRONAUT_FACE]
     if name.startswith("group"):
-        from bench.book import detect_rects
+        from testkit.book import detect_rects
 
         return detect_rects((DATA / name).read_bytes())
     return []

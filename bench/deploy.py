@@ -51,6 +51,7 @@ from bench.server import HOST, ROOT, _hwm, free_port, multipart, procfile_comman
 from mysite import settings as settings_mod
 from mysite.server import proxy_conf, timeouts
 from testkit.ebconfig import PROCESS, HealthCheck, eb_options
+from testkit.net import exchange
 
 PHOTO = ROOT / "tests" / "data" / "group_17_faces.jpg"
 NGINX_ERRORS: list[str] = []  # the last lines of the last nginx's error log, for a failure's report
@@ -562,12 +563,8 @@ class Rehearsal:
 def announced(port: int, length: int) -> tuple[int, bytes, dict[str, str]]:
     """The answer to a POST that announces ``length`` bytes and sends none: servers that refuse by
     Content-Length answer at once (a client still sending would see its connection closed)."""
-    with socket.create_connection((HOST, port), timeout=30) as s:
-        s.sendall(f"POST /detect HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: image/jpeg\r\n"
-                  f"Content-Length: {length}\r\nConnection: close\r\n\r\n".encode())
-        raw = b""
-        while chunk := s.recv(65536):
-            raw += chunk
+    raw = exchange(port, f"POST /detect HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: image/jpeg\r\n"
+                         f"Content-Length: {length}\r\nConnection: close\r\n\r\n".encode())
     head, _, body = raw.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}

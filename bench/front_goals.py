@@ -16,7 +16,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import socket
 import sys
 import threading
 import time
@@ -28,6 +27,7 @@ from PIL import Image
 
 from bench.server import HOST, Server, request
 from testkit import hostile_inputs as hi
+from testkit.net import exchange
 
 WORKERS = 2
 
@@ -47,16 +47,6 @@ def _at_once(port: int, body: bytes, n: int = 8) -> tuple[list[int], float]:
     with ThreadPoolExecutor(n) as pool:
         statuses = list(pool.map(lambda _: _timed(port, "/detect", body, "application/octet-stream")[0], range(n)))
     return statuses, time.perf_counter() - start
-
-
-def _raw(port: int, data: bytes) -> bytes:
-    with socket.create_connection((HOST, port), timeout=30) as s:
-        s.sendall(data)
-        s.shutdown(socket.SHUT_WR)
-        out = b""
-        while chunk := s.recv(65536):
-            out += chunk
-    return out
 
 
 class _Recorder(BaseHTTPRequestHandler):
@@ -102,7 +92,7 @@ def main() -> int:
         peak = max(srv.peak_rss_mb()[1])
         rows.append(("flat 6000x6000 GIF: refused from its header", f"{status} in {took:.3f} s; worker peak {peak:.0f} MB",
                      status == 413 and peak < 300))
-        answer = _raw(srv.port, b"POST /detect HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+        answer = exchange(srv.port, b"POST /detect HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
                                 b"Connection: close\r\n\r\nzz\r\nAAAA\r\n0\r\n\r\n")
         line = answer.split(b"\r\n", 1)[0].decode()
         rows.append(("chunk size zz: a 400", line, line.startswith("HTTP/1.1 400") and b"Traceback" not in

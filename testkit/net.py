@@ -1,5 +1,5 @@
 """Loopback plumbing shared by the tests and the benchmarks: the Procfile's command, a free port,
-a multipart body, one HTTP request. Only 127.0.0.1 is ever contacted."""
+a multipart body, one HTTP request, raw bytes and their answer. Only 127.0.0.1 is ever contacted."""
 
 from __future__ import annotations
 
@@ -60,3 +60,21 @@ def request(port: int, method: str, path: str, body: bytes | None = None, conten
         return response.status, response.read()
     finally:
         conn.close()
+
+
+def port_of(url: str) -> int:
+    """The port of a loopback base URL such as ``http://127.0.0.1:40123``."""
+    return int(url.rstrip("/").rsplit(":", 1)[1])
+
+
+def exchange(port: int, raw: bytes, timeout: float = 30.0, half_close: bool = False) -> bytes:
+    """Send ``raw`` as it is (malformed requests included) on a fresh connection; all the server
+    answers until it closes. ``half_close``: say the request is over (shut the sending side) once sent."""
+    with socket.create_connection((HOST, port), timeout=timeout) as s:
+        s.sendall(raw)
+        if half_close:
+            s.shutdown(socket.SHUT_WR)
+        pieces = []
+        while chunk := s.recv(65536):
+            pieces.append(chunk)
+    return b"".join(pieces)

@@ -20,7 +20,7 @@ from mysite import settings as settings_mod
 from mysite.errors import REASONS
 from mysite.server import proxy_conf, timeouts
 from testkit.ebconfig import eb_options
-from testkit.net import procfile_argv
+from testkit.net import exchange, procfile_argv
 
 ROOT = Path(__file__).resolve().parent.parent
 NGINX_CONF = ROOT / proxy_conf.CONF_PATH
@@ -229,18 +229,6 @@ def _hook_env(**extra: str) -> dict[str, str]:
     return {**keep, "MYSITE_ENV_FILE": "/nonexistent/.env", **extra}
 
 
-def _raw_exchange(port: int, data: bytes) -> bytes:
-    """Send ``data`` as it is (malformed requests included) and read until the server closes."""
-    import socket
-
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(data)
-        out = b""
-        while chunk := s.recv(65536):
-            out += chunk
-    return out
-
-
 def _bare_hook(hook: Path, **settings: str) -> subprocess.CompletedProcess[str]:
     """A hook as on a fresh instance: an empty environment (``env -i``), no virtualenv, the settings."""
     return subprocess.run(["env", "-i", *(f"{k}={v}" for k, v in settings.items()), str(hook)],
@@ -435,7 +423,7 @@ def test_docker_entrypoint_puts_nginx_in_front_and_slow_clients_do_not_block_the
         for raw, code in ((b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
                           (b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n", 431),
                           (b"GARBAGE\r\n\r\n", 400)):
-            head, _, body = _raw_exchange(port, raw).partition(b"\r\n\r\n")
+            head, _, body = exchange(port, raw, timeout=10).partition(b"\r\n\r\n")
             assert head.split()[1] == str(code).encode(), head
             assert b"application/json" in head and b"nosniff" in head and json.loads(body)["reason"] in REASONS
     finally:

@@ -20,6 +20,7 @@ import requests
 from live_server import start_gunicorn
 
 from testkit.hostile_inputs import newline_body
+from testkit.net import exchange, port_of
 
 pytestmark = pytest.mark.slow
 
@@ -29,22 +30,11 @@ def _address(base: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def _exchange(base: str, raw: bytes, limit: float = 20.0) -> bytes:
-    """Send ``raw`` on a fresh connection; everything the server answers until it closes (or ``limit`` s)."""
-    with socket.create_connection(_address(base), timeout=limit) as s:
-        s.sendall(raw)
-        s.shutdown(socket.SHUT_WR)
-        answer = b""
-        while chunk := s.recv(65536):
-            answer += chunk
-    return answer
-
-
 def test_a_chunked_body_with_a_bad_chunk_size_is_a_json_400(tmp_path):
     raw = (b"POST /detect HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nTransfer-Encoding: chunked\r\n"
            b"Connection: close\r\n\r\nzz\r\nAAAA\r\n0\r\n\r\n")
     with start_gunicorn(log_dir=tmp_path) as server:
-        answer = _exchange(server.url, raw)
+        answer = exchange(port_of(server.url), raw, timeout=20, half_close=True)
         log = server.log.read_text()
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 400"), answer[:300]

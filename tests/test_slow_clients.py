@@ -18,6 +18,8 @@ import pytest
 import requests
 from live_server import start_gunicorn
 
+from testkit.net import exchange, port_of
+
 pytestmark = pytest.mark.slow
 
 BOUNDARY = "slowboundary"
@@ -122,22 +124,12 @@ def test_a_kept_alive_connection_survives_an_error_answered_before_the_body_was_
     assert again.status_code == 200 and len(again.json()["result"]) == 17
 
 
-def _raw_exchange(base: str, request: bytes) -> bytes:
-    """Send raw bytes to the server and read its whole answer (it closes the connection)."""
-    host, port = base.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=10) as sock:
-        sock.sendall(request)
-        answer = b""
-        while chunk := sock.recv(65536):
-            answer += chunk
-    return answer
-
-
 def test_gunicorns_own_414_and_431_are_the_apps_json(tmp_path):
     long_line = b"GET /healthz?" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"
     long_header = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n"
     with start_gunicorn(log_dir=tmp_path) as server:
-        answers = {414: _raw_exchange(server.url, long_line), 431: _raw_exchange(server.url, long_header)}
+        answers = {414: exchange(port_of(server.url), long_line, timeout=10),
+                   431: exchange(port_of(server.url), long_header, timeout=10)}
         assert requests.get(server.url + "/healthz", timeout=10).status_code == 200  # the worker still serves
     for code, raw in answers.items():
         head, _, body = raw.decode("latin-1").partition("\r\n\r\n")

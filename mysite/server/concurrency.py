@@ -1,5 +1,5 @@
-"""The gate every request's CV work passes: to the process pool, or without one, models one at a time
-in the web worker itself.
+"""Where a request's CV work runs (``Runner``): the process pool (``pool.Client``), or without one,
+this gate: models one at a time in the web worker itself.
 
 The process pool (``pool.py``) is how the Procfile's gunicorn runs; the gate's slots serve where
 there is none (uWSGI, Flask's test client, ``MYSITE_CV_PROCESSES=0``).
@@ -22,13 +22,18 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Protocol
 
 from mysite.errors import Busy
 from mysite.server import metrics as live_metrics
-from mysite.server import pool
 from mysite.server.metrics import QueueMetrics
 from mysite.vision.shapes import model_slot
+
+
+class Runner(Protocol):
+    """Where CV work runs: ``run(fn, models, *args)`` is ``fn(models, *args)`` there, or the ``ApiError`` it raised."""
+
+    def run(self, fn: Callable[..., Any], models: Any, *args: Any) -> Any: ...
 
 
 class Gate:
@@ -48,11 +53,7 @@ class Gate:
         return self._inside
 
     def run(self, fn: Callable[..., Any], models: Any, *args: Any) -> Any:
-        """``fn(models, *args)`` where this instance runs CV work: its process pool when it has one (whose
-        processes hold the models), else this thread, in a slot."""
-        client = pool.current()
-        if client is not None:
-            return client.call(fn, *args)
+        """``fn(models, *args)`` in this thread, in a slot."""
         with self.slot():
             return fn(models, *args)
 

@@ -70,8 +70,9 @@ gunicorn_errors.install()
 
 
 def when_ready(server: Any) -> None:
-    """Start the instance's CV process pool from the master, which holds the loaded models: the
-    workers forked after this send their work to it (mysite/server/pool.py)."""
+    """Start the instance's CV process pool from the master, which holds the loaded models, and make
+    it where the app's CV work runs: the workers forked after this send their work to it
+    (mysite/server/pool.py)."""
     from mysite.web.state import app_state
 
     state = app_state(server.app.wsgi())
@@ -80,8 +81,10 @@ def when_ready(server: Any) -> None:
     if processes == 0:
         return
     own = [s.fileno() for s in getattr(server, "LISTENERS", [])] + list(getattr(server, "PIPE", []))
-    pool.start(state.registry, processes, settings.queue_deadline, settings.work_deadline, settings.cv_memory_mb,
-               close_fds=own, metrics=state.metrics, share_cpus=_opencv_threads(), cpus=cpus.Share(cpus.available()))
+    # The app's CV work goes to the pool from now on: the workers forked after this inherit it.
+    state.runner = pool.start(state.registry, processes, settings.queue_deadline, settings.work_deadline,
+                              settings.cv_memory_mb, close_fds=own, metrics=state.metrics,
+                              share_cpus=_opencv_threads(), cpus=cpus.Share(cpus.available()))
 
 
 def _opencv_threads() -> Callable[[int], None]:

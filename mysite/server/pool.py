@@ -129,6 +129,10 @@ class Client:
             return value
         raise ApiError.from_parts(*value)
 
+    def run(self, fn: Callable[..., Any], models: Any, *args: Any) -> Any:
+        """``call``, as a ``concurrency.Runner``: the CV processes hold the models, so ``models`` stays here."""
+        return self.call(fn, *args)
+
     def status(self, timeout: float = 1.0) -> dict[str, Any] | None:
         """The dispatcher's counts (processes, busy, waiting, ...), or None when it does not answer in time."""
         try:
@@ -235,11 +239,6 @@ def _pread_exact(fd: int, n: int, offset: int) -> bytes:
 
 
 _client: Client | None = None
-
-
-def current() -> Client | None:
-    """This instance's pool, when one was started in this process or before it was forked."""
-    return _client
 
 
 def start(models: Any, processes: int, queue_deadline: float, work_deadline: float, memory_mb: float,

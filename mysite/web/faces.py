@@ -130,7 +130,7 @@ def embed(data: bytes, given: dict[str, str], settings: Settings, most: int | No
         values["max_faces"] = min(values["max_faces"], most)
     job = Job(MODEL, "boxes", AnswerFormat("json", "jpeg"), values, frozenset(given), (data,), False, "face",
               settings.max_pixels, state.budget)
-    return state.gate.run(run_job, state.registry, job).result
+    return state.runner.run(run_job, state.registry, job).result
 
 
 # one_face reads the two largest faces of a photo (the second only to see whether it is nearly as large):

@@ -11,7 +11,7 @@ from mysite.errors import Reason
 from mysite.server import pool
 from mysite.web import tryit
 from mysite.web.faces import MODEL as FACE_MODEL
-from mysite.web.state import current_registry, current_settings
+from mysite.web.state import app_state, current_registry, current_settings
 
 bp = Blueprint("pages", __name__, template_folder="templates", static_folder="static")
 _HIDDEN_METHODS = {"HEAD", "OPTIONS"}
@@ -75,12 +75,13 @@ def _faces_context() -> dict[str, bool]:
 @bp.get("/healthz")
 def healthz() -> tuple[Response, int]:
     """Health check: 200 while the required models are loaded and the detection processes answer, else 503"""
-    registry = current_registry()
+    state = app_state()
+    registry = state.registry
     if not registry.healthy:
         missing = [e.spec.name for e in registry.entries.values() if e.spec.required and not e.loaded]
         return _unhealthy(f"required models not loaded: {', '.join(missing)}", Reason.MODEL_NOT_LOADED)
-    client = pool.current()
-    if client is None:
+    client = state.runner
+    if not isinstance(client, pool.Client):  # no pool: the models run in this process, which answers
         return jsonify({"status": "ok"}), 200
     # The dispatcher never runs client work, so it answers at once whatever the detections do.
     queue = client.status(timeout=0.5)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from flask import Flask, current_app
 
-from mysite.server.concurrency import Gate
+from mysite.server.concurrency import Gate, Runner
 from mysite.server.metrics import QueueMetrics
 from mysite.vision.budget import Budget
 
@@ -29,16 +29,17 @@ _KEY = "mysite"
 @dataclass
 class AppState:
     """The settings the app was built with, its loaded models, the endpoint table it registered, a
-    request's budget, and its gate, where CV work runs (``gate.run``: the process pool, or, without one, one detection at a time
-    per worker process, a short queue, 503 beyond it)."""
+    request's budget, and where its CV work runs (``runner.run``): the gate, one detection at a time
+    per worker process, a short queue, 503 beyond it; under gunicorn, the process pool's client,
+    which the master sets once it has started the pool."""
 
     settings: Settings
     registry: Registry
     endpoints: tuple[Endpoint, ...] = ()
-    gate: Gate = field(default_factory=Gate)
+    runner: Runner = field(default_factory=Gate)
     faces: FaceIndex | None = None  # the registered faces (web/faces.py)
     face_routes: tuple[FaceRoute, ...] = ()
-    # Where queues report (mysite/server/metrics.py): the gate here, the pool's dispatcher under gunicorn.
+    # Where queues report (mysite/server/metrics.py): the gate, or the pool's dispatcher under gunicorn.
     metrics: QueueMetrics | None = None
     # What one request may cost (MYSITE_REQUEST_MEMORY_MB, MYSITE_REQUEST_WORK): the same for every request.
     budget: Budget = field(init=False)
@@ -62,7 +63,7 @@ class AppState:
 
 def install(app: Flask, settings: Settings, registry: Registry, metrics: QueueMetrics | None = None) -> AppState:
     """Attach the state to ``app`` (once, in ``create_app``); ``metrics``: where the gate reports its queue."""
-    state = AppState(settings, registry, gate=Gate(slots=1, queue=settings.queue, metrics=metrics), metrics=metrics)
+    state = AppState(settings, registry, runner=Gate(slots=1, queue=settings.queue, metrics=metrics), metrics=metrics)
     app.extensions[_KEY] = state
     return state
 
@@ -78,10 +79,6 @@ def current_settings(app: Flask | None = None) -> Settings:
 
 def current_registry(app: Flask | None = None) -> Registry:
     return app_state(app).registry
-
-
-def current_gate(app: Flask | None = None) -> Gate:
-    return app_state(app).gate
 
 
 def current_endpoints(app: Flask | None = None) -> tuple[Endpoint, ...]:

@@ -258,7 +258,7 @@ def _show(outcome: Outcome, response: Response, uploaded: bytes | None, label: s
     settings = state.settings
     if isinstance(detections, list) and uploaded is not None:
         budget_left = state.budget.memory - 2 * len(uploaded)
-        drawn = state.gate.run(pipeline.drawn_upload, state.registry, uploaded, detections, label, settings.max_pixels,
+        drawn = state.runner.run(pipeline.drawn_upload, state.registry, uploaded, detections, label, settings.max_pixels,
                                budget_left)
         if drawn is not None:
             outcome.image_url = _data_url(drawn, "image/jpeg")
@@ -267,7 +267,7 @@ def _show(outcome: Outcome, response: Response, uploaded: bytes | None, label: s
     elif isinstance(detections, list):
         outcome.notes.append("Boxes are drawn on uploads; for a URL, add ?output=image to the API call.")
     elif uploaded is not None:  # nothing to draw: show the upload itself, small (the bird classifier's thumbnail)
-        small = state.gate.run(pipeline.thumbnail_of, state.registry, uploaded, THUMBNAIL, settings.max_pixels)
+        small = state.runner.run(pipeline.thumbnail_of, state.registry, uploaded, THUMBNAIL, settings.max_pixels)
         outcome.thumbnail_url = _data_url(small, "image/jpeg")
 
 

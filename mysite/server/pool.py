@@ -332,17 +332,6 @@ class _Waiting:
             os.close(self.job)
 
 
-class _NoMetrics:
-    """A queue that reports nowhere (``pool.start`` without ``metrics``)."""
-
-    def queued(self) -> None: ...
-    def started(self, wait_s: float) -> None: ...
-    def gave_up(self, wait_s: float) -> None: ...
-    def left(self) -> None: ...
-    def refused(self) -> None: ...
-    def finished(self) -> None: ...
-
-
 class _Dispatcher:
     """The queue and the processes: a select loop that never runs client work."""
 
@@ -355,7 +344,11 @@ class _Dispatcher:
         self.processes: dict[int, _Process] = {}
         self.waiting: deque[_Waiting] = deque()
         self.counts = _Counts()
-        self.metrics: QueueMetrics = metrics if metrics is not None else _NoMetrics()
+        if metrics is None:  # reports nowhere; imported here, as gunicorn's settings import this module first
+            from mysite.server.metrics import NULL
+
+            metrics = NULL
+        self.metrics: QueueMetrics = metrics
         self.selector = selectors.DefaultSelector()
         self.stopping = False
         self.parent = os.getppid()

@@ -197,38 +197,44 @@ def cases(quick: bool) -> list[Case]:
     ]
 
 
+def peak_pss_while(server: Server, clients: list[Callable[[], None]]) -> float:
+    """Run ``clients`` at once, a thread each; the peak PSS (MB) of the whole server meanwhile: the
+    master and every process under it, sampled every 20 ms."""
+    assert server.proc is not None
+    master, peak, done = server.proc.pid, 0.0, threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            try:
+                peak = max(peak, sum(pss_mb(p) for p in [master, *server.worker_pids()]))
+            except OSError:  # a process ended between the listing and the reading
+                pass
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    threads = [threading.Thread(target=c) for c in clients]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    done.set()
+    sampler.join()
+    return peak
+
+
 def whole_server(costliest: Case) -> tuple[float, list[int]]:
     """Two workers, two clients sending ``costliest`` three times each: peak PSS of the whole server (MB)."""
     body, ctype = costliest.body()
-    peak = 0.0
     statuses: list[int] = []
+
+    def client() -> None:
+        for _ in range(3):
+            statuses.append(request(server.port, "POST", costliest.path, body, ctype, timeout=120)[0])
+
     with Server(workers=2, cv_threads=-1) as server:
-        assert server.proc is not None
-        done = threading.Event()
-
-        def sample() -> None:
-            nonlocal peak
-            while not done.is_set():
-                pids = [server.proc.pid, *server.worker_pids()]  # type: ignore[union-attr]
-                try:
-                    peak = max(peak, sum(pss_mb(p) for p in pids))
-                except OSError:
-                    pass
-                time.sleep(0.02)
-
-        def client() -> None:
-            for _ in range(3):
-                statuses.append(request(server.port, "POST", costliest.path, body, ctype, timeout=120)[0])
-
-        sampler = threading.Thread(target=sample)
-        sampler.start()
-        clients = [threading.Thread(target=client) for _ in range(2)]
-        for c in clients:
-            c.start()
-        for c in clients:
-            c.join()
-        done.set()
-        sampler.join()
+        peak = peak_pss_while(server, [client, client])
     return peak, statuses
 
 

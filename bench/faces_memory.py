@@ -21,12 +21,11 @@ import argparse
 import os
 import statistics
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 from bench.encodings import encodings
-from bench.memory import photos, pss_mb
+from bench.memory import peak_pss_while, photos, pss_mb
 from bench.server import ROOT, Server, multipart, request
 
 MODEL = ROOT.parent / "shared" / "models" / "dlib-face" / "dlib_face_recognition_resnet_model_v1.dat"
@@ -100,17 +99,8 @@ def idle(server: Server, label: str) -> float:
 def two_at_once(server: Server, photo: bytes, name: str, path: str) -> None:
     """Two clients send ``photo`` to ``path`` three times each at once; the instance's peak PSS."""
     body, ctype = multipart(photo)
-    peak, statuses, done = 0.0, [], threading.Event()
+    statuses: list[int] = []
     said: set[bytes] = set()
-
-    def sample() -> None:
-        nonlocal peak
-        while not done.is_set():
-            try:
-                peak = max(peak, sum(pss_mb(p) for p in instance(server)))
-            except OSError:
-                pass
-            time.sleep(0.02)
 
     def client() -> None:
         for _ in range(3):
@@ -119,16 +109,8 @@ def two_at_once(server: Server, photo: bytes, name: str, path: str) -> None:
             if status != 200:
                 said.add(answer[:200])
 
-    sampler = threading.Thread(target=sample)
-    sampler.start()
-    clients = [threading.Thread(target=client) for _ in range(2)]
     started = time.perf_counter()
-    for c in clients:
-        c.start()
-    for c in clients:
-        c.join()
-    done.set()
-    sampler.join()
+    peak = peak_pss_while(server, [client, client])
     print(f"two clients, the {name} photo ({len(photo) / 1e6:.1f} MB) to {path} three times each at once: "
           f"whole instance peak {peak:.0f} MB PSS (goal <= 512); statuses {statuses}; "
           f"{time.perf_counter() - started:.1f} s")

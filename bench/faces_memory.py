@@ -52,26 +52,36 @@ def rollup(pid: int) -> dict[str, float]:
 
 
 def cpu_seconds(pids: list[int]) -> float:
+    """CPU seconds of the processes and of their children that have ended: a CV process the pool
+    replaces counts on in its dispatcher's figure, not out of the sum."""
     total = 0.0
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
+        total += sum(int(f) for f in fields[11:15]) / TICKS  # utime, stime, cutime, cstime
     return total
 
 
-def cpu_wait_seconds(pids: list[int]) -> float:
-    """Seconds the processes' threads spent runnable but waiting for a CPU (/proc/PID/task/TID/schedstat)."""
-    total = 0
+def cpu_waits(pids: list[int]) -> dict[int, float]:
+    """Seconds each process's threads spent runnable but waiting for a CPU (/proc/PID/task/TID/schedstat)."""
+    waits = {}
     for pid in pids:
+        total = 0
         for stat in Path(f"/proc/{pid}/task").glob("*/schedstat"):
             try:
                 total += int(stat.read_text().split()[1])
             except (OSError, IndexError, ValueError):
                 continue
-    return total / 1e9
+        waits[pid] = total / 1e9
+    return waits
+
+
+def waited(before: dict[int, float], after: dict[int, float]) -> float:
+    """The wait between two readings, over the processes of the second: one that ended in between
+    takes its figure with it (not counted), one that started counts whole."""
+    return sum(w - before.get(pid, 0.0) for pid, w in after.items())
 
 
 def instance(server: Server) -> list[int]:
@@ -141,12 +151,11 @@ def main() -> None:
         walls, cpus, codes, waits = [], [], [], []
         for _ in range(5):
             pids = instance(server)
-            cv = server.cv_pids()
-            c0, q0, w0 = cpu_seconds(pids), cpu_wait_seconds(cv), time.perf_counter()
+            c0, q0, w0 = cpu_seconds(pids), cpu_waits(server.cv_pids()), time.perf_counter()
             status, answer = request(server.port, "POST", "/recognize", body, ctype, timeout=60)
             walls.append(time.perf_counter() - w0)
-            cpus.append(cpu_seconds(pids) - c0)
-            waits.append(cpu_wait_seconds(cv) - q0)
+            cpus.append(cpu_seconds(instance(server)) - c0)  # the processes now: a replaced one's successor too
+            waits.append(waited(q0, cpu_waits(server.cv_pids())))
             codes.append(status)
             if status != 200:
                 print(f"  {status}: {answer[:160]!r}")

@@ -98,8 +98,7 @@ def run_job(models: Any, job: Job) -> Outcome:
     if job.batch:
         return Outcome(_batch(model, job), seconds=time.perf_counter() - started)
     data = job.images[0]
-    # The request's bytes (body, form copy, the image) are held throughout: what is left is the budget.
-    left = job.budget.with_memory(job.budget.memory - 2 * len(data))
+    left = room_left(job.budget, job.images)
     plan = plan_image(model, data, job.values, job.explicit, job.max_pixels, left)
     budget.check_memory(answer_memory(job.output, job.answer, plan.header, plan.decoded_pixels), left,
                         f"the answer for this {plan.header.width}x{plan.header.height} image",
@@ -110,6 +109,12 @@ def run_job(models: Any, job: Job) -> Outcome:
         image = result if job.output == "image" else annotate(data, result, job.label, decoded, job.max_pixels)
         picture = encode(image, job.answer.fmt)
     return Outcome(result if job.output != "image" else None, picture, time.perf_counter() - started)
+
+
+def room_left(limit: Budget, images: tuple[bytes, ...]) -> Budget:
+    """What ``limit`` leaves for the work: the request's bytes are held throughout, twice (the body and
+    the form's copy of the image)."""
+    return limit.with_memory(limit.memory - 2 * sum(len(d) for d in images))
 
 
 def plan_image(model: Model, data: bytes, values: dict[str, Any], explicit: frozenset[str], max_pixels: int,
@@ -161,7 +166,7 @@ def _batch(model: Model, job: Job) -> list[dict[str, Any]]:
     Every image is planned before any is decoded, and the request's work is the sum of its
     images': 16 images may together cost what one may, no more.
     """
-    each = job.budget.with_memory(job.budget.memory - 2 * sum(len(d) for d in job.images))
+    each = room_left(job.budget, job.images)
     plans: list[ImagePlan | ApiError] = []
     for data in job.images:
         try:

@@ -257,9 +257,9 @@ def _show(outcome: Outcome, response: Response, uploaded: bytes | None, label: s
     state = app_state()
     settings = state.settings
     if isinstance(detections, list) and uploaded is not None:
-        budget_left = state.budget.memory - 2 * len(uploaded)
+        memory = pipeline.room_left(state.budget, (uploaded,)).memory
         drawn = state.runner.run(pipeline.drawn_upload, state.registry, uploaded, detections, label, settings.max_pixels,
-                               budget_left)
+                                 memory)
         if drawn is not None:
             outcome.image_url = _data_url(drawn, "image/jpeg")
         else:

@@ -228,12 +228,12 @@ def whole_server(costliest: Case) -> tuple[float, list[int]]:
     """Two workers, two clients sending ``costliest`` three times each: peak PSS of the whole server (MB)."""
     body, ctype = costliest.body()
     statuses: list[int] = []
-
-    def client() -> None:
-        for _ in range(3):
-            statuses.append(request(server.port, "POST", costliest.path, body, ctype, timeout=120)[0])
-
     with Server(workers=2, cv_threads=-1) as server:
+
+        def client() -> None:
+            for _ in range(3):
+                statuses.append(request(server.port, "POST", costliest.path, body, ctype, timeout=120)[0])
+
         peak = peak_pss_while(server, [client, client])
     return peak, statuses
 

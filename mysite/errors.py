@@ -27,6 +27,7 @@ class Reason(StrEnum):
     UNAUTHORIZED = "unauthorized"  # no API key, or one that is not valid
     MODEL_NOT_LOADED = "model_not_loaded"  # the endpoint's model is not on this server
     UNAVAILABLE = "unavailable"  # the service is restarting or overloaded
+    STORE_FULL = "store_full"  # the face store holds as many faces as it may (MYSITE_FACES_MAX)
     BUSY = "busy"  # no detection process became free in time: retry after Retry-After (a second)
     NOT_FOUND = "not_found"  # no such route
     METHOD_NOT_ALLOWED = "method_not_allowed"  # the route does not take this method

@@ -87,6 +87,8 @@ class Settings:
     data_dir: Path | None = None
     # The face database (a SQLAlchemy URL); "": a SQLite file in data_dir. PostgreSQL shares it between instances.
     faces_db: str = field(default="", repr=False)
+    # Faces the face database may hold: each costs every process memory and every search time.
+    faces_max: int = 10_000
     # Keys that may also register and delete faces; () = any API key may (or anyone, without API keys).
     admin_keys: tuple[str, ...] = field(default=(), repr=False)
     # GET /metrics and the counting behind it: on, off, key (behind MYSITE_API_KEYS); auto: key when keys are set, else on.
@@ -243,6 +245,7 @@ FIELDS: dict[str, tuple[str, Any, str]] = {
     "DATA_DIR": ("data_dir", lambda v: expand_path(v) if v.strip() else None, "a folder path"),
     "FACES_DB": ("faces_db", _database_url,
                  "a database URL like sqlite:////path/faces.sqlite3 or postgresql+psycopg://user:pw@host/db"),
+    "FACES_MAX": ("faces_max", _positive_int, "a positive whole number of faces"),
     "ADMIN_KEYS": ("admin_keys", _api_keys, "comma-separated keys of printable ASCII without spaces"),
     "METRICS": ("metrics", _metrics, "on, off, key or auto"),
 }

@@ -145,6 +145,20 @@ def test_several_photos_register_together_or_not_at_all(client) -> None:
     assert [f["name"] for f in client.get("/faces").get_json()["faces"]] == ["E"]
 
 
+def test_a_full_store_answers_507_in_both_styles_and_frees_up_after_a_deletion(make_app, tmp_path) -> None:
+    app = make_app({"MYSITE_FACEID_MODEL": str(face_model_or_skip()), "MYSITE_FACES_MAX": "1",
+                    "MYSITE_FACES_DB": f"sqlite:///{tmp_path / 'f.sqlite3'}"})
+    client = app.test_client()
+    assert client.post("/faces/A", data=_form(image=read("astronaut.png"))).status_code == 200
+    r = client.post("/v1/vision/face/register", data={"userid": "B", **_form(image1=read("astronaut.png"))})
+    assert r.status_code == 507 and r.get_json()["success"] is False and "MYSITE_FACES_MAX" in r.get_json()["error"]
+    r = client.post("/faces/B", data=_form(image=read("astronaut.png")))
+    assert r.status_code == 507 and r.get_json()["reason"] == "store_full"
+    assert client.get("/faces").get_json()["faces"] == [{"name": "A", "count": 1}]
+    assert client.delete("/faces/A").status_code == 200
+    assert client.post("/faces/B", data=_form(image=read("astronaut.png"))).status_code == 200
+
+
 def test_bad_registrations_are_clear_errors(client) -> None:
     astronaut = read("astronaut.png")
     cases = [

@@ -19,7 +19,7 @@ from tests_helpers import require
 
 from mysite.faces import store as store_mod
 from mysite.faces.index import FaceIndex, Match, confidence
-from mysite.faces.store import FaceStore, StoreUnavailable
+from mysite.faces.store import FaceStore, StoreFull, StoreUnavailable
 
 
 def _postgres_url() -> str:
@@ -131,6 +131,40 @@ def test_concurrent_register_and_delete_of_one_name_leave_a_consistent_store(url
     assert snap.generation == store.generation()
     store.delete("same")
     assert store.names() == {}
+
+
+def test_a_full_store_refuses_a_registration_whole_and_takes_one_after_a_deletion(url) -> None:
+    store = FaceStore(url)
+    assert store.add("a", [_vec(1), _vec(2)], most=3) == 2
+    generation = store.generation()
+    with pytest.raises(StoreFull) as refused:
+        store.add("b", [_vec(3), _vec(4)], most=3)  # one would fit, two do not: neither is stored
+    assert refused.value.code == 507 and "MYSITE_FACES_MAX" in refused.value.message
+    assert store.names() == {"a": 2} and store.generation() == generation  # rolled back, the counter too
+    assert store.add("b", [_vec(3)], most=3) == 1
+    store.delete("a")
+    assert store.add("c", [_vec(5), _vec(6)], most=3) == 2
+
+
+def test_concurrent_registrations_never_pass_the_limit(url) -> None:
+    store = FaceStore(url)
+    store.engine()
+    most, outcomes = 10, []
+
+    def work(i: int) -> None:
+        for j in range(6):
+            try:
+                outcomes.append(store.add(f"p{i}", [_vec(i * 100 + j)], most=most))
+            except StoreFull:
+                outcomes.append(0)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert len(outcomes) == 24 and sum(outcomes) == most  # each add counted after the one before it committed
+    assert sum(store.names().values()) == most
 
 
 def test_an_unreachable_database_is_a_503_naming_the_setting() -> None:

@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from mysite.errors import Reason, Unavailable
+from mysite.errors import ApiError, Reason, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,12 @@ class StoreUnavailable(Unavailable):
     """The face database cannot be reached or used: 503, the rest of the site unaffected."""
 
     reason = Reason.UNAVAILABLE
+
+
+class StoreFull(ApiError):
+    """A registration past the faces the store may hold: 507 until some are deleted."""
+
+    code, status, reason = 507, "insufficient storage", Reason.STORE_FULL
 
 
 @dataclass(frozen=True)
@@ -137,14 +143,22 @@ class FaceStore:
     def _bump(self, conn: sa.Connection) -> None:
         conn.execute(generation.update().where(generation.c.id == 1).values(value=generation.c.value + 1))
 
-    def add(self, userid: str, embeddings: Sequence[Sequence[float]]) -> int:
-        """Register ``embeddings`` under ``userid`` in one transaction; how many rows were added."""
+    def add(self, userid: str, embeddings: Sequence[Sequence[float]], most: int | None = None) -> int:
+        """Register ``embeddings`` under ``userid`` in one transaction; how many rows were added.
+
+        ``most``: faces the whole store may hold (None: no limit); past it, ``StoreFull`` and nothing added.
+        """
         rows = [{"userid": userid, "embedding": np.asarray(e, np.float32).tobytes(), "created": time.time()}
                 for e in embeddings]
         try:
             with self.engine().begin() as conn:
+                self._bump(conn)  # first: its lock on the counter's row makes concurrent adds count in turn
+                if most is not None:
+                    held = int(conn.execute(sa.select(sa.func.count()).select_from(faces)).scalar_one())
+                    if held + len(rows) > most:
+                        raise StoreFull(f"the face store holds {held} faces and may hold {most} "
+                                        f"(MYSITE_FACES_MAX); delete some before registering more")
                 conn.execute(faces.insert(), rows)
-                self._bump(conn)
         except SQLAlchemyError as exc:
             raise self._unavailable(exc) from None
         return len(rows)

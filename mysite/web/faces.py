@@ -166,7 +166,7 @@ def do_register(route: FaceRoute, name: str | None, given: dict[str, str], setti
     faces = [one_face(embed(data, given, settings, ONE_FACE_NEEDS), _which(i, len(images)), MIN_REGISTER_WIDTH)
              for i, data in enumerate(images, 1)]
     index = current_index()
-    added = index.store.add(userid, [f["embedding"] for f in faces])
+    added = index.store.add(userid, [f["embedding"] for f in faces], settings.faces_max)
     index.changed()
     if route.style == "deepstack":
         return {"message": "face added"}

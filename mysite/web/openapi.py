@@ -21,7 +21,7 @@ from flask import Blueprint, Flask, Response, current_app, jsonify
 
 from mysite import __version__
 from mysite.errors import REASONS, ApiError
-from mysite.faces.store import MAX_NAME
+from mysite.faces.store import MAX_NAME, StoreFull
 from mysite.params import Param
 from mysite.web import inputs, respond, security
 from mysite.web.endpoints import Endpoint, FaceRoute
@@ -272,11 +272,15 @@ def _image_responses(ep: Endpoint, keys: bool) -> dict[str, Any]:
     return responses
 
 
-def error_codes() -> dict[int, set[str]]:
-    """Every status an image endpoint may answer besides 200: the ApiError classes', and a body over the limit."""
+def error_codes(stores: bool = False) -> dict[int, set[str]]:
+    """Every status a route may answer besides 200: the ApiError classes', and a body over the limit.
+
+    ``stores``: the route adds faces to the store, which may be full (``StoreFull``).
+    """
     codes: dict[int, set[str]] = {413: {"too large"}}
     for cls in _subclasses(ApiError):
-        codes.setdefault(cls.code, set()).add(cls.status)
+        if stores or cls is not StoreFull:
+            codes.setdefault(cls.code, set()).add(cls.status)
     return codes
 
 
@@ -328,7 +332,7 @@ def _face_operation(app: Flask, route: FaceRoute, method: str) -> dict[str, Any]
         if entry is not None and entry.model is not None:
             params += [_query((p, []), _NO_ROW) for p in entry.model.params]
     error = {"application/json": {"schema": _ref(f"Error_{route.errors}")}}
-    codes = error_codes()
+    codes = error_codes(stores=route.action == "register")
     if not state.settings.api_keys and not (route.changes and state.settings.admin_keys):
         codes.pop(security.Unauthorized.code, None)
     responses: dict[str, Any] = {"200": {"description": "the answer", "content": {

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from mysite.errors import BadRequest, Reason
@@ -26,6 +26,8 @@ class Param:
     min: float | None = None
     max: float | None = None
     doc: str = ""
+    # A regular expression every value the model accepts matches: the API description shows it.
+    pattern: str | None = None
 
     def convert(self, raw: str) -> Any:
         """Turn the request's string into a checked value, or raise 400 naming the parameter."""
@@ -83,7 +85,7 @@ def with_defaults(params: tuple[Param, ...], defaults: Mapping[str, Any]) -> tup
     for p in params:
         if p.name in defaults:
             value = p.convert(str(defaults[p.name]).lower() if p.type is bool else str(defaults[p.name]))
-            p = Param(p.name, p.type, value, p.min, p.max, p.doc)
+            p = replace(p, default=value)
         out.append(p)
     return tuple(out)
 

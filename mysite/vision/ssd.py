@@ -9,13 +9,16 @@ corners back to the original image's pixels, clipped to it.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from mysite.errors import BadRequest, Reason
 from mysite.params import Param
-from mysite.vision.dnn import NetModel
+from mysite.vision.dnn import NetModel, Preprocess
 from mysite.vision.shapes import Detection, clip, sort
 
 PARAMS = (
@@ -27,7 +30,12 @@ PARAMS = (
 class SSD(NetModel):
     """An SSD detector file (+ config), its input preparation and its class labels."""
 
-    params = PARAMS
+    params: tuple[Param, ...] = PARAMS
+
+    def __init__(self, path: Path, config: Path | None, prep: Preprocess, labels: Sequence[Any]) -> None:
+        super().__init__(path, config, prep, labels)
+        # A label filter may name this file's labels only: its declaration says so.
+        self.params = tuple(replace(p, pattern=self.labels_pattern()) if p.name == "labels" else p for p in PARAMS)
 
     def check(self, path: Path, out: np.ndarray) -> None:
         if out.ndim != 4 or out.shape[-1] != 7:

@@ -113,10 +113,6 @@ def _security_schemes(keys: tuple[str, ...] | list[str]) -> dict[str, Any]:
 def _image_operations(app: Flask, ep: Endpoint) -> dict[str, Any]:
     """GET (``?url=``) and POST (the image in the body) of one table row."""
     params = [_query(p, ep) for p in _model_params(app, ep)] + _choice_params(app, ep) + _output_params(ep)
-    labels_pattern = getattr(app_state(app).registry.entries[ep.model].model, "labels_pattern", None)
-    for param in params:  # a label filter takes the labels its model knows, and nothing else
-        if param["name"] == "labels" and labels_pattern is not None:
-            param["schema"] = {**param["schema"], "pattern": labels_pattern()}
     url = {"name": "url", "in": "query", "schema": {"type": "string", "format": "uri"},
            "description": "the address of an image to fetch (http or https)"}
     keys = bool(app_state(app).settings.api_keys)
@@ -176,12 +172,14 @@ def _query(param_and_values: tuple[Param, list[str]], ep: Endpoint) -> dict[str,
 
 
 def param_schema(p: Param) -> dict[str, Any]:
-    """The JSON Schema of one declared parameter: type, range and default."""
+    """The JSON Schema of one declared parameter: type, range, pattern and default."""
     schema: dict[str, Any] = {"type": _JSON_TYPES.get(p.type, "string"), "default": p.default}
     if p.min is not None:
         schema["minimum"] = p.min
     if p.max is not None:
         schema["maximum"] = p.max
+    if p.pattern is not None:
+        schema["pattern"] = p.pattern
     return schema
 
 

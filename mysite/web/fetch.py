@@ -49,6 +49,9 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 MAX_REDIRECTS = 3
 MAX_URL_LENGTH = 2048
 _REDIRECTS = {301, 302, 303, 307, 308}
+# identity: an image gains nothing from gzip, and a body sent compressed anyway is decoded by
+# urllib3 only as far as each read asks (urllib3 >= 2.7, requirements.txt).
+_HEADERS = {"User-Agent": f"mysite/{__version__} (image fetch)", "Accept": "*/*", "Accept-Encoding": "identity"}
 _READ_PIECE = 16 * 1024  # read1 returns what has arrived, up to this: the clock is checked between pieces
 # Characters no URL we fetch needs, and on which parsers disagree (WHATWG turns "\\" into "/").
 _FORBIDDEN = re.compile(r"[\\\s\x00-\x1f\x7f]")
@@ -261,21 +264,20 @@ class Fetcher:
                 raise _failed(f"could not fetch {_short(url)}: {_reason(exc)}") from None
 
     def _fetch(self, url: str, policy: AddressPolicy, clock: Deadline) -> bytes:
-        with requests.Session() as session:  # a fresh session: no cookies carried between requests
-            # trust_env off: no credentials from ~/.netrc for a host a stranger names; proxies are
-            # taken from the environment below, as requests would (no_proxy included).
-            session.trust_env = False
-            session.mount("http://", _GuardedAdapter(policy, clock))
-            session.mount("https://", _GuardedAdapter(policy, clock))
-            session.headers["User-Agent"] = f"mysite/{__version__} (image fetch)"
+        # The adapter alone, not a Session: Session.send reads the whole body of a redirect it does not
+        # follow (decompressed, unbounded) to free its connection. Here every body is read by _read or
+        # closed unread. No Session also means no cookies carried over and no ~/.netrc credentials for
+        # a host a stranger names; proxies are taken from the environment below (no_proxy included).
+        adapter = _GuardedAdapter(policy, clock)
+        try:
             for _ in range(MAX_REDIRECTS + 1):
                 url, host, port = check_url(url)
                 proxies = requests.utils.get_environ_proxies(url)
                 try:
                     # Checked here too: through a proxy, our connection goes to the proxy, not the host.
                     policy.vet(host, port, clock.left())
-                    response = session.get(url, stream=True, allow_redirects=False, proxies=proxies,
-                                           timeout=(min(self.timeout, clock.left()), self.timeout))
+                    response = adapter.send(requests.Request("GET", url, headers=_HEADERS).prepare(), stream=True,
+                                            proxies=proxies, timeout=(min(self.timeout, clock.left()), self.timeout))
                 except Refused as exc:
                     raise _refused(f"refusing to fetch {_short(url)}: {exc}") from None
                 with response:
@@ -285,6 +287,8 @@ class Fetcher:
                     if response.status_code != 200:
                         raise _failed(f"fetching {_short(url)} answered HTTP {response.status_code}, not an image")
                     return self._read(response, url, clock)
+        finally:
+            adapter.close()
         raise _refused(f"refusing to follow more than {MAX_REDIRECTS} redirects")
 
     def _read(self, response: requests.Response, url: str, clock: Deadline) -> bytes:

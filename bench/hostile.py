@@ -16,8 +16,10 @@ Phases, each bounded in requests and in time:
 2. **crowd**: ``--clients`` (50) clients posting the group photo to ``/detect`` for
    ``--seconds`` (60) while one prober asks ``/healthz`` every 0.2 s;
 3. **slow uploads**: 4 clients sending a body at 30 B/s, while ``/detect`` and ``/healthz`` are asked;
-4. **dripping origin**: 2 ``?url=`` requests to a loopback origin (127.0.0.2, the only address
-   the server is allowed to fetch from) that sends its headers, then a byte a second;
+4. **origin**: 2 ``?url=`` requests to a loopback origin (127.0.0.2, the only address the server
+   is allowed to fetch from) that sends its headers, then a byte a second; then a redirect whose
+   body is 1 GiB of gzipped zeros (the photo it leads to must be detected) and an answer gzipped
+   twice (a 413), with worker memory sampled as in every phase;
 5. **gunicorn's own limits**: a request line and a header over gunicorn's limits.
 
 Then prints requests by status, 5xx, answers that are not JSON (or the image asked for),
@@ -239,8 +241,32 @@ def phase_slow(port: int, tally: Tally, deadline: float) -> dict[str, float]:
     return {"slow_held_max_s": max(held), "beside_ok": float(all(o[0] == 200 for o in other))}
 
 
-class _Drip(BaseHTTPRequestHandler):
+class _Origin(BaseHTTPRequestHandler):
+    """The one origin the server may fetch from: it drips, or sends bodies that decompress to gigabytes."""
+
+    photo = bomb = twice = b""  # set by phase_origin
+
     def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        if self.path == "/photo.jpg":
+            self._send(200, {"Content-Type": "image/jpeg"}, self.photo)
+        elif self.path == "/redirect-bomb":  # a redirect's body is not for reading
+            self._send(302, {"Location": "/photo.jpg", "Content-Encoding": "gzip"}, self.bomb)
+        elif self.path == "/twice.jpg":
+            self._send(200, {"Content-Type": "image/jpeg", "Content-Encoding": "gzip, gzip"}, self.twice)
+        else:
+            self._drip()
+
+    def _send(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.send_response(status)
+        for k, v in {**headers, "Content-Length": str(len(body))}.items():
+            self.send_header(k, v)
+        self.end_headers()
+        try:
+            self.wfile.write(body)
+        except OSError:  # the server hung up without reading it: as it should
+            pass
+
+    def _drip(self) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "image/jpeg")
         self.send_header("Content-Length", "1000000")
@@ -257,19 +283,26 @@ class _Drip(BaseHTTPRequestHandler):
         pass
 
 
-def phase_drip_origin(port: int, tally: Tally) -> dict[str, float]:
-    origin = ThreadingHTTPServer((ORIGIN_HOST, 0), _Drip)
+def phase_origin(port: int, tally: Tally) -> dict[str, float]:
+    """Two ``?url=`` fetches from a dripping origin at once, then a redirect and an answer that are gzip bombs."""
+    _Origin.photo = (ROOT / "tests" / "data" / "group_17_faces.jpg").read_bytes()
+    _Origin.bomb = hostile_inputs.gzip_of_zeros(1024)  # 1 GiB of zeros in 1 MB
+    _Origin.twice = hostile_inputs.gzip_of_zeros(1024, layers=2)  # the same in a few KB
+    origin = ThreadingHTTPServer((ORIGIN_HOST, 0), _Origin)
     origin.daemon_threads = True
     threading.Thread(target=origin.serve_forever, daemon=True).start()
-    url = f"http://{ORIGIN_HOST}:{origin.server_address[1]}/slow.jpg"
+    base = f"http://{ORIGIN_HOST}:{origin.server_address[1]}"
     try:
         with ThreadPoolExecutor(2) as pool:
-            results = list(pool.map(lambda _: send(port, "GET", f"/detect?url={url}", b"", {}), range(2)))
+            results = list(pool.map(lambda _: send(port, "GET", f"/detect?url={base}/slow.jpg", b"", {}), range(2)))
+        bombs = [send(port, "GET", f"/detect?url={base}{path}", b"", {}) for path in ("/redirect-bomb", "/twice.jpg")]
     finally:
         origin.shutdown()
         origin.server_close()
     for status, headers, data, ms in results:
         tally.add("dripping origin", status, ms, judge("/detect", status, headers, data))
+    for status, headers, data, ms in bombs:
+        tally.add("gzip-bomb origin", status, ms, judge("/detect", status, headers, data))
     return {"drip_held_max_s": max(r[3] for r in results) / 1000}
 
 
@@ -372,7 +405,7 @@ def run(args: argparse.Namespace) -> Campaign:
         complexity = phase_complexity(server.port, tally)
         crowd = phase_crowd(server.port, tally, args.clients, args.seconds)
         slow = phase_slow(server.port, tally, deadline)
-        drip = phase_drip_origin(server.port, tally)
+        drip = phase_origin(server.port, tally)
         limits = phase_limits(server.port, tally)
         time.sleep(1.0)
         sampler.stop.set()

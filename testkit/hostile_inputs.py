@@ -31,6 +31,7 @@ Bound the campaign yourself: ``count`` is exact, and each request is at most a f
 from __future__ import annotations
 
 import base64
+import gzip
 import io
 import json
 import random
@@ -528,6 +529,16 @@ def tiff_tag_flood(n: int) -> bytes:
     entries = b"".join(struct.pack("<HHII", tag, kind, count, pixel_at if tag == 273 else value)
                        for tag, kind, count, value in sorted(tags))
     return b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", len(tags)) + entries + b"\x00" * 4 + b"\x80"
+
+
+def gzip_of_zeros(mib: int, layers: int = 1) -> bytes:
+    """``mib`` MiB of zeros gzipped (about 1,000 to 1), then gzipped again ``layers - 1`` times."""
+    c = zlib.compressobj(9, zlib.DEFLATED, 31)
+    piece = bytes(1 << 20)
+    body = b"".join([c.compress(piece) for _ in range(mib)] + [c.flush()])
+    for _ in range(layers - 1):
+        body = gzip.compress(body, 9)
+    return body
 
 
 def complexity_requests() -> list[Request]:

@@ -3,10 +3,8 @@ fetches from a loopback server (allowed only through the explicit MYSITE_URL_ALL
 
 from __future__ import annotations
 
-import gzip
 import ipaddress
 import tracemalloc
-import zlib
 from http.server import BaseHTTPRequestHandler
 
 import pytest
@@ -15,6 +13,7 @@ from loopback import endless, serve, slow
 from mysite.errors import TooLarge
 from mysite.web import fetch as fetch_mod
 from mysite.web.fetch import AddressPolicy, Fetcher, Refused, classify_address
+from testkit.hostile_inputs import gzip_of_zeros
 
 LOOPBACK = {"MYSITE_URL_ALLOW_NETWORKS": "127.0.0.0/8"}
 
@@ -204,16 +203,6 @@ def test_proxy_from_the_environment_is_used_and_the_target_still_checked(make_ap
     assert refused.status_code == 400 and "10.1.1.1" in refused.get_json()["message"]
 
 
-def _gzip_of_zeros(mib: int, layers: int = 1) -> bytes:
-    """``mib`` MiB of zeros gzipped (about 1,000 to 1), then gzipped again ``layers - 1`` times."""
-    c = zlib.compressobj(9, zlib.DEFLATED, 31)
-    piece = bytes(1 << 20)
-    body = b"".join([c.compress(piece) for _ in range(mib)] + [c.flush()])
-    for _ in range(layers - 1):
-        body = gzip.compress(body, 9)
-    return body
-
-
 def _peak_mb(fn):
     """What ``fn()`` returns (or raises) and the peak of Python's allocations meanwhile, in MB."""
     tracemalloc.start()
@@ -241,7 +230,7 @@ def _endless_redirect(h: BaseHTTPRequestHandler) -> None:
 
 def test_a_redirects_body_is_never_read(group_jpg):
     fetcher = Fetcher(10 * 2**20, timeout=3, allow=(ipaddress.ip_network("127.0.0.0/8"),), deadline=3)
-    with serve({"/bomb": (302, {"Location": "/g.jpg", "Content-Encoding": "gzip"}, _gzip_of_zeros(256)),
+    with serve({"/bomb": (302, {"Location": "/g.jpg", "Content-Encoding": "gzip"}, gzip_of_zeros(256)),
                 "/endless": _endless_redirect, "/g.jpg": (200, {}, group_jpg)}) as (base, _):
         bomb, peak = _peak_mb(lambda: fetcher.fetch(f"{base}/bomb"))
         endless_body = fetcher.fetch(f"{base}/endless")  # read to its end, this would pass the deadline
@@ -252,7 +241,7 @@ def test_a_redirects_body_is_never_read(group_jpg):
 def test_a_compressed_body_is_decoded_only_as_far_as_the_limit():
     fetcher = Fetcher(2**20, allow=(ipaddress.ip_network("127.0.0.0/8"),))
     headers = {"Content-Type": "image/jpeg", "Content-Encoding": "gzip, gzip"}
-    with serve({"/twice": (200, headers, _gzip_of_zeros(256, layers=2))}) as (base, _):
+    with serve({"/twice": (200, headers, gzip_of_zeros(256, layers=2))}) as (base, _):
         outcome, peak = _peak_mb(lambda: fetcher.fetch(f"{base}/twice"))
     assert isinstance(outcome, TooLarge)
     assert peak < 16, f"{peak:.0f} MB allocated for a 1 MB limit"

@@ -1,8 +1,8 @@
 """The hostile campaign, quick, against the Procfile's gunicorn: every goal of the campaign holds.
 
 1,000 hostile inputs over every route, 20 clients for 10 s with /healthz probed, four uploads at
-30 B/s and two ``?url=`` fetches from a dripping loopback origin (deadlines of 3 s), gunicorn's
-own size limits. The full campaign (``python -m bench.hostile``: 10,000 requests, 50 clients for
+30 B/s, two ``?url=`` fetches from a dripping loopback origin (deadlines of 3 s) and two gzip
+bombs from it, gunicorn's own size limits. The full campaign (``python -m bench.hostile``: 10,000 requests, 50 clients for
 60 s, 20 s deadlines) is in docs/reliability-security.md. About 35 s.
 """
 
@@ -21,3 +21,4 @@ def test_quick_campaign_meets_every_goal():
     assert met, [row for row in rows if not row[2]]
     assert campaign.tally.by_phase["slow uploads"] == {408: 4}
     assert campaign.tally.by_phase["dripping origin"] == {422: 2}
+    assert campaign.tally.by_phase["gzip-bomb origin"] == {200: 1, 413: 1}

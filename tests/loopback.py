@@ -79,12 +79,14 @@ def slow(seconds: float) -> Callable[[BaseHTTPRequestHandler], None]:
     return answer
 
 
-def endless(chunk: bytes = b"\0" * 65536) -> Callable[[BaseHTTPRequestHandler], None]:
+def endless(chunk: bytes = b"\0" * 65536, status: int = 200, headers: dict[str, str] | None = None
+            ) -> Callable[[BaseHTTPRequestHandler], None]:
     """A route that streams a body with no Content-Length until the client hangs up (at most 64 MB)."""
 
     def answer(h: BaseHTTPRequestHandler) -> None:
-        h.send_response(200)
-        h.send_header("Content-Type", "image/jpeg")
+        h.send_response(status)
+        for k, v in (headers or {"Content-Type": "image/jpeg"}).items():
+            h.send_header(k, v)
         h.end_headers()
         try:
             for _ in range(1024):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ipaddress
 import tracemalloc
-from http.server import BaseHTTPRequestHandler
 
 import pytest
 from loopback import endless, serve, slow
@@ -216,22 +215,10 @@ def _peak_mb(fn):
         tracemalloc.stop()
 
 
-def _endless_redirect(h: BaseHTTPRequestHandler) -> None:
-    """A redirect whose body never ends (at most 64 MB): nothing is to be read of it."""
-    h.send_response(302)
-    h.send_header("Location", "/g.jpg")
-    h.end_headers()
-    try:
-        for _ in range(1024):
-            h.wfile.write(bytes(65536))
-    except OSError:
-        pass
-
-
 def test_a_redirects_body_is_never_read(group_jpg):
     fetcher = Fetcher(10 * 2**20, timeout=3, allow=(ipaddress.ip_network("127.0.0.0/8"),), deadline=3)
     with serve({"/bomb": (302, {"Location": "/g.jpg", "Content-Encoding": "gzip"}, gzip_of_zeros(256)),
-                "/endless": _endless_redirect, "/g.jpg": (200, {}, group_jpg)}) as (base, _):
+                "/endless": endless(status=302, headers={"Location": "/g.jpg"}), "/g.jpg": (200, {}, group_jpg)}) as (base, _):
         bomb, peak = _peak_mb(lambda: fetcher.fetch(f"{base}/bomb"))
         endless_body = fetcher.fetch(f"{base}/endless")  # read to its end, this would pass the deadline
     assert bomb == group_jpg and endless_body == group_jpg

@@ -11,8 +11,8 @@ Phases, each bounded in requests and in time:
    route, 4 clients at a time;
 1b. **complexity**: each algorithmic-complexity input of ``hostile_inputs.complexity_requests()``
    (a body of line breaks, JPEG marker floods, a progressive scan bomb, PNG text chunks, GIF
-   sub-blocks, TIFF tags, 1,500 parts, nested JSON, bad parameters) once, at the size that once
-   cost seconds to minutes: each must be a 4xx within 2 s;
+   sub-blocks, TIFF tags, 1,500 parts, nested JSON, bad parameters, 95 Accept lines of tabs) once,
+   at the size that once cost seconds to minutes: each must be a 4xx within 2 s;
 2. **crowd**: ``--clients`` (50) clients posting the group photo to ``/detect`` for
    ``--seconds`` (60) while one prober asks ``/healthz`` every 0.2 s;
 3. **slow uploads**: 4 clients sending a body at 30 B/s, while ``/detect`` and ``/healthz`` are asked;
@@ -83,13 +83,19 @@ class Tally:
             self.by_phase.setdefault(phase, Counter())[-1] += 1
 
 
-def send(port: int, method: str, path: str, body: bytes, headers: dict[str, str], timeout: float = 120.0
-         ) -> tuple[int, dict[str, str], bytes, float]:
-    """One request on its own connection: status, headers, body, milliseconds."""
+def send(port: int, method: str, path: str, body: bytes, headers: dict[str, str], timeout: float = 120.0,
+         repeated: tuple[tuple[str, str], ...] = ()) -> tuple[int, dict[str, str], bytes, float]:
+    """One request on its own connection (``repeated``: more header lines): status, headers, body, milliseconds."""
     start = time.perf_counter()
     conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
     try:
-        conn.request(method, path, body=body or None, headers=headers)
+        if repeated:  # http.client's request() takes each name once
+            conn.putrequest(method, path)
+            for name, value in [*headers.items(), *repeated, ("Content-Length", str(len(body)))]:
+                conn.putheader(name, value)
+            conn.endheaders(body or None)
+        else:
+            conn.request(method, path, body=body or None, headers=headers)
         r = conn.getresponse()
         data = r.read()
         return r.status, {k.lower(): v for k, v in r.getheaders()}, data, (time.perf_counter() - start) * 1000
@@ -141,7 +147,7 @@ def phase_complexity(port: int, tally: Tally) -> dict[str, float]:
     slowest, wrong = 0.0, 0
     for r in hostile_inputs.complexity_requests():
         try:
-            status, headers, body, ms = send(port, r.method, r.path, r.body, r.headers)
+            status, headers, body, ms = send(port, r.method, r.path, r.body, r.headers, repeated=r.repeated)
         except (TimeoutError, ConnectionError, http.client.RemoteDisconnected) as exc:
             tally.reset("complexity")
             tally.not_json.append(f"{r.kind}: {type(exc).__name__}")

@@ -81,10 +81,11 @@ class Request:
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
     kind: str = ""  # which input form or attack it is
+    repeated: tuple[tuple[str, str], ...] = ()  # more header lines, a name perhaps many times
 
     def client_kwargs(self) -> dict[str, object]:
         """Keyword arguments for Flask's ``test_client().open(**kwargs)``."""
-        headers = {k: v for k, v in self.headers.items() if k.lower() != "content-type"}
+        headers = [(k, v) for k, v in self.headers.items() if k.lower() != "content-type"] + list(self.repeated)
         return {"path": self.path, "method": self.method, "data": self.body, "headers": headers,
                 "content_type": self.headers.get("Content-Type")}
 
@@ -560,4 +561,10 @@ def complexity_requests() -> list[Request]:
                 "min_confidence=abc"),
         Request("POST", "/detect?min_size=5&min_size=6", _small_jpeg(), {"Content-Type": "image/jpeg"},
                 "a repeated parameter"),
+        Request("POST", "/detect", b"not an image", octet, "Accept headers of blanks", accept_flood(95, 8_000)),
     ]
+
+
+def accept_flood(headers: int, blanks: int) -> tuple[tuple[str, str], ...]:
+    """``headers`` Accept lines, each a type, ``blanks`` tabs and a letter (gunicorn joins them into one value)."""
+    return (("Accept", "a/b" + "\t" * blanks + "x"),) * headers

@@ -153,3 +153,17 @@ def test_real_photos_are_read_with_their_scans_counted(group_jpg, car_jpg):
 def test_a_scan_count_at_the_limit_is_accepted():
     data = hi.jpeg_scan_bomb(header_scan.MAX_SCANS - 20, 400, 300)
     assert read_header(data).scans <= header_scan.MAX_SCANS
+
+
+def test_an_accept_header_is_read_only_as_far_as_max_accept(client, group_jpg):
+    from mysite.web.inputs import MAX_ACCEPT
+
+    # JSON preferred in the part that is read; past it, a stronger wish for PNG that is not read.
+    accept = "application/json;q=0.5," + "\t" * MAX_ACCEPT + ",image/png"
+    r = client.post("/detect", data=group_jpg, content_type="image/jpeg", headers={"Accept": accept})
+    assert r.status_code == 200 and r.mimetype == "application/json"
+    r = client.post("/detect", data=group_jpg, content_type="image/jpeg", headers={"Accept": accept[-100:]})
+    assert r.status_code == 200 and r.mimetype == "image/png"  # the same wish, read, is answered
+    flood = dict(hi.accept_flood(1, 200_000))  # one header: the test client has no line limit
+    r = client.get("/", headers=flood)
+    assert r.status_code == 200 and "routes" in r.get_json()

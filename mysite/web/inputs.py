@@ -18,14 +18,15 @@ import json
 import re
 from collections.abc import Callable
 from io import BytesIO
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 from urllib.parse import parse_qsl
 
 from flask import Request
-from werkzeug.datastructures import FileStorage, Headers
+from werkzeug.datastructures import Accept, CharsetAccept, FileStorage, Headers, LanguageAccept, MIMEAccept
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.formparser import FormDataParser, MultiPartParser
-from werkzeug.http import parse_options_header
+from werkzeug.http import parse_accept_header, parse_options_header
+from werkzeug.utils import cached_property
 
 from mysite.errors import BadRequest, Reason, TooLarge
 
@@ -173,11 +174,38 @@ def field_bytes(text: str) -> bytes:
         return text.encode("utf-8")
 
 
+# Characters of an Accept-* header that are read: werkzeug's parser is quadratic in a long run of
+# blanks inside one entry, and gunicorn joins up to 100 repeated headers into one value. A
+# browser's Accept is about 100 characters.
+MAX_ACCEPT = 1024
+AnyAccept = TypeVar("AnyAccept", bound=Accept)
+
+
 class MemoryRequest(Request):
     """A request whose uploads stay in memory (no uploaded byte is written to disk), its forms read under
-    limits, and whose image fields keep their bytes with or without a filename."""
+    limits, and whose image fields keep their bytes with or without a filename; its Accept-* headers are
+    read up to ``MAX_ACCEPT`` characters."""
 
     form_data_parser_class = _FormParser
+
+    def _accept(self, header: str, cls: type[AnyAccept]) -> AnyAccept:
+        return parse_accept_header(self.headers.get(header, "")[:MAX_ACCEPT], cls)
+
+    @cached_property
+    def accept_mimetypes(self) -> MIMEAccept:
+        return self._accept("Accept", MIMEAccept)
+
+    @cached_property
+    def accept_charsets(self) -> CharsetAccept:
+        return self._accept("Accept-Charset", CharsetAccept)
+
+    @cached_property
+    def accept_encodings(self) -> Accept:
+        return self._accept("Accept-Encoding", Accept)
+
+    @cached_property
+    def accept_languages(self) -> LanguageAccept:
+        return self._accept("Accept-Language", LanguageAccept)
 
     def _get_file_stream(
         self, total_content_length: int | None, content_type: str | None, filename: str | None = None,

@@ -11,8 +11,9 @@ Phases, each bounded in requests and in time:
    route, 4 clients at a time;
 1b. **complexity**: each algorithmic-complexity input of ``hostile_inputs.complexity_requests()``
    (a body of line breaks, JPEG marker floods, a progressive scan bomb, PNG text chunks, GIF
-   sub-blocks, TIFF tags, 1,500 parts, nested JSON, bad parameters, 95 Accept lines of tabs) once,
-   at the size that once cost seconds to minutes: each must be a 4xx within 2 s;
+   sub-blocks, TIFF tags, 1,500 parts, a part's 9 MB header, nested JSON, bad parameters, 95
+   Accept lines of tabs) once, at the size that once cost seconds to minutes: each must be a 4xx
+   within 2 s;
 2. **crowd**: ``--clients`` (50) clients posting the group photo to ``/detect`` for
    ``--seconds`` (60) while one prober asks ``/healthz`` every 0.2 s;
 3. **slow uploads**: 4 clients sending a body at 30 B/s, while ``/detect`` and ``/healthz`` are asked;

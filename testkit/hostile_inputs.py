@@ -416,6 +416,12 @@ def multipart_false_boundaries(n: int) -> bytes:
     return _part_head("image", "a.jpg") + unit * (n // len(unit)) + b"\r\n--hostile--\r\n"
 
 
+def multipart_long_head(n: int) -> bytes:
+    """One image part whose Content-Disposition holds about ``n`` semicolons (werkzeug parses it whole)."""
+    head = b'--hostile\r\nContent-Disposition: form-data; name="image"' + b";" * n + b'; filename="a.jpg"\r\n\r\n'
+    return head + _small_jpeg() + b"\r\n--hostile--\r\n"
+
+
 def multipart_parts(n: int) -> bytes:
     """``n`` small text parts (past the parts limit: refused, counted on the way)."""
     return b"".join(_part_head(f"f{i}") + b"v\r\n" for i in range(n)) + b"--hostile--\r\n"
@@ -551,6 +557,7 @@ def complexity_requests() -> list[Request]:
         Request("POST", "/detect", json_nested(100_000), {"Content-Type": "application/json"}, "nested JSON"),
         Request("POST", "/detect", multipart_parts(1_500), {"Content-Type": MULTIPART}, "1,500 parts"),
         Request("POST", "/detect", multipart_crlf(8_000_000), {"Content-Type": MULTIPART}, "multipart line breaks"),
+        Request("POST", "/detect", multipart_long_head(9_000_000), {"Content-Type": MULTIPART}, "a part's long header"),
         Request("POST", "/detect", jpeg_com_flood(1_500_000), octet, "JPEG comment markers"),
         Request("POST", "/detect", jpeg_fill_bytes(5_000_000), octet, "JPEG fill bytes"),
         Request("POST", "/detect", jpeg_scan_bomb(15_000), octet, "progressive scan bomb"),

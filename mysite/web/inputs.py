@@ -49,6 +49,63 @@ _DATA_URL_HEAD = 1024  # a data URL's "data:...;base64," starts within this many
 READ_SIZE = 256 * 1024
 
 
+MAX_PART_HEAD = 16 * 1024  # bytes of one part's headers; a browser sends about 150
+_BLANK_LINE = re.compile(rb"\r\n\r\n|\r\r|\n\n")  # where werkzeug's decoder ends a part's headers
+
+
+class _PartHeads:
+    """Follows a multipart body as it streams by, and refuses a part whose headers pass ``MAX_PART_HEAD``.
+
+    werkzeug's decoder holds a part's headers until their blank line, however long, then runs
+    regexes over all of them; werkzeug has no limit of its own there. Positions are counted from
+    the body's start, so a delimiter or a blank line split between two reads is seen once.
+    """
+
+    def __init__(self, boundary: bytes) -> None:
+        self._delimiter = b"\r\n--" + boundary
+        self._recent = b"\r\n"  # the end of the last read; the body's first delimiter has no line break
+        self._total = 0  # bytes fed
+        self._decided = -len(self._recent)  # delimiters starting before this position are decided
+        self._head: int | None = None  # where the current part's headers began; None: not in headers
+        self._closed = False
+
+    def feed(self, data: bytes) -> None:
+        if self._closed or not data:
+            return
+        window, base = self._recent + data, self._total - len(self._recent)  # window[i] is at base + i
+        self._total += len(data)
+        head = self._head
+        while True:
+            if head is None:
+                head = self._next_head(window, base)
+                if head is None:
+                    break
+            end = _BLANK_LINE.search(window, max(head - base, 0), head - base + MAX_PART_HEAD + 4)
+            if (base + end.end() if end else self._total) - head > MAX_PART_HEAD:
+                raise TooLarge(f"a part of the form has headers longer than {MAX_PART_HEAD} bytes; "
+                               "a part needs only its Content-Disposition and Content-Type")
+            if end is None:
+                break
+            self._decided, head = base + end.end(), None
+        self._head = head
+        self._recent = window[-(len(self._delimiter) + 2):]
+
+    def _next_head(self, window: bytes, base: int) -> int | None:
+        """Where the next part's headers begin, past a delimiter of this window; None: no part begins here yet."""
+        while True:
+            found = window.find(self._delimiter, max(self._decided - base, 0))
+            after = found + len(self._delimiter)
+            if found < 0 or after + 1 >= len(window):  # none, or too near the end to tell what follows
+                self._decided = base + (found if found >= 0 else max(len(window) - len(self._delimiter), 0))
+                return None
+            self._decided = base + found + 1
+            if window[after:after + 2] == b"--":  # the closing delimiter: what follows is no part
+                self._closed = True
+                return None
+            if window[after] in b" \t\r\n":  # werkzeug's delimiter: blanks, then a line break
+                return base + after
+
+
 class _BoundaryCounter:
     """A read-only stream that counts how often ``delimiter`` went through it (across reads too), and
     splits a read at its first delimiter.
@@ -59,8 +116,9 @@ class _BoundaryCounter:
     once. One split per read, not one per delimiter: a file of delimiters would make a piece each.
     """
 
-    def __init__(self, stream: IO[bytes], delimiter: bytes) -> None:
-        self._stream, self._delimiter = stream, delimiter
+    def __init__(self, stream: IO[bytes], boundary: bytes) -> None:
+        self._stream, self._delimiter = stream, b"--" + boundary
+        self._heads = _PartHeads(boundary)
         self._tail = b""
         self._held = b""
         self.count = 0
@@ -84,6 +142,7 @@ class _BoundaryCounter:
         """Count the delimiters that ``data`` completes; how many lie wholly inside it."""
         if not data:
             return 0
+        self._heads.feed(data)
         # The delimiters in this read, and one split between the last read and this one (not the
         # whole read joined to the tail: that would copy it).
         keep = len(self._delimiter) - 1
@@ -105,7 +164,7 @@ class LimitedFormParser(FormDataParser):
     def _parse_multipart(self, stream: IO[bytes], mimetype: str, content_length: int | None,
                          options: dict[str, str]) -> Any:
         boundary = options.get("boundary", "").encode("ascii", "replace")
-        counter = _BoundaryCounter(stream, b"--" + boundary) if boundary else stream
+        counter = _BoundaryCounter(stream, boundary) if boundary else stream
         try:
             return super()._parse_multipart(counter, mimetype, content_length, options)  # type: ignore[arg-type]
         except RequestEntityTooLarge:

@@ -14,6 +14,9 @@ Phases, each bounded in requests and in time:
    sub-blocks, TIFF tags, 1,500 parts, a part's 9 MB header, nested JSON, bad parameters, 95
    Accept lines of tabs) once, at the size that once cost seconds to minutes: each must be a 4xx
    within 2 s;
+1c. **faces** (with dlib's face model, ``--face-model``, by default the shared folder's when it is
+   there): ``--requests`` / 10 hostile inputs over the face routes (register, recognize, match;
+   a store of its own that holds at most 20 faces), then each complexity input to each route;
 2. **crowd**: ``--clients`` (50) clients posting the group photo to ``/detect`` for
    ``--seconds`` (60) while one prober asks ``/healthz`` every 0.2 s;
 3. **slow uploads**: 4 clients sending a body at 30 B/s, while ``/detect`` and ``/healthz`` are asked;
@@ -36,12 +39,14 @@ import json
 import os
 import socket
 import statistics
+import tempfile
 import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 from bench.memory import pss_mb, rss_mb
 from bench.server import HOST, ROOT, Server, multipart
@@ -52,6 +57,10 @@ ROUTES = ("/detect", "/catfacedetection", "/canny", "/catdetection", "/objectdet
 IMAGE_TYPES = ("image/jpeg", "image/png")
 TEXT_ROUTES = ("/predict/", "/predictor")  # their seeds' clients read text by default
 ORIGIN_HOST = "127.0.0.2"  # the dripping origin: the one address the server may fetch from
+# The face routes, each able to reach the face model and the store (phase "faces", when the model is there).
+FACE_ROUTES = ("/faces/hostile", "/recognize", "/v1/vision/face/recognize", "/v1/vision/face/match",
+               "/v1/vision/face/register?userid=hostile")
+FACE_MODEL = ROOT.parent / "shared" / "models" / "dlib-face" / "dlib_face_recognition_resnet_model_v1.dat"
 
 
 @dataclass
@@ -122,25 +131,39 @@ def judge(path: str, status: int, headers: dict[str, str], body: bytes, method: 
     return f"{status} {path}: {ctype or 'no content type'}"
 
 
-def phase_inputs(port: int, tally: Tally, count: int, seed: int) -> float:
-    photos = hostile_inputs.photos_from(ROOT / "tests" / "data", max_side=320)
-    reqs = list(hostile_inputs.requests(seed, count, ROUTES, photos))
-    start = time.monotonic()
+def send_all(port: int, tally: Tally, phase: str, reqs: list[hostile_inputs.Request]) -> None:
+    """Every request of ``reqs``, 4 at a time, each answer counted under ``phase``."""
 
     def one(r: hostile_inputs.Request) -> None:
         try:
-            status, headers, body, ms = send(port, r.method, r.path, r.body, r.headers)
+            status, headers, body, ms = send(port, r.method, r.path, r.body, r.headers, repeated=r.repeated)
         except (TimeoutError, ConnectionError, http.client.RemoteDisconnected) as exc:
-            tally.reset("inputs")
+            tally.reset(phase)
             tally.not_json.append(f"{r.kind} {r.path[:80]}: {type(exc).__name__}")
             return
-        tally.add("inputs", status, ms, judge(r.path, status, headers, body, r.method))
+        tally.add(phase, status, ms, judge(r.path, status, headers, body, r.method))
         if status == 503 and b'"busy"' in body:
             tally.add_busy()
 
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(one, reqs))
+
+
+def phase_inputs(port: int, tally: Tally, count: int, seed: int) -> float:
+    photos = hostile_inputs.photos_from(ROOT / "tests" / "data", max_side=320)
+    reqs = list(hostile_inputs.requests(seed, count, ROUTES, photos))
+    start = time.monotonic()
+    send_all(port, tally, "inputs", reqs)
     return time.monotonic() - start
+
+
+def phase_faces(port: int, tally: Tally, count: int, seed: int) -> None:
+    """``count`` hostile requests over the face routes, then each complexity input sent to each of them."""
+    photos = hostile_inputs.photos_from(ROOT / "tests" / "data", max_side=320)
+    reqs = list(hostile_inputs.requests(seed, count, FACE_ROUTES, photos))
+    reqs += [replace(r, path=r.path.replace("/detect", route, 1))
+             for r in hostile_inputs.complexity_requests() for route in FACE_ROUTES if r.path.startswith("/detect")]
+    send_all(port, tally, "faces", reqs)
 
 
 def phase_complexity(port: int, tally: Tally) -> dict[str, float]:
@@ -391,6 +414,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--quick", action="store_true", help="1,000 requests, 20 clients for 10 s, 3 s deadlines")
     ap.add_argument("--seed", type=int, default=20261122)
+    ap.add_argument("--face-model", type=Path, default=FACE_MODEL if FACE_MODEL.is_file() else None,
+                    help="dlib's face recognition model: with it, the face routes get a phase of their own "
+                         "(default: the shared folder's, when it is there)")
     args = ap.parse_args(argv)
     if args.quick:
         args.requests, args.clients, args.seconds = 1000, 20, 10.0
@@ -403,13 +429,19 @@ def run(args: argparse.Namespace) -> Campaign:
     env = {"MYSITE_URL_FETCH": "on", "MYSITE_URL_ALLOW_NETWORKS": f"{ORIGIN_HOST}/32",
            "MYSITE_UPLOAD_DEADLINE": str(deadline), "MYSITE_URL_DEADLINE": str(deadline)}
     tally = Tally()
-    with Server(workers=2, cv_threads=-1, extra_env=env) as server:
+    store = tempfile.TemporaryDirectory(prefix="mysite-hostile-faces-")
+    if args.face_model:  # a store of its own, small enough that registrations also meet a full one (507)
+        env |= {"MYSITE_FACEID_MODEL": str(args.face_model), "MYSITE_FACES_MAX": "20",
+                "MYSITE_FACES_DB": f"sqlite:///{store.name}/faces.sqlite3"}
+    with store, Server(workers=2, cv_threads=-1, extra_env=env) as server:
         warm_up(server.port)
         sampler = Sampler(server)
         rss_start = sampler.sample()[0]
         sampler.start()
         took = phase_inputs(server.port, tally, args.requests, args.seed)
         complexity = phase_complexity(server.port, tally)
+        if args.face_model:
+            phase_faces(server.port, tally, args.requests // 10, args.seed)
         crowd = phase_crowd(server.port, tally, args.clients, args.seconds)
         slow = phase_slow(server.port, tally, deadline)
         drip = phase_origin(server.port, tally)

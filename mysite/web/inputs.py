@@ -49,7 +49,7 @@ _DATA_URL_HEAD = 1024  # a data URL's "data:...;base64," starts within this many
 READ_SIZE = 256 * 1024
 
 
-MAX_PART_HEAD = 16 * 1024  # bytes of one part's headers; a browser sends about 150
+MAX_PART_HEAD = 16 * 1024  # bytes of one part's headers; a real part has two short lines
 _BLANK_LINE = re.compile(rb"\r\n\r\n|\r\r|\n\n")  # where werkzeug's decoder ends a part's headers
 
 
@@ -235,7 +235,7 @@ def field_bytes(text: str) -> bytes:
 
 # Characters of an Accept-* header that are read: werkzeug's parser is quadratic in a long run of
 # blanks inside one entry, and gunicorn joins up to 100 repeated headers into one value. A
-# browser's Accept is about 100 characters.
+# browser's Accept is a short list.
 MAX_ACCEPT = 1024
 AnyAccept = TypeVar("AnyAccept", bound=Accept)
 

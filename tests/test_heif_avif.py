@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import io
+import random
+from collections import Counter
 from pathlib import Path
 
 import pytest
 import requests
 from PIL import Image
 
+from mysite.errors import ApiError
 from mysite.vision import budget
 from mysite.vision.decode import decode_image, read_header
 from testkit.boxes import iou
+from testkit.hostile_inputs import mutate
 
 DATA = Path(__file__).with_name("data")
 GROUP = DATA / "group_17_faces.jpg"
@@ -82,6 +86,33 @@ def test_a_cut_file_is_a_broken_image_not_an_unknown_format(app, photos, fmt: st
     data = photos[fmt]
     r = app.test_client().post("/detect", data=data[: len(data) // 2], content_type="application/octet-stream")
     assert r.status_code == 422 and r.get_json()["reason"] == "bad_image"
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("mode", ["RGB", "RGBA"])
+def test_damaged_picture_data_is_a_broken_image(app, fmt: str, mode: str) -> None:
+    data = encode(fmt, Image.open(GROUP).convert(mode).resize((160, 120)))
+    at = data.index(b"mdat") + 4
+    damaged = data[:at] + b"\xff" * (len(data) - at)  # the header intact, the coded picture not
+    r = app.test_client().post("/detect", data=damaged, content_type="application/octet-stream")
+    assert r.status_code == 422 and r.get_json()["reason"] == "bad_image", r.get_json()
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_every_mutation_is_read_or_refused_with_a_reason(fmt: str) -> None:
+    """Each decoder reports damage its own way (libavif's as RuntimeError): all of it is an ApiError here."""
+    rng = random.Random(20261206)
+    small = Image.open(GROUP).convert("RGB").resize((64, 48))
+    files = [encode(fmt, small), encode(fmt, small.convert("RGBA")), encode(fmt, small.convert("L"))]
+    outcomes: Counter[str] = Counter()
+    for _ in range(300):
+        data = mutate(rng.choice(files), rng)
+        try:
+            decode_image(data, max_pixels=10**7, gray=rng.random() < 0.5, max_bytes=64 << 20)
+            outcomes["decoded"] += 1
+        except ApiError as exc:
+            outcomes[exc.reason] += 1
+    assert outcomes["decoded"] and outcomes["bad_image"], outcomes
 
 
 def test_an_iphone_photo_through_gunicorn(live_server, photos) -> None:

@@ -101,6 +101,10 @@ def what_bytes_are(data: bytes, content_type: str | None = None) -> str:
     return f"{n} bytes of {what}{declared}"
 
 
+# What Pillow raises for a damaged file: its AVIF plugin reports libavif's failures as RuntimeError.
+PILLOW_ERRORS = (OSError, ValueError, SyntaxError, RuntimeError)
+
+
 def read_header(data: bytes, max_pixels: int | None = None) -> Header:
     """Identify the format and size from the header alone; refuse what we don't read (415),
     what is broken (422) and, given ``max_pixels``, what is larger than that (413).
@@ -133,7 +137,7 @@ def read_header(data: bytes, max_pixels: int | None = None) -> Header:
         raise UnsupportedMedia(
             f"expected an image (JPEG, PNG, WebP, BMP, GIF, TIFF, HEIC or AVIF); received {what_bytes_are(data)}"
         ) from None
-    except (OSError, ValueError, SyntaxError) as exc:
+    except PILLOW_ERRORS as exc:
         size = webp_canvas(data)
         if size is not None and size[0] * size[1] >= WEBP_LARGE:
             # Pillow's WebP reader allocates two whole canvases just to open the file: past the memory a
@@ -306,7 +310,7 @@ def _decode_pillow_only(data: bytes, header: Header, gray: bool, reduce: int) ->
                 im = im.reduce(reduce)
             pixels = im.tobytes()
             size = im.size
-    except (OSError, ValueError, SyntaxError) as exc:
+    except PILLOW_ERRORS as exc:
         raise Unprocessable(f"the {header.format} image could not be decoded: {exc}", reason=Reason.BAD_IMAGE) from None
     del im
     w, h = size
@@ -328,7 +332,7 @@ def _decode_with_pillow(data: bytes, header: Header, gray: bool, reduce: int) ->
             if reduce > 1:
                 im = im.reduce(reduce)
             arr = np.asarray(im)
-    except (OSError, ValueError, SyntaxError) as exc:
+    except PILLOW_ERRORS as exc:
         raise Unprocessable(f"the {header.format} image could not be decoded: {exc}", reason=Reason.BAD_IMAGE) from None
     return arr if gray else cv2.cvtColor(arr, cv2.COLOR_RGB2BGR)
 

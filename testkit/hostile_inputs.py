@@ -23,7 +23,7 @@ Interface::
   of about 160 KB, thin 3000x1 and 70000x2 images; built once and cached.
 - ``mutate(data, rng)``: one hostile edit of a file (bit flips, truncation, inserted,
   repeated or zeroed bytes, an overwritten header field, two files spliced).
-- ``image(rng)``: a small random image in a random format, mode and shape.
+- ``image(rng)``: a small random image in a random format (HEIC and AVIF included), mode and shape.
 
 Bound the campaign yourself: ``count`` is exact, and each request is at most a few MB.
 """
@@ -45,11 +45,12 @@ from urllib.parse import quote
 
 import cv2
 import numpy as np
+import pillow_heif
 from PIL import Image
 
-FORMATS = ("JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP")
+FORMATS = ("JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP", "AVIF", "HEIF")
 MIME = {"JPEG": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "BMP": "image/bmp", "TIFF": "image/tiff",
-        "WEBP": "image/webp"}
+        "WEBP": "image/webp", "AVIF": "image/avif", "HEIF": "image/heic"}
 FIELDS = ("image", "file", "img")
 
 # Parameter values: bad ones (400 expected) and the extremes of the documented ranges (accepted or refused by budget).
@@ -114,7 +115,10 @@ def photos_from(folder: Path, max_side: int = 160) -> dict[str, bytes]:
 
 def _save(im: Image.Image, fmt: str, **kw: object) -> bytes:
     buf = io.BytesIO()
-    im.save(buf, fmt, **kw)
+    if fmt == "HEIF":  # written by pillow-heif itself: registering its Pillow plugin here would change how the site reads
+        pillow_heif.from_pillow(im).save(buf, **kw)
+    else:
+        im.save(buf, fmt, **kw)
     return buf.getvalue()
 
 
@@ -260,8 +264,9 @@ def _payload(rng: random.Random, photos: Sequence[bytes], allow_bombs: bool) -> 
         return rng.choice(photos), "photo"
     if roll < 0.75:
         return mutate(rng.choice(photos), rng), "mutated"
-    if roll < 0.92:
-        return image(rng), "generated"
+    if roll < 0.92:  # every format and mode, half of them damaged: each decoder's own errors
+        generated = image(rng)
+        return (mutate(generated, rng), "mutated") if rng.random() < 0.5 else (generated, "generated")
     junk = [b"", b"%PDF-1.4\n", b"PK\x03\x04" + b"\x00" * 40, b"<html></html>", b"\x00" * 100,
             "\u00e9\u4e2d".encode(), b"GIF89a"]
     return rng.choice(junk), "junk"

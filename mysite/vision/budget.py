@@ -49,7 +49,7 @@ def decode_memory(header: Header, gray: bool, reduce: int) -> int:
     two conversions), about twenty bytes a pixel at the peak, except large PNGs, which are
     flattened band by band from OpenCV's BGRA (``decode.lean_alpha``); so do GIFs (``decode.PILLOW_ONLY``).
     """
-    full = header.width * header.height
+    full = header.pixels
     out = math.ceil(full / reduce**2) * (1 if gray else 3)
     if lean_alpha(header):  # OpenCV's BGRA, the flattened image, band temporaries
         return 4 * full + (1 if gray else 3) * full + (out if reduce > 1 else 0)

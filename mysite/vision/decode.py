@@ -64,6 +64,12 @@ class Header:
     scans: int = 1  # a JPEG's scans (libjpeg passes over the image once per scan)
     progressive: bool = False  # a progressive JPEG: libjpeg holds every coefficient of the image at once
     samples: float = 3.0  # a JPEG's samples per pixel over its components (4:2:0 colour: 1.5)
+    coded: int = 0  # pixels an AVIF's AV1 data may decode to, which nothing holds to width x height
+
+    @property
+    def pixels(self) -> int:
+        """The most pixels decoding may hold at once: width x height, or an AVIF's larger coded picture."""
+        return max(self.width * self.height, self.coded)
 
 
 @dataclass(frozen=True)
@@ -125,6 +131,11 @@ def read_header(data: bytes, max_pixels: int | None = None) -> Header:
                         f"image is {width}x{height} = {width * height / 1e6:.1f} megapixels; "
                         f"the limit is {max_pixels / 1e6:.1f} megapixels"
                     )
+                if max_pixels is not None and structure.coded > max_pixels:
+                    raise TooLarge(
+                        f"this {width}x{height} image's AV1 data may decode to {structure.coded / 1e6:.1f} "
+                        f"megapixels; the limit is {max_pixels / 1e6:.1f} megapixels"
+                    )
                 # Only where EXIF sits in the header: Pillow decodes a whole PNG to find its EXIF.
                 orientation = im.getexif().get(0x0112) if fmt in ("JPEG", "WEBP", "TIFF", *LEAN_PILLOW) else None
     except Image.DecompressionBombError as exc:
@@ -149,7 +160,8 @@ def read_header(data: bytes, max_pixels: int | None = None) -> Header:
         raise Unprocessable(f"the {fmt} image declares an empty size {width}x{height}", reason=Reason.BAD_IMAGE)
     if orientation in _SWAPPING_ORIENTATIONS:
         width, height = height, width
-    return Header(fmt, width, height, alpha, bits, structure.scans, structure.progressive, structure.samples)
+    return Header(fmt, width, height, alpha, bits, structure.scans, structure.progressive, structure.samples,
+                  structure.coded)
 
 
 WEBP_LARGE = 16_000_000  # pixels: from here a WebP that Pillow cannot open is taken as too large, not damaged
@@ -217,7 +229,7 @@ def decode_image(
     else:
         image = _imdecode(data, header, direct_gray, reduce)
     if image is None or image.size == 0:
-        need = PILLOW_BYTES_PER_PIXEL * header.width * header.height
+        need = PILLOW_BYTES_PER_PIXEL * header.pixels
         if max_bytes is not None and need > max_bytes:
             raise TooLarge(f"this {header.width}x{header.height} {header.format} needs Pillow to decode it, about "
                            f"{need // 2**20} MB; {max_bytes // 2**20} MB are left for it of the request's memory "
@@ -294,7 +306,7 @@ def _flatten_large_png(data: bytes, header: Header, gray: bool, reduce: int) -> 
 def pillow_only_memory(header: Header, gray: bool, reduce: int) -> int:
     """Peak bytes of decoding a HEIC or AVIF without transparency (``_decode_pillow_only``)."""
     per_pixel = PILLOW_ONLY_BYTES_PER_PIXEL if not gray and reduce == 1 else PILLOW_ONLY_SMALL_BYTES_PER_PIXEL
-    return per_pixel * header.width * header.height
+    return per_pixel * header.pixels
 
 
 def _decode_pillow_only(data: bytes, header: Header, gray: bool, reduce: int) -> np.ndarray:

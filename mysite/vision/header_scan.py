@@ -15,6 +15,7 @@ import struct
 from dataclasses import dataclass
 
 from mysite.errors import Reason, Unprocessable
+from mysite.vision import av1_size
 
 # Segments before a JPEG's first scan: EXIF, XMP (extended XMP spans dozens), ICC (at most 255
 # pieces), MPF, tables, comments. Real files have tens.
@@ -43,6 +44,7 @@ class Structure:
     scans: int = 1
     progressive: bool = False
     samples: float = 3.0  # a JPEG's samples per pixel over its components (1.5 for 4:2:0 colour, 1 for gray)
+    coded: int = 0  # the most pixels an AVIF's AV1 data may decode to (``av1_size``)
 
 
 def scan(data: bytes) -> Structure:
@@ -58,6 +60,8 @@ def scan(data: bytes) -> Structure:
         _gif(data)
     elif data.startswith((b"II*\x00", b"MM\x00*")):
         _tiff(data)
+    elif data[4:8] == b"ftyp":  # HEIC and AVIF: ISO base media files
+        return Structure(coded=av1_size.coded_pixels(data))
     return Structure()
 
 

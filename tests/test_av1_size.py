@@ -1,0 +1,136 @@
+"""An AVIF is costed at the picture its AV1 data may decode to, not only the size its header states.
+
+libavif reports the ``ispe`` property's size, and the AV1 decoder allocates the picture the
+coded data declares: nothing holds one to the other. ``mysite/vision/av1_size.py`` reads the
+sequence headers; these tests use real AVIFs from Pillow's encoder and files built by hand.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+
+import pytest
+from PIL import Image
+
+from mysite.errors import Unprocessable
+from mysite.vision import av1_size, budget
+from mysite.vision.decode import read_header
+
+
+def avif(picture: Image.Image, **options: object) -> bytes:
+    buf = io.BytesIO()
+    picture.save(buf, "AVIF", quality=50, speed=10, **options)
+    return buf.getvalue()
+
+
+def lying(width: int, height: int) -> bytes:
+    """A flat ``width`` x ``height`` AVIF whose ``ispe`` says 64x48."""
+    data = bytearray(avif(Image.new("RGB", (width, height), (120, 130, 140))))
+    at = data.index(b"ispe") + 8
+    data[at: at + 8] = struct.pack(">II", 64, 48)
+    return bytes(data)
+
+
+def box(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", 8 + len(payload)) + kind + payload
+
+
+def full_box(kind: bytes, payload: bytes, version: int = 0) -> bytes:
+    return box(kind, bytes([version, 0, 0, 0]) + payload)
+
+
+def sequence_header(width: int, height: int) -> bytes:
+    """A reduced still-picture sequence header OBU for ``width`` x ``height`` (AV1 5.5)."""
+    bits = "000" + "1" + "1" + "11111" + format(15, "04b") + format(15, "04b")
+    bits += format(width - 1, "016b") + format(height - 1, "016b") + "1"
+    bits += "0" * (-len(bits) % 8)
+    payload = int(bits, 2).to_bytes(len(bits) // 8, "big")
+    return bytes([0x0A, len(payload)]) + payload
+
+
+def built(pictures: list[bytes], locations: list[tuple[int, int, int]] | None = None, boxes: bytes = b"") -> bytes:
+    """An ISO BMFF file with one ``av01`` item per picture, stored in ``mdat`` (or at ``locations``:
+    (item, offset, length))."""
+    ftyp = box(b"ftyp", b"avif" + b"\0\0\0\0" + b"mif1avif")
+    infe = b"".join(full_box(b"infe", struct.pack(">HH", i + 1, 0) + b"av01\0", version=2) for i in range(len(pictures)))
+    iinf = full_box(b"iinf", struct.pack(">H", len(pictures)) + infe)
+
+    def meta(mdat_at: int) -> bytes:
+        places = locations or []
+        if not places:
+            at = mdat_at + 8
+            for i, p in enumerate(pictures):
+                places.append((i + 1, at, len(p)))
+                at += len(p)
+        entries = b"".join(struct.pack(">HHHII", item, 0, 1, offset, length) for item, offset, length in places)
+        iloc = full_box(b"iloc", bytes([0x44, 0x00]) + struct.pack(">H", len(places)) + entries)
+        return full_box(b"meta", iinf + iloc + boxes)
+
+    head = ftyp + meta(0)
+    head = ftyp + meta(len(head))
+    return head + box(b"mdat", b"".join(pictures))
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L"])
+def test_a_still_picture_codes_exactly_its_size(mode: str) -> None:
+    data = avif(Image.new(mode, (333, 77)))
+    assert av1_size.coded_pixels(data) == 333 * 77
+    assert read_header(data).pixels == 333 * 77
+
+
+def test_an_animation_is_held_to_what_its_size_fields_count() -> None:
+    frames = [Image.new("RGB", (200, 100), (i * 40, 0, 0)) for i in range(3)]
+    data = avif(frames[0], save_all=True, append_images=frames[1:])
+    assert 200 * 100 <= av1_size.coded_pixels(data) <= 4 * 256 * 128
+
+
+def test_a_picture_larger_than_the_header_says_is_costed_at_its_coded_size() -> None:
+    data = lying(1024, 768)
+    header = read_header(data)
+    assert (header.width, header.height) == (64, 48)  # what Pillow says
+    assert header.pixels == 1024 * 768
+    assert budget.decode_memory(header, gray=False, reduce=1) >= 13 * 1024 * 768
+
+
+def test_the_site_refuses_it_before_decoding(make_app) -> None:
+    data = lying(1024, 768)
+    client = make_app({"MYSITE_MAX_PIXELS": "500000"}).test_client()
+    r = client.post("/detect", data=data, content_type="application/octet-stream")
+    assert r.status_code == 413 and "AV1 data may decode to 0.8 megapixels" in r.get_json()["message"]
+    client = make_app({"MYSITE_REQUEST_MEMORY_MB": "4"}).test_client()
+    r = client.post("/detect", data=data, content_type="application/octet-stream")
+    assert r.status_code == 413 and "MYSITE_REQUEST_MEMORY_MB" in r.get_json()["message"], r.get_json()
+    # A picture whose header is true is read as before.
+    r = make_app().test_client().post("/canny", data=avif(Image.new("RGB", (256, 192))))
+    assert r.status_code == 200
+
+
+def test_every_sequence_header_of_every_item_counts() -> None:
+    small, large = sequence_header(64, 48), sequence_header(9000, 7000)
+    assert av1_size.coded_pixels(built([small])) == 64 * 48
+    assert av1_size.coded_pixels(built([small, large])) == 9000 * 7000
+    assert av1_size.coded_pixels(built([small + large])) == 9000 * 7000  # a second header in one item
+
+
+@pytest.mark.parametrize("name", ["boxes", "items", "obus", "overlap", "overrun", "past the end"])
+def test_a_structure_it_cannot_follow_cheaply_is_a_422(name: str) -> None:
+    seq = sequence_header(64, 48)
+    data = {
+        "boxes": lambda: built([seq], boxes=box(b"free", b"") * (av1_size.MAX_BOXES + 1)),
+        "items": lambda: built([seq], locations=[(1, 0, 0)] * (av1_size.MAX_ITEMS + 1)),
+        "obus": lambda: built([b"\x12\x00" * (av1_size.MAX_OBUS + 1) + seq]),  # empty temporal delimiters
+        "overlap": lambda: built([seq, seq], locations=[(1, 0, 0), (2, 0, 0)]),  # both items: the whole file
+        "overrun": lambda: (lambda d: d[:24] + struct.pack(">I", len(d)) + d[28:])(built([seq])),  # 'meta' too long
+        "past the end": lambda: built([seq], locations=[(1, 10**6, 10)]),
+    }[name]()
+    with pytest.raises(Unprocessable):
+        av1_size.coded_pixels(data)
+
+
+def test_a_heic_holds_no_av1_data() -> None:
+    import pillow_heif
+
+    buf = io.BytesIO()
+    pillow_heif.from_pillow(Image.new("RGB", (64, 48))).save(buf, quality=50)
+    assert av1_size.coded_pixels(buf.getvalue()) == 0

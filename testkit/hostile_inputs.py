@@ -20,7 +20,8 @@ Interface::
   The same seed gives the same requests, byte for byte.
 - ``bombs()``: ``(name, bytes)`` pixel and decompression bombs: headers declaring 40 MP with
   a few hundred bytes behind them (JPEG, PNG, GIF, BMP, WebP), a real 8000x5000 RGBA PNG
-  of about 160 KB, thin 3000x1 and 70000x2 images; built once and cached.
+  of about 160 KB, thin 3000x1 and 70000x2 images, an AVIF whose header says 64x48 over a
+  4096x4096 picture; built once and cached.
 - ``mutate(data, rng)``: one hostile edit of a file (bit flips, truncation, inserted,
   repeated or zeroed bytes, an overwritten header field, two files spliced).
 - ``image(rng)``: a small random image in a random format (HEIC and AVIF included), mode and shape.
@@ -187,7 +188,16 @@ def bombs() -> tuple[tuple[str, bytes], ...]:
         ("webp-3000x1", _save(Image.new("L", (3000, 1), 128), "WEBP")),
         ("tiff-1x3000", _save(Image.new("L", (1, 3000), 128), "TIFF")),
         ("png-70000x2", _save(Image.new("L", (70000, 2), 128), "PNG")),
+        ("avif-4096x4096-saying-64x48", avif_saying(4096, 4096, 64, 48)),
     )
+
+
+def avif_saying(width: int, height: int, says_width: int, says_height: int) -> bytes:
+    """A flat ``width`` x ``height`` AVIF whose header (its ``ispe`` property) states another size."""
+    data = bytearray(_save(Image.new("RGB", (width, height), (120, 130, 140)), "AVIF", quality=50, speed=10))
+    at = data.index(b"ispe") + 8
+    data[at: at + 8] = struct.pack(">II", says_width, says_height)
+    return bytes(data)
 
 
 # --- mutations ----------------------------------------------------------------------------------

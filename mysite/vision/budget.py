@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass
 
 from mysite.errors import TooLarge
-from mysite.vision.decode import LEAN_PILLOW, PILLOW_BYTES_PER_PIXEL, PILLOW_ONLY, Header, lean_alpha, pillow_only_memory
+from mysite.vision.decode import LEAN_PILLOW, PILLOW_ONLY, Header, lean_alpha, pillow_bytes_per_pixel, pillow_only_memory
 
 MB = 1024 * 1024
 
@@ -38,31 +38,50 @@ def mb(n: float) -> str:
     return f"{n / MB:.0f} MB"
 
 
+# The decoders' own tables and buffers, whatever the picture's size.
+DECODER_FIXED = 6 * MB
+# Peak bytes per pixel of OpenCV's TIFF reader (its strips, then the converted picture) and of
+# libwebp (a lossless picture is decoded to ARGB first), in colour or gray, full size or reduced.
+_FLAT_BYTES_PER_PIXEL = {"TIFF": 11, "WEBP": 7}
+
+
 def decode_memory(header: Header, gray: bool, reduce: int) -> int:
     """Peak bytes of ``decode_image(data, gray=gray, reduce=reduce)`` for this header.
 
-    libjpeg decodes at 1/reduce directly (gray too, then one byte a pixel); a progressive
-    JPEG also holds all its coefficients, reduced or not. Every other
-    format is decoded at full size first (in colour: three bytes a pixel, six at 16 bits),
-    then reduced. Gray at full size is BGR converted like the book's ``cvtColor``: both held
-    at once. Transparency goes through Pillow (RGBA, its white backdrop, the composite and
-    two conversions), about twenty bytes a pixel at the peak, except large PNGs, which are
-    flattened band by band from OpenCV's BGRA (``decode.lean_alpha``); so do GIFs (``decode.PILLOW_ONLY``).
+    ``python -m bench.decode_memory`` measures each case against this figure. libjpeg decodes at
+    1/reduce directly (gray too, then one byte a pixel); a progressive JPEG also holds all its
+    coefficients, reduced or not. OpenCV's full-size decode holds two copies of the picture at
+    its peak (three bytes a pixel each in colour, six at 16 bits; gray at full size is that BGR
+    converted, like the book's ``cvtColor``), then the picture is reduced. Transparency goes
+    through Pillow (RGBA, its white backdrop, the composite and two conversions), 22-32 bytes a
+    pixel at the peak, except large PNGs, which are flattened band by band from OpenCV's BGRA
+    (``decode.lean_alpha``); GIFs go through Pillow too (``decode.PILLOW_ONLY``).
     """
+    return DECODER_FIXED + _decode_peak(header, gray, reduce)
+
+
+def _decode_peak(header: Header, gray: bool, reduce: int) -> int:
     full = header.pixels
     out = math.ceil(full / reduce**2) * (1 if gray else 3)
-    if lean_alpha(header):  # OpenCV's BGRA, the flattened image, band temporaries
-        return 4 * full + (1 if gray else 3) * full + (out if reduce > 1 else 0)
+    if lean_alpha(header):  # OpenCV's BGRA (two copies while it decodes), then it, the flattened image and a band
+        return (8 if gray else 9) * full + (out if reduce > 1 else 0)
     if header.format in LEAN_PILLOW and not header.alpha:  # HEIC, AVIF: Pillow's decoders, one copy at a time
         return pillow_only_memory(header, gray, reduce)
     if header.alpha or header.format in PILLOW_ONLY:
-        return PILLOW_BYTES_PER_PIXEL * full + out
+        return pillow_bytes_per_pixel(header) * full + out
+    if header.format in _FLAT_BYTES_PER_PIXEL:
+        return _FLAT_BYTES_PER_PIXEL[header.format] * full + out
     depth = 2 if header.bits > 8 else 1
+    in_colour = 3 * full * depth + out  # the picture as decoded, and what it is converted or reduced to
     if header.format == "JPEG":
         # Progressive: libjpeg keeps every DCT coefficient of the image (2 bytes a sample), whatever the reduction.
         coefficients = math.ceil(2 * header.samples * full) if header.progressive else 0
-        return coefficients + (out if (gray and reduce > 1) else 3 * full * depth + out)
-    return 3 * full * depth + out
+        if reduce > 1:  # libjpeg decodes at the reduced size
+            return coefficients + (out if gray else in_colour)
+        return coefficients + max(6 * full, in_colour)
+    if gray and reduce > 1:  # decoded gray at full size (two copies), then reduced
+        return 2 * full * depth + out
+    return max(6 * full * depth, in_colour)
 
 
 def answer_memory(header: Header, fmt: str, base64: bool) -> int:

@@ -26,9 +26,10 @@ FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF", "AVIF", *_HEIF)
 # Formats OpenCV does not read: decoded by Pillow (libheif, libavif) at full size, then reduced.
 LEAN_PILLOW = frozenset({"HEIF", "AVIF"})
 # Peak bytes per pixel of the picture of that path (``_decode_pillow_only``): the decoder's planes and
-# its RGB image, Pillow's bytes of it, and the BGR array; less when gray or reduced, as the BGR array
-# is smaller (measured by ``python -m bench.heif_memory``).
-PILLOW_ONLY_BYTES_PER_PIXEL = 13
+# its RGB image, Pillow's bytes of it, and the BGR array (libavif's threads hold more planes than
+# libheif); less when gray or reduced, as the BGR array is smaller (measured by
+# ``python -m bench.heif_memory`` and ``python -m bench.decode_memory``).
+PILLOW_ONLY_BYTES_PER_PIXEL = {"HEIF": 14, "AVIF": 16}
 PILLOW_ONLY_SMALL_BYTES_PER_PIXEL = 10
 # ISO base media files (HEIC, AVIF) name their kind by the brand of their ftyp box.
 _HEIF_BRANDS = {b"heic": "HEIC", b"heix": "HEIC", b"hevc": "HEIC", b"hevx": "HEIC", b"heim": "HEIC",
@@ -203,7 +204,7 @@ def decode_image(
     ``max_pixels``, 415 for bytes that are no image we read, 422 for a broken one.
     ``header``: what ``read_header(data, max_pixels)`` already answered, not to read it twice.
     ``max_bytes``: memory the decode may take; a file OpenCV refuses is handed to Pillow only
-    when Pillow's copies (about ``PILLOW_BYTES_PER_PIXEL``) fit in it, else 413.
+    when Pillow's copies (``pillow_bytes_per_pixel``) fit in it, else 413.
     """
     header = header or read_header(data, max_pixels)
     # At full size, gray comes from BGR like the book's cvtColor: libjpeg's own gray output differs
@@ -229,7 +230,7 @@ def decode_image(
     else:
         image = _imdecode(data, header, direct_gray, reduce)
     if image is None or image.size == 0:
-        need = PILLOW_BYTES_PER_PIXEL * header.pixels
+        need = pillow_bytes_per_pixel(header) * header.pixels
         if max_bytes is not None and need > max_bytes:
             raise TooLarge(f"this {header.width}x{header.height} {header.format} needs Pillow to decode it, about "
                            f"{need // 2**20} MB; {max_bytes // 2**20} MB are left for it of the request's memory "
@@ -266,14 +267,23 @@ def _imdecode(data: bytes, header: Header, gray: bool, reduce: int) -> np.ndarra
 PILLOW_ONLY = frozenset({"GIF"})
 
 # Peak bytes per pixel of the Pillow path: its image, the RGBA backdrop and composite for
-# transparency, the conversion, numpy's copy and the BGR one.
-PILLOW_BYTES_PER_PIXEL = 20
+# transparency, the conversion, numpy's copy and the BGR one; WebP and AVIF readers hold canvases
+# and planes of their own besides (measured by python -m bench.decode_memory).
+PILLOW_BYTES_PER_PIXEL = 22
+_PILLOW_FORMAT_BYTES_PER_PIXEL = {"WEBP": 32, "AVIF": 26}
 
-# Transparent PNGs from this size up are flattened band by band from OpenCV's BGRA (about 5 bytes a
+
+def pillow_bytes_per_pixel(header: Header) -> int:
+    """Peak bytes per pixel of decoding this image through Pillow (``_decode_with_pillow``)."""
+    return _PILLOW_FORMAT_BYTES_PER_PIXEL.get(header.format, PILLOW_BYTES_PER_PIXEL)
+
+
+# Transparent PNGs from this size up are flattened band by band from OpenCV's BGRA (about 8 bytes a
 # pixel at the peak) instead of through Pillow (about 20); smaller ones, such as canvas drawings,
 # keep Pillow's exact arithmetic.
 LEAN_ALPHA_PIXELS = 4_000_000
-_BAND_ROWS = 256
+# Pixels flattened at once: the band's 32-bit temporaries stay a few MB however wide the image.
+BAND_PIXELS = 1 << 18
 
 
 def lean_alpha(header: Header) -> bool:
@@ -292,11 +302,12 @@ def _flatten_large_png(data: bytes, header: Header, gray: bool, reduce: int) -> 
         return None
     h, w = bgra.shape[:2]
     out = np.empty((h, w) if gray else (h, w, 3), np.uint8)
-    for y in range(0, h, _BAND_ROWS):
-        part = bgra[y: y + _BAND_ROWS]
+    rows = max(1, BAND_PIXELS // w)
+    for y in range(0, h, rows):
+        part = bgra[y: y + rows]
         alpha = part[..., 3:4].astype(np.uint32)
         flat = ((part[..., :3] * alpha + 255 * (255 - alpha) + 127) // 255).astype(np.uint8)
-        out[y: y + _BAND_ROWS] = cv2.cvtColor(flat, cv2.COLOR_BGR2GRAY) if gray else flat
+        out[y: y + rows] = cv2.cvtColor(flat, cv2.COLOR_BGR2GRAY) if gray else flat
     del bgra
     if reduce > 1:
         out = cv2.resize(out, (max(1, w // reduce), max(1, h // reduce)), interpolation=cv2.INTER_AREA)
@@ -305,7 +316,8 @@ def _flatten_large_png(data: bytes, header: Header, gray: bool, reduce: int) -> 
 
 def pillow_only_memory(header: Header, gray: bool, reduce: int) -> int:
     """Peak bytes of decoding a HEIC or AVIF without transparency (``_decode_pillow_only``)."""
-    per_pixel = PILLOW_ONLY_BYTES_PER_PIXEL if not gray and reduce == 1 else PILLOW_ONLY_SMALL_BYTES_PER_PIXEL
+    per_pixel = PILLOW_ONLY_BYTES_PER_PIXEL[header.format] if not gray and reduce == 1 \
+        else PILLOW_ONLY_SMALL_BYTES_PER_PIXEL
     return per_pixel * header.pixels
 
 

@@ -28,7 +28,7 @@ LEAN_PILLOW = frozenset({"HEIF", "AVIF"})
 # Peak bytes per pixel of the picture of that path (``_decode_pillow_only``): the decoder's planes and
 # its RGB image, Pillow's bytes of it, and the BGR array (libavif's threads hold more planes than
 # libheif); less when gray or reduced, as the BGR array is smaller (measured by
-# ``python -m bench.heif_memory`` and ``python -m bench.decode_memory``).
+# ``python -m bench.decode_memory``).
 PILLOW_ONLY_BYTES_PER_PIXEL = {"HEIF": 14, "AVIF": 16}
 PILLOW_ONLY_SMALL_BYTES_PER_PIXEL = 10
 # ISO base media files (HEIC, AVIF) name their kind by the brand of their ftyp box.

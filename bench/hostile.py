@@ -51,6 +51,7 @@ from pathlib import Path
 from bench.memory import pss_mb, rss_mb
 from bench.server import HOST, ROOT, Server, multipart
 from testkit import hostile_inputs
+from testkit.net import reply
 
 ROUTES = ("/detect", "/catfacedetection", "/canny", "/catdetection", "/objectdetection", "/predict", "/digits",
           "/predict/", "/predictor", "/v1/vision/face", "/v1/vision/detection")
@@ -278,23 +279,13 @@ class _Origin(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
         if self.path == "/photo.jpg":
-            self._send(200, {"Content-Type": "image/jpeg"}, self.photo)
+            reply(self, 200, {"Content-Type": "image/jpeg"}, self.photo)
         elif self.path == "/redirect-bomb":  # a redirect's body is not for reading
-            self._send(302, {"Location": "/photo.jpg", "Content-Encoding": "gzip"}, self.bomb)
+            reply(self, 302, {"Location": "/photo.jpg", "Content-Encoding": "gzip"}, self.bomb)
         elif self.path == "/twice.jpg":
-            self._send(200, {"Content-Type": "image/jpeg", "Content-Encoding": "gzip, gzip"}, self.twice)
+            reply(self, 200, {"Content-Type": "image/jpeg", "Content-Encoding": "gzip, gzip"}, self.twice)
         else:
             self._drip()
-
-    def _send(self, status: int, headers: dict[str, str], body: bytes) -> None:
-        self.send_response(status)
-        for k, v in {**headers, "Content-Length": str(len(body))}.items():
-            self.send_header(k, v)
-        self.end_headers()
-        try:
-            self.wfile.write(body)
-        except OSError:  # the server hung up without reading it: as it should
-            pass
 
     def _drip(self) -> None:
         self.send_response(200)

@@ -8,6 +8,7 @@ import shlex
 import socket
 import sys
 import uuid
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,3 +79,17 @@ def exchange(port: int, raw: bytes, timeout: float = 30.0, half_close: bool = Fa
         while chunk := s.recv(65536):
             pieces.append(chunk)
     return b"".join(pieces)
+
+
+def reply(h: BaseHTTPRequestHandler, status: int, headers: dict[str, str], body: bytes) -> None:
+    """A loopback origin's answer: ``status``, ``headers`` and ``body`` (its length given); a client that hangs
+    up without reading it all is no error (some tests and the hostile campaign require just that)."""
+    h.send_response(status)
+    for k, v in headers.items():
+        h.send_header(k, v)
+    h.send_header("Content-Length", str(len(body)))
+    h.end_headers()
+    try:
+        h.wfile.write(body)
+    except OSError:
+        pass

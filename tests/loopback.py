@@ -8,6 +8,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from testkit.net import reply
+
 # path -> (status, headers, body) or a callable(handler) that answers itself
 Route = tuple[int, dict[str, str], bytes] | Callable[[BaseHTTPRequestHandler], None]
 
@@ -47,19 +49,6 @@ def serve(routes: dict[str, Route]) -> Iterator[tuple[str, list[str]]]:
     finally:
         server.shutdown()
         server.server_close()
-
-
-def reply(h: BaseHTTPRequestHandler, status: int, headers: dict[str, str], body: bytes) -> None:
-    """Answer with ``status``, ``headers`` and ``body`` (its length given)."""
-    h.send_response(status)
-    for k, v in headers.items():
-        h.send_header(k, v)
-    h.send_header("Content-Length", str(len(body)))
-    h.end_headers()
-    try:
-        h.wfile.write(body)
-    except OSError:  # the client hung up without reading it all, as some tests require
-        pass
 
 
 def slow(seconds: float) -> Callable[[BaseHTTPRequestHandler], None]:

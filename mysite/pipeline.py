@@ -174,7 +174,7 @@ def _batch(model: Model, job: Job) -> list[dict[str, Any]]:
         except ApiError as exc:  # one bad image spoils nothing for the others
             plans.append(exc)
     ok = [p for p in plans if isinstance(p, ImagePlan)]
-    pixels = sum(p.header.width * p.header.height for p in ok)
+    pixels = sum(p.header.pixels for p in ok)
     if pixels > job.max_pixels:
         raise TooLarge(f"the {len(job.images)} images hold {pixels / 1e6:.1f} megapixels together; "
                        f"the limit for one request is {job.max_pixels / 1e6:.1f} megapixels")

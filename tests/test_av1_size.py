@@ -134,3 +134,12 @@ def test_a_heic_holds_no_av1_data() -> None:
     buf = io.BytesIO()
     pillow_heif.from_pillow(Image.new("RGB", (64, 48))).save(buf, quality=50)
     assert av1_size.coded_pixels(buf.getvalue()) == 0
+
+
+def test_a_batch_counts_each_avif_at_its_coded_size(make_app) -> None:
+    data = lying(1024, 768)
+    client = make_app({"MYSITE_MAX_PIXELS": "1000000"}).test_client()
+    one = client.post("/detect", data={"image": (io.BytesIO(data), "a.avif")})
+    assert one.status_code == 200, one.get_json()  # 0.8 MP: within the limit alone
+    both = client.post("/detect", data={"image": [(io.BytesIO(data), "a.avif"), (io.BytesIO(data), "b.avif")]})
+    assert both.status_code == 413 and "1.6 megapixels together" in both.get_json()["message"], both.get_json()

@@ -228,11 +228,18 @@ def drawn_upload(models: Any, data: bytes, detections: Any, label: str, max_pixe
     return encode(annotate(data, detections, label, None, max_pixels))
 
 
-def thumbnail_of(models: Any, data: bytes, side: int, max_pixels: int) -> bytes:
-    """The upload at most ``side`` pixels wide and high, as JPEG; a large JPEG is decoded at 1/2 to 1/8."""
-    header = read_header(data, max_pixels)
+def thumbnail_of(models: Any, data: bytes, side: int, max_pixels: int, memory: int) -> bytes | None:
+    """The upload at most ``side`` pixels wide and high, as JPEG (a large JPEG is decoded at 1/2 to 1/8);
+    None when decoding it would pass ``memory`` (the page's view: the API may have decoded it gray or smaller)."""
+    try:
+        header = read_header(data, max_pixels)
+    except ApiError:
+        return None
     reduce = reduction_for(header, side)
-    image = decode_image(data, max_pixels=header.width * header.height, reduce=reduce, header=header).image
+    if decode_memory(header, False, reduce) > memory:
+        return None
+    image = decode_image(data, max_pixels=header.width * header.height, reduce=reduce, header=header,
+                         max_bytes=memory).image
     return encode(thumbnail(image, side), quality=85)
 
 

@@ -247,3 +247,19 @@ def test_a_missing_model_is_not_explained_to_visitors_as_to_operators(client) ->
     alert = re.search(r'role="alert">(.*?)</div>', r.get_data(as_text=True), re.S).group(1)
     assert r.status_code == 503
     assert alert == "This model is not available on this server right now. (503)"
+
+
+def test_the_uploads_thumbnail_is_held_to_the_requests_memory(client) -> None:
+    """/digits reads a picture gray and small; the page's thumbnail decodes it in colour, and is budgeted too."""
+    big = np.full((5000, 8000), 200, np.uint8)  # 40 MP, a few KB as PNG: 240 MB to decode in colour at full size
+    big[100:200, 100:200] = 0  # something for the model to read
+    small = cv2.imread(str(DATA / "digit_7.png"), cv2.IMREAD_GRAYSCALE)
+    pages = {}
+    for name, picture in (("big", big), ("small", small)):
+        data = cv2.imencode(".png", picture)[1].tobytes()
+        r = client.post("/", data={"endpoint": "/digits", "image": (io.BytesIO(data), f"{name}.png")}, headers=HTML)
+        assert r.status_code == 200
+        pages[name] = r.get_data(as_text=True)
+    assert "Digit: " in pages["big"] and 'id="thumbnail"' not in pages["big"]
+    assert "The picture is too large to show here." in pages["big"]
+    assert 'id="thumbnail"' in pages["small"]

@@ -267,8 +267,13 @@ def _show(outcome: Outcome, response: Response, uploaded: bytes | None, label: s
     elif isinstance(detections, list):
         outcome.notes.append("Boxes are drawn on uploads; for a URL, add ?output=image to the API call.")
     elif uploaded is not None:  # nothing to draw: show the upload itself, small (the bird classifier's thumbnail)
-        small = state.runner.run(pipeline.thumbnail_of, state.registry, uploaded, THUMBNAIL, settings.max_pixels)
-        outcome.thumbnail_url = _data_url(small, "image/jpeg")
+        memory = pipeline.room_left(state.budget, (uploaded,)).memory
+        small = state.runner.run(pipeline.thumbnail_of, state.registry, uploaded, THUMBNAIL, settings.max_pixels,
+                                 memory)
+        if small is not None:
+            outcome.thumbnail_url = _data_url(small, "image/jpeg")
+        else:
+            outcome.notes.append("The picture is too large to show here.")
 
 
 def summary(body: Any) -> str:

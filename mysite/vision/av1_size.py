@@ -44,7 +44,7 @@ class _Walk:
     """The file's boxes, counted against ``MAX_BOXES``, and the AV1 data they point to."""
 
     def __init__(self, data: bytes) -> None:
-        self.data = data
+        self.data = memoryview(data)  # slices are views: many tracks may point at the same megabytes
         self.boxes_seen = 0
         self.items_seen = 0
         self.obus_seen = 0
@@ -84,7 +84,7 @@ class _Walk:
         if self.items_seen > MAX_ITEMS:
             raise _refuse(f"more than {MAX_ITEMS} items or extents")
 
-    def pictures(self) -> Iterator[bytes]:
+    def pictures(self) -> Iterator[memoryview | bytes]:
         """Every piece of AV1 data libavif may hand its decoder."""
         for kind, s, e in self.boxes(0, len(self.data), top=True):
             if kind == b"meta":
@@ -93,7 +93,7 @@ class _Walk:
                 yield from self._tracks(s, e)
             self.read_main = self.read_main or kind in (b"meta", b"moov")
 
-    def _items(self, start: int, end: int) -> Iterator[bytes]:
+    def _items(self, start: int, end: int) -> Iterator[memoryview | bytes]:
         d = self.data
         meta: dict[bytes, tuple[int, int]] = {}
         for kind, s, e in self.boxes(start, end):
@@ -112,20 +112,19 @@ class _Walk:
         for item, method, base, extents in self._locations(*meta[b"iloc"]):
             if item not in av01:
                 continue
-            if method == 0:
-                source, origin = d, 0
-            elif method == 1 and b"idat" in meta:
-                source, origin = d, meta[b"idat"][0]
+            if method == 0:  # in the file
+                origin, limit = 0, len(d)
+            elif method == 1 and b"idat" in meta:  # in the idat box
+                origin, limit = meta[b"idat"]
             else:
                 raise _refuse(f"item {item} is stored in a way libavif does not read")
-            limit = len(d) if method == 0 else meta[b"idat"][1]
             pieces = []
             for offset, length in extents:
                 at = origin + base + offset
                 stop = limit if length == 0 else at + length
                 if at > limit or stop > limit:
                     raise _refuse(f"item {item} lies past the end of the file")
-                pieces.append(source[at:stop])
+                pieces.append(d[at:stop])
                 self.av1_bytes += stop - at
             if self.av1_bytes > len(d):
                 raise _refuse("items overlap")
@@ -140,7 +139,7 @@ class _Walk:
                 continue
             item, at = (struct.unpack_from(">H", d, s + 4)[0], s + 8) if d[s] == 2 else \
                 (struct.unpack_from(">I", d, s + 4)[0], s + 10)
-            if d[at: at + 4] == b"av01":
+            if d[at: at + 4].tobytes() == b"av01":
                 found.add(item)
         return found
 
@@ -174,7 +173,7 @@ class _Walk:
                 raise _refuse("the item locations overrun their box")
             yield item, method, base, extents
 
-    def _tracks(self, start: int, end: int) -> Iterator[bytes]:
+    def _tracks(self, start: int, end: int) -> Iterator[memoryview]:
         d = self.data
         for kind, s, e in self.boxes(start, end):
             if kind != b"trak":
@@ -214,7 +213,7 @@ class _Walk:
         return start, end
 
 
-def _number(d: bytes, pos: int, size: int) -> tuple[int, int]:
+def _number(d: memoryview, pos: int, size: int) -> tuple[int, int]:
     """A big-endian number of ``size`` bytes (0, 2, 4 or 8) at ``pos``, and the position after it."""
     if size == 0:
         return 0, pos
@@ -225,7 +224,7 @@ def _number(d: bytes, pos: int, size: int) -> tuple[int, int]:
     return int.from_bytes(d[pos: pos + size], "big"), pos + size
 
 
-def _largest(walk: _Walk, picture: bytes) -> int:
+def _largest(walk: _Walk, picture: memoryview | bytes) -> int:
     """The most pixels a frame of ``picture`` (a run of OBUs) may have, over its sequence headers."""
     pos, n, most = 0, len(picture), 0
     while pos < n:
@@ -245,7 +244,7 @@ def _largest(walk: _Walk, picture: bytes) -> int:
     return most
 
 
-def _leb128(d: bytes, pos: int) -> tuple[int, int]:
+def _leb128(d: memoryview | bytes, pos: int) -> tuple[int, int]:
     value = 0
     for i in range(8):
         byte = d[pos + i]
@@ -256,7 +255,7 @@ def _leb128(d: bytes, pos: int) -> tuple[int, int]:
 
 
 class _Bits:
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: memoryview | bytes) -> None:
         self.value = int.from_bytes(data, "big")
         self.left = 8 * len(data)
 
@@ -275,7 +274,7 @@ class _Bits:
         return self.read(zeros) + (1 << zeros) - 1
 
 
-def _frame_bound(header: bytes) -> int:
+def _frame_bound(header: memoryview | bytes) -> int:
     """Pixels of the largest frame a sequence header allows (AV1 5.5.1)."""
     bits = _Bits(header[:512])  # the fields up to the frame size: at most about 400 bytes
     bits.read(4)  # seq_profile, still_picture

@@ -192,6 +192,44 @@ def bombs() -> tuple[tuple[str, bytes], ...]:
     )
 
 
+def iso_box(kind: bytes, payload: bytes) -> bytes:
+    """An ISO base media box (HEIC, AVIF, MP4)."""
+    return struct.pack(">I", 8 + len(payload)) + kind + payload
+
+
+def iso_full_box(kind: bytes, payload: bytes, version: int = 0) -> bytes:
+    """A box with a version and flags."""
+    return iso_box(kind, bytes([version, 0, 0, 0]) + payload)
+
+
+def av1_sequence_header(width: int, height: int) -> bytes:
+    """A reduced still-picture AV1 sequence header OBU for ``width`` x ``height`` (AV1 5.5)."""
+    bits = "000" + "1" + "1" + "11111" + format(15, "04b") + format(15, "04b")
+    bits += format(width - 1, "016b") + format(height - 1, "016b") + "1"
+    bits += "0" * (-len(bits) % 8)
+    payload = int(bits, 2).to_bytes(len(bits) // 8, "big")
+    return bytes([0x0A, len(payload)]) + payload
+
+
+def avif_track_flood(tracks: int, size: int) -> bytes:
+    """An AVIF sequence of ``tracks`` AV1 tracks whose first samples are all the same ``size`` bytes:
+    a sequence header, then one padding OBU."""
+    header = av1_sequence_header(64, 48)
+    pad = size - len(header) - 5  # the padding OBU's payload, after its header byte and 4-byte size
+    sample = header + b"\x7a" + bytes([(pad >> 7 * i & 0x7F) | (0x80 if i < 3 else 0) for i in range(4)]) + bytes(pad)
+
+    def moov(at: int) -> bytes:
+        stsd = iso_full_box(b"stsd", struct.pack(">I", 1) + iso_box(b"av01", bytes(78)))
+        stsz = iso_full_box(b"stsz", struct.pack(">II", len(sample), 1))
+        stco = iso_full_box(b"stco", struct.pack(">II", 1, at))
+        stbl = iso_box(b"stbl", stsd + stsz + stco)
+        return iso_box(b"moov", iso_box(b"trak", iso_box(b"mdia", iso_box(b"minf", stbl))) * tracks)
+
+    ftyp = iso_box(b"ftyp", b"avis\0\0\0\0avismif1")
+    head = ftyp + moov(0)
+    return ftyp + moov(len(head) + 8) + iso_box(b"mdat", sample)
+
+
 def avif_saying(width: int, height: int, says_width: int, says_height: int) -> bytes:
     """A flat ``width`` x ``height`` AVIF whose header (its ``ispe`` property) states another size."""
     data = bytearray(_save(Image.new("RGB", (width, height), (120, 130, 140)), "AVIF", quality=50, speed=10))
@@ -579,6 +617,7 @@ def complexity_requests() -> list[Request]:
         Request("POST", "/detect", png_text_flood(400_000), octet, "PNG text chunks"),
         Request("POST", "/detect", gif_block_flood(2_000_000), octet, "GIF sub-blocks"),
         Request("POST", "/detect", tiff_tag_flood(65_535), octet, "TIFF tags"),
+        Request("POST", "/detect", avif_track_flood(450, 10_000_000), octet, "AVIF tracks on one sample"),
         Request("POST", "/v1/vision/face?min_confidence=abc", _small_jpeg(), {"Content-Type": "image/jpeg"},
                 "min_confidence=abc"),
         Request("POST", "/detect?min_size=5&min_size=6", _small_jpeg(), {"Content-Type": "image/jpeg"},

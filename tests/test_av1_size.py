@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import struct
+import tracemalloc
 
 import pytest
 from PIL import Image
@@ -16,6 +17,7 @@ from PIL import Image
 from mysite.errors import Unprocessable
 from mysite.vision import av1_size, budget
 from mysite.vision.decode import read_header
+from testkit.hostile_inputs import av1_sequence_header, avif_saying, avif_track_flood, iso_box, iso_full_box
 
 
 def avif(picture: Image.Image, **options: object) -> bytes:
@@ -26,35 +28,15 @@ def avif(picture: Image.Image, **options: object) -> bytes:
 
 def lying(width: int, height: int) -> bytes:
     """A flat ``width`` x ``height`` AVIF whose ``ispe`` says 64x48."""
-    data = bytearray(avif(Image.new("RGB", (width, height), (120, 130, 140))))
-    at = data.index(b"ispe") + 8
-    data[at: at + 8] = struct.pack(">II", 64, 48)
-    return bytes(data)
-
-
-def box(kind: bytes, payload: bytes) -> bytes:
-    return struct.pack(">I", 8 + len(payload)) + kind + payload
-
-
-def full_box(kind: bytes, payload: bytes, version: int = 0) -> bytes:
-    return box(kind, bytes([version, 0, 0, 0]) + payload)
-
-
-def sequence_header(width: int, height: int) -> bytes:
-    """A reduced still-picture sequence header OBU for ``width`` x ``height`` (AV1 5.5)."""
-    bits = "000" + "1" + "1" + "11111" + format(15, "04b") + format(15, "04b")
-    bits += format(width - 1, "016b") + format(height - 1, "016b") + "1"
-    bits += "0" * (-len(bits) % 8)
-    payload = int(bits, 2).to_bytes(len(bits) // 8, "big")
-    return bytes([0x0A, len(payload)]) + payload
+    return avif_saying(width, height, 64, 48)
 
 
 def built(pictures: list[bytes], locations: list[tuple[int, int, int]] | None = None, boxes: bytes = b"") -> bytes:
     """An ISO BMFF file with one ``av01`` item per picture, stored in ``mdat`` (or at ``locations``:
     (item, offset, length))."""
-    ftyp = box(b"ftyp", b"avif" + b"\0\0\0\0" + b"mif1avif")
-    infe = b"".join(full_box(b"infe", struct.pack(">HH", i + 1, 0) + b"av01\0", version=2) for i in range(len(pictures)))
-    iinf = full_box(b"iinf", struct.pack(">H", len(pictures)) + infe)
+    ftyp = iso_box(b"ftyp", b"avif" + b"\0\0\0\0" + b"mif1avif")
+    infe = b"".join(iso_full_box(b"infe", struct.pack(">HH", i + 1, 0) + b"av01\0", version=2) for i in range(len(pictures)))
+    iinf = iso_full_box(b"iinf", struct.pack(">H", len(pictures)) + infe)
 
     def meta(mdat_at: int) -> bytes:
         places = locations or []
@@ -64,12 +46,12 @@ def built(pictures: list[bytes], locations: list[tuple[int, int, int]] | None = 
                 places.append((i + 1, at, len(p)))
                 at += len(p)
         entries = b"".join(struct.pack(">HHHII", item, 0, 1, offset, length) for item, offset, length in places)
-        iloc = full_box(b"iloc", bytes([0x44, 0x00]) + struct.pack(">H", len(places)) + entries)
-        return full_box(b"meta", iinf + iloc + boxes)
+        iloc = iso_full_box(b"iloc", bytes([0x44, 0x00]) + struct.pack(">H", len(places)) + entries)
+        return iso_full_box(b"meta", iinf + iloc + boxes)
 
     head = ftyp + meta(0)
     head = ftyp + meta(len(head))
-    return head + box(b"mdat", b"".join(pictures))
+    return head + iso_box(b"mdat", b"".join(pictures))
 
 
 @pytest.mark.parametrize("mode", ["RGB", "RGBA", "L"])
@@ -107,7 +89,7 @@ def test_the_site_refuses_it_before_decoding(make_app) -> None:
 
 
 def test_every_sequence_header_of_every_item_counts() -> None:
-    small, large = sequence_header(64, 48), sequence_header(9000, 7000)
+    small, large = av1_sequence_header(64, 48), av1_sequence_header(9000, 7000)
     assert av1_size.coded_pixels(built([small])) == 64 * 48
     assert av1_size.coded_pixels(built([small, large])) == 9000 * 7000
     assert av1_size.coded_pixels(built([small + large])) == 9000 * 7000  # a second header in one item
@@ -115,9 +97,9 @@ def test_every_sequence_header_of_every_item_counts() -> None:
 
 @pytest.mark.parametrize("name", ["boxes", "items", "obus", "overlap", "overrun", "past the end"])
 def test_a_structure_it_cannot_follow_cheaply_is_a_422(name: str) -> None:
-    seq = sequence_header(64, 48)
+    seq = av1_sequence_header(64, 48)
     data = {
-        "boxes": lambda: built([seq], boxes=box(b"free", b"") * (av1_size.MAX_BOXES + 1)),
+        "boxes": lambda: built([seq], boxes=iso_box(b"free", b"") * (av1_size.MAX_BOXES + 1)),
         "items": lambda: built([seq], locations=[(1, 0, 0)] * (av1_size.MAX_ITEMS + 1)),
         "obus": lambda: built([b"\x12\x00" * (av1_size.MAX_OBUS + 1) + seq]),  # empty temporal delimiters
         "overlap": lambda: built([seq, seq], locations=[(1, 0, 0), (2, 0, 0)]),  # both items: the whole file
@@ -143,3 +125,14 @@ def test_a_batch_counts_each_avif_at_its_coded_size(make_app) -> None:
     assert one.status_code == 200, one.get_json()  # 0.8 MP: within the limit alone
     both = client.post("/detect", data={"image": [(io.BytesIO(data), "a.avif"), (io.BytesIO(data), "b.avif")]})
     assert both.status_code == 413 and "1.6 megapixels together" in both.get_json()["message"], both.get_json()
+
+
+def test_tracks_pointing_at_one_sample_are_walked_without_copying_it() -> None:
+    data = avif_track_flood(450, 10_000_000)  # every track's first sample: the same 10 MB
+    tracemalloc.start()
+    try:
+        assert av1_size.coded_pixels(data) == 64 * 48
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20, peak  # views of the file, not 450 copies of its sample

@@ -279,7 +279,7 @@ def pillow_bytes_per_pixel(header: Header) -> int:
 
 
 # Transparent PNGs from this size up are flattened band by band from OpenCV's BGRA (about 8 bytes a
-# pixel at the peak) instead of through Pillow (about 20); smaller ones, such as canvas drawings,
+# pixel at the peak) instead of through Pillow (about 22); smaller ones, such as canvas drawings,
 # keep Pillow's exact arithmetic.
 LEAN_ALPHA_PIXELS = 4_000_000
 # Pixels flattened at once: the band's 32-bit temporaries stay a few MB however wide the image.

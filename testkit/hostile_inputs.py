@@ -448,6 +448,11 @@ def json_nested(n: int) -> bytes:
     return b"[" * n + b"]" * n
 
 
+def json_values(n: int) -> bytes:
+    """An array of about ``n`` bytes of empty objects (json.loads builds each: many times the body's size)."""
+    return b"[" + b"{}," * (n // 3) + b"{}]"
+
+
 def json_escapes(n: int) -> bytes:
     """A JSON image string of about ``n`` bytes of ``\\u`` escapes."""
     return b'{"image": "' + b"\\u0041" * (n // 6) + b'"}'
@@ -608,6 +613,7 @@ def complexity_requests() -> list[Request]:
         Request("POST", "/detect", newline_body(300_000), {}, "newline body"),
         Request("POST", "/detect", data_url_parameters(1_000_000), {"Content-Type": "text/plain"}, "data URL parameters"),
         Request("POST", "/detect", json_nested(100_000), {"Content-Type": "application/json"}, "nested JSON"),
+        Request("POST", "/detect", json_values(13_000_000), {"Content-Type": "application/json"}, "JSON of empty objects"),
         Request("POST", "/detect", multipart_parts(1_500), {"Content-Type": MULTIPART}, "1,500 parts"),
         Request("POST", "/detect", multipart_crlf(8_000_000), {"Content-Type": MULTIPART}, "multipart line breaks"),
         Request("POST", "/detect", multipart_long_head(9_000_000), {"Content-Type": MULTIPART}, "a part's long header"),

@@ -167,3 +167,57 @@ def test_an_accept_header_is_read_only_as_far_as_max_accept(client, group_jpg):
     flood = dict(hi.accept_flood(1, 200_000))  # one header: the test client has no line limit
     r = client.get("/", headers=flood)
     assert r.status_code == 200 and "routes" in r.get_json()
+
+
+@pytest.mark.parametrize("body", [b"[" + b"{}," * 300_000 + b"{}]", b"[" + b'"ab",' * 200_000 + b'"ab"]',
+                                  b'{"image": "' + b"A" * 64 + b'", "x": [' + b"0," * 500_000 + b"0]}"])
+def test_a_json_body_of_many_values_is_refused_before_it_is_parsed(body):
+    # json.loads builds every value at once: 14 MB of "{}," were 229 MB of dicts and a second of the GIL.
+    import tracemalloc
+
+    from mysite.errors import TooLarge
+    from mysite.web.inputs import _json_image
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(TooLarge, match="the limit is 1000 values"):
+            _json_image(body)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < len(body) // 4, peak
+
+
+def test_json_is_read_with_a_bom_in_utf_16_and_with_any_text_beside_the_image(client, group_jpg):
+    import json
+
+    b64 = base64.b64encode(group_jpg).decode()
+    bodies = [b"\xef\xbb\xbf" + json.dumps({"image": b64}).encode(),
+              json.dumps({"image": b64}).encode("utf-16"),
+              json.dumps({"name": "张三 \N{GRINNING FACE}", "image": b64}, ensure_ascii=False).encode(),
+              json.dumps({"name": "张三 \N{GRINNING FACE}", "image": b64}).encode()]
+    for body in bodies:
+        status, answer = _post(client, "/detect", data=body, content_type="application/json")
+        assert status == 200 and len(answer["result"]) == 17, answer
+
+
+def test_json_holding_text_past_latin_1_costs_no_more_than_ascii():
+    # Read as it was (UTF-8 to str), one emoji made the whole text, and the image string, four bytes a character.
+    import tracemalloc
+
+    from mysite.errors import ApiError
+    from mysite.web.inputs import _json_image, decode_text
+
+    peaks = []
+    for tail in (b"", "\N{GRINNING FACE}".encode()):
+        body = b'{"image": "' + b"QUFB" * 500_000 + tail + b'"}'
+        tracemalloc.start()
+        try:
+            try:
+                decode_text(_json_image(body), "JSON field image")
+            except ApiError:
+                pass
+            peaks.append(tracemalloc.get_traced_memory()[1])
+        finally:
+            tracemalloc.stop()
+    assert peaks[1] < peaks[0] * 1.3, peaks

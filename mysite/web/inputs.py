@@ -368,9 +368,19 @@ def _from_field(text: str, where: str) -> bytes:
     return decode_text(field_bytes(text), where, passthrough=True)
 
 
+MAX_JSON_VALUES = 1000  # as many as a form's fields (werkzeug's ``max_form_parts``)
+
+
 def _json_image(body: bytes) -> bytes:
+    # json.loads builds every value at once, and a small one costs many times its bytes (a body
+    # of "{}," becomes dicts). Each value past the first follows a comma or opens a container, so
+    # counting those bytes bounds what the parse may build (commas in strings only over-count).
+    values = body.count(b",") + body.count(b"[") + body.count(b"{")
+    if values > MAX_JSON_VALUES:
+        raise TooLarge(f"the JSON body has {values} commas and brackets; the limit is {MAX_JSON_VALUES} "
+                       "values (send {\"image\": \"<base64>\"})")
     try:
-        doc: Any = json.loads(body)
+        doc: Any = json.loads(_json_text(body))
     except ValueError as exc:
         raise BadRequest(f"the JSON body could not be parsed: {exc}") from None
     except RecursionError:  # arrays nested about a thousand deep exhaust the parser's stack
@@ -384,6 +394,16 @@ def _json_image(body: bytes) -> bytes:
     except UnicodeEncodeError:  # a lone surrogate such as "\ud800" is valid JSON but no text
         raise BadRequest("the JSON field image holds characters that are not text (a lone surrogate); "
                          "it must be base64 or a data URL") from None
+
+
+def _json_text(body: bytes) -> str:
+    """The body as json reads it, but UTF-8 read as Latin-1 (a character per byte): only the image field is
+    used, and it must be ASCII; one character past Latin-1 would otherwise make the whole text four
+    bytes a character."""
+    encoding = json.detect_encoding(body)
+    if encoding.startswith("utf-8"):
+        return body.removeprefix(b"\xef\xbb\xbf").decode("latin-1")
+    return body.decode(encoding, "surrogatepass")  # UTF-16 or 32, as json.loads would
 
 
 def decode_text(text: bytes, where: str, passthrough: bool = False) -> bytes:

@@ -7,6 +7,7 @@ import http.client
 import shlex
 import socket
 import sys
+import time
 import uuid
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -93,3 +94,38 @@ def reply(h: BaseHTTPRequestHandler, status: int, headers: dict[str, str], body:
         h.wfile.write(body)
     except OSError:
         pass
+
+
+_DRIP_BOUNDARY = "slowboundary"
+
+
+def drip_upload(base: str, every: float, total: int = 50_000, limit: float = 30.0) -> tuple[str, float]:
+    """POST /detect with a multipart body declared ``total`` bytes, sent one byte every ``every`` s.
+
+    Returns the raw answer and how long it took; stops sending as soon as an answer comes.
+    """
+    host, port = base.removeprefix("http://").split(":")
+    head = (f"--{_DRIP_BOUNDARY}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.jpg\"\r\n"
+            "Content-Type: image/jpeg\r\n\r\n").encode()
+    start = time.monotonic()
+    with socket.create_connection((host, int(port)), timeout=limit) as s:
+        s.sendall(f"POST /detect HTTP/1.1\r\nHost: {host}\r\nContent-Type: multipart/form-data; boundary={_DRIP_BOUNDARY}"
+                  f"\r\nContent-Length: {total}\r\n\r\n".encode() + head)
+        s.setblocking(False)
+        answer = b""
+        while time.monotonic() - start < limit:  # bounded: one byte per step, at most ``limit`` seconds
+            try:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                answer += chunk
+                if b"\r\n\r\n" in answer and answer.endswith(b"}\n") or answer.endswith(b"}"):
+                    break
+            except BlockingIOError:
+                pass
+            try:
+                s.send(b"\xff")
+            except OSError:
+                pass  # the server shut its reading side: keep listening for the answer
+            time.sleep(every)
+    return answer.decode("latin-1"), time.monotonic() - start

@@ -78,6 +78,9 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, settings: Settings
     recorder.models((e.spec.name, e.spec.kind, e.spec.required, e.loaded) for e in registry.entries.values())
     state.install(app, settings, registry, recorder)
     _warn_unused(settings, registry)
+    # First of the hooks, before any reads the body: request bodies in flight may cost a worker
+    # MYSITE_UPLOAD_MEMORY_MB together, and more wait their turn (mysite/server/memory.py).
+    inputs.hold_room(app)
 
     app.register_blueprint(pages.bp)
     app.register_blueprint(digit_page.bp)

@@ -106,6 +106,6 @@ class Unavailable(ApiError):
 
 
 class Busy(Unavailable):
-    """No CV process could take the request in time: come back in a moment."""
+    """The request could not be taken in time (no CV process, or no room for its body): come back in a moment."""
 
     status, reason = "busy", Reason.BUSY

@@ -55,6 +55,8 @@ class Settings:
     url_deadline: float = 20.0
     # Seconds a request body may take to arrive once its first byte is read (then a JSON 408).
     upload_deadline: float = 20.0
+    # What the request bodies in flight in one web worker may cost together (mysite/server/memory.py).
+    upload_memory_mb: float = 128.0
     # Seconds a request's line and headers may take to arrive, under gunicorn (mysite/server/worker.py).
     header_deadline: float = 10.0
     # Seconds an answer may wait for the client to read any of it (mysite/server/send_deadline.py).
@@ -227,6 +229,7 @@ FIELDS: dict[str, tuple[str, Any, str]] = {
     "URL_TIMEOUT": ("url_timeout", _positive_float, "a positive number of seconds"),
     "URL_DEADLINE": ("url_deadline", _positive_float, "a positive number of seconds"),
     "UPLOAD_DEADLINE": ("upload_deadline", _positive_float, "a positive number of seconds"),
+    "UPLOAD_MEMORY_MB": ("upload_memory_mb", _positive_float, "a positive number of megabytes"),
     "HEADER_DEADLINE": ("header_deadline", _positive_float, "a positive number of seconds"),
     "SEND_TIMEOUT": ("send_timeout", _positive_float, "a positive number of seconds"),
     "QUEUE": ("queue", _whole, "a whole number >= 0"),

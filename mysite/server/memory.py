@@ -12,7 +12,11 @@ import ctypes
 import ctypes.util
 import os
 import threading
+import time
+from collections import deque
 from typing import Any
+
+from mysite.errors import Busy
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -120,3 +124,58 @@ class Releaser:
             trim()
             if idle:
                 self._floor = rss()
+
+
+class Room:
+    """What the request bodies in flight in one worker may cost together, in bytes.
+
+    A request takes its share before its body is read and gives it back when it ends: threads
+    are many (a slow upload holds one), so without this their bodies' memory would have no bound.
+    One that finds too little room waits its turn, first come first served, for at most ``wait``
+    seconds and behind at most ``waiting`` others (then a 503, leaving threads for ``/healthz``).
+    A share larger than the whole room is taken when the room is empty.
+    """
+
+    def __init__(self, size: int, wait: float, waiting: int = 32) -> None:
+        self.size, self.wait, self.waiting = size, wait, waiting
+        self._used = 0
+        self._turns: deque[object] = deque()
+        self._changed = threading.Condition()
+
+    @property
+    def used(self) -> int:
+        return self._used
+
+    def take(self, share: int) -> None:
+        """Hold ``share`` bytes of the room; ``Busy`` (503, Retry-After) when it cannot be had in time."""
+        turn = object()
+        with self._changed:
+            if len(self._turns) >= self.waiting:
+                raise self._busy(share)
+            self._turns.append(turn)
+            try:
+                ends = time.monotonic() + self.wait
+                while self._turns[0] is not turn or not self._fits(share):
+                    left = ends - time.monotonic()
+                    if left <= 0:
+                        raise self._busy(share)
+                    self._changed.wait(left)
+                self._used += share
+            finally:
+                self._turns.remove(turn)
+                self._changed.notify_all()
+
+    def give(self, share: int) -> None:
+        """Give back what ``take`` held."""
+        with self._changed:
+            self._used -= share
+            self._changed.notify_all()
+
+    def _fits(self, share: int) -> bool:
+        return self._used + share <= self.size or self._used == 0
+
+    def _busy(self, share: int) -> Busy:
+        mb = 1024 * 1024
+        return Busy(f"the server is busy receiving other uploads ({self._used / mb:.0f} MB of the "
+                    f"{self.size / mb:.0f} MB this worker keeps for request bodies held, this one needs "
+                    f"{share / mb:.0f} MB); retry in a second", headers={"Retry-After": "1"})

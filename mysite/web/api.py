@@ -120,7 +120,7 @@ def _fetch(settings: Settings, url: str) -> bytes:
     if not settings.url_fetch:
         return _fetch_disabled(url)
     return Fetcher(settings.max_upload_bytes, settings.url_timeout, settings.url_allow_networks,
-                   settings.url_deadline).fetch(url)
+                   settings.url_deadline, hold=inputs.hold_fetched).fetch(url)
 
 
 def _fetch_disabled(url: str) -> bytes:

@@ -29,6 +29,7 @@ import re
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
@@ -249,6 +250,8 @@ class Fetcher:
     timeout: float = 10.0
     allow: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     deadline: float = 20.0
+    # Called with the most the image may be, before its first byte is read (the worker's room for bodies).
+    hold: Callable[[int], None] = lambda length: None
 
     def fetch(self, url: str) -> bytes:
         """The body at ``url``; 400 for a URL we refuse, 413 if too large, 422 if it cannot be had in time."""
@@ -295,6 +298,7 @@ class Fetcher:
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_bytes:
             raise TooLarge(f"{_short(url)} is {int(declared)} bytes; the limit is {self.max_bytes}")
+        self.hold(int(declared) if declared.isdigit() else self.max_bytes)
         chunks: list[bytes] = []
         total = 0
         while True:

@@ -21,7 +21,7 @@ from io import BytesIO
 from typing import IO, Any, TypeVar
 from urllib.parse import parse_qsl
 
-from flask import Request
+from flask import Flask, Request, g, request
 from werkzeug.datastructures import Accept, CharsetAccept, FileStorage, Headers, LanguageAccept, MIMEAccept
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.formparser import FormDataParser, MultiPartParser
@@ -29,6 +29,8 @@ from werkzeug.http import parse_accept_header, parse_options_header
 from werkzeug.utils import cached_property
 
 from mysite.errors import BadRequest, Reason, TooLarge
+from mysite.settings import Settings
+from mysite.web.state import app_state
 
 FIELDS = ("image", "file", "img")
 # base64 as clients send it: standard or URL-safe alphabet, maybe wrapped in lines (MIME). Checked
@@ -366,6 +368,53 @@ def _file_bytes(upload: FileStorage) -> bytes:
 def _from_field(text: str, where: str) -> bytes:
     """A field without a filename: base64 text or a data URL (a page's canvas), else the image's own bytes."""
     return decode_text(field_bytes(text), where, passthrough=True)
+
+
+# What a body costs a web worker while its request runs, in multiples of its length: the most any input
+# of that kind took, measured (python -m bench.upload_memory). An image/* body is held as sent; any
+# other is text to decode, and text held as str may take four bytes a character.
+RAW_COPIES = 3
+TEXT_COPIES = 8
+
+
+def body_share(req: Request, settings: Settings) -> int:
+    """Bytes this request's body may cost the worker while its request runs."""
+    if "chunked" in req.headers.get("Transfer-Encoding", "").lower():
+        length = settings.max_body_bytes  # told only as it arrives: counted at the most it may be
+    elif req.content_length:
+        length = min(req.content_length, settings.max_body_bytes)  # longer is a 413 before it is read
+    else:
+        return 0  # a ?url= fetch takes its room once the image's length is known (hold_fetched)
+    return length * (RAW_COPIES if req.mimetype.startswith("image/") else TEXT_COPIES)
+
+
+def hold_room(app: Flask) -> None:
+    """Every request takes room for its body before anything reads it, and gives it back when it ends."""
+    state = app_state(app)
+
+    @app.before_request
+    def _take() -> None:
+        g.mysite_room = state.room
+        share = body_share(request, state.settings)
+        if share:
+            take_room(share)
+
+    @app.teardown_request
+    def _give(_error: BaseException | None) -> None:
+        share = g.pop("mysite_body_share", 0)
+        if share:
+            state.room.give(share)
+
+
+def take_room(share: int) -> None:
+    """Hold ``share`` more bytes of the worker's room for this request, until it ends."""
+    g.mysite_room.take(share)
+    g.mysite_body_share = g.get("mysite_body_share", 0) + share
+
+
+def hold_fetched(length: int) -> None:
+    """Room for an image of ``length`` bytes fetched by ``?url=``, before its first byte is read."""
+    take_room(length * RAW_COPIES)
 
 
 MAX_JSON_VALUES = 1000  # as many as a form's fields (werkzeug's ``max_form_parts``)

@@ -1,0 +1,211 @@
+"""The room a web worker keeps for request bodies: ``memory.Room``, ``inputs.body_share``, the app's hooks.
+
+Before: a web worker's 64 threads each held their body and its decoded copies with nothing to bound
+them together; 16 clients sending the largest base64 form at once took 555 and 399 MB in the two web
+workers (``python -m bench.upload_memory --room 100000``). Now bodies in flight are counted at what
+each may cost and held to ``MYSITE_UPLOAD_MEMORY_MB`` per worker; the rest wait their turn.
+"""
+
+from __future__ import annotations
+
+import io
+import ipaddress
+import threading
+import time
+
+import pytest
+import requests
+from live_server import start_gunicorn
+from loopback import serve
+from werkzeug.test import EnvironBuilder
+
+from mysite.errors import Busy
+from mysite.server.memory import Room
+from mysite.settings import Settings
+from mysite.web import inputs
+from mysite.web.fetch import Fetcher
+from mysite.web.state import app_state
+from testkit.net import drip_upload
+
+MB = 1024 * 1024
+
+
+def _taker(room: Room, share: int, done: list[str], name: str) -> threading.Thread:
+    def take() -> None:
+        try:
+            room.take(share)
+            done.append(name)
+        except Busy:
+            done.append(f"{name} busy")
+
+    thread = threading.Thread(target=take)
+    thread.start()
+    return thread
+
+
+def test_shares_within_the_room_are_taken_at_once_and_given_back():
+    room = Room(10 * MB, wait=1)
+    room.take(4 * MB)
+    room.take(6 * MB)
+    assert room.used == 10 * MB
+    room.give(4 * MB)
+    room.give(6 * MB)
+    assert room.used == 0
+
+
+def test_a_share_that_does_not_fit_waits_for_room_then_takes_it():
+    room = Room(10 * MB, wait=10)
+    room.take(8 * MB)
+    done: list[str] = []
+    waiting = _taker(room, 4 * MB, done, "second")
+    time.sleep(0.2)
+    assert done == [] and room.used == 8 * MB  # waiting, holding nothing
+    room.give(8 * MB)
+    waiting.join(5)
+    assert done == ["second"] and room.used == 4 * MB
+
+
+def test_turns_are_first_come_first_served():
+    # A small share that would fit does not pass a larger one that came first.
+    room = Room(10 * MB, wait=10)
+    room.take(6 * MB)
+    done: list[str] = []
+    large = _taker(room, 8 * MB, done, "large")
+    time.sleep(0.2)
+    small = _taker(room, 2 * MB, done, "small")
+    time.sleep(0.2)
+    assert done == []
+    room.give(6 * MB)
+    large.join(5)
+    small.join(5)
+    assert done == ["large", "small"]
+
+
+def test_a_share_larger_than_the_room_is_taken_when_the_room_is_empty():
+    room = Room(10 * MB, wait=10)
+    room.take(1 * MB)
+    done: list[str] = []
+    huge = _taker(room, 50 * MB, done, "huge")
+    time.sleep(0.2)
+    assert done == []
+    room.give(1 * MB)
+    huge.join(5)
+    assert done == ["huge"] and room.used == 50 * MB
+
+
+def test_a_wait_past_its_time_is_a_503_with_retry_after():
+    room = Room(10 * MB, wait=0.3)
+    room.take(10 * MB)
+    started = time.monotonic()
+    with pytest.raises(Busy) as refused:
+        room.take(1 * MB)
+    assert 0.25 < time.monotonic() - started < 2
+    assert refused.value.code == 503 and refused.value.headers == {"Retry-After": "1"}
+    assert "10 MB this worker keeps for request bodies" in refused.value.message
+    assert room.used == 10 * MB
+
+
+def test_past_the_waiting_limit_a_request_is_refused_at_once():
+    room = Room(10 * MB, wait=10, waiting=2)
+    room.take(10 * MB)
+    done: list[str] = []
+    waiters = [_taker(room, 1 * MB, done, f"w{i}") for i in range(2)]
+    time.sleep(0.2)
+    started = time.monotonic()
+    with pytest.raises(Busy):
+        room.take(1 * MB)
+    assert time.monotonic() - started < 0.1
+    room.give(10 * MB)
+    for w in waiters:
+        w.join(5)
+    assert sorted(done) == ["w0", "w1"]
+
+
+def _share(body: bytes, content_type: str, **headers: str) -> int:
+    environ = EnvironBuilder(method="POST", data=body, content_type=content_type, headers=headers).get_environ()
+    return inputs.body_share(inputs.MemoryRequest(environ), Settings())
+
+
+def test_a_body_is_counted_by_what_its_kind_may_cost():
+    assert _share(b"x" * 1000, "image/jpeg") == 1000 * inputs.RAW_COPIES
+    for content_type in ("application/json", "text/plain", "multipart/form-data; boundary=b",
+                         "application/octet-stream", "application/x-www-form-urlencoded"):
+        assert _share(b"x" * 1000, content_type) == 1000 * inputs.TEXT_COPIES, content_type
+    assert _share(b"", "image/jpeg") == 0
+
+
+def test_a_body_of_unknown_or_excessive_length_is_counted_at_the_most_it_may_be():
+    most = Settings().max_body_bytes * inputs.TEXT_COPIES
+    environ = EnvironBuilder(method="POST", input_stream=io.BytesIO(b"x"), content_type="text/plain",
+                             headers={"Transfer-Encoding": "chunked"}).get_environ()
+    environ.pop("CONTENT_LENGTH", None)
+    assert inputs.body_share(inputs.MemoryRequest(environ), Settings()) == most
+    environ = EnvironBuilder(method="POST", data=b"x", content_type="text/plain").get_environ()
+    environ["CONTENT_LENGTH"] = str(10**12)
+    assert inputs.body_share(inputs.MemoryRequest(environ), Settings()) == most
+
+
+def test_every_kind_of_answer_gives_its_room_back(make_app, group_jpg):
+    # The room is given back as each request ends, whatever it ends with: a leak would starve the worker.
+    app = make_app({"MYSITE_MAX_UPLOAD_MB": "1"})
+    c = app.test_client()
+    sends = [
+        lambda: c.post("/detect", data=group_jpg, content_type="image/jpeg"),  # 200
+        lambda: c.post("/detect", data={"image": (io.BytesIO(group_jpg), "g.jpg")}),  # 200, multipart
+        lambda: c.post("/detect", data=b"x" * (3 * MB), content_type="image/jpeg"),  # 413 over the length limit
+        lambda: c.post("/detect", data=b"not an image at all", content_type="image/jpeg"),  # 415
+        lambda: c.post("/detect", data="[{}," * 2000 + "{}]", content_type="application/json"),  # 413 values
+        lambda: c.post("/detect?min_size=abc", data=group_jpg, content_type="image/jpeg"),  # 400
+        lambda: c.post("/no-such-route", data=group_jpg, content_type="image/jpeg"),  # 404
+        lambda: c.put("/detect", data=group_jpg, content_type="image/jpeg"),  # 405
+        lambda: c.open("/detect", method="OPTIONS", data=group_jpg, content_type="image/jpeg"),  # 200
+    ]
+    statuses = [send().status_code for send in sends]
+    assert statuses == [200, 200, 413, 415, 413, 400, 404, 405, 200]
+    assert app_state(app).room.used == 0
+
+
+def test_a_request_that_finds_no_room_waits_and_gets_a_503_past_its_wait(make_app, group_jpg):
+    app = make_app({"MYSITE_UPLOAD_DEADLINE": "0.3"})
+    room = app_state(app).room
+    room.take(room.size)  # as if other bodies filled it
+    try:
+        r = app.test_client().post("/detect", data=group_jpg, content_type="image/jpeg")
+        small = app.test_client().get("/healthz")
+    finally:
+        room.give(room.size)
+    assert r.status_code == 503 and r.get_json()["reason"] == "busy" and r.headers["Retry-After"] == "1"
+    assert "request bodies" in r.get_json()["message"]
+    assert small.status_code == 200  # no body: takes no room
+    assert app.test_client().post("/detect", data=group_jpg, content_type="image/jpeg").status_code == 200
+
+
+def test_a_fetched_image_takes_room_for_its_length_before_it_is_read(group_jpg):
+    held: list[int] = []
+    fetcher = Fetcher(10 * MB, timeout=3, allow=(ipaddress.ip_network("127.0.0.0/8"),), deadline=3, hold=held.append)
+    with serve({"/g.jpg": (200, {"Content-Type": "image/jpeg"}, group_jpg)}) as (base, _):
+        assert fetcher.fetch(f"{base}/g.jpg") == group_jpg
+    assert held == [len(group_jpg)]
+
+
+@pytest.mark.slow
+def test_under_gunicorn_a_large_body_waits_for_a_slow_one_then_is_served(tmp_path, group_jpg):
+    # Room for one body at a time: a dripping upload holds it until its 408, and a photo sent meanwhile
+    # waits for it, then gets its 200; /healthz, with no body, is answered throughout.
+    env = {"MYSITE_UPLOAD_MEMORY_MB": "0.1", "MYSITE_UPLOAD_DEADLINE": "3"}
+    with start_gunicorn(env, log_dir=tmp_path) as server:
+        result: list[tuple[str, float]] = []
+        dripper = threading.Thread(target=lambda: result.append(drip_upload(server.url, 0.1, limit=15)))
+        dripper.start()
+        time.sleep(0.5)  # the drip has taken the room
+        started = time.monotonic()
+        healthz = requests.get(f"{server.url}/healthz", timeout=5)
+        healthz_took = time.monotonic() - started
+        photo = requests.post(f"{server.url}/detect", data=group_jpg, headers={"Content-Type": "image/jpeg"},
+                              timeout=30)
+        photo_took = time.monotonic() - started
+        dripper.join(20)
+    assert healthz.status_code == 200 and healthz_took < 1, healthz_took
+    assert " 408 " in result[0][0].split("\r\n")[0], result[0][0][:200]
+    assert photo.status_code == 200 and len(photo.json()["result"]) == 17, photo.text
+    assert 2 < photo_took < 6, photo_took  # it waited for the drip's deadline, then ran

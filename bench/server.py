@@ -73,6 +73,12 @@ class Server:
         """Every process under the master: the web workers, the CV pool's dispatcher and its processes."""
         return sorted(self._family() - {self._pid()})
 
+    def web_pids(self) -> list[int]:
+        """The web workers: the master's children other than the CV pool's dispatcher (the one with children)."""
+        parents = _parents()
+        children = [pid for pid, parent in parents.items() if parent == self._pid()]
+        return sorted(pid for pid in children if pid not in set(parents.values()))
+
     def cv_pids(self) -> list[int]:
         """The CV pool's processes (the dispatcher's children): where the detections run."""
         parents = _parents()

@@ -1,0 +1,152 @@
+"""``python -m bench.upload_memory``: what request bodies cost a web worker, beside what it counts for them.
+
+A web worker counts each body in flight at a multiple of its length (``inputs.body_share``) and holds
+them to ``MYSITE_UPLOAD_MEMORY_MB`` together (``memory.Room``). This starts the Procfile's gunicorn on
+loopback and measures both halves:
+
+1. **one at a time** (one web worker): each input form at the largest body the limits allow (a
+   9.9 MB JPEG, or its base64, and text built to make decoding dear: one character past Latin-1 in
+   13 MB of text), sent twice; the growth of the web worker's peak RSS (``VmHWM``, reset before
+   each) beside what the worker counted for it. A ratio over 1 is a body that costs more than counted.
+2. **a crowd** (the Procfile's two web workers): ``--clients`` (16) clients send one such body each,
+   all at once, for each of a few forms; the peak RSS of each web worker and the answers.
+   ``--room MB`` sets ``MYSITE_UPLOAD_MEMORY_MB`` (say 100000 to see the workers without the room).
+
+Prints Markdown tables; about a minute on 2 CPUs. Only 127.0.0.1 is contacted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import http.client
+import json
+import threading
+import time
+from collections import Counter
+
+import cv2
+import numpy as np
+from werkzeug.test import EnvironBuilder
+
+from bench.memory import reset_peak, rss_mb, status_mb
+from bench.server import HOST, Server, multipart
+from mysite.settings import Settings
+from mysite.web import inputs
+
+EMOJI = "\N{GRINNING FACE}".encode()
+
+
+def photo() -> bytes:
+    """A JPEG of about 9.9 MB: the upload limit's worth of a noisy photo."""
+    rng = np.random.default_rng(1)
+    noise = cv2.GaussianBlur((rng.random((2880, 3800, 3)) * 255).astype(np.uint8), (3, 3), 0)
+    return cv2.imencode(".jpg", noise, [cv2.IMWRITE_JPEG_QUALITY, 97])[1].tobytes()
+
+
+def _part(name: str, value: bytes) -> tuple[bytes, str]:
+    body = f'--xx\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode() + value + b"\r\n--xx--\r\n"
+    return body, "multipart/form-data; boundary=xx"
+
+
+def forms(jpg: bytes) -> dict[str, tuple[bytes, str]]:
+    """Every way of sending the image, at the size limit, and text made dear to decode."""
+    b64 = base64.b64encode(jpg)
+    return {
+        "multipart file": multipart(jpg),
+        "raw image/jpeg": (jpg, "image/jpeg"),
+        "raw octet-stream": (jpg, "application/octet-stream"),
+        "base64 body": (b64, "text/plain"),
+        "JSON": (json.dumps({"image": b64.decode()}).encode(), "application/json"),
+        "multipart text field": _part("image", b64),
+        "JSON, one \\u escape past Latin-1": (b'{"image": "' + b64 + b'\\ud83d\\ude00"}', "application/json"),
+        "JSON, one UTF-8 emoji": (b'{"image": "' + b64 + EMOJI + b'"}', "application/json"),
+        "multipart parameter with an emoji": _part("min_size", b"A" * len(b64) + EMOJI),
+        "multipart text field with an emoji": _part("image", b64 + EMOJI),
+        "urlencoded with an emoji": (b"image=" + b"A" * len(b64) + EMOJI, "application/x-www-form-urlencoded"),
+        "base64 body with an emoji": (b64 + EMOJI, "text/plain"),
+    }
+
+
+def counted(body: bytes, content_type: str) -> int:
+    """What the worker counts for this body (``inputs.body_share`` under the default settings)."""
+    environ = EnvironBuilder(method="POST", data=body, content_type=content_type).get_environ()
+    return inputs.body_share(inputs.MemoryRequest(environ), Settings())
+
+
+def post(port: int, body: bytes, content_type: str) -> int:
+    conn = http.client.HTTPConnection(HOST, port, timeout=120)
+    try:
+        conn.request("POST", "/detect", body, {"Content-Type": content_type})
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    finally:
+        conn.close()
+
+
+def one_at_a_time(all_forms: dict[str, tuple[bytes, str]]) -> None:
+    print("| body | MB | status | web worker peak growth (MB) | counted (MB) | ratio |")
+    print("|---|---|---|---|---|---|")
+    worst = 0.0
+    with Server(workers=1, cv_threads=1) as server:
+        (web,) = server.web_pids()
+        for name, (body, content_type) in all_forms.items():
+            for _ in range(2):  # the second is the one shown: the first may grow the worker's kept heap
+                reset_peak(web)
+                start = rss_mb(web)
+                status = post(server.port, body, content_type)
+                grown = status_mb(web, "VmHWM") - start
+            share = counted(body, content_type) / 2**20
+            worst = max(worst, grown / share)
+            print(f"| {name} | {len(body) / 2**20:.1f} | {status} | {grown:.0f} | {share:.0f} | {grown / share:.2f} |")
+    print(f"\nWorst ratio of measured to counted: {worst:.2f}\n")
+
+
+def crowd(all_forms: dict[str, tuple[bytes, str]], clients: int, room: float | None) -> None:
+    env = {"MYSITE_UPLOAD_MEMORY_MB": str(room)} if room else {}
+    print(f"{clients} clients at once, MYSITE_UPLOAD_MEMORY_MB={room or Settings().upload_memory_mb:g}\n")
+    print("| body | answers | slowest (s) | peak RSS of each web worker (MB) |")
+    print("|---|---|---|---|")
+    with Server(workers=2, cv_threads=1, extra_env=env) as server:
+        webs = server.web_pids()
+        for name in ("multipart file", "JSON", "multipart text field", "JSON, one UTF-8 emoji"):
+            body, content_type = all_forms[name]
+            for pid in webs:
+                reset_peak(pid)
+            answers, slowest = _all_at_once(server.port, body, content_type, clients)
+            peaks = ", ".join(f"{status_mb(pid, 'VmHWM'):.0f}" for pid in webs)
+            print(f"| {name} | {dict(sorted(answers.items()))} | {slowest:.1f} | {peaks} |")
+
+
+def _all_at_once(port: int, body: bytes, content_type: str, clients: int) -> tuple[Counter[int], float]:
+    """``clients`` threads post ``body`` at once: the statuses, and the slowest answer in seconds."""
+    results: list[tuple[int, float]] = []
+
+    def client() -> None:
+        began = time.perf_counter()
+        status = post(port, body, content_type)
+        results.append((status, time.perf_counter() - began))
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(180)
+    return Counter(status for status, _ in results), max((took for _, took in results), default=0.0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--room", type=float, default=None, help="MYSITE_UPLOAD_MEMORY_MB for the crowd")
+    parser.add_argument("--no-single", action="store_true", help="only the crowd")
+    args = parser.parse_args()
+    all_forms = forms(photo())
+    if not args.no_single:
+        one_at_a_time(all_forms)
+    crowd(all_forms, min(args.clients, 64), args.room)
+
+
+if __name__ == "__main__":
+    main()

@@ -45,7 +45,7 @@ def _photo_job(data: bytes, detector: str) -> tuple[Any, Job]:
     registry, settings = state.registry, state.settings
     model = FACE_DETECTORS.model({"detector": detector}, settings)
     job = Job(model, "boxes", AnswerFormat("json", "jpeg"), parse(registry.get(model).params, {}), frozenset(),
-              (data,), False, "face", settings.max_pixels, state.budget)
+              (data,), False, "face", settings.max_pixels, state.budget, settings.max_answer_bytes)
     return registry, job
 
 

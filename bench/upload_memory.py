@@ -11,8 +11,11 @@ loopback and measures both halves:
 2. **a crowd** (the Procfile's two web workers): ``--clients`` (16) clients send one such body each,
    all at once, for each of a few forms; the peak RSS of each web worker and the answers.
    ``--room MB`` sets ``MYSITE_UPLOAD_MEMORY_MB`` (say 100000 to see the workers without the room).
+3. **slow readers** (one web worker): ``--readers`` (48) clients each send a 0.5 MB noisy JPEG, ask
+   for it drawn as PNG (a 15 MB answer) and read it at 32 KB/s for 25 s; the web worker's peak RSS
+   and the answers (``--room`` applies here too).
 
-Prints Markdown tables; about a minute on 2 CPUs. Only 127.0.0.1 is contacted.
+Prints Markdown tables; about a minute and a half on 2 CPUs. Only 127.0.0.1 is contacted.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import argparse
 import base64
 import http.client
 import json
+import socket
 import threading
 import time
 from collections import Counter
@@ -136,16 +140,58 @@ def _all_at_once(port: int, body: bytes, content_type: str, clients: int) -> tup
     return Counter(status for status, _ in results), max((took for _, took in results), default=0.0)
 
 
+def slow_readers(readers: int, room: float | None) -> None:
+    rng = np.random.default_rng(3)
+    noisy = cv2.imencode(".jpg", (rng.random((2000, 2600, 3)) * 255).astype(np.uint8),
+                         [cv2.IMWRITE_JPEG_QUALITY, 10])[1].tobytes()
+    env = {"MYSITE_UPLOAD_MEMORY_MB": str(room)} if room else {}
+    with Server(workers=1, cv_threads=1, extra_env=env) as server:
+        (web,) = server.web_pids()
+        reset_peak(web)
+        start = rss_mb(web)
+        statuses: list[str] = []
+        threads = [threading.Thread(target=_read_slowly, args=(server.port, noisy, statuses)) for _ in range(readers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(90)
+        print(f"\n{readers} slow readers of {len(noisy) // 1024} KB JPEGs drawn as PNG, "
+              f"MYSITE_UPLOAD_MEMORY_MB={room or Settings().upload_memory_mb:g}: answers "
+              f"{dict(sorted(Counter(statuses).items()))}; web worker RSS {start:.0f} MB at the start, "
+              f"peak {status_mb(web, 'VmHWM'):.0f} MB")
+
+
+def _read_slowly(port: int, jpeg: bytes, statuses: list[str]) -> None:
+    """Ask for ``jpeg`` drawn as PNG and read the answer 64 KB every 2 s, for 25 s at most."""
+    with socket.create_connection((HOST, port), timeout=60) as conn:
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+        conn.sendall(f"POST /detect?output=image&format=png HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: image/jpeg"
+                     f"\r\nContent-Length: {len(jpeg)}\r\nConnection: close\r\n\r\n".encode() + jpeg)
+        first = conn.recv(4096)
+        statuses.append(first.split(b" ")[1].decode() if first.count(b" ") else "none")
+        ends = time.monotonic() + 25
+        while time.monotonic() < ends:
+            try:
+                if not conn.recv(65536):
+                    break
+            except OSError:
+                break
+            time.sleep(2)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--room", type=float, default=None, help="MYSITE_UPLOAD_MEMORY_MB for the crowd")
-    parser.add_argument("--no-single", action="store_true", help="only the crowd")
+    parser.add_argument("--readers", type=int, default=48, help="slow readers (0: none)")
+    parser.add_argument("--no-single", action="store_true", help="no one-at-a-time table")
     args = parser.parse_args()
     all_forms = forms(photo())
     if not args.no_single:
         one_at_a_time(all_forms)
     crowd(all_forms, min(args.clients, 64), args.room)
+    if args.readers:
+        slow_readers(min(args.readers, 64), args.room)
 
 
 if __name__ == "__main__":

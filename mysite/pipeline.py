@@ -53,6 +53,7 @@ class Job:
     label: str  # what a detection without a label of its own is
     max_pixels: int
     budget: Budget  # what the request may cost, before its own bytes are counted
+    max_answer: int  # bytes the answer's body may be (Settings.max_answer_bytes): a picture past it is a 413
 
     def __reduce_ex__(self, protocol: SupportsIndex) -> tuple[Any, ...]:
         """With pickle protocol 5 the images may cross out of band (a buffer each, not copied into the pickle)."""
@@ -108,7 +109,17 @@ def run_job(models: Any, job: Job) -> Outcome:
     if job.answer.output in ("image", "base64"):
         image = result if job.output == "image" else annotate(data, result, job.label, decoded, job.max_pixels)
         picture = encode(image, job.answer.fmt)
+        _check_answer(len(picture) * 4 // 3 if job.answer.output == "base64" else len(picture), job.max_answer,
+                      plan.header)
     return Outcome(result if job.output != "image" else None, picture, time.perf_counter() - started)
+
+
+def _check_answer(size: int, most: int, header: Header) -> None:
+    """413 for an answer larger than ``most`` bytes: the web worker holds each answer until it is sent."""
+    if size > most:
+        raise TooLarge(f"the answer for this {header.width}x{header.height} image is {size / 2**20:.1f} MB; "
+                       f"an answer may be {most / 2**20:.0f} MB (three times MYSITE_MAX_UPLOAD_MB): "
+                       "ask for format=jpeg, output=json, or send a smaller image")
 
 
 def room_left(limit: Budget, images: tuple[bytes, ...]) -> Budget:
@@ -217,15 +228,18 @@ def annotate(data: bytes, detections: Any, label: str, decoded: Decoded | None, 
     return draw_detections(photo, detections, default_label=label)
 
 
-def drawn_upload(models: Any, data: bytes, detections: Any, label: str, max_pixels: int, memory: int) -> bytes | None:
-    """The upload with ``detections`` drawn, as JPEG; None when drawing it would pass ``memory`` (the page's view)."""
+def drawn_upload(models: Any, data: bytes, detections: Any, label: str, max_pixels: int, memory: int,
+                 max_bytes: int) -> bytes | None:
+    """The upload with ``detections`` drawn, as JPEG; None when drawing it would pass ``memory``, or the JPEG
+    ``max_bytes`` (the page's view)."""
     try:
         header = read_header(data, max_pixels)
     except ApiError:
         return None
     if budget.answer_memory(header, "jpeg", base64=True) > memory:
         return None
-    return encode(annotate(data, detections, label, None, max_pixels))
+    drawn = encode(annotate(data, detections, label, None, max_pixels))
+    return drawn if len(drawn) <= max_bytes else None
 
 
 def thumbnail_of(models: Any, data: bytes, side: int, max_pixels: int, memory: int) -> bytes | None:

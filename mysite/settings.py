@@ -107,6 +107,11 @@ class Settings:
         return int(self.request_memory_mb * 1024 * 1024)
 
     @property
+    def max_answer_bytes(self) -> int:
+        """The largest answer body (a picture, or its base64): three upload limits, a 12 MP photo as PNG."""
+        return self.max_upload_bytes * 3
+
+    @property
     def max_body_bytes(self) -> int:
         """The largest request body: the image as base64 (4/3 of it) plus room for the form around it.
 

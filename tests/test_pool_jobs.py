@@ -21,7 +21,7 @@ from mysite.vision.budget import Budget
 
 def _job(images: tuple[bytes, ...]) -> Job:
     return Job("face", "boxes", AnswerFormat("json", "jpeg"), {"scale": 1.1}, frozenset({"scale"}), images, False,
-               "face", 40_000_000, Budget(1 << 28, 1 << 30))
+               "face", 40_000_000, Budget(1 << 28, 1 << 30), 1 << 25)
 
 
 def test_a_job_and_its_images_come_back_as_they_were_sent() -> None:

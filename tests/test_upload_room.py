@@ -8,6 +8,7 @@ each may cost and held to ``MYSITE_UPLOAD_MEMORY_MB`` per worker; the rest wait 
 
 from __future__ import annotations
 
+import gc
 import io
 import ipaddress
 import threading
@@ -159,10 +160,25 @@ def test_every_kind_of_answer_gives_its_room_back(make_app, group_jpg):
         lambda: c.post("/no-such-route", data=group_jpg, content_type="image/jpeg"),  # 404
         lambda: c.put("/detect", data=group_jpg, content_type="image/jpeg"),  # 405
         lambda: c.open("/detect", method="OPTIONS", data=group_jpg, content_type="image/jpeg"),  # 200
+        lambda: c.post("/detect?output=image", data=group_jpg, content_type="image/jpeg"),  # 200, a picture
+        lambda: c.post("/", data={"image": (io.BytesIO(group_jpg), "g.jpg"), "endpoint": "/detect"}),  # the page
     ]
     statuses = [send().status_code for send in sends]
-    assert statuses == [200, 200, 413, 415, 413, 400, 404, 405, 200]
-    assert app_state(app).room.used == 0
+    assert statuses == [200, 200, 413, 415, 413, 400, 404, 405, 200, 200, 200]
+    gc.collect()  # an error's answer may sit in a cycle with its exception until the collector runs
+    assert app_state(app).room.used == 0 and app_state(app).answers.used == 0
+
+
+def test_a_picture_answer_holds_its_room_until_it_is_gone(make_app, group_jpg):
+    # A client reading slowly keeps its answer in the worker: counted until the server lets go of it.
+    app = make_app()
+    answers = app_state(app).answers
+    r = app.test_client().post("/detect?output=image&format=png", data=group_jpg, content_type="image/jpeg")
+    assert r.status_code == 200 and r.mimetype == "image/png"
+    assert answers.used == app_state(app).settings.max_answer_bytes
+    del r
+    gc.collect()
+    assert answers.used == 0
 
 
 def test_a_request_that_finds_no_room_waits_and_gets_a_503_past_its_wait(make_app, group_jpg):
@@ -178,6 +194,44 @@ def test_a_request_that_finds_no_room_waits_and_gets_a_503_past_its_wait(make_ap
     assert "request bodies" in r.get_json()["message"]
     assert small.status_code == 200  # no body: takes no room
     assert app.test_client().post("/detect", data=group_jpg, content_type="image/jpeg").status_code == 200
+
+
+def test_an_answer_past_three_upload_limits_is_a_413_naming_them(make_app, group_jpg):
+    # The web worker holds each answer until it is sent: a picture answer is bounded like an upload.
+    c = make_app({"MYSITE_MAX_UPLOAD_MB": "0.15"}).test_client()  # answers up to 471 KB
+    for path in ("/detect?output=image&format=png", "/detect?output=base64&format=png"):
+        r = c.post(path, data=group_jpg, content_type="image/jpeg")
+        assert r.status_code == 413 and "three times MYSITE_MAX_UPLOAD_MB" in r.get_json()["message"], path
+    r = c.post("/detect?output=image", data=group_jpg, content_type="image/jpeg")
+    assert r.status_code == 200 and r.mimetype == "image/jpeg" and len(r.data) < 471 * 1024
+
+
+def test_a_picture_answer_takes_its_room_before_it_is_made(make_app, group_jpg):
+    # Slow readers holding every picture answer the worker has room for: a JSON answer still runs, a
+    # picture waits its turn and, the room not emptying, is told 503.
+    app = make_app({"MYSITE_UPLOAD_DEADLINE": "0.3"})
+    answers = app_state(app).answers
+    answers.take(answers.size)
+    try:
+        c = app.test_client()
+        json_answer = c.post("/detect", data=group_jpg, content_type="image/jpeg")
+        picture = c.post("/detect?output=image", data=group_jpg, content_type="image/jpeg")
+        page = c.post("/", data={"image": (io.BytesIO(group_jpg), "g.jpg"), "endpoint": "/detect"})
+    finally:
+        answers.give(answers.size)
+    assert json_answer.status_code == 200
+    assert picture.status_code == 503 and picture.get_json()["reason"] == "busy"
+    assert page.status_code == 503 and "busy" in page.get_data(as_text=True)
+    assert c.post("/detect?output=image", data=group_jpg, content_type="image/jpeg").status_code == 200
+
+
+def test_the_pages_drawn_picture_is_held_to_its_bound(group_jpg):
+    from mysite.pipeline import drawn_upload
+
+    boxes = [{"box": [10, 10, 50, 50]}]
+    assert drawn_upload(None, group_jpg, boxes, "face", 40_000_000, 1 << 30, 1000) is None
+    drawn = drawn_upload(None, group_jpg, boxes, "face", 40_000_000, 1 << 30, 1 << 30)
+    assert drawn is not None and drawn[:2] == b"\xff\xd8"
 
 
 def test_a_fetched_image_takes_room_for_its_length_before_it_is_read(group_jpg):

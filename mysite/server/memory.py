@@ -127,13 +127,14 @@ class Releaser:
 
 
 class Room:
-    """What the request bodies in flight in one worker may cost together, in bytes.
+    """What the request bodies (or the picture answers) in flight in one worker may cost together, in bytes.
 
-    A request takes its share before its body is read and gives it back when it ends: threads
-    are many (a slow upload holds one), so without this their bodies' memory would have no bound.
+    A request takes its share before the memory is taken and gives it back when it is free again.
+    Threads are many (a slow upload, or a slow reader, holds one), so without this the memory they
+    hold would have no bound.
     One that finds too little room waits its turn, first come first served, for at most ``wait``
     seconds and behind at most ``waiting`` others (then a 503, leaving threads for ``/healthz``).
-    A share larger than the whole room is taken when the room is empty.
+    A share larger than the whole room is taken when the request is alone in it.
     """
 
     def __init__(self, size: int, wait: float, waiting: int = 32) -> None:
@@ -146,8 +147,10 @@ class Room:
     def used(self) -> int:
         return self._used
 
-    def take(self, share: int) -> None:
-        """Hold ``share`` bytes of the room; ``Busy`` (503, Retry-After) when it cannot be had in time."""
+    def take(self, share: int, held: int = 0) -> None:
+        """Hold ``share`` bytes of the room; ``Busy`` (503, Retry-After) when it cannot be had in time.
+
+        ``held``: what the caller holds already, so that a request alone in the room is seen as alone."""
         turn = object()
         with self._changed:
             if len(self._turns) >= self.waiting:
@@ -155,7 +158,7 @@ class Room:
             self._turns.append(turn)
             try:
                 ends = time.monotonic() + self.wait
-                while self._turns[0] is not turn or not self._fits(share):
+                while self._turns[0] is not turn or not self._fits(share, held):
                     left = ends - time.monotonic()
                     if left <= 0:
                         raise self._busy(share)
@@ -171,8 +174,8 @@ class Room:
             self._used -= share
             self._changed.notify_all()
 
-    def _fits(self, share: int) -> bool:
-        return self._used + share <= self.size or self._used == 0
+    def _fits(self, share: int, held: int) -> bool:
+        return self._used + share <= self.size or self._used == held
 
     def _busy(self, share: int) -> Busy:
         mb = 1024 * 1024

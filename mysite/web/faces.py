@@ -129,7 +129,7 @@ def embed(data: bytes, given: dict[str, str], settings: Settings, most: int | No
     if most is not None:
         values["max_faces"] = min(values["max_faces"], most)
     job = Job(MODEL, "boxes", AnswerFormat("json", "jpeg"), values, frozenset(given), (data,), False, "face",
-              settings.max_pixels, state.budget)
+              settings.max_pixels, state.budget, settings.max_answer_bytes)
     return state.runner.run(run_job, state.registry, job).result
 
 

@@ -16,12 +16,13 @@ import base64
 import binascii
 import json
 import re
+import weakref
 from collections.abc import Callable
 from io import BytesIO
 from typing import IO, Any, TypeVar
 from urllib.parse import parse_qsl
 
-from flask import Flask, Request, g, request
+from flask import Flask, Request, Response, g, request
 from werkzeug.datastructures import Accept, CharsetAccept, FileStorage, Headers, LanguageAccept, MIMEAccept
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.formparser import FormDataParser, MultiPartParser
@@ -388,28 +389,56 @@ def body_share(req: Request, settings: Settings) -> int:
     return length * (RAW_COPIES if req.mimetype.startswith("image/") else TEXT_COPIES)
 
 
+# Where a request keeps what it holds of each room: in its own environ, as the page runs an API view in a
+# request of its own (a ?url= upload), and each request gives back only its own share when it ends.
+_BODY_SHARE, _ANSWER_SHARE = "mysite.body_share", "mysite.answer_share"
+
+
 def hold_room(app: Flask) -> None:
-    """Every request takes room for its body before anything reads it, and gives it back when it ends."""
+    """Every request takes room for its body before anything reads it and gives it back when it ends; a
+    picture answer's room (``hold_answer``) is given back when the answer is gone (sent, or dropped)."""
     state = app_state(app)
 
     @app.before_request
     def _take() -> None:
-        g.mysite_room = state.room
+        g.mysite_room, g.mysite_answers = state.room, state.answers
         share = body_share(request, state.settings)
         if share:
             take_room(share)
 
+    @app.after_request
+    def _hold_answer(response: Response) -> Response:
+        share = request.environ.pop(_ANSWER_SHARE, 0)
+        if share:
+            weakref.finalize(response, state.answers.give, share)
+        return response
+
     @app.teardown_request
     def _give(_error: BaseException | None) -> None:
-        share = g.pop("mysite_body_share", 0)
+        share = request.environ.pop(_BODY_SHARE, 0)
         if share:
             state.room.give(share)
+        share = request.environ.pop(_ANSWER_SHARE, 0)  # an answer never made
+        if share:
+            state.answers.give(share)
 
 
 def take_room(share: int) -> None:
     """Hold ``share`` more bytes of the worker's room for this request, until it ends."""
-    g.mysite_room.take(share)
-    g.mysite_body_share = g.get("mysite_body_share", 0) + share
+    held = request.environ.get(_BODY_SHARE, 0)
+    g.mysite_room.take(share, held)
+    request.environ[_BODY_SHARE] = held + share
+
+
+def hold_answer(most: int) -> None:
+    """Room for a picture answer of up to ``most`` bytes, before it is made, held until the answer is gone.
+
+    Apart from the bodies' room: clients reading slowly hold their answers, and only picture answers wait
+    for them. Once per request: the page holds room for the picture it shows before it asks the API."""
+    if not g.get("mysite_answer_held"):
+        g.mysite_answers.take(most)
+        g.mysite_answer_held = True
+        request.environ[_ANSWER_SHARE] = most
 
 
 def hold_fetched(length: int) -> None:

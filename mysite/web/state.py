@@ -44,12 +44,14 @@ class AppState:
     metrics: QueueMetrics | None = None
     # What one request may cost (MYSITE_REQUEST_MEMORY_MB, MYSITE_REQUEST_WORK): the same for every request.
     budget: Budget = field(init=False)
-    # What the bodies in flight in this worker may cost together (MYSITE_UPLOAD_MEMORY_MB).
+    # What the bodies in flight in this worker may cost together, and its picture answers (MYSITE_UPLOAD_MEMORY_MB).
     room: Room = field(init=False)
+    answers: Room = field(init=False)
 
     def __post_init__(self) -> None:
         self.budget = Budget(self.settings.request_memory_bytes, self.settings.request_work)
         self.room = Room(int(self.settings.upload_memory_mb * 1024 * 1024), self.settings.upload_deadline)
+        self.answers = Room(int(self.settings.upload_memory_mb * 1024 * 1024), self.settings.upload_deadline)
 
     def endpoint(self, path: str) -> Endpoint | None:
         """The registered row serving ``path`` (``/predict`` and ``/predict/`` are two rows), or None."""

@@ -20,7 +20,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from mysite import pipeline
 from mysite.errors import ApiError
-from mysite.web import endpoints, respond, security
+from mysite.web import endpoints, inputs, respond, security
 from mysite.web.error_handlers import public_text
 from mysite.web.state import app_state, current_settings
 
@@ -178,6 +178,7 @@ def run_form(app: Flask, choices: list[dict[str, Any]]) -> Outcome:
         if (upload is None or not upload.filename) and not url:
             return _failed(outcome, 400, _nothing_sent(named, upload))
         view = _view_for(app, outcome.task)
+        inputs.hold_answer(current_settings(app).max_answer_bytes)  # the picture the page shows, whichever it is
         if upload is not None and upload.filename:
             extension = os.path.splitext(upload.filename)[1].lower()
             # A form like the bird classifier's (no task named) promised image file types; this page goes by the content.
@@ -259,7 +260,7 @@ def _show(outcome: Outcome, response: Response, uploaded: bytes | None, label: s
     if isinstance(detections, list) and uploaded is not None:
         memory = pipeline.room_left(state.budget, (uploaded,)).memory
         drawn = state.runner.run(pipeline.drawn_upload, state.registry, uploaded, detections, label, settings.max_pixels,
-                                 memory)
+                                 memory, settings.max_answer_bytes * 3 // 4)  # shown as base64
         if drawn is not None:
             outcome.image_url = _data_url(drawn, "image/jpeg")
         else:

@@ -113,7 +113,9 @@ def test_debug_shows_the_absolute_paths(make_app, secret_dirs, group_jpg) -> Non
 # -- headers ---------------------------------------------------------------------------------------
 
 @pytest.mark.slow
-def test_nosniff_on_every_answer_and_page_headers_on_pages(client, group_jpg) -> None:
+def test_nosniff_on_every_answer_and_page_headers_on_pages(make_app, group_jpg) -> None:
+    # Every answer is kept until the end, pictures too: room for them all (each holds its room while kept).
+    client = make_app({"MYSITE_UPLOAD_MEMORY_MB": "100000"}).test_client()
     answers = _answers(client, group_jpg)
     answers["static js"] = client.get("/static/page.js")
     answers["canny jpeg"] = client.post("/canny", data=multipart("image", group_jpg))

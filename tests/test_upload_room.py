@@ -102,7 +102,7 @@ def test_a_wait_past_its_time_is_a_503_with_retry_after():
         room.take(1 * MB)
     assert 0.25 < time.monotonic() - started < 2
     assert refused.value.code == 503 and refused.value.headers == {"Retry-After": "1"}
-    assert "10 MB this worker keeps for request bodies" in refused.value.message
+    assert "10 MB this worker keeps for request bodies held" in refused.value.message
     assert room.used == 10 * MB
 
 
@@ -207,9 +207,9 @@ def test_an_answer_past_three_upload_limits_is_a_413_naming_them(make_app, group
 
 
 def test_a_picture_answer_takes_its_room_before_it_is_made(make_app, group_jpg):
-    # Slow readers holding every picture answer the worker has room for: a JSON answer still runs, a
-    # picture waits its turn and, the room not emptying, is told 503.
-    app = make_app({"MYSITE_UPLOAD_DEADLINE": "0.3"})
+    # Slow readers holding every picture answer the worker has room for: a JSON answer still runs; a
+    # picture is told 503 at once (it holds room for its body, which waiting would keep from others).
+    app = make_app()
     answers = app_state(app).answers
     answers.take(answers.size)
     try:
@@ -221,6 +221,7 @@ def test_a_picture_answer_takes_its_room_before_it_is_made(make_app, group_jpg):
         answers.give(answers.size)
     assert json_answer.status_code == 200
     assert picture.status_code == 503 and picture.get_json()["reason"] == "busy"
+    assert "keeps for picture answers" in picture.get_json()["message"]
     assert page.status_code == 503 and "busy" in page.get_data(as_text=True)
     assert c.post("/detect?output=image", data=group_jpg, content_type="image/jpeg").status_code == 200
 

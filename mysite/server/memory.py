@@ -137,8 +137,8 @@ class Room:
     A share larger than the whole room is taken when the request is alone in it.
     """
 
-    def __init__(self, size: int, wait: float, waiting: int = 32) -> None:
-        self.size, self.wait, self.waiting = size, wait, waiting
+    def __init__(self, size: int, wait: float, waiting: int = 32, what: str = "request bodies") -> None:
+        self.size, self.wait, self.waiting, self.what = size, wait, waiting, what
         self._used = 0
         self._turns: deque[object] = deque()
         self._changed = threading.Condition()
@@ -147,17 +147,18 @@ class Room:
     def used(self) -> int:
         return self._used
 
-    def take(self, share: int, held: int = 0) -> None:
+    def take(self, share: int, held: int = 0, wait: float | None = None) -> None:
         """Hold ``share`` bytes of the room; ``Busy`` (503, Retry-After) when it cannot be had in time.
 
-        ``held``: what the caller holds already, so that a request alone in the room is seen as alone."""
+        ``held``: what the caller holds already, so that a request alone in the room is seen as alone;
+        ``wait``: seconds to wait, if not the room's."""
         turn = object()
         with self._changed:
             if len(self._turns) >= self.waiting:
                 raise self._busy(share)
             self._turns.append(turn)
             try:
-                ends = time.monotonic() + self.wait
+                ends = time.monotonic() + (self.wait if wait is None else wait)
                 while self._turns[0] is not turn or not self._fits(share, held):
                     left = ends - time.monotonic()
                     if left <= 0:
@@ -179,6 +180,6 @@ class Room:
 
     def _busy(self, share: int) -> Busy:
         mb = 1024 * 1024
-        return Busy(f"the server is busy receiving other uploads ({self._used / mb:.0f} MB of the "
-                    f"{self.size / mb:.0f} MB this worker keeps for request bodies held, this one needs "
-                    f"{share / mb:.0f} MB); retry in a second", headers={"Retry-After": "1"})
+        return Busy(f"the server is busy ({self._used / mb:.0f} MB of the {self.size / mb:.0f} MB this worker "
+                    f"keeps for {self.what} held, this one needs {share / mb:.0f} MB); retry in a second",
+                    headers={"Retry-After": "1"})

@@ -434,9 +434,10 @@ def hold_answer(most: int) -> None:
     """Room for a picture answer of up to ``most`` bytes, before it is made, held until the answer is gone.
 
     Apart from the bodies' room: clients reading slowly hold their answers, and only picture answers wait
-    for them. Once per request: the page holds room for the picture it shows before it asks the API."""
+    for them; a request that holds room for its body does not wait (it would keep that room from others).
+    Once per request: the page holds room for the picture it shows before it asks the API."""
     if not g.get("mysite_answer_held"):
-        g.mysite_answers.take(most)
+        g.mysite_answers.take(most, wait=0 if request.environ.get(_BODY_SHARE) else None)
         g.mysite_answer_held = True
         request.environ[_ANSWER_SHARE] = most
 

@@ -51,7 +51,8 @@ class AppState:
     def __post_init__(self) -> None:
         self.budget = Budget(self.settings.request_memory_bytes, self.settings.request_work)
         self.room = Room(int(self.settings.upload_memory_mb * 1024 * 1024), self.settings.upload_deadline)
-        self.answers = Room(int(self.settings.upload_memory_mb * 1024 * 1024), self.settings.upload_deadline)
+        self.answers = Room(int(self.settings.upload_memory_mb * 1024 * 1024), self.settings.upload_deadline,
+                            what="picture answers")
 
     def endpoint(self, path: str) -> Endpoint | None:
         """The registered row serving ``path`` (``/predict`` and ``/predict/`` are two rows), or None."""

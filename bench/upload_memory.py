@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 from werkzeug.test import EnvironBuilder
 
-from bench.memory import reset_peak, rss_mb, status_mb
+from bench.memory import pss_mb, reset_peak, rss_mb, status_mb
 from bench.server import HOST, Server, multipart
 from mysite.settings import Settings
 from mysite.web import inputs
@@ -110,17 +110,45 @@ def one_at_a_time(all_forms: dict[str, tuple[bytes, str]]) -> None:
 def crowd(all_forms: dict[str, tuple[bytes, str]], clients: int, room: float | None) -> None:
     env = {"MYSITE_UPLOAD_MEMORY_MB": str(room)} if room else {}
     print(f"{clients} clients at once, MYSITE_UPLOAD_MEMORY_MB={room or Settings().upload_memory_mb:g}\n")
-    print("| body | answers | slowest (s) | peak RSS of each web worker (MB) |")
-    print("|---|---|---|---|")
+    print("| body | answers | slowest (s) | peak RSS of each web worker (MB) | whole server, PSS peak (MB) |")
+    print("|---|---|---|---|---|")
     with Server(workers=2, cv_threads=1, extra_env=env) as server:
         webs = server.web_pids()
         for name in ("multipart file", "JSON", "multipart text field", "JSON, one UTF-8 emoji"):
             body, content_type = all_forms[name]
             for pid in webs:
                 reset_peak(pid)
-            answers, slowest = _all_at_once(server.port, body, content_type, clients)
+            with _Sampler(server) as whole:
+                answers, slowest = _all_at_once(server.port, body, content_type, clients)
             peaks = ", ".join(f"{status_mb(pid, 'VmHWM'):.0f}" for pid in webs)
-            print(f"| {name} | {dict(sorted(answers.items()))} | {slowest:.1f} | {peaks} |")
+            print(f"| {name} | {dict(sorted(answers.items()))} | {slowest:.1f} | {peaks} | {whole.peak:.0f} |")
+
+
+class _Sampler:
+    """The whole server's PSS (master and every process under it), sampled every 0.1 s while the block runs."""
+
+    def __init__(self, server: Server) -> None:
+        self.server, self.peak = server, 0.0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run)
+
+    def __enter__(self) -> _Sampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        while not self._done.wait(0.1):
+            total = 0.0
+            for pid in [self.server.proc.pid, *self.server.worker_pids()]:  # type: ignore[union-attr]
+                try:
+                    total += pss_mb(pid)
+                except OSError:
+                    continue  # a process that just ended
+            self.peak = max(self.peak, total)
 
 
 def _all_at_once(port: int, body: bytes, content_type: str, clients: int) -> tuple[Counter[int], float]:

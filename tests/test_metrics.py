@@ -308,3 +308,26 @@ def test_gate_reports_queue_depth_waits_and_refusals() -> None:
     assert end["full"] - start["full"] == 1 and end["wait"] - start["wait"] == 1
     assert end["depth"] == start["depth"] and end["running"] == start["running"]
     assert end["waits"] - start["waits"] == 1  # the holder's (no) wait; the one that gave up is not a wait served
+
+
+def test_requests_turned_away_for_want_of_room_are_counted_by_room(make_app, group_jpg) -> None:
+    from mysite.web.state import app_state
+
+    app = make_app({"MYSITE_UPLOAD_DEADLINE": "0.2"})
+    c = app.test_client()
+
+    def refused(room: str) -> float:
+        return value(c.get("/metrics").get_data(as_text=True), "mysite_room_refused_total", room=room)
+
+    before = {room: refused(room) for room in ("bodies", "pictures")}
+    state = app_state(app)
+    answers = {}
+    for room, path in ((state.answers, "/detect?output=image"), (state.room, "/detect")):
+        room.take(room.size)
+        try:
+            answers[room.what] = c.post(path, data=group_jpg, content_type="image/jpeg")
+        finally:
+            room.give(room.size)
+    for what, r in answers.items():
+        assert r.status_code == 503 and what in r.get_json()["message"], r.get_json()
+    assert refused("bodies") == before["bodies"] + 1 and refused("pictures") == before["pictures"] + 1

@@ -14,6 +14,7 @@ import os
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from mysite.errors import Busy
@@ -137,8 +138,9 @@ class Room:
     A share larger than the whole room is taken when the request is alone in it.
     """
 
-    def __init__(self, size: int, wait: float, waiting: int = 32, what: str = "request bodies") -> None:
-        self.size, self.wait, self.waiting, self.what = size, wait, waiting, what
+    def __init__(self, size: int, wait: float, waiting: int = 32, what: str = "request bodies",
+                 refused: Callable[[], None] = lambda: None) -> None:
+        self.size, self.wait, self.waiting, self.what, self.refused = size, wait, waiting, what, refused
         self._used = 0
         self._turns: deque[object] = deque()
         self._changed = threading.Condition()
@@ -179,6 +181,7 @@ class Room:
         return self._used + share <= self.size or self._used == held
 
     def _busy(self, share: int) -> Busy:
+        self.refused()
         mb = 1024 * 1024
         return Busy(f"the server is busy ({self._used / mb:.0f} MB of the {self.size / mb:.0f} MB this worker "
                     f"keeps for {self.what} held, this one needs {share / mb:.0f} MB); retry in a second",

@@ -18,6 +18,8 @@ where there is no pool); they may be called from any process of the instance:
 - ``refused()``: a job was turned away at once, the queue being full
   (``mysite_jobs_refused_total{reason="full"}`` +1); it was never queued.
 - ``finished()``: a started job ended, whatever its outcome (running -1).
+- ``room_refused(room)``: a web worker turned a request away for want of room for its body or its
+  picture answer (``mysite_room_refused_total{room="bodies"|"pictures"}`` +1).
 - ``process_dead(pid)``: a process that counted has ended; its share of the live gauges
   (queue depth, running jobs) is dropped. gunicorn's ``child_exit`` hook calls it for workers;
   a pool calls it for the CV processes it reaps or replaces.
@@ -65,6 +67,8 @@ QUEUE_WAIT = Histogram("mysite_queue_wait_seconds", "Seconds a CV job waited in 
                        buckets=WAIT_BUCKETS, registry=_REGISTRY)
 REFUSED = Counter("mysite_jobs_refused", "CV jobs answered 503 busy: the queue was full, or the wait too long.",
                   ["reason"], registry=_REGISTRY)
+ROOM_REFUSED = Counter("mysite_room_refused", "Requests answered 503 busy for want of room in a web worker's "
+                       "memory: for their body, or for a picture answer.", ["room"], registry=_REGISTRY)
 # A model preloaded in gunicorn's master is 1 there and 0 in the workers' files: the largest value wins.
 MODEL_LOADED = Gauge("mysite_model_loaded", "1 when the declared model is loaded, 0 when it is not.",
                      ["model", "kind", "required"], registry=_REGISTRY, multiprocess_mode="livemax")
@@ -81,6 +85,7 @@ class QueueMetrics(Protocol):
     def left(self) -> None: ...
     def refused(self) -> None: ...
     def finished(self) -> None: ...
+    def room_refused(self, room: str) -> None: ...
 
 
 class Metrics:
@@ -110,6 +115,10 @@ class Metrics:
 
     def finished(self) -> None:
         RUNNING.dec()
+
+    def room_refused(self, room: str) -> None:
+        """A request turned away for want of room (``room``: ``bodies`` or ``pictures``; ``memory.Room``)."""
+        ROOM_REFUSED.labels(room=room).inc()
 
     def request(self, route: str, method: str, status: str, seconds: float) -> None:
         """One answered HTTP request (``route``: the URL rule, e.g. ``/v1/vision/face``)."""
@@ -142,6 +151,9 @@ class NullMetrics(Metrics):
         pass
 
     def refused(self) -> None:
+        pass
+
+    def room_refused(self, room: str) -> None:
         pass
 
     def finished(self) -> None:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from flask import Flask, current_app
 
+from mysite.server import metrics as live_metrics
 from mysite.server.concurrency import Gate, Runner
 from mysite.server.memory import Room
 from mysite.server.metrics import QueueMetrics
@@ -50,9 +51,12 @@ class AppState:
 
     def __post_init__(self) -> None:
         self.budget = Budget(self.settings.request_memory_bytes, self.settings.request_work)
-        self.room = Room(int(self.settings.upload_memory_mb * 1024 * 1024), self.settings.upload_deadline)
-        self.answers = Room(int(self.settings.upload_memory_mb * 1024 * 1024), self.settings.upload_deadline,
-                            what="picture answers")
+        recorder = self.metrics if self.metrics is not None else live_metrics.LIVE
+        mb = 1024 * 1024
+        self.room = Room(int(self.settings.upload_memory_mb * mb), self.settings.upload_deadline,
+                         refused=lambda: recorder.room_refused("bodies"))
+        self.answers = Room(int(self.settings.upload_memory_mb * mb), self.settings.upload_deadline,
+                            what="picture answers", refused=lambda: recorder.room_refused("pictures"))
 
     def endpoint(self, path: str) -> Endpoint | None:
         """The registered row serving ``path`` (``/predict`` and ``/predict/`` are two rows), or None."""

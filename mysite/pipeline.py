@@ -38,6 +38,11 @@ class AnswerFormat:
     output: str  # "json", "image", "base64", or "text" for the plain-text answers
     fmt: str  # "jpeg" or "png": how a picture is encoded
 
+    @property
+    def picture(self) -> bool:
+        """Whether the answer is a picture (as it is, or as base64)."""
+        return self.output in ("image", "base64")
+
 
 @dataclass(frozen=True)
 class Job:
@@ -106,7 +111,7 @@ def run_job(models: Any, job: Job) -> Outcome:
                         "ask for output=json, format=jpeg, or send a smaller image")
     decoded, result = execute(model, data, plan)
     picture = None
-    if job.answer.output in ("image", "base64"):
+    if job.answer.picture:
         image = result if job.output == "image" else annotate(data, result, job.label, decoded, job.max_pixels)
         picture = encode(image, job.answer.fmt)
         _check_answer(len(picture) * 4 // 3 if job.answer.output == "base64" else len(picture), job.max_answer,

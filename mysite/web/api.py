@@ -85,7 +85,7 @@ def handle(ep: Endpoint, state: AppState) -> Response:
         images = (inputs.image_bytes(request, settings.max_upload_bytes, fetcher(settings)),)
     job = Job(name, ep.output, fmt, values, frozenset({*given, *ep.fixed}), images, batch is not None,
               ep.label or ep.model, settings.max_pixels, state.budget, settings.max_answer_bytes)
-    if fmt.output in ("image", "base64"):
+    if fmt.picture:
         inputs.hold_answer(settings.max_answer_bytes)
     outcome = state.runner.run(run_job, registry, job)
     if job.batch:

@@ -107,6 +107,10 @@ class Settings:
         return int(self.request_memory_mb * 1024 * 1024)
 
     @property
+    def upload_memory_bytes(self) -> int:
+        return int(self.upload_memory_mb * 1024 * 1024)
+
+    @property
     def max_answer_bytes(self) -> int:
         """The largest answer body (a picture, or its base64): three upload limits, a 12 MP photo as PNG."""
         return self.max_upload_bytes * 3

@@ -52,10 +52,9 @@ class AppState:
     def __post_init__(self) -> None:
         self.budget = Budget(self.settings.request_memory_bytes, self.settings.request_work)
         recorder = self.metrics if self.metrics is not None else live_metrics.LIVE
-        mb = 1024 * 1024
-        self.room = Room(int(self.settings.upload_memory_mb * mb), self.settings.upload_deadline,
+        self.room = Room(self.settings.upload_memory_bytes, self.settings.upload_deadline,
                          refused=lambda: recorder.room_refused("bodies"))
-        self.answers = Room(int(self.settings.upload_memory_mb * mb), self.settings.upload_deadline,
+        self.answers = Room(self.settings.upload_memory_bytes, self.settings.upload_deadline,
                             what="picture answers", refused=lambda: recorder.room_refused("pictures"))
 
     def endpoint(self, path: str) -> Endpoint | None:

@@ -28,12 +28,13 @@ import socket
 import threading
 import time
 from collections import Counter
+from functools import partial
 
 import cv2
 import numpy as np
 from werkzeug.test import EnvironBuilder
 
-from bench.memory import pss_mb, reset_peak, rss_mb, status_mb
+from bench.memory import peak_pss_while, reset_peak, rss_mb, status_mb
 from bench.server import HOST, Server, multipart
 from mysite.settings import Settings
 from mysite.web import inputs
@@ -118,54 +119,19 @@ def crowd(all_forms: dict[str, tuple[bytes, str]], clients: int, room: float | N
             body, content_type = all_forms[name]
             for pid in webs:
                 reset_peak(pid)
-            with _Sampler(server) as whole:
-                answers, slowest = _all_at_once(server.port, body, content_type, clients)
+            results: list[tuple[int, float]] = []
+            whole = peak_pss_while(server, [partial(_timed_post, server.port, body, content_type, results)] * clients)
+            answers = Counter(status for status, _ in results)
+            slowest = max((took for _, took in results), default=0.0)
             peaks = ", ".join(f"{status_mb(pid, 'VmHWM'):.0f}" for pid in webs)
-            print(f"| {name} | {dict(sorted(answers.items()))} | {slowest:.1f} | {peaks} | {whole.peak:.0f} |")
+            print(f"| {name} | {dict(sorted(answers.items()))} | {slowest:.1f} | {peaks} | {whole:.0f} |")
 
 
-class _Sampler:
-    """The whole server's PSS (master and every process under it), sampled every 0.1 s while the block runs."""
-
-    def __init__(self, server: Server) -> None:
-        self.server, self.peak = server, 0.0
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._run)
-
-    def __enter__(self) -> _Sampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._done.set()
-        self._thread.join(5)
-
-    def _run(self) -> None:
-        while not self._done.wait(0.1):
-            total = 0.0
-            for pid in [self.server.proc.pid, *self.server.worker_pids()]:  # type: ignore[union-attr]
-                try:
-                    total += pss_mb(pid)
-                except OSError:
-                    continue  # a process that just ended
-            self.peak = max(self.peak, total)
-
-
-def _all_at_once(port: int, body: bytes, content_type: str, clients: int) -> tuple[Counter[int], float]:
-    """``clients`` threads post ``body`` at once: the statuses, and the slowest answer in seconds."""
-    results: list[tuple[int, float]] = []
-
-    def client() -> None:
-        began = time.perf_counter()
-        status = post(port, body, content_type)
-        results.append((status, time.perf_counter() - began))
-
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(180)
-    return Counter(status for status, _ in results), max((took for _, took in results), default=0.0)
+def _timed_post(port: int, body: bytes, content_type: str, results: list[tuple[int, float]]) -> None:
+    """Post ``body``; its status and seconds go to ``results``."""
+    began = time.perf_counter()
+    status = post(port, body, content_type)
+    results.append((status, time.perf_counter() - began))
 
 
 def slow_readers(readers: int, room: float | None) -> None:

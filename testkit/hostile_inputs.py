@@ -596,6 +596,45 @@ def tiff_tag_flood(n: int) -> bytes:
     return b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", len(tags)) + entries + b"\x00" * 4 + b"\x80"
 
 
+def tiff_of(tags: dict[int, tuple[int, int, bytes]], width: int = 8, height: int = 8, big: bool = False,
+            strips: int = 1) -> bytes:
+    """A little-endian gray TIFF (BigTIFF if ``big``) of ``strips`` strips, plus ``tags``: tag -> (type, count, data)."""
+    value, entry_format = ("Q", "<HHQQ") if big else ("I", "<HHII")
+    head = (b"II+\x00" + struct.pack("<HHQ", 8, 0, 0)) if big else (b"II*\x00" + struct.pack("<I", 0))
+    rows = -(-height // strips)
+    blobs = [bytes(width * height)]
+    at = len(head)
+    offsets = [at + i * rows * width for i in range(strips)]
+    counts = [min(rows, height - i * rows) * width for i in range(strips)]
+    word = struct.calcsize(value)
+    every = {256: (4, 1, struct.pack("<I", width)), 257: (4, 1, struct.pack("<I", height)),
+             258: (3, 1, struct.pack("<H", 8)), 259: (3, 1, struct.pack("<H", 1)), 262: (3, 1, struct.pack("<H", 1)),
+             273: (4, strips, struct.pack(f"<{strips}I", *offsets)), 277: (3, 1, struct.pack("<H", 1)),
+             278: (4, 1, struct.pack("<I", rows)), 279: (4, strips, struct.pack(f"<{strips}I", *counts)), **tags}
+    at += len(blobs[0])
+    entries = []
+    for tag, (kind, count, data) in sorted(every.items()):
+        if len(data) <= word:
+            entries.append(struct.pack(entry_format, tag, kind, count, 0)[:-word] + data.ljust(word, b"\x00"))
+        else:
+            entries.append(struct.pack(entry_format, tag, kind, count, at))
+            blobs.append(data)
+            at += len(data)
+    directory = struct.pack("<" + ("Q" if big else "H"), len(entries)) + b"".join(entries) + bytes(word)
+    head = head[:-word] + struct.pack("<" + value, at)
+    return head + b"".join(blobs) + directory
+
+
+def tiff_fraction_flood(n: int, big: bool = False) -> bytes:
+    """A TIFF whose XResolution holds ``n`` fractions (Pillow makes an object of each on open)."""
+    return tiff_of({282: (5, n, struct.pack("<II", 72, 1) * n)}, big=big)
+
+
+def tiff_strip_flood(n: int) -> bytes:
+    """An 8 x ``n`` TIFF of ``n`` one-row strips (Pillow makes a tile of each on open)."""
+    return tiff_of({}, 8, n, strips=n)
+
+
 def gzip_of_zeros(mib: int, layers: int = 1) -> bytes:
     """``mib`` MiB of zeros gzipped (about 1,000 to 1), then gzipped again ``layers - 1`` times."""
     c = zlib.compressobj(9, zlib.DEFLATED, 31)
@@ -623,6 +662,8 @@ def complexity_requests() -> list[Request]:
         Request("POST", "/detect", png_text_flood(400_000), octet, "PNG text chunks"),
         Request("POST", "/detect", gif_block_flood(2_000_000), octet, "GIF sub-blocks"),
         Request("POST", "/detect", tiff_tag_flood(65_535), octet, "TIFF tags"),
+        Request("POST", "/detect", tiff_fraction_flood(1_100_000), octet, "TIFF fractions"),
+        Request("POST", "/detect", tiff_strip_flood(500_000), octet, "TIFF strips"),
         Request("POST", "/detect", avif_track_flood(450, 10_000_000), octet, "AVIF tracks on one sample"),
         Request("POST", "/v1/vision/face?min_confidence=abc", _small_jpeg(), {"Content-Type": "image/jpeg"},
                 "min_confidence=abc"),

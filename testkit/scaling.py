@@ -4,7 +4,7 @@ Every case generates an algorithmic-complexity input of size n (testkit/hostile_
 ``complexity``) and runs the one function that parses it, as the site runs it: the base64
 and data-URL tests, the JSON body, the multipart and urlencoded parsers, gunicorn's request
 and chunked-body parser, the image header reader (JPEG markers, PNG chunks, GIF blocks,
-TIFF tags, progressive scans) and OpenCV's progressive decode. Each is timed in CPU time
+TIFF tags, strips and numbers, progressive scans) and OpenCV's progressive decode. Each is timed in CPU time
 (``time.process_time``: other processes on a shared machine do not count), the minimum of a
 few repeats, at n and 2n; the ratio must be at most ``MAX_RATIO``. A parser that refuses an
 input early may cost next to nothing at both sizes: below ``FLOOR`` seconds at 2n it passes
@@ -124,6 +124,8 @@ CASES: tuple[Case, ...] = (
     Case("png-text-flood", hi.png_text_flood, _read_header, 200_000),
     Case("gif-block-flood", hi.gif_block_flood, _read_header, 1_000_000),
     Case("tiff-tag-flood", hi.tiff_tag_flood, _read_header, 30_000),
+    Case("tiff-strips", hi.tiff_strip_flood, _read_header, 10_000),
+    Case("tiff-fraction-flood", hi.tiff_fraction_flood, _read_header, 500_000),
     Case("jpeg-progressive-scans", hi.jpeg_scan_bomb_small, _decode, 100),
 )
 

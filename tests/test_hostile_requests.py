@@ -15,6 +15,7 @@ import io
 import pytest
 from PIL import Image
 
+from mysite.errors import Unprocessable
 from mysite.params import Param
 from mysite.vision import header_scan
 from mysite.vision.decode import read_header
@@ -128,6 +129,9 @@ FLOODS = [
     ("png-text", lambda: hi.png_text_flood(400_000)),
     ("gif-blocks", lambda: hi.gif_block_flood(2_000_000)),
     ("tiff-tags", lambda: hi.tiff_tag_flood(65_535)),
+    ("tiff-fractions", lambda: hi.tiff_fraction_flood(1_100_000)),
+    ("bigtiff-fractions", lambda: hi.tiff_fraction_flood(1_100_000, big=True)),
+    ("tiff-strips", lambda: hi.tiff_strip_flood(500_000)),
     ("jpeg-scans", lambda: hi.jpeg_scan_bomb(15_000)),
 ]
 
@@ -148,6 +152,25 @@ def test_real_photos_are_read_with_their_scans_counted(group_jpg, car_jpg):
     buf = io.BytesIO()
     baseline.save(buf, "JPEG", quality=90, progressive=True)
     assert read_header(buf.getvalue()).progressive
+
+
+def test_tiff_numbers_are_counted_up_to_the_limit():
+    # Each strip is two numbers (its offset and its length); the rest of the directory is seven.
+    strips = (header_scan.MAX_TIFF_NUMBERS - 7) // 2
+    assert read_header(hi.tiff_strip_flood(strips)).height == strips
+    with pytest.raises(Unprocessable, match="holds 131075 numbers"):
+        read_header(hi.tiff_strip_flood(strips + 2))
+    fractions = header_scan.MAX_TIFF_NUMBERS // header_scan.TIFF_FRACTION_WEIGHT - 1
+    assert read_header(hi.tiff_fraction_flood(fractions, big=True)).format == "TIFF"
+
+
+@pytest.mark.parametrize("options", [{"strip_size": 640 * 3}, {"compression": "tiff_lzw"}, {"big_tiff": True}],
+                         ids=["row-strips", "lzw", "bigtiff"])
+def test_real_tiffs_are_read(client, group_jpg, options):
+    buf = io.BytesIO()
+    Image.open(io.BytesIO(group_jpg)).save(buf, "TIFF", **options)
+    status, body = _post(client, "/detect", data=buf.getvalue(), content_type="image/tiff")
+    assert status == 200 and len(body["result"]) == 17, body
 
 
 def test_a_scan_count_at_the_limit_is_accepted():

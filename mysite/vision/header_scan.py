@@ -1,8 +1,9 @@
 """A bounded first look at an image's structure, before Pillow reads its header.
 
 Pillow reads headers in Python, one step per JPEG marker (and per byte between markers),
-per PNG chunk before the pixels, per GIF block before the first frame, per TIFF tag: a
-file made of a million empty markers or chunks costs seconds before any pixel. This
+per PNG chunk before the pixels, per GIF block before the first frame, per TIFF tag and per
+number a TIFF tag holds: a file made of a million empty markers, chunks or numbers costs
+seconds before any pixel. This
 walk takes one step per structure too, but stops (422) past a number no real file comes
 near, so what Pillow is then given is bounded. It also counts a progressive JPEG's scans:
 libjpeg passes over every coefficient of the image once per scan, so one scan repeated
@@ -31,6 +32,13 @@ MAX_SCANS = 256
 MAX_PNG_CHUNKS = 512
 MAX_GIF_BLOCKS = 4096
 MAX_TIFF_TAGS = 1024
+# Numbers in the values of a TIFF's first directory: Pillow makes a Python object of each (and a
+# tile of each strip), a fraction a costlier one. Real files: a few per tag, and two per strip or
+# tile (tens to thousands of strips).
+MAX_TIFF_NUMBERS = 1 << 17
+TIFF_FRACTION_WEIGHT = 32
+_TIFF_BYTES = {1, 2, 7}  # BYTE, ASCII, UNDEFINED: Pillow keeps these as one bytes or str
+_TIFF_FRACTIONS = {5, 10}  # RATIONAL, SRATIONAL
 
 _JPEG_STANDALONE = {0x01, *range(0xD0, 0xD8)}  # TEM and RSTn: no length follows
 _JPEG_SOF = {*range(0xC0, 0xC4), *range(0xC5, 0xC8), *range(0xC9, 0xCC), *range(0xCD, 0xD0)}
@@ -58,7 +66,7 @@ def scan(data: bytes) -> Structure:
         _png(data)
     elif data.startswith((b"GIF87a", b"GIF89a")):
         _gif(data)
-    elif data.startswith((b"II*\x00", b"MM\x00*")):
+    elif data.startswith((b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")):
         _tiff(data)
     elif data[4:8] == b"ftyp":  # HEIC and AVIF: ISO base media files
         return Structure(coded=av1_size.coded_pixels(data))
@@ -150,11 +158,23 @@ def _gif(data: bytes) -> None:
 
 def _tiff(data: bytes) -> None:
     order = "<" if data[:2] == b"II" else ">"
-    if len(data) < 8:
+    big = data[2:4] in (b"+\x00", b"\x00+")  # BigTIFF: 8-byte counts and offsets
+    offset_at, count, entry, value = (8, "Q", 20, "Q") if big else (4, "H", 12, "I")
+    if len(data) < offset_at + 8:
         return
-    offset = struct.unpack_from(order + "I", data, 4)[0]
-    if offset + 2 > len(data):
+    offset = struct.unpack_from(order + value, data, offset_at)[0]
+    if offset + 8 > len(data):
         return
-    tags = struct.unpack_from(order + "H", data, offset)[0]
+    tags = struct.unpack_from(order + count, data, offset)[0]
     if tags > MAX_TIFF_TAGS:
         raise _refuse(f"the TIFF's first directory has {tags} tags; the limit is {MAX_TIFF_TAGS}; it is not read")
+    first = offset + struct.calcsize(count)
+    kinds = struct.Struct(order + "2xH" + value)
+    numbers = 0
+    for at in range(first, min(first + tags * entry, len(data) - kinds.size + 1), entry):
+        kind, n = kinds.unpack_from(data, at)
+        if kind not in _TIFF_BYTES:
+            numbers += n * (TIFF_FRACTION_WEIGHT if kind in _TIFF_FRACTIONS else 1)
+    if numbers > MAX_TIFF_NUMBERS:
+        raise _refuse(f"the TIFF's first directory holds {numbers} numbers (a fraction counts "
+                      f"{TIFF_FRACTION_WEIGHT}); the limit is {MAX_TIFF_NUMBERS}; it is not read")

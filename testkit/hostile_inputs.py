@@ -575,6 +575,16 @@ def png_text_flood(n: int) -> bytes:
     return small[:ihdr_end] + _png_chunk(b"tEXt", b"k\x00v") * n + small[ihdr_end:]
 
 
+def png_trailing_flood(n: int, bad_crc: bool = False, alpha: bool = True) -> bytes:
+    """A 16x16 PNG (transparent, if ``alpha``) with ``n`` private chunks after its image data (damaged, if ``bad_crc``)."""
+    small = _save(Image.new("RGBA" if alpha else "RGB", (16, 16), (90, 120, 150, 128)[:4 if alpha else 3]), "PNG")
+    chunk = _png_chunk(b"zzZz", b"a")
+    if bad_crc:
+        chunk = chunk[:-1] + bytes([chunk[-1] ^ 1])
+    iend = small.rindex(b"IEND") - 4
+    return small[:iend] + chunk * n + small[iend:]
+
+
 def gif_block_flood(n: int) -> bytes:
     """A GIF whose comment before the first frame is ``n`` one-byte sub-blocks."""
     small = _save(Image.new("P", (4, 4)), "GIF")
@@ -660,6 +670,7 @@ def complexity_requests() -> list[Request]:
         Request("POST", "/detect", jpeg_fill_bytes(5_000_000), octet, "JPEG fill bytes"),
         Request("POST", "/detect", jpeg_scan_bomb(15_000), octet, "progressive scan bomb"),
         Request("POST", "/detect", png_text_flood(400_000), octet, "PNG text chunks"),
+        Request("POST", "/detect", png_trailing_flood(400_000, bad_crc=True), octet, "PNG chunks after the pixels"),
         Request("POST", "/detect", gif_block_flood(2_000_000), octet, "GIF sub-blocks"),
         Request("POST", "/detect", tiff_tag_flood(65_535), octet, "TIFF tags"),
         Request("POST", "/detect", tiff_fraction_flood(1_100_000), octet, "TIFF fractions"),

@@ -122,6 +122,7 @@ CASES: tuple[Case, ...] = (
     Case("jpeg-stray-bytes", hi.jpeg_stray_bytes, _read_header, 2_000_000),
     Case("jpeg-scan-count", hi.jpeg_scan_bomb, _read_header, 50_000),
     Case("png-text-flood", hi.png_text_flood, _read_header, 200_000),
+    Case("png-trailing-chunks", hi.png_trailing_flood, _read_header, 5_000),
     Case("gif-block-flood", hi.gif_block_flood, _read_header, 1_000_000),
     Case("tiff-tag-flood", hi.tiff_tag_flood, _read_header, 30_000),
     Case("tiff-strips", hi.tiff_strip_flood, _read_header, 10_000),

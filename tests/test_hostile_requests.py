@@ -127,6 +127,7 @@ FLOODS = [
     ("jpeg-fill", lambda: hi.jpeg_fill_bytes(5_000_000)),
     ("jpeg-stray", lambda: hi.jpeg_stray_bytes(5_000_000)),
     ("png-text", lambda: hi.png_text_flood(400_000)),
+    ("png-trailing", lambda: hi.png_trailing_flood(400_000, bad_crc=True)),
     ("gif-blocks", lambda: hi.gif_block_flood(2_000_000)),
     ("tiff-tags", lambda: hi.tiff_tag_flood(65_535)),
     ("tiff-fractions", lambda: hi.tiff_fraction_flood(1_100_000)),
@@ -152,6 +153,21 @@ def test_real_photos_are_read_with_their_scans_counted(group_jpg, car_jpg):
     buf = io.BytesIO()
     baseline.save(buf, "JPEG", quality=90, progressive=True)
     assert read_header(buf.getvalue()).progressive
+
+
+def test_png_chunks_are_counted_to_the_end():
+    assert read_header(hi.png_trailing_flood(header_scan.MAX_PNG_ALL_CHUNKS - 3)).format == "PNG"
+    with pytest.raises(Unprocessable, match="more than 16384 chunks"):
+        read_header(hi.png_trailing_flood(header_scan.MAX_PNG_ALL_CHUNKS))
+
+
+def test_an_animated_png_of_many_frames_is_read(client, group_jpg):
+    small = Image.open(io.BytesIO(group_jpg)).resize((64, 48))
+    frames = [small.rotate(i) for i in range(600)]  # two chunks a frame
+    buf = io.BytesIO()
+    frames[0].save(buf, "PNG", save_all=True, append_images=frames[1:])
+    status, body = _post(client, "/detect", data=buf.getvalue(), content_type="image/png")
+    assert status == 200 and "result" in body, body
 
 
 def test_tiff_numbers_are_counted_up_to_the_limit():

@@ -32,6 +32,9 @@ MAX_SCANS = 256
 MAX_PNG_CHUNKS = 512
 MAX_GIF_BLOCKS = 4096
 MAX_TIFF_TAGS = 1024
+# Chunks in all: Pillow reads those after the image data one by one in Python, and libpng writes a
+# line to stderr for each it finds damaged. Real files: an IDAT each 8 KB or more, or each frame.
+MAX_PNG_ALL_CHUNKS = 16_384
 # Numbers in the values of a TIFF's first directory: Pillow makes a Python object of each (and a
 # tile of each strip), a fraction a costlier one. Real files: a few per tag, and two per strip or
 # tile (tens to thousands of strips).
@@ -125,15 +128,21 @@ def _samples_per_pixel(data: bytes, pos: int) -> float:
 
 
 def _png(data: bytes) -> None:
-    pos, n = 8, len(data)
-    for _ in range(MAX_PNG_CHUNKS):
+    pos, n, before = 8, len(data), 0
+    for _ in range(MAX_PNG_ALL_CHUNKS):
         if pos + 8 > n:
             return
         length, kind = struct.unpack_from(">I4s", data, pos)
-        if kind in (b"IDAT", b"IEND"):
+        if kind == b"IEND":
             return
+        if kind == b"IDAT":
+            before = -1
+        elif before >= 0:
+            before += 1
+            if before > MAX_PNG_CHUNKS:
+                raise _refuse(f"the PNG has more than {MAX_PNG_CHUNKS} chunks before its image data; it is not read")
         pos += 12 + length
-    raise _refuse(f"the PNG has more than {MAX_PNG_CHUNKS} chunks before its image data; it is not read")
+    raise _refuse(f"the PNG has more than {MAX_PNG_ALL_CHUNKS} chunks; it is not read")
 
 
 def _gif(data: bytes) -> None:

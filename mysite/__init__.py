@@ -40,7 +40,7 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, settings: Settings
 
     from mysite import settings as settings_mod
     from mysite.models.schema import read_specs
-    from mysite.server import metrics
+    from mysite.server import metrics, native_output
     from mysite.server.observe import Observe
     from mysite.server.send_deadline import SendDeadline
     from mysite.server.upload_deadline import UploadDeadline
@@ -74,6 +74,9 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, settings: Settings
     # The processes that read image headers are forked from this one: they inherit the limit.
     header_scan.MAX_SCANS = settings.max_scans
     registry = _load_models(cv2, read_specs(), settings)
+    # Past start-up, OpenCV logs what it makes of clients' bytes: a line a TIFF strip. The CV
+    # processes forked from here bound it per job and turn it back on.
+    native_output.opencv_log(bounded=False)
     recorder = metrics.NULL if settings.metrics_access == "off" else metrics.LIVE
     recorder.models((e.spec.name, e.spec.kind, e.spec.required, e.loaded) for e in registry.entries.values())
     state.install(app, settings, registry, recorder)

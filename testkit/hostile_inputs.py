@@ -645,6 +645,13 @@ def tiff_strip_flood(n: int) -> bytes:
     return tiff_of({}, 8, n, strips=n)
 
 
+def tiff_long_strips(n: int, width: int = 64) -> bytes:
+    """A TIFF of ``n`` one-row strips, each said to be all of the file's pixels: libtiff logs an error a strip."""
+    pixels = width * n  # zeros: as PackBits, runs of one literal byte
+    return tiff_of({259: (3, 1, struct.pack("<H", 32773)), 273: (4, n, struct.pack("<I", 8) * n),
+                    279: (4, n, struct.pack("<I", pixels) * n)}, width, n, strips=n)
+
+
 def gzip_of_zeros(mib: int, layers: int = 1) -> bytes:
     """``mib`` MiB of zeros gzipped (about 1,000 to 1), then gzipped again ``layers - 1`` times."""
     c = zlib.compressobj(9, zlib.DEFLATED, 31)

@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING, Any
 
 from mysite.errors import ApiError, Busy, Reason, TooLarge, Unavailable
 from mysite.server import cpus as cpu_share
-from mysite.server import memory
+from mysite.server import memory, native_output
 
 if TYPE_CHECKING:  # metrics.py imports prometheus_client, which gunicorn_conf must not import before its folder is set
     from mysite.server.metrics import QueueMetrics
@@ -579,6 +579,8 @@ def _work(control: socket.socket, models: Any, memory_bytes: int,
 
     memory.hold_heap()
     pipeline.before_decode = _make_room
+    output = native_output.JobOutput()
+    native_output.opencv_log(bounded=True)
     own_at_fork = memory.anonymous()
     while True:
         note, fds, _, _ = socket.recv_fds(control, 2, 2)
@@ -593,7 +595,7 @@ def _work(control: socket.socket, models: Any, memory_bytes: int,
         _limit_memory(memory_bytes)  # each request its own allowance, whatever earlier ones left (bounded by KEEP_*)
         try:
             conn.setblocking(True)
-            answer, leave = _answer(models, fds[1])
+            answer, leave = _answer(models, fds[1], output)
             head = b"A" + LENGTH.pack(len(answer))
             if len(answer) < OUT_OF_BAND:
                 conn.sendall(head + answer)
@@ -613,7 +615,7 @@ def _work(control: socket.socket, models: Any, memory_bytes: int,
             return
 
 
-def _answer(models: Any, job: int) -> tuple[bytes, bool]:
+def _answer(models: Any, job: int, output: native_output.JobOutput) -> tuple[bytes, bool]:
     """The pickled answer to the job in file ``job`` (closed here), and whether this process should be replaced after it."""
     leave = False
     try:
@@ -621,7 +623,9 @@ def _answer(models: Any, job: int) -> tuple[bytes, bool]:
             fn, args = read_job(job)
         finally:
             os.close(job)
-        result: tuple[str, Any] = ("ok", fn(models, *args))
+        with output:
+            value = fn(models, *args)
+        result: tuple[str, Any] = ("ok", value)
     except ApiError as exc:
         result = ("error", exc.parts())
     except MemoryError:

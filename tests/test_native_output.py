@@ -1,0 +1,75 @@
+"""What the decoders write to stderr for one request is bounded: a crafted file wrote megabytes of log.
+
+libtiff (through OpenCV's log) wrote a line for each strip of a TIFF whose strips claim the whole
+file (8 MB of log for a 4 MB upload); libpng a line for each damaged chunk. In a CV process each job's
+stderr is a sealed memory file (``mysite/server/native_output.py``) logged after it as one line; a
+process that runs CV work on its own threads keeps OpenCV's log to fatal errors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import time
+
+import pytest
+import requests
+from live_server import start_gunicorn
+
+from mysite.server.native_output import SHOWN, JobOutput
+from testkit import hostile_inputs as hi
+
+
+def test_a_jobs_output_is_logged_as_one_bounded_line(caplog, capfd):
+    output = JobOutput()
+    with caplog.at_level(logging.WARNING, logger="mysite.server.native_output"), output:
+        for i in range(100_000):
+            with contextlib.suppress(OSError):  # as C's stdio: a write past the file's end fails
+                os.write(2, b"libfoo warning: chunk %d is damaged\n" % i)
+    [record] = caplog.records
+    message = record.getMessage()
+    assert "16384 bytes or more (the rest dropped)" in message, message[:200]
+    assert "chunk 0 is damaged | libfoo warning: chunk 1 is damaged" in message
+    assert "\n" not in message and len(message) < SHOWN + 200
+    os.write(2, b"after the job\n")
+    assert capfd.readouterr().err == "after the job\n"
+
+
+def test_a_short_output_is_logged_whole_and_none_is_not_logged(caplog):
+    output = JobOutput()
+    with caplog.at_level(logging.WARNING, logger="mysite.server.native_output"):
+        with output:
+            pass
+        assert not caplog.records
+        with pytest.raises(ValueError), output:  # a failing job: its output is logged all the same
+            os.write(2, b"libbar: bad \x1b[31mcolour\r\n")
+            raise ValueError
+    [record] = caplog.records
+    assert record.getMessage().endswith("wrote 25 bytes to stderr during this job: libbar: bad \\x1b[31mcolour")
+
+
+def test_opencv_says_nothing_of_clients_tiffs_in_process(client, capfd):
+    r = client.post("/detect", data=hi.tiff_long_strips(60_000), content_type="image/tiff")
+    assert r.status_code == 200, r.get_json()
+    assert len(capfd.readouterr().err) < 1000
+
+
+@pytest.mark.slow
+def test_under_gunicorn_a_crafted_file_adds_one_line_to_the_log(tmp_path):
+    crafted = {"TIFFFillStrip": hi.tiff_long_strips(60_000),
+               "CRC error": hi.png_trailing_flood(16_000, bad_crc=True, alpha=False)}
+    with start_gunicorn(log_dir=tmp_path) as server:
+        for said, data in crafted.items():
+            before = server.log.stat().st_size
+            r = requests.post(server.url + "/detect", data=data, timeout=60,
+                              headers={"Content-Type": "application/octet-stream"})
+            assert r.status_code == 200, r.text
+            end = time.monotonic() + 5
+            while said not in server.log.read_text()[before:] and time.monotonic() < end:
+                time.sleep(0.05)  # the CV process logs after it answered
+            added = server.log.read_text()[before:]
+            assert said in added and len(added) < 4000, (len(added), added[:300])
+            lines = [line for line in io.StringIO(added) if "native_output" in line]
+            assert len(lines) == 1 and "the rest dropped" in lines[0]

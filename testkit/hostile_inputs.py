@@ -575,6 +575,17 @@ def png_text_flood(n: int) -> bytes:
     return small[:ihdr_end] + _png_chunk(b"tEXt", b"k\x00v") * n + small[ihdr_end:]
 
 
+def png_zipped_text(chunks: int, kind: bytes = b"zTXt", mib: int = 1) -> bytes:
+    """A 16x16 PNG with ``chunks`` compressed text (``zTXt``/``iTXt``) or colour profile (``iCCP``) chunks
+    before its pixels, each about ``mib`` MiB of zeros deflated to a kilobyte: Pillow decompresses them all."""
+    small = _save(Image.new("RGB", (16, 16), (90, 120, 150)), "PNG")
+    zipped = zlib.compress(bytes((mib << 20) - 256), 9)
+    head = {b"zTXt": b"\x00\x00", b"iTXt": b"\x00\x01\x00\x00\x00", b"iCCP": b"\x00\x00"}[kind]
+    ihdr_end = 8 + 12 + 13
+    return small[:ihdr_end] + b"".join(_png_chunk(kind, b"k%d" % i + head + zipped) for i in range(chunks)) \
+        + small[ihdr_end:]
+
+
 def png_trailing_flood(n: int, bad_crc: bool = False, alpha: bool = True) -> bytes:
     """A 16x16 PNG (transparent, if ``alpha``) with ``n`` private chunks after its image data (damaged, if ``bad_crc``)."""
     small = _save(Image.new("RGBA" if alpha else "RGB", (16, 16), (90, 120, 150, 128)[:4 if alpha else 3]), "PNG")
@@ -678,6 +689,8 @@ def complexity_requests() -> list[Request]:
         Request("POST", "/detect", jpeg_scan_bomb(15_000), octet, "progressive scan bomb"),
         Request("POST", "/detect", png_text_flood(400_000), octet, "PNG text chunks"),
         Request("POST", "/detect", png_trailing_flood(400_000, bad_crc=True), octet, "PNG chunks after the pixels"),
+        Request("POST", "/detect", png_zipped_text(63), octet, "PNG compressed text"),
+        Request("POST", "/detect", png_zipped_text(500, b"iCCP"), octet, "PNG colour profiles"),
         Request("POST", "/detect", gif_block_flood(2_000_000), octet, "GIF sub-blocks"),
         Request("POST", "/detect", tiff_tag_flood(65_535), octet, "TIFF tags"),
         Request("POST", "/detect", tiff_fraction_flood(1_100_000), octet, "TIFF fractions"),

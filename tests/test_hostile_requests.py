@@ -128,6 +128,8 @@ FLOODS = [
     ("jpeg-stray", lambda: hi.jpeg_stray_bytes(5_000_000)),
     ("png-text", lambda: hi.png_text_flood(400_000)),
     ("png-trailing", lambda: hi.png_trailing_flood(400_000, bad_crc=True)),
+    ("png-zipped-text", lambda: hi.png_zipped_text(63)),
+    ("png-profiles", lambda: hi.png_zipped_text(500, b"iCCP")),
     ("gif-blocks", lambda: hi.gif_block_flood(2_000_000)),
     ("tiff-tags", lambda: hi.tiff_tag_flood(65_535)),
     ("tiff-fractions", lambda: hi.tiff_fraction_flood(1_100_000)),
@@ -159,6 +161,12 @@ def test_png_chunks_are_counted_to_the_end():
     assert read_header(hi.png_trailing_flood(header_scan.MAX_PNG_ALL_CHUNKS - 3)).format == "PNG"
     with pytest.raises(Unprocessable, match="more than 16384 chunks"):
         read_header(hi.png_trailing_flood(header_scan.MAX_PNG_ALL_CHUNKS))
+
+
+def test_a_png_with_some_compressed_text_and_a_profile_is_read(client):
+    for data in (hi.png_zipped_text(3), hi.png_zipped_text(3, b"iTXt"), hi.png_zipped_text(1, b"iCCP")):
+        status, body = _post(client, "/detect", data=data, content_type="image/png")
+        assert status == 200 and body["result"] == [], body
 
 
 def test_an_animated_png_of_many_frames_is_read(client, group_jpg):

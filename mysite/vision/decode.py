@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from mysite.errors import Reason, TooLarge, Unprocessable, UnsupportedMedia
 from mysite.vision import header_scan
@@ -21,6 +21,9 @@ try:  # HEIC, what iPhones upload by default: libheif through pillow-heif (AVIF 
 except ImportError:  # pragma: no cover - a requirement; without it HEIC is refused as an unknown format
     _HEIF = ()
 
+# Pillow decompresses every zTXt and iTXt chunk of a PNG it opens, by default up to 64 MB in all
+# whatever the file's size; the site reads none of that text. Past this, the PNG is a 422.
+PngImagePlugin.MAX_TEXT_MEMORY = 4 * 1024 * 1024
 # Pillow's names of the formats we accept (its JPEG reader also opens the MPO files phones write).
 FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF", "AVIF", *_HEIF)
 # Formats OpenCV does not read: decoded by Pillow (libheif, libavif) at full size, then reduced.

@@ -128,7 +128,7 @@ def _samples_per_pixel(data: bytes, pos: int) -> float:
 
 
 def _png(data: bytes) -> None:
-    pos, n, before = 8, len(data), 0
+    pos, n, before, profiles = 8, len(data), 0, 0
     for _ in range(MAX_PNG_ALL_CHUNKS):
         if pos + 8 > n:
             return
@@ -141,6 +141,10 @@ def _png(data: bytes) -> None:
             before += 1
             if before > MAX_PNG_CHUNKS:
                 raise _refuse(f"the PNG has more than {MAX_PNG_CHUNKS} chunks before its image data; it is not read")
+        if kind == b"iCCP":  # Pillow decompresses each, up to 1 MB; the PNG standard allows one
+            profiles += 1
+            if profiles > 1:
+                raise _refuse("the PNG has more than one colour profile (iCCP chunk); it is not read")
         pos += 12 + length
     raise _refuse(f"the PNG has more than {MAX_PNG_ALL_CHUNKS} chunks; it is not read")
 

@@ -50,6 +50,19 @@ def test_a_short_output_is_logged_whole_and_none_is_not_logged(caplog):
     assert record.getMessage().endswith("wrote 25 bytes to stderr during this job: libbar: bad \\x1b[31mcolour")
 
 
+def test_without_a_stderr_jobs_run_as_before(caplog):
+    saved = os.dup(2)
+    os.close(2)
+    try:
+        output = JobOutput()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+    with output:
+        pass
+    assert "not bounded here" in caplog.text
+
+
 def test_opencv_says_nothing_of_clients_tiffs_in_process(client, capfd):
     r = client.post("/detect", data=hi.tiff_long_strips(60_000), content_type="image/tiff")
     assert r.status_code == 200, r.get_json()

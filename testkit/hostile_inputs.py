@@ -568,6 +568,14 @@ def jpeg_scan_bomb_small(n: int) -> bytes:
     return jpeg_scan_bomb(n, 2000, 2000)
 
 
+def jpeg_photoshop_flood(segments: int) -> bytes:
+    """A small JPEG with ``segments`` full Photoshop segments (APP13) of empty 12-byte resources."""
+    small = _small_jpeg()
+    resource = b"8BIM" + struct.pack(">H", 0x0404) + b"\x00\x00" + struct.pack(">I", 0)
+    payload = b"Photoshop 3.0\x00" + resource * ((65533 - 14) // 12)
+    return small[:2] + (b"\xff\xed" + struct.pack(">H", len(payload) + 2) + payload) * segments + small[2:]
+
+
 def png_text_flood(n: int) -> bytes:
     """A PNG with ``n`` tEXt chunks before its pixels (Pillow reads each in Python)."""
     small = _save(Image.new("RGB", (16, 16), (90, 120, 150)), "PNG")
@@ -687,6 +695,7 @@ def complexity_requests() -> list[Request]:
         Request("POST", "/detect", jpeg_com_flood(1_500_000), octet, "JPEG comment markers"),
         Request("POST", "/detect", jpeg_fill_bytes(5_000_000), octet, "JPEG fill bytes"),
         Request("POST", "/detect", jpeg_scan_bomb(15_000), octet, "progressive scan bomb"),
+        Request("POST", "/detect", jpeg_photoshop_flood(150), octet, "JPEG Photoshop resources"),
         Request("POST", "/detect", png_text_flood(400_000), octet, "PNG text chunks"),
         Request("POST", "/detect", png_trailing_flood(400_000, bad_crc=True), octet, "PNG chunks after the pixels"),
         Request("POST", "/detect", png_zipped_text(63), octet, "PNG compressed text"),

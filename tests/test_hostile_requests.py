@@ -136,6 +136,7 @@ FLOODS = [
     ("bigtiff-fractions", lambda: hi.tiff_fraction_flood(1_100_000, big=True)),
     ("tiff-strips", lambda: hi.tiff_strip_flood(500_000)),
     ("jpeg-scans", lambda: hi.jpeg_scan_bomb(15_000)),
+    ("jpeg-photoshop", lambda: hi.jpeg_photoshop_flood(150)),
 ]
 
 
@@ -155,6 +156,12 @@ def test_real_photos_are_read_with_their_scans_counted(group_jpg, car_jpg):
     buf = io.BytesIO()
     baseline.save(buf, "JPEG", quality=90, progressive=True)
     assert read_header(buf.getvalue()).progressive
+
+
+def test_photoshop_segments_are_read_up_to_a_megabyte():
+    assert read_header(hi.jpeg_photoshop_flood(16)).format == "JPEG"
+    with pytest.raises(Unprocessable, match="Photoshop segments"):
+        read_header(hi.jpeg_photoshop_flood(17))
 
 
 def test_png_chunks_are_counted_to_the_end():

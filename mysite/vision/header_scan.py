@@ -24,6 +24,9 @@ MAX_JPEG_SEGMENTS = 512
 # Bytes that are no marker (padding 0xff bytes, garbage between segments): libjpeg warns and
 # skips them; Pillow reads them one at a time.
 MAX_JPEG_STRAY_BYTES = 4096
+# Bytes of a JPEG's Photoshop segments (APP13): Pillow reads their resources one at a time in Python.
+# Real files: tens to hundreds of kilobytes (IPTC, a thumbnail, paths).
+MAX_JPEG_PHOTOSHOP_BYTES = 1 << 20
 # Scans of a progressive JPEG: encoders write 6-20; nvImageCodec's default limit is 256 too.
 # MYSITE_MAX_SCANS sets it (create_app, before the CV processes are forked).
 MAX_SCANS = 256
@@ -81,7 +84,7 @@ def _refuse(message: str) -> Unprocessable:
 
 
 def _jpeg(data: bytes) -> Structure:
-    pos, n, segments, stray, progressive, samples = 2, len(data), 0, 0, False, 3.0
+    pos, n, segments, stray, progressive, samples, photoshop = 2, len(data), 0, 0, False, 3.0, 0
     while pos + 1 < n:
         if data[pos] != 0xFF or data[pos + 1] in (0x00, 0xFF):  # no marker here: on to the next 0xff
             found = data.find(b"\xff", pos + 1)
@@ -103,6 +106,11 @@ def _jpeg(data: bytes) -> Structure:
             continue
         if marker == 0xD9 or pos + 2 > n:  # EOI before any scan, or cut short: Pillow says what is wrong
             break
+        if marker == 0xED:
+            photoshop += struct.unpack_from(">H", data, pos)[0]
+            if photoshop > MAX_JPEG_PHOTOSHOP_BYTES:
+                raise _refuse(f"the JPEG's Photoshop segments (APP13) hold more than {MAX_JPEG_PHOTOSHOP_BYTES} "
+                              "bytes; it is not read")
         if marker in _JPEG_SOF:
             progressive = marker in _JPEG_PROGRESSIVE
             samples = _samples_per_pixel(data, pos)

@@ -12,6 +12,9 @@ import contextlib
 import io
 import logging
 import os
+import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -20,6 +23,7 @@ from live_server import start_gunicorn
 
 from mysite.server.native_output import SHOWN, JobOutput
 from testkit import hostile_inputs as hi
+from testkit.net import ROOT
 
 
 def test_a_jobs_output_is_logged_as_one_bounded_line(caplog, capfd):
@@ -48,6 +52,15 @@ def test_a_short_output_is_logged_whole_and_none_is_not_logged(caplog):
             raise ValueError
     [record] = caplog.records
     assert record.getMessage().endswith("wrote 25 bytes to stderr during this job: libbar: bad \\x1b[31mcolour")
+
+
+def test_a_job_that_crashes_the_process_says_where_on_the_real_stderr():
+    code = ("import ctypes\nfrom mysite.server.native_output import JobOutput\n"
+            "def job():\n    ctypes.string_at(0)\n"
+            "with JobOutput():\n    job()\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60, cwd=ROOT)
+    assert done.returncode == -signal.SIGSEGV
+    assert b"Segmentation fault" in done.stderr and b'line 4 in job' in done.stderr, done.stderr[-500:]
 
 
 def test_without_a_stderr_jobs_run_as_before(caplog):

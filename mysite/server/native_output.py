@@ -10,6 +10,7 @@ lost. After the job, what it holds is logged as one line, cut to ``SHOWN`` chara
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import fcntl
 import logging
 import os
@@ -36,6 +37,9 @@ class JobOutput:
         except OSError as exc:  # no stderr, or no sealed memory files: jobs write where they did
             log.warning("a CV job's stderr is not bounded here: %s", exc)
             self._file = -1
+            return
+        # A job that crashes the process says where on the real stderr, not into the memory file lost with it.
+        faulthandler.enable(self._stderr)
 
     def __enter__(self) -> JobOutput:
         if self._file < 0:

@@ -88,9 +88,9 @@ def test_under_gunicorn_a_crafted_file_adds_one_line_to_the_log(tmp_path):
                "CRC error": hi.png_trailing_flood(16_000, bad_crc=True, alpha=False)}
     with start_gunicorn(log_dir=tmp_path) as server:
         for said, data in crafted.items():
-            before = server.log.stat().st_size
+            before, rid = server.log.stat().st_size, said.replace(" ", "-")
             r = requests.post(server.url + "/detect", data=data, timeout=60,
-                              headers={"Content-Type": "application/octet-stream"})
+                              headers={"Content-Type": "application/octet-stream", "X-Request-ID": rid})
             assert r.status_code == 200, r.text
             end = time.monotonic() + 5
             while said not in server.log.read_text()[before:] and time.monotonic() < end:
@@ -99,3 +99,4 @@ def test_under_gunicorn_a_crafted_file_adds_one_line_to_the_log(tmp_path):
             assert said in added and len(added) < 4000, (len(added), added[:300])
             lines = [line for line in io.StringIO(added) if "native_output" in line]
             assert len(lines) == 1 and "the rest dropped" in lines[0]
+            assert lines[0].rstrip().endswith(f"[request {rid}]"), lines[0][-100:]  # the web thread's id

@@ -27,13 +27,13 @@ def _job(images: tuple[bytes, ...]) -> Job:
 def test_a_job_and_its_images_come_back_as_they_were_sent() -> None:
     photo, small = os.urandom(3_000_000), b"\xff\xd8 tiny"
     job = _job((photo, small))
-    fd = pool.write_job(len, (job, photo, b"x"))
+    fd = pool.write_job(len, (job, photo, b"x"), "a-request")
     try:
-        fn, (back, raw, tiny) = pool.read_job(fd)
+        fn, (back, raw, tiny), request = pool.read_job(fd)
         size = os.fstat(fd).st_size
     finally:
         os.close(fd)
-    assert fn is len and back == job and raw == photo and tiny == b"x"
+    assert fn is len and back == job and raw == photo and tiny == b"x" and request == "a-request"
     assert all(type(d) is bytes for d in back.images) and type(raw) is bytes
     # Each large byte string is in the file once: out of band, not also inside the pickle.
     assert 2 * len(photo) <= size < 2 * len(photo) + 4096

@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING, Any
 
 from mysite.errors import ApiError, Busy, Reason, TooLarge, Unavailable
 from mysite.server import cpus as cpu_share
-from mysite.server import memory, native_output
+from mysite.server import memory, native_output, request_id
 
 if TYPE_CHECKING:  # metrics.py imports prometheus_client, which gunicorn_conf must not import before its folder is set
     from mysite.server.metrics import QueueMetrics
@@ -101,7 +101,7 @@ class Client:
     def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(models, *args)`` in a CV process; its value, or the ``ApiError`` it raised."""
         try:
-            job = write_job(fn, args)
+            job = write_job(fn, args, request_id.current_id())
         except OSError:  # no memory or no descriptor for the job's file: this instance is full for now
             raise Unavailable("the server has no room for this request now; retry in a few seconds",
                               headers={"Retry-After": "5"}, reason=Reason.UNAVAILABLE) from None
@@ -169,15 +169,16 @@ class Client:
                            "send a smaller image", reason=Reason.UNAVAILABLE)
 
 
-def write_job(fn: Callable[..., Any], args: tuple[Any, ...]) -> int:
-    """A memory file holding ``(fn, args)``, read back by ``read_job``; its descriptor (the caller closes it).
+def write_job(fn: Callable[..., Any], args: tuple[Any, ...], request: str | None = None) -> int:
+    """A memory file holding ``(fn, args)`` and the request's id, read back by ``read_job``; its descriptor
+    (the caller closes it).
 
     Byte strings of ``OUT_OF_BAND`` bytes or more (an argument, or a ``Job``'s images: see
     ``pipeline.Job.__reduce_ex__``) are written raw after the pickle: one copy each, none in pickle.
     """
     buffers: list[pickle.PickleBuffer] = []
     wrapped = tuple(pickle.PickleBuffer(a) if type(a) is bytes and len(a) >= OUT_OF_BAND else a for a in args)
-    payload = pickle.dumps((fn, wrapped), protocol=5, buffer_callback=buffers.append)
+    payload = pickle.dumps((fn, wrapped, request), protocol=5, buffer_callback=buffers.append)
     raws = [b.raw() for b in buffers]
     if len(raws) > MAX_BUFFERS:
         raise ValueError(f"{len(raws)} out-of-band buffers; the limit is {MAX_BUFFERS}")
@@ -197,8 +198,8 @@ def write_job(fn: Callable[..., Any], args: tuple[Any, ...]) -> int:
     return fd
 
 
-def read_job(fd: int) -> tuple[Callable[..., Any], tuple[Any, ...]]:
-    """``(fn, args)`` from a file ``write_job`` wrote; each out-of-band byte string read in one copy."""
+def read_job(fd: int) -> tuple[Callable[..., Any], tuple[Any, ...], str | None]:
+    """``(fn, args, request id)`` from a file ``write_job`` wrote; each out-of-band byte string read in one copy."""
     length, count = JOB_HEAD.unpack(_pread_exact(fd, JOB_HEAD.size, 0))
     if count > MAX_BUFFERS:
         raise ValueError(f"a job with {count} buffers")
@@ -211,8 +212,8 @@ def read_job(fd: int) -> tuple[Callable[..., Any], tuple[Any, ...]]:
     for size in sizes:
         buffers.append(_pread_exact(fd, size, offset))
         offset += size
-    fn, args = pickle.loads(payload, buffers=buffers)
-    return fn, args
+    fn, args, request = pickle.loads(payload, buffers=buffers)
+    return fn, args, request
 
 
 def _memory_file() -> int:
@@ -620,9 +621,10 @@ def _answer(models: Any, job: int, output: native_output.JobOutput) -> tuple[byt
     leave = False
     try:
         try:
-            fn, args = read_job(job)
+            fn, args, request = read_job(job)
         finally:
             os.close(job)
+        request_id.CURRENT.set(request)  # this process's log lines for the job name its request
         with output:
             value = fn(models, *args)
         result: tuple[str, Any] = ("ok", value)
@@ -639,6 +641,7 @@ def _answer(models: Any, job: int, output: native_output.JobOutput) -> tuple[byt
             log.exception("the CV work failed")
             result = ("error", ApiError.from_parts(500, "internal error", "internal error occurred in server",
                                                    Reason.INTERNAL_ERROR.value, {}).parts())
+    request_id.CURRENT.set(None)
     return pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL), leave
 
 

@@ -604,6 +604,23 @@ def png_trailing_flood(n: int, bad_crc: bool = False, alpha: bool = True) -> byt
     return small[:iend] + chunk * n + small[iend:]
 
 
+def png_misplaced_flood(n: int) -> bytes:
+    """A 16x16 PNG with ``n`` gamma chunks after its image data, where they have no place: libpng says so for each."""
+    small = _save(Image.new("RGB", (16, 16), (90, 120, 150)), "PNG")
+    iend = small.rindex(b"IEND") - 4
+    return small[:iend] + _png_chunk(b"gAMA", struct.pack(">I", 45455)) * n + small[iend:]
+
+
+def png_split_idat(n: int) -> bytes:
+    """A 64x64 PNG whose image data is cut into ``n`` IDAT chunks (real encoders cut every 8 KB or more)."""
+    small = _save(Image.new("RGB", (64, 64), (90, 120, 150)), "PNG")
+    start = small.index(b"IDAT") - 4
+    length = struct.unpack_from(">I", small, start)[0]
+    zipped = small[start + 8:start + 8 + length]
+    pieces = [zipped[i * len(zipped) // n:(i + 1) * len(zipped) // n] for i in range(n)]
+    return small[:start] + b"".join(_png_chunk(b"IDAT", p) for p in pieces) + small[start + 12 + length:]
+
+
 def gif_block_flood(n: int) -> bytes:
     """A GIF whose comment before the first frame is ``n`` one-byte sub-blocks."""
     small = _save(Image.new("P", (4, 4)), "GIF")

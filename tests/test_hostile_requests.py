@@ -165,9 +165,15 @@ def test_photoshop_segments_are_read_up_to_a_megabyte():
 
 
 def test_png_chunks_are_counted_to_the_end():
-    assert read_header(hi.png_trailing_flood(header_scan.MAX_PNG_ALL_CHUNKS - 3)).format == "PNG"
-    with pytest.raises(Unprocessable, match="more than 16384 chunks"):
-        read_header(hi.png_trailing_flood(header_scan.MAX_PNG_ALL_CHUNKS))
+    limit, all_chunks = header_scan.MAX_PNG_CHUNKS, header_scan.MAX_PNG_ALL_CHUNKS
+    assert read_header(hi.png_trailing_flood(limit)).format == "PNG"
+    with pytest.raises(Unprocessable, match=f"more than {limit} chunks after its image data"):
+        read_header(hi.png_trailing_flood(limit + 1))
+    assert read_header(hi.png_split_idat(all_chunks - 3)).format == "PNG"
+    with pytest.raises(Unprocessable, match=f"more than {all_chunks} chunks;"):
+        read_header(hi.png_split_idat(all_chunks))
+    with pytest.raises(Unprocessable, match="b'zzZz' chunk at byte .* is damaged"):
+        read_header(hi.png_trailing_flood(3, bad_crc=True))
 
 
 def test_a_png_with_some_compressed_text_and_a_profile_is_read(client):

@@ -13,6 +13,7 @@ until the file is a megabyte costs minutes; past ``MAX_SCANS`` the file is refus
 from __future__ import annotations
 
 import struct
+import zlib
 from dataclasses import dataclass
 
 from mysite.errors import Reason, Unprocessable
@@ -36,8 +37,11 @@ MAX_PNG_CHUNKS = 512
 MAX_GIF_BLOCKS = 4096
 MAX_TIFF_TAGS = 1024
 # Chunks in all: Pillow reads those after the image data one by one in Python, and libpng writes a
-# line to stderr for each it finds damaged. Real files: an IDAT each 8 KB or more, or each frame.
+# line to stderr for most chunks it finds damaged or out of place (those after the image data are
+# held to MAX_PNG_CHUNKS too, but for an animated PNG's frames, which libpng skips; a damaged chunk
+# is refused, as Pillow refuses one before the image data). Real files: an IDAT each 8 KB or more.
 MAX_PNG_ALL_CHUNKS = 16_384
+_PNG_FRAMES = {b"fcTL", b"fdAT"}
 # Numbers in the values of a TIFF's first directory: Pillow makes a Python object of each (and a
 # tile of each strip), a fraction a costlier one. Real files: a few per tag, and two per strip or
 # tile (tens to thousands of strips).
@@ -136,7 +140,7 @@ def _samples_per_pixel(data: bytes, pos: int) -> float:
 
 
 def _png(data: bytes) -> None:
-    pos, n, before, profiles = 8, len(data), 0, 0
+    pos, n, outside, profiles, after = 8, len(data), 0, 0, False
     for _ in range(MAX_PNG_ALL_CHUNKS):
         if pos + 8 > n:
             return
@@ -144,11 +148,17 @@ def _png(data: bytes) -> None:
         if kind == b"IEND":
             return
         if kind == b"IDAT":
-            before = -1
-        elif before >= 0:
-            before += 1
-            if before > MAX_PNG_CHUNKS:
-                raise _refuse(f"the PNG has more than {MAX_PNG_CHUNKS} chunks before its image data; it is not read")
+            if not after:
+                outside, after = 0, True
+        else:
+            if kind not in _PNG_FRAMES or not after:
+                outside += 1
+            if outside > MAX_PNG_CHUNKS:
+                where = "after" if after else "before"
+                raise _refuse(f"the PNG has more than {MAX_PNG_CHUNKS} chunks {where} its image data; it is not read")
+            end = pos + 8 + length
+            if end + 4 <= n and zlib.crc32(data[pos + 4:end]) != struct.unpack_from(">I", data, end)[0]:
+                raise _refuse(f"the PNG's {kind!r} chunk at byte {pos} is damaged (its checksum does not match)")
         if kind == b"iCCP":  # Pillow decompresses each, up to 1 MB; the PNG standard allows one
             profiles += 1
             if profiles > 1:

@@ -1,13 +1,14 @@
 """A bounded first look at an image's structure, before Pillow reads its header.
 
-Pillow reads headers in Python, one step per JPEG marker (and per byte between markers),
-per PNG chunk before the pixels, per GIF block before the first frame, per TIFF tag and per
-number a TIFF tag holds: a file made of a million empty markers, chunks or numbers costs
-seconds before any pixel. This
-walk takes one step per structure too, but stops (422) past a number no real file comes
-near, so what Pillow is then given is bounded. It also counts a progressive JPEG's scans:
-libjpeg passes over every coefficient of the image once per scan, so one scan repeated
-until the file is a megabyte costs minutes; past ``MAX_SCANS`` the file is refused.
+Pillow reads headers in Python, one step per JPEG marker (and per byte between markers) and
+per Photoshop resource, per PNG chunk, per GIF block before the first frame, per TIFF tag and
+per number a TIFF tag holds; libpng writes a line to stderr for most PNG chunks it finds
+damaged or out of place. So a file made of a million empty markers, chunks or numbers costs
+seconds, or megabytes of log, before any pixel. This walk takes one step per structure too,
+but stops (422) past a number no real file comes near, so what Pillow and libpng are then
+given is bounded. It also counts a progressive JPEG's scans: libjpeg passes over every
+coefficient of the image once per scan, so one scan repeated until the file is a megabyte
+costs minutes; past ``MAX_SCANS`` the file is refused.
 """
 
 from __future__ import annotations
@@ -31,15 +32,13 @@ MAX_JPEG_PHOTOSHOP_BYTES = 1 << 20
 # Scans of a progressive JPEG: encoders write 6-20; nvImageCodec's default limit is 256 too.
 # MYSITE_MAX_SCANS sets it (create_app, before the CV processes are forked).
 MAX_SCANS = 256
-# PNG chunks before the first IDAT, GIF blocks and sub-blocks before the first frame, tags of
-# a TIFF's first directory: real files have tens.
+# PNG chunks before the first IDAT, and after it (an animated PNG's frames aside: libpng skips
+# them), GIF blocks and sub-blocks before the first frame, tags of a TIFF's first directory: real
+# files have tens. A damaged PNG chunk is refused, as Pillow refuses one before the image data.
 MAX_PNG_CHUNKS = 512
 MAX_GIF_BLOCKS = 4096
 MAX_TIFF_TAGS = 1024
-# Chunks in all: Pillow reads those after the image data one by one in Python, and libpng writes a
-# line to stderr for most chunks it finds damaged or out of place (those after the image data are
-# held to MAX_PNG_CHUNKS too, but for an animated PNG's frames, which libpng skips; a damaged chunk
-# is refused, as Pillow refuses one before the image data). Real files: an IDAT each 8 KB or more.
+# PNG chunks in all, IDAT and frames too. Real files: an IDAT each 8 KB or more.
 MAX_PNG_ALL_CHUNKS = 16_384
 _PNG_FRAMES = {b"fcTL", b"fdAT"}
 # Numbers in the values of a TIFF's first directory: Pillow makes a Python object of each (and a
@@ -157,7 +156,7 @@ def _png(data: bytes) -> None:
                 where = "after" if after else "before"
                 raise _refuse(f"the PNG has more than {MAX_PNG_CHUNKS} chunks {where} its image data; it is not read")
             end = pos + 8 + length
-            if end + 4 <= n and zlib.crc32(data[pos + 4:end]) != struct.unpack_from(">I", data, end)[0]:
+            if end + 4 <= n and zlib.crc32(memoryview(data)[pos + 4:end]) != struct.unpack_from(">I", data, end)[0]:
                 raise _refuse(f"the PNG's {kind!r} chunk at byte {pos} is damaged (its checksum does not match)")
         if kind == b"iCCP":  # Pillow decompresses each, up to 1 MB; the PNG standard allows one
             profiles += 1

@@ -1,10 +1,14 @@
-"""What the native libraries may write to stderr while a CV process runs one job, bounded.
+"""What the native libraries write to stderr while a CV process runs one job, bounded.
 
 libpng, libtiff (through OpenCV's log), libjpeg and the other decoders write a line to stderr
 for each damaged structure they meet, so one crafted file could write megabytes to the
 server's log, request after request. A CV process runs one job at a time, so during a job its
-stderr is a memory file of fixed size that cannot grow: a write past its end fails and is
-lost. After the job, what it holds is logged as one line, cut to ``SHOWN`` characters.
+stderr is a pipe that a thread drains: it counts every byte and keeps the first ``KEPT``. After
+the job, one log line says how much was written and shows the first ``SHOWN`` characters.
+
+Writes must not fail: OpenCV logs through ``std::cerr``, which stays silent for good after one
+failed write. So the pipe is drained as it fills; only a writer that holds the GIL while the
+pipe's megabyte is full (none is known) would see a failed write rather than wait forever.
 """
 
 from __future__ import annotations
@@ -15,60 +19,81 @@ import fcntl
 import logging
 import os
 import sys
+import threading
 from types import TracebackType
 
 log = logging.getLogger(__name__)
 
-KEPT = 16 * 1024  # bytes a job's native output may fill; the rest is never written
+KEPT = 16 * 1024  # bytes of a job's native output kept to show; the rest is counted, not kept
 SHOWN = 1000  # characters of it in the log line
+PIPE_BYTES = 1 << 20  # what the pipe holds undrained (Linux's default most)
+DRAIN_WAIT = 5.0  # seconds to wait, after a job, for the pipe's last bytes
 
 
 class JobOutput:
-    """A context manager: stderr (file descriptor 2) goes to a sealed memory file while it is entered."""
+    """A context manager: stderr (file descriptor 2) goes to a drained pipe while it is entered."""
 
     def __init__(self, kept: int = KEPT) -> None:
         self._kept = kept
-        self._file = self._stderr = -1
+        self._drain: _Drain | None = None
         try:
-            self._stderr = os.dup(2)  # first: with no stderr, the memory file would be given descriptor 2
-            self._file = os.memfd_create("mysite-native-output", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
-            os.ftruncate(self._file, kept)
-            fcntl.fcntl(self._file, fcntl.F_ADD_SEALS, fcntl.F_SEAL_GROW | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_SEAL)
-        except OSError as exc:  # no stderr, or no sealed memory files: jobs write where they did
+            self._stderr = os.dup(2)
+        except OSError as exc:  # no stderr: jobs write where they did
             log.warning("a CV job's stderr is not bounded here: %s", exc)
-            self._file = -1
+            self._stderr = -1
             return
-        # A job that crashes the process says where on the real stderr, not into the memory file lost with it.
+        # A job that crashes the process says where on the real stderr, not into a pipe that dies with it.
         faulthandler.enable(self._stderr)
 
     def __enter__(self) -> JobOutput:
-        if self._file < 0:
+        if self._stderr < 0:
             return self
         _flush()
-        os.lseek(self._file, 0, os.SEEK_SET)  # shared with descriptor 2 once duplicated onto it
-        os.dup2(self._file, 2)
+        read, write = os.pipe2(os.O_CLOEXEC)
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(write, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+        os.set_blocking(write, False)
+        os.dup2(write, 2)  # descriptor 2 is now the pipe's only writer
+        os.close(write)
+        self._drain = _Drain(read, self._kept)
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        if self._file < 0:
+        drain, self._drain = self._drain, None
+        if drain is None:
             return
-        _flush()  # a write that did not fit fails; Python's stderr raises where C's ignores it
-        os.dup2(self._stderr, 2)
-        written = os.lseek(self._file, 0, os.SEEK_CUR)
-        if written:
-            log.warning("the decoders wrote %s to stderr during this job: %s", _size(written, self._kept),
-                        one_line(os.pread(self._file, min(written, SHOWN * 4), 0))[:SHOWN])
+        _flush()
+        os.dup2(self._stderr, 2)  # the pipe's last writer gone: the drain reads to its end
+        drain.join(DRAIN_WAIT)
+        if drain.total:
+            log.warning("the decoders wrote %d bytes to stderr during this job: %s", drain.total,
+                        one_line(bytes(drain.head[:SHOWN * 4]))[:SHOWN])
+
+
+class _Drain(threading.Thread):
+    """Reads a pipe to its end: counts every byte, keeps the first ``kept``."""
+
+    def __init__(self, fd: int, kept: int) -> None:
+        super().__init__(name="mysite-native-output", daemon=True)
+        self.fd, self.kept, self.head, self.total = fd, kept, bytearray(), 0
+        self.start()
+
+    def run(self) -> None:
+        try:
+            while chunk := os.read(self.fd, 65536):
+                self.total += len(chunk)
+                if len(self.head) < self.kept:
+                    self.head += chunk[:self.kept - len(self.head)]
+        except OSError:
+            pass
+        finally:
+            os.close(self.fd)
 
 
 def _flush() -> None:
     with contextlib.suppress(OSError, ValueError):
         sys.stderr.flush()
-
-
-def _size(written: int, kept: int) -> str:
-    # A write that did not fit failed whole: within a line of the end, more may have been dropped.
-    return f"{written} bytes" if written < kept - 256 else f"{written} bytes or more (the rest dropped)"
 
 
 def one_line(raw: bytes) -> str:

@@ -576,39 +576,39 @@ def jpeg_photoshop_flood(segments: int) -> bytes:
     return small[:2] + (b"\xff\xed" + struct.pack(">H", len(payload) + 2) + payload) * segments + small[2:]
 
 
+def _small_png(before: bytes = b"", after: bytes = b"", alpha: bool = False) -> bytes:
+    """A 16x16 PNG (transparent, if ``alpha``) with the chunks ``before`` between its header and its image
+    data, and the chunks ``after`` between its image data and its end."""
+    small = _save(Image.new("RGBA", (16, 16), (90, 120, 150, 128)) if alpha else
+                  Image.new("RGB", (16, 16), (90, 120, 150)), "PNG")
+    header_end, end = 8 + 12 + 13, small.rindex(b"IEND") - 4
+    return small[:header_end] + before + small[header_end:end] + after + small[end:]
+
+
 def png_text_flood(n: int) -> bytes:
     """A PNG with ``n`` tEXt chunks before its pixels (Pillow reads each in Python)."""
-    small = _save(Image.new("RGB", (16, 16), (90, 120, 150)), "PNG")
-    ihdr_end = 8 + 12 + 13
-    return small[:ihdr_end] + _png_chunk(b"tEXt", b"k\x00v") * n + small[ihdr_end:]
+    return _small_png(before=_png_chunk(b"tEXt", b"k\x00v") * n)
 
 
 def png_zipped_text(chunks: int, kind: bytes = b"zTXt", mib: int = 1) -> bytes:
     """A 16x16 PNG with ``chunks`` compressed text (``zTXt``/``iTXt``) or colour profile (``iCCP``) chunks
     before its pixels, each about ``mib`` MiB of zeros deflated to a kilobyte: Pillow decompresses them all."""
-    small = _save(Image.new("RGB", (16, 16), (90, 120, 150)), "PNG")
     zipped = zlib.compress(bytes((mib << 20) - 256), 9)
     head = {b"zTXt": b"\x00\x00", b"iTXt": b"\x00\x01\x00\x00\x00", b"iCCP": b"\x00\x00"}[kind]
-    ihdr_end = 8 + 12 + 13
-    return small[:ihdr_end] + b"".join(_png_chunk(kind, b"k%d" % i + head + zipped) for i in range(chunks)) \
-        + small[ihdr_end:]
+    return _small_png(before=b"".join(_png_chunk(kind, b"k%d" % i + head + zipped) for i in range(chunks)))
 
 
 def png_trailing_flood(n: int, bad_crc: bool = False, alpha: bool = True) -> bytes:
     """A 16x16 PNG (transparent, if ``alpha``) with ``n`` private chunks after its image data (damaged, if ``bad_crc``)."""
-    small = _save(Image.new("RGBA" if alpha else "RGB", (16, 16), (90, 120, 150, 128)[:4 if alpha else 3]), "PNG")
     chunk = _png_chunk(b"zzZz", b"a")
     if bad_crc:
         chunk = chunk[:-1] + bytes([chunk[-1] ^ 1])
-    iend = small.rindex(b"IEND") - 4
-    return small[:iend] + chunk * n + small[iend:]
+    return _small_png(after=chunk * n, alpha=alpha)
 
 
 def png_misplaced_flood(n: int) -> bytes:
     """A 16x16 PNG with ``n`` gamma chunks after its image data, where they have no place: libpng says so for each."""
-    small = _save(Image.new("RGB", (16, 16), (90, 120, 150)), "PNG")
-    iend = small.rindex(b"IEND") - 4
-    return small[:iend] + _png_chunk(b"gAMA", struct.pack(">I", 45455)) * n + small[iend:]
+    return _small_png(after=_png_chunk(b"gAMA", struct.pack(">I", 45455)) * n)
 
 
 def png_split_idat(n: int) -> bytes:

@@ -225,7 +225,7 @@ def test_a_model_that_is_not_loaded_is_reported_at_once() -> None:
 
     app = create_app({"MYSITE_LOG_LEVEL": "CRITICAL", "MYSITE_FACE_CASCADE": "/nonexistent/face.xml"})
     server = make_server("127.0.0.1", 0, app, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
     sleeps: list[float] = []
     try:
         with pytest.raises(HTTPError) as info:

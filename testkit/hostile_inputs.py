@@ -688,6 +688,37 @@ def tiff_long_strips(n: int, width: int = 64) -> bytes:
                     279: (4, n, struct.pack("<I", pixels) * n)}, width, n, strips=n)
 
 
+def _bmp(width: int, height: int, bits: int, compression: int, palette: bytes, pixels: bytes) -> bytes:
+    """A bottom-up BMP with a 40-byte info header: ``palette`` is 4 bytes (B, G, R, 0) a colour."""
+    offset = 14 + 40 + len(palette)
+    info = struct.pack("<IiiHHIIiiII", 40, width, height, 1, bits, compression, len(pixels), 2835, 2835,
+                       len(palette) // 4, 0)
+    return b"BM" + struct.pack("<IHHI", offset + len(pixels), 0, 0, offset) + info + palette + pixels
+
+
+def bmp_run_length(image: np.ndarray) -> bytes:
+    """A gray ``image`` (uint8, 2-D) as an 8-bit run-length BMP (BI_RLE8), as Windows writes them."""
+    height, width = image.shape
+    rows = []
+    for row in image[::-1]:  # bottom-up
+        starts = np.flatnonzero(np.diff(row, prepend=-1))
+        for start, end in zip(starts, [*starts[1:], width]):
+            for at in range(start, end, 255):
+                rows.append(bytes((min(255, end - at), row[start])))
+        rows.append(b"\x00\x00")  # end of line
+    palette = b"".join(bytes((v, v, v, 0)) for v in range(256))
+    return _bmp(width, height, 8, 1, palette, b"".join(rows) + b"\x00\x01")
+
+
+def bmp_run_past_the_row(side: int, bits: int = 8) -> bytes:
+    """A ``side`` x ``side`` run-length BMP whose first row's runs pass its end, then one pixel a row.
+
+    OpenCV refuses it; Pillow clips the runs and pads every row in a Python loop, a step a pixel."""
+    over = b"\xff\x05" * (side // 255 + 1) + b"\x00\x00"
+    palette = b"".join(bytes((v, v, v, 0)) for v in range(0, 256, 256 >> bits))
+    return _bmp(side, side, bits, 2 if bits == 4 else 1, palette, over + b"\x01\x05\x00\x00" * (side - 1) + b"\x00\x01")
+
+
 def gzip_of_zeros(mib: int, layers: int = 1) -> bytes:
     """``mib`` MiB of zeros gzipped (about 1,000 to 1), then gzipped again ``layers - 1`` times."""
     c = zlib.compressobj(9, zlib.DEFLATED, 31)
@@ -722,6 +753,7 @@ def complexity_requests() -> list[Request]:
         Request("POST", "/detect", tiff_fraction_flood(1_100_000), octet, "TIFF fractions"),
         Request("POST", "/detect", tiff_strip_flood(500_000), octet, "TIFF strips"),
         Request("POST", "/detect", avif_track_flood(450, 10_000_000), octet, "AVIF tracks on one sample"),
+        Request("POST", "/detect", bmp_run_past_the_row(2600), octet, "BMP runs past their row"),
         Request("POST", "/v1/vision/face?min_confidence=abc", _small_jpeg(), {"Content-Type": "image/jpeg"},
                 "min_confidence=abc"),
         Request("POST", "/detect?min_size=5&min_size=6", _small_jpeg(), {"Content-Type": "image/jpeg"},

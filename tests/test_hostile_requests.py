@@ -12,8 +12,9 @@ from __future__ import annotations
 import base64
 import io
 
+import numpy as np
 import pytest
-from PIL import Image
+from PIL import BmpImagePlugin, Image
 
 from mysite.errors import Unprocessable
 from mysite.params import Param
@@ -209,6 +210,22 @@ def test_real_tiffs_are_read(client, group_jpg, options):
     Image.open(io.BytesIO(group_jpg)).save(buf, "TIFF", **options)
     status, body = _post(client, "/detect", data=buf.getvalue(), content_type="image/tiff")
     assert status == 200 and len(body["result"]) == 17, body
+
+
+def test_a_run_length_bmp_is_read_by_opencv(client, group_jpg):
+    gray = np.asarray(Image.open(io.BytesIO(group_jpg)).convert("L"))
+    status, body = _post(client, "/detect", data=hi.bmp_run_length(gray), content_type="image/bmp")
+    assert status == 200 and len(body["result"]) == 17, body
+
+
+@pytest.mark.parametrize("bits", [8, 4])
+def test_a_run_length_bmp_opencv_refuses_is_a_422_not_pillows_to_decode(client, monkeypatch, bits):
+    def python_decoder(*args):
+        raise AssertionError("Pillow's run-length decoder ran")
+
+    monkeypatch.setattr(BmpImagePlugin.BmpRleDecoder, "decode", python_decoder)
+    status, body = _post(client, "/detect", data=hi.bmp_run_past_the_row(2600, bits), content_type="image/bmp")
+    assert status == 422 and body["reason"] == "bad_image" and "run-length" in body["message"], body
 
 
 def test_a_scan_count_at_the_limit_is_accepted():

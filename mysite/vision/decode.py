@@ -233,6 +233,9 @@ def decode_image(
     else:
         image = _imdecode(data, header, direct_gray, reduce)
     if image is None or image.size == 0:
+        if _run_length_bmp(data, header):
+            raise Unprocessable("this BMP's run-length data is damaged (a run passes the end of its row, or the "
+                                "data ends early)", reason=Reason.BAD_IMAGE)
         need = pillow_bytes_per_pixel(header) * header.pixels
         if max_bytes is not None and need > max_bytes:
             raise TooLarge(f"this {header.width}x{header.height} {header.format} needs Pillow to decode it, about "
@@ -268,6 +271,15 @@ def _imdecode(data: bytes, header: Header, gray: bool, reduce: int) -> np.ndarra
 # Formats decoded by Pillow alone: OpenCV's GIF decoder allocates its whole canvas (several bytes a
 # pixel) before it finds it cannot read a file Pillow reads, so its cost could not be planned.
 PILLOW_ONLY = frozenset({"GIF"})
+
+# Pillow decodes run-length BMPs in Python, several steps a pixel: one OpenCV refuses is damaged, not Pillow's to try.
+_BMP_RUN_LENGTH = (1, 2)  # BI_RLE8, BI_RLE4
+
+
+def _run_length_bmp(data: bytes, header: Header) -> bool:
+    info_size = int.from_bytes(data[14:18], "little")  # the 12-byte core header has no compression field
+    return header.format == "BMP" and info_size >= 40 and int.from_bytes(data[30:34], "little") in _BMP_RUN_LENGTH
+
 
 # Peak bytes per pixel of the Pillow path: its image, the RGBA backdrop and composite for
 # transparency, the conversion, numpy's copy and the BGR one; WebP and AVIF readers hold canvases

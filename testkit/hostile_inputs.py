@@ -606,6 +606,12 @@ def png_trailing_flood(n: int, bad_crc: bool = False, alpha: bool = True) -> byt
     return _small_png(after=chunk * n, alpha=alpha)
 
 
+def png_exif_flood(n: int, orientation: int = 6) -> bytes:
+    """A transparent 16x16 PNG whose EXIF holds an orientation and ``n`` fractions (Pillow makes an object of each)."""
+    exif = tiff_of({274: (3, 1, struct.pack("<H", orientation)), 282: (5, n, struct.pack("<II", 72, 1) * n)})
+    return _small_png(before=_png_chunk(b"eXIf", exif), alpha=True)
+
+
 def png_misplaced_flood(n: int) -> bytes:
     """A 16x16 PNG with ``n`` gamma chunks after its image data, where they have no place: libpng says so for each."""
     return _small_png(after=_png_chunk(b"gAMA", struct.pack(">I", 45455)) * n)

@@ -7,11 +7,12 @@ import io
 import cv2
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps, TiffImagePlugin
 
 from mysite.errors import TooLarge, Unprocessable, UnsupportedMedia
 from mysite.vision import decode as decode_mod
 from mysite.vision.decode import decode_image, read_header, what_bytes_are
+from testkit import hostile_inputs as hi
 
 LIMIT = 40_000_000
 
@@ -81,6 +82,31 @@ def test_exif_orientation_is_applied(orientation, shape):
         assert out.image[:10].mean() > 200 and out.image[-10:].mean() < 50
     if orientation == 3:  # rotated 180: white half on the right
         assert out.image[:, -10:].mean() > 200
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "AVIF", "HEIF"])  # decoded by Pillow: a transparent PNG, AVIF, HEIC
+def test_every_exif_orientation_is_applied_as_pillow_applies_it(fmt):
+    arr = np.zeros((20, 40, 4 if fmt == "PNG" else 3), np.uint8)
+    arr[:8, :12] = 255  # one corner: every turn and flip moves it somewhere else
+    arr[..., 3:] = 255
+    for orientation in range(1, 9):
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        data = pil_bytes(Image.fromarray(arr), fmt, exif=exif.tobytes())
+        expected = ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB")
+        out = decode_image(data, max_pixels=LIMIT)
+        assert np.array_equal(out.image, cv2.cvtColor(np.asarray(expected), cv2.COLOR_RGB2BGR)), (fmt, orientation)
+
+
+def test_an_exif_of_a_million_fractions_is_read_no_further_than_its_orientation(monkeypatch):
+    made = []
+    monkeypatch.setattr(TiffImagePlugin.IFDRational, "__init__",
+                        lambda self, *args: made.append(1) or _fraction(self, *args))
+    out = decode_image(hi.png_exif_flood(1_100_000, orientation=5), max_pixels=LIMIT)  # transposed
+    assert out.image.shape == (16, 16, 3) and len(made) < 10
+
+
+_fraction = TiffImagePlugin.IFDRational.__init__
 
 
 def test_animated_gif_gives_first_frame():

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
+from PIL import ExifTags, Image, PngImagePlugin, UnidentifiedImageError
 
 from mysite.errors import Reason, TooLarge, Unprocessable, UnsupportedMedia
 from mysite.vision import header_scan
@@ -341,8 +341,9 @@ def _decode_pillow_only(data: bytes, header: Header, gray: bool, reduce: int) ->
     try:
         with Image.open(io.BytesIO(data), formats=FORMATS) as opened:
             opened.seek(0)
-            ImageOps.exif_transpose(opened, in_place=True)
-            im: Image.Image = opened
+            im: Image.Image = _upright(opened)
+            if im is not opened:
+                opened.close()  # one decoded copy at a time
             if im.mode != ("L" if gray else "RGB"):
                 im = im.convert("L" if gray else "RGB")
             if reduce > 1:
@@ -363,7 +364,7 @@ def _decode_with_pillow(data: bytes, header: Header, gray: bool, reduce: int) ->
     try:
         with Image.open(io.BytesIO(data), formats=FORMATS) as opened:
             opened.seek(0)
-            im: Image.Image = ImageOps.exif_transpose(opened)
+            im: Image.Image = _upright(opened)
             if header.alpha:
                 white = Image.new("RGBA", im.size, (255, 255, 255, 255))
                 im = Image.alpha_composite(white, im.convert("RGBA"))
@@ -374,6 +375,21 @@ def _decode_with_pillow(data: bytes, header: Header, gray: bool, reduce: int) ->
     except PILLOW_ERRORS as exc:
         raise Unprocessable(f"the {header.format} image could not be decoded: {exc}", reason=Reason.BAD_IMAGE) from None
     return arr if gray else cv2.cvtColor(arr, cv2.COLOR_RGB2BGR)
+
+
+_EXIF_TURNS = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+               5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+               8: Image.Transpose.ROTATE_90}
+
+
+def _upright(im: Image.Image) -> Image.Image:
+    """``im`` turned as its EXIF orientation says, as ``ImageOps.exif_transpose`` turns it.
+
+    Pillow's function also rewrites the EXIF without the orientation, which reads every value of
+    every tag (a million fractions: seconds and hundreds of MB); only the orientation is read here.
+    """
+    turn = _EXIF_TURNS.get(im.getexif().get(ExifTags.Base.Orientation, 1))
+    return im if turn is None else im.transpose(turn)
 
 
 def encode(image: np.ndarray, fmt: str = "jpeg", quality: int = 90) -> bytes:

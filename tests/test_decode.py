@@ -98,12 +98,20 @@ def test_every_exif_orientation_is_applied_as_pillow_applies_it(fmt):
         assert np.array_equal(out.image, cv2.cvtColor(np.asarray(expected), cv2.COLOR_RGB2BGR)), (fmt, orientation)
 
 
-def test_an_exif_of_a_million_fractions_is_read_no_further_than_its_orientation(monkeypatch):
+def test_an_exif_is_read_no_further_than_its_orientation(monkeypatch):
     made = []
     monkeypatch.setattr(TiffImagePlugin.IFDRational, "__init__",
                         lambda self, *args: made.append(1) or _fraction(self, *args))
-    out = decode_image(hi.png_exif_flood(1_100_000, orientation=5), max_pixels=LIMIT)  # transposed
+    out = decode_image(hi.png_exif_flood(4_000, orientation=5), max_pixels=LIMIT)  # transposed
     assert out.image.shape == (16, 16, 3) and len(made) < 10
+
+
+def test_an_exif_past_a_tiffs_limits_is_refused_before_pillow_reads_it(photo):
+    with pytest.raises(Unprocessable, match="EXIF.s first directory holds 352000.. numbers"):
+        decode_image(hi.png_exif_flood(1_100_000), max_pixels=LIMIT)
+    tags = hi.tiff_tag_flood(65_535)
+    with pytest.raises(Unprocessable, match="EXIF's first directory has 65535 tags"):
+        read_header(pil_bytes(photo, "WEBP", exif=b"Exif\x00\x00" + tags))
 
 
 _fraction = TiffImagePlugin.IFDRational.__init__

@@ -141,7 +141,7 @@ def read_header(data: bytes, max_pixels: int | None = None) -> Header:
                         f"megapixels; the limit is {max_pixels / 1e6:.1f} megapixels"
                     )
                 # Only where EXIF sits in the header: Pillow decodes a whole PNG to find its EXIF.
-                orientation = im.getexif().get(0x0112) if fmt in ("JPEG", "WEBP", "TIFF", *LEAN_PILLOW) else None
+                orientation = _orientation(im) if fmt in ("JPEG", "WEBP", "TIFF", *LEAN_PILLOW) else None
     except Image.DecompressionBombError as exc:
         raise TooLarge(f"image declares too many pixels ({exc})") from None
     except UnidentifiedImageError:
@@ -388,8 +388,16 @@ def _upright(im: Image.Image) -> Image.Image:
     Pillow's function also rewrites the EXIF without the orientation, which reads every value of
     every tag (a million fractions: seconds and hundreds of MB); only the orientation is read here.
     """
-    turn = _EXIF_TURNS.get(im.getexif().get(ExifTags.Base.Orientation, 1))
+    im.load()  # a PNG's EXIF may follow its pixels
+    turn = _EXIF_TURNS.get(_orientation(im) or 1)
     return im if turn is None else im.transpose(turn)
+
+
+def _orientation(im: Image.Image) -> int | None:
+    """The EXIF orientation; an EXIF past a TIFF's limits is a 422 before Pillow reads its tags."""
+    header_scan.exif(im.info.get("exif"))
+    orientation = im.getexif().get(ExifTags.Base.Orientation)
+    return orientation if isinstance(orientation, int) else None
 
 
 def encode(image: np.ndarray, fmt: str = "jpeg", quality: int = 90) -> bytes:

@@ -1,14 +1,14 @@
 """A bounded first look at an image's structure, before Pillow reads its header.
 
-Pillow reads headers in Python, one step per JPEG marker (and per byte between markers) and
-per Photoshop resource, per PNG chunk, per GIF block before the first frame, per TIFF tag and
-per number a TIFF tag holds; libpng writes a line to stderr for most PNG chunks it finds
-damaged or out of place. So a file made of a million empty markers, chunks or numbers costs
-seconds, or megabytes of log, before any pixel. This walk takes one step per structure too,
-but stops (422) past a number no real file comes near, so what Pillow and libpng are then
-given is bounded. It also counts a progressive JPEG's scans: libjpeg passes over every
-coefficient of the image once per scan, so one scan repeated until the file is a megabyte
-costs minutes; past ``MAX_SCANS`` the file is refused.
+Pillow reads headers in Python, one step per JPEG marker (and per byte between markers) and per
+Photoshop resource, per PNG chunk, per GIF block before the first frame, per TIFF tag and per
+number a TIFF tag holds (an EXIF block is a TIFF directory too: ``exif``); libpng writes a line
+to stderr for most PNG chunks it finds damaged or out of place. So a file made of a million
+empty markers, chunks or numbers costs seconds, or megabytes of log, before any pixel. This
+walk takes one step per structure too, but stops (422) past a number no real file comes near,
+so what Pillow and libpng are then given is bounded. It also counts a progressive JPEG's scans:
+libjpeg passes over every coefficient of the image once per scan, so one scan repeated until
+the file is a megabyte costs minutes; past ``MAX_SCANS`` the file is refused.
 """
 
 from __future__ import annotations
@@ -186,7 +186,15 @@ def _gif(data: bytes) -> None:
                 break
 
 
-def _tiff(data: bytes) -> None:
+def exif(raw: bytes | None) -> None:
+    """Refuse an EXIF block (a TIFF, perhaps after ``Exif\\0\\0``) past a TIFF's limits; Pillow reads its tags in Python."""
+    if raw:
+        _tiff(raw[6:] if raw.startswith(b"Exif\x00\x00") else raw, "EXIF")
+
+
+def _tiff(data: bytes, what: str = "TIFF") -> None:
+    if data[:4] not in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return
     order = "<" if data[:2] == b"II" else ">"
     big = data[2:4] in (b"+\x00", b"\x00+")  # BigTIFF: 8-byte counts and offsets
     offset_at, count, entry, value = (8, "Q", 20, "Q") if big else (4, "H", 12, "I")
@@ -197,7 +205,7 @@ def _tiff(data: bytes) -> None:
         return
     tags = struct.unpack_from(order + count, data, offset)[0]
     if tags > MAX_TIFF_TAGS:
-        raise _refuse(f"the TIFF's first directory has {tags} tags; the limit is {MAX_TIFF_TAGS}; it is not read")
+        raise _refuse(f"the {what}'s first directory has {tags} tags; the limit is {MAX_TIFF_TAGS}; it is not read")
     first = offset + struct.calcsize(count)
     kinds = struct.Struct(order + "2xH" + value)
     numbers = 0
@@ -206,5 +214,5 @@ def _tiff(data: bytes) -> None:
         if kind not in _TIFF_BYTES:
             numbers += n * (TIFF_FRACTION_WEIGHT if kind in _TIFF_FRACTIONS else 1)
     if numbers > MAX_TIFF_NUMBERS:
-        raise _refuse(f"the TIFF's first directory holds {numbers} numbers (a fraction counts "
+        raise _refuse(f"the {what}'s first directory holds {numbers} numbers (a fraction counts "
                       f"{TIFF_FRACTION_WEIGHT}); the limit is {MAX_TIFF_NUMBERS}; it is not read")

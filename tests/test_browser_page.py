@@ -55,6 +55,22 @@ def test_labels_never_cover_a_face_and_can_be_switched_off(browser: Browser, liv
     assert browser.run("return document.getElementById('canvas').dataset.focus") == "0"
 
 
+def test_the_page_places_labels_as_the_server_does(browser: Browser, live_server) -> None:  # noqa: F811
+    from test_draw_layout import crowd
+
+    from mysite.vision import layout
+
+    _open(browser, live_server.url + "/", LAPTOP)
+    boxes, sizes, width, height = crowd()
+    boxes.insert(0, [0, 0, width, 24])  # a box along the top edge: the first row's labels go below theirs
+    sizes.insert(0, None)
+    page = browser.run("return window.mysiteDraw.placeLabels(...arguments)", boxes, sizes, width, height, 1)
+    server = layout.place_labels(boxes, sizes, width, height, gap=1)
+    assert page == [list(s) if s else None for s in server]
+    assert sum(s is not None for s in server) == layout.MAX_LABELS
+    assert server[6][1] > boxes[6][3] and server[30][3] < boxes[30][1]  # below in the first row, above in the second
+
+
 def test_a_phone_sees_plain_tasks_that_fit(browser: Browser, live_server) -> None:  # noqa: F811
     _open(browser, live_server.url + "/", PHONE)
     names = browser.run("return [...document.querySelectorAll('#task option')].map((o) => o.textContent.trim())")

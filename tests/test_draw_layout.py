@@ -75,6 +75,21 @@ def test_place_labels_keeps_off_boxes_and_other_labels() -> None:
     assert layout.place_labels([[0, 0, 100, 100]], [(30, 10)], 100, 100, gap=1) == [None]
 
 
+def crowd() -> tuple[list[list[int]], list[tuple[int, int] | None], int, int]:
+    """320 boxes 80 px apart on a 1600x1280 picture, each with room for its label; the first five unlabelled."""
+    boxes = [[x, y, x + 20, y + 20] for y in range(30, 1280, 80) for x in range(20, 1600, 80)]
+    sizes: list[tuple[int, int] | None] = [None] * 5 + [(30, 10)] * (len(boxes) - 5)
+    return boxes, sizes, 1600, 1280
+
+
+def test_labels_are_tried_for_the_first_max_labels_labelled_boxes_only() -> None:
+    boxes, sizes, width, height = crowd()
+    spots = layout.place_labels(boxes, sizes, width, height, gap=1)
+    assert len(boxes) == 320 and spots[:5] == [None] * 5
+    assert all(spot is not None for spot in spots[5:5 + layout.MAX_LABELS])
+    assert spots[5 + layout.MAX_LABELS:] == [None] * (len(boxes) - 5 - layout.MAX_LABELS)
+
+
 def test_mark_radius_follows_the_face() -> None:
     assert layout.mark_radius([0, 0, 27, 27], line=2) == 1
     assert layout.mark_radius([0, 0, 170, 170], line=12) == 6

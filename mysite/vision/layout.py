@@ -1,8 +1,9 @@
-"""Where a drawing puts its labels and how big its landmark marks are: plain Python, no OpenCV.
+"""Where a drawing puts its labels and how big its landmark marks are: no OpenCV.
 
 A label goes outside every box (above, below or beside its own), never over a face, and never over
-another label; one with no free place is left out (the page shows it on hover or tap). The page's
-script (``static/draw.js``) follows the same rules, so server and browser drawings agree.
+another label; one with no free place is left out (the page shows it on hover or tap). Labels are
+tried for the first ``MAX_LABELS`` labelled boxes only. The page's script (``static/draw.js``)
+follows the same rules, so server and browser drawings agree.
 """
 
 from __future__ import annotations
@@ -10,7 +11,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 Rect = tuple[int, int, int, int]  # x1, y1, x2, y2 (x2, y2 exclusive)
+# Each label tried is tested against every box: without a bound, thousands of low-confidence boxes
+# (min_confidence=0, nms=1) cost time in the square of their number. A picture with this many
+# labels has little room left for more. draw.js holds the same number.
+MAX_LABELS = 256
 
 
 def label_text(detection: Mapping[str, Any], default: str = "") -> str:
@@ -42,16 +49,22 @@ def place_labels(boxes: Sequence[Sequence[int]], sizes: Sequence[tuple[int, int]
     ``sizes[i]`` is label i's (width, height), None for a box without a label. Every box is padded by
     ``gap`` (its line) so a label never touches another face's outline.
     """
-    padded = [(int(b[0]) - gap, int(b[1]) - gap, int(b[2]) + gap + 1, int(b[3]) + gap + 1) for b in boxes]
+    edges = np.array([[int(v) for v in b[:4]] for b in boxes], np.int64).reshape(-1, 4).T
+    x1, y1, x2, y2 = edges[0] - gap, edges[1] - gap, edges[2] + gap + 1, edges[3] + gap + 1
+
+    def off_every_box(r: Rect) -> bool:
+        return not np.any((r[0] < x2) & (x1 < r[2]) & (r[1] < y2) & (y1 < r[3]))
+
     placed: list[Rect] = []
     out: list[Rect | None] = []
+    tried = 0
     for box, size in zip(boxes, sizes, strict=True):
         spot = None
-        if size is not None:
+        if size is not None and tried < MAX_LABELS:
+            tried += 1
             spot = next((r for r in candidates(box, size, gap + 1)
                          if r[0] >= 0 and r[1] >= 0 and r[2] <= width and r[3] <= height
-                         and not any(_overlaps(r, p) for p in padded)
-                         and not any(_overlaps(r, p) for p in placed)), None)
+                         and not any(_overlaps(r, p) for p in placed) and off_every_box(r)), None)
         if spot is not None:
             placed.append(spot)
         out.append(spot)

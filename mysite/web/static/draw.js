@@ -8,6 +8,7 @@ window.mysiteDraw = (() => {
   const INK = "#000000";
 
   const overlaps = (a, b) => a[0] < b[2] && b[0] < a[2] && a[1] < b[3] && b[1] < a[3];
+  const MAX_LABELS = 256; // labels tried for the first 256 labelled boxes only, as layout.py
 
   /** The places tried for a w x h label of a box, best first: above, below, beside. */
   function candidates([x1, y1, x2, y2], w, h, gap) {
@@ -19,8 +20,10 @@ window.mysiteDraw = (() => {
   function placeLabels(boxes, sizes, width, height, gap) {
     const padded = boxes.map(([x1, y1, x2, y2]) => [x1 - gap, y1 - gap, x2 + gap + 1, y2 + gap + 1]);
     const placed = [];
+    let tried = 0;
     return boxes.map((box, i) => {
-      if (!sizes[i]) return null;
+      if (!sizes[i] || tried >= MAX_LABELS) return null;
+      tried += 1;
       const spot = candidates(box, sizes[i][0], sizes[i][1], gap + 1).find((r) =>
         r[0] >= 0 && r[1] >= 0 && r[2] <= width && r[3] <= height
         && !padded.some((p) => overlaps(r, p)) && !placed.some((p) => overlaps(r, p)));

@@ -4,7 +4,8 @@ Every case generates an algorithmic-complexity input of size n (testkit/hostile_
 ``complexity``) and runs the one function that parses it, as the site runs it: the base64
 and data-URL tests, the JSON body, the multipart and urlencoded parsers, gunicorn's request
 and chunked-body parser, the image header reader (JPEG markers, PNG chunks, GIF blocks,
-TIFF tags, strips and numbers, progressive scans) and OpenCV's progressive decode. Each is timed in CPU time
+TIFF tags, strips and numbers, progressive scans), OpenCV's progressive decode, and the layout
+of a drawn answer's labels over thousands of boxes. Each is timed in CPU time
 (``time.process_time``: other processes on a shared machine do not count), the minimum of a
 few repeats, at n and 2n; the ratio must be at most ``MAX_RATIO``. A parser that refuses an
 input early may cost next to nothing at both sizes: below ``FLOOR`` seconds at 2n it passes
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import sys
 import time
 from collections.abc import Callable
@@ -96,6 +98,19 @@ def _decode(data: bytes) -> None:
     cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
 
 
+def _boxes(n: int) -> bytes:
+    """``n`` labelled 24 px boxes piled 2 px apart on a 3200x2400 picture, as JSON: what YuNet answers at
+    ``min_confidence=0&nms=1``."""
+    return json.dumps([[x, y, x + 24, y + 24] for i in range(n) for x, y in [(i * 2 % 3000, i * 2 // 3000 * 30)]]).encode()
+
+
+def _layout(data: bytes) -> None:
+    from mysite.vision import layout
+
+    boxes = json.loads(data)
+    layout.place_labels(boxes, [(60, 14)] * len(boxes), 3200, 2400, 3)
+
+
 @dataclass(frozen=True)
 class Case:
     name: str
@@ -128,6 +143,7 @@ CASES: tuple[Case, ...] = (
     Case("tiff-strips", hi.tiff_strip_flood, _read_header, 10_000),
     Case("tiff-fraction-flood", hi.tiff_fraction_flood, _read_header, 500_000),
     Case("jpeg-progressive-scans", hi.jpeg_scan_bomb_small, _decode, 100),
+    Case("label-layout", _boxes, _layout, 4_000),
 )
 
 

@@ -46,6 +46,11 @@ _PNG_FRAMES = {b"fcTL", b"fdAT"}
 # tile (tens to thousands of strips).
 MAX_TIFF_NUMBERS = 1 << 17
 TIFF_FRACTION_WEIGHT = 32
+# Tags of an EXIF block's first directory: as many as a JPEG's EXIF segment (64 KB) can hold. Pillow
+# reads each in Python, and a WebP, HEIC, AVIF or PNG may carry megabytes of them. Counted as far as
+# the block goes, as Pillow reads them, so a real photo's damaged count is not refused.
+MAX_EXIF_TAGS = (0xFFFF - 18) // 12
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # little- and big-endian, TIFF and BigTIFF
 _TIFF_BYTES = {1, 2, 7}  # BYTE, ASCII, UNDEFINED: Pillow keeps these as one bytes or str
 _TIFF_FRACTIONS = {5, 10}  # RATIONAL, SRATIONAL
 
@@ -75,7 +80,7 @@ def scan(data: bytes) -> Structure:
         _png(data)
     elif data.startswith((b"GIF87a", b"GIF89a")):
         _gif(data)
-    elif data.startswith((b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")):
+    elif data.startswith(_TIFF_MAGIC):
         _tiff(data)
     elif data[4:8] == b"ftyp":  # HEIC and AVIF: ISO base media files
         return Structure(coded=av1_size.coded_pixels(data))
@@ -187,26 +192,37 @@ def _gif(data: bytes) -> None:
 
 
 def exif(raw: bytes | None) -> None:
-    """Refuse an EXIF block (a TIFF, perhaps after ``Exif\\0\\0``) past a TIFF's limits; Pillow reads its tags in Python."""
-    if raw:
-        _tiff(raw[6:] if raw.startswith(b"Exif\x00\x00") else raw, "EXIF")
+    """Refuse an EXIF block (a TIFF, perhaps after ``Exif\\0\\0``) whose first directory holds over ``MAX_EXIF_TAGS`` tags."""
+    tiff = (raw[6:] if raw.startswith(b"Exif\x00\x00") else raw) if raw else b""
+    directory = _first_directory(tiff) if tiff.startswith(_TIFF_MAGIC) else None
+    if directory is not None:
+        _, declared, first, entry, _ = directory
+        tags = min(declared, (len(tiff) - first) // entry)
+        if tags > MAX_EXIF_TAGS:
+            raise _refuse(f"the image's EXIF block has {tags} tags in its first directory; the limit is {MAX_EXIF_TAGS}")
 
 
-def _tiff(data: bytes, what: str = "TIFF") -> None:
-    if data[:4] not in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
-        return
+def _first_directory(data: bytes) -> tuple[str, int, int, int, str] | None:
+    """A TIFF's byte order, its first directory's tag count, where its entries start, an entry's size and
+    an offset's format; None when the file ends before them."""
     order = "<" if data[:2] == b"II" else ">"
     big = data[2:4] in (b"+\x00", b"\x00+")  # BigTIFF: 8-byte counts and offsets
     offset_at, count, entry, value = (8, "Q", 20, "Q") if big else (4, "H", 12, "I")
     if len(data) < offset_at + 8:
-        return
+        return None
     offset = struct.unpack_from(order + value, data, offset_at)[0]
     if offset + 8 > len(data):
+        return None
+    return order, struct.unpack_from(order + count, data, offset)[0], offset + struct.calcsize(count), entry, value
+
+
+def _tiff(data: bytes) -> None:
+    directory = _first_directory(data)
+    if directory is None:
         return
-    tags = struct.unpack_from(order + count, data, offset)[0]
+    order, tags, first, entry, value = directory
     if tags > MAX_TIFF_TAGS:
-        raise _refuse(f"the {what}'s first directory has {tags} tags; the limit is {MAX_TIFF_TAGS}; it is not read")
-    first = offset + struct.calcsize(count)
+        raise _refuse(f"the TIFF's first directory has {tags} tags; the limit is {MAX_TIFF_TAGS}; it is not read")
     kinds = struct.Struct(order + "2xH" + value)
     numbers = 0
     for at in range(first, min(first + tags * entry, len(data) - kinds.size + 1), entry):
@@ -214,5 +230,5 @@ def _tiff(data: bytes, what: str = "TIFF") -> None:
         if kind not in _TIFF_BYTES:
             numbers += n * (TIFF_FRACTION_WEIGHT if kind in _TIFF_FRACTIONS else 1)
     if numbers > MAX_TIFF_NUMBERS:
-        raise _refuse(f"the {what}'s first directory holds {numbers} numbers (a fraction counts "
+        raise _refuse(f"the TIFF's first directory holds {numbers} numbers (a fraction counts "
                       f"{TIFF_FRACTION_WEIGHT}); the limit is {MAX_TIFF_NUMBERS}; it is not read")

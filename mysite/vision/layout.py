@@ -11,8 +11,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
-
 Rect = tuple[int, int, int, int]  # x1, y1, x2, y2 (x2, y2 exclusive)
 # Each label tried is tested against every box: without a bound, thousands of low-confidence boxes
 # (min_confidence=0, nms=1) cost time in the square of their number. A picture with this many
@@ -49,6 +47,8 @@ def place_labels(boxes: Sequence[Sequence[int]], sizes: Sequence[tuple[int, int]
     ``sizes[i]`` is label i's (width, height), None for a box without a label. Every box is padded by
     ``gap`` (its line) so a label never touches another face's outline.
     """
+    import numpy as np  # here: the client, without numpy, reads label_text from this module
+
     edges = np.array([[int(v) for v in b[:4]] for b in boxes], np.int64).reshape(-1, 4).T
     x1, y1, x2, y2 = edges[0] - gap, edges[1] - gap, edges[2] + gap + 1, edges[3] + gap + 1
 

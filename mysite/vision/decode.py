@@ -386,7 +386,7 @@ def _upright(im: Image.Image) -> Image.Image:
     """``im`` turned as its EXIF orientation says, as ``ImageOps.exif_transpose`` turns it.
 
     Pillow's function also rewrites the EXIF without the orientation, which reads every value of
-    every tag (a million fractions: seconds and hundreds of MB); only the orientation is read here.
+    every tag, however many the file holds; only the orientation is read here.
     """
     im.load()  # a PNG's EXIF may follow its pixels
     turn = _EXIF_TURNS.get(_orientation(im) or 1)
@@ -394,7 +394,7 @@ def _upright(im: Image.Image) -> Image.Image:
 
 
 def _orientation(im: Image.Image) -> int | None:
-    """The EXIF orientation; an EXIF past a TIFF's limits is a 422 before Pillow reads its tags."""
+    """The EXIF orientation; an EXIF of more entries than a JPEG's can hold is a 422 before Pillow reads them."""
     header_scan.exif(im.info.get("exif"))
     orientation = im.getexif().get(ExifTags.Base.Orientation)
     return orientation if isinstance(orientation, int) else None

@@ -46,9 +46,10 @@ _PNG_FRAMES = {b"fcTL", b"fdAT"}
 # tile (tens to thousands of strips).
 MAX_TIFF_NUMBERS = 1 << 17
 TIFF_FRACTION_WEIGHT = 32
-# Tags of an EXIF block's first directory: as many as a JPEG's EXIF segment (64 KB) can hold. Pillow
-# reads each in Python, and a WebP, HEIC, AVIF or PNG may carry megabytes of them. Counted as far as
-# the block goes, as Pillow reads them, so a real photo's damaged count is not refused.
+# Tags of an EXIF block's first directory: as many as a JPEG's EXIF segment can hold (64 KB less 18
+# bytes: its length, Exif\0\0, the TIFF header, the count). Pillow reads each in Python, and a WebP,
+# HEIC, AVIF or PNG may carry megabytes of them. Counted as far as the block goes, as Pillow reads
+# them, so a real photo's damaged count is not refused.
 MAX_EXIF_TAGS = (0xFFFF - 18) // 12
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # little- and big-endian, TIFF and BigTIFF
 _TIFF_BYTES = {1, 2, 7}  # BYTE, ASCII, UNDEFINED: Pillow keeps these as one bytes or str

@@ -4,6 +4,7 @@ a multipart body, one HTTP request, raw bytes and their answer. Only 127.0.0.1 i
 from __future__ import annotations
 
 import http.client
+import random
 import shlex
 import socket
 import sys
@@ -32,10 +33,24 @@ def procfile_command() -> list[str]:
     return argv
 
 
+# Ports for servers a test starts: below the ephemeral ranges (Linux 32768-60999, BSD 49152-65535), which
+# the kernel hands to the local end of outgoing connections. Between the check here and the server's
+# bind, such a connection could take a port found free there: one to the port itself while nobody
+# listens yet (a proxy retrying its upstream) can even connect to itself and hold it.
+SERVER_PORTS = range(20000, 32768)
+_PICK = random.SystemRandom()  # not the shared generator: a test that seeds it would make processes pick alike
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
+    """A loopback port nothing listens on now, for a server to bind (or a client to find closed)."""
+    for port in _PICK.sample(SERVER_PORTS, 200):
+        with socket.socket() as s:
+            try:
+                s.bind((HOST, port))
+            except OSError:
+                continue
+            return port
+    raise OSError(f"no free port among 200 tried in {SERVER_PORTS.start}-{SERVER_PORTS.stop - 1}")
 
 
 def multipart(data: bytes, field_name: str = "image", filename: str = "photo.jpg") -> tuple[bytes, str]:

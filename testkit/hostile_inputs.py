@@ -694,8 +694,9 @@ def tiff_long_strips(n: int, width: int = 64) -> bytes:
                     279: (4, n, struct.pack("<I", pixels) * n)}, width, n, strips=n)
 
 
-def _bmp(width: int, height: int, bits: int, compression: int, palette: bytes, pixels: bytes) -> bytes:
-    """A bottom-up BMP with a 40-byte info header: ``palette`` is 4 bytes (B, G, R, 0) a colour."""
+def _bmp(width: int, height: int, bits: int, compression: int, pixels: bytes) -> bytes:
+    """A bottom-up gray BMP of ``bits`` bits a pixel (4 or 8) with a 40-byte info header, then ``pixels``."""
+    palette = b"".join(bytes((v, v, v, 0)) for v in range(0, 256, 256 >> bits))  # B, G, R, 0 a colour
     offset = 14 + 40 + len(palette)
     info = struct.pack("<IiiHHIIiiII", 40, width, height, 1, bits, compression, len(pixels), 2835, 2835,
                        len(palette) // 4, 0)
@@ -712,8 +713,7 @@ def bmp_run_length(image: np.ndarray) -> bytes:
             for at in range(start, end, 255):
                 rows.append(bytes((min(255, end - at), row[start])))
         rows.append(b"\x00\x00")  # end of line
-    palette = b"".join(bytes((v, v, v, 0)) for v in range(256))
-    return _bmp(width, height, 8, 1, palette, b"".join(rows) + b"\x00\x01")
+    return _bmp(width, height, 8, 1, b"".join(rows) + b"\x00\x01")
 
 
 def bmp_run_past_the_row(side: int, bits: int = 8) -> bytes:
@@ -721,8 +721,7 @@ def bmp_run_past_the_row(side: int, bits: int = 8) -> bytes:
 
     OpenCV refuses it; Pillow clips the runs and pads every row in a Python loop, a step a pixel."""
     over = b"\xff\x05" * (side // 255 + 1) + b"\x00\x00"
-    palette = b"".join(bytes((v, v, v, 0)) for v in range(0, 256, 256 >> bits))
-    return _bmp(side, side, bits, 2 if bits == 4 else 1, palette, over + b"\x01\x05\x00\x00" * (side - 1) + b"\x00\x01")
+    return _bmp(side, side, bits, 2 if bits == 4 else 1, over + b"\x01\x05\x00\x00" * (side - 1) + b"\x00\x01")
 
 
 def gzip_of_zeros(mib: int, layers: int = 1) -> bytes:

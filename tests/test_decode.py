@@ -99,6 +99,9 @@ def test_every_exif_orientation_is_applied_as_pillow_applies_it(fmt):
         assert np.array_equal(out.image, cv2.cvtColor(np.asarray(expected), cv2.COLOR_RGB2BGR)), (fmt, orientation)
 
 
+_fraction = TiffImagePlugin.IFDRational.__init__
+
+
 def test_an_exif_is_read_no_further_than_its_orientation(monkeypatch):
     made = []
     monkeypatch.setattr(TiffImagePlugin.IFDRational, "__init__",
@@ -122,9 +125,6 @@ def test_a_photo_whose_exif_count_is_damaged_is_still_read(photo):
         warnings.simplefilter("ignore")
         header = read_header(pil_bytes(photo.resize((40, 20)), "JPEG", exif=damaged))
     assert (header.width, header.height) == (20, 40)
-
-
-_fraction = TiffImagePlugin.IFDRational.__init__
 
 
 def test_animated_gif_gives_first_frame():

@@ -21,7 +21,7 @@ Interface::
 - ``bombs()``: ``(name, bytes)`` pixel and decompression bombs: headers declaring 40 MP with
   a few hundred bytes behind them (JPEG, PNG, GIF, BMP, WebP), a real 8000x5000 RGBA PNG
   of about 160 KB, thin 3000x1 and 70000x2 images, an AVIF whose header says 64x48 over a
-  4096x4096 picture; built once and cached.
+  4096x4096 picture and one that says 64x64 over a grid of 8192x8192; built once and cached.
 - ``mutate(data, rng)``: one hostile edit of a file (bit flips, truncation, inserted,
   repeated or zeroed bytes, an overwritten header field, two files spliced).
 - ``image(rng)``: a small random image in a random format (HEIC and AVIF included), mode and shape.
@@ -189,6 +189,7 @@ def bombs() -> tuple[tuple[str, bytes], ...]:
         ("tiff-1x3000", _save(Image.new("L", (1, 3000), 128), "TIFF")),
         ("png-70000x2", _save(Image.new("L", (70000, 2), 128), "PNG")),
         ("avif-4096x4096-saying-64x48", avif_saying(4096, 4096, 64, 48)),
+        ("avif-grid-8192x8192-saying-64x64", avif_grid(8, 8, 1024, says=(64, 64))),
     )
 
 
@@ -236,6 +237,54 @@ def avif_saying(width: int, height: int, says_width: int, says_height: int) -> b
     at = data.index(b"ispe") + 8
     data[at: at + 8] = struct.pack(">II", says_width, says_height)
     return bytes(data)
+
+
+def _iso_children(data: bytes, start: int, end: int) -> dict[bytes, tuple[int, int]]:
+    """The payload bounds of the first box of each type between ``start`` and ``end`` (32-bit sizes only)."""
+    found: dict[bytes, tuple[int, int]] = {}
+    while start + 8 <= end:
+        size, kind = struct.unpack_from(">I4s", data, start)
+        found.setdefault(kind, (start + 8, start + size))
+        start += size
+    return found
+
+
+def avif_grid(columns: int, rows: int, tile: int, says: tuple[int, int] | None = None) -> bytes:
+    """An AVIF grid of ``columns`` x ``rows`` flat ``tile``-pixel tiles, each its own copy of Pillow's AV1
+    data; its ``ispe`` states the canvas, or ``says`` (width, height) instead."""
+    one = _save(Image.new("RGB", (tile, tile), (120, 130, 140)), "AVIF", quality=50, speed=10)
+    meta = _iso_children(one, 0, len(one))[b"meta"]
+    boxes = _iso_children(one, meta[0] + 4, meta[1])
+    av1c_box = _iso_children(one, *_iso_children(one, *boxes[b"iprp"])[b"ipco"])[b"av1C"]
+    av1c = one[av1c_box[0]: av1c_box[1]]
+    assert one[boxes[b"iloc"][0] + 6: boxes[b"iloc"][0] + 8] == b"\0\1", "one item"
+    offset, length = struct.unpack_from(">II", one, boxes[b"iloc"][1] - 8)  # its one extent
+    coded = one[offset: offset + length]
+    width, height = columns * tile, rows * tile
+    grid = bytes([0, 1, rows - 1, columns - 1]) + struct.pack(">II", width, height)
+    cells = range(2, 2 + columns * rows)
+    infe = iso_full_box(b"infe", struct.pack(">HH", 1, 0) + b"grid\0", version=2) + b"".join(
+        iso_full_box(b"infe", struct.pack(">HH", i, 0) + b"av01\0", version=2) for i in cells)
+    iref = iso_full_box(b"iref", iso_box(b"dimg", struct.pack(">HH", 1, len(cells)) + b"".join(
+        struct.pack(">H", i) for i in cells)))
+    ipco = iso_box(b"ipco", iso_full_box(b"ispe", struct.pack(">II", tile, tile)) + iso_box(b"av1C", av1c)
+                   + iso_full_box(b"ispe", struct.pack(">II", *(says or (width, height)))))
+    ipma = iso_full_box(b"ipma", struct.pack(">I", 1 + len(cells)) + struct.pack(">HBB", 1, 1, 3) + b"".join(
+        struct.pack(">HBBB", i, 2, 1, 0x82) for i in cells))
+
+    def meta_box(data_at: int) -> bytes:
+        places = [(1, data_at, len(grid))] + [(i, data_at + len(grid) + k * len(coded), len(coded))
+                                               for k, i in enumerate(cells)]
+        iloc = iso_full_box(b"iloc", bytes([0x44, 0]) + struct.pack(">H", len(places)) + b"".join(
+            struct.pack(">HHHII", i, 0, 1, at, n) for i, at, n in places))
+        return iso_full_box(b"meta", iso_full_box(b"hdlr", bytes(4) + b"pict" + bytes(13))
+                            + iso_full_box(b"pitm", struct.pack(">H", 1)) + iloc
+                            + iso_full_box(b"iinf", struct.pack(">H", 1 + len(cells)) + infe) + iref
+                            + iso_box(b"iprp", ipco + ipma))
+
+    ftyp = iso_box(b"ftyp", b"avif\0\0\0\0mif1avifmiaf")
+    head = ftyp + meta_box(0)
+    return ftyp + meta_box(len(head) + 8) + iso_box(b"mdat", grid + coded * len(cells))
 
 
 # --- mutations ----------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
-"""An AVIF is costed at the picture its AV1 data may decode to, not only the size its header states.
+"""An AVIF is costed at the picture its AV1 data or tile grid may decode to, not only the size its header states.
 
-libavif reports the ``ispe`` property's size, and the AV1 decoder allocates the picture the
-coded data declares: nothing holds one to the other. ``mysite/vision/av1_size.py`` reads the
-sequence headers; these tests use real AVIFs from Pillow's encoder and files built by hand.
+libavif reports the ``ispe`` property's size, while the AV1 decoder allocates the picture the
+coded data declares and libavif draws a grid's tiles on the canvas the grid declares: nothing
+holds either to the other. ``mysite/vision/av1_size.py`` reads the sequence headers and grids;
+these tests use real AVIFs from Pillow's encoder and files built by hand.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from PIL import Image
 from mysite.errors import Unprocessable
 from mysite.vision import av1_size, budget
 from mysite.vision.decode import read_header
-from testkit.hostile_inputs import av1_sequence_header, avif_saying, avif_track_flood, iso_box, iso_full_box
+from testkit.hostile_inputs import av1_sequence_header, avif_grid, avif_saying, avif_track_flood, iso_box, iso_full_box
 
 
 def avif(picture: Image.Image, **options: object) -> bytes:
@@ -79,13 +80,45 @@ def test_the_site_refuses_it_before_decoding(make_app) -> None:
     data = lying(1024, 768)
     client = make_app({"MYSITE_MAX_PIXELS": "500000"}).test_client()
     r = client.post("/detect", data=data, content_type="application/octet-stream")
-    assert r.status_code == 413 and "AV1 data may decode to 0.8 megapixels" in r.get_json()["message"]
+    assert r.status_code == 413 and "AV1 data or tile grid may decode to 0.8 megapixels" in r.get_json()["message"]
     client = make_app({"MYSITE_REQUEST_MEMORY_MB": "4"}).test_client()
     r = client.post("/detect", data=data, content_type="application/octet-stream")
     assert r.status_code == 413 and "MYSITE_REQUEST_MEMORY_MB" in r.get_json()["message"], r.get_json()
     # A picture whose header is true is read as before.
     r = make_app().test_client().post("/canny", data=avif(Image.new("RGB", (256, 192))))
     assert r.status_code == 200
+
+
+def test_a_grid_is_costed_at_its_canvas() -> None:
+    data = avif_grid(3, 2, 64)
+    with Image.open(io.BytesIO(data)) as im:  # a grid Pillow decodes, tile by tile
+        assert im.size == (192, 128) and im.getpixel((150, 100)) == (120, 130, 139)
+    assert av1_size.coded_pixels(data) == read_header(data).pixels == 192 * 128
+    # A grid whose header says 64x64 makes libavif draw its tiles on the whole canvas all the same.
+    lie = avif_grid(8, 8, 1024, says=(64, 64))
+    header = read_header(lie)
+    assert (header.width, header.height, header.pixels) == (64, 64, 8192 * 8192)
+
+
+def test_the_site_refuses_a_grid_larger_than_it_says(make_app) -> None:
+    data = avif_grid(8, 8, 1024, says=(64, 64))
+    r = make_app().test_client().post("/detect", data=data, content_type="application/octet-stream")
+    assert r.status_code == 413 and "tile grid may decode to 67.1 megapixels" in r.get_json()["message"], r.get_json()
+    small = avif_grid(4, 4, 512, says=(64, 64))  # 4.2 MP: within the pixel limit, not within 20 MB
+    r = make_app({"MYSITE_REQUEST_MEMORY_MB": "20"}).test_client().post("/detect", data=small,
+                                                                         content_type="application/octet-stream")
+    assert r.status_code == 413 and "MYSITE_REQUEST_MEMORY_MB" in r.get_json()["message"], r.get_json()
+    r = make_app().test_client().post("/canny", data=avif_grid(2, 2, 64))
+    assert r.status_code == 200
+
+
+@pytest.mark.parametrize("descriptor", [b"\1\0\0\0\0\x40\0\x40", b"\0\1\0\0\0\x40\0\x40", b"\0\0\0\0\0\x40"])
+def test_a_grid_libavif_would_not_read_is_a_422(descriptor: bytes) -> None:
+    data = avif_grid(1, 1, 64)
+    at = data.index(b"mdat") + 4
+    data = data[:at] + descriptor + data[at + 12:]  # a version 1, a short 32-bit one, a short 16-bit one
+    with pytest.raises(Unprocessable):
+        av1_size.coded_pixels(data)
 
 
 def test_every_sequence_header_of_every_item_counts() -> None:

@@ -1,12 +1,14 @@
-"""The most pixels an AVIF's AV1 data may decode to, read from its sequence headers.
+"""The most pixels an AVIF may decode to, read from its AV1 sequence headers and tile grids.
 
 Pillow (libavif) gives an AVIF's size from its ``ispe`` property, but the AV1 decoder allocates
-the picture the coded data declares, and nothing checks one against the other: a file of a
-few KB that says 64x48 can make the decoder allocate a 16384x16384 picture. This walk finds the
-AV1 data libavif may decode (every ``av01`` image item, the first sample of every ``av01``
-track, and the ``av1C`` configurations) and reads each sequence header in it. A frame is at most
-``max_frame_width`` by ``max_frame_height`` under a reduced still-picture header; under a full
-header a frame may give its own size, so its bound is what the size fields can count.
+the picture the coded data declares, and libavif draws a grid's tiles onto the canvas its
+``grid`` item declares; nothing checks either against the other: a file of a few KB that says
+64x48 can make the decoder allocate a 16384x16384 picture. This walk finds the AV1 data libavif
+may decode (every ``av01`` image item, the first sample of every ``av01`` track, and the ``av1C``
+configurations) and reads each sequence header in it. A frame is at most ``max_frame_width`` by
+``max_frame_height`` under a reduced still-picture header; under a full header a frame may give
+its own size, so its bound is what the size fields can count. A grid's canvas is its
+``output_width`` by ``output_height``.
 
 The walk takes one step per box, item, extent and OBU, each number bounded; a file it cannot
 follow is a 422, as libavif would refuse it too.
@@ -35,7 +37,7 @@ def coded_pixels(data: bytes) -> int:
     """The most pixels one AV1 picture in this ISO BMFF file may hold; 0 when it holds no AV1 data."""
     walk = _Walk(data)
     try:
-        return max((_largest(walk, picture) for picture in walk.pictures()), default=0)
+        return max(max((_largest(walk, picture) for picture in walk.pictures()), default=0), walk.canvas)
     except (struct.error, IndexError):
         raise _refuse("it ends inside a box") from None
 
@@ -50,6 +52,7 @@ class _Walk:
         self.obus_seen = 0
         self.av1_bytes = 0  # bytes of item data taken: more than the file holds means overlapping extents
         self.read_main = False  # a top-level 'meta' or 'moov' was read: libavif ignores what follows
+        self.canvas = 0  # pixels of the largest grid the tiles are drawn onto
 
     def boxes(self, start: int, end: int, top: bool = False) -> Iterator[tuple[bytes, int, int]]:
         """(type, payload start, end) of the boxes between ``start`` and ``end``."""
@@ -104,13 +107,14 @@ class _Walk:
             ipco = self.children(*meta[b"iprp"]).get(b"ipco")
             if ipco:
                 yield from (d[s + 4: e] for kind, s, e in self.boxes(*ipco) if kind == b"av1C")
-        av01 = self._av01_items(*meta[b"iinf"]) if b"iinf" in meta else set()
-        if not av01:
+        types = self._item_types(*meta[b"iinf"]) if b"iinf" in meta else {}
+        if not types:
             return
         if b"iloc" not in meta:
             raise _refuse("AV1 items without locations")
         for item, method, base, extents in self._locations(*meta[b"iloc"]):
-            if item not in av01:
+            item_type = types.get(item)
+            if item_type is None:
                 continue
             if method == 0:  # in the file
                 origin, limit = 0, len(d)
@@ -128,19 +132,23 @@ class _Walk:
                 self.av1_bytes += stop - at
             if self.av1_bytes > len(d):
                 raise _refuse("items overlap")
-            yield b"".join(pieces)
+            if item_type == b"grid":
+                self.canvas = max(self.canvas, _grid_canvas(b"".join(pieces)))
+            else:
+                yield b"".join(pieces)
 
-    def _av01_items(self, start: int, end: int) -> set[int]:
+    def _item_types(self, start: int, end: int) -> dict[int, bytes]:
+        """The ``av01`` and ``grid`` items of an ``iinf`` box, by item number."""
         d = self.data
         first = start + (6 if d[start] == 0 else 8)  # version, flags, entry count
-        found = set()
+        found = {}
         for kind, s, _end in self.boxes(first, end):
             if kind != b"infe" or d[s] < 2:
                 continue
             item, at = (struct.unpack_from(">H", d, s + 4)[0], s + 8) if d[s] == 2 else \
                 (struct.unpack_from(">I", d, s + 4)[0], s + 10)
-            if d[at: at + 4].tobytes() == b"av01":
-                found.add(item)
+            if (item_type := d[at: at + 4].tobytes()) in (b"av01", b"grid"):
+                found[item] = item_type
         return found
 
     def _locations(self, start: int, end: int) -> Iterator[tuple[int, int, int, list[tuple[int, int]]]]:
@@ -242,6 +250,14 @@ def _largest(walk: _Walk, picture: memoryview | bytes) -> int:
             most = max(most, _frame_bound(picture[pos: pos + size]))
         pos += size
     return most
+
+
+def _grid_canvas(descriptor: bytes) -> int:
+    """Pixels of the canvas an ``ImageGrid`` item's data declares (HEIF 6.6.2.3), as libavif reads it."""
+    if len(descriptor) < 2 or descriptor[0] != 0 or len(descriptor) != 8 + 4 * (descriptor[1] & 1):
+        raise _refuse("a grid item that is not an ImageGrid")
+    width, height = struct.unpack_from(">II" if descriptor[1] & 1 else ">HH", descriptor, 4)
+    return int(width) * int(height)
 
 
 def _leb128(d: memoryview | bytes, pos: int) -> tuple[int, int]:

@@ -67,7 +67,7 @@ class Structure:
     scans: int = 1
     progressive: bool = False
     samples: float = 3.0  # a JPEG's samples per pixel over its components (1.5 for 4:2:0 colour, 1 for gray)
-    coded: int = 0  # the most pixels an AVIF's AV1 data may decode to (``av1_size``)
+    coded: int = 0  # the most pixels an AVIF's AV1 data or grid may decode to (``av1_size``)
 
 
 def scan(data: bytes) -> Structure:

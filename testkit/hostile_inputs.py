@@ -189,7 +189,7 @@ def bombs() -> tuple[tuple[str, bytes], ...]:
         ("tiff-1x3000", _save(Image.new("L", (1, 3000), 128), "TIFF")),
         ("png-70000x2", _save(Image.new("L", (70000, 2), 128), "PNG")),
         ("avif-4096x4096-saying-64x48", avif_saying(4096, 4096, 64, 48)),
-        ("avif-grid-8192x8192-saying-64x64", avif_grid(8, 8, 1024, says=(64, 64))),
+        ("avif-grid-8192x8192-saying-64x64", heif_canvas(8, 8, 1024, says=(64, 64))),
     )
 
 
@@ -249,32 +249,38 @@ def _iso_children(data: bytes, start: int, end: int) -> dict[bytes, tuple[int, i
     return found
 
 
-def avif_grid(columns: int, rows: int, tile: int, says: tuple[int, int] | None = None) -> bytes:
-    """An AVIF grid of ``columns`` x ``rows`` flat ``tile``-pixel tiles, each its own copy of Pillow's AV1
-    data; its ``ispe`` states the canvas, or ``says`` (width, height) instead."""
-    one = _save(Image.new("RGB", (tile, tile), (120, 130, 140)), "AVIF", quality=50, speed=10)
+def heif_canvas(columns: int, rows: int, tile: int, says: tuple[int, int] | None = None, fmt: str = "AVIF",
+                overlay: bool = False) -> bytes:
+    """A HEIC or AVIF (``fmt``: "HEIF" or "AVIF") drawn from ``columns`` x ``rows`` flat ``tile``-pixel tiles,
+    each its own copy of the encoder's data, as a grid (or, with ``overlay``, an overlay of one tile on a canvas
+    of that size); its ``ispe`` states the canvas, or ``says`` (width, height) instead."""
+    one = _save(Image.new("RGB", (tile, tile), (120, 130, 140)), fmt, quality=50, **({"speed": 10} if fmt == "AVIF" else {}))
+    config, coding, brand = (b"av1C", b"av01", b"avif") if fmt == "AVIF" else (b"hvcC", b"hvc1", b"heic")
     meta = _iso_children(one, 0, len(one))[b"meta"]
     boxes = _iso_children(one, meta[0] + 4, meta[1])
-    av1c_box = _iso_children(one, *_iso_children(one, *boxes[b"iprp"])[b"ipco"])[b"av1C"]
-    av1c = one[av1c_box[0]: av1c_box[1]]
-    assert one[boxes[b"iloc"][0] + 6: boxes[b"iloc"][0] + 8] == b"\0\1", "one item"
+    config_at = _iso_children(one, *_iso_children(one, *boxes[b"iprp"])[b"ipco"])[config]
+    iloc = boxes[b"iloc"][0]
+    assert one[iloc] == 0 and one[iloc + 6: iloc + 8] == b"\0\1", "one item, located by version 0"
+    base_size = one[iloc + 5] >> 4
+    base = int.from_bytes(one[iloc + 12: iloc + 12 + base_size], "big")
     offset, length = struct.unpack_from(">II", one, boxes[b"iloc"][1] - 8)  # its one extent
-    coded = one[offset: offset + length]
+    coded = one[base + offset: base + offset + length]
     width, height = columns * tile, rows * tile
-    grid = bytes([0, 1, rows - 1, columns - 1]) + struct.pack(">II", width, height)
-    cells = range(2, 2 + columns * rows)
-    infe = iso_full_box(b"infe", struct.pack(">HH", 1, 0) + b"grid\0", version=2) + b"".join(
-        iso_full_box(b"infe", struct.pack(">HH", i, 0) + b"av01\0", version=2) for i in cells)
+    cells = range(2, 2 + (1 if overlay else columns * rows))
+    canvas = (bytes([0, 1]) + bytes(8) + struct.pack(">IIii", width, height, 0, 0) if overlay
+              else bytes([0, 1, rows - 1, columns - 1]) + struct.pack(">II", width, height))
+    infe = iso_full_box(b"infe", struct.pack(">HH", 1, 0) + (b"iovl" if overlay else b"grid") + b"\0", version=2)
+    infe += b"".join(iso_full_box(b"infe", struct.pack(">HH", i, 0) + coding + b"\0", version=2) for i in cells)
     iref = iso_full_box(b"iref", iso_box(b"dimg", struct.pack(">HH", 1, len(cells)) + b"".join(
         struct.pack(">H", i) for i in cells)))
-    ipco = iso_box(b"ipco", iso_full_box(b"ispe", struct.pack(">II", tile, tile)) + iso_box(b"av1C", av1c)
+    ipco = iso_box(b"ipco", iso_full_box(b"ispe", struct.pack(">II", tile, tile)) + one[config_at[0] - 8: config_at[1]]
                    + iso_full_box(b"ispe", struct.pack(">II", *(says or (width, height)))))
     ipma = iso_full_box(b"ipma", struct.pack(">I", 1 + len(cells)) + struct.pack(">HBB", 1, 1, 3) + b"".join(
         struct.pack(">HBBB", i, 2, 1, 0x82) for i in cells))
 
     def meta_box(data_at: int) -> bytes:
-        places = [(1, data_at, len(grid))] + [(i, data_at + len(grid) + k * len(coded), len(coded))
-                                               for k, i in enumerate(cells)]
+        places = [(1, data_at, len(canvas))] + [(i, data_at + len(canvas) + k * len(coded), len(coded))
+                                                 for k, i in enumerate(cells)]
         iloc = iso_full_box(b"iloc", bytes([0x44, 0]) + struct.pack(">H", len(places)) + b"".join(
             struct.pack(">HHHII", i, 0, 1, at, n) for i, at, n in places))
         return iso_full_box(b"meta", iso_full_box(b"hdlr", bytes(4) + b"pict" + bytes(13))
@@ -282,9 +288,9 @@ def avif_grid(columns: int, rows: int, tile: int, says: tuple[int, int] | None =
                             + iso_full_box(b"iinf", struct.pack(">H", 1 + len(cells)) + infe) + iref
                             + iso_box(b"iprp", ipco + ipma))
 
-    ftyp = iso_box(b"ftyp", b"avif\0\0\0\0mif1avifmiaf")
+    ftyp = iso_box(b"ftyp", brand + b"\0\0\0\0mif1" + brand + b"miaf")
     head = ftyp + meta_box(0)
-    return ftyp + meta_box(len(head) + 8) + iso_box(b"mdat", grid + coded * len(cells))
+    return ftyp + meta_box(len(head) + 8) + iso_box(b"mdat", canvas + coded * len(cells))
 
 
 # --- mutations ----------------------------------------------------------------------------------

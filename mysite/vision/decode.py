@@ -68,7 +68,7 @@ class Header:
     scans: int = 1  # a JPEG's scans (libjpeg passes over the image once per scan)
     progressive: bool = False  # a progressive JPEG: libjpeg holds every coefficient of the image at once
     samples: float = 3.0  # a JPEG's samples per pixel over its components (4:2:0 colour: 1.5)
-    coded: int = 0  # pixels an AVIF's AV1 data or grid may decode to, which nothing holds to width x height
+    coded: int = 0  # pixels a HEIC's or AVIF's coded data or canvas may decode to, which nothing holds to width x height
 
     @property
     def pixels(self) -> int:
@@ -137,7 +137,7 @@ def read_header(data: bytes, max_pixels: int | None = None) -> Header:
                     )
                 if max_pixels is not None and structure.coded > max_pixels:
                     raise TooLarge(
-                        f"this {width}x{height} image's AV1 data or tile grid may decode to {structure.coded / 1e6:.1f} "
+                        f"this {width}x{height} image's coded data or canvas may decode to {structure.coded / 1e6:.1f} "
                         f"megapixels; the limit is {max_pixels / 1e6:.1f} megapixels"
                     )
                 # Only where EXIF sits in the header: Pillow decodes a whole PNG to find its EXIF.

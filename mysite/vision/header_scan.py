@@ -18,7 +18,7 @@ import zlib
 from dataclasses import dataclass
 
 from mysite.errors import Reason, Unprocessable
-from mysite.vision import av1_size
+from mysite.vision import heif_size
 
 # Segments before a JPEG's first scan: EXIF, XMP (extended XMP spans dozens), ICC (at most 255
 # pieces), MPF, tables, comments. Real files have tens.
@@ -67,7 +67,7 @@ class Structure:
     scans: int = 1
     progressive: bool = False
     samples: float = 3.0  # a JPEG's samples per pixel over its components (1.5 for 4:2:0 colour, 1 for gray)
-    coded: int = 0  # the most pixels an AVIF's AV1 data or grid may decode to (``av1_size``)
+    coded: int = 0  # the most pixels a HEIC's or AVIF's coded data or canvas may decode to (``heif_size``)
 
 
 def scan(data: bytes) -> Structure:
@@ -84,7 +84,7 @@ def scan(data: bytes) -> Structure:
     elif data.startswith(_TIFF_MAGIC):
         _tiff(data)
     elif data[4:8] == b"ftyp":  # HEIC and AVIF: ISO base media files
-        return Structure(coded=av1_size.coded_pixels(data))
+        return Structure(coded=heif_size.coded_pixels(data))
     return Structure()
 
 

@@ -1,17 +1,19 @@
-"""The most pixels an AVIF may decode to, read from its AV1 sequence headers and tile grids.
+"""The most pixels a HEIC or AVIF may decode to, read from its AV1 sequence headers and its canvases.
 
-Pillow (libavif) gives an AVIF's size from its ``ispe`` property, but the AV1 decoder allocates
-the picture the coded data declares, and libavif draws a grid's tiles onto the canvas its
-``grid`` item declares; nothing checks either against the other: a file of a few KB that says
-64x48 can make the decoder allocate a 16384x16384 picture. This walk finds the AV1 data libavif
-may decode (every ``av01`` image item, the first sample of every ``av01`` track, and the ``av1C``
-configurations) and reads each sequence header in it. A frame is at most ``max_frame_width`` by
-``max_frame_height`` under a reduced still-picture header; under a full header a frame may give
-its own size, so its bound is what the size fields can count. A grid's canvas is its
-``output_width`` by ``output_height``.
+Pillow (libheif, libavif) gives the size of the primary image's ``ispe`` property, but nothing
+holds what is decoded to it before it is allocated: the AV1 decoder allocates the picture the
+coded data declares, and a derived image (a ``grid`` of tiles, an ``iovl`` overlay) is drawn on
+the canvas it declares itself; libheif compares that with ``ispe`` only once it is drawn. A file
+of a few KB that says 64x64 can make either allocate a 16384x16384 picture. This walk finds the
+AV1 data libavif may decode (every ``av01`` image item, the first sample of every ``av01``
+track, and the ``av1C`` configurations) and reads each sequence header in it: a frame is at most
+``max_frame_width`` by ``max_frame_height`` under a reduced still-picture header; under a full
+header a frame may give its own size, so its bound is what the size fields can count. It reads
+the output size of every ``grid`` and ``iovl`` item. libheif refuses an HEVC picture larger than
+its ``ispe`` before decoding it, so HEVC data is not read.
 
 The walk takes one step per box, item, extent and OBU, each number bounded; a file it cannot
-follow is a 422, as libavif would refuse it too.
+follow is a 422, as libavif or libheif would refuse it too.
 """
 
 from __future__ import annotations
@@ -27,14 +29,15 @@ MAX_BOXES = 4096
 MAX_ITEMS = 4096
 MAX_OBUS = 16384
 _SEQUENCE_HEADER = 1
+_CANVASES = (b"grid", b"iovl")  # derived images drawn on a canvas of their own size
 
 
 def _refuse(message: str) -> Unprocessable:
-    return Unprocessable(f"the AVIF file's AV1 data cannot be followed: {message}", reason=Reason.BAD_IMAGE)
+    return Unprocessable(f"the HEIC or AVIF file's structure cannot be followed: {message}", reason=Reason.BAD_IMAGE)
 
 
 def coded_pixels(data: bytes) -> int:
-    """The most pixels one AV1 picture in this ISO BMFF file may hold; 0 when it holds no AV1 data."""
+    """The most pixels one AV1 picture or canvas in this ISO BMFF file may hold; 0 when it holds neither."""
     walk = _Walk(data)
     try:
         return max(max((_largest(walk, picture) for picture in walk.pictures()), default=0), walk.canvas)
@@ -111,7 +114,7 @@ class _Walk:
         if not types:
             return
         if b"iloc" not in meta:
-            raise _refuse("AV1 items without locations")
+            raise _refuse("items without locations")
         for item, method, base, extents in self._locations(*meta[b"iloc"]):
             item_type = types.get(item)
             if item_type is None:
@@ -132,13 +135,13 @@ class _Walk:
                 self.av1_bytes += stop - at
             if self.av1_bytes > len(d):
                 raise _refuse("items overlap")
-            if item_type == b"grid":
-                self.canvas = max(self.canvas, _grid_canvas(b"".join(pieces)))
+            if item_type in _CANVASES:
+                self.canvas = max(self.canvas, _canvas(item_type, b"".join(pieces)))
             else:
                 yield b"".join(pieces)
 
     def _item_types(self, start: int, end: int) -> dict[int, bytes]:
-        """The ``av01`` and ``grid`` items of an ``iinf`` box, by item number."""
+        """The ``av01`` items and the canvases (``grid``, ``iovl``) of an ``iinf`` box, by item number."""
         d = self.data
         first = start + (6 if d[start] == 0 else 8)  # version, flags, entry count
         found = {}
@@ -147,7 +150,7 @@ class _Walk:
                 continue
             item, at = (struct.unpack_from(">H", d, s + 4)[0], s + 8) if d[s] == 2 else \
                 (struct.unpack_from(">I", d, s + 4)[0], s + 10)
-            if (item_type := d[at: at + 4].tobytes()) in (b"av01", b"grid"):
+            if (item_type := d[at: at + 4].tobytes()) == b"av01" or item_type in _CANVASES:
                 found[item] = item_type
         return found
 
@@ -252,11 +255,17 @@ def _largest(walk: _Walk, picture: memoryview | bytes) -> int:
     return most
 
 
-def _grid_canvas(descriptor: bytes) -> int:
-    """Pixels of the canvas an ``ImageGrid`` item's data declares (HEIF 6.6.2.3), as libavif reads it."""
-    if len(descriptor) < 2 or descriptor[0] != 0 or len(descriptor) != 8 + 4 * (descriptor[1] & 1):
-        raise _refuse("a grid item that is not an ImageGrid")
-    width, height = struct.unpack_from(">II" if descriptor[1] & 1 else ">HH", descriptor, 4)
+def _canvas(item_type: bytes, descriptor: bytes) -> int:
+    """Pixels of the canvas a ``grid`` (ImageGrid) or ``iovl`` (ImageOverlay) item declares (HEIF 6.6.2.3-4).
+
+    A grid's data is exactly its fields (libavif refuses more); an overlay's go on with each input's offset.
+    """
+    wide = len(descriptor) > 1 and descriptor[1] & 1
+    at = 4 if item_type == b"grid" else 10  # past version, flags, and rows and columns or four fill values
+    fields = at + (8 if wide else 4)
+    if descriptor[:1] != b"\0" or len(descriptor) < fields or (item_type == b"grid" and len(descriptor) != fields):
+        raise _refuse(f"a '{item_type.decode()}' item whose data cannot be read")
+    width, height = struct.unpack_from(">II" if wide else ">HH", descriptor, at)
     return int(width) * int(height)
 
 

@@ -1,9 +1,10 @@
-"""An AVIF is costed at the picture its AV1 data or tile grid may decode to, not only the size its header states.
+"""A HEIC or AVIF is costed at the picture its coded data or canvas may decode to, not only the size it states.
 
-libavif reports the ``ispe`` property's size, while the AV1 decoder allocates the picture the
-coded data declares and libavif draws a grid's tiles on the canvas the grid declares: nothing
-holds either to the other. ``mysite/vision/av1_size.py`` reads the sequence headers and grids;
-these tests use real AVIFs from Pillow's encoder and files built by hand.
+Pillow reports the ``ispe`` property's size, while the AV1 decoder allocates the picture the
+coded data declares, and libavif and libheif draw a grid's tiles (libheif an overlay's images)
+on the canvas the grid declares: nothing holds either to the other before it is allocated.
+``mysite/vision/heif_size.py`` reads the sequence headers and canvases; these tests use real
+files from Pillow's and pillow-heif's encoders and files built by hand.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ import pytest
 from PIL import Image
 
 from mysite.errors import Unprocessable
-from mysite.vision import av1_size, budget
+from mysite.vision import budget, heif_size
 from mysite.vision.decode import read_header
-from testkit.hostile_inputs import av1_sequence_header, avif_grid, avif_saying, avif_track_flood, iso_box, iso_full_box
+from testkit.hostile_inputs import av1_sequence_header, avif_saying, avif_track_flood, heif_canvas, iso_box, iso_full_box
 
 
 def avif(picture: Image.Image, **options: object) -> bytes:
@@ -58,14 +59,14 @@ def built(pictures: list[bytes], locations: list[tuple[int, int, int]] | None = 
 @pytest.mark.parametrize("mode", ["RGB", "RGBA", "L"])
 def test_a_still_picture_codes_exactly_its_size(mode: str) -> None:
     data = avif(Image.new(mode, (333, 77)))
-    assert av1_size.coded_pixels(data) == 333 * 77
+    assert heif_size.coded_pixels(data) == 333 * 77
     assert read_header(data).pixels == 333 * 77
 
 
 def test_an_animation_is_held_to_what_its_size_fields_count() -> None:
     frames = [Image.new("RGB", (200, 100), (i * 40, 0, 0)) for i in range(3)]
     data = avif(frames[0], save_all=True, append_images=frames[1:])
-    assert 200 * 100 <= av1_size.coded_pixels(data) <= 4 * 256 * 128
+    assert 200 * 100 <= heif_size.coded_pixels(data) <= 4 * 256 * 128
 
 
 def test_a_picture_larger_than_the_header_says_is_costed_at_its_coded_size() -> None:
@@ -80,7 +81,7 @@ def test_the_site_refuses_it_before_decoding(make_app) -> None:
     data = lying(1024, 768)
     client = make_app({"MYSITE_MAX_PIXELS": "500000"}).test_client()
     r = client.post("/detect", data=data, content_type="application/octet-stream")
-    assert r.status_code == 413 and "AV1 data or tile grid may decode to 0.8 megapixels" in r.get_json()["message"]
+    assert r.status_code == 413 and "coded data or canvas may decode to 0.8 megapixels" in r.get_json()["message"]
     client = make_app({"MYSITE_REQUEST_MEMORY_MB": "4"}).test_client()
     r = client.post("/detect", data=data, content_type="application/octet-stream")
     assert r.status_code == 413 and "MYSITE_REQUEST_MEMORY_MB" in r.get_json()["message"], r.get_json()
@@ -89,58 +90,64 @@ def test_the_site_refuses_it_before_decoding(make_app) -> None:
     assert r.status_code == 200
 
 
-def test_a_grid_is_costed_at_its_canvas() -> None:
-    data = avif_grid(3, 2, 64)
-    with Image.open(io.BytesIO(data)) as im:  # a grid Pillow decodes, tile by tile
-        assert im.size == (192, 128) and im.getpixel((150, 100)) == (120, 130, 139)
-    assert av1_size.coded_pixels(data) == read_header(data).pixels == 192 * 128
-    # A grid whose header says 64x64 makes libavif draw its tiles on the whole canvas all the same.
-    lie = avif_grid(8, 8, 1024, says=(64, 64))
-    header = read_header(lie)
+CANVASES = {"avif-grid": {"fmt": "AVIF"}, "heic-grid": {"fmt": "HEIF"}, "heic-overlay": {"fmt": "HEIF", "overlay": True}}
+
+
+@pytest.mark.parametrize("kind", CANVASES)
+def test_a_derived_image_is_costed_at_its_canvas(kind: str) -> None:
+    data = heif_canvas(3, 2, 64, **CANVASES[kind])
+    with Image.open(io.BytesIO(data)) as im:  # drawn by Pillow (libavif, libheif) as declared
+        assert im.size == (192, 128) and im.getpixel((50, 30))[:2] == (120, 130)
+    assert heif_size.coded_pixels(data) == read_header(data).pixels == 192 * 128
+    # One whose header says 64x64 is drawn on the whole canvas all the same.
+    header = read_header(heif_canvas(8, 8, 1024, says=(64, 64), **CANVASES[kind]))
     assert (header.width, header.height, header.pixels) == (64, 64, 8192 * 8192)
 
 
-def test_the_site_refuses_a_grid_larger_than_it_says(make_app) -> None:
-    data = avif_grid(8, 8, 1024, says=(64, 64))
+@pytest.mark.parametrize("kind", CANVASES)
+def test_the_site_refuses_a_canvas_larger_than_it_says(make_app, kind: str) -> None:
+    data = heif_canvas(8, 8, 1024, says=(64, 64), **CANVASES[kind])
     r = make_app().test_client().post("/detect", data=data, content_type="application/octet-stream")
-    assert r.status_code == 413 and "tile grid may decode to 67.1 megapixels" in r.get_json()["message"], r.get_json()
-    small = avif_grid(4, 4, 512, says=(64, 64))  # 4.2 MP: within the pixel limit, not within 20 MB
+    assert r.status_code == 413 and "canvas may decode to 67.1 megapixels" in r.get_json()["message"], r.get_json()
+    small = heif_canvas(4, 4, 512, says=(64, 64), **CANVASES[kind])  # 4.2 MP: within the pixel limit, not 20 MB
     r = make_app({"MYSITE_REQUEST_MEMORY_MB": "20"}).test_client().post("/detect", data=small,
                                                                          content_type="application/octet-stream")
-    assert r.status_code == 413 and "MYSITE_REQUEST_MEMORY_MB" in r.get_json()["message"], r.get_json()
-    r = make_app().test_client().post("/canny", data=avif_grid(2, 2, 64))
+    message = r.get_json()["message"]
+    assert r.status_code == 413 and "MYSITE_REQUEST_MEMORY_MB" in message, message
+    assert "64x64 " in message and ", whose data may decode to 4.2 megapixels," in message
+    r = make_app().test_client().post("/canny", data=heif_canvas(2, 2, 64, **CANVASES[kind]))
     assert r.status_code == 200
 
 
 @pytest.mark.parametrize("descriptor", [b"\1\0\0\0\0\x40\0\x40", b"\0\1\0\0\0\x40\0\x40", b"\0\0\0\0\0\x40"])
 def test_a_grid_libavif_would_not_read_is_a_422(descriptor: bytes) -> None:
-    data = avif_grid(1, 1, 64)
+    data = heif_canvas(1, 1, 64)
     at = data.index(b"mdat") + 4
     data = data[:at] + descriptor + data[at + 12:]  # a version 1, a short 32-bit one, a short 16-bit one
     with pytest.raises(Unprocessable):
-        av1_size.coded_pixels(data)
+        heif_size.coded_pixels(data)
 
 
 def test_every_sequence_header_of_every_item_counts() -> None:
     small, large = av1_sequence_header(64, 48), av1_sequence_header(9000, 7000)
-    assert av1_size.coded_pixels(built([small])) == 64 * 48
-    assert av1_size.coded_pixels(built([small, large])) == 9000 * 7000
-    assert av1_size.coded_pixels(built([small + large])) == 9000 * 7000  # a second header in one item
+    assert heif_size.coded_pixels(built([small])) == 64 * 48
+    assert heif_size.coded_pixels(built([small, large])) == 9000 * 7000
+    assert heif_size.coded_pixels(built([small + large])) == 9000 * 7000  # a second header in one item
 
 
 @pytest.mark.parametrize("name", ["boxes", "items", "obus", "overlap", "overrun", "past the end"])
 def test_a_structure_it_cannot_follow_cheaply_is_a_422(name: str) -> None:
     seq = av1_sequence_header(64, 48)
     data = {
-        "boxes": lambda: built([seq], boxes=iso_box(b"free", b"") * (av1_size.MAX_BOXES + 1)),
-        "items": lambda: built([seq], locations=[(1, 0, 0)] * (av1_size.MAX_ITEMS + 1)),
-        "obus": lambda: built([b"\x12\x00" * (av1_size.MAX_OBUS + 1) + seq]),  # empty temporal delimiters
+        "boxes": lambda: built([seq], boxes=iso_box(b"free", b"") * (heif_size.MAX_BOXES + 1)),
+        "items": lambda: built([seq], locations=[(1, 0, 0)] * (heif_size.MAX_ITEMS + 1)),
+        "obus": lambda: built([b"\x12\x00" * (heif_size.MAX_OBUS + 1) + seq]),  # empty temporal delimiters
         "overlap": lambda: built([seq, seq], locations=[(1, 0, 0), (2, 0, 0)]),  # both items: the whole file
         "overrun": lambda: (lambda d: d[:24] + struct.pack(">I", len(d)) + d[28:])(built([seq])),  # 'meta' too long
         "past the end": lambda: built([seq], locations=[(1, 10**6, 10)]),
     }[name]()
     with pytest.raises(Unprocessable):
-        av1_size.coded_pixels(data)
+        heif_size.coded_pixels(data)
 
 
 def test_a_heic_holds_no_av1_data() -> None:
@@ -148,7 +155,7 @@ def test_a_heic_holds_no_av1_data() -> None:
 
     buf = io.BytesIO()
     pillow_heif.from_pillow(Image.new("RGB", (64, 48))).save(buf, quality=50)
-    assert av1_size.coded_pixels(buf.getvalue()) == 0
+    assert heif_size.coded_pixels(buf.getvalue()) == 0
 
 
 def test_a_batch_counts_each_avif_at_its_coded_size(make_app) -> None:
@@ -164,7 +171,7 @@ def test_tracks_pointing_at_one_sample_are_walked_without_copying_it() -> None:
     data = avif_track_flood(450, 10_000_000)  # every track's first sample: the same 10 MB
     tracemalloc.start()
     try:
-        assert av1_size.coded_pixels(data) == 64 * 48
+        assert heif_size.coded_pixels(data) == 64 * 48
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()

@@ -38,7 +38,7 @@ import json
 import random
 import struct
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -249,12 +249,10 @@ def _iso_children(data: bytes, start: int, end: int) -> dict[bytes, tuple[int, i
     return found
 
 
-def heif_canvas(columns: int, rows: int, tile: int, says: tuple[int, int] | None = None, fmt: str = "AVIF",
-                overlay: bool = False) -> bytes:
-    """A HEIC or AVIF (``fmt``: "HEIF" or "AVIF") drawn from ``columns`` x ``rows`` flat ``tile``-pixel tiles,
-    each its own copy of the encoder's data, as a grid (or, with ``overlay``, an overlay of one tile on a canvas
-    of that size); its ``ispe`` states the canvas, or ``says`` (width, height) instead."""
-    one = _save(Image.new("RGB", (tile, tile), (120, 130, 140)), fmt, quality=50, **({"speed": 10} if fmt == "AVIF" else {}))
+def _heif_picture(side: int, fmt: str) -> tuple[bytes, bytes, bytes, bytes]:
+    """A flat ``side``-pixel square encoded as HEIC or AVIF (``fmt``: "HEIF" or "AVIF"): its coded data, its
+    configuration box, its item type and the file's brand."""
+    one = _save(Image.new("RGB", (side, side), (120, 130, 140)), fmt, quality=50, **({"speed": 10} if fmt == "AVIF" else {}))
     config, coding, brand = (b"av1C", b"av01", b"avif") if fmt == "AVIF" else (b"hvcC", b"hvc1", b"heic")
     meta = _iso_children(one, 0, len(one))[b"meta"]
     boxes = _iso_children(one, meta[0] + 4, meta[1])
@@ -264,7 +262,45 @@ def heif_canvas(columns: int, rows: int, tile: int, says: tuple[int, int] | None
     base_size = one[iloc + 5] >> 4
     base = int.from_bytes(one[iloc + 12: iloc + 12 + base_size], "big")
     offset, length = struct.unpack_from(">II", one, boxes[b"iloc"][1] - 8)  # its one extent
-    coded = one[base + offset: base + offset + length]
+    return one[base + offset: base + offset + length], one[config_at[0] - 8: config_at[1]], coding, brand
+
+
+def _heif_file(brand: bytes, meta_box: Callable[[int], bytes], data: bytes) -> bytes:
+    """``ftyp``, the ``meta`` box ``meta_box(where the data starts)`` makes, and ``mdat``."""
+    ftyp = iso_box(b"ftyp", brand + b"\0\0\0\0mif1" + brand + b"miaf")
+    head = ftyp + meta_box(0)
+    return ftyp + meta_box(len(head) + 8) + iso_box(b"mdat", data)
+
+
+def _heif_meta(items: bytes, iloc: list[tuple[int, int, int]], properties: bytes, associations: bytes,
+               more: bytes = b"") -> bytes:
+    """A ``meta`` box whose primary item is item 1: ``items`` (``infe`` boxes), one (item, offset, length) each."""
+    count = len(iloc)
+    return iso_full_box(b"meta", iso_full_box(b"hdlr", bytes(4) + b"pict" + bytes(13))
+                        + iso_full_box(b"pitm", struct.pack(">H", 1))
+                        + iso_full_box(b"iloc", bytes([0x44, 0]) + struct.pack(">H", len(iloc)) + b"".join(
+                            struct.pack(">HHHII", i, 0, 1, at, n) for i, at, n in iloc))
+                        + iso_full_box(b"iinf", struct.pack(">H", count) + items) + more
+                        + iso_box(b"iprp", iso_box(b"ipco", properties)
+                                  + iso_full_box(b"ipma", struct.pack(">I", count) + associations)))
+
+
+def heif_cropped(side: int, shown: int, fmt: str = "HEIF") -> bytes:
+    """A flat ``side``-pixel square HEIC (or AVIF) whose clean aperture (``clap``) shows ``shown`` pixels of it."""
+    coded, config, coding, brand = _heif_picture(side, fmt)
+    clap = iso_box(b"clap", struct.pack(">IIIIiIiI", shown, 1, shown, 1, 0, 1, 0, 1))
+    properties = iso_full_box(b"ispe", struct.pack(">II", side, side)) + config + clap
+    item = iso_full_box(b"infe", struct.pack(">HH", 1, 0) + coding + b"\0", version=2)
+    return _heif_file(brand, lambda at: _heif_meta(item, [(1, at, len(coded))], properties,
+                                                   struct.pack(">HBBBB", 1, 3, 1, 0x82, 0x83)), coded)
+
+
+def heif_canvas(columns: int, rows: int, tile: int, says: tuple[int, int] | None = None, fmt: str = "AVIF",
+                overlay: bool = False) -> bytes:
+    """A HEIC or AVIF (``fmt``: "HEIF" or "AVIF") drawn from ``columns`` x ``rows`` flat ``tile``-pixel tiles,
+    each its own copy of the encoder's data, as a grid (or, with ``overlay``, an overlay of one tile on a canvas
+    of that size); its ``ispe`` states the canvas, or ``says`` (width, height) instead."""
+    coded, config, coding, brand = _heif_picture(tile, fmt)
     width, height = columns * tile, rows * tile
     cells = range(2, 2 + (1 if overlay else columns * rows))
     canvas = (bytes([0, 1]) + bytes(8) + struct.pack(">IIii", width, height, 0, 0) if overlay
@@ -273,24 +309,15 @@ def heif_canvas(columns: int, rows: int, tile: int, says: tuple[int, int] | None
     infe += b"".join(iso_full_box(b"infe", struct.pack(">HH", i, 0) + coding + b"\0", version=2) for i in cells)
     iref = iso_full_box(b"iref", iso_box(b"dimg", struct.pack(">HH", 1, len(cells)) + b"".join(
         struct.pack(">H", i) for i in cells)))
-    ipco = iso_box(b"ipco", iso_full_box(b"ispe", struct.pack(">II", tile, tile)) + one[config_at[0] - 8: config_at[1]]
-                   + iso_full_box(b"ispe", struct.pack(">II", *(says or (width, height)))))
-    ipma = iso_full_box(b"ipma", struct.pack(">I", 1 + len(cells)) + struct.pack(">HBB", 1, 1, 3) + b"".join(
-        struct.pack(">HBBB", i, 2, 1, 0x82) for i in cells))
+    properties = (iso_full_box(b"ispe", struct.pack(">II", tile, tile)) + config
+                  + iso_full_box(b"ispe", struct.pack(">II", *(says or (width, height)))))
+    associations = struct.pack(">HBB", 1, 1, 3) + b"".join(struct.pack(">HBBB", i, 2, 1, 0x82) for i in cells)
 
-    def meta_box(data_at: int) -> bytes:
-        places = [(1, data_at, len(canvas))] + [(i, data_at + len(canvas) + k * len(coded), len(coded))
-                                                 for k, i in enumerate(cells)]
-        iloc = iso_full_box(b"iloc", bytes([0x44, 0]) + struct.pack(">H", len(places)) + b"".join(
-            struct.pack(">HHHII", i, 0, 1, at, n) for i, at, n in places))
-        return iso_full_box(b"meta", iso_full_box(b"hdlr", bytes(4) + b"pict" + bytes(13))
-                            + iso_full_box(b"pitm", struct.pack(">H", 1)) + iloc
-                            + iso_full_box(b"iinf", struct.pack(">H", 1 + len(cells)) + infe) + iref
-                            + iso_box(b"iprp", ipco + ipma))
+    def meta_box(at: int) -> bytes:
+        places = [(1, at, len(canvas))] + [(i, at + len(canvas) + k * len(coded), len(coded)) for k, i in enumerate(cells)]
+        return _heif_meta(infe, places, properties, associations, more=iref)
 
-    ftyp = iso_box(b"ftyp", brand + b"\0\0\0\0mif1" + brand + b"miaf")
-    head = ftyp + meta_box(0)
-    return ftyp + meta_box(len(head) + 8) + iso_box(b"mdat", canvas + coded * len(cells))
+    return _heif_file(brand, meta_box, canvas + coded * len(cells))
 
 
 # --- mutations ----------------------------------------------------------------------------------

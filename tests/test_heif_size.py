@@ -19,7 +19,7 @@ from PIL import Image
 from mysite.errors import Unprocessable
 from mysite.vision import budget, heif_size
 from mysite.vision.decode import read_header
-from testkit.hostile_inputs import av1_sequence_header, avif_saying, avif_track_flood, heif_canvas, iso_box, iso_full_box
+from testkit.hostile_inputs import av1_sequence_header, avif_saying, avif_track_flood, heif_canvas, heif_cropped, iso_box, iso_full_box
 
 
 def avif(picture: Image.Image, **options: object) -> bytes:
@@ -150,12 +150,25 @@ def test_a_structure_it_cannot_follow_cheaply_is_a_422(name: str) -> None:
         heif_size.coded_pixels(data)
 
 
-def test_a_heic_holds_no_av1_data() -> None:
+def test_a_heic_is_costed_at_its_whole_picture() -> None:
     import pillow_heif
 
     buf = io.BytesIO()
     pillow_heif.from_pillow(Image.new("RGB", (64, 48))).save(buf, quality=50)
-    assert heif_size.coded_pixels(buf.getvalue()) == 0
+    # The encoder codes whole 64-pixel blocks and crops what is shown ('clap'): 64x64 are decoded.
+    header = read_header(buf.getvalue())
+    assert (header.width, header.height, heif_size.coded_pixels(buf.getvalue())) == (64, 48, 64 * 64)
+
+
+def test_a_crop_is_costed_at_the_picture_it_is_cut_from(make_app) -> None:
+    data = heif_cropped(1024, 64)
+    with Image.open(io.BytesIO(data)) as im:
+        assert im.size == (64, 64)  # what Pillow says, and shows, once libheif has decoded all 1024x1024
+    assert read_header(data).pixels == 1024 * 1024
+    r = make_app({"MYSITE_MAX_PIXELS": "500000"}).test_client().post(
+        "/detect", data=data, content_type="application/octet-stream")
+    assert r.status_code == 413 and "canvas may decode to 1.0 megapixels" in r.get_json()["message"], r.get_json()
+    assert make_app().test_client().post("/canny", data=data).status_code == 200
 
 
 def test_a_batch_counts_each_avif_at_its_coded_size(make_app) -> None:

@@ -108,8 +108,14 @@ class _Walk:
             meta[kind] = (s, e)
         if b"iprp" in meta:
             ipco = self.children(*meta[b"iprp"]).get(b"ipco")
-            if ipco:
-                yield from (d[s + 4: e] for kind, s, e in self.boxes(*ipco) if kind == b"av1C")
+            for kind, s, e in self.boxes(*ipco) if ipco else ():
+                if kind == b"av1C":
+                    yield d[s + 4: e]
+                elif kind == b"ispe":  # a picture's whole size: what is shown may be cropped from it ('clap')
+                    if e - s < 12:
+                        raise _refuse("an 'ispe' property too short for a size")
+                    width, height = struct.unpack_from(">II", d, s + 4)
+                    self.canvas = max(self.canvas, width * height)
         types = self._item_types(*meta[b"iinf"]) if b"iinf" in meta else {}
         if not types:
             return

@@ -152,7 +152,7 @@ def plan_image(model: Model, data: bytes, values: dict[str, Any], explicit: froz
         reduce = reduction_for(header, model.decode_side)
     what = f"decoding this {header.width}x{header.height} {header.format}{' with transparency' if header.alpha else ''}"
     if header.pixels > header.width * header.height:
-        what += f", whose data may decode to {header.pixels / 1e6:.1f} megapixels,"
+        what += f" (through {header.pixels / 1e6:.1f} megapixels at once)"
     budget.check_memory(decode_memory(header, gray, reduce), limit, what, "send a smaller image")
     plan = ImagePlan(header, gray, reduce, values, work, limit.memory, scan)
     return dataclasses.replace(plan, work=work + plan.decoded_pixels // DECODE_WORK)

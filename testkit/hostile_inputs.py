@@ -21,7 +21,8 @@ Interface::
 - ``bombs()``: ``(name, bytes)`` pixel and decompression bombs: headers declaring 40 MP with
   a few hundred bytes behind them (JPEG, PNG, GIF, BMP, WebP), a real 8000x5000 RGBA PNG
   of about 160 KB, thin 3000x1 and 70000x2 images, an AVIF whose header says 64x48 over a
-  4096x4096 picture and one that says 64x64 over a grid of 8192x8192; built once and cached.
+  4096x4096 picture and one that says 64x64 over a grid of 8192x8192, a 64x64 TIFF in one
+  8192x8192 tile; built once and cached.
 - ``mutate(data, rng)``: one hostile edit of a file (bit flips, truncation, inserted,
   repeated or zeroed bytes, an overwritten header field, two files spliced).
 - ``image(rng)``: a small random image in a random format (HEIC and AVIF included), mode and shape.
@@ -190,6 +191,7 @@ def bombs() -> tuple[tuple[str, bytes], ...]:
         ("png-70000x2", _save(Image.new("L", (70000, 2), 128), "PNG")),
         ("avif-4096x4096-saying-64x48", avif_saying(4096, 4096, 64, 48)),
         ("avif-grid-8192x8192-saying-64x64", heif_canvas(8, 8, 1024, says=(64, 64))),
+        ("tiff-64x64-in-a-8192x8192-tile", tiff_tiled(np.zeros((64, 64), np.uint8), 8192)),
     )
 
 
@@ -757,6 +759,30 @@ def tiff_of(tags: dict[int, tuple[int, int, bytes]], width: int = 8, height: int
     directory = struct.pack("<" + ("Q" if big else "H"), len(entries)) + b"".join(entries) + bytes(word)
     head = head[:-word] + struct.pack("<" + value, at)
     return head + b"".join(blobs) + directory
+
+
+def tiff_tiled(gray: np.ndarray, tile: int) -> bytes:
+    """A little-endian TIFF of the ``gray`` picture in deflated ``tile``-pixel square tiles (zeros past its edges)."""
+    height, width = gray.shape
+    across, down = -(-width // tile), -(-height // tile)
+    padded = np.zeros((down * tile, across * tile), np.uint8)
+    padded[:height, :width] = gray
+    tiles = [zlib.compress(padded[r * tile:(r + 1) * tile, c * tile:(c + 1) * tile].tobytes(), 9)
+             for r in range(down) for c in range(across)]
+    offsets, at = [], 8
+    for t in tiles:
+        offsets.append(at)
+        at += len(t)
+    arrays = struct.pack(f"<{len(tiles)}I", *offsets) + struct.pack(f"<{len(tiles)}I", *map(len, tiles))
+    tags = {256: (4, 1, width), 257: (4, 1, height), 258: (3, 1, 8), 259: (3, 1, 8), 262: (3, 1, 1), 277: (3, 1, 1),
+            322: (4, 1, tile), 323: (4, 1, tile),  # 259: deflate
+            324: (4, len(tiles), offsets[0] if len(tiles) == 1 else at),
+            325: (4, len(tiles), len(tiles[0]) if len(tiles) == 1 else at + 4 * len(tiles))}
+    entries = b"".join(struct.pack("<HHI", tag, kind, n) + struct.pack("<H" if kind == 3 else "<I", v).ljust(4, b"\0")
+                       for tag, (kind, n, v) in sorted(tags.items()))
+    after = at + (len(arrays) if len(tiles) > 1 else 0)
+    return (b"II*\x00" + struct.pack("<I", after) + b"".join(tiles) + (arrays if len(tiles) > 1 else b"")
+            + struct.pack("<H", len(tags)) + entries + bytes(4))
 
 
 def tiff_fraction_flood(n: int, big: bool = False) -> bytes:

@@ -212,6 +212,23 @@ def test_real_tiffs_are_read(client, group_jpg, options):
     assert status == 200 and len(body["result"]) == 17, body
 
 
+def test_a_tiled_tiff_is_read_and_costed_at_its_tile(client, group_jpg):
+    gray = np.asarray(Image.open(io.BytesIO(group_jpg)).convert("L"))
+    tiled = hi.tiff_tiled(gray, 256)
+    assert read_header(tiled).pixels == 640 * 482  # six tiles of 256 x 256: the picture is the larger
+    status, body = _post(client, "/detect", data=tiled, content_type="image/tiff")
+    assert status == 200 and len(body["result"]) == 17, body
+    # One tile far larger than the picture: the decoders fill all of it (OpenCV 1 GB at most, then Pillow).
+    header = read_header(hi.tiff_tiled(np.zeros((64, 64), np.uint8), 8192))
+    assert (header.width, header.height, header.pixels) == (64, 64, 8192 * 8192)
+    status, body = _post(client, "/detect", data=hi.tiff_tiled(np.zeros((64, 64), np.uint8), 8192),
+                          content_type="image/tiff")
+    assert status == 413 and "decodes through 67.1 megapixels" in body["message"], body
+    status, body = _post(client, "/detect", data=hi.tiff_tiled(np.zeros((64, 64), np.uint8), 4096),
+                          content_type="image/tiff")
+    assert status == 413 and "64x64 TIFF (through 16.8 megapixels at once) needs" in body["message"], body
+
+
 def test_a_run_length_bmp_is_read_by_opencv(client, group_jpg):
     gray = np.asarray(Image.open(io.BytesIO(group_jpg)).convert("L"))
     status, body = _post(client, "/detect", data=hi.bmp_run_length(gray), content_type="image/bmp")

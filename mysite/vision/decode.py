@@ -68,11 +68,11 @@ class Header:
     scans: int = 1  # a JPEG's scans (libjpeg passes over the image once per scan)
     progressive: bool = False  # a progressive JPEG: libjpeg holds every coefficient of the image at once
     samples: float = 3.0  # a JPEG's samples per pixel over its components (4:2:0 colour: 1.5)
-    coded: int = 0  # pixels a HEIC's or AVIF's coded data or canvas may decode to, which nothing holds to width x height
+    coded: int = 0  # pixels a coded picture, canvas or tile may hold, which nothing holds to width x height
 
     @property
     def pixels(self) -> int:
-        """The most pixels decoding may hold at once: width x height, or an AVIF's larger coded picture."""
+        """The most pixels decoding may hold at once: width x height, or a larger coded picture, canvas or tile."""
         return max(self.width * self.height, self.coded)
 
 
@@ -137,8 +137,8 @@ def read_header(data: bytes, max_pixels: int | None = None) -> Header:
                     )
                 if max_pixels is not None and structure.coded > max_pixels:
                     raise TooLarge(
-                        f"this {width}x{height} image's coded data or canvas may decode to {structure.coded / 1e6:.1f} "
-                        f"megapixels; the limit is {max_pixels / 1e6:.1f} megapixels"
+                        f"this {width}x{height} image decodes through {structure.coded / 1e6:.1f} megapixels (a "
+                        f"larger coded picture, canvas or tile); the limit is {max_pixels / 1e6:.1f} megapixels"
                     )
                 # Only where EXIF sits in the header: Pillow decodes a whole PNG to find its EXIF.
                 orientation = _orientation(im) if fmt in ("JPEG", "WEBP", "TIFF", *LEAN_PILLOW) else None

@@ -54,6 +54,8 @@ MAX_EXIF_TAGS = (0xFFFF - 18) // 12
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # little- and big-endian, TIFF and BigTIFF
 _TIFF_BYTES = {1, 2, 7}  # BYTE, ASCII, UNDEFINED: Pillow keeps these as one bytes or str
 _TIFF_FRACTIONS = {5, 10}  # RATIONAL, SRATIONAL
+_TIFF_INTEGERS = {3: "H", 4: "I", 16: "Q"}  # SHORT, LONG, LONG8: a single one sits in the entry itself
+_TIFF_TILE = {322, 323}  # TileWidth, TileLength
 
 _JPEG_STANDALONE = {0x01, *range(0xD0, 0xD8)}  # TEM and RSTn: no length follows
 _JPEG_SOF = {*range(0xC0, 0xC4), *range(0xC5, 0xC8), *range(0xC9, 0xCC), *range(0xCD, 0xD0)}
@@ -67,7 +69,9 @@ class Structure:
     scans: int = 1
     progressive: bool = False
     samples: float = 3.0  # a JPEG's samples per pixel over its components (1.5 for 4:2:0 colour, 1 for gray)
-    coded: int = 0  # the most pixels a HEIC's or AVIF's coded data or canvas may decode to (``heif_size``)
+    # The most pixels decoding may hold at once when more than the stated size: a HEIC's or AVIF's coded data
+    # or canvas (``heif_size``), a TIFF's tile.
+    coded: int = 0
 
 
 def scan(data: bytes) -> Structure:
@@ -82,7 +86,7 @@ def scan(data: bytes) -> Structure:
     elif data.startswith((b"GIF87a", b"GIF89a")):
         _gif(data)
     elif data.startswith(_TIFF_MAGIC):
-        _tiff(data)
+        return _tiff(data)
     elif data[4:8] == b"ftyp":  # HEIC and AVIF: ISO base media files
         return Structure(coded=heif_size.coded_pixels(data))
     return Structure()
@@ -217,19 +221,24 @@ def _first_directory(data: bytes) -> tuple[str, int, int, int, str] | None:
     return order, struct.unpack_from(order + count, data, offset)[0], offset + struct.calcsize(count), entry, value
 
 
-def _tiff(data: bytes) -> None:
+def _tiff(data: bytes) -> Structure:
     directory = _first_directory(data)
     if directory is None:
-        return
+        return Structure()
     order, tags, first, entry, value = directory
     if tags > MAX_TIFF_TAGS:
         raise _refuse(f"the TIFF's first directory has {tags} tags; the limit is {MAX_TIFF_TAGS}; it is not read")
-    kinds = struct.Struct(order + "2xH" + value)
+    kinds = struct.Struct(order + "HH" + value)
     numbers = 0
+    tile: dict[int, int] = {}
     for at in range(first, min(first + tags * entry, len(data) - kinds.size + 1), entry):
-        kind, n = kinds.unpack_from(data, at)
+        tag, kind, n = kinds.unpack_from(data, at)
         if kind not in _TIFF_BYTES:
             numbers += n * (TIFF_FRACTION_WEIGHT if kind in _TIFF_FRACTIONS else 1)
+        if tag in _TIFF_TILE and n == 1 and kind in _TIFF_INTEGERS and at + kinds.size + 8 <= len(data):
+            tile[tag] = struct.unpack_from(order + _TIFF_INTEGERS[kind], data, at + kinds.size)[0]
     if numbers > MAX_TIFF_NUMBERS:
         raise _refuse(f"the TIFF's first directory holds {numbers} numbers (a fraction counts "
                       f"{TIFF_FRACTION_WEIGHT}); the limit is {MAX_TIFF_NUMBERS}; it is not read")
+    # A tile may be far larger than the picture; the decoders allocate and fill it whole.
+    return Structure(coded=tile.get(322, 0) * tile.get(323, 0))

@@ -1,4 +1,4 @@
-"""Each input that once answered 500 (issue 8, item 5) now gets a JSON answer that is not a 5xx."""
+"""Each input that once answered 500 now gets a JSON answer that is not a 5xx."""
 
 from __future__ import annotations
 
@@ -82,3 +82,27 @@ def test_yunet_drops_boxes_that_are_not_finite(app, monkeypatch, bad):
     image = np.zeros((160, 120, 3), np.uint8)
     found = yunet.run(image, yunet.plan_for(image, min_confidence=0.7, nms=0.3, min_size=10, min_face=0.1))
     assert [d["box"] for d in found] == [[4, 4, 24, 24]]
+
+
+def raising(exc: Exception):
+    def fails(*args, **kwargs):
+        raise exc
+
+    return fails
+
+
+@pytest.mark.parametrize("failure", [RuntimeError("Failed to decode image: Out of memory"),
+                                     ValueError("Memory allocation error: Unspecified: cannot allocate")])
+def test_a_decoder_that_cannot_allocate_is_a_413_not_a_422_or_a_500(client, monkeypatch, failure):
+    """libavif and libheif say through Pillow that an allocation failed; without the CV pool, the answer is a 413."""
+    from mysite.vision import decode
+
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 48), (120, 130, 140)).save(buf, "AVIF", quality=50, speed=10)
+    monkeypatch.setattr(decode.Image.Image, "convert", raising(failure))
+    r = client.post("/detect", data=buf.getvalue(), content_type="image/avif")
+    body = r.get_json()
+    assert r.status_code == 413 and body["reason"] == "too_large" and "more memory" in body["message"], body
+    monkeypatch.setattr(decode.Image.Image, "convert", raising(ValueError("broken")))
+    r = client.post("/detect", data=buf.getvalue(), content_type="image/avif")
+    assert r.status_code == 422 and "could not be decoded: broken" in r.get_json()["message"], r.get_json()

@@ -113,6 +113,16 @@ def what_bytes_are(data: bytes, content_type: str | None = None) -> str:
 
 # What Pillow raises for a damaged file: its AVIF plugin reports libavif's failures as RuntimeError.
 PILLOW_ERRORS = (OSError, ValueError, SyntaxError, RuntimeError)
+# How libavif, libheif and libtiff say an allocation failed, through Pillow's errors.
+_OUT_OF_MEMORY = ("out of memory", "memory allocation", "cannot allocate", "insufficient memory")
+
+
+def _not_decoded(header: Header, exc: Exception) -> Exception:
+    """A decoder's failure: a MemoryError when it could not allocate (a 413 wherever it is caught), else a 422."""
+    text = str(exc)
+    if any(words in text.lower() for words in _OUT_OF_MEMORY):
+        return MemoryError(f"the {header.format} decoder could not allocate: {text}")
+    return Unprocessable(f"the {header.format} image could not be decoded: {text}", reason=Reason.BAD_IMAGE)
 
 
 def read_header(data: bytes, max_pixels: int | None = None) -> Header:
@@ -351,7 +361,7 @@ def _decode_pillow_only(data: bytes, header: Header, gray: bool, reduce: int) ->
             pixels = im.tobytes()
             size = im.size
     except PILLOW_ERRORS as exc:
-        raise Unprocessable(f"the {header.format} image could not be decoded: {exc}", reason=Reason.BAD_IMAGE) from None
+        raise _not_decoded(header, exc) from None
     del im
     w, h = size
     if gray:
@@ -373,7 +383,7 @@ def _decode_with_pillow(data: bytes, header: Header, gray: bool, reduce: int) ->
                 im = im.reduce(reduce)
             arr = np.asarray(im)
     except PILLOW_ERRORS as exc:
-        raise Unprocessable(f"the {header.format} image could not be decoded: {exc}", reason=Reason.BAD_IMAGE) from None
+        raise _not_decoded(header, exc) from None
     return arr if gray else cv2.cvtColor(arr, cv2.COLOR_RGB2BGR)
 
 

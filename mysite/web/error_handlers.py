@@ -61,6 +61,13 @@ def register(app: Flask) -> None:
         status = "not ok" if code == 400 else (exc.name or "error").lower()
         return _json(code, status, exc.description or exc.name)
 
+    @app.errorhandler(MemoryError)
+    def out_of_memory(exc: MemoryError) -> Response:
+        # Without the CV pool a decode runs here: its allocation failed, and what it held is given back.
+        log.warning("out of memory on %s %s: %s", request.method, request.path, exc)
+        return _json(413, "too large", "this image needs more memory than the server could give it; "
+                     "send a smaller image", Reason.TOO_LARGE)
+
     @app.errorhandler(Exception)
     def internal_error(exc: Exception) -> Response:
         # A real bug: the traceback goes to the log, never to the client.

@@ -9,8 +9,9 @@ AV1 data libavif may decode (every ``av01`` image item, the first sample of ever
 track, and the ``av1C`` configurations) and reads each sequence header in it: a frame is at most
 ``max_frame_width`` by ``max_frame_height`` under a reduced still-picture header; under a full
 header a frame may give its own size, so its bound is what the size fields can count. It reads
-the output size of every ``grid`` and ``iovl`` item. libheif refuses an HEVC picture larger than
-its ``ispe`` before decoding it, so HEVC data is not read.
+the output size of every ``grid`` and ``iovl`` item, and every ``ispe``: a picture's whole size,
+from which a clean aperture (``clap``) may crop the smaller size Pillow gives. libheif refuses an
+HEVC picture larger than its ``ispe`` before decoding it, so HEVC data is not read.
 
 The walk takes one step per box, item, extent and OBU, each number bounded; a file it cannot
 follow is a 422, as libavif or libheif would refuse it too.
@@ -53,9 +54,9 @@ class _Walk:
         self.boxes_seen = 0
         self.items_seen = 0
         self.obus_seen = 0
-        self.av1_bytes = 0  # bytes of item data taken: more than the file holds means overlapping extents
+        self.item_bytes = 0  # bytes of item data taken: more than the file holds means overlapping extents
         self.read_main = False  # a top-level 'meta' or 'moov' was read: libavif ignores what follows
-        self.canvas = 0  # pixels of the largest grid the tiles are drawn onto
+        self.canvas = 0  # pixels of the largest canvas (grid, overlay) or whole picture ('ispe') declared
 
     def boxes(self, start: int, end: int, top: bool = False) -> Iterator[tuple[bytes, int, int]]:
         """(type, payload start, end) of the boxes between ``start`` and ``end``."""
@@ -138,8 +139,8 @@ class _Walk:
                 if at > limit or stop > limit:
                     raise _refuse(f"item {item} lies past the end of the file")
                 pieces.append(d[at:stop])
-                self.av1_bytes += stop - at
-            if self.av1_bytes > len(d):
+                self.item_bytes += stop - at
+            if self.item_bytes > len(d):
                 raise _refuse("items overlap")
             if item_type in _CANVASES:
                 self.canvas = max(self.canvas, _canvas(item_type, b"".join(pieces)))
@@ -262,7 +263,7 @@ def _largest(walk: _Walk, picture: memoryview | bytes) -> int:
 
 
 def _canvas(item_type: bytes, descriptor: bytes) -> int:
-    """Pixels of the canvas a ``grid`` (ImageGrid) or ``iovl`` (ImageOverlay) item declares (HEIF 6.6.2.3-4).
+    """Pixels of the canvas a ``grid`` (ImageGrid) or ``iovl`` (ImageOverlay) item's data declares.
 
     A grid's data is exactly its fields (libavif refuses more); an overlay's go on with each input's offset.
     """

@@ -22,7 +22,7 @@ Interface::
   a few hundred bytes behind them (JPEG, PNG, GIF, BMP, WebP), a real 8000x5000 RGBA PNG
   of about 160 KB, thin 3000x1 and 70000x2 images, an AVIF whose header says 64x48 over a
   4096x4096 picture and one that says 64x64 over a grid of 8192x8192, a 64x64 TIFF in one
-  8192x8192 tile; built once and cached.
+  8192x8192 tile, a 64x64 PNG whose image data inflates on to a gigabyte; built once and cached.
 - ``mutate(data, rng)``: one hostile edit of a file (bit flips, truncation, inserted,
   repeated or zeroed bytes, an overwritten header field, two files spliced).
 - ``image(rng)``: a small random image in a random format (HEIC and AVIF included), mode and shape.
@@ -192,6 +192,7 @@ def bombs() -> tuple[tuple[str, bytes], ...]:
         ("avif-4096x4096-saying-64x48", avif_saying(4096, 4096, 64, 48)),
         ("avif-grid-8192x8192-saying-64x64", heif_canvas(8, 8, 1024, says=(64, 64))),
         ("tiff-64x64-in-a-8192x8192-tile", tiff_tiled(np.zeros((64, 64), np.uint8), 8192)),
+        ("png-64x64-then-1-gb-of-zeros", png_inflate_surplus(1024)),
     )
 
 
@@ -711,6 +712,20 @@ def png_split_idat(n: int) -> bytes:
     return small[:start] + b"".join(_png_chunk(b"IDAT", p) for p in pieces) + small[start + 12 + length:]
 
 
+def png_inflate_surplus(megabytes: int, width: int = 64, height: int = 64, colour: int = 0) -> bytes:
+    """A flat ``width`` x ``height`` 8-bit PNG (``colour``: its colour type) whose image data goes on, after its
+    rows, with ``megabytes`` MB of deflated zeros (each megabyte about a kilobyte). The stream's checksum is
+    that of the rows alone: a decoder that inflates on to the end fails there, having done the work."""
+    channels = {0: 1, 2: 3, 4: 2, 6: 4}[colour]
+    zipper = zlib.compressobj(9)
+    zipped = zipper.compress(bytes(height * (1 + width * channels))) + zipper.flush(zlib.Z_FULL_FLUSH)
+    raw = zlib.compressobj(9, zlib.DEFLATED, -15)  # a full flush byte-aligns and forgets: any copy may follow any
+    block = raw.compress(bytes(1 << 20)) + raw.flush(zlib.Z_FULL_FLUSH)
+    zipped += block * megabytes + zipper.flush()
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, colour, 0, 0, 0))
+            + _png_chunk(b"IDAT", zipped) + _png_chunk(b"IEND", b""))
+
+
 def gif_block_flood(n: int) -> bytes:
     """A GIF whose comment before the first frame is ``n`` one-byte sub-blocks."""
     small = _save(Image.new("P", (4, 4)), "GIF")
@@ -867,6 +882,11 @@ def complexity_requests() -> list[Request]:
         Request("POST", "/detect", tiff_strip_flood(500_000), octet, "TIFF strips"),
         Request("POST", "/detect", avif_track_flood(450, 10_000_000), octet, "AVIF tracks on one sample"),
         Request("POST", "/detect", bmp_run_past_the_row(2600), octet, "BMP runs past their row"),
+        Request("POST", "/detect", png_inflate_surplus(9000), octet, "PNG data past its rows"),
+        Request("POST", "/detect", tiff_tiled(np.zeros((64, 64), np.uint8), 8192), octet, "a TIFF's tile"),
+        Request("POST", "/detect", heif_canvas(16, 16, 1024, says=(64, 64)), octet, "an AVIF grid's canvas"),
+        Request("POST", "/detect", heif_canvas(16, 16, 1024, says=(64, 64), fmt="HEIF", overlay=True), octet,
+                "a HEIC overlay's canvas"),
         Request("POST", "/v1/vision/face?min_confidence=abc", _small_jpeg(), {"Content-Type": "image/jpeg"},
                 "min_confidence=abc"),
         Request("POST", "/detect?min_size=5&min_size=6", _small_jpeg(), {"Content-Type": "image/jpeg"},

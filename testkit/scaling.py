@@ -91,6 +91,12 @@ def _read_header(data: bytes) -> None:
     _quiet(lambda: read_header(data, 40_000_000))
 
 
+def _decode_image(data: bytes) -> None:
+    from mysite.vision.decode import decode_image
+
+    _quiet(lambda: decode_image(data, max_pixels=40_000_000))
+
+
 def _decode(data: bytes) -> None:
     import cv2
     import numpy as np
@@ -138,6 +144,7 @@ CASES: tuple[Case, ...] = (
     Case("jpeg-scan-count", hi.jpeg_scan_bomb, _read_header, 50_000),
     Case("png-text-flood", hi.png_text_flood, _read_header, 200_000),
     Case("png-trailing-chunks", hi.png_trailing_flood, _read_header, 5_000),
+    Case("png-inflate-surplus", hi.png_inflate_surplus, _decode_image, 64),
     Case("gif-block-flood", hi.gif_block_flood, _read_header, 1_000_000),
     Case("tiff-tag-flood", hi.tiff_tag_flood, _read_header, 30_000),
     Case("tiff-strips", hi.tiff_strip_flood, _read_header, 10_000),

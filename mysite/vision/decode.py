@@ -11,7 +11,7 @@ import numpy as np
 from PIL import ExifTags, Image, PngImagePlugin, UnidentifiedImageError
 
 from mysite.errors import Reason, TooLarge, Unprocessable, UnsupportedMedia
-from mysite.vision import header_scan
+from mysite.vision import header_scan, png_data
 
 try:  # HEIC, what iPhones upload by default: libheif through pillow-heif (AVIF is Pillow's own)
     import pillow_heif
@@ -227,6 +227,8 @@ def decode_image(
     if flags is None:
         raise ValueError(f"reduce must be 1, 2, 4 or 8, not {reduce}")
     image: np.ndarray | None
+    if header.format == "PNG" and (not header.alpha or lean_alpha(header)):  # what libpng decodes
+        png_data.check(data)
     if header.format in LEAN_PILLOW and not header.alpha:
         need = pillow_only_memory(header, gray, reduce)
         if max_bytes is not None and need > max_bytes:

@@ -189,3 +189,17 @@ def test_tracks_pointing_at_one_sample_are_walked_without_copying_it() -> None:
     finally:
         tracemalloc.stop()
     assert peak < 1 << 20, peak  # views of the file, not 450 copies of its sample
+
+
+def test_a_heic_picture_larger_than_it_says_is_refused_by_libheif_unallocated(make_app) -> None:
+    """libheif calls this a "Memory allocation error" though it allocates nothing: a damaged file (422), not a 413."""
+    import pillow_heif
+
+    buf = io.BytesIO()
+    pillow_heif.from_pillow(Image.new("RGB", (512, 512), (120, 130, 140))).save(buf, quality=50)
+    data = bytearray(buf.getvalue())
+    at = data.index(b"ispe") + 8
+    data[at: at + 8] = struct.pack(">II", 64, 64)
+    r = make_app().test_client().post("/detect", data=bytes(data), content_type="application/octet-stream")
+    body = r.get_json()
+    assert r.status_code == 422 and "Security limit exceeded" in body["message"], body

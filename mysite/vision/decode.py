@@ -118,9 +118,13 @@ _OUT_OF_MEMORY = ("out of memory", "memory allocation", "cannot allocate", "insu
 
 
 def _not_decoded(header: Header, exc: Exception) -> Exception:
-    """A decoder's failure: a MemoryError when it could not allocate (a 413 wherever it is caught), else a 422."""
+    """A decoder's failure: a MemoryError when it could not allocate (a 413 wherever it is caught), else a 422.
+
+    libheif says "Memory allocation error" also when the coded picture is larger than the file
+    says ("Security limit exceeded"): a damaged file, nothing allocated.
+    """
     text = str(exc)
-    if any(words in text.lower() for words in _OUT_OF_MEMORY):
+    if any(words in text.lower() for words in _OUT_OF_MEMORY) and "security limit" not in text.lower():
         return MemoryError(f"the {header.format} decoder could not allocate: {text}")
     return Unprocessable(f"the {header.format} image could not be decoded: {text}", reason=Reason.BAD_IMAGE)
 

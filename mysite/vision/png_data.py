@@ -3,7 +3,7 @@
 libpng inflates every byte of image data (``IDAT``) it is given, also past the last row: it
 warns "Too much image data" and goes on. Deflate turns a byte into up to 1,032, so a PNG of
 64x64 pixels can carry gigabytes of zeros after its rows, and OpenCV's decoder inflates all of
-them (about 2 s of CPU per megabyte sent). Here the data is inflated once, in small pieces
+them: seconds of CPU for each megabyte sent. Here the data is inflated once, in small pieces
 that are thrown away, up to what its rows take and a little more: past that, a 422. Pillow's
 decoder stops at the last row, so only the files OpenCV decodes are checked.
 """

@@ -101,7 +101,8 @@ def test_every_worker_counts_and_a_dead_workers_counts_stay(two_workers, group_j
 
     def all_counted() -> str:  # a request is counted once its answer is sent: the last may be a moment late
         text = scrape()
-        return text if healthz_count(text) == sent else ""
+        detected = value(text, "mysite_http_requests_total", route="/detect", method="POST", status="200")
+        return text if healthz_count(text) == sent and detected == 2 else ""
 
     text = wait_for(all_counted) or scrape()
     assert value(text, "mysite_http_requests_total", route="/healthz", method="GET", status="200") == sent

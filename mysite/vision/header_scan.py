@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from mysite.errors import Reason, Unprocessable
@@ -148,14 +149,24 @@ def _samples_per_pixel(data: bytes, pos: int) -> float:
     return sum((f >> 4) * (f & 15) for f in factors) / (h_max * v_max)
 
 
-def _png(data: bytes) -> None:
-    pos, n, outside, profiles, after = 8, len(data), 0, 0, False
+def png_chunks(data: bytes) -> Iterator[tuple[bytes, int, int]]:
+    """(type, position, length) of a PNG's chunks up to ``IEND`` or the end of the data; a 422 past
+    ``MAX_PNG_ALL_CHUNKS``."""
+    pos, n = 8, len(data)
     for _ in range(MAX_PNG_ALL_CHUNKS):
         if pos + 8 > n:
             return
         length, kind = struct.unpack_from(">I4s", data, pos)
         if kind == b"IEND":
             return
+        yield kind, pos, length
+        pos += 12 + length
+    raise _refuse(f"the PNG has more than {MAX_PNG_ALL_CHUNKS} chunks; it is not read")
+
+
+def _png(data: bytes) -> None:
+    n, outside, profiles, after = len(data), 0, 0, False
+    for kind, pos, length in png_chunks(data):
         if kind == b"IDAT":
             if not after:
                 outside, after = 0, True
@@ -172,8 +183,6 @@ def _png(data: bytes) -> None:
             profiles += 1
             if profiles > 1:
                 raise _refuse("the PNG has more than one colour profile (iCCP chunk); it is not read")
-        pos += 12 + length
-    raise _refuse(f"the PNG has more than {MAX_PNG_ALL_CHUNKS} chunks; it is not read")
 
 
 def _gif(data: bytes) -> None:

@@ -15,6 +15,7 @@ import zlib
 from collections.abc import Iterator
 
 from mysite.errors import Reason, Unprocessable
+from mysite.vision import header_scan
 
 _PIECE = 1 << 18  # bytes inflated at a time: the check holds no more than this
 _FEED = 1 << 16  # bytes of data given to zlib at a time
@@ -72,11 +73,7 @@ def _row_bytes(data: bytes) -> int | None:
 
 def _chunks(data: bytes) -> Iterator[memoryview]:
     """The payloads of the ``IDAT`` chunks, in order (views of ``data``)."""
-    view, pos, n = memoryview(data), 8, len(data)
-    while pos + 8 <= n:
-        length, kind = struct.unpack_from(">I4s", data, pos)
+    view = memoryview(data)
+    for kind, pos, length in header_scan.png_chunks(data):
         if kind == b"IDAT":
-            yield view[pos + 8: min(pos + 8 + length, n)]
-        elif kind == b"IEND":
-            return
-        pos += 12 + length
+            yield view[pos + 8: min(pos + 8 + length, len(data))]

@@ -148,7 +148,7 @@ def jpeg_header(width: int, height: int) -> bytes:
     return small[: i + 5] + struct.pack(">HH", height, width) + small[i + 9:]
 
 
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
+def png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
 
@@ -159,7 +159,7 @@ def png(width: int, height: int, color_type: int = 6, rows: int | None = None, d
     comp = zlib.compressobj(9)
     idat = b"".join(comp.compress(row) for _ in range(height if rows is None else rows)) + comp.flush()
     ihdr = struct.pack(">IIBBBBB", width, height, depth, color_type, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")
 
 
 def gif_header(width: int, height: int) -> bytes:
@@ -672,7 +672,7 @@ def _small_png(before: bytes = b"", after: bytes = b"", alpha: bool = False) -> 
 
 def png_text_flood(n: int) -> bytes:
     """A PNG with ``n`` tEXt chunks before its pixels (Pillow reads each in Python)."""
-    return _small_png(before=_png_chunk(b"tEXt", b"k\x00v") * n)
+    return _small_png(before=png_chunk(b"tEXt", b"k\x00v") * n)
 
 
 def png_zipped_text(chunks: int, kind: bytes = b"zTXt", mib: int = 1) -> bytes:
@@ -680,12 +680,12 @@ def png_zipped_text(chunks: int, kind: bytes = b"zTXt", mib: int = 1) -> bytes:
     before its pixels, each about ``mib`` MiB of zeros deflated to a kilobyte: Pillow decompresses them all."""
     zipped = zlib.compress(bytes((mib << 20) - 256), 9)
     head = {b"zTXt": b"\x00\x00", b"iTXt": b"\x00\x01\x00\x00\x00", b"iCCP": b"\x00\x00"}[kind]
-    return _small_png(before=b"".join(_png_chunk(kind, b"k%d" % i + head + zipped) for i in range(chunks)))
+    return _small_png(before=b"".join(png_chunk(kind, b"k%d" % i + head + zipped) for i in range(chunks)))
 
 
 def png_trailing_flood(n: int, bad_crc: bool = False, alpha: bool = True) -> bytes:
     """A 16x16 PNG (transparent, if ``alpha``) with ``n`` private chunks after its image data (damaged, if ``bad_crc``)."""
-    chunk = _png_chunk(b"zzZz", b"a")
+    chunk = png_chunk(b"zzZz", b"a")
     if bad_crc:
         chunk = chunk[:-1] + bytes([chunk[-1] ^ 1])
     return _small_png(after=chunk * n, alpha=alpha)
@@ -694,12 +694,12 @@ def png_trailing_flood(n: int, bad_crc: bool = False, alpha: bool = True) -> byt
 def png_exif_flood(n: int, orientation: int = 6) -> bytes:
     """A transparent 16x16 PNG whose EXIF holds an orientation and ``n`` fractions (Pillow makes an object of each)."""
     exif = tiff_of({274: (3, 1, struct.pack("<H", orientation)), 282: (5, n, struct.pack("<II", 72, 1) * n)})
-    return _small_png(before=_png_chunk(b"eXIf", exif), alpha=True)
+    return _small_png(before=png_chunk(b"eXIf", exif), alpha=True)
 
 
 def png_misplaced_flood(n: int) -> bytes:
     """A 16x16 PNG with ``n`` gamma chunks after its image data, where they have no place: libpng says so for each."""
-    return _small_png(after=_png_chunk(b"gAMA", struct.pack(">I", 45455)) * n)
+    return _small_png(after=png_chunk(b"gAMA", struct.pack(">I", 45455)) * n)
 
 
 def png_split_idat(n: int) -> bytes:
@@ -709,7 +709,7 @@ def png_split_idat(n: int) -> bytes:
     length = struct.unpack_from(">I", small, start)[0]
     zipped = small[start + 8:start + 8 + length]
     pieces = [zipped[i * len(zipped) // n:(i + 1) * len(zipped) // n] for i in range(n)]
-    return small[:start] + b"".join(_png_chunk(b"IDAT", p) for p in pieces) + small[start + 12 + length:]
+    return small[:start] + b"".join(png_chunk(b"IDAT", p) for p in pieces) + small[start + 12 + length:]
 
 
 def png_inflate_surplus(megabytes: int, width: int = 64, height: int = 64, colour: int = 0) -> bytes:
@@ -722,8 +722,8 @@ def png_inflate_surplus(megabytes: int, width: int = 64, height: int = 64, colou
     raw = zlib.compressobj(9, zlib.DEFLATED, -15)  # a full flush byte-aligns and forgets: any copy may follow any
     block = raw.compress(bytes(1 << 20)) + raw.flush(zlib.Z_FULL_FLUSH)
     zipped += block * megabytes + zipper.flush()
-    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, colour, 0, 0, 0))
-            + _png_chunk(b"IDAT", zipped) + _png_chunk(b"IEND", b""))
+    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, colour, 0, 0, 0))
+            + png_chunk(b"IDAT", zipped) + png_chunk(b"IEND", b""))
 
 
 def gif_block_flood(n: int) -> bytes:

@@ -56,7 +56,7 @@ _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # little- and bi
 _TIFF_BYTES = {1, 2, 7}  # BYTE, ASCII, UNDEFINED: Pillow keeps these as one bytes or str
 _TIFF_FRACTIONS = {5, 10}  # RATIONAL, SRATIONAL
 _TIFF_INTEGERS = {3: "H", 4: "I", 16: "Q"}  # SHORT, LONG, LONG8: a single one sits in the entry itself
-_TIFF_TILE = {322, 323}  # TileWidth, TileLength
+_TIFF_TILE_WIDTH, _TIFF_TILE_LENGTH = 322, 323
 
 _JPEG_STANDALONE = {0x01, *range(0xD0, 0xD8)}  # TEM and RSTn: no length follows
 _JPEG_SOF = {*range(0xC0, 0xC4), *range(0xC5, 0xC8), *range(0xC9, 0xCC), *range(0xCD, 0xD0)}
@@ -244,10 +244,10 @@ def _tiff(data: bytes) -> Structure:
         tag, kind, n = kinds.unpack_from(data, at)
         if kind not in _TIFF_BYTES:
             numbers += n * (TIFF_FRACTION_WEIGHT if kind in _TIFF_FRACTIONS else 1)
-        if tag in _TIFF_TILE and n == 1 and kind in _TIFF_INTEGERS and at + kinds.size + 8 <= len(data):
+        if tag in (_TIFF_TILE_WIDTH, _TIFF_TILE_LENGTH) and n == 1 and kind in _TIFF_INTEGERS and at + kinds.size + 8 <= len(data):
             tile[tag] = struct.unpack_from(order + _TIFF_INTEGERS[kind], data, at + kinds.size)[0]
     if numbers > MAX_TIFF_NUMBERS:
         raise _refuse(f"the TIFF's first directory holds {numbers} numbers (a fraction counts "
                       f"{TIFF_FRACTION_WEIGHT}); the limit is {MAX_TIFF_NUMBERS}; it is not read")
     # A tile may be far larger than the picture; the decoders allocate and fill it whole.
-    return Structure(coded=tile.get(322, 0) * tile.get(323, 0))
+    return Structure(coded=tile.get(_TIFF_TILE_WIDTH, 0) * tile.get(_TIFF_TILE_LENGTH, 0))

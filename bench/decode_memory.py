@@ -65,6 +65,14 @@ def _sixteen(picture: Image.Image) -> Image.Image:
     return Image.fromarray(np.asarray(picture.convert("L"), dtype=np.uint16) * 257)
 
 
+def _wide(mode: str) -> Callable[[Image.Image], Image.Image]:
+    """The picture in gray with 32-bit samples: ``F`` (0 to 1) or ``I``."""
+    def change(picture: Image.Image) -> Image.Image:
+        gray = np.asarray(picture.convert("L"))
+        return Image.fromarray(gray.astype(np.float32) / 255 if mode == "F" else gray.astype(np.int32) * 65793)
+    return change
+
+
 def _animated(fmt: str, **options: object) -> Callable[[Image.Image], bytes]:
     def save(picture: Image.Image) -> bytes:
         buf = io.BytesIO()
@@ -94,6 +102,8 @@ FILES: dict[str, tuple[Callable[[Image.Image], Image.Image], Callable[[Image.Ima
     "tiff-lzw": (lambda p: p, _save("TIFF", compression="tiff_lzw")),
     "tiff-16bit-gray": (_sixteen, _save("TIFF")),
     "tiff-alpha": (_alpha, _save("TIFF")),
+    "tiff-float-gray": (_wide("F"), _save("TIFF", compression="tiff_adobe_deflate")),
+    "tiff-32bit-gray": (_wide("I"), _save("TIFF", compression="tiff_adobe_deflate")),
     "heic": (lambda p: p, _save("HEIF", quality=60)),
     "avif": (lambda p: p, _save("AVIF", quality=60, speed=10)),
     "avif-alpha": (_alpha, _save("AVIF", quality=60, speed=10)),

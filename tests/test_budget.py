@@ -220,3 +220,36 @@ def test_bands_split_only_where_both_window_sides_grow():
     assert sum(len(p) for p in parts) == len(levels) and len(parts) > 1
     for a, b in zip(parts, parts[1:]):
         assert b[0].window[0] > a[-1].window[0] and b[0].window[1] > a[-1].window[1]
+
+
+@pytest.mark.parametrize(("mode", "bits"), [("L", 8), ("I;16", 16), ("I", 32), ("F", 32)])
+def test_a_tiff_is_costed_by_the_width_of_its_samples(mode, bits):
+    """OpenCV reads a TIFF's 32-bit samples (integer or float) at their width before converting them."""
+    from PIL import Image
+
+    from mysite.vision.decode import decode_image, read_header
+
+    gray = np.tile(np.arange(0, 250, 50, dtype=np.uint8), (30, 8))  # 40x30, five grey levels
+    values = {"L": gray, "I;16": gray.astype(np.uint16) * 257, "I": gray.astype(np.int32) * 257,
+              "F": gray.astype(np.float32) / 255}[mode]
+    buf = io.BytesIO()
+    Image.fromarray(values).save(buf, "TIFF")
+    header = read_header(buf.getvalue())
+    assert (header.width, header.height, header.bits) == (40, 30, bits)
+    per_pixel = (budget.decode_memory(header, True, 1) - budget.DECODER_FIXED) / 1200
+    assert per_pixel == (18 if bits == 32 else 12)
+    assert decode_image(buf.getvalue(), max_pixels=1200, gray=True).image.shape == (30, 40)
+
+
+def test_a_float_tiff_is_held_to_the_budget_at_its_width(make_app):
+    """A 3 MP float TIFF takes about 17 bytes a pixel to decode: more than a 50 MB budget leaves it."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.full((1500, 2000), 0.5, np.float32)).save(buf, "TIFF", compression="tiff_adobe_deflate")
+    data = buf.getvalue()
+    small = make_app({"MYSITE_REQUEST_MEMORY_MB": 50}).test_client()
+    r = small.post("/canny", data=data, content_type="image/tiff")
+    assert r.status_code == 413 and "decoding this 2000x1500 TIFF" in r.get_json()["message"], r.get_json()
+    large = make_app({"MYSITE_REQUEST_MEMORY_MB": 100}).test_client()
+    assert large.post("/canny", data=data, content_type="image/tiff").status_code == 200

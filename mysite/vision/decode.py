@@ -64,7 +64,7 @@ class Header:
     width: int  # after EXIF orientation, as the picture is seen
     height: int
     alpha: bool = False  # has transparency: flattened onto white when decoded
-    bits: int = 8  # bits per sample (16-bit PNG and TIFF decode through buffers twice the size)
+    bits: int = 8  # bits per sample: 8, 16 (PNG, TIFF) or 32 (integer and float TIFFs)
     scans: int = 1  # a JPEG's scans (libjpeg passes over the image once per scan)
     progressive: bool = False  # a progressive JPEG: libjpeg holds every coefficient of the image at once
     samples: float = 3.0  # a JPEG's samples per pixel over its components (4:2:0 colour: 1.5)
@@ -143,7 +143,7 @@ def read_header(data: bytes, max_pixels: int | None = None) -> Header:
                 width, height = im.size
                 fmt = "JPEG" if im.format == "MPO" else str(im.format)
                 alpha = im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
-                bits = 16 if im.mode.startswith("I;16") or im.mode in ("I", "F") or "16" in im.mode else 8
+                bits = 32 if im.mode in ("I", "F") else 16 if "16" in im.mode else 8  # Pillow's 32-bit modes
                 if max_pixels is not None and width * height > max_pixels:
                     raise TooLarge(
                         f"image is {width}x{height} = {width * height / 1e6:.1f} megapixels; "

@@ -117,6 +117,25 @@ def _layout(data: bytes) -> None:
     layout.place_labels(boxes, [(60, 14)] * len(boxes), 3200, 2400, 3)
 
 
+def _candidates(n: int) -> bytes:
+    """n YuNet rows (box, landmarks, score) spread over a 12 MP photo: what ``min_confidence=0`` gives."""
+    import numpy as np
+
+    rng = np.random.default_rng(n)
+    rows = rng.uniform(0, 4000, (n, 15)).astype(np.float32)
+    rows[:, 2:4] = rng.uniform(10, 40, (n, 2))
+    rows[:, 14] = rng.uniform(0, 1, n)
+    return rows.tobytes()
+
+
+def _best(data: bytes) -> None:
+    import numpy as np
+
+    from mysite.vision.yunet import best
+
+    best(np.frombuffer(data, np.float32).reshape(-1, 15), 0.0, 1.0, passes=True)
+
+
 @dataclass(frozen=True)
 class Case:
     name: str
@@ -151,6 +170,7 @@ CASES: tuple[Case, ...] = (
     Case("tiff-fraction-flood", hi.tiff_fraction_flood, _read_header, 500_000),
     Case("jpeg-progressive-scans", hi.jpeg_scan_bomb_small, _decode, 100),
     Case("label-layout", _boxes, _layout, 4_000),
+    Case("yunet-candidates", _candidates, _best, 20_000),
 )
 
 

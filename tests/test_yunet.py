@@ -198,3 +198,25 @@ def test_every_face_above_min_face_on_12_and_24_mp(client, width, height, faces,
     wanted = [k for k in known if k[2] - k[0] >= 0.025 * width]
     assert [k for k in wanted if not any(_on(k, b) for b in boxes)] == []
     assert sum(not any(iou(k, b) >= 0.3 for k in known) for b in boxes) <= 1
+
+
+def test_at_most_top_k_candidates_are_kept_the_best(client, monkeypatch):
+    """With ``min_confidence=0`` every anchor of every tile is a candidate: the image keeps the best TOP_K."""
+    data = read("group_17_faces.jpg")
+    query = "?detector=yunet&min_confidence=0&nms=1"
+    monkeypatch.setattr(yunet, "TOP_K", 10**6)
+    every = detect(client, data, query)
+    monkeypatch.setattr(yunet, "TOP_K", 50)
+    best = detect(client, data, query)
+    assert len(every) > 1000 and len(best) == 50
+    assert sorted(f["confidence"] for f in best) == sorted(f["confidence"] for f in every)[-50:]
+
+
+@pytest.mark.slow
+def test_a_photo_of_noise_with_every_candidate_asked_for_keeps_top_k(client):
+    """Nearly every anchor of a 12 MP photo of noise scores above 0: one answer per anchor would be
+    tens of thousands of boxes, through a cross-pass NMS quadratic in them."""
+    noise = np.random.default_rng(1).integers(0, 255, (3024, 4032, 3), np.uint8)
+    data = cv2.imencode(".jpg", noise, [cv2.IMWRITE_JPEG_QUALITY, 80])[1].tobytes()
+    faces = detect(client, data, "?detector=yunet&min_confidence=0&nms=1&min_face=0")
+    assert len(faces) == yunet.TOP_K

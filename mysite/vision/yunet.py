@@ -37,6 +37,9 @@ MAX_WORK = 400  # px: the largest face a pass is trusted with (larger ones score
 BIG_PASS = 256  # px: where a further pass puts the largest possible face (the short side)
 MAX_SIDE = 1920  # px: the first pass's long side at most (the net's memory grows with its input)
 TILE_AREA = 640 * 640  # px: a larger working image is run in overlapping tiles of at most this many pixels
+# Candidates kept per detection and per image, best first (YuNet's own top_k): NMS is quadratic in them,
+# and a low min_confidence on a large photo makes one for nearly every anchor of every tile.
+TOP_K = 5000
 
 PARAMS = (
     Param("min_confidence", float, 0.7, min=0.0, max=1.0, doc="smallest face score kept"),
@@ -116,7 +119,7 @@ class YuNet(Rescaling[YuNetPlan]):
 
     def _create(self) -> cv2.FaceDetectorYN:
         try:
-            return cv2.FaceDetectorYN.create("onnx", self._bytes, np.zeros(0, np.uint8), (320, 320), 0.6, 0.3, 5000)
+            return cv2.FaceDetectorYN.create("onnx", self._bytes, np.zeros(0, np.uint8), (320, 320), 0.6, 0.3, TOP_K)
         except cv2.error as exc:
             raise UnreadableModel(f"OpenCV cannot read {self.path.name} as a YuNet face detector: {first_line(exc)}") from None
 
@@ -186,11 +189,18 @@ class YuNet(Rescaling[YuNetPlan]):
             rows = rows[np.isfinite(rows[:, :15]).all(axis=1)]
             rows[:, :14] /= work_scale  # box and landmarks back to original pixels; the score stays
             found.append(rows)
-        rows = np.vstack(found)
-        if len(scales) > 1 and len(rows):  # a face near a pass boundary is seen twice
-            keep = cv2.dnn.NMSBoxes(rows[:, :4].tolist(), rows[:, 14].tolist(), min_confidence, nms)
-            rows = rows[np.asarray(keep, int).reshape(-1)]
+        rows = best(np.vstack(found), min_confidence, nms, len(scales) > 1)
         return sort([_detection(r, width, height) for r in rows])
+
+
+def best(rows: np.ndarray, min_confidence: float, nms: float, passes: bool) -> np.ndarray:
+    """The ``TOP_K`` highest-scoring rows; with several ``passes``, a face seen by two of them once."""
+    if len(rows) > TOP_K:
+        rows = rows[np.argpartition(-rows[:, 14], TOP_K)[:TOP_K]]
+    if passes and len(rows):  # a face near a pass boundary is seen twice
+        keep = cv2.dnn.NMSBoxes(rows[:, :4].tolist(), rows[:, 14].tolist(), min_confidence, nms)
+        rows = rows[np.asarray(keep, int).reshape(-1)]
+    return rows
 
 
 def _detection(row: np.ndarray, width: int, height: int) -> Detection:

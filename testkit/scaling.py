@@ -136,6 +136,28 @@ def _best(data: bytes) -> None:
     best(np.frombuffer(data, np.float32).reshape(-1, 15), 0.0, 1.0, passes=True)
 
 
+def _raw_hits(n: int) -> bytes:
+    """n raw cascade hits as a photo tiled with small faces gives them: about 30 a face, 40 px apart."""
+    import numpy as np
+
+    rng = np.random.default_rng(n)
+    faces = n // 30
+    columns = max(1, int((faces * 4 / 3) ** 0.5))
+    centre = np.column_stack([np.arange(faces) % columns, np.arange(faces) // columns]) * 40 + 20
+    which = rng.integers(0, faces, n)
+    side = rng.integers(20, 45, n)
+    corner = centre[which] - side[:, None] // 2 + rng.integers(-4, 5, (n, 2))
+    return np.column_stack([corner, side, side]).astype(np.int32).tobytes()
+
+
+def _group(data: bytes) -> None:
+    import numpy as np
+
+    from mysite.vision.cascade import group_rectangles
+
+    group_rectangles(np.frombuffer(data, np.int32).reshape(-1, 4), 3)
+
+
 @dataclass(frozen=True)
 class Case:
     name: str
@@ -171,6 +193,7 @@ CASES: tuple[Case, ...] = (
     Case("jpeg-progressive-scans", hi.jpeg_scan_bomb_small, _decode, 100),
     Case("label-layout", _boxes, _layout, 4_000),
     Case("yunet-candidates", _candidates, _best, 20_000),
+    Case("haar-grouping", _raw_hits, _group, 25_000),
 )
 
 

@@ -128,9 +128,9 @@ def _check_answer(size: int, most: int, header: Header) -> None:
 
 
 def room_left(limit: Budget, images: tuple[bytes, ...]) -> Budget:
-    """What ``limit`` leaves for the work: the request's bytes are held throughout, twice (the body and
-    the form's copy of the image)."""
-    return limit.with_memory(limit.memory - 2 * sum(len(d) for d in images))
+    """What ``limit`` leaves for the work, shared by ``images``: the request's bytes are held throughout,
+    twice (the body and the form's copy of the image)."""
+    return Budget(limit.memory - 2 * sum(len(d) for d in images), limit.work, len(images))
 
 
 def plan_image(model: Model, data: bytes, values: dict[str, Any], explicit: frozenset[str], max_pixels: int,

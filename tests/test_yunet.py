@@ -220,3 +220,16 @@ def test_a_photo_of_noise_with_every_candidate_asked_for_keeps_top_k(client):
     data = cv2.imencode(".jpg", noise, [cv2.IMWRITE_JPEG_QUALITY, 80])[1].tobytes()
     faces = detect(client, data, "?detector=yunet&min_confidence=0&nms=1&min_face=0")
     assert len(faces) == yunet.TOP_K
+
+
+def test_each_image_of_a_batch_keeps_its_share_of_top_k(client):
+    """A batch shares one request's budget: four images keep a quarter of TOP_K candidates each."""
+    data = read("group_17_faces.jpg")
+    query = "/detect?detector=yunet&min_confidence=0&nms=1"
+    assert len(detect(client, data, "?detector=yunet&min_confidence=0&nms=1")) > yunet.TOP_K // 4
+    r = client.post(query, data={"image": [(io.BytesIO(data), f"{i}.jpg") for i in range(4)]})
+    assert r.status_code == 200, r.json
+    assert [len(one["result"]) for one in r.json["results"]] == [yunet.TOP_K // 4] * 4
+    # At the default confidence a batch's images answer as they do alone.
+    r = client.post("/detect?detector=yunet", data={"image": [(io.BytesIO(data), f"{i}.jpg") for i in range(4)]})
+    assert [one["result"] for one in r.json["results"]] == [detect(client, data)] * 4

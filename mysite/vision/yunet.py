@@ -28,7 +28,7 @@ from mysite.vision.budget import Budget
 from mysite.vision.decode import Header
 from mysite.vision.dnn import first_line, read_bytes
 from mysite.vision.fastpath import ScanPlan
-from mysite.vision.shapes import Detection, PerThread, Rescaling, UnreadableModel, clip, sort
+from mysite.vision.shapes import Detection, PerThread, Rescaling, UnreadableModel, sort
 
 # YuNet's five points, in the order of its output (the subject's right eye is on the image's left).
 LANDMARKS = ("right_eye", "left_eye", "nose_tip", "mouth_right", "mouth_left")
@@ -37,9 +37,11 @@ MAX_WORK = 400  # px: the largest face a pass is trusted with (larger ones score
 BIG_PASS = 256  # px: where a further pass puts the largest possible face (the short side)
 MAX_SIDE = 1920  # px: the first pass's long side at most (the net's memory grows with its input)
 TILE_AREA = 640 * 640  # px: a larger working image is run in overlapping tiles of at most this many pixels
-# Candidates kept per detection and per image, best first (YuNet's own top_k): NMS is quadratic in them,
-# and a low min_confidence on a large photo makes one for nearly every anchor of every tile.
+# Candidates kept per image, and per tile before YuNet's own NMS, best first: NMS is quadratic in them,
+# and a low min_confidence makes one of nearly every anchor. A tile holds at most about 700 faces of
+# MIN_WORK px, and YuNet scores about one candidate more for every five faces.
 TOP_K = 5000
+TILE_TOP_K = 2000
 
 PARAMS = (
     Param("min_confidence", float, 0.7, min=0.0, max=1.0, doc="smallest face score kept"),
@@ -102,6 +104,7 @@ class YuNetPlan(ScanPlan):
 
     min_px: int  # smallest face, in original pixels
     passes: tuple[float, ...]  # working pixels per original pixel, largest first (see ``passes``)
+    top_k: int = TOP_K  # candidates kept: all of TOP_K, or a batch's image's share of it
 
 
 class YuNet(Rescaling[YuNetPlan]):
@@ -119,16 +122,17 @@ class YuNet(Rescaling[YuNetPlan]):
 
     def _create(self) -> cv2.FaceDetectorYN:
         try:
-            return cv2.FaceDetectorYN.create("onnx", self._bytes, np.zeros(0, np.uint8), (320, 320), 0.6, 0.3, TOP_K)
+            return cv2.FaceDetectorYN.create("onnx", self._bytes, np.zeros(0, np.uint8), (320, 320), 0.6, 0.3, TILE_TOP_K)
         except cv2.error as exc:
             raise UnreadableModel(f"OpenCV cannot read {self.path.name} as a YuNet face detector: {first_line(exc)}") from None
 
-    def _detect(self, image: np.ndarray, min_confidence: float, nms: float) -> np.ndarray:
-        """N x 15 rows: x, y, w, h, five (x, y) landmarks, score, in ``image``'s pixels."""
+    def _detect(self, image: np.ndarray, min_confidence: float, nms: float, top_k: int = TILE_TOP_K) -> np.ndarray:
+        """N x 15 rows: x, y, w, h, five (x, y) landmarks, score, in ``image``'s pixels; the ``top_k`` best at most."""
         det = self._detectors.get()
         det.setInputSize((image.shape[1], image.shape[0]))
         det.setScoreThreshold(min_confidence)
         det.setNMSThreshold(nms)
+        det.setTopK(top_k)
         _, rows = det.detect(image)
         return np.zeros((0, 15), np.float32) if rows is None else rows
 
@@ -142,7 +146,7 @@ class YuNet(Rescaling[YuNetPlan]):
         return MAX_WORK
 
     def _detect_tiled(self, image: np.ndarray, min_confidence: float, nms: float, overlap: int,
-                      last: bool) -> np.ndarray:
+                      last: bool, top_k: int) -> np.ndarray:
         """``_detect`` over tiles of the image (see ``tiles``), in the image's pixels. A tile keeps
         the faces centred in its core that do not touch an edge it shares with another tile (a
         face cut there is whole in its neighbour); unless ``last``, faces wider than the overlap are
@@ -150,10 +154,10 @@ class YuNet(Rescaling[YuNetPlan]):
         height, width = image.shape[:2]
         parts = tiles(width, height, overlap)
         if len(parts) == 1:
-            return self._detect(image, min_confidence, nms).copy()
+            return self._detect(image, min_confidence, nms, top_k).copy()
         found = []
         for x0, y0, x1, y1, cx0, cy0, cx1, cy1 in parts:
-            rows = self._detect(image[y0:y1, x0:x1], min_confidence, nms).copy()
+            rows = self._detect(image[y0:y1, x0:x1], min_confidence, nms, top_k).copy()
             rows[:, [0, 4, 6, 8, 10, 12]] += x0  # x of the box and of each landmark (w, h stay)
             rows[:, [1, 5, 7, 9, 11, 13]] += y0
             mx, my = rows[:, 0] + rows[:, 2] / 2, rows[:, 1] + rows[:, 3] / 2
@@ -174,7 +178,7 @@ class YuNet(Rescaling[YuNetPlan]):
         min_px = fastpath.smallest(max(header.width, header.height), values["min_size"], values["min_face"])
         scales = passes(header.width, header.height, min_px)
         return YuNetPlan(header.width, header.height, fastpath.reduction(scales[0]), values,
-                         min_px=min_px, passes=tuple(scales))
+                         min_px=min_px, passes=tuple(scales), top_k=TOP_K // (limit.images if limit else 1))
 
     def run(self, image: np.ndarray, plan: YuNetPlan) -> list[Detection]:
         """Faces in a BGR image (decoded as ``plan`` says): box, confidence and landmarks, in original pixels."""
@@ -184,30 +188,30 @@ class YuNet(Rescaling[YuNetPlan]):
         for i, s in enumerate(scales):
             work, work_scale = fastpath.working_image(image, scale, fastpath.Fit(min_px, s, 1))
             rows = self._detect_tiled(work, min_confidence, nms, self._overlap(scales, i),
-                                      i + 1 == len(scales))
+                                      i + 1 == len(scales), min(TILE_TOP_K, plan.top_k))
             # On images a few pixels thin YuNet's decoded boxes can be infinite or NaN: no face there.
             rows = rows[np.isfinite(rows[:, :15]).all(axis=1)]
             rows[:, :14] /= work_scale  # box and landmarks back to original pixels; the score stays
             found.append(rows)
-        rows = best(np.vstack(found), min_confidence, nms, len(scales) > 1)
-        return sort([_detection(r, width, height) for r in rows])
+        rows = best(np.vstack(found), min_confidence, nms, len(scales) > 1, plan.top_k)
+        return sort(_detections(rows, width, height))
 
 
-def best(rows: np.ndarray, min_confidence: float, nms: float, passes: bool) -> np.ndarray:
-    """The ``TOP_K`` highest-scoring rows; with several ``passes``, a face seen by two of them once."""
-    if len(rows) > TOP_K:
-        rows = rows[np.argpartition(-rows[:, 14], TOP_K)[:TOP_K]]
+def best(rows: np.ndarray, min_confidence: float, nms: float, passes: bool, top_k: int = TOP_K) -> np.ndarray:
+    """The ``top_k`` highest-scoring rows; with several ``passes``, a face seen by two of them once."""
+    if len(rows) > top_k:
+        rows = rows[np.argpartition(-rows[:, 14], top_k)[:top_k]]
     if passes and len(rows):  # a face near a pass boundary is seen twice
         keep = cv2.dnn.NMSBoxes(rows[:, :4].tolist(), rows[:, 14].tolist(), min_confidence, nms)
         rows = rows[np.asarray(keep, int).reshape(-1)]
     return rows
 
 
-def _detection(row: np.ndarray, width: int, height: int) -> Detection:
-    x, y, w, h = (float(v) for v in row[:4])
-    points = row[4:14].reshape(5, 2)
-    return {
-        "box": clip([x, y, x + w, y + h], width, height),
-        "confidence": round(float(row[14]), 4),
-        "landmarks": {name: clip([px, py, px, py], width, height)[:2] for name, (px, py) in zip(LANDMARKS, points)},
-    }
+def _detections(rows: np.ndarray, width: int, height: int) -> list[Detection]:
+    """Rows as detections, in whole pixels inside the image (rounded half to even, as ``shapes.clip`` rounds)."""
+    x, y, w, h = rows[:, :4].astype(np.float64).T
+    sides = np.array([width, height, width, height])
+    boxes = np.clip(np.rint(np.column_stack([x, y, x + w, y + h])), 0, sides).astype(int).tolist()
+    points = np.clip(np.rint(rows[:, 4:14]), 0, np.tile(sides[:2], 5)).astype(int).reshape(-1, 5, 2).tolist()
+    scores = [round(s, 4) for s in rows[:, 14].astype(np.float64).tolist()]
+    return [{"box": b, "confidence": s, "landmarks": dict(zip(LANDMARKS, p))} for b, s, p in zip(boxes, scores, points)]

@@ -78,7 +78,7 @@ def test_yunet_drops_boxes_that_are_not_finite(app, monkeypatch, bad):
     yunet = current_registry(app).get("yunet")
     row = np.array([[10, 10, bad, 20, *([12.0] * 10), 0.95]], np.float32)
     good = np.array([[4, 4, 20, 20, *([12.0] * 10), 0.9]], np.float32)
-    monkeypatch.setattr(type(yunet), "_detect", lambda self, image, conf, nms: np.vstack([row, good]))
+    monkeypatch.setattr(type(yunet), "_detect", lambda self, image, conf, nms, top_k: np.vstack([row, good]))
     image = np.zeros((160, 120, 3), np.uint8)
     found = yunet.run(image, yunet.plan_for(image, min_confidence=0.7, nms=0.3, min_size=10, min_face=0.1))
     assert [d["box"] for d in found] == [[4, 4, 24, 24]]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from tests_helpers import BOOK_GROUP_BOXES, read
 
-from mysite.vision.cascade import group_rectangles
+from mysite.vision.cascade import group_by_grid, group_rectangles
 
 FACE = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
 
@@ -33,7 +33,7 @@ def test_the_same_groups_as_opencv(seed):
     for _ in range(150):
         raw = clusters(rng)
         for threshold in (1, 2, 3, 5):
-            assert sorted(group_rectangles(raw, threshold)) == opencv(raw, threshold), raw
+            assert sorted(group_by_grid(np.asarray(raw).reshape(-1, 4), threshold)) == opencv(raw, threshold), raw
 
 
 @pytest.mark.slow
@@ -50,6 +50,19 @@ def test_the_same_groups_as_opencv_for_a_photo_tiled_with_faces():
     for threshold in (1, 5):
         grouped = sorted(group_rectangles(raw, threshold))
         assert len(grouped) > 500 and grouped == opencv(raw, threshold)
+
+
+def test_few_hits_are_grouped_by_opencv_many_by_the_grid(monkeypatch):
+    import mysite.vision.cascade as cascade
+
+    used = []
+    monkeypatch.setattr(cascade, "group_by_grid", lambda r, t, eps=0.2: used.append(len(r)) or [])
+    rng = np.random.default_rng(9)
+    few = clusters(rng)
+    assert sorted(group_rectangles(few, 2)) == opencv(few, 2) and used == []
+    many = (rng.integers(0, 3000, (cascade._OPENCV_AT_MOST + 1, 4)) + [0, 0, 20, 20]).tolist()
+    group_rectangles(many, 2)
+    assert used == [cascade._OPENCV_AT_MOST + 1]
 
 
 def test_nothing_to_group():

@@ -102,6 +102,7 @@ FILES: dict[str, tuple[Callable[[Image.Image], Image.Image], Callable[[Image.Ima
     "tiff-lzw": (lambda p: p, _save("TIFF", compression="tiff_lzw")),
     "tiff-16bit-gray": (_sixteen, _save("TIFF")),
     "tiff-alpha": (_alpha, _save("TIFF")),
+    "tiff-cmyk": (lambda p: p.convert("CMYK"), _save("TIFF")),
     "tiff-float-gray": (_wide("F"), _save("TIFF", compression="tiff_adobe_deflate")),
     "tiff-32bit-gray": (_wide("I"), _save("TIFF", compression="tiff_adobe_deflate")),
     "heic": (lambda p: p, _save("HEIF", quality=60)),

@@ -222,22 +222,24 @@ def test_bands_split_only_where_both_window_sides_grow():
         assert b[0].window[0] > a[-1].window[0] and b[0].window[1] > a[-1].window[1]
 
 
-@pytest.mark.parametrize(("mode", "bits"), [("L", 8), ("I;16", 16), ("I", 32), ("F", 32)])
-def test_a_tiff_is_costed_by_the_width_of_its_samples(mode, bits):
-    """OpenCV reads a TIFF's 32-bit samples (integer or float) at their width before converting them."""
+@pytest.mark.parametrize(("mode", "bits", "per_pixel"), [("L", 8, 12), ("I;16", 16, 12), ("I", 32, 18), ("F", 32, 18),
+                                                    ("CMYK", 8, 14)])
+def test_a_tiff_is_costed_by_the_width_of_its_samples(mode, bits, per_pixel):
+    """OpenCV reads a TIFF's 32-bit samples (integer or float) at their width, and four bands (CMYK) as RGBA,
+    before converting them: bytes a pixel at the peak, a gray decode at full size."""
     from PIL import Image
 
     from mysite.vision.decode import decode_image, read_header
 
     gray = np.tile(np.arange(0, 250, 50, dtype=np.uint8), (30, 8))  # 40x30, five grey levels
     values = {"L": gray, "I;16": gray.astype(np.uint16) * 257, "I": gray.astype(np.int32) * 257,
-              "F": gray.astype(np.float32) / 255}[mode]
+              "F": gray.astype(np.float32) / 255, "CMYK": gray}[mode]
     buf = io.BytesIO()
-    Image.fromarray(values).save(buf, "TIFF")
+    picture = Image.fromarray(values)
+    (picture.convert("CMYK") if mode == "CMYK" else picture).save(buf, "TIFF")
     header = read_header(buf.getvalue())
     assert (header.width, header.height, header.bits) == (40, 30, bits)
-    per_pixel = (budget.decode_memory(header, True, 1) - budget.DECODER_FIXED) / 1200
-    assert per_pixel == (18 if bits == 32 else 12)
+    assert (budget.decode_memory(header, True, 1) - budget.DECODER_FIXED) / 1200 == per_pixel
     assert decode_image(buf.getvalue(), max_pixels=1200, gray=True).image.shape == (30, 40)
 
 

@@ -44,8 +44,9 @@ DECODER_FIXED = 6 * MB
 # Peak bytes per pixel of OpenCV's TIFF reader (its strips, then the converted picture) and of
 # libwebp (a lossless picture is decoded to ARGB first), in colour or gray, full size or reduced.
 _FLAT_BYTES_PER_PIXEL = {"TIFF": 11, "WEBP": 7}
-# A TIFF of 32-bit samples (integer or float): OpenCV reads its strips at 4 bytes a sample first.
+# TIFFs OpenCV reads through more: 32-bit samples (integer or float) at their width, four bands (CMYK) as RGBA.
 _WIDE_TIFF_BYTES_PER_PIXEL = 17
+_FOUR_BAND_TIFF_BYTES_PER_PIXEL = 13
 
 
 def decode_memory(header: Header, gray: bool, reduce: int) -> int:
@@ -74,6 +75,8 @@ def _decode_peak(header: Header, gray: bool, reduce: int) -> int:
         return pillow_bytes_per_pixel(header) * full + out
     if header.format == "TIFF" and header.bits > 16:
         return _WIDE_TIFF_BYTES_PER_PIXEL * full + out
+    if header.format == "TIFF" and header.samples > 3:
+        return _FOUR_BAND_TIFF_BYTES_PER_PIXEL * full + out
     if header.format in _FLAT_BYTES_PER_PIXEL:
         return _FLAT_BYTES_PER_PIXEL[header.format] * full + out
     depth = 2 if header.bits > 8 else 1

@@ -67,7 +67,7 @@ class Header:
     bits: int = 8  # bits per sample: 8, 16 (PNG, TIFF) or 32 (integer and float TIFFs)
     scans: int = 1  # a JPEG's scans (libjpeg passes over the image once per scan)
     progressive: bool = False  # a progressive JPEG: libjpeg holds every coefficient of the image at once
-    samples: float = 3.0  # a JPEG's samples per pixel over its components (4:2:0 colour: 1.5)
+    samples: float = 3.0  # a JPEG's samples per pixel over its components (4:2:0 colour: 1.5); other formats' bands
     coded: int = 0  # pixels a coded picture, canvas or tile may hold, which nothing holds to width x height
 
     @property
@@ -144,6 +144,7 @@ def read_header(data: bytes, max_pixels: int | None = None) -> Header:
                 fmt = "JPEG" if im.format == "MPO" else str(im.format)
                 alpha = im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
                 bits = 32 if im.mode in ("I", "F") else 16 if "16" in im.mode else 8  # Pillow's 32-bit modes
+                samples = structure.samples if fmt == "JPEG" else float(len(im.getbands()))
                 if max_pixels is not None and width * height > max_pixels:
                     raise TooLarge(
                         f"image is {width}x{height} = {width * height / 1e6:.1f} megapixels; "
@@ -178,7 +179,7 @@ def read_header(data: bytes, max_pixels: int | None = None) -> Header:
         raise Unprocessable(f"the {fmt} image declares an empty size {width}x{height}", reason=Reason.BAD_IMAGE)
     if orientation in _SWAPPING_ORIENTATIONS:
         width, height = height, width
-    return Header(fmt, width, height, alpha, bits, structure.scans, structure.progressive, structure.samples,
+    return Header(fmt, width, height, alpha, bits, structure.scans, structure.progressive, samples,
                   structure.coded)
 
 

@@ -31,9 +31,6 @@ class Budget:
     work: int  # cascade windows evaluated, plus decoded pixels / 8
     images: int = 1  # images that share it (a batch): a model that keeps at most so many candidates keeps its share
 
-    def with_memory(self, memory: int) -> Budget:
-        return Budget(memory, self.work, self.images)
-
 
 def mb(n: float) -> str:
     return f"{n / MB:.0f} MB"

@@ -267,21 +267,17 @@ def group_by_grid(r: np.ndarray, threshold: int, eps: float = GROUP_EPS) -> list
 def _classes(r: np.ndarray, eps: float) -> np.ndarray:
     """Each hit's class, named by its first hit: the connected parts of "alike" (OpenCV's ``SimilarRects``)."""
     x, y = r[:, 0], r[:, 1]
-    reach = eps * (r[:, 2] + r[:, 3]) / 2  # the most an alike hit's corner may be away, whatever its size
-    size = np.floor(np.log2(np.maximum(reach, 1.0))).astype(np.int64)
+    size = _size_class(r, eps)
     edges: list[tuple[np.ndarray, np.ndarray]] = []
     for level in np.unique(size):
         cell = float(2 ** (level + 1))  # more than any reach of this class
         mine = np.flatnonzero(size == level)
         pool = np.flatnonzero((size == level) | (size == level + 1))
-        keys = _cells(x[pool] // cell, y[pool] // cell)
-        order = np.argsort(keys, kind="stable")
-        pool, keys = pool[order], keys[order]
+        pool, keys = _sorted_by_key(pool, _cells(x[pool] // cell, y[pool] // cell))
+        cx, cy = x[mine] // cell, y[mine] // cell
         for dx in (-1, 0, 1):
             for dy in (-1, 0, 1):
-                wanted = _cells(x[mine] // cell + dx, y[mine] // cell + dy)
-                start = np.searchsorted(keys, wanted, "left")
-                count = np.searchsorted(keys, wanted, "right") - start
+                start, count = _ranges(keys, _cells(cx + dx, cy + dy))
                 for i, j in _pairs(mine, start, count, pool):
                     alike = ((i < j) | (size[j] > level)) & _alike(r[i], r[j], eps)
                     edges.append((i[alike], j[alike]))
@@ -290,8 +286,25 @@ def _classes(r: np.ndarray, eps: float) -> np.ndarray:
     return _components(len(r), u, v)
 
 
+def _size_class(r: np.ndarray, eps: float) -> np.ndarray:
+    """log2 of the most an alike box's corner may be away (``eps`` of its mean side), whatever the other's size."""
+    size: np.ndarray = np.floor(np.log2(np.maximum(eps * (r[:, 2] + r[:, 3]) / 2, 1.0))).astype(np.int64)
+    return size
+
+
 def _cells(cx: np.ndarray, cy: np.ndarray) -> np.ndarray:
     return (cx.astype(np.int64) + 1) * (1 << 32) + cy.astype(np.int64) + 1
+
+
+def _sorted_by_key(items: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    order = np.argsort(keys, kind="stable")
+    return items[order], keys[order]
+
+
+def _ranges(keys: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each wanted key's run starts in the sorted ``keys``, and how long it is."""
+    start = np.searchsorted(keys, wanted, "left")
+    return start, np.searchsorted(keys, wanted, "right") - start
 
 
 def _pairs(first: np.ndarray, start: np.ndarray, count: np.ndarray,
@@ -347,7 +360,7 @@ def _not_inside_stronger(m: np.ndarray, n: np.ndarray, eps: float) -> np.ndarray
     cell holding that corner, of a grid per size class of cells at least twice that class's boxes."""
     dx, dy = np.rint(m[:, 2] * eps).astype(np.int64), np.rint(m[:, 3] * eps).astype(np.int64)
     left, top, right, bottom = m[:, 0] - dx, m[:, 1] - dy, m[:, 0] + m[:, 2] + dx, m[:, 1] + m[:, 3] + dy
-    size = np.floor(np.log2(np.maximum(eps * (m[:, 2] + m[:, 3]) / 2, 1.0))).astype(np.int64)
+    size = _size_class(m, eps)
     everyone = np.arange(len(m))
     drop = np.zeros(len(m), bool)
     for level in np.unique(size):
@@ -356,13 +369,9 @@ def _not_inside_stronger(m: np.ndarray, n: np.ndarray, eps: float) -> np.ndarray
         x0, x1, y0, y1 = (v[outer] // cell for v in (left, right, top, bottom))
         spans = [(outer[(x0 + i <= x1) & (y0 + j <= y1)], (x0 + i)[(x0 + i <= x1) & (y0 + j <= y1)],
                   (y0 + j)[(x0 + i <= x1) & (y0 + j <= y1)]) for i in (0, 1) for j in (0, 1)]
-        pool = np.concatenate([s[0] for s in spans])
-        keys = _cells(np.concatenate([s[1] for s in spans]), np.concatenate([s[2] for s in spans]))
-        order = np.argsort(keys, kind="stable")
-        pool, keys = pool[order], keys[order]
-        wanted = _cells(m[:, 0] // cell, m[:, 1] // cell)
-        start = np.searchsorted(keys, wanted, "left")
-        count = np.searchsorted(keys, wanted, "right") - start
+        pool, keys = _sorted_by_key(np.concatenate([s[0] for s in spans]),
+                                    _cells(np.concatenate([s[1] for s in spans]), np.concatenate([s[2] for s in spans])))
+        start, count = _ranges(keys, _cells(m[:, 0] // cell, m[:, 1] // cell))
         for a, b in _pairs(everyone, start, count, pool):
             inside = ((a != b) & (m[a, 0] >= left[b]) & (m[a, 1] >= top[b]) & (m[a, 0] + m[a, 2] <= right[b])
                       & (m[a, 1] + m[a, 3] <= bottom[b]) & ((n[b] > np.maximum(3, n[a])) | (n[a] < 3)))

@@ -233,3 +233,14 @@ def test_each_image_of_a_batch_keeps_its_share_of_top_k(client):
     # At the default confidence a batch's images answer as they do alone.
     r = client.post("/detect?detector=yunet", data={"image": [(io.BytesIO(data), f"{i}.jpg") for i in range(4)]})
     assert [one["result"] for one in r.json["results"]] == [detect(client, data)] * 4
+
+
+def test_a_tile_keeps_its_best_tile_top_k_before_its_own_nms(client, monkeypatch):
+    """YuNet's own NMS is quadratic in a tile's candidates: each detection call keeps the best TILE_TOP_K."""
+    data = read("group_17_faces.jpg")
+    query = "?detector=yunet&min_confidence=0&nms=1&min_face=0.5"  # one pass, one tile
+    every = detect(client, data, query)
+    monkeypatch.setattr(yunet, "TILE_TOP_K", 40)
+    best = detect(client, data, query)
+    assert len(every) > 60 and len(best) == 40
+    assert sorted(f["confidence"] for f in best) == sorted(f["confidence"] for f in every)[-40:]

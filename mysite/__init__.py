@@ -39,8 +39,10 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, settings: Settings
     from flask import Flask
 
     from mysite import settings as settings_mod
+    from mysite.errors import TooLarge
     from mysite.models.schema import read_specs
     from mysite.server import metrics, native_output
+    from mysite.server.memory import Room
     from mysite.server.observe import Observe
     from mysite.server.send_deadline import SendDeadline
     from mysite.server.upload_deadline import UploadDeadline
@@ -94,8 +96,13 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, settings: Settings
     error_handlers.register(app)
     # Headers on every answer, JSON OPTIONS, and (when set) API keys for the image endpoints and CORS.
     security.register(app, protected={"api", "faces"})
-    # A body that arrives too slowly is cut off with a JSON 408, not waited for (mysite/server/upload_deadline.py).
-    app.wsgi_app = UploadDeadline(app.wsgi_app, settings.upload_deadline)  # type: ignore[method-assign]
+    # Bodies are received whole before the app runs; one that arrives too slowly is cut off with a JSON 408,
+    # not waited for (mysite/server/upload_deadline.py).
+    spool = Room(settings.upload_spool_bytes, 0, what="request bodies arriving",
+                 refused=lambda: recorder.room_refused("arriving"))
+    too_long = lambda: TooLarge(inputs.body_too_large(None, body_limit, settings.max_upload_mb))  # noqa: E731
+    app.wsgi_app = UploadDeadline(app.wsgi_app, settings.upload_deadline,  # type: ignore[method-assign]
+                                  settings.upload_min_rate_kb * 1024, spool, body_limit, too_long)
     # An answer the client does not read is cut off, not held (mysite/server/send_deadline.py).
     app.wsgi_app = SendDeadline(app.wsgi_app, settings.send_timeout)  # type: ignore[method-assign]
     # Outermost: an X-Request-ID on every answer, and every answer counted (mysite/server/observe.py).

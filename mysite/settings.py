@@ -55,6 +55,10 @@ class Settings:
     url_deadline: float = 20.0
     # Seconds a request body may take to arrive once its first byte is read (then a JSON 408).
     upload_deadline: float = 20.0
+    # ... and a second more for every this many kilobytes that arrive: a slow but steady upload gets through.
+    upload_min_rate_kb: float = 32.0
+    # What the bodies still arriving in one web worker may hold together, in temporary files (upload_deadline.py).
+    upload_spool_mb: float = 256.0
     # What the request bodies in flight in one web worker may cost together (mysite/server/memory.py).
     upload_memory_mb: float = 128.0
     # Seconds a request's line and headers may take to arrive, under gunicorn (mysite/server/worker.py).
@@ -109,6 +113,10 @@ class Settings:
     @property
     def upload_memory_bytes(self) -> int:
         return int(self.upload_memory_mb * 1024 * 1024)
+
+    @property
+    def upload_spool_bytes(self) -> int:
+        return int(self.upload_spool_mb * 1024 * 1024)
 
     @property
     def max_answer_bytes(self) -> int:
@@ -238,6 +246,8 @@ FIELDS: dict[str, tuple[str, Any, str]] = {
     "URL_TIMEOUT": ("url_timeout", _positive_float, "a positive number of seconds"),
     "URL_DEADLINE": ("url_deadline", _positive_float, "a positive number of seconds"),
     "UPLOAD_DEADLINE": ("upload_deadline", _positive_float, "a positive number of seconds"),
+    "UPLOAD_MIN_RATE_KB": ("upload_min_rate_kb", _positive_float, "a positive number of kilobytes a second"),
+    "UPLOAD_SPOOL_MB": ("upload_spool_mb", _positive_float, "a positive number of megabytes"),
     "UPLOAD_MEMORY_MB": ("upload_memory_mb", _positive_float, "a positive number of megabytes"),
     "HEADER_DEADLINE": ("header_deadline", _positive_float, "a positive number of seconds"),
     "SEND_TIMEOUT": ("send_timeout", _positive_float, "a positive number of seconds"),

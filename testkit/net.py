@@ -144,3 +144,32 @@ def drip_upload(base: str, every: float, total: int = 50_000, limit: float = 30.
                 pass  # the server shut its reading side: keep listening for the answer
             time.sleep(every)
     return answer.decode("latin-1"), time.monotonic() - start
+
+
+def steady_upload(base: str, data: bytes, rate: float, path: str = "/detect", limit: float = 60.0) -> tuple[str, float]:
+    """POST ``data`` as a multipart image to ``path``, sending ``rate`` bytes a second, as a slow link does.
+
+    Returns the raw answer and how long it took; stops sending as soon as the server stops reading.
+    """
+    host, port = base.removeprefix("http://").split(":")
+    body, content_type = multipart(data)
+    piece = max(1, int(rate / 20))
+    start = time.monotonic()
+    with socket.create_connection((host, int(port)), timeout=limit) as s:
+        s.sendall(f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: {content_type}\r\n"
+                  f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode())
+        sent = 0
+        while sent < len(body) and time.monotonic() - start < limit:  # bounded by ``limit``
+            try:
+                s.sendall(body[sent:sent + piece])
+            except OSError:
+                break  # the server stopped reading: its answer follows
+            sent += piece
+            time.sleep(max(0.0, start + sent / rate - time.monotonic()))
+        pieces = []
+        try:
+            while chunk := s.recv(65536):
+                pieces.append(chunk)
+        except OSError:
+            pass
+    return b"".join(pieces).decode("latin-1"), time.monotonic() - start

@@ -318,19 +318,32 @@ def test_server_timing_header(client, group_jpg):
 
 # -- isolation ------------------------------------------------------------------------------------
 
-def test_uploads_are_never_written_to_disk(client, monkeypatch, car_jpg):
-    # Werkzeug spools multipart uploads over 500 KB to a temporary file unless told otherwise.
+def test_an_upload_leaves_no_file_behind(client, monkeypatch, car_jpg):
+    # A body is received whole before the app runs (mysite/server/upload_deadline.py): one longer than
+    # 64 KB into a temporary file that never has a name, closed when the request ends. Werkzeug's own
+    # spooling of multipart files over 500 KB is turned off: the app reads them in memory.
+    import os
     import tempfile
 
-    def no_disk(*args, **kwargs):
-        raise AssertionError("an upload was written to disk")
+    made = []
+    real = tempfile.TemporaryFile
 
-    monkeypatch.setattr(tempfile, "TemporaryFile", no_disk)
-    monkeypatch.setattr(tempfile, "SpooledTemporaryFile", no_disk)
-    monkeypatch.setattr(tempfile, "NamedTemporaryFile", no_disk)
+    def recording(*args, **kwargs):
+        file = real(*args, **kwargs)
+        made.append((file, os.readlink(f"/proc/self/fd/{file.fileno()}")))
+        return file
+
+    def named(*args, **kwargs):
+        raise AssertionError("an upload was written to a named file")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", recording)
+    monkeypatch.setattr(tempfile, "NamedTemporaryFile", named)
     big = car_jpg + b"\0" * 600_000  # trailing bytes after the JPEG's end are ignored by decoders
     r = client.post("/detect", data=multipart("image", big))
     assert r.status_code == 200 and r.get_json()["result"] == []
+    assert len(made) == 1, made  # the body's, and nothing of the app's
+    file, path = made[0]
+    assert path.endswith("(deleted)") and file.closed, path
 
 
 @pytest.mark.slow

@@ -17,7 +17,7 @@ import pytest
 import requests
 from live_server import start_gunicorn
 
-from testkit.net import drip_upload, exchange, port_of
+from testkit.net import drip_upload, exchange, port_of, steady_upload
 
 pytestmark = pytest.mark.slow
 
@@ -39,6 +39,45 @@ def test_slow_uploads_get_a_json_408_and_the_worker_keeps_serving(tmp_path, grou
         assert body["status"] == "request timeout" and "MYSITE_UPLOAD_DEADLINE" in body["message"]
         assert 1.9 < took < 10, took
     assert "WORKER TIMEOUT" not in log and "SIGKILL" not in log and log.count("Booting worker") == 1, log
+
+
+def test_a_slow_but_steady_upload_gets_through_and_a_slower_one_gets_a_408(tmp_path, group_jpg):
+    # A phone on a poor link: its body takes longer than MYSITE_UPLOAD_DEADLINE but keeps coming, and
+    # each KB that arrives buys time (a second for every MYSITE_UPLOAD_MIN_RATE_KB). Before, any body
+    # not in within the deadline was a 408, so a 2 MB photo sent at 80 KB/s never got through.
+    env = {"MYSITE_UPLOAD_DEADLINE": "1", "MYSITE_UPLOAD_MIN_RATE_KB": "16"}
+    with start_gunicorn(env, log_dir=tmp_path) as server, ThreadPoolExecutor(2) as pool:
+        steady = pool.submit(steady_upload, server.url, group_jpg, 32 * 1024)  # 77 KB: about 2.4 s
+        slower = pool.submit(steady_upload, server.url, group_jpg, 8 * 1024)  # falls behind after about 2 s
+        (ok, ok_took), (late, late_took) = steady.result(), slower.result()
+    status, _, rest = ok.partition("\r\n")
+    assert " 200 " in status and len(json.loads(rest.split("\r\n\r\n", 1)[1])["result"]) == 17, ok[:300]
+    assert ok_took > 2, ok_took  # past the deadline alone
+    status, _, rest = late.partition("\r\n")
+    assert " 408 " in status, late[:300]
+    assert "MYSITE_UPLOAD_MIN_RATE_KB" in json.loads(rest.split("\r\n\r\n", 1)[1])["message"]
+    assert 1.5 < late_took < 5, late_took
+
+
+def test_bodies_arriving_past_their_room_are_a_quick_503_and_the_room_comes_back(tmp_path, group_jpg):
+    # Bodies still arriving are held in temporary files, MYSITE_UPLOAD_SPOOL_MB of them a worker (one
+    # body larger than that is taken when it is alone).
+    big = group_jpg + b"\0" * (3 * 1024 * 1024)  # bytes after the JPEG's end are ignored by decoders
+    env = {"MYSITE_UPLOAD_SPOOL_MB": "1"}
+    with start_gunicorn(env, log_dir=tmp_path) as server, ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(steady_upload, server.url, big, 1024 * 1024)  # about 3 s
+        time.sleep(1)  # it holds the room
+        started = time.monotonic()
+        refused = requests.post(server.url + "/detect", data=big, headers={"Content-Type": "image/jpeg"}, timeout=30)
+        refused_took = time.monotonic() - started
+        first, _ = slow.result()
+        after = requests.post(server.url + "/detect", data=big, headers={"Content-Type": "image/jpeg"}, timeout=30)
+        metrics = requests.get(server.url + "/metrics", timeout=10).text
+    assert refused.status_code == 503 and refused.headers["Retry-After"] == "1", refused.text
+    assert refused.json()["reason"] == "busy" and "arriving" in refused.json()["message"]
+    assert refused_took < 1.5, refused_took
+    assert " 200 " in first.split("\r\n")[0] and after.status_code == 200, (first[:300], after.text)
+    assert 'mysite_room_refused_total{room="arriving"} 1.0' in metrics
 
 
 def test_a_crowd_waits_its_turn_and_healthz_still_answers(tmp_path, group_jpg):

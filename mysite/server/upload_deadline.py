@@ -1,23 +1,35 @@
-"""A deadline for receiving a request's body: an upload that arrives too slowly gets a JSON 408.
+"""Receiving a request's body before the app sees it: at a rate, into a temporary file.
 
-A client that sends its body a few bytes a second would otherwise hold a thread for as long
-as it likes (each byte arrives inside any per-read timeout). This WSGI middleware starts a
-clock at the first read of the body; when ``seconds`` pass before the body is in, a timer
-shuts the socket's reading side (gunicorn puts the socket in ``environ["gunicorn.socket"]``),
-the blocked read returns, and the read raises ``UploadTimeout``, which the app answers as
-JSON 408. The socket's sending side stays open for that answer. Under servers that do not
-expose the socket (uWSGI, the development server) the clock is checked between reads.
+A client that sends its body a few bytes a second would otherwise hold a thread for as long as it
+likes (each byte arrives inside any per-read timeout), and the memory the app keeps for that body
+while it waits. This WSGI middleware reads the whole body first: the clock starts at its first
+read, and the body must be in within ``seconds``, plus a second for every ``rate`` bytes that
+have arrived, so a slow but steady upload (a phone on a poor link) gets through and a trickle
+does not (Apache's ``RequestReadTimeout body=20,MinRate=...`` works so). When the time is up a
+timer shuts the socket's reading side (gunicorn puts the socket in ``environ["gunicorn.socket"]``)
+and the blocked read returns; under servers that do not expose the socket (uWSGI, the development
+server) the clock is checked between reads.
+
+What arrives goes to a temporary file (in memory while small), counted in a room of its own
+(``spool``) until the app counts it in the room it keeps for bodies (``memory.Room``), and the app
+reads it from there. So the app's room is taken only for bodies that are all in: connections that
+send nothing hold none of it. When the body cannot be had (too slow, too long, a broken chunk, no room), the app
+gets an empty body and the error under ``BODY_ERROR`` in its environ, and answers it as JSON.
 """
 
 from __future__ import annotations
 
+import math
 import socket
+import tempfile
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from io import BytesIO
+from typing import IO, Any
 
 from mysite.errors import ApiError, BadRequest, Reason
 from mysite.server import deadlines
+from mysite.server.memory import Room
 
 try:  # gunicorn's errors for a body it cannot parse (a chunk size "zz"); other servers raise their own
     from gunicorn.http.errors import ParseException as _BodyParseError
@@ -25,6 +37,11 @@ except ImportError:  # pragma: no cover - uWSGI hosts need not have gunicorn
     _BodyParseError = ()
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+BODY_ERROR = "mysite.body_error"  # environ key: why the body could not be received
+BODY_ROOM = "mysite.body_room"  # environ key: call once the body is counted in the app's room (memory.Room)
+BODY_DONE = "mysite.body_done"  # environ key: call when the request ends: the body's file is closed
+_IN_MEMORY = 64 * 1024  # a body up to this stays in memory; a longer one goes to a file
+_STEP = 1024 * 1024  # the spool's room is taken a step ahead of what has arrived
 
 
 class UploadTimeout(ApiError):
@@ -32,57 +49,70 @@ class UploadTimeout(ApiError):
 
 
 class _TimedBody:
-    """``wsgi.input`` under a deadline that starts at the first read."""
+    """``wsgi.input`` under a deadline that starts at the first read and grows with what arrives."""
 
-    def __init__(self, stream: Any, seconds: float, sock: socket.socket | None, length: int | None) -> None:
-        self._stream, self._seconds, self._sock, self._length = stream, seconds, sock, length
-        self._ends: float | None = None
+    def __init__(self, stream: Any, seconds: float, rate: float, sock: socket.socket | None,
+                 length: int | None) -> None:
+        self._stream, self._seconds, self._rate, self._sock = stream, seconds, rate, sock
+        self.length = length
+        self._started: float | None = None
         self._timer: deadlines.Deadline | None = None
-        self._received = 0
+        self._stopped = False
+        self.received = 0
         self.expired = False
 
+    def _ends(self) -> float:
+        assert self._started is not None
+        return self._started + self._seconds + self.received / self._rate
+
     def _start(self) -> None:
-        if self._ends is None:
-            self._ends = time.monotonic() + self._seconds
+        if self._started is None:
+            self._started = time.monotonic()
             if self._sock is not None:
                 self._timer = deadlines.after(self._seconds, self._expire)
 
     def _expire(self) -> None:
+        if self._stopped:
+            return
+        left = self._ends() - time.monotonic()
+        if left > 0:  # what arrived meanwhile bought more time
+            self._timer = deadlines.after(left, self._expire)
+            return
         self.expired = True
         try:
             self._sock.shutdown(socket.SHUT_RD)  # type: ignore[union-attr]
         except OSError:
             pass
 
+    def stop(self) -> None:
+        """The body is in (or the request is over): no more deadline."""
+        self._stopped = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
     def drain(self, most: int) -> None:
         """Read and drop what the app left of the body (at most ``most`` bytes), under the same deadline.
 
         gunicorn drains at most 64 KB of an unread body before taking the next request on a
         kept-alive connection; past that it closes the connection although its answer said
-        keep-alive, and the client's next request on it fails. An app that answers an error
-        before reading a large body (a bad parameter, a full queue) would cause just that.
+        keep-alive, and the client's next request on it fails.
         """
-        if self._length is None or self.expired:
+        if self.length is None or self.expired:
             return
-        left = self._length - self._received
+        left = self.length - self.received
         if left <= 0 or left > most:
             return
         try:
-            while left > 0 and self._read(self._stream.read, min(left, 64 * 1024)):
-                left = self._length - self._received
+            while left > 0 and self.read(min(left, 64 * 1024)):
+                left = self.length - self.received
         except Exception:  # noqa: BLE001 - the answer is sent; a client that went away is no error here
             pass
 
-    def stop(self) -> None:
-        """The body is in (or the request is over): no more deadline."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _read(self, method: Callable[..., bytes], *args: Any) -> bytes:
+    def read(self, size: int = -1) -> bytes:
         self._start()
         try:
-            data = method(*args)
+            data: bytes = self._stream.read(size)
         except _BodyParseError as exc:
             self.stop()
             raise BadRequest(f"the request body's transfer encoding is broken ({type(exc).__name__}: "
@@ -91,63 +121,124 @@ class _TimedBody:
             if self.expired:
                 raise self._late() from None
             raise
-        if self.expired or (self._ends is not None and time.monotonic() > self._ends):
+        if self.expired or time.monotonic() > self._ends():
             self.stop()
             raise self._late()
-        self._received += len(data)
-        if not data or (self._length is not None and self._received >= self._length):
+        self.received += len(data)
+        if not data or (self.length is not None and self.received >= self.length):
             self.stop()
         return data
 
     def _late(self) -> UploadTimeout:
-        return UploadTimeout(f"the request body did not arrive within {self._seconds:g} s "
-                             f"({self._received} bytes came); send it faster (MYSITE_UPLOAD_DEADLINE)")
-
-    def read(self, *args: Any) -> bytes:
-        return self._read(self._stream.read, *args)
-
-    def readline(self, *args: Any) -> bytes:
-        return self._read(self._stream.readline, *args)
-
-    def readlines(self, *args: Any) -> list[bytes]:
-        lines = []
-        while line := self.readline():
-            lines.append(line)
-        return lines
-
-    def __iter__(self) -> Iterable[bytes]:
-        while line := self.readline():
-            yield line
+        took = time.monotonic() - (self._started or time.monotonic())
+        return UploadTimeout(
+            f"the request body came too slowly ({self.received} bytes in {took:.0f} s): the server waits "
+            f"{self._seconds:g} s for a body" + (f", and a second more for every {self._rate / 1024:g} KB that "
+                                                  "arrives" if self._rate < math.inf else " sent in chunks") +
+            "; send it faster (MYSITE_UPLOAD_DEADLINE, MYSITE_UPLOAD_MIN_RATE_KB)")
 
 
 class UploadDeadline:
-    """WSGI middleware: every request body must arrive within ``seconds`` of its first read.
+    """WSGI middleware: every request body is received whole, at ``rate`` bytes a second after ``seconds``,
+    into a temporary file counted in ``spool``, before the app runs.
 
-    Once the answer is sent, what the app left unread of a body up to ``drain`` bytes is read
-    and dropped, so the connection can be kept alive as the answer said.
+    ``longest``: the longest body the app takes; one declared longer is left to the app, which refuses it
+    unread, and up to ``drain`` bytes of it are read and dropped after the answer, so the connection can
+    be kept alive as the answer said. ``too_long``: the error for a chunked body that runs past ``longest``.
     """
 
-    def __init__(self, app: WSGIApp, seconds: float, drain: int = 16 * 1024 * 1024) -> None:
-        self.app, self.seconds, self.drain = app, seconds, drain
+    def __init__(self, app: WSGIApp, seconds: float, rate: float, spool: Room, longest: int,
+                 too_long: Callable[[], ApiError], drain: int = 16 * 1024 * 1024) -> None:
+        self.app, self.seconds, self.rate, self.spool = app, seconds, rate, spool
+        self.longest, self.too_long, self.drain = longest, too_long, drain
+        # A read returns once it has its piece, so a piece is what a body may be behind its rate: a
+        # small part of what the deadline allows (64 KB with the defaults, less with short deadlines).
+        self.piece = int(max(1024, min(64 * 1024, rate * seconds / 8)))
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         length = environ.get("CONTENT_LENGTH", "")
         chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
         if not (chunked or (length.isdigit() and int(length) > 0)):
             return self.app(environ, start_response)
-        body = _TimedBody(environ["wsgi.input"], self.seconds, environ.get("gunicorn.socket"),
-                          None if chunked else int(length))
-        environ["wsgi.input"] = body
+        # A chunked body costs gunicorn's parser by its chunks, not its bytes: its time does not grow.
+        body = _TimedBody(environ["wsgi.input"], self.seconds, math.inf if chunked else self.rate,
+                          environ.get("gunicorn.socket"), None if chunked else int(length))
+        if not chunked and int(length) > self.longest:
+            environ["wsgi.input"] = body
+
+            def drain() -> None:
+                body.drain(self.drain)
+                body.stop()
+
+            return self._run(environ, start_response, drain)
+        received = self._receive(environ, body)
+        environ[BODY_ROOM], environ[BODY_DONE] = received.give_room, received.release
+        return self._run(environ, start_response, received.release)
+
+    def _run(self, environ: dict[str, Any], start_response: Callable[..., Any],
+             finish: Callable[[], Any]) -> Iterable[bytes]:
         try:
             result = self.app(environ, start_response)
         except BaseException:
-            body.stop()
+            finish()
             raise
-        def finish() -> None:
-            body.drain(self.drain)
-            body.stop()
-
         return _Closing(result, finish)
+
+    def _receive(self, environ: dict[str, Any], body: _TimedBody) -> _Received:
+        """Read the whole body into a temporary file and hand it to the app in place of the socket."""
+        file: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=_IN_MEMORY)
+        taken = 0
+        try:
+            while body.length is None or body.received < body.length:
+                left = self.piece if body.length is None else body.length - body.received
+                try:
+                    data = body.read(min(self.piece, left))
+                except OSError:
+                    raise BadRequest(f"the connection failed after {body.received} bytes of the body") from None
+                if not data:
+                    if body.length is not None:
+                        raise BadRequest(f"the request body ended after {body.received} of the "
+                                         f"{body.length} bytes its Content-Length gave")
+                    break
+                if body.received > self.longest:
+                    raise self.too_long()
+                if body.received > taken:
+                    self.spool.take(_STEP, held=taken, wait=0)
+                    taken += _STEP
+                file.write(data)
+        except ApiError as exc:
+            body.stop()
+            file.close()
+            self.spool.give(taken)
+            environ[BODY_ERROR] = exc
+            environ["wsgi.input"], environ["CONTENT_LENGTH"] = BytesIO(), "0"
+            environ.pop("HTTP_TRANSFER_ENCODING", None)
+            return _Received(BytesIO(), lambda: None)
+        body.stop()
+        file.seek(0)
+        received = _Received(file, lambda: self.spool.give(taken))
+        environ["wsgi.input"], environ["CONTENT_LENGTH"] = file, str(body.received)
+        environ.pop("HTTP_TRANSFER_ENCODING", None)
+        return received
+
+
+class _Received:
+    """A received body's file and its share of the spool's room, each let go once."""
+
+    def __init__(self, file: IO[bytes], give: Callable[[], None]) -> None:
+        self._file, self._give = file, give
+        self._given = False
+
+    def give_room(self) -> None:
+        """The body's memory is counted elsewhere now (the app's room for bodies): give its share back."""
+        if not self._given:
+            self._given = True
+            self._give()
+
+    def release(self) -> None:
+        """The request is over: close the file (it has no name: nothing is left of it) and give the room back."""
+        self.give_room()
+        self._file.close()
 
 
 class _Closing:

@@ -30,6 +30,7 @@ from werkzeug.http import parse_accept_header, parse_options_header
 from werkzeug.utils import cached_property
 
 from mysite.errors import BadRequest, Reason, TooLarge
+from mysite.server.upload_deadline import BODY_DONE, BODY_ERROR, BODY_ROOM
 from mysite.settings import Settings
 from mysite.web.state import app_state
 
@@ -383,7 +384,9 @@ def body_share(req: Request, settings: Settings) -> int:
     if "chunked" in req.headers.get("Transfer-Encoding", "").lower():
         length = settings.max_body_bytes  # told only as it arrives: counted at the most it may be
     elif req.content_length:
-        length = min(req.content_length, settings.max_body_bytes)  # longer is a 413 before it is read
+        if req.content_length > settings.max_body_bytes:
+            return 0  # a 413 before it is read
+        length = req.content_length
     else:
         return 0  # a ?url= fetch takes its room once the image's length is known (hold_fetched)
     return length * (RAW_COPIES if req.mimetype.startswith("image/") else TEXT_COPIES)
@@ -402,9 +405,13 @@ def hold_room(app: Flask) -> None:
     @app.before_request
     def _take() -> None:
         g.mysite_room, g.mysite_answers = state.room, state.answers
+        error = request.environ.get(BODY_ERROR)  # the body could not be received (upload_deadline.py)
+        if error is not None:
+            raise error
         share = body_share(request, state.settings)
         if share:
             take_room(share)
+        request.environ.pop(BODY_ROOM, lambda: None)()  # counted here now, no more among the bodies arriving
 
     @app.after_request
     def _hold_answer(response: Response) -> Response:
@@ -415,6 +422,9 @@ def hold_room(app: Flask) -> None:
 
     @app.teardown_request
     def _give(_error: BaseException | None) -> None:
+        done = request.environ.pop(BODY_DONE, None)
+        if done is not None:
+            done()
         share = request.environ.pop(_BODY_SHARE, 0)
         if share:
             state.room.give(share)

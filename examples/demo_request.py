@@ -27,6 +27,14 @@ def parser(doc: str) -> argparse.ArgumentParser:
     return p
 
 
+def read_image(p: argparse.ArgumentParser, path: str) -> bytes:
+    """The photo's bytes, or a usage error that says what to pass (a copied script has no tests/data)."""
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        p.error(f"cannot read the photo {path} ({exc.strerror}): give one with --image PATH")
+
+
 def show(response: requests.Response) -> None:
     """The book's three lines: status code, headers, content."""
     print(f"status code: {response.status_code}")
@@ -44,7 +52,7 @@ def main() -> int:
     api = args.server.rstrip("/")
     key = os.environ.get("MYSITE_API_KEY")
     headers = {"X-API-Key": key} if key else {}
-    image = Path(args.image).read_bytes()
+    image = read_image(p, args.image)
 
     steps = [("GET /process (a wrong route)", lambda: requests.get(f"{api}/process", headers=headers))]
     if args.url:

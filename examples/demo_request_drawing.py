@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 import cv2
 import numpy as np
 import requests
-from demo_request import parser, show
+from demo_request import parser, read_image, show
 
 YELLOW, RED, BLUE = (0, 255, 255), (0, 0, 255), (255, 0, 0)  # BGR, as the book draws
 
@@ -26,7 +25,7 @@ def main() -> int:
     p.add_argument("--out", default="demo_request_drawing.png")
     args = p.parse_args()
 
-    image = Path(args.image).read_bytes()
+    image = read_image(p, args.image)
     key = os.environ.get("MYSITE_API_KEY")
     response = requests.post(f"{args.server.rstrip('/')}/detect", files={"image": image},
                              headers={"X-API-Key": key} if key else {})

@@ -20,7 +20,7 @@ every instance down), and measures the cold start: process start to the first 20
 ``/healthz``, with every shipped model, beside the machine's load and the CPU time it took.
 
 Only 127.0.0.1 is contacted; every wait has a deadline; every process is stopped by the id this
-module started. ``--quick`` (3 clients, health-check times x 0.2, about 40 s) is what the test
+module started. ``--quick`` (3 clients, health-check times x 0.2, about 60 s) is what the test
 runs; the full run takes a few minutes. ``--only c --rounds 6`` repeats one scenario; ``--trace
 DIR`` keeps nginx's access log (the instance, connect and header times of every request), every
 nginx and gunicorn log, the balancer's events and each failure with its time.
@@ -663,8 +663,9 @@ def cold_start(runs: int) -> list[dict[str, float]]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.deploy", description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true",
-                    help="shorter scenarios, health-check times x 0.2, one SIGHUP round (about 40 s)")
-    ap.add_argument("--clients", type=int, default=20, help="concurrent clients through nginx (default 20)")
+                    help="3 clients, shorter scenarios, health-check times x 0.2, one SIGHUP round (about 60 s)")
+    ap.add_argument("--clients", type=int, default=None,
+                    help="concurrent clients through nginx (default 20, with --quick 3)")
     ap.add_argument("--retry", action="store_true",
                     help="let nginx send a dropped request to the other instance (an ALB does not)")
     ap.add_argument("--held-socket", action="store_true",
@@ -676,6 +677,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--trace", type=Path, help="keep every nginx and gunicorn log here, and nginx's access log "
                     "(the instance and connection of each request), with the balancer's events")
     args = ap.parse_args(argv)
+    if args.clients is None:
+        args.clients = 3 if args.quick else 20
     global TRACE_DIR
     if args.trace:
         args.trace.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,7 @@ Loopback only; every request has a timeout.
 
 from __future__ import annotations
 
+import argparse
 import io
 import threading
 import time
@@ -134,6 +135,7 @@ def send(server: Server, path: str, body: bytes) -> tuple[int, float, float, byt
 
 
 def main() -> None:
+    argparse.ArgumentParser(prog="python -m bench.encodings", description=__doc__.split("\n\n")[0]).parse_args()
     print("| encoding | bytes | status | seconds | CV process peak RSS (MB) | answer |")
     print("| --- | --- | --- | --- | --- | --- |")
     accepted: list[tuple[float, str, str, bytes]] = []

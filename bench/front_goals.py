@@ -13,6 +13,7 @@ through a loopback proxy that records every connection; ``min_confidence=abc`` o
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import os
@@ -62,6 +63,7 @@ class _Recorder(BaseHTTPRequestHandler):
 
 
 def main() -> int:
+    argparse.ArgumentParser(prog="python -m bench.front_goals", description=__doc__.split("\n\n")[0]).parse_args()
     rows: list[tuple[str, str, bool]] = []
     flood_jpeg = hi.jpeg_com_flood(1_500_000)
     flood_png = hi.png_text_flood(400_000)

@@ -8,6 +8,7 @@ over HTTP on 127.0.0.1 (defaults of the Procfile's gunicorn settings).
 
 from __future__ import annotations
 
+import argparse
 import json
 
 from bench.measure import timed
@@ -18,6 +19,7 @@ REPS = 20
 
 
 def main() -> None:
+    argparse.ArgumentParser(prog="python -m bench.group20", description=__doc__.split("\n\n")[0]).parse_args()
     body, ctype = multipart((ROOT / "tests" / "data" / "group_17_faces.jpg").read_bytes())
     client = create_app({"MYSITE_LOG_LEVEL": "WARNING"}).test_client()
     local, answer = timed(lambda: client.post("/detect", data=body, content_type=ctype).get_json(), REPS)

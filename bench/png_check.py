@@ -9,6 +9,7 @@ inflate to the end. About 30 seconds on 2 CPUs.
 
 from __future__ import annotations
 
+import argparse
 import io
 import time
 from collections.abc import Callable
@@ -43,6 +44,7 @@ def _cpu(fn: Callable[[], object], runs: int = 5) -> float:
 
 
 def main() -> None:
+    argparse.ArgumentParser(prog="python -m bench.png_check", description=__doc__.split("\n\n")[0]).parse_args()
     photo = Image.open(PHOTO).convert("RGB").resize((4032, 3024))
     files = {"photo, RGB": _png(photo), "photo, gray": _png(photo.convert("L")),
              "flat, RGB": _png(Image.new("RGB", photo.size, (120, 130, 140))),

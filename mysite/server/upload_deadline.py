@@ -13,8 +13,9 @@ server) the clock is checked between reads.
 What arrives goes to a temporary file (in memory while small), counted in a room of its own
 (``spool``) until the app counts it in the room it keeps for bodies (``memory.Room``), and the app
 reads it from there. So the app's room is taken only for bodies that are all in: connections that
-send nothing hold none of it. When the body cannot be had (too slow, too long, a broken chunk, no room), the app
-gets an empty body and the error under ``BODY_ERROR`` in its environ, and answers it as JSON.
+send nothing hold none of it. When the body cannot be had (too slow, too long, a broken chunk, no
+room), the app gets an empty body and the error under ``BODY_ERROR`` in its environ, and answers
+it as JSON.
 """
 
 from __future__ import annotations

@@ -106,3 +106,16 @@ def test_a_decoder_that_cannot_allocate_is_a_413_not_a_422_or_a_500(client, monk
     monkeypatch.setattr(decode.Image.Image, "convert", raising(ValueError("broken")))
     r = client.post("/detect", data=buf.getvalue(), content_type="image/avif")
     assert r.status_code == 422 and "could not be decoded: broken" in r.get_json()["message"], r.get_json()
+
+
+@pytest.mark.parametrize("length", ["²", "١٢", "-1"])
+def test_a_content_length_of_other_digits_is_no_error(app, length):
+    # gunicorn refuses such a header itself; a server that passes it on made the app's int() raise.
+    import sys
+
+    environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/detect", "SERVER_NAME": "x", "SERVER_PORT": "80",
+               "wsgi.url_scheme": "http", "CONTENT_LENGTH": length, "CONTENT_TYPE": "image/jpeg",
+               "wsgi.input": io.BytesIO(b"x" * 12), "wsgi.errors": sys.stderr}
+    statuses: list[str] = []
+    body = b"".join(app.wsgi_app(environ, lambda status, headers, exc_info=None: statuses.append(status)))
+    assert statuses[0].startswith("4"), (statuses, body[:200])

@@ -158,8 +158,9 @@ class UploadDeadline:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         length = environ.get("CONTENT_LENGTH", "")
+        length = length if length.isascii() and length.isdigit() else ""  # int("²") fails: a server's to refuse
         chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
-        if not (chunked or (length.isdigit() and int(length) > 0)):
+        if not (chunked or (length and int(length) > 0)):
             return self.app(environ, start_response)
         # A chunked body costs gunicorn's parser by its chunks, not its bytes: its time does not grow.
         body = _TimedBody(environ["wsgi.input"], self.seconds, math.inf if chunked else self.rate,

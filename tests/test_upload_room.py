@@ -268,3 +268,55 @@ def test_under_gunicorn_connections_that_send_no_body_hold_no_room(tmp_path, gro
     assert photo.status_code == 200 and len(photo.json()["result"]) == 17, photo.text
     assert photo_took < 2, photo_took  # it waited for no drip
     assert len(result) == 4 and all(" 408 " in raw.split("\r\n")[0] for raw, _ in result), result
+
+
+def _spool(app) -> Room:
+    """The room for bodies arriving, in the app's middleware chain."""
+    from mysite.server.upload_deadline import UploadDeadline
+
+    layer = app.wsgi_app
+    while not isinstance(layer, UploadDeadline):
+        layer = layer.app
+    return layer.spool
+
+
+def test_a_full_temporary_folder_is_a_503_and_every_room_is_given_back(make_app, group_jpg, monkeypatch):
+    import errno
+    import tempfile
+
+    from mysite.server import upload_deadline
+
+    class Full(io.BytesIO):
+        def write(self, data) -> int:  # type: ignore[override]
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    app = make_app()
+    client = app.test_client()
+    real = tempfile.SpooledTemporaryFile
+    monkeypatch.setattr(upload_deadline.tempfile, "SpooledTemporaryFile", lambda **_: Full())
+    r = client.post("/detect", data=group_jpg, headers={"Content-Type": "image/jpeg"})
+    assert r.status_code == 503 and r.headers["Retry-After"] == "1", r.get_json()
+    assert r.get_json()["reason"] == "busy" and "No space left" in r.get_json()["message"]
+    assert _spool(app).used == 0 and app_state(app).room.used == 0
+    monkeypatch.setattr(upload_deadline.tempfile, "SpooledTemporaryFile", real)
+    r = client.post("/detect", data=group_jpg, headers={"Content-Type": "image/jpeg"})
+    assert r.status_code == 200 and len(r.get_json()["result"]) == 17
+    assert _spool(app).used == 0 and app_state(app).room.used == 0
+
+
+def test_a_body_cut_off_or_broken_gives_its_room_back(make_app, group_jpg):
+    # Declared longer than sent (the client went away), and a stream that fails mid-body.
+    class Failing(io.BytesIO):
+        def read(self, size=-1):  # type: ignore[override]
+            if self.tell() > 10_000:
+                raise ValueError("I/O operation on closed file")
+            return super().read(size)
+
+    app = make_app()
+    for stream, length in [(io.BytesIO(group_jpg), len(group_jpg) + 1000), (Failing(group_jpg), len(group_jpg))]:
+        environ = EnvironBuilder(method="POST", path="/detect", input_stream=stream, content_type="image/jpeg").get_environ()
+        environ["CONTENT_LENGTH"] = str(length)
+        statuses: list[str] = []
+        body = b"".join(app.wsgi_app(environ, lambda status, headers, exc_info=None, seen=statuses: seen.append(status)))
+        assert statuses[0].startswith("400"), (statuses, body)
+        assert _spool(app).used == 0 and app_state(app).room.used == 0

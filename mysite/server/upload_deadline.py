@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable
 from io import BytesIO
 from typing import IO, Any
 
-from mysite.errors import ApiError, BadRequest, Reason
+from mysite.errors import ApiError, BadRequest, Busy, Reason
 from mysite.server import deadlines
 from mysite.server.memory import Room
 
@@ -190,12 +190,18 @@ class UploadDeadline:
         """Read the whole body into a temporary file and hand it to the app in place of the socket."""
         file: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=_IN_MEMORY)
         taken = 0
+
+        def let_go() -> None:
+            body.stop()
+            file.close()
+            self.spool.give(taken)
+
         try:
             while body.length is None or body.received < body.length:
                 left = self.piece if body.length is None else body.length - body.received
                 try:
                     data = body.read(min(self.piece, left))
-                except OSError:
+                except (OSError, ValueError):  # the client went away, or the server's stream gave up
                     raise BadRequest(f"the connection failed after {body.received} bytes of the body") from None
                 if not data:
                     if body.length is not None:
@@ -207,15 +213,20 @@ class UploadDeadline:
                 if body.received > taken:
                     self.spool.take(_STEP, held=taken, wait=0)
                     taken += _STEP
-                file.write(data)
+                try:
+                    file.write(data)
+                except OSError as exc:  # the temporary folder is full
+                    raise Busy(f"the server has no room to hold the request body ({exc.strerror}); retry in a "
+                               "moment", headers={"Retry-After": "1"}) from None
         except ApiError as exc:
-            body.stop()
-            file.close()
-            self.spool.give(taken)
+            let_go()
             environ[BODY_ERROR] = exc
             environ["wsgi.input"], environ["CONTENT_LENGTH"] = BytesIO(), "0"
             environ.pop("HTTP_TRANSFER_ENCODING", None)
             return _Received(BytesIO(), lambda: None)
+        except BaseException:  # a bug, or the worker stopping: the room is given back all the same
+            let_go()
+            raise
         body.stop()
         file.seek(0)
         received = _Received(file, lambda: self.spool.give(taken))

@@ -9,6 +9,7 @@ detection queue get a quick 503 with Retry-After, so /healthz is answered. About
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -140,3 +141,24 @@ def test_gunicorns_own_414_and_431_are_the_apps_json(tmp_path):
         assert "Content-Type: application/json" in head and "nosniff" in head, head
         parsed = json.loads(body)
         assert parsed["reason"] == "too_large" and parsed["status"] and parsed["message"], parsed
+
+
+def test_after_a_body_left_unread_the_connection_ends_with_the_answer(tmp_path):
+    # The 408 came with the connection kept open, so the rest of the body a client was still sending
+    # was read as a request of its own (here a GET of a path that would show in the access log).
+    rest = b"GET /not-a-request HTTP/1.1\r\nHost: x\r\n\r\n"
+    head = (b"POST /detect HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n"
+            % (10 + len(rest)))
+    with start_gunicorn({"MYSITE_UPLOAD_DEADLINE": "1"}, log_dir=tmp_path) as server:
+        with socket.create_connection(("127.0.0.1", port_of(server.url)), timeout=10) as s:
+            s.sendall(head + b"x" * 10)
+            first = s.recv(65536)
+            try:
+                s.sendall(rest)
+                after = b"".join(iter(lambda: s.recv(65536), b""))
+            except OSError:  # reset: the connection is gone, as it should be
+                after = b""
+        log = server.log.read_text()
+    assert first.startswith(b"HTTP/1.1 408"), first[:200]
+    assert b"HTTP/1.1" not in after, after[:200]
+    assert "/not-a-request" not in log, log[-2000:]

@@ -320,3 +320,22 @@ def test_a_body_cut_off_or_broken_gives_its_room_back(make_app, group_jpg):
         body = b"".join(app.wsgi_app(environ, lambda status, headers, exc_info=None, seen=statuses: seen.append(status)))
         assert statuses[0].startswith("400"), (statuses, body)
         assert _spool(app).used == 0 and app_state(app).room.used == 0
+
+
+def test_a_body_arriving_holds_the_bytes_that_have_come_and_no_more(make_app, group_jpg):
+    # It took room a megabyte ahead: connections that had sent a little each held a megabyte.
+    app = make_app()
+    spool, seen = _spool(app), []
+
+    class Watched(io.BytesIO):
+        def read(self, size=-1):  # type: ignore[override]
+            seen.append((self.tell(), spool.used))
+            return super().read(size)
+
+    environ = EnvironBuilder(method="POST", path="/detect", input_stream=Watched(group_jpg),
+                             content_type="image/jpeg").get_environ()
+    statuses: list[str] = []
+    b"".join(app.wsgi_app(environ, lambda status, headers, exc_info=None: statuses.append(status)))
+    assert statuses[0].startswith("200") and len(seen) >= 2, (statuses, seen)
+    assert all(used == came for came, used in seen), seen
+    assert spool.used == 0

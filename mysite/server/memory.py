@@ -183,6 +183,7 @@ class Room:
     def _busy(self, share: int) -> Busy:
         self.refused()
         mb = 1024 * 1024
+        needs = f"{share / mb:.0f} MB" if share >= mb else f"{share // 1024} KB more"
         return Busy(f"the server is busy ({self._used / mb:.0f} MB of the {self.size / mb:.0f} MB this worker "
-                    f"keeps for {self.what} held, this one needs {share / mb:.0f} MB); retry in a second",
+                    f"keeps for {self.what} held, this one needs {needs}); retry in a second",
                     headers={"Retry-After": "1"})

@@ -42,7 +42,6 @@ BODY_ERROR = "mysite.body_error"  # environ key: why the body could not be recei
 BODY_ROOM = "mysite.body_room"  # environ key: call once the body is counted in the app's room (memory.Room)
 BODY_DONE = "mysite.body_done"  # environ key: call when the request ends: the body's file is closed
 _IN_MEMORY = 64 * 1024  # a body up to this stays in memory; a longer one goes to a file
-_STEP = 1024 * 1024  # the spool's room is taken a step ahead of what has arrived
 
 
 class UploadTimeout(ApiError):
@@ -59,6 +58,7 @@ class _TimedBody:
         self._started: float | None = None
         self._timer: deadlines.Deadline | None = None
         self._stopped = False
+        self.ended = False  # all of it read
         self.received = 0
         self.expired = False
 
@@ -99,16 +99,24 @@ class _TimedBody:
         kept-alive connection; past that it closes the connection although its answer said
         keep-alive, and the client's next request on it fails.
         """
-        if self.length is None or self.expired:
-            return
-        left = self.length - self.received
-        if left <= 0 or left > most:
-            return
-        try:
-            while left > 0 and self.read(min(left, 64 * 1024)):
-                left = self.length - self.received
-        except Exception:  # noqa: BLE001 - the answer is sent; a client that went away is no error here
-            pass
+        left = 0 if self.length is None else self.length - self.received
+        if 0 < left <= most and not self.expired:
+            try:
+                while left > 0 and self.read(min(left, 64 * 1024)):
+                    left = self.length - self.received  # type: ignore[operator]
+            except Exception:  # noqa: BLE001 - the answer is sent; a client that went away is no error here
+                pass
+        if not self.ended:
+            self.end_connection()
+
+    def end_connection(self) -> None:
+        """Close the connection once the answer is sent: what the client sends next is the rest of a body
+        that was not read, and must not be taken for a request of its own."""
+        if self._sock is not None:
+            try:
+                self._sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def read(self, size: int = -1) -> bytes:
         self._start()
@@ -127,6 +135,7 @@ class _TimedBody:
             raise self._late()
         self.received += len(data)
         if not data or (self.length is not None and self.received >= self.length):
+            self.ended = True
             self.stop()
         return data
 
@@ -175,7 +184,13 @@ class UploadDeadline:
             return self._run(environ, start_response, drain)
         received = self._receive(environ, body)
         environ[BODY_ROOM], environ[BODY_DONE] = received.give_room, received.release
-        return self._run(environ, start_response, received.release)
+
+        def finish() -> None:
+            received.release()
+            if not body.ended:  # an error before the body's end: the answer is the connection's last
+                body.end_connection()
+
+        return self._run(environ, start_response, finish)
 
     def _run(self, environ: dict[str, Any], start_response: Callable[..., Any],
              finish: Callable[[], Any]) -> Iterable[bytes]:
@@ -210,9 +225,8 @@ class UploadDeadline:
                     break
                 if body.received > self.longest:
                     raise self.too_long()
-                if body.received > taken:
-                    self.spool.take(_STEP, held=taken, wait=0)
-                    taken += _STEP
+                self.spool.take(len(data), held=taken, wait=0)
+                taken += len(data)
                 try:
                     file.write(data)
                 except OSError as exc:  # the temporary folder is full

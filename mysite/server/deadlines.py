@@ -11,6 +11,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -85,3 +86,14 @@ os.register_at_fork(after_in_child=_forked)
 def after(seconds: float, fn: Callable[..., Any], *args: Any) -> Deadline:
     """Call ``fn(*args)`` in ``seconds`` from the watch thread, unless cancelled first."""
     return _watch.after(seconds, fn, *args)
+
+
+def shut(sock: socket.socket, how: int = socket.SHUT_RDWR) -> None:
+    """Shut ``sock``'s reading side, or both (what a deadline does to a connection); one already gone is no error.
+
+    Shut, not closed: a thread blocked in recv() on it wakes up with end-of-file.
+    """
+    try:
+        sock.shutdown(how)
+    except OSError:
+        pass

@@ -80,10 +80,7 @@ class _TimedBody:
             self._timer = deadlines.after(left, self._expire)
             return
         self.expired = True
-        try:
-            self._sock.shutdown(socket.SHUT_RD)  # type: ignore[union-attr]
-        except OSError:
-            pass
+        deadlines.shut(self._sock, socket.SHUT_RD)  # type: ignore[arg-type]
 
     def stop(self) -> None:
         """The body is in (or the request is over): no more deadline."""
@@ -113,10 +110,7 @@ class _TimedBody:
         """Close the connection once the answer is sent: what the client sends next is the rest of a body
         that was not read, and must not be taken for a request of its own."""
         if self._sock is not None:
-            try:
-                self._sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            deadlines.shut(self._sock)
 
     def read(self, size: int = -1) -> bytes:
         self._start()

@@ -12,20 +12,12 @@ A worker also keeps some freed heap for its next upload (``memory.WEB_KEEP``).
 
 from __future__ import annotations
 
-import socket
 from typing import Any
 
 from gunicorn.workers.gthread import ThreadWorker
 
 from mysite import settings as settings_mod
 from mysite.server import deadlines, memory
-
-
-def _shut(sock: socket.socket) -> None:
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
 
 
 class DeadlineWorker(ThreadWorker):
@@ -39,7 +31,7 @@ class DeadlineWorker(ThreadWorker):
         super().init_process()
 
     def handle(self, conn: Any) -> Any:
-        timer = deadlines.after(self.header_deadline, _shut, conn.sock)
+        timer = deadlines.after(self.header_deadline, deadlines.shut, conn.sock)
         conn.mysite_header_timer = timer
         try:
             return super().handle(conn)

@@ -44,6 +44,7 @@ from urllib3.util.connection import create_connection
 
 from mysite import __version__
 from mysite.errors import BadRequest, Reason, TooLarge, Unavailable, Unprocessable
+from mysite.server import deadlines
 from mysite.web.special_addresses import special_range
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -152,22 +153,14 @@ class Deadline:
         with self._lock:
             self._sockets.append(sock)
             if self.expired:
-                _shut(sock)
+                deadlines.shut(sock)
         return sock
 
     def _expire(self) -> None:
         with self._lock:
             self.expired = True
             for sock in self._sockets:
-                _shut(sock)
-
-
-def _shut(sock: socket.socket) -> None:
-    # shutdown, not close: a thread blocked in recv() on it wakes up with end-of-file.
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
+                deadlines.shut(sock)
 
 
 @dataclass(frozen=True)

@@ -229,18 +229,22 @@ class UploadDeadline:
         except ApiError as exc:
             let_go()
             environ[BODY_ERROR] = exc
-            environ["wsgi.input"], environ["CONTENT_LENGTH"] = BytesIO(), "0"
-            environ.pop("HTTP_TRANSFER_ENCODING", None)
-            return _Received(BytesIO(), lambda: None)
+            empty = BytesIO()
+            _hand_over(environ, empty, 0)
+            return _Received(empty, lambda: None)
         except BaseException:  # a bug, or the worker stopping: the room is given back all the same
             let_go()
             raise
         body.stop()
         file.seek(0)
-        received = _Received(file, lambda: self.spool.give(taken))
-        environ["wsgi.input"], environ["CONTENT_LENGTH"] = file, str(body.received)
-        environ.pop("HTTP_TRANSFER_ENCODING", None)
-        return received
+        _hand_over(environ, file, body.received)
+        return _Received(file, lambda: self.spool.give(taken))
+
+
+def _hand_over(environ: dict[str, Any], file: IO[bytes], length: int) -> None:
+    """The app reads ``file`` as the request's body: ``length`` bytes, no longer chunked."""
+    environ["wsgi.input"], environ["CONTENT_LENGTH"] = file, str(length)
+    environ.pop("HTTP_TRANSFER_ENCODING", None)
 
 
 class _Received:

@@ -21,6 +21,7 @@ from mysite.params import parse_bool
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 PREFIX = "MYSITE_"
+MB = 1024 * 1024
 # Read elsewhere (gunicorn_conf.py, the client), not by the app: not typos, not app settings.
 OTHER_VARIABLES = frozenset({"MYSITE_ENV_FILE", "MYSITE_THREADS", "MYSITE_TIMEOUT", "MYSITE_GRACEFUL_TIMEOUT",
                              "MYSITE_SERVER", "MYSITE_API_KEY"})
@@ -102,34 +103,25 @@ class Settings:
     # Every other MYSITE_* variable, e.g. MYSITE_FACE_CASCADE: models.toml says which model reads which.
     extra: Mapping[str, str] = field(default_factory=dict)
 
-    @property
-    def max_upload_bytes(self) -> int:
-        return int(self.max_upload_mb * 1024 * 1024)
+    # Derived once from the sizes above (``__post_init__``): what the request path reads, in bytes.
+    max_upload_bytes: int = field(init=False, repr=False, compare=False)
+    request_memory_bytes: int = field(init=False, repr=False, compare=False)
+    upload_memory_bytes: int = field(init=False, repr=False, compare=False)
+    upload_spool_bytes: int = field(init=False, repr=False, compare=False)
+    # The largest answer body (a picture, or its base64): three upload limits, a 12 MP photo as PNG.
+    max_answer_bytes: int = field(init=False, repr=False, compare=False)
+    # The largest request body: the image as base64 (4/3 of it) plus room for the form around it;
+    # Flask's MAX_CONTENT_LENGTH and nginx's client_max_body_size (mysite/server/proxy_conf.py) both use it.
+    max_body_bytes: int = field(init=False, repr=False, compare=False)
 
-    @property
-    def request_memory_bytes(self) -> int:
-        return int(self.request_memory_mb * 1024 * 1024)
-
-    @property
-    def upload_memory_bytes(self) -> int:
-        return int(self.upload_memory_mb * 1024 * 1024)
-
-    @property
-    def upload_spool_bytes(self) -> int:
-        return int(self.upload_spool_mb * 1024 * 1024)
-
-    @property
-    def max_answer_bytes(self) -> int:
-        """The largest answer body (a picture, or its base64): three upload limits, a 12 MP photo as PNG."""
-        return self.max_upload_bytes * 3
-
-    @property
-    def max_body_bytes(self) -> int:
-        """The largest request body: the image as base64 (4/3 of it) plus room for the form around it.
-
-        Flask's MAX_CONTENT_LENGTH and nginx's client_max_body_size (mysite/server/proxy_conf.py) both use it.
-        """
-        return self.max_upload_bytes * 4 // 3 + 64 * 1024
+    def __post_init__(self) -> None:
+        upload = int(self.max_upload_mb * MB)
+        derived = {"max_upload_bytes": upload, "request_memory_bytes": int(self.request_memory_mb * MB),
+                   "upload_memory_bytes": int(self.upload_memory_mb * MB),
+                   "upload_spool_bytes": int(self.upload_spool_mb * MB),
+                   "max_answer_bytes": upload * 3, "max_body_bytes": upload * 4 // 3 + 64 * 1024}
+        for name, value in derived.items():
+            object.__setattr__(self, name, value)  # frozen: set once, here
 
     @property
     def data_folder(self) -> Path:

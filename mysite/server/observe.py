@@ -2,7 +2,7 @@
 
 - Request id (``request_id.py``): kept from ``X-Request-ID`` when safe, else made; it goes back
   in ``X-Request-ID`` on every answer, errors included, into the WSGI environ (``ENVIRON_KEY``)
-  where the access log reads it (``accesslog.py``), and into ``current_id()`` while the request runs.
+  where the access log reads it (``accesslog.py``), and into ``request_id.CURRENT`` while the request runs.
 - Metrics: route (the URL rule that matched, ``other`` for none), method, status and seconds
   of each request go to ``metrics.py``, once the server has taken the whole answer.
 

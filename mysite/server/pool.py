@@ -101,7 +101,7 @@ class Client:
     def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(models, *args)`` in a CV process; its value, or the ``ApiError`` it raised."""
         try:
-            job = write_job(fn, args, request_id.current_id())
+            job = write_job(fn, args, request_id.CURRENT.get())
         except OSError:  # no memory or no descriptor for the job's file: this instance is full for now
             raise Unavailable("the server has no room for this request now; retry in a few seconds",
                               headers={"Retry-After": "5"}, reason=Reason.UNAVAILABLE) from None

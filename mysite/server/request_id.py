@@ -2,7 +2,7 @@
 
 Safe: 1-128 characters of letters, digits and ``-._:+/=@`` (UUIDs, W3C trace ids, base64);
 anything else is replaced rather than written to the logs. The id of the request a thread
-serves is ``current_id()``. Standard library only: gunicorn's logger imports it.
+serves is ``CURRENT.get()``. Standard library only: gunicorn's logger imports it.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ ENVIRON_KEY = "mysite.request_id"
 HEADER = "X-Request-ID"
 MAX_ID = 128
 _VALID_ID = re.compile(r"[A-Za-z0-9\-._:+/=@]{1," + str(MAX_ID) + "}")
+# The id of the request this thread serves; None outside one.
 CURRENT: contextvars.ContextVar[str | None] = contextvars.ContextVar("mysite_request_id", default=None)
 
 
@@ -24,11 +25,6 @@ def request_id(sent: str | None) -> str:
     if sent is not None and _VALID_ID.fullmatch(sent):
         return sent
     return secrets.token_hex(16)
-
-
-def current_id() -> str | None:
-    """The id of the request this thread is serving, or None outside one."""
-    return CURRENT.get()
 
 
 class LogFilter(logging.Filter):

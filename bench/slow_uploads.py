@@ -9,13 +9,20 @@ itself (no nginx), and measures:
 2. **idle bodies**: ``--holders`` (12) connections that each declare a 13 MB text body and send none
    of it, opened again every 19 s, while a client posts the group photo every 2 s for ``--seconds``
    (40): the answers and how long they took.
+3. **one client's drips**: one client (from 127.0.0.9) keeps ``--drips`` (140, more than the two
+   workers' 128 threads) uploads open, each sending a byte every 0.5 s and opened again when the
+   server closes it, for ``--seconds``, while ``/healthz`` is read every 0.25 s from 127.0.0.1 and
+   another client (127.0.0.10) posts the group photo every 2 s; once with ``MYSITE_CLIENT_THREADS=0``
+   (no share: every thread open to one client, as before the share) and once as shipped.
 
-Prints Markdown tables; about two minutes. Only 127.0.0.1 is contacted.
+Prints Markdown tables; about three minutes. Only loopback addresses are contacted (127.0.0.1 the
+server; 127.0.0.9 and 127.0.0.10 are the clients' own addresses).
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import socket
 import statistics
 import threading
@@ -104,14 +111,109 @@ def idle_bodies(holders: int, seconds: float, length: int = 13_000_000) -> None:
           f"{max(took):.1f} |")
 
 
+def _drip_open(port: int) -> socket.socket | None:
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.9", 0))
+        s.connect((HOST, port))
+        s.sendall(f"POST /detect HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: image/jpeg\r\n"
+                  "Content-Length: 5000000\r\n\r\n".encode())
+        s.setblocking(False)
+        return s
+    except OSError:
+        s.close()
+        return None
+
+
+def _keep_dripping(port: int, count: int, stop: threading.Event, refused: list[int]) -> None:
+    """``count`` uploads from 127.0.0.9, a byte each every 0.5 s; one the server closes is opened again."""
+    socks = [_drip_open(port) for _ in range(count)]
+    while not stop.wait(0.5):  # bounded by the caller's ``stop``
+        for i, s in enumerate(socks):
+            try:
+                if s is None:
+                    raise OSError
+                s.send(b"x")
+                if s.recv(65536) == b"":
+                    raise OSError
+            except BlockingIOError:
+                continue
+            except OSError:
+                refused[0] += 1
+                if s is not None:
+                    s.close()
+                socks[i] = _drip_open(port)
+    for s in socks:
+        if s is not None:
+            s.close()
+
+
+def _from(port: int, source: str, method: str, path: str, body: bytes | None = None,
+          content_type: str | None = None) -> tuple[int, float]:
+    sent = time.monotonic()
+    conn = http.client.HTTPConnection(HOST, port, timeout=60, source_address=(source, 0))
+    try:
+        conn.request(method, path, body=body, headers={"Content-Type": content_type} if content_type else {})
+        response = conn.getresponse()
+        response.read()
+        return response.status, time.monotonic() - sent
+    except OSError:
+        return 0, time.monotonic() - sent
+    finally:
+        conn.close()
+
+
+def _probe_health(port: int, stop: threading.Event, took: list[float]) -> None:
+    while not stop.wait(0.25):  # bounded by the caller's ``stop``
+        took.append(_from(port, "127.0.0.1", "GET", "/healthz")[1])
+
+
+def one_client_drips(drips: int, seconds: float) -> None:
+    body, content_type = multipart((ROOT / "tests" / "data" / "group_17_faces.jpg").read_bytes())
+    print(f"\none client keeping {drips} uploads dripping for {seconds:g} s; /healthz every 0.25 s from "
+          "another address, the group photo every 2 s from a third\n")
+    print("| MYSITE_CLIENT_THREADS | /healthz p50 / p95 / max (s) | group photo: answers | seconds, median / max | "
+          "drip connections closed |")
+    print("|---|---|---|---|---|")
+    for share in ("0", "16"):
+        with Server(workers=2, cv_threads=1, extra_env={"MYSITE_CLIENT_THREADS": share}) as server:
+            stop, refused = threading.Event(), [0]
+            dripper = threading.Thread(target=_keep_dripping, args=(server.port, drips, stop, refused))
+            dripper.start()
+            health: list[float] = []
+            photos: list[tuple[int, float]] = []
+
+            prober = threading.Thread(target=_probe_health, args=(server.port, stop, health))
+            time.sleep(1)
+            prober.start()
+            started = time.monotonic()
+            while time.monotonic() - started < seconds:  # bounded by ``seconds``
+                photos.append(_from(server.port, "127.0.0.10", "POST", "/detect", body, content_type))
+                time.sleep(max(0.0, 2 - photos[-1][1]))
+            stop.set()
+            prober.join()
+            dripper.join()
+        took = [t for _, t in photos]
+        q = statistics.quantiles(health, n=20, method="inclusive")
+        print(f"| {share} | {statistics.median(health):.2f} / {q[18]:.2f} / {max(health):.2f} | "
+              f"{dict(sorted(Counter(s for s, _ in photos).items()))} | {statistics.median(took):.1f} / "
+              f"{max(took):.1f} | {refused[0]} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rates", type=float, nargs="+", default=[20, 40, 80, 160], help="KB/s, one client each")
     parser.add_argument("--holders", type=int, default=12)
     parser.add_argument("--seconds", type=float, default=40)
+    parser.add_argument("--drips", type=int, default=140)
+    parser.add_argument("--only", choices=["links", "idle", "drips"], help="run one of the three")
     args = parser.parse_args()
-    slow_links(args.rates[:16])
-    idle_bodies(min(args.holders, 64), min(args.seconds, 300))
+    if args.only in (None, "links"):
+        slow_links(args.rates[:16])
+    if args.only in (None, "idle"):
+        idle_bodies(min(args.holders, 64), min(args.seconds, 300))
+    if args.only in (None, "drips"):
+        one_client_drips(min(args.drips, 400), min(args.seconds, 300))
 
 
 if __name__ == "__main__":

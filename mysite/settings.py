@@ -64,6 +64,8 @@ class Settings:
     upload_memory_mb: float = 128.0
     # Seconds a request's line and headers may take to arrive, under gunicorn (mysite/server/worker.py).
     header_deadline: float = 10.0
+    # Threads of a web worker one client address may hold at once (server/client_share.py); 0: no limit.
+    client_threads: int = 16
     # Seconds an answer may wait for the client to read any of it (mysite/server/send_deadline.py).
     send_timeout: float = 30.0
     # Without the process pool (MYSITE_CV_PROCESSES=0, uWSGI, the test client): requests that may wait
@@ -242,6 +244,7 @@ FIELDS: dict[str, tuple[str, Any, str]] = {
     "UPLOAD_SPOOL_MB": ("upload_spool_mb", _positive_float, "a positive number of megabytes"),
     "UPLOAD_MEMORY_MB": ("upload_memory_mb", _positive_float, "a positive number of megabytes"),
     "HEADER_DEADLINE": ("header_deadline", _positive_float, "a positive number of seconds"),
+    "CLIENT_THREADS": ("client_threads", _whole, "a whole number >= 0 (0: no limit)"),
     "SEND_TIMEOUT": ("send_timeout", _positive_float, "a positive number of seconds"),
     "QUEUE": ("queue", _whole, "a whole number >= 0"),
     "CV_PROCESSES": ("cv_processes", _threads, "a whole number >= -1 (-1: one per CPU, 0: no pool)"),

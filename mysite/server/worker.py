@@ -7,7 +7,9 @@ thread for as long as it likes, and a few hundred such clients hold every thread
 within ``MYSITE_HEADER_DEADLINE`` seconds of the thread taking it; the blocked read
 returns, and gunicorn closes the connection as it does for a client that went away.
 Bodies have their own deadline (``upload_deadline.py``), answers theirs (``send_deadline.py``).
-A worker also keeps some freed heap for its next upload (``memory.WEB_KEEP``).
+Deadlines bound how long one connection holds a thread, not how many one client holds: each client
+gets at most ``MYSITE_CLIENT_THREADS`` of them, its other connections wait their turn
+(``client_share.py``). A worker also keeps some freed heap for its next upload (``memory.WEB_KEEP``).
 """
 
 from __future__ import annotations
@@ -17,18 +19,48 @@ from typing import Any
 from gunicorn.workers.gthread import ThreadWorker
 
 from mysite import settings as settings_mod
-from mysite.server import deadlines, memory
+from mysite.server import client_share, deadlines, memory
+
+# Connections one client may have waiting for its threads, per thread it may hold: a browser or a
+# batch client never comes near; a client past it is opening connections only to hold them.
+WAITING_PER_THREAD = 4
 
 
 class DeadlineWorker(ThreadWorker):
     """``ThreadWorker`` whose connections must deliver a request's headers in time."""
 
     header_deadline = settings_mod.Settings.header_deadline
+    shares: client_share.ClientShare[Any] | None = None
+    trusted: list[client_share.Network] | None = None
+    refused = 0
 
     def init_process(self) -> None:
-        self.header_deadline = settings_mod.load().header_deadline
+        settings = settings_mod.load()
+        self.header_deadline = settings.header_deadline
+        most = settings.client_threads
+        if most:
+            self.shares = client_share.ClientShare(most, most * WAITING_PER_THREAD)
+            self.trusted = client_share.trusted_networks(self.cfg.forwarded_allow_ips)
         memory.hold_heap(memory.WEB_KEEP, memory.WEB_OWN_MAP)
         super().init_process()
+
+    def enqueue_req(self, conn: Any) -> None:
+        """Give ``conn`` a thread when its client has one to spare; else queue it, or close it."""
+        key = client_share.client_key(conn.client, self.trusted) if self.shares else None
+        if key is None or self.shares is None:
+            return super().enqueue_req(conn)
+        verdict = self.shares.enter(key, conn)
+        if verdict == "run":
+            conn.mysite_client = key
+            return super().enqueue_req(conn)
+        if verdict == "refuse":
+            self.refused += 1
+            if self.refused % 100 == 1:  # a client that is refused once is refused many times: not a line each
+                self.log.warning("closed a connection from %s: it already had %d on threads and %d waiting "
+                                 "(%d connections closed so)", key, self.shares.most, self.shares.waiting, self.refused)
+            self.nr_conns -= 1
+            conn.close()
+        return None
 
     def handle(self, conn: Any) -> Any:
         timer = deadlines.after(self.header_deadline, deadlines.shut, conn.sock)
@@ -37,6 +69,17 @@ class DeadlineWorker(ThreadWorker):
             return super().handle(conn)
         finally:
             timer.cancel()
+            self._pass_thread_on(conn)
+
+    def _pass_thread_on(self, conn: Any) -> None:
+        """``conn``'s thread is done with it: the next connection its client has waiting takes it."""
+        key, conn.mysite_client = getattr(conn, "mysite_client", None), None
+        if key is None or self.shares is None:
+            return
+        waiting = self.shares.leave(key)
+        if waiting is not None:
+            waiting.mysite_client = key
+            super().enqueue_req(waiting)
 
     def handle_request(self, req: Any, conn: Any) -> Any:
         timer = getattr(conn, "mysite_header_timer", None)

@@ -1,0 +1,95 @@
+"""Each client's share of a web worker's threads: at most ``most`` at once, the rest wait their turn.
+
+A thread reading a request is held until the request is in (within the header and upload
+deadlines), so one client that opens many connections and sends slowly would otherwise hold
+every thread, ``/healthz`` and everyone else's requests waiting behind it. Here a client (an
+IPv4 address, or an IPv6 /64, which one subscriber usually has whole) runs at most ``most``
+connections on threads; its next ones wait, in the order they came, and take its threads as they
+free; past ``waiting`` of them a connection is closed at once. Trusted proxies (gunicorn's
+``forwarded_allow_ips``) are not limited: each carries many clients.
+
+Standard library only; no locks held while anything else runs.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import threading
+from collections import defaultdict, deque
+from collections.abc import Iterable
+from typing import Generic, Literal, TypeVar
+
+T = TypeVar("T")
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def client_key(peer: object, trusted: Iterable[Network] | None) -> str | None:
+    """Whose share a connection from ``peer`` (a socket address) takes: None for a trusted proxy,
+    a Unix socket, or when every peer is trusted (``trusted`` None)."""
+    if trusted is None or not isinstance(peer, tuple) or not peer:
+        return None
+    try:
+        ip = ipaddress.ip_address(str(peer[0]).split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if any(ip in net for net in trusted):
+        return None
+    if isinstance(ip, ipaddress.IPv6Address):
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
+def trusted_networks(allowed: Iterable[str]) -> list[Network] | None:
+    """gunicorn's ``forwarded_allow_ips`` as networks; None when it is ``*`` (every peer a proxy)."""
+    networks = []
+    for entry in allowed:
+        entry = entry.strip()
+        if entry == "*":
+            return None
+        if entry:
+            networks.append(ipaddress.ip_network(entry, strict=False))
+    return networks
+
+
+class ClientShare(Generic[T]):
+    """Threads per client: ``enter`` when a connection wants a thread, ``leave`` when its thread is done."""
+
+    def __init__(self, most: int, waiting: int) -> None:
+        self.most = most
+        self.waiting = waiting
+        self._lock = threading.Lock()
+        self._running: dict[str, int] = defaultdict(int)
+        self._queued: dict[str, deque[T]] = {}
+
+    def enter(self, key: str, item: T) -> Literal["run", "wait", "refuse"]:
+        """``run``: ``item`` may take a thread now; ``wait``: it is queued, ``leave`` hands it out; ``refuse``."""
+        with self._lock:
+            if self._running[key] < self.most:
+                self._running[key] += 1
+                return "run"
+            queue = self._queued.setdefault(key, deque())
+            if len(queue) >= self.waiting:
+                return "refuse"
+            queue.append(item)
+            return "wait"
+
+    def leave(self, key: str) -> T | None:
+        """A thread of ``key``'s is done: the client's next queued item, which takes that thread, or None."""
+        with self._lock:
+            queue = self._queued.get(key)
+            if queue:
+                item = queue.popleft()
+                if not queue:
+                    del self._queued[key]
+                return item
+            self._running[key] -= 1
+            if not self._running[key]:
+                del self._running[key]
+            return None
+
+    def counts(self) -> tuple[int, int]:
+        """Clients with a thread now, and connections queued (for tests and logs)."""
+        with self._lock:
+            return len(self._running), sum(len(q) for q in self._queued.values())

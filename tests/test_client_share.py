@@ -1,0 +1,158 @@
+"""Each client's share of a web worker's threads (mysite/server/client_share.py, mysite/server/worker.py).
+
+One client dripping many uploads used to hold every thread of the Procfile's gunicorn until its
+deadlines let go, ``/healthz`` and every other client waiting behind it. Now a client holds at most
+``MYSITE_CLIENT_THREADS``; its other connections wait their turn or, past a few per thread, are
+closed. Clients come from distinct loopback addresses (127.0.0.9, 127.0.0.10); 127.0.0.1 is
+gunicorn's trusted proxy address, which is not limited.
+"""
+
+from __future__ import annotations
+
+import http.client
+import ipaddress
+import socket
+import threading
+import time
+
+import pytest
+from live_server import start_gunicorn
+
+from mysite.server.client_share import ClientShare, client_key, trusted_networks
+from testkit.net import port_of
+
+LOOPBACK = trusted_networks(["127.0.0.1", "::1"])
+
+
+def test_a_client_runs_its_share_and_queues_the_rest_in_order():
+    share: ClientShare[str] = ClientShare(most=2, waiting=2)
+    assert [share.enter("a", x) for x in "pqrst"] == ["run", "run", "wait", "wait", "refuse"]
+    assert share.enter("b", "u") == "run"  # another client is not held up by the first
+    assert share.counts() == (2, 2)
+    assert share.leave("a") == "r" and share.leave("a") == "s"  # in the order they came, each taking the thread
+    assert share.leave("a") is None and share.leave("a") is None
+    assert share.counts() == (1, 0)
+    assert share.enter("a", "v") == "run"
+
+
+def test_whose_share_a_connection_takes():
+    assert client_key(("203.0.113.7", 5000), LOOPBACK) == "203.0.113.7"
+    assert client_key(("127.0.0.9", 5000), LOOPBACK) == "127.0.0.9"
+    assert client_key(("127.0.0.1", 5000), LOOPBACK) is None  # a trusted proxy carries many clients
+    assert client_key(("::1", 5000, 0, 0), LOOPBACK) is None
+    assert client_key(("::ffff:127.0.0.1", 5000, 0, 0), LOOPBACK) is None
+    assert client_key(("::ffff:203.0.113.7", 5000, 0, 0), LOOPBACK) == "203.0.113.7"
+    # An IPv6 subscriber usually has a whole /64: its addresses are one client.
+    one = client_key(("2001:db8:1:2::5", 5000, 0, 0), LOOPBACK)
+    assert one == client_key(("2001:db8:1:2:ffff::9", 1, 0, 0), LOOPBACK) == "2001:db8:1:2::/64"
+    assert one != client_key(("2001:db8:1:3::5", 1, 0, 0), LOOPBACK)
+    assert client_key(("fe80::1%eth0", 5000, 0, 2), LOOPBACK) == "fe80::/64"
+    assert client_key("/run/gunicorn.sock", LOOPBACK) is None  # a Unix socket: the proxy in front
+    assert client_key(("10.0.0.5", 1), trusted_networks(["10.0.0.0/8"])) is None
+    assert trusted_networks(["*"]) is None and client_key(("203.0.113.7", 1), None) is None
+    assert trusted_networks(["127.0.0.1", " ::1 ", ""]) == [ipaddress.ip_network("127.0.0.1"),
+                                                            ipaddress.ip_network("::1")]
+
+
+def _dripping(port: int, count: int, source: str) -> list[socket.socket]:
+    """``count`` uploads from ``source`` whose bodies never come: headers, then nothing."""
+    socks = []
+    for _ in range(count):
+        s = socket.socket()
+        s.bind((source, 0))
+        s.connect(("127.0.0.1", port))
+        s.sendall(b"POST /detect HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: 90000\r\n\r\nxx")
+        socks.append(s)
+    return socks
+
+
+def _drip(socks: list[socket.socket], stop: threading.Event) -> None:
+    for _ in range(200):  # a byte each every 0.2 s, 40 s at most
+        if stop.wait(0.2):
+            return
+        for s in socks:
+            try:
+                s.send(b"x")
+            except OSError:
+                pass
+
+
+def _closed(s: socket.socket) -> bool:
+    """Whether the server closed ``s`` without an answer."""
+    s.setblocking(False)
+    try:
+        return s.recv(100) == b""
+    except BlockingIOError:
+        return False
+    except ConnectionResetError:
+        return True
+
+
+def _timed_get(port: int, path: str, source: str, timeout: float = 30) -> tuple[int, float]:
+    started = time.monotonic()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout, source_address=(source, 0))
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        response.read()
+        return response.status, time.monotonic() - started
+    finally:
+        conn.close()
+
+
+def _timed_detect(port: int, data: bytes, source: str) -> tuple[int, float]:
+    started = time.monotonic()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30, source_address=(source, 0))
+    try:
+        conn.request("POST", "/detect", body=data, headers={"Content-Type": "image/jpeg"})
+        response = conn.getresponse()
+        response.read()
+        return response.status, time.monotonic() - started
+    finally:
+        conn.close()
+
+
+def _after_its_queue_drains(port: int) -> tuple[int, float]:
+    """127.0.0.9's share is given back once the server has found its closed connections gone (a few ms):
+    a request of its own is served then."""
+    started = time.monotonic()
+    for _ in range(25):  # 5 s at most
+        try:
+            status, _ = _timed_get(port, "/healthz", "127.0.0.9")
+            return status, time.monotonic() - started
+        except ConnectionError:  # still refused: its queue was full a moment ago
+            time.sleep(0.2)
+    return 0, time.monotonic() - started
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("share", ["2", "0"])
+def test_one_client_dripping_uploads_holds_its_share_of_threads_not_all(tmp_path, group_jpg, share):
+    # Eight threads; one client sends twelve uploads' headers and then a byte every 0.2 s.
+    env = {"MYSITE_THREADS": "8", "MYSITE_CLIENT_THREADS": share, "MYSITE_UPLOAD_DEADLINE": "6"}
+    with start_gunicorn(env, log_dir=tmp_path) as server:
+        port = port_of(server.url)
+        socks = _dripping(port, 12, "127.0.0.9")
+        stop = threading.Event()
+        dripper = threading.Thread(target=_drip, args=(socks, stop))
+        dripper.start()
+        try:
+            time.sleep(1)
+            refused = sum(_closed(s) for s in socks)
+            health = _timed_get(port, "/healthz", "127.0.0.1")
+            other = _timed_detect(port, group_jpg, "127.0.0.10")
+        finally:
+            stop.set()
+            dripper.join()
+            for s in socks:
+                s.close()
+        again = _after_its_queue_drains(port)
+        log = server.log.read_text()
+    if share == "0":  # the control: the drips hold all eight threads until the upload deadline
+        assert refused == 0 and health[0] == 200 and health[1] > 3, health
+        return
+    assert refused == 2, refused  # two on threads, eight waiting, the last two closed
+    assert "closed a connection from 127.0.0.9" in log, log
+    assert health[0] == 200 and health[1] < 2, health
+    assert other[0] == 200 and other[1] < 5, other
+    assert again[0] == 200 and again[1] < 5, again

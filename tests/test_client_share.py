@@ -35,6 +35,14 @@ def test_a_client_runs_its_share_and_queues_the_rest_in_order():
     assert share.enter("a", "v") == "run"
 
 
+def test_queued_items_whose_client_left_are_dropped():
+    share: ClientShare[str] = ClientShare(most=1, waiting=3)
+    assert [share.enter("a", x) for x in "pqrs"] == ["run", "wait", "wait", "wait"]
+    assert share.drop("a", lambda x: x in "qs") == ["q", "s"]
+    assert share.enter("a", "t") == "wait" and share.leave("a") == "r" and share.leave("a") == "t"
+    assert share.drop("b", lambda x: True) == [] and share.counts() == (1, 0)
+
+
 def test_whose_share_a_connection_takes():
     assert client_key(("203.0.113.7", 5000), LOOPBACK) == "203.0.113.7"
     assert client_key(("127.0.0.9", 5000), LOOPBACK) == "127.0.0.9"
@@ -156,3 +164,33 @@ def test_one_client_dripping_uploads_holds_its_share_of_threads_not_all(tmp_path
     assert health[0] == 200 and health[1] < 2, health
     assert other[0] == 200 and other[1] < 5, other
     assert again[0] == 200 and again[1] < 5, again
+
+
+def _healthz_loop(port: int, seconds: float, failures: list[str]) -> int:
+    """GET /healthz from 127.0.0.9 on a new connection each time, closing each after its answer."""
+    done, end = 0, time.monotonic() + seconds
+    while time.monotonic() < end:  # bounded by ``seconds``
+        try:
+            status, _ = _timed_get(port, "/healthz", "127.0.0.9", timeout=10)
+            done += status == 200
+        except OSError as exc:
+            failures.append(repr(exc))
+    return done
+
+
+@pytest.mark.slow
+def test_a_client_whose_connections_close_after_each_answer_is_never_refused(tmp_path):
+    # Each closed connection was kept alive by the server and becomes readable (its end) after the
+    # answer: it must not take one of the client's threads or places in its queue.
+    env = {"MYSITE_THREADS": "8", "MYSITE_CLIENT_THREADS": "1"}
+    with start_gunicorn(env, log_dir=tmp_path) as server:
+        port = port_of(server.url)
+        failures: list[str] = []
+        loops = [threading.Thread(target=_healthz_loop, args=(port, 4, failures)) for _ in range(4)]
+        for loop in loops:
+            loop.start()
+        for loop in loops:
+            loop.join()
+        log = server.log.read_text()
+    assert failures == [], failures[:5]
+    assert "closed a connection from" not in log, log[-2000:]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import ipaddress
 import threading
 from collections import defaultdict, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Generic, Literal, TypeVar
 
 T = TypeVar("T")
@@ -74,6 +74,17 @@ class ClientShare(Generic[T]):
                 return "refuse"
             queue.append(item)
             return "wait"
+
+    def drop(self, key: str, gone: Callable[[T], bool]) -> list[T]:
+        """Take ``key``'s queued items for which ``gone`` holds (clients that went away) out of its queue."""
+        with self._lock:
+            queue = self._queued.get(key, deque())
+            dropped = [item for item in queue if gone(item)]
+            for item in dropped:
+                queue.remove(item)
+            if not queue:
+                self._queued.pop(key, None)
+            return dropped
 
     def leave(self, key: str) -> T | None:
         """A thread of ``key``'s is done: the client's next queued item, which takes that thread, or None."""

@@ -14,6 +14,7 @@ gets at most ``MYSITE_CLIENT_THREADS`` of them, its other connections wait their
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 from gunicorn.workers.gthread import ThreadWorker
@@ -27,7 +28,8 @@ WAITING_PER_THREAD = 4
 
 
 class DeadlineWorker(ThreadWorker):
-    """``ThreadWorker`` whose connections must deliver a request's headers in time."""
+    """``ThreadWorker`` whose connections must deliver a request's headers in time, and whose clients each
+    get a share of its threads."""
 
     header_deadline = settings_mod.Settings.header_deadline
     shares: client_share.ClientShare[Any] | None = None
@@ -49,7 +51,13 @@ class DeadlineWorker(ThreadWorker):
         key = client_share.client_key(conn.client, self.trusted) if self.shares else None
         if key is None or self.shares is None:
             return super().enqueue_req(conn)
+        if self._gone(conn):  # a kept-alive connection the client closed: no thread, no place in its queue
+            return self._close(conn)
         verdict = self.shares.enter(key, conn)
+        if verdict == "refuse":  # its queue may hold connections closed while they waited: make room first
+            for dead in self.shares.drop(key, self._gone):
+                self._close(dead)
+            verdict = self.shares.enter(key, conn)
         if verdict == "run":
             conn.mysite_client = key
             return super().enqueue_req(conn)
@@ -58,9 +66,26 @@ class DeadlineWorker(ThreadWorker):
             if self.refused % 100 == 1:  # a client that is refused once is refused many times: not a line each
                 self.log.warning("closed a connection from %s: it already had %d on threads and %d waiting "
                                  "(%d connections closed so)", key, self.shares.most, self.shares.waiting, self.refused)
-            self.nr_conns -= 1
-            conn.close()
+            self._close(conn)
         return None
+
+    def _close(self, conn: Any) -> None:
+        self.nr_conns -= 1
+        conn.close()
+
+    def _gone(self, conn: Any) -> bool:
+        """Whether ``conn``'s client has closed it (or it failed), from what waits unread on it."""
+        if self.cfg.is_ssl:  # an SSL socket cannot peek; its requests take a thread as before
+            return False
+        unreader = getattr(conn.parser, "unreader", None)
+        if unreader is not None and unreader.buf.getvalue():  # a request read ahead is still to serve
+            return False
+        try:
+            return conn.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            return True
 
     def handle(self, conn: Any) -> Any:
         timer = deadlines.after(self.header_deadline, deadlines.shut, conn.sock)
@@ -79,7 +104,10 @@ class DeadlineWorker(ThreadWorker):
         waiting = self.shares.leave(key)
         if waiting is not None:
             waiting.mysite_client = key
-            super().enqueue_req(waiting)
+            try:
+                super().enqueue_req(waiting)
+            except RuntimeError:  # the thread pool has shut down: the worker is stopping
+                waiting.close()
 
     def handle_request(self, req: Any, conn: Any) -> Any:
         timer = getattr(conn, "mysite_header_timer", None)

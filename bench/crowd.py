@@ -8,12 +8,12 @@ in-process time, measured before and after that crowd), latency, and /healthz's 
 only; every loop ends by its clock.
 
 Options: ``--clients 16 64`` (crowds, run in turn), ``--seconds 60``, ``--detector haar``,
-``--queue-deadline`` (seconds), ``--sustained`` (seconds: before each crowd, one process per CPU
-runs the photo in-process side by side for that long, and the crowd is also given against that
-rate: the machine's speed with every CPU busy, which drifts over a minute). The last column, CPU
-per answer of the web side (master and web workers) and of the CV side (dispatcher and CV
-processes), is the figure a busy machine distorts least: compare the CV side with the in-process
-CPU time printed first.
+``--queue-deadline`` (seconds), ``--client-address`` (the clients' loopback address),
+``--sustained`` (seconds: before each crowd, one process per CPU runs the photo in-process side by
+side for that long, and the crowd is also given against that rate: the machine's speed with every
+CPU busy, which drifts over a minute). The last column, CPU per answer of the web side (master and
+web workers) and of the CV side (dispatcher and CV processes), is the figure a busy machine distorts
+least: compare the CV side with the in-process CPU time printed first.
 """
 
 from __future__ import annotations
@@ -86,7 +86,8 @@ def sustained_samples(data: bytes, detector: str, seconds: float, processes: int
     return times
 
 
-def crowd(port: int, body: bytes, ctype: str, path: str, clients: int, seconds: float) -> dict[str, object]:
+def crowd(port: int, body: bytes, ctype: str, path: str, clients: int, seconds: float,
+          source: str | None = None) -> dict[str, object]:
     """``clients`` closed loops for ``seconds``; statuses, latencies, and /healthz probe times."""
     statuses: Counter[int | str] = Counter()
     latencies: list[float] = []
@@ -99,7 +100,7 @@ def crowd(port: int, body: bytes, ctype: str, path: str, clients: int, seconds: 
         while time.monotonic() < end:
             t = time.perf_counter()
             try:
-                status: int | str = request(port, "POST", path, body, ctype, timeout=120)[0]
+                status: int | str = request(port, "POST", path, body, ctype, timeout=120, source=source)[0]
             except OSError as exc:
                 status = type(exc).__name__
             with lock:
@@ -143,6 +144,9 @@ def main() -> None:
     ap.add_argument("--queue-deadline", type=float, default=0,
                     help="MYSITE_QUEUE_DEADLINE (0: the default); a long one keeps a busy machine's figures "
                          "of CPU per answer free of refused uploads")
+    ap.add_argument("--client-address", default=None,
+                    help="loopback address the crowd's clients send from, e.g. 127.0.0.9: one client to the server, "
+                         "which gets its share of the threads (MYSITE_CLIENT_THREADS); default 127.0.0.1, a trusted proxy")
     ap.add_argument("--sustained", type=float, default=0,
                     help="seconds of the photo in-process, one process per CPU side by side, before each crowd (0: off)")
     args = ap.parse_args()
@@ -163,7 +167,8 @@ def main() -> None:
         before = in_process_samples(data, args.detector)
         with Server(workers=2, cv_threads=args.cv_threads, extra_env=env) as server:
             web0, cv0 = server.cpu_split()
-            r = crowd(server.port, body, ctype, f"/detect?detector={args.detector}", clients, args.seconds)
+            r = crowd(server.port, body, ctype, f"/detect?detector={args.detector}", clients, args.seconds,
+                      args.client_address)
             web1, cv1 = server.cpu_split()
         after = in_process_samples(data, args.detector)
         capacity = cpus / statistics.median(before + after)

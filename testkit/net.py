@@ -67,9 +67,9 @@ def multipart(data: bytes, field_name: str = "image", filename: str = "photo.jpg
 
 
 def request(port: int, method: str, path: str, body: bytes | None = None, content_type: str | None = None,
-            timeout: float = 60.0) -> tuple[int, bytes]:
-    """One HTTP request to the loopback server; status and body."""
-    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+            timeout: float = 60.0, source: str | None = None) -> tuple[int, bytes]:
+    """One HTTP request to the loopback server, from loopback address ``source`` if given; status and body."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=timeout, source_address=(source, 0) if source else None)
     try:
         headers = {"Content-Type": content_type} if content_type else {}
         conn.request(method, path, body=body, headers=headers)

@@ -78,8 +78,11 @@ class ClientShare(Generic[T]):
     def drop(self, key: str, gone: Callable[[T], bool]) -> list[T]:
         """Take ``key``'s queued items for which ``gone`` holds (clients that went away) out of its queue."""
         with self._lock:
+            queued = list(self._queued.get(key, ()))
+        dropped = [item for item in queued if gone(item)]  # outside the lock: ``gone`` may ask the kernel
+        with self._lock:
             queue = self._queued.get(key, deque())
-            dropped = [item for item in queue if gone(item)]
+            dropped = [item for item in dropped if item in queue]  # not handed out meanwhile
             for item in dropped:
                 queue.remove(item)
             if not queue:

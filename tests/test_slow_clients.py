@@ -162,3 +162,26 @@ def test_after_a_body_left_unread_the_connection_ends_with_the_answer(tmp_path):
     assert first.startswith(b"HTTP/1.1 408"), first[:200]
     assert b"HTTP/1.1" not in after, after[:200]
     assert "/not-a-request" not in log, log[-2000:]
+
+
+def test_clients_that_never_close_their_end_do_not_stall_the_worker(tmp_path):
+    # gthread closes an ended connection on the worker's main loop, and waits there up to 2 s for
+    # the client to close its end too: thirty clients that never did stalled the worker a minute,
+    # /healthz and every new connection with it. The wait is now on the request's own thread.
+    with start_gunicorn(log_dir=tmp_path) as server:
+        port = port_of(server.url)
+        held = []
+        try:
+            for _ in range(30):
+                s = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=("127.0.0.9", 0))
+                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                held.append(s)
+            answers = [s.recv(65536) for s in held]  # each answered; none closes its end
+            started = time.monotonic()
+            status = exchange(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", timeout=20)
+            took = time.monotonic() - started
+        finally:
+            for s in held:
+                s.close()
+    assert all(a.startswith(b"HTTP/1.1 200 ") for a in answers), [a[:40] for a in answers]
+    assert status.startswith(b"HTTP/1.1 200 ") and took < 2, (status[:40], took)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import socket
 from typing import Any
 
-from gunicorn.workers.gthread import ThreadWorker
+from gunicorn.workers.gthread import _DEFER, ThreadWorker
 
 from mysite import settings as settings_mod
 from mysite.server import client_share, deadlines, memory
@@ -91,7 +91,14 @@ class DeadlineWorker(ThreadWorker):
         timer = deadlines.after(self.header_deadline, deadlines.shut, conn.sock)
         conn.mysite_header_timer = timer
         try:
-            return super().handle(conn)
+            keep = super().handle(conn)
+            if not keep and keep is not _DEFER:
+                # gthread closes an ended connection on its main loop, waiting up to 2 s there for the
+                # client to close its end: clients that never do stalled every connection of the
+                # worker. Here the wait is this thread's, within its client's share; the main loop's
+                # close then finds the socket closed.
+                conn.close(graceful=True)
+            return keep
         finally:
             timer.cancel()
             self._pass_thread_on(conn)

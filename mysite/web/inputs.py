@@ -399,7 +399,8 @@ _BODY_SHARE, _ANSWER_SHARE = "mysite.body_share", "mysite.answer_share"
 
 def hold_room(app: Flask) -> None:
     """Every request takes room for its body before anything reads it and gives it back when it ends; a
-    picture answer's room (``hold_answer``) is given back when the answer is gone (sent, or dropped)."""
+    picture answer's room (``hold_answer``) shrinks to the answer's size once it is made, and is given back
+    when the answer is gone (sent, or dropped)."""
     state = app_state(app)
 
     @app.before_request
@@ -417,6 +418,11 @@ def hold_room(app: Flask) -> None:
     def _hold_answer(response: Response) -> Response:
         share = request.environ.pop(_ANSWER_SHARE, 0)
         if share:
+            # Made, the answer is its bytes: a client reading it slowly holds those, not the most it could be.
+            size = response.calculate_content_length()
+            if size is not None and size < share:
+                state.answers.give(share - size)
+                share = size
             weakref.finalize(response, state.answers.give, share)
         return response
 

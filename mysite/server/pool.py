@@ -387,6 +387,9 @@ class _Dispatcher:
                 os.kill(proc.pid, signal.SIGKILL)
         for entry in self.waiting:
             entry.close()
+        signal.set_wakeup_fd(-1)  # before the socket goes: the SIGCHLDs of the processes just killed still come
+        wake_r.close()
+        wake_w.close()
 
     def _timeout(self) -> float:
         if len(self.processes) < self.size:

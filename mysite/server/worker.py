@@ -14,7 +14,9 @@ gets at most ``MYSITE_CLIENT_THREADS`` of them, its other connections wait their
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import time
 from typing import Any
 
 from gunicorn.workers.gthread import _DEFER, ThreadWorker
@@ -25,6 +27,29 @@ from mysite.server import client_share, deadlines, memory
 # Connections one client may have waiting for its threads, per thread it may hold: a browser or a
 # batch client never comes near; a client past it is opening connections only to hold them.
 WAITING_PER_THREAD = 4
+
+
+def _end(sock: socket.socket, linger: float = 2.0, most: int = 65536) -> None:
+    """gunicorn's graceful close without the close: send the end, let the client close its side (reading
+    what it still sends, within ``linger`` seconds and ``most`` bytes), then stop reading. The socket
+    stays open for gunicorn to close, which counts the connection gone only then."""
+    try:
+        sock.shutdown(socket.SHUT_WR)
+    except OSError:
+        return
+    ends = time.monotonic() + linger
+    drained = 0
+    while drained < most and (left := ends - time.monotonic()) > 0:
+        try:
+            sock.settimeout(left)
+            data = sock.recv(4096)
+        except OSError:
+            break
+        if not data:
+            break
+        drained += len(data)
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RD)
 
 
 class DeadlineWorker(ThreadWorker):
@@ -95,9 +120,9 @@ class DeadlineWorker(ThreadWorker):
             if not keep and keep is not _DEFER:
                 # gthread closes an ended connection on its main loop, waiting up to 2 s there for the
                 # client to close its end: clients that never do stalled every connection of the
-                # worker. Here the wait is this thread's, within its client's share; the main loop's
-                # close then finds the socket closed.
-                conn.close(graceful=True)
+                # worker. Here the wait is this thread's, within its client's share, and the main
+                # loop's close finds nothing more to wait for.
+                _end(conn.sock)
             return keep
         finally:
             timer.cancel()

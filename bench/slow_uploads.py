@@ -22,7 +22,6 @@ server; 127.0.0.9 and 127.0.0.10 are the clients' own addresses).
 from __future__ import annotations
 
 import argparse
-import http.client
 import socket
 import statistics
 import threading
@@ -150,17 +149,13 @@ def _keep_dripping(port: int, count: int, stop: threading.Event, refused: list[i
 
 def _from(port: int, source: str, method: str, path: str, body: bytes | None = None,
           content_type: str | None = None) -> tuple[int, float]:
+    """The status (0: no answer) and seconds of one request from loopback address ``source``."""
     sent = time.monotonic()
-    conn = http.client.HTTPConnection(HOST, port, timeout=60, source_address=(source, 0))
     try:
-        conn.request(method, path, body=body, headers={"Content-Type": content_type} if content_type else {})
-        response = conn.getresponse()
-        response.read()
-        return response.status, time.monotonic() - sent
+        status = request(port, method, path, body, content_type, source=source)[0]
     except OSError:
-        return 0, time.monotonic() - sent
-    finally:
-        conn.close()
+        status = 0
+    return status, time.monotonic() - sent
 
 
 def _probe_health(port: int, stop: threading.Event, took: list[float]) -> None:

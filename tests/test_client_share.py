@@ -9,7 +9,6 @@ gunicorn's trusted proxy address, which is not limited.
 
 from __future__ import annotations
 
-import http.client
 import ipaddress
 import socket
 import threading
@@ -19,7 +18,7 @@ import pytest
 from live_server import start_gunicorn
 
 from mysite.server.client_share import ClientShare, client_key, trusted_networks
-from testkit.net import port_of
+from testkit.net import port_of, request
 
 LOOPBACK = trusted_networks(["127.0.0.1", "::1"])
 
@@ -96,28 +95,12 @@ def _closed(s: socket.socket) -> bool:
         return True
 
 
-def _timed_get(port: int, path: str, source: str, timeout: float = 30) -> tuple[int, float]:
+def _timed(port: int, source: str, method: str, path: str, body: bytes | None = None,
+           content_type: str | None = None, timeout: float = 30) -> tuple[int, float]:
+    """The status and seconds of one request from loopback address ``source`` (errors raised)."""
     started = time.monotonic()
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout, source_address=(source, 0))
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        response.read()
-        return response.status, time.monotonic() - started
-    finally:
-        conn.close()
-
-
-def _timed_detect(port: int, data: bytes, source: str) -> tuple[int, float]:
-    started = time.monotonic()
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30, source_address=(source, 0))
-    try:
-        conn.request("POST", "/detect", body=data, headers={"Content-Type": "image/jpeg"})
-        response = conn.getresponse()
-        response.read()
-        return response.status, time.monotonic() - started
-    finally:
-        conn.close()
+    status = request(port, method, path, body, content_type, timeout=timeout, source=source)[0]
+    return status, time.monotonic() - started
 
 
 def _after_its_queue_drains(port: int) -> tuple[int, float]:
@@ -126,7 +109,7 @@ def _after_its_queue_drains(port: int) -> tuple[int, float]:
     started = time.monotonic()
     for _ in range(25):  # 5 s at most
         try:
-            status, _ = _timed_get(port, "/healthz", "127.0.0.9")
+            status, _ = _timed(port, "127.0.0.9", "GET", "/healthz")
             return status, time.monotonic() - started
         except ConnectionError:  # still refused: its queue was full a moment ago
             time.sleep(0.2)
@@ -147,8 +130,8 @@ def test_one_client_dripping_uploads_holds_its_share_of_threads_not_all(tmp_path
         try:
             time.sleep(1)
             refused = sum(_closed(s) for s in socks)
-            health = _timed_get(port, "/healthz", "127.0.0.1")
-            other = _timed_detect(port, group_jpg, "127.0.0.10")
+            health = _timed(port, "127.0.0.1", "GET", "/healthz")
+            other = _timed(port, "127.0.0.10", "POST", "/detect", group_jpg, "image/jpeg")
         finally:
             stop.set()
             dripper.join()
@@ -171,7 +154,7 @@ def _healthz_loop(port: int, seconds: float, failures: list[str]) -> int:
     done, end = 0, time.monotonic() + seconds
     while time.monotonic() < end:  # bounded by ``seconds``
         try:
-            status, _ = _timed_get(port, "/healthz", "127.0.0.9", timeout=10)
+            status, _ = _timed(port, "127.0.0.9", "GET", "/healthz", timeout=10)
             done += status == 200
         except OSError as exc:
             failures.append(repr(exc))

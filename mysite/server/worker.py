@@ -14,7 +14,6 @@ gets at most ``MYSITE_CLIENT_THREADS`` of them, its other connections wait their
 
 from __future__ import annotations
 
-import contextlib
 import socket
 import time
 from typing import Any
@@ -48,8 +47,7 @@ def _end(sock: socket.socket, linger: float = 2.0, most: int = 65536) -> None:
         if not data:
             break
         drained += len(data)
-    with contextlib.suppress(OSError):
-        sock.shutdown(socket.SHUT_RD)
+    deadlines.shut(sock, socket.SHUT_RD)
 
 
 class DeadlineWorker(ThreadWorker):
@@ -73,8 +71,7 @@ class DeadlineWorker(ThreadWorker):
 
     def enqueue_req(self, conn: Any) -> None:
         """Give ``conn`` a thread when its client has one to spare; else queue it, or close it."""
-        key = client_share.client_key(conn.client, self.trusted) if self.shares else None
-        if key is None or self.shares is None:
+        if self.shares is None or (key := client_share.client_key(conn.client, self.trusted)) is None:
             return super().enqueue_req(conn)
         if self._gone(conn):  # a kept-alive connection the client closed: no thread, no place in its queue
             return self._close(conn)

@@ -20,6 +20,9 @@ from collections.abc import Callable, Iterable
 from typing import Generic, Literal, TypeVar
 
 T = TypeVar("T")
+# environ key: the client whose share a request's connection takes, for the app's own parts per client
+# (set by the worker; absent for trusted proxies, with the share off, and under other servers).
+ENVIRON_KEY = "mysite.client"
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 

@@ -9,13 +9,16 @@ returns, and gunicorn closes the connection as it does for a client that went aw
 Bodies have their own deadline (``upload_deadline.py``), answers theirs (``send_deadline.py``).
 Deadlines bound how long one connection holds a thread, not how many one client holds: each client
 gets at most ``MYSITE_CLIENT_THREADS`` of them, its other connections wait their turn
-(``client_share.py``). A worker also keeps some freed heap for its next upload (``memory.WEB_KEEP``).
+(``client_share.py``), and the app is told whose share a request is (its picture answers have a part of
+their own). A worker also keeps some freed heap for its next upload (``memory.WEB_KEEP``).
 """
 
 from __future__ import annotations
 
 import socket
+import threading
 import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from gunicorn.workers.gthread import _DEFER, ThreadWorker
@@ -26,6 +29,7 @@ from mysite.server import client_share, deadlines, memory
 # Connections one client may have waiting for its threads, per thread it may hold: a browser or a
 # batch client never comes near; a client past it is opening connections only to hold them.
 WAITING_PER_THREAD = 4
+_serving = threading.local()  # the client whose request this thread runs (gunicorn builds the environ)
 
 
 def _end(sock: socket.socket, linger: float = 2.0, most: int = 65536) -> None:
@@ -68,6 +72,11 @@ class DeadlineWorker(ThreadWorker):
             self.trusted = client_share.trusted_networks(self.cfg.forwarded_allow_ips)
         memory.hold_heap(memory.WEB_KEEP, memory.WEB_OWN_MAP)
         super().init_process()
+
+    def load_wsgi(self) -> None:
+        super().load_wsgi()
+        if self.shares is not None:
+            self.wsgi: Any = _naming_client(self.wsgi)
 
     def enqueue_req(self, conn: Any) -> None:
         """Give ``conn`` a thread when its client has one to spare; else queue it, or close it."""
@@ -142,9 +151,22 @@ class DeadlineWorker(ThreadWorker):
         timer = getattr(conn, "mysite_header_timer", None)
         if timer is not None:  # the headers are in: the body and the answer have deadlines of their own
             timer.cancel()
+        _serving.client = getattr(conn, "mysite_client", None)
         try:
             return super().handle_request(req, conn)
         except TimeoutError:  # send_deadline.py's timeout: the client stopped reading its answer
             self.log.info("closed a connection whose client did not read its answer in time: %s %s",
                           req.method, req.path)
             return False
+
+
+def _naming_client(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
+    """``app``, told in its environ whose share the request's connection takes (``client_share.ENVIRON_KEY``)."""
+
+    def named(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        client = getattr(_serving, "client", None)
+        if client is not None:
+            environ[client_share.ENVIRON_KEY] = client
+        return app(environ, start_response)
+
+    return named

@@ -123,3 +123,9 @@ def build_jpeg(layout: tuple[Paste, ...] = LAYOUT, width: int = WIDTH,
     """A composition as JPEG bytes and its known faces (default: the 12 MP one)."""
     canvas, faces = build(layout, width, height)
     return jpeg(canvas), faces
+
+
+def noise_jpeg(width: int, height: int, seed: int = 1) -> bytes:
+    """A photo of noise: its PNG answer is about as large as its pixels (9 MB at 2000x1500)."""
+    pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    return cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()

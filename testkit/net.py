@@ -79,6 +79,25 @@ def request(port: int, method: str, path: str, body: bytes | None = None, conten
         conn.close()
 
 
+def slow_reader(port: int, path: str, body: bytes, content_type: str, source: str = HOST,
+                timeout: float = 30.0) -> tuple[socket.socket, bytes]:
+    """POST ``body`` from loopback address ``source`` on a connection with a small receive buffer and read only
+    the status line: the connection, left open, and that line. The server holds the rest of the answer
+    until the caller reads it (or closes), or the server's send deadline passes."""
+    s = socket.socket()
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.bind((source, 0))
+        s.settimeout(timeout)
+        s.connect((HOST, port))
+        s.sendall(f"POST {path} HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: {content_type}\r\n"
+                  f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        return s, s.recv(12)
+    except BaseException:
+        s.close()
+        raise
+
+
 def port_of(url: str) -> int:
     """The port of a loopback base URL such as ``http://127.0.0.1:40123``."""
     return int(url.rstrip("/").rsplit(":", 1)[1])

@@ -18,7 +18,8 @@ import pytest
 from live_server import start_gunicorn
 
 from mysite.server.client_share import ClientShare, client_key, trusted_networks
-from testkit.net import port_of, request
+from testkit.compose import noise_jpeg
+from testkit.net import port_of, request, slow_reader
 
 LOOPBACK = trusted_networks(["127.0.0.1", "::1"])
 
@@ -177,3 +178,31 @@ def test_a_client_whose_connections_close_after_each_answer_is_never_refused(tmp
         log = server.log.read_text()
     assert failures == [], failures[:5]
     assert "closed a connection from" not in log, log[-2000:]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("share", ["16", "0"])
+def test_one_clients_unread_picture_answers_hold_its_part_of_their_room_not_all(tmp_path, group_jpg, share):
+    # Answers up to 12 MB, 32 MB of room for them: one client may keep 8 MB of it. Its readers, opened one at
+    # a time, each leave a 9 MB PNG answer unread; another client then asks for a picture of its own.
+    env = {"MYSITE_MAX_UPLOAD_MB": "4", "MYSITE_UPLOAD_MEMORY_MB": "32", "MYSITE_CLIENT_THREADS": share,
+           "MYSITE_SEND_TIMEOUT": "60"}
+    photo = noise_jpeg(2000, 1500)  # a 9 MB PNG answer
+    with start_gunicorn(env, log_dir=tmp_path) as server:
+        port = port_of(server.url)
+        readers = []
+        try:
+            for _ in range(4):
+                readers.append(slow_reader(port, "/detect?output=image&format=png", photo, "image/jpeg",
+                                           "127.0.0.9"))
+            other = _timed(port, "127.0.0.10", "POST", "/detect?output=image", group_jpg, "image/jpeg")
+        finally:
+            for s, _ in readers:
+                s.close()
+    statuses = [line for _, line in readers]
+    if share == "0":  # the control: the readers' answers fill the room, and everyone's picture waits for them
+        assert statuses == [b"HTTP/1.1 200"] * 3 + [b"HTTP/1.1 503"], statuses
+        assert other[0] == 503, other
+        return
+    assert statuses == [b"HTTP/1.1 200"] + [b"HTTP/1.1 503"] * 3, statuses
+    assert other[0] == 200, other

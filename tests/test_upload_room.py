@@ -122,6 +122,34 @@ def test_past_the_waiting_limit_a_request_is_refused_at_once():
     assert sorted(done) == ["w0", "w1"]
 
 
+def test_answers_a_client_has_not_read_yet_keep_at_most_its_part():
+    room = Room(10 * MB, wait=0.3, per_client=3 * MB)
+    for _ in range(3):  # in the making, shares count in the room only: a client's crowd is not held up
+        room.take(3 * MB, client="a")
+    room.keep(3 * MB, 2 * MB, "a")  # made: a 2 MB answer, kept until it is read
+    assert room.held_by("a") == 2 * MB and room.used == 8 * MB
+    with pytest.raises(Busy) as refused:  # 2 + 2 MB is past its part: the share is given back whole
+        room.keep(3 * MB, 2 * MB, "a")
+    assert refused.value.code == 503 and refused.value.headers == {"Retry-After": "1"}
+    assert "what a has not read yet holds 2 MB of the 10 MB" in refused.value.message
+    assert "one client may keep 3 MB" in refused.value.message
+    room.keep(3 * MB, 1 * MB, "a")  # 3 MB: within its part
+    assert room.held_by("a") == 3 * MB and room.used == 3 * MB
+    started = time.monotonic()
+    with pytest.raises(Busy):  # keeping its part, it starts no more: it waits outside the turns, then a 503
+        room.take(1 * MB, client="a")
+    assert 0.25 < time.monotonic() - started < 2
+    room.take(1 * MB, client="b", wait=0)  # another client, at once
+    room.keep(1 * MB, 5 * MB, "b")  # a client keeping nothing may keep one answer past its part
+    room.keep(5 * MB, 4 * MB, "b", counted=5 * MB)  # kept again, smaller (the page's picture, as base64)
+    assert room.held_by("b") == 4 * MB and room.used == 7 * MB
+    room.give(2 * MB, "a")
+    room.take(1 * MB, client="a", wait=0)  # under its part again
+    for client, share in (("a", 1 * MB), ("b", 4 * MB), (None, 1 * MB)):
+        room.give(share, client)
+    assert room.used == 0 and room.held_by("a") == room.held_by("b") == 0
+
+
 def _share(body: bytes, content_type: str, **headers: str) -> int:
     environ = EnvironBuilder(method="POST", data=body, content_type=content_type, headers=headers).get_environ()
     return inputs.body_share(inputs.MemoryRequest(environ), Settings())
@@ -200,6 +228,46 @@ def test_a_request_that_finds_no_room_waits_and_gets_a_503_past_its_wait(make_ap
     assert "request bodies" in r.get_json()["message"]
     assert small.status_code == 200  # no body: takes no room
     assert app.test_client().post("/detect", data=group_jpg, content_type="image/jpeg").status_code == 200
+
+
+def test_a_client_the_server_names_keeps_at_most_its_part_of_the_picture_answers(make_app, group_jpg):
+    # Slow readers from one address held every picture answer's room of a worker: the worker names each
+    # request's client (client_share.ENVIRON_KEY), and its unread answers keep at most its part.
+    app = make_app()
+    answers = app_state(app).answers
+    assert answers.per_client == answers.size // 4
+    slow, other = {"mysite.client": "203.0.113.7"}, {"mysite.client": "198.51.100.2"}
+    answers.take(1)
+    answers.keep(1, answers.per_client - 1000, "203.0.113.7")  # as if its earlier answers were still unread
+    try:
+        c = app.test_client()
+        picture = c.post("/detect?output=image", data=group_jpg, content_type="image/jpeg", environ_overrides=slow)
+        page = c.post("/", data={"image": (io.BytesIO(group_jpg), "g.jpg"), "endpoint": "/detect"},
+                      environ_overrides=slow)
+        json_answer = c.post("/detect", data=group_jpg, content_type="image/jpeg", environ_overrides=slow)
+        elsewhere = c.post("/detect?output=base64", data=group_jpg, content_type="image/jpeg",
+                           environ_overrides=other)
+        unnamed = c.post("/detect?output=image", data=group_jpg, content_type="image/jpeg")
+        assert answers.held_by("198.51.100.2") == len(elsewhere.get_data())  # kept until the answer is gone
+        assert answers.used == answers.per_client - 1000 + len(elsewhere.get_data()) + len(unnamed.get_data())
+    finally:
+        answers.give(answers.per_client - 1000, "203.0.113.7")
+    for refused in (picture, page):
+        assert refused.status_code == 503, refused.get_data()
+        text = refused.get_data(as_text=True)
+        assert "what 203.0.113.7 has not read yet holds 32 MB" in text and "one client may keep 32 MB" in text
+    assert picture.get_json()["reason"] == "busy" and picture.headers["Retry-After"] == "1"
+    assert json_answer.status_code == 200 and elsewhere.status_code == 200 and unnamed.status_code == 200
+    del picture, page, elsewhere, unnamed
+    gc.collect()
+    assert answers.used == 0 and answers.held_by("198.51.100.2") == answers.held_by("203.0.113.7") == 0
+    for _ in range(2):  # a client that reads its answers is never held up
+        r = c.post("/detect?output=image", data=group_jpg, content_type="image/jpeg", environ_overrides=slow)
+        assert r.status_code == 200 and answers.held_by("203.0.113.7") == len(r.get_data())
+        del r
+        gc.collect()
+    r = c.post("/", data={"image": (io.BytesIO(group_jpg), "g.jpg"), "endpoint": "/detect"}, environ_overrides=slow)
+    assert r.status_code == 200 and answers.held_by("203.0.113.7") == len(r.get_data())
 
 
 def test_an_answer_past_three_upload_limits_is_a_413_naming_them(make_app, group_jpg):

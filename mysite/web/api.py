@@ -88,6 +88,8 @@ def handle(ep: Endpoint, state: AppState) -> Response:
     if fmt.picture:
         inputs.hold_answer(settings.max_answer_bytes)
     outcome = state.runner.run(run_job, registry, job)
+    if outcome.picture is not None:
+        inputs.answer_made(len(outcome.picture), base64=fmt.output == "base64")
     if job.batch:
         response = jsonify({"status": "ok", "results": outcome.result})
     else:

@@ -29,7 +29,8 @@ from werkzeug.formparser import FormDataParser, MultiPartParser
 from werkzeug.http import parse_accept_header, parse_options_header
 from werkzeug.utils import cached_property
 
-from mysite.errors import BadRequest, Reason, TooLarge
+from mysite.errors import BadRequest, Busy, Reason, TooLarge
+from mysite.server.client_share import ENVIRON_KEY as CLIENT
 from mysite.server.upload_deadline import BODY_DONE, BODY_ERROR, BODY_ROOM
 from mysite.settings import Settings
 from mysite.web.state import app_state
@@ -395,6 +396,7 @@ def body_share(req: Request, settings: Settings) -> int:
 # Where a request keeps what it holds of each room: in its own environ, as the page runs an API view in a
 # request of its own (a ?url= upload), and each request gives back only its own share when it ends.
 _BODY_SHARE, _ANSWER_SHARE = "mysite.body_share", "mysite.answer_share"
+_ANSWER_KEPT = "mysite.answer_kept"  # the client the answer's share is kept for, once it is made
 
 
 def hold_room(app: Flask) -> None:
@@ -418,12 +420,14 @@ def hold_room(app: Flask) -> None:
     def _hold_answer(response: Response) -> Response:
         share = request.environ.pop(_ANSWER_SHARE, 0)
         if share:
-            # Made, the answer is its bytes: a client reading it slowly holds those, not the most it could be.
+            client = request.environ.pop(_ANSWER_KEPT, None)
+            # Made, the answer is its bytes: a client reading it slowly holds those, not the most it could be
+            # (nor only the picture, when a page shows it).
             size = response.calculate_content_length()
-            if size is not None and size < share:
-                state.answers.give(share - size)
+            if size is not None and size != share:
+                state.answers.give(share - size, client)
                 share = size
-            weakref.finalize(response, state.answers.give, share)
+            weakref.finalize(response, state.answers.give, share, client)
         return response
 
     @app.teardown_request
@@ -436,7 +440,7 @@ def hold_room(app: Flask) -> None:
             state.room.give(share)
         share = request.environ.pop(_ANSWER_SHARE, 0)  # an answer never made
         if share:
-            state.answers.give(share)
+            state.answers.give(share, request.environ.pop(_ANSWER_KEPT, None))
 
 
 def take_room(share: int) -> None:
@@ -451,11 +455,32 @@ def hold_answer(most: int) -> None:
 
     Apart from the bodies' room: clients reading slowly hold their answers, and only picture answers wait
     for them; a request that holds room for its body does not wait (it would keep that room from others).
+    A client the server names (``client_share.ENVIRON_KEY``) that keeps its part of the room in answers it
+    has not read yet gets no more (``answer_made``).
     Once per request: the page holds room for the picture it shows before it asks the API."""
     if not g.get("mysite_answer_held"):
-        g.mysite_answers.take(most, wait=0 if request.environ.get(_BODY_SHARE) else None)
+        g.mysite_answers.take(most, wait=0 if request.environ.get(_BODY_SHARE) else None,
+                              client=request.environ.get(CLIENT))
         g.mysite_answer_held = True
         request.environ[_ANSWER_SHARE] = most
+
+
+def answer_made(picture: int, base64: bool = False) -> None:
+    """The picture answer is made, ``picture`` bytes (sent as base64 when ``base64``): its room shrinks (or
+    grows) to that, kept in its client's part until it is gone; a 503 when the part has no room for it (the
+    client's earlier answers, unread, hold it)."""
+    size = -(-picture // 3) * 4 if base64 else picture
+    held = request.environ.get(_ANSWER_SHARE, 0)
+    if not held:
+        return  # no room taken in this request: the page's view of a fetched image, run in a request of its own
+    client = request.environ.get(CLIENT)
+    counted = held if request.environ.get(_ANSWER_KEPT) else 0
+    try:
+        g.mysite_answers.keep(held, size, client, counted)
+    except Busy:
+        request.environ[_ANSWER_SHARE], request.environ[_ANSWER_KEPT] = 0, None
+        raise
+    request.environ[_ANSWER_SHARE], request.environ[_ANSWER_KEPT] = size, client
 
 
 def hold_fetched(length: int) -> None:

@@ -19,6 +19,10 @@ from mysite.server.memory import Room
 from mysite.server.metrics import QueueMetrics
 from mysite.vision.budget import Budget
 
+# Picture answers wait in the worker for their clients to read them: the answers one client (as the server
+# names it) has not read yet keep at most this fraction of their room, as it holds a quarter of the threads.
+CLIENT_PARTS = 4
+
 if TYPE_CHECKING:
     from mysite.faces.index import FaceIndex
     from mysite.models.registry import Registry
@@ -55,7 +59,8 @@ class AppState:
         self.room = Room(self.settings.upload_memory_bytes, self.settings.upload_deadline,
                          refused=lambda: recorder.room_refused("bodies"))
         self.answers = Room(self.settings.upload_memory_bytes, self.settings.upload_deadline,
-                            what="picture answers", refused=lambda: recorder.room_refused("pictures"))
+                            what="picture answers", refused=lambda: recorder.room_refused("pictures"),
+                            per_client=self.settings.upload_memory_bytes // CLIENT_PARTS)
 
     def endpoint(self, path: str) -> Endpoint | None:
         """The registered row serving ``path`` (``/predict`` and ``/predict/`` are two rows), or None."""

@@ -200,7 +200,10 @@ def run_form(app: Flask, choices: list[dict[str, Any]]) -> Outcome:
     except HTTPException as exc:
         return _failed(outcome, exc.code or 400, exc.description or exc.name)
     label = next((t["model"] for t in choices if t["path"] == outcome.task), "")
-    _show(outcome, response, _uploaded_bytes(upload), label)
+    try:
+        _show(outcome, response, _uploaded_bytes(upload), label)
+    except ApiError as exc:  # no room kept for the picture shown
+        return _failed(outcome, exc.code, exc.message, str(exc.reason))
     return outcome
 
 
@@ -248,6 +251,7 @@ def _show(outcome: Outcome, response: Response, uploaded: bytes | None, label: s
     outcome.server_timing = response.headers.get("Server-Timing", "")
     mimetype = response.mimetype or ""
     if mimetype.startswith("image/"):
+        inputs.answer_made(len(response.data), base64=True)  # shown as a data URL
         outcome.image_url = _data_url(response.data, mimetype)
         outcome.notes.append(f"The answer is an image ({len(response.data)} bytes of {response.mimetype}).")
         return
@@ -262,6 +266,7 @@ def _show(outcome: Outcome, response: Response, uploaded: bytes | None, label: s
         drawn = state.runner.run(pipeline.drawn_upload, state.registry, uploaded, detections, label, settings.max_pixels,
                                  memory, settings.max_answer_bytes * 3 // 4)  # shown as base64
         if drawn is not None:
+            inputs.answer_made(len(drawn), base64=True)
             outcome.image_url = _data_url(drawn, "image/jpeg")
         else:
             outcome.notes.append("The picture is too large to draw the boxes on here; the JSON has them.")

@@ -14,8 +14,14 @@ itself (no nginx), and measures:
    server closes it, for ``--seconds``, while ``/healthz`` is read every 0.25 s from 127.0.0.1 and
    another client (127.0.0.10) posts the group photo every 2 s; once with ``MYSITE_CLIENT_THREADS=0``
    (no share: every thread open to one client, as before the share) and once as shipped.
+4. **one client's slow readers**: one client (127.0.0.9) opens ``--readers`` (24) connections one at a
+   time, 1.5 s apart, each asking for a photo of noise drawn as PNG (a 9 MB answer) and reading it at
+   16 KB/s; then, for ``--seconds``, another client (127.0.0.10) asks for the group photo drawn
+   (``output=image``) every 2 s and ``/healthz`` is read every 0.25 s from 127.0.0.1; once with
+   ``MYSITE_CLIENT_THREADS=0`` (no client named: the picture room shared by all, as before each client
+   had a part of it) and once as shipped.
 
-Prints Markdown tables; about three minutes. Only loopback addresses are contacted (127.0.0.1 the
+Prints Markdown tables; about six minutes. Only loopback addresses are contacted (127.0.0.1 the
 server; 127.0.0.9 and 127.0.0.10 are the clients' own addresses).
 """
 
@@ -32,7 +38,8 @@ import cv2
 import numpy as np
 
 from bench.server import HOST, ROOT, Server, multipart, request
-from testkit.net import steady_upload
+from testkit.compose import noise_jpeg
+from testkit.net import slow_reader, steady_upload
 
 
 def phone_photo() -> bytes:
@@ -195,13 +202,70 @@ def one_client_drips(drips: int, seconds: float) -> None:
               f"{max(took):.1f} | {refused[0]} |")
 
 
+def _read_slowly(socks: list[socket.socket], stop: threading.Event) -> None:
+    """Read 4 KB from each of ``socks`` (non-blocking, added to as it runs) every 0.25 s (16 KB/s each)
+    until ``stop``."""
+    while not stop.wait(0.25):  # bounded by the caller's ``stop``
+        for s in list(socks):
+            try:
+                s.recv(4096)
+            except OSError:  # nothing yet, or closed
+                pass
+
+
+def one_client_reads_slowly(readers: int, seconds: float) -> None:
+    noise = noise_jpeg(2000, 1500)
+    group = (ROOT / "tests" / "data" / "group_17_faces.jpg").read_bytes()
+    print(f"\none client opening {readers} slow readers of 9 MB PNG answers one at a time; then for {seconds:g} s "
+          "another client asks for the group photo drawn every 2 s, /healthz every 0.25 s from a third\n")
+    print("| MYSITE_CLIENT_THREADS | slow readers' answers | other client's pictures | seconds, median / max | "
+          "/healthz max (s) |")
+    print("|---|---|---|---|---|")
+    for share in ("0", "16"):
+        with Server(workers=2, cv_threads=1, extra_env={"MYSITE_CLIENT_THREADS": share}) as server:
+            socks: list[socket.socket] = []
+            lines: list[str] = []
+            stop = threading.Event()
+            reader = threading.Thread(target=_read_slowly, args=(socks, stop))
+            reader.start()
+            try:
+                for _ in range(readers):
+                    s, line = slow_reader(server.port, "/detect?output=image&format=png", noise, "image/jpeg",
+                                          "127.0.0.9", timeout=60)
+                    s.setblocking(False)
+                    socks.append(s)
+                    lines.append(_status(line.decode("latin-1")))
+                    time.sleep(1.5)
+                health: list[float] = []
+                prober = threading.Thread(target=_probe_health, args=(server.port, stop, health))
+                prober.start()
+                pictures: list[tuple[int, float]] = []
+                started = time.monotonic()
+                while time.monotonic() - started < seconds:  # bounded by ``seconds``
+                    pictures.append(_from(server.port, "127.0.0.10", "POST", "/detect?output=image", group,
+                                          "image/jpeg"))
+                    time.sleep(max(0.0, 2 - pictures[-1][1]))
+                stop.set()
+                prober.join()
+            finally:
+                stop.set()
+                reader.join()
+                for s in socks:
+                    s.close()
+        took = [t for _, t in pictures]
+        print(f"| {share} | {dict(sorted(Counter(lines).items()))} | "
+              f"{dict(sorted(Counter(status for status, _ in pictures).items()))} | {statistics.median(took):.2f} / "
+              f"{max(took):.2f} | {max(health):.2f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rates", type=float, nargs="+", default=[20, 40, 80, 160], help="KB/s, one client each")
     parser.add_argument("--holders", type=int, default=12)
     parser.add_argument("--seconds", type=float, default=40)
     parser.add_argument("--drips", type=int, default=140)
-    parser.add_argument("--only", choices=["links", "idle", "drips"], help="run one of the three")
+    parser.add_argument("--readers", type=int, default=24)
+    parser.add_argument("--only", choices=["links", "idle", "drips", "readers"], help="run one of the four")
     args = parser.parse_args()
     if args.only in (None, "links"):
         slow_links(args.rates[:16])
@@ -209,6 +273,8 @@ def main() -> None:
         idle_bodies(min(args.holders, 64), min(args.seconds, 300))
     if args.only in (None, "drips"):
         one_client_drips(min(args.drips, 400), min(args.seconds, 300))
+    if args.only in (None, "readers"):
+        one_client_reads_slowly(min(args.readers, 48), min(args.seconds, 300))
 
 
 if __name__ == "__main__":

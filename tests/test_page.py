@@ -131,6 +131,23 @@ def test_form_too_large_is_explained(make_app) -> None:
     assert "The image is too large. (413)" in r.get_data(as_text=True)
 
 
+def test_a_form_whose_body_could_not_be_received_is_told_so_in_the_page(make_app) -> None:
+    # The body is received before the app runs (server/upload_deadline.py); one that cannot be had (too
+    # slow, broken, too long, no room) is the API's JSON error, and the page's own words on the form.
+    small = make_app({"MYSITE_MAX_UPLOAD_MB": "0.01"}).test_client()
+    photo = (DATA / "group_17_faces.jpg").read_bytes() * 2  # past the body limit: found out as it arrives
+    chunked = {"HTTP_TRANSFER_ENCODING": "chunked"}
+    r = small.post("/", data={"endpoint": "/detect", "image": (io.BytesIO(photo), "group.jpg")}, headers=HTML,
+                   environ_overrides=chunked, content_type="multipart/form-data")
+    page = r.get_data(as_text=True)
+    assert r.status_code == 413 and r.mimetype == "text/html", page[:300]
+    alert = re.search(r'role="alert">(.*?)</div>', page, re.S).group(1)
+    assert alert.startswith("The image is too large. (413) the request body is longer") and "Traceback" not in page
+    r = small.post("/detect", data={"image": (io.BytesIO(photo), "group.jpg")}, environ_overrides=chunked,
+                   content_type="multipart/form-data")
+    assert r.status_code == 413 and r.get_json()["reason"] == "too_large"
+
+
 def _fieldsets(html: str) -> dict[str, list[str]]:
     """Each options fieldset ("/detect yunet", "/catfacedetection") -> the names of its inputs."""
     out = {}

@@ -410,6 +410,8 @@ def hold_room(app: Flask) -> None:
         g.mysite_room, g.mysite_answers = state.room, state.answers
         error = request.environ.get(BODY_ERROR)  # the body could not be received (upload_deadline.py)
         if error is not None:
+            if getattr(app.view_functions.get(request.endpoint or ""), SAYS_BODY_ERRORS, False):
+                return None  # a page says it in its own words (``body_received``)
             raise error
         share = body_share(request, state.settings)
         if share:
@@ -441,6 +443,17 @@ def hold_room(app: Flask) -> None:
         share = request.environ.pop(_ANSWER_SHARE, 0)  # an answer never made
         if share:
             state.answers.give(share, request.environ.pop(_ANSWER_KEPT, None))
+
+
+# A view with this attribute set says itself why its body could not be received (the page's form, as a page).
+SAYS_BODY_ERRORS = "mysite_says_body_errors"
+
+
+def body_received() -> None:
+    """Raise the error the request's body could not be received with, if any (``SAYS_BODY_ERRORS``)."""
+    error = request.environ.get(BODY_ERROR)
+    if error is not None:
+        raise error
 
 
 def take_room(share: int) -> None:

@@ -9,7 +9,7 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, render_templ
 from mysite import __version__
 from mysite.errors import Reason
 from mysite.server import pool
-from mysite.web import tryit
+from mysite.web import inputs, tryit
 from mysite.web.faces import MODEL as FACE_MODEL
 from mysite.web.state import app_state, current_registry, current_settings
 
@@ -57,6 +57,9 @@ def info() -> Response | str | tuple[str, int]:
         return render_template("info.html", **payload, **tryit.page_context(current_app, payload["routes"]),
                                **_faces_context())
     return jsonify(payload)
+
+
+setattr(info, inputs.SAYS_BODY_ERRORS, True)  # the form's body errors are shown in the page (tryit.run_form)
 
 
 def _try_it(payload: dict[str, Any]) -> tuple[str, int]:

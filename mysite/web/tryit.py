@@ -167,6 +167,7 @@ def run_form(app: Flask, choices: list[dict[str, Any]]) -> Outcome:
     outcome = Outcome()
     keys = current_settings().api_keys
     try:
+        inputs.body_received()  # too slow, broken, or no room for it: said in the page
         if keys:  # the form's api_key field (or the header), as the API itself wants it
             security.check_key(request, keys)
         upload, field_name = _upload()

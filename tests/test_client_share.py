@@ -10,6 +10,7 @@ gunicorn's trusted proxy address, which is not limited.
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 import threading
 import time
@@ -139,12 +140,15 @@ def test_one_client_dripping_uploads_holds_its_share_of_threads_not_all(tmp_path
             for s in socks:
                 s.close()
         again = _after_its_queue_drains(port)
+        closed = request(port, "GET", "/metrics")[1].decode()
         log = server.log.read_text()
     if share == "0":  # the control: the drips hold all eight threads until the upload deadline
         assert refused == 0 and health[0] == 200 and health[1] > 3, health
         return
     assert refused == 2, refused  # two on threads, eight waiting, the last two closed
     assert "closed a connection from 127.0.0.9" in log, log
+    count = re.search(r"^mysite_connections_closed_total ([0-9.]+)$", closed, re.M)
+    assert count is not None and float(count.group(1)) >= 2, closed[-1500:]
     assert health[0] == 200 and health[1] < 2, health
     assert other[0] == 200 and other[1] < 5, other
     assert again[0] == 200 and again[1] < 5, again

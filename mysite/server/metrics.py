@@ -69,6 +69,8 @@ REFUSED = Counter("mysite_jobs_refused", "CV jobs answered 503 busy: the queue w
                   ["reason"], registry=_REGISTRY)
 ROOM_REFUSED = Counter("mysite_room_refused", "Requests answered 503 busy for want of room in a web worker's "
                        "memory: for their body, or for a picture answer.", ["room"], registry=_REGISTRY)
+CONNECTIONS_CLOSED = Counter("mysite_connections_closed", "Connections a web worker closed unread: their client "
+                             "held its share of the threads, with as many waiting as it may.", registry=_REGISTRY)
 # A model preloaded in gunicorn's master is 1 there and 0 in the workers' files: the largest value wins.
 MODEL_LOADED = Gauge("mysite_model_loaded", "1 when the declared model is loaded, 0 when it is not.",
                      ["model", "kind", "required"], registry=_REGISTRY, multiprocess_mode="livemax")
@@ -120,6 +122,10 @@ class Metrics:
         """A request turned away for want of room (``room``: ``bodies`` or ``pictures``; ``memory.Room``)."""
         ROOM_REFUSED.labels(room=room).inc()
 
+    def connection_closed(self) -> None:
+        """A connection closed unread, past its client's share (``server/worker.py``)."""
+        CONNECTIONS_CLOSED.inc()
+
     def request(self, route: str, method: str, status: str, seconds: float) -> None:
         """One answered HTTP request (``route``: the URL rule, e.g. ``/v1/vision/face``)."""
         key = (route, method if method in METHODS else "other", status)
@@ -157,6 +163,9 @@ class NullMetrics(Metrics):
         pass
 
     def finished(self) -> None:
+        pass
+
+    def connection_closed(self) -> None:
         pass
 
     def request(self, route: str, method: str, status: str, seconds: float) -> None:

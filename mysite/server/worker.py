@@ -24,7 +24,7 @@ from typing import Any
 from gunicorn.workers.gthread import _DEFER, ThreadWorker
 
 from mysite import settings as settings_mod
-from mysite.server import client_share, deadlines, memory
+from mysite.server import client_share, deadlines, memory, metrics
 
 # Connections one client may have waiting for its threads, per thread it may hold: a browser or a
 # batch client never comes near; a client past it is opening connections only to hold them.
@@ -62,10 +62,12 @@ class DeadlineWorker(ThreadWorker):
     shares: client_share.ClientShare[Any] | None = None
     trusted: list[client_share.Network] | None = None
     refused = 0
+    recorder: metrics.Metrics = metrics.NULL
 
     def init_process(self) -> None:
         settings = settings_mod.load()
         self.header_deadline = settings.header_deadline
+        self.recorder = metrics.NULL if settings.metrics_access == "off" else metrics.LIVE
         most = settings.client_threads
         if most:
             self.shares = client_share.ClientShare(most, most * WAITING_PER_THREAD)
@@ -94,6 +96,7 @@ class DeadlineWorker(ThreadWorker):
             return super().enqueue_req(conn)
         if verdict == "refuse":
             self.refused += 1
+            self.recorder.connection_closed()
             if self.refused % 100 == 1:  # a client that is refused once is refused many times: not a line each
                 self.log.warning("closed a connection from %s: it already had %d on threads and %d waiting "
                                  "(%d connections closed so)", key, self.shares.most, self.shares.waiting, self.refused)

@@ -410,7 +410,7 @@ def hold_room(app: Flask) -> None:
         g.mysite_room, g.mysite_answers = state.room, state.answers
         error = request.environ.get(BODY_ERROR)  # the body could not be received (upload_deadline.py)
         if error is not None:
-            if getattr(app.view_functions.get(request.endpoint or ""), SAYS_BODY_ERRORS, False):
+            if app.view_functions.get(request.endpoint or "") in _SAYING_BODY_ERRORS:
                 return None  # a page says it in its own words (``body_received``)
             raise error
         share = body_share(request, state.settings)
@@ -445,12 +445,19 @@ def hold_room(app: Flask) -> None:
             state.answers.give(share, request.environ.pop(_ANSWER_KEPT, None))
 
 
-# A view with this attribute set says itself why its body could not be received (the page's form, as a page).
-SAYS_BODY_ERRORS = "mysite_says_body_errors"
+# Views that say themselves why their body could not be received (the page's form, as a page).
+_SAYING_BODY_ERRORS: set[Callable[..., Any]] = set()
+V = TypeVar("V", bound=Callable[..., Any])
+
+
+def says_body_errors(view: V) -> V:
+    """Mark ``view`` as one that calls ``body_received`` itself, to say why in its own words."""
+    _SAYING_BODY_ERRORS.add(view)
+    return view
 
 
 def body_received() -> None:
-    """Raise the error the request's body could not be received with, if any (``SAYS_BODY_ERRORS``)."""
+    """Raise the error the request's body could not be received with, if any (``says_body_errors``)."""
     error = request.environ.get(BODY_ERROR)
     if error is not None:
         raise error

@@ -44,6 +44,7 @@ def _info() -> dict[str, Any]:
 
 
 @bp.route("/", methods=["GET", "POST"])
+@inputs.says_body_errors  # the form's, in the page (tryit.run_form)
 def info() -> Response | str | tuple[str, int]:
     """This page: the routes, the models and the version (POST: the page's form, without JavaScript)"""
     payload = _info()
@@ -57,9 +58,6 @@ def info() -> Response | str | tuple[str, int]:
         return render_template("info.html", **payload, **tryit.page_context(current_app, payload["routes"]),
                                **_faces_context())
     return jsonify(payload)
-
-
-setattr(info, inputs.SAYS_BODY_ERRORS, True)  # the form's body errors are shown in the page (tryit.run_form)
 
 
 def _try_it(payload: dict[str, Any]) -> tuple[str, int]:

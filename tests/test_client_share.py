@@ -186,9 +186,9 @@ def test_a_client_whose_connections_close_after_each_answer_is_never_refused(tmp
 
 @pytest.mark.slow
 @pytest.mark.parametrize("share", ["16", "0"])
-def test_one_clients_unread_picture_answers_hold_its_part_of_their_room_not_all(tmp_path, group_jpg, share):
+def test_one_clients_unread_picture_answers_hold_its_part_of_their_room_not_all(tmp_path, share):
     # Answers up to 12 MB, 32 MB of room for them: one client may keep 8 MB of it. Its readers, opened one at
-    # a time, each leave a 9 MB PNG answer unread; another client then asks for a picture of its own.
+    # a time, each leave a 9 MB PNG answer unread; another client then asks for one of its own.
     env = {"MYSITE_MAX_UPLOAD_MB": "4", "MYSITE_UPLOAD_MEMORY_MB": "32", "MYSITE_CLIENT_THREADS": share,
            "MYSITE_SEND_TIMEOUT": "60"}
     photo = noise_jpeg(2000, 1500)  # a 9 MB PNG answer
@@ -199,7 +199,7 @@ def test_one_clients_unread_picture_answers_hold_its_part_of_their_room_not_all(
             for _ in range(4):
                 readers.append(slow_reader(port, "/detect?output=image&format=png", photo, "image/jpeg",
                                            "127.0.0.9"))
-            other = _timed(port, "127.0.0.10", "POST", "/detect?output=image", group_jpg, "image/jpeg")
+            other = _timed(port, "127.0.0.10", "POST", "/detect?output=image&format=png", photo, "image/jpeg")
         finally:
             for s, _ in readers:
                 s.close()

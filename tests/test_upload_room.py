@@ -21,7 +21,7 @@ from loopback import serve
 from werkzeug.test import EnvironBuilder
 
 from mysite.errors import Busy
-from mysite.server.memory import Room
+from mysite.server.memory import AnswerRoom, Room
 from mysite.settings import Settings
 from mysite.web import inputs
 from mysite.web.fetch import Fetcher
@@ -122,32 +122,46 @@ def test_past_the_waiting_limit_a_request_is_refused_at_once():
     assert sorted(done) == ["w0", "w1"]
 
 
-def test_answers_a_client_has_not_read_yet_keep_at_most_its_part():
-    room = Room(10 * MB, wait=0.3, per_client=3 * MB)
-    for _ in range(3):  # in the making, shares count in the room only: a client's crowd is not held up
-        room.take(3 * MB, client="a")
-    room.keep(3 * MB, 2 * MB, "a")  # made: a 2 MB answer, kept until it is read
-    assert room.held_by("a") == 2 * MB and room.used == 8 * MB
-    with pytest.raises(Busy) as refused:  # 2 + 2 MB is past its part: the share is given back whole
-        room.keep(3 * MB, 2 * MB, "a")
+def test_answers_take_their_room_once_made_and_a_client_keeps_at_most_its_part():
+    room = AnswerRoom(10 * MB, per_client=3 * MB)
+    room.admit("a")
+    room.keep(0, 2 * MB, "a")  # made: a 2 MB answer, kept until it is sent
+    assert room.held_by("a") == 2 * MB and room.used == 2 * MB
+    with pytest.raises(Busy) as refused:  # 2 + 2 MB is past its part: dropped, at once
+        room.keep(0, 2 * MB, "a")
     assert refused.value.code == 503 and refused.value.headers == {"Retry-After": "1"}
-    assert "what a has not read yet holds 2 MB of the 10 MB" in refused.value.message
+    assert "picture answers a has not read yet hold 2 MB of the 10 MB" in refused.value.message
     assert "one client may keep 3 MB" in refused.value.message
-    room.keep(3 * MB, 1 * MB, "a")  # 3 MB: within its part
-    assert room.held_by("a") == 3 * MB and room.used == 3 * MB
-    started = time.monotonic()
-    with pytest.raises(Busy):  # keeping its part, it starts no more: it waits outside the turns, then a 503
-        room.take(1 * MB, client="a")
-    assert 0.25 < time.monotonic() - started < 2
-    room.take(1 * MB, client="b", wait=0)  # another client, at once
-    room.keep(1 * MB, 5 * MB, "b")  # a client keeping nothing may keep one answer past its part
-    room.keep(5 * MB, 4 * MB, "b", counted=5 * MB)  # kept again, smaller (the page's picture, as base64)
+    room.keep(0, 1 * MB, "a")  # 3 MB: within its part
+    with pytest.raises(Busy):  # keeping its part, it is told before the work
+        room.admit("a")
+    room.admit("b")
+    room.keep(0, 5 * MB, "b")  # a client keeping nothing may keep one answer past its part
+    room.keep(5 * MB, 4 * MB, "b")  # made again, smaller (the page shows it as base64)
     assert room.held_by("b") == 4 * MB and room.used == 7 * MB
+    room.keep(0, 3 * MB)  # no client named: the room only
+    with pytest.raises(Busy) as full:
+        room.keep(0, 1 * MB, "c")
+    assert "10 MB of the 10 MB this worker keeps for picture answers not yet sent held; this one is 1.0 MB" in (
+        full.value.message)
+    with pytest.raises(Busy):
+        room.admit("c")
     room.give(2 * MB, "a")
-    room.take(1 * MB, client="a", wait=0)  # under its part again
-    for client, share in (("a", 1 * MB), ("b", 4 * MB), (None, 1 * MB)):
+    room.admit("a")  # under its part again
+    for client, share in (("a", 1 * MB), ("b", 4 * MB), (None, 3 * MB)):
         room.give(share, client)
     assert room.used == 0 and room.held_by("a") == room.held_by("b") == 0
+    room.keep(0, 50 * MB)  # an answer larger than the room is kept when it is alone in it
+    room.give(50 * MB)
+
+
+def test_an_answer_refused_holds_nothing():
+    room = AnswerRoom(4 * MB, per_client=3 * MB)
+    room.keep(0, 2 * MB)
+    room.keep(0, 1 * MB, "a")
+    with pytest.raises(Busy):
+        room.keep(1 * MB, 3 * MB, "a")  # made again, too large: its earlier share is given back too
+    assert room.used == 2 * MB and room.held_by("a") == 0
 
 
 def _share(body: bytes, content_type: str, **headers: str) -> int:
@@ -198,9 +212,8 @@ def test_every_kind_of_answer_gives_its_room_back(make_app, group_jpg):
 
 
 def test_a_picture_answer_holds_its_size_until_it_is_gone(make_app, group_jpg):
-    # A client reading slowly keeps its answer in the worker: counted until the server lets go of it,
-    # at what it is once made, not the most it could have been (slow readers of small pictures held
-    # 30 MB each, and four of them a worker's room).
+    # A client reading slowly keeps its answer in the worker: counted from when it is made until the
+    # server lets go of it, at what its body is (the picture, or the page around it).
     app = make_app()
     answers = app_state(app).answers
     c = app.test_client()
@@ -237,8 +250,7 @@ def test_a_client_the_server_names_keeps_at_most_its_part_of_the_picture_answers
     answers = app_state(app).answers
     assert answers.per_client == answers.size // 4
     slow, other = {"mysite.client": "203.0.113.7"}, {"mysite.client": "198.51.100.2"}
-    answers.take(1)
-    answers.keep(1, answers.per_client - 1000, "203.0.113.7")  # as if its earlier answers were still unread
+    answers.keep(0, answers.per_client - 1000, "203.0.113.7")  # as if its earlier answers were still unread
     try:
         c = app.test_client()
         picture = c.post("/detect?output=image", data=group_jpg, content_type="image/jpeg", environ_overrides=slow)
@@ -255,7 +267,8 @@ def test_a_client_the_server_names_keeps_at_most_its_part_of_the_picture_answers
     for refused in (picture, page):
         assert refused.status_code == 503, refused.get_data()
         text = refused.get_data(as_text=True)
-        assert "what 203.0.113.7 has not read yet holds 32 MB" in text and "one client may keep 32 MB" in text
+        assert "picture answers 203.0.113.7 has not read yet hold 32 MB" in text
+        assert "one client may keep 32 MB" in text
     assert picture.get_json()["reason"] == "busy" and picture.headers["Retry-After"] == "1"
     assert json_answer.status_code == 200 and elsewhere.status_code == 200 and unnamed.status_code == 200
     del picture, page, elsewhere, unnamed
@@ -280,12 +293,12 @@ def test_an_answer_past_three_upload_limits_is_a_413_naming_them(make_app, group
     assert r.status_code == 200 and r.mimetype == "image/jpeg" and len(r.data) < 471 * 1024
 
 
-def test_a_picture_answer_takes_its_room_before_it_is_made(make_app, group_jpg):
+def test_a_picture_is_told_before_it_is_made_that_there_is_no_room_for_it(make_app, group_jpg):
     # Slow readers holding every picture answer the worker has room for: a JSON answer still runs; a
-    # picture is told 503 at once (it holds room for its body, which waiting would keep from others).
+    # picture is told 503 at once, before the work (waiting would hold its body's room from others).
     app = make_app()
     answers = app_state(app).answers
-    answers.take(answers.size)
+    answers.keep(0, answers.size)
     try:
         c = app.test_client()
         json_answer = c.post("/detect", data=group_jpg, content_type="image/jpeg")
@@ -295,7 +308,7 @@ def test_a_picture_answer_takes_its_room_before_it_is_made(make_app, group_jpg):
         answers.give(answers.size)
     assert json_answer.status_code == 200
     assert picture.status_code == 503 and picture.get_json()["reason"] == "busy"
-    assert "keeps for picture answers" in picture.get_json()["message"]
+    assert "keeps for picture answers not yet sent held" in picture.get_json()["message"]
     assert page.status_code == 503 and "busy" in page.get_data(as_text=True)
     assert c.post("/detect?output=image", data=group_jpg, content_type="image/jpeg").status_code == 200
 

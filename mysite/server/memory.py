@@ -136,17 +136,12 @@ class Room:
     One that finds too little room waits its turn, first come first served, for at most ``wait``
     seconds and behind at most ``waiting`` others (then a 503, leaving threads for ``/healthz``).
     A share larger than the whole room is taken when the request is alone in it.
-    With ``per_client``, a client (as the server names it) holds at most that much once its shares are
-    kept (``keep``: an answer made, held until its client has read it); one that holds that much takes
-    no more until some is given back, waiting outside the turns, so it keeps no one else waiting.
     """
 
     def __init__(self, size: int, wait: float, waiting: int = 32, what: str = "request bodies",
-                 refused: Callable[[], None] = lambda: None, per_client: int | None = None) -> None:
+                 refused: Callable[[], None] = lambda: None) -> None:
         self.size, self.wait, self.waiting, self.what, self.refused = size, wait, waiting, what, refused
-        self.per_client = per_client
         self._used = 0
-        self._by_client: dict[str, int] = {}
         self._turns: deque[object] = deque()
         self._changed = threading.Condition()
 
@@ -154,66 +149,107 @@ class Room:
     def used(self) -> int:
         return self._used
 
-    def take(self, share: int, held: int = 0, wait: float | None = None, client: str | None = None) -> None:
+    def take(self, share: int, held: int = 0, wait: float | None = None) -> None:
         """Hold ``share`` bytes of the room; ``Busy`` (503, Retry-After) when it cannot be had in time.
 
         ``held``: what the caller holds already, so that a request alone in the room is seen as alone;
-        ``wait``: seconds to wait, if not the room's; ``client``: whose kept shares must leave it room."""
+        ``wait``: seconds to wait, if not the room's."""
         turn = object()
         with self._changed:
             if len(self._turns) >= self.waiting:
                 raise self._busy(share)
-            ends = time.monotonic() + (self.wait if wait is None else wait)
-            while client is not None and not self._under_part(client):
-                if not self._wait_until(ends):
-                    raise self._busy_client(client)
             self._turns.append(turn)
             try:
+                ends = time.monotonic() + (self.wait if wait is None else wait)
                 while self._turns[0] is not turn or not self._fits(share, held):
-                    if not self._wait_until(ends):
+                    left = ends - time.monotonic()
+                    if left <= 0:
                         raise self._busy(share)
+                    self._changed.wait(left)
                 self._used += share
             finally:
                 self._turns.remove(turn)
                 self._changed.notify_all()
 
-    def keep(self, held: int, size: int, client: str | None = None, counted: int = 0) -> None:
-        """What a share of ``held`` bytes (``counted`` of them already ``client``'s) becomes once its answer is
-        made: ``size`` bytes, kept in ``client``'s part until given back. ``Busy`` when the client's part has
-        no room for it, and then the share is given back whole (a client holding nothing may keep one)."""
-        with self._changed:
-            self._count(client, -counted)  # what the client keeps apart from this share
-            if client is not None and not self._under_part(client, size):
-                self._used -= held
-                self._changed.notify_all()
-                raise self._busy_client(client)
-            self._used += size - held
-            self._count(client, size)
-            self._changed.notify_all()
-
-    def give(self, share: int, client: str | None = None) -> None:
-        """Give back what ``take`` held, or ``keep`` kept for ``client``."""
+    def give(self, share: int) -> None:
+        """Give back what ``take`` held."""
         with self._changed:
             self._used -= share
-            self._count(client, -share)
             self._changed.notify_all()
 
+    def _fits(self, share: int, held: int) -> bool:
+        return self._used + share <= self.size or self._used == held
+
+    def _busy(self, share: int) -> Busy:
+        self.refused()
+        mb = 1024 * 1024
+        needs = f"{share / mb:.0f} MB" if share >= mb else f"{share // 1024} KB more"
+        return Busy(f"the server is busy ({self._used / mb:.0f} MB of the {self.size / mb:.0f} MB this worker "
+                    f"keeps for {self.what} held, this one needs {needs}); retry in a second",
+                    headers={"Retry-After": "1"})
+
+
+class AnswerRoom:
+    """What the answers made and not yet sent in one worker may hold together, in bytes, and each client's part.
+
+    A client reading slowly holds its answer in the worker until it has read it. An answer takes its room
+    once it is made, at its size, and gives it back when it is gone; one in the making holds none (its
+    memory is in the request's own budget, and a CV process makes one at a time). Nothing waits for
+    this room (waiting would hold the answer, and the request's body): an answer that finds none is
+    dropped for a 503 at once, and ``admit`` says so before the work when it can. A client the server
+    names keeps at most ``per_client`` of it (any one answer, while it keeps nothing), so one client's
+    slow readers leave the rest of the room to others.
+    """
+
+    def __init__(self, size: int, per_client: int | None = None, what: str = "picture answers",
+                 refused: Callable[[], None] = lambda: None) -> None:
+        self.size, self.per_client, self.what, self.refused = size, per_client, what, refused
+        self._used = 0
+        self._by_client: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def used(self) -> int:
+        return self._used
+
     def held_by(self, client: str) -> int:
-        """What ``client`` keeps of the room."""
+        """What ``client``'s answers not yet sent hold."""
         return self._by_client.get(client, 0)
 
-    def _wait_until(self, ends: float) -> bool:
-        left = ends - time.monotonic()
-        if left <= 0:
-            return False
-        self._changed.wait(left)
-        return True
+    def admit(self, client: str | None = None) -> None:
+        """Before an answer is made: ``Busy`` when the room is full, or ``client`` keeps its part."""
+        with self._lock:
+            if self._used >= self.size:
+                raise self._busy(0)
+            if client is not None and not self._under_part(client, 0):
+                raise self._busy_client(client)
 
-    def _under_part(self, client: str, more: int = 0) -> bool:
-        """Whether ``client`` keeps less than its part (``more`` bytes more fit in it, when given); a client
-        that keeps nothing may always keep one share."""
+    def keep(self, held: int, size: int, client: str | None = None) -> None:
+        """An answer is made, or made again larger or smaller: what it held (``held``, counted for ``client``)
+        becomes ``size``. ``Busy`` when there is no room for it, or no room in its client's part; it then
+        holds nothing."""
+        with self._lock:
+            self._used -= held
+            self._count(client, -held)
+            if self._used and self._used + size > self.size:
+                raise self._busy(size)
+            if client is not None and not self._under_part(client, size):
+                raise self._busy_client(client)
+            self._used += size
+            self._count(client, size)
+
+    def give(self, share: int, client: str | None = None) -> None:
+        """Give back what ``keep`` kept (the answer is gone)."""
+        with self._lock:
+            self._used -= share
+            self._count(client, -share)
+
+    def _under_part(self, client: str, more: int) -> bool:
+        """Whether ``client`` may keep ``more`` bytes more (or, with ``more`` 0, start another answer)."""
         kept = self._by_client.get(client, 0)
-        return not self.per_client or kept <= 0 or (kept + more <= self.per_client if more else kept < self.per_client)
+        if not self.per_client or kept <= 0:
+            return True
+        return kept + more <= self.per_client if more else kept < self.per_client
 
     def _count(self, client: str | None, change: int) -> None:
         if client is None or not change:
@@ -224,21 +260,18 @@ class Room:
         else:
             self._by_client.pop(client, None)
 
-    def _fits(self, share: int, held: int) -> bool:
-        return self._used + share <= self.size or self._used == held
+    def _busy(self, size: int) -> Busy:
+        self.refused()
+        mb = 1024 * 1024
+        needs = f"; this one is {size / mb:.1f} MB" if size else ""
+        return Busy(f"the server is busy ({self._used / mb:.0f} MB of the {self.size / mb:.0f} MB this worker "
+                    f"keeps for {self.what} not yet sent held{needs}); retry in a second",
+                    headers={"Retry-After": "1"})
 
     def _busy_client(self, client: str) -> Busy:
         self.refused()
         mb = 1024 * 1024
-        return Busy(f"the server is busy: what {client} has not read yet holds {self.held_by(client) / mb:.0f} MB "
-                    f"of the {self.size / mb:.0f} MB this worker keeps for {self.what}, and one client may keep "
-                    f"{(self.per_client or 0) / mb:.0f} MB; retry in a second",
-                    headers={"Retry-After": "1"})
-
-    def _busy(self, share: int) -> Busy:
-        self.refused()
-        mb = 1024 * 1024
-        needs = f"{share / mb:.0f} MB" if share >= mb else f"{share // 1024} KB more"
-        return Busy(f"the server is busy ({self._used / mb:.0f} MB of the {self.size / mb:.0f} MB this worker "
-                    f"keeps for {self.what} held, this one needs {needs}); retry in a second",
+        return Busy(f"the server is busy: {self.what} {client} has not read yet hold "
+                    f"{self.held_by(client) / mb:.0f} MB of the {self.size / mb:.0f} MB this worker keeps for "
+                    f"them, and one client may keep {(self.per_client or 0) / mb:.0f} MB; retry in a second",
                     headers={"Retry-After": "1"})

@@ -86,7 +86,7 @@ def handle(ep: Endpoint, state: AppState) -> Response:
     job = Job(name, ep.output, fmt, values, frozenset({*given, *ep.fixed}), images, batch is not None,
               ep.label or ep.model, settings.max_pixels, state.budget, settings.max_answer_bytes)
     if fmt.picture:
-        inputs.hold_answer(settings.max_answer_bytes)
+        inputs.answer_room()
     outcome = state.runner.run(run_job, registry, job)
     if outcome.picture is not None:
         inputs.answer_made(len(outcome.picture), base64=fmt.output == "base64")

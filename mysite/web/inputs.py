@@ -29,7 +29,7 @@ from werkzeug.formparser import FormDataParser, MultiPartParser
 from werkzeug.http import parse_accept_header, parse_options_header
 from werkzeug.utils import cached_property
 
-from mysite.errors import BadRequest, Busy, Reason, TooLarge
+from mysite.errors import BadRequest, Reason, TooLarge
 from mysite.server.client_share import ENVIRON_KEY as CLIENT
 from mysite.server.upload_deadline import BODY_DONE, BODY_ERROR, BODY_ROOM
 from mysite.settings import Settings
@@ -396,13 +396,12 @@ def body_share(req: Request, settings: Settings) -> int:
 # Where a request keeps what it holds of each room: in its own environ, as the page runs an API view in a
 # request of its own (a ?url= upload), and each request gives back only its own share when it ends.
 _BODY_SHARE, _ANSWER_SHARE = "mysite.body_share", "mysite.answer_share"
-_ANSWER_KEPT = "mysite.answer_kept"  # the client the answer's share is kept for, once it is made
 
 
 def hold_room(app: Flask) -> None:
     """Every request takes room for its body before anything reads it and gives it back when it ends; a
-    picture answer's room (``hold_answer``) shrinks to the answer's size once it is made, and is given back
-    when the answer is gone (sent, or dropped)."""
+    picture answer takes its room once it is made (``answer_made``) and gives it back when it is gone
+    (sent, or dropped)."""
     state = app_state(app)
 
     @app.before_request
@@ -422,9 +421,8 @@ def hold_room(app: Flask) -> None:
     def _hold_answer(response: Response) -> Response:
         share = request.environ.pop(_ANSWER_SHARE, 0)
         if share:
-            client = request.environ.pop(_ANSWER_KEPT, None)
-            # Made, the answer is its bytes: a client reading it slowly holds those, not the most it could be
-            # (nor only the picture, when a page shows it).
+            client = request.environ.get(CLIENT)
+            # The answer is its body: the picture, or the page around it.
             size = response.calculate_content_length()
             if size is not None and size != share:
                 state.answers.give(share - size, client)
@@ -440,9 +438,9 @@ def hold_room(app: Flask) -> None:
         share = request.environ.pop(_BODY_SHARE, 0)
         if share:
             state.room.give(share)
-        share = request.environ.pop(_ANSWER_SHARE, 0)  # an answer never made
+        share = request.environ.pop(_ANSWER_SHARE, 0)  # an answer made, then not sent (an error after it)
         if share:
-            state.answers.give(share, request.environ.pop(_ANSWER_KEPT, None))
+            state.answers.give(share, request.environ.get(CLIENT))
 
 
 # Views that say themselves why their body could not be received (the page's form, as a page).
@@ -470,37 +468,21 @@ def take_room(share: int) -> None:
     request.environ[_BODY_SHARE] = held + share
 
 
-def hold_answer(most: int) -> None:
-    """Room for a picture answer of up to ``most`` bytes, before it is made, held until the answer is gone.
-
-    Apart from the bodies' room: clients reading slowly hold their answers, and only picture answers wait
-    for them; a request that holds room for its body does not wait (it would keep that room from others).
-    A client the server names (``client_share.ENVIRON_KEY``) that keeps its part of the room in answers it
-    has not read yet gets no more (``answer_made``).
-    Once per request: the page holds room for the picture it shows before it asks the API."""
-    if not g.get("mysite_answer_held"):
-        g.mysite_answers.take(most, wait=0 if request.environ.get(_BODY_SHARE) else None,
-                              client=request.environ.get(CLIENT))
-        g.mysite_answer_held = True
-        request.environ[_ANSWER_SHARE] = most
+def answer_room() -> None:
+    """Before a picture answer is made: a 503 now, not after the work, when the worker has no room to hold
+    answers, or the request's client keeps its part of it in answers it has not read yet."""
+    g.mysite_answers.admit(request.environ.get(CLIENT))
 
 
 def answer_made(picture: int, base64: bool = False) -> None:
-    """The picture answer is made, ``picture`` bytes (sent as base64 when ``base64``): its room shrinks (or
-    grows) to that, kept in its client's part until it is gone; a 503 when the part has no room for it (the
-    client's earlier answers, unread, hold it)."""
+    """The picture answer is made, ``picture`` bytes (sent as base64 when ``base64``): it holds that much of
+    the worker's answers' room, kept in its client's part, until it is gone; a 503 when there is no room.
+    Again for the same request (the page shows an answer as base64): its share becomes the new size."""
     size = -(-picture // 3) * 4 if base64 else picture
-    held = request.environ.get(_ANSWER_SHARE, 0)
-    if not held:
-        return  # no room taken in this request: the page's view of a fetched image, run in a request of its own
     client = request.environ.get(CLIENT)
-    counted = held if request.environ.get(_ANSWER_KEPT) else 0
-    try:
-        g.mysite_answers.keep(held, size, client, counted)
-    except Busy:
-        request.environ[_ANSWER_SHARE], request.environ[_ANSWER_KEPT] = 0, None
-        raise
-    request.environ[_ANSWER_SHARE], request.environ[_ANSWER_KEPT] = size, client
+    held = request.environ.pop(_ANSWER_SHARE, 0)
+    g.mysite_answers.keep(held, size, client)  # on Busy the request holds nothing
+    request.environ[_ANSWER_SHARE] = size
 
 
 def hold_fetched(length: int) -> None:

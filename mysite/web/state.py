@@ -15,7 +15,7 @@ from flask import Flask, current_app
 
 from mysite.server import metrics as live_metrics
 from mysite.server.concurrency import Gate, Runner
-from mysite.server.memory import Room
+from mysite.server.memory import AnswerRoom, Room
 from mysite.server.metrics import QueueMetrics
 from mysite.vision.budget import Budget
 
@@ -51,16 +51,15 @@ class AppState:
     budget: Budget = field(init=False)
     # What the bodies in flight in this worker may cost together, and its picture answers (MYSITE_UPLOAD_MEMORY_MB).
     room: Room = field(init=False)
-    answers: Room = field(init=False)
+    answers: AnswerRoom = field(init=False)
 
     def __post_init__(self) -> None:
         self.budget = Budget(self.settings.request_memory_bytes, self.settings.request_work)
         recorder = self.metrics if self.metrics is not None else live_metrics.LIVE
         self.room = Room(self.settings.upload_memory_bytes, self.settings.upload_deadline,
                          refused=lambda: recorder.room_refused("bodies"))
-        self.answers = Room(self.settings.upload_memory_bytes, self.settings.upload_deadline,
-                            what="picture answers", refused=lambda: recorder.room_refused("pictures"),
-                            per_client=self.settings.upload_memory_bytes // CLIENT_PARTS)
+        self.answers = AnswerRoom(self.settings.upload_memory_bytes, self.settings.upload_memory_bytes // CLIENT_PARTS,
+                                  refused=lambda: recorder.room_refused("pictures"))
 
     def endpoint(self, path: str) -> Endpoint | None:
         """The registered row serving ``path`` (``/predict`` and ``/predict/`` are two rows), or None."""

@@ -179,7 +179,7 @@ def run_form(app: Flask, choices: list[dict[str, Any]]) -> Outcome:
         if (upload is None or not upload.filename) and not url:
             return _failed(outcome, 400, _nothing_sent(named, upload))
         view = _view_for(app, outcome.task)
-        inputs.hold_answer(current_settings(app).max_answer_bytes)  # the picture the page shows, whichever it is
+        inputs.answer_room()  # for the picture the page shows, whichever it is
         if upload is not None and upload.filename:
             extension = os.path.splitext(upload.filename)[1].lower()
             # A form like the bird classifier's (no task named) promised image file types; this page goes by the content.

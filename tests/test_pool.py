@@ -17,6 +17,8 @@ import requests
 from live_server import start_gunicorn
 from PIL import Image
 
+from testkit.net import port_of, request
+
 DATA = Path(__file__).parent / "data"
 pytestmark = pytest.mark.slow
 
@@ -99,6 +101,30 @@ def test_a_crowd_waits_its_turn_in_one_queue_and_nobody_is_turned_away(group) ->
         assert codes == [200] * (clients * each)
         queue = requests.get(server.url + "/healthz", timeout=5).json()["queue"]
         assert queue["refused"] == 0 and queue["served"] >= clients * each
+
+
+@pytest.mark.parametrize("victim", ["127.0.0.10", "127.0.0.9"])
+def test_a_client_that_keeps_many_jobs_queued_does_not_hold_the_others_behind_them(bomb, group, victim) -> None:
+    # One process; one client (127.0.0.9) queues four jobs of 2 s each (scan bombs stopped at the work
+    # deadline). Another client's photo takes the next turn, not the fifth; the control sends it from the
+    # same address, where it waits behind all four.
+    env = {"MYSITE_CV_PROCESSES": "1", "MYSITE_QUEUE_DEADLINE": "30", "MYSITE_WORK_DEADLINE": "2",
+           "MYSITE_MAX_SCANS": "1000000"}
+    with start_gunicorn(env) as server, ThreadPoolExecutor(4) as ex:
+        port = port_of(server.url)
+        bombs = [ex.submit(request, port, "POST", "/detect", bomb, "image/jpeg", 60, "127.0.0.9")]
+        time.sleep(0.5)  # the first is running: three more wait behind it
+        bombs += [ex.submit(request, port, "POST", "/detect", bomb, "image/jpeg", 60, "127.0.0.9") for _ in range(3)]
+        time.sleep(0.5)
+        t = time.monotonic()
+        status, _ = request(port, "POST", "/detect", group, "image/jpeg", 60, victim)
+        waited = time.monotonic() - t
+        assert [b.result()[0] for b in bombs] == [503] * 4
+    assert status == 200
+    if victim == "127.0.0.9":
+        assert waited > 5, waited  # behind the three still queued: about 7 s
+    else:
+        assert waited < 3.5, waited  # behind the one running: about 1.5 s
 
 
 def test_past_the_queue_deadline_a_request_is_told_busy_with_retry_after(bomb, group) -> None:

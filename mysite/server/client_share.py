@@ -17,12 +17,15 @@ import ipaddress
 import threading
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable
+from contextvars import ContextVar
 from typing import Generic, Literal, TypeVar
 
 T = TypeVar("T")
 # environ key: the client whose share a request's connection takes, for the app's own parts per client
 # (set by the worker; absent for trusted proxies, with the share off, and under other servers).
 ENVIRON_KEY = "mysite.client"
+# The same, for what runs the request in this thread and sees no environ (the CV pool's client).
+CURRENT: ContextVar[str | None] = ContextVar("mysite_client", default=None)
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 

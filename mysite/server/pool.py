@@ -8,17 +8,21 @@ memory rlimit fails its request, and either is replaced by a fresh fork that alr
 the models. The web threads only move bytes; they never run a model.
 
 Shape: gunicorn's master (which loaded the app) forks the *dispatcher* once
-(``gunicorn_conf.when_ready``); the dispatcher forks ``MYSITE_CV_PROCESSES`` workers and keeps
-one FIFO of waiting requests for the whole instance, so no request is turned away while any
-process could take it. A web thread connects to the dispatcher's Unix socket and waits; the
-dispatcher hands the connection itself (its file descriptor) to the next free process, which
-answers on it directly: the request's bytes never pass through the dispatcher. A request not
-started within ``MYSITE_QUEUE_DEADLINE`` gets 503 ``busy`` with ``Retry-After``.
+(``gunicorn_conf.when_ready``); the dispatcher forks ``MYSITE_CV_PROCESSES`` workers and keeps one
+queue of waiting requests for the whole instance, so no request is turned away while any process
+could take it. The queue takes clients in turn (``fair_queue.py``), each one's requests oldest
+first, so a client that keeps many in it does not hold the others behind them. A web thread connects
+to the dispatcher's Unix socket and waits; the dispatcher hands the connection itself (its file
+descriptor) to the next free process, which answers on it directly: the request's bytes never pass
+through the dispatcher. A request not started within ``MYSITE_QUEUE_DEADLINE`` gets 503 ``busy``
+with ``Retry-After``.
 
 The dispatcher never runs client work, so it answers ``status`` at once whatever the
 processes are doing: ``/healthz`` reads it.
 
-Frames on a connection: web -> dispatcher ``J`` with the job's file descriptor (SCM_RIGHTS), or ``S``
+Frames on a connection: web -> dispatcher ``J`` and its client's name (``client_share.CURRENT``; none
+for requests no client is named for, which take one turn together) with the job's file descriptor
+(SCM_RIGHTS), or ``S``
 (status); dispatcher -> web ``B`` (busy: gave up waiting), ``T`` (its process passed the work deadline
 and was stopped), ``X`` (its process died), or a JSON status line; process -> web ``A`` and a
 length-prefixed pickle, ``("ok", value)`` or ``("error", ApiError.parts())``. The job itself is
@@ -54,8 +58,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mysite.errors import ApiError, Busy, Reason, TooLarge, Unavailable
+from mysite.server import client_share, memory, native_output, request_id
 from mysite.server import cpus as cpu_share
-from mysite.server import memory, native_output, request_id
+from mysite.server.fair_queue import FairQueue
 
 if TYPE_CHECKING:  # metrics.py imports prometheus_client, which gunicorn_conf must not import before its folder is set
     from mysite.server.metrics import QueueMetrics
@@ -67,6 +72,7 @@ JOB_HEAD = struct.Struct("!II")  # pickle's length, number of out-of-band buffer
 OUT_OF_BAND = 64 * 1024  # byte strings this long cross as raw bytes after the pickle, not inside it
 MAX_BUFFERS = 64
 MAX_FRAME = 1 << 34
+MAX_CLIENT = 64  # bytes of the client's name a job carries (an IPv6 /64 takes 24)
 # A CV process keeps the heap its requests freed, up to KEEP_HEAP, for the next one: trimming after every
 # request made the next fault its buffers back in (docs/serving.md).
 KEEP_HEAP = 24 * 1024 * 1024
@@ -107,7 +113,8 @@ class Client:
                               headers={"Retry-After": "5"}, reason=Reason.UNAVAILABLE) from None
         try:
             with self._connect() as conn:
-                socket.send_fds(conn, [b"J"], [job])
+                # Named, its client's jobs take their turns with other clients' (``fair_queue.py``).
+                socket.send_fds(conn, [b"J" + (client_share.CURRENT.get() or "").encode()[:MAX_CLIENT]], [job])
                 os.close(job)
                 job = -1
                 # The dispatcher answers B, T or X itself when it gives up or its process does; this is if it cannot.
@@ -343,7 +350,7 @@ class _Dispatcher:
         self.queue_deadline, self.work_deadline = queue_deadline, work_deadline
         self.memory_bytes = int(memory_mb * 1024 * 1024)
         self.processes: dict[int, _Process] = {}
-        self.waiting: deque[_Waiting] = deque()
+        self.waiting: FairQueue[_Waiting] = FairQueue()
         self.counts = _Counts()
         if metrics is None:  # reports nowhere; imported here, as gunicorn's settings import this module first
             from mysite.server.metrics import NULL
@@ -396,7 +403,7 @@ class _Dispatcher:
             return 0.0
         now, soon = time.monotonic(), 1.0
         if self.waiting:
-            soon = min(soon, self.waiting[0].queued + self.queue_deadline - now)
+            soon = min(soon, min(w.queued for w in self.waiting.oldest()) + self.queue_deadline - now)
         for proc in self.processes.values():
             if proc.conn is not None:
                 soon = min(soon, proc.since + self.work_deadline - now)
@@ -414,9 +421,7 @@ class _Dispatcher:
             self._greet(sock)
         elif what == "waiting":  # a waiting web thread gave up (or broke the protocol): forget it
             self.selector.unregister(sock)
-            gone = [w for w in self.waiting if w.conn is sock]
-            self.waiting = deque(w for w in self.waiting if w.conn is not sock)
-            for entry in gone:
+            for entry in self.waiting.take_if(lambda w: w.conn is sock):
                 entry.close()
                 self.metrics.left()
             sock.close()
@@ -435,11 +440,12 @@ class _Dispatcher:
     def _greet(self, conn: socket.socket) -> None:
         self.selector.unregister(conn)
         try:
-            kind, fds, _, _ = socket.recv_fds(conn, 1, 1)
+            note, fds, _, _ = socket.recv_fds(conn, 1 + MAX_CLIENT, 1)
         except OSError:
-            kind, fds = b"", []
+            note, fds = b"", []
+        kind = note[:1]
         if kind == b"J" and len(fds) == 1:
-            self.waiting.append(_Waiting(conn, time.monotonic(), fds[0]))
+            self.waiting.append(note[1:] or None, _Waiting(conn, time.monotonic(), fds[0]))
             self.metrics.queued()
             self.selector.register(conn, selectors.EVENT_READ, "waiting")
             return
@@ -455,7 +461,8 @@ class _Dispatcher:
         waits = sorted(self.counts.waits)
         return {
             "processes": len(self.processes), "busy": sum(p.conn is not None for p in self.processes.values()),
-            "waiting": len(self.waiting), "oldest_wait": round(now - self.waiting[0].queued, 3) if self.waiting else 0.0,
+            "waiting": len(self.waiting),
+            "oldest_wait": round(now - min(w.queued for w in self.waiting.oldest()), 3) if self.waiting else 0.0,
             "wait_p95": round(waits[int(0.95 * (len(waits) - 1))], 3) if waits else 0.0,
             "served": self.counts.served, "refused": self.counts.refused, "killed": self.counts.killed,
             "replaced": self.counts.replaced, "queue_deadline": self.queue_deadline,
@@ -464,8 +471,7 @@ class _Dispatcher:
 
     def _expire(self) -> None:
         now = time.monotonic()
-        while self.waiting and now - self.waiting[0].queued >= self.queue_deadline:
-            entry = self.waiting.popleft()
+        for entry in self.waiting.take_if(lambda w: now - w.queued >= self.queue_deadline, heads_only=True):
             self.metrics.gave_up(now - entry.queued)
             self.selector.unregister(entry.conn)
             with contextlib.suppress(OSError):
@@ -481,7 +487,7 @@ class _Dispatcher:
     def _dispatch(self) -> None:
         free = [p for p in self.processes.values() if p.conn is None and not p.leaving]
         while free and self.waiting:
-            entry = self.waiting.popleft()
+            client, entry = self.waiting.popleft()
             self.selector.unregister(entry.conn)
             proc = free.pop()
             try:
@@ -489,7 +495,7 @@ class _Dispatcher:
                 socket.send_fds(proc.control, [b"J" + bytes([threads])], [entry.conn.fileno(), entry.job])
             except OSError:  # the process died between select and now: back to the head of the queue
                 self.cpus.release(proc.pid)
-                self.waiting.appendleft(entry)
+                self.waiting.appendleft(client, entry)
                 self.selector.register(entry.conn, selectors.EVENT_READ, "waiting")
                 continue
             os.close(entry.job)  # the process has its own copy now

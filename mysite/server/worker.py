@@ -164,12 +164,17 @@ class DeadlineWorker(ThreadWorker):
 
 
 def _naming_client(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
-    """``app``, told in its environ whose share the request's connection takes (``client_share.ENVIRON_KEY``)."""
+    """``app``, told whose share the request's connection takes: in its environ (``client_share.ENVIRON_KEY``)
+    and, while it runs, in ``client_share.CURRENT``."""
 
     def named(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         client = getattr(_serving, "client", None)
         if client is not None:
             environ[client_share.ENVIRON_KEY] = client
-        return app(environ, start_response)
+        token = client_share.CURRENT.set(client)
+        try:
+            return app(environ, start_response)
+        finally:
+            client_share.CURRENT.reset(token)
 
     return named

@@ -1,0 +1,29 @@
+"""The CV queue takes its clients in turn (mysite/server/fair_queue.py)."""
+
+from __future__ import annotations
+
+from mysite.server.fair_queue import FairQueue
+
+
+def test_clients_take_turns_each_oldest_first():
+    queue: FairQueue[str] = FairQueue()
+    for client, item in [("a", "a1"), ("a", "a2"), ("a", "a3"), ("b", "b1"), (None, "n1"), ("b", "b2")]:
+        queue.append(client, item)
+    assert len(queue) == 6 and list(queue.oldest()) == ["a1", "b1", "n1"]
+    assert [queue.popleft()[1] for _ in range(3)] == ["a1", "b1", "n1"]
+    client, item = queue.popleft()
+    assert (client, item) == ("a", "a2")
+    queue.appendleft(client, item)  # put back (its process died): its turn is next again
+    assert [queue.popleft()[1] for _ in range(len(queue))] == ["a2", "b2", "a3"]
+    assert not queue
+
+
+def test_items_are_taken_out_by_what_they_are_and_the_turns_keep_their_order():
+    queue: FairQueue[int] = FairQueue()
+    for client, item in [("a", 1), ("b", 2), ("a", 3), ("c", 4), ("b", 5)]:
+        queue.append(client, item)
+    assert queue.take_if(lambda i: i in (2, 5)) == [2, 5]  # b is gone
+    assert queue.take_if(lambda i: i < 4, heads_only=True) == [1, 3]  # each client's old ones, from its oldest
+    queue.append("d", 0)
+    assert queue.take_if(lambda i: i == 0, heads_only=True) == [0] and list(queue) == [4]
+    assert queue.popleft() == ("c", 4) and len(queue) == 0

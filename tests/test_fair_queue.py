@@ -27,3 +27,14 @@ def test_items_are_taken_out_by_what_they_are_and_the_turns_keep_their_order():
     queue.append("d", 0)
     assert queue.take_if(lambda i: i == 0, heads_only=True) == [0] and list(queue) == [4]
     assert queue.popleft() == ("c", 4) and len(queue) == 0
+
+
+def test_the_caller_may_rank_the_waiting_clients_and_ties_go_in_turn():
+    queue: FairQueue[str] = FairQueue()
+    for client, item in [("a", "a1"), ("a", "a2"), ("b", "b1"), ("c", "c1"), ("b", "b2")]:
+        queue.append(client, item)
+    running = {"a": 1}  # the CV pool's rank: fewest jobs running first
+    assert queue.popleft(lambda c: running.get(c, 0)) == ("b", "b1")
+    assert queue.popleft(lambda c: running.get(c, 0)) == ("c", "c1")
+    assert queue.popleft(lambda c: running.get(c, 0)) == ("b", "b2")
+    assert queue.popleft(lambda c: running.get(c, 0)) == ("a", "a1") and queue.clients() == ["a"]

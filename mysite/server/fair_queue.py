@@ -2,7 +2,8 @@
 
 One first-come-first-served queue lets a client that keeps many requests in it hold everyone else
 behind them. Here each client (any hashable key; ``None`` for requests no one is named for) has its
-own queue, oldest first, and the queue's head is the oldest item of the client whose turn it is.
+own queue, oldest first, and the next item is the oldest of the client whose turn it is: in turn,
+or as the caller ranks the waiting clients (the CV pool: fewest jobs running, then served longest ago).
 Standard library only.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Hashable, Iterator
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -30,9 +31,15 @@ class FairQueue(Generic[T]):
             self._turns.append(client)
         queue.append(item)
 
-    def popleft(self) -> tuple[Hashable, T]:
-        """The client whose turn it is, and its oldest item; the client's next turn comes after the others'."""
-        client = self._turns.popleft()
+    def popleft(self, rank: Callable[[Hashable], Any] | None = None) -> tuple[Hashable, T]:
+        """The client whose turn it is, and its oldest item; the client's next turn comes after the others'.
+
+        With ``rank``, the turn is the waiting client's of lowest rank (the first in turn of those)."""
+        if rank is None or len(self._turns) == 1:
+            client = self._turns.popleft()
+        else:
+            client = min(self._turns, key=rank)
+            self._turns.remove(client)
         queue = self._queues[client]
         item = queue.popleft()
         if queue:
@@ -69,6 +76,10 @@ class FairQueue(Generic[T]):
                 del self._queues[client]
                 self._turns.remove(client)
         return out
+
+    def clients(self) -> list[Hashable]:
+        """The clients with items waiting, in turn."""
+        return list(self._turns)
 
     def oldest(self) -> Iterator[T]:
         """Each client's oldest item."""

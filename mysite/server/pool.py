@@ -42,6 +42,7 @@ import ctypes
 import gc
 import json
 import logging
+import math
 import os
 import pickle
 import resource
@@ -51,8 +52,8 @@ import socket
 import struct
 import tempfile
 import time
-from collections import deque
-from collections.abc import Callable, Iterable
+from collections import Counter, deque
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -315,6 +316,7 @@ class _Process:
     since: float = 0.0
     leaving: bool = False  # it said it will exit after its request: give it no other
     overdue: bool = False  # killed for passing the work deadline
+    client: Hashable = None  # whose request it serves
 
 
 @dataclass
@@ -351,6 +353,7 @@ class _Dispatcher:
         self.memory_bytes = int(memory_mb * 1024 * 1024)
         self.processes: dict[int, _Process] = {}
         self.waiting: FairQueue[_Waiting] = FairQueue()
+        self.served_at: dict[Hashable, float] = {}  # when each client waiting or running last had a job started
         self.counts = _Counts()
         if metrics is None:  # reports nowhere; imported here, as gunicorn's settings import this module first
             from mysite.server.metrics import NULL
@@ -486,8 +489,17 @@ class _Dispatcher:
 
     def _dispatch(self) -> None:
         free = [p for p in self.processes.values() if p.conn is None and not p.leaving]
+        if not (free and self.waiting):
+            return
+        running: Counter[Hashable] = Counter(p.client for p in self.processes.values() if p.conn is not None)
+
+        def rank(client: Hashable) -> tuple[int, float]:
+            """Clients with fewer jobs running first, then the one served longest ago: a client's long
+            jobs do not hold back another's short ones."""
+            return running[client], self.served_at.get(client, -math.inf)
+
         while free and self.waiting:
-            client, entry = self.waiting.popleft()
+            client, entry = self.waiting.popleft(rank)
             self.selector.unregister(entry.conn)
             proc = free.pop()
             try:
@@ -500,9 +512,14 @@ class _Dispatcher:
                 continue
             os.close(entry.job)  # the process has its own copy now
             now = time.monotonic()
-            proc.conn, proc.since = entry.conn, now
+            proc.conn, proc.since, proc.client = entry.conn, now, client
+            running[client] += 1
+            self.served_at[client] = now
             self.counts.waits.append(now - entry.queued)
             self.metrics.started(now - entry.queued)
+        if len(self.served_at) > 4 * (len(self.processes) + len(self.waiting)):  # forget clients long gone
+            keep = set(running) | set(self.waiting.clients())
+            self.served_at = {c: t for c, t in self.served_at.items() if c in keep}
 
     def _done(self, pid: int) -> None:
         proc = self.processes.get(pid)

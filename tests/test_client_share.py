@@ -36,6 +36,18 @@ def test_a_client_runs_its_share_and_queues_the_rest_in_order():
     assert share.enter("a", "v") == "run"
 
 
+def test_clients_past_their_first_thread_leave_some_for_the_others():
+    share: ClientShare[str] = ClientShare(most=3, waiting=2, together=4)
+    assert [share.enter("a", x) for x in "pqr"] == ["run", "run", "run"]
+    assert share.enter("b", "s") == "run"  # a client's first thread: always
+    assert share.enter("b", "t") == "wait"  # its second: the clients already hold four
+    assert share.enter("c", "u") == "run"  # one asking one thing at a time still gets a thread
+    assert share.leave("a") is None and share.leave("c") is None  # three held now
+    assert share.enter("a", "v") == "run"  # under four again: a client past its first may take one
+    assert share.leave("b") == "t"  # b's own thread goes to its waiting connection
+    assert share.counts() == (2, 0)
+
+
 def test_queued_items_whose_client_left_are_dropped():
     share: ClientShare[str] = ClientShare(most=1, waiting=3)
     assert [share.enter("a", x) for x in "pqrs"] == ["run", "wait", "wait", "wait"]
@@ -152,6 +164,31 @@ def test_one_client_dripping_uploads_holds_its_share_of_threads_not_all(tmp_path
     assert health[0] == 200 and health[1] < 2, health
     assert other[0] == 200 and other[1] < 5, other
     assert again[0] == 200 and again[1] < 5, again
+
+
+@pytest.mark.slow
+def test_a_few_clients_at_their_share_leave_threads_for_the_others(tmp_path, group_jpg):
+    # Sixteen threads, four per client: four clients dripping six uploads each would hold them all.
+    # Past its first thread, a client takes one only while the clients together leave two.
+    env = {"MYSITE_THREADS": "16", "MYSITE_CLIENT_THREADS": "4", "MYSITE_UPLOAD_DEADLINE": "8"}
+    with start_gunicorn(env, log_dir=tmp_path) as server:
+        port = port_of(server.url)
+        socks = [s for source in ("127.0.0.9", "127.0.0.11", "127.0.0.12", "127.0.0.13")
+                 for s in _dripping(port, 6, source)]
+        stop = threading.Event()
+        dripper = threading.Thread(target=_drip, args=(socks, stop))
+        dripper.start()
+        try:
+            time.sleep(1)
+            health = _timed(port, "127.0.0.1", "GET", "/healthz")
+            other = _timed(port, "127.0.0.10", "POST", "/detect", group_jpg, "image/jpeg")
+        finally:
+            stop.set()
+            dripper.join()
+            for s in socks:
+                s.close()
+    assert health[0] == 200 and health[1] < 2, health
+    assert other[0] == 200 and other[1] < 5, other
 
 
 def _healthz_loop(port: int, seconds: float, failures: list[str]) -> int:

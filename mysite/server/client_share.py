@@ -5,8 +5,10 @@ deadlines), so one client that opens many connections and sends slowly would oth
 every thread, ``/healthz`` and everyone else's requests waiting behind it. Here a client (an
 IPv4 address, or an IPv6 /64, which one subscriber usually has whole) runs at most ``most``
 connections on threads; its next ones wait, in the order they came, and take its threads as they
-free; past ``waiting`` of them a connection is closed at once. Trusted proxies (gunicorn's
-``forwarded_allow_ips``) are not limited: each carries many clients.
+free; past ``waiting`` of them a connection is closed at once. Clients past their first thread
+also share a bound (``together``): a few of them at their share cannot take every thread, and a
+client that asks one thing at a time (a health check, a visitor) still finds one. Trusted proxies
+(gunicorn's ``forwarded_allow_ips``) are not limited: each carries many clients.
 
 Standard library only; no locks held while anything else runs.
 """
@@ -62,18 +64,25 @@ def trusted_networks(allowed: Iterable[str]) -> list[Network] | None:
 class ClientShare(Generic[T]):
     """Threads per client: ``enter`` when a connection wants a thread, ``leave`` when its thread is done."""
 
-    def __init__(self, most: int, waiting: int) -> None:
+    def __init__(self, most: int, waiting: int, together: int | None = None) -> None:
         self.most = most
         self.waiting = waiting
+        self.together = together  # threads the clients may hold together, past one each (None: no bound)
         self._lock = threading.Lock()
         self._running: dict[str, int] = defaultdict(int)
         self._queued: dict[str, deque[T]] = {}
+        self._total = 0
 
     def enter(self, key: str, item: T) -> Literal["run", "wait", "refuse"]:
-        """``run``: ``item`` may take a thread now; ``wait``: it is queued, ``leave`` hands it out; ``refuse``."""
+        """``run``: ``item`` may take a thread now; ``wait``: it is queued, ``leave`` hands it out; ``refuse``.
+
+        A client with no thread always gets one; past that, only while the clients together hold
+        fewer than ``together``, so that a few clients at their share leave threads for the others."""
         with self._lock:
-            if self._running[key] < self.most:
+            held = self._running[key]
+            if held < self.most and (not held or self.together is None or self._total < self.together):
                 self._running[key] += 1
+                self._total += 1
                 return "run"
             queue = self._queued.setdefault(key, deque())
             if len(queue) >= self.waiting:
@@ -105,6 +114,7 @@ class ClientShare(Generic[T]):
                     del self._queued[key]
                 return item
             self._running[key] -= 1
+            self._total -= 1
             if not self._running[key]:
                 del self._running[key]
             return None

@@ -29,6 +29,9 @@ from mysite.server import client_share, deadlines, memory, metrics
 # Connections one client may have waiting for its threads, per thread it may hold: a browser or a
 # batch client never comes near; a client past it is opening connections only to hold them.
 WAITING_PER_THREAD = 4
+# One thread in this many is kept from clients past their first thread: for trusted peers (a load
+# balancer's health checks) and for clients asking one thing at a time.
+KEPT_BACK = 8
 _serving = threading.local()  # the client whose request this thread runs (gunicorn builds the environ)
 
 
@@ -70,7 +73,9 @@ class DeadlineWorker(ThreadWorker):
         self.recorder = metrics.NULL if settings.metrics_access == "off" else metrics.LIVE
         most = settings.client_threads
         if most:
-            self.shares = client_share.ClientShare(most, most * WAITING_PER_THREAD)
+            threads = self.cfg.threads
+            self.shares = client_share.ClientShare(most, most * WAITING_PER_THREAD,
+                                                   together=threads - max(1, threads // KEPT_BACK))
             self.trusted = client_share.trusted_networks(self.cfg.forwarded_allow_ips)
         memory.hold_heap(memory.WEB_KEEP, memory.WEB_OWN_MAP)
         super().init_process()

@@ -3,7 +3,8 @@
 One first-come-first-served queue lets a client that keeps many requests in it hold everyone else
 behind them. Here each client (any hashable key; ``None`` for requests no one is named for) has its
 own queue, oldest first, and the next item is the oldest of the client whose turn it is: in turn,
-or as the caller ranks the waiting clients (the CV pool: fewest jobs running, then served longest ago).
+or the client the caller picks from ``clients()`` (the CV pool: fewest jobs running, then served
+longest ago).
 Standard library only.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Hashable, Iterator
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -31,22 +32,21 @@ class FairQueue(Generic[T]):
             self._turns.append(client)
         queue.append(item)
 
-    def popleft(self, rank: Callable[[Hashable], Any] | None = None) -> tuple[Hashable, T]:
-        """The client whose turn it is, and its oldest item; the client's next turn comes after the others'.
+    def popleft(self) -> tuple[Hashable, T]:
+        """The client whose turn it is, and its oldest item; the client's next turn comes after the others'."""
+        client = self._turns[0]
+        return client, self.pop(client)
 
-        With ``rank``, the turn is the waiting client's of lowest rank (the first in turn of those)."""
-        if rank is None or len(self._turns) == 1:
-            client = self._turns.popleft()
-        else:
-            client = min(self._turns, key=rank)
-            self._turns.remove(client)
+    def pop(self, client: Hashable) -> T:
+        """``client``'s oldest item (the caller chose whose turn it is); its next turn comes after the others'."""
+        self._turns.remove(client)
         queue = self._queues[client]
         item = queue.popleft()
         if queue:
             self._turns.append(client)
         else:
             del self._queues[client]
-        return client, item
+        return item
 
     def appendleft(self, client: Hashable, item: T) -> None:
         """Put back an item just taken: at the head of its client's queue, whose turn is next."""

@@ -74,6 +74,9 @@ OUT_OF_BAND = 64 * 1024  # byte strings this long cross as raw bytes after the p
 MAX_BUFFERS = 64
 MAX_FRAME = 1 << 34
 MAX_CLIENT = 64  # bytes of the client's name a job carries (an IPv6 /64 takes 24)
+# While another client has had a job started within this many seconds, no client takes the last free
+# process: one that sends a photo now and then finds a process, not another client's long jobs.
+KEEP_FOR_OTHERS = 2.0
 # A CV process keeps the heap its requests freed, up to KEEP_HEAP, for the next one: trimming after every
 # request made the next fault its buffers back in (docs/serving.md).
 KEEP_HEAP = 24 * 1024 * 1024
@@ -354,6 +357,7 @@ class _Dispatcher:
         self.processes: dict[int, _Process] = {}
         self.waiting: FairQueue[_Waiting] = FairQueue()
         self.served_at: dict[Hashable, float] = {}  # when each client waiting or running last had a job started
+        self.holding_back = False  # a process is free while jobs wait (``_keep_for_others``)
         self.counts = _Counts()
         if metrics is None:  # reports nowhere; imported here, as gunicorn's settings import this module first
             from mysite.server.metrics import NULL
@@ -404,7 +408,7 @@ class _Dispatcher:
     def _timeout(self) -> float:
         if len(self.processes) < self.size:
             return 0.0
-        now, soon = time.monotonic(), 1.0
+        now, soon = time.monotonic(), 1.0 if not self.holding_back else 0.25  # the last process, kept: look again
         if self.waiting:
             soon = min(soon, min(w.queued for w in self.waiting.oldest()) + self.queue_deadline - now)
         for proc in self.processes.values():
@@ -488,6 +492,7 @@ class _Dispatcher:
                     os.kill(proc.pid, signal.SIGKILL)
 
     def _dispatch(self) -> None:
+        self.holding_back = False
         free = [p for p in self.processes.values() if p.conn is None and not p.leaving]
         if not (free and self.waiting):
             return
@@ -499,7 +504,11 @@ class _Dispatcher:
             return running[client], self.served_at.get(client, -math.inf)
 
         while free and self.waiting:
-            client, entry = self.waiting.popleft(rank)
+            client = min(self.waiting.clients(), key=rank)
+            if self._keep_for_others(client, running[client]):
+                self.holding_back = True
+                break
+            entry = self.waiting.pop(client)
             self.selector.unregister(entry.conn)
             proc = free.pop()
             try:
@@ -518,8 +527,16 @@ class _Dispatcher:
             self.counts.waits.append(now - entry.queued)
             self.metrics.started(now - entry.queued)
         if len(self.served_at) > 4 * (len(self.processes) + len(self.waiting)):  # forget clients long gone
-            keep = set(running) | set(self.waiting.clients())
-            self.served_at = {c: t for c, t in self.served_at.items() if c in keep}
+            now, keep = time.monotonic(), set(running) | set(self.waiting.clients())
+            self.served_at = {c: t for c, t in self.served_at.items() if c in keep or now - t < KEEP_FOR_OTHERS}
+
+    def _keep_for_others(self, client: Hashable, running: int) -> bool:
+        """Whether ``client``'s next job would take the last process while another client had a job started
+        within ``KEEP_FOR_OTHERS`` seconds: then that process waits for them (one client alone has them all)."""
+        if len(self.processes) < 2 or running + 1 < len(self.processes):
+            return False
+        now = time.monotonic()
+        return any(c != client and now - t < KEEP_FOR_OTHERS for c, t in self.served_at.items())
 
     def _done(self, pid: int) -> None:
         proc = self.processes.get(pid)

@@ -122,6 +122,29 @@ def test_past_the_waiting_limit_a_request_is_refused_at_once():
     assert sorted(done) == ["w0", "w1"]
 
 
+def test_a_clients_bodies_hold_at_most_its_part_and_it_waits_outside_the_turns():
+    room = Room(10 * MB, wait=0.3, per_client=3 * MB)
+    room.take(2 * MB, client="a")
+    room.take(2 * MB, client="a")  # it held less than its part: one more share, whole
+    assert room.held_by("a") == 4 * MB and room.used == 4 * MB
+    started = time.monotonic()
+    with pytest.raises(Busy) as refused:
+        room.take(1 * MB, client="a")
+    assert 0.25 < time.monotonic() - started < 2
+    assert "the requests of a in this worker hold 4 MB of the 10 MB" in refused.value.message
+    assert "one client may hold 3 MB" in refused.value.message and refused.value.headers == {"Retry-After": "1"}
+    room.take(5 * MB, client="b", wait=0)  # another client, at once: "a" waited outside the turns
+    room.give(2 * MB, "a")
+    room.take(1 * MB, client="a", wait=0)  # under its part again
+    for client, share in (("a", 3 * MB), ("b", 5 * MB)):
+        room.give(share, client)
+    assert room.used == 0 and room.held_by("a") == room.held_by("b") == 0
+    room.take(8 * MB)
+    with pytest.raises(Busy):
+        room.take(4 * MB, client="c", wait=0)  # past its part's check, no room: it holds none of it
+    assert room.held_by("c") == 0
+
+
 def test_answers_take_their_room_once_made_and_a_client_keeps_at_most_its_part():
     room = AnswerRoom(10 * MB, per_client=3 * MB)
     room.admit("a")

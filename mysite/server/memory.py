@@ -128,7 +128,7 @@ class Releaser:
 
 
 class Room:
-    """What the request bodies (or the picture answers) in flight in one worker may cost together, in bytes.
+    """What the request bodies in flight in one worker may cost together, in bytes.
 
     A request takes its share before the memory is taken and gives it back when it is free again.
     Threads are many (a slow upload, or a slow reader, holds one), so without this the memory they
@@ -136,11 +136,16 @@ class Room:
     One that finds too little room waits its turn, first come first served, for at most ``wait``
     seconds and behind at most ``waiting`` others (then a 503, leaving threads for ``/healthz``).
     A share larger than the whole room is taken when the request is alone in it.
+    With ``per_client``, a client (as the server names it) whose requests hold that much takes no more
+    until some is given back: it waits outside the turns (any one share, while it holds nothing).
     """
 
     def __init__(self, size: int, wait: float, waiting: int = 32, what: str = "request bodies",
-                 refused: Callable[[], None] = lambda: None) -> None:
+                 refused: Callable[[], None] = lambda: None, per_client: int | None = None) -> None:
         self.size, self.wait, self.waiting, self.what, self.refused = size, wait, waiting, what, refused
+        self.per_client = per_client
+        self._by_client: dict[str, int] = {}
+        self._client_turns: dict[str, deque[object]] = {}
         self._used = 0
         self._turns: deque[object] = deque()
         self._changed = threading.Condition()
@@ -149,36 +154,80 @@ class Room:
     def used(self) -> int:
         return self._used
 
-    def take(self, share: int, held: int = 0, wait: float | None = None) -> None:
+    def take(self, share: int, held: int = 0, wait: float | None = None, client: str | None = None) -> None:
         """Hold ``share`` bytes of the room; ``Busy`` (503, Retry-After) when it cannot be had in time.
 
         ``held``: what the caller holds already, so that a request alone in the room is seen as alone;
-        ``wait``: seconds to wait, if not the room's."""
+        ``wait``: seconds to wait, if not the room's; ``client``: whose part the share counts in."""
         turn = object()
         with self._changed:
             if len(self._turns) >= self.waiting:
                 raise self._busy(share)
+            ends = time.monotonic() + (self.wait if wait is None else wait)
+            if client is not None and self.per_client:
+                self._wait_for_part(client, turn, ends)
+            self._count(client, share)
             self._turns.append(turn)
             try:
-                ends = time.monotonic() + (self.wait if wait is None else wait)
                 while self._turns[0] is not turn or not self._fits(share, held):
                     left = ends - time.monotonic()
                     if left <= 0:
                         raise self._busy(share)
                     self._changed.wait(left)
                 self._used += share
+            except BaseException:
+                self._count(client, -share)
+                raise
             finally:
                 self._turns.remove(turn)
                 self._changed.notify_all()
 
-    def give(self, share: int) -> None:
-        """Give back what ``take`` held."""
+    def give(self, share: int, client: str | None = None) -> None:
+        """Give back what ``take`` held (for ``client``, when it was taken for one)."""
         with self._changed:
             self._used -= share
+            self._count(client, -share)
             self._changed.notify_all()
+
+    def held_by(self, client: str) -> int:
+        """What ``client``'s requests hold of the room."""
+        return self._by_client.get(client, 0)
+
+    def _wait_for_part(self, client: str, turn: object, ends: float) -> None:
+        """Wait (the lock held) until ``client`` holds less than its part, its requests in the order they came,
+        outside the room's turns: a client at its part keeps no one else waiting."""
+        turns = self._client_turns.setdefault(client, deque())
+        turns.append(turn)
+        try:
+            while turns[0] is not turn or self.held_by(client) >= (self.per_client or 0):
+                left = ends - time.monotonic()
+                if left <= 0:
+                    raise self._busy_client(client)
+                self._changed.wait(left)
+        finally:
+            turns.remove(turn)
+            if not turns:
+                del self._client_turns[client]
+
+    def _count(self, client: str | None, change: int) -> None:
+        if client is None or not self.per_client or not change:
+            return
+        kept = self._by_client.get(client, 0) + change
+        if kept > 0:
+            self._by_client[client] = kept
+        else:
+            self._by_client.pop(client, None)
 
     def _fits(self, share: int, held: int) -> bool:
         return self._used + share <= self.size or self._used == held
+
+    def _busy_client(self, client: str) -> Busy:
+        self.refused()
+        mb = 1024 * 1024
+        return Busy(f"the server is busy: the requests of {client} in this worker hold "
+                    f"{self.held_by(client) / mb:.0f} MB of the {self.size / mb:.0f} MB it keeps for {self.what}, and "
+                    f"one client may hold {(self.per_client or 0) / mb:.0f} MB; retry in a second",
+                    headers={"Retry-After": "1"})
 
     def _busy(self, share: int) -> Busy:
         self.refused()

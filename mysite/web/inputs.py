@@ -437,7 +437,7 @@ def hold_room(app: Flask) -> None:
             done()
         share = request.environ.pop(_BODY_SHARE, 0)
         if share:
-            state.room.give(share)
+            state.room.give(share, request.environ.get(CLIENT))
         share = request.environ.pop(_ANSWER_SHARE, 0)  # an answer made, then not sent (an error after it)
         if share:
             state.answers.give(share, request.environ.get(CLIENT))
@@ -462,9 +462,9 @@ def body_received() -> None:
 
 
 def take_room(share: int) -> None:
-    """Hold ``share`` more bytes of the worker's room for this request, until it ends."""
+    """Hold ``share`` more bytes of the worker's room for this request, until it ends (in its client's part)."""
     held = request.environ.get(_BODY_SHARE, 0)
-    g.mysite_room.take(share, held)
+    g.mysite_room.take(share, held, client=request.environ.get(CLIENT))
     request.environ[_BODY_SHARE] = held + share
 
 

@@ -19,8 +19,8 @@ from mysite.server.memory import AnswerRoom, Room
 from mysite.server.metrics import QueueMetrics
 from mysite.vision.budget import Budget
 
-# Picture answers wait in the worker for their clients to read them: the answers one client (as the server
-# names it) has not read yet keep at most this fraction of their room, as it holds a quarter of the threads.
+# One client (as the server names it) holds at most this fraction of each room: of the bodies in flight,
+# and of the picture answers it has not read yet, as it holds at most a quarter of the threads.
 CLIENT_PARTS = 4
 
 if TYPE_CHECKING:
@@ -57,7 +57,8 @@ class AppState:
         self.budget = Budget(self.settings.request_memory_bytes, self.settings.request_work)
         recorder = self.metrics if self.metrics is not None else live_metrics.LIVE
         self.room = Room(self.settings.upload_memory_bytes, self.settings.upload_deadline,
-                         refused=lambda: recorder.room_refused("bodies"))
+                         refused=lambda: recorder.room_refused("bodies"),
+                         per_client=self.settings.upload_memory_bytes // CLIENT_PARTS)
         self.answers = AnswerRoom(self.settings.upload_memory_bytes, self.settings.upload_memory_bytes // CLIENT_PARTS,
                                   refused=lambda: recorder.room_refused("pictures"))
 

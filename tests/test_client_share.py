@@ -14,6 +14,8 @@ import re
 import socket
 import threading
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 import pytest
 from live_server import start_gunicorn
@@ -23,6 +25,7 @@ from testkit.compose import noise_jpeg
 from testkit.net import port_of, request, slow_reader
 
 LOOPBACK = trusted_networks(["127.0.0.1", "::1"])
+T = TypeVar("T")
 
 
 def test_a_client_runs_its_share_and_queues_the_rest_in_order():
@@ -98,6 +101,21 @@ def _drip(socks: list[socket.socket], stop: threading.Event) -> None:
                 pass
 
 
+def _while_dripping(socks: list[socket.socket], measure: Callable[[], T]) -> T:
+    """What ``measure`` gives a second after ``socks`` start dripping; they are closed after it."""
+    stop = threading.Event()
+    dripper = threading.Thread(target=_drip, args=(socks, stop))
+    dripper.start()
+    try:
+        time.sleep(1)
+        return measure()
+    finally:
+        stop.set()
+        dripper.join()
+        for s in socks:
+            s.close()
+
+
 def _closed(s: socket.socket) -> bool:
     """Whether the server closed ``s`` without an answer."""
     s.setblocking(False)
@@ -138,19 +156,9 @@ def test_one_client_dripping_uploads_holds_its_share_of_threads_not_all(tmp_path
     with start_gunicorn(env, log_dir=tmp_path) as server:
         port = port_of(server.url)
         socks = _dripping(port, 12, "127.0.0.9")
-        stop = threading.Event()
-        dripper = threading.Thread(target=_drip, args=(socks, stop))
-        dripper.start()
-        try:
-            time.sleep(1)
-            refused = sum(_closed(s) for s in socks)
-            health = _timed(port, "127.0.0.1", "GET", "/healthz")
-            other = _timed(port, "127.0.0.10", "POST", "/detect", group_jpg, "image/jpeg")
-        finally:
-            stop.set()
-            dripper.join()
-            for s in socks:
-                s.close()
+        refused, health, other = _while_dripping(socks, lambda: (
+            sum(_closed(s) for s in socks), _timed(port, "127.0.0.1", "GET", "/healthz"),
+            _timed(port, "127.0.0.10", "POST", "/detect", group_jpg, "image/jpeg")))
         again = _after_its_queue_drains(port)
         closed = request(port, "GET", "/metrics")[1].decode()
         log = server.log.read_text()
@@ -175,18 +183,9 @@ def test_a_few_clients_at_their_share_leave_threads_for_the_others(tmp_path, gro
         port = port_of(server.url)
         socks = [s for source in ("127.0.0.9", "127.0.0.11", "127.0.0.12", "127.0.0.13")
                  for s in _dripping(port, 6, source)]
-        stop = threading.Event()
-        dripper = threading.Thread(target=_drip, args=(socks, stop))
-        dripper.start()
-        try:
-            time.sleep(1)
-            health = _timed(port, "127.0.0.1", "GET", "/healthz")
-            other = _timed(port, "127.0.0.10", "POST", "/detect", group_jpg, "image/jpeg")
-        finally:
-            stop.set()
-            dripper.join()
-            for s in socks:
-                s.close()
+        health, other = _while_dripping(socks, lambda: (
+            _timed(port, "127.0.0.1", "GET", "/healthz"),
+            _timed(port, "127.0.0.10", "POST", "/detect", group_jpg, "image/jpeg")))
     assert health[0] == 200 and health[1] < 2, health
     assert other[0] == 200 and other[1] < 5, other
 

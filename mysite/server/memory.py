@@ -127,7 +127,38 @@ class Releaser:
                 self._floor = rss()
 
 
-class Room:
+class _ClientParts:
+    """What each client (as the server names it) holds of a room, and whether it is within its part."""
+
+    per_client: int | None = None
+
+    def __init__(self, per_client: int | None) -> None:
+        self.per_client = per_client
+        self._by_client: dict[str, int] = {}
+
+    def held_by(self, client: str) -> int:
+        """What ``client``'s requests hold of the room."""
+        return self._by_client.get(client, 0)
+
+    def _under_part(self, client: str, more: int = 0) -> bool:
+        """Whether ``client`` may hold ``more`` bytes more (or, with ``more`` 0, start another share): within
+        its part, or anything while it holds nothing."""
+        kept = self._by_client.get(client, 0)
+        if not self.per_client or kept <= 0:
+            return True
+        return kept + more <= self.per_client if more else kept < self.per_client
+
+    def _count(self, client: str | None, change: int) -> None:
+        if client is None or not self.per_client or not change:
+            return
+        kept = self._by_client.get(client, 0) + change
+        if kept > 0:
+            self._by_client[client] = kept
+        else:
+            self._by_client.pop(client, None)
+
+
+class Room(_ClientParts):
     """What the request bodies in flight in one worker may cost together, in bytes.
 
     A request takes its share before the memory is taken and gives it back when it is free again.
@@ -142,9 +173,8 @@ class Room:
 
     def __init__(self, size: int, wait: float, waiting: int = 32, what: str = "request bodies",
                  refused: Callable[[], None] = lambda: None, per_client: int | None = None) -> None:
+        super().__init__(per_client)
         self.size, self.wait, self.waiting, self.what, self.refused = size, wait, waiting, what, refused
-        self.per_client = per_client
-        self._by_client: dict[str, int] = {}
         self._client_turns: dict[str, deque[object]] = {}
         self._used = 0
         self._turns: deque[object] = deque()
@@ -189,17 +219,13 @@ class Room:
             self._count(client, -share)
             self._changed.notify_all()
 
-    def held_by(self, client: str) -> int:
-        """What ``client``'s requests hold of the room."""
-        return self._by_client.get(client, 0)
-
     def _wait_for_part(self, client: str, turn: object, ends: float) -> None:
         """Wait (the lock held) until ``client`` holds less than its part, its requests in the order they came,
         outside the room's turns: a client at its part keeps no one else waiting."""
         turns = self._client_turns.setdefault(client, deque())
         turns.append(turn)
         try:
-            while turns[0] is not turn or self.held_by(client) >= (self.per_client or 0):
+            while turns[0] is not turn or not self._under_part(client):
                 left = ends - time.monotonic()
                 if left <= 0:
                     raise self._busy_client(client)
@@ -208,15 +234,6 @@ class Room:
             turns.remove(turn)
             if not turns:
                 del self._client_turns[client]
-
-    def _count(self, client: str | None, change: int) -> None:
-        if client is None or not self.per_client or not change:
-            return
-        kept = self._by_client.get(client, 0) + change
-        if kept > 0:
-            self._by_client[client] = kept
-        else:
-            self._by_client.pop(client, None)
 
     def _fits(self, share: int, held: int) -> bool:
         return self._used + share <= self.size or self._used == held
@@ -238,7 +255,7 @@ class Room:
                     headers={"Retry-After": "1"})
 
 
-class AnswerRoom:
+class AnswerRoom(_ClientParts):
     """What the answers made and not yet sent in one worker may hold together, in bytes, and each client's part.
 
     A client reading slowly holds its answer in the worker until it has read it. An answer takes its room
@@ -252,18 +269,14 @@ class AnswerRoom:
 
     def __init__(self, size: int, per_client: int | None = None, what: str = "picture answers",
                  refused: Callable[[], None] = lambda: None) -> None:
-        self.size, self.per_client, self.what, self.refused = size, per_client, what, refused
+        super().__init__(per_client)
+        self.size, self.what, self.refused = size, what, refused
         self._used = 0
-        self._by_client: dict[str, int] = {}
         self._lock = threading.Lock()
 
     @property
     def used(self) -> int:
         return self._used
-
-    def held_by(self, client: str) -> int:
-        """What ``client``'s answers not yet sent hold."""
-        return self._by_client.get(client, 0)
 
     def admit(self, client: str | None = None) -> None:
         """Before an answer is made: ``Busy`` when the room is full, or ``client`` keeps its part."""
@@ -292,22 +305,6 @@ class AnswerRoom:
         with self._lock:
             self._used -= share
             self._count(client, -share)
-
-    def _under_part(self, client: str, more: int) -> bool:
-        """Whether ``client`` may keep ``more`` bytes more (or, with ``more`` 0, start another answer)."""
-        kept = self._by_client.get(client, 0)
-        if not self.per_client or kept <= 0:
-            return True
-        return kept + more <= self.per_client if more else kept < self.per_client
-
-    def _count(self, client: str | None, change: int) -> None:
-        if client is None or not change:
-            return
-        kept = self._by_client.get(client, 0) + change
-        if kept > 0:
-            self._by_client[client] = kept
-        else:
-            self._by_client.pop(client, None)
 
     def _busy(self, size: int) -> Busy:
         self.refused()

@@ -13,7 +13,8 @@ itself (no nginx), and measures:
    workers' 128 threads) uploads open, each sending a byte every 0.5 s and opened again when the
    server closes it, for ``--seconds``, while ``/healthz`` is read every 0.25 s from 127.0.0.1 and
    another client (127.0.0.10) posts the group photo every 2 s; once with ``MYSITE_CLIENT_THREADS=0``
-   (no share: every thread open to one client, as before the share) and once as shipped.
+   (no share: every thread open to one client, as before the share) and once as shipped. With
+   ``--addresses N``, N such clients (127.0.0.9, then 127.0.0.11 on).
 4. **one client's slow readers**: one client (127.0.0.9) opens ``--readers`` (24) connections one at a
    time, 1.5 s apart, each asking for a photo of noise drawn as PNG (a 9 MB answer) and reading it at
    16 KB/s; then, for ``--seconds``, another client (127.0.0.10) asks for the group photo drawn
@@ -117,10 +118,13 @@ def idle_bodies(holders: int, seconds: float, length: int = 13_000_000) -> None:
           f"{max(took):.1f} |")
 
 
-def _drip_open(port: int) -> socket.socket | None:
+DRIPPERS = ("127.0.0.9", "127.0.0.11", "127.0.0.12", "127.0.0.13", "127.0.0.14", "127.0.0.15")
+
+
+def _drip_open(port: int, source: str) -> socket.socket | None:
     s = socket.socket()
     try:
-        s.bind(("127.0.0.9", 0))
+        s.bind((source, 0))
         s.connect((HOST, port))
         s.sendall(f"POST /detect HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: image/jpeg\r\n"
                   "Content-Length: 5000000\r\n\r\n".encode())
@@ -131,9 +135,11 @@ def _drip_open(port: int) -> socket.socket | None:
         return None
 
 
-def _keep_dripping(port: int, count: int, stop: threading.Event, refused: list[int]) -> None:
-    """``count`` uploads from 127.0.0.9, a byte each every 0.5 s; one the server closes is opened again."""
-    socks = [_drip_open(port) for _ in range(count)]
+def _keep_dripping(port: int, count: int, stop: threading.Event, refused: list[int], addresses: int = 1) -> None:
+    """``count`` uploads from each of ``addresses`` clients (127.0.0.9, .11, ...), a byte each every 0.5 s;
+    one the server closes is opened again."""
+    sources = [source for source in DRIPPERS[:addresses] for _ in range(count)]
+    socks = [_drip_open(port, source) for source in sources]
     while not stop.wait(0.5):  # bounded by the caller's ``stop``
         for i, s in enumerate(socks):
             try:
@@ -148,7 +154,7 @@ def _keep_dripping(port: int, count: int, stop: threading.Event, refused: list[i
                 refused[0] += 1
                 if s is not None:
                     s.close()
-                socks[i] = _drip_open(port)
+                socks[i] = _drip_open(port, sources[i])
     for s in socks:
         if s is not None:
             s.close()
@@ -170,17 +176,17 @@ def _probe_health(port: int, stop: threading.Event, took: list[float]) -> None:
         took.append(_from(port, "127.0.0.1", "GET", "/healthz")[1])
 
 
-def one_client_drips(drips: int, seconds: float) -> None:
+def one_client_drips(drips: int, seconds: float, addresses: int = 1) -> None:
     body, content_type = multipart((ROOT / "tests" / "data" / "group_17_faces.jpg").read_bytes())
-    print(f"\none client keeping {drips} uploads dripping for {seconds:g} s; /healthz every 0.25 s from "
-          "another address, the group photo every 2 s from a third\n")
+    print(f"\n{addresses} client(s) keeping {drips} uploads dripping each for {seconds:g} s; /healthz every 0.25 s "
+          "from another address, the group photo every 2 s from another\n")
     print("| MYSITE_CLIENT_THREADS | /healthz p50 / p95 / max (s) | group photo: answers | seconds, median / max | "
           "drip connections closed |")
     print("|---|---|---|---|---|")
     for share in ("0", "16"):
         with Server(workers=2, cv_threads=1, extra_env={"MYSITE_CLIENT_THREADS": share}) as server:
             stop, refused = threading.Event(), [0]
-            dripper = threading.Thread(target=_keep_dripping, args=(server.port, drips, stop, refused))
+            dripper = threading.Thread(target=_keep_dripping, args=(server.port, drips, stop, refused, addresses))
             dripper.start()
             health: list[float] = []
             photos: list[tuple[int, float]] = []
@@ -196,8 +202,8 @@ def one_client_drips(drips: int, seconds: float) -> None:
             prober.join()
             dripper.join()
         took = [t for _, t in photos]
-        q = statistics.quantiles(health, n=20, method="inclusive")
-        print(f"| {share} | {statistics.median(health):.2f} / {q[18]:.2f} / {max(health):.2f} | "
+        p95 = statistics.quantiles(health, n=20, method="inclusive")[18] if len(health) > 1 else max(health)
+        print(f"| {share} | {statistics.median(health):.2f} / {p95:.2f} / {max(health):.2f} ({len(health)} read) | "
               f"{dict(sorted(Counter(s for s, _ in photos).items()))} | {statistics.median(took):.1f} / "
               f"{max(took):.1f} | {refused[0]} |")
 
@@ -264,6 +270,7 @@ def main() -> None:
     parser.add_argument("--holders", type=int, default=12)
     parser.add_argument("--seconds", type=float, default=40)
     parser.add_argument("--drips", type=int, default=140)
+    parser.add_argument("--addresses", type=int, default=1, help="clients dripping, each --drips uploads (up to 6)")
     parser.add_argument("--readers", type=int, default=24)
     parser.add_argument("--only", choices=["links", "idle", "drips", "readers"], help="run one of the four")
     args = parser.parse_args()
@@ -272,7 +279,7 @@ def main() -> None:
     if args.only in (None, "idle"):
         idle_bodies(min(args.holders, 64), min(args.seconds, 300))
     if args.only in (None, "drips"):
-        one_client_drips(min(args.drips, 400), min(args.seconds, 300))
+        one_client_drips(min(args.drips, 400), min(args.seconds, 300), max(1, min(args.addresses, len(DRIPPERS))))
     if args.only in (None, "readers"):
         one_client_reads_slowly(min(args.readers, 48), min(args.seconds, 300))
 

@@ -1,0 +1,98 @@
+"""``python -m bench.costly_client``: one client's costly requests, and everyone else's photos.
+
+Starts the Procfile's gunicorn (two web workers, the CV pool) on loopback, facing the clients itself.
+One client (127.0.0.9) keeps ``--hogs`` requests in flight, each a 12 MP photo (the group photo tiled,
+3.7 MB) sent to ``/detect?min_face=0.01``: accepted, and several seconds of CV work each. Another
+client (127.0.0.10) posts the group photo every second, without waiting for the last, and
+``/healthz`` is read every 0.25 s from 127.0.0.1, for ``--seconds``. Prints a Markdown row per
+``--hogs`` value: what each got, and how long the other client's photos took.
+
+Only loopback addresses are contacted (127.0.0.1 the server; 127.0.0.9 and 127.0.0.10 the clients').
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import threading
+import time
+from collections import Counter
+
+import cv2
+import numpy as np
+
+from bench.server import ROOT, Server, request
+
+
+def tiled_photo() -> bytes:
+    """The group photo tiled to 4032x3024, as a phone's JPEG."""
+    group = cv2.imread(str(ROOT / "tests" / "data" / "group_17_faces.jpg"))
+    reps = (3024 // group.shape[0] + 1, 4032 // group.shape[1] + 1, 1)
+    return cv2.imencode(".jpg", np.tile(group, reps)[:3024, :4032], [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
+
+
+def _timed(port: int, source: str, path: str, body: bytes | None = None) -> tuple[int, float]:
+    """The status (0: no answer) and seconds of one request from loopback address ``source``."""
+    sent = time.monotonic()
+    try:
+        status = request(port, "POST" if body else "GET", path, body, "image/jpeg" if body else None,
+                         timeout=120, source=source)[0]
+    except OSError:
+        status = 0
+    return status, time.monotonic() - sent
+
+
+def one_run(hogs: int, seconds: float, costly: bytes, photo: bytes) -> str:
+    with Server(workers=2, cv_threads=1) as server:
+        stop = threading.Event()
+        hogged: Counter[int] = Counter()
+        photos: list[tuple[int, float]] = []
+        health: list[float] = []
+
+        def hog() -> None:
+            while not stop.is_set():  # bounded by ``stop``
+                hogged[_timed(server.port, "127.0.0.9", "/detect?min_face=0.01", costly)[0]] += 1
+
+        def probe() -> None:
+            while not stop.wait(0.25):  # bounded by ``stop``
+                health.append(_timed(server.port, "127.0.0.1", "/healthz")[1])
+
+        def one_photo() -> None:
+            photos.append(_timed(server.port, "127.0.0.10", "/detect", photo))
+
+        threads = [threading.Thread(target=hog) for _ in range(hogs)] + [threading.Thread(target=probe)]
+        for thread in threads:
+            thread.start()
+        time.sleep(1)
+        senders = []
+        for _ in range(int(seconds)):  # one a second, each on its own thread
+            senders.append(threading.Thread(target=one_photo))
+            senders[-1].start()
+            time.sleep(1)
+        for sender in senders:
+            sender.join()
+        stop.set()
+        for thread in threads:
+            thread.join()
+    took = [t for status, t in photos if status == 200]
+    return (f"| {hogs} | {dict(sorted(hogged.items()))} | {dict(sorted(Counter(s for s, _ in photos).items()))} | "
+            f"{statistics.median(took) if took else 0:.2f} / {max(took, default=0):.2f} | {max(health):.2f} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--hogs", type=int, nargs="+", default=[4, 16])
+    parser.add_argument("--seconds", type=float, default=45)
+    args = parser.parse_args()
+    costly, photo = tiled_photo(), (ROOT / "tests" / "data" / "group_17_faces.jpg").read_bytes()
+    print(f"one client keeping costly requests in flight ({len(costly) / 1e6:.1f} MB, /detect?min_face=0.01); "
+          f"another posting the group photo every second for {args.seconds:g} s\n")
+    print("| costly requests in flight | their answers | the other client's photos | seconds, median / max | "
+          "/healthz max (s) |")
+    print("|---|---|---|---|---|")
+    for hogs in args.hogs:
+        print(one_run(min(hogs, 32), min(args.seconds, 300), costly, photo), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -109,6 +109,17 @@ def test_a_urlencoded_form_of_too_many_fields_says_fields(make_app):
     assert status == 413 and "1500 fields" in body["message"], body
 
 
+def test_a_urlencoded_form_of_many_percent_escapes_is_refused_before_it_is_parsed(client):
+    # Each %XX is a step of Python under the GIL: 12 MB of them held a worker for 2 s.
+    status, body = _post(client, "/", data=b"x=" + "é%41".encode() * 300_000,
+                         content_type="application/x-www-form-urlencoded")
+    assert status == 413 and "300000 percent-escapes" in body["message"] and "multipart" in body["message"], body
+    # Under the bound the form is read: the page answers for it (no image sent).
+    r = client.post("/", data=b"endpoint=%2Fdetect&x=" + b"%41" * 60_000,
+                    content_type="application/x-www-form-urlencoded", headers={"Accept": "text/html"})
+    assert r.status_code == 400 and "Choose an image file" in r.get_data(as_text=True)
+
+
 def test_the_newline_body_is_a_415(client):
     status, body = _post(client, "/detect", data=hi.newline_body(300_000))
     assert status == 415 and body["reason"] == "unsupported_media"

@@ -163,6 +163,9 @@ class _BoundaryCounter:
         return getattr(self._stream, name)
 
 
+MIN_ESCAPES = 65536  # percent-escapes any urlencoded form may have, whatever its length
+
+
 class LimitedFormParser(FormDataParser):
     """werkzeug's form parser, whose 413s name the limit passed."""
 
@@ -187,6 +190,11 @@ class LimitedFormParser(FormDataParser):
         fields = body.count(b"&") + 1 if body else 0
         if self.max_form_parts is not None and fields > self.max_form_parts:
             raise TooLarge(f"the form has {fields} fields; the limit is {self.max_form_parts} fields")
+        # Each %XX costs parse_qsl a step of Python (holding the GIL); base64 escapes one byte in 34.
+        escapes, most = body.count(b"%"), max(MIN_ESCAPES, len(body) // 16)
+        if escapes > most:
+            raise TooLarge(f"the form has {escapes} percent-escapes in {len(body)} bytes; the limit is {most} "
+                           "(one byte in 16): send the image as a multipart file part, or as raw base64")
         items = parse_qsl(body.decode(), keep_blank_values=True, errors="werkzeug.url_quote")
         return stream, self.cls(items), self.cls()
 

@@ -109,11 +109,16 @@ def test_a_urlencoded_form_of_too_many_fields_says_fields(make_app):
     assert status == 413 and "1500 fields" in body["message"], body
 
 
-def test_a_urlencoded_form_of_many_percent_escapes_is_refused_before_it_is_parsed(client):
+def test_a_urlencoded_form_of_many_percent_escapes_is_refused_before_it_is_parsed(client, make_app):
     # Each %XX is a step of Python under the GIL: 12 MB of them held a worker for 2 s.
-    status, body = _post(client, "/", data=b"x=" + "é%41".encode() * 300_000,
+    keyed = make_app({"MYSITE_API_KEYS": "k" * 20}).test_client()  # with keys, the form is read for api_key
+    status, body = _post(keyed, "/detect", data=b"x=" + "é%41".encode() * 300_000,
                          content_type="application/x-www-form-urlencoded")
     assert status == 413 and "300000 percent-escapes" in body["message"] and "multipart" in body["message"], body
+    r = client.post("/", data=b"endpoint=%2Fdetect&x=" + "é%41".encode() * 300_000,
+                    content_type="application/x-www-form-urlencoded", headers={"Accept": "text/html"})
+    assert r.status_code == 413 and r.mimetype == "text/html", r.get_data()[:300]  # the page says it in the page
+    assert "300001 percent-escapes" in r.get_data(as_text=True)
     # Under the bound the form is read: the page answers for it (no image sent).
     r = client.post("/", data=b"endpoint=%2Fdetect&x=" + b"%41" * 60_000,
                     content_type="application/x-www-form-urlencoded", headers={"Accept": "text/html"})

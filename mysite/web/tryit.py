@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from io import BytesIO
 from typing import Any
 
-from flask import Flask, Response, current_app, request
+from flask import Flask, Response, current_app, g, request
 from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
@@ -109,12 +109,16 @@ def tasks(app: Flask, routes: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _posted(name: str) -> str | None:
-    """A field of the page's form POST, or None (a GET, or a body over the limit: run_form says so as a page)."""
+    """A field of the page's form POST, or None (a GET, or a form that could not be read: run_form says so
+    as a page)."""
     if request.method != "POST":
         return None
     try:
         return request.form.get(name)
     except RequestEntityTooLarge:
+        return None
+    except ApiError as exc:  # a form past a limit: its body is read, so the error is kept for run_form
+        g.mysite_form_error = exc
         return None
 
 
@@ -168,6 +172,8 @@ def run_form(app: Flask, choices: list[dict[str, Any]]) -> Outcome:
     keys = current_settings().api_keys
     try:
         inputs.body_received()  # too slow, broken, or no room for it: said in the page
+        if g.get("mysite_form_error") is not None:
+            raise g.mysite_form_error
         if keys:  # the form's api_key field (or the header), as the API itself wants it
             security.check_key(request, keys)
         upload, field_name = _upload()

@@ -5,16 +5,22 @@ from __future__ import annotations
 from mysite.server.fair_queue import FairQueue
 
 
+def _in_turn(queue: FairQueue[str]) -> tuple[object, str]:
+    """The first client in turn and its oldest item, taken."""
+    client = queue.clients()[0]
+    return client, queue.pop(client)
+
+
 def test_clients_take_turns_each_oldest_first():
     queue: FairQueue[str] = FairQueue()
     for client, item in [("a", "a1"), ("a", "a2"), ("a", "a3"), ("b", "b1"), (None, "n1"), ("b", "b2")]:
         queue.append(client, item)
     assert len(queue) == 6 and list(queue.oldest()) == ["a1", "b1", "n1"]
-    assert [queue.popleft()[1] for _ in range(3)] == ["a1", "b1", "n1"]
-    client, item = queue.popleft()
+    assert [_in_turn(queue)[1] for _ in range(3)] == ["a1", "b1", "n1"]
+    client, item = _in_turn(queue)
     assert (client, item) == ("a", "a2")
     queue.appendleft(client, item)  # put back (its process died): its turn is next again
-    assert [queue.popleft()[1] for _ in range(len(queue))] == ["a2", "b2", "a3"]
+    assert [_in_turn(queue)[1] for _ in range(len(queue))] == ["a2", "b2", "a3"]
     assert not queue
 
 
@@ -26,7 +32,7 @@ def test_items_are_taken_out_by_what_they_are_and_the_turns_keep_their_order():
     assert queue.take_if(lambda i: i < 4, heads_only=True) == [1, 3]  # each client's old ones, from its oldest
     queue.append("d", 0)
     assert queue.take_if(lambda i: i == 0, heads_only=True) == [0] and list(queue) == [4]
-    assert queue.popleft() == ("c", 4) and len(queue) == 0
+    assert queue.pop("c") == 4 and len(queue) == 0
 
 
 def test_the_caller_may_pick_whose_turn_it_is():

@@ -2,9 +2,9 @@
 
 One first-come-first-served queue lets a client that keeps many requests in it hold everyone else
 behind them. Here each client (any hashable key; ``None`` for requests no one is named for) has its
-own queue, oldest first, and the next item is the oldest of the client whose turn it is: in turn,
-or the client the caller picks from ``clients()`` (the CV pool: fewest jobs running, then served
-longest ago).
+own queue, oldest first, and the next item is the oldest of the client the caller picks from
+``clients()``, which lists them in turn (the CV pool: fewest jobs running, then served longest ago,
+then the first in turn).
 Standard library only.
 """
 
@@ -31,11 +31,6 @@ class FairQueue(Generic[T]):
             queue = self._queues[client] = deque()
             self._turns.append(client)
         queue.append(item)
-
-    def popleft(self) -> tuple[Hashable, T]:
-        """The client whose turn it is, and its oldest item; the client's next turn comes after the others'."""
-        client = self._turns[0]
-        return client, self.pop(client)
 
     def pop(self, client: Hashable) -> T:
         """``client``'s oldest item (the caller chose whose turn it is); its next turn comes after the others'."""

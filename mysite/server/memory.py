@@ -130,8 +130,6 @@ class Releaser:
 class _ClientParts:
     """What each client (as the server names it) holds of a room, and whether it is within its part."""
 
-    per_client: int | None = None
-
     def __init__(self, per_client: int | None) -> None:
         self.per_client = per_client
         self._by_client: dict[str, int] = {}

@@ -410,7 +410,7 @@ class _Dispatcher:
             return 0.0
         now, soon = time.monotonic(), 1.0 if not self.holding_back else 0.25  # the last process, kept: look again
         if self.waiting:
-            soon = min(soon, min(w.queued for w in self.waiting.oldest()) + self.queue_deadline - now)
+            soon = min(soon, self._oldest_queued() + self.queue_deadline - now)
         for proc in self.processes.values():
             if proc.conn is not None:
                 soon = min(soon, proc.since + self.work_deadline - now)
@@ -469,12 +469,16 @@ class _Dispatcher:
         return {
             "processes": len(self.processes), "busy": sum(p.conn is not None for p in self.processes.values()),
             "waiting": len(self.waiting),
-            "oldest_wait": round(now - min(w.queued for w in self.waiting.oldest()), 3) if self.waiting else 0.0,
+            "oldest_wait": round(now - self._oldest_queued(), 3) if self.waiting else 0.0,
             "wait_p95": round(waits[int(0.95 * (len(waits) - 1))], 3) if waits else 0.0,
             "served": self.counts.served, "refused": self.counts.refused, "killed": self.counts.killed,
             "replaced": self.counts.replaced, "queue_deadline": self.queue_deadline,
             "work_deadline": self.work_deadline,
         }
+
+    def _oldest_queued(self) -> float:
+        """When the request that has waited longest was queued (each client's oldest is at its head)."""
+        return min(w.queued for w in self.waiting.oldest())
 
     def _expire(self) -> None:
         now = time.monotonic()

@@ -20,7 +20,7 @@ from typing import TypeVar
 import pytest
 from live_server import start_gunicorn
 
-from mysite.server.client_share import ClientShare, client_key, trusted_networks
+from mysite.server.client_share import ClientShare, client_key, forwarded_client, is_proxy, trusted_networks
 from testkit.compose import noise_jpeg
 from testkit.net import port_of, request, slow_reader
 
@@ -76,6 +76,33 @@ def test_whose_share_a_connection_takes():
     assert trusted_networks(["*"]) is None and client_key(("203.0.113.7", 1), None) is None
     assert trusted_networks(["127.0.0.1", " ::1 ", ""]) == [ipaddress.ip_network("127.0.0.1"),
                                                             ipaddress.ip_network("::1")]
+
+
+def test_which_client_a_trusted_proxy_forwards_a_request_for():
+    alb = trusted_networks(["127.0.0.1", "::1", "10.0.0.0/8"])  # nginx on the instance, a load balancer in the VPC
+    assert forwarded_client("203.0.113.7", LOOPBACK) == "203.0.113.7"  # nginx in front: the address it was reached from
+    assert forwarded_client("203.0.113.7, 10.0.3.4", alb) == "203.0.113.7"  # the balancer, then nginx
+    assert forwarded_client("203.0.113.7, 10.0.3.4", LOOPBACK) == "10.0.3.4"  # a balancer not trusted: it is the client
+    # What a client writes itself comes before the address the first trusted proxy saw: never read.
+    assert forwarded_client("198.51.100.1, 198.51.100.2, 203.0.113.7, 10.0.3.4", alb) == "203.0.113.7"
+    assert forwarded_client("not an address, 203.0.113.7", LOOPBACK) == "203.0.113.7"
+    assert forwarded_client("203.0.113.7, not an address", LOOPBACK) is None
+    assert forwarded_client("127.0.0.1, ::1", LOOPBACK) is None and forwarded_client("", LOOPBACK) is None
+    assert forwarded_client("203.0.113.7:5123", LOOPBACK) == "203.0.113.7"  # some proxies add the port
+    assert forwarded_client("[2001:db8:1:2::5]:443", LOOPBACK) == "2001:db8:1:2::/64"
+    assert forwarded_client(" 2001:db8:1:2::9 ", LOOPBACK) == "2001:db8:1:2::/64"
+    assert forwarded_client("198.51.100.1, 203.0.113.7", None) == "203.0.113.7"  # every peer a proxy: the nearest
+    assert forwarded_client(",".join(["127.0.0.1"] * 1000), LOOPBACK) is None
+    assert is_proxy(("127.0.0.1", 1), LOOPBACK) and is_proxy("/run/gunicorn.sock", LOOPBACK)
+    assert is_proxy(("203.0.113.7", 1), None) and not is_proxy(("203.0.113.7", 1), LOOPBACK)
+
+
+def test_a_forwarded_request_takes_a_thread_of_its_clients_or_none():
+    share: ClientShare[str] = ClientShare(most=2, waiting=2, together=3)
+    assert [share.take("a") for _ in range(3)] == [True, True, False]  # no third: it would wait on a thread
+    assert share.take("b") and not share.take("b")  # a client's first always; past it, the three are held
+    assert share.enter("a", "p") == "wait"  # a connection of the client's own waits for its threads
+    assert share.leave("a") == "p" and share.leave("a") is None and share.counts() == (2, 0)
 
 
 def _dripping(port: int, count: int, source: str) -> list[socket.socket]:

@@ -8,7 +8,9 @@ connections on threads; its next ones wait, in the order they came, and take its
 free; past ``waiting`` of them a connection is closed at once. Clients past their first thread
 also share a bound (``together``): a few of them at their share cannot take every thread, and a
 client that asks one thing at a time (a health check, a visitor) still finds one. Trusted proxies
-(gunicorn's ``forwarded_allow_ips``) are not limited: each carries many clients.
+(gunicorn's ``forwarded_allow_ips``) are not limited: each carries many clients. A request a trusted
+proxy forwards is its client's, as ``X-Forwarded-For`` names it (``forwarded_client``): it takes one
+of that client's threads, or, past them, is answered at once (``take``), never made to wait on a thread.
 
 Standard library only; no locks held while anything else runs.
 """
@@ -36,14 +38,57 @@ def client_key(peer: object, trusted: Iterable[Network] | None) -> str | None:
     a Unix socket, or when every peer is trusted (``trusted`` None)."""
     if trusted is None or not isinstance(peer, tuple) or not peer:
         return None
+    ip = _address(str(peer[0]))
+    if ip is None or any(ip in net for net in trusted):
+        return None
+    return _key(ip)
+
+
+def is_proxy(peer: object, trusted: Iterable[Network] | None) -> bool:
+    """Whether a connection from ``peer`` comes from a trusted proxy (a Unix socket is one: it is local)."""
+    if trusted is None or not isinstance(peer, tuple) or not peer:
+        return True
+    ip = _address(str(peer[0]))
+    return ip is not None and any(ip in net for net in trusted)
+
+
+def forwarded_client(forwarded_for: str, trusted: Iterable[Network] | None) -> str | None:
+    """The client a trusted proxy forwards a request for: the last address in ``X-Forwarded-For`` that is
+    not a trusted proxy's (each proxy appends the address it was reached from; what comes before a
+    stranger's address is the stranger's to write). With every peer trusted (``trusted`` None), the last
+    address. None when there is none, or the one to read is not an address."""
+    networks = None if trusted is None else list(trusted)
+    for entry in reversed(forwarded_for.split(",")):
+        ip = _address(_without_port(entry.strip()))
+        if ip is None:
+            return None
+        if networks is None or not any(ip in net for net in networks):
+            return _key(ip)
+    return None
+
+
+def _without_port(entry: str) -> str:
+    """``entry`` without a port some proxies add: ``[2001:db8::1]:443`` or ``192.0.2.1:443``."""
+    if entry.startswith("["):
+        return entry[1:].split("]", 1)[0]
+    if entry.count(":") == 1:
+        return entry.split(":", 1)[0]
+    return entry
+
+
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """``text`` as an address (an IPv4-mapped IPv6 address as its IPv4 one; a zone dropped), or None."""
     try:
-        ip = ipaddress.ip_address(str(peer[0]).split("%", 1)[0])
+        ip = ipaddress.ip_address(text.split("%", 1)[0])
     except ValueError:
         return None
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    if any(ip in net for net in trusted):
-        return None
+        return ip.ipv4_mapped
+    return ip
+
+
+def _key(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+    """A client's name: its IPv4 address, or its IPv6 /64 (which one subscriber usually has whole)."""
     if isinstance(ip, ipaddress.IPv6Address):
         return str(ipaddress.IPv6Network((ip, 64), strict=False))
     return str(ip)
@@ -79,16 +124,28 @@ class ClientShare(Generic[T]):
         A client with no thread always gets one; past that, only while the clients together hold
         fewer than ``together``, so that a few clients at their share leave threads for the others."""
         with self._lock:
-            held = self._running[key]
-            if held < self.most and (not held or self.together is None or self._total < self.together):
-                self._running[key] += 1
-                self._total += 1
+            if self._start(key):
                 return "run"
             queue = self._queued.setdefault(key, deque())
             if len(queue) >= self.waiting:
                 return "refuse"
             queue.append(item)
             return "wait"
+
+    def take(self, key: str) -> bool:
+        """Whether ``key`` may run one more request on a thread it already has, as ``enter`` would let it
+        (a request a proxy forwards: there is no connection of the client's own to queue)."""
+        with self._lock:
+            return self._start(key)
+
+    def _start(self, key: str) -> bool:
+        """Count one more thread for ``key`` if it may have one (the lock held)."""
+        held = self._running.get(key, 0)
+        if held < self.most and (not held or self.together is None or self._total < self.together):
+            self._running[key] = held + 1
+            self._total += 1
+            return True
+        return False
 
     def drop(self, key: str, gone: Callable[[T], bool]) -> list[T]:
         """Take ``key``'s queued items for which ``gone`` holds (clients that went away) out of its queue."""

@@ -23,12 +23,20 @@ from tests_helpers import nginx_path
 
 from testkit.net import free_port
 
+PROJECT = Path(__file__).resolve().parents[1]
 PLATFORM_STATIC = {"/static": "static"}  # the Python platform's default mapping
 
 
 def static_mapping(staticfiles: Mapping[str, str]) -> dict[str, str]:
     """URL path -> bundle folder: the platform's default with the environment's options over it."""
     return {**PLATFORM_STATIC, **staticfiles}
+
+
+def nginx_bundle(folder: Path) -> Path:
+    """The part of the project's source bundle that configures nginx (``.platform/nginx``), in ``folder``."""
+    bundle = folder / "bundle"
+    shutil.copytree(PROJECT / ".platform" / "nginx", bundle / ".platform" / "nginx")
+    return bundle
 
 
 @contextmanager

@@ -4,18 +4,22 @@ construction, memory that a request cannot take from the next one, and a /health
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 import requests
+from eb_nginx import eb_nginx, nginx_bundle
 from live_server import start_gunicorn
 from PIL import Image
+from tests_helpers import require
 
 from testkit.net import port_of, request
 
@@ -103,15 +107,21 @@ def test_a_crowd_waits_its_turn_in_one_queue_and_nobody_is_turned_away(group) ->
         assert queue["refused"] == 0 and queue["served"] >= clients * each
 
 
+@pytest.mark.parametrize("front", ["none", "eb-nginx"])
 @pytest.mark.parametrize("victim", ["127.0.0.10", "127.0.0.9"])
-def test_a_client_that_keeps_many_jobs_queued_does_not_hold_the_others_behind_them(bomb, group, victim) -> None:
+def test_a_client_that_keeps_many_jobs_queued_does_not_hold_the_others_behind_them(bomb, group, victim, front,
+                                                                                   tmp_path) -> None:
     # One process; one client (127.0.0.9) queues four jobs of 2 s each (scan bombs stopped at the work
     # deadline). Another client's photo takes the next turn, not the fifth; the control sends it from the
-    # same address, where it waits behind all four.
+    # same address, where it waits behind all four. Behind Elastic Beanstalk's nginx every request comes
+    # from 127.0.0.1, and its client is the one nginx names in X-Forwarded-For.
     env = {"MYSITE_CV_PROCESSES": "1", "MYSITE_QUEUE_DEADLINE": "30", "MYSITE_WORK_DEADLINE": "2",
            "MYSITE_MAX_SCANS": "1000000"}
-    with start_gunicorn(env) as server, ThreadPoolExecutor(4) as ex:
+    with start_gunicorn(env) as server, ThreadPoolExecutor(4) as ex, ExitStack() as stack:
         port = port_of(server.url)
+        if front == "eb-nginx":
+            require("nginx")
+            port = stack.enter_context(eb_nginx(nginx_bundle(tmp_path), port, {}))
         bombs = [ex.submit(request, port, "POST", "/detect", bomb, "image/jpeg", 60, "127.0.0.9")]
         time.sleep(0.5)  # the first is running: three more wait behind it
         bombs += [ex.submit(request, port, "POST", "/detect", bomb, "image/jpeg", 60, "127.0.0.9") for _ in range(3)]
@@ -125,6 +135,31 @@ def test_a_client_that_keeps_many_jobs_queued_does_not_hold_the_others_behind_th
         assert waited > 5, waited  # behind the three still queued: about 7 s
     else:
         assert waited < 3.5, waited  # behind the one running: about 1.5 s
+
+
+@pytest.mark.parametrize("share", ["2", "0"])
+def test_behind_nginx_a_client_past_its_threads_is_answered_at_once(bomb, group, share, tmp_path) -> None:
+    # Behind Elastic Beanstalk's nginx every request is 127.0.0.1's: a client (127.0.0.9, named in
+    # X-Forwarded-For) sends four jobs of 2 s at once, to one CV process. Two take its two threads; the other
+    # two cannot wait for them without holding threads of their own, so they are answered 503 busy at once.
+    # The control has no share: all four hold threads until the work deadline answers them.
+    env = {"MYSITE_CV_PROCESSES": "1", "MYSITE_QUEUE_DEADLINE": "30", "MYSITE_WORK_DEADLINE": "2",
+           "MYSITE_MAX_SCANS": "1000000", "MYSITE_CLIENT_THREADS": share}
+    require("nginx")
+    with start_gunicorn(env) as server, eb_nginx(nginx_bundle(tmp_path), port_of(server.url), {}) as port, \
+            ThreadPoolExecutor(4) as ex:
+        bombs = [ex.submit(request, port, "POST", "/detect", bomb, "image/jpeg", 60, "127.0.0.9") for _ in range(4)]
+        time.sleep(0.5)
+        other = request(port, "GET", "/healthz", timeout=10, source="127.0.0.10")
+        answers = [(status, json.loads(body)) for status, body in (b.result() for b in bombs)]
+    assert other[0] == 200
+    reasons = sorted(body["reason"] for _, body in answers)
+    assert {status for status, _ in answers} == {503}
+    if share == "0":
+        assert reasons == ["timeout"] * 4
+        return
+    assert reasons == ["busy", "busy", "timeout", "timeout"], answers
+    assert all("127.0.0.9" in body["message"] for _, body in answers if body["reason"] == "busy")
 
 
 def test_past_the_queue_deadline_a_request_is_told_busy_with_retry_after(bomb, group) -> None:

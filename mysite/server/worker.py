@@ -10,11 +10,14 @@ Bodies have their own deadline (``upload_deadline.py``), answers theirs (``send_
 Deadlines bound how long one connection holds a thread, not how many one client holds: each client
 gets at most ``MYSITE_CLIENT_THREADS`` of them, its other connections wait their turn
 (``client_share.py``), and the app is told whose share a request is (its picture answers have a part of
-their own). A worker also keeps some freed heap for its next upload (``memory.WEB_KEEP``).
+their own). Behind a trusted proxy the client is the one its ``X-Forwarded-For`` names: a request past
+that client's threads is answered 503 at once, as it cannot wait without holding a thread. A worker
+also keeps some freed heap for its next upload (``memory.WEB_KEEP``).
 """
 
 from __future__ import annotations
 
+import io
 import socket
 import threading
 import time
@@ -24,7 +27,9 @@ from typing import Any
 from gunicorn.workers.gthread import _DEFER, ThreadWorker
 
 from mysite import settings as settings_mod
+from mysite.errors import Busy
 from mysite.server import client_share, deadlines, memory, metrics
+from mysite.server.upload_deadline import BODY_ERROR
 
 # Connections one client may have waiting for its threads, per thread it may hold: a browser or a
 # batch client never comes near; a client past it is opening connections only to hold them.
@@ -145,7 +150,12 @@ class DeadlineWorker(ThreadWorker):
     def _pass_thread_on(self, conn: Any) -> None:
         """``conn``'s thread is done with it: the next connection its client has waiting takes it."""
         key, conn.mysite_client = getattr(conn, "mysite_client", None), None
-        if key is None or self.shares is None:
+        if key is not None:
+            self._hand_on(key)
+
+    def _hand_on(self, key: str) -> None:
+        """A thread of ``key``'s is done: the next connection the client has waiting takes it."""
+        if self.shares is None:
             return
         waiting = self.shares.leave(key)
         if waiting is not None:
@@ -159,13 +169,34 @@ class DeadlineWorker(ThreadWorker):
         timer = getattr(conn, "mysite_header_timer", None)
         if timer is not None:  # the headers are in: the body and the answer have deadlines of their own
             timer.cancel()
-        _serving.client = getattr(conn, "mysite_client", None)
+        client = getattr(conn, "mysite_client", None)
+        forwarded = self._forwarded_client(req, conn) if client is None else None
+        taken = forwarded is not None and self.shares is not None and self.shares.take(forwarded)
+        _serving.client, _serving.refused = client or forwarded, forwarded is not None and not taken
+        if _serving.refused:
+            self._note_refused(forwarded)
         try:
             return super().handle_request(req, conn)
         except TimeoutError:  # send_deadline.py's timeout: the client stopped reading its answer
             self.log.info("closed a connection whose client did not read its answer in time: %s %s",
                           req.method, req.path)
             return False
+        finally:
+            if taken and forwarded is not None:
+                self._hand_on(forwarded)
+
+    def _forwarded_client(self, req: Any, conn: Any) -> str | None:
+        """The client a trusted proxy forwards ``req`` for, from its ``X-Forwarded-For``; None for others."""
+        if self.shares is None or not client_share.is_proxy(conn.client, self.trusted):
+            return None
+        forwarded = ",".join(value for name, value in req.headers if name == "X-FORWARDED-FOR")
+        return client_share.forwarded_client(forwarded, self.trusted) if forwarded else None
+
+    def _note_refused(self, key: str | None) -> None:
+        self.refused += 1
+        if self.refused % 100 == 1:  # a client that is refused once is refused many times: not a line each
+            self.log.warning("answered 503 at once to a request forwarded for %s: it has its share of the threads "
+                             "(%d connections and requests refused so)", key, self.refused)
 
 
 def _naming_client(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
@@ -176,6 +207,11 @@ def _naming_client(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterabl
         client = getattr(_serving, "client", None)
         if client is not None:
             environ[client_share.ENVIRON_KEY] = client
+        if getattr(_serving, "refused", False):  # answered unread (gunicorn drops the body before the next request)
+            environ[BODY_ERROR] = Busy(f"the server is busy with other requests from {client}; retry when one is "
+                                       "answered", headers={"Retry-After": "1"})
+            environ["wsgi.input"], environ["CONTENT_LENGTH"] = io.BytesIO(), "0"
+            environ.pop("HTTP_TRANSFER_ENCODING", None)
         token = client_share.CURRENT.set(client)
         try:
             return app(environ, start_response)

@@ -113,6 +113,17 @@ def test_elastic_beanstalk_points_at_the_app_and_its_health_check(app):
     assert int(process["HealthCheckTimeout"]) < int(process["HealthCheckInterval"])
 
 
+def test_elastic_beanstalk_names_each_client_behind_its_load_balancer_and_nginx():
+    from mysite.server.client_share import forwarded_client, trusted_networks
+
+    trusted = trusted_networks(eb_options()["aws:elasticbeanstalk:application:environment"]["FORWARDED_ALLOW_IPS"]
+                               .split(","))
+    # The ALB appends the client's address, the instance's nginx the ALB's (the default VPC's, or another's).
+    for balancer in ("172.31.7.9", "10.0.3.4", "192.168.1.20"):
+        assert forwarded_client(f"198.51.100.1, 203.0.113.7, {balancer}", trusted) == "203.0.113.7"
+    assert forwarded_client("172.31.7.9", trusted) is None  # the balancer's own health check: no client's share
+
+
 def test_elastic_beanstalk_settings_are_valid_and_match_the_hooks_and_gunicorn():
     import importlib
 

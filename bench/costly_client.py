@@ -5,7 +5,9 @@ One client (127.0.0.9) keeps ``--hogs`` requests in flight, each a 12 MP photo (
 3.7 MB) sent to ``/detect?min_face=0.01``: accepted, and several seconds of CV work each. Another
 client (127.0.0.10) posts the group photo every second, without waiting for the last, and
 ``/healthz`` is read every 0.25 s from 127.0.0.1, for ``--seconds``. Prints a Markdown row per
-``--hogs`` value: what each got, and how long the other client's photos took.
+``--hogs`` value: what each got, and how long the other client's photos took. ``--behind-nginx``:
+every request goes through Debian's nginx in front (``proxy_conf.standalone``, as the Docker image and
+Elastic Beanstalk run it), so gunicorn sees one trusted peer and each client in ``X-Forwarded-For``.
 
 Only loopback addresses are contacted (127.0.0.1 the server; 127.0.0.9 and 127.0.0.10 the clients').
 """
@@ -17,10 +19,12 @@ import statistics
 import threading
 import time
 from collections import Counter
+from contextlib import ExitStack
 
 import cv2
 import numpy as np
 
+from bench.deploy import nginx
 from bench.server import ROOT, Server, request
 
 
@@ -42,8 +46,10 @@ def _timed(port: int, source: str, path: str, body: bytes | None = None) -> tupl
     return status, time.monotonic() - sent
 
 
-def one_run(hogs: int, seconds: float, costly: bytes, photo: bytes) -> str:
-    with Server(workers=2, cv_threads=1) as server:
+def one_run(hogs: int, seconds: float, costly: bytes, photo: bytes, behind_nginx: bool = False) -> str:
+    with ExitStack() as stack:
+        server = stack.enter_context(Server(workers=2, cv_threads=1))
+        port = stack.enter_context(nginx([server.port], 120)).port if behind_nginx else server.port
         stop = threading.Event()
         hogged: Counter[int] = Counter()
         photos: list[tuple[int, float]] = []
@@ -51,14 +57,14 @@ def one_run(hogs: int, seconds: float, costly: bytes, photo: bytes) -> str:
 
         def hog() -> None:
             while not stop.is_set():  # bounded by ``stop``
-                hogged[_timed(server.port, "127.0.0.9", "/detect?min_face=0.01", costly)[0]] += 1
+                hogged[_timed(port, "127.0.0.9", "/detect?min_face=0.01", costly)[0]] += 1
 
         def probe() -> None:
             while not stop.wait(0.25):  # bounded by ``stop``
-                health.append(_timed(server.port, "127.0.0.1", "/healthz")[1])
+                health.append(_timed(port, "127.0.0.1", "/healthz")[1])
 
         def one_photo() -> None:
-            photos.append(_timed(server.port, "127.0.0.10", "/detect", photo))
+            photos.append(_timed(port, "127.0.0.10", "/detect", photo))
 
         threads = [threading.Thread(target=hog) for _ in range(hogs)] + [threading.Thread(target=probe)]
         for thread in threads:
@@ -83,6 +89,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--hogs", type=int, nargs="+", default=[4, 16])
     parser.add_argument("--seconds", type=float, default=45)
+    parser.add_argument("--behind-nginx", action="store_true", help="every request through nginx in front")
     args = parser.parse_args()
     costly, photo = tiled_photo(), (ROOT / "tests" / "data" / "group_17_faces.jpg").read_bytes()
     print(f"one client keeping costly requests in flight ({len(costly) / 1e6:.1f} MB, /detect?min_face=0.01); "
@@ -91,7 +98,7 @@ def main() -> None:
           "/healthz max (s) |")
     print("|---|---|---|---|---|")
     for hogs in args.hogs:
-        print(one_run(min(hogs, 32), min(args.seconds, 300), costly, photo), flush=True)
+        print(one_run(min(hogs, 32), min(args.seconds, 300), costly, photo, args.behind_nginx), flush=True)
 
 
 if __name__ == "__main__":

@@ -432,6 +432,27 @@ def test_a_body_cut_off_or_broken_gives_its_room_back(make_app, group_jpg):
         assert _spool(app).used == 0 and app_state(app).room.used == 0
 
 
+def test_a_request_the_server_refused_is_answered_unread_and_its_body_dropped_after(make_app, group_jpg):
+    # The worker refuses a request a proxy forwards for a client with no thread to spare: the app answers
+    # its error without reading the body, and the body is read and dropped once the answer is out, so the
+    # proxy's connection can carry the next request.
+    from mysite.errors import Busy
+    from mysite.server.upload_deadline import BODY_ERROR
+
+    app = make_app()
+    stream = io.BytesIO(group_jpg)
+    environ = EnvironBuilder(method="POST", path="/detect", input_stream=stream, content_type="image/jpeg").get_environ()
+    environ["CONTENT_LENGTH"] = str(len(group_jpg))
+    environ[BODY_ERROR] = Busy("busy with this client's other requests", headers={"Retry-After": "1"})
+    statuses: list[str] = []
+    answer = app.wsgi_app(environ, lambda status, headers, exc_info=None: statuses.append(status))
+    body = b"".join(answer)
+    assert statuses[0].startswith("503") and b'"busy"' in body and stream.tell() == 0  # answered unread
+    answer.close()  # type: ignore[attr-defined]
+    assert stream.tell() == len(group_jpg)
+    assert _spool(app).used == 0 and app_state(app).room.used == 0
+
+
 def test_a_body_arriving_holds_the_bytes_that_have_come_and_no_more(make_app, group_jpg):
     # It took room a megabyte ahead: connections that had sent a little each held a megabyte.
     app = make_app()

@@ -148,7 +148,9 @@ class UploadDeadline:
 
     ``longest``: the longest body the app takes; one declared longer is left to the app, which refuses it
     unread, and up to ``drain`` bytes of it are read and dropped after the answer, so the connection can
-    be kept alive as the answer said. ``too_long``: the error for a chunked body that runs past ``longest``.
+    be kept alive as the answer said (a proxy still sending it gets the answer, not a broken pipe). So
+    is the body of a request the server refused before the app (``BODY_ERROR`` already set).
+    ``too_long``: the error for a chunked body that runs past ``longest``.
     """
 
     def __init__(self, app: WSGIApp, seconds: float, rate: float, spool: Room, longest: int,
@@ -168,7 +170,7 @@ class UploadDeadline:
         # A chunked body costs gunicorn's parser by its chunks, not its bytes: its time does not grow.
         body = _TimedBody(environ["wsgi.input"], self.seconds, math.inf if chunked else self.rate,
                           environ.get("gunicorn.socket"), None if chunked else int(length))
-        if not chunked and int(length) > self.longest:
+        if BODY_ERROR in environ or (not chunked and int(length) > self.longest):  # refused before it is read
             environ["wsgi.input"] = body
 
             def drain() -> None:

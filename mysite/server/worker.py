@@ -17,7 +17,6 @@ also keeps some freed heap for its next upload (``memory.WEB_KEEP``).
 
 from __future__ import annotations
 
-import io
 import socket
 import threading
 import time
@@ -207,11 +206,9 @@ def _naming_client(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterabl
         client = getattr(_serving, "client", None)
         if client is not None:
             environ[client_share.ENVIRON_KEY] = client
-        if getattr(_serving, "refused", False):  # answered unread (gunicorn drops the body before the next request)
+        if getattr(_serving, "refused", False):  # answered before its body is read (upload_deadline drains it)
             environ[BODY_ERROR] = Busy(f"the server is busy with other requests from {client}; retry when one is "
                                        "answered", headers={"Retry-After": "1"})
-            environ["wsgi.input"], environ["CONTENT_LENGTH"] = io.BytesIO(), "0"
-            environ.pop("HTTP_TRANSFER_ENCODING", None)
         token = client_share.CURRENT.set(client)
         try:
             return app(environ, start_response)

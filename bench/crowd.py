@@ -9,6 +9,7 @@ only; every loop ends by its clock.
 
 Options: ``--clients 16 64`` (crowds, run in turn), ``--seconds 60``, ``--detector haar``,
 ``--queue-deadline`` (seconds), ``--client-address`` (the clients' loopback address),
+``--behind-nginx`` (every request through nginx in front, as the Docker image and Elastic Beanstalk run it),
 ``--sustained`` (seconds: before each crowd, one process per CPU runs the photo in-process side by
 side for that long, and the crowd is also given against that rate: the machine's speed with every
 CPU busy, which drifts over a minute). The last column, CPU per answer of the web side (master and
@@ -25,10 +26,12 @@ import statistics
 import threading
 import time
 from collections import Counter
+from contextlib import ExitStack
 from typing import Any
 
 import cv2
 
+from bench.deploy import nginx
 from bench.server import Server, multipart, request
 from mysite import create_app
 from mysite.params import parse
@@ -147,6 +150,7 @@ def main() -> None:
     ap.add_argument("--client-address", default=None,
                     help="loopback address the crowd's clients send from, e.g. 127.0.0.9: one client to the server, "
                          "which gets its share of the threads (MYSITE_CLIENT_THREADS); default 127.0.0.1, a trusted proxy")
+    ap.add_argument("--behind-nginx", action="store_true", help="every request through nginx in front")
     ap.add_argument("--sustained", type=float, default=0,
                     help="seconds of the photo in-process, one process per CPU side by side, before each crowd (0: off)")
     args = ap.parse_args()
@@ -165,9 +169,11 @@ def main() -> None:
             env["MYSITE_QUEUE_DEADLINE"] = f"{args.queue_deadline:g}"
         sustained = sustained_samples(data, args.detector, args.sustained, cpus) if args.sustained else []
         before = in_process_samples(data, args.detector)
-        with Server(workers=2, cv_threads=args.cv_threads, extra_env=env) as server:
+        with ExitStack() as stack:
+            server = stack.enter_context(Server(workers=2, cv_threads=args.cv_threads, extra_env=env))
+            port = stack.enter_context(nginx([server.port], 120)).port if args.behind_nginx else server.port
             web0, cv0 = server.cpu_split()
-            r = crowd(server.port, body, ctype, f"/detect?detector={args.detector}", clients, args.seconds,
+            r = crowd(port, body, ctype, f"/detect?detector={args.detector}", clients, args.seconds,
                       args.client_address)
             web1, cv1 = server.cpu_split()
         after = in_process_samples(data, args.detector)

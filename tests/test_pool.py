@@ -146,8 +146,8 @@ def test_behind_nginx_a_client_past_the_threads_left_is_answered_at_once(bomb, s
     env = {"MYSITE_CV_PROCESSES": "1", "MYSITE_QUEUE_DEADLINE": "30", "MYSITE_WORK_DEADLINE": "2",
            "MYSITE_MAX_SCANS": "1000000", "MYSITE_THREADS": "4", "MYSITE_CLIENT_THREADS": share}
     require("nginx")
-    with start_gunicorn(env) as server, eb_nginx(nginx_bundle(tmp_path), port_of(server.url), {}) as port, \
-            ThreadPoolExecutor(4) as ex:
+    with start_gunicorn(env, log_dir=tmp_path) as server, eb_nginx(nginx_bundle(tmp_path), port_of(server.url), {}) \
+            as port, ThreadPoolExecutor(4) as ex:
         bombs = [ex.submit(request, port, "POST", "/detect", bomb, "image/jpeg", 60, "127.0.0.9") for _ in range(4)]
         time.sleep(0.5)
         started = time.monotonic()
@@ -157,6 +157,11 @@ def test_behind_nginx_a_client_past_the_threads_left_is_answered_at_once(bomb, s
     assert other[0] == 200
     assert {status for status, _ in answers} == {503}, answers
     reasons = sorted(body["reason"] for _, body in answers)
+    # The access log says whose share each request took (none with the share off).
+    logged = [json.loads(line) for line in (tmp_path / "gunicorn.log").read_text().splitlines() if line.startswith("{")]
+    clients = sorted((line["path"], line.get("client")) for line in logged if line.get("forwarded_for"))
+    assert clients == ([("/detect", None)] * 4 + [("/healthz", None)] if share == "0" else
+                       [("/detect", "127.0.0.9")] * 4 + [("/healthz", "127.0.0.10")]), clients
     if share == "0":
         assert reasons == ["timeout"] * 4
         assert waited > 1, waited  # for the first job's thread: 2 s of work

@@ -1,9 +1,10 @@
 """gunicorn's access log as JSON lines, with the request id and without API keys.
 
 One JSON object per request (``time``, ``request_id``, ``remote``, ``method``, ``path``,
-``query``, ``status``, ``bytes``, ``duration_ms``, ``referer``, ``user_agent``, and
-``pid``, and ``forwarded_for`` behind a proxy): log shippers parse it without a pattern, and the
-``request_id`` is the one the answer carried in ``X-Request-ID`` (``observe.py``).
+``query``, ``status``, ``bytes``, ``duration_ms``, ``referer``, ``user_agent``,
+``pid``, ``forwarded_for`` behind a proxy, and ``client``, whose share the request took): log
+shippers parse it without a pattern, and the ``request_id`` is the one the answer carried in
+``X-Request-ID`` (``observe.py``).
 The site refuses a key in the query string (it wants the ``X-API-Key`` header or the
 ``api_key`` form field), but a client that sends one anyway must not leave it in the log: it is
 written as ``[redacted]``. ``gunicorn_conf.py`` names this class as gunicorn's ``logger_class``.
@@ -20,6 +21,7 @@ from urllib.parse import unquote_plus
 
 from gunicorn.glogging import Logger
 
+from mysite.server.client_share import ENVIRON_KEY as CLIENT
 from mysite.server.request_id import ENVIRON_KEY, HEADER
 
 # Query parameter names that carry a key, as the app reads them (after percent-decoding, any case).
@@ -95,6 +97,8 @@ def json_line(atoms: dict[str, Any], environ: dict[str, Any], resp: Any) -> str:
     forwarded = environ.get("HTTP_X_FORWARDED_FOR")
     if forwarded:
         record["forwarded_for"] = forwarded
+    if environ.get(CLIENT):
+        record["client"] = environ[CLIENT]
     return json.dumps(record, ensure_ascii=False)
 
 

@@ -10,9 +10,9 @@ Bodies have their own deadline (``upload_deadline.py``), answers theirs (``send_
 Deadlines bound how long one connection holds a thread, not how many one client holds: each client
 gets at most ``MYSITE_CLIENT_THREADS`` of them, its other connections wait their turn
 (``client_share.py``), and the app is told whose share a request is (its picture answers have a part of
-their own). Behind a trusted proxy the client is the one its ``X-Forwarded-For`` names: a request past
-that client's threads is answered 503 at once, as it cannot wait without holding a thread. A worker
-also keeps some freed heap for its next upload (``memory.WEB_KEEP``).
+their own). Behind a trusted proxy the client is the one its ``X-Forwarded-For`` names, and a request
+that finds no thread for that client is answered 503 at once, as it cannot wait without holding one. A
+worker also keeps some freed heap for its next upload (``memory.WEB_KEEP``).
 """
 
 from __future__ import annotations
@@ -194,8 +194,8 @@ class DeadlineWorker(ThreadWorker):
     def _note_refused(self, key: str | None) -> None:
         self.refused += 1
         if self.refused % 100 == 1:  # a client that is refused once is refused many times: not a line each
-            self.log.warning("answered 503 at once to a request forwarded for %s: it has its share of the threads "
-                             "(%d connections and requests refused so)", key, self.refused)
+            self.log.warning("answered 503 at once to a request forwarded for %s: the clients hold the threads "
+                             "they may (%d connections and requests refused so)", key, self.refused)
 
 
 def _naming_client(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:

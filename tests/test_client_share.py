@@ -97,15 +97,6 @@ def test_which_client_a_trusted_proxy_forwards_a_request_for():
     assert is_proxy(("203.0.113.7", 1), None) and not is_proxy(("203.0.113.7", 1), LOOPBACK)
 
 
-def test_a_forwarded_request_takes_a_thread_of_its_clients_or_none():
-    # Past its share, as many clients may share one address; but not past what the clients may hold together.
-    share: ClientShare[str] = ClientShare(most=2, waiting=2, together=4)
-    assert [share.take("a") for _ in range(5)] == [True, True, True, True, False]
-    assert share.take("b") and not share.take("b")  # a client's first always; past it, the four are held
-    assert share.enter("a", "p") == "wait"  # a connection of the client's own waits for its threads
-    assert share.leave("a") == "p" and share.leave("a") is None and share.counts() == (2, 0)
-
-
 def _dripping(port: int, count: int, source: str) -> list[socket.socket]:
     """``count`` uploads from ``source`` whose bodies never come: headers, then nothing."""
     socks = []

@@ -9,9 +9,8 @@ free; past ``waiting`` of them a connection is closed at once. Clients past thei
 also share a bound (``together``): a few of them at their share cannot take every thread, and a
 client that asks one thing at a time (a health check, a visitor) still finds one. Trusted proxies
 (gunicorn's ``forwarded_allow_ips``) are not limited: each carries many clients. A request a trusted
-proxy forwards is its client's, as ``X-Forwarded-For`` names it (``forwarded_client``): past the
-client's first thread it takes another only while the clients together leave some for the others, and
-is answered at once if not (``take``), as it cannot wait for a thread without holding one.
+proxy forwards is its client's, as ``X-Forwarded-For`` names it (``forwarded_client``), and takes that
+client's share as a connection of its own would (the worker parks it while it waits).
 
 Standard library only; no locks held while anything else runs.
 """
@@ -19,7 +18,6 @@ Standard library only; no locks held while anything else runs.
 from __future__ import annotations
 
 import ipaddress
-import math
 import threading
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable
@@ -126,29 +124,16 @@ class ClientShare(Generic[T]):
         A client with no thread always gets one; past that, only while the clients together hold
         fewer than ``together``, so that a few clients at their share leave threads for the others."""
         with self._lock:
-            if self._start(key, self.most):
+            held = self._running[key]
+            if held < self.most and (not held or self.together is None or self._total < self.together):
+                self._running[key] += 1
+                self._total += 1
                 return "run"
             queue = self._queued.setdefault(key, deque())
             if len(queue) >= self.waiting:
                 return "refuse"
             queue.append(item)
             return "wait"
-
-    def take(self, key: str) -> bool:
-        """Whether ``key`` may run one more request, for a request a proxy forwards: it has no connection of
-        its client's own to queue, and refusing costs it more than waiting, so ``most`` does not apply (many
-        clients may share one address); ``together`` does, so the other clients still find threads."""
-        with self._lock:
-            return self._start(key, math.inf)
-
-    def _start(self, key: str, most: float) -> bool:
-        """Count one more thread for ``key`` if it may have one, up to ``most`` (the lock held)."""
-        held = self._running.get(key, 0)
-        if held < most and (not held or self.together is None or self._total < self.together):
-            self._running[key] = held + 1
-            self._total += 1
-            return True
-        return False
 
     def drop(self, key: str, gone: Callable[[T], bool]) -> list[T]:
         """Take ``key``'s queued items for which ``gone`` holds (clients that went away) out of its queue."""

@@ -10,9 +10,10 @@ Bodies have their own deadline (``upload_deadline.py``), answers theirs (``send_
 Deadlines bound how long one connection holds a thread, not how many one client holds: each client
 gets at most ``MYSITE_CLIENT_THREADS`` of them, its other connections wait their turn
 (``client_share.py``), and the app is told whose share a request is (its picture answers have a part of
-their own). Behind a trusted proxy the client is the one its ``X-Forwarded-For`` names, and a request
-that finds no thread for that client is answered 503 at once, as it cannot wait without holding one. A
-worker also keeps some freed heap for its next upload (``memory.WEB_KEEP``).
+their own). Behind a trusted proxy the client is the one its ``X-Forwarded-For`` names: a request that
+finds no thread for that client is parked, its headers read and its body still in the socket, and
+waits in that client's queue without a thread, as a connection of its own would. A worker also keeps
+some freed heap for its next upload (``memory.WEB_KEEP``).
 """
 
 from __future__ import annotations
@@ -37,6 +38,24 @@ WAITING_PER_THREAD = 4
 # balancer's health checks) and for clients asking one thing at a time.
 KEPT_BACK = 8
 _serving = threading.local()  # the client whose request this thread runs (gunicorn builds the environ)
+_PARKED = object()  # a thread's answer for a request it parked: the connection is in its client's queue
+
+
+class _Replay:
+    """A connection's parser that gives back the request parked on it, once, then is the parser again."""
+
+    def __init__(self, conn: Any, req: Any) -> None:
+        self._conn, self._req, self._parser = conn, req, conn.parser
+
+    def __iter__(self) -> _Replay:
+        return self
+
+    def __next__(self) -> Any:
+        self._conn.parser = self._parser
+        return self._req
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._parser, name)
 
 
 def _end(sock: socket.socket, linger: float = 2.0, most: int = 65536) -> None:
@@ -131,6 +150,9 @@ class DeadlineWorker(ThreadWorker):
             return True
 
     def handle(self, conn: Any) -> Any:
+        parked, conn.mysite_parked = getattr(conn, "mysite_parked", None), None
+        if parked is not None:  # its client's thread is free now: gthread reads it from the parser as new
+            conn.parser = _Replay(conn, parked)
         timer = deadlines.after(self.header_deadline, deadlines.shut, conn.sock)
         conn.mysite_header_timer = timer
         try:
@@ -158,7 +180,10 @@ class DeadlineWorker(ThreadWorker):
             return
         waiting = self.shares.leave(key)
         if waiting is not None:
-            waiting.mysite_client = key
+            if getattr(waiting, "mysite_parked", None) is not None:
+                waiting.mysite_resumed = key  # a request the proxy forwarded: this thread is its client's
+            else:
+                waiting.mysite_client = key
             try:
                 super().enqueue_req(waiting)
             except RuntimeError:  # the thread pool has shut down: the worker is stopping
@@ -169,11 +194,15 @@ class DeadlineWorker(ThreadWorker):
         if timer is not None:  # the headers are in: the body and the answer have deadlines of their own
             timer.cancel()
         client = getattr(conn, "mysite_client", None)
-        forwarded = self._forwarded_client(req, conn) if client is None else None
-        taken = forwarded is not None and self.shares is not None and self.shares.take(forwarded)
-        _serving.client, _serving.refused = client or forwarded, forwarded is not None and not taken
-        if _serving.refused:
-            self._note_refused(forwarded)
+        forwarded, conn.mysite_resumed = getattr(conn, "mysite_resumed", None), None
+        refused = False
+        if client is None and forwarded is None and (forwarded := self._forwarded_client(req, conn)) is not None:
+            verdict = self._enter_forwarded(forwarded, req, conn)
+            if verdict == "wait":
+                return _PARKED
+            refused = verdict == "refuse"
+        taken = forwarded is not None and not refused
+        _serving.client, _serving.refused = client or forwarded, refused
         try:
             return super().handle_request(req, conn)
         except TimeoutError:  # send_deadline.py's timeout: the client stopped reading its answer
@@ -183,6 +212,25 @@ class DeadlineWorker(ThreadWorker):
         finally:
             if taken and forwarded is not None:
                 self._hand_on(forwarded)
+
+    def _enter_forwarded(self, key: str, req: Any, conn: Any) -> str:
+        """``enter`` for a request a proxy forwards for ``key``: parked on ``conn`` when it has to wait."""
+        assert self.shares is not None
+        conn.mysite_parked = req  # before it is queued: a thread may take it from the queue at once
+        verdict = self.shares.enter(key, conn)
+        if verdict != "wait":
+            conn.mysite_parked = None
+        if verdict == "refuse":
+            self._note_refused(key)
+        return verdict
+
+    def _keepalive_after(self, conn: Any, keepalive: Any) -> Any:
+        return keepalive if keepalive is _PARKED else super()._keepalive_after(conn, keepalive)
+
+    def finish_request(self, conn: Any, fs: Any) -> None:
+        if not fs.cancelled() and fs.exception() is None and fs.result() is _PARKED:
+            return  # in its client's queue: neither closed nor polled until a thread takes it
+        super().finish_request(conn, fs)
 
     def _forwarded_client(self, req: Any, conn: Any) -> str | None:
         """The client a trusted proxy forwards ``req`` for, from its ``X-Forwarded-For``; None for others."""
@@ -194,8 +242,8 @@ class DeadlineWorker(ThreadWorker):
     def _note_refused(self, key: str | None) -> None:
         self.refused += 1
         if self.refused % 100 == 1:  # a client that is refused once is refused many times: not a line each
-            self.log.warning("answered 503 at once to a request forwarded for %s: the clients hold the threads "
-                             "they may (%d connections and requests refused so)", key, self.refused)
+            self.log.warning("answered 503 at once to a request forwarded for %s: it already had its threads and "
+                             "requests waiting for them (%d connections and requests refused so)", key, self.refused)
 
 
 def _naming_client(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:

@@ -387,6 +387,56 @@ def test_dockerfile_installs_the_projects_requirements_and_nothing_unpinned():
 
 
 @pytest.mark.slow
+def test_the_images_nginx_lets_one_address_hold_only_so_many_requests(tmp_path):
+    """One address that holds connections open (headers sent, a body dripping) held every connection nginx
+    had, and every other client was refused. Past its limit (4 here) it is told 429 in the app's JSON."""
+    import json
+    import socket
+    import time
+
+    from live_server import start_gunicorn
+
+    from testkit.net import free_port, request
+
+    require("nginx")
+    port = free_port()
+    with start_gunicorn() as app:
+        conf = proxy_conf.standalone(settings_mod.load(environ={"MYSITE_ENV_FILE": "/nonexistent/.env"}), 120,
+                                     tmp_path, f"127.0.0.1:{port}", [app.url.removeprefix("http://")], workers=1,
+                                     per_address=4)
+        (tmp_path / "nginx.conf").write_text(conf)
+        proc = subprocess.Popen([str(nginx_path()), "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"), "-e",
+                                 "stderr", "-g", "daemon off;"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        held: list[socket.socket] = []
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    if request(port, "GET", "/healthz", timeout=2)[0] == 200:
+                        break
+                except OSError:
+                    assert time.monotonic() < deadline, "nginx did not answer within 10 s"
+                    time.sleep(0.05)
+            for _ in range(4):
+                s = socket.create_connection(("127.0.0.1", port), timeout=5, source_address=("127.0.0.9", 0))
+                s.sendall(b"POST /detect HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+                          b"Content-Length: 100000\r\n\r\n" + b"\xff" * 1000)
+                held.append(s)
+            time.sleep(0.2)
+            status, body = request(port, "GET", "/healthz", timeout=5, source="127.0.0.9")
+            assert status == 429 and json.loads(body)["reason"] == "busy", body
+            assert request(port, "GET", "/healthz", timeout=5, source="127.0.0.10")[0] == 200  # another address
+            held.pop().close()
+            time.sleep(0.2)
+            assert request(port, "GET", "/healthz", timeout=5, source="127.0.0.9")[0] == 200  # one freed
+        finally:
+            for s in held:
+                s.close()
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
+@pytest.mark.slow
 def test_docker_entrypoint_puts_nginx_in_front_and_slow_clients_do_not_block_the_workers(tmp_path):
     """The image's entrypoint run here as in the container (no Docker engine on this machine)."""
     import json

@@ -33,6 +33,10 @@ CONF_PATH = Path(".platform/nginx/conf.d/elasticbeanstalk/mysite.conf")
 # keep-alive, 2 s by default): a request nginx sends on a connection gunicorn is closing at that
 # moment is lost (nginx's 502; a POST is never sent again).
 UPSTREAM_IDLE_S = 1
+# Connections one address may have in requests at once through the standalone nginx: far more than a crowd
+# behind one NAT keeps busy, far fewer than its connections together, so one address cannot hold them all.
+PER_ADDRESS = 128
+WORKER_CONNECTIONS = 4096
 
 
 def _json_body(status: str, message: str, reason: Reason) -> str:
@@ -95,7 +99,7 @@ error_page 494 =431 /.mysite-error/431;
 
 def standalone(settings: settings_mod.Settings, timeout_s: int, prefix: Path, listen: str,
                upstreams: list[str], retry_other: bool = False, workers: int | None = None,
-               upstream_idle_s: int = UPSTREAM_IDLE_S) -> str:
+               upstream_idle_s: int = UPSTREAM_IDLE_S, per_address: int = PER_ADDRESS) -> str:
     """A whole nginx.conf: ``listen`` in front of ``upstreams`` with :func:`render`'s settings.
 
     The Docker image runs it in front of gunicorn, where it buffers whole requests and answers
@@ -105,7 +109,9 @@ def standalone(settings: settings_mod.Settings, timeout_s: int, prefix: Path, li
     worker processes, by default the CPUs this process may use (a cgroup quota included, which
     ``worker_processes auto`` does not see). ``upstream_idle_s``: how long an idle connection to an
     upstream is kept for reuse, shorter than the upstream keeps it (the rehearsal's balancer keeps its
-    connections as long as the ALB does). Runs as any user: every path is under ``prefix``.
+    connections as long as the ALB does). ``per_address``: requests one client address may have in
+    nginx at once (each holds a connection); past it, a JSON 429. Runs as any user: every path is under
+    ``prefix``.
     """
     # max_fails=0: nginx never takes a server out by itself (a load balancer's health check does, as
     # an ALB's targets leave by its checks alone); otherwise, with one server down for a deploy, a
@@ -113,16 +119,20 @@ def standalone(settings: settings_mod.Settings, timeout_s: int, prefix: Path, li
     servers = "\n".join(f"        server {u} max_fails=0;" for u in upstreams)
     temp = "\n".join(f"    {kind}_temp_path {prefix / kind};" for kind in ("client_body", "proxy", "fastcgi",
                                                                             "uwsgi", "scgi"))
-    server_conf = "\n".join(f"        {line}" if line else "" for line in render(settings, timeout_s).splitlines())
+    server_conf = "\n".join(f"        {line}" if line else "" for line in (render(settings, timeout_s) + _per_address(
+        per_address)).splitlines())
     return f"""\
 # Written by `python -m mysite.server.proxy_conf --standalone`.
 worker_processes {workers or cpus.available()};
+# Each request through nginx holds two connections (the client's, the upstream's) and may hold a file.
+worker_rlimit_nofile {4 * WORKER_CONNECTIONS};
 pid {prefix / 'nginx.pid'};
 error_log stderr warn;
-events {{ worker_connections 1024; }}
+events {{ worker_connections {WORKER_CONNECTIONS}; }}
 http {{
     access_log off;
     server_tokens off;
+    limit_conn_zone $binary_remote_addr zone=mysite_address:10m;
 {temp}
     upstream mysite {{
 {servers}
@@ -150,6 +160,16 @@ http {{
     }}
 }}
 """
+
+
+def _per_address(most: int) -> str:
+    """One address's requests at once: a client that holds connections open (headers sent, a body
+    dripping) would otherwise hold every connection nginx has, and every other client is refused."""
+    body = _json_body("too many requests", f"this address has {most} requests in progress already; retry when "
+                      "one is answered", Reason.BUSY)
+    return (f"\n# At most {most} requests at once from one address (nginx's limit_conn); past it a JSON 429.\n"
+            f"limit_conn mysite_address {most};\nlimit_conn_status 429;\nerror_page 429 @mysite_429;\n"
+            + _error_location("@mysite_429", 429, body, extra="    add_header Retry-After 1 always;\n"))
 
 
 def _retry(retry_other: bool) -> str:

@@ -137,6 +137,37 @@ def test_a_client_that_keeps_many_jobs_queued_does_not_hold_the_others_behind_th
         assert waited < 3.5, waited  # behind the one running: about 1.5 s
 
 
+def test_clients_with_long_jobs_leave_a_process_to_one_whose_jobs_are_short(bomb, group) -> None:
+    # Two processes; two clients (127.0.0.9, 127.0.0.11) keep a 4 s job each in flight (scan bombs stopped at
+    # the work deadline), so each used to hold a process and another client's photo waited for one of them
+    # to end. Past its first photo, that client finds the process kept for it.
+    env = {"MYSITE_CV_PROCESSES": "2", "MYSITE_QUEUE_DEADLINE": "30", "MYSITE_WORK_DEADLINE": "4",
+           "MYSITE_MAX_SCANS": "1000000"}
+    stop = threading.Event()
+    with start_gunicorn(env) as server, ThreadPoolExecutor(2) as ex:
+        port = port_of(server.url)
+
+        def keep_busy(source: str) -> list[int]:
+            codes = []
+            while not stop.is_set() and len(codes) < 10:  # bounded: 10 jobs of 4 s at most
+                codes.append(request(port, "POST", "/detect", bomb, "image/jpeg", 60, source)[0])
+            return codes
+
+        busy = [ex.submit(keep_busy, source) for source in ("127.0.0.9", "127.0.0.11")]
+        time.sleep(0.5)
+        waits = []
+        try:
+            for _ in range(8):
+                started = time.monotonic()
+                assert request(port, "POST", "/detect", group, "image/jpeg", 60, "127.0.0.10")[0] == 200
+                waits.append(time.monotonic() - started)
+                time.sleep(max(0.0, 1 - waits[-1]))
+        finally:
+            stop.set()
+        assert all(codes and set(codes) == {503} for codes in (b.result() for b in busy))
+    assert max(waits[1:]) < 1.5, waits  # the first waits for a job to end (4 s at most); the rest, for none
+
+
 @pytest.mark.parametrize("share", ["1", "0"])
 def test_behind_nginx_a_clients_requests_past_its_share_wait_without_a_thread(bomb, share, tmp_path) -> None:
     # Behind Elastic Beanstalk's nginx every request is 127.0.0.1's. Four threads; a client (127.0.0.9, named

@@ -77,6 +77,9 @@ MAX_CLIENT = 64  # bytes of the client's name a job carries (an IPv6 /64 takes 2
 # While another client has had a job started within this many seconds, no client takes the last free
 # process: one that sends a photo now and then finds a process, not another client's long jobs.
 KEEP_FOR_OTHERS = 2.0
+# A client's CV time counts in its turn for about this long (seconds; it halves in that time), so that
+# a client whose jobs are long comes after one whose jobs are short.
+USAGE_HALF_LIFE = 30.0
 # A CV process keeps the heap its requests freed, up to KEEP_HEAP, for the next one: trimming after every
 # request made the next fault its buffers back in (docs/serving.md).
 KEEP_HEAP = 24 * 1024 * 1024
@@ -357,6 +360,7 @@ class _Dispatcher:
         self.processes: dict[int, _Process] = {}
         self.waiting: FairQueue[_Waiting] = FairQueue()
         self.served_at: dict[Hashable, float] = {}  # when each client waiting or running last had a job started
+        self.used: dict[Hashable, tuple[float, float]] = {}  # each client's CV seconds, and when they were counted
         self.holding_back = False  # a process is free while jobs wait (``_keep_for_others``)
         self.counts = _Counts()
         if metrics is None:  # reports nowhere; imported here, as gunicorn's settings import this module first
@@ -501,15 +505,16 @@ class _Dispatcher:
         if not (free and self.waiting):
             return
         running: Counter[Hashable] = Counter(p.client for p in self.processes.values() if p.conn is not None)
+        now = time.monotonic()
 
-        def rank(client: Hashable) -> tuple[int, float]:
-            """Clients with fewer jobs running first, then the one served longest ago: a client's long
-            jobs do not hold back another's short ones."""
-            return running[client], self.served_at.get(client, -math.inf)
+        def rank(client: Hashable) -> tuple[int, float, float]:
+            """Clients with fewer jobs running first, then the one that used the least CV time of late, then
+            the one served longest ago: a client's long jobs do not hold back another's short ones."""
+            return running[client], self._usage(client, now), self.served_at.get(client, -math.inf)
 
         while free and self.waiting:
             client = min(self.waiting.clients(), key=rank)
-            if self._keep_for_others(client, running[client]):
+            if self._keep_for_others(client, running[client], len(free), now):
                 self.holding_back = True
                 break
             entry = self.waiting.pop(client)
@@ -533,14 +538,32 @@ class _Dispatcher:
         if len(self.served_at) > 4 * (len(self.processes) + len(self.waiting)):  # forget clients long gone
             now, keep = time.monotonic(), set(running) | set(self.waiting.clients())
             self.served_at = {c: t for c, t in self.served_at.items() if c in keep or now - t < KEEP_FOR_OTHERS}
+            self.used = {c: u for c, u in self.used.items() if c in self.served_at}
 
-    def _keep_for_others(self, client: Hashable, running: int) -> bool:
-        """Whether ``client``'s next job would take the last process while another client had a job started
-        within ``KEEP_FOR_OTHERS`` seconds: then that process waits for them (one client alone has them all)."""
-        if len(self.processes) < 2 or running + 1 < len(self.processes):
+    def _keep_for_others(self, client: Hashable, running: int, free: int, now: float) -> bool:
+        """Whether the next free process should wait for a client other than ``client`` that had a job
+        started within ``KEEP_FOR_OTHERS`` seconds: when ``client`` would hold every process, or when it
+        would take the last free one and that other client used far less CV time of late (clients with
+        long jobs, however many, leave one process to the ones whose jobs are short)."""
+        if len(self.processes) < 2 or free > 1 and running + 1 < len(self.processes):
             return False
+        recent = [c for c, t in self.served_at.items() if c != client and now - t < KEEP_FOR_OTHERS]
+        if running + 1 >= len(self.processes):
+            return bool(recent)
+        mine = self._usage(client, now)  # far less, not a little: clients alike do not hold processes for each other
+        return any(2 * self._usage(c, now) < mine for c in recent)
+
+    def _usage(self, client: Hashable, now: float) -> float:
+        """``client``'s CV seconds of late (halving every ``USAGE_HALF_LIFE``), its jobs running included."""
+        seconds, at = self.used.get(client, (0.0, now))
+        return seconds * 0.5 ** ((now - at) / USAGE_HALF_LIFE) + sum(
+            now - p.since for p in self.processes.values() if p.conn is not None and p.client == client)
+
+    def _charge(self, proc: _Process) -> None:
+        """Count the job ``proc`` ends in its client's CV time."""
         now = time.monotonic()
-        return any(c != client and now - t < KEEP_FOR_OTHERS for c, t in self.served_at.items())
+        seconds, at = self.used.get(proc.client, (0.0, now))
+        self.used[proc.client] = (seconds * 0.5 ** ((now - at) / USAGE_HALF_LIFE) + now - proc.since, now)
 
     def _done(self, pid: int) -> None:
         proc = self.processes.get(pid)
@@ -554,6 +577,7 @@ class _Dispatcher:
             self.selector.unregister(proc.control)
             return
         if proc.conn is not None:
+            self._charge(proc)
             proc.conn.close()
             proc.conn = None
             self.cpus.release(pid)
@@ -579,6 +603,7 @@ class _Dispatcher:
                 self.selector.unregister(proc.control)
             proc.control.close()
             if proc.conn is not None:  # it died on a request: say why, then the web thread reads EOF
+                self._charge(proc)
                 with contextlib.suppress(OSError):
                     proc.conn.send(b"T" if proc.overdue else b"X")
                 proc.conn.close()

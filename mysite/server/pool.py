@@ -543,15 +543,20 @@ class _Dispatcher:
     def _keep_for_others(self, client: Hashable, running: int, free: int, now: float) -> bool:
         """Whether the next free process should wait for a client other than ``client`` that had a job
         started within ``KEEP_FOR_OTHERS`` seconds: when ``client`` would hold every process, or when it
-        would take the last free one and that other client used far less CV time of late (clients with
-        long jobs, however many, leave one process to the ones whose jobs are short)."""
+        would take the last free one, used more CV time of late than the active clients on average, and that
+        other client far less (clients with long jobs, however many, leave one process to the ones whose
+        jobs are short)."""
         if len(self.processes) < 2 or free > 1 and running + 1 < len(self.processes):
             return False
         recent = [c for c, t in self.served_at.items() if c != client and now - t < KEEP_FOR_OTHERS]
         if running + 1 >= len(self.processes):
             return bool(recent)
-        mine = self._usage(client, now)  # far less, not a little: clients alike do not hold processes for each other
-        return any(2 * self._usage(c, now) < mine for c in recent)
+        # Against a client that used more than most of late, for one that used far less (not a little: clients
+        # alike do not hold processes for each other, nor the middling for the lightest).
+        active = {client, *recent, *self.waiting.clients(), *(p.client for p in self.processes.values() if p.conn)}
+        usage = {c: self._usage(c, now) for c in active}
+        mine = usage[client]
+        return mine >= sum(usage.values()) / len(usage) and any(2 * usage[c] < mine for c in recent)
 
     def _usage(self, client: Hashable, now: float) -> float:
         """``client``'s CV seconds of late (halving every ``USAGE_HALF_LIFE``), its jobs running included."""

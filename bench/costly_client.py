@@ -5,7 +5,9 @@ One client (127.0.0.9) keeps ``--hogs`` requests in flight, each a 12 MP photo (
 3.7 MB) sent to ``/detect?min_face=0.01``: accepted, and several seconds of CV work each. Another
 client (127.0.0.10) posts the group photo every second, without waiting for the last, and
 ``/healthz`` is read every 0.25 s from 127.0.0.1, for ``--seconds``. Prints a Markdown row per
-``--hogs`` value: what each got, and how long the other client's photos took. ``--behind-nginx``:
+``--hogs`` value: what each got, and how long the other client's photos took. ``--addresses N``: as
+many costly clients, each from its own address (127.0.0.9, then 127.0.0.11 on), each keeping ``--hogs``
+requests in flight. ``--behind-nginx``:
 every request goes through Debian's nginx in front (``proxy_conf.standalone``, as the Docker image and
 Elastic Beanstalk run it), so gunicorn sees one trusted peer and each client in ``X-Forwarded-For``.
 
@@ -46,7 +48,8 @@ def _timed(port: int, source: str, path: str, body: bytes | None = None) -> tupl
     return status, time.monotonic() - sent
 
 
-def one_run(hogs: int, seconds: float, costly: bytes, photo: bytes, behind_nginx: bool = False) -> str:
+def one_run(hogs: int, seconds: float, costly: bytes, photo: bytes, behind_nginx: bool = False,
+            addresses: int = 1) -> str:
     with ExitStack() as stack:
         server = stack.enter_context(Server(workers=2, cv_threads=1))
         port = stack.enter_context(nginx([server.port], 120)).port if behind_nginx else server.port
@@ -55,9 +58,9 @@ def one_run(hogs: int, seconds: float, costly: bytes, photo: bytes, behind_nginx
         photos: list[tuple[int, float]] = []
         health: list[float] = []
 
-        def hog() -> None:
+        def hog(source: str) -> None:
             while not stop.is_set():  # bounded by ``stop``
-                hogged[_timed(port, "127.0.0.9", "/detect?min_face=0.01", costly)[0]] += 1
+                hogged[_timed(port, source, "/detect?min_face=0.01", costly)[0]] += 1
 
         def probe() -> None:
             while not stop.wait(0.25):  # bounded by ``stop``
@@ -66,7 +69,9 @@ def one_run(hogs: int, seconds: float, costly: bytes, photo: bytes, behind_nginx
         def one_photo() -> None:
             photos.append(_timed(port, "127.0.0.10", "/detect", photo))
 
-        threads = [threading.Thread(target=hog) for _ in range(hogs)] + [threading.Thread(target=probe)]
+        sources = ["127.0.0.9"] + [f"127.0.0.{11 + i}" for i in range(addresses - 1)]
+        threads = [threading.Thread(target=hog, args=(source,)) for source in sources for _ in range(hogs)]
+        threads.append(threading.Thread(target=probe))
         for thread in threads:
             thread.start()
         time.sleep(1)
@@ -81,7 +86,8 @@ def one_run(hogs: int, seconds: float, costly: bytes, photo: bytes, behind_nginx
         for thread in threads:
             thread.join()
     took = [t for status, t in photos if status == 200]
-    return (f"| {hogs} | {dict(sorted(hogged.items()))} | {dict(sorted(Counter(s for s, _ in photos).items()))} | "
+    each = f"{hogs} from each of {addresses} addresses" if addresses > 1 else f"{hogs}"
+    return (f"| {each} | {dict(sorted(hogged.items()))} | {dict(sorted(Counter(s for s, _ in photos).items()))} | "
             f"{statistics.median(took) if took else 0:.2f} / {max(took, default=0):.2f} | {max(health):.2f} |")
 
 
@@ -90,6 +96,7 @@ def main() -> None:
     parser.add_argument("--hogs", type=int, nargs="+", default=[4, 16])
     parser.add_argument("--seconds", type=float, default=45)
     parser.add_argument("--behind-nginx", action="store_true", help="every request through nginx in front")
+    parser.add_argument("--addresses", type=int, default=1, help="costly clients, each from its own address")
     args = parser.parse_args()
     costly, photo = tiled_photo(), (ROOT / "tests" / "data" / "group_17_faces.jpg").read_bytes()
     print(f"one client keeping costly requests in flight ({len(costly) / 1e6:.1f} MB, /detect?min_face=0.01); "
@@ -98,7 +105,8 @@ def main() -> None:
           "/healthz max (s) |")
     print("|---|---|---|---|---|")
     for hogs in args.hogs:
-        print(one_run(min(hogs, 32), min(args.seconds, 300), costly, photo, args.behind_nginx), flush=True)
+        print(one_run(min(hogs, 32), min(args.seconds, 300), costly, photo, args.behind_nginx,
+                      min(args.addresses, 8)), flush=True)
 
 
 if __name__ == "__main__":

@@ -155,6 +155,7 @@ class DeadlineWorker(ThreadWorker):
             conn.parser = _Replay(conn, parked)
         timer = deadlines.after(self.header_deadline, deadlines.shut, conn.sock)
         conn.mysite_header_timer = timer
+        keep = None
         try:
             keep = super().handle(conn)
             if not keep and keep is not _DEFER:
@@ -167,6 +168,10 @@ class DeadlineWorker(ThreadWorker):
         finally:
             timer.cancel()
             self._pass_thread_on(conn)
+            resumed = getattr(conn, "mysite_resumed", None)
+            if resumed is not None and keep is not _PARKED:  # its request never reached handle_request
+                conn.mysite_resumed = None
+                self._hand_on(resumed)
 
     def _pass_thread_on(self, conn: Any) -> None:
         """``conn``'s thread is done with it: the next connection its client has waiting takes it."""

@@ -35,6 +35,7 @@ if _TRIM is not None:
     _TRIM.restype = ctypes.c_int
 _MALLOPT = _libc("mallopt")
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8  # glibc's malloc.h
+MB = 1024 * 1024
 # Allocations this large get a map of their own, unmapped when freed: glibc's largest automatic threshold.
 OWN_MAP = 32 * 1024 * 1024
 NEVER = 2**31 - 1  # mallopt takes a C int
@@ -130,6 +131,8 @@ class Releaser:
 class _ClientParts:
     """What each client (as the server names it) holds of a room, and whether it is within its part."""
 
+    refused: Callable[[], None]  # counts each 503 the room answers (set by the room)
+
     def __init__(self, per_client: int | None) -> None:
         self.per_client = per_client
         self._by_client: dict[str, int] = {}
@@ -145,6 +148,11 @@ class _ClientParts:
         if not self.per_client or kept <= 0:
             return True
         return kept + more <= self.per_client if more else kept < self.per_client
+
+    def _busy_because(self, why: str) -> Busy:
+        """The 503 that says ``why`` the room is full, counted."""
+        self.refused()
+        return Busy(f"the server is busy{why}; retry in a second", headers={"Retry-After": "1"})
 
     def _count(self, client: str | None, change: int) -> None:
         if client is None or not self.per_client or not change:
@@ -237,20 +245,14 @@ class Room(_ClientParts):
         return self._used + share <= self.size or self._used == held
 
     def _busy_client(self, client: str) -> Busy:
-        self.refused()
-        mb = 1024 * 1024
-        return Busy(f"the server is busy: the requests of {client} in this worker hold "
-                    f"{self.held_by(client) / mb:.0f} MB of the {self.size / mb:.0f} MB it keeps for {self.what}, and "
-                    f"one client may hold {(self.per_client or 0) / mb:.0f} MB; retry in a second",
-                    headers={"Retry-After": "1"})
+        return self._busy_because(f": the requests of {client} in this worker hold {self.held_by(client) / MB:.0f} MB "
+                                  f"of the {self.size / MB:.0f} MB it keeps for {self.what}, and one client may hold "
+                                  f"{(self.per_client or 0) / MB:.0f} MB")
 
     def _busy(self, share: int) -> Busy:
-        self.refused()
-        mb = 1024 * 1024
-        needs = f"{share / mb:.0f} MB" if share >= mb else f"{share // 1024} KB more"
-        return Busy(f"the server is busy ({self._used / mb:.0f} MB of the {self.size / mb:.0f} MB this worker "
-                    f"keeps for {self.what} held, this one needs {needs}); retry in a second",
-                    headers={"Retry-After": "1"})
+        needs = f"{share / MB:.0f} MB" if share >= MB else f"{share // 1024} KB more"
+        return self._busy_because(f" ({self._used / MB:.0f} MB of the {self.size / MB:.0f} MB this worker keeps for "
+                                  f"{self.what} held, this one needs {needs})")
 
 
 class AnswerRoom(_ClientParts):
@@ -305,17 +307,11 @@ class AnswerRoom(_ClientParts):
             self._count(client, -share)
 
     def _busy(self, size: int) -> Busy:
-        self.refused()
-        mb = 1024 * 1024
-        needs = f"; this one is {size / mb:.1f} MB" if size else ""
-        return Busy(f"the server is busy ({self._used / mb:.0f} MB of the {self.size / mb:.0f} MB this worker "
-                    f"keeps for {self.what} not yet sent held{needs}); retry in a second",
-                    headers={"Retry-After": "1"})
+        needs = f"; this one is {size / MB:.1f} MB" if size else ""
+        return self._busy_because(f" ({self._used / MB:.0f} MB of the {self.size / MB:.0f} MB this worker keeps for "
+                                  f"{self.what} not yet sent held{needs})")
 
     def _busy_client(self, client: str) -> Busy:
-        self.refused()
-        mb = 1024 * 1024
-        return Busy(f"the server is busy: {self.what} {client} has not read yet hold "
-                    f"{self.held_by(client) / mb:.0f} MB of the {self.size / mb:.0f} MB this worker keeps for "
-                    f"them, and one client may keep {(self.per_client or 0) / mb:.0f} MB; retry in a second",
-                    headers={"Retry-After": "1"})
+        return self._busy_because(f": {self.what} {client} has not read yet hold {self.held_by(client) / MB:.0f} MB "
+                                  f"of the {self.size / MB:.0f} MB this worker keeps for them, and one client may keep "
+                                  f"{(self.per_client or 0) / MB:.0f} MB")

@@ -559,16 +559,19 @@ class _Dispatcher:
         return mine >= sum(usage.values()) / len(usage) and any(2 * usage[c] < mine for c in recent)
 
     def _usage(self, client: Hashable, now: float) -> float:
-        """``client``'s CV seconds of late (halving every ``USAGE_HALF_LIFE``), its jobs running included."""
-        seconds, at = self.used.get(client, (0.0, now))
-        return seconds * 0.5 ** ((now - at) / USAGE_HALF_LIFE) + sum(
+        """``client``'s CV seconds of late, its jobs running included."""
+        return self._used_before(client, now) + sum(
             now - p.since for p in self.processes.values() if p.conn is not None and p.client == client)
+
+    def _used_before(self, client: Hashable, now: float) -> float:
+        """``client``'s CV seconds in the jobs it ended, halving every ``USAGE_HALF_LIFE``."""
+        seconds, at = self.used.get(client, (0.0, now))
+        return seconds * 0.5 ** ((now - at) / USAGE_HALF_LIFE)
 
     def _charge(self, proc: _Process) -> None:
         """Count the job ``proc`` ends in its client's CV time."""
         now = time.monotonic()
-        seconds, at = self.used.get(proc.client, (0.0, now))
-        self.used[proc.client] = (seconds * 0.5 ** ((now - at) / USAGE_HALF_LIFE) + now - proc.since, now)
+        self.used[proc.client] = (self._used_before(proc.client, now) + now - proc.since, now)
 
     def _done(self, pid: int) -> None:
         proc = self.processes.get(pid)

@@ -114,22 +114,32 @@ class DeadlineWorker(ThreadWorker):
             return super().enqueue_req(conn)
         if self._gone(conn):  # a kept-alive connection the client closed: no thread, no place in its queue
             return self._close(conn)
-        verdict = self.shares.enter(key, conn)
-        if verdict == "refuse":  # its queue may hold connections closed while they waited: make room first
-            for dead in self.shares.drop(key, self._gone):
-                self._close(dead)
-            verdict = self.shares.enter(key, conn)
+        verdict = self._enter(key, conn)
         if verdict == "run":
             conn.mysite_client = key
             return super().enqueue_req(conn)
         if verdict == "refuse":
-            self.refused += 1
             self.recorder.connection_closed()
-            if self.refused % 100 == 1:  # a client that is refused once is refused many times: not a line each
-                self.log.warning("closed a connection from %s: it already had %d on threads and %d waiting "
-                                 "(%d connections closed so)", key, self.shares.most, self.shares.waiting, self.refused)
+            self._note_refused(key, "closed a connection from")
             self._close(conn)
         return None
+
+    def _enter(self, key: str, conn: Any) -> str:
+        """``shares.enter`` for ``conn``: a full queue first gives up the connections closed while they waited."""
+        assert self.shares is not None
+        verdict = self.shares.enter(key, conn)
+        if verdict == "refuse":
+            for dead in self.shares.drop(key, self._gone):
+                self._close(dead)
+            verdict = self.shares.enter(key, conn)
+        return verdict
+
+    def _note_refused(self, key: str, what: str) -> None:
+        assert self.shares is not None
+        self.refused += 1
+        if self.refused % 100 == 1:  # a client that is refused once is refused many times: not a line each
+            self.log.warning("%s %s: it already had %d on threads and %d waiting (%d refused so)", what, key,
+                             self.shares.most, self.shares.waiting, self.refused)
 
     def _close(self, conn: Any) -> None:
         self.nr_conns -= 1
@@ -220,13 +230,12 @@ class DeadlineWorker(ThreadWorker):
 
     def _enter_forwarded(self, key: str, req: Any, conn: Any) -> str:
         """``enter`` for a request a proxy forwards for ``key``: parked on ``conn`` when it has to wait."""
-        assert self.shares is not None
         conn.mysite_parked = req  # before it is queued: a thread may take it from the queue at once
-        verdict = self.shares.enter(key, conn)
+        verdict = self._enter(key, conn)
         if verdict != "wait":
             conn.mysite_parked = None
         if verdict == "refuse":
-            self._note_refused(key)
+            self._note_refused(key, "answered 503 at once to a request forwarded for")
         return verdict
 
     def _keepalive_after(self, conn: Any, keepalive: Any) -> Any:
@@ -244,11 +253,6 @@ class DeadlineWorker(ThreadWorker):
         forwarded = ",".join(value for name, value in req.headers if name == "X-FORWARDED-FOR")
         return client_share.forwarded_client(forwarded, self.trusted) if forwarded else None
 
-    def _note_refused(self, key: str | None) -> None:
-        self.refused += 1
-        if self.refused % 100 == 1:  # a client that is refused once is refused many times: not a line each
-            self.log.warning("answered 503 at once to a request forwarded for %s: it already had its threads and "
-                             "requests waiting for them (%d connections and requests refused so)", key, self.refused)
 
 
 def _naming_client(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:

@@ -10,6 +10,7 @@ gunicorn's trusted proxy address, which is not limited.
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 import socket
 import threading
@@ -18,9 +19,18 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import pytest
+import requests
 from live_server import start_gunicorn
 
-from mysite.server.client_share import ClientShare, client_key, forwarded_client, is_proxy, trusted_networks
+from mysite.server.client_share import (
+    MAX_HOPS,
+    ClientShare,
+    client_key,
+    forwarded_client,
+    is_proxy,
+    peer_name,
+    trusted_networks,
+)
 from testkit.compose import noise_jpeg
 from testkit.net import port_of, request, slow_reader
 
@@ -86,13 +96,22 @@ def test_which_client_a_trusted_proxy_forwards_a_request_for():
     # What a client writes itself comes before the address the first trusted proxy saw: never read.
     assert forwarded_client("198.51.100.1, 198.51.100.2, 203.0.113.7, 10.0.3.4", alb) == "203.0.113.7"
     assert forwarded_client("not an address, 203.0.113.7", LOOPBACK) == "203.0.113.7"
+    # A header that names no one for sure names the proxy it came through: those requests share one share.
     assert forwarded_client("203.0.113.7, not an address", LOOPBACK) is None
+    assert forwarded_client("203.0.113.7, not an address", LOOPBACK, "127.0.0.1") == "127.0.0.1"
     assert forwarded_client("127.0.0.1, ::1", LOOPBACK) is None and forwarded_client("", LOOPBACK) is None
     assert forwarded_client("203.0.113.7:5123", LOOPBACK) == "203.0.113.7"  # some proxies add the port
     assert forwarded_client("[2001:db8:1:2::5]:443", LOOPBACK) == "2001:db8:1:2::/64"
     assert forwarded_client(" 2001:db8:1:2::9 ", LOOPBACK) == "2001:db8:1:2::/64"
     assert forwarded_client("198.51.100.1, 203.0.113.7", None) == "203.0.113.7"  # every peer a proxy: the nearest
-    assert forwarded_client(",".join(["127.0.0.1"] * 1000), LOOPBACK) is None
+    # Only the nearest MAX_HOPS are read: a longer run of trusted hops is no real chain.
+    proxies = ", ".join(["127.0.0.1"] * (MAX_HOPS - 1))
+    assert forwarded_client(f"203.0.113.7, {proxies}", LOOPBACK, "127.0.0.1") == "203.0.113.7"
+    assert forwarded_client(f"203.0.113.7, 127.0.0.1, {proxies}", LOOPBACK, "127.0.0.1") == "127.0.0.1"
+    assert forwarded_client(",".join(["127.0.0.1"] * 1000), LOOPBACK, "::/64") == "::/64"
+    assert forwarded_client(", ".join(["127.0.0.1"] * MAX_HOPS), LOOPBACK, "127.0.0.1") is None
+    assert peer_name(("::1", 1, 0, 0)) == "::/64" and peer_name(("127.0.0.1", 1)) == "127.0.0.1"
+    assert peer_name("/run/gunicorn.sock") == "local"
     assert is_proxy(("127.0.0.1", 1), LOOPBACK) and is_proxy("/run/gunicorn.sock", LOOPBACK)
     assert is_proxy(("203.0.113.7", 1), None) and not is_proxy(("203.0.113.7", 1), LOOPBACK)
 
@@ -265,3 +284,18 @@ def test_one_clients_unread_picture_answers_hold_its_part_of_their_room_not_all(
         return
     assert statuses == [b"HTTP/1.1 200"] + [b"HTTP/1.1 503"] * 3, statuses
     assert other[0] == 200, other
+
+
+def test_a_forwarded_request_that_names_no_one_for_sure_takes_its_proxys_share(tmp_path):
+    # From 127.0.0.1, a trusted proxy: a chain longer than any real one, or an entry that is not an
+    # address, names the proxy itself (one share for all such requests), not no one (no share at all).
+    chains = {"203.0.113.7, 127.0.0.1": "203.0.113.7", "127.0.0.1, ::1": None,
+              ", ".join(["127.0.0.1"] * 500): "127.0.0.1", "unknown": "127.0.0.1"}
+    with start_gunicorn({"MYSITE_CLIENT_THREADS": "2"}, log_dir=tmp_path) as server:
+        for chain in chains:
+            r = requests.get(f"{server.url}/healthz", headers={"X-Forwarded-For": chain}, timeout=10)
+            assert r.status_code == 200, r.text
+        log = server.log.read_text()
+    logged = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    named = {line["forwarded_for"]: line.get("client") for line in logged if line.get("forwarded_for")}
+    assert named == chains, named

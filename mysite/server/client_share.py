@@ -52,19 +52,33 @@ def is_proxy(peer: object, trusted: Iterable[Network] | None) -> bool:
     return ip is not None and any(ip in net for net in trusted)
 
 
-def forwarded_client(forwarded_for: str, trusted: Iterable[Network] | None) -> str | None:
+# Trusted proxies a real request passes through in a row (a CDN, a balancer, nginx) are a few: the
+# header is read no further, so its length does not set what reading it costs.
+MAX_HOPS = 8
+
+
+def forwarded_client(forwarded_for: str, trusted: Iterable[Network] | None, proxy: str | None = None) -> str | None:
     """The client a trusted proxy forwards a request for: the last address in ``X-Forwarded-For`` that is
     not a trusted proxy's (each proxy appends the address it was reached from; what comes before a
     stranger's address is the stranger's to write). With every peer trusted (``trusted`` None), the last
-    address. None when there is none, or the one to read is not an address."""
+    address. None when every hop is a trusted proxy's (a proxy's own request). ``proxy`` (the peer's
+    name) when the header names no one for sure: the entry to read is not an address, or the nearest
+    ``MAX_HOPS`` are all trusted and more come before them."""
     networks = None if trusted is None else list(trusted)
-    for entry in reversed(forwarded_for.split(",")):
+    hops = forwarded_for.rsplit(",", MAX_HOPS)
+    for entry in reversed(hops[-MAX_HOPS:]):
         ip = _address(_without_port(entry.strip()))
         if ip is None:
-            return None
+            return proxy
         if networks is None or not any(ip in net for net in networks):
             return _key(ip)
-    return None
+    return proxy if len(hops) > MAX_HOPS else None
+
+
+def peer_name(peer: object) -> str:
+    """A connection's own name as a client, proxy or not: its address's key; a Unix socket's is ``local``."""
+    ip = _address(str(peer[0])) if isinstance(peer, tuple) and peer else None
+    return "local" if ip is None else _key(ip)
 
 
 def _without_port(entry: str) -> str:

@@ -247,11 +247,14 @@ class DeadlineWorker(ThreadWorker):
         super().finish_request(conn, fs)
 
     def _forwarded_client(self, req: Any, conn: Any) -> str | None:
-        """The client a trusted proxy forwards ``req`` for, from its ``X-Forwarded-For``; None for others."""
+        """The client a trusted proxy forwards ``req`` for, from its ``X-Forwarded-For`` (the proxy itself when
+        the header names no one for sure); None for others."""
         if self.shares is None or not client_share.is_proxy(conn.client, self.trusted):
             return None
         forwarded = ",".join(value for name, value in req.headers if name == "X-FORWARDED-FOR")
-        return client_share.forwarded_client(forwarded, self.trusted) if forwarded else None
+        if not forwarded:
+            return None
+        return client_share.forwarded_client(forwarded, self.trusted, client_share.peer_name(conn.client))
 
 
 

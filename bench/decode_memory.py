@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from testkit.hostile_inputs import component_scans_jpeg
+
 PHOTO = Path(__file__).resolve().parent.parent / "tests" / "data" / "group_17_faces.jpg"
 WAYS = (("colour", 1), ("gray", 1), ("gray", 2), ("colour", 2))
 
@@ -87,6 +89,8 @@ FILES: dict[str, tuple[Callable[[Image.Image], Image.Image], Callable[[Image.Ima
     "jpeg": (lambda p: p, _save("JPEG", quality=90)),
     "jpeg-progressive": (lambda p: p, _save("JPEG", quality=90, progressive=True)),
     "jpeg-gray": (lambda p: p.convert("L"), _save("JPEG", quality=90)),
+    # Each component in a scan of its own (a flat picture: no encoder here writes such scans).
+    "jpeg-component-scans": (lambda p: p, lambda p: component_scans_jpeg(p.width, p.height)),
     "png": (lambda p: p, _save("PNG", compress_level=1)),
     "png-gray": (lambda p: p.convert("L"), _save("PNG", compress_level=1)),
     "png-palette": (lambda p: p.convert("P"), _save("PNG", compress_level=1)),

@@ -898,3 +898,46 @@ def complexity_requests() -> list[Request]:
 def accept_flood(headers: int, blanks: int) -> tuple[tuple[str, str], ...]:
     """``headers`` Accept lines, each a type, ``blanks`` tabs and a letter (gunicorn joins them into one value)."""
     return (("Accept", "a/b" + "\t" * blanks + "x"),) * headers
+
+
+def _segment(marker: int, payload: bytes) -> bytes:
+    return bytes([0xFF, marker]) + struct.pack(">H", len(payload) + 2) + payload
+
+
+# The standard luminance Huffman tables (ITU T.81, K.3): a flat picture needs two of their codes.
+_DC_BITS, _DC_VALUES = bytes([0, 1, 5, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0]), bytes(range(12))
+_AC_BITS = bytes([0, 2, 1, 3, 3, 2, 4, 3, 5, 5, 4, 4, 0, 0, 1, 0x7D])
+_AC_VALUES = bytes.fromhex(
+    "01020300041105122131410613516107227114328191a1082342b1c11552d1f02433627282090a161718191a25262728292a3435363738"
+    "393a434445464748494a535455565758595a636465666768696a737475767778797a838485868788898a92939495969798999aa2a3a4a5"
+    "a6a7a8a9aab2b3b4b5b6b7b8b9bac2c3c4c5c6c7c8c9cad2d3d4d5d6d7d8d9dae1e2e3e4e5e6e7e8e9eaf1f2f3f4f5f6f7f8f9fa")
+
+
+def _flat_blocks(blocks: int) -> bytes:
+    """Entropy-coded data of ``blocks`` flat blocks: each a DC difference of 0 (``00``) and an end of block
+    (``1010``), padded with ones."""
+    bits = "001010" * blocks
+    bits += "1" * (-len(bits) % 8)
+    return int(bits, 2).to_bytes(len(bits) // 8, "big")  # 0x28 0xa2 0x8a repeated: never a 0xff
+
+
+def component_scans_jpeg(width: int, height: int, components: int = 3, interleaved: bool = False) -> bytes:
+    """A flat sequential (baseline) JPEG whose components are each in a scan of their own, unless
+    ``interleaved``: legal, and libjpeg then keeps every coefficient of the image, as for a progressive one."""
+    frame = struct.pack(">BHHB", 8, height, width, components) + b"".join(bytes([c + 1, 0x11, 0])
+                                                                        for c in range(components))
+    out = b"\xff\xd8" + _segment(0xDB, b"\x00" + bytes([1] * 64)) + _segment(0xC0, frame)
+    out += _segment(0xC4, b"\x00" + _DC_BITS + _DC_VALUES + b"\x10" + _AC_BITS + _AC_VALUES)
+    blocks = -(-width // 8) * -(-height // 8)
+    if interleaved:
+        selectors = b"".join(bytes([c + 1, 0]) for c in range(components))
+        out += _segment(0xDA, bytes([components]) + selectors + b"\x00\x3f\x00") + _flat_blocks(blocks * components)
+    else:
+        for c in range(components):
+            out += _segment(0xDA, bytes([1, c + 1, 0, 0, 0x3F, 0])) + _flat_blocks(blocks)
+    return out + b"\xff\xd9"
+
+
+def lossless_jpeg_header(width: int, height: int) -> bytes:
+    """The start of a lossless (SOF3) gray JPEG: what libjpeg decodes only at full size."""
+    return b"\xff\xd8" + _segment(0xC3, struct.pack(">BHHB", 8, height, width, 1) + b"\x01\x11\x00")

@@ -14,7 +14,7 @@ from mysite import pipeline
 from mysite.settings import SettingsError
 from mysite.vision import budget, cascade
 from mysite.web import api
-from testkit.hostile_inputs import jpeg_header, png
+from testkit.hostile_inputs import component_scans_jpeg, jpeg_header, png
 
 HEADER_40MP = jpeg_header(8000, 5000)  # 632 bytes declaring 8000x5000
 
@@ -212,6 +212,15 @@ def test_pillow_fallback_is_refused_when_its_copies_do_not_fit(make_app, monkeyp
     assert r.status_code == 413 and "Pillow" in r.get_json()["message"]
     large = make_app({"MYSITE_REQUEST_MEMORY_MB": 100}).test_client()
     assert large.post("/canny", data=image, content_type="image/png").status_code == 200
+
+
+def test_a_jpeg_whose_coefficients_libjpeg_holds_is_refused_past_the_budget(make_app):
+    # 6000x4000 in colour: its coefficients alone are 144 MB, whatever the reduction; in one scan, a few MB.
+    client = make_app({"MYSITE_REQUEST_MEMORY_MB": 100}).test_client()
+    apart = client.post("/detect", data=component_scans_jpeg(6000, 4000), content_type="image/jpeg")
+    assert apart.status_code == 413 and "MYSITE_REQUEST_MEMORY_MB" in apart.get_json()["message"], apart.get_json()
+    together = component_scans_jpeg(6000, 4000, interleaved=True)
+    assert client.post("/detect", data=together, content_type="image/jpeg").status_code == 200
 
 
 def test_bands_split_only_where_both_window_sides_grow():

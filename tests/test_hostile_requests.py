@@ -165,14 +165,28 @@ def test_header_floods_are_refused_as_bad_images(client, name, make):
 
 def test_real_photos_are_read_with_their_scans_counted(group_jpg, car_jpg):
     group = read_header(group_jpg)  # the group photo is a progressive JPEG
-    assert group.progressive and 2 <= group.scans <= 20
+    assert group.buffered and 2 <= group.scans <= 20
     baseline = Image.open(io.BytesIO(car_jpg))
     buf = io.BytesIO()
     baseline.save(buf, "JPEG", quality=90)
-    assert read_header(buf.getvalue()).scans == 1 and not read_header(buf.getvalue()).progressive
+    assert read_header(buf.getvalue()).scans == 1 and not read_header(buf.getvalue()).buffered
     buf = io.BytesIO()
     baseline.save(buf, "JPEG", quality=90, progressive=True)
-    assert read_header(buf.getvalue()).progressive
+    assert read_header(buf.getvalue()).buffered
+
+
+def test_a_baseline_jpeg_with_a_scan_per_component_is_counted_as_libjpeg_buffers_it(client):
+    # Sequential, yet libjpeg keeps every coefficient of the image when a scan lacks some components.
+    apart = read_header(hi.component_scans_jpeg(640, 480))
+    assert apart.buffered and apart.scans == 3
+    assert not read_header(hi.component_scans_jpeg(640, 480, interleaved=True)).buffered
+    assert read_header(hi.component_scans_jpeg(640, 480, components=1)).buffered is False
+
+
+def test_a_lossless_jpeg_is_refused_before_it_is_decoded(client):
+    # libjpeg decodes it only at full size, whatever reduction was planned and counted.
+    status, body = _post(client, "/detect", data=hi.lossless_jpeg_header(8000, 5000), content_type="image/jpeg")
+    assert status == 415 and body["reason"] == "unsupported_media" and "lossless JPEG" in body["message"], body
 
 
 def test_photoshop_segments_are_read_up_to_a_megabyte():

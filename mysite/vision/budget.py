@@ -50,7 +50,8 @@ def decode_memory(header: Header, gray: bool, reduce: int) -> int:
     """Peak bytes of ``decode_image(data, gray=gray, reduce=reduce)`` for this header.
 
     ``python -m bench.decode_memory`` measures each case against this figure. libjpeg decodes at
-    1/reduce directly (gray too, then one byte a pixel); a progressive JPEG also holds all its
+    1/reduce directly (gray too, then one byte a pixel); a progressive JPEG, or one whose scans
+    hold some of its components each, also holds all its
     coefficients, reduced or not. OpenCV's full-size decode holds two copies of the picture at
     its peak (three bytes a pixel each in colour, six at 16 bits; gray at full size is that BGR
     converted, like the book's ``cvtColor``), then the picture is reduced. Transparency goes
@@ -79,8 +80,9 @@ def _decode_peak(header: Header, gray: bool, reduce: int) -> int:
     depth = 2 if header.bits > 8 else 1
     in_colour = 3 * full * depth + out  # the picture as decoded, and what it is converted or reduced to
     if header.format == "JPEG":
-        # Progressive: libjpeg keeps every DCT coefficient of the image (2 bytes a sample), whatever the reduction.
-        coefficients = math.ceil(2 * header.samples * full) if header.progressive else 0
+        # Progressive, or scans of some components each: libjpeg keeps every DCT coefficient of the image
+        # (2 bytes a sample), whatever the reduction.
+        coefficients = math.ceil(2 * header.samples * full) if header.buffered else 0
         if reduce > 1:  # libjpeg decodes at the reduced size
             return coefficients + (out if gray else in_colour)
         return coefficients + max(6 * full, in_colour)

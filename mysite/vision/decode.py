@@ -66,7 +66,7 @@ class Header:
     alpha: bool = False  # has transparency: flattened onto white when decoded
     bits: int = 8  # bits per sample: 8, 16 (PNG, TIFF) or 32 (integer and float TIFFs)
     scans: int = 1  # a JPEG's scans (libjpeg passes over the image once per scan)
-    progressive: bool = False  # a progressive JPEG: libjpeg holds every coefficient of the image at once
+    buffered: bool = False  # a JPEG whose every coefficient libjpeg holds at once (``header_scan.Structure``)
     samples: float = 3.0  # a JPEG's samples per pixel over its components (4:2:0 colour: 1.5); other formats' bands
     coded: int = 0  # pixels a coded picture, canvas or tile may hold, which nothing holds to width x height
 
@@ -179,7 +179,7 @@ def read_header(data: bytes, max_pixels: int | None = None) -> Header:
         raise Unprocessable(f"the {fmt} image declares an empty size {width}x{height}", reason=Reason.BAD_IMAGE)
     if orientation in _SWAPPING_ORIENTATIONS:
         width, height = height, width
-    return Header(fmt, width, height, alpha, bits, structure.scans, structure.progressive, samples,
+    return Header(fmt, width, height, alpha, bits, structure.scans, structure.buffered, samples,
                   structure.coded)
 
 

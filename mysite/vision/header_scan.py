@@ -8,7 +8,9 @@ empty markers, chunks or numbers costs seconds, or megabytes of log, before any 
 walk takes one step per structure too, but stops (422) past a number no real file comes near,
 so what Pillow and libpng are then given is bounded. It also counts a progressive JPEG's scans:
 libjpeg passes over every coefficient of the image once per scan, so one scan repeated until
-the file is a megabyte costs minutes; past ``MAX_SCANS`` the file is refused.
+the file is a megabyte costs minutes; past ``MAX_SCANS`` the file is refused. And it says whether
+libjpeg buffers every coefficient of the image (``buffered``), which costs memory whatever the
+reduction; a lossless JPEG, which libjpeg decodes only at full size, is refused (415).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from mysite.errors import Reason, Unprocessable
+from mysite.errors import Reason, Unprocessable, UnsupportedMedia
 from mysite.vision import heif_size
 
 # Segments before a JPEG's first scan: EXIF, XMP (extended XMP spans dozens), ICC (at most 255
@@ -61,14 +63,17 @@ _TIFF_TILE_WIDTH, _TIFF_TILE_LENGTH = 322, 323
 _JPEG_STANDALONE = {0x01, *range(0xD0, 0xD8)}  # TEM and RSTn: no length follows
 _JPEG_SOF = {*range(0xC0, 0xC4), *range(0xC5, 0xC8), *range(0xC9, 0xCC), *range(0xCD, 0xD0)}
 _JPEG_PROGRESSIVE = {0xC2, 0xC6, 0xCA, 0xCE}
+_JPEG_LOSSLESS = {0xC3, 0xC7, 0xCB, 0xCF}
 
 
 @dataclass(frozen=True)
 class Structure:
-    """What the walk found: the scans of a JPEG (1 for any other format) and whether it is progressive."""
+    """What the walk found: the scans of a JPEG (1 for any other format) and whether libjpeg buffers them."""
 
     scans: int = 1
-    progressive: bool = False
+    # libjpeg keeps every coefficient of the image at once when its scans are not whole pictures in turn:
+    # progressive, or a first scan without every component (libjpeg's ``has_multiple_scans``).
+    buffered: bool = False
     samples: float = 3.0  # a JPEG's samples per pixel over its components (1.5 for 4:2:0 colour, 1 for gray)
     # The most pixels decoding may hold at once when more than the stated size: a HEIC's or AVIF's coded data
     # or canvas (``heif_size``), a TIFF's tile.
@@ -98,7 +103,7 @@ def _refuse(message: str) -> Unprocessable:
 
 
 def _jpeg(data: bytes) -> Structure:
-    pos, n, segments, stray, progressive, samples, photoshop = 2, len(data), 0, 0, False, 3.0, 0
+    pos, n, segments, stray, progressive, samples, photoshop, components = 2, len(data), 0, 0, False, 3.0, 0, 0
     while pos + 1 < n:
         if data[pos] != 0xFF or data[pos + 1] in (0x00, 0xFF):  # no marker here: on to the next 0xff
             found = data.find(b"\xff", pos + 1)
@@ -125,15 +130,20 @@ def _jpeg(data: bytes) -> Structure:
             if photoshop > MAX_JPEG_PHOTOSHOP_BYTES:
                 raise _refuse(f"the JPEG's Photoshop segments (APP13) hold more than {MAX_JPEG_PHOTOSHOP_BYTES} "
                               "bytes; it is not read")
+        if marker in _JPEG_LOSSLESS:
+            raise UnsupportedMedia("this is a lossless JPEG, which is decoded only at full size whatever is asked; "
+                                   "send it as PNG, or as an ordinary JPEG")
         if marker in _JPEG_SOF:
             progressive = marker in _JPEG_PROGRESSIVE
             samples = _samples_per_pixel(data, pos)
+            components = data[pos + 7] if pos + 8 <= n else 0
         if marker == 0xDA:  # the first scan: its image data can hold 0xffda only as another scan's marker
             scans = 1 + data.count(b"\xff\xda", pos)
             if scans > MAX_SCANS:
                 raise _refuse(f"the JPEG has {scans} scans; the limit is {MAX_SCANS} (encoders write 6 to 20, "
                               "and each one means another pass over the whole image)")
-            return Structure(scans, progressive, samples)
+            in_scan = data[pos + 2] if pos + 3 <= n else 0
+            return Structure(scans, progressive or in_scan < components, samples)
         pos += struct.unpack_from(">H", data, pos)[0]
     return Structure(1, progressive, samples)
 

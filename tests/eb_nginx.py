@@ -40,8 +40,9 @@ def nginx_bundle(folder: Path) -> Path:
 
 
 @contextmanager
-def eb_nginx(bundle: Path, app_port: int, staticfiles: Mapping[str, str]) -> Iterator[int]:
-    """Run it in front of ``127.0.0.1:app_port`` with ``bundle`` as ``/var/app/current``; yield its port."""
+def eb_nginx(bundle: Path, app_port: int, staticfiles: Mapping[str, str], error_log: Path | None = None) -> Iterator[int]:
+    """Run it in front of ``127.0.0.1:app_port`` with ``bundle`` as ``/var/app/current``; yield its port.
+    ``error_log``: a file for its warnings and errors (else its stderr, shown when it fails to start)."""
     binary = nginx_path()
     if binary is None:
         raise FileNotFoundError("nginx is not installed (apt-get install -y nginx)")
@@ -77,7 +78,7 @@ location / {{
     temp = "".join(f"    {kind}_temp_path {prefix / kind};\n" for kind in ("client_body", "proxy", "fastcgi",
                                                                          "uwsgi", "scgi"))
     (prefix / "nginx.conf").write_text(f"""\
-error_log stderr warn;
+error_log {error_log or 'stderr'} warn;
 pid {prefix / 'nginx.pid'};
 worker_processes 1;
 events {{ worker_connections 1024; }}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import io
 import ipaddress
+import socket
 import threading
 import time
 
@@ -470,3 +471,93 @@ def test_a_body_arriving_holds_the_bytes_that_have_come_and_no_more(make_app, gr
     assert statuses[0].startswith("200") and len(seen) >= 2, (statuses, seen)
     assert all(used == came for came, used in seen), seen
     assert spool.used == 0
+
+
+class _Socket:
+    """``gunicorn.socket`` for a body read in-process: what was done to the connection."""
+
+    def __init__(self) -> None:
+        self.shut: list[int] = []
+
+    def shutdown(self, how: int) -> None:
+        self.shut.append(how)
+
+    def settimeout(self, seconds: float | None) -> None:  # the send deadline's, for the answer
+        pass
+
+
+def _refused_partway(app, stream: io.BytesIO, chunked: bool = False) -> tuple[list[str], dict, object, _Socket]:
+    """Post ``stream`` as a JPEG through the app's middleware on a connection of its own: the statuses, the JSON
+    answer, the answer still open (the server closes it once sent), and the connection."""
+    import json
+
+    sock = _Socket()
+    environ = EnvironBuilder(method="POST", path="/detect", input_stream=stream, content_type="image/jpeg").get_environ()
+    environ["gunicorn.socket"] = sock
+    if chunked:
+        environ["HTTP_TRANSFER_ENCODING"] = "chunked"
+        environ.pop("CONTENT_LENGTH", None)
+    else:
+        environ["CONTENT_LENGTH"] = str(len(stream.getvalue()))
+    statuses: list[str] = []
+    answer = app.wsgi_app(environ, lambda status, headers, exc_info=None: statuses.append(status))
+    return statuses, json.loads(b"".join(answer)), answer, sock
+
+
+@pytest.mark.parametrize("full, chunked", [("spool", False), ("spool", True), ("folder", False)])
+def test_a_body_refused_for_want_of_room_partway_is_drained_after_the_answer(make_app, group_jpg, monkeypatch,
+                                                                           full, chunked):
+    # The room for bodies arriving (or the temporary folder) had none left after the body's first piece: the
+    # connection was shut once the 503 was sent, while the client was still sending, and the client (nginx in
+    # front) met a reset instead of the answer, nginx answering its own 502. Now the rest of the body is read
+    # and dropped after the answer, counted nowhere, and the connection kept; the rooms are given back at once.
+    import errno
+
+    from mysite.server import upload_deadline
+
+    class Full(io.BytesIO):
+        def write(self, data) -> int:  # type: ignore[override]
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    app = make_app()
+    spool = _spool(app)
+    if full == "spool":
+        spool.take(spool.size)  # the bodies of others fill it
+    else:
+        monkeypatch.setattr(upload_deadline.tempfile, "SpooledTemporaryFile", lambda **_: Full())
+    held = spool.used
+    data = group_jpg * 4
+    stream = io.BytesIO(data)
+    statuses, body, answer, sock = _refused_partway(app, stream, chunked)
+    assert statuses[0].startswith("503") and body["reason"] == "busy", (statuses, body)
+    assert ("arriving" if full == "spool" else "No space left") in body["message"], body
+    assert 0 < stream.tell() < len(data)  # refused partway
+    assert spool.used == held and app_state(app).room.used == 0  # before the rest is read: it holds no room
+    answer.close()  # type: ignore[attr-defined]
+    assert (stream.tell(), sock.shut) == (len(data), [])  # all read, the connection kept
+    assert spool.used == held
+    spool.give(held)
+
+
+def test_a_refused_body_trickling_is_drained_under_its_deadline_then_cut_off(make_app, group_jpg):
+    # The drain reads under the deadline that started at the body's first byte: a client trickling the rest
+    # holds the thread no longer than its body would have, and its connection is shut.
+    app = make_app({"MYSITE_UPLOAD_DEADLINE": "1", "MYSITE_UPLOAD_MIN_RATE_KB": "16"})
+    spool = _spool(app)
+    spool.take(spool.size)
+
+    class Trickle(io.BytesIO):
+        def read(self, size=-1):  # type: ignore[override]
+            time.sleep(0.05)
+            return super().read(min(size, 256))  # 5 KB a second: behind the 16 the deadline asks for
+
+    stream = Trickle(group_jpg * 4)
+    started = time.monotonic()
+    statuses, body, answer, sock = _refused_partway(app, stream)
+    assert statuses[0].startswith("503") and body["reason"] == "busy", (statuses, body)
+    answer.close()  # type: ignore[attr-defined]
+    took = time.monotonic() - started
+    assert 256 < stream.tell() < len(group_jpg), stream.tell()  # drained for a while, then cut off
+    assert 1 < took < 5, took
+    assert sock.shut[-1] == socket.SHUT_RDWR, sock.shut
+    spool.give(spool.size)

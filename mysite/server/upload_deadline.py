@@ -15,7 +15,10 @@ What arrives goes to a temporary file (in memory while small), counted in a room
 reads it from there. So the app's room is taken only for bodies that are all in: connections that
 send nothing hold none of it. When the body cannot be had (too slow, too long, a broken chunk, no
 room), the app gets an empty body and the error under ``BODY_ERROR`` in its environ, and answers
-it as JSON.
+it as JSON. A body refused for want of room (the spool, or a full temporary folder) gives back what
+it held at once; after the answer the rest of it is read and dropped under the same deadline, so
+the connection lives on (closing it while the client, or nginx, is still sending loses the answer
+to a reset or nginx's 502). After any other error the answer is the connection's last.
 """
 
 from __future__ import annotations
@@ -90,19 +93,23 @@ class _TimedBody:
             self._timer = None
 
     def drain(self, most: int) -> None:
-        """Read and drop what the app left of the body (at most ``most`` bytes), under the same deadline.
+        """Read and drop what the app left of the body (at most ``most`` bytes), under the same deadline; close
+        the connection once the answer is sent when that cannot be done (too long, too slow, the client gone).
 
         gunicorn drains at most 64 KB of an unread body before taking the next request on a
         kept-alive connection; past that it closes the connection although its answer said
         keep-alive, and the client's next request on it fails.
         """
-        left = 0 if self.length is None else self.length - self.received
-        if 0 < left <= most and not self.expired:
-            try:
-                while left > 0 and self.read(min(left, 64 * 1024)):
-                    left = self.length - self.received  # type: ignore[operator]
-            except Exception:  # noqa: BLE001 - the answer is sent; a client that went away is no error here
-                pass
+        if self.length is None:  # chunked: its end shows only as a read that returns nothing, a byte more
+            end = self.received + most + 1
+        else:
+            end = self.length if self.length - self.received <= most else self.received
+        try:
+            while not self.ended and not self.expired and self.received < end:
+                if not self.read(min(64 * 1024, end - self.received)):
+                    break
+        except Exception:  # noqa: BLE001 - the answer is sent; a client that went away is no error here
+            pass
         if not self.ended:
             self.end_connection()
 
@@ -149,7 +156,8 @@ class UploadDeadline:
     ``longest``: the longest body the app takes; one declared longer is left to the app, which refuses it
     unread, and up to ``drain`` bytes of it are read and dropped after the answer, so the connection can
     be kept alive as the answer said (a proxy still sending it gets the answer, not a broken pipe). So
-    is the body of a request the server refused before the app (``BODY_ERROR`` already set).
+    is the body of a request the server refused before the app (``BODY_ERROR`` already set), and the
+    rest of one refused partway for want of room.
     ``too_long``: the error for a chunked body that runs past ``longest``.
     """
 
@@ -170,20 +178,22 @@ class UploadDeadline:
         # A chunked body costs gunicorn's parser by its chunks, not its bytes: its time does not grow.
         body = _TimedBody(environ["wsgi.input"], self.seconds, math.inf if chunked else self.rate,
                           environ.get("gunicorn.socket"), None if chunked else int(length))
+
+        def drain() -> None:
+            body.drain(self.drain)
+            body.stop()
+
         if BODY_ERROR in environ or (not chunked and int(length) > self.longest):  # refused before it is read
             environ["wsgi.input"] = body
-
-            def drain() -> None:
-                body.drain(self.drain)
-                body.stop()
-
             return self._run(environ, start_response, drain)
         received = self._receive(environ, body)
         environ[BODY_ROOM], environ[BODY_DONE] = received.give_room, received.release
 
         def finish() -> None:
             received.release()
-            if not body.ended:  # an error before the body's end: the answer is the connection's last
+            if received.refused:  # for want of room, the stream whole: its rest is dropped, the connection kept
+                drain()
+            elif not body.ended:  # an error before the body's end: the answer is the connection's last
                 body.end_connection()
 
         return self._run(environ, start_response, finish)
@@ -203,24 +213,14 @@ class UploadDeadline:
         taken = 0
 
         def let_go() -> None:
-            body.stop()
             file.close()
             self.spool.give(taken)
 
         try:
             while body.length is None or body.received < body.length:
-                left = self.piece if body.length is None else body.length - body.received
-                try:
-                    data = body.read(min(self.piece, left))
-                except (OSError, ValueError):  # the client went away, or the server's stream gave up
-                    raise BadRequest(f"the connection failed after {body.received} bytes of the body") from None
+                data = self._piece(body)
                 if not data:
-                    if body.length is not None:
-                        raise BadRequest(f"the request body ended after {body.received} of the "
-                                         f"{body.length} bytes its Content-Length gave")
                     break
-                if body.received > self.longest:
-                    raise self.too_long()
                 self.spool.take(len(data), held=taken, wait=0)
                 taken += len(data)
                 try:
@@ -228,19 +228,43 @@ class UploadDeadline:
                 except OSError as exc:  # the temporary folder is full
                     raise Busy(f"the server has no room to hold the request body ({exc.strerror}); retry in a "
                                "moment", headers={"Retry-After": "1"}) from None
-        except ApiError as exc:
+        except Busy as exc:  # no room: what came is let go now, the rest drained after the answer, in time
             let_go()
-            environ[BODY_ERROR] = exc
-            empty = BytesIO()
-            _hand_over(environ, empty, 0)
-            return _Received(empty, lambda: None)
+            return _refused(environ, exc, drains=True)
+        except ApiError as exc:
+            body.stop()
+            let_go()
+            return _refused(environ, exc)
         except BaseException:  # a bug, or the worker stopping: the room is given back all the same
+            body.stop()
             let_go()
             raise
         body.stop()
         file.seek(0)
         _hand_over(environ, file, body.received)
         return _Received(file, lambda: self.spool.give(taken))
+
+    def _piece(self, body: _TimedBody) -> bytes:
+        """The body's next piece; empty at a chunked body's end; an ``ApiError`` when it cannot be had."""
+        left = self.piece if body.length is None else body.length - body.received
+        try:
+            data = body.read(min(self.piece, left))
+        except (OSError, ValueError):  # the client went away, or the server's stream gave up
+            raise BadRequest(f"the connection failed after {body.received} bytes of the body") from None
+        if not data and body.length is not None:
+            raise BadRequest(f"the request body ended after {body.received} of the {body.length} bytes its "
+                             "Content-Length gave")
+        if body.received > self.longest:
+            raise self.too_long()
+        return data
+
+
+def _refused(environ: dict[str, Any], error: ApiError, drains: bool = False) -> _Received:
+    """The app gets an empty body and ``error`` to answer; ``drains``: the rest of the body may be read and dropped."""
+    environ[BODY_ERROR] = error
+    empty = BytesIO()
+    _hand_over(environ, empty, 0)
+    return _Received(empty, lambda: None, refused=drains)
 
 
 def _hand_over(environ: dict[str, Any], file: IO[bytes], length: int) -> None:
@@ -252,9 +276,10 @@ def _hand_over(environ: dict[str, Any], file: IO[bytes], length: int) -> None:
 class _Received:
     """A received body's file and its share of the spool's room, each let go once."""
 
-    def __init__(self, file: IO[bytes], give: Callable[[], None]) -> None:
+    def __init__(self, file: IO[bytes], give: Callable[[], None], refused: bool = False) -> None:
         self._file, self._give = file, give
         self._given = False
+        self.refused = refused  # for want of room, partway: the rest of the body is drained after the answer
 
     def give_room(self) -> None:
         """The body's memory is counted elsewhere now (the app's room for bodies): give its share back."""

@@ -1,4 +1,4 @@
-"""A multipart body's file parts, counted before werkzeug parses it (``web/inputs.form_files``).
+"""A multipart body's file parts, counted before werkzeug parses it (``web/form_parts``).
 
 A file part is held as sent, so ``body_share`` counts it as an ``image/*`` body is (``RAW_COPIES``) and the
 rest of the body as text (``TEXT_COPIES``). It was all counted as text: a 13.7 MB form of three photos took
@@ -17,7 +17,7 @@ from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDeco
 from werkzeug.test import EnvironBuilder
 
 from mysite.settings import Settings
-from mysite.web import inputs
+from mysite.web import form_parts, inputs
 
 BOUNDARY = "xyzzy"
 TYPE = f"multipart/form-data; boundary={BOUNDARY}"
@@ -49,6 +49,10 @@ class _Stream(io.BytesIO):
         return data
 
 
+def _counted(req: inputs.MemoryRequest) -> int:
+    return form_parts.file_bytes(req.environ["wsgi.input"], req.mimetype, req.mimetype_params, req.content_length or 0)
+
+
 def _request(body: bytes, content_type: str = TYPE) -> inputs.MemoryRequest:
     environ = EnvironBuilder(method="POST", content_type=content_type).get_environ()
     environ.update({"wsgi.input": _Stream(body), "CONTENT_LENGTH": str(len(body)), "CONTENT_TYPE": content_type})
@@ -57,7 +61,7 @@ def _request(body: bytes, content_type: str = TYPE) -> inputs.MemoryRequest:
 
 def _files(body: bytes, content_type: str = TYPE) -> int:
     req = _request(body, content_type)
-    files = inputs.form_files(req)
+    files = _counted(req)
     assert req.environ["wsgi.input"].tell() == 0  # the parser reads it from the start
     return files
 
@@ -72,6 +76,8 @@ def test_file_parts_are_counted_as_an_image_is_and_the_rest_of_the_body_as_text(
     # The parser then reads the body as before, and finds the same files.
     assert [len(f.read()) for f in req.files.getlist("image")] == [len(photo), len(other)]
     assert req.form.to_dict() == {"min_size": "30", "note": "text"}
+    # The page shows what it was sent: its form is counted as text, files and all.
+    assert inputs.body_share(_request(body), Settings(), page=True) == len(body) * inputs.TEXT_COPIES
 
 
 @pytest.mark.parametrize("part", [
@@ -99,8 +105,8 @@ def _file(data: bytes = b"\xff\xd8" + b"x" * 1000) -> bytes:
     _form(_file())[:-len(D) - 4],  # no closing delimiter
     _file() + _file(),
     D + b'\r\nContent-Disposition: form-data; name="image"; filename="a.jpg"\r\n\r\n' + D + b"--\r\n",  # no data line
-    _form(D + b"\r\n" + b"H" * (inputs.MAX_PART_HEAD + 100) + b"\r\n\r\nx\r\n"),  # headers past the parser's limit
-    _form(*[_file(b"x")] * (inputs.MAX_SCANNED_PARTS + 1)),  # more parts than the parser takes
+    _form(D + b"\r\n" + b"H" * (form_parts.MAX_PART_HEAD + 100) + b"\r\n\r\nx\r\n"),  # headers past the parser's limit
+    _form(*[_file(b"x")] * (form_parts.MAX_SCANNED_PARTS + 1)),  # more parts than the parser takes
 ])
 def test_a_body_that_does_not_split_cleanly_is_all_counted_as_text(body):
     assert _files(body) == 0
@@ -115,21 +121,21 @@ def test_no_boundary_or_no_received_file_is_all_text():
     assert _files(body, "multipart/form-data; boundary=\"xyzz\u00e9\"") == 0
     req = _request(body)
     req.environ["wsgi.input"].read(10)  # read already: no longer where the body starts
-    assert inputs.form_files(req) == 0 and req.environ["wsgi.input"].tell() == 10
+    assert _counted(req) == 0 and req.environ["wsgi.input"].tell() == 10
     req = _request(body)
     req.environ["wsgi.input"] = _Stream(body[:len(body) // 2])  # the file is shorter than the body's length
-    assert inputs.form_files(req) == 0 and req.environ["wsgi.input"].tell() == 0
+    assert _counted(req) == 0 and req.environ["wsgi.input"].tell() == 0
 
 
 def test_as_many_parts_as_the_parser_takes_are_counted():
-    parts = [_file(b"x" * 10)] * inputs.MAX_SCANNED_PARTS
-    assert _files(_form(*parts)) == 10 * inputs.MAX_SCANNED_PARTS
+    parts = [_file(b"x" * 10)] * form_parts.MAX_SCANNED_PARTS
+    assert _files(_form(*parts)) == 10 * form_parts.MAX_SCANNED_PARTS
     assert _files(_form(*parts, _part("one", b"more"))) == 0
 
 
 def _huge_headers() -> bytes:
-    head = b'Content-Disposition: form-data; name="x"; filename="' + b"y" * (inputs.MAX_PART_HEAD - 80) + b'"'
-    return _form(*[D + b"\r\n" + head + b"\r\n\r\nx\r\n"] * inputs.MAX_SCANNED_PARTS)
+    head = b'Content-Disposition: form-data; name="x"; filename="' + b"y" * (form_parts.MAX_PART_HEAD - 80) + b'"'
+    return _form(*[D + b"\r\n" + head + b"\r\n\r\nx\r\n"] * form_parts.MAX_SCANNED_PARTS)
 
 
 @pytest.mark.parametrize("name, body, files", [
@@ -144,11 +150,11 @@ def test_the_body_is_read_once_a_piece_at_a_time_in_a_bounded_time(name, body, f
     data = body()
     req = _request(data)
     started = time.perf_counter()
-    counted = inputs.form_files(req)
+    counted = _counted(req)
     took = time.perf_counter() - started
     stream = req.environ["wsgi.input"]
     assert files is None or counted == files, name
-    assert stream.read_bytes <= len(data) + 2 * MB and stream.largest <= MB + inputs.MAX_PART_HEAD, name
+    assert stream.read_bytes <= len(data) + 2 * MB and stream.largest <= MB + form_parts.MAX_PART_HEAD, name
     assert took < 1.0, (name, took)  # linear, in C searches: far under this
 
 
@@ -179,7 +185,7 @@ def _random_body(rng: random.Random) -> bytes:
 
 def _werkzeug_files(body: bytes, rng: random.Random) -> tuple[int, int]:
     """The bytes werkzeug's decoder hands over as files' data, and the bytes it read before it ended or refused."""
-    decoder = MultipartDecoder(BOUNDARY.encode(), max_parts=inputs.MAX_SCANNED_PARTS)
+    decoder = MultipartDecoder(BOUNDARY.encode(), max_parts=form_parts.MAX_SCANNED_PARTS)
     files, part, fed = 0, None, 0
     try:
         while True:

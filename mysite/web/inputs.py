@@ -27,13 +27,14 @@ from werkzeug.datastructures import Accept, CharsetAccept, FileStorage, Headers,
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.formparser import FormDataParser, MultiPartParser
 from werkzeug.http import parse_accept_header, parse_options_header
-from werkzeug.sansio.multipart import MultipartDecoder
 from werkzeug.utils import cached_property
 
 from mysite.errors import BadRequest, Reason, TooLarge
 from mysite.server.client_share import ENVIRON_KEY as CLIENT
 from mysite.server.upload_deadline import BODY_DONE, BODY_ERROR, BODY_ROOM
 from mysite.settings import Settings
+from mysite.web import form_parts
+from mysite.web.form_parts import MAX_PART_HEAD
 from mysite.web.state import app_state
 
 FIELDS = ("image", "file", "img")
@@ -55,7 +56,6 @@ _DATA_URL_HEAD = 1024  # a data URL's "data:...;base64," starts within this many
 READ_SIZE = 256 * 1024
 
 
-MAX_PART_HEAD = 16 * 1024  # bytes of one part's headers; a real part has two short lines
 _BLANK_LINE = re.compile(rb"\r\n\r\n|\r\r|\n\n")  # where werkzeug's decoder ends a part's headers
 
 
@@ -390,8 +390,9 @@ RAW_COPIES = 3
 TEXT_COPIES = 8
 
 
-def body_share(req: Request, settings: Settings) -> int:
-    """Bytes this request's body may cost the worker while its request runs."""
+def body_share(req: Request, settings: Settings, page: bool = False) -> int:
+    """Bytes this request's body may cost the worker while its request runs. A ``page`` copies a form's
+    files into what it shows: all of its body is counted as text."""
     if "chunked" in req.headers.get("Transfer-Encoding", "").lower():
         length = settings.max_body_bytes  # told only as it arrives: counted at the most it may be
     elif req.content_length:
@@ -402,112 +403,10 @@ def body_share(req: Request, settings: Settings) -> int:
         return 0  # a ?url= fetch takes its room once the image's length is known (hold_fetched)
     if req.mimetype.startswith("image/"):
         return length * RAW_COPIES
-    files = form_files(req) if length == req.content_length else 0  # a chunked body is not in yet
+    if page or length != req.content_length:  # a chunked body is not in yet
+        return length * TEXT_COPIES
+    files = form_parts.file_bytes(req.environ.get("wsgi.input"), req.mimetype, req.mimetype_params, length)
     return files * RAW_COPIES + (length - files) * TEXT_COPIES
-
-
-MAX_SCANNED_PARTS = 1000  # werkzeug's max_form_parts: the parser refuses a form with more
-# Bytes of part headers read for a filename in one body (each read costs Python a step per parameter); past
-# them, a part counts as text. A form's parts have a line or two each.
-FILENAME_HEADS = 64 * 1024
-
-
-def form_files(req: Request) -> int:
-    """How many bytes of a multipart body, received whole into a seekable file, are its file parts' contents.
-
-    Read in pieces before werkzeug parses the body, and split only where werkzeug's parser would split it,
-    however its reads fall: every ``--boundary`` a delimiter between CRLFs, each part's headers in CRLF lines
-    ending before the next. Any other body (a boundary in a part, bare CR or LF line breaks, no closing
-    delimiter, more parts than the parser takes) has none: it is all counted as text.
-    """
-    stream: Any = req.environ.get("wsgi.input")
-    boundary, length = req.mimetype_params.get("boundary", ""), req.content_length
-    if req.mimetype != "multipart/form-data" or not boundary or not boundary.isascii() or not length:
-        return 0
-    try:
-        if not stream.seekable() or stream.tell() != 0:
-            return 0  # not the received body's file, or read already
-        try:
-            return _files_in(_Body(stream, length), b"--" + boundary.encode("ascii"))
-        finally:
-            stream.seek(0)
-    except (AttributeError, OSError, ValueError):
-        return 0
-
-
-def _files_in(body: _Body, marker: bytes) -> int:
-    """The bytes of file parts' contents in ``body``, whose delimiters hold ``marker``; 0 unless it splits cleanly."""
-    at, files, heads = body.find(marker, 0), 0, FILENAME_HEADS  # the parser skips what precedes it
-    for parts in range(MAX_SCANNED_PARTS + 1):
-        after = body.get(at + len(marker), at + len(marker) + 2) if at >= 0 else b""
-        if after == b"--":
-            return files  # the closing delimiter; the parser skips what follows
-        if after != b"\r\n" or parts == MAX_SCANNED_PARTS:
-            return 0
-        head = at + len(marker) + 2
-        lines = body.get(head, head + MAX_PART_HEAD + 4)
-        blank = lines.find(b"\r\n\r\n")
-        lines, data, at = lines[:blank], head + blank + 4, body.find(marker, head)
-        # The data must begin past the blank line (werkzeug reads the short form, a boundary right after the
-        # blank line, by where its reads fall), and end with a CRLF before the next delimiter.
-        if blank < 0 or at - 2 < data or body.get(at - 2, at) != b"\r\n":
-            return 0
-        if len(lines) <= heads and b"filename" in lines.lower():  # else a text field, or counted as one
-            heads -= len(lines)
-            if _is_file(lines):
-                files += at - 2 - data
-    return 0
-
-
-_HEADERS = MultipartDecoder(b"-")  # for its reading of a part's headers, which needs no boundary
-
-
-def _is_file(lines: bytes) -> bool:
-    """Whether werkzeug's parser takes a part with these header lines for a file: its Content-Disposition has
-    a filename (read by werkzeug's own code, so that a text field is never counted as a file)."""
-    if not lines.count(b"\r") == lines.count(b"\n") == lines.count(b"\r\n"):
-        return False  # a bare CR or LF: werkzeug may end the headers before the blank line found
-    try:
-        disposition = _HEADERS._parse_headers(lines).get("content-disposition")
-    except ValueError:  # not UTF-8: the parser refuses the part
-        return False
-    return disposition is not None and parse_options_header(disposition)[1].get("filename") is not None
-
-
-class _Body:
-    """A body read forward from its file a piece at a time (``_PIECE``), keeping only the piece in hand."""
-
-    def __init__(self, stream: IO[bytes], length: int) -> None:
-        self._stream, self._length = stream, length
-        self._data, self._at = b"", 0  # the body's bytes from position self._at
-
-    def find(self, sub: bytes, start: int) -> int:
-        """Where ``sub`` next begins at or after ``start``; -1: nowhere."""
-        while True:
-            self._hold(start, start + len(sub))
-            found = self._data.find(sub, start - self._at)
-            end = self._at + len(self._data)
-            if found >= 0 or end >= self._length:
-                return self._at + found if found >= 0 else -1
-            start = end - len(sub) + 1
-
-    def get(self, start: int, end: int) -> bytes:
-        """The body's bytes from ``start`` to ``end`` (fewer past its end); positions only move forward."""
-        self._hold(start, end)
-        return self._data[start - self._at:end - self._at]
-
-    def _hold(self, start: int, end: int) -> None:
-        """Hold the bytes from ``start`` to ``end``, and the two before ``start`` (a delimiter's line break)."""
-        start, end = max(start - 2, 0), min(end, self._length)
-        have = self._at + len(self._data)
-        if self._at <= start and end <= have:
-            return
-        kept = self._data[start - self._at:] if self._at <= start < have else b""
-        self._stream.seek(start + len(kept))
-        self._data = kept + self._stream.read(max(end - start - len(kept), _PIECE))
-        self._at = start
-        if start + len(self._data) < end:
-            raise ValueError("the body's file is shorter than its length")
 
 
 # Where a request keeps what it holds of each room: in its own environ, as the page runs an API view in a
@@ -525,11 +424,12 @@ def hold_room(app: Flask) -> None:
     def _take() -> None:
         g.mysite_room, g.mysite_answers = state.room, state.answers
         error = request.environ.get(BODY_ERROR)  # the body could not be received (upload_deadline.py)
+        page = app.view_functions.get(request.endpoint or "") in _SAYING_BODY_ERRORS
         if error is not None:
-            if app.view_functions.get(request.endpoint or "") in _SAYING_BODY_ERRORS:
+            if page:
                 return None  # a page says it in its own words (``body_received``)
             raise error
-        share = body_share(request, state.settings)
+        share = body_share(request, state.settings, page)
         if share:
             take_room(share)
         request.environ.pop(BODY_ROOM, lambda: None)()  # counted here now, no more among the bodies arriving

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import io
 import ipaddress
+import json
 import socket
 import threading
 import time
@@ -27,7 +28,7 @@ from mysite.settings import Settings
 from mysite.web import inputs
 from mysite.web.fetch import Fetcher
 from mysite.web.state import app_state
-from testkit.net import drip_upload
+from testkit.net import drip_upload, multipart, port_of, request
 
 MB = 1024 * 1024
 
@@ -379,6 +380,30 @@ def test_under_gunicorn_connections_that_send_no_body_hold_no_room(tmp_path, gro
     assert photo.status_code == 200 and len(photo.json()["result"]) == 17, photo.text
     assert photo_took < 2, photo_took  # it waited for no drip
     assert len(result) == 4 and all(" 408 " in raw.split("\r\n")[0] for raw, _ in result), result
+
+
+@pytest.mark.slow
+def test_under_gunicorn_a_photo_sent_as_a_multipart_file_leaves_room_for_another_clients_upload(tmp_path, group_jpg):
+    # Room for 16 MB of bodies. One client's 12 MP photo (3.7 MB), sent as a multipart file with seconds of work
+    # to do, was counted as text (eight times its length: alone in the room), and another client's photo waited
+    # for it, here past its 1 s turn to a 503. Counted as image/jpeg is (three times), it leaves room.
+    from bench.costly_client import tiled_photo
+
+    env = {"MYSITE_UPLOAD_MEMORY_MB": "16", "MYSITE_UPLOAD_DEADLINE": "1", "MYSITE_CV_PROCESSES": "2"}
+    body, content_type = multipart(tiled_photo())
+    assert len(body) * inputs.TEXT_COPIES > 16 * MB > len(body) * inputs.RAW_COPIES + len(group_jpg) * inputs.RAW_COPIES
+    with start_gunicorn(env, log_dir=tmp_path) as server:
+        port, costly = port_of(server.url), []
+        sender = threading.Thread(target=lambda: costly.append(
+            request(port, "POST", "/detect?min_face=0.01", body, content_type, timeout=60, source="127.0.0.9")))
+        sender.start()
+        time.sleep(1)  # its body is in, and its work begun
+        status, answer = request(port, "POST", "/detect", group_jpg, "image/jpeg", timeout=30, source="127.0.0.10")
+        other_done = not sender.is_alive()
+        sender.join(60)
+    assert status == 200 and len(json.loads(answer)["result"]) == 17, answer
+    assert not other_done  # served while the multipart photo still held its room
+    assert costly and costly[0][0] == 200, costly
 
 
 def _spool(app) -> Room:

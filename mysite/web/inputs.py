@@ -33,6 +33,8 @@ from mysite.errors import BadRequest, Reason, TooLarge
 from mysite.server.client_share import ENVIRON_KEY as CLIENT
 from mysite.server.upload_deadline import BODY_DONE, BODY_ERROR, BODY_ROOM
 from mysite.settings import Settings
+from mysite.web import form_parts
+from mysite.web.form_parts import MAX_PART_HEAD
 from mysite.web.state import app_state
 
 FIELDS = ("image", "file", "img")
@@ -54,7 +56,6 @@ _DATA_URL_HEAD = 1024  # a data URL's "data:...;base64," starts within this many
 READ_SIZE = 256 * 1024
 
 
-MAX_PART_HEAD = 16 * 1024  # bytes of one part's headers; a real part has two short lines
 _BLANK_LINE = re.compile(rb"\r\n\r\n|\r\r|\n\n")  # where werkzeug's decoder ends a part's headers
 
 
@@ -382,14 +383,16 @@ def _from_field(text: str, where: str) -> bytes:
 
 
 # What a body costs a web worker while its request runs, in multiples of its length: the most any input
-# of that kind took, measured (python -m bench.upload_memory). An image/* body is held as sent; any
-# other is text to decode, and text held as str may take four bytes a character.
+# of that kind took, measured (python -m bench.upload_memory). An image/* body, and a multipart body's
+# file parts, are held as sent; anything else is text to decode, and text held as str may take four
+# bytes a character.
 RAW_COPIES = 3
 TEXT_COPIES = 8
 
 
-def body_share(req: Request, settings: Settings) -> int:
-    """Bytes this request's body may cost the worker while its request runs."""
+def body_share(req: Request, settings: Settings, page: bool = False) -> int:
+    """Bytes this request's body may cost the worker while its request runs. A ``page`` copies a form's
+    files into what it shows: all of its body is counted as text."""
     if "chunked" in req.headers.get("Transfer-Encoding", "").lower():
         length = settings.max_body_bytes  # told only as it arrives: counted at the most it may be
     elif req.content_length:
@@ -398,7 +401,12 @@ def body_share(req: Request, settings: Settings) -> int:
         length = req.content_length
     else:
         return 0  # a ?url= fetch takes its room once the image's length is known (hold_fetched)
-    return length * (RAW_COPIES if req.mimetype.startswith("image/") else TEXT_COPIES)
+    if req.mimetype.startswith("image/"):
+        return length * RAW_COPIES
+    if page or length != req.content_length:  # a chunked body is not in yet
+        return length * TEXT_COPIES
+    files = form_parts.file_bytes(req.environ.get("wsgi.input"), req.mimetype, req.mimetype_params, length)
+    return files * RAW_COPIES + (length - files) * TEXT_COPIES
 
 
 # Where a request keeps what it holds of each room: in its own environ, as the page runs an API view in a
@@ -416,11 +424,12 @@ def hold_room(app: Flask) -> None:
     def _take() -> None:
         g.mysite_room, g.mysite_answers = state.room, state.answers
         error = request.environ.get(BODY_ERROR)  # the body could not be received (upload_deadline.py)
+        page = app.view_functions.get(request.endpoint or "") in _SAYING_BODY_ERRORS
         if error is not None:
-            if app.view_functions.get(request.endpoint or "") in _SAYING_BODY_ERRORS:
+            if page:
                 return None  # a page says it in its own words (``body_received``)
             raise error
-        share = body_share(request, state.settings)
+        share = body_share(request, state.settings, page)
         if share:
             take_room(share)
         request.environ.pop(BODY_ROOM, lambda: None)()  # counted here now, no more among the bodies arriving

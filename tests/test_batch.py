@@ -27,6 +27,7 @@ from mysite.client import imagepaths, model_not_loaded
 from mysite.client.batch import answered, drawn_name
 from mysite.client.cli import main
 from mysite.client.progress import Progress
+from testkit.interrupts import interruptible
 from testkit.net import reply
 
 pytestmark = pytest.mark.slow
@@ -188,7 +189,9 @@ def test_interrupted_run_resumes_without_sending_anything_twice(live_server, tmp
     # client that may send all 24 before this test is scheduled again.
     with _gated(live_server.url, first=2) as (url, gate):
         argv = [sys.executable, "-m", "mysite.client", "--server", url, "detect", str(photos), "--out", str(out)]
-        first = subprocess.Popen([*argv, "--concurrency", "1"], cwd=PROJECT, stderr=subprocess.PIPE, text=True)
+        # Ctrl-C at its default, as at a terminal, whatever this test run ignores.
+        first = subprocess.Popen(interruptible([*argv, "--concurrency", "1"]), cwd=PROJECT, stderr=subprocess.PIPE,
+                                 text=True)
         try:
             err = _interrupt(first, gate)
         finally:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -20,6 +21,7 @@ from mysite import settings as settings_mod
 from mysite.errors import REASONS
 from mysite.server import proxy_conf, timeouts
 from testkit.ebconfig import eb_options
+from testkit.interrupts import interruptible
 from testkit.net import exchange, procfile_argv
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -515,9 +517,19 @@ def _entrypoint(tmp_path: Path, **extra: str) -> tuple[subprocess.Popen[bytes], 
                PORT=str(port), APP_PORT=str(free_port()), LISTEN_HOST="127.0.0.1", NGINX_PREFIX=str(tmp_path),
                WEB_CONCURRENCY="1", MYSITE_LOG_LEVEL="WARNING", MYSITE_ENV_FILE="/nonexistent/.env", **extra)
     cmd = json.loads(dict(dockerfile())["CMD"])
-    proc = subprocess.Popen([str(ROOT / "deploy" / "docker-entrypoint.sh"), *cmd], cwd=ROOT, env=env,
+    # With SIGINT at its default, as a container's first process has it, whatever this test run ignores.
+    proc = subprocess.Popen(interruptible([str(ROOT / "deploy" / "docker-entrypoint.sh"), *cmd]), cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     return proc, port
+
+
+def test_a_command_started_interruptible_traps_sigint_that_its_parent_ignores():
+    """A shell's background job ignores SIGINT, and bash keeps a signal ignored at its start ignored:
+    the entrypoint, started by a test run that was itself such a job, never trapped Ctrl-C."""
+    probe = ["bash", "-c", "trap 'exit 7' INT; kill -INT $$; exit 0"]
+    for argv, code in ((probe, 0), (interruptible(probe), 7)):
+        ran = subprocess.run(["bash", "-c", f"{shlex.join(argv)} & wait $!"], timeout=30, check=False)
+        assert ran.returncode == code, argv
 
 
 def _wait_healthy(proc: subprocess.Popen[bytes], port: int) -> None:

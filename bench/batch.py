@@ -41,6 +41,7 @@ import numpy as np
 
 from bench.server import ROOT, Server, multipart, request
 from mysite.client import Client
+from testkit.interrupts import interruptible
 
 DATA = ROOT / "tests" / "data"
 SUBJECTS = ("group_17_faces.jpg", "cat.jpg", "car.jpg", "astronaut.png")
@@ -150,7 +151,8 @@ def batch_cli(srv: Server, label: str, args: list[str], images: int, interrupt_a
             "--no-progress"]
     load0, cpu0, started = os.getloadavg()[0], srv.cpu_seconds(), time.perf_counter()
     with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err)
+        # SIGINT at its default (the timer's interrupt works even when this benchmark runs as a background job).
+        proc = subprocess.Popen(interruptible(argv), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err)
         timer = threading.Timer(interrupt_after or RUN_DEADLINE, proc.send_signal, (signal.SIGINT,))
         timer.daemon = True
         timer.start()

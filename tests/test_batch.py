@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import http.client
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
-import time
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import cv2
 import pytest
@@ -20,6 +27,8 @@ from mysite.client import imagepaths, model_not_loaded
 from mysite.client.batch import answered, drawn_name
 from mysite.client.cli import main
 from mysite.client.progress import Progress
+from testkit.interrupts import interruptible
+from testkit.net import reply
 
 pytestmark = pytest.mark.slow
 
@@ -89,6 +98,85 @@ def test_stdout_by_default_paths_from_stdin_and_globs(live_server, folder, monke
     assert code == 1 and captured.err == ""  # --quiet: no summary; stderr is no terminal: no bar
 
 
+class _Gate:
+    """A proxy on loopback in front of the site: it passes ``first`` requests, then holds each one until
+    ``release()``; it counts the images sent, by file name."""
+
+    def __init__(self, upstream: str, first: int) -> None:
+        self.upstream, self.first = upstream, first
+        self.sent: Counter[str] = Counter()
+        self.holding, self.released = threading.Event(), threading.Event()
+        self._lock = threading.Lock()
+
+    def release(self) -> None:
+        self.released.set()
+
+    def forward(self, h: BaseHTTPRequestHandler) -> None:
+        body = h.rfile.read(int(h.headers.get("Content-Length", 0)))
+        with self._lock:
+            self.sent.update(re.findall(r'filename="([^"]+)"', body.decode("latin-1")))
+            passed = sum(self.sent.values()) <= self.first
+        if not passed:
+            self.holding.set()
+            self.released.wait(60)
+        upstream = urlsplit(self.upstream)
+        conn = http.client.HTTPConnection(upstream.hostname or "", upstream.port, timeout=60)
+        try:
+            conn.request("POST", h.path, body=body, headers={"Content-Type": h.headers["Content-Type"]})
+            answer = conn.getresponse()
+            reply(h, answer.status, {"Content-Type": answer.getheader("Content-Type", "")}, answer.read())
+        finally:
+            conn.close()
+
+
+@contextmanager
+def _gated(upstream: str, first: int) -> Iterator[tuple[str, _Gate]]:
+    """``_Gate`` served on a free loopback port: its URL and the gate."""
+    gate = _Gate(upstream, first)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+            gate.forward(self)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", gate
+    finally:
+        gate.release()
+        server.shutdown()
+        server.server_close()
+
+
+def _interrupt(proc: subprocess.Popen[str], gate: _Gate) -> str:
+    """Ctrl-C ``proc`` while the gate holds its request: let the request through only once the client said
+    it is stopping; its stderr."""
+    assert gate.holding.wait(60), "the client sent no request past the gate's first ones"
+    stopping = threading.Event()
+    lines: list[str] = []
+
+    def read() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.append(line)
+            if line.startswith("stopping:"):
+                stopping.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    proc.send_signal(signal.SIGINT)
+    assert stopping.wait(60), "".join(lines)
+    gate.release()  # the request in flight is answered; nothing after it is sent
+    proc.wait(timeout=60)
+    reader.join(timeout=10)
+    return "".join(lines)
+
+
 def test_interrupted_run_resumes_without_sending_anything_twice(live_server, tmp_path) -> None:
     photos = tmp_path / "many"
     photos.mkdir()
@@ -97,27 +185,32 @@ def test_interrupted_run_resumes_without_sending_anything_twice(live_server, tmp
     for i in range(24):
         os.link(tmp_path / "small.jpg", photos / f"g{i:02d}.jpg")
     out = tmp_path / "results.jsonl"
-    argv = [sys.executable, "-m", "mysite.client", "--server", live_server.url, "detect", str(photos),
-            "--out", str(out)]
-    first = subprocess.Popen([*argv, "--concurrency", "1"], cwd=PROJECT, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while (not out.exists() or out.read_text().count("\n") < 2) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    first.send_signal(signal.SIGINT)
-    err = first.communicate(timeout=60)[1]
-    assert first.returncode == 130, err
-    assert "stopped: interrupted after" in err and "run the same command again" in err
-    before = out.read_text().count("\n")
-    assert 2 <= before < 24
-    with out.open("a") as f:
-        f.write('{"path": "' + str(photos / "g23.jpg") + '", "status": 2')  # a crash mid-write
-    second = subprocess.run(argv, check=False, cwd=PROJECT, capture_output=True, text=True, timeout=120)
-    assert second.returncode == 0, second.stderr
-    assert f"images: {24 - before} answered ({24 - before} ok, 0 errors), {before} skipped" in second.stderr
-    records = _records(out)  # the cut line is gone, every photo once
-    assert len(records) == 24 and all(r["status"] == 200 for r in records.values())
-    third = subprocess.run(argv, check=False, cwd=PROJECT, capture_output=True, text=True, timeout=60)
-    assert third.returncode == 0 and "images: 0 answered (0 ok, 0 errors), 24 skipped" in third.stderr
+    # The interrupt lands while the gate holds the third image: by construction, not by a race with a
+    # client that may send all 24 before this test is scheduled again.
+    with _gated(live_server.url, first=2) as (url, gate):
+        argv = [sys.executable, "-m", "mysite.client", "--server", url, "detect", str(photos), "--out", str(out)]
+        # Ctrl-C at its default, as at a terminal, whatever this test run ignores.
+        first = subprocess.Popen(interruptible([*argv, "--concurrency", "1"]), cwd=PROJECT, stderr=subprocess.PIPE,
+                                 text=True)
+        try:
+            err = _interrupt(first, gate)
+        finally:
+            if first.poll() is None:
+                first.kill()
+        assert first.returncode == 130, err
+        assert "stopped: interrupted after" in err and "run the same command again" in err
+        before = out.read_text().count("\n")
+        assert before == 3  # the two let through, and the one in flight when interrupted
+        with out.open("a") as f:
+            f.write('{"path": "' + str(photos / "g23.jpg") + '", "status": 2')  # a crash mid-write
+        second = subprocess.run(argv, check=False, cwd=PROJECT, capture_output=True, text=True, timeout=120)
+        assert second.returncode == 0, second.stderr
+        assert f"images: {24 - before} answered ({24 - before} ok, 0 errors), {before} skipped" in second.stderr
+        records = _records(out)  # the cut line is gone, every photo once
+        assert len(records) == 24 and all(r["status"] == 200 for r in records.values())
+        third = subprocess.run(argv, check=False, cwd=PROJECT, capture_output=True, text=True, timeout=60)
+        assert third.returncode == 0 and "images: 0 answered (0 ok, 0 errors), 24 skipped" in third.stderr
+    assert gate.sent == Counter(f"g{i:02d}.jpg" for i in range(24))  # each image sent once in the three runs
 
 
 def test_draw_dir_saves_the_servers_drawings(live_server, folder, tmp_path, capsys) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -20,6 +21,7 @@ from mysite import settings as settings_mod
 from mysite.errors import REASONS
 from mysite.server import proxy_conf, timeouts
 from testkit.ebconfig import eb_options
+from testkit.interrupts import interruptible
 from testkit.net import exchange, procfile_argv
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -455,13 +457,14 @@ def test_docker_entrypoint_puts_nginx_in_front_and_slow_clients_do_not_block_the
                PORT=str(port), APP_PORT=str(app_port), LISTEN_HOST="127.0.0.1", NGINX_PREFIX=str(tmp_path),
                WEB_CONCURRENCY="2", MYSITE_LOG_LEVEL="WARNING", MYSITE_ENV_FILE="/nonexistent/.env")
     cmd = json.loads(dict(dockerfile())["CMD"])
-    proc = subprocess.Popen([str(ROOT / "deploy" / "docker-entrypoint.sh"), *cmd], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    with (tmp_path / ENTRYPOINT_LOG).open("wb") as log:
+        proc = subprocess.Popen([str(ROOT / "deploy" / "docker-entrypoint.sh"), *cmd], cwd=ROOT, env=env,
+                                stdout=subprocess.DEVNULL, stderr=log)
     stalled: list[socket.socket] = []
     try:
         deadline = time.monotonic() + 60
         while True:
-            assert proc.poll() is None, proc.stderr.read().decode(errors="replace")
+            assert proc.poll() is None, _log(tmp_path)
             try:
                 if request(port, "GET", "/healthz", timeout=5)[0] == 200:
                     break
@@ -501,6 +504,11 @@ def test_docker_entrypoint_puts_nginx_in_front_and_slow_clients_do_not_block_the
     assert shlex.join(cmd) in (ROOT / "Procfile").read_text()
 
 
+# The entrypoint's stderr goes to a file: a pipe that nobody reads until it exits fills up (nginx logs every
+# 502 while gunicorn starts), and then whichever process writes next blocks, gunicorn's master at the stop.
+ENTRYPOINT_LOG = "entrypoint.log"
+
+
 def _entrypoint(tmp_path: Path, **extra: str) -> tuple[subprocess.Popen[bytes], int]:
     """The image's entrypoint and CMD run here as in the container (no Docker engine on this machine)."""
     import json
@@ -515,19 +523,35 @@ def _entrypoint(tmp_path: Path, **extra: str) -> tuple[subprocess.Popen[bytes], 
                PORT=str(port), APP_PORT=str(free_port()), LISTEN_HOST="127.0.0.1", NGINX_PREFIX=str(tmp_path),
                WEB_CONCURRENCY="1", MYSITE_LOG_LEVEL="WARNING", MYSITE_ENV_FILE="/nonexistent/.env", **extra)
     cmd = json.loads(dict(dockerfile())["CMD"])
-    proc = subprocess.Popen([str(ROOT / "deploy" / "docker-entrypoint.sh"), *cmd], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    # With SIGINT at its default, as a container's first process has it, whatever this test run ignores.
+    with (tmp_path / ENTRYPOINT_LOG).open("wb") as log:
+        proc = subprocess.Popen(interruptible([str(ROOT / "deploy" / "docker-entrypoint.sh"), *cmd]), cwd=ROOT,
+                                env=env, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
     return proc, port
 
 
-def _wait_healthy(proc: subprocess.Popen[bytes], port: int) -> None:
+def _log(prefix: Path) -> str:
+    """What the entrypoint started in ``prefix`` and its processes wrote to stderr."""
+    return (prefix / ENTRYPOINT_LOG).read_text(errors="replace")
+
+
+def test_a_command_started_interruptible_traps_sigint_that_its_parent_ignores():
+    """A shell's background job ignores SIGINT, and bash keeps a signal ignored at its start ignored:
+    the entrypoint, started by a test run that was itself such a job, never trapped Ctrl-C."""
+    probe = ["bash", "-c", "trap 'exit 7' INT; kill -INT $$; exit 0"]
+    for argv, code in ((probe, 0), (interruptible(probe), 7)):
+        ran = subprocess.run(["bash", "-c", f"{shlex.join(argv)} & wait $!"], timeout=30, check=False)
+        assert ran.returncode == code, argv
+
+
+def _wait_healthy(proc: subprocess.Popen[bytes], port: int, prefix: Path) -> None:
     import time
 
     from testkit.net import request
 
     deadline = time.monotonic() + 60
     while True:
-        assert proc.poll() is None, proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+        assert proc.poll() is None, _log(prefix)
         try:
             if request(port, "GET", "/healthz", timeout=5)[0] == 200:
                 return
@@ -563,7 +587,7 @@ def test_docker_entrypoint_stops_nginx_with_gunicorn_within_the_grace(tmp_path, 
 
     proc, port = _entrypoint(tmp_path, MYSITE_GRACEFUL_TIMEOUT=_image_env()["MYSITE_GRACEFUL_TIMEOUT"])
     try:
-        _wait_healthy(proc, port)
+        _wait_healthy(proc, port, tmp_path)
         nginx_pid = int((tmp_path / "nginx.pid").read_text())
         group = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _pgid(int(p.name)) == proc.pid]
         assert nginx_pid in group  # nginx runs in the foreground as the entrypoint's child
@@ -576,7 +600,7 @@ def test_docker_entrypoint_stops_nginx_with_gunicorn_within_the_grace(tmp_path, 
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
     assert took < 10, took
-    assert proc.returncode == 0, proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    assert proc.returncode == 0, _log(tmp_path)
     # Exited is enough: a zombie whose parent is gone waits for init to reap it (in the container, the
     # entrypoint is init, and the container ends with it).
     left = [p for p in group if _pgid(p) == proc.pid and _state(p) not in ("Z", "X")]
@@ -600,7 +624,7 @@ def test_docker_stop_answers_a_request_whose_body_is_still_arriving():
     prefix.chmod(0o755)
     proc, port = _entrypoint(prefix, MYSITE_GRACEFUL_TIMEOUT=_image_env()["MYSITE_GRACEFUL_TIMEOUT"])
     try:
-        _wait_healthy(proc, port)
+        _wait_healthy(proc, port, prefix)
         with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
             s.sendall(f"POST /detect HTTP/1.1\r\nHost: x\r\nContent-Type: {ctype}\r\n"
                       f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body[:len(body) // 2])
@@ -625,7 +649,7 @@ def test_docker_entrypoint_exits_when_gunicorn_dies(tmp_path):
     """A dead gunicorn must not leave nginx answering 502 forever: the container exits (and restarts)."""
     proc, port = _entrypoint(tmp_path)
     try:
-        _wait_healthy(proc, port)
+        _wait_healthy(proc, port, tmp_path)
         nginx_pid = int((tmp_path / "nginx.pid").read_text())
         masters = [int(p.name) for p in Path("/proc").iterdir()
                    if p.name.isdigit() and _ppid(int(p.name)) == proc.pid and int(p.name) != nginx_pid]

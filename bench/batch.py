@@ -25,6 +25,7 @@ takes about 7 minutes on an idle 2-core machine (``--quick``: 60 photos, 2,000 p
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import signal
@@ -204,8 +205,15 @@ def _measure(label: str, srv: Server, images: int, go) -> Pass:  # type: ignore[
 
 
 def posts(srv: Server) -> int:
-    """POST requests the server's access log has recorded so far."""
-    return srv.log().count('"POST /detect')
+    """POST requests to /detect the server's access log (JSON lines) has recorded so far."""
+    count = 0
+    for line in srv.log().splitlines():
+        try:
+            entry = json.loads(line) if line.startswith("{") else {}
+        except ValueError:  # a line still being written
+            continue
+        count += entry.get("method") == "POST" and str(entry.get("path", "")).startswith("/detect")
+    return count
 
 
 def resume(srv: Server, folder: Path, count: int, tmp: Path) -> list[str]:

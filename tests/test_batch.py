@@ -14,7 +14,7 @@ import threading
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -22,6 +22,7 @@ import cv2
 import pytest
 import requests
 from live_server import PROJECT, free_port
+from loopback import serving
 
 from mysite.client import imagepaths, model_not_loaded
 from mysite.client.batch import answered, drawn_name
@@ -141,16 +142,11 @@ def _gated(upstream: str, first: int) -> Iterator[tuple[str, _Gate]]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", gate
-    finally:
-        gate.release()
-        server.shutdown()
-        server.server_close()
+    with serving(Handler) as url:
+        try:
+            yield url, gate
+        finally:
+            gate.release()  # a request still held goes on before the server stops
 
 
 def _interrupt(proc: subprocess.Popen[str], gate: _Gate) -> str:

@@ -44,7 +44,8 @@ class Settings:
     model_dir: Path | None = None
     max_upload_mb: float = 10.0
     max_pixels: int = 40_000_000
-    # Scans a progressive JPEG may have (vision/header_scan.py): each is a pass over the whole image.
+    # Scans a progressive JPEG may have (vision/header_scan.py): each is a pass over the whole image;
+    # an eighth of it bounds the passes over its coefficients the scans make together.
     max_scans: int = 256
     # What one request may cost (vision/budget.py): peak memory over the worker's own, and pixels of work.
     request_memory_mb: float = 150.0

@@ -941,3 +941,14 @@ def component_scans_jpeg(width: int, height: int, components: int = 3, interleav
 def lossless_jpeg_header(width: int, height: int) -> bytes:
     """The start of a lossless (SOF3) gray JPEG: what libjpeg decodes only at full size."""
     return b"\xff\xd8" + _segment(0xC3, struct.pack(">BHHB", 8, height, width, 1) + b"\x01\x11\x00")
+
+
+def jpeg_refinement_bomb(n: int, width: int = 400, height: int = 300) -> bytes:
+    """A flat progressive JPEG whose last scan, a refinement of the whole AC band (Ah > 0), is repeated
+    ``n`` more times: libjpeg visits every coefficient of the image in each, however little data it holds."""
+    data, _ = progressive_jpeg(width, height)
+    last = [(start, end) for marker, start, end in _jpeg_segments(data) if marker == 0xDA][-1]
+    header = data[last[0] + 4 + 1 + 2 * data[last[0] + 4]:]
+    assert header[1] == 63 and header[2] >> 4 > 0, "the last scan is no AC refinement"
+    eoi = data.rindex(b"\xff\xd9")
+    return data[:eoi] + data[last[0]:last[1]] * n + data[eoi:]

@@ -280,6 +280,17 @@ def test_a_scan_count_at_the_limit_is_accepted():
     assert read_header(data).scans <= header_scan.MAX_SCANS
 
 
+def test_refinement_scans_are_refused_by_the_passes_they_make_within_the_scan_limit(client):
+    # Each repeat refines the whole AC band of the luminance (two thirds of the blocks at 4:2:0).
+    limit = header_scan.MAX_SCANS / header_scan.SCANS_PER_PASS
+    within = hi.jpeg_refinement_bomb(int((limit - 4) * 1.5))
+    assert read_header(within).scans < header_scan.MAX_SCANS
+    beyond = hi.jpeg_refinement_bomb(int((limit + 1) * 1.5))
+    assert len(beyond) < 100_000
+    status, body = _post(client, "/detect", data=beyond, content_type="image/jpeg")
+    assert status == 422 and body["reason"] == "bad_image" and "pass over its coefficients" in body["message"], body
+
+
 def test_an_accept_header_is_read_only_as_far_as_max_accept(client, group_jpg):
     from mysite.web.inputs import MAX_ACCEPT
 

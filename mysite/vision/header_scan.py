@@ -8,7 +8,9 @@ empty markers, chunks or numbers costs seconds, or megabytes of log, before any 
 walk takes one step per structure too, but stops (422) past a number no real file comes near,
 so what Pillow and libpng are then given is bounded. It also counts a progressive JPEG's scans:
 libjpeg passes over every coefficient of the image once per scan, so one scan repeated until
-the file is a megabyte costs minutes; past ``MAX_SCANS`` the file is refused. And it says whether
+the file is a megabyte costs minutes; past ``MAX_SCANS`` the file is refused, and so it is when
+its scans together pass over the image's coefficients more than ``MAX_SCANS / SCANS_PER_PASS``
+times (a refinement scan visits its whole band in every block). And it says whether
 libjpeg buffers every coefficient of the image (``buffered``), which costs memory whatever the
 reduction; a lossless JPEG, which libjpeg decodes only at full size, is refused (415).
 """
@@ -35,6 +37,9 @@ MAX_JPEG_PHOTOSHOP_BYTES = 1 << 20
 # Scans of a progressive JPEG: encoders write 6-20; nvImageCodec's default limit is 256 too.
 # MYSITE_MAX_SCANS sets it (create_app, before the CV processes are forked).
 MAX_SCANS = 256
+# The scans together may visit each coefficient at most MAX_SCANS / SCANS_PER_PASS times: a refinement
+# scan costs libjpeg its whole band in every block, however little data it holds.
+SCANS_PER_PASS = 8
 # PNG chunks before the first IDAT, and after it (an animated PNG's frames aside: libpng skips
 # them), GIF blocks and sub-blocks before the first frame, tags of a TIFF's first directory: real
 # files have tens. A damaged PNG chunk is refused, as Pillow refuses one before the image data.
@@ -103,7 +108,8 @@ def _refuse(message: str) -> Unprocessable:
 
 
 def _jpeg(data: bytes) -> Structure:
-    pos, n, segments, stray, progressive, samples, photoshop, components = 2, len(data), 0, 0, False, 3.0, 0, 0
+    pos, n, segments, stray, progressive, samples, photoshop = 2, len(data), 0, 0, False, 3.0, 0
+    blocks: dict[int, float] = {}
     while pos + 1 < n:
         if data[pos] != 0xFF or data[pos + 1] in (0x00, 0xFF):  # no marker here: on to the next 0xff
             found = data.find(b"\xff", pos + 1)
@@ -136,16 +142,47 @@ def _jpeg(data: bytes) -> Structure:
         if marker in _JPEG_SOF:
             progressive = marker in _JPEG_PROGRESSIVE
             samples = _samples_per_pixel(data, pos)
-            components = data[pos + 7] if pos + 8 <= n else 0
+            blocks = _blocks_per_component(data, pos)
         if marker == 0xDA:  # the first scan: its image data can hold 0xffda only as another scan's marker
             scans = 1 + data.count(b"\xff\xda", pos)
             if scans > MAX_SCANS:
                 raise _refuse(f"the JPEG has {scans} scans; the limit is {MAX_SCANS} (encoders write 6 to 20, "
                               "and each one means another pass over the whole image)")
+            passes = _passes(data, pos - 2, blocks)
+            if passes > MAX_SCANS / SCANS_PER_PASS:
+                raise _refuse(f"the JPEG's {scans} scans pass over its coefficients {passes:.0f} times; the limit is "
+                              f"{MAX_SCANS / SCANS_PER_PASS:g} (encoders write 2 to 4)")
             in_scan = data[pos + 2] if pos + 3 <= n else 0
-            return Structure(scans, progressive or in_scan < components, samples)
+            return Structure(scans, progressive or in_scan < len(blocks), samples)
         pos += struct.unpack_from(">H", data, pos)[0]
     return Structure(1, progressive, samples)
+
+
+def _blocks_per_component(data: bytes, pos: int) -> dict[int, float]:
+    """From a frame header at ``pos`` (after its marker): each component's share of the image's blocks."""
+    count = data[pos + 7] if pos + 8 <= len(data) else 0
+    sizes = {data[pos + 8 + 3 * i]: (data[pos + 9 + 3 * i] >> 4) * (data[pos + 9 + 3 * i] & 15)
+             for i in range(count) if pos + 10 + 3 * i <= len(data)}
+    total = sum(sizes.values())
+    return {c: size / total for c, size in sizes.items()} if total else {}
+
+
+def _passes(data: bytes, at: int, blocks: dict[int, float]) -> float:
+    """How many times the scans from ``at`` (a 0xffda) on visit every coefficient of the image: each scan,
+    its components' share of the blocks times its share of a block's 64 coefficients. libjpeg visits
+    the whole band of every block in a refinement scan, whatever its data says."""
+    passes = 0.0
+    for _ in range(MAX_SCANS):  # the scans were counted: the loop ends at the last
+        if at < 0 or at + 5 > len(data):
+            break
+        count = data[at + 4]
+        band = at + 5 + 2 * count
+        if band + 2 > len(data):
+            break
+        share = sum(blocks.get(data[at + 5 + 2 * i], 0.0) for i in range(count))
+        passes += share * max(0, data[band + 1] - data[band] + 1) / 64
+        at = data.find(b"\xff\xda", band)
+    return passes
 
 
 def _samples_per_pixel(data: bytes, pos: int) -> float:

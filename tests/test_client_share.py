@@ -286,6 +286,7 @@ def test_one_clients_unread_picture_answers_hold_its_part_of_their_room_not_all(
     assert other[0] == 200, other
 
 
+@pytest.mark.slow
 def test_a_forwarded_request_that_names_no_one_for_sure_takes_its_proxys_share(tmp_path):
     # From 127.0.0.1, a trusted proxy: a chain longer than any real one, or an entry that is not an
     # address, names the proxy itself (one share for all such requests), not no one (no share at all).

@@ -96,6 +96,7 @@ DEEPSTACK_PYTHON = """
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("version", ["0.8", "0.9"])
 def test_deepstack_python_registers_recognizes_and_lists(server, photos, tmp_path, version) -> None:
     _clear(server)

@@ -69,6 +69,7 @@ def _form(**files: bytes) -> dict:
     return {k: (io.BytesIO(v), f"{k}.jpg") for k, v in files.items()}
 
 
+@pytest.mark.slow
 def test_deepstack_register_recognize_list_delete_on_real_photos(client) -> None:
     r = client.post("/v1/vision/face/register", data={"userid": "Eileen Collins", **_form(image=read("astronaut.png"))})
     assert r.status_code == 200 and r.get_json()["success"] is True and r.get_json()["message"] == "face added"
@@ -93,6 +94,7 @@ def test_deepstack_register_recognize_list_delete_on_real_photos(client) -> None
     assert after["predictions"][0]["userid"] == "unknown"
 
 
+@pytest.mark.slow
 def test_a_registered_face_among_seventeen_strangers_is_named_and_nobody_else(client) -> None:
     r = client.post("/faces/Eileen%20Collins", data=_form(image=read("astronaut.png")))
     assert r.status_code == 200 and r.get_json()["added"] == 1
@@ -113,6 +115,7 @@ def test_a_registered_face_among_seventeen_strangers_is_named_and_nobody_else(cl
     assert r.status_code == 404 and r.get_json()["reason"] == "not_found"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("threshold", ["0.45", "0.67", "0.7", None])
 def test_every_client_default_threshold_names_the_astronaut_and_none_of_the_group(client, threshold) -> None:
     # deepstack-python and codeproject-ai-api send 0.45, deepstack-sdk 0.7; DeepStack's server

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import random
-import time
 
 import pytest
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
@@ -146,16 +145,15 @@ def _huge_headers() -> bytes:
     ("a thousand parts, each with 16 KB of headers", _huge_headers, None),
     ("a thousand tiny files, then 16 MB", lambda: _form(*[_file(b"x")] * 999, _file(b"x" * 16 * MB)), 999 + 16 * MB),
 ])
-def test_the_body_is_read_once_a_piece_at_a_time_in_a_bounded_time(name, body, files):
+def test_the_body_is_read_once_a_piece_at_a_time(name, body, files):
+    # Each byte read about once, and no read larger than a piece: the count is linear in the body
+    # (what that takes, measured: docs/reliability-security.md).
     data = body()
     req = _request(data)
-    started = time.perf_counter()
     counted = _counted(req)
-    took = time.perf_counter() - started
     stream = req.environ["wsgi.input"]
     assert files is None or counted == files, name
     assert stream.read_bytes <= len(data) + 2 * MB and stream.largest <= MB + form_parts.MAX_PART_HEAD, name
-    assert took < 1.0, (name, took)  # linear, in C searches: far under this
 
 
 # Random bodies against werkzeug's own decoder, fed in reads of random sizes: the bytes counted as files must

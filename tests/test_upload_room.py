@@ -564,6 +564,7 @@ def test_a_body_refused_for_want_of_room_partway_is_drained_after_the_answer(mak
     spool.give(held)
 
 
+@pytest.mark.slow
 def test_a_refused_body_trickling_is_drained_under_its_deadline_then_cut_off(make_app, group_jpg):
     # The drain reads under the deadline that started at the body's first byte: a client trickling the rest
     # holds the thread no longer than its body would have, and its connection is shut.

@@ -255,9 +255,9 @@ def decode_image(
                                 "data ends early)", reason=Reason.BAD_IMAGE)
         need = pillow_bytes_per_pixel(header) * header.pixels
         if max_bytes is not None and need > max_bytes:
-            raise TooLarge(f"this {header.width}x{header.height} {header.format} needs Pillow to decode it, about "
-                           f"{need // 2**20} MB; {max_bytes // 2**20} MB are left for it of the request's memory "
-                           f"budget (MYSITE_REQUEST_MEMORY_MB): send a smaller image")
+            raise TooLarge(f"OpenCV could not decode this {header.width}x{header.height} {header.format}, and Pillow "
+                           f"would need about {need // 2**20} MB to try; {max_bytes // 2**20} MB are left for it of "
+                           f"the request's memory budget (MYSITE_REQUEST_MEMORY_MB): send a smaller image")
         image = _decode_with_pillow(data, header, direct_gray, reduce)
     if gray and not direct_gray:
         image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)

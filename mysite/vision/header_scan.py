@@ -109,7 +109,7 @@ def _refuse(message: str) -> Unprocessable:
 
 def _jpeg(data: bytes) -> Structure:
     pos, n, segments, stray, progressive, samples, photoshop = 2, len(data), 0, 0, False, 3.0, 0
-    blocks: dict[int, float] = {}
+    components: list[tuple[int, int]] = []
     while pos + 1 < n:
         if data[pos] != 0xFF or data[pos + 1] in (0x00, 0xFF):  # no marker here: on to the next 0xff
             found = data.find(b"\xff", pos + 1)
@@ -141,28 +141,32 @@ def _jpeg(data: bytes) -> Structure:
                                    "send it as PNG, or as an ordinary JPEG")
         if marker in _JPEG_SOF:
             progressive = marker in _JPEG_PROGRESSIVE
-            samples = _samples_per_pixel(data, pos)
-            blocks = _blocks_per_component(data, pos)
+            components = _frame_components(data, pos)
+            samples = _samples_per_pixel(components)
         if marker == 0xDA:  # the first scan: its image data can hold 0xffda only as another scan's marker
             scans = 1 + data.count(b"\xff\xda", pos)
             if scans > MAX_SCANS:
                 raise _refuse(f"the JPEG has {scans} scans; the limit is {MAX_SCANS} (encoders write 6 to 20, "
                               "and each one means another pass over the whole image)")
-            passes = _passes(data, pos - 2, blocks)
+            passes = _passes(data, pos - 2, _block_shares(components))
             if passes > MAX_SCANS / SCANS_PER_PASS:
                 raise _refuse(f"the JPEG's {scans} scans pass over its coefficients {passes:.0f} times; the limit is "
                               f"{MAX_SCANS / SCANS_PER_PASS:g} (encoders write 2 to 4)")
             in_scan = data[pos + 2] if pos + 3 <= n else 0
-            return Structure(scans, progressive or in_scan < len(blocks), samples)
+            return Structure(scans, progressive or in_scan < len(components), samples)
         pos += struct.unpack_from(">H", data, pos)[0]
     return Structure(1, progressive, samples)
 
 
-def _blocks_per_component(data: bytes, pos: int) -> dict[int, float]:
-    """From a frame header at ``pos`` (after its marker): each component's share of the image's blocks."""
+def _frame_components(data: bytes, pos: int) -> list[tuple[int, int]]:
+    """From a frame header at ``pos`` (after its marker): each component's id and sampling factors (H << 4 | V)."""
     count = data[pos + 7] if pos + 8 <= len(data) else 0
-    sizes = {data[pos + 8 + 3 * i]: (data[pos + 9 + 3 * i] >> 4) * (data[pos + 9 + 3 * i] & 15)
-             for i in range(count) if pos + 10 + 3 * i <= len(data)}
+    return [(data[pos + 8 + 3 * i], data[pos + 9 + 3 * i]) for i in range(count) if pos + 10 + 3 * i <= len(data)]
+
+
+def _block_shares(components: list[tuple[int, int]]) -> dict[int, float]:
+    """Each component's share of the image's blocks."""
+    sizes = {c: (f >> 4) * (f & 15) for c, f in components}
     total = sum(sizes.values())
     return {c: size / total for c, size in sizes.items()} if total else {}
 
@@ -185,10 +189,9 @@ def _passes(data: bytes, at: int, blocks: dict[int, float]) -> float:
     return passes
 
 
-def _samples_per_pixel(data: bytes, pos: int) -> float:
-    """From a frame header at ``pos`` (after its marker): samples per pixel summed over components."""
-    count = data[pos + 7] if pos + 8 <= len(data) else 0
-    factors = [data[pos + 9 + 3 * i] for i in range(count) if pos + 10 + 3 * i <= len(data)]
+def _samples_per_pixel(components: list[tuple[int, int]]) -> float:
+    """Samples per pixel summed over the frame's components."""
+    factors = [f for _, f in components]
     if not factors:
         return 3.0
     h_max = max(f >> 4 for f in factors) or 1

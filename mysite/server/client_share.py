@@ -36,9 +36,9 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 def client_key(peer: object, trusted: Iterable[Network] | None) -> str | None:
     """Whose share a connection from ``peer`` (a socket address) takes: None for a trusted proxy,
     a Unix socket, or when every peer is trusted (``trusted`` None)."""
-    if trusted is None or not isinstance(peer, tuple) or not peer:
+    if trusted is None:
         return None
-    ip = _address(str(peer[0]))
+    ip = _peer_address(peer)
     if ip is None or any(ip in net for net in trusted):
         return None
     return _key(ip)
@@ -77,8 +77,13 @@ def forwarded_client(forwarded_for: str, trusted: Iterable[Network] | None, prox
 
 def peer_name(peer: object) -> str:
     """A connection's own name as a client, proxy or not: its address's key; a Unix socket's is ``local``."""
-    ip = _address(str(peer[0])) if isinstance(peer, tuple) and peer else None
+    ip = _peer_address(peer)
     return "local" if ip is None else _key(ip)
+
+
+def _peer_address(peer: object) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """A socket address's IP; None for a Unix socket's path."""
+    return _address(str(peer[0])) if isinstance(peer, tuple) and peer else None
 
 
 def _without_port(entry: str) -> str:

@@ -393,7 +393,8 @@ TEXT_COPIES = 8
 def body_share(req: Request, settings: Settings, page: bool = False) -> int:
     """Bytes this request's body may cost the worker while its request runs. A ``page`` copies a form's
     files into what it shows: all of its body is counted as text."""
-    if "chunked" in req.headers.get("Transfer-Encoding", "").lower():
+    chunked = "chunked" in req.headers.get("Transfer-Encoding", "").lower()
+    if chunked:
         length = settings.max_body_bytes  # told only as it arrives: counted at the most it may be
     elif req.content_length:
         if req.content_length > settings.max_body_bytes:
@@ -403,7 +404,7 @@ def body_share(req: Request, settings: Settings, page: bool = False) -> int:
         return 0  # a ?url= fetch takes its room once the image's length is known (hold_fetched)
     if req.mimetype.startswith("image/"):
         return length * RAW_COPIES
-    if page or length != req.content_length:  # a chunked body is not in yet
+    if page or chunked:  # a chunked body is not in yet
         return length * TEXT_COPIES
     files = form_parts.file_bytes(req.environ.get("wsgi.input"), req.mimetype, req.mimetype_params, length)
     return files * RAW_COPIES + (length - files) * TEXT_COPIES

@@ -257,7 +257,6 @@ class DeadlineWorker(ThreadWorker):
         return client_share.forwarded_client(forwarded, self.trusted, client_share.peer_name(conn.client))
 
 
-
 def _naming_client(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
     """``app``, told whose share the request's connection takes: in its environ (``client_share.ENVIRON_KEY``)
     and, while it runs, in ``client_share.CURRENT``."""

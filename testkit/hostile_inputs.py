@@ -653,12 +653,16 @@ def jpeg_scan_bomb_small(n: int) -> bytes:
     return jpeg_scan_bomb(n, 2000, 2000)
 
 
+def _segment(marker: int, payload: bytes) -> bytes:
+    return bytes([0xFF, marker]) + struct.pack(">H", len(payload) + 2) + payload
+
+
 def jpeg_photoshop_flood(segments: int) -> bytes:
     """A small JPEG with ``segments`` full Photoshop segments (APP13) of empty 12-byte resources."""
     small = _small_jpeg()
     resource = b"8BIM" + struct.pack(">H", 0x0404) + b"\x00\x00" + struct.pack(">I", 0)
     payload = b"Photoshop 3.0\x00" + resource * ((65533 - 14) // 12)
-    return small[:2] + (b"\xff\xed" + struct.pack(">H", len(payload) + 2) + payload) * segments + small[2:]
+    return small[:2] + _segment(0xED, payload) * segments + small[2:]
 
 
 def _small_png(before: bytes = b"", after: bytes = b"", alpha: bool = False) -> bytes:
@@ -898,10 +902,6 @@ def complexity_requests() -> list[Request]:
 def accept_flood(headers: int, blanks: int) -> tuple[tuple[str, str], ...]:
     """``headers`` Accept lines, each a type, ``blanks`` tabs and a letter (gunicorn joins them into one value)."""
     return (("Accept", "a/b" + "\t" * blanks + "x"),) * headers
-
-
-def _segment(marker: int, payload: bytes) -> bytes:
-    return bytes([0xFF, marker]) + struct.pack(">H", len(payload) + 2) + payload
 
 
 # The standard luminance Huffman tables (ITU T.81, K.3): a flat picture needs two of their codes.

@@ -5,13 +5,15 @@
 # it also answers its own 413/502/504 in the app's JSON. gunicorn listens on loopback (APP_PORT).
 # Both run as children of this script, which stays PID 1: a stop (SIGTERM, SIGINT) goes to both
 # (nginx stops accepting and hands over what it has, then gunicorn finishes its requests within
-# MYSITE_GRACEFUL_TIMEOUT; both within docker stop's grace); SIGHUP reloads gunicorn; if either dies the other is stopped and the
-# container exits, so its restart policy starts both again.
+# MYSITE_GRACEFUL_TIMEOUT), and ends 1 + MYSITE_GRACEFUL_TIMEOUT + 0.5 s after it began whatever is
+# still running (the image's 8 s: within docker stop's 10 s grace); SIGHUP reloads gunicorn; if
+# either dies the other is stopped and the container exits, so its restart policy starts both again.
 set -euo pipefail
 public="${LISTEN_HOST:-0.0.0.0}:${PORT:-8000}"
 app_port="${APP_PORT:-8001}"
 prefix="${NGINX_PREFIX:-/tmp/mysite-nginx}"
 mkdir -p "$prefix"
+graceful_ms=$((1000 * $(python -c 'from mysite.server import timeouts; print(timeouts.graceful_timeout())')))
 python -m mysite.server.proxy_conf --standalone --prefix "$prefix" --listen "$public" \
   --upstream "127.0.0.1:$app_port" --out "$prefix/nginx.conf"
 nginx -p "$prefix" -c "$prefix/nginx.conf" -e stderr -g 'daemon off;' &
@@ -21,12 +23,26 @@ export GUNICORN_CMD_ARGS="--bind 127.0.0.1:$app_port ${GUNICORN_CMD_ARGS:-}"
 "$@" &
 app_pid=$!
 
+now_ms() {
+  local us="${EPOCHREALTIME//[!0-9]/}"
+  echo $((us / 1000))
+}
+
+# Waits until process $1 is gone or the clock passes $2 (ms); fails if it is still there.
+gone_by() {
+  while kill -0 "$1" 2>/dev/null && (($(now_ms) < $2)); do sleep 0.1; done
+  ! kill -0 "$1" 2>/dev/null
+}
+
+stop_by=""
 stop() {
+  [[ -z "$stop_by" ]] || return 0
+  stop_by=$(($(now_ms) + 1000 + graceful_ms + 500))
   # nginx first: it closes its port and finishes what it took in. A body still arriving reaches
-  # gunicorn only once whole, so gunicorn keeps listening until nginx is gone, or 1 s (1 s plus
-  # MYSITE_GRACEFUL_TIMEOUT=8 is within docker stop's 10 s), then finishes its requests and exits.
+  # gunicorn only once whole, so gunicorn keeps listening until nginx is gone, or 1 s, then
+  # finishes its requests and exits.
   kill -QUIT "$nginx_pid" 2>/dev/null || true
-  for _ in $(seq 10); do kill -0 "$nginx_pid" 2>/dev/null || break; sleep 0.1; done
+  gone_by "$nginx_pid" $(($(now_ms) + 1000)) || true
   kill -TERM "$app_pid" 2>/dev/null || true
 }
 trap stop TERM INT
@@ -36,10 +52,13 @@ while kill -0 "$app_pid" 2>/dev/null && kill -0 "$nginx_pid" 2>/dev/null; do
   wait -n "$app_pid" "$nginx_pid" || true
 done
 stop
+# gunicorn past its graceful timeout is only stopping its process pool: killed, the pool follows it.
+gone_by "$app_pid" "$stop_by" || kill -KILL "$app_pid" 2>/dev/null || true
 status=0
 wait "$app_pid" || status=$?
-# nginx has nothing left to answer once gunicorn is gone: a bounded wait, then a fast stop.
-for _ in $(seq 50); do kill -0 "$nginx_pid" 2>/dev/null || break; sleep 0.1; done
-kill -TERM "$nginx_pid" 2>/dev/null || true
+# nginx has nothing left to pass on once gunicorn is gone: it finishes sending answers for 5 s at
+# most, and not past the stop's end, then stops fast.
+nginx_by=$(($(now_ms) + 5000))
+gone_by "$nginx_pid" $((nginx_by < stop_by ? nginx_by : stop_by)) || kill -TERM "$nginx_pid" 2>/dev/null || true
 wait "$nginx_pid" 2>/dev/null || true
 exit "$status"

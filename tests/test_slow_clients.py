@@ -187,6 +187,19 @@ def test_a_kept_alive_connection_survives_an_error_answered_before_the_body_was_
     assert again.status_code == 200 and len(again.json()["result"]) == 17
 
 
+def test_a_client_that_writes_a_body_past_the_limit_before_it_reads_gets_the_413(tmp_path):
+    # requests (http.client) writes the whole body, then reads: a body declared over the limit by more
+    # than 16 MB was shut unread, and the client's write waited on a full window until its timeout.
+    big = b"\xff" * (40 * 2**20)
+    with start_gunicorn(log_dir=tmp_path) as server, requests.Session() as s:
+        answers = [s.post(server.url + "/detect", data=big, headers={"Content-Type": "image/jpeg"}, timeout=20),
+                   s.post(server.url + "/detect", files={"image": ("big.jpg", big)}, timeout=20)]
+        again = s.get(server.url + "/healthz", timeout=10)
+    for r in answers:
+        assert r.status_code == 413 and r.json()["reason"] == "too_large", r.text[:300]
+    assert again.status_code == 200
+
+
 def test_gunicorns_own_414_and_431_are_the_apps_json(tmp_path):
     long_line = b"GET /healthz?" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"
     long_header = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n"

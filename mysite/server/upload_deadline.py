@@ -23,8 +23,10 @@ to a reset or nginx's 502). After any other error the answer is the connection's
 
 from __future__ import annotations
 
+import contextlib
 import math
 import socket
+import struct
 import tempfile
 import time
 from collections.abc import Callable, Iterable
@@ -45,6 +47,10 @@ BODY_ERROR = "mysite.body_error"  # environ key: why the body could not be recei
 BODY_ROOM = "mysite.body_room"  # environ key: call once the body is counted in the app's room (memory.Room)
 BODY_DONE = "mysite.body_done"  # environ key: call when the request ends: the body's file is closed
 _IN_MEMORY = 64 * 1024  # a body up to this stays in memory; a longer one goes to a file
+# How long the rest of a body declared longer than the app takes is read and dropped after its 413
+# (nginx's lingering_time): a client that writes all before it reads then gets the answer.
+LINGER = 30.0
+_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() resets the connection
 
 
 class UploadTimeout(ApiError):
@@ -82,6 +88,9 @@ class _TimedBody:
         if left > 0:  # what arrived meanwhile bought more time
             self._timer = deadlines.after(left, self._expire)
             return
+        self._expire_now()
+
+    def _expire_now(self) -> None:
         self.expired = True
         deadlines.shut(self._sock, socket.SHUT_RD)  # type: ignore[arg-type]
 
@@ -92,31 +101,44 @@ class _TimedBody:
             self._timer.cancel()
             self._timer = None
 
-    def drain(self, most: int) -> None:
-        """Read and drop what the app left of the body (at most ``most`` bytes), under the same deadline; close
-        the connection once the answer is sent when that cannot be done (too long, too slow, the client gone).
+    def drain(self, most: float, seconds: float = math.inf) -> None:
+        """Read and drop what the app left of the body (at most ``most`` bytes, for ``seconds`` at most), under
+        the same deadline; close the connection once the answer is sent when that cannot be done (too long,
+        too slow, the client gone).
 
         gunicorn drains at most 64 KB of an unread body before taking the next request on a
         kept-alive connection; past that it closes the connection although its answer said
-        keep-alive, and the client's next request on it fails.
+        keep-alive, and the client's next request on it fails. A client that writes its whole body
+        before it reads (Python's http.client, so requests) sees the answer only once all is read.
         """
         if self.length is None:  # chunked: its end shows only as a read that returns nothing, a byte more
             end = self.received + most + 1
         else:
             end = self.length if self.length - self.received <= most else self.received
+        ends = time.monotonic() + seconds
+        cut = deadlines.after(seconds, self._expire_now) if self._sock is not None and seconds < math.inf else None
         try:
-            while not self.ended and not self.expired and self.received < end:
-                if not self.read(min(64 * 1024, end - self.received)):
+            while not self.ended and not self.expired and self.received < end and time.monotonic() < ends:
+                if not self.read(int(min(64 * 1024, end - self.received))):
                     break
         except Exception:  # noqa: BLE001 - the answer is sent; a client that went away is no error here
             pass
+        finally:
+            if cut is not None:
+                cut.cancel()
         if not self.ended:
             self.end_connection()
 
     def end_connection(self) -> None:
         """Close the connection once the answer is sent: what the client sends next is the rest of a body
-        that was not read, and must not be taken for a request of its own."""
+        that was not read, and must not be taken for a request of its own.
+
+        Closed with a reset: shut and closed with the client still sending, the socket lingered with
+        its window full, and the client's write waited on it for a minute before it failed.
+        """
         if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
             deadlines.shut(self._sock)
 
     def read(self, size: int = -1) -> bytes:
@@ -154,17 +176,18 @@ class UploadDeadline:
     into a temporary file counted in ``spool``, before the app runs.
 
     ``longest``: the longest body the app takes; one declared longer is left to the app, which refuses it
-    unread, and up to ``drain`` bytes of it are read and dropped after the answer, so the connection can
-    be kept alive as the answer said (a proxy still sending it gets the answer, not a broken pipe). So
-    is the body of a request the server refused before the app (``BODY_ERROR`` already set), and the
-    rest of one refused partway for want of room.
+    unread, and it is read and dropped after the answer for ``linger`` seconds at most, so the connection
+    can be kept alive as the answer said (a proxy still sending it gets the answer, not a broken pipe).
+    So is the body of a request the server refused before the app (``BODY_ERROR`` already set); the
+    rest of one refused partway for want of room is, up to ``drain`` bytes.
     ``too_long``: the error for a chunked body that runs past ``longest``.
     """
 
     def __init__(self, app: WSGIApp, seconds: float, rate: float, spool: Room, longest: int,
-                 too_long: Callable[[], ApiError], drain: int = 16 * 1024 * 1024) -> None:
+                 too_long: Callable[[], ApiError], drain: int = 16 * 1024 * 1024, linger: float | None = None) -> None:
         self.app, self.seconds, self.rate, self.spool = app, seconds, rate, spool
         self.longest, self.too_long, self.drain = longest, too_long, drain
+        self.linger = LINGER if linger is None else linger
         # A read returns once it has its piece, so a piece is what a body may be behind its rate: a
         # small part of what the deadline allows (64 KB with the defaults, less with short deadlines).
         self.piece = int(max(1024, min(64 * 1024, rate * seconds / 8)))
@@ -183,9 +206,13 @@ class UploadDeadline:
             body.drain(self.drain)
             body.stop()
 
+        def linger() -> None:
+            body.drain(math.inf, self.linger)
+            body.stop()
+
         if BODY_ERROR in environ or (not chunked and int(length) > self.longest):  # refused before it is read
             environ["wsgi.input"] = body
-            return self._run(environ, start_response, drain)
+            return self._run(environ, start_response, linger)
         received = self._receive(environ, body)
         environ[BODY_ROOM], environ[BODY_DONE] = received.give_room, received.release
 

@@ -938,6 +938,17 @@ def component_scans_jpeg(width: int, height: int, components: int = 3, interleav
     return out + b"\xff\xd9"
 
 
+def sequential_scan_repeats(n: int, width: int = 400, height: int = 300, band: tuple[int, int] = (0, 0)) -> bytes:
+    """A flat sequential JPEG whose one interleaved scan is repeated to ``n`` scans, each naming ``band``:
+    libjpeg decodes all 64 coefficients of every block in a sequential scan, whatever band it names."""
+    data = component_scans_jpeg(width, height, interleaved=True)
+    sos, eoi = data.index(b"\xff\xda"), data.rindex(b"\xff\xd9")
+    scan = bytearray(data[sos:eoi])
+    at = 5 + 2 * scan[4]
+    scan[at], scan[at + 1] = band
+    return data[:sos] + bytes(scan) * n + data[eoi:]
+
+
 def lossless_jpeg_header(width: int, height: int) -> bytes:
     """The start of a lossless (SOF3) gray JPEG: what libjpeg decodes only at full size."""
     return b"\xff\xd8" + _segment(0xC3, struct.pack(">BHHB", 8, height, width, 1) + b"\x01\x11\x00")

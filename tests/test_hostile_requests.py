@@ -15,8 +15,9 @@ import io
 import numpy as np
 import pytest
 from PIL import BmpImagePlugin, Image
+from tests_helpers import read
 
-from mysite.errors import Unprocessable
+from mysite.errors import Unprocessable, UnsupportedMedia
 from mysite.params import Param
 from mysite.vision import header_scan
 from mysite.vision.decode import read_header
@@ -187,6 +188,32 @@ def test_a_lossless_jpeg_is_refused_before_it_is_decoded(client):
     # libjpeg decodes it only at full size, whatever reduction was planned and counted.
     status, body = _post(client, "/detect", data=hi.lossless_jpeg_header(8000, 5000), content_type="image/jpeg")
     assert status == 415 and body["reason"] == "unsupported_media" and "lossless JPEG" in body["message"], body
+
+
+def test_an_arithmetic_coded_jpeg_is_refused_before_it_is_decoded(client):
+    # libjpeg decodes it, at many times the time per scan of a Huffman-coded one: a few kilobytes held a
+    # CV process past the work deadline. No browser shows one.
+    import cv2
+
+    arithmetic = read("cat_arith.jpg")
+    assert cv2.imdecode(np.frombuffer(arithmetic, np.uint8), cv2.IMREAD_COLOR).shape == (1334, 1000, 3)
+    status, body = _post(client, "/catfacedetection", data=arithmetic, content_type="image/jpeg")
+    assert status == 415 and body["reason"] == "unsupported_media" and "arithmetic-coded" in body["message"], body
+    assert _post(client, "/catfacedetection", data=read("cat.jpg"), content_type="image/jpeg")[0] == 200
+    progressive, _ = hi.progressive_jpeg(400, 300)
+    at = progressive.index(b"\xff\xc2")
+    with pytest.raises(UnsupportedMedia, match="arithmetic-coded"):
+        read_header(progressive[:at] + b"\xff\xca" + progressive[at + 2:])
+
+
+def test_sequential_scans_count_as_whole_passes_whatever_band_they_name(client):
+    # libjpeg decodes all 64 coefficients of every block in a sequential scan; one scan repeated, each
+    # naming the DC coefficient alone, was counted a 64th of a pass a scan.
+    limit = header_scan.MAX_SCANS / header_scan.SCANS_PER_PASS
+    assert read_header(hi.sequential_scan_repeats(int(limit))).scans == limit
+    beyond = hi.sequential_scan_repeats(int(limit) + 1)
+    status, body = _post(client, "/detect", data=beyond, content_type="image/jpeg")
+    assert status == 422 and body["reason"] == "bad_image" and "pass over its coefficients" in body["message"], body
 
 
 def test_photoshop_segments_are_read_up_to_a_megabyte():

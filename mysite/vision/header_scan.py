@@ -12,7 +12,9 @@ the file is a megabyte costs minutes; past ``MAX_SCANS`` the file is refused, an
 its scans together pass over the image's coefficients more than ``MAX_SCANS / SCANS_PER_PASS``
 times (a refinement scan visits its whole band in every block). And it says whether
 libjpeg buffers every coefficient of the image (``buffered``), which costs memory whatever the
-reduction; a lossless JPEG, which libjpeg decodes only at full size, is refused (415).
+reduction; a lossless JPEG, which libjpeg decodes only at full size, is refused (415), and so is
+an arithmetic-coded one, whose every coefficient costs libjpeg an adaptive decision where a
+Huffman-coded one costs a table lookup: many times the time per pass, in a file a fraction of the size.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ _TIFF_TILE_WIDTH, _TIFF_TILE_LENGTH = 322, 323
 _JPEG_STANDALONE = {0x01, *range(0xD0, 0xD8)}  # TEM and RSTn: no length follows
 _JPEG_SOF = {*range(0xC0, 0xC4), *range(0xC5, 0xC8), *range(0xC9, 0xCC), *range(0xCD, 0xD0)}
 _JPEG_PROGRESSIVE = {0xC2, 0xC6, 0xCA, 0xCE}
+_JPEG_ARITHMETIC = {0xC9, 0xCA, 0xCD, 0xCE}  # the lossless one (0xCB, 0xCF) is refused as lossless
 _JPEG_LOSSLESS = {0xC3, 0xC7, 0xCB, 0xCF}
 
 
@@ -139,6 +142,9 @@ def _jpeg(data: bytes) -> Structure:
         if marker in _JPEG_LOSSLESS:
             raise UnsupportedMedia("this is a lossless JPEG, which is decoded only at full size whatever is asked; "
                                    "send it as PNG, or as an ordinary JPEG")
+        if marker in _JPEG_ARITHMETIC:
+            raise UnsupportedMedia("this JPEG is arithmetic-coded, which browsers do not show and which costs the "
+                                   "decoder many times an ordinary JPEG; send it as PNG, or as an ordinary JPEG")
         if marker in _JPEG_SOF:
             progressive = marker in _JPEG_PROGRESSIVE
             components = _frame_components(data, pos)
@@ -148,7 +154,7 @@ def _jpeg(data: bytes) -> Structure:
             if scans > MAX_SCANS:
                 raise _refuse(f"the JPEG has {scans} scans; the limit is {MAX_SCANS} (encoders write 6 to 20, "
                               "and each one means another pass over the whole image)")
-            passes = _passes(data, pos - 2, _block_shares(components))
+            passes = _passes(data, pos - 2, _block_shares(components), progressive)
             if passes > MAX_SCANS / SCANS_PER_PASS:
                 raise _refuse(f"the JPEG's {scans} scans pass over its coefficients {passes:.0f} times; the limit is "
                               f"{MAX_SCANS / SCANS_PER_PASS:g} (encoders write 2 to 4)")
@@ -171,10 +177,11 @@ def _block_shares(components: list[tuple[int, int]]) -> dict[int, float]:
     return {c: size / total for c, size in sizes.items()} if total else {}
 
 
-def _passes(data: bytes, at: int, blocks: dict[int, float]) -> float:
+def _passes(data: bytes, at: int, blocks: dict[int, float], progressive: bool = True) -> float:
     """How many times the scans from ``at`` (a 0xffda) on visit every coefficient of the image: each scan,
     its components' share of the blocks times its share of a block's 64 coefficients. libjpeg visits
-    the whole band of every block in a refinement scan, whatever its data says."""
+    the whole band of every block in a refinement scan, whatever its data says, and in a sequential
+    scan all 64 coefficients, whatever band its header names."""
     passes = 0.0
     for _ in range(MAX_SCANS):  # the scans were counted: the loop ends at the last
         if at < 0 or at + 5 > len(data):
@@ -184,7 +191,7 @@ def _passes(data: bytes, at: int, blocks: dict[int, float]) -> float:
         if band + 2 > len(data):
             break
         share = sum(blocks.get(data[at + 5 + 2 * i], 0.0) for i in range(count))
-        passes += share * max(0, data[band + 1] - data[band] + 1) / 64
+        passes += share * (max(0, data[band + 1] - data[band] + 1) / 64 if progressive else 1)
         at = data.find(b"\xff\xda", band)
     return passes
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from testkit.hostile_inputs import component_scans_jpeg
+from testkit.hostile_inputs import component_scans_jpeg, opaque_animated_webp
 
 PHOTO = Path(__file__).resolve().parent.parent / "tests" / "data" / "group_17_faces.jpg"
 WAYS = (("colour", 1), ("gray", 1), ("gray", 2), ("colour", 2))
@@ -100,6 +100,8 @@ FILES: dict[str, tuple[Callable[[Image.Image], Image.Image], Callable[[Image.Ima
     "webp-lossless": (lambda p: p, _save("WEBP", lossless=True, method=0)),
     "webp-alpha": (_alpha, _save("WEBP", quality=80, method=0)),
     "webp-animated": (lambda p: p, _animated("WEBP", quality=80, method=0)),
+    # Its header says nothing of transparency (no encoder here writes one so): Pillow opens it as RGB.
+    "webp-animated-opaque": (lambda p: p, opaque_animated_webp),
     "gif": (lambda p: p.convert("P"), _save("GIF")),
     "bmp": (lambda p: p, _save("BMP")),
     "tiff": (lambda p: p, _save("TIFF")),

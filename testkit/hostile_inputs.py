@@ -949,6 +949,24 @@ def sequential_scan_repeats(n: int, width: int = 400, height: int = 300, band: t
     return data[:sos] + bytes(scan) * n + data[eoi:]
 
 
+def opaque_animated_webp(picture: Image.Image, frames: int = 2) -> bytes:
+    """``picture`` as a lossy WebP animation of ``frames`` frames whose header says nothing of transparency
+    (VP8X flags: animation only, as a tool that wraps still frames writes): Pillow opens it as RGB."""
+    buf = io.BytesIO()
+    picture.convert("RGB").save(buf, "WEBP", quality=80, method=0)
+    vp8 = buf.getvalue()[12:]
+    assert vp8[:4] == b"VP8 ", vp8[:4]
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return kind + struct.pack("<I", len(payload)) + payload + b"\x00" * (len(payload) & 1)
+
+    w, h = (v.to_bytes(3, "little") for v in (picture.width - 1, picture.height - 1))
+    frame = chunk(b"ANMF", b"\x00" * 6 + w + h + (100).to_bytes(3, "little") + b"\x00" + vp8)
+    body = b"WEBP" + chunk(b"VP8X", b"\x02\x00\x00\x00" + w + h) + chunk(b"ANIM", struct.pack("<IH", 0, 0))
+    body += frame * frames
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
 def lossless_jpeg_header(width: int, height: int) -> bytes:
     """The start of a lossless (SOF3) gray JPEG: what libjpeg decodes only at full size."""
     return b"\xff\xd8" + _segment(0xC3, struct.pack(">BHHB", 8, height, width, 1) + b"\x01\x11\x00")

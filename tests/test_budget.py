@@ -252,6 +252,21 @@ def test_a_tiff_is_costed_by_the_width_of_its_samples(mode, bits, per_pixel):
     assert decode_image(buf.getvalue(), max_pixels=1200, gray=True).image.shape == (30, 40)
 
 
+def test_an_animated_webp_is_costed_as_the_rgba_canvases_libwebp_composes_it_on():
+    """Its header need not say it is transparent: Pillow opens it as RGB, and it was costed as a still WebP
+    (7 bytes a pixel) where libwebp's animation decoder, which OpenCV uses, holds about 11."""
+    from PIL import Image
+
+    from mysite.vision.decode import decode_image, read_header
+    from testkit.hostile_inputs import opaque_animated_webp
+
+    data = opaque_animated_webp(Image.fromarray(np.full((30, 40, 3), 90, np.uint8)))
+    header = read_header(data)
+    assert (header.format, header.alpha, header.samples) == ("WEBP", False, 4)
+    assert (budget.decode_memory(header, True, 1) - budget.DECODER_FIXED) / 1200 == 12
+    assert decode_image(data, max_pixels=1200, gray=True).image.shape == (30, 40)
+
+
 def test_a_float_tiff_is_held_to_the_budget_at_its_width(make_app):
     """A 3 MP float TIFF takes about 17 bytes a pixel to decode: more than a 50 MB budget leaves it."""
     from PIL import Image

@@ -44,6 +44,8 @@ _FLAT_BYTES_PER_PIXEL = {"TIFF": 11, "WEBP": 7}
 # TIFFs OpenCV reads through more: 32-bit samples (integer or float) at their width, four bands (CMYK) as RGBA.
 _WIDE_TIFF_BYTES_PER_PIXEL = 17
 _FOUR_BAND_TIFF_BYTES_PER_PIXEL = 13
+# An animated WebP: libwebp's animation decoder holds RGBA canvases (four bands), then OpenCV's BGR copy.
+_ANIMATED_WEBP_BYTES_PER_PIXEL = 11
 
 
 def decode_memory(header: Header, gray: bool, reduce: int) -> int:
@@ -75,6 +77,8 @@ def _decode_peak(header: Header, gray: bool, reduce: int) -> int:
         return _WIDE_TIFF_BYTES_PER_PIXEL * full + out
     if header.format == "TIFF" and header.samples > 3:
         return _FOUR_BAND_TIFF_BYTES_PER_PIXEL * full + out
+    if header.format == "WEBP" and header.samples > 3:
+        return _ANIMATED_WEBP_BYTES_PER_PIXEL * full + out
     if header.format in _FLAT_BYTES_PER_PIXEL:
         return _FLAT_BYTES_PER_PIXEL[header.format] * full + out
     depth = 2 if header.bits > 8 else 1

@@ -145,6 +145,8 @@ def read_header(data: bytes, max_pixels: int | None = None) -> Header:
                 alpha = im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
                 bits = 32 if im.mode in ("I", "F") else 16 if "16" in im.mode else 8  # Pillow's 32-bit modes
                 samples = structure.samples if fmt == "JPEG" else float(len(im.getbands()))
+                if fmt == "WEBP" and webp_animated(data):  # libwebp composes its frames on an RGBA canvas
+                    samples = 4.0
                 if max_pixels is not None and width * height > max_pixels:
                     raise TooLarge(
                         f"image is {width}x{height} = {width * height / 1e6:.1f} megapixels; "
@@ -199,6 +201,12 @@ def webp_canvas(data: bytes) -> tuple[int, int] | None:
     if chunk == b"VP8 " and data[23:26] == b"\x9d\x01\x2a":
         return int.from_bytes(data[26:28], "little") & 0x3FFF, int.from_bytes(data[28:30], "little") & 0x3FFF
     return None
+
+
+def webp_animated(data: bytes) -> bool:
+    """Whether a WebP file says it is an animation (its VP8X flags): OpenCV then decodes it through
+    libwebp's animation decoder, whatever its frames hold."""
+    return data[12:16] == b"VP8X" and len(data) > 20 and bool(data[20] & 0x02)
 
 
 def _looks_like(data: bytes) -> str | None:

@@ -47,9 +47,15 @@ stop() {
 }
 trap stop TERM INT
 trap 'kill -HUP "$app_pid" 2>/dev/null || true' HUP
-# Until one of the two exits (a trapped signal also ends a wait: then wait again).
+# Until one of the two exits (a trapped signal also ends a wait: then wait again), or a stop's end.
 while kill -0 "$app_pid" 2>/dev/null && kill -0 "$nginx_pid" 2>/dev/null; do
-  wait -n "$app_pid" "$nginx_pid" || true
+  if [[ -z "$stop_by" ]]; then
+    wait -n "$app_pid" "$nginx_pid" || true
+  elif (($(now_ms) < stop_by)); then
+    sleep 0.1
+  else
+    break
+  fi
 done
 stop
 # gunicorn past its graceful timeout is only stopping its process pool: killed, the pool follows it.

@@ -672,6 +672,41 @@ def test_docker_stop_ends_within_its_grace_while_a_client_holds_nginx(tmp_path):
 
 
 @pytest.mark.slow
+def test_docker_stop_ends_within_its_grace_when_gunicorn_does_not(tmp_path):
+    """A gunicorn that does not stop (here, its master stopped by SIGSTOP) is killed at the stop's end,
+    however long nginx is held too; its workers and process pool follow their master."""
+    import socket
+    import time
+
+    graceful = 2
+    proc, port = _entrypoint(tmp_path, MYSITE_GRACEFUL_TIMEOUT=str(graceful))
+    try:
+        _wait_healthy(proc, port, tmp_path)
+        nginx_pid = int((tmp_path / "nginx.pid").read_text())
+        group = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _pgid(int(p.name)) == proc.pid]
+        master = next(p for p in group if _ppid(p) == proc.pid and p != nginx_pid)
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+            s.sendall(b"POST /detect HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+                      b"Content-Length: 1000000\r\n\r\n" + b"\xff" * 1000)
+            os.kill(master, signal.SIGSTOP)
+            t = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+            took = time.monotonic() - t
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and (left := [p for p in group if _pgid(p) == proc.pid
+                                                         and _state(p) not in ("Z", "X")]):
+            time.sleep(0.2)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+    assert took < 1 + graceful + 1, took
+    assert proc.returncode == 128 + signal.SIGKILL, _log(tmp_path)  # gunicorn's status: killed
+    assert not left, f"outlived it: {[(p, _cmdline(p)) for p in left]}"
+
+
+@pytest.mark.slow
 def test_docker_entrypoint_exits_when_gunicorn_dies(tmp_path):
     """A dead gunicorn must not leave nginx answering 502 forever: the container exits (and restarts)."""
     proc, port = _entrypoint(tmp_path)

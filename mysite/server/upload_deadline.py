@@ -133,8 +133,8 @@ class _TimedBody:
         """Close the connection once the answer is sent: what the client sends next is the rest of a body
         that was not read, and must not be taken for a request of its own.
 
-        Closed with a reset: shut and closed with the client still sending, the socket lingered with
-        its window full, and the client's write waited on it for a minute before it failed.
+        Closed with a reset: a socket shut and closed while the client still sends keeps its window
+        full, and the client's write would wait on it until the kernel gives the socket up.
         """
         if self._sock is not None:
             with contextlib.suppress(OSError):

@@ -4,14 +4,18 @@ PythonAnywhere WSGI template."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import re
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -311,7 +315,6 @@ def _listening(port: int) -> set[str]:
 @pytest.mark.slow
 def test_dev_serve_listens_on_loopback_and_installs_nothing_again():
     import signal
-    import time
 
     from testkit.net import free_port, request
 
@@ -393,8 +396,6 @@ def test_the_images_nginx_lets_one_address_hold_only_so_many_requests(tmp_path):
     """One address that holds connections open (headers sent, a body dripping) held every connection nginx
     had, and every other client was refused. Past its limit (4 here) it is told 429 in the app's JSON."""
     import json
-    import socket
-    import time
 
     from live_server import start_gunicorn
 
@@ -444,8 +445,6 @@ def test_docker_entrypoint_puts_nginx_in_front_and_slow_clients_do_not_block_the
     import json
     import shlex
     import signal
-    import socket
-    import time
 
     from testkit.net import free_port, request
 
@@ -544,8 +543,38 @@ def test_a_command_started_interruptible_traps_sigint_that_its_parent_ignores():
         assert ran.returncode == code, argv
 
 
+@contextlib.contextmanager
+def _running_entrypoint(prefix: Path, **extra: str) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """The entrypoint started and healthy; its whole group killed at the end if it is still there."""
+    proc, port = _entrypoint(prefix, **extra)
+    try:
+        _wait_healthy(proc, port, prefix)
+        yield proc, port
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+def _timed_stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> float:
+    """Seconds from ``sig`` to the entrypoint's exit."""
+    started = time.monotonic()
+    proc.send_signal(sig)
+    proc.wait(timeout=30)
+    return time.monotonic() - started
+
+
+@contextlib.contextmanager
+def _stalled_upload(port: int) -> Iterator[socket.socket]:
+    """A connection that has sent a kilobyte of a megabyte's body, and sends no more."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        s.sendall(b"POST /detect HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+                  b"Content-Length: 1000000\r\n\r\n" + b"\xff" * 1000)
+        time.sleep(0.3)  # nginx is reading the body
+        yield s
+
+
 def _wait_healthy(proc: subprocess.Popen[bytes], port: int, prefix: Path) -> None:
-    import time
 
     from testkit.net import request
 
@@ -582,22 +611,11 @@ def test_docker_stop_grace_covers_gunicorns_graceful_timeout():
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_docker_entrypoint_stops_nginx_with_gunicorn_within_the_grace(tmp_path, sig):
-    import time
-
-    proc, port = _entrypoint(tmp_path, MYSITE_GRACEFUL_TIMEOUT=_image_env()["MYSITE_GRACEFUL_TIMEOUT"])
-    try:
-        _wait_healthy(proc, port, tmp_path)
+    with _running_entrypoint(tmp_path, MYSITE_GRACEFUL_TIMEOUT=_image_env()["MYSITE_GRACEFUL_TIMEOUT"]) as (proc, _):
         nginx_pid = int((tmp_path / "nginx.pid").read_text())
         group = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _pgid(int(p.name)) == proc.pid]
         assert nginx_pid in group  # nginx runs in the foreground as the entrypoint's child
-        t = time.monotonic()
-        proc.send_signal(sig)
-        proc.wait(timeout=15)
-        took = time.monotonic() - t
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+        took = _timed_stop(proc, sig)
     assert took < 10, took
     assert proc.returncode == 0, _log(tmp_path)
     # Exited is enough: a zombie whose parent is gone waits for init to reap it (in the container, the
@@ -610,9 +628,7 @@ def test_docker_entrypoint_stops_nginx_with_gunicorn_within_the_grace(tmp_path, 
 def test_docker_stop_answers_a_request_whose_body_is_still_arriving():
     """nginx holds a body until it has all of it, then hands it to gunicorn: a stop while a client is
     uploading must keep gunicorn listening until nginx has handed over what it took in."""
-    import socket
     import tempfile
-    import time
 
     from testkit.net import multipart
 
@@ -648,25 +664,9 @@ def test_docker_stop_ends_within_its_grace_while_a_client_holds_nginx(tmp_path):
     """A client that stalls its upload keeps a quitting nginx waiting (for its body timeout, a minute):
     the stop still ends one second for nginx, plus gunicorn's graceful timeout, plus half a second after
     it began, however long each part would wait on its own (the image's 1 + 8 + 0.5 s within Docker's 10)."""
-    import socket
-    import time
-
     graceful = 2
-    proc, port = _entrypoint(tmp_path, MYSITE_GRACEFUL_TIMEOUT=str(graceful))
-    try:
-        _wait_healthy(proc, port, tmp_path)
-        with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
-            s.sendall(b"POST /detect HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
-                      b"Content-Length: 1000000\r\n\r\n" + b"\xff" * 1000)
-            time.sleep(0.3)  # nginx is reading the body
-            t = time.monotonic()
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=30)
-            took = time.monotonic() - t
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+    with _running_entrypoint(tmp_path, MYSITE_GRACEFUL_TIMEOUT=str(graceful)) as (proc, port), _stalled_upload(port):
+        took = _timed_stop(proc)
     assert took < 1 + graceful + 1, took
     assert proc.returncode == 0, _log(tmp_path)
 
@@ -675,32 +675,18 @@ def test_docker_stop_ends_within_its_grace_while_a_client_holds_nginx(tmp_path):
 def test_docker_stop_ends_within_its_grace_when_gunicorn_does_not(tmp_path):
     """A gunicorn that does not stop (here, its master stopped by SIGSTOP) is killed at the stop's end,
     however long nginx is held too; its workers and process pool follow their master."""
-    import socket
-    import time
-
     graceful = 2
-    proc, port = _entrypoint(tmp_path, MYSITE_GRACEFUL_TIMEOUT=str(graceful))
-    try:
-        _wait_healthy(proc, port, tmp_path)
+    with _running_entrypoint(tmp_path, MYSITE_GRACEFUL_TIMEOUT=str(graceful)) as (proc, port):
         nginx_pid = int((tmp_path / "nginx.pid").read_text())
         group = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _pgid(int(p.name)) == proc.pid]
         master = next(p for p in group if _ppid(p) == proc.pid and p != nginx_pid)
-        with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
-            s.sendall(b"POST /detect HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
-                      b"Content-Length: 1000000\r\n\r\n" + b"\xff" * 1000)
+        with _stalled_upload(port):
             os.kill(master, signal.SIGSTOP)
-            t = time.monotonic()
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=30)
-            took = time.monotonic() - t
+            took = _timed_stop(proc)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and (left := [p for p in group if _pgid(p) == proc.pid
                                                          and _state(p) not in ("Z", "X")]):
             time.sleep(0.2)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
     assert took < 1 + graceful + 1, took
     assert proc.returncode == 128 + signal.SIGKILL, _log(tmp_path)  # gunicorn's status: killed
     assert not left, f"outlived it: {[(p, _cmdline(p)) for p in left]}"
@@ -848,8 +834,6 @@ def test_predeploy_hook_with_no_route_out_takes_seconds_and_remembers(tmp_path):
     """Egress black-holed: connects that never complete (a loopback listener whose backlog is full
     drops every further SYN, as a firewall dropping egress does). The first deploy gives up within
     10 s, the next one at once; the log names each host, why, and for how long it is skipped."""
-    import socket
-    import time
 
     held: list[socket.socket] = []
     urls = []

@@ -23,6 +23,7 @@ from loopback import serve
 from werkzeug.test import EnvironBuilder
 
 from mysite.errors import Busy
+from mysite.server import upload_deadline
 from mysite.server.memory import AnswerRoom, Room
 from mysite.settings import Settings
 from mysite.web import inputs
@@ -593,38 +594,41 @@ def test_a_refused_body_trickling_is_drained_under_its_deadline_then_cut_off(mak
     spool.give(spool.size)
 
 
+@pytest.mark.parametrize("bodies", [3, upload_deadline.LINGER_BODIES + 1])
 def test_a_body_declared_past_the_limit_is_read_and_dropped_for_a_while_then_the_connection_reset(make_app,
-                                                                                                monkeypatch):
+                                                                                                monkeypatch, bodies):
     # A body declared longer than the app takes was shut unread when more than 16 MB of it was left: a client
     # that writes all of its body before it reads (http.client, so requests) never saw the 413, and its write
-    # waited on the full window of a closed socket for a minute. Now it is read and dropped for
-    # upload_deadline.LINGER seconds; past that the connection is reset, so the client's write fails at once.
+    # waited on the full window of a closed socket for a minute. Now it is read and dropped for LINGER seconds
+    # and up to LINGER_BODIES times the longest body; past either the connection is reset, so the client's
+    # write fails at once.
     import struct
-
-    from mysite.server import upload_deadline
 
     monkeypatch.setattr(upload_deadline, "LINGER", 0.5)
     app = make_app()
+    reads: list[int] = []
 
     class Endless(io.BytesIO):
-        reads = 0
-
         def read(self, size=-1):  # type: ignore[override]
-            Endless.reads += 1
+            reads.append(size)
             time.sleep(0.01)
             return b"\xff" * min(size, 65536)
 
     sock = _Socket()
     environ = EnvironBuilder(method="POST", path="/detect", input_stream=Endless(),
                              content_type="image/jpeg").get_environ()
-    environ["gunicorn.socket"], environ["CONTENT_LENGTH"] = sock, str(10 * 2**30)
+    longest = app_state(app).settings.max_body_bytes
+    environ["gunicorn.socket"], environ["CONTENT_LENGTH"] = sock, str(bodies * longest)
     statuses: list[str] = []
     answer = app.wsgi_app(environ, lambda status, headers, exc_info=None: statuses.append(status))
     body = json.loads(b"".join(answer))
     assert statuses[0].startswith("413") and body["reason"] == "too_large", (statuses, body)
     started = time.monotonic()
     answer.close()  # type: ignore[attr-defined]
-    assert Endless.reads > 1, Endless.reads  # read and dropped, not shut unread
-    assert time.monotonic() - started < 30  # then given up (the body's own deadline is minutes away)
+    if bodies <= upload_deadline.LINGER_BODIES:
+        assert len(reads) > 1, reads  # read and dropped, not shut unread
+        assert time.monotonic() - started < 30  # then given up (the body's own deadline is minutes away)
+    else:
+        assert reads == []  # too long to be worth reading
     assert (socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)) in sock.options
     assert sock.shut and sock.shut[-1] == socket.SHUT_RDWR, sock.shut

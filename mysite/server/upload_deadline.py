@@ -48,8 +48,10 @@ BODY_ROOM = "mysite.body_room"  # environ key: call once the body is counted in 
 BODY_DONE = "mysite.body_done"  # environ key: call when the request ends: the body's file is closed
 _IN_MEMORY = 64 * 1024  # a body up to this stays in memory; a longer one goes to a file
 # How long the rest of a body declared longer than the app takes is read and dropped after its 413
-# (nginx's lingering_time): a client that writes all before it reads then gets the answer.
+# (nginx's lingering_time): a client that writes all before it reads then gets the answer. Reading
+# costs the worker CPU by the byte, so no more than LINGER_BODIES times the longest body is read.
 LINGER = 30.0
+LINGER_BODIES = 4
 _RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() resets the connection
 
 
@@ -176,8 +178,9 @@ class UploadDeadline:
     into a temporary file counted in ``spool``, before the app runs.
 
     ``longest``: the longest body the app takes; one declared longer is left to the app, which refuses it
-    unread, and it is read and dropped after the answer for ``linger`` seconds at most, so the connection
-    can be kept alive as the answer said (a proxy still sending it gets the answer, not a broken pipe).
+    unread, and it is read and dropped after the answer for ``linger`` seconds and ``LINGER_BODIES`` times
+    ``longest`` bytes at most, so the connection can be kept alive as the answer said (a proxy still
+    sending it gets the answer, not a broken pipe).
     So is the body of a request the server refused before the app (``BODY_ERROR`` already set); the
     rest of one refused partway for want of room is, up to ``drain`` bytes.
     ``too_long``: the error for a chunked body that runs past ``longest``.
@@ -207,7 +210,7 @@ class UploadDeadline:
             body.stop()
 
         def linger() -> None:
-            body.drain(math.inf, self.linger)
+            body.drain(LINGER_BODIES * self.longest, self.linger)
             body.stop()
 
         if BODY_ERROR in environ or (not chunked and int(length) > self.longest):  # refused before it is read

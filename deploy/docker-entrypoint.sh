@@ -5,9 +5,9 @@
 # it also answers its own 413/502/504 in the app's JSON. gunicorn listens on loopback (APP_PORT).
 # Both run as children of this script, which stays PID 1: a stop (SIGTERM, SIGINT) goes to both
 # (nginx stops accepting and hands over what it has, then gunicorn finishes its requests within
-# MYSITE_GRACEFUL_TIMEOUT), and ends 1 + MYSITE_GRACEFUL_TIMEOUT + 0.5 s after it began whatever is
-# still running (the image's 8 s: within docker stop's 10 s grace); SIGHUP reloads gunicorn; if
-# either dies the other is stopped and the container exits, so its restart policy starts both again.
+# MYSITE_GRACEFUL_TIMEOUT); 1 + MYSITE_GRACEFUL_TIMEOUT s after it began, whatever still runs is
+# stopped (the image's 8 s: all is gone within docker stop's 10 s grace); SIGHUP reloads gunicorn;
+# if either dies the other is stopped and the container exits, so its restart policy starts both again.
 set -euo pipefail
 public="${LISTEN_HOST:-0.0.0.0}:${PORT:-8000}"
 app_port="${APP_PORT:-8001}"
@@ -37,7 +37,7 @@ gone_by() {
 stop_by=""
 stop() {
   [[ -z "$stop_by" ]] || return 0
-  stop_by=$(($(now_ms) + 1000 + graceful_ms + 500))
+  stop_by=$(($(now_ms) + 1000 + graceful_ms))
   # nginx first: it closes its port and finishes what it took in. A body still arriving reaches
   # gunicorn only once whole, so gunicorn keeps listening until nginx is gone, or 1 s, then
   # finishes its requests and exits.
@@ -58,13 +58,18 @@ while kill -0 "$app_pid" 2>/dev/null && kill -0 "$nginx_pid" 2>/dev/null; do
   fi
 done
 stop
-# gunicorn past its graceful timeout is only stopping its process pool: killed, the pool follows it.
+# gunicorn past its graceful timeout is stopping its process pool, or still held by a reload
+# (SIGHUP) that waits for the old workers: killed, its workers and pool follow it.
 gone_by "$app_pid" "$stop_by" || kill -KILL "$app_pid" 2>/dev/null || true
 status=0
 wait "$app_pid" || status=$?
 # nginx has nothing left to pass on once gunicorn is gone: it finishes sending answers for 5 s at
-# most, and not past the stop's end, then stops fast.
+# most, and not past the stop's end; then it stops fast, which may take it a second, so it is
+# killed at half of one.
 nginx_by=$(($(now_ms) + 5000))
-gone_by "$nginx_pid" $((nginx_by < stop_by ? nginx_by : stop_by)) || kill -TERM "$nginx_pid" 2>/dev/null || true
+gone_by "$nginx_pid" $((nginx_by < stop_by ? nginx_by : stop_by)) || {
+  kill -TERM "$nginx_pid" 2>/dev/null || true
+  gone_by "$nginx_pid" $(($(now_ms) + 500)) || kill -KILL "$nginx_pid" 2>/dev/null || true
+}
 wait "$nginx_pid" 2>/dev/null || true
 exit "$status"

@@ -804,6 +804,16 @@ def tiff_tiled(gray: np.ndarray, tile: int) -> bytes:
             + struct.pack("<H", len(tags)) + entries + bytes(4))
 
 
+def jpeg_tiff(stream: bytes, width: int, height: int, compression: int = 7) -> bytes:
+    """A little-endian gray TIFF of one strip whose data is ``stream``, said to be JPEG (Compression 7)."""
+    tags = {256: (4, 1, width), 257: (4, 1, height), 258: (3, 1, 8), 259: (3, 1, compression), 262: (3, 1, 1),
+            273: (4, 1, 8), 277: (3, 1, 1), 278: (4, 1, height), 279: (4, 1, len(stream))}
+    entries = b"".join(struct.pack("<HHI", tag, kind, n) + struct.pack("<H" if kind == 3 else "<I", v).ljust(4, b"\0")
+                       for tag, (kind, n, v) in sorted(tags.items()))
+    padded = stream + b"\0" * (len(stream) % 2)  # the directory starts on a word
+    return b"II*\x00" + struct.pack("<I", 8 + len(padded)) + padded + struct.pack("<H", len(tags)) + entries + bytes(4)
+
+
 def tiff_fraction_flood(n: int, big: bool = False) -> bytes:
     """A TIFF whose XResolution holds ``n`` fractions (Pillow makes an object of each on open)."""
     return tiff_of({282: (5, n, struct.pack("<II", 72, 1) * n)}, big=big)

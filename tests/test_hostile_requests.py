@@ -206,6 +206,31 @@ def test_an_arithmetic_coded_jpeg_is_refused_before_it_is_decoded(client):
         read_header(progressive[:at] + b"\xff\xca" + progressive[at + 2:])
 
 
+def test_a_tiffs_jpeg_strips_are_held_to_what_tiff_writers_make(client, group_jpg):
+    # libtiff hands a JPEG-compressed strip to libjpeg, arithmetic coding and many scans included: an outside
+    # tester's 9.9 MB TIFF held a CV process past the work deadline, with no JPEG rule applied to it.
+    import cv2
+    from PIL import Image
+
+    gray = np.tile(np.arange(0, 256, 4, dtype=np.uint8), (48, 1))
+    plain = cv2.imencode(".jpg", gray)[1].tobytes()
+    progressive = cv2.imencode(".jpg", gray, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1].tobytes()
+    refused = {
+        "arithmetic-coded": hi.jpeg_tiff(plain.replace(b"\xff\xc0", b"\xff\xc9", 1), 64, 48),
+        "progressive": hi.jpeg_tiff(progressive, 64, 48),
+        "several scans": hi.jpeg_tiff(plain[:-2] + plain[plain.index(b"\xff\xda"):], 64, 48),
+        "TIFF 6.0": hi.jpeg_tiff(plain, 64, 48, compression=6),
+    }
+    for words, data in refused.items():
+        status, body = _post(client, "/canny", data=data, content_type="image/tiff")
+        assert status == 415 and body["reason"] == "unsupported_media" and words in body["message"], (words, body)
+    assert _post(client, "/canny", data=hi.jpeg_tiff(plain, 64, 48), content_type="image/tiff")[0] == 200
+    for mode in ("RGB", "L"):  # strips of JPEG data and their tables apart, as libtiff writes them
+        buf = io.BytesIO()
+        Image.open(io.BytesIO(group_jpg)).convert(mode).save(buf, "TIFF", compression="jpeg")
+        assert _post(client, "/detect", data=buf.getvalue(), content_type="image/tiff")[0] == 200
+
+
 def test_sequential_scans_count_as_whole_passes_whatever_band_they_name(client):
     # libjpeg decodes all 64 coefficients of every block in a sequential scan; one scan repeated, each
     # naming the DC coefficient alone, was counted a 64th of a pass a scan.

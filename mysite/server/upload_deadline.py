@@ -178,7 +178,7 @@ class UploadDeadline:
     into a temporary file counted in ``spool``, before the app runs.
 
     ``longest``: the longest body the app takes; one declared longer is left to the app, which refuses it
-    unread, and it is read and dropped after the answer for ``linger`` seconds and ``LINGER_BODIES`` times
+    unread, and it is read and dropped after the answer for ``LINGER`` seconds and ``LINGER_BODIES`` times
     ``longest`` bytes at most, so the connection can be kept alive as the answer said (a proxy still
     sending it gets the answer, not a broken pipe).
     So is the body of a request the server refused before the app (``BODY_ERROR`` already set); the
@@ -187,10 +187,9 @@ class UploadDeadline:
     """
 
     def __init__(self, app: WSGIApp, seconds: float, rate: float, spool: Room, longest: int,
-                 too_long: Callable[[], ApiError], drain: int = 16 * 1024 * 1024, linger: float | None = None) -> None:
+                 too_long: Callable[[], ApiError], drain: int = 16 * 1024 * 1024) -> None:
         self.app, self.seconds, self.rate, self.spool = app, seconds, rate, spool
         self.longest, self.too_long, self.drain = longest, too_long, drain
-        self.linger = LINGER if linger is None else linger
         # A read returns once it has its piece, so a piece is what a body may be behind its rate: a
         # small part of what the deadline allows (64 KB with the defaults, less with short deadlines).
         self.piece = int(max(1024, min(64 * 1024, rate * seconds / 8)))
@@ -210,7 +209,7 @@ class UploadDeadline:
             body.stop()
 
         def linger() -> None:
-            body.drain(LINGER_BODIES * self.longest, self.linger)
+            body.drain(LINGER_BODIES * self.longest, LINGER)
             body.stop()
 
         if BODY_ERROR in environ or (not chunked and int(length) > self.longest):  # refused before it is read

@@ -804,14 +804,23 @@ def tiff_tiled(gray: np.ndarray, tile: int) -> bytes:
             + struct.pack("<H", len(tags)) + entries + bytes(4))
 
 
-def jpeg_tiff(stream: bytes, width: int, height: int, compression: int = 7) -> bytes:
-    """A little-endian gray TIFF of one strip whose data is ``stream``, said to be JPEG (Compression 7)."""
-    tags = {256: (4, 1, width), 257: (4, 1, height), 258: (3, 1, 8), 259: (3, 1, compression), 262: (3, 1, 1),
-            273: (4, 1, 8), 277: (3, 1, 1), 278: (4, 1, height), 279: (4, 1, len(stream))}
-    entries = b"".join(struct.pack("<HHI", tag, kind, n) + struct.pack("<H" if kind == 3 else "<I", v).ljust(4, b"\0")
-                       for tag, (kind, n, v) in sorted(tags.items()))
+def jpeg_tiff(stream: bytes, width: int, height: int, compression: int = 7, kinds: dict[int, int] | None = None,
+              extra: Sequence[tuple[int, int, int, int]] = (), offsets: Sequence[int] = (8,)) -> bytes:
+    """A little-endian gray TIFF whose strips (at ``offsets`` from the file's start, the first 8) are said to
+    be JPEG (Compression 7), whatever ``stream``, put at 8, is. ``kinds``: another type for a tag;
+    ``extra``: more entries (tag, type, count, value), after the others as a careless writer puts them."""
     padded = stream + b"\0" * (len(stream) % 2)  # the directory starts on a word
-    return b"II*\x00" + struct.pack("<I", 8 + len(padded)) + padded + struct.pack("<H", len(tags)) + entries + bytes(4)
+    after = 8 + len(padded)
+    many = len(offsets) > 1
+    tags = {256: (4, 1, width), 257: (4, 1, height), 258: (3, 1, 8), 259: (3, 1, compression), 262: (3, 1, 1),
+            273: (4, len(offsets), after if many else offsets[0]), 277: (3, 1, 1), 278: (4, 1, height),
+            279: (4, len(offsets), after + 4 * len(offsets) if many else len(stream))}
+    arrays = struct.pack(f"<{len(offsets)}I", *offsets) + struct.pack(f"<{len(offsets)}I", *[len(stream)] * len(offsets))
+    rows = [(tag, (kinds or {}).get(tag, kind), n, v) for tag, (kind, n, v) in sorted(tags.items())] + list(extra)
+    entries = b"".join(struct.pack("<HHI", tag, kind, n) + struct.pack("<H" if kind in (3, 8) else "<I", v).ljust(4, b"\0")
+                       for tag, kind, n, v in rows)
+    body = padded + (arrays if many else b"")
+    return b"II*\x00" + struct.pack("<I", 8 + len(body)) + body + struct.pack("<H", len(rows)) + entries + bytes(4)
 
 
 def tiff_fraction_flood(n: int, big: bool = False) -> bytes:

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import base64
 import io
+import struct
 
 import numpy as np
 import pytest
 from PIL import BmpImagePlugin, Image
 from tests_helpers import read
 
-from mysite.errors import Unprocessable, UnsupportedMedia
+from mysite.errors import TooLarge, Unprocessable, UnsupportedMedia
 from mysite.params import Param
 from mysite.vision import header_scan
 from mysite.vision.decode import read_header
@@ -229,6 +230,46 @@ def test_a_tiffs_jpeg_strips_are_held_to_what_tiff_writers_make(client, group_jp
         buf = io.BytesIO()
         Image.open(io.BytesIO(group_jpg)).convert(mode).save(buf, "TIFF", compression="jpeg")
         assert _post(client, "/detect", data=buf.getvalue(), content_type="image/tiff")[0] == 200
+
+
+def test_a_tiffs_jpeg_strips_are_found_however_its_directory_is_written():
+    # libtiff reads a directory leniently (signed types, counts past one, the first of two copies, either
+    # offsets tag): each way hid an arithmetic strip from a check that read only the usual form.
+    import cv2
+
+    gray = np.tile(np.arange(0, 256, 4, dtype=np.uint8), (48, 1))
+    plain = cv2.imencode(".jpg", gray)[1].tobytes()
+    costly = plain.replace(b"\xff\xc0", b"\xff\xc9", 1)
+    hidden = {
+        "compression as SSHORT": hi.jpeg_tiff(costly, 64, 48, kinds={259: 8}),
+        "compression, two values": hi.jpeg_tiff(costly, 64, 48, extra=[(259, 3, 2, 7)], compression=1),
+        "compression twice": hi.jpeg_tiff(costly, 64, 48, extra=[(259, 3, 1, 1)]),
+        "offsets as SLONG": hi.jpeg_tiff(costly, 64, 48, kinds={273: 9}),
+        "tile offsets too": hi.jpeg_tiff(costly, 64, 48, extra=[(324, 4, 1, 4096)]),
+    }
+    for how, data in hidden.items():
+        with pytest.raises(UnsupportedMedia, match="arithmetic-coded"):
+            read_header(data)
+            pytest.fail(how)
+    # A restart marker has no length: read as if it had, the next two bytes hid the stream behind them.
+    behind = plain[:2] + b"\xff\xd0" + len(costly).to_bytes(2, "big") + costly[2:]
+    with pytest.raises(Unprocessable, match="damaged"):
+        read_header(hi.jpeg_tiff(behind, 64, 48))
+    # Strips that overlap would each be read to the end of the data: refused past twice its length.
+    # Eight strips start apart, each a comment that skips to one scan shared by all.
+    starts = b"".join(b"\xff\xd8\xff\xfe" + (2 + 6 * (7 - i)).to_bytes(2, "big") for i in range(8))
+    stream = starts + b"\xff\xda\x00\x08\x01\x01\x00\x00\x3f\x00" + bytes(1 << 20)
+    with pytest.raises(Unprocessable, match="overlap"):
+        read_header(hi.jpeg_tiff(stream, 64, 48, offsets=[8 + 6 * i for i in range(8)]))
+
+
+def test_a_tiles_size_is_counted_whatever_integer_type_says_it():
+    tiled = hi.tiff_tiled(np.zeros((64, 64), np.uint8), 4096)
+    at = tiled.index(struct.pack("<HH", 322, 4))
+    sshort = tiled[:at] + struct.pack("<HHI", 322, 8, 1) + struct.pack("<H", 4096).ljust(4, b"\0") + tiled[at + 12:]
+    assert read_header(sshort).coded == 4096 * 4096
+    with pytest.raises(TooLarge):
+        read_header(sshort, max_pixels=10_000_000)
 
 
 def test_sequential_scans_count_as_whole_passes_whatever_band_they_name(client):

@@ -64,12 +64,14 @@ MAX_EXIF_TAGS = (0xFFFF - 18) // 12
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # little- and big-endian, TIFF and BigTIFF
 _TIFF_BYTES = {1, 2, 7}  # BYTE, ASCII, UNDEFINED: Pillow keeps these as one bytes or str
 _TIFF_FRACTIONS = {5, 10}  # RATIONAL, SRATIONAL
-_TIFF_INTEGERS = {3: "H", 4: "I", 16: "Q"}  # SHORT, LONG, LONG8: a single one sits in the entry itself
+# BYTE, SBYTE, SHORT, SSHORT, LONG, SLONG, LONG8, SLONG8: libtiff reads an integer tag of any of them.
+_TIFF_INTEGERS = {1: "B", 6: "b", 3: "H", 8: "h", 4: "I", 9: "i", 16: "Q", 17: "q"}
 _TIFF_TILE_WIDTH, _TIFF_TILE_LENGTH = 322, 323
-_TIFF_COMPRESSION, _TIFF_OLD_JPEG, _TIFF_JPEG = 259, 6, 7
-_TIFF_STRIP_OFFSETS, _TIFF_STRIP_COUNTS, _TIFF_TILE_OFFSETS, _TIFF_TILE_COUNTS = 273, 279, 324, 325
-_TIFF_READ = {_TIFF_TILE_WIDTH, _TIFF_TILE_LENGTH, _TIFF_COMPRESSION, _TIFF_STRIP_OFFSETS, _TIFF_STRIP_COUNTS,
-              _TIFF_TILE_OFFSETS, _TIFF_TILE_COUNTS}
+_TIFF_COMPRESSION, _TIFF_OLD_JPEG = 259, 6
+_TIFF_JPEGS = {7, 34892}  # JPEG, and DNG's lossy JPEG
+_TIFF_STRIP_OFFSETS, _TIFF_TILE_OFFSETS = 273, 324
+_TIFF_OFFSETS = {_TIFF_STRIP_OFFSETS, _TIFF_TILE_OFFSETS}
+_TIFF_READ = {_TIFF_TILE_WIDTH, _TIFF_TILE_LENGTH, _TIFF_COMPRESSION, *_TIFF_OFFSETS}
 # A JPEG-compressed TIFF's strips or tiles, each a JPEG stream checked as a JPEG file is: strips are a
 # multiple of 8 rows, tiles of 16 pixels a side, so real files have hundreds. Segments before each
 # stream's scan: libtiff writes its tables once, apart (JPEGTables), and each stream a handful.
@@ -305,63 +307,63 @@ def _tiff(data: bytes) -> Structure:
         raise _refuse(f"the TIFF's first directory has {tags} tags; the limit is {MAX_TIFF_TAGS}; it is not read")
     kinds = struct.Struct(order + "HH" + value)
     numbers = 0
-    found: dict[int, tuple[int, int, int]] = {}  # tag: its type, its count, where its value or offset is
+    found: list[tuple[int, int, int, int]] = []  # tag, its type, its count, where its value or offset is
     for at in range(first, min(first + tags * entry, len(data) - kinds.size + 1), entry):
         tag, kind, n = kinds.unpack_from(data, at)
         if kind not in _TIFF_BYTES:
             numbers += n * (TIFF_FRACTION_WEIGHT if kind in _TIFF_FRACTIONS else 1)
         if tag in _TIFF_READ:
-            found[tag] = (kind, n, at + kinds.size)
+            found.append((tag, kind, n, at + kinds.size))
     if numbers > MAX_TIFF_NUMBERS:
         raise _refuse(f"the TIFF's first directory holds {numbers} numbers (a fraction counts "
                       f"{TIFF_FRACTION_WEIGHT}); the limit is {MAX_TIFF_NUMBERS}; it is not read")
     inline = struct.calcsize(value)
-    single: dict[int, int] = {}
-    for tag, (kind, n, at) in found.items():
-        if n == 1 and (read := _tiff_integers(data, order, kind, 1, at, inline)):
-            single[tag] = read[0]
-    if single.get(_TIFF_COMPRESSION) == _TIFF_OLD_JPEG:
+    # Every copy of a tag, of any integer type, its first values: libtiff's reading of a directory is lenient.
+    values: dict[int, list[int]] = {tag: [] for tag in _TIFF_READ}
+    for tag, kind, n, at in found:
+        if tag not in _TIFF_OFFSETS:
+            values[tag] += _tiff_integers(data, order, kind, n, at, inline, take=min(n, 16))
+    compression = set(values[_TIFF_COMPRESSION])
+    if _TIFF_OLD_JPEG in compression:
         raise UnsupportedMedia("this TIFF holds JPEG data as TIFF 6.0 first put it, a form abandoned since; "
                                "send it as PNG, or as a JPEG")
-    if single.get(_TIFF_COMPRESSION) == _TIFF_JPEG:
-        offsets, counts = (_TIFF_TILE_OFFSETS, _TIFF_TILE_COUNTS) if _TIFF_TILE_OFFSETS in found else \
-            (_TIFF_STRIP_OFFSETS, _TIFF_STRIP_COUNTS)
-        starts, lengths = (_tiff_array(data, order, found.get(tag), inline) for tag in (offsets, counts))
-        for i, start in enumerate(starts):
-            _tiff_jpeg(data, start, min(len(data), start + lengths[i]) if i < len(lengths) else len(data))
+    if compression & _TIFF_JPEGS:  # every strip or tile any copy of either tag points at
+        offsets = [(kind, n, at) for tag, kind, n, at in found if tag in _TIFF_OFFSETS]
+        streams = sum(n for _, n, _ in offsets)
+        if streams > MAX_TIFF_JPEG_STREAMS:
+            raise _refuse(f"the TIFF's JPEG data is in {streams} strips or tiles; the limit is {MAX_TIFF_JPEG_STREAMS}")
+        starts = {start for kind, n, at in offsets for start in _tiff_integers(data, order, kind, n, at, inline)}
+        read = 0
+        for start in sorted(starts):
+            read += _tiff_jpeg(data, start)
+            if read > 2 * len(data):  # streams that overlap: each read to its end would cost the file's length
+                raise _refuse("the TIFF's strips or tiles of JPEG data overlap; it is not read")
     # A tile may be far larger than the picture; the decoders allocate and fill it whole.
-    return Structure(coded=single.get(_TIFF_TILE_WIDTH, 0) * single.get(_TIFF_TILE_LENGTH, 0))
+    return Structure(coded=max(values[_TIFF_TILE_WIDTH], default=0) * max(values[_TIFF_TILE_LENGTH], default=0))
 
 
-def _tiff_integers(data: bytes, order: str, kind: int, n: int, at: int, inline: int) -> tuple[int, ...]:
-    """A tag's ``n`` integers, from its entry (``at``, ``inline`` bytes) or where the entry points; () if unread."""
+def _tiff_integers(data: bytes, order: str, kind: int, n: int, at: int, inline: int,
+                   take: int | None = None) -> tuple[int, ...]:
+    """The first ``take`` (all) of a tag's ``n`` integers, from its entry (``at``, ``inline`` bytes) or where the
+    entry points; () when they cannot be read."""
     code = _TIFF_INTEGERS.get(kind)
     if code is None:
         return ()
-    size = struct.calcsize(code) * n
-    if size > inline:
+    take = n if take is None else take
+    if struct.calcsize(code) * n > inline:
         if at + inline > len(data):
             return ()
         at = struct.unpack_from(order + ("Q" if inline == 8 else "I"), data, at)[0]
-    return struct.unpack_from(f"{order}{n}{code}", data, at) if at + size <= len(data) else ()
+    return struct.unpack_from(f"{order}{take}{code}", data, at) if at + struct.calcsize(code) * take <= len(data) else ()
 
 
-def _tiff_array(data: bytes, order: str, entry: tuple[int, int, int] | None, inline: int) -> tuple[int, ...]:
-    """The strips' or tiles' offsets or byte counts; a 422 past ``MAX_TIFF_JPEG_STREAMS``."""
-    if entry is None:
-        return ()
-    kind, n, at = entry
-    if n > MAX_TIFF_JPEG_STREAMS:
-        raise _refuse(f"the TIFF's JPEG data is in {n} strips or tiles; the limit is {MAX_TIFF_JPEG_STREAMS}")
-    return _tiff_integers(data, order, kind, n, at, inline)
-
-
-def _tiff_jpeg(data: bytes, start: int, end: int) -> None:
-    """Refuse a TIFF's JPEG strip or tile that is anything but one scan of Huffman-coded sequential JPEG,
-    as TIFF writers make them: libjpeg decodes the others at many times the cost, as for a JPEG file."""
+def _tiff_jpeg(data: bytes, start: int) -> int:
+    """Refuse a TIFF's strip or tile of JPEG data that is anything but one scan of Huffman-coded sequential
+    JPEG, as TIFF writers make them: libjpeg decodes the others at many times the cost, as for a JPEG file.
+    The stream is read up to its end (EOI), whatever the byte counts say; the bytes read."""
     if data[start:start + 2] != b"\xff\xd8":
-        return  # not JPEG data: libtiff refuses it
-    pos = start + 2
+        return 0  # not JPEG data: libjpeg refuses it
+    pos, end = start + 2, len(data)
     for _ in range(MAX_TIFF_JPEG_SEGMENTS):
         if pos + 4 > end or data[pos] != 0xFF:
             break
@@ -369,13 +371,18 @@ def _tiff_jpeg(data: bytes, start: int, end: int) -> None:
         if marker == 0xFF:  # a fill byte
             pos += 1
             continue
+        if marker in _JPEG_STANDALONE:
+            pos += 2
+            continue
         if marker in _JPEG_SOF and marker not in (0xC0, 0xC1):
             raise UnsupportedMedia("this TIFF's JPEG data is progressive, lossless or arithmetic-coded, which no "
                                    "TIFF writer makes and which costs the decoder many times more; send it as PNG, "
                                    "or as a JPEG")
         if marker == 0xDA:
-            if data.find(b"\xff\xda", pos + 2, end) < 0:
-                return
+            ends = data.find(b"\xff\xd9", pos + 2)
+            ends = end if ends < 0 else ends
+            if data.find(b"\xff\xda", pos + 2, ends) < 0:
+                return ends - start
             raise UnsupportedMedia("this TIFF's JPEG data is in several scans, which no TIFF writer makes and which "
                                    "costs the decoder a pass each; send it as PNG, or as a JPEG")
         pos += 2 + struct.unpack_from(">H", data, pos + 2)[0]

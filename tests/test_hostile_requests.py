@@ -245,20 +245,27 @@ def test_a_tiffs_jpeg_strips_are_found_however_its_directory_is_written():
         "compression, two values": hi.jpeg_tiff(costly, 64, 48, extra=[(259, 3, 2, 7)], compression=1),
         "compression twice": hi.jpeg_tiff(costly, 64, 48, extra=[(259, 3, 1, 1)]),
         "offsets as SLONG": hi.jpeg_tiff(costly, 64, 48, kinds={273: 9}),
+        "offsets as IFD": hi.jpeg_tiff(costly, 64, 48, kinds={273: 13}),
         "tile offsets too": hi.jpeg_tiff(costly, 64, 48, extra=[(324, 4, 1, 4096)]),
     }
     for how, data in hidden.items():
         with pytest.raises(UnsupportedMedia, match="arithmetic-coded"):
             read_header(data)
             pytest.fail(how)
-    # A restart marker has no length: read as if it had, the next two bytes hid the stream behind them.
-    behind = plain[:2] + b"\xff\xd0" + len(costly).to_bytes(2, "big") + costly[2:]
-    with pytest.raises(Unprocessable, match="damaged"):
-        read_header(hi.jpeg_tiff(behind, 64, 48))
+    # A restart marker, or a stuffed zero, has no length: read as if it had, the next two bytes hid the stream
+    # behind them, which libjpeg reads on to.
+    for no_length in (b"\xff\xd0", b"\xff\x00"):
+        behind = plain[:2] + no_length + len(costly).to_bytes(2, "big") + costly[2:]
+        with pytest.raises(Unprocessable, match="damaged"):
+            read_header(hi.jpeg_tiff(behind, 64, 48))
+    # A comment between scans may hold what looks like the end of the stream.
+    scan = plain[plain.index(b"\xff\xda"):-2]
+    with pytest.raises(UnsupportedMedia, match="several scans"):
+        read_header(hi.jpeg_tiff(plain[:-2] + b"\xff\xfe\x00\x04\xff\xd9" + scan + b"\xff\xd9", 64, 48))
     # Strips that overlap would each be read to the end of the data: refused past twice its length.
     # Eight strips start apart, each a comment that skips to one scan shared by all.
     starts = b"".join(b"\xff\xd8\xff\xfe" + (2 + 6 * (7 - i)).to_bytes(2, "big") for i in range(8))
-    stream = starts + b"\xff\xda\x00\x08\x01\x01\x00\x00\x3f\x00" + bytes(1 << 20)
+    stream = starts + b"\xff\xda\x00\x08\x01\x01\x00\x00\x3f\x00" + bytes(1 << 20) + b"\xff\xd9"
     with pytest.raises(Unprocessable, match="overlap"):
         read_header(hi.jpeg_tiff(stream, 64, 48, offsets=[8 + 6 * i for i in range(8)]))
 

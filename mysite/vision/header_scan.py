@@ -19,6 +19,7 @@ Huffman-coded one costs a table lookup: many times the time per pass, in a file 
 
 from __future__ import annotations
 
+import re
 import struct
 import zlib
 from collections.abc import Iterator
@@ -64,8 +65,9 @@ MAX_EXIF_TAGS = (0xFFFF - 18) // 12
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # little- and big-endian, TIFF and BigTIFF
 _TIFF_BYTES = {1, 2, 7}  # BYTE, ASCII, UNDEFINED: Pillow keeps these as one bytes or str
 _TIFF_FRACTIONS = {5, 10}  # RATIONAL, SRATIONAL
-# BYTE, SBYTE, SHORT, SSHORT, LONG, SLONG, LONG8, SLONG8: libtiff reads an integer tag of any of them.
-_TIFF_INTEGERS = {1: "B", 6: "b", 3: "H", 8: "h", 4: "I", 9: "i", 16: "Q", 17: "q"}
+# BYTE, SBYTE, SHORT, SSHORT, LONG, SLONG, LONG8, SLONG8, IFD, IFD8: an integer tag may be any of them
+# to libtiff (OpenCV's or Pillow's).
+_TIFF_INTEGERS = {1: "B", 6: "b", 3: "H", 8: "h", 4: "I", 9: "i", 16: "Q", 17: "q", 13: "I", 18: "Q"}
 _TIFF_TILE_WIDTH, _TIFF_TILE_LENGTH = 322, 323
 _TIFF_COMPRESSION, _TIFF_OLD_JPEG = 259, 6
 _TIFF_JPEGS = {7, 34892}  # JPEG, and DNG's lossy JPEG
@@ -83,6 +85,8 @@ _JPEG_SOF = {*range(0xC0, 0xC4), *range(0xC5, 0xC8), *range(0xC9, 0xCC), *range(
 _JPEG_PROGRESSIVE = {0xC2, 0xC6, 0xCA, 0xCE}
 _JPEG_ARITHMETIC = {0xC9, 0xCA, 0xCD, 0xCE}  # the lossless one (0xCB, 0xCF) is refused as lossless
 _JPEG_LOSSLESS = {0xC3, 0xC7, 0xCB, 0xCF}
+_JPEG_TABLES = {0xC4, 0xCC, 0xDB, 0xDD, 0xFE, *range(0xE0, 0xF0)}  # DHT, DAC, DQT, DRI, COM, APPn
+_ENTROPY_END = re.compile(rb"\xff[^\x00\xd0-\xd7]")
 
 
 @dataclass(frozen=True)
@@ -360,30 +364,37 @@ def _tiff_integers(data: bytes, order: str, kind: int, n: int, at: int, inline: 
 def _tiff_jpeg(data: bytes, start: int) -> int:
     """Refuse a TIFF's strip or tile of JPEG data that is anything but one scan of Huffman-coded sequential
     JPEG, as TIFF writers make them: libjpeg decodes the others at many times the cost, as for a JPEG file.
-    The stream is read up to its end (EOI), whatever the byte counts say; the bytes read."""
+    The stream is walked to its end (EOI), whatever the byte counts say, and anything in it that is not
+    a marker where one belongs is refused: libjpeg skips such bytes, and so reads what they hid. The
+    bytes walked."""
     if data[start:start + 2] != b"\xff\xd8":
         return 0  # not JPEG data: libjpeg refuses it
-    pos, end = start + 2, len(data)
+    pos, end, scans = start + 2, len(data), 0
     for _ in range(MAX_TIFF_JPEG_SEGMENTS):
-        if pos + 4 > end or data[pos] != 0xFF:
+        if pos + 2 > end or data[pos] != 0xFF:
             break
         marker = data[pos + 1]
         if marker == 0xFF:  # a fill byte
             pos += 1
-            continue
-        if marker in _JPEG_STANDALONE:
+        elif marker in _JPEG_STANDALONE:
             pos += 2
-            continue
-        if marker in _JPEG_SOF and marker not in (0xC0, 0xC1):
+        elif marker == 0xD9:
+            if scans:
+                return pos + 2 - start
+            break
+        elif marker in _JPEG_SOF and marker not in (0xC0, 0xC1):
             raise UnsupportedMedia("this TIFF's JPEG data is progressive, lossless or arithmetic-coded, which no "
                                    "TIFF writer makes and which costs the decoder many times more; send it as PNG, "
                                    "or as a JPEG")
-        if marker == 0xDA:
-            ends = data.find(b"\xff\xd9", pos + 2)
-            ends = end if ends < 0 else ends
-            if data.find(b"\xff\xda", pos + 2, ends) < 0:
-                return ends - start
+        elif marker == 0xDA and scans:
             raise UnsupportedMedia("this TIFF's JPEG data is in several scans, which no TIFF writer makes and which "
                                    "costs the decoder a pass each; send it as PNG, or as a JPEG")
-        pos += 2 + struct.unpack_from(">H", data, pos + 2)[0]
-    raise _refuse("a JPEG strip or tile of the TIFF is damaged or holds too many segments before its data")
+        elif (marker in _JPEG_SOF or marker in _JPEG_TABLES or marker == 0xDA) and pos + 4 <= end:
+            pos += 2 + struct.unpack_from(">H", data, pos + 2)[0]
+            if marker == 0xDA:  # the scan's data runs to the next marker that is neither a restart nor a stuffed 0xff
+                scans = 1
+                found = _ENTROPY_END.search(data, pos)
+                pos = found.start() if found else end
+        else:
+            break
+    raise _refuse("a JPEG strip or tile of the TIFF is damaged or holds too many segments")

@@ -258,14 +258,22 @@ def test_a_tiffs_jpeg_strips_are_found_however_its_directory_is_written():
         behind = plain[:2] + no_length + len(costly).to_bytes(2, "big") + costly[2:]
         with pytest.raises(Unprocessable, match="damaged"):
             read_header(hi.jpeg_tiff(behind, 64, 48))
+    # A frame taller than the TIFF, its scan without some components: libjpeg then holds every coefficient of
+    # the frame, sized by the frame (a 488-byte TIFF of 1024x8 took 130 MB).
+    colour = cv2.imencode(".jpg", np.zeros((48, 64, 3), np.uint8))[1].tobytes()
+    at = colour.index(b"\xff\xda")
+    one_of_three = colour[:at] + b"\xff\xda\x00\x08\x01\x01\x00\x00\x3f\x00" + colour[at + 14:]
+    with pytest.raises(UnsupportedMedia, match="leaves some of its components out"):
+        read_header(hi.jpeg_tiff(one_of_three, 64, 48))
     # A comment between scans may hold what looks like the end of the stream.
     scan = plain[plain.index(b"\xff\xda"):-2]
     with pytest.raises(UnsupportedMedia, match="several scans"):
         read_header(hi.jpeg_tiff(plain[:-2] + b"\xff\xfe\x00\x04\xff\xd9" + scan + b"\xff\xd9", 64, 48))
     # Strips that overlap would each be read to the end of the data: refused past twice its length.
-    # Eight strips start apart, each a comment that skips to one scan shared by all.
+    # Eight strips start apart, each a comment that skips to one frame and scan shared by all.
     starts = b"".join(b"\xff\xd8\xff\xfe" + (2 + 6 * (7 - i)).to_bytes(2, "big") for i in range(8))
-    stream = starts + b"\xff\xda\x00\x08\x01\x01\x00\x00\x3f\x00" + bytes(1 << 20) + b"\xff\xd9"
+    frame = b"\xff\xc0\x00\x0b\x08\x00\x30\x00\x40\x01\x01\x11\x00"
+    stream = starts + frame + b"\xff\xda\x00\x08\x01\x01\x00\x00\x3f\x00" + bytes(1 << 20) + b"\xff\xd9"
     with pytest.raises(Unprocessable, match="overlap"):
         read_header(hi.jpeg_tiff(stream, 64, 48, offsets=[8 + 6 * i for i in range(8)]))
 

@@ -369,7 +369,7 @@ def _tiff_jpeg(data: bytes, start: int) -> int:
     bytes walked."""
     if data[start:start + 2] != b"\xff\xd8":
         return 0  # not JPEG data: libjpeg refuses it
-    pos, end, scans = start + 2, len(data), 0
+    pos, end, scans, components = start + 2, len(data), 0, 0
     for _ in range(MAX_TIFF_JPEG_SEGMENTS):
         if pos + 2 > end or data[pos] != 0xFF:
             break
@@ -389,7 +389,13 @@ def _tiff_jpeg(data: bytes, start: int) -> int:
         elif marker == 0xDA and scans:
             raise UnsupportedMedia("this TIFF's JPEG data is in several scans, which no TIFF writer makes and which "
                                    "costs the decoder a pass each; send it as PNG, or as a JPEG")
-        elif (marker in _JPEG_SOF or marker in _JPEG_TABLES or marker == 0xDA) and pos + 4 <= end:
+        elif (marker in _JPEG_SOF or marker in _JPEG_TABLES or marker == 0xDA) and pos + 10 <= end:
+            if marker in _JPEG_SOF:
+                components = data[pos + 9]
+            if marker == 0xDA and data[pos + 4] != components:
+                raise UnsupportedMedia("this TIFF's JPEG data leaves some of its components out of its scan, which "
+                                       "no TIFF writer makes and which makes the decoder hold every coefficient of "
+                                       "the frame, whatever the TIFF's size; send it as PNG, or as a JPEG")
             pos += 2 + struct.unpack_from(">H", data, pos + 2)[0]
             if marker == 0xDA:  # the scan's data runs to the next marker that is neither a restart nor a stuffed 0xff
                 scans = 1

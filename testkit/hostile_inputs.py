@@ -730,12 +730,22 @@ def png_inflate_surplus(megabytes: int, width: int = 64, height: int = 64, colou
             + png_chunk(b"IDAT", zipped) + png_chunk(b"IEND", b""))
 
 
-def gif_block_flood(n: int) -> bytes:
-    """A GIF whose comment before the first frame is ``n`` one-byte sub-blocks."""
+def gif_block_flood(n: int, stray: int = 0) -> bytes:
+    """A GIF whose comment before the first frame is ``n`` one-byte sub-blocks, after ``stray`` bytes that are
+    no block (Pillow skips each and reads on)."""
     small = _save(Image.new("P", (4, 4)), "GIF")
     flags = small[10]
     start = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)
-    return small[:start] + b"\x21\xfe" + b"\x01A" * n + b"\x00" + small[start:]
+    comment = b"\x21\xfe" + b"\x01A" * n + b"\x00" if n else b""
+    return small[:start] + b"\x00" * stray + comment + small[start:]
+
+
+def webp_orientation_flood(n: int) -> bytes:
+    """A small WebP whose EXIF orientation holds ``n`` fractions (Pillow makes an object of each when it reads it)."""
+    exif = tiff_of({274: (5, n, struct.pack("<II", 1, 1) * n)})
+    buf = io.BytesIO()
+    Image.new("RGB", (4, 4)).save(buf, "WEBP", exif=b"Exif\x00\x00" + exif)
+    return buf.getvalue()
 
 
 def tiff_tag_flood(n: int) -> bytes:

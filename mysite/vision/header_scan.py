@@ -62,9 +62,13 @@ TIFF_FRACTION_WEIGHT = 32
 # HEIC, AVIF or PNG may carry megabytes of them. Counted as far as the block goes, as Pillow reads
 # them, so a real photo's damaged count is not refused.
 MAX_EXIF_TAGS = (0xFFFF - 18) // 12
+# Values of the EXIF orientation, which holds one: Pillow makes an object of each when it reads it.
+MAX_ORIENTATION_VALUES = 16
+_EXIF_ORIENTATION = 0x0112
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # little- and big-endian, TIFF and BigTIFF
 _TIFF_BYTES = {1, 2, 7}  # BYTE, ASCII, UNDEFINED: Pillow keeps these as one bytes or str
 _TIFF_FRACTIONS = {5, 10}  # RATIONAL, SRATIONAL
+_TIFF_SIZES = {3: 2, 8: 2, 4: 4, 9: 4, 11: 4, 13: 4, 5: 8, 10: 8, 12: 8, 16: 8, 17: 8, 18: 8}  # bytes a value; others 1
 # BYTE, SBYTE, SHORT, SSHORT, LONG, SLONG, LONG8, SLONG8, IFD, IFD8: an integer tag may be any of them
 # to libtiff (OpenCV's or Pillow's).
 _TIFF_INTEGERS = {1: "B", 6: "b", 3: "H", 8: "h", 4: "I", 9: "i", 16: "Q", 17: "q", 13: "I", 18: "Q"}
@@ -264,28 +268,56 @@ def _gif(data: bytes) -> None:
     flags = data[10]
     pos = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)
     blocks = 0
-    while pos < n and data[pos] == 0x21:  # an extension: "!", its label, then sub-blocks up to an empty one
-        pos += 2
-        while pos < n:
+    while pos < n and data[pos] not in (0x2C, 0x3B):  # up to the first frame (",") or the end (";")
+        if data[pos] != 0x21:  # a stray byte: Pillow skips it, one step each, and reads on
             blocks += 1
-            if blocks > MAX_GIF_BLOCKS:
-                raise _refuse(f"the GIF has more than {MAX_GIF_BLOCKS} blocks before its first frame; "
-                              "it is not read")
-            size = data[pos]
-            pos += 1 + size
-            if not size:
-                break
+            pos += 1
+        else:  # an extension: "!", its label, then sub-blocks up to an empty one
+            pos += 2
+            while pos < n:
+                blocks += 1
+                if blocks > MAX_GIF_BLOCKS:
+                    break
+                size = data[pos]
+                pos += 1 + size
+                if not size:
+                    break
+        if blocks > MAX_GIF_BLOCKS:
+            raise _refuse(f"the GIF has more than {MAX_GIF_BLOCKS} blocks or stray bytes before its first frame; "
+                          "it is not read")
 
 
 def exif(raw: bytes | None) -> None:
-    """Refuse an EXIF block (a TIFF, perhaps after ``Exif\\0\\0``) whose first directory holds over ``MAX_EXIF_TAGS`` tags."""
+    """Refuse an EXIF block (a TIFF, perhaps after ``Exif\\0\\0``) whose first directory holds over ``MAX_EXIF_TAGS``
+    tags, or whose orientation holds more than a few values: Pillow makes an object of each value of the
+    one tag it is asked for, the orientation (a fraction, a costly one)."""
     tiff = (raw[6:] if raw.startswith(b"Exif\x00\x00") else raw) if raw else b""
     directory = _first_directory(tiff) if tiff.startswith(_TIFF_MAGIC) else None
     if directory is not None:
-        _, declared, first, entry, _ = directory
+        order, declared, first, entry, value = directory
         tags = min(declared, (len(tiff) - first) // entry)
         if tags > MAX_EXIF_TAGS:
             raise _refuse(f"the image's EXIF block has {tags} tags in its first directory; the limit is {MAX_EXIF_TAGS}")
+        for tag, kind, n, _ in _entries(tiff, order, tags, first, entry, value):
+            if tag == _EXIF_ORIENTATION and min(n, len(tiff) // _TIFF_SIZES.get(kind, 1)) > MAX_ORIENTATION_VALUES:
+                raise _refuse(f"the image's EXIF orientation holds {n} values; it holds one")
+
+
+def _entries(data: bytes, order: str, tags: int, first: int, entry: int, value: str) -> list[tuple[int, int, int, int]]:
+    """A directory's entries as far as the data goes: tag, type, count, and where its value or offset is."""
+    kinds = struct.Struct(order + "HH" + value)
+    return [(*kinds.unpack_from(data, at), at + kinds.size)
+            for at in range(first, min(first + tags * entry, len(data) - kinds.size + 1), entry)]
+
+
+def _check_numbers(entries: list[tuple[int, int, int, int]], size: int, what: str) -> None:
+    """422 when the entries' values hold more than ``MAX_TIFF_NUMBERS`` numbers, a fraction counting more; a
+    count past what the ``size`` bytes of data can hold is counted as far as they go, as Pillow reads it."""
+    numbers = sum(min(n, size // _TIFF_SIZES.get(kind, 1)) * (TIFF_FRACTION_WEIGHT if kind in _TIFF_FRACTIONS else 1)
+                  for _, kind, n, _ in entries if kind not in _TIFF_BYTES)
+    if numbers > MAX_TIFF_NUMBERS:
+        raise _refuse(f"{what} holds {numbers} numbers (a fraction counts {TIFF_FRACTION_WEIGHT}); the limit is "
+                      f"{MAX_TIFF_NUMBERS}; it is not read")
 
 
 def _first_directory(data: bytes) -> tuple[str, int, int, int, str] | None:
@@ -309,18 +341,9 @@ def _tiff(data: bytes) -> Structure:
     order, tags, first, entry, value = directory
     if tags > MAX_TIFF_TAGS:
         raise _refuse(f"the TIFF's first directory has {tags} tags; the limit is {MAX_TIFF_TAGS}; it is not read")
-    kinds = struct.Struct(order + "HH" + value)
-    numbers = 0
-    found: list[tuple[int, int, int, int]] = []  # tag, its type, its count, where its value or offset is
-    for at in range(first, min(first + tags * entry, len(data) - kinds.size + 1), entry):
-        tag, kind, n = kinds.unpack_from(data, at)
-        if kind not in _TIFF_BYTES:
-            numbers += n * (TIFF_FRACTION_WEIGHT if kind in _TIFF_FRACTIONS else 1)
-        if tag in _TIFF_READ:
-            found.append((tag, kind, n, at + kinds.size))
-    if numbers > MAX_TIFF_NUMBERS:
-        raise _refuse(f"the TIFF's first directory holds {numbers} numbers (a fraction counts "
-                      f"{TIFF_FRACTION_WEIGHT}); the limit is {MAX_TIFF_NUMBERS}; it is not read")
+    entries = _entries(data, order, tags, first, entry, value)
+    _check_numbers(entries, len(data), "the TIFF's first directory")
+    found = [e for e in entries if e[0] in _TIFF_READ]
     inline = struct.calcsize(value)
     # Every copy of a tag, of any integer type, its first values: libtiff's reading of a directory is lenient.
     values: dict[int, list[int]] = {tag: [] for tag in _TIFF_READ}

@@ -967,6 +967,27 @@ def component_scans_jpeg(width: int, height: int, components: int = 3, interleav
     return out + b"\xff\xd9"
 
 
+def jpeg_hidden_scans(n: int, every: int = 8) -> bytes:
+    """``jpeg_refinement_bomb(n)`` with a comment before every ``every``-th repeated scan that holds what reads as a
+    scan header claiming 255 components: libjpeg skips the comment, a walk trusting that header skips scans."""
+    data = jpeg_refinement_bomb(n)
+    last = [(start, end) for marker, start, end in _jpeg_segments(data) if marker == 0xDA][-1]
+    scan = data[last[0]:last[1]]
+    first = data.index(scan)
+    decoy = _segment(0xFE, b"\xff\xda\x00\x00\xff")
+    return data[:first] + b"".join((decoy if i % every == 0 else b"") + scan for i in range(n + 1)) + b"\xff\xd9"
+
+
+def duplicate_id_jpeg(n: int) -> bytes:
+    """``jpeg_refinement_bomb(n)`` whose frame gives its third component the luma's id: libjpeg matches a scan's
+    selector to the first, the luma (two thirds of the blocks at 4:2:0)."""
+    data = jpeg_refinement_bomb(n)
+    sof = data.index(b"\xff\xc2")
+    third = sof + 10 + 3 * 2
+    assert data[third] == 3, data[sof:sof + 19].hex()
+    return data[:third] + b"\x01" + data[third + 1:]
+
+
 def sequential_scan_repeats(n: int, width: int = 400, height: int = 300, band: tuple[int, int] = (0, 0)) -> bytes:
     """A flat sequential JPEG whose one interleaved scan is repeated to ``n`` scans, each naming ``band``:
     libjpeg decodes all 64 coefficients of every block in a sequential scan, whatever band it names."""

@@ -402,6 +402,25 @@ def test_refinement_scans_are_refused_by_the_passes_they_make_within_the_scan_li
     assert status == 422 and body["reason"] == "bad_image" and "pass over its coefficients" in body["message"], body
 
 
+def test_the_passes_count_every_scan_whatever_a_comment_or_a_duplicate_id_says():
+    # A comment holding what reads as a scan header claiming 255 components made the count jump past the real
+    # scans after it; a frame giving two components one id counted the scans of that id at the smaller share,
+    # where libjpeg takes the first, the luma. Each file is within the scan limit and past the passes.
+    for data in (hi.jpeg_hidden_scans(100), hi.duplicate_id_jpeg(50)):
+        assert data.count(b"\xff\xda") <= header_scan.MAX_SCANS
+        with pytest.raises(Unprocessable, match="pass over its coefficients"):
+            read_header(data)
+
+
+def test_a_16_bit_png_with_transparency_is_counted_at_its_depth():
+    # Pillow opens it as 8-bit RGBA; OpenCV decodes it at 16 bits, twice the bytes the flattening counted.
+    import cv2
+
+    png = cv2.imencode(".png", np.full((40, 30, 4), 30000, np.uint16))[1].tobytes()
+    header = read_header(png)
+    assert header.alpha and header.bits == 16
+
+
 def test_an_accept_header_is_read_only_as_far_as_max_accept(client, group_jpg):
     from mysite.web.inputs import MAX_ACCEPT
 

@@ -144,6 +144,8 @@ def read_header(data: bytes, max_pixels: int | None = None) -> Header:
                 fmt = "JPEG" if im.format == "MPO" else str(im.format)
                 alpha = im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
                 bits = 32 if im.mode in ("I", "F") else 16 if "16" in im.mode else 8  # Pillow's 32-bit modes
+                if fmt == "PNG" and data[24:25] == b"\x10":  # its header's bit depth: Pillow opens some 16-bit PNGs as 8
+                    bits = 16
                 samples = structure.samples if fmt == "JPEG" else float(len(im.getbands()))
                 if fmt == "WEBP" and webp_animated(data):  # libwebp composes its frames on an RGBA canvas
                     samples = 4.0

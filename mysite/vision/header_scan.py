@@ -190,10 +190,13 @@ def _frame_components(data: bytes, pos: int) -> list[tuple[int, int]]:
 
 
 def _block_shares(components: list[tuple[int, int]]) -> dict[int, float]:
-    """Each component's share of the image's blocks."""
-    sizes = {c: (f >> 4) * (f & 15) for c, f in components}
-    total = sum(sizes.values())
-    return {c: size / total for c, size in sizes.items()} if total else {}
+    """Each component id's share of the image's blocks: the largest share of the components with that id,
+    as libjpeg may match a scan's selector to any of them."""
+    total = sum((f >> 4) * (f & 15) for _, f in components)
+    shares: dict[int, float] = {}
+    for c, f in components:
+        shares[c] = max(shares.get(c, 0.0), (f >> 4) * (f & 15) / total)
+    return shares if total else {}
 
 
 def _passes(data: bytes, at: int, blocks: dict[int, float], progressive: bool = True) -> float:
@@ -211,7 +214,9 @@ def _passes(data: bytes, at: int, blocks: dict[int, float], progressive: bool = 
             break
         share = sum(blocks.get(data[at + 5 + 2 * i], 0.0) for i in range(count))
         passes += share * (max(0, data[band + 1] - data[band] + 1) / 64 if progressive else 1)
-        at = data.find(b"\xff\xda", band)
+        # The next 0xffda, however far this header claims to run: one in a comment reads as a scan
+        # (counted, never skipped over), and a real scan is never passed by.
+        at = data.find(b"\xff\xda", at + 2)
     return passes
 
 

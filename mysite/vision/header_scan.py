@@ -68,10 +68,12 @@ _EXIF_ORIENTATION = 0x0112
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # little- and big-endian, TIFF and BigTIFF
 _TIFF_BYTES = {1, 2, 7}  # BYTE, ASCII, UNDEFINED: Pillow keeps these as one bytes or str
 _TIFF_FRACTIONS = {5, 10}  # RATIONAL, SRATIONAL
-_TIFF_SIZES = {3: 2, 8: 2, 4: 4, 9: 4, 11: 4, 13: 4, 5: 8, 10: 8, 12: 8, 16: 8, 17: 8, 18: 8}  # bytes a value; others 1
 # BYTE, SBYTE, SHORT, SSHORT, LONG, SLONG, LONG8, SLONG8, IFD, IFD8: an integer tag may be any of them
 # to libtiff (OpenCV's or Pillow's).
 _TIFF_INTEGERS = {1: "B", 6: "b", 3: "H", 8: "h", 4: "I", 9: "i", 16: "Q", 17: "q", 13: "I", 18: "Q"}
+# Bytes a value of each type takes (the fractions and floats too); ASCII and UNDEFINED, one.
+_TIFF_SIZES = {kind: struct.calcsize(code) for kind, code in
+               {**_TIFF_INTEGERS, 5: "II", 10: "ii", 11: "f", 12: "d"}.items()}
 _TIFF_TILE_WIDTH, _TIFF_TILE_LENGTH = 322, 323
 _TIFF_COMPRESSION, _TIFF_OLD_JPEG = 259, 6
 _TIFF_JPEGS = {7, 34892}  # JPEG, and DNG's lossy JPEG
@@ -199,7 +201,7 @@ def _block_shares(components: list[tuple[int, int]]) -> dict[int, float]:
     return shares if total else {}
 
 
-def _passes(data: bytes, at: int, blocks: dict[int, float], progressive: bool = True) -> float:
+def _passes(data: bytes, at: int, blocks: dict[int, float], progressive: bool) -> float:
     """How many times the scans from ``at`` (a 0xffda) on visit every coefficient of the image: each scan,
     its components' share of the blocks times its share of a block's 64 coefficients. libjpeg visits
     the whole band of every block in a refinement scan, whatever its data says, and in a sequential

@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image
 
 from testkit.hostile_inputs import component_scans_jpeg, opaque_animated_webp
+from testkit.webp_lossless import groups_webp
 
 PHOTO = Path(__file__).resolve().parent.parent / "tests" / "data" / "group_17_faces.jpg"
 WAYS = (("colour", 1), ("gray", 1), ("gray", 2), ("colour", 2))
@@ -98,6 +99,8 @@ FILES: dict[str, tuple[Callable[[Image.Image], Image.Image], Callable[[Image.Ima
     "png-alpha": (_alpha, _save("PNG", compress_level=1)),
     "webp": (lambda p: p, _save("WEBP", quality=80, method=0)),
     "webp-lossless": (lambda p: p, _save("WEBP", lossless=True, method=0)),
+    # The most prefix-code groups a lossless stream may ask for (written by hand: one per 4x4 tile).
+    "webp-lossless-groups": (lambda p: p, lambda p: groups_webp(p.width, p.height, 1 << 16)),
     "webp-alpha": (_alpha, _save("WEBP", quality=80, method=0)),
     "webp-animated": (lambda p: p, _animated("WEBP", quality=80, method=0)),
     # Its header says nothing of transparency (no encoder here writes one so): Pillow opens it as RGB.

@@ -59,9 +59,10 @@ def decode_memory(header: Header, gray: bool, reduce: int) -> int:
     converted, like the book's ``cvtColor``), then the picture is reduced. Transparency goes
     through Pillow (RGBA, its white backdrop, the composite and two conversions), 22-32 bytes a
     pixel at the peak, except large PNGs, which are flattened band by band from OpenCV's BGRA
-    (``decode.lean_alpha``); GIFs go through Pillow too (``decode.PILLOW_ONLY``).
+    (``decode.lean_alpha``); GIFs go through Pillow too (``decode.PILLOW_ONLY``). A lossless WebP's
+    prefix-code tables (``Header.tables``, read by ``vp8l``) come on top, whatever its size.
     """
-    return DECODER_FIXED + _decode_peak(header, gray, reduce)
+    return DECODER_FIXED + header.tables + _decode_peak(header, gray, reduce)
 
 
 def _decode_peak(header: Header, gray: bool, reduce: int) -> int:

@@ -69,6 +69,7 @@ class Header:
     buffered: bool = False  # a JPEG whose every coefficient libjpeg holds at once (``header_scan.Structure``)
     samples: float = 3.0  # a JPEG's samples per pixel over its components (4:2:0 colour: 1.5); other formats' bands
     coded: int = 0  # pixels a coded picture, canvas or tile may hold, which nothing holds to width x height
+    tables: int = 0  # bytes the decoder allocates whatever the pixels: a lossless WebP's prefix-code tables
 
     @property
     def pixels(self) -> int:
@@ -184,7 +185,7 @@ def read_header(data: bytes, max_pixels: int | None = None) -> Header:
     if orientation in _SWAPPING_ORIENTATIONS:
         width, height = height, width
     return Header(fmt, width, height, alpha, bits, structure.scans, structure.buffered, samples,
-                  structure.coded)
+                  structure.coded, structure.tables)
 
 
 WEBP_LARGE = 16_000_000  # pixels: from here a WebP that Pillow cannot open is taken as too large, not damaged

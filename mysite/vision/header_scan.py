@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from mysite.errors import Reason, Unprocessable, UnsupportedMedia
-from mysite.vision import heif_size
+from mysite.vision import heif_size, vp8l
 
 # Segments before a JPEG's first scan: EXIF, XMP (extended XMP spans dozens), ICC (at most 255
 # pieces), MPF, tables, comments. Real files have tens.
@@ -107,6 +107,7 @@ class Structure:
     # The most pixels decoding may hold at once when more than the stated size: a HEIC's or AVIF's coded data
     # or canvas (``heif_size``), a TIFF's tile.
     coded: int = 0
+    tables: int = 0  # bytes of a lossless WebP's prefix-code tables (``vp8l``)
 
 
 def scan(data: bytes) -> Structure:
@@ -124,6 +125,8 @@ def scan(data: bytes) -> Structure:
         return _tiff(data)
     elif data[4:8] == b"ftyp":  # HEIC and AVIF: ISO base media files
         return Structure(coded=heif_size.coded_pixels(data))
+    elif data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return Structure(tables=vp8l.webp_tables(data))
     return Structure()
 
 

@@ -61,6 +61,7 @@ TRACE_DIR: Path | None = None  # when set, every nginx's and gunicorn's logs are
 ACCESS_FORMAT = ("log_format trace '$msec $status $request_method $uri up=$upstream_addr upstatus=$upstream_status "
                  "connect=$upstream_connect_time header=$upstream_header_time total=$request_time "
                  "pid=$pid conn=$connection';")
+CUT = "cut short"  # an answer whose head came and whose body did not: its instance was killed while sending it
 CLIENT_TIMEOUT = 60.0  # a client waiting longer counts the request as "slow", not lost
 SUPERVISOR_DELAY = 0.1  # systemd's RestartSec default: the Procfile's unit is started again this much later
 APPLICATION_CONF = ROOT / ".platform" / "nginx" / "conf.d" / "elasticbeanstalk" / "00_application.conf"
@@ -430,7 +431,9 @@ class Load:
                 problem = None if kind == "ok" else f"{status} at {time.time():.3f}: {body[:200]!r}"
             except TimeoutError as exc:  # the instance has it, but the machine is too slow to answer in time
                 status, kind, problem = -1, "slow", f"no answer within {CLIENT_TIMEOUT:g} s at {time.time():.3f}: {exc!r}"
-            except OSError as exc:
+            except http.client.IncompleteRead as exc:  # a crash between the answer's head and its end
+                status, kind, problem = -1, "lost", f"{CUT} at {time.time():.3f}: {exc!r}"
+            except (OSError, http.client.HTTPException) as exc:
                 status, kind, problem = -1, "lost", f"no answer at {time.time():.3f}: {exc!r}"
             ms = (time.perf_counter() - t) * 1000
             with self._lock:
@@ -468,6 +471,8 @@ class Load:
             "p95_ms": round(ms[int(0.95 * (len(ms) - 1))]) if ms else 0,
             "max_ms": round(ms[-1]) if ms else 0,
             "first_failure": self.failures[0] if self.failures else "",
+            "cut": sum(p.startswith(CUT) for k, p in self.problems if k == "lost"),
+            "first_uncut": next((p for k, p in self.problems if k == "lost" and not p.startswith(CUT)), ""),
             **{f"first_{kind}": next((p for k, p in self.problems if k == kind), "") for kind in ("lost", "busy", "slow")},
         }
 

@@ -257,3 +257,20 @@ def test_clients_that_never_close_their_end_do_not_stall_the_worker(tmp_path):
                 s.close()
     assert all(a.startswith(b"HTTP/1.1 200 ") for a in answers), [a[:40] for a in answers]
     assert status.startswith(b"HTTP/1.1 200 ") and took < 2, (status[:40], took)
+
+
+def test_an_answer_the_connection_ends_with_says_so(tmp_path):
+    # The 413 to a body too long to read and drop, and the 408 to one too slow, said "Connection:
+    # keep-alive", then the connection was reset: gunicorn drops an app's own Connection header.
+    huge = b"POST /detect HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: 100000000000\r\n\r\n"
+    slow = b"POST /detect HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: 100\r\n\r\nxx"
+    with start_gunicorn({"MYSITE_UPLOAD_DEADLINE": "1"}, log_dir=tmp_path) as server:
+        port = port_of(server.url)
+        heads = {}
+        for code, request in ((413, huge), (408, slow), (200, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                s.sendall(request)
+                heads[code] = s.recv(65536).partition(b"\r\n\r\n")[0].decode("latin-1")
+    for code, head in heads.items():
+        assert head.startswith(f"HTTP/1.1 {code} "), head
+        assert ("Connection: keep-alive" if code == 200 else "Connection: close") in head, head

@@ -46,6 +46,9 @@ WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 BODY_ERROR = "mysite.body_error"  # environ key: why the body could not be received
 BODY_ROOM = "mysite.body_room"  # environ key: call once the body is counted in the app's room (memory.Room)
 BODY_DONE = "mysite.body_done"  # environ key: call when the request ends: the body's file is closed
+# environ key: call before the answer to make it say "Connection: close" (the server's; gunicorn drops an
+# app's Connection header). Called when the connection will end with the answer, the body not read to its end.
+LAST_ANSWER = "mysite.last_answer"
 _IN_MEMORY = 64 * 1024  # a body up to this stays in memory; a longer one goes to a file
 # How long the rest of a body declared longer than the app takes is read and dropped after its 413
 # (nginx's lingering_time): a client that writes all before it reads then gets the answer. Reading
@@ -214,6 +217,8 @@ class UploadDeadline:
 
         if BODY_ERROR in environ or (not chunked and int(length) > self.longest):  # refused before it is read
             environ["wsgi.input"] = body
+            if not chunked and int(length) > LINGER_BODIES * self.longest:  # too long to read: reset after
+                _last_answer(environ)
             return self._run(environ, start_response, linger)
         received = self._receive(environ, body)
         environ[BODY_ROOM], environ[BODY_DONE] = received.give_room, received.release
@@ -259,10 +264,13 @@ class UploadDeadline:
                                "moment", headers={"Retry-After": "1"}) from None
         except Busy as exc:  # no room: what came is let go now, the rest drained after the answer, in time
             let_go()
+            if body.length is not None and body.length - body.received > self.drain:
+                _last_answer(environ)
             return _refused(environ, exc, drains=True)
-        except ApiError as exc:
+        except ApiError as exc:  # the body is not read to its end: the connection ends with the answer
             body.stop()
             let_go()
+            _last_answer(environ)
             return _refused(environ, exc)
         except BaseException:  # a bug, or the worker stopping: the room is given back all the same
             body.stop()
@@ -286,6 +294,12 @@ class UploadDeadline:
         if body.received > self.longest:
             raise self.too_long()
         return data
+
+
+def _last_answer(environ: dict[str, Any]) -> None:
+    close = environ.get(LAST_ANSWER)
+    if close is not None:
+        close()
 
 
 def _refused(environ: dict[str, Any], error: ApiError, drains: bool = False) -> _Received:

@@ -29,7 +29,7 @@ from gunicorn.workers.gthread import _DEFER, ThreadWorker
 from mysite import settings as settings_mod
 from mysite.errors import Busy
 from mysite.server import client_share, deadlines, memory, metrics
-from mysite.server.upload_deadline import BODY_ERROR
+from mysite.server.upload_deadline import BODY_ERROR, LAST_ANSWER
 
 # Connections one client may have waiting for its threads, per thread it may hold: a browser or a
 # batch client never comes near; a client past it is opening connections only to hold them.
@@ -105,8 +105,7 @@ class DeadlineWorker(ThreadWorker):
 
     def load_wsgi(self) -> None:
         super().load_wsgi()
-        if self.shares is not None:
-            self.wsgi: Any = _naming_client(self.wsgi)
+        self.wsgi: Any = _serving_environ(self.wsgi)
 
     def enqueue_req(self, conn: Any) -> None:
         """Give ``conn`` a thread when its client has one to spare; else queue it, or close it."""
@@ -217,7 +216,7 @@ class DeadlineWorker(ThreadWorker):
                 return _PARKED
             refused = verdict == "refuse"
         taken = forwarded is not None and not refused
-        _serving.client, _serving.refused = client or forwarded, refused
+        _serving.client, _serving.refused, _serving.request = client or forwarded, refused, req
         try:
             return super().handle_request(req, conn)
         except TimeoutError:  # send_deadline.py's timeout: the client stopped reading its answer
@@ -225,6 +224,7 @@ class DeadlineWorker(ThreadWorker):
                           req.method, req.path)
             return False
         finally:
+            _serving.request = None
             if taken and forwarded is not None:
                 self._hand_on(forwarded)
 
@@ -257,14 +257,18 @@ class DeadlineWorker(ThreadWorker):
         return client_share.forwarded_client(forwarded, self.trusted, client_share.peer_name(conn.client))
 
 
-def _naming_client(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
+def _serving_environ(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
     """``app``, told whose share the request's connection takes: in its environ (``client_share.ENVIRON_KEY``)
-    and, while it runs, in ``client_share.CURRENT``."""
+    and, while it runs, in ``client_share.CURRENT``; and how to make its answer the connection's last
+    (``upload_deadline.LAST_ANSWER``)."""
 
     def named(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         client = getattr(_serving, "client", None)
         if client is not None:
             environ[client_share.ENVIRON_KEY] = client
+        request = getattr(_serving, "request", None)
+        if request is not None:  # gunicorn's answer then says "Connection: close", and it closes the connection
+            environ[LAST_ANSWER] = lambda: setattr(request, "must_close", True)
         if getattr(_serving, "refused", False):  # answered before its body is read (upload_deadline drains it)
             environ[BODY_ERROR] = Busy(f"the server is busy with other requests from {client}; retry when one is "
                                        "answered", headers={"Retry-After": "1"})

@@ -12,7 +12,14 @@ from tests_helpers import read
 
 from mysite.vision import vp8l
 from mysite.vision.decode import decode_image, read_header
-from testkit.webp_lossless import alpha_groups_webp, groups_webp, literal_transform_webp
+from testkit.webp_lossless import (
+    alpha_groups_webp,
+    far_copies_webp,
+    frame_alpha_webp,
+    groups_webp,
+    hidden_frame_webp,
+    literal_transform_webp,
+)
 
 ROOT_TABLES = 5 * 256 * 4  # bytes: libwebp fills five 256-entry root tables for every group it builds
 
@@ -63,6 +70,35 @@ def test_a_lossless_alpha_is_counted_too():
     header = read_header(data)
     assert header.alpha and header.tables >= (1 << 14) * ROOT_TABLES
     assert decode_image(data, max_pixels=1 << 20, header=header).image.shape == (512, 512, 3)
+
+
+def _lossy(side: int) -> bytes:
+    data = _webp(Image.new("RGB", (side, side), (90, 120, 200)), quality=80)
+    return data[data.index(b"VP8 ") + 8:]
+
+
+def test_the_frame_libwebp_decodes_is_the_one_counted():
+    """libwebp's demuxer drops an empty first frame and decodes a frame's alpha at its picture's size, not the
+    frame's: both hid 65,536 groups (368 MB taken against 20 counted)."""
+    hidden, small_frame = hidden_frame_webp(1024, 1024, 1 << 16), frame_alpha_webp(_lossy(1024), 1024, 1024, 1 << 16)
+    for data in (hidden, small_frame):
+        assert read_header(data).tables >= (1 << 16) * ROOT_TABLES
+
+
+def test_far_copies_in_the_entropy_image_cost_what_they_copy():
+    """A copy of one value from far back copied all it looked back over: 50 such copies from 262,143 values
+    back held three times the image at once (and 87,337 of them took 43 s)."""
+    import tracemalloc
+
+    data = far_copies_webp(2048, 2048, 50)
+    tracemalloc.start()
+    try:
+        tables = vp8l.webp_tables(data)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert tables < vp8l.worst_bytes(2048, 2048) / 20  # followed to its one group
+    assert peak < 2 * 8 * (2048 // 4) ** 2, peak  # the image's values once, and little more
 
 
 def test_a_stream_past_the_steps_is_counted_at_its_worst():

@@ -24,9 +24,10 @@ MAX_CHUNKS = 64
 _TABLE_ENTRIES = tuple(630 * 3 + 410 + extra for extra in
                        (654, 656, 658, 662, 670, 686, 718, 782, 912, 1168, 1680, 2704))
 _GROUP_BYTES = 5 * 8 + 4 * 4 + 64 * 8
-# Groups whose tables libwebp allocates at once when the index passes it (MAX_HUFF_IMAGE_SIZE); more are
-# allocated in further blocks of as many.
+# libwebp 1.6 allocates every group's tables at once; later versions, when the largest index passes
+# MAX_HUFF_IMAGE_SIZE, that many groups' first, then blocks of as many as they fill: both are counted.
 _TABLE_BLOCK = 2600
+_ENTRIES_PER_STEP = 32  # a lookup table's entries filled in the time a symbol takes to decode
 _MAX_CACHE_BITS = 11
 _LITERALS, _LENGTH_CODES, _DISTANCE_CODES = 256, 24, 40
 _CODE_LENGTH_ORDER = (17, 18, 0, 1, 2, 3, 4, 5, 16, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
@@ -73,12 +74,14 @@ class _Bits:
 class _Code:
     """A canonical prefix code, looked up by its next ``width`` bits as VP8L stores them (first bit lowest)."""
 
-    def __init__(self, lengths: list[int]) -> None:
+    def __init__(self, lengths: list[int], bits: _Bits) -> None:
         used = sorted((n, s) for s, n in enumerate(lengths) if n)
         if not used:
             raise _Stop("an empty code")
         self.width = used[-1][0] if len(used) > 1 else 0  # one symbol takes no bits
         self.mask = (1 << self.width) - 1
+        bits.steps -= len(used) + (1 << self.width) // _ENTRIES_PER_STEP
+        bits.check()
         self.table: list[tuple[int, int]] = [(used[0][1], 0)] * (1 << self.width)
         code, previous, filled = 0, 0, 0
         for n, symbol in used if self.width else ():
@@ -114,7 +117,7 @@ def _code_lengths(bits: _Bits, alphabet: int) -> list[int]:
     order = [0] * len(_CODE_LENGTH_ORDER)
     for i in range(bits.read(4) + 4):
         order[_CODE_LENGTH_ORDER[i]] = bits.read(3)
-    lengths_code = _Code(order)
+    lengths_code = _Code(order, bits)
     limit = 2 + bits.read(2 + 2 * bits.read(3)) if bits.read(1) else alphabet
     if limit > alphabet:
         raise _Stop("more code lengths than symbols")
@@ -139,7 +142,7 @@ def _code_lengths(bits: _Bits, alphabet: int) -> list[int]:
 def _group(bits: _Bits, cache_bits: int) -> list[_Code]:
     """One group's five codes: green (with copy lengths and cache indices), red, blue, alpha, distance."""
     green = _LITERALS + _LENGTH_CODES + (1 << cache_bits if cache_bits else 0)
-    return [_Code(_code_lengths(bits, size)) for size in (green, _LITERALS, _LITERALS, _LITERALS, _DISTANCE_CODES)]
+    return [_Code(_code_lengths(bits, size), bits) for size in (green, _LITERALS, _LITERALS, _LITERALS, _DISTANCE_CODES)]
 
 
 def _cache_bits(bits: _Bits) -> int:
@@ -180,10 +183,10 @@ def _sub_image(bits: _Bits, width: int, height: int, keep: bool) -> list[int]:
             back = plane - 120 if plane > 120 else _plane_distance(width, plane)
             if back > pos or pos + length > total:
                 raise _Stop("a copy outside the image")
-            if keep:
+            if keep:  # a copy of what is ``back`` values behind, repeating it when it overlaps its own output
                 bits.steps -= length
-                run = out[pos - back:pos]
-                out += (run * (length // back + 1))[:length]
+                start = pos - back
+                out += out[start:start + length] if back >= length else (out[start:pos] * (length // back + 1))[:length]
             pos += length
         else:
             if keep:  # the cache holds every value decoded before this one
@@ -262,55 +265,102 @@ def stream_bytes(data: bytes, width: int, height: int, steps: int = MAX_STEPS) -
     return found + 4 * bits.held, bits.steps
 
 
-def _chunks(data: bytes, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
+Chunk = tuple[bytes, int, int]  # a RIFF chunk: its kind, where its payload starts and ends
+_IMAGES = (b"VP8 ", b"VP8L")
+
+
+def _walk(data: bytes, flat: bool) -> Iterator[Chunk]:
+    """The file's chunks, at most ``MAX_CHUNKS`` (then an empty kind). ``flat``: an ANMF is its 16-byte
+    header, and what follows it is read as chunks of their own, as libwebp's demuxer reads them."""
+    start, end = 12, len(data)
     for _ in range(MAX_CHUNKS):
         if start + 8 > end:
             return
         kind, size = data[start:start + 4], struct.unpack_from("<I", data, start + 4)[0]
         yield kind, start + 8, min(start + 8 + size, end)
-        start += 8 + size + (size & 1)
-    yield b"", start, end  # more chunks than a file has before its first picture
+        start += 8 + (16 if flat and kind == b"ANMF" else size + (size & 1))
+    yield b"", 0, 0
+
+
+def _demuxed(data: bytes, animated: bool) -> tuple[Chunk | None, Chunk | None] | None:
+    """The alpha and image chunks of the first frame libwebp's demuxer keeps (Pillow's reader, and OpenCV's
+    for an animation): the first ANMF's that holds a picture when ``animated``, else the first at the top
+    level. None past ``MAX_CHUNKS``."""
+    alpha = image = None
+    framed = False  # the chunks follow an ANMF's header
+    for chunk in _walk(data, flat=True):
+        kind = chunk[0]
+        if not kind:
+            return None
+        ours = framed == animated
+        if ours and kind == b"ALPH" and alpha is None:
+            alpha = chunk
+        elif ours and kind in _IMAGES and image is None:
+            image = chunk
+        elif alpha or image:  # a second alpha or image, or any other chunk, ends the frame
+            return alpha, image
+        else:
+            framed = kind == b"ANMF" or (framed and kind in (b"ALPH", *_IMAGES))
+    return alpha, image
+
+
+def _decoded(data: bytes) -> tuple[Chunk | None, Chunk | None] | None:
+    """The alpha and image chunks libwebp's ``WebPDecode`` takes (OpenCV's reader for a still picture): each
+    chunk skipped whole up to the first image, the last alpha before it. None past ``MAX_CHUNKS``."""
+    alpha = None
+    for chunk in _walk(data, flat=False):
+        if not chunk[0]:
+            return None
+        if chunk[0] == b"ALPH":
+            alpha = chunk
+        elif chunk[0] in _IMAGES:
+            return alpha, chunk
+    return alpha, None
 
 
 def webp_tables(data: bytes) -> int:
     """Bytes libwebp allocates for the codes of the lossless picture or alpha it decodes in a WebP at most:
-    the first frame's only (OpenCV and Pillow decode one). 0 for a file with none."""
+    the first frame's, as either reader finds it. 0 for a file with none."""
     if data[:4] != b"RIFF" or data[8:12] != b"WEBP":
         return 0
-    size, steps, most = (1 << 14, 1 << 14), MAX_STEPS, 0
-    for kind, at, end in _chunks(data, 12, len(data)):
-        if kind == b"VP8X" and end - at >= 10:
-            size = _size24(data, at + 4)
-        elif kind == b"ANMF" and end - at >= 16:
-            return max(most, _frame(data, at + 16, end, _size24(data, at + 6), steps))
-        elif kind in (b"ALPH", b"VP8L", b"VP8 "):
-            found, steps = _picture(data, kind, at, end, size, steps)
-            most = max(most, found)
-            if kind != b"ALPH":
-                return most
-        elif not kind:
-            return max(most, worst_bytes(*size))
-    return most
-
-
-def _frame(data: bytes, at: int, end: int, size: tuple[int, int], steps: int) -> int:
-    most = 0
-    for kind, start, stop in _chunks(data, at, end):
-        if not kind:
-            return max(most, worst_bytes(*size))
-        found, steps = _picture(data, kind, start, stop, size, steps)
-        most = max(most, found)
-    return most
+    canvas, animated = (1 << 14, 1 << 14), False
+    if data[12:16] == b"VP8X" and len(data) >= 30:
+        canvas, animated = _size24(data, 24), bool(data[20] & 0x02)
+    frames = [_demuxed(data, animated)] + ([] if animated else [_decoded(data)])
+    counted: dict[int, int] = {}
+    steps = MAX_STEPS
+    for frame in frames:
+        if frame is None:
+            return worst_bytes(*canvas)
+        alpha, image = frame
+        size = _image_size(data, image) or canvas  # libwebp decodes the alpha at the image's size
+        for chunk in (alpha, image):
+            if chunk is not None and chunk[1] not in counted:
+                counted[chunk[1]], steps = _picture(data, chunk, size, steps)
+    return max(counted.values(), default=0)
 
 
 def _size24(data: bytes, at: int) -> tuple[int, int]:
     return 1 + int.from_bytes(data[at:at + 3], "little"), 1 + int.from_bytes(data[at + 3:at + 6], "little")
 
 
-def _picture(data: bytes, kind: bytes, at: int, end: int, size: tuple[int, int], steps: int) -> tuple[int, int]:
+def _image_size(data: bytes, image: Chunk | None) -> tuple[int, int] | None:
+    """The size a VP8 or VP8L bitstream gives itself."""
+    if image is None:
+        return None
+    kind, at, end = image
     if kind == b"VP8L" and end - at >= 5 and data[at] == 0x2F:
         header = int.from_bytes(data[at + 1:at + 5], "little")
-        return stream_bytes(data[at + 5:end], 1 + (header & 0x3FFF), 1 + ((header >> 14) & 0x3FFF), steps)
+        return 1 + (header & 0x3FFF), 1 + ((header >> 14) & 0x3FFF)
+    if kind == b"VP8 " and end - at >= 10 and data[at + 3:at + 6] == b"\x9d\x01\x2a":
+        return int.from_bytes(data[at + 6:at + 8], "little") & 0x3FFF, int.from_bytes(data[at + 8:at + 10], "little") & 0x3FFF
+    return None
+
+
+def _picture(data: bytes, chunk: Chunk, size: tuple[int, int], steps: int) -> tuple[int, int]:
+    kind, at, end = chunk
+    if kind == b"VP8L" and end - at >= 5 and data[at] == 0x2F:
+        return stream_bytes(data[at + 5:end], *size, steps)
     if kind == b"ALPH" and end - at >= 1 and data[at] & 0x03 == 1:  # alpha coded as a lossless green channel
         return stream_bytes(data[at + 1:end], *size, steps)
     return 0, steps

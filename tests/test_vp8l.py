@@ -141,3 +141,31 @@ def test_a_request_for_more_tables_than_the_budget_is_refused(make_app):
 def test_a_gray_lossless_picture_decodes():
     data = _webp(Image.fromarray(np.tile(np.arange(0, 256, 4, dtype=np.uint8), (48, 1))), lossless=True)
     assert vp8l.webp_tables(data) < vp8l.worst_bytes(64, 48) / 20
+
+
+def test_more_chunks_than_a_webp_has_are_refused_before_libwebp_keeps_a_record_of_each():
+    """1.8 million empty chunks after a picture (14 MB) took 86 MB to open, against 6 counted."""
+    from mysite.errors import Unprocessable
+    from mysite.vision import header_scan
+
+    real = _real_files(64)["method 4"]
+    chunk = b"XTRA\x00\x00\x00\x00"
+    n = header_scan.MAX_WEBP_CHUNKS
+    assert read_header(real + chunk * (n - 1)).format == "WEBP"  # the picture's chunk and n - 1 more
+    with pytest.raises(Unprocessable, match="chunks"):
+        read_header(real + chunk * n)
+    frames = [_photo(64).rotate(angle) for angle in range(200)]
+    buf = io.BytesIO()
+    frames[0].save(buf, "WEBP", save_all=True, append_images=frames[1:], lossless=True)
+    assert read_header(buf.getvalue()).format == "WEBP"  # an animation of 200 frames
+
+
+def test_the_tables_are_counted_when_pillow_decodes_what_opencv_would_not(monkeypatch):
+    from mysite.errors import TooLarge
+    from mysite.vision import decode
+
+    data = groups_webp(256, 256, 4096)
+    header = read_header(data)
+    monkeypatch.setattr(decode, "_imdecode", lambda *args: None)
+    with pytest.raises(TooLarge, match="Pillow"):
+        decode_image(data, max_pixels=1 << 20, header=header, max_bytes=header.tables // 2)

@@ -264,7 +264,7 @@ def decode_image(
         if _run_length_bmp(data, header):
             raise Unprocessable("this BMP's run-length data is damaged (a run passes the end of its row, or the "
                                 "data ends early)", reason=Reason.BAD_IMAGE)
-        need = pillow_bytes_per_pixel(header) * header.pixels
+        need = pillow_bytes_per_pixel(header) * header.pixels + header.tables
         if max_bytes is not None and need > max_bytes:
             raise TooLarge(f"OpenCV could not decode this {header.width}x{header.height} {header.format}, and Pillow "
                            f"would need about {need // 2**20} MB to try; {max_bytes // 2**20} MB are left for it of "

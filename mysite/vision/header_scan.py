@@ -51,6 +51,9 @@ MAX_GIF_BLOCKS = 4096
 MAX_TIFF_TAGS = 1024
 # PNG chunks in all, IDAT and frames too. Real files: an IDAT each 8 KB or more.
 MAX_PNG_ALL_CHUNKS = 16_384
+# A WebP's chunks, an animation's frames' too: libwebp's demuxer keeps a record of each. Real files: a
+# handful, and two or three a frame.
+MAX_WEBP_CHUNKS = 16_384
 _PNG_FRAMES = {b"fcTL", b"fdAT"}
 # Numbers in the values of a TIFF's first directory: Pillow makes a Python object of each (and a
 # tile of each strip), a fraction a costlier one. Real files: a few per tag, and two per strip or
@@ -126,6 +129,8 @@ def scan(data: bytes) -> Structure:
     elif data[4:8] == b"ftyp":  # HEIC and AVIF: ISO base media files
         return Structure(coded=heif_size.coded_pixels(data))
     elif data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        if vp8l.count_chunks(data, MAX_WEBP_CHUNKS) > MAX_WEBP_CHUNKS:
+            raise _refuse(f"this WebP has more than {MAX_WEBP_CHUNKS} chunks; real files have a few per frame")
         return Structure(tables=vp8l.webp_tables(data))
     return Structure()
 

@@ -269,17 +269,24 @@ Chunk = tuple[bytes, int, int]  # a RIFF chunk: its kind, where its payload star
 _IMAGES = (b"VP8 ", b"VP8L")
 
 
-def _walk(data: bytes, flat: bool) -> Iterator[Chunk]:
-    """The file's chunks, at most ``MAX_CHUNKS`` (then an empty kind). ``flat``: an ANMF is its 16-byte
+def count_chunks(data: bytes, most: int) -> int:
+    """The chunks libwebp's demuxer reads in a WebP file (an ANMF's own as chunks of their own): at most
+    ``most``, or ``most + 1`` when there are more."""
+    return sum(1 for _ in _walk(data, flat=True, most=most))
+
+
+def _walk(data: bytes, flat: bool, most: int = MAX_CHUNKS) -> Iterator[Chunk]:
+    """The file's chunks, at most ``most`` (then an empty kind). ``flat``: an ANMF is its 16-byte
     header, and what follows it is read as chunks of their own, as libwebp's demuxer reads them."""
     start, end = 12, len(data)
-    for _ in range(MAX_CHUNKS):
+    for _ in range(most):
         if start + 8 > end:
             return
         kind, size = data[start:start + 4], struct.unpack_from("<I", data, start + 4)[0]
         yield kind, start + 8, min(start + 8 + size, end)
         start += 8 + (16 if flat and kind == b"ANMF" else size + (size & 1))
-    yield b"", 0, 0
+    if start + 8 <= end:
+        yield b"", 0, 0
 
 
 def _demuxed(data: bytes, animated: bool) -> tuple[Chunk | None, Chunk | None] | None:

@@ -1,8 +1,8 @@
 """HTTP peers on 127.0.0.1 that answer a ``?url=`` fetch with endless framing instead of an image.
 
 Each answer is bytes a raw socket sends over and over: interim ``100 Continue`` responses, chunks
-carrying long chunk extensions or one byte each, trailer lines, or a few interim responses before a
-redirect. Shared by ``tests/test_fetch_framing.py`` and ``bench/fetch_peers.py``. Only 127.0.0.1 is
+carrying long chunk extensions or one byte each, empty deflate blocks, trailer lines, or a few interim
+responses before a redirect. Shared by ``tests/test_fetch_framing.py`` and ``bench/fetch_peers.py``. Only 127.0.0.1 is
 bound; every peer stops after ``SEND_CAP`` bytes or ``SEND_SECONDS``, whichever comes first.
 """
 
@@ -38,6 +38,12 @@ def chunk_extensions(path: str, size: int = 60_000) -> Answer:
 def tiny_chunks(path: str) -> Answer:
     """A chunked body of one-byte chunks, forever."""
     return _CHUNKED_OK, b"1\r\nx\r\n" * 10_000
+
+
+def empty_gzip_chunks(path: str) -> Answer:
+    """A gzip-encoded chunked body of empty deflate blocks, one a chunk: it decodes to nothing, forever."""
+    head = _CHUNKED_OK.replace(b"\r\n\r\n", b"\r\nContent-Encoding: gzip\r\n\r\n")
+    return head + b"a\r\n\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff\r\n", b"5\r\n\x00\x00\x00\xff\xff\r\n" * 10_000
 
 
 def trailer_flood(path: str) -> Answer:

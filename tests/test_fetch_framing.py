@@ -1,5 +1,5 @@
 """?url= peers that send framing instead of an image, as fast as loopback carries it: endless interim
-responses, long chunk extensions, endless trailers. Each must be refused after little of the fetching
+responses, long chunk extensions, endless trailers, one-byte chunks. Each must be refused after little of the fetching
 thread's CPU (``time.thread_time``: the test client runs the app in this thread), not spin it until the
 deadline. Only 127.0.0.1 is contacted (peers from ``testkit/framing_peers.py``)."""
 
@@ -41,6 +41,17 @@ def test_chunk_framing_counts_against_the_upload_limit(make_app, answer):
     body = r.get_json()
     assert r.status_code == 413 and body["reason"] == "too_large", (body, f"{cpu:.2f} s of CPU")
     assert "chunk framing" in body["message"]
+    assert cpu < CPU_BOUND, f"{cpu:.2f} s of CPU"
+
+
+@pytest.mark.parametrize("answer", [peers.tiny_chunks, peers.empty_gzip_chunks], ids=["one-byte", "empty-gzip"])
+def test_a_body_in_tiny_pieces_is_refused(make_app, answer):
+    # Few bytes each, so the byte count alone would let them spin the fetch until the deadline.
+    with peers.framing_peer(answer) as base:
+        r, cpu = cpu_get(make_app(SETTINGS).test_client(), f"{base}/pieces")
+    body = r.get_json()
+    assert r.status_code == 422 and body["reason"] == "url_failed", (body, f"{cpu:.2f} s of CPU")
+    assert "pieces" in body["message"]
     assert cpu < CPU_BOUND, f"{cpu:.2f} s of CPU"
 
 

@@ -63,6 +63,10 @@ MAX_REDIRECTS = 3
 MAX_URL_LENGTH = 2048
 HEAD_BYTES = 64 * 1024  # one response's status line and headers, its interim responses' too
 MAX_INTERIM = 8  # 1xx responses in a whole fetch: we never send Expect, so an honest peer sends none
+# A body may arrive in at most one piece (a chunk, or what one read found) per this many bytes of the
+# upload limit: each piece costs the same Python work however small, and an encoded body's pieces
+# may decode to nothing, so a count of bytes alone would let one-byte chunks spin the fetch.
+MIN_PIECE = 256
 _REDIRECTS = {301, 302, 303, 307, 308}
 # identity: an image gains nothing from gzip, and a body sent compressed anyway is decoded by
 # urllib3 only as far as each read asks (urllib3 >= 2.7, requirements.txt).
@@ -201,14 +205,17 @@ class WireMeter:
     """Every byte one fetch reads from its peers, and its interim responses, held to what an honest answer needs.
 
     The whole fetch may read the upload limit, a sixteenth more for chunk framing, and ``HEAD_BYTES``
-    for each response's head (the answer and each redirect); any one head at most ``HEAD_BYTES``.
+    for each response's head (the answer and each redirect); any one head at most ``HEAD_BYTES``; the
+    body in at most one piece per ``MIN_PIECE`` bytes of the limit.
     """
 
     def __init__(self, max_bytes: int, url: str) -> None:
         self.limit = max_bytes + max_bytes // 16 + (MAX_REDIRECTS + 1) * HEAD_BYTES
+        self.most_pieces = max(1, max_bytes // MIN_PIECE)
         self.url = url  # the one being asked for, named in refusals
         self.read = 0
         self.interim = 0
+        self.pieces = 0
         self._head_ends: int | None = None
 
     def spend(self, count: int) -> None:
@@ -236,6 +243,13 @@ class WireMeter:
             self.interim += 1
             if self.interim > MAX_INTERIM:
                 raise _failed(f"{_short(self.url)} sent more than {MAX_INTERIM} interim (1xx) responses")
+
+    def piece(self) -> None:
+        """Count a piece of body read; past ``most_pieces``, refuse the answer (422)."""
+        self.pieces += 1
+        if self.pieces > self.most_pieces:
+            raise _failed(f"{_short(self.url)} sent its body in more than {self.most_pieces} pieces (chunks "
+                          f"or reads of under {MIN_PIECE} bytes on average)")
 
 
 class _MeteredReader(io.RawIOBase):
@@ -282,6 +296,13 @@ def _metered_response(meter: WireMeter) -> type[http.client.HTTPResponse]:
             version, code, reason = super()._read_status()  # type: ignore[misc]  # not in typeshed
             meter.status(code)
             return version, code, reason
+
+        # urllib3 reads the body through here, a chunk at most at a time, also while decoding finds nothing.
+        def read1(self, n: int = -1) -> bytes:
+            data = super().read1(n)
+            if data:
+                meter.piece()
+            return data
 
     return Metered
 

@@ -17,6 +17,13 @@ One deadline for the whole fetch (resolving, connecting, headers, body):
 when it passes, the fetch's sockets are shut down from a timer thread, so a
 peer that drips a byte at a time cannot hold the worker past it.
 
+One count of what the peer sends (``WireMeter``): every byte the fetch's
+connections read, before http.client parses it (status lines and headers of
+interim responses, chunk-size lines and their extensions, trailers, the body),
+over every redirect, is held to what an honest answer needs; so is the number
+of interim (1xx) responses, which http.client skips without limit. A peer fast
+enough to keep the fetch parsing runs out of bytes long before the deadline.
+
 Proxies from ``http_proxy``/``https_proxy`` are honoured (PythonAnywhere's
 free accounts need one); the target host is still resolved and checked here
 before the proxy is asked, and the proxy connection is bound by the deadline.
@@ -24,13 +31,17 @@ before the proxy is asked, and the proxy connection is bound by the deadline.
 
 from __future__ import annotations
 
+import http.client
+import io
 import ipaddress
 import re
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -50,6 +61,12 @@ from mysite.web.special_addresses import special_range
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 MAX_REDIRECTS = 3
 MAX_URL_LENGTH = 2048
+HEAD_BYTES = 64 * 1024  # one response's status line and headers, its interim responses' too
+MAX_INTERIM = 8  # 1xx responses in a whole fetch: we never send Expect, so an honest peer sends none
+# A body may arrive in at most one piece (a chunk, or what one read found) per this many bytes of the
+# upload limit: each piece costs the same Python work however small, and an encoded body's pieces
+# may decode to nothing, so a count of bytes alone would let one-byte chunks spin the fetch.
+MIN_PIECE = 256
 _REDIRECTS = {301, 302, 303, 307, 308}
 # identity: an image gains nothing from gzip, and a body sent compressed anyway is decoded by
 # urllib3 only as far as each read asks (urllib3 >= 2.7, requirements.txt).
@@ -184,10 +201,120 @@ class AddressPolicy:
         return addresses
 
 
-def _connection(base: type[HTTPConnection], deadline: Deadline, policy: AddressPolicy | None) -> type[HTTPConnection]:
-    """``base`` whose sockets the deadline watches; with a policy, connected only to vetted addresses."""
+class WireMeter:
+    """Every byte one fetch reads from its peers, and its interim responses, held to what an honest answer needs.
+
+    The whole fetch may read the upload limit, a sixteenth more for chunk framing, and ``HEAD_BYTES``
+    for each response's head (the answer and each redirect); any one head at most ``HEAD_BYTES``; the
+    body in at most one piece per ``MIN_PIECE`` bytes of the limit.
+    """
+
+    def __init__(self, max_bytes: int, url: str) -> None:
+        self.limit = max_bytes + max_bytes // 16 + (MAX_REDIRECTS + 1) * HEAD_BYTES
+        self.most_pieces = max(1, max_bytes // MIN_PIECE)
+        self.url = url  # the one being asked for, named in refusals
+        self.read = 0
+        self.interim = 0
+        self.pieces = 0
+        self._head_ends: int | None = None
+
+    def spend(self, count: int) -> None:
+        """Count ``count`` bytes just read; past a limit, refuse the answer (413 or 422)."""
+        self.read += count
+        if self._head_ends is not None and self.read > self._head_ends:
+            raise _failed(f"{_short(self.url)} answered with a status line and headers (interim responses "
+                          f"included) longer than {HEAD_BYTES} bytes")
+        if self.read > self.limit:
+            raise TooLarge(f"{_short(self.url)} sent more than {self.limit} bytes (headers, chunk framing and "
+                           "body), more than an image under the upload limit needs")
+
+    @contextmanager
+    def head(self) -> Iterator[None]:
+        """While a response's head is read: at most ``HEAD_BYTES`` more."""
+        self._head_ends = self.read + HEAD_BYTES
+        try:
+            yield
+        finally:
+            self._head_ends = None
+
+    def status(self, code: int) -> None:
+        """Count a status line read; past ``MAX_INTERIM`` interim responses, refuse the answer (422)."""
+        if 100 <= code < 200:
+            self.interim += 1
+            if self.interim > MAX_INTERIM:
+                raise _failed(f"{_short(self.url)} sent more than {MAX_INTERIM} interim (1xx) responses")
+
+    def piece(self) -> None:
+        """Count a piece of body read; past ``most_pieces``, refuse the answer (422)."""
+        self.pieces += 1
+        if self.pieces > self.most_pieces:
+            raise _failed(f"{_short(self.url)} sent its body in more than {self.most_pieces} pieces (chunks "
+                          f"or reads of under {MIN_PIECE} bytes on average)")
+
+
+class _MeteredReader(io.RawIOBase):
+    """A socket's reading side whose every byte is counted before it is buffered and parsed."""
+
+    def __init__(self, raw: io.RawIOBase, meter: WireMeter) -> None:
+        super().__init__()
+        self._raw = raw
+        self._meter = meter
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int | None:
+        count = self._raw.readinto(buffer)
+        if count:
+            self._meter.spend(count)
+        return count
+
+    def fileno(self) -> int:
+        return self._raw.fileno()
+
+    def close(self) -> None:
+        if not self.closed:
+            self._raw.close()  # the socket is closed only once its last reader is
+        super().close()
+
+
+def _metered_response(meter: WireMeter) -> type[http.client.HTTPResponse]:
+    """http.client's response, reading through ``meter`` and counting its status lines."""
+
+    class Metered(http.client.HTTPResponse):
+        def __init__(self, sock: socket.socket, *args: Any, **kwargs: Any) -> None:
+            super().__init__(sock, *args, **kwargs)
+            self.fp.close()  # http.client's own reader, replaced before a byte is read through it
+            self.fp = io.BufferedReader(_MeteredReader(sock.makefile("rb", buffering=0), meter))
+
+        def begin(self) -> None:
+            with meter.head():
+                super().begin()
+
+        # http.client loops over 100 Continue here with no limit; urllib3 calls it too (its CONNECT).
+        def _read_status(self) -> tuple[str, int, str]:
+            version, code, reason = super()._read_status()  # type: ignore[misc]  # not in typeshed
+            meter.status(code)
+            return version, code, reason
+
+        # urllib3 reads the body through here, a chunk at most at a time, also while decoding finds nothing.
+        def read1(self, n: int = -1) -> bytes:
+            data = super().read1(n)
+            if data:
+                meter.piece()
+            return data
+
+    return Metered
+
+
+def _connection(base: type[HTTPConnection], deadline: Deadline, policy: AddressPolicy | None,
+                meter: WireMeter) -> type[HTTPConnection]:
+    """``base`` whose sockets the deadline watches and whose answers the meter counts; with a policy,
+    connected only to vetted addresses."""
 
     class Watched(base):  # type: ignore[valid-type, misc]
+        response_class = _metered_response(meter)
+
         def _new_conn(self) -> socket.socket:
             if policy is None:  # the proxy the operator configured: not vetted, but timed
                 self.timeout = min(self.timeout, deadline.left())  # type: ignore[has-type]  # base is a variable
@@ -210,19 +337,21 @@ def _connection(base: type[HTTPConnection], deadline: Deadline, policy: AddressP
     return Watched
 
 
-def _pools(deadline: Deadline, policy: AddressPolicy | None) -> dict[str, type[HTTPConnectionPool]]:
+def _pools(deadline: Deadline, policy: AddressPolicy | None, meter: WireMeter) -> dict[str, type[HTTPConnectionPool]]:
     return {
-        "http": type("Pool", (HTTPConnectionPool,), {"ConnectionCls": _connection(HTTPConnection, deadline, policy)}),
-        "https": type("Pools", (HTTPSConnectionPool,), {"ConnectionCls": _connection(HTTPSConnection, deadline, policy)}),
+        "http": type("Pool", (HTTPConnectionPool,),
+                     {"ConnectionCls": _connection(HTTPConnection, deadline, policy, meter)}),
+        "https": type("Pools", (HTTPSConnectionPool,),
+                      {"ConnectionCls": _connection(HTTPSConnection, deadline, policy, meter)}),
     }
 
 
 class _GuardedAdapter(HTTPAdapter):
-    """Direct connections go to vetted addresses only; every connection, the proxy's too, is timed."""
+    """Direct connections go to vetted addresses only; every connection, the proxy's too, is timed and metered."""
 
-    def __init__(self, policy: AddressPolicy, deadline: Deadline) -> None:
-        self._direct = _pools(deadline, policy)
-        self._proxied = _pools(deadline, None)
+    def __init__(self, policy: AddressPolicy, deadline: Deadline, meter: WireMeter) -> None:
+        self._direct = _pools(deadline, policy, meter)
+        self._proxied = _pools(deadline, None, meter)
         super().__init__(max_retries=0)
 
     def init_poolmanager(self, *args, **kwargs) -> None:
@@ -264,10 +393,12 @@ class Fetcher:
         # follow (decompressed, unbounded) to free its connection. Here every body is read by _read or
         # closed unread. No Session also means no cookies carried over and no ~/.netrc credentials for
         # a host a stranger names; proxies are taken from the environment below (no_proxy included).
-        adapter = _GuardedAdapter(policy, clock)
+        meter = WireMeter(self.max_bytes, url)
+        adapter = _GuardedAdapter(policy, clock, meter)
         try:
             for _ in range(MAX_REDIRECTS + 1):
                 url, host, port = check_url(url)
+                meter.url = url
                 proxies = requests.utils.get_environ_proxies(url)
                 try:
                     # Checked here too: through a proxy, our connection goes to the proxy, not the host.

@@ -127,6 +127,52 @@ def test_a_urlencoded_form_of_many_percent_escapes_is_refused_before_it_is_parse
     assert r.status_code == 400 and "Choose an image file" in r.get_data(as_text=True)
 
 
+def _costly_heads(parts: int, head: int, image: bytes = b"") -> bytes:
+    """A form of ``parts`` text parts (and an image part, if given), each part's headers ``head`` bytes as
+    counted (the line break after the delimiter, the lines, the blank line), the Content-Type's
+    parameters in the shape werkzeug's ``parse_options_header`` reads slowest."""
+    def one(i: int) -> bytes:
+        lines = b'Content-Disposition: form-data; name="x%d"\r\nContent-Type: text/plain' % i
+        fill = head - len(lines) - 6
+        return b"--hostile\r\n" + lines + (b'; a="\\' * fill)[:fill] + b"\r\n\r\nx\r\n"
+    file = b'--hostile\r\nContent-Disposition: form-data; name="image"; filename="a.jpg"\r\n\r\n'
+    return b"".join(one(i) for i in range(parts)) + (file + image + b"\r\n" if image else b"") + b"--hostile--\r\n"
+
+
+@pytest.mark.parametrize("keys", [False, True])
+def test_part_headers_are_bounded_in_all_before_werkzeug_reads_their_parameters(make_app, keys):
+    # werkzeug reads each part's header parameters a step of Python at a time, about twice a part: 850 parts
+    # with 16 KB of them each, under the old per-part limit, held a worker for seconds, and with keys set,
+    # before the 401 (the form is read for api_key).
+    import time
+
+    client = make_app({"MYSITE_API_KEYS": "k" * 24} if keys else {}).test_client()
+    body = _costly_heads(850, 16_300)
+    start = time.process_time()
+    status, answer = _post(client, "/detect", data=body, content_type=hi.MULTIPART)
+    assert status == 413 and "headers longer than 4096 bytes" in answer["message"], answer
+    assert time.process_time() - start < 1.0
+    status, answer = _post(client, "/detect", data=_costly_heads(40, 1700), content_type=hi.MULTIPART)
+    assert status == 413 and "part headers come to more than 65536 bytes" in answer["message"], answer
+
+
+def test_a_form_with_part_headers_at_the_limits_is_read_in_milliseconds(client, group_jpg):
+    import time
+
+    from werkzeug.test import EnvironBuilder
+
+    from mysite.web.form_parts import MAX_PART_HEAD, MAX_PART_HEADS
+    from mysite.web.inputs import MemoryRequest
+
+    image_head = len(b'\r\nContent-Disposition: form-data; name="image"; filename="a.jpg"\r\n\r\n')
+    body = _costly_heads((MAX_PART_HEADS - image_head) // MAX_PART_HEAD, MAX_PART_HEAD, group_jpg)
+    start = time.process_time()
+    form = MemoryRequest(EnvironBuilder(method="POST", data=body, content_type=hi.MULTIPART).get_environ()).form
+    assert len(form) == MAX_PART_HEADS // MAX_PART_HEAD - 1 and time.process_time() - start < 0.25
+    status, answer = _post(client, "/detect", data=body, content_type=hi.MULTIPART)
+    assert status == 200 and len(answer["result"]) == 17, answer
+
+
 def test_the_newline_body_is_a_415(client):
     status, body = _post(client, "/detect", data=hi.newline_body(300_000))
     assert status == 415 and body["reason"] == "unsupported_media"

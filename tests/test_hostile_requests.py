@@ -506,11 +506,31 @@ def test_json_is_read_with_a_bom_in_utf_16_and_with_any_text_beside_the_image(cl
     b64 = base64.b64encode(group_jpg).decode()
     bodies = [b"\xef\xbb\xbf" + json.dumps({"image": b64}).encode(),
               json.dumps({"image": b64}).encode("utf-16"),
+              json.dumps({"name": "张三 \N{GRINNING FACE}", "image": b64}, ensure_ascii=False).encode("utf-32-be"),
               json.dumps({"name": "张三 \N{GRINNING FACE}", "image": b64}, ensure_ascii=False).encode(),
               json.dumps({"name": "张三 \N{GRINNING FACE}", "image": b64}).encode()]
     for body in bodies:
         status, answer = _post(client, "/detect", data=body, content_type="application/json")
         assert status == 200 and len(answer["result"]) == 17, answer
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be"])
+def test_json_in_utf_16_or_32_that_is_no_text_is_a_400_read_in_one_pass(client, encoding):
+    # Read with json's "surrogatepass", every lone surrogate ran the codec's error handler, all in one
+    # call holding the GIL: 14 MB of them held it for over a second.
+    import time
+
+    from mysite.errors import BadRequest
+    from mysite.web.inputs import _json_image
+
+    surrogate = "\ud800".encode(encoding, "surrogatepass")
+    body = "{".encode(encoding) + surrogate * (4_000_000 // len(surrogate))
+    start = time.process_time()
+    with pytest.raises(BadRequest, match=f"the JSON body is not {encoding.upper()} text"):
+        _json_image(body)
+    assert time.process_time() - start < 0.05
+    status, answer = _post(client, "/detect", data=body, content_type="application/json")
+    assert status == 400 and "send it as UTF-8" in answer["message"], answer
 
 
 def test_json_holding_text_past_latin_1_costs_no_more_than_ascii():

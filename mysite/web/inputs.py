@@ -558,11 +558,16 @@ def _json_image(body: bytes) -> bytes:
 def _json_text(body: bytes) -> str:
     """The body as json reads it, but UTF-8 read as Latin-1 (a character per byte): only the image field is
     used, and it must be ASCII; one character past Latin-1 would otherwise make the whole text four
-    bytes a character."""
+    bytes a character. UTF-16 or 32 is read strictly, not with json's ``surrogatepass``: that handler runs
+    once per lone surrogate, in one call holding the GIL, and a lone surrogate is no text anyway."""
     encoding = json.detect_encoding(body)
     if encoding.startswith("utf-8"):
         return body.removeprefix(b"\xef\xbb\xbf").decode("latin-1")
-    return body.decode(encoding, "surrogatepass")  # UTF-16 or 32, as json.loads would
+    try:
+        return body.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise BadRequest(f"the JSON body is not {encoding.upper()} text ({exc.reason} at byte {exc.start}); "
+                         "send it as UTF-8") from None
 
 
 def decode_text(text: bytes, where: str, passthrough: bool = False) -> bytes:

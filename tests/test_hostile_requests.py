@@ -173,6 +173,29 @@ def test_a_form_with_part_headers_at_the_limits_is_read_in_milliseconds(client, 
     assert status == 200 and len(answer["result"]) == 17, answer
 
 
+def test_a_urlencoded_form_whose_escapes_are_not_utf_8_costs_no_more_than_ascii_and_reads_as_empty():
+    # werkzeug's "werkzeug.url_quote" handler is Python, run once per escape that is not UTF-8: a form of
+    # them cost several times one of ASCII escapes.
+    import time
+
+    from werkzeug.test import EnvironBuilder
+
+    from mysite.web.inputs import MemoryRequest
+
+    def form(body: bytes) -> tuple[float, dict]:
+        environ = EnvironBuilder(method="POST", data=body, content_type="application/x-www-form-urlencoded").get_environ()
+        start = time.process_time()
+        fields = MemoryRequest(environ).form.to_dict()
+        return time.process_time() - start, fields
+
+    padding = b"A" * 13  # one byte in 16 escaped: the most a form may have
+    ascii, other = b"x=" + (b"%41" + padding) * 150_000, b"x=" + (b"%FF" + padding) * 150_000
+    assert form(ascii)[1] == {"x": "A" * 14 * 150_000} and form(other)[1] == {}
+    ascii_cost, other_cost = (min(form(body)[0] for _ in range(3)) for body in (ascii, other))
+    assert other_cost < 1.5 * ascii_cost, (other_cost, ascii_cost)
+    assert form(b"userid=%C3%A9l%C3%A8ve&api_key=k")[1] == {"userid": "élève", "api_key": "k"}
+
+
 def test_the_newline_body_is_a_415(client):
     status, body = _post(client, "/detect", data=hi.newline_body(300_000))
     assert status == 415 and body["reason"] == "unsupported_media"

@@ -215,7 +215,10 @@ class LimitedFormParser(FormDataParser):
         if escapes > most:
             raise TooLarge(f"the form has {escapes} percent-escapes in {len(body)} bytes; the limit is {most} "
                            "(one byte in 16): send the image as a multipart file part, or as raw base64")
-        items = parse_qsl(body.decode(), keep_blank_values=True, errors="werkzeug.url_quote")
+        # Strict, not werkzeug's "werkzeug.url_quote": that handler is Python, run once per escape that is not
+        # UTF-8. A form that is not UTF-8 raises here, and werkzeug reads it as empty, as it reads bytes that
+        # are not.
+        items = parse_qsl(body.decode(), keep_blank_values=True, errors="strict")
         return stream, self.cls(items), self.cls()
 
 

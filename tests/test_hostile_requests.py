@@ -10,6 +10,7 @@ seconds to minutes.
 from __future__ import annotations
 
 import base64
+import html
 import io
 import struct
 
@@ -84,6 +85,38 @@ def test_a_repeated_parameter_is_a_400_naming_it(client, group_jpg, where):
                                                           "min_neighbors": "5"}}
     status, body = _post(client, "/detect", **kw)
     assert status == 400 and body["reason"] == "bad_parameter" and "min_neighbors" in body["message"], body
+
+
+def _routes_taking_forms(app) -> list[tuple[str, str, bool]]:
+    """Every route a form can be sent to: method, path, and whether it reads a urlencoded form (an image
+    route reads a urlencoded body as the image, as ``curl -d @photo.b64`` sends it)."""
+    routes = {(method, rule.rule.replace("<path:name>", "someone"), rule.endpoint.split(".")[0] != "api")
+              for rule in app.url_map.iter_rules() for method in rule.methods & {"POST", "DELETE"}}
+    return sorted(routes)
+
+
+URLENCODED = "application/x-www-form-urlencoded"
+
+
+def test_a_parameter_sent_twice_is_a_400_on_every_route_that_takes_a_form(app, client):
+    # DeepStack's urlencoded delete took the first of two userids, and a form's over the query's.
+    routes = _routes_taking_forms(app)
+    assert {("POST", "/v1/vision/face/delete", True), ("DELETE", "/faces/someone", True),
+            ("POST", "/", True), ("POST", "/detect", False)} <= set(routes)
+    ways = [({"query_string": "userid=a&userid=b"}, True), ({"data": {"userid": ["a", "b"]}}, True),
+            ({"query_string": "userid=a", "data": {"userid": "b"}}, True),
+            ({"data": "userid=a&userid=b", "content_type": URLENCODED}, False),
+            ({"query_string": "userid=a", "data": "userid=b", "content_type": URLENCODED}, False)]
+    for method, path, reads_urlencoded in routes:
+        for kw, multipart in ways:
+            if "data" in kw and multipart:
+                kw = {**kw, "content_type": "multipart/form-data"}
+            r = client.open(path, method=method, **kw)
+            said = html.unescape(r.get_data(as_text=True))  # the page says it in HTML
+            if multipart or reads_urlencoded:
+                assert r.status_code == 400 and "'userid' is sent more than once" in said, (method, path, kw, said)
+            else:  # the urlencoded body is an image route's image, not a form
+                assert "more than once" not in said, (method, path, kw, said)
 
 
 def test_repeated_image_fields_are_still_a_batch(client, group_jpg, cat_jpg):

@@ -309,15 +309,17 @@ class MemoryRequest(Request):
         return BytesIO()
 
 
-def params(request: Request) -> dict[str, str]:
-    """Request parameters: the query string, plus form fields of a multipart upload.
+def params(request: Request, urlencoded: bool = False) -> dict[str, str]:
+    """Request parameters: the query string, plus form fields of a multipart upload, and with ``urlencoded``
+    those of a urlencoded form (an image route reads such a body as the image: ``curl -d @photo.b64``).
 
     A parameter sent twice (twice in the query, twice in the form, or in both) is a 400 naming
     it: which value a server takes differs from one framework to the next. Repeated image
     fields are no parameter: they are a batch (``several_images``).
     """
     sources = [request.args]
-    if request.mimetype == "multipart/form-data":
+    if request.mimetype == "multipart/form-data" or (
+            urlencoded and request.mimetype == "application/x-www-form-urlencoded"):
         sources.append(request.form)
     values: dict[str, str] = {}
     for source in sources:

@@ -1,6 +1,6 @@
 """The multipart stream's part counter (``web/inputs._BoundaryCounter``): every byte read once, in order,
-each delimiter counted once, and each part's headers measured against ``MAX_PART_HEAD``, however the
-reads fall."""
+each delimiter counted once, and each part's headers measured against ``MAX_PART_HEAD`` and all of them
+against ``MAX_PART_HEADS``, however the reads fall."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import random
 import pytest
 
 from mysite.errors import TooLarge
-from mysite.web.inputs import MAX_PART_HEAD, _BoundaryCounter
+from mysite.web.inputs import MAX_PART_HEAD, MAX_PART_HEADS, _BoundaryCounter
 
 BOUNDARY = b"xyzzy"
 DELIMITER = b"--" + BOUNDARY
@@ -78,6 +78,15 @@ def test_part_headers_up_to_the_limit_pass_and_past_it_are_refused(size: int) ->
     for heads in ([_head(MAX_PART_HEAD + 1), b"X: y"], [b"X: y", _head(MAX_PART_HEAD + 1)]):
         with pytest.raises(TooLarge, match="headers longer than"):
             _read_all(_form(heads, [TRICKY, b"x"]), size)
+
+
+@pytest.mark.parametrize("size", [1, 3, 11, 4096, 1 << 20])
+def test_part_headers_up_to_the_limit_in_all_pass_and_past_it_are_refused(size: int) -> None:
+    heads = [_head(MAX_PART_HEAD)] * (MAX_PART_HEADS // MAX_PART_HEAD)
+    ok = _form(heads, [TRICKY] * len(heads), epilogue=b"no part: " + b"e" * (MAX_PART_HEAD + 10))
+    assert _read_all(ok, size) == ok
+    with pytest.raises(TooLarge, match="part headers come to more than"):
+        _read_all(_form([*heads, b"X: y"], [TRICKY] * (len(heads) + 1)), size)
 
 
 def test_a_header_with_no_blank_line_at_all_is_refused_once_past_the_limit() -> None:

@@ -10,6 +10,7 @@ seconds to minutes.
 from __future__ import annotations
 
 import base64
+import html
 import io
 import struct
 
@@ -86,6 +87,38 @@ def test_a_repeated_parameter_is_a_400_naming_it(client, group_jpg, where):
     assert status == 400 and body["reason"] == "bad_parameter" and "min_neighbors" in body["message"], body
 
 
+def _routes_taking_forms(app) -> list[tuple[str, str, bool]]:
+    """Every route a form can be sent to: method, path, and whether it reads a urlencoded form (an image
+    route reads a urlencoded body as the image, as ``curl -d @photo.b64`` sends it)."""
+    routes = {(method, rule.rule.replace("<path:name>", "someone"), rule.endpoint.split(".")[0] != "api")
+              for rule in app.url_map.iter_rules() for method in rule.methods & {"POST", "DELETE"}}
+    return sorted(routes)
+
+
+URLENCODED = "application/x-www-form-urlencoded"
+
+
+def test_a_parameter_sent_twice_is_a_400_on_every_route_that_takes_a_form(app, client):
+    # DeepStack's urlencoded delete took the first of two userids, and a form's over the query's.
+    routes = _routes_taking_forms(app)
+    assert {("POST", "/v1/vision/face/delete", True), ("DELETE", "/faces/someone", True),
+            ("POST", "/", True), ("POST", "/detect", False)} <= set(routes)
+    ways = [({"query_string": "userid=a&userid=b"}, True), ({"data": {"userid": ["a", "b"]}}, True),
+            ({"query_string": "userid=a", "data": {"userid": "b"}}, True),
+            ({"data": "userid=a&userid=b", "content_type": URLENCODED}, False),
+            ({"query_string": "userid=a", "data": "userid=b", "content_type": URLENCODED}, False)]
+    for method, path, reads_urlencoded in routes:
+        for kw, multipart in ways:
+            if "data" in kw and multipart:
+                kw = {**kw, "content_type": "multipart/form-data"}
+            r = client.open(path, method=method, **kw)
+            said = html.unescape(r.get_data(as_text=True))  # the page says it in HTML
+            if multipart or reads_urlencoded:
+                assert r.status_code == 400 and "'userid' is sent more than once" in said, (method, path, kw, said)
+            else:  # the urlencoded body is an image route's image, not a form
+                assert "more than once" not in said, (method, path, kw, said)
+
+
 def test_repeated_image_fields_are_still_a_batch(client, group_jpg, cat_jpg):
     status, body = _post(client, "/detect", data={"image": [(io.BytesIO(group_jpg), "a.jpg"),
                                                             (io.BytesIO(cat_jpg), "b.jpg")]})
@@ -125,6 +158,62 @@ def test_a_urlencoded_form_of_many_percent_escapes_is_refused_before_it_is_parse
     r = client.post("/", data=b"endpoint=%2Fdetect&x=" + b"%41" * 60_000,
                     content_type="application/x-www-form-urlencoded", headers={"Accept": "text/html"})
     assert r.status_code == 400 and "Choose an image file" in r.get_data(as_text=True)
+
+
+def _costly_heads(parts: int, head: int, image: bytes = b"") -> bytes:
+    """A form of ``parts`` text parts (and an image part, if given), each part's headers ``head`` bytes as
+    counted (the line break after the delimiter, the lines, the blank line), the Content-Type's
+    parameters in the shape werkzeug's ``parse_options_header`` reads slowest."""
+    def one(i: int) -> bytes:
+        lines = b'Content-Disposition: form-data; name="x%d"\r\nContent-Type: text/plain' % i
+        fill = head - len(lines) - 6
+        return b"--hostile\r\n" + lines + (b'; a="\\' * fill)[:fill] + b"\r\n\r\nx\r\n"
+    file = b'--hostile\r\nContent-Disposition: form-data; name="image"; filename="a.jpg"\r\n\r\n'
+    return b"".join(one(i) for i in range(parts)) + (file + image + b"\r\n" if image else b"") + b"--hostile--\r\n"
+
+
+@pytest.mark.parametrize("keys", [False, True])
+def test_part_headers_are_bounded_in_all_before_werkzeug_reads_their_parameters(make_app, keys):
+    # werkzeug reads each part's header parameters a step of Python at a time, about twice a part: 850 parts
+    # with 16 KB of them each, under the old per-part limit, held a worker for seconds, and with keys set,
+    # before the 401 (the form is read for api_key). ``python -m bench.part_heads`` measures the cost.
+    client = make_app({"MYSITE_API_KEYS": "k" * 24} if keys else {}).test_client()
+    body = _costly_heads(850, 16_300)
+    status, answer = _post(client, "/detect", data=body, content_type=hi.MULTIPART)
+    assert status == 413 and "headers longer than 4096 bytes" in answer["message"], answer
+    status, answer = _post(client, "/detect", data=_costly_heads(40, 1700), content_type=hi.MULTIPART)
+    assert status == 413 and "part headers come to more than 65536 bytes" in answer["message"], answer
+
+
+def test_a_form_with_part_headers_at_the_limits_is_read(client, group_jpg):
+    from werkzeug.test import EnvironBuilder
+
+    from mysite.web.form_parts import MAX_PART_HEAD, MAX_PART_HEADS
+    from mysite.web.inputs import MemoryRequest
+
+    image_head = len(b'\r\nContent-Disposition: form-data; name="image"; filename="a.jpg"\r\n\r\n')
+    body = _costly_heads((MAX_PART_HEADS - image_head) // MAX_PART_HEAD, MAX_PART_HEAD, group_jpg)
+    form = MemoryRequest(EnvironBuilder(method="POST", data=body, content_type=hi.MULTIPART).get_environ()).form
+    assert len(form) == MAX_PART_HEADS // MAX_PART_HEAD - 1
+    status, answer = _post(client, "/detect", data=body, content_type=hi.MULTIPART)
+    assert status == 200 and len(answer["result"]) == 17, answer
+
+
+def test_a_urlencoded_form_whose_escapes_are_not_utf_8_reads_as_empty():
+    # werkzeug's "werkzeug.url_quote" handler is Python, run once per escape that is not UTF-8: a form of
+    # them cost several times one of ASCII escapes. Decoded strictly, such a form is no text: empty.
+    from werkzeug.test import EnvironBuilder
+
+    from mysite.web.inputs import MemoryRequest
+
+    def form(body: bytes) -> dict:
+        environ = EnvironBuilder(method="POST", data=body, content_type="application/x-www-form-urlencoded").get_environ()
+        return MemoryRequest(environ).form.to_dict()
+
+    padding = b"A" * 13  # one byte in 16 escaped: the most a form may have
+    ascii, other = b"x=" + (b"%41" + padding) * 150_000, b"x=" + (b"%FF" + padding) * 150_000
+    assert form(ascii) == {"x": "A" * 14 * 150_000} and form(other) == {}
+    assert form(b"userid=%C3%A9l%C3%A8ve&api_key=k") == {"userid": "élève", "api_key": "k"}
 
 
 def test_the_newline_body_is_a_415(client):
@@ -460,11 +549,27 @@ def test_json_is_read_with_a_bom_in_utf_16_and_with_any_text_beside_the_image(cl
     b64 = base64.b64encode(group_jpg).decode()
     bodies = [b"\xef\xbb\xbf" + json.dumps({"image": b64}).encode(),
               json.dumps({"image": b64}).encode("utf-16"),
+              json.dumps({"name": "张三 \N{GRINNING FACE}", "image": b64}, ensure_ascii=False).encode("utf-32-be"),
               json.dumps({"name": "张三 \N{GRINNING FACE}", "image": b64}, ensure_ascii=False).encode(),
               json.dumps({"name": "张三 \N{GRINNING FACE}", "image": b64}).encode()]
     for body in bodies:
         status, answer = _post(client, "/detect", data=body, content_type="application/json")
         assert status == 200 and len(answer["result"]) == 17, answer
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be"])
+def test_json_in_utf_16_or_32_that_is_no_text_is_a_400_read_in_one_pass(client, encoding):
+    # Read with json's "surrogatepass", every lone surrogate ran the codec's error handler, all in one
+    # call holding the GIL: 14 MB of them held it for over a second. Decoded strictly, the first one ends it.
+    from mysite.errors import BadRequest
+    from mysite.web.inputs import _json_image
+
+    surrogate = "\ud800".encode(encoding, "surrogatepass")
+    body = "{".encode(encoding) + surrogate * (4_000_000 // len(surrogate))
+    with pytest.raises(BadRequest, match=f"the JSON body is not {encoding.upper()} text"):
+        _json_image(body)
+    status, answer = _post(client, "/detect", data=body, content_type="application/json")
+    assert status == 400 and "send it as UTF-8" in answer["message"], answer
 
 
 def test_json_holding_text_past_latin_1_costs_no_more_than_ascii():

@@ -78,9 +78,7 @@ def handle(route: FaceRoute, name: str | None = None) -> Response:
     settings = current_settings()
     if route.changes and settings.admin_keys:
         check_key(request, settings.admin_keys)
-    given = inputs.params(request)
-    if request.mimetype == "application/x-www-form-urlencoded":  # deepstack clients' delete and list: no file
-        given.update(request.form.to_dict())
+    given = inputs.params(request, urlencoded=True)  # deepstack clients send delete and list as urlencoded forms
     body = ACTIONS[route.action](route, name, given, settings)
     if route.style == "deepstack":
         body = {"success": True, **body, "duration": round(time.perf_counter() - started, 4)}

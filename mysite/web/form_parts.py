@@ -15,11 +15,12 @@ from typing import IO, Any
 from werkzeug.http import parse_options_header
 from werkzeug.sansio.multipart import MultipartDecoder
 
-MAX_PART_HEAD = 16 * 1024  # bytes of one part's headers; a real part has two short lines
+# werkzeug reads each part's header parameters a step of Python at a time, and reads them again for the
+# part's charset: the bytes of part headers bound that work. A real part has two short lines; a long file
+# name, the longest real case, percent-encoded (``filename*=``), takes a few hundred bytes to 2.3 KB.
+MAX_PART_HEAD = 4 * 1024  # bytes of one part's headers
+MAX_PART_HEADS = 64 * 1024  # bytes of all part headers in one body: 16 photos with long names, and fields
 MAX_SCANNED_PARTS = 1000  # werkzeug's max_form_parts: the parser refuses a form with more
-# Bytes of part headers read for a filename in one body (each read costs Python a step per parameter); past
-# them, a part counts as text. A form's parts have a line or two each.
-FILENAME_HEADS = 64 * 1024
 # Bytes read per piece: each ``find`` over one holds the GIL, so other threads (/healthz) run between pieces.
 _PIECE = 1 << 20
 
@@ -45,7 +46,7 @@ def file_bytes(stream: Any, mimetype: str, params: Mapping[str, str], length: in
 
 def _files_in(body: _Body, marker: bytes) -> int:
     """The bytes of file parts' contents in ``body``, whose delimiters hold ``marker``; 0 unless it splits cleanly."""
-    at, files, heads = body.find(marker, 0), 0, FILENAME_HEADS  # the parser skips what precedes it
+    at, files, heads = body.find(marker, 0), 0, MAX_PART_HEADS  # the parser skips what precedes it
     for parts in range(MAX_SCANNED_PARTS + 1):
         after = body.get(at + len(marker), at + len(marker) + 2) if at >= 0 else b""
         if after == b"--":
@@ -60,10 +61,11 @@ def _files_in(body: _Body, marker: bytes) -> int:
         # blank line, by where its reads fall), and end with a CRLF before the next delimiter.
         if blank < 0 or at - 2 < data or body.get(at - 2, at) != b"\r\n":
             return 0
-        if len(lines) <= heads and b"filename" in lines.lower():  # else a text field, or counted as one
-            heads -= len(lines)
-            if _is_file(lines):
-                files += at - 2 - data
+        heads -= len(lines)
+        if heads < 0:
+            return 0  # more part headers than the parser takes
+        if b"filename" in lines.lower() and _is_file(lines):  # else a text field
+            files += at - 2 - data
     return 0
 
 

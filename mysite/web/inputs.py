@@ -34,7 +34,7 @@ from mysite.server.client_share import ENVIRON_KEY as CLIENT
 from mysite.server.upload_deadline import BODY_DONE, BODY_ERROR, BODY_ROOM
 from mysite.settings import Settings
 from mysite.web import form_parts
-from mysite.web.form_parts import MAX_PART_HEAD
+from mysite.web.form_parts import MAX_PART_HEAD, MAX_PART_HEADS
 from mysite.web.state import app_state
 
 FIELDS = ("image", "file", "img")
@@ -60,11 +60,13 @@ _BLANK_LINE = re.compile(rb"\r\n\r\n|\r\r|\n\n")  # where werkzeug's decoder end
 
 
 class _PartHeads:
-    """Follows a multipart body as it streams by, and refuses a part whose headers pass ``MAX_PART_HEAD``.
+    """Follows a multipart body as it streams by, and refuses a part whose headers pass ``MAX_PART_HEAD``,
+    or a body whose part headers together pass ``MAX_PART_HEADS``.
 
     werkzeug's decoder holds a part's headers until their blank line, however long, then runs
-    regexes over all of them; werkzeug has no limit of its own there. Positions are counted from
-    the body's start, so a delimiter or a blank line split between two reads is seen once.
+    regexes over all of them and reads their parameters in Python; werkzeug has no limit of its own
+    there. Positions are counted from the body's start, so a delimiter or a blank line split between
+    two reads is seen once.
     """
 
     def __init__(self, boundary: bytes) -> None:
@@ -73,6 +75,7 @@ class _PartHeads:
         self._total = 0  # bytes fed
         self._decided = -len(self._recent)  # delimiters starting before this position are decided
         self._head: int | None = None  # where the current part's headers began; None: not in headers
+        self._heads = 0  # bytes of the parts' headers ended so far
         self._closed = False
 
     def feed(self, data: bytes) -> None:
@@ -87,14 +90,22 @@ class _PartHeads:
                 if head is None:
                     break
             end = _BLANK_LINE.search(window, max(head - base, 0), head - base + MAX_PART_HEAD + 4)
-            if (base + end.end() if end else self._total) - head > MAX_PART_HEAD:
-                raise TooLarge(f"a part of the form has headers longer than {MAX_PART_HEAD} bytes; "
-                               "a part needs only its Content-Disposition and Content-Type")
+            size = (base + end.end() if end else self._total) - head
+            self._check(size)
             if end is None:
                 break
-            self._decided, head = base + end.end(), None
+            self._decided, head, self._heads = base + end.end(), None, self._heads + size
         self._head = head
         self._recent = window[-(len(self._delimiter) + 2):]
+
+    def _check(self, size: int) -> None:
+        """Refuse the body if a part's headers of ``size`` bytes so far pass either limit."""
+        if size > MAX_PART_HEAD:
+            raise TooLarge(f"a part of the form has headers longer than {MAX_PART_HEAD} bytes; "
+                           "a part needs only its Content-Disposition and Content-Type")
+        if self._heads + size > MAX_PART_HEADS:
+            raise TooLarge(f"the form's part headers come to more than {MAX_PART_HEADS} bytes; "
+                           "a part needs only its Content-Disposition and Content-Type")
 
     def _next_head(self, window: bytes, base: int) -> int | None:
         """Where the next part's headers begin, past a delimiter of this window; None: no part begins here yet."""
@@ -148,13 +159,14 @@ class _BoundaryCounter:
         """Count the delimiters that ``data`` completes; how many lie wholly inside it."""
         if not data:
             return 0
-        self._heads.feed(data)
         # The delimiters in this read, and one split between the last read and this one (not the
-        # whole read joined to the tail: that would copy it).
+        # whole read joined to the tail: that would copy it). Counted before the headers are
+        # followed, so that a refusal of the headers can say the parts passed their limit first.
         keep = len(self._delimiter) - 1
         inside = data.count(self._delimiter)
         self.count += inside + (self._tail + data[:keep]).count(self._delimiter)
         self._tail = (self._tail + data)[-keep:] if len(data) < keep else data[len(data) - keep:]
+        self._heads.feed(data)
         return inside
 
     def __getattr__(self, name: str) -> Any:
@@ -176,13 +188,20 @@ class LimitedFormParser(FormDataParser):
         counter = _BoundaryCounter(stream, boundary) if boundary else stream
         try:
             return super()._parse_multipart(counter, mimetype, content_length, options)  # type: ignore[arg-type]
+        except TooLarge:  # a limit of the part headers; had the parts passed theirs in the same reads, say that
+            self._check_parts(counter)
+            raise
         except RequestEntityTooLarge:
-            parts = counter.count - 1 if isinstance(counter, _BoundaryCounter) else 0
-            if self.max_form_parts is not None and parts > self.max_form_parts:
-                raise TooLarge(f"the form has more than {self.max_form_parts} parts ({parts} or more sent); "
-                               f"the limit is {self.max_form_parts} parts") from None
+            self._check_parts(counter)
             raise TooLarge(f"a text field of the form is larger than the limit of {self.max_form_memory_size} "
                            "bytes for one field; send the image as a file part") from None
+
+    def _check_parts(self, counter: IO[bytes] | _BoundaryCounter) -> None:
+        """Refuse the form, naming the limit, if the parts counted so far pass ``max_form_parts``."""
+        parts = counter.count - 1 if isinstance(counter, _BoundaryCounter) else 0
+        if self.max_form_parts is not None and parts > self.max_form_parts:
+            raise TooLarge(f"the form has more than {self.max_form_parts} parts ({parts} or more sent); "
+                           f"the limit is {self.max_form_parts} parts") from None
 
     def _parse_urlencoded(self, stream: IO[bytes], mimetype: str, content_length: int | None,
                           options: dict[str, str]) -> Any:
@@ -196,7 +215,10 @@ class LimitedFormParser(FormDataParser):
         if escapes > most:
             raise TooLarge(f"the form has {escapes} percent-escapes in {len(body)} bytes; the limit is {most} "
                            "(one byte in 16): send the image as a multipart file part, or as raw base64")
-        items = parse_qsl(body.decode(), keep_blank_values=True, errors="werkzeug.url_quote")
+        # Strict, not werkzeug's "werkzeug.url_quote": that handler is Python, run once per escape that is not
+        # UTF-8. A form that is not UTF-8 raises here, and werkzeug reads it as empty, as it reads bytes that
+        # are not.
+        items = parse_qsl(body.decode(), keep_blank_values=True, errors="strict")
         return stream, self.cls(items), self.cls()
 
 
@@ -287,15 +309,17 @@ class MemoryRequest(Request):
         return BytesIO()
 
 
-def params(request: Request) -> dict[str, str]:
-    """Request parameters: the query string, plus form fields of a multipart upload.
+def params(request: Request, urlencoded: bool = False) -> dict[str, str]:
+    """Request parameters: the query string, plus form fields of a multipart upload, and with ``urlencoded``
+    those of a urlencoded form (an image route reads such a body as the image: ``curl -d @photo.b64``).
 
     A parameter sent twice (twice in the query, twice in the form, or in both) is a 400 naming
     it: which value a server takes differs from one framework to the next. Repeated image
     fields are no parameter: they are a batch (``several_images``).
     """
     sources = [request.args]
-    if request.mimetype == "multipart/form-data":
+    if request.mimetype == "multipart/form-data" or (
+            urlencoded and request.mimetype == "application/x-www-form-urlencoded"):
         sources.append(request.form)
     values: dict[str, str] = {}
     for source in sources:
@@ -539,11 +563,16 @@ def _json_image(body: bytes) -> bytes:
 def _json_text(body: bytes) -> str:
     """The body as json reads it, but UTF-8 read as Latin-1 (a character per byte): only the image field is
     used, and it must be ASCII; one character past Latin-1 would otherwise make the whole text four
-    bytes a character."""
+    bytes a character. UTF-16 or 32 is read strictly, not with json's ``surrogatepass``: that handler runs
+    once per lone surrogate, in one call holding the GIL, and a lone surrogate is no text anyway."""
     encoding = json.detect_encoding(body)
     if encoding.startswith("utf-8"):
         return body.removeprefix(b"\xef\xbb\xbf").decode("latin-1")
-    return body.decode(encoding, "surrogatepass")  # UTF-16 or 32, as json.loads would
+    try:
+        return body.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise BadRequest(f"the JSON body is not {encoding.upper()} text ({exc.reason} at byte {exc.start}); "
+                         "send it as UTF-8") from None
 
 
 def decode_text(text: bytes, where: str, passthrough: bool = False) -> bytes:

@@ -174,6 +174,7 @@ def run_form(app: Flask, choices: list[dict[str, Any]]) -> Outcome:
         inputs.body_received()  # too slow, broken, or no room for it: said in the page
         if g.get("mysite_form_error") is not None:
             raise g.mysite_form_error
+        inputs.params(request, urlencoded=True)  # a field sent twice is a 400, as on every route
         if keys:  # the form's api_key field (or the header), as the API itself wants it
             security.check_key(request, keys)
         upload, field_name = _upload()

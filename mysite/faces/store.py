@@ -183,6 +183,25 @@ class FaceStore:
             raise self._unavailable(exc) from None
         return {str(n): int(c) for n, c in sorted(found, key=lambda row: str(row[0]))}
 
+    def names_page(self, after: str | None, most: int) -> list[tuple[str, int]]:
+        """At most ``most`` of the names that sort after ``after`` (all, from None), in order, with how many
+        faces each has: a list is read a page at a time, so what one holds does not grow with the store."""
+        name = self._name_order()
+        query = sa.select(faces.c.userid, sa.func.count()).group_by(faces.c.userid).order_by(name).limit(most)
+        if after is not None:
+            query = query.where(name > after)
+        try:
+            with self.engine().connect() as conn:
+                found = conn.execute(query).all()
+        except SQLAlchemyError as exc:
+            raise self._unavailable(exc) from None
+        return [(str(n), int(c)) for n, c in found]
+
+    def _name_order(self) -> sa.ColumnElement[str]:
+        # By code point, as names() sorts: SQLite compares UTF-8 bytes, PostgreSQL its locale unless told "C".
+        column = faces.c.userid
+        return column.collate("C") if self.engine().dialect.name == "postgresql" else column
+
     def generation(self) -> int:
         """The change counter: it moves whenever a face is added or deleted anywhere."""
         try:

@@ -13,12 +13,13 @@ face is refused; nothing is stored unless every photo gave a face.
 
 from __future__ import annotations
 
+import json
 import time
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from flask import Blueprint, Flask, Response, jsonify, request
+from flask import Blueprint, Flask, Response, request
 
 from mysite.errors import ApiError, BadRequest, Reason, TooLarge, Unprocessable
 from mysite.faces.index import MIN_NAMED_WIDTH, FaceIndex, Match
@@ -41,6 +42,8 @@ AMBIGUOUS = 0.8
 # of two people came as close as one person's photos do), and a registration is matched against for good.
 MIN_REGISTER_WIDTH = 60
 NAME_FIELDS = ("userid", "name")
+# Names a list answer reads from the database and sends at a time.
+LIST_PAGE = 256
 
 
 def register(app: Flask, routes: tuple[FaceRoute, ...] = FACE_ROUTES) -> None:
@@ -81,12 +84,15 @@ def handle(route: FaceRoute, name: str | None = None) -> Response:
     given = inputs.params(request)
     if request.mimetype == "application/x-www-form-urlencoded":  # deepstack clients' delete and list: no file
         given.update(request.form.to_dict())
-    body = ACTIONS[route.action](route, name, given, settings)
-    if route.style == "deepstack":
-        body = {"success": True, **body, "duration": round(time.perf_counter() - started, 4)}
+    if route.action == "list":
+        response = list_answer(route, started)
     else:
-        body = {"status": "ok", **body}
-    response = jsonify(body)
+        body = ACTIONS[route.action](route, name, given, settings)
+        if route.style == "deepstack":
+            body = {"success": True, **body, "duration": round(time.perf_counter() - started, 4)}
+        else:
+            body = {"status": "ok", **body}
+        response = Response(utf8_json(body) + b"\n", mimetype="application/json")
     response.headers["Server-Timing"] = f"total;dur={(time.perf_counter() - started) * 1000:.1f}"
     return response
 
@@ -205,11 +211,29 @@ def _native_prediction(face: dict[str, Any], match: Match, threshold: float) -> 
             "detection_confidence": face["confidence"], "too_small": _width(face) < MIN_NAMED_WIDTH}
 
 
-def do_list(route: FaceRoute, name: str | None, given: dict[str, str], settings: Settings) -> dict[str, Any]:
-    names = current_index().store.names()
-    if route.style == "deepstack":
-        return {"faces": list(names)}
-    return {"faces": [{"name": n, "count": c} for n, c in names.items()]}
+def utf8_json(value: Any) -> bytes:
+    """``value`` as compact JSON in UTF-8: a name of astral characters is a third of its escaped size. A lone
+    surrogate, which UTF-8 cannot carry, is written as its JSON escape."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "backslashreplace")
+
+
+def list_answer(route: FaceRoute, started: float) -> Response:
+    """Everyone registered, streamed: read and sent ``LIST_PAGE`` names at a time, so an answer holds one
+    page however large the store and however slowly the client reads. The first page is read before
+    anything is sent, so a failing database is still a 503."""
+    store = current_index().store
+    first = store.names_page(None, LIST_PAGE)
+    return Response(_list_pieces(store, first, route.style == "deepstack", started), mimetype="application/json")
+
+
+def _list_pieces(store: FaceStore, page: list[tuple[str, int]], deepstack: bool, started: float) -> Iterator[bytes]:
+    yield b'{"success":true,"faces":[' if deepstack else b'{"status":"ok","faces":['
+    comma = b""
+    while page:
+        yield comma + b",".join(utf8_json(n if deepstack else {"name": n, "count": c}) for n, c in page)
+        comma = b","
+        page = store.names_page(page[-1][0], LIST_PAGE) if len(page) == LIST_PAGE else []
+    yield b"]" + (b',"duration":' + utf8_json(round(time.perf_counter() - started, 4)) if deepstack else b"") + b"}\n"
 
 
 def do_delete(route: FaceRoute, name: str | None, given: dict[str, str], settings: Settings) -> dict[str, Any]:
@@ -239,5 +263,5 @@ class NotRegistered(ApiError):
 
 
 ACTIONS: dict[str, Callable[[FaceRoute, str | None, dict[str, str], Settings], dict[str, Any]]] = {
-    "register": do_register, "recognize": do_recognize, "list": do_list, "delete": do_delete, "match": do_match,
+    "register": do_register, "recognize": do_recognize, "delete": do_delete, "match": do_match,
 }

@@ -25,7 +25,7 @@ from mysite.errors import ApiError, BadRequest, Reason, TooLarge, Unprocessable
 from mysite.faces.index import MIN_NAMED_WIDTH, FaceIndex, Match
 from mysite.faces.store import MAX_NAME, FaceStore, default_url
 from mysite.params import Param, parse
-from mysite.pipeline import AnswerFormat, Job, run_job
+from mysite.pipeline import AnswerFormat, Job, run_all
 from mysite.settings import Settings
 from mysite.web import api, inputs
 from mysite.web.endpoints import FACE_ROUTES, FaceRoute
@@ -126,17 +126,19 @@ def read_images(settings: Settings) -> list[bytes]:
     return [inputs.image_bytes(request, settings.max_upload_bytes, api.fetcher(settings))]
 
 
-def embed(data: bytes, given: dict[str, str], settings: Settings, most: int | None = None) -> list[dict[str, Any]]:
-    """The faces of one image, each with its embedding, as the model finds them (largest first), at most
-    ``most`` of them: a job done where the models run, as every image endpoint's."""
+def embed(images: list[bytes], given: dict[str, str], settings: Settings,
+          most: int | None = None) -> list[list[dict[str, Any]]]:
+    """The faces of each image, each face with its embedding, as the model finds them (largest first), at
+    most ``most`` of them: one job for all of the request's images, done where the models run, so they
+    share the request's budget and its work deadline as a batch's images do."""
     state = app_state()
     model = state.registry.get(MODEL)  # not loaded: a 503 naming the fix, before any work
     values = parse(model.params, given)
     if most is not None:
         values["max_faces"] = min(values["max_faces"], most)
-    job = Job(MODEL, "boxes", AnswerFormat("json", "jpeg"), values, frozenset(given), (data,), False, "face",
+    job = Job(MODEL, "boxes", AnswerFormat("json", "jpeg"), values, frozenset(given), tuple(images), True, "face",
               settings.max_pixels, state.budget, settings.max_answer_bytes)
-    return state.runner.run(run_job, state.registry, job).result
+    return state.runner.run(run_all, state.registry, job).result
 
 
 # one_face reads the two largest faces of a photo (the second only to see whether it is nearly as large):
@@ -169,8 +171,8 @@ def _which(i: int, n: int) -> str:
 def do_register(route: FaceRoute, name: str | None, given: dict[str, str], settings: Settings) -> dict[str, Any]:
     userid = read_name(route, name, given)
     images = read_images(settings)
-    faces = [one_face(embed(data, given, settings, ONE_FACE_NEEDS), _which(i, len(images)), MIN_REGISTER_WIDTH)
-             for i, data in enumerate(images, 1)]
+    faces = [one_face(found, _which(i, len(images)), MIN_REGISTER_WIDTH)
+             for i, found in enumerate(embed(images, given, settings, ONE_FACE_NEEDS), 1)]
     index = current_index()
     added = index.store.add(userid, [f["embedding"] for f in faces], settings.faces_max)
     index.changed()
@@ -184,7 +186,7 @@ def do_recognize(route: FaceRoute, name: str | None, given: dict[str, str], sett
     images = read_images(settings)
     if len(images) != 1:
         raise BadRequest("recognize takes one image", reason=Reason.BAD_REQUEST)
-    faces = embed(images[0], given, settings)
+    (faces,) = embed(images, given, settings)
     matches = current_index().search([f["embedding"] for f in faces]) if faces else []
     faces, matches = _reading_order(faces, matches)
     if route.style == "deepstack":
@@ -253,7 +255,7 @@ def do_match(route: FaceRoute, name: str | None, given: dict[str, str], settings
     if len(images) != 2:
         raise BadRequest(f"match takes two images (image1 and image2), not {len(images)}",
                          reason=Reason.MISSING_IMAGE)
-    a, b = (one_face(embed(data, given, settings, ONE_FACE_NEEDS), f"image {i}") for i, data in enumerate(images, 1))
+    a, b = (one_face(found, f"image {i}") for i, found in enumerate(embed(images, given, settings, ONE_FACE_NEEDS), 1))
     distance, similarity = FaceIndex.similarity(a["embedding"], b["embedding"])
     return {"similarity": round(similarity, 4), "distance": round(distance, 4)}
 

@@ -1,5 +1,5 @@
-"""A registration's photos are one request's work: summed against its budget, under one work deadline.
-With the real face model (a skip without it)."""
+"""A registration's photos are one request's work: summed against its budget, under one work deadline, and
+refused before any of it when the store is full. With the real face model (a skip without it)."""
 
 from __future__ import annotations
 
@@ -45,6 +45,18 @@ def test_a_registrations_photos_share_the_requests_pixels(make_app, tmp_path, ex
     r = client.post("/v1/vision/face/register", data={"userid": "A", **_files(photo, photo, photo)})
     assert r.status_code == 413 and r.get_json()["success"] is False and executed == []
     assert client.post("/faces/A", data=_files(photo)).status_code == 200 and len(executed) == 1
+
+
+def test_a_full_store_refuses_a_registration_before_any_work(make_app, tmp_path, executed) -> None:
+    client = make_app({"MYSITE_FACEID_MODEL": str(face_model_or_skip()), "MYSITE_FACES_MAX": "2",
+                       "MYSITE_FACES_DB": f"sqlite:///{tmp_path / 'f.sqlite3'}"}).test_client()
+    photo = read("astronaut.png")
+    assert client.post("/faces/A", data=_files(photo)).status_code == 200 and len(executed) == 1
+    for style in ("/faces/B", "/v1/vision/face/register"):
+        r = client.post(style, data={"userid": "B", **_files(photo, photo)})
+        assert r.status_code == 507 and "MYSITE_FACES_MAX" in r.get_data(as_text=True)
+    assert len(executed) == 1
+    assert client.post("/faces/B", data=_files(photo)).status_code == 200 and len(executed) == 2
 
 
 def _parts(*photos: bytes) -> list[tuple[str, tuple[str, bytes, str]]]:

@@ -96,6 +96,15 @@ def public_url(url: str) -> str:
         return "(an unreadable URL)"
 
 
+def _check_room(conn: sa.Connection, more: int, most: int | None) -> None:
+    if most is None:
+        return
+    held = int(conn.execute(sa.select(sa.func.count()).select_from(faces)).scalar_one())
+    if held + more > most:
+        raise StoreFull(f"the face store holds {held} faces and may hold {most} "
+                        f"(MYSITE_FACES_MAX); delete some before registering more")
+
+
 class FaceStore:
     """The registered faces of one database URL."""
 
@@ -153,15 +162,22 @@ class FaceStore:
         try:
             with self.engine().begin() as conn:
                 self._bump(conn)  # first: its lock on the counter's row makes concurrent adds count in turn
-                if most is not None:
-                    held = int(conn.execute(sa.select(sa.func.count()).select_from(faces)).scalar_one())
-                    if held + len(rows) > most:
-                        raise StoreFull(f"the face store holds {held} faces and may hold {most} "
-                                        f"(MYSITE_FACES_MAX); delete some before registering more")
+                _check_room(conn, len(rows), most)
                 conn.execute(faces.insert(), rows)
         except SQLAlchemyError as exc:
             raise self._unavailable(exc) from None
         return len(rows)
+
+    def check_room(self, more: int, most: int | None) -> None:
+        """``StoreFull`` if ``more`` faces would not fit now: a registration's early refusal, before its work
+        (``add`` counts again in its own transaction)."""
+        if most is None:
+            return
+        try:
+            with self.engine().connect() as conn:
+                _check_room(conn, more, most)
+        except SQLAlchemyError as exc:
+            raise self._unavailable(exc) from None
 
     def delete(self, userid: str) -> int:
         """Forget every face of ``userid``; how many there were."""

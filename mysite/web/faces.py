@@ -171,9 +171,10 @@ def _which(i: int, n: int) -> str:
 def do_register(route: FaceRoute, name: str | None, given: dict[str, str], settings: Settings) -> dict[str, Any]:
     userid = read_name(route, name, given)
     images = read_images(settings)
+    index = current_index()
+    index.store.check_room(len(images), settings.faces_max)  # a full store is a 507 before any work
     faces = [one_face(found, _which(i, len(images)), MIN_REGISTER_WIDTH)
              for i, found in enumerate(embed(images, given, settings, ONE_FACE_NEEDS), 1)]
-    index = current_index()
     added = index.store.add(userid, [f["embedding"] for f in faces], settings.faces_max)
     index.changed()
     if route.style == "deepstack":

@@ -1,7 +1,8 @@
 """``python -m bench.faces_store``: what the registered faces cost as the store grows.
 
 For each size (``--sizes``, default 1,000, 10,000 and 100,000 faces) a fresh SQLite store is
-filled with random unit vectors, 100 faces per name. Every process of an instance keeps the
+filled with random unit vectors, 100 faces per name (``--longest-names``: one face per name, each
+name as long as a name may be in astral characters, the most a store of that size can cost). Every process of an instance keeps the
 whole store in memory and reads it again after any change (``mysite/faces/index.py``), and a
 search compares each face with all of them: so the table gives, per size, the database file,
 the time one process takes to read the store again, the memory that copy keeps and peaks at
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from mysite.faces.index import FaceIndex
-from mysite.faces.store import DIMENSIONS, FaceStore
+from mysite.faces.store import DIMENSIONS, MAX_NAME, FaceStore
 
 PER_NAME = 100
 
@@ -41,13 +42,18 @@ def _median_ms(fn: object, repeat: int) -> float:
     return statistics.median(times)
 
 
-def measure(size: int, folder: Path) -> dict[str, float]:
+def _name(i: int, longest: bool) -> str:
+    return "\U0001F600" * (MAX_NAME - 10) + f"{i:010d}" if longest else f"person {i}"
+
+
+def measure(size: int, folder: Path, longest: bool = False) -> dict[str, float]:
     """The figures of one store of ``size`` faces, made in ``folder``."""
     path = folder / f"faces-{size}.sqlite3"
     store = FaceStore(f"sqlite:///{path}")
     rng = np.random.default_rng(size)
-    for k in range(0, size, PER_NAME):
-        store.add(f"person {k // PER_NAME}", list(_unit(rng, min(PER_NAME, size - k))))
+    each = 1 if longest else PER_NAME
+    for k in range(0, size, each):
+        store.add(_name(k // each, longest), list(_unit(rng, min(each, size - k))))
     reload_ms = _median_ms(store.snapshot, 3)
     tracemalloc.start()
     snapshot = store.snapshot()
@@ -66,13 +72,15 @@ def measure(size: int, folder: Path) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,10000,100000", help="comma-separated numbers of faces")
+    parser.add_argument("--longest-names", action="store_true",
+                        help=f"one face per name, each {MAX_NAME} characters of four UTF-8 bytes")
     args = parser.parse_args(argv)
     print("| faces | database file | read again after a change | memory kept / peak per process "
           "| search: 1 face / 17 faces |")
     print("| ---: | ---: | ---: | ---: | ---: |")
     with tempfile.TemporaryDirectory(prefix="mysite-faces-bench-") as tmp:
         for size in (int(s) for s in args.sizes.split(",")):
-            r = measure(size, Path(tmp))
+            r = measure(size, Path(tmp), args.longest_names)
             print(f"| {size:,} | {r['file_mb']:.1f} MB | {r['reload_ms']:.0f} ms | {r['kept_mb']:.1f} / "
                   f"{r['peak_mb']:.1f} MB | {r['search1_ms']:.2f} / {r['search17_ms']:.2f} ms |", flush=True)
     return 0

@@ -178,18 +178,34 @@ def execute(model: Model, data: bytes, plan: ImagePlan) -> tuple[Decoded, Any]:
     return decoded, rescale(result, decoded)
 
 
-def _batch(model: Model, job: Job) -> list[dict[str, Any]]:
-    """Each image's answer in the book's shape, or its own error body.
+def run_all(models: Any, job: Job) -> Outcome:
+    """The model's answer for each image of ``job``, in order: images that stand or fall together (a face
+    registration's photos, a match's two). Planned and checked together as a batch's are, before any is
+    decoded; the first image that cannot be done is the error of them all (naming it), and nothing is run."""
+    started = time.perf_counter()
+    model = models.get(job.model)
+    plans = [p for p in _plans(model, job, whole=True) if isinstance(p, ImagePlan)]  # all of them, or it raised
+    results = []
+    for i, (data, plan) in enumerate(zip(job.images, plans), 1):
+        try:
+            results.append(execute(model, data, plan)[1])
+        except ApiError as exc:
+            raise _of_image(exc, i, len(plans)) from None
+    return Outcome(results, seconds=time.perf_counter() - started)
 
-    Every image is planned before any is decoded, and the request's work is the sum of its
-    images': 16 images may together cost what one may, no more.
-    """
+
+def _plans(model: Model, job: Job, whole: bool = False) -> list[ImagePlan | ApiError]:
+    """Every image planned before any is decoded, the request's pixels and work summed against its budget:
+    16 images may together cost what one may, no more. An image that cannot be done has its error in its
+    place (one bad image spoils nothing for the others), or with ``whole`` raises it, naming the image."""
     each = room_left(job.budget, job.images)
     plans: list[ImagePlan | ApiError] = []
-    for data in job.images:
+    for i, data in enumerate(job.images, 1):
         try:
             plans.append(plan_image(model, data, dict(job.values), job.explicit, job.max_pixels, each))
-        except ApiError as exc:  # one bad image spoils nothing for the others
+        except ApiError as exc:
+            if whole:
+                raise _of_image(exc, i, len(job.images)) from None
             plans.append(exc)
     ok = [p for p in plans if isinstance(p, ImagePlan)]
     pixels = sum(p.header.pixels for p in ok)
@@ -198,6 +214,20 @@ def _batch(model: Model, job: Job) -> list[dict[str, Any]]:
                        f"the limit for one request is {job.max_pixels / 1e6:.1f} megapixels")
     budget.check_work(sum(p.work for p in ok), job.budget, f"these {len(job.images)} images together",
                       "send fewer or smaller images per request")
+    return plans
+
+
+def _of_image(exc: ApiError, i: int, images: int) -> ApiError:
+    """``exc``, its message naming the image it is about when there are several."""
+    if images > 1:
+        exc.message = f"image {i}: {exc.message}"
+        exc.args = (exc.message,)
+    return exc
+
+
+def _batch(model: Model, job: Job) -> list[dict[str, Any]]:
+    """Each image's answer in the book's shape, or its own error body (``_plans``)."""
+    plans = _plans(model, job)
     results: list[dict[str, Any]] = []
     for data, plan in zip(job.images, plans):
         if isinstance(plan, ApiError):

@@ -67,6 +67,19 @@ def test_add_list_delete_and_odd_names_stored_as_sent(url) -> None:
     assert set(snap.names) == set(ODD_NAMES[1:]) and snap.skipped == 0
 
 
+def test_names_come_a_page_at_a_time_in_the_order_names_sorts_them(url) -> None:
+    # A database sorting by its locale (PostgreSQL's en-US: a, b, B, e, É) would page in another order.
+    store = FaceStore(url)
+    for i, name in enumerate([*ODD_NAMES, "a", "B", "b", "É", "e", "Z"]):
+        store.add(name, [_vec(i)] * (1 + i % 2))
+    pages, after = [], None
+    while page := store.names_page(after, 3):
+        assert len(page) <= 3
+        pages.extend(page)
+        after = page[-1][0]
+    assert pages == list(store.names().items()) and len(pages) == len(ODD_NAMES) + 6
+
+
 def test_a_store_full_of_bad_rows_loses_only_those(url) -> None:
     store = FaceStore(url)
     store.add("good", [_vec(1)])

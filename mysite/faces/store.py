@@ -96,6 +96,15 @@ def public_url(url: str) -> str:
         return "(an unreadable URL)"
 
 
+def _check_room(conn: sa.Connection, more: int, most: int | None) -> None:
+    if most is None:
+        return
+    held = int(conn.execute(sa.select(sa.func.count()).select_from(faces)).scalar_one())
+    if held + more > most:
+        raise StoreFull(f"the face store holds {held} faces and may hold {most} "
+                        f"(MYSITE_FACES_MAX); delete some before registering more")
+
+
 class FaceStore:
     """The registered faces of one database URL."""
 
@@ -153,15 +162,22 @@ class FaceStore:
         try:
             with self.engine().begin() as conn:
                 self._bump(conn)  # first: its lock on the counter's row makes concurrent adds count in turn
-                if most is not None:
-                    held = int(conn.execute(sa.select(sa.func.count()).select_from(faces)).scalar_one())
-                    if held + len(rows) > most:
-                        raise StoreFull(f"the face store holds {held} faces and may hold {most} "
-                                        f"(MYSITE_FACES_MAX); delete some before registering more")
+                _check_room(conn, len(rows), most)
                 conn.execute(faces.insert(), rows)
         except SQLAlchemyError as exc:
             raise self._unavailable(exc) from None
         return len(rows)
+
+    def check_room(self, more: int, most: int | None) -> None:
+        """``StoreFull`` if ``more`` faces would not fit now: a registration's early refusal, before its work
+        (``add`` counts again in its own transaction)."""
+        if most is None:
+            return
+        try:
+            with self.engine().connect() as conn:
+                _check_room(conn, more, most)
+        except SQLAlchemyError as exc:
+            raise self._unavailable(exc) from None
 
     def delete(self, userid: str) -> int:
         """Forget every face of ``userid``; how many there were."""
@@ -182,6 +198,25 @@ class FaceStore:
         except SQLAlchemyError as exc:
             raise self._unavailable(exc) from None
         return {str(n): int(c) for n, c in sorted(found, key=lambda row: str(row[0]))}
+
+    def names_page(self, after: str | None, most: int) -> list[tuple[str, int]]:
+        """At most ``most`` of the names that sort after ``after`` (all, from None), in order, with how many
+        faces each has: a list is read a page at a time, so what one holds does not grow with the store."""
+        name = self._name_order()
+        query = sa.select(faces.c.userid, sa.func.count()).group_by(faces.c.userid).order_by(name).limit(most)
+        if after is not None:
+            query = query.where(name > after)
+        try:
+            with self.engine().connect() as conn:
+                found = conn.execute(query).all()
+        except SQLAlchemyError as exc:
+            raise self._unavailable(exc) from None
+        return [(str(n), int(c)) for n, c in found]
+
+    def _name_order(self) -> sa.ColumnElement[str]:
+        # By code point, as names() sorts: SQLite compares UTF-8 bytes, PostgreSQL its locale unless told "C".
+        column = faces.c.userid
+        return column.collate("C") if self.engine().dialect.name == "postgresql" else column
 
     def generation(self) -> int:
         """The change counter: it moves whenever a face is added or deleted anywhere."""

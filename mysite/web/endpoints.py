@@ -177,7 +177,7 @@ class FaceRoute:
     """
 
     path: str
-    action: str  # a key of faces.ACTIONS: register, recognize, list, delete, match
+    action: str  # list (streamed: faces.list_answer), or a key of faces.ACTIONS: register, recognize, delete, match
     doc: str
     methods: tuple[str, ...] = ("POST",)
     style: str = "deepstack"  # "deepstack": DeepStack's fields and errors; "native": the site's own

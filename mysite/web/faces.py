@@ -13,18 +13,19 @@ face is refused; nothing is stored unless every photo gave a face.
 
 from __future__ import annotations
 
+import json
 import time
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from flask import Blueprint, Flask, Response, jsonify, request
+from flask import Blueprint, Flask, Response, request
 
 from mysite.errors import ApiError, BadRequest, Reason, TooLarge, Unprocessable
 from mysite.faces.index import MIN_NAMED_WIDTH, FaceIndex, Match
 from mysite.faces.store import MAX_NAME, FaceStore, default_url
 from mysite.params import Param, parse
-from mysite.pipeline import AnswerFormat, Job, run_job
+from mysite.pipeline import AnswerFormat, Job, run_all
 from mysite.settings import Settings
 from mysite.web import api, inputs
 from mysite.web.endpoints import FACE_ROUTES, FaceRoute
@@ -41,6 +42,8 @@ AMBIGUOUS = 0.8
 # of two people came as close as one person's photos do), and a registration is matched against for good.
 MIN_REGISTER_WIDTH = 60
 NAME_FIELDS = ("userid", "name")
+# Names a list answer reads from the database and sends at a time.
+LIST_PAGE = 256
 
 
 def register(app: Flask, routes: tuple[FaceRoute, ...] = FACE_ROUTES) -> None:
@@ -79,12 +82,15 @@ def handle(route: FaceRoute, name: str | None = None) -> Response:
     if route.changes and settings.admin_keys:
         check_key(request, settings.admin_keys)
     given = inputs.params(request, urlencoded=True)  # deepstack clients send delete and list as urlencoded forms
-    body = ACTIONS[route.action](route, name, given, settings)
-    if route.style == "deepstack":
-        body = {"success": True, **body, "duration": round(time.perf_counter() - started, 4)}
+    if route.action == "list":
+        response = list_answer(route, started)
     else:
-        body = {"status": "ok", **body}
-    response = jsonify(body)
+        body = ACTIONS[route.action](route, name, given, settings)
+        if route.style == "deepstack":
+            body = {"success": True, **body, "duration": round(time.perf_counter() - started, 4)}
+        else:
+            body = {"status": "ok", **body}
+        response = Response(utf8_json(body) + b"\n", mimetype="application/json")
     response.headers["Server-Timing"] = f"total;dur={(time.perf_counter() - started) * 1000:.1f}"
     return response
 
@@ -118,17 +124,19 @@ def read_images(settings: Settings) -> list[bytes]:
     return [inputs.image_bytes(request, settings.max_upload_bytes, api.fetcher(settings))]
 
 
-def embed(data: bytes, given: dict[str, str], settings: Settings, most: int | None = None) -> list[dict[str, Any]]:
-    """The faces of one image, each with its embedding, as the model finds them (largest first), at most
-    ``most`` of them: a job done where the models run, as every image endpoint's."""
+def embed(images: list[bytes], given: dict[str, str], settings: Settings,
+          most: int | None = None) -> list[list[dict[str, Any]]]:
+    """The faces of each image, each face with its embedding, as the model finds them (largest first), at
+    most ``most`` of them: one job for all of the request's images, done where the models run, so they
+    share the request's budget and its work deadline as a batch's images do."""
     state = app_state()
     model = state.registry.get(MODEL)  # not loaded: a 503 naming the fix, before any work
     values = parse(model.params, given)
     if most is not None:
         values["max_faces"] = min(values["max_faces"], most)
-    job = Job(MODEL, "boxes", AnswerFormat("json", "jpeg"), values, frozenset(given), (data,), False, "face",
+    job = Job(MODEL, "boxes", AnswerFormat("json", "jpeg"), values, frozenset(given), tuple(images), True, "face",
               settings.max_pixels, state.budget, settings.max_answer_bytes)
-    return state.runner.run(run_job, state.registry, job).result
+    return state.runner.run(run_all, state.registry, job).result
 
 
 # one_face reads the two largest faces of a photo (the second only to see whether it is nearly as large):
@@ -161,9 +169,10 @@ def _which(i: int, n: int) -> str:
 def do_register(route: FaceRoute, name: str | None, given: dict[str, str], settings: Settings) -> dict[str, Any]:
     userid = read_name(route, name, given)
     images = read_images(settings)
-    faces = [one_face(embed(data, given, settings, ONE_FACE_NEEDS), _which(i, len(images)), MIN_REGISTER_WIDTH)
-             for i, data in enumerate(images, 1)]
     index = current_index()
+    index.store.check_room(len(images), settings.faces_max)  # a full store is a 507 before any work
+    faces = [one_face(found, _which(i, len(images)), MIN_REGISTER_WIDTH)
+             for i, found in enumerate(embed(images, given, settings, ONE_FACE_NEEDS), 1)]
     added = index.store.add(userid, [f["embedding"] for f in faces], settings.faces_max)
     index.changed()
     if route.style == "deepstack":
@@ -176,7 +185,7 @@ def do_recognize(route: FaceRoute, name: str | None, given: dict[str, str], sett
     images = read_images(settings)
     if len(images) != 1:
         raise BadRequest("recognize takes one image", reason=Reason.BAD_REQUEST)
-    faces = embed(images[0], given, settings)
+    (faces,) = embed(images, given, settings)
     matches = current_index().search([f["embedding"] for f in faces]) if faces else []
     faces, matches = _reading_order(faces, matches)
     if route.style == "deepstack":
@@ -203,11 +212,29 @@ def _native_prediction(face: dict[str, Any], match: Match, threshold: float) -> 
             "detection_confidence": face["confidence"], "too_small": _width(face) < MIN_NAMED_WIDTH}
 
 
-def do_list(route: FaceRoute, name: str | None, given: dict[str, str], settings: Settings) -> dict[str, Any]:
-    names = current_index().store.names()
-    if route.style == "deepstack":
-        return {"faces": list(names)}
-    return {"faces": [{"name": n, "count": c} for n, c in names.items()]}
+def utf8_json(value: Any) -> bytes:
+    """``value`` as compact JSON in UTF-8: a name of astral characters is a third of its escaped size. A lone
+    surrogate, which UTF-8 cannot carry, is written as its JSON escape."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "backslashreplace")
+
+
+def list_answer(route: FaceRoute, started: float) -> Response:
+    """Everyone registered, streamed: read and sent ``LIST_PAGE`` names at a time, so an answer holds one
+    page however large the store and however slowly the client reads. The first page is read before
+    anything is sent, so a failing database is still a 503."""
+    store = current_index().store
+    first = store.names_page(None, LIST_PAGE)
+    return Response(_list_pieces(store, first, route.style == "deepstack", started), mimetype="application/json")
+
+
+def _list_pieces(store: FaceStore, page: list[tuple[str, int]], deepstack: bool, started: float) -> Iterator[bytes]:
+    yield b'{"success":true,"faces":[' if deepstack else b'{"status":"ok","faces":['
+    comma = b""
+    while page:
+        yield comma + b",".join(utf8_json(n if deepstack else {"name": n, "count": c}) for n, c in page)
+        comma = b","
+        page = store.names_page(page[-1][0], LIST_PAGE) if len(page) == LIST_PAGE else []
+    yield b"]" + (b',"duration":' + utf8_json(round(time.perf_counter() - started, 4)) if deepstack else b"") + b"}\n"
 
 
 def do_delete(route: FaceRoute, name: str | None, given: dict[str, str], settings: Settings) -> dict[str, Any]:
@@ -227,7 +254,7 @@ def do_match(route: FaceRoute, name: str | None, given: dict[str, str], settings
     if len(images) != 2:
         raise BadRequest(f"match takes two images (image1 and image2), not {len(images)}",
                          reason=Reason.MISSING_IMAGE)
-    a, b = (one_face(embed(data, given, settings, ONE_FACE_NEEDS), f"image {i}") for i, data in enumerate(images, 1))
+    a, b = (one_face(found, f"image {i}") for i, found in enumerate(embed(images, given, settings, ONE_FACE_NEEDS), 1))
     distance, similarity = FaceIndex.similarity(a["embedding"], b["embedding"])
     return {"similarity": round(similarity, 4), "distance": round(distance, 4)}
 
@@ -237,5 +264,5 @@ class NotRegistered(ApiError):
 
 
 ACTIONS: dict[str, Callable[[FaceRoute, str | None, dict[str, str], Settings], dict[str, Any]]] = {
-    "register": do_register, "recognize": do_recognize, "list": do_list, "delete": do_delete, "match": do_match,
+    "register": do_register, "recognize": do_recognize, "delete": do_delete, "match": do_match,
 }

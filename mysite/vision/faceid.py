@@ -105,4 +105,4 @@ class FaceEmbedder(WholeImage):
         part = image[top:bottom, left:right]
         rgb = np.ascontiguousarray(cv2.cvtColor(part, cv2.COLOR_BGR2RGB) if part.ndim == 3 else
                                    cv2.cvtColor(part, cv2.COLOR_GRAY2RGB))
-        return self.embed(rgb, [[x1 - left, y1 - top, x2 - left, y2 - top]])[0]
+        return self.embed(rgb, [[x1 - left, y1 - top, x2 - left, y2 - top]])[0:1].reshape(DIMENSIONS)

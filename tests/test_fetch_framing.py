@@ -21,31 +21,30 @@ def get(client, url: str):
     return client.get("/detect", query_string={"url": url})
 
 
+def _refusal(make_app, answer, path: str) -> tuple[int, dict]:
+    """The status and body of ``GET /detect?url=`` a peer answering with ``answer``."""
+    with peers.framing_peer(answer) as base:
+        r = get(make_app(SETTINGS).test_client(), f"{base}{path}")
+    return r.status_code, r.get_json()
+
+
 def test_endless_interim_responses_are_refused_after_a_few(make_app):
-    with peers.framing_peer(peers.interim_flood) as base:
-        r = get(make_app(SETTINGS).test_client(), f"{base}/continue")
-    body = r.get_json()
-    assert r.status_code == 422 and body["reason"] == "url_failed", body
+    status, body = _refusal(make_app, peers.interim_flood, "/continue")
+    assert status == 422 and body["reason"] == "url_failed", body
     assert f"more than {MAX_INTERIM} interim (1xx) responses" in body["message"]
 
 
 @pytest.mark.parametrize("answer", [peers.chunk_extensions, peers.trailer_flood], ids=["extensions", "trailers"])
 def test_chunk_framing_counts_against_the_upload_limit(make_app, answer):
-    with peers.framing_peer(answer) as base:
-        r = get(make_app(SETTINGS).test_client(), f"{base}/framing")
-    body = r.get_json()
-    assert r.status_code == 413 and body["reason"] == "too_large", body
-    assert "chunk framing" in body["message"]
+    status, body = _refusal(make_app, answer, "/framing")
+    assert status == 413 and body["reason"] == "too_large" and "chunk framing" in body["message"], body
 
 
 @pytest.mark.parametrize("answer", [peers.tiny_chunks, peers.empty_gzip_chunks], ids=["one-byte", "empty-gzip"])
 def test_a_body_in_tiny_pieces_is_refused(make_app, answer):
     # Few bytes each, so the byte count alone would let them spin the fetch until the deadline.
-    with peers.framing_peer(answer) as base:
-        r = get(make_app(SETTINGS).test_client(), f"{base}/pieces")
-    body = r.get_json()
-    assert r.status_code == 422 and body["reason"] == "url_failed", body
-    assert "pieces" in body["message"]
+    status, body = _refusal(make_app, answer, "/pieces")
+    assert status == 422 and body["reason"] == "url_failed" and "pieces" in body["message"], body
 
 
 def test_interim_responses_are_counted_over_redirects(make_app):

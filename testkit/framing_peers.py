@@ -51,6 +51,12 @@ def trailer_flood(path: str) -> Answer:
     return _CHUNKED_OK + b"1\r\nx\r\n0\r\n", b"X-Trailer: " + b"a" * 1000 + b"\r\n"
 
 
+def short_trailer_flood(path: str) -> Answer:
+    """A one-byte chunked body, then trailer lines of two bytes that never end: a line costs the reader
+    as much Python as a long one."""
+    return _CHUNKED_OK + b"1\r\nx\r\n0\r\n", b"x\n" * 4096
+
+
 def interims_then_redirect(count: int) -> Callable[[str], Answer]:
     """``count`` interim responses, then a redirect from ``/hop/N`` to ``/hop/N+1`` (no repeat)."""
 

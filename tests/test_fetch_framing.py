@@ -40,7 +40,8 @@ def test_chunk_framing_counts_against_the_upload_limit(make_app, answer):
     assert status == 413 and body["reason"] == "too_large" and "chunk framing" in body["message"], body
 
 
-@pytest.mark.parametrize("answer", [peers.tiny_chunks, peers.empty_gzip_chunks], ids=["one-byte", "empty-gzip"])
+@pytest.mark.parametrize("answer", [peers.tiny_chunks, peers.empty_gzip_chunks, peers.short_trailer_flood],
+                         ids=["one-byte", "empty-gzip", "two-byte-trailer-lines"])
 def test_a_body_in_tiny_pieces_is_refused(make_app, answer):
     # Few bytes each, so the byte count alone would let them spin the fetch until the deadline.
     status, body = _refusal(make_app, answer, "/pieces")

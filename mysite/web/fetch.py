@@ -245,11 +245,11 @@ class WireMeter:
                 raise _failed(f"{_short(self.url)} sent more than {MAX_INTERIM} interim (1xx) responses")
 
     def piece(self) -> None:
-        """Count a piece of body read; past ``most_pieces``, refuse the answer (422)."""
+        """Count a piece read (a line, a chunk, a read of body); past ``most_pieces``, refuse the answer (422)."""
         self.pieces += 1
         if self.pieces > self.most_pieces:
-            raise _failed(f"{_short(self.url)} sent its body in more than {self.most_pieces} pieces (chunks "
-                          f"or reads of under {MIN_PIECE} bytes on average)")
+            raise _failed(f"{_short(self.url)} sent its answer in more than {self.most_pieces} pieces (lines, "
+                          f"chunks or reads of under {MIN_PIECE} bytes on average)")
 
 
 class _MeteredReader(io.RawIOBase):
@@ -278,6 +278,19 @@ class _MeteredReader(io.RawIOBase):
         super().close()
 
 
+class _Lines(io.BufferedReader):
+    """A buffered reader that counts each line read as a piece: a chunked body's trailer is discarded a line
+    at a time, each line a step of Python however short, and no count of bytes bounds the lines of two."""
+
+    def __init__(self, raw: io.RawIOBase, meter: WireMeter) -> None:
+        super().__init__(raw)
+        self._meter = meter
+
+    def readline(self, size: int | None = -1) -> bytes:
+        self._meter.piece()
+        return super().readline(size)
+
+
 def _metered_response(meter: WireMeter) -> type[http.client.HTTPResponse]:
     """http.client's response, reading through ``meter`` and counting its status lines."""
 
@@ -285,7 +298,7 @@ def _metered_response(meter: WireMeter) -> type[http.client.HTTPResponse]:
         def __init__(self, sock: socket.socket, *args: Any, **kwargs: Any) -> None:
             super().__init__(sock, *args, **kwargs)
             self.fp.close()  # http.client's own reader, replaced before a byte is read through it
-            self.fp = io.BufferedReader(_MeteredReader(sock.makefile("rb", buffering=0), meter))
+            self.fp = _Lines(_MeteredReader(sock.makefile("rb", buffering=0), meter), meter)
 
         def begin(self) -> None:
             with meter.head():

@@ -57,6 +57,7 @@ READ_SIZE = 256 * 1024
 
 
 _BLANK_LINE = re.compile(rb"\r\n\r\n|\r\r|\n\n")  # where werkzeug's decoder ends a part's headers
+_DELIMITER_END = b" \t\x0b\x0c\r\n"  # what may follow a delimiter: blanks (regex \s but line breaks), a line break
 
 
 class _PartHeads:
@@ -70,7 +71,9 @@ class _PartHeads:
     """
 
     def __init__(self, boundary: bytes) -> None:
-        self._delimiter = b"\r\n--" + boundary
+        # Without its line break: werkzeug takes CRLF, a bare LF or a bare CR before it, and each of those
+        # counted as a part's start here bounds at least what werkzeug reads as one.
+        self._delimiter = b"--" + boundary
         self._recent = b"\r\n"  # the end of the last read; the body's first delimiter has no line break
         self._total = 0  # bytes fed
         self._decided = -len(self._recent)  # delimiters starting before this position are decided
@@ -96,7 +99,7 @@ class _PartHeads:
                 break
             self._decided, head, self._heads = base + end.end(), None, self._heads + size
         self._head = head
-        self._recent = window[-(len(self._delimiter) + 2):]
+        self._recent = window[-(len(self._delimiter) + 3):]  # a delimiter, what follows it and what precedes it
 
     def _check(self, size: int) -> None:
         """Refuse the body if a part's headers of ``size`` bytes so far pass either limit."""
@@ -116,10 +119,10 @@ class _PartHeads:
                 self._decided = base + (found if found >= 0 else max(len(window) - len(self._delimiter), 0))
                 return None
             self._decided = base + found + 1
-            if window[after:after + 2] == b"--":  # the closing delimiter: what follows is no part
+            if window[after:after + 2] == b"--" and found > 0 and window[found - 1] in b"\r\n":  # the closing one
                 self._closed = True
                 return None
-            if window[after] in b" \t\r\n":  # werkzeug's delimiter: blanks, then a line break
+            if window[after] in _DELIMITER_END:  # werkzeug's delimiter: blanks, then a line break
                 return base + after
 
 

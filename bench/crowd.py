@@ -8,7 +8,8 @@ in-process time, measured before and after that crowd), latency, and /healthz's 
 only; every loop ends by its clock.
 
 Options: ``--clients 16 64`` (crowds, run in turn), ``--seconds 60``, ``--detector haar``,
-``--queue-deadline`` (seconds), ``--client-address`` (the clients' loopback address),
+``--queue-deadline`` (seconds), ``--client-address`` (the clients' loopback address), ``--spread`` (an
+address of its own for each client),
 ``--behind-nginx`` (every request through nginx in front, as the Docker image and Elastic Beanstalk run it),
 ``--sustained`` (seconds: before each crowd, one process per CPU runs the photo in-process side by
 side for that long, and the crowd is also given against that rate: the machine's speed with every
@@ -90,8 +91,9 @@ def sustained_samples(data: bytes, detector: str, seconds: float, processes: int
 
 
 def crowd(port: int, body: bytes, ctype: str, path: str, clients: int, seconds: float,
-          source: str | None = None) -> dict[str, object]:
-    """``clients`` closed loops for ``seconds``; statuses, latencies, and /healthz probe times."""
+          source: str | None = None, spread: bool = False) -> dict[str, object]:
+    """``clients`` closed loops for ``seconds``; statuses, latencies, and /healthz probe times. ``spread``: each
+    client sends from a loopback address of its own (127.0.0.10 on), as many users do."""
     statuses: Counter[int | str] = Counter()
     latencies: list[float] = []
     health: list[float] = []
@@ -99,11 +101,11 @@ def crowd(port: int, body: bytes, ctype: str, path: str, clients: int, seconds: 
     lock = threading.Lock()
     end = time.monotonic() + seconds
 
-    def client() -> None:
+    def client(address: str | None) -> None:
         while time.monotonic() < end:
             t = time.perf_counter()
             try:
-                status: int | str = request(port, "POST", path, body, ctype, timeout=120, source=source)[0]
+                status: int | str = request(port, "POST", path, body, ctype, timeout=120, source=address)[0]
             except OSError as exc:
                 status = type(exc).__name__
             with lock:
@@ -122,7 +124,8 @@ def crowd(port: int, body: bytes, ctype: str, path: str, clients: int, seconds: 
             health_codes[code] += 1
             time.sleep(0.25)
 
-    threads = [threading.Thread(target=client) for _ in range(clients)] + [threading.Thread(target=prober)]
+    addresses = [f"127.0.0.{10 + i}" if spread else source for i in range(clients)]
+    threads = [threading.Thread(target=client, args=(a,)) for a in addresses] + [threading.Thread(target=prober)]
     started = time.monotonic()
     for th in threads:
         th.start()
@@ -150,6 +153,9 @@ def main() -> None:
     ap.add_argument("--client-address", default=None,
                     help="loopback address the crowd's clients send from, e.g. 127.0.0.9: one client to the server, "
                          "which gets its share of the threads (MYSITE_CLIENT_THREADS); default 127.0.0.1, a trusted proxy")
+    ap.add_argument("--spread", action="store_true",
+                    help="each client sends from a loopback address of its own (127.0.0.10 on): many users, "
+                         "each with a share of the threads, where one address is one client to the server")
     ap.add_argument("--behind-nginx", action="store_true", help="every request through nginx in front")
     ap.add_argument("--sustained", type=float, default=0,
                     help="seconds of the photo in-process, one process per CPU side by side, before each crowd (0: off)")
@@ -174,7 +180,7 @@ def main() -> None:
             port = stack.enter_context(nginx([server.port], 120)).port if args.behind_nginx else server.port
             web0, cv0 = server.cpu_split()
             r = crowd(port, body, ctype, f"/detect?detector={args.detector}", clients, args.seconds,
-                      args.client_address)
+                      args.client_address, args.spread)
             web1, cv1 = server.cpu_split()
         after = in_process_samples(data, args.detector)
         capacity = cpus / statistics.median(before + after)

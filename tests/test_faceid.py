@@ -1,4 +1,4 @@
-"""The face embedder converts only each face's surroundings to RGB, not the whole photo."""
+"""The face embedder hands dlib the photo in RGB without a copy of it."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 from tests_helpers import FACE_MODELS, face_model_or_skip, read
 
 from mysite.vision.faceid import FaceEmbedder
@@ -16,19 +17,30 @@ YUNET = Path(__file__).resolve().parents[1] / "mysite" / "models" / "data" / "yu
 VALUES = {"detect_confidence": 0.7, "nms": 0.3, "min_size": 0, "min_face": 0.0, "max_faces": 20}
 
 
-def test_faces_are_embedded_from_their_surroundings_as_from_the_whole_photo():
-    """An RGB copy of a 12 MP photo was as large as the photo; the faces' surroundings give the same numbers."""
+def _photo(name: str, crop: tuple[slice, slice] | None, side: tuple[int, int]) -> np.ndarray:
+    picture = cv2.imdecode(np.frombuffer(read(name), np.uint8), cv2.IMREAD_COLOR)
+    return cv2.resize(picture[crop] if crop else picture, side)
+
+
+@pytest.mark.parametrize(("name", "crop", "faces"), [
+    ("group_17_faces.jpg", None, 17),
+    ("astronaut.png", (slice(40, 230), slice(140, 330)), 1),  # a portrait: the face fills the photo
+])
+def test_faces_are_embedded_as_from_an_rgb_copy_without_one(name, crop, faces):
+    """An RGB copy of a 12 MP photo was as large as the photo, and not in the budget; a copy of each face's
+    surroundings was the whole photo again for a portrait."""
     embedder = FaceEmbedder(face_model_or_skip(), FACE_MODELS / "shape_predictor_5_face_landmarks.dat", YuNet(YUNET))
-    photo = cv2.resize(cv2.imdecode(np.frombuffer(read("group_17_faces.jpg"), np.uint8), cv2.IMREAD_COLOR),
-                       (4000, 3000))
+    photo = _photo(name, crop, (4000, 3000))
+    original = photo.copy()
     embedder.run(photo, **VALUES)  # the first run sets up the networks
     tracemalloc.start()
     try:
-        faces = embedder.run(photo, **VALUES)
+        found = embedder.run(photo, **VALUES)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert len(faces) == 17
-    whole = embedder.embed(np.ascontiguousarray(photo[:, :, ::-1]), [f["box"] for f in faces])
-    assert np.array_equal(np.array([f["embedding"] for f in faces], np.float32), whole)
-    assert peak < photo.nbytes / 2, (peak, photo.nbytes)
+    assert len(found) == faces
+    assert np.array_equal(photo, original)  # given back as it came
+    copied = embedder.embed(np.ascontiguousarray(photo[:, :, ::-1]), [f["box"] for f in found])
+    assert np.array_equal(np.array([f["embedding"] for f in found], np.float32), copied)
+    assert peak < photo.nbytes / 4, (peak, photo.nbytes)

@@ -27,9 +27,6 @@ DIMENSIONS = 128
 MAX_FACES = 50
 # Faces the network embeds at once: a batch costs no less CPU, and its working memory grows with its size.
 BATCH = 1
-# Face widths (heights) of picture kept on each side of a face for its landmarks and aligned chip: the
-# chip dlib cuts takes a quarter of the face's size around it, the landmarks less.
-MARGIN = 2
 
 PARAMS = (
     *(p for p in YUNET_PARAMS if p.name != "min_confidence"),
@@ -91,18 +88,28 @@ class FaceEmbedder(WholeImage):
         faces = [f for f in faces if f["box"][2] - f["box"][0] >= 8 and f["box"][3] - f["box"][1] >= 8]
         faces.sort(key=lambda f: -(f["box"][2] - f["box"][0]) * (f["box"][3] - f["box"][1]))
         faces = faces[:max_faces]
-        vectors = [self._embed_around(image, f["box"]) for f in faces]
+        vectors = self._embed_in_place(image, [f["box"] for f in faces])
         return [{"box": f["box"], "confidence": f["confidence"], "embedding": v.tolist()}
                 for f, v in zip(faces, vectors)]
 
-    def _embed_around(self, image: np.ndarray, box: list[int]) -> np.ndarray:
-        """The embedding of one face, from an RGB copy of its surroundings only: a copy of a whole photo
-        would double what the request holds."""
-        x1, y1, x2, y2 = box
-        w, h = x2 - x1, y2 - y1
-        left, top = max(0, x1 - MARGIN * w), max(0, y1 - MARGIN * h)
-        right, bottom = min(image.shape[1], x2 + MARGIN * w), min(image.shape[0], y2 + MARGIN * h)
-        part = image[top:bottom, left:right]
-        rgb = np.ascontiguousarray(cv2.cvtColor(part, cv2.COLOR_BGR2RGB) if part.ndim == 3 else
-                                   cv2.cvtColor(part, cv2.COLOR_GRAY2RGB))
-        return self.embed(rgb, [[x1 - left, y1 - top, x2 - left, y2 - top]])[0:1].reshape(DIMENSIONS)
+    def _embed_in_place(self, image: np.ndarray, boxes: list[list[int]]) -> np.ndarray:
+        """``embed`` on the photo turned to RGB where it lies, and back: dlib wants RGB, and a copy of a
+        whole photo would double what the request holds."""
+        if image.ndim != 3 or not image.flags.writeable or not image.flags.c_contiguous:
+            return self.embed(np.ascontiguousarray(cv2.cvtColor(image, cv2.COLOR_GRAY2RGB if image.ndim == 2
+                                                                else cv2.COLOR_BGR2RGB)), boxes)
+        _swap_red_blue(image)
+        try:
+            return self.embed(image, boxes)
+        finally:
+            _swap_red_blue(image)
+
+
+def _swap_red_blue(image: np.ndarray, rows: int = 256) -> None:
+    """BGR to RGB (or back) where the picture lies, a band of rows at a time: OpenCV's own conversion in
+    place copies the whole picture first."""
+    for top in range(0, image.shape[0], rows):
+        band = image[top:top + rows]
+        first = band[:, :, 0].copy()
+        band[:, :, 0] = band[:, :, 2]
+        band[:, :, 2] = first

@@ -168,6 +168,7 @@ def test_bad_registrations_are_clear_errors(client) -> None:
         ({"userid": "", **_form(image=astronaut)}, 400, "user id not specified"),
         ({"userid": "   ", **_form(image=astronaut)}, 400, "user id not specified"),
         ({"userid": "x\x00y", **_form(image=astronaut)}, 400, "control characters"),
+        ({"userid": "Zo\ufffd", **_form(image=astronaut)}, 400, "not UTF-8"),  # two Latin-1 names would be one
         ({"userid": "x" * 201, **_form(image=astronaut)}, 400, "the limit is 200"),
         ({"userid": "G", **_form(image=read("group_17_faces.jpg"))}, 422, "more than one face of about the same size"),
         ({"userid": "C", **_form(image=read("car.jpg"))}, 422, "no face found in the image"),
@@ -181,6 +182,9 @@ def test_bad_registrations_are_clear_errors(client) -> None:
     assert client.post("/v1/vision/face/list").get_json()["faces"] == []
     r = client.post("/v1/vision/face/delete", data={})
     assert r.status_code == 400 and r.get_json()["error"] == "user id not specified"
+    # A form whose escapes are not UTF-8 was read as empty: "user id not specified", though one was sent.
+    r = client.post("/v1/vision/face/delete", data=b"userid=Zo&x=%ff", content_type="application/x-www-form-urlencoded")
+    assert r.status_code == 400 and "not UTF-8" in r.get_json()["error"], r.get_json()
 
 
 def test_match_compares_two_photos(client) -> None:

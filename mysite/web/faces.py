@@ -107,11 +107,20 @@ def read_name(route: FaceRoute, name: str | None, given: dict[str, str]) -> str:
                          reason=Reason.BAD_PARAMETER)
     if any(unicodedata.category(c) in ("Cc", "Cs") for c in name):
         raise BadRequest("the name holds control characters; send printable text", reason=Reason.BAD_PARAMETER)
+    if "\ufffd" in name:  # what a decoder puts for bytes that were not UTF-8: two such names would be one person
+        raise BadRequest("the name holds U+FFFD, which stands for bytes that were not UTF-8; send the name in UTF-8",
+                         reason=Reason.BAD_PARAMETER)
     return name
 
 
 def read_images(settings: Settings) -> list[bytes]:
     """Every image the request carries: each multipart file (any field name, in order), else the one image."""
+    texts = [name for name in inputs.FIELDS for value in request.form.getlist(name) if value.strip()] \
+        if request.mimetype == "multipart/form-data" else []
+    if texts and (request.files or len(texts) > 1):  # one would be taken and the others dropped unchecked
+        raise BadRequest(f"this form holds {len(texts)} photo(s) as text fields ({', '.join(sorted(set(texts)))})"
+                         f"{' beside its files' if request.files else ''}; send each photo as a file part",
+                         reason=Reason.BAD_PARAMETER)
     if request.mimetype == "multipart/form-data" and request.files:
         uploads = [f for key in request.files for f in request.files.getlist(key)]
         if len(uploads) > inputs.MAX_IMAGES:

@@ -324,6 +324,10 @@ def params(request: Request, urlencoded: bool = False) -> dict[str, str]:
     if request.mimetype == "multipart/form-data" or (
             urlencoded and request.mimetype == "application/x-www-form-urlencoded"):
         sources.append(request.form)
+        if not request.form and request.mimetype != "multipart/form-data" and request.content_length:
+            # werkzeug reads a form that is not UTF-8 (bytes, or what its escapes stand for) as empty
+            raise BadRequest("the form is not UTF-8 text (its bytes, or what its percent-escapes stand for); "
+                             "send it in UTF-8", reason=Reason.BAD_PARAMETER)
     values: dict[str, str] = {}
     for source in sources:
         for name, given in source.lists():

@@ -58,6 +58,7 @@ READ_SIZE = 256 * 1024
 
 _BLANK_LINE = re.compile(rb"\r\n\r\n|\r\r|\n\n")  # where werkzeug's decoder ends a part's headers
 _DELIMITER_END = b" \t\x0b\x0c\r\n"  # what may follow a delimiter: blanks (regex \s but line breaks), a line break
+_BLANKS = re.compile(rb"[ \t\x0b\x0c]*")
 
 
 class _PartHeads:
@@ -78,6 +79,7 @@ class _PartHeads:
         self._total = 0  # bytes fed
         self._decided = -len(self._recent)  # delimiters starting before this position are decided
         self._head: int | None = None  # where the current part's headers began; None: not in headers
+        self._from: int | None = None  # where the blank line ending them is looked for; None: not known yet
         self._heads = 0  # bytes of the parts' headers ended so far
         self._closed = False
 
@@ -89,10 +91,13 @@ class _PartHeads:
         head = self._head
         while True:
             if head is None:
-                head = self._next_head(window, base)
+                head, self._from = self._next_head(window, base), None
                 if head is None:
                     break
-            end = _BLANK_LINE.search(window, max(head - base, 0), head - base + MAX_PART_HEAD + 4)
+            if self._from is None:
+                self._from = self._lines_from(window, base, head)
+            end = None if self._from is None else _BLANK_LINE.search(
+                window, max(self._from - base, 0), head - base + MAX_PART_HEAD + 4)
             size = (base + end.end() if end else self._total) - head
             self._check(size)
             if end is None:
@@ -100,6 +105,18 @@ class _PartHeads:
             self._decided, head, self._heads = base + end.end(), None, self._heads + size
         self._head = head
         self._recent = window[-(len(self._delimiter) + 3):]  # a delimiter, what follows it and what precedes it
+
+    def _lines_from(self, window: bytes, base: int, head: int) -> int | None:
+        """Where werkzeug starts looking for the blank line that ends a part's headers begun at ``head`` (the
+        delimiter's end): past its blanks and its line break, which are the delimiter's, not a first line of
+        headers. At a ``\r`` it could be ``\r\n``: a byte on, which finds the blank line no sooner. None while
+        the blanks run to the window's end."""
+        start = max(head - base, 0)
+        match = _BLANKS.match(window, start)  # always, if only an empty run
+        blanks = match.end() if match else start
+        if blanks == len(window):
+            return None
+        return base + blanks + {13: 2, 10: 1}.get(window[blanks], 0)
 
     def _check(self, size: int) -> None:
         """Refuse the body if a part's headers of ``size`` bytes so far pass either limit."""

@@ -185,6 +185,11 @@ def test_bad_registrations_are_clear_errors(client) -> None:
     # A form whose escapes are not UTF-8 was read as empty: "user id not specified", though one was sent.
     r = client.post("/v1/vision/face/delete", data=b"userid=Zo&x=%ff", content_type="application/x-www-form-urlencoded")
     assert r.status_code == 400 and "not UTF-8" in r.get_json()["error"], r.get_json()
+    # A form of no fields is one, and a photo sent with curl --data-binary's default type is the photo.
+    urlencoded = "application/x-www-form-urlencoded"
+    assert client.post("/v1/vision/face/list", data=b"&", content_type=urlencoded).status_code == 200
+    r = client.post("/faces/raw", data=read("astronaut.png"), content_type=urlencoded)
+    assert r.status_code == 200 and r.get_json()["added"] == 1, r.get_json()
 
 
 def test_match_compares_two_photos(client) -> None:

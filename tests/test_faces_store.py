@@ -102,6 +102,36 @@ def test_a_page_of_names_is_read_from_an_index_on_postgresql() -> None:
         engine.dispose()
 
 
+def test_a_role_that_does_not_own_the_tables_is_served() -> None:
+    # Creating the list's index at start-up failed for a role that may read and write the tables but does
+    # not own them, though the index was there: every face route answered 503.
+    from sqlalchemy.engine import make_url
+
+    url = _postgres_url()
+    engine = sa.create_engine(url)
+    store_mod.metadata.drop_all(engine)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP ROLE IF EXISTS mysite_rw"))
+        conn.execute(sa.text("CREATE ROLE mysite_rw LOGIN"))
+    try:
+        FaceStore(url).add("someone", [_vec(1)])  # the tables and the index, made by their owner
+        with engine.begin() as conn:
+            conn.execute(sa.text("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO mysite_rw"))
+            conn.execute(sa.text("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO mysite_rw"))
+        store = FaceStore(make_url(url).set(username="mysite_rw").render_as_string(hide_password=False))
+        store.add("another", [_vec(2)])
+        assert store.names_page(None, 10) == [("another", 1), ("someone", 1)]
+        with engine.begin() as conn:
+            conn.execute(sa.text("DROP INDEX faces_userid_c"))
+        again = FaceStore(make_url(url).set(username="mysite_rw").render_as_string(hide_password=False))
+        assert again.names_page("another", 10) == [("someone", 1)]  # without the index, and unable to make it
+    finally:
+        store_mod.metadata.drop_all(engine)
+        with engine.begin() as conn:
+            conn.execute(sa.text("DROP ROLE IF EXISTS mysite_rw"))
+        engine.dispose()
+
+
 def test_a_store_full_of_bad_rows_loses_only_those(url) -> None:
     store = FaceStore(url)
     store.add("good", [_vec(1)])

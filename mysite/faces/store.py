@@ -137,13 +137,13 @@ class FaceStore:
             with engine.begin() as conn:
                 if conn.execute(sa.select(generation.c.value).where(generation.c.id == 1)).first() is None:
                     conn.execute(generation.insert().values(id=1, value=0))
-                if engine.dialect.name == "postgresql":  # the list's pages, in code-point order, from an index
-                    conn.execute(sa.text('CREATE INDEX IF NOT EXISTS faces_userid_c ON faces (userid COLLATE "C")'))
         except SQLAlchemyError as exc:
             raise self._unavailable(exc) from None
         except ImportError as exc:  # the driver for this URL is not installed
             raise StoreUnavailable(f"the face database {public_url(self.url)} needs a driver that is not "
                                    f"installed ({exc.name}); for PostgreSQL: pip install 'psycopg[binary]'") from None
+        if engine.dialect.name == "postgresql":
+            _index_names(engine)
         return engine
 
     def _unavailable(self, exc: Exception) -> StoreUnavailable:
@@ -252,3 +252,17 @@ class FaceStore:
             log.warning("face database: %d rows are not usable embeddings and were left out", skipped)
         matrix = np.vstack(vectors) if vectors else np.zeros((0, DIMENSIONS), np.float32)
         return Snapshot(int(gen or 0), tuple(names), matrix, skipped)
+
+
+def _index_names(engine: Engine) -> None:
+    """On PostgreSQL, the index the list's pages are read from (names in code-point order), when missing.
+    Without it the list still works, each page at a cost that grows with the store: a role that may not
+    create it (not the table's owner), or another process creating it at the same moment, is no error."""
+    exists = sa.text("SELECT 1 FROM pg_indexes WHERE tablename = 'faces' AND indexname = 'faces_userid_c'")
+    try:
+        with engine.begin() as conn:
+            if conn.execute(exists).first() is None:
+                conn.execute(sa.text('CREATE INDEX IF NOT EXISTS faces_userid_c ON faces (userid COLLATE "C")'))
+    except SQLAlchemyError as exc:
+        log.warning("the face list's index (faces_userid_c) could not be made: %s; the list works, each page "
+                    "costing the database more as the store grows", str(exc).splitlines()[0][:200])

@@ -114,23 +114,25 @@ def read_name(route: FaceRoute, name: str | None, given: dict[str, str]) -> str:
 
 
 def read_images(settings: Settings) -> list[bytes]:
-    """Every image the request carries: each multipart file (any field name, in order), else the one image."""
-    texts = [name for name in inputs.FIELDS for value in request.form.getlist(name) if value.strip()] \
-        if request.mimetype == "multipart/form-data" else []
-    if texts and (request.files or len(texts) > 1):  # one would be taken and the others dropped unchecked
-        raise BadRequest(f"this form holds {len(texts)} photo(s) as text fields ({', '.join(sorted(set(texts)))})"
-                         f"{' beside its files' if request.files else ''}; send each photo as a file part",
-                         reason=Reason.BAD_PARAMETER)
-    if request.mimetype == "multipart/form-data" and request.files:
-        uploads = [f for key in request.files for f in request.files.getlist(key)]
-        if len(uploads) > inputs.MAX_IMAGES:
-            raise TooLarge(f"{len(uploads)} images in one request; the limit is {inputs.MAX_IMAGES}")
-        images = [u.read() for u in uploads]
-        for i, data in enumerate(images, 1):
-            if len(data) > settings.max_upload_bytes:
-                raise TooLarge(f"image {i} is {len(data)} bytes; the limit is {settings.max_upload_bytes} bytes")
-        return images
-    return [inputs.image_bytes(request, settings.max_upload_bytes, api.fetcher(settings))]
+    """Every image the request carries: each multipart file (any field name, in order), then each photo sent
+    as a text field (``image``, ``file``, ``img``: base64, or a part without a filename), else the one image."""
+    multipart = request.mimetype == "multipart/form-data"
+    form = multipart or (request.mimetype == "application/x-www-form-urlencoded" and bool(request.form))
+    uploads = [f for key in request.files for f in request.files.getlist(key)] if multipart else []
+    texts = [(name, value) for name in inputs.FIELDS for value in request.form.getlist(name)
+             if value.strip()] if form else []
+    if not uploads and not texts:  # the body itself (raw, base64, JSON), or ?url=
+        data = inputs.image_bytes(request, settings.max_upload_bytes, api.fetcher(settings))
+        if form and not inputs.looks_like_image(data):  # a form of parameters only, not base64 sent as curl -d
+            raise BadRequest("Parameter image is not present", reason=Reason.MISSING_IMAGE)
+        return [data]
+    if len(uploads) + len(texts) > inputs.MAX_IMAGES:
+        raise TooLarge(f"{len(uploads) + len(texts)} images in one request; the limit is {inputs.MAX_IMAGES}")
+    images = [u.read() for u in uploads] + [inputs.field_image(value, f"form field {name}") for name, value in texts]
+    for i, data in enumerate(images, 1):
+        if len(data) > settings.max_upload_bytes:
+            raise TooLarge(f"image {i} is {len(data)} bytes; the limit is {settings.max_upload_bytes} bytes")
+    return images
 
 
 def embed(images: list[bytes], given: dict[str, str], settings: Settings,

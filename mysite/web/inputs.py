@@ -38,6 +38,7 @@ from mysite.web.form_parts import MAX_PART_HEAD, MAX_PART_HEADS
 from mysite.web.state import app_state
 
 FIELDS = ("image", "file", "img")
+IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM", b"II*\x00", b"MM\x00*", b"RIFF")  # how image files begin
 # base64 as clients send it: standard or URL-safe alphabet, maybe wrapped in lines (MIME). Checked
 # with bytes.translate, not a regex: a pattern with line breaks on both sides of a repetition
 # backtracks quadratically on a body of line breaks with one bad byte at the end.
@@ -340,9 +341,10 @@ def params(request: Request, urlencoded: bool = False) -> dict[str, str]:
     sources = [request.args]
     if request.mimetype == "multipart/form-data" or (
             urlencoded and request.mimetype == "application/x-www-form-urlencoded"):
+        # Kept: a urlencoded body that is no form is the image (curl --data-binary's default type).
+        raw = request.get_data(cache=True) if request.mimetype != "multipart/form-data" else b""
         sources.append(request.form)
-        if not request.form and request.mimetype != "multipart/form-data" and request.content_length:
-            # werkzeug reads a form that is not UTF-8 (bytes, or what its escapes stand for) as empty
+        if raw and not request.form and _not_text_form(raw):  # werkzeug reads such a form as empty
             raise BadRequest("the form is not UTF-8 text (its bytes, or what its percent-escapes stand for); "
                              "send it in UTF-8", reason=Reason.BAD_PARAMETER)
     values: dict[str, str] = {}
@@ -359,6 +361,23 @@ def params(request: Request, urlencoded: bool = False) -> dict[str, str]:
     return values
 
 
+def looks_like_image(data: bytes) -> bool:
+    """Whether bytes begin as an image file does (JPEG, PNG, GIF, BMP, TIFF, WebP, HEIC or AVIF)."""
+    return data.startswith(IMAGE_MAGIC) or data[4:8] == b"ftyp" or data[8:12] == b"WEBP"
+
+
+def _not_text_form(raw: bytes) -> bool:
+    """Whether a urlencoded body is a form whose bytes, or what its escapes stand for, are not UTF-8 (an image
+    sent with that type is not: it is the image)."""
+    if looks_like_image(raw):
+        return False
+    try:
+        parse_qsl(raw.decode(), keep_blank_values=True, errors="strict")
+    except (UnicodeDecodeError, ValueError):
+        return True
+    return False
+
+
 MAX_IMAGES = 16  # images in one request: bounds the work one request can ask for
 
 
@@ -372,7 +391,7 @@ def several_images(request: Request, max_bytes: int) -> list[bytes] | None:
         return None
     if len(files) + len(texts) > MAX_IMAGES:
         raise TooLarge(f"{len(files) + len(texts)} images in one request; the limit is {MAX_IMAGES}")
-    images = [_file_bytes(u) for u in files] + [_from_field(t, "form field image") for t in texts]
+    images = [_file_bytes(u) for u in files] + [field_image(t, "form field image") for t in texts]
     return [_within(data, max_bytes, f"image {i}") for i, data in enumerate(images, start=1)]
 
 
@@ -407,7 +426,7 @@ def _from_body(request: Request) -> bytes | None:
         for name in FIELDS:
             text = request.form.get(name)
             if text:
-                return _from_field(text, f"form field {name}")
+                return field_image(text, f"form field {name}")
         return None
     body = request.get_data(cache=True)
     if not body or body.isspace():
@@ -425,7 +444,7 @@ def _file_bytes(upload: FileStorage) -> bytes:
     return stream.getvalue() if isinstance(stream, BytesIO) else upload.read()
 
 
-def _from_field(text: str, where: str) -> bytes:
+def field_image(text: str, where: str) -> bytes:
     """A field without a filename: base64 text or a data URL (a page's canvas), else the image's own bytes."""
     return decode_text(field_bytes(text), where, passthrough=True)
 

@@ -22,6 +22,7 @@ def _photo(name: str, crop: tuple[slice, slice] | None, side: tuple[int, int]) -
     return cv2.resize(picture[crop] if crop else picture, side)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("name", "crop", "faces"), [
     ("group_17_faces.jpg", None, 17),
     ("astronaut.png", (slice(40, 230), slice(140, 330)), 1),  # a portrait: the face fills the photo

@@ -56,6 +56,7 @@ def test_the_encoders_files_are_followed_to_their_groups(side):
         assert decode_image(data, max_pixels=side * side).image.shape[:2] == (side * 3 // 4, side)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("groups", [1, 4096, 1 << 16])
 def test_every_group_libwebp_builds_is_counted(groups):
     """One 4x4 tile per group, five one-symbol codes each: a few bytes of file a group, 5 KB of tables."""
@@ -77,6 +78,7 @@ def _lossy(side: int) -> bytes:
     return data[data.index(b"VP8 ") + 8:]
 
 
+@pytest.mark.slow
 def test_the_frame_libwebp_decodes_is_the_one_counted():
     """libwebp's demuxer drops an empty first frame and decodes a frame's alpha at its picture's size, not the
     frame's: both hid 65,536 groups (368 MB taken against 20 counted)."""
@@ -101,6 +103,7 @@ def test_far_copies_in_the_entropy_image_cost_what_they_copy():
     assert peak < 2 * 8 * (2048 // 4) ** 2, peak  # the image's values once, and little more
 
 
+@pytest.mark.slow
 def test_a_stream_past_the_steps_is_counted_at_its_worst():
     """A transform image of literal pixels takes four steps a tile to walk past: past ``MAX_STEPS`` the
     walk stops, and the picture is counted at the most its size allows."""
@@ -110,6 +113,7 @@ def test_a_stream_past_the_steps_is_counted_at_its_worst():
     assert vp8l.webp_tables(large) == vp8l.worst_bytes(2048, 2048)
 
 
+@pytest.mark.slow
 def test_damaged_streams_are_counted_at_most_at_their_worst():
     """Cut short or with bytes changed, a stream is never counted above the worst, and never raises."""
     data = _real_files(300)["method 4"]

@@ -190,6 +190,18 @@ def test_bad_registrations_are_clear_errors(client) -> None:
     assert client.post("/v1/vision/face/list", data=b"&", content_type=urlencoded).status_code == 200
     r = client.post("/faces/raw", data=read("astronaut.png"), content_type=urlencoded)
     assert r.status_code == 200 and r.get_json()["added"] == 1, r.get_json()
+    # Parsed as a form first, a photo of more than 1,000 bytes of '&' was "the form has 1465 fields".
+    import cv2
+    import numpy as np
+
+    picture = cv2.imdecode(np.frombuffer(read("astronaut.png"), np.uint8), cv2.IMREAD_COLOR)
+    big = cv2.imencode(".jpg", cv2.resize(picture, (1600, 1600)), [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
+    assert big.count(b"&") > 1000
+    r = client.post("/faces/big", data=big, content_type=urlencoded)
+    assert r.status_code == 200 and r.get_json()["added"] == 1, r.get_json()
+    # A form of parameters and the photo by its URL: the URL is the photo (here refused as loopback).
+    r = client.post("/v1/vision/face/register?url=http://127.0.0.1:9/x.jpg", data=b"userid=u", content_type=urlencoded)
+    assert r.status_code == 400 and "refusing to fetch" in r.get_json()["error"], r.get_json()
 
 
 def test_match_compares_two_photos(client) -> None:
@@ -199,6 +211,13 @@ def test_match_compares_two_photos(client) -> None:
     other = client.post("/v1/vision/face/match", data=_form(image1=read("astronaut.png"), image2=photo)).get_json()
     assert same["success"] and same["similarity"] > 0.9 and same["distance"] < 0.5
     assert other["similarity"] < 0.1 and other["distance"] > 0.6
+    # DeepStack's names for a part without a filename (raw bytes, as requests sends files={"image1": (None, b)})
+    raw = {"image1": (None, read("astronaut.png")), "image2": (None, read("astronaut.png"))}
+    import requests as requests_lib
+
+    body, ctype = requests_lib.models.RequestEncodingMixin._encode_files(raw, {})
+    r = client.post("/v1/vision/face/match", data=body, content_type=ctype)
+    assert r.status_code == 200 and r.get_json()["similarity"] == 1.0, r.get_json()
     r = client.post("/v1/vision/face/match", data=_form(image1=read("astronaut.png")))
     assert r.status_code == 400 and "two images" in r.get_json()["error"]
 

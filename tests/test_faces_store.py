@@ -102,6 +102,27 @@ def test_a_page_of_names_is_read_from_an_index_on_postgresql() -> None:
         engine.dispose()
 
 
+def test_the_names_index_is_made_beside_the_store_whatever_other_schemas_hold() -> None:
+    # An index of that name on a "faces" table of another schema passed for the store's own.
+    url = _postgres_url()
+    engine = sa.create_engine(url)
+    store_mod.metadata.drop_all(engine)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE SCHEMA IF NOT EXISTS other"))
+        conn.execute(sa.text("CREATE TABLE other.faces (userid text)"))
+        conn.execute(sa.text("CREATE INDEX faces_userid_c ON other.faces (userid)"))
+    try:
+        FaceStore(url).add("someone", [_vec(1)])
+        with engine.connect() as conn:
+            schemas = conn.execute(sa.text("SELECT schemaname FROM pg_indexes WHERE indexname = 'faces_userid_c'"))
+            assert sorted(row[0] for row in schemas) == ["other", "public"]
+    finally:
+        store_mod.metadata.drop_all(engine)
+        with engine.begin() as conn:
+            conn.execute(sa.text("DROP SCHEMA other CASCADE"))
+        engine.dispose()
+
+
 def test_a_role_that_does_not_own_the_tables_is_served() -> None:
     # Creating the list's index at start-up failed for a role that may read and write the tables but does
     # not own them, though the index was there: every face route answered 503.

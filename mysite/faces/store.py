@@ -258,7 +258,8 @@ def _index_names(engine: Engine) -> None:
     """On PostgreSQL, the index the list's pages are read from (names in code-point order), when missing.
     Without it the list still works, each page at a cost that grows with the store: a role that may not
     create it (not the table's owner), or another process creating it at the same moment, is no error."""
-    exists = sa.text("SELECT 1 FROM pg_indexes WHERE tablename = 'faces' AND indexname = 'faces_userid_c'")
+    exists = sa.text("SELECT 1 FROM pg_indexes WHERE schemaname = current_schema() AND tablename = 'faces' "
+                     "AND indexname = 'faces_userid_c'")
     try:
         with engine.begin() as conn:
             if conn.execute(exists).first() is None:

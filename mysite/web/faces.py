@@ -115,12 +115,17 @@ def read_name(route: FaceRoute, name: str | None, given: dict[str, str]) -> str:
 
 def read_images(settings: Settings) -> list[bytes]:
     """Every image the request carries: each multipart file (any field name, in order), then each photo sent
-    as a text field (``image``, ``file``, ``img``: base64, or a part without a filename), else the one image."""
+    as a text field (``image``, ``image1``…, ``file``, ``img``: base64, or a part without a filename), else the
+    one image, or the one at ``?url=``."""
     multipart = request.mimetype == "multipart/form-data"
-    form = multipart or (request.mimetype == "application/x-www-form-urlencoded" and bool(request.form))
+    form = multipart or (request.mimetype == "application/x-www-form-urlencoded"
+                         and not inputs.looks_like_image(request.get_data(cache=True)) and bool(request.form))
     uploads = [f for key in request.files for f in request.files.getlist(key)] if multipart else []
-    texts = [(name, value) for name in inputs.FIELDS for value in request.form.getlist(name)
-             if value.strip()] if form else []
+    texts = [(name, value) for name, values in request.form.lists() if inputs.photo_field(name)
+             for value in values if value.strip()] if form else []
+    url = request.args.get("url", "").strip()
+    if form and not uploads and not texts and url:  # a form of parameters, the photo by its URL
+        return [api.fetcher(settings)(url)]
     if not uploads and not texts:  # the body itself (raw, base64, JSON), or ?url=
         data = inputs.image_bytes(request, settings.max_upload_bytes, api.fetcher(settings))
         if form and not inputs.looks_like_image(data):  # a form of parameters only, not base64 sent as curl -d

@@ -261,7 +261,7 @@ class _ImagePartParser(MultiPartParser):
     def get_part_charset(self, headers: Headers) -> str:
         declared = parse_options_header(headers.get("content-type", ""))[1].get("charset")
         name = parse_options_header(headers.get("content-disposition", ""))[1].get("name")
-        if name in FIELDS and not declared:
+        if name is not None and photo_field(name) and not declared:
             return "latin-1"
         return super().get_part_charset(headers)
 
@@ -280,6 +280,11 @@ class _ImagePartsParser(FormDataParser):
 
 class _FormParser(LimitedFormParser, _ImagePartsParser):
     """The limits' parser (``LimitedFormParser``) around the image parts' parser."""
+
+
+def photo_field(name: str) -> bool:
+    """A field that may hold a photo: the image routes' names, and DeepStack's ``image1``, ``image2``..."""
+    return name in FIELDS or (name.startswith("image") and name[5:].isdigit())
 
 
 def field_bytes(text: str) -> bytes:
@@ -341,10 +346,12 @@ def params(request: Request, urlencoded: bool = False) -> dict[str, str]:
     sources = [request.args]
     if request.mimetype == "multipart/form-data" or (
             urlencoded and request.mimetype == "application/x-www-form-urlencoded"):
-        # Kept: a urlencoded body that is no form is the image (curl --data-binary's default type).
+        # Kept: a urlencoded body that is no form is the image (curl --data-binary's default type), and is not
+        # parsed as one (its bytes of '&' would be fields).
         raw = request.get_data(cache=True) if request.mimetype != "multipart/form-data" else b""
-        sources.append(request.form)
-        if raw and not request.form and _not_text_form(raw):  # werkzeug reads such a form as empty
+        if not looks_like_image(raw):
+            sources.append(request.form)
+        if raw and not looks_like_image(raw) and not request.form and _not_text_form(raw):  # read as empty
             raise BadRequest("the form is not UTF-8 text (its bytes, or what its percent-escapes stand for); "
                              "send it in UTF-8", reason=Reason.BAD_PARAMETER)
     values: dict[str, str] = {}

@@ -202,6 +202,15 @@ def test_bad_registrations_are_clear_errors(client) -> None:
     # A form of parameters and the photo by its URL: the URL is the photo (here refused as loopback).
     r = client.post("/v1/vision/face/register?url=http://127.0.0.1:9/x.jpg", data=b"userid=u", content_type=urlencoded)
     assert r.status_code == 400 and "refusing to fetch" in r.get_json()["error"], r.get_json()
+    # base64 sent with curl -d's type is the photo, whatever ?url= says; so is a form's image1 sent twice
+    import base64
+
+    b64 = base64.b64encode(read("astronaut.png"))
+    r = client.post("/v1/vision/face/register?userid=b&url=http://127.0.0.1:9/x.jpg", data=b64, content_type=urlencoded)
+    assert r.status_code == 200, r.get_json()
+    r = client.post("/v1/vision/face/register", data={"userid": "c", "image1": [b64.decode(), b64.decode()]},
+                    content_type="multipart/form-data")
+    assert r.status_code == 200, r.get_json()
 
 
 def test_match_compares_two_photos(client) -> None:

@@ -14,6 +14,7 @@ import html
 import io
 import struct
 
+import cv2
 import numpy as np
 import pytest
 from PIL import BmpImagePlugin, Image
@@ -609,3 +610,16 @@ def test_json_holding_text_past_latin_1_costs_no_more_than_ascii():
         finally:
             tracemalloc.stop()
     assert peaks[1] < peaks[0] * 1.3, peaks
+
+
+def test_a_photo_sent_with_the_urlencoded_type_is_no_form_to_the_key_check(make_app):
+    # Read as a form for its api_key, a JPEG's bytes of '&' were fields: 413 "the form has 1465 fields"
+    # where the answer is the 401.
+    picture = cv2.imdecode(np.frombuffer(read("astronaut.png"), np.uint8), cv2.IMREAD_COLOR)
+    big = cv2.imencode(".jpg", cv2.resize(picture, (1600, 1600)), [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
+    assert big.count(b"&") > 1000
+    client = make_app({"MYSITE_API_KEYS": "k" * 24}).test_client()
+    r = client.post("/detect", data=big, content_type="application/x-www-form-urlencoded")
+    assert r.status_code == 401, r.get_json()
+    r = client.post("/detect", data=big, content_type="application/x-www-form-urlencoded", headers={"X-API-Key": "k" * 24})
+    assert r.status_code == 200, r.get_json()

@@ -123,12 +123,12 @@ def read_images(settings: Settings) -> list[bytes]:
     uploads = [f for key in request.files for f in request.files.getlist(key)] if multipart else []
     texts = [(name, value) for name, values in request.form.lists() if inputs.photo_field(name)
              for value in values if value.strip()] if form else []
-    url = request.args.get("url", "").strip()
-    if form and not uploads and not texts and url:  # a form of parameters, the photo by its URL
-        return [api.fetcher(settings)(url)]
     if not uploads and not texts:  # the body itself (raw, base64, JSON), or ?url=
         data = inputs.image_bytes(request, settings.max_upload_bytes, api.fetcher(settings))
-        if form and not inputs.looks_like_image(data):  # a form of parameters only, not base64 sent as curl -d
+        if form and not inputs.looks_like_image(data):  # a form of parameters, not base64 sent as curl -d
+            url = request.args.get("url", "").strip()
+            if url:  # and the photo by its URL
+                return [api.fetcher(settings)(url)]
             raise BadRequest("Parameter image is not present", reason=Reason.MISSING_IMAGE)
         return [data]
     if len(uploads) + len(texts) > inputs.MAX_IMAGES:

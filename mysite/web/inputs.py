@@ -38,7 +38,7 @@ from mysite.web.form_parts import MAX_PART_HEAD, MAX_PART_HEADS
 from mysite.web.state import app_state
 
 FIELDS = ("image", "file", "img")
-IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM", b"II*\x00", b"MM\x00*", b"RIFF")  # how image files begin
+IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"II*\x00", b"MM\x00*")  # how image files begin
 # base64 as clients send it: standard or URL-safe alphabet, maybe wrapped in lines (MIME). Checked
 # with bytes.translate, not a regex: a pattern with line breaks on both sides of a repetition
 # backtracks quadratically on a body of line breaks with one bad byte at the end.
@@ -357,7 +357,7 @@ def params(request: Request, urlencoded: bool = False) -> dict[str, str]:
     values: dict[str, str] = {}
     for source in sources:
         for name, given in source.lists():
-            if name in FIELDS and source is not request.args:
+            if photo_field(name) and source is not request.args:
                 continue
             if source is not request.args and given == [""]:
                 continue  # a form's blank field is a field left blank: not sent
@@ -370,7 +370,9 @@ def params(request: Request, urlencoded: bool = False) -> dict[str, str]:
 
 def looks_like_image(data: bytes) -> bool:
     """Whether bytes begin as an image file does (JPEG, PNG, GIF, BMP, TIFF, WebP, HEIC or AVIF)."""
-    return data.startswith(IMAGE_MAGIC) or data[4:8] == b"ftyp" or data[8:12] == b"WEBP"
+    if data.startswith(b"BM"):  # a BMP's reserved fields are zeros: a form may start "BM" too
+        return data[6:10] == b"\x00\x00\x00\x00"
+    return data.startswith(IMAGE_MAGIC) or data[4:8] == b"ftyp" or (data[:4] == b"RIFF" and data[8:12] == b"WEBP")
 
 
 def _not_text_form(raw: bytes) -> bool:

@@ -162,6 +162,10 @@ def default_upload_task(choices: list[dict[str, Any]]) -> str:
     return next((path for path in DEFAULT_UPLOAD_TASKS if path in loaded), DEFAULT_UPLOAD_TASKS[-1])
 
 
+# Characters of the fields passed on with a URL as the task's query: settings and the URL (2,048 at most).
+MAX_QUERY_TEXT = 16 * 1024
+
+
 def run_form(app: Flask, choices: list[dict[str, Any]]) -> Outcome:
     """Run the task the form names on the uploaded file (or the URL given), exactly as the API would.
 
@@ -196,6 +200,9 @@ def run_form(app: Flask, choices: list[dict[str, Any]]) -> Outcome:
             response = view() if field_name == "image" else _as_image_field(outcome.task, upload, view)
         elif url:
             query = {k: v for k, v in request.form.items() if k not in ("endpoint", "image", security.KEY_FIELD) and v}
+            if sum(len(k) + len(v) for k, v in query.items()) > MAX_QUERY_TEXT:  # escaped and parsed again below
+                return _failed(outcome, 400, f"The form's fields come to more than {MAX_QUERY_TEXT} characters; "
+                                             "a task's settings and a URL need far fewer.")
             # The API reads ?url= from the query string: run the view in a GET request context built for it
             # (Flask's documented way to make one; nothing is sent over the network by this).
             with current_app.test_request_context(outcome.task, method="GET", query_string=query):

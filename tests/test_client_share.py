@@ -296,7 +296,7 @@ def test_a_forwarded_request_that_names_no_one_for_sure_takes_its_proxys_share(t
         for chain in chains:
             r = requests.get(f"{server.url}/healthz", headers={"X-Forwarded-For": chain}, timeout=10)
             assert r.status_code == 200, r.text
-        log = server.log.read_text()
+    log = server.log.read_text()  # once the server has stopped: a request's line is written after its answer
     logged = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
     named = {line["forwarded_for"]: line.get("client") for line in logged if line.get("forwarded_for")}
     assert named == chains, named

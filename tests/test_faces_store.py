@@ -80,77 +80,71 @@ def test_names_come_a_page_at_a_time_in_the_order_names_sorts_them(url) -> None:
     assert pages == list(store.names().items()) and len(pages) == len(ODD_NAMES) + 6
 
 
-def test_a_page_of_names_is_read_from_an_index_on_postgresql() -> None:
-    # Ordered by code point, a page could not use the index on the names (the database's collation): each
-    # page read and sorted every name after the last, and a list of 10,000 cost the database 0.64 s.
+@pytest.fixture()
+def pg() -> Iterator[tuple[str, sa.Engine]]:
+    """The test server's URL and an engine on it as the owner, with no face tables before or after."""
     url = _postgres_url()
     engine = sa.create_engine(url)
     store_mod.metadata.drop_all(engine)
     try:
-        store = FaceStore(url)
-        store.add("someone", [_vec(1)])
-        name = store._name_order()
-        query = sa.select(name, sa.func.count()).group_by(name).order_by(name).limit(256).where(name > "a")
-        sql = str(query.compile(store.engine(), compile_kwargs={"literal_binds": True}))
-        with store.engine().connect() as conn:  # with no other way, the planner takes one it is told not to
-            conn.execute(sa.text("SET enable_seqscan = off"))
-            conn.execute(sa.text("SET enable_sort = off"))
-            plan = "\n".join(row[0] for row in conn.execute(sa.text("EXPLAIN " + sql)))
-        assert "faces_userid_c" in plan and "Sort" not in plan, plan
+        yield url, engine
     finally:
         store_mod.metadata.drop_all(engine)
+        with engine.begin() as conn:
+            conn.execute(sa.text("DROP SCHEMA IF EXISTS other CASCADE"))
+            conn.execute(sa.text("DROP ROLE IF EXISTS mysite_rw"))
         engine.dispose()
 
 
-def test_the_names_index_is_made_beside_the_store_whatever_other_schemas_hold() -> None:
+def test_a_page_of_names_is_read_from_an_index_on_postgresql(pg) -> None:
+    # Ordered by code point, a page could not use the index on the names (the database's collation): each
+    # page read and sorted every name after the last, and a list of 10,000 cost the database 0.64 s.
+    url, _ = pg
+    store = FaceStore(url)
+    store.add("someone", [_vec(1)])
+    name = store._name_order()
+    query = sa.select(name, sa.func.count()).group_by(name).order_by(name).limit(256).where(name > "a")
+    sql = str(query.compile(store.engine(), compile_kwargs={"literal_binds": True}))
+    with store.engine().connect() as conn:  # with no other way, the planner takes one it is told not to
+        conn.execute(sa.text("SET enable_seqscan = off"))
+        conn.execute(sa.text("SET enable_sort = off"))
+        plan = "\n".join(row[0] for row in conn.execute(sa.text("EXPLAIN " + sql)))
+    assert "faces_userid_c" in plan and "Sort" not in plan, plan
+
+
+def test_the_names_index_is_made_beside_the_store_whatever_other_schemas_hold(pg) -> None:
     # An index of that name on a "faces" table of another schema passed for the store's own.
-    url = _postgres_url()
-    engine = sa.create_engine(url)
-    store_mod.metadata.drop_all(engine)
+    url, engine = pg
     with engine.begin() as conn:
         conn.execute(sa.text("CREATE SCHEMA IF NOT EXISTS other"))
         conn.execute(sa.text("CREATE TABLE other.faces (userid text)"))
         conn.execute(sa.text("CREATE INDEX faces_userid_c ON other.faces (userid)"))
-    try:
-        FaceStore(url).add("someone", [_vec(1)])
-        with engine.connect() as conn:
-            schemas = conn.execute(sa.text("SELECT schemaname FROM pg_indexes WHERE indexname = 'faces_userid_c'"))
-            assert sorted(row[0] for row in schemas) == ["other", "public"]
-    finally:
-        store_mod.metadata.drop_all(engine)
-        with engine.begin() as conn:
-            conn.execute(sa.text("DROP SCHEMA other CASCADE"))
-        engine.dispose()
+    FaceStore(url).add("someone", [_vec(1)])
+    with engine.connect() as conn:
+        schemas = conn.execute(sa.text("SELECT schemaname FROM pg_indexes WHERE indexname = 'faces_userid_c'"))
+        assert sorted(row[0] for row in schemas) == ["other", "public"]
 
 
-def test_a_role_that_does_not_own_the_tables_is_served() -> None:
+def test_a_role_that_does_not_own_the_tables_is_served(pg) -> None:
     # Creating the list's index at start-up failed for a role that may read and write the tables but does
     # not own them, though the index was there: every face route answered 503.
     from sqlalchemy.engine import make_url
 
-    url = _postgres_url()
-    engine = sa.create_engine(url)
-    store_mod.metadata.drop_all(engine)
+    url, engine = pg
     with engine.begin() as conn:
         conn.execute(sa.text("DROP ROLE IF EXISTS mysite_rw"))
         conn.execute(sa.text("CREATE ROLE mysite_rw LOGIN"))
-    try:
-        FaceStore(url).add("someone", [_vec(1)])  # the tables and the index, made by their owner
-        with engine.begin() as conn:
-            conn.execute(sa.text("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO mysite_rw"))
-            conn.execute(sa.text("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO mysite_rw"))
-        store = FaceStore(make_url(url).set(username="mysite_rw").render_as_string(hide_password=False))
-        store.add("another", [_vec(2)])
-        assert store.names_page(None, 10) == [("another", 1), ("someone", 1)]
-        with engine.begin() as conn:
-            conn.execute(sa.text("DROP INDEX faces_userid_c"))
-        again = FaceStore(make_url(url).set(username="mysite_rw").render_as_string(hide_password=False))
-        assert again.names_page("another", 10) == [("someone", 1)]  # without the index, and unable to make it
-    finally:
-        store_mod.metadata.drop_all(engine)
-        with engine.begin() as conn:
-            conn.execute(sa.text("DROP ROLE IF EXISTS mysite_rw"))
-        engine.dispose()
+    FaceStore(url).add("someone", [_vec(1)])  # the tables and the index, made by their owner
+    with engine.begin() as conn:
+        conn.execute(sa.text("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO mysite_rw"))
+        conn.execute(sa.text("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO mysite_rw"))
+    as_role = make_url(url).set(username="mysite_rw").render_as_string(hide_password=False)
+    store = FaceStore(as_role)
+    store.add("another", [_vec(2)])
+    assert store.names_page(None, 10) == [("another", 1), ("someone", 1)]
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP INDEX faces_userid_c"))
+    assert FaceStore(as_role).names_page("another", 10) == [("someone", 1)]  # no index, and unable to make it
 
 
 def test_a_store_full_of_bad_rows_loses_only_those(url) -> None:

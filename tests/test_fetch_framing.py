@@ -79,6 +79,7 @@ def test_an_honest_chunked_answer_at_the_limit_passes():
     assert len(head + framed) < WireMeter(limit, "").limit
 
 
+@pytest.mark.slow
 def test_a_slow_trickle_of_framing_is_cut_by_the_deadline(make_app):
     # Within the byte allowance (about 300 KB a second): the deadline, not the meter, ends it.
     settings = {**SETTINGS, "MYSITE_URL_DEADLINE": 1.5}

@@ -133,6 +133,7 @@ def test_chunks_before_the_picture_are_bounded():
     assert vp8l.webp_tables(real[:12] + b"XTRA\x00\x00\x00\x00" * 8 + real[12:]) == vp8l.webp_tables(real)
 
 
+@pytest.mark.slow
 def test_a_request_for_more_tables_than_the_budget_is_refused(make_app):
     """Before, this 1024x1024 file of 295 KB took 364 MB in-process against 16 counted."""
     client = make_app({"MYSITE_CV_PROCESSES": "0"}).test_client()
@@ -147,6 +148,7 @@ def test_a_gray_lossless_picture_decodes():
     assert vp8l.webp_tables(data) < vp8l.worst_bytes(64, 48) / 20
 
 
+@pytest.mark.slow
 def test_more_chunks_than_a_webp_has_are_refused_before_libwebp_keeps_a_record_of_each():
     """1.8 million empty chunks after a picture (14 MB) took 86 MB to open, against 6 counted."""
     from mysite.errors import Unprocessable

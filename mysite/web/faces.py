@@ -118,17 +118,17 @@ def read_images(settings: Settings) -> list[bytes]:
     as a text field (``image``, ``image1``…, ``file``, ``img``: base64, or a part without a filename), else the
     one image, or the one at ``?url=``."""
     multipart = request.mimetype == "multipart/form-data"
-    form = multipart or (request.mimetype == "application/x-www-form-urlencoded"
-                         and not inputs.looks_like_image(request.get_data(cache=True)) and bool(request.form))
+    form = inputs.body_is_form(request) and (multipart or bool(request.form))
     uploads = [f for key in request.files for f in request.files.getlist(key)] if multipart else []
     texts = [(name, value) for name, values in request.form.lists() if inputs.photo_field(name)
              for value in values if value.strip()] if form else []
     if not uploads and not texts:  # the body itself (raw, base64, JSON), or ?url=
-        data = inputs.image_bytes(request, settings.max_upload_bytes, api.fetcher(settings))
+        fetch = api.fetcher(settings)
+        data = inputs.image_bytes(request, settings.max_upload_bytes, fetch)
         if form and not inputs.looks_like_image(data):  # a form of parameters, not base64 sent as curl -d
             url = request.args.get("url", "").strip()
             if url:  # and the photo by its URL
-                return [api.fetcher(settings)(url)]
+                return [fetch(url)]
             raise BadRequest("Parameter image is not present", reason=Reason.MISSING_IMAGE)
         return [data]
     if len(uploads) + len(texts) > inputs.MAX_IMAGES:

@@ -344,14 +344,10 @@ def params(request: Request, urlencoded: bool = False) -> dict[str, str]:
     fields are no parameter: they are a batch (``several_images``).
     """
     sources = [request.args]
-    if request.mimetype == "multipart/form-data" or (
-            urlencoded and request.mimetype == "application/x-www-form-urlencoded"):
-        # Kept: a urlencoded body that is no form is the image (curl --data-binary's default type), and is not
-        # parsed as one (its bytes of '&' would be fields).
+    if (request.mimetype == "multipart/form-data" or urlencoded) and body_is_form(request):
+        sources.append(request.form)
         raw = request.get_data(cache=True) if request.mimetype != "multipart/form-data" else b""
-        if not looks_like_image(raw):
-            sources.append(request.form)
-        if raw and not looks_like_image(raw) and not request.form and _not_text_form(raw):  # read as empty
+        if raw and not request.form and _not_text_form(raw):  # werkzeug reads such a form as empty
             raise BadRequest("the form is not UTF-8 text (its bytes, or what its percent-escapes stand for); "
                              "send it in UTF-8", reason=Reason.BAD_PARAMETER)
     values: dict[str, str] = {}
@@ -375,11 +371,17 @@ def looks_like_image(data: bytes) -> bool:
     return data.startswith(IMAGE_MAGIC) or data[4:8] == b"ftyp" or (data[:4] == b"RIFF" and data[8:12] == b"WEBP")
 
 
+def body_is_form(request: Request) -> bool:
+    """Whether the body is a form to read fields from: multipart, or urlencoded but not an image sent with that
+    type (curl --data-binary's default), whose bytes of '&' would be fields. A body so sent is kept."""
+    if request.mimetype == "multipart/form-data":
+        return True
+    return request.mimetype == "application/x-www-form-urlencoded" and not looks_like_image(
+        request.get_data(cache=True))
+
+
 def _not_text_form(raw: bytes) -> bool:
-    """Whether a urlencoded body is a form whose bytes, or what its escapes stand for, are not UTF-8 (an image
-    sent with that type is not: it is the image)."""
-    if looks_like_image(raw):
-        return False
+    """Whether a urlencoded form's bytes, or what its escapes stand for, are not UTF-8."""
     try:
         parse_qsl(raw.decode(), keep_blank_values=True, errors="strict")
     except (UnicodeDecodeError, ValueError):

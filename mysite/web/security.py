@@ -20,7 +20,7 @@ from flask import Flask, Request, Response, current_app, jsonify, request
 
 from mysite.errors import ApiError, Reason
 from mysite.settings import Settings
-from mysite.web.inputs import looks_like_image
+from mysite.web.inputs import body_is_form
 from mysite.web.state import current_settings
 
 KEY_HEADER = "X-API-Key"
@@ -92,8 +92,7 @@ def check_key(req: Request, keys: tuple[str, ...]) -> None:
     given = req.headers.get(KEY_HEADER)
     if given is None and req.method == "POST" and req.mimetype in ("multipart/form-data",
                                                                    "application/x-www-form-urlencoded"):
-        # An image sent with curl's urlencoded type is no form: its bytes of '&' would be fields.
-        if req.mimetype == "multipart/form-data" or not looks_like_image(req.get_data(cache=True)):
+        if body_is_form(req):
             given = req.form.get(KEY_FIELD)
     if not given:
         raise Unauthorized(f"this server wants an API key: send it in the {KEY_HEADER} header "

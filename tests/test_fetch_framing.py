@@ -56,6 +56,24 @@ def test_interim_responses_are_counted_over_redirects(make_app):
     assert r.status_code == 422 and "interim" in body["message"] and "/hop/2" in body["message"], body
 
 
+def test_early_hints_before_the_image_are_skipped_as_100_continue_is(make_app, group_jpg):
+    hints = b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
+
+    def answer(path: str) -> peers.Answer:
+        return hints * 2 + b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(group_jpg) + group_jpg, b""
+
+    with peers.framing_peer(answer) as base:
+        r = get(make_app(SETTINGS).test_client(), f"{base}/hinted")
+    assert r.status_code == 200 and len(r.get_json()["result"]) == 17, r.get_json()
+
+
+def test_endless_early_hints_are_refused_after_a_few(make_app):
+    with peers.framing_peer(lambda path: (b"", b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n" * 100)) as base:
+        r = get(make_app(SETTINGS).test_client(), f"{base}/hints")
+    body = r.get_json()
+    assert r.status_code == 422 and f"more than {MAX_INTERIM} interim (1xx) responses" in body["message"], body
+
+
 def test_a_head_is_held_to_its_allowance(make_app, group_jpg):
     headers = b"".join(b"X-Filler-%d: %s\r\n" % (i, b"a" * 1000) for i in range(HEAD_BYTES // 1000 + 8))
 

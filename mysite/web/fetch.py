@@ -305,10 +305,14 @@ def _metered_response(meter: WireMeter) -> type[http.client.HTTPResponse]:
                 super().begin()
 
         # http.client loops over 100 Continue here with no limit; urllib3 calls it too (its CONNECT).
+        # Other interim responses (103 Early Hints) it would take for the answer: skip them as it skips 100.
         def _read_status(self) -> tuple[str, int, str]:
-            version, code, reason = super()._read_status()  # type: ignore[misc]  # not in typeshed
-            meter.status(code)
-            return version, code, reason
+            while True:  # bounded: the meter refuses past MAX_INTERIM, and counts every header byte
+                version, code, reason = super()._read_status()  # type: ignore[misc]  # not in typeshed
+                meter.status(code)
+                if not 100 < code < 200 or code == 101:
+                    return version, code, reason
+                http.client.parse_headers(self.fp)
 
         # urllib3 reads the body through here, a chunk at most at a time, also while decoding finds nothing.
         def read1(self, n: int = -1) -> bytes:

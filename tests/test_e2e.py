@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -99,6 +100,27 @@ def test_cat_and_canny_over_http(server, cat_jpg, group_jpg):
 def test_oversized_upload_gets_a_json_413_not_a_reset(server):
     r = requests.post(f"{server}/detect", files={"image": b"\xff\xd8\xff" + b"\0" * 3_000_000})
     assert r.status_code == 413 and r.json()["status"] == "too large"
+
+
+def test_a_body_past_the_limit_is_not_invited_with_100_continue(server):
+    # curl sends Expect: 100-continue for large bodies; an early 413 spares it sending them at all.
+    host, port = server.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(b"POST /detect HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+                     b"Content-Length: 100000000\r\nExpect: 100-continue\r\n\r\n")
+        first = sock.recv(4096)
+    assert first.startswith(b"HTTP/1.1 413 "), first[:200]
+
+
+def test_a_body_within_the_limit_is_invited_with_100_continue(server, group_jpg):
+    host, port = server.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(b"POST /detect HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nConnection: close\r\n"
+                     b"Content-Length: %d\r\nExpect: 100-continue\r\n\r\n" % len(group_jpg))
+        assert sock.recv(4096) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(group_jpg)
+        answer = b"".join(iter(lambda: sock.recv(65536), b""))
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
 
 
 def test_bad_input_does_not_hurt_the_workers(server, group_jpg):

@@ -18,6 +18,7 @@ some freed heap for its next upload (``memory.WEB_KEEP``).
 
 from __future__ import annotations
 
+import math
 import socket
 import threading
 import time
@@ -88,11 +89,13 @@ class DeadlineWorker(ThreadWorker):
     shares: client_share.ClientShare[Any] | None = None
     trusted: list[client_share.Network] | None = None
     refused = 0
+    longest: float = math.inf  # the body limit, from the settings when the process starts
     recorder: metrics.Metrics = metrics.NULL
 
     def init_process(self) -> None:
         settings = settings_mod.load()
         self.header_deadline = settings.header_deadline
+        self.longest = settings.max_body_bytes
         self.recorder = metrics.NULL if settings.metrics_access == "off" else metrics.LIVE
         most = settings.client_threads
         if most:
@@ -216,6 +219,8 @@ class DeadlineWorker(ThreadWorker):
                 return _PARKED
             refused = verdict == "refuse"
         taken = forwarded is not None and not refused
+        if refused or _declared(req) > self.longest:  # answered before its body: do not invite the body in
+            req._expected_100_continue = False
         _serving.client, _serving.refused, _serving.request = client or forwarded, refused, req
         try:
             return super().handle_request(req, conn)
@@ -255,6 +260,11 @@ class DeadlineWorker(ThreadWorker):
         if not forwarded:
             return None
         return client_share.forwarded_client(forwarded, self.trusted, client_share.peer_name(conn.client))
+
+
+def _declared(req: Any) -> int:
+    """The body length ``req``'s Content-Length gives (gunicorn has checked it is a number); 0 without one."""
+    return next((int(value) for name, value in req.headers if name == "CONTENT-LENGTH"), 0)
 
 
 def _serving_environ(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:

@@ -12,6 +12,7 @@ from PIL import Image, ImageOps, TiffImagePlugin
 
 from mysite.errors import TooLarge, Unprocessable, UnsupportedMedia
 from mysite.vision import decode as decode_mod
+from mysite.vision import vp8l
 from mysite.vision.decode import decode_image, read_header, what_bytes_are
 from testkit import hostile_inputs as hi
 
@@ -216,8 +217,8 @@ def test_transparency_becomes_white(fmt):
 def test_a_webp_canvas_is_read_from_its_first_chunk(mode: str, options: dict) -> None:
     buf = io.BytesIO()
     Image.new(mode, (1234, 567)).save(buf, "WEBP", **options)
-    assert decode_mod.webp_canvas(buf.getvalue()) == (1234, 567)
-    assert decode_mod.webp_canvas(b"RIFF\0\0\0\0WEBPVP8X" + bytes(14)) == (1, 1) and decode_mod.webp_canvas(b"\xff\xd8") is None
+    assert vp8l.canvas(buf.getvalue()) == (1234, 567)
+    assert vp8l.canvas(b"RIFF\0\0\0\0WEBPVP8X" + bytes(14)) == (1, 1) and vp8l.canvas(b"\xff\xd8") is None
 
 
 def test_a_large_webp_that_pillow_cannot_open_is_too_large_not_damaged(monkeypatch) -> None:

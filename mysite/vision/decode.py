@@ -11,7 +11,7 @@ import numpy as np
 from PIL import ExifTags, Image, PngImagePlugin, UnidentifiedImageError
 
 from mysite.errors import Reason, TooLarge, Unprocessable, UnsupportedMedia
-from mysite.vision import header_scan, png_data
+from mysite.vision import header_scan, png_data, vp8l
 
 try:  # HEIC, what iPhones upload by default: libheif through pillow-heif (AVIF is Pillow's own)
     import pillow_heif
@@ -173,7 +173,7 @@ def read_header(data: bytes, max_pixels: int | None = None) -> Header:
             f"expected an image (JPEG, PNG, WebP, BMP, GIF, TIFF, HEIC or AVIF); received {what_bytes_are(data)}"
         ) from None
     except PILLOW_ERRORS as exc:
-        size = webp_canvas(data)
+        size = vp8l.canvas(data)
         if size is not None and size[0] * size[1] >= WEBP_LARGE:
             # Pillow's WebP reader allocates two whole canvases just to open the file: past the memory a
             # request may take, that fails as an error without a reason of its own.
@@ -189,21 +189,6 @@ def read_header(data: bytes, max_pixels: int | None = None) -> Header:
 
 
 WEBP_LARGE = 16_000_000  # pixels: from here a WebP that Pillow cannot open is taken as too large, not damaged
-
-
-def webp_canvas(data: bytes) -> tuple[int, int] | None:
-    """The canvas a WebP file declares (VP8X, lossless VP8L or lossy VP8), or None for anything else."""
-    if len(data) < 30 or data[:4] != b"RIFF" or data[8:12] != b"WEBP":
-        return None
-    chunk = data[12:16]
-    if chunk == b"VP8X":
-        return 1 + int.from_bytes(data[24:27], "little"), 1 + int.from_bytes(data[27:30], "little")
-    if chunk == b"VP8L" and data[20] == 0x2F:
-        bits = int.from_bytes(data[21:25], "little")
-        return 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF)
-    if chunk == b"VP8 " and data[23:26] == b"\x9d\x01\x2a":
-        return int.from_bytes(data[26:28], "little") & 0x3FFF, int.from_bytes(data[28:30], "little") & 0x3FFF
-    return None
 
 
 def webp_animated(data: bytes) -> bool:

@@ -347,6 +347,15 @@ def webp_tables(data: bytes) -> int:
     return max(counted.values(), default=0)
 
 
+def canvas(data: bytes) -> tuple[int, int] | None:
+    """The canvas a WebP file declares in its first chunk (VP8X, lossless VP8L or lossy VP8), or None."""
+    if len(data) < 30 or data[:4] != b"RIFF" or data[8:12] != b"WEBP":
+        return None
+    if data[12:16] == b"VP8X":
+        return _size24(data, 24)
+    return _image_size(data, (data[12:16], 20, len(data)))
+
+
 def _size24(data: bytes, at: int) -> tuple[int, int]:
     return 1 + int.from_bytes(data[at:at + 3], "little"), 1 + int.from_bytes(data[at + 3:at + 6], "little")
 

@@ -231,6 +231,18 @@ def test_match_compares_two_photos(client) -> None:
     assert r.status_code == 400 and "two images" in r.get_json()["error"]
 
 
+def test_an_answer_about_image_2_is_about_the_field_image2_however_each_was_sent(client) -> None:
+    import base64
+
+    # image2 is a file and image1 base64 text: files come first in the form, but the field names set the order.
+    data = {"image1": base64.b64encode(read("car.jpg")).decode(), **_form(image2=read("astronaut.png"))}
+    r = client.post("/v1/vision/face/match", data=data, content_type="multipart/form-data")
+    assert r.status_code == 422 and r.get_json()["error"] == "no face found in image 1", r.get_json()
+    data = {"image2": base64.b64encode(read("car.jpg")).decode(), **_form(image1=read("astronaut.png"))}
+    r = client.post("/v1/vision/face/match", data=data, content_type="multipart/form-data")
+    assert r.status_code == 422 and r.get_json()["error"] == "no face found in image 2", r.get_json()
+
+
 def test_an_unreachable_database_answers_503_and_the_rest_of_the_site_works(make_app) -> None:
     model = face_model_or_skip()
     with socket.socket() as s:

@@ -114,12 +114,12 @@ def read_name(route: FaceRoute, name: str | None, given: dict[str, str]) -> str:
 
 
 def read_images(settings: Settings) -> list[bytes]:
-    """Every image the request carries: each multipart file (any field name, in order), then each photo sent
-    as a text field (``image``, ``image1``…, ``file``, ``img``: base64, or a part without a filename), else the
-    one image, or the one at ``?url=``."""
+    """Every image the request carries: each multipart file (any field name) and each photo sent as a text
+    field (``image``, ``image1``…, ``file``, ``img``: base64, or a part without a filename), else the one
+    image, or the one at ``?url=``."""
     multipart = request.mimetype == "multipart/form-data"
     form = inputs.body_is_form(request) and (multipart or bool(request.form))
-    uploads = [f for key in request.files for f in request.files.getlist(key)] if multipart else []
+    uploads = [(key, f) for key in request.files for f in request.files.getlist(key)] if multipart else []
     texts = [(name, value) for name, values in request.form.lists() if inputs.photo_field(name)
              for value in values if value.strip()] if form else []
     if not uploads and not texts:  # the body itself (raw, base64, JSON), or ?url=
@@ -133,11 +133,21 @@ def read_images(settings: Settings) -> list[bytes]:
         return [data]
     if len(uploads) + len(texts) > inputs.MAX_IMAGES:
         raise TooLarge(f"{len(uploads) + len(texts)} images in one request; the limit is {inputs.MAX_IMAGES}")
-    images = [u.read() for u in uploads] + [inputs.field_image(value, f"form field {name}") for name, value in texts]
+    photos = [(key, u.read()) for key, u in uploads] + [(name, inputs.field_image(value, f"form field {name}"))
+                                                      for name, value in texts]
+    # In the order of their fields' numbers (image1, image2 ...), whether sent as files or text, so that
+    # "image 2" in an answer is the client's image2.
+    images = [data for _, data in sorted(photos, key=lambda photo: _field_number(photo[0]))]
     for i, data in enumerate(images, 1):
         if len(data) > settings.max_upload_bytes:
             raise TooLarge(f"image {i} is {len(data)} bytes; the limit is {settings.max_upload_bytes} bytes")
     return images
+
+
+def _field_number(name: str) -> int:
+    """The number a photo's field name ends in (``image2``: 2); 0 for a name without one."""
+    digits = name[5:] if name.startswith("image") else ""
+    return int(digits) if digits.isdecimal() else 0
 
 
 def embed(images: list[bytes], given: dict[str, str], settings: Settings,

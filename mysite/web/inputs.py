@@ -343,6 +343,9 @@ def params(request: Request, urlencoded: bool = False) -> dict[str, str]:
     it: which value a server takes differs from one framework to the next. Repeated image
     fields are no parameter: they are a batch (``several_images``).
     """
+    if _not_text_form(request.query_string):  # werkzeug keeps such an escape as its three characters
+        raise BadRequest("the query string is not UTF-8 text (its bytes, or what its percent-escapes stand for); "
+                         "send it in UTF-8", reason=Reason.BAD_PARAMETER)
     sources = [request.args]
     if (request.mimetype == "multipart/form-data" or urlencoded) and body_is_form(request):
         sources.append(request.form)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import threading
 import time
 
@@ -58,3 +59,28 @@ def test_requests_in_flight_are_answered_when_every_process_of_the_unit_gets_sig
         assert answers == [200] * 4, answers
     finally:
         inst.close()
+
+
+def test_while_it_drains_a_stopping_server_refuses_new_connections(tmp_path) -> None:
+    from live_server import start_gunicorn
+
+    with start_gunicorn({"MYSITE_UPLOAD_DEADLINE": "30"}, log_dir=tmp_path, workers=2) as live:
+        port = int(live.url.rsplit(":", 1)[1])
+        # A request in flight keeps the workers draining: its body is half sent.
+        slow = socket.create_connection(("127.0.0.1", port), timeout=30)
+        slow.sendall(b"POST /detect HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: 2000\r\n\r\n"
+                     + b"\xff" * 1000)
+        time.sleep(0.5)  # taken by a worker
+        os.kill(live.pid, signal.SIGTERM)
+        time.sleep(1.0)  # the master and the workers have the signal
+        try:
+            late = socket.create_connection(("127.0.0.1", port), timeout=5)
+        except ConnectionRefusedError:
+            late = None  # what a load balancer can act on at once
+        if late is not None:
+            late.close()
+        slow.sendall(b"\xff" * 1000)
+        answer = slow.recv(4096)
+        slow.close()
+        assert late is None, "a connection was taken while the server drained (to be reset when it ends)"
+        assert answer.startswith(b"HTTP/1.1 "), answer[:100]

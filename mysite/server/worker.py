@@ -106,6 +106,15 @@ class DeadlineWorker(ThreadWorker):
         memory.hold_heap(memory.WEB_KEEP, memory.WEB_OWN_MAP)
         super().init_process()
 
+    def set_accept_enabled(self, enabled: bool) -> None:
+        super().set_accept_enabled(enabled)
+        if not enabled and not self.alive:
+            # Stopping: gunicorn closes the listeners only after the drain, and until then the kernel takes
+            # new connections that are reset at the end. Closed now (the master's copies already are), a
+            # client is refused at once and may go elsewhere.
+            for listener in self.sockets:
+                listener.close()
+
     def load_wsgi(self) -> None:
         super().load_wsgi()
         self.wsgi: Any = _serving_environ(self.wsgi)

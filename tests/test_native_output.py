@@ -94,6 +94,21 @@ def test_without_a_stderr_jobs_run_as_before(caplog, monkeypatch):
     assert "not bounded here" in caplog.text
 
 
+def test_when_no_thread_can_drain_it_stderr_stays_the_real_one(monkeypatch):
+    # A process out of threads (a container's limit): stderr must not become a pipe no one reads.
+    def no_thread(self):
+        raise RuntimeError("can't start new thread")
+
+    output, before = JobOutput(), os.fstat(2)
+    opened = len(os.listdir("/proc/self/fd"))
+    monkeypatch.setattr(native_output._Drain, "start", no_thread)
+    with pytest.raises(RuntimeError):
+        output.__enter__()
+    after = os.fstat(2)
+    assert (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino)
+    assert len(os.listdir("/proc/self/fd")) == opened  # the pipe's two ends are closed
+
+
 def test_opencv_says_nothing_of_clients_tiffs_in_process(client, capfd):
     r = client.post("/detect", data=hi.tiff_long_strips(60_000), content_type="image/tiff")
     assert r.status_code == 200, r.get_json()

@@ -245,6 +245,38 @@ def test_the_pool_leaves_with_the_master_even_when_it_is_killed(group) -> None:
         assert not [p for p in family if _alive(p)]
 
 
+def test_a_dispatcher_killed_is_started_again_by_the_master(group) -> None:
+    with start_gunicorn({"MYSITE_CV_PROCESSES": "1"}) as server:
+        assert _post(server.url, group).status_code == 200
+        dispatcher = next(c for c in _children(server.pid) if _children(c))  # the master's child that has children
+        with ThreadPoolExecutor(3) as clients:  # killed with one job running and two waiting
+            held = [clients.submit(_post, server.url, group) for _ in range(3)]
+            deadline = time.monotonic() + 20
+            while requests.get(server.url + "/healthz", timeout=5).json()["queue"]["waiting"] < 2:
+                assert time.monotonic() < deadline, "the three requests never queued"
+                time.sleep(0.01)
+            os.kill(dispatcher, signal.SIGKILL)
+            lost = [f.result() for f in held]
+        assert {r.status_code for r in lost} <= {200, 503}, [r.text for r in lost]
+        assert all("retry" in r.json()["message"] for r in lost if r.status_code == 503), [r.text for r in lost]
+        answers = []
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:  # the master looks after it once a second
+            r = _post(server.url, group)
+            answers.append(r.status_code)
+            if r.status_code == 200:
+                break
+            assert r.status_code == 503 and r.headers.get("Retry-After"), r.text
+            time.sleep(0.2)
+        assert answers[-1] == 200, answers
+        assert len(_post(server.url, group).json()["result"]) == 17
+        health = requests.get(server.url + "/healthz", timeout=5)
+        assert health.status_code == 200 and health.json()["queue"]["processes"] == 1, health.text
+        assert f"dispatcher (pid {dispatcher}) has gone" in server.log.read_text()
+        gauges = requests.get(server.url + "/metrics", timeout=5).text
+        assert "mysite_queue_depth 0.0" in gauges and "mysite_jobs_running 0.0" in gauges, gauges
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

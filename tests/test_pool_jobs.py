@@ -205,3 +205,61 @@ def test_a_job_alone_has_every_cpu_and_jobs_side_by_side_one_each() -> None:
             assert second.result(10)[0] == 1 and first.result(10) == (2, every)
     finally:
         pool.stop()
+
+
+def _fails(models: object) -> int:
+    raise RuntimeError("a bug, or a library in a bad state")
+
+
+def _pid(models: object) -> int:
+    return os.getpid()
+
+
+def test_a_process_whose_work_failed_for_no_known_reason_is_replaced() -> None:
+    client = pool.start(None, processes=1, queue_deadline=5, work_deadline=5, memory_mb=256)
+    try:
+        before = client.call(_pid)
+        with pytest.raises(ApiError) as failed:
+            client.call(_fails)
+        assert failed.value.code == 500
+        assert client.call(_pid) != before  # a fresh fork, not the process that failed
+    finally:
+        pool.stop()
+
+
+def test_the_pool_tries_again_when_a_process_cannot_be_forked(monkeypatch) -> None:
+    real, calls = os.fork, []
+
+    def fork() -> int:
+        calls.append(1)  # the dispatcher's fork, then its first CV process's: that one fails (a process limit)
+        if len(calls) == 2:
+            raise BlockingIOError(11, "Resource temporarily unavailable")
+        return real()
+
+    monkeypatch.setattr(os, "fork", fork)
+    client = pool.start(None, processes=1, queue_deadline=10, work_deadline=5, memory_mb=256)
+    try:
+        assert client.call(_echo, b"abc") == 3  # the dispatcher lived on and forked again
+    finally:
+        pool.stop()
+
+
+def test_a_dispatcher_that_has_gone_is_started_again_on_the_same_socket() -> None:
+    client = pool.start(None, processes=1, queue_deadline=5, work_deadline=5, memory_mb=256)
+    try:
+        assert pool.revive() is None  # running
+        os.kill(client.dispatcher, 9)
+        with pytest.raises(ApiError) as down:
+            for _ in range(100):  # until the socket says so: the kill takes a moment
+                client.call(_echo, b"abc")
+                time.sleep(0.01)
+        assert down.value.code == 503
+        revived = None
+        for _ in range(500):  # as gunicorn's master asks, each turn of its loop, until the process has ended
+            if (revived := pool.revive()) is not None:
+                break
+            time.sleep(0.01)
+        assert revived is not None and revived.path == client.path and revived.dispatcher != client.dispatcher
+        assert client.call(_echo, b"abc") == 3  # a web worker's old client reaches the new dispatcher
+    finally:
+        pool.stop()

@@ -85,6 +85,24 @@ def when_ready(server: Any) -> None:
     state.runner = pool.start(state.registry, processes, settings.queue_deadline, settings.work_deadline,
                               settings.cv_memory_mb, close_fds=own, metrics=state.metrics,
                               share_cpus=_opencv_threads(), cpus=cpus.Share(cpus.available()))
+    _look_after_pool(server, state)
+
+
+def _look_after_pool(server: Any, state: Any) -> None:
+    """Each turn of the master's loop, after its workers: a dispatcher that has gone is started again (on
+    the socket the workers know), or the site would answer 503 to every image until restarted by hand.
+    gunicorn has no hook in that loop, so this one wraps its step that looks after the workers."""
+    manage = server.manage_workers
+
+    def manage_workers() -> None:
+        manage()
+        gone = state.runner
+        revived = pool.revive()
+        if revived is not None:
+            metrics_dir.worker_exited(gone.dispatcher)  # its queue and running gauges no longer count
+            state.runner = revived
+
+    server.manage_workers = manage_workers
 
 
 def _opencv_threads() -> Callable[[int], None]:

@@ -50,12 +50,19 @@ class JobOutput:
             return self
         _flush()
         read, write = os.pipe2(os.O_CLOEXEC)
+        try:
+            # The drain first: stderr must not become a pipe that no thread reads.
+            drain = _Drain(read, self._kept)
+        except BaseException:
+            os.close(read)
+            os.close(write)
+            raise
         with contextlib.suppress(OSError):
             fcntl.fcntl(write, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
         os.set_blocking(write, False)
         os.dup2(write, 2)  # descriptor 2 is now the pipe's only writer
         os.close(write)
-        self._drain = _Drain(read, self._kept)
+        self._drain = drain
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,

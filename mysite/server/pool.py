@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import gc
 import json
 import logging
@@ -94,6 +95,7 @@ KEEP_OWN = 20 * 1024 * 1024
 # The master stops the pool with this, after its workers are done: a SIGTERM may be a stop of the whole
 # process group (systemd), which must not end the work those workers still wait for.
 STOP_SIGNAL = signal.SIGUSR1
+FORK_RETRY = 1.0  # seconds between tries to start a CV process when forking fails
 
 
 class PoolTimeout(Unavailable):
@@ -131,6 +133,8 @@ class Client:
                     kind = conn.recv(1)
                     if kind == b"A":
                         answer = _recv_frame(conn)
+                except TimeoutError:
+                    kind = b"B"  # no word from the dispatcher in time: as busy
                 except (OSError, EOFError):
                     pass
         finally:
@@ -174,8 +178,12 @@ class Client:
                     "(MYSITE_QUEUE_DEADLINE); retry in a second", headers={"Retry-After": "1"})
 
     def _failed(self, kind: bytes) -> ApiError:
-        if kind in (b"B", b""):
+        if kind == b"B":
             return self._busy()
+        if kind == b"":
+            return Unavailable("the detection processes stopped before this request was answered; they start "
+                               "again by themselves: retry in a few seconds", headers={"Retry-After": "2"},
+                               reason=Reason.UNAVAILABLE)
         if kind == b"T":
             return PoolTimeout(f"the work on this image passed the server's deadline of {self.work_deadline:g} s "
                                "(MYSITE_WORK_DEADLINE) and was stopped; send a smaller or simpler image")
@@ -254,20 +262,31 @@ def _pread_exact(fd: int, n: int, offset: int) -> bytes:
 
 
 _client: Client | None = None
+_again: Callable[[], Client] | None = None  # starts another dispatcher as the last one was started
 
 
 def start(models: Any, processes: int, queue_deadline: float, work_deadline: float, memory_mb: float,
           close_fds: Iterable[int] = (), metrics: QueueMetrics | None = None,
-          share_cpus: Callable[[int], None] | None = None, cpus: cpu_share.Share | None = None) -> Client:
+          share_cpus: Callable[[int], None] | None = None, cpus: cpu_share.Share | None = None,
+          path: str | None = None) -> Client:
     """Fork the dispatcher (it forks the CV processes); this process and its later forks send work to it.
 
     ``metrics``: where the dispatcher reports the queue (``mysite/server/metrics.py``; None: nowhere).
     ``share_cpus(n)`` is called in a CV process before each job with the number of threads it should use:
-    the CPUs ``cpus`` gives it (``cpus.Share``, default: as many as ``processes``).
+    the CPUs ``cpus`` gives it (``cpus.Share``, default: as many as ``processes``). ``path``: the socket of
+    a dispatcher that has gone, which the web workers still connect to (``revive``).
     """
-    global _client
-    folder = tempfile.mkdtemp(prefix="mysite-pool-")  # 0700: only this user's processes reach the socket
-    path = str(Path(folder) / "queue.sock")
+    global _client, _again
+    close_fds = tuple(close_fds)
+    if path is None:
+        path = str(Path(tempfile.mkdtemp(prefix="mysite-pool-")) / "queue.sock")  # 0700: this user's only
+    else:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+    folder = os.path.dirname(path)
+    _again = functools.partial(start, models, processes, queue_deadline, work_deadline, memory_mb, close_fds,
+                               metrics, share_cpus, cpus, path)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
     listener.listen(1024)
@@ -292,6 +311,21 @@ def start(models: Any, processes: int, queue_deadline: float, work_deadline: flo
     listener.close()
     _client = Client(path, queue_deadline, work_deadline, dispatcher=pid)
     return _client
+
+
+def revive() -> Client | None:
+    """In the process that started the pool (gunicorn's master, each turn of its loop): when the dispatcher
+    has gone (killed, or failed), start another on the same socket, and return its client; else None."""
+    client = _client
+    if client is None or _again is None or not client.dispatcher:
+        return None
+    try:
+        if os.waitpid(client.dispatcher, os.WNOHANG)[0] == 0:
+            return None  # running
+    except ChildProcessError:
+        pass  # reaped already: gunicorn's master reaps any child
+    log.error("the detection pool's dispatcher (pid %d) has gone; starting another", client.dispatcher)
+    return _again()
 
 
 def stop(timeout: float = 5.0) -> None:
@@ -370,6 +404,7 @@ class _Dispatcher:
         self.metrics: QueueMetrics = metrics
         self.selector = selectors.DefaultSelector()
         self.stopping = False
+        self.fork_after = 0.0  # after a fork failed: when to try again
         self.parent = os.getppid()
         self.cpus = cpus or cpu_share.Share(processes)
         self.share_cpus = share_cpus
@@ -398,7 +433,7 @@ class _Dispatcher:
             self._reap()
             self._expire()
             self._dispatch()
-            if len(self.processes) < self.size and not self.stopping:
+            if len(self.processes) < self.size and not self.stopping and time.monotonic() >= self.fork_after:
                 self._fork()
         for proc in list(self.processes.values()):
             with contextlib.suppress(ProcessLookupError):
@@ -410,9 +445,9 @@ class _Dispatcher:
         wake_w.close()
 
     def _timeout(self) -> float:
-        if len(self.processes) < self.size:
-            return 0.0
         now, soon = time.monotonic(), 1.0 if not self.holding_back else 0.25  # the last process, kept: look again
+        if len(self.processes) < self.size:
+            soon = min(soon, max(0.0, self.fork_after - now))  # at once, unless a fork failed of late
         if self.waiting:
             soon = min(soon, self._oldest_queued() + self.queue_deadline - now)
         for proc in self.processes.values():
@@ -617,12 +652,21 @@ class _Dispatcher:
                 proc.conn.close()
                 self.metrics.finished()
             if not self.stopping:
-                self.counts.replaced += 1
-                self._fork()
+                self.counts.replaced += 1  # the loop forks its successor
 
     def _fork(self) -> None:
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        pid = os.fork()
+        try:
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                pid = os.fork()
+            except OSError:
+                ours.close()
+                theirs.close()
+                raise
+        except OSError as exc:  # a process or memory limit: the pool goes on with what it has, and tries again
+            self.fork_after = time.monotonic() + FORK_RETRY
+            log.warning("could not start a detection process (%s); trying again in %g s", exc, FORK_RETRY)
+            return
         if pid == 0:
             code = 0
             try:
@@ -719,6 +763,7 @@ def _answer(models: Any, job: int, output: native_output.JobOutput) -> tuple[byt
             result = ("error", _out_of_memory().parts())
         else:
             log.exception("the CV work failed")
+            leave = True  # whatever broke may break the next job too: a fresh fork is known to be sound
             result = ("error", ApiError.from_parts(500, "internal error", "internal error occurred in server",
                                                    Reason.INTERNAL_ERROR.value, {}).parts())
     request_id.CURRENT.set(None)

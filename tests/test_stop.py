@@ -84,3 +84,32 @@ def test_while_it_drains_a_stopping_server_refuses_new_connections(tmp_path) -> 
         slow.close()
         assert late is None, "a connection was taken while the server drained (to be reset when it ends)"
         assert answer.startswith(b"HTTP/1.1 "), answer[:100]
+
+
+def test_a_reload_keeps_every_setting_the_app_was_loaded_with(tmp_path) -> None:
+    # With the app loaded once in the master (preload_app), a SIGHUP's new workers serve that app, its pool
+    # and its limits: they must not take a few changed settings from the file and leave the rest.
+    from live_server import start_gunicorn
+
+    env_file = tmp_path / "site.env"
+    env_file.write_text("MYSITE_HEADER_DEADLINE=10\n")
+    with start_gunicorn({"MYSITE_ENV_FILE": str(env_file), "MYSITE_CV_PROCESSES": "1"}, log_dir=tmp_path) as live:
+        port = int(live.url.rsplit(":", 1)[1])
+        workers = set(_children(live.pid))
+        env_file.write_text("MYSITE_HEADER_DEADLINE=1\n")
+        os.kill(live.pid, signal.SIGHUP)
+        deadline = time.monotonic() + 30
+        while not (set(_children(live.pid)) - workers) or len(set(_children(live.pid)) & workers) > 1:
+            assert time.monotonic() < deadline, "no new worker after the reload"  # the old one gone, the pool kept
+            time.sleep(0.1)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\n")
+            time.sleep(2.5)  # past the file's new deadline, within the loaded one
+            sock.sendall(b"Host: x\r\nConnection: close\r\n\r\n")
+            answer = sock.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
+
+
+def _children(pid: int) -> list[int]:
+    path = f"/proc/{pid}/task/{pid}/children"
+    return [int(p) for p in open(path).read().split()] if os.path.exists(path) else []

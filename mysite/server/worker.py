@@ -93,7 +93,10 @@ class DeadlineWorker(ThreadWorker):
     recorder: metrics.Metrics = metrics.NULL
 
     def init_process(self) -> None:
-        settings = settings_mod.load()
+        memory.hold_heap(memory.WEB_KEEP, memory.WEB_OWN_MAP)
+        super().init_process()  # loads the app (load_wsgi), then serves
+
+    def _configure(self, settings: settings_mod.Settings) -> None:
         self.header_deadline = settings.header_deadline
         self.longest = settings.max_body_bytes
         self.recorder = metrics.NULL if settings.metrics_access == "off" else metrics.LIVE
@@ -103,8 +106,6 @@ class DeadlineWorker(ThreadWorker):
             self.shares = client_share.ClientShare(most, most * WAITING_PER_THREAD,
                                                    together=threads - max(1, threads // KEPT_BACK))
             self.trusted = client_share.trusted_networks(self.cfg.forwarded_allow_ips)
-        memory.hold_heap(memory.WEB_KEEP, memory.WEB_OWN_MAP)
-        super().init_process()
 
     def set_accept_enabled(self, enabled: bool) -> None:
         super().set_accept_enabled(enabled)
@@ -117,6 +118,7 @@ class DeadlineWorker(ThreadWorker):
 
     def load_wsgi(self) -> None:
         super().load_wsgi()
+        self._configure(_settings_of(self.wsgi))
         self.wsgi: Any = _serving_environ(self.wsgi)
 
     def enqueue_req(self, conn: Any) -> None:
@@ -269,6 +271,17 @@ class DeadlineWorker(ThreadWorker):
         if not forwarded:
             return None
         return client_share.forwarded_client(forwarded, self.trusted, client_share.peer_name(conn.client))
+
+
+def _settings_of(app: Any) -> settings_mod.Settings:
+    """The settings ``app`` was made with: under ``preload_app`` the master's, which its pool and its limits
+    follow until a restart (a reload keeps them), so the worker's deadlines and shares follow them too."""
+    from mysite.web.state import current_settings  # here: gunicorn's settings import this module first
+
+    try:
+        return current_settings(app)
+    except (AttributeError, KeyError):  # another WSGI app: the settings as the environment gives them
+        return settings_mod.load()
 
 
 def _declared(req: Any) -> int:

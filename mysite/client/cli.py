@@ -151,7 +151,7 @@ def _batch(args: argparse.Namespace, params: dict[str, str]) -> int:
         server=args.server, endpoint=args.endpoint, params=params, concurrency=concurrency,
         per_request=per_request, out=Path(args.out) if args.out else None,
         draw_dir=Path(args.draw_dir) if args.draw_dir else None, progress=args.progress,
-        retries=args.retries, timeout=args.timeout, quiet=args.quiet,
+        retries=args.retries, timeout=args.timeout, quiet=args.quiet, max_answer_bytes=_bytes(args.max_answer),
     )
     return batch.run(options, args.paths, stdin=sys.stdin)
 

@@ -305,11 +305,12 @@ class Client:
         return deleted
 
 
-def draw_file(image: bytes, detections: Sequence[Mapping[str, Any]], out: Path, label: str = "") -> None:
-    """Write ``image`` with ``detections`` drawn to ``out`` (format from its suffix), like demo_request_drawing."""
+def draw_file(image: bytes, detections: Sequence[Any], out: Path, label: str = "") -> int:
+    """Write ``image`` with ``detections`` drawn to ``out`` (format from its suffix), like demo_request_drawing;
+    how many detections could not be drawn (malformed) and were skipped."""
     from mysite.client import drawing  # Pillow: needed only to draw
 
-    drawing.draw_file(image, detections, out, label)
+    return drawing.draw_file(image, detections, out, label)
 
 
 def write_image(picture: bytes, out: Path) -> None:

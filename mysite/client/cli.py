@@ -167,8 +167,12 @@ def _draw(client: Client, args: argparse.Namespace, image: Path | None, params: 
         raise ClientError(f"{args.endpoint} answers no boxes; there is nothing to draw")
     if image is not None:
         # A recognized face is labelled with its name.
-        found = [{**d, "label": d["name"] or "unknown"} if "name" in d else d for d in body["result"]]
-        draw_file(image.read_bytes(), found, out, label=args.endpoint.strip("/").split("/")[-1])
+        found = [{**d, "label": d["name"] or "unknown"} if isinstance(d, dict) and "name" in d else d
+                 for d in body["result"]]
+        skipped = draw_file(image.read_bytes(), found, out, label=args.endpoint.strip("/").split("/")[-1])
+        if skipped:
+            print(f"note: {skipped} of {len(found)} detections could not be drawn (malformed) and were skipped",
+                  file=sys.stderr)
     else:
         # The image lives behind --url: let the server, which fetched it, draw on it.
         params = {"format": "png" if out.suffix.lower() == ".png" else "jpeg", **params}

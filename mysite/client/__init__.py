@@ -21,8 +21,9 @@ A server that cannot be reached (refused, no such host, no connection within
 What may pass is retried with exponential backoff: a 503 saying the server is
 busy (after its ``Retry-After``), a 502 from a proxy whose app is restarting,
 and a connection that was made but dropped before the answer. Other HTTP errors
-are reported with the server's own message. Needs ``requests`` only; ``--draw``
-also needs Pillow.
+are reported with the server's own message. ``timeout`` bounds each attempt as a
+whole, an answer longer than ``max_answer_bytes`` is refused, and a redirect is followed
+only on the same host (``transport.py``). Needs ``requests`` only; ``--draw`` also needs Pillow.
 """
 
 from __future__ import annotations
@@ -33,11 +34,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import requests
 import urllib3
 
+from mysite.client import transport
 from mysite.errors import Reason
 
 DEFAULT_SERVER = "http://localhost:5000"
@@ -45,6 +47,8 @@ DEFAULT_SERVER = "http://localhost:5000"
 # would take as long again.
 RETRY_STATUSES = frozenset({502, 503})
 CONNECT_TIMEOUT = 2.0  # seconds to open a connection: loopback and the Internet both take far less
+# The largest honest answer is a picture: ?output=image of a 40 MP photo as PNG, base64 in JSON.
+MAX_ANSWER_BYTES = 256 * 2**20
 
 
 class ClientError(Exception):
@@ -59,6 +63,18 @@ class NoAnswer(ClientError):
     """A connection was made but no answer came: it dropped (even after retrying) or the timeout passed."""
 
 
+class AnswerTooLarge(ClientError):
+    """The answer is longer than the client's limit (``max_answer_bytes``); it was not read further."""
+
+
+class RedirectRefused(ClientError):
+    """The server redirected to another host: neither the photo nor the key is sent there."""
+
+
+class _Dropped(Exception):
+    """The connection was dropped before the whole answer came: another try may pass."""
+
+
 class HTTPError(ClientError):
     """The server answered with an error status; ``message`` is its own explanation."""
 
@@ -66,14 +82,21 @@ class HTTPError(ClientError):
         self.response = response
         self.status = response.status_code
         body = json_or_none(response)
-        self.message = str(body.get("message", "")) if isinstance(body, dict) else response.text[:200].strip()
+        text = response.content[:800].decode("utf-8", "replace")[:200].strip()
+        self.message = str(body.get("message", "")) if isinstance(body, dict) else text
         self.reason = str(body.get("reason", "")) if isinstance(body, dict) else ""  # e.g. model_not_loaded
         reason = body.get("status") if isinstance(body, dict) else response.reason
-        super().__init__(f"{response.request.method} {response.url} answered {self.status} {reason}: {self.message}")
+        super().__init__(printable(f"{response.request.method} {response.url} answered {self.status} {reason}: "
+                                   f"{self.message}"))
 
 
 class Client:
-    """Talks to one mysite server; every method raises ``ClientError`` rather than returning an error."""
+    """Talks to one mysite server; every method raises ``ClientError`` rather than returning an error.
+
+    ``timeout`` bounds each attempt as a whole (connecting, the answer's headers and body, redirects);
+    an answer longer than ``max_answer_bytes`` (decoded) is refused; a redirect is followed only on the
+    same host. A ``session`` given is fitted with the adapter that enforces the timeout.
+    """
 
     def __init__(
         self,
@@ -86,13 +109,19 @@ class Client:
         sleep: Callable[[float], None] = time.sleep,
         api_key: str | None = None,
         connect_timeout: float = CONNECT_TIMEOUT,
+        max_answer_bytes: int = MAX_ANSWER_BYTES,
     ) -> None:
         self.server = (server or os.environ.get("MYSITE_SERVER") or DEFAULT_SERVER).rstrip("/")
         self.retries = retries
         self.backoff = backoff
         self.timeout = timeout
         self.connect_timeout = connect_timeout
+        self.max_answer_bytes = max_answer_bytes
         self.session = session or requests.Session()
+        # Each attempt's sockets are watched, so ``timeout`` bounds the whole answer, not each read.
+        adapter = transport.WatchedAdapter()
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
         # A server with MYSITE_API_KEYS wants a key: from the environment, not the command line (ps shows that).
         key = api_key if api_key is not None else os.environ.get("MYSITE_API_KEY", "")
         if key:
@@ -130,19 +159,12 @@ class Client:
             uploads.append((_name(image), _read(image)))
         target = self.url_for(endpoint)
         for attempt in range(self.retries + 1):
-            files = [("image", (name, data, "application/octet-stream")) for name, data in uploads] or None
             last = attempt == self.retries
             try:
-                response = self.session.request(method, target, params=query, files=files,
-                                                headers=dict(headers or {}),
-                                                timeout=(min(self.connect_timeout, self.timeout), self.timeout))
-            except requests.ConnectionError as exc:
-                if not connected(exc):
-                    raise ConnectFailed(f"could not connect to {self.server}: {connect_problem(exc)}") from None
-                if isinstance(exc, requests.Timeout) or last:  # a read timeout, or dropped on every try
-                    raise NoAnswer(f"{target} gave no answer: {_dropped(exc, self.timeout)}") from None
-            except requests.Timeout:
-                raise NoAnswer(f"{target} gave no answer within {self.timeout:g} s") from None
+                response = self._attempt(method, target, query, uploads, dict(headers or {}))
+            except _Dropped as exc:
+                if last:
+                    raise NoAnswer(f"{target} gave no answer: the connection was dropped ({exc})") from None
             else:
                 if response.status_code not in RETRY_STATUSES or last or model_not_loaded(response):
                     return response
@@ -152,6 +174,74 @@ class Client:
                     continue
             self._sleep(min(self.backoff * 2**attempt, 8.0))
         raise AssertionError("unreachable")  # pragma: no cover - the loop always returns or raises
+
+    def _attempt(self, method: str, target: str, query: dict[str, Any], uploads: list[tuple[str, bytes]],
+                 headers: dict[str, str]) -> requests.Response:
+        """One try, its redirects on the same host followed, its answer read whole, all within ``timeout``."""
+        url, params = target, query
+        with transport.Deadline(self.timeout) as deadline:
+            for _ in range(transport.MAX_REDIRECTS + 1):
+                response = self._send(deadline, method, url, params, uploads, headers)
+                if not response.is_redirect:
+                    self._read(deadline, response)
+                    return response
+                response.close()
+                url = self._follow(url, response)
+                params = {}  # the Location carries its own query
+                if response.status_code == 303:  # "see other": fetch it, the upload is done
+                    method, uploads = "GET", []
+        raise ClientError(f"{target} redirected more than {transport.MAX_REDIRECTS} times")
+
+    def _send(self, deadline: transport.Deadline, method: str, url: str, params: dict[str, Any],
+              uploads: list[tuple[str, bytes]], headers: dict[str, str]) -> requests.Response:
+        """The request, up to the answer's headers."""
+        files = [("image", (name, data, "application/octet-stream")) for name, data in uploads] or None
+        try:
+            return self.session.request(method, url, params=params, files=files, headers=headers, stream=True,
+                                        allow_redirects=False,
+                                        timeout=(min(self.connect_timeout, self.timeout), self.timeout))
+        except requests.ConnectionError as exc:
+            if deadline.passed():
+                raise NoAnswer(f"{url} gave no answer within {self.timeout:g} s") from None
+            if not connected(exc):
+                where = self.server if url.startswith(self.server) else _origin(url)
+                raise ConnectFailed(f"could not connect to {where}: {connect_problem(exc)}") from None
+            if isinstance(exc, requests.Timeout):
+                raise NoAnswer(f"{url} gave no answer within {self.timeout:g} s") from None
+            raise _Dropped(str(_cause(exc))[:160]) from None
+        except requests.Timeout:
+            raise NoAnswer(f"{url} gave no answer within {self.timeout:g} s") from None
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+            raise ClientError(f"{url}: the request failed: {exc}"[:300]) from None
+
+    def _read(self, deadline: transport.Deadline, response: requests.Response) -> None:
+        """The answer's body, read into ``response`` within the deadline and the size limit."""
+        try:
+            transport.read_body(response, self.max_answer_bytes)
+        except transport.TooLarge as exc:
+            detail = f" ({exc})" if str(exc) else ""
+            raise AnswerTooLarge(f"{response.url} answered more than the limit of {self.max_answer_bytes} bytes"
+                                 f"{detail}; not read further (max_answer_bytes, --max-answer)") from None
+        except urllib3.exceptions.DecodeError as exc:
+            if deadline.passed():
+                raise NoAnswer(f"{response.url} gave no answer within {self.timeout:g} s") from None
+            raise ClientError(f"{response.url} answered a body that could not be decoded ({exc})"[:300]) from None
+        except urllib3.exceptions.ReadTimeoutError:
+            raise NoAnswer(f"{response.url} gave no answer within {self.timeout:g} s") from None
+        except transport.BODY_ERRORS as exc:
+            if deadline.passed():
+                raise NoAnswer(f"{response.url} gave no answer within {self.timeout:g} s") from None
+            raise _Dropped(f"the answer was cut short: {exc}"[:160]) from None
+        if deadline.passed():  # an answer without a length ends when the deadline shuts its socket
+            raise NoAnswer(f"{response.url} gave no answer within {self.timeout:g} s")
+
+    def _follow(self, source: str, response: requests.Response) -> str:
+        """Where a redirect may be followed: the same host only, so neither the photo nor the key goes elsewhere."""
+        target = transport.redirect_target(response)
+        if not transport.same_site(source, target):
+            raise RedirectRefused(f"{source} redirected ({response.status_code}) to another host: {target[:200]}; "
+                                  "not followed (give that server with --server if it is the right one)")
+        return target
 
     def call(self, endpoint: str, image: str | Path | bytes | None = None, *, url: str | None = None,
              **params: Any) -> requests.Response:
@@ -165,9 +255,10 @@ class Client:
     def detect(self, image: str | Path | bytes | None = None, *, endpoint: str = "/detect", url: str | None = None,
                **params: Any) -> list[dict[str, Any]]:
         """The detections the server finds: ``[{"box": [x1, y1, x2, y2], ...}, ...]``."""
-        body = json_or_none(self.call(endpoint, image, url=url, **params))
+        response = self.call(endpoint, image, url=url, **params)
+        body = json_or_none(response)
         if not isinstance(body, dict) or not isinstance(body.get("result"), list):
-            raise ClientError(f"{endpoint} did not answer detections: {str(body)[:200]}")
+            raise ClientError(f"{endpoint} did not answer detections: {_preview(response)}")
         return body["result"]
 
     def annotated(self, image: str | Path | bytes | None = None, *, endpoint: str = "/detect",
@@ -183,7 +274,10 @@ class Client:
                                 images=[(_name(i), _read(i)) for i in images])
         if not response.ok:
             raise HTTPError(response)
-        return response.json()
+        body = json_or_none(response)
+        if not isinstance(body, dict):
+            raise ClientError(f"{response.url} did not answer JSON: {_preview(response)}")
+        return body
 
     def recognize(self, image: str | Path | bytes, **params: Any) -> list[dict[str, Any]]:
         """Every face of ``image``: ``{"box": [...], "name": str or None, "confidence": ...}``."""
@@ -194,21 +288,29 @@ class Client:
         response = self.request("GET", "/faces")
         if not response.ok:
             raise HTTPError(response)
-        return response.json()["faces"]
+        body = json_or_none(response)
+        if not isinstance(body, dict) or not isinstance(body.get("faces"), list):
+            raise ClientError(f"{response.url} did not answer the registered faces: {_preview(response)}")
+        return body["faces"]
 
     def forget(self, name: str) -> int:
         """Delete every face of ``name``; how many there were."""
         response = self.request("DELETE", f"/faces/{quote(name, safe='')}")
         if not response.ok:
             raise HTTPError(response)
-        return int(response.json()["deleted"])
+        body = json_or_none(response)
+        deleted = body.get("deleted") if isinstance(body, dict) else None
+        if not isinstance(deleted, int) or isinstance(deleted, bool):
+            raise ClientError(f"{response.url} did not say how many faces it deleted: {_preview(response)}")
+        return deleted
 
 
-def draw_file(image: bytes, detections: Sequence[Mapping[str, Any]], out: Path, label: str = "") -> None:
-    """Write ``image`` with ``detections`` drawn to ``out`` (format from its suffix), like demo_request_drawing."""
+def draw_file(image: bytes, detections: Sequence[Any], out: Path, label: str = "") -> int:
+    """Write ``image`` with ``detections`` drawn to ``out`` (format from its suffix), like demo_request_drawing;
+    how many detections could not be drawn (malformed) and were skipped."""
     from mysite.client import drawing  # Pillow: needed only to draw
 
-    drawing.draw_file(image, detections, out, label)
+    return drawing.draw_file(image, detections, out, label)
 
 
 def write_image(picture: bytes, out: Path) -> None:
@@ -230,15 +332,39 @@ def _read(image: str | Path | bytes) -> bytes:
 
 
 def _name(image: str | Path | bytes | None) -> str:
-    return "image" if isinstance(image, bytes) or image is None else Path(image).name
+    return "image" if isinstance(image, bytes) or image is None else upload_name(Path(image).name)
+
+
+def upload_name(name: str) -> str:
+    """A file name as the multipart filename: one that is not UTF-8 (a byte the file system kept as a
+    surrogate) goes with replacement characters, as it cannot be encoded as it is."""
+    return os.fsencode(name).decode("utf-8", "replace") or "image"
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _preview(response: requests.Response) -> str:
+    return printable(response.content[:800].decode("utf-8", "replace")[:200])
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters escaped, so a server's message cannot drive the terminal."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def json_or_none(response: requests.Response) -> Any:
+    """The answer's JSON, or None when it is not JSON (or nested too deep for Python to parse)."""
     if "json" not in response.headers.get("Content-Type", ""):
         return None
     try:
         return response.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
 
 
@@ -255,8 +381,8 @@ def model_not_loaded(response: requests.Response) -> bool:
 
 
 def _retry_after(response: requests.Response) -> float | None:
-    value = response.headers.get("Retry-After", "")
-    return float(value) if value.isdigit() else None
+    value = response.headers.get("Retry-After", "").strip()
+    return float(value) if value.isascii() and value.isdigit() else None  # not "²", a digit to isdigit()
 
 
 def _cause(exc: requests.RequestException) -> object:
@@ -282,9 +408,3 @@ def connect_problem(exc: requests.ConnectionError) -> str:
     text = str(cause)
     match = re.search(r"\[Errno -?\d+\] ([^')\]]+)", text)
     return (match.group(1).strip().lower() if match else text)[:200]
-
-
-def _dropped(exc: requests.RequestException, timeout: float) -> str:
-    if isinstance(exc, requests.Timeout):
-        return f"none within {timeout:g} s"
-    return f"the connection was dropped ({str(_cause(exc))[:160]})"

@@ -33,7 +33,18 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Any, TextIO
 
-from mysite.client import Client, ConnectFailed, NoAnswer, imagepaths, json_or_none, model_not_loaded
+from mysite.client import (
+    MAX_ANSWER_BYTES,
+    Client,
+    ClientError,
+    ConnectFailed,
+    NoAnswer,
+    imagepaths,
+    json_or_none,
+    model_not_loaded,
+    printable,
+    upload_name,
+)
 from mysite.client.progress import Progress
 from mysite.client.routes import Route, route_for
 
@@ -65,6 +76,7 @@ class Options:
     retries: int = 5
     timeout: float = 60.0
     quiet: bool = False  # no summary
+    max_answer_bytes: int = MAX_ANSWER_BYTES
 
 
 class Stop(Exception):
@@ -161,7 +173,8 @@ class Worker:
         self.options = options
         self.route = route
         self.stop = stop or threading.Event()
-        self.client = Client(options.server, retries=options.retries, timeout=options.timeout, sleep=self._wait)
+        self.client = Client(options.server, retries=options.retries, timeout=options.timeout, sleep=self._wait,
+                             max_answer_bytes=options.max_answer_bytes)
 
     def _wait(self, seconds: float) -> None:
         """Wait before a retry, unless the run is stopping: then give the image up (a resumed run sends it)."""
@@ -241,8 +254,8 @@ class Worker:
         params = {**self.options.params, "output": "image", "format": fmt}
         try:
             response = self.client.request("POST", self.route.path, images=[(_name(path), data)], params=params)
-        except (ConnectFailed, NoAnswer) as exc:
-            record["draw_error"] = str(exc)
+        except ClientError as exc:  # the answer itself is recorded already; only its drawing failed
+            record["draw_error"] = printable(str(exc))
             return
         if response.ok and response.headers.get("Content-Type", "").startswith("image/"):
             record["drawn"] = str(self._write(path, response.content, response.headers))
@@ -430,8 +443,10 @@ def _work(worker: Worker, jobs: queue.Queue[list[str] | None], results: queue.Qu
                 message, records = exc.args
                 results.put(("records", records))
                 kind = "unreachable" if records and records[0].get("error_kind") == "unreachable" else "refused"
-                results.put(("stop", f"{kind}: {message}"))
+                results.put(("stop", f"{kind}: {printable(message)}"))
                 stop.set()
+            except Exception as exc:  # noqa: BLE001 - a job that fails is its images' records; the thread goes on
+                results.put(("records", [_failed(path, exc) for path in job]))
     finally:
         results.put(("exit", None))
 
@@ -460,5 +475,12 @@ def _item_status(answer: Any) -> int:
     return STATUS_WORDS.get(str(answer.get("status", "")), 400)
 
 
+def _failed(path: str, exc: Exception) -> dict[str, Any]:
+    """The record of an image whose job failed in the client: an answer it could not use, or a fault here."""
+    kind = "client error" if isinstance(exc, ClientError) else "client fault"
+    message = str(exc) if isinstance(exc, ClientError) else f"{type(exc).__name__}: {exc}"
+    return {"path": path, "status": None, "error_kind": kind, "error": printable(message)[:500]}
+
+
 def _name(path: str) -> str:
-    return os.path.basename(path) or "image"
+    return upload_name(os.path.basename(path))

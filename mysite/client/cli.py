@@ -12,10 +12,25 @@ from typing import Any
 
 import requests
 
-from mysite.client import DEFAULT_SERVER, Client, ClientError, HTTPError, batch, draw_file, imagepaths, json_or_none, write_image
+from mysite.client import (
+    DEFAULT_SERVER,
+    MAX_ANSWER_BYTES,
+    Client,
+    ClientError,
+    HTTPError,
+    batch,
+    draw_file,
+    imagepaths,
+    json_or_none,
+    printable,
+    write_image,
+)
 from mysite.client.routes import route_for
 
 FACE_COMMANDS = ("register", "faces", "forget")
+TIMEOUT_HELP = "seconds each try may take once started: connecting, the answer's headers and body (60)"
+_MAX_ANSWER_MB = MAX_ANSWER_BYTES / 2**20
+MAX_ANSWER_HELP = f"refuse an answer longer than this, in MiB once decoded ({_MAX_ANSWER_MB:g})"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -37,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.draw and Path(args.draw).suffix.lower() == ".png":
         # An endpoint that answers a picture (Canny) then sends it lossless; JSON answers ignore format.
         params.setdefault("format", "png")
-    client = Client(args.server, retries=args.retries, timeout=args.timeout)
+    client = Client(args.server, retries=args.retries, timeout=args.timeout, max_answer_bytes=_bytes(args.max_answer))
     image = Path(args.paths[0]) if args.paths else None
     if image is not None and not image.is_file():
         print(f"error: no such image file: {image}", file=sys.stderr)
@@ -47,13 +62,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                                   params=params)
         print_json(response, verbose=args.verbose)
         if not response.ok:
-            print(f"error: {HTTPError(response)}", file=sys.stderr)
+            print(f"error: {HTTPError(response)}", file=sys.stderr)  # control characters escaped
             return 1
         if args.draw:
             _draw(client, args, image, params, response)
             print(f"wrote {args.draw}", file=sys.stderr)
     except ClientError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {printable(str(exc))}", file=sys.stderr)
         return 1 if isinstance(exc, HTTPError) else 3
     return 0
 
@@ -64,7 +79,8 @@ def faces_command(argv: Sequence[str]) -> int:
     common.add_argument("--server", default=None,
                         help=f"server base URL (default: $MYSITE_SERVER or {DEFAULT_SERVER})")
     common.add_argument("--retries", type=int, default=5, help="retries on connection failure or 502/503/504 (5)")
-    common.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for each answer (60)")
+    common.add_argument("--timeout", type=float, default=60.0, help=TIMEOUT_HELP)
+    common.add_argument("--max-answer", type=_positive, default=_MAX_ANSWER_MB, metavar="MB", help=MAX_ANSWER_HELP)
     p = argparse.ArgumentParser(prog="python -m mysite.client", description="The server's registered faces. "
                                 "Recognize with: python -m mysite.client recognize PHOTO [--draw OUT]")
     sub = p.add_subparsers(dest="command", required=True)
@@ -75,7 +91,7 @@ def faces_command(argv: Sequence[str]) -> int:
     forget = sub.add_parser("forget", parents=[common], help="delete every face of a person")
     forget.add_argument("name")
     args = p.parse_args(argv)
-    client = Client(args.server, retries=args.retries, timeout=args.timeout)
+    client = Client(args.server, retries=args.retries, timeout=args.timeout, max_answer_bytes=_bytes(args.max_answer))
     try:
         if args.command == "register":
             missing = [f for f in args.photos if not Path(f).is_file()]
@@ -88,7 +104,7 @@ def faces_command(argv: Sequence[str]) -> int:
         else:
             body = {"name": args.name, "deleted": client.forget(args.name)}
     except ClientError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {printable(str(exc))}", file=sys.stderr)
         return 1 if isinstance(exc, HTTPError) else 3
     print(json.dumps(body))
     return 0
@@ -135,7 +151,7 @@ def _batch(args: argparse.Namespace, params: dict[str, str]) -> int:
         server=args.server, endpoint=args.endpoint, params=params, concurrency=concurrency,
         per_request=per_request, out=Path(args.out) if args.out else None,
         draw_dir=Path(args.draw_dir) if args.draw_dir else None, progress=args.progress,
-        retries=args.retries, timeout=args.timeout, quiet=args.quiet,
+        retries=args.retries, timeout=args.timeout, quiet=args.quiet, max_answer_bytes=_bytes(args.max_answer),
     )
     return batch.run(options, args.paths, stdin=sys.stdin)
 
@@ -151,8 +167,12 @@ def _draw(client: Client, args: argparse.Namespace, image: Path | None, params: 
         raise ClientError(f"{args.endpoint} answers no boxes; there is nothing to draw")
     if image is not None:
         # A recognized face is labelled with its name.
-        found = [{**d, "label": d["name"] or "unknown"} if "name" in d else d for d in body["result"]]
-        draw_file(image.read_bytes(), found, out, label=args.endpoint.strip("/").split("/")[-1])
+        found = [{**d, "label": d["name"] or "unknown"} if isinstance(d, dict) and "name" in d else d
+                 for d in body["result"]]
+        skipped = draw_file(image.read_bytes(), found, out, label=args.endpoint.strip("/").split("/")[-1])
+        if skipped:
+            print(f"note: {skipped} of {len(found)} detections could not be drawn (malformed) and were skipped",
+                  file=sys.stderr)
     else:
         # The image lives behind --url: let the server, which fetched it, draw on it.
         params = {"format": "png" if out.suffix.lower() == ".png" else "jpeg", **params}
@@ -173,7 +193,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--retries", type=int, default=5,
                    help="retries of a busy server (503), a proxy without its app (502) or a dropped connection (5); "
                         "a server that cannot be reached fails at once")
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for each answer (60)")
+    p.add_argument("--timeout", type=float, default=60.0, help=TIMEOUT_HELP)
+    p.add_argument("--max-answer", type=_positive, default=_MAX_ANSWER_MB, metavar="MB", help=MAX_ANSWER_HELP)
     p.add_argument("--verbose", "-v", action="store_true", help="one image: status and headers on stderr")
     b = p.add_argument_group("batch (several paths, a folder, a glob or -)")
     b.add_argument("--out", "-o", metavar="FILE.jsonl",
@@ -186,6 +207,17 @@ def _parser() -> argparse.ArgumentParser:
                    help="the progress bar on stderr (default: when stderr is a terminal)")
     b.add_argument("--quiet", "-q", action="store_true", help="no summary at the end")
     return p
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 2**40:
+        raise argparse.ArgumentTypeError(f"wants a positive number, not {text}")
+    return value
+
+
+def _bytes(megabytes: float) -> int:
+    return max(1, int(megabytes * 2**20))
 
 
 def _key_value(text: str) -> tuple[str, str]:

@@ -1,0 +1,316 @@
+"""The site's client against a hostile or broken server (``testkit/client_peers.py``): every failure is a
+``ClientError`` (exit 1 for an HTTP error, 3 for no usable answer), bounded in time and memory; a batch
+records every image; redirects stay on the same host; drawing holds against any detections."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from live_server import PROJECT
+from PIL import Image, ImageDraw
+
+from mysite.client import AnswerTooLarge, Client, ClientError, NoAnswer, RedirectRefused, batch, drawing
+from mysite.client.cli import main
+from mysite.client.transport import same_site
+from testkit.client_peers import (
+    Request,
+    boxes,
+    drip_body,
+    drip_head,
+    endless_json,
+    gzip_bomb,
+    hostile_peer,
+    redirect,
+    redirect_loop,
+    respond,
+    short_body,
+)
+
+PHOTO = b"\xff\xd8\xff" + b"photo" * 100  # the peers never look inside
+BOUND = 20.0  # seconds a call may take before the test calls it hung: generous, it is no speed test
+
+
+def _png(width: int = 64, height: int = 48) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), (40, 40, 40)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _outcome(call: Callable[[], Any]) -> Any:
+    """What ``call`` returned or raised, in a thread the test waits for at most ``BOUND`` seconds."""
+    box: list[Any] = []
+
+    def run() -> None:
+        try:
+            box.append(call())
+        except BaseException as exc:  # noqa: BLE001 - the test looks at what it was
+            box.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(BOUND)
+    assert not thread.is_alive(), f"still running after {BOUND:g} s"
+    return box[0]
+
+
+# --- 1. a batch records every image, whatever happens to one job ---
+
+def _batch(tmp_path: Path, server: str, folder: Path) -> tuple[int, list[dict[str, Any]]]:
+    out = tmp_path / "out.jsonl"
+    options = batch.Options(server=server, endpoint="detect", concurrency=1, out=out, retries=0, quiet=True)
+    code = _outcome(lambda: batch.run(options, [str(folder)], stdout=io.StringIO(), stderr=io.StringIO()))
+    return code, [json.loads(line) for line in out.read_text().splitlines()]
+
+
+@pytest.mark.parametrize("bad_first", [True, False])
+def test_a_name_that_is_not_utf8_is_sent_and_recorded(tmp_path, bad_first) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    odd = b"\xff.png".decode("utf-8", "surrogateescape")  # as the file system hands it to Python
+    # The walk goes in order of the names; "\ue000" sorts after the surrogate "\udcff".
+    for name in [odd, *(("\ue000" if bad_first else "a") + f"{i}.png" for i in range(3))]:
+        (folder / name).write_bytes(PHOTO)
+    with hostile_peer(respond("200 OK", boxes(1))) as (url, seen):
+        code, records = _batch(tmp_path, url, folder)
+    assert code == 0 and len(records) == 4
+    assert {r["status"] for r in records} == {200}
+    assert str(folder / odd) in {r["path"] for r in records}
+    assert any(b'filename="\xef\xbf\xbd.png"' in r.body for r in seen.requests)  # U+FFFD for the byte
+
+
+def test_an_answer_too_deep_to_parse_is_recorded_as_it_came(tmp_path) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in "abc":
+        (folder / f"{name}.png").write_bytes(PHOTO)
+    nested = b"[" * 100_000 + b"]" * 100_000  # deeper than Python's JSON parser goes
+    with hostile_peer(respond("200 OK", nested)) as (url, _):
+        code, records = _batch(tmp_path, url, folder)
+    assert code == 0 and len(records) == 3
+    assert {json.dumps(r["answer"]) for r in records} == {'{"content_type": "application/json", "bytes": 200000}'}
+
+
+def test_an_exception_in_a_worker_is_recorded_and_the_thread_goes_on(tmp_path, monkeypatch) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in "abcd":
+        (folder / f"{name}.png").write_bytes(PHOTO)
+    original = batch.Worker.records
+
+    def records(self: batch.Worker, paths: list[str]) -> list[dict[str, Any]]:
+        if paths[0].endswith("b.png"):
+            raise RuntimeError("a fault in the client")
+        return original(self, paths)
+
+    monkeypatch.setattr(batch.Worker, "records", records)
+    with hostile_peer(respond("200 OK", boxes(1))) as (url, _):
+        code, records_out = _batch(tmp_path, url, folder)
+    assert code == 1 and len(records_out) == 4
+    failed = [r for r in records_out if r["status"] is None]
+    assert len(failed) == 1 and failed[0]["path"].endswith("b.png")
+    assert failed[0]["error_kind"] == "client fault" and "RuntimeError: a fault" in failed[0]["error"]
+
+
+# --- 2. the answer's size is bounded ---
+
+def test_an_endless_answer_is_refused_past_the_limit(tmp_path) -> None:
+    with hostile_peer(endless_json) as (url, seen):
+        outcome = _outcome(lambda: Client(url, retries=0, max_answer_bytes=2**20).detect(PHOTO))
+    assert isinstance(outcome, AnswerTooLarge), outcome
+    assert "more than the limit of 1048576 bytes" in str(outcome)
+    assert seen.sent < 64 * 2**20  # the peer stopped when the client hung up, long before its cap
+
+
+def test_a_declared_length_over_the_limit_is_refused_unread() -> None:
+    with hostile_peer(respond("200 OK", b" " * (4 * 2**20) + boxes(1))) as (url, _):
+        outcome = _outcome(lambda: Client(url, retries=0, max_answer_bytes=2**20).detect(PHOTO))
+    assert isinstance(outcome, AnswerTooLarge) and "declares 4194" in str(outcome)
+
+
+def test_a_compression_bomb_is_refused_counting_decoded_bytes() -> None:
+    bomb = gzip_bomb(64)
+    with hostile_peer(respond("200 OK", bomb, headers={"Content-Encoding": "gzip"})) as (url, _):
+        outcome = _outcome(lambda: Client(url, retries=0, max_answer_bytes=2**20).detect(PHOTO))
+    assert isinstance(outcome, AnswerTooLarge), outcome
+    assert len(bomb) < 2**20  # under the limit as sent: it is the decoded size that counts
+
+
+def test_the_command_holds_its_memory_against_a_compression_bomb(tmp_path) -> None:
+    """The command in a process of its own, so its peak memory is its own."""
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(PHOTO)
+    script = ("import resource, sys\nfrom mysite.client.cli import main\ncode = main(sys.argv[1:])\n"
+              "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024, file=sys.stderr)\nsys.exit(code)\n")
+    with hostile_peer(respond("200 OK", gzip_bomb(512), headers={"Content-Encoding": "gzip"})) as (url, _):
+        done = subprocess.run([sys.executable, "-c", script, "detect", str(photo), "--server", url, "--retries", "0",
+                               "--max-answer", "8"], capture_output=True, text=True, cwd=PROJECT, timeout=BOUND)
+    *_, peak_mib = done.stderr.split()
+    assert done.returncode == 3, done.stderr
+    assert "more than the limit" in done.stderr
+    assert int(peak_mib) < 200  # the interpreter and requests, plus one capped answer; not the 512 MiB
+
+
+# --- 3. --timeout bounds a whole attempt ---
+
+@pytest.mark.parametrize("answer", [drip_body(0.2), drip_head(0.2)], ids=["body", "head"])
+def test_a_dripping_answer_times_out_as_a_whole(answer) -> None:
+    with hostile_peer(answer) as (url, _):
+        outcome = _outcome(lambda: Client(url, retries=0, timeout=1.0).detect(PHOTO))
+    assert isinstance(outcome, NoAnswer) and "within 1 s" in str(outcome), outcome
+    assert not [t for t in threading.enumerate() if t.name == "client-deadline"]
+
+
+# --- 4. a broken answer is a ClientError, and the command's exit status says "no answer" ---
+
+@pytest.mark.parametrize("answer", [
+    respond("200 OK", b"[" * 100_000 + b"]" * 100_000),
+    respond("500 Internal Server Error", b"[" * 100_000 + b"]" * 100_000),
+    short_body,
+    respond("200 OK", b"not gzip at all", headers={"Content-Encoding": "gzip"}),
+    redirect_loop,
+    respond("503 Service Unavailable", b'{"status":"busy"}', headers={"Retry-After": "\xb2"}),
+], ids=["deep", "deep-error", "short", "bad-gzip", "loop", "retry-after-superscript"])
+def test_a_broken_answer_is_a_client_error(answer) -> None:
+    with hostile_peer(answer) as (url, _):
+        outcome = _outcome(lambda: Client(url, retries=1, backoff=0.01).detect(PHOTO))
+    assert isinstance(outcome, ClientError), repr(outcome)
+
+
+def test_the_command_exits_3_on_a_broken_answer(tmp_path, capsys) -> None:
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(PHOTO)
+    with hostile_peer(respond("200 OK", b"not gzip at all", headers={"Content-Encoding": "gzip"})) as (url, _):
+        code = _outcome(lambda: main(["detect", str(photo), "--server", url, "--retries", "0"]))
+    assert code == 3
+    assert "could not be decoded" in capsys.readouterr().err
+
+
+# --- 5. redirects stay on the same host ---
+
+def test_a_redirect_to_another_host_is_refused_and_nothing_is_sent_there() -> None:
+    with hostile_peer(respond("200 OK", boxes(1)), host="127.0.0.2") as (elsewhere, there), \
+            hostile_peer(redirect(elsewhere + "{path}")) as (url, here):
+        outcome = _outcome(lambda: Client(url, retries=0, api_key="secret-key").detect(PHOTO))
+        register = _outcome(lambda: Client(url, retries=0, api_key="secret-key").register("ann", [PHOTO]))
+    assert isinstance(outcome, RedirectRefused) and isinstance(register, RedirectRefused)
+    assert "127.0.0.2" in str(outcome)
+    assert there.connections == 0
+    assert len(here.requests) == 2
+
+
+def test_the_command_exits_3_on_a_redirect_elsewhere(tmp_path, capsys) -> None:
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(PHOTO)
+    with hostile_peer(respond("200 OK", boxes(1)), host="127.0.0.2") as (elsewhere, there), \
+            hostile_peer(redirect(elsewhere + "{path}")) as (url, _):
+        code = _outcome(lambda: main(["detect", str(photo), "--server", url, "--retries", "0"]))
+    assert code == 3 and there.connections == 0
+    assert "another host: http://127.0.0.2" in capsys.readouterr().err
+
+
+def test_a_redirect_on_the_same_host_sends_the_photo_again() -> None:
+    def answer(request: Request) -> list[bytes]:
+        if request.path.startswith("/detect"):
+            return redirect("/moved{path}", "301 Moved Permanently")(request)  # type: ignore[return-value]
+        good = request.method == "POST" and PHOTO in request.body and request.headers.get("x-api-key") == "k"
+        return respond("200 OK" if good else "400 Bad Request", boxes(2))(request)  # type: ignore[return-value]
+
+    with hostile_peer(answer) as (url, seen):
+        found = _outcome(lambda: Client(url, retries=0, api_key="k").detect(PHOTO, min_neighbors=3))
+    assert found == [{"box": [1, 2, 3, 4]}] * 2
+    assert [r.method for r in seen.requests] == ["POST", "POST"]
+    assert seen.requests[1].path == "/moved/detect?min_neighbors=3"
+
+
+def test_which_redirects_stay_on_the_same_host() -> None:
+    assert same_site("http://a.example:5000/detect", "http://A.example:5000/x")
+    assert same_site("http://a.example/detect", "https://a.example/detect")  # the upgrade, its port with it
+    assert not same_site("https://a.example/detect", "http://a.example/detect")
+    assert not same_site("http://a.example:5000/detect", "http://a.example:5001/detect")
+    assert not same_site("http://a.example/detect", "http://b.example/detect")
+    assert not same_site("http://a.example/detect", "http://a.example.evil/detect")
+
+
+# --- 6, 7. drawing holds against any detections ---
+
+class _Rectangles:
+    """Pillow's rectangle, recording each call (and drawing only what a picture can hold)."""
+
+    def __init__(self, monkeypatch) -> None:
+        self.calls: list[tuple[float, ...]] = []
+        real = ImageDraw.ImageDraw.rectangle
+
+        def rectangle(draw: ImageDraw.ImageDraw, xy: Any, *args: Any, **kwargs: Any) -> None:
+            self.calls.append(tuple(float(v) for v in xy))
+            if all(abs(float(v)) < 10_000 for v in xy):
+                real(draw, xy, *args, **kwargs)
+
+        monkeypatch.setattr(ImageDraw.ImageDraw, "rectangle", rectangle)
+
+
+def test_huge_boxes_are_clipped_to_the_picture(tmp_path, monkeypatch) -> None:
+    drawn = _Rectangles(monkeypatch)
+    found = [{"box": [0, 0, 1e9, 1e9]}, {"box": [-1e308, 5, 1e308, 1e308]}, {"box": [0, 0, 10**30, 10**30]},
+             {"box": [3, 4, 20, 30], "landmarks": {"eye": [1e12, -1e12], "nose": [10, 10]}}]
+    skipped = _outcome(lambda: drawing.draw_file(_png(64, 48), found, tmp_path / "out.png"))
+    assert skipped == 0 and len(drawn.calls) == 4
+    for x1, y1, x2, y2 in drawn.calls:
+        assert -4 <= x1 <= x2 <= 64 + 4 and -4 <= y1 <= y2 <= 48 + 4
+    assert drawn.calls[3] == (3, 4, 20, 30)
+    with Image.open(tmp_path / "out.png") as out:
+        assert out.getpixel((0, 0)) == drawing.BOX_COLOR  # the clipped box's corner shows
+
+
+def test_malformed_detections_are_skipped_and_counted(tmp_path, monkeypatch) -> None:
+    drawn = _Rectangles(monkeypatch)
+    found = [{"box": ["a", 1, 2, 3]}, {"box": [None, 1, 2, 3]}, {"box": [1, 2, 3, 4], "landmarks": 5},
+             {"box": [1, 2, 3, 4], "landmarks": {"a": 5}}, 5, None, {"box": [0, 0, float("nan"), 5]},
+             {"box": [0, 0, float("inf"), 5]}, {"box": [1, 2, 3]}, {"box": [1, 2, 30, 40], "confidence": 10**400},
+             {"x_min": 1, "y_min": 2, "x_max": 9, "y_max": 9, "label": "z" * 10_000}]
+    skipped = _outcome(lambda: drawing.draw_file(_png(), found, tmp_path / "out.png"))
+    assert skipped == 9
+    assert drawn.calls[0] == (1, 2, 30, 40)  # the two good boxes (and their label tabs)
+    assert (1, 2, 9, 9) in drawn.calls
+
+
+def test_the_command_draws_what_it_can_and_says_what_it_skipped(tmp_path, capsys) -> None:
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(_png())
+    answer = json.dumps({"status": "ok", "result": [5, {"box": "a"}, {"box": [1, 2, 3, 4], "name": None},
+                                                    {"box": [0, 0, 1e9, 1e9]}]}).encode()
+    with hostile_peer(respond("200 OK", answer)) as (url, _):
+        code = _outcome(lambda: main(["recognize", str(photo), "--server", url, "--retries", "0",
+                                      "--draw", str(tmp_path / "out.png")]))
+    assert code == 0 and (tmp_path / "out.png").is_file()
+    assert "2 of 4 detections could not be drawn" in capsys.readouterr().err
+
+
+# --- 8, 9. faces answers, and a server's message on the terminal ---
+
+@pytest.mark.parametrize("body", [b'{"status":"ok"}', b"not json", b'{"faces": 5, "deleted": "x"}'])
+@pytest.mark.parametrize("command", [["faces"], ["forget", "ann"]])
+def test_faces_commands_say_an_odd_answer_is_not_theirs(body, command, capsys) -> None:
+    with hostile_peer(respond("200 OK", body)) as (url, _):
+        code = _outcome(lambda: main([*command, "--server", url, "--retries", "0"]))
+    assert code == 3
+    assert "did not" in capsys.readouterr().err
+
+
+def test_a_servers_message_reaches_the_terminal_with_control_characters_escaped(tmp_path, capsys) -> None:
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(PHOTO)
+    body = json.dumps({"status": "not ok", "message": "\x1b[2J\x1b]0;owned\x07gone"}).encode()
+    with hostile_peer(respond("400 Bad Request", body)) as (url, _):
+        code = _outcome(lambda: main(["detect", str(photo), "--server", url, "--retries", "0"]))
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "\x1b" not in err and "\x07" not in err
+    assert "\\x1b[2J\\x1b]0;owned\\x07gone" in err

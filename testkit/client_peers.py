@@ -19,11 +19,10 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from testkit.net import HOST, free_port
+from testkit.net import HOST, free_port, read_head
 
 SEND_CAP = 512 * 2**20
 SEND_SECONDS = 10.0
-_HEAD_CAP = 64 * 1024
 _BODY_CAP = 64 * 2**20
 
 
@@ -103,12 +102,9 @@ def _serve(conn: socket.socket, answer: Answer, seen: Seen, stop: threading.Even
 
 
 def _read_request(conn: socket.socket) -> Request | None:
-    data = b""
-    while b"\r\n\r\n" not in data:  # bounded by _HEAD_CAP
-        piece = conn.recv(65536)
-        if not piece or len(data) > _HEAD_CAP:
-            return None
-        data += piece
+    data = read_head(conn)
+    if data is None:
+        return None
     head, _, body = data.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}

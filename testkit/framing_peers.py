@@ -14,11 +14,10 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from testkit.net import HOST
+from testkit.net import HOST, read_head
 
 SEND_CAP = 64 * 2**30  # loopback carries a few GB a second: the time bound is the one that ends a peer
 SEND_SECONDS = 30.0
-_HEAD_CAP = 64 * 1024  # a request head longer than this is not ours
 
 # (first bytes, bytes repeated after them); the path asked for is handed to the answer maker.
 Answer = tuple[bytes, bytes]
@@ -99,7 +98,7 @@ def _answer(conn: socket.socket, answer: Callable[[str], Answer], pause: float, 
     with conn:
         conn.settimeout(SEND_SECONDS)
         try:
-            head = _request_head(conn)
+            head = read_head(conn)
             if head is None:
                 return
             first, again = answer(head.split(b" ", 2)[1].decode("latin-1"))
@@ -112,13 +111,3 @@ def _answer(conn: socket.socket, answer: Callable[[str], Answer], pause: float, 
                     stop.wait(pause)
         except OSError:
             pass  # the fetch hung up: what the tests want
-
-
-def _request_head(conn: socket.socket) -> bytes | None:
-    head = b""
-    while b"\r\n\r\n" not in head:  # bounded by _HEAD_CAP
-        piece = conn.recv(4096)
-        if not piece or len(head) > _HEAD_CAP:
-            return None
-        head += piece
-    return head

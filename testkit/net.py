@@ -192,3 +192,18 @@ def steady_upload(base: str, data: bytes, rate: float, path: str = "/detect", li
         except OSError:
             pass
     return b"".join(pieces).decode("latin-1"), time.monotonic() - start
+
+
+HEAD_CAP = 64 * 1024  # a request head longer than this is not one of the tests'
+
+
+def read_head(conn: socket.socket) -> bytes | None:
+    """What a peer reads of a request up to the end of its head (and any body bytes that came with it);
+    None when the connection ends first or the head passes ``HEAD_CAP``."""
+    data = b""
+    while b"\r\n\r\n" not in data:  # bounded by HEAD_CAP
+        piece = conn.recv(65536)
+        if not piece or len(data) > HEAD_CAP:
+            return None
+        data += piece
+    return data

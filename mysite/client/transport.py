@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import socket
 import threading
-import time
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -22,65 +21,29 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from mysite.server.deadlines import SocketDeadline
+
 MAX_REDIRECTS = 5
 READ_PIECE = 64 * 1024  # decoded bytes asked of urllib3 at a time: a compressed piece inflates no further
 _current = threading.local()  # the Deadline of the attempt this thread is making, if any
 
 
-class Deadline:
-    """One attempt's clock: the sockets it uses are shut down when its time is up."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self.ends = time.monotonic() + seconds
-        self.expired = False
-        self._sockets: list[socket.socket] = []
-        self._lock = threading.Lock()
-        self._timer = threading.Timer(seconds, self._expire)
-        self._timer.name = "client-deadline"
-        self._timer.daemon = True
+class Deadline(SocketDeadline):
+    """One attempt's clock; while it is entered, the sockets this thread's requests open are watched by it."""
 
     def __enter__(self) -> Deadline:
         _current.deadline = self
-        self._timer.start()
+        super().__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
         _current.deadline = None
-        self._timer.cancel()
-        self._timer.join()  # no thread outlives the attempt
-
-    def passed(self) -> bool:
-        """Whether the time is up (a socket timeout may notice before the timer does)."""
-        return self.expired or time.monotonic() >= self.ends
-
-    def watch(self, sock: socket.socket | None) -> None:
-        """Have ``sock`` shut down at the deadline (at once if it has passed)."""
-        if sock is None:
-            return
-        with self._lock:
-            if not any(s is sock for s in self._sockets):
-                self._sockets.append(sock)
-            if self.expired:
-                _shut(sock)
-
-    def _expire(self) -> None:
-        with self._lock:
-            self.expired = True
-            for sock in self._sockets:
-                _shut(sock)
-
-
-def _shut(sock: socket.socket) -> None:
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass  # gone already
+        super().__exit__(*exc)
 
 
 def _watch(sock: socket.socket | None) -> None:
     deadline = getattr(_current, "deadline", None)
-    if deadline is not None:
+    if deadline is not None and sock is not None:
         deadline.watch(sock)
 
 

@@ -97,3 +97,48 @@ def shut(sock: socket.socket, how: int = socket.SHUT_RDWR) -> None:
         sock.shutdown(how)
     except OSError:
         pass
+
+
+class SocketDeadline:
+    """One exchange's clock (a ``?url=`` fetch, a client's attempt): the sockets it watches are shut down
+    when its time is up, which wakes a read blocked on them with end-of-file. A context manager."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.ends = time.monotonic() + seconds
+        self.expired = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> SocketDeadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+        self._timer.join()  # no thread outlives the exchange
+
+    def left(self) -> float:
+        """Seconds until the deadline (never below a millisecond, so a timeout stays a timeout)."""
+        return max(self.ends - time.monotonic(), 0.001)
+
+    def passed(self) -> bool:
+        """Whether the time is up: a socket timeout cut to the time left can beat the timer to it."""
+        return self.expired or time.monotonic() >= self.ends - 0.05
+
+    def watch(self, sock: socket.socket) -> socket.socket:
+        """Have ``sock`` shut down at the deadline (at once if it has passed)."""
+        with self._lock:
+            if not any(s is sock for s in self._sockets):
+                self._sockets.append(sock)
+            if self.expired:
+                shut(sock)
+        return sock
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for sock in self._sockets:
+                shut(sock)

@@ -37,7 +37,6 @@ import ipaddress
 import re
 import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -138,46 +137,7 @@ def resolve_within(host: str, port: int, within: float) -> list[IPAddress]:
     return outcome[0]
 
 
-class Deadline:
-    """One fetch's clock: the sockets it opened are shut down when its time is up."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self.ends = time.monotonic() + seconds
-        self.expired = False
-        self._sockets: list[socket.socket] = []
-        self._lock = threading.Lock()
-        self._timer = threading.Timer(seconds, self._expire)
-        self._timer.daemon = True
-
-    def __enter__(self) -> Deadline:
-        self._timer.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._timer.cancel()
-
-    def left(self) -> float:
-        """Seconds until the deadline (never below a millisecond, so a timeout stays a timeout)."""
-        return max(self.ends - time.monotonic(), 0.001)
-
-    def passed(self) -> bool:
-        """Whether the time is up: a socket timeout cut to the time left can beat the timer to it."""
-        return self.expired or time.monotonic() >= self.ends - 0.05
-
-    def watch(self, sock: socket.socket) -> socket.socket:
-        """Have ``sock`` shut down at the deadline (at once if it has passed)."""
-        with self._lock:
-            self._sockets.append(sock)
-            if self.expired:
-                deadlines.shut(sock)
-        return sock
-
-    def _expire(self) -> None:
-        with self._lock:
-            self.expired = True
-            for sock in self._sockets:
-                deadlines.shut(sock)
+Deadline = deadlines.SocketDeadline
 
 
 @dataclass(frozen=True)

@@ -144,10 +144,17 @@ def read_images(settings: Settings) -> list[bytes]:
     return images
 
 
+MAX_FIELD_DIGITS = 9
+
+
 def _field_number(name: str) -> int:
-    """The number a photo's field name ends in (``image2``: 2); 0 for a name without one."""
+    """The number a photo's field name ends in (``image2``: 2); 0 for a name without one. A number of more
+    digits than any client sends comes after the rest (Python refuses ints of more than 4,300 digits)."""
     digits = name[5:] if name.startswith("image") else ""
-    return int(digits) if digits.isdecimal() else 0
+    if not digits.isdecimal():
+        return 0
+    return int(digits) if len(digits) <= MAX_FIELD_DIGITS else 10**MAX_FIELD_DIGITS
+
 
 
 def embed(images: list[bytes], given: dict[str, str], settings: Settings,

@@ -263,3 +263,51 @@ def test_a_dispatcher_that_has_gone_is_started_again_on_the_same_socket() -> Non
         assert client.call(_echo, b"abc") == 3  # a web worker's old client reaches the new dispatcher
     finally:
         pool.stop()
+
+
+def _gone(client: pool.Client, sig: int = 9) -> None:
+    """Make the dispatcher go, and wait until it has."""
+    os.kill(client.dispatcher, sig)
+    for _ in range(500):
+        try:
+            if os.waitpid(client.dispatcher, os.WNOHANG)[0]:
+                return
+        except ChildProcessError:
+            return
+        time.sleep(0.01)
+    raise AssertionError("the dispatcher did not go")
+
+
+def test_a_dispatcher_is_started_again_only_in_a_private_folder_of_this_users(monkeypatch) -> None:
+    # The socket is trusted with pickles: its folder must not be one that another user could have made.
+    client = pool.start(None, processes=1, queue_deadline=5, work_deadline=5, memory_mb=256)
+    folder = os.path.dirname(client.path)
+    try:
+        _gone(client, pool.STOP_SIGNAL)  # its own way out: the folder stays, not to be taken meanwhile
+        assert os.path.isdir(folder)
+        os.chmod(folder, 0o777)  # as a folder of that name made by someone else would be
+        assert pool.revive() is None
+        os.chmod(folder, 0o700)
+        revived = pool.revive()
+        assert revived is not None and revived.call(_echo, b"abc") == 3
+    finally:
+        pool.stop()
+    assert not os.path.exists(folder)  # the master removes it when the pool stops, a dispatcher or not
+
+
+def test_a_dispatcher_that_cannot_be_started_again_now_is_tried_again_later(monkeypatch) -> None:
+    client = pool.start(None, processes=1, queue_deadline=5, work_deadline=5, memory_mb=256)
+    try:
+        _gone(client)
+        real = os.fork
+
+        def refused() -> int:
+            raise BlockingIOError(11, "Resource temporarily unavailable")
+
+        monkeypatch.setattr(os, "fork", refused)
+        assert pool.revive() is None  # logged, not raised into gunicorn's loop
+        monkeypatch.setattr(os, "fork", real)
+        revived = pool.revive()
+        assert revived is not None and revived.call(_echo, b"abc") == 3
+    finally:
+        pool.stop()

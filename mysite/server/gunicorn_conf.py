@@ -80,10 +80,9 @@ def when_ready(server: Any) -> None:
     processes = settings.cv_processes if settings.cv_processes >= 0 else cpus.available()
     if processes == 0:
         return
-    own = [s.fileno() for s in getattr(server, "LISTENERS", [])] + list(getattr(server, "PIPE", []))
     # The app's CV work goes to the pool from now on: the workers forked after this inherit it.
     state.runner = pool.start(state.registry, processes, settings.queue_deadline, settings.work_deadline,
-                              settings.cv_memory_mb, close_fds=own, metrics=state.metrics,
+                              settings.cv_memory_mb, close_fds=_masters_fds(server), metrics=state.metrics,
                               share_cpus=_opencv_threads(), cpus=cpus.Share(cpus.available()))
     _look_after_pool(server, state)
 
@@ -97,12 +96,19 @@ def _look_after_pool(server: Any, state: Any) -> None:
     def manage_workers() -> None:
         manage()
         gone = state.runner
-        revived = pool.revive()
+        revived = pool.revive(close_fds=_masters_fds(server))
         if revived is not None:
             metrics_dir.worker_exited(gone.dispatcher)  # its queue and running gauges no longer count
             state.runner = revived
 
     server.manage_workers = manage_workers
+
+
+def _masters_fds(server: Any) -> list[int]:
+    """The master's descriptors a dispatcher must not hold: its listeners, its pipe, its workers' heartbeat files."""
+    workers = getattr(server, "WORKERS", {}).values()
+    return ([s.fileno() for s in getattr(server, "LISTENERS", [])] + list(getattr(server, "PIPE", []))
+            + [w.tmp.fileno() for w in workers if getattr(w, "tmp", None) is not None])
 
 
 def _opencv_threads() -> Callable[[int], None]:

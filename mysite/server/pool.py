@@ -50,6 +50,7 @@ import resource
 import selectors
 import signal
 import socket
+import stat
 import struct
 import tempfile
 import time
@@ -262,7 +263,7 @@ def _pread_exact(fd: int, n: int, offset: int) -> bytes:
 
 
 _client: Client | None = None
-_again: Callable[[], Client] | None = None  # starts another dispatcher as the last one was started
+_again: Callable[..., Client] | None = None  # starts another dispatcher as the last one was started
 
 
 def start(models: Any, processes: int, queue_deadline: float, work_deadline: float, memory_mb: float,
@@ -281,17 +282,22 @@ def start(models: Any, processes: int, queue_deadline: float, work_deadline: flo
     if path is None:
         path = str(Path(tempfile.mkdtemp(prefix="mysite-pool-")) / "queue.sock")  # 0700: this user's only
     else:
-        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        _own_folder(os.path.dirname(path))
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
-    folder = os.path.dirname(path)
-    _again = functools.partial(start, models, processes, queue_deadline, work_deadline, memory_mb, close_fds,
-                               metrics, share_cpus, cpus, path)
+    _again = functools.partial(start, models, processes, queue_deadline, work_deadline, memory_mb,
+                               close_fds=close_fds, metrics=metrics, share_cpus=share_cpus, cpus=cpus, path=path)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(path)
-    listener.listen(1024)
-    gc.freeze()  # what the master holds now lives as long as it: the forks' collections need not visit (and copy) it
-    pid = os.fork()
+    try:
+        listener.bind(path)
+        listener.listen(1024)
+        gc.freeze()  # what the master holds now lives as long as it: the forks' collections need not visit it
+        pid = os.fork()
+    except BaseException:
+        listener.close()
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
     if pid == 0:  # the dispatcher
         code = 1
         try:
@@ -304,18 +310,29 @@ def start(models: Any, processes: int, queue_deadline: float, work_deadline: flo
         except BaseException:
             log.exception("the detection pool's dispatcher failed")
         finally:
-            with contextlib.suppress(OSError):
-                os.unlink(path)
-                os.rmdir(folder)
+            # The socket's folder stays: removed, its name could be taken by another user before the next
+            # dispatcher's (``stop`` removes it).
             os._exit(code)
     listener.close()
     _client = Client(path, queue_deadline, work_deadline, dispatcher=pid)
     return _client
 
 
-def revive() -> Client | None:
+def _own_folder(folder: str) -> None:
+    """Make sure ``folder`` is this user's private folder (made again if it has gone), else raise
+    ``PermissionError``: whatever answers on the socket in it is trusted with the jobs' pickles."""
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(folder, 0o700)
+    info = os.lstat(folder)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+        raise PermissionError(f"{folder} is not this user's private folder: no dispatcher is started there")
+
+
+def revive(close_fds: Iterable[int] | None = None) -> Client | None:
     """In the process that started the pool (gunicorn's master, each turn of its loop): when the dispatcher
-    has gone (killed, or failed), start another on the same socket, and return its client; else None."""
+    has gone (killed, or failed), start another on the same socket, and return its client; else None
+    (also when it cannot be started now: the next call tries again). ``close_fds``: the descriptors the
+    new dispatcher closes, if they are not those the first one closed."""
     client = _client
     if client is None or _again is None or not client.dispatcher:
         return None
@@ -325,27 +342,40 @@ def revive() -> Client | None:
     except ChildProcessError:
         pass  # reaped already: gunicorn's master reaps any child
     log.error("the detection pool's dispatcher (pid %d) has gone; starting another", client.dispatcher)
-    return _again()
+    try:
+        return _again() if close_fds is None else _again(close_fds=tuple(close_fds))
+    except Exception:  # noqa: BLE001 - a fork refused (a process limit), the folder not ours: never the master's end
+        log.exception("could not start another dispatcher; trying again in a moment")
+        return None
 
 
 def stop(timeout: float = 5.0) -> None:
-    """Stop the dispatcher and its processes (the master calls this when it exits)."""
+    """Stop the dispatcher and its processes, and remove the socket's folder (the master calls this when it exits)."""
     global _client
     client, _client = _client, None
-    if client is None or not client.dispatcher:
+    if client is None:
         return
+    if client.dispatcher:
+        _stop_dispatcher(client.dispatcher, timeout)
+    with contextlib.suppress(OSError):
+        os.unlink(client.path)
+    with contextlib.suppress(OSError):
+        os.rmdir(os.path.dirname(client.path))
+
+
+def _stop_dispatcher(pid: int, timeout: float) -> None:
     with contextlib.suppress(ProcessLookupError):
-        os.kill(client.dispatcher, STOP_SIGNAL)
+        os.kill(pid, STOP_SIGNAL)
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         try:
-            if os.waitpid(client.dispatcher, os.WNOHANG)[0]:
+            if os.waitpid(pid, os.WNOHANG)[0]:
                 return
         except ChildProcessError:  # reaped by someone else (gunicorn's master reaps any child)
             return
         time.sleep(0.05)
     with contextlib.suppress(ProcessLookupError):
-        os.kill(client.dispatcher, signal.SIGKILL)
+        os.kill(pid, signal.SIGKILL)
 
 
 @dataclass

@@ -238,11 +238,25 @@ def test_the_pool_leaves_with_the_master_even_when_it_is_killed(group) -> None:
         family = [master, *_children(master)]
         family += [g for c in family[1:] for g in _children(c)]
         assert len(family) >= 5  # master, 1 worker, the dispatcher and its processes
+        dispatcher = next(c for c in _children(master) if _children(c))
+        socket_path = _listening_path(dispatcher)
+        assert "mysite-pool-" in socket_path and os.path.exists(socket_path)
         os.kill(master, signal.SIGKILL)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and any(_alive(p) for p in family):
             time.sleep(0.1)
         assert not [p for p in family if _alive(p)]
+        assert not os.path.exists(os.path.dirname(socket_path))  # nothing left in the temporary folder
+
+
+def _listening_path(pid: int) -> str:
+    """The path of the Unix socket process ``pid`` listens on (from /proc)."""
+    inodes = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+    for line in Path("/proc/net/unix").read_text().splitlines()[1:]:
+        fields = line.split()
+        if len(fields) == 8 and f"socket:[{fields[6]}]" in inodes and fields[5] == "01":  # listening
+            return fields[7]
+    raise AssertionError(f"process {pid} listens on no Unix socket with a path")
 
 
 def test_a_dispatcher_killed_is_started_again_by_the_master(group) -> None:

@@ -7,6 +7,7 @@ import os
 import pickle
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -311,3 +312,21 @@ def test_a_dispatcher_that_cannot_be_started_again_now_is_tried_again_later(monk
         assert revived is not None and revived.call(_echo, b"abc") == 3
     finally:
         pool.stop()
+
+
+def test_the_sockets_folder_is_never_in_a_folder_other_users_can_change(monkeypatch, tmp_path) -> None:
+    # A folder anyone may write to (not sticky), or one another user owns: they could rename the socket's
+    # folder away and put their own socket in its place.
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    monkeypatch.setattr(tempfile, "tempdir", str(shared))  # TMPDIR
+    client = pool.start(None, processes=1, queue_deadline=5, work_deadline=5, memory_mb=256)
+    try:
+        assert not client.path.startswith(str(shared)), client.path
+        assert pool._kept_from_others(os.path.dirname(client.path)) and client.call(_echo, b"abc") == 3
+    finally:
+        pool.stop()
+    assert not pool._kept_from_others(str(shared))
+    shared.chmod(0o1777)  # sticky, as /tmp: no one renames what is not theirs
+    assert pool._kept_from_others(str(shared))

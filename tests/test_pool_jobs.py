@@ -16,7 +16,7 @@ import pytest
 
 from mysite.errors import ApiError
 from mysite.pipeline import AnswerFormat, Job
-from mysite.server import cpus, memory, pool
+from mysite.server import cpus, memory, pool, tempdirs
 from mysite.vision.budget import Budget
 
 
@@ -324,9 +324,9 @@ def test_the_sockets_folder_is_never_in_a_folder_other_users_can_change(monkeypa
     client = pool.start(None, processes=1, queue_deadline=5, work_deadline=5, memory_mb=256)
     try:
         assert not client.path.startswith(str(shared)), client.path
-        assert pool._kept_from_others(os.path.dirname(client.path)) and client.call(_echo, b"abc") == 3
+        assert tempdirs.kept_from_others(os.path.dirname(client.path)) and client.call(_echo, b"abc") == 3
     finally:
         pool.stop()
-    assert not pool._kept_from_others(str(shared))
+    assert not tempdirs.kept_from_others(str(shared))
     shared.chmod(0o1777)  # sticky, as /tmp: no one renames what is not theirs
-    assert pool._kept_from_others(str(shared))
+    assert tempdirs.kept_from_others(str(shared))

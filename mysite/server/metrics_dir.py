@@ -13,9 +13,10 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import tempfile
 from collections.abc import MutableMapping
 from pathlib import Path
+
+from mysite.server import tempdirs
 
 ENV = "PROMETHEUS_MULTIPROC_DIR"
 _made: list[Path] = []  # a folder this process created, removed at exit
@@ -33,7 +34,7 @@ def prepare(environ: MutableMapping[str, str] = os.environ) -> Path:
         for stale in folder.glob("*.db"):  # the last run's processes are gone; their counts would add up again
             stale.unlink(missing_ok=True)
     else:
-        folder = Path(tempfile.mkdtemp(prefix="mysite-metrics-"))
+        folder = Path(tempdirs.private_folder("mysite-metrics-"))  # no other user's files among ours
         _made.append(folder)
         environ[ENV] = str(folder)
     return folder

@@ -61,7 +61,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mysite.errors import ApiError, Busy, Reason, TooLarge, Unavailable
-from mysite.server import client_share, memory, native_output, request_id
+from mysite.server import client_share, memory, native_output, request_id, tempdirs
 from mysite.server import cpus as cpu_share
 from mysite.server.fair_queue import FairQueue
 
@@ -280,7 +280,8 @@ def start(models: Any, processes: int, queue_deadline: float, work_deadline: flo
     global _client, _again
     close_fds = tuple(close_fds)
     if path is None:
-        path = str(Path(_socket_folder()) / "queue.sock")
+        # Whatever answers on the socket is trusted with the jobs' pickles.
+        path = str(Path(tempdirs.private_folder("mysite-pool-")) / "queue.sock")
     else:
         _own_folder(os.path.dirname(path))
         with contextlib.suppress(FileNotFoundError):
@@ -320,44 +321,10 @@ def start(models: Any, processes: int, queue_deadline: float, work_deadline: flo
     return _client
 
 
-def _socket_folder() -> str:
-    """A new folder of this user's alone (0700) for the socket, in a temporary folder that no other user can
-    rename or replace, nor any folder above it: ``$TMPDIR`` when it is one, else ``/tmp`` or ``/var/tmp``.
-    Whatever answers on that socket is trusted with the jobs' pickles."""
-    wanted = tempfile.gettempdir()
-    for base in dict.fromkeys([wanted, "/tmp", "/var/tmp"]):
-        if _kept_from_others(base):
-            if base != wanted:
-                log.warning("the temporary folder %s may be changed by other users; the detection pool's socket "
-                            "goes in %s", wanted, base)
-            return tempfile.mkdtemp(prefix="mysite-pool-", dir=os.path.realpath(base))
-    raise PermissionError(f"no temporary folder that other users cannot change for the detection pool's socket "
-                          f"({wanted}, /tmp, /var/tmp): set TMPDIR to a folder only this user and root can write")
-
-
-def _kept_from_others(folder: str) -> bool:
-    """Whether only this user and root can rename, remove or replace ``folder`` or any folder above it (symlinks
-    resolved): each belongs to one of them and is writable by no one else, or is sticky as ``/tmp`` is."""
-    path, mine = os.path.realpath(folder), (0, os.getuid())
-    while True:
-        try:
-            info = os.stat(path)
-        except OSError:
-            return False
-        if not stat.S_ISDIR(info.st_mode) or info.st_uid not in mine:
-            return False
-        if info.st_mode & 0o022 and not info.st_mode & stat.S_ISVTX:
-            return False
-        parent = os.path.dirname(path)
-        if parent == path:
-            return True
-        path = parent
-
-
 def _own_folder(folder: str) -> None:
     """Make sure ``folder`` is this user's private folder (made again if it has gone) in a folder kept from
     other users, else raise ``PermissionError``: whatever answers on the socket in it is trusted with the jobs."""
-    if not _kept_from_others(os.path.dirname(folder)):
+    if not tempdirs.kept_from_others(os.path.dirname(folder)):
         raise PermissionError(f"other users may change the folders above {folder}: no dispatcher is started there")
     with contextlib.suppress(FileExistsError):
         os.mkdir(folder, 0o700)

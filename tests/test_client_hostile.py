@@ -409,13 +409,44 @@ def test_a_socks_proxy_keeps_its_own_connections(monkeypatch) -> None:
     assert adapter.proxy_manager_for("http://127.0.0.1:1").pool_classes_by_scheme is not socks_pools
 
 
-# --- 14. the client's options are checked ---
+# --- 14. the command's options and --draw are checked before anything is sent ---
+
+@pytest.mark.parametrize("option", [["--timeout", "0"], ["--timeout", "-1"], ["--timeout", "nan"], ["--timeout", "inf"],
+                                    ["--timeout", "1e300"], ["--retries", "-1"], ["--max-answer", "0"]])
+@pytest.mark.parametrize("command", [["detect", "PHOTO"], ["faces"]])
+def test_a_bad_option_value_is_a_usage_error(option, command, tmp_path, capsys) -> None:
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(PHOTO)
+    argv = [str(photo) if word == "PHOTO" else word for word in command]
+    with pytest.raises(SystemExit) as exit_:
+        main([*argv, "--server", "http://127.0.0.1:9", *option])
+    assert exit_.value.code == 2 and f"argument {option[0]}: wants" in capsys.readouterr().err
+
 
 @pytest.mark.parametrize("options", [{"timeout": 0}, {"timeout": float("nan")}, {"timeout": 1e300},
                                      {"retries": -1}, {"max_answer_bytes": 0}, {"connect_timeout": float("inf")}])
 def test_the_library_refuses_bad_options_too(options) -> None:
     with pytest.raises(ValueError, match=next(iter(options))):
         Client("http://127.0.0.1:9", **options)
+
+
+@pytest.mark.parametrize("draw", ["missing/out.png", ".", "out.xyz"], ids=["no-folder", "folder", "suffix"])
+def test_draw_is_checked_before_sending(draw, tmp_path, capsys) -> None:
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(PHOTO)
+    with hostile_peer(respond("200 OK", boxes(1))) as (url, seen):
+        code = _outcome(lambda: main(["detect", str(photo), "--server", url, "--draw", str(tmp_path / draw)]))
+    assert code == 2 and seen.connections == 0
+    assert "error: --draw" in capsys.readouterr().err
+
+
+def test_a_faces_command_after_options_is_the_faces_command(tmp_path, capsys) -> None:
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(PHOTO)
+    with hostile_peer(respond("200 OK", b'{"status":"ok","name":"ann","count":1}')) as (url, seen):
+        code = _outcome(lambda: main(["--server", url, "--retries", "0", "register", "ann", str(photo)]))
+    assert code == 0, capsys.readouterr().err
+    assert [(r.method, r.path) for r in seen.requests] == [("POST", "/faces/ann")]
 
 
 # --- 15. what reaches the terminal ---

@@ -50,8 +50,9 @@ Answer = Callable[[Request], Iterable[bytes | float]]
 
 
 @contextmanager
-def hostile_peer(answer: Answer, host: str = HOST) -> Iterator[tuple[str, Seen]]:
-    """``answer`` served on a free port of loopback address ``host``; yields its base URL and what it saw."""
+def hostile_peer(answer: Answer, host: str = HOST, read_pause: float = 0.0) -> Iterator[tuple[str, Seen]]:
+    """``answer`` served on a free port of loopback address ``host``; yields its base URL and what it saw.
+    With ``read_pause``, the peer stops reading for that many seconds after a request's head (a busy server)."""
     listener = socket.create_server((host, free_port()))
     stop = threading.Event()
     seen = Seen()
@@ -64,7 +65,7 @@ def hostile_peer(answer: Answer, host: str = HOST) -> Iterator[tuple[str, Seen]]
                 return
             with seen.lock:
                 seen.connections += 1
-            threading.Thread(target=_serve, args=(conn, answer, seen, stop), daemon=True).start()
+            threading.Thread(target=_serve, args=(conn, answer, seen, stop, read_pause), daemon=True).start()
 
     threading.Thread(target=accept, daemon=True).start()
     try:
@@ -78,11 +79,11 @@ def hostile_peer(answer: Answer, host: str = HOST) -> Iterator[tuple[str, Seen]]
         listener.close()
 
 
-def _serve(conn: socket.socket, answer: Answer, seen: Seen, stop: threading.Event) -> None:
+def _serve(conn: socket.socket, answer: Answer, seen: Seen, stop: threading.Event, read_pause: float) -> None:
     with conn:
         conn.settimeout(SEND_SECONDS)
         try:
-            request = _read_request(conn)
+            request = _read_request(conn, lambda: stop.wait(read_pause))
             if request is None:
                 return
             with seen.lock:
@@ -101,11 +102,13 @@ def _serve(conn: socket.socket, answer: Answer, seen: Seen, stop: threading.Even
             pass  # the client hung up: what most tests want
 
 
-def _read_request(conn: socket.socket) -> Request | None:
+def _read_request(conn: socket.socket, pause: Callable[[], object]) -> Request | None:
     data = read_head(conn)
     if data is None:
         return None
-    head, _, body = data.partition(b"\r\n\r\n")
+    pause()
+    head, _, start = data.partition(b"\r\n\r\n")
+    body = bytearray(start)  # grows in place: a large upload is not copied at every piece
     lines = head.decode("latin-1").split("\r\n")
     headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
     length = min(int(headers.get("content-length", "0") or 0), _BODY_CAP)
@@ -115,7 +118,7 @@ def _read_request(conn: socket.socket) -> Request | None:
             break
         body += piece
     method, path = (lines[0].split(" ") + ["", ""])[:2]
-    return Request(method, path, headers, body)
+    return Request(method, path, headers, bytes(body))
 
 
 def head(status: str, headers: dict[str, str], length: int | None = None) -> bytes:
@@ -182,6 +185,20 @@ def short_body(request: Request) -> Iterator[bytes]:
 def redirect(location: str, status: str = "307 Temporary Redirect") -> Answer:
     """A redirect to ``location`` (``{path}`` in it is filled with the path asked for)."""
     return lambda request: [head(status, {"Location": location.format(path=request.path)}, 0)]
+
+
+def endless_redirect(request: Request) -> Iterator[bytes]:
+    """A redirect to the same host whose body never ends."""
+    yield head("302 Found", {"Location": "/again", "Content-Type": "text/html"})
+    piece = b"<p>moved</p>" * 8192
+    while True:  # bounded by the peer's caps
+        yield piece
+
+
+def interim(*statuses: int, then: bytes | None = None) -> Answer:
+    """Interim answers (``103``, ``102`` ...), each with a header, then ``then`` (a whole answer) if given."""
+    heads = b"".join(f"HTTP/1.1 {s} Interim\r\nLink: </a.css>; rel=preload\r\n\r\n".encode() for s in statuses)
+    return lambda request: [heads + (then or b"")]
 
 
 def redirect_loop(request: Request) -> Iterator[bytes]:

@@ -17,17 +17,30 @@ import pytest
 from live_server import PROJECT
 from PIL import Image, ImageDraw
 
-from mysite.client import AnswerTooLarge, Client, ClientError, NoAnswer, RedirectRefused, batch, drawing
+from mysite.client import (
+    AnswerTooLarge,
+    Client,
+    ClientError,
+    HTTPError,
+    NoAnswer,
+    RedirectRefused,
+    batch,
+    drawing,
+    printable,
+)
 from mysite.client.cli import main
-from mysite.client.transport import same_site
+from mysite.client.transport import WatchedAdapter, same_site
 from testkit.client_peers import (
     Request,
     boxes,
     drip_body,
     drip_head,
     endless_json,
+    endless_redirect,
     gzip_bomb,
+    head,
     hostile_peer,
+    interim,
     redirect,
     redirect_loop,
     respond,
@@ -316,3 +329,135 @@ def test_a_servers_message_reaches_the_terminal_with_control_characters_escaped(
     assert code == 1
     assert "\x1b" not in err and "\x07" not in err
     assert "\\x1b[2J\\x1b]0;owned\\x07gone" in err
+
+
+# --- 10. a redirect's body is never read; its Location is read as urllib3 reads it ---
+
+def test_a_redirects_endless_body_is_not_read() -> None:
+    with hostile_peer(endless_redirect) as (url, seen):
+        outcome = _outcome(lambda: Client(url, retries=0, timeout=3.0, max_answer_bytes=2**20).detect(PHOTO))
+    assert isinstance(outcome, ClientError) and not isinstance(outcome, NoAnswer), repr(outcome)
+    assert "redirected more than" in str(outcome)
+    assert seen.sent < 64 * 2**20  # each redirect's connection dropped unread, not drained
+
+
+def test_a_backslash_in_a_location_does_not_lead_to_another_host() -> None:
+    with hostile_peer(respond("200 OK", boxes(1)), host="127.0.0.2") as (elsewhere, there), \
+            hostile_peer(lambda r: []) as (url, _):
+        port_there, here = elsewhere.rsplit(":", 1)[1], url.removeprefix("http://")
+        location = f"http://127.0.0.2:{port_there}\\@{here}/x"
+        with hostile_peer(redirect(location)) as (start, _):
+            outcome = _outcome(lambda: Client(start, retries=0, api_key="secret-key").detect(PHOTO))
+    assert isinstance(outcome, RedirectRefused), repr(outcome)
+    assert there.connections == 0
+    assert not same_site("http://127.0.0.1:9300/d", "http://127.0.0.2:9300\\@127.0.0.1:9300/x")
+
+
+@pytest.mark.parametrize("location", ["http://[::1:9302/x", "http://[zz]/x", "/a\x9bb", "/caf\xc3", "http://h:99999/"],
+                         ids=["open-bracket", "not-ipv6", "c1-byte", "bad-utf8", "port"])
+def test_a_malformed_location_is_a_client_error(location) -> None:
+    with hostile_peer(redirect(location)) as (url, seen):
+        outcome = _outcome(lambda: Client(url, retries=0).detect(PHOTO))
+    assert isinstance(outcome, RedirectRefused), repr(outcome)
+    assert len(seen.requests) == 1
+
+
+# --- 11. interim answers are skipped, never taken for the answer ---
+
+def test_interim_answers_are_skipped() -> None:
+    whole = head("200 OK", {"Content-Type": "application/json"}, len(boxes(1))) + boxes(1)
+    with hostile_peer(interim(103, 102, 100, 199, then=whole)) as (url, _):
+        found = _outcome(lambda: Client(url, retries=0).detect(PHOTO))
+    assert found == [{"box": [1, 2, 3, 4]}]
+
+
+@pytest.mark.parametrize("statuses", [(101,), (103,) * 50], ids=["switching", "endless-103"])
+def test_only_interim_answers_are_a_client_error(statuses, tmp_path, capsys) -> None:
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(PHOTO)
+    with hostile_peer(interim(*statuses)) as (url, _):
+        outcome = _outcome(lambda: Client(url, retries=0).request("POST", "/detect", image=PHOTO))
+        code = _outcome(lambda: main(["detect", str(photo), "--server", url, "--retries", "0"]))
+    assert isinstance(outcome, ClientError), repr(outcome)
+    assert code == 3 and "gave no answer" in capsys.readouterr().err
+
+
+# --- 12. the upload is bounded by --timeout, not by the connect timeout ---
+
+def test_a_server_pausing_while_it_reads_the_photo_gets_it() -> None:
+    photo = PHOTO + b"\0" * (12 * 2**20)  # more than the socket buffers hold
+    with hostile_peer(respond("200 OK", boxes(1)), read_pause=1.0) as (url, seen):
+        found = _outcome(lambda: Client(url, retries=0, timeout=10.0, connect_timeout=0.3).detect(photo))
+    assert found == [{"box": [1, 2, 3, 4]}], repr(found)
+    assert len(seen.requests) == 1 and len(seen.requests[0].body) > len(photo)
+
+
+# --- 13. proxies: a SOCKS manager is left as it is ---
+
+def test_a_socks_proxy_keeps_its_own_connections(monkeypatch) -> None:
+    """PySocks is not installed: a stand-in for urllib3's SOCKSProxyManager, which requests builds."""
+    socks_pools = {"http": object, "https": object}
+
+    class FakeSocksManager:
+        def __init__(self, proxy: str, **kwargs: Any) -> None:
+            self.pool_classes_by_scheme = socks_pools
+
+    import requests.adapters
+    monkeypatch.setattr(requests.adapters, "SOCKSProxyManager", FakeSocksManager)
+    adapter = WatchedAdapter()
+    assert adapter.proxy_manager_for("socks5h://127.0.0.1:1").pool_classes_by_scheme is socks_pools
+    assert adapter.proxy_manager_for("http://127.0.0.1:1").pool_classes_by_scheme is not socks_pools
+
+
+# --- 14. the command's options and --draw are checked before anything is sent ---
+
+@pytest.mark.parametrize("option", [["--timeout", "0"], ["--timeout", "-1"], ["--timeout", "nan"], ["--timeout", "inf"],
+                                    ["--timeout", "1e300"], ["--retries", "-1"], ["--max-answer", "0"]])
+@pytest.mark.parametrize("command", [["detect", "PHOTO"], ["faces"]])
+def test_a_bad_option_value_is_a_usage_error(option, command, tmp_path, capsys) -> None:
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(PHOTO)
+    argv = [str(photo) if word == "PHOTO" else word for word in command]
+    with pytest.raises(SystemExit) as exit_:
+        main([*argv, "--server", "http://127.0.0.1:9", *option])
+    assert exit_.value.code == 2 and f"argument {option[0]}: wants" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("options", [{"timeout": 0}, {"timeout": float("nan")}, {"timeout": 1e300},
+                                     {"retries": -1}, {"max_answer_bytes": 0}, {"connect_timeout": float("inf")}])
+def test_the_library_refuses_bad_options_too(options) -> None:
+    with pytest.raises(ValueError, match=next(iter(options))):
+        Client("http://127.0.0.1:9", **options)
+
+
+@pytest.mark.parametrize("draw", ["missing/out.png", ".", "out.xyz"], ids=["no-folder", "folder", "suffix"])
+def test_draw_is_checked_before_sending(draw, tmp_path, capsys) -> None:
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(PHOTO)
+    with hostile_peer(respond("200 OK", boxes(1))) as (url, seen):
+        code = _outcome(lambda: main(["detect", str(photo), "--server", url, "--draw", str(tmp_path / draw)]))
+    assert code == 2 and seen.connections == 0
+    assert "error: --draw" in capsys.readouterr().err
+
+
+def test_a_faces_command_after_options_is_the_faces_command(tmp_path, capsys) -> None:
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(PHOTO)
+    with hostile_peer(respond("200 OK", b'{"status":"ok","name":"ann","count":1}')) as (url, seen):
+        code = _outcome(lambda: main(["--server", url, "--retries", "0", "register", "ann", str(photo)]))
+    assert code == 0, capsys.readouterr().err
+    assert [(r.method, r.path) for r in seen.requests] == [("POST", "/faces/ann")]
+
+
+# --- 15. what reaches the terminal ---
+
+def test_an_error_without_a_status_shows_the_reason_phrase() -> None:
+    with hostile_peer(respond("500 Internal Server Error", b'{"message":"broken"}')) as (url, _):
+        outcome = _outcome(lambda: Client(url, retries=0).detect(PHOTO))
+    assert isinstance(outcome, HTTPError)
+    assert "500 Internal Server Error: broken" in str(outcome) and "None" not in str(outcome)
+
+
+def test_format_characters_are_escaped() -> None:
+    assert printable("a\u202eb\u200bc\u2028d\x1be") == "a\\u202eb\\u200bc\\u2028d\\x1be"
+    assert printable("café ☕ 日本") == "café ☕ 日本"

@@ -28,9 +28,11 @@ only on the same host (``transport.py``). Needs ``requests`` only; ``--draw`` al
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import time
+import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -49,6 +51,8 @@ RETRY_STATUSES = frozenset({502, 503})
 CONNECT_TIMEOUT = 2.0  # seconds to open a connection: loopback and the Internet both take far less
 # The largest honest answer is a picture: ?output=image of a 40 MP photo as PNG, base64 in JSON.
 MAX_ANSWER_BYTES = 256 * 2**20
+MAX_TIMEOUT = 86400.0  # seconds: a day; past that a timeout is a mistake (and overflows timers)
+MAX_RETRIES = 100
 
 
 class ClientError(Exception):
@@ -68,7 +72,8 @@ class AnswerTooLarge(ClientError):
 
 
 class RedirectRefused(ClientError):
-    """The server redirected to another host: neither the photo nor the key is sent there."""
+    """The server redirected to another host, or to a ``Location`` that is not a plain URL: not followed,
+    so neither the photo nor the key is sent there."""
 
 
 class _Dropped(Exception):
@@ -85,7 +90,8 @@ class HTTPError(ClientError):
         text = response.content[:800].decode("utf-8", "replace")[:200].strip()
         self.message = str(body.get("message", "")) if isinstance(body, dict) else text
         self.reason = str(body.get("reason", "")) if isinstance(body, dict) else ""  # e.g. model_not_loaded
-        reason = body.get("status") if isinstance(body, dict) else response.reason
+        reason = body.get("status") if isinstance(body, dict) else None
+        reason = reason if reason is not None else response.reason
         super().__init__(printable(f"{response.request.method} {response.url} answered {self.status} {reason}: "
                                    f"{self.message}"))
 
@@ -111,6 +117,8 @@ class Client:
         connect_timeout: float = CONNECT_TIMEOUT,
         max_answer_bytes: int = MAX_ANSWER_BYTES,
     ) -> None:
+        check_options(retries=retries, backoff=backoff, timeout=timeout, connect_timeout=connect_timeout,
+                      max_answer_bytes=max_answer_bytes)
         self.server = (server or os.environ.get("MYSITE_SERVER") or DEFAULT_SERVER).rstrip("/")
         self.retries = retries
         self.backoff = backoff
@@ -182,10 +190,13 @@ class Client:
         with transport.Deadline(self.timeout) as deadline:
             for _ in range(transport.MAX_REDIRECTS + 1):
                 response = self._send(deadline, method, url, params, uploads, headers)
+                if response.status_code < 200:  # only an interim answer came (the transport skips a few)
+                    response.close()
+                    raise ClientError(f"{url} sent no final answer, only {response.status_code} {response.reason}")
                 if not response.is_redirect:
                     self._read(deadline, response)
                     return response
-                response.close()
+                response.close()  # its body unread: a redirect's body is not what we asked for
                 url = self._follow(url, response)
                 params = {}  # the Location carries its own query
                 if response.status_code == 303:  # "see other": fetch it, the upload is done
@@ -194,12 +205,20 @@ class Client:
 
     def _send(self, deadline: transport.Deadline, method: str, url: str, params: dict[str, Any],
               uploads: list[tuple[str, bytes]], headers: dict[str, str]) -> requests.Response:
-        """The request, up to the answer's headers."""
+        """The request, up to the answer's headers.
+
+        Prepared by the session (its headers, proxies and certificates from the environment) but sent by
+        the adapter alone: ``Session.send`` would read a redirect's whole body, past the limit and the deadline.
+        """
         files = [("image", (name, data, "application/octet-stream")) for name, data in uploads] or None
         try:
-            return self.session.request(method, url, params=params, files=files, headers=headers, stream=True,
-                                        allow_redirects=False,
-                                        timeout=(min(self.connect_timeout, self.timeout), self.timeout))
+            prepared = self.session.prepare_request(
+                requests.Request(method, url, params=params, files=files, headers=headers))
+            settings = self.session.merge_environment_settings(prepared.url, {}, True, None, None)
+            adapter = self.session.get_adapter(str(prepared.url))
+            verify = settings["verify"] if settings["verify"] is not None else True
+            return adapter.send(prepared, stream=True, timeout=(min(self.connect_timeout, self.timeout), self.timeout),
+                                verify=verify, cert=settings["cert"], proxies=settings["proxies"])
         except requests.ConnectionError as exc:
             if deadline.passed():
                 raise NoAnswer(f"{url} gave no answer within {self.timeout:g} s") from None
@@ -211,7 +230,9 @@ class Client:
             raise _Dropped(str(_cause(exc))[:160]) from None
         except requests.Timeout:
             raise NoAnswer(f"{url} gave no answer within {self.timeout:g} s") from None
-        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+        except transport.InterimAnswers as exc:
+            raise ClientError(f"{url} gave no answer: {exc}") from None
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
             raise ClientError(f"{url}: the request failed: {exc}"[:300]) from None
 
     def _read(self, deadline: transport.Deadline, response: requests.Response) -> None:
@@ -237,8 +258,13 @@ class Client:
 
     def _follow(self, source: str, response: requests.Response) -> str:
         """Where a redirect may be followed: the same host only, so neither the photo nor the key goes elsewhere."""
-        target = transport.redirect_target(response)
-        if not transport.same_site(source, target):
+        try:
+            target = transport.redirect_target(response)
+        except transport.BadLocation as exc:
+            location = printable(response.headers.get("Location", "")[:200])
+            raise RedirectRefused(f"{source} redirected ({response.status_code}) to {location!r}; not followed: "
+                                  f"{exc}") from None
+        if not transport.same_site(str(response.url), target):
             raise RedirectRefused(f"{source} redirected ({response.status_code}) to another host: {target[:200]}; "
                                   "not followed (give that server with --server if it is the right one)")
         return target
@@ -351,11 +377,32 @@ def _preview(response: requests.Response) -> str:
 
 
 def printable(text: str) -> str:
-    """``text`` with control characters escaped, so a server's message cannot drive the terminal."""
-    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+    """``text`` with control and format characters escaped, so a server's message cannot drive the terminal
+    nor turn the text around (U+202E)."""
+    return _NOT_PLAIN.sub(_escape, text)
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_NOT_PLAIN = re.compile(r"[^\x20-\x7e]")
+_HIDDEN = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})  # controls, format characters, lone surrogates, line breaks
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    return char.encode("unicode_escape").decode("ascii") if unicodedata.category(char) in _HIDDEN else char
+
+
+def check_options(*, retries: int, backoff: float, timeout: float, connect_timeout: float,
+                  max_answer_bytes: int) -> None:
+    """``ValueError`` saying which of the client's options is out of range."""
+    for name, seconds in (("timeout", timeout), ("connect_timeout", connect_timeout)):
+        if not isinstance(seconds, (int, float)) or not 0 < seconds <= MAX_TIMEOUT:  # NaN fails too
+            raise ValueError(f"{name} wants seconds above 0 and at most {MAX_TIMEOUT:g}, not {seconds!r}")
+    if not isinstance(backoff, (int, float)) or not math.isfinite(backoff) or backoff < 0:
+        raise ValueError(f"backoff wants seconds, 0 or more, not {backoff!r}")
+    if not isinstance(retries, int) or isinstance(retries, bool) or not 0 <= retries <= MAX_RETRIES:
+        raise ValueError(f"retries wants a whole number from 0 to {MAX_RETRIES}, not {retries!r}")
+    if not isinstance(max_answer_bytes, int) or isinstance(max_answer_bytes, bool) or max_answer_bytes < 1:
+        raise ValueError(f"max_answer_bytes wants a whole number of bytes, 1 or more, not {max_answer_bytes!r}")
 
 
 def json_or_none(response: requests.Response) -> Any:

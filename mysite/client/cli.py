@@ -15,6 +15,8 @@ import requests
 from mysite.client import (
     DEFAULT_SERVER,
     MAX_ANSWER_BYTES,
+    MAX_RETRIES,
+    MAX_TIMEOUT,
     Client,
     ClientError,
     HTTPError,
@@ -36,8 +38,9 @@ MAX_ANSWER_HELP = f"refuse an answer longer than this, in MiB once decoded ({_MA
 def main(argv: Sequence[str] | None = None) -> int:
     """One request, its answer printed as JSON, or a batch (``batch.py``); or a registered-faces command."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in FACE_COMMANDS:
-        return faces_command(argv)
+    first = _first_word(argv)
+    if first is not None and argv[first] in FACE_COMMANDS:  # also after options: --server URL register ...
+        return faces_command([argv[first], *argv[:first], *argv[first + 1:]])
     args = _parser().parse_intermixed_args(argv)
     try:
         params = dict(_key_value(p) for p in args.param)
@@ -48,6 +51,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _batch(args, params)
     if (not args.paths) == (args.url is None):
         print("error: give an image path or --url (one of them)", file=sys.stderr)
+        return 2
+    problem = _draw_problem(Path(args.draw)) if args.draw else None
+    if problem:
+        print(f"error: --draw {printable(args.draw)}: {problem}", file=sys.stderr)
         return 2
     if args.draw and Path(args.draw).suffix.lower() == ".png":
         # An endpoint that answers a picture (Canny) then sends it lossless; JSON answers ignore format.
@@ -78,8 +85,8 @@ def faces_command(argv: Sequence[str]) -> int:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--server", default=None,
                         help=f"server base URL (default: $MYSITE_SERVER or {DEFAULT_SERVER})")
-    common.add_argument("--retries", type=int, default=5, help="retries on connection failure or 502/503/504 (5)")
-    common.add_argument("--timeout", type=float, default=60.0, help=TIMEOUT_HELP)
+    common.add_argument("--retries", type=_retries, default=5, help="retries on connection failure or 502/503/504 (5)")
+    common.add_argument("--timeout", type=_seconds, default=60.0, help=TIMEOUT_HELP)
     common.add_argument("--max-answer", type=_positive, default=_MAX_ANSWER_MB, metavar="MB", help=MAX_ANSWER_HELP)
     p = argparse.ArgumentParser(prog="python -m mysite.client", description="The server's registered faces. "
                                 "Recognize with: python -m mysite.client recognize PHOTO [--draw OUT]")
@@ -190,10 +197,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--draw", metavar="OUT", help="write the image with the results drawn to OUT (.png or .jpg)")
     p.add_argument("--param", "-p", action="append", default=[], metavar="NAME=VALUE",
                    help="a request parameter, e.g. -p min_neighbors=3 (repeatable)")
-    p.add_argument("--retries", type=int, default=5,
+    p.add_argument("--retries", type=_retries, default=5,
                    help="retries of a busy server (503), a proxy without its app (502) or a dropped connection (5); "
                         "a server that cannot be reached fails at once")
-    p.add_argument("--timeout", type=float, default=60.0, help=TIMEOUT_HELP)
+    p.add_argument("--timeout", type=_seconds, default=60.0, help=TIMEOUT_HELP)
     p.add_argument("--max-answer", type=_positive, default=_MAX_ANSWER_MB, metavar="MB", help=MAX_ANSWER_HELP)
     p.add_argument("--verbose", "-v", action="store_true", help="one image: status and headers on stderr")
     b = p.add_argument_group("batch (several paths, a folder, a glob or -)")
@@ -209,8 +216,60 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _first_word(argv: Sequence[str]) -> int | None:
+    """Where the first word that is not an option (nor an option's value) is in ``argv``: the command."""
+    takes_value = {s for a in _parser()._actions if a.nargs != 0 for s in a.option_strings}
+    i = 0
+    while i < len(argv):  # bounded: i grows every turn
+        word = argv[i]
+        if word == "--":
+            return i + 1 if i + 1 < len(argv) else None
+        if not word.startswith("-") or word == "-":
+            return i
+        i += 2 if word in takes_value else 1
+    return None
+
+
+def _draw_problem(out: Path) -> str | None:
+    """Why the picture cannot be written to ``out`` (found before the request is sent), or None."""
+    try:
+        from mysite.client import drawing  # Pillow: needed only to draw
+    except ImportError:
+        return "drawing needs Pillow (pip install pillow)"
+    try:
+        drawing.image_format(out)
+    except ClientError as exc:
+        return str(exc)
+    if out.is_dir():
+        return "that is a folder; give a file name"
+    if not out.parent.is_dir():
+        return f"no such folder: {out.parent}"
+    return None
+
+
+def _seconds(text: str) -> float:
+    value = _number(text, float)
+    if not 0 < value <= MAX_TIMEOUT:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"wants seconds above 0 and at most {MAX_TIMEOUT:g}, not {text}")
+    return value
+
+
+def _retries(text: str) -> int:
+    value = _number(text, int)
+    if not 0 <= value <= MAX_RETRIES:
+        raise argparse.ArgumentTypeError(f"wants a whole number from 0 to {MAX_RETRIES}, not {text}")
+    return value
+
+
+def _number(text: str, kind: type[Any]) -> Any:
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"wants a {'whole ' if kind is int else ''}number, not {text}") from None
+
+
 def _positive(text: str) -> float:
-    value = float(text)
+    value = _number(text, float)
     if not 0 < value < 2**40:
         raise argparse.ArgumentTypeError(f"wants a positive number, not {text}")
     return value

@@ -23,7 +23,8 @@ _FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".b
             ".tif": "TIFF", ".tiff": "TIFF"}
 
 
-def _format(out: Path) -> str:
+def image_format(out: Path) -> str:
+    """The Pillow format ``out``'s suffix names (PNG without one); ``ClientError`` for one we cannot write."""
     fmt = _FORMATS.get(out.suffix.lower() or ".png")
     if fmt is None:
         raise ClientError(f"cannot write an image named {out} (use .png or .jpg)")
@@ -95,7 +96,7 @@ def draw_file(image: bytes, detections: Sequence[Any], out: Path, label: str = "
     """
     from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
-    fmt = _format(out)
+    fmt = image_format(out)
     try:
         with Image.open(io.BytesIO(image)) as opened:
             picture = ImageOps.exif_transpose(opened).convert("RGB")
@@ -152,7 +153,7 @@ def save_as(picture: bytes, out: Path) -> None:
     """Write a picture the server answered: as it came when ``out`` names its format, else converted."""
     from PIL import Image, UnidentifiedImageError
 
-    fmt = _format(out)
+    fmt = image_format(out)
     try:
         with Image.open(io.BytesIO(picture)) as opened:
             if opened.format == fmt:

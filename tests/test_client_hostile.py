@@ -176,6 +176,7 @@ def test_the_command_holds_its_memory_against_a_compression_bomb(tmp_path) -> No
 # --- 3. --timeout bounds a whole attempt ---
 
 @pytest.mark.parametrize("answer", [drip_body(0.2), drip_head(0.2)], ids=["body", "head"])
+@pytest.mark.slow
 def test_a_dripping_answer_times_out_as_a_whole(answer) -> None:
     with hostile_peer(answer) as (url, _):
         outcome = _outcome(lambda: Client(url, retries=0, timeout=1.0).detect(PHOTO))
@@ -384,6 +385,7 @@ def test_only_interim_answers_are_a_client_error(statuses, tmp_path, capsys) -> 
 
 # --- 12. the upload is bounded by --timeout, not by the connect timeout ---
 
+@pytest.mark.slow
 def test_a_server_pausing_while_it_reads_the_photo_gets_it() -> None:
     photo = PHOTO + b"\0" * (12 * 2**20)  # more than the socket buffers hold
     with hostile_peer(respond("200 OK", boxes(1)), read_pause=1.0) as (url, seen):

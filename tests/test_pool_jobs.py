@@ -216,6 +216,7 @@ def _pid(models: object) -> int:
     return os.getpid()
 
 
+@pytest.mark.slow
 def test_a_process_whose_work_failed_for_no_known_reason_is_replaced() -> None:
     client = pool.start(None, processes=1, queue_deadline=5, work_deadline=5, memory_mb=256)
     try:
@@ -228,6 +229,7 @@ def test_a_process_whose_work_failed_for_no_known_reason_is_replaced() -> None:
         pool.stop()
 
 
+@pytest.mark.slow
 def test_the_pool_tries_again_when_a_process_cannot_be_forked(monkeypatch) -> None:
     real, calls = os.fork, []
 
@@ -245,6 +247,7 @@ def test_the_pool_tries_again_when_a_process_cannot_be_forked(monkeypatch) -> No
         pool.stop()
 
 
+@pytest.mark.slow
 def test_a_dispatcher_that_has_gone_is_started_again_on_the_same_socket() -> None:
     client = pool.start(None, processes=1, queue_deadline=5, work_deadline=5, memory_mb=256)
     try:
@@ -279,6 +282,7 @@ def _gone(client: pool.Client, sig: int = 9) -> None:
     raise AssertionError("the dispatcher did not go")
 
 
+@pytest.mark.slow
 def test_a_dispatcher_is_started_again_only_in_a_private_folder_of_this_users(monkeypatch) -> None:
     # The socket is trusted with pickles: its folder must not be one that another user could have made.
     client = pool.start(None, processes=1, queue_deadline=5, work_deadline=5, memory_mb=256)
@@ -296,6 +300,7 @@ def test_a_dispatcher_is_started_again_only_in_a_private_folder_of_this_users(mo
     assert not os.path.exists(folder)  # the master removes it when the pool stops, a dispatcher or not
 
 
+@pytest.mark.slow
 def test_a_dispatcher_that_cannot_be_started_again_now_is_tried_again_later(monkeypatch) -> None:
     client = pool.start(None, processes=1, queue_deadline=5, work_deadline=5, memory_mb=256)
     try:
@@ -314,6 +319,7 @@ def test_a_dispatcher_that_cannot_be_started_again_now_is_tried_again_later(monk
         pool.stop()
 
 
+@pytest.mark.slow
 def test_the_sockets_folder_is_never_in_a_folder_other_users_can_change(monkeypatch, tmp_path) -> None:
     # A folder anyone may write to (not sticky), or one another user owns: they could rename the socket's
     # folder away and put their own socket in its place.

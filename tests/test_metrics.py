@@ -336,3 +336,16 @@ def test_requests_turned_away_for_want_of_room_are_counted_by_room(make_app, gro
     for what, r in answers.items():
         assert r.status_code == 503 and what in r.get_json()["message"], r.get_json()
     assert refused("bodies") == before["bodies"] + 1 and refused("pictures") == before["pictures"] + 1
+
+
+def test_a_metrics_folder_other_users_may_write_in_is_refused_at_start(tmp_path) -> None:
+    # Another user's files there would be read as this instance's counts, or written through as root.
+    from mysite.server import metrics_dir
+
+    shared = tmp_path / "prom"
+    shared.mkdir()
+    shared.chmod(0o777)
+    with pytest.raises(PermissionError, match="may be changed by other users"):
+        metrics_dir.prepare({metrics_dir.ENV: str(shared)})
+    shared.chmod(0o700)
+    assert metrics_dir.prepare({metrics_dir.ENV: str(shared)}) == shared

@@ -30,7 +30,8 @@ def prepare(environ: MutableMapping[str, str] = os.environ) -> Path:
     given = environ.get(ENV, "").strip()
     if given:
         folder = Path(given)
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tempdirs.check_private(str(folder))  # files another user put there would be read as ours, or written through
         for stale in folder.glob("*.db"):  # the last run's processes are gone; their counts would add up again
             stale.unlink(missing_ok=True)
     else:

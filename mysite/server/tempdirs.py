@@ -48,3 +48,13 @@ def kept_from_others(folder: str) -> bool:
         if parent == path:
             return True
         path = parent
+
+
+def check_private(folder: str) -> None:
+    """Raise ``PermissionError`` unless ``folder`` is this user's (or root's), no one else may write in it, and
+    only this user and root can change the folders above it: a folder an operator names for such files."""
+    info = os.stat(folder)
+    if info.st_uid not in (0, os.getuid()) or info.st_mode & 0o022 or not kept_from_others(os.path.dirname(
+            os.path.realpath(folder))):
+        raise PermissionError(f"{folder} may be changed by other users (its owner, its mode, or a folder above it): "
+                              "use a folder only this user and root can write")

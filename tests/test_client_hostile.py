@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import socket
 import subprocess
 import sys
 import threading
@@ -21,6 +22,7 @@ from mysite.client import (
     AnswerTooLarge,
     Client,
     ClientError,
+    ConnectFailed,
     HTTPError,
     NoAnswer,
     RedirectRefused,
@@ -442,13 +444,45 @@ def test_draw_is_checked_before_sending(draw, tmp_path, capsys) -> None:
     assert "error: --draw" in capsys.readouterr().err
 
 
-def test_a_faces_command_after_options_is_the_faces_command(tmp_path, capsys) -> None:
+@pytest.mark.parametrize("options", [["--server", "URL", "--retries", "0"], ["--serv", "URL", "--retr", "0"],
+                                     ["--server=URL", "--time", "5"]], ids=["named", "abbreviated", "joined"])
+def test_a_faces_command_after_options_is_the_faces_command(tmp_path, capsys, options) -> None:
     photo = tmp_path / "photo.jpg"
     photo.write_bytes(PHOTO)
     with hostile_peer(respond("200 OK", b'{"status":"ok","name":"ann","count":1}')) as (url, seen):
-        code = _outcome(lambda: main(["--server", url, "--retries", "0", "register", "ann", str(photo)]))
+        argv = [o.replace("URL", url) for o in options]
+        code = _outcome(lambda: main([*argv, "register", "ann", str(photo)]))
     assert code == 0, capsys.readouterr().err
     assert [(r.method, r.path) for r in seen.requests] == [("POST", "/faces/ann")]
+
+
+def test_no_concurrency_is_a_usage_error_not_the_default(tmp_path, capsys) -> None:
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(PHOTO)
+    assert main(["detect", str(photo), str(photo), "-c", "0"]) == 2
+    assert "--concurrency goes from 1" in capsys.readouterr().err
+
+
+def test_cookies_are_kept_as_a_session_keeps_them() -> None:
+    # A load balancer's stickiness, or a proxy's gate: the second request carries what the first was given.
+    def gate(request):
+        if "gate=1" in request.headers.get("cookie", ""):
+            return [head("200 OK", {"Content-Type": "application/json"}, len(boxes(1))) + boxes(1)]
+        return [head("302 Found", {"Location": "/detect", "Set-Cookie": "gate=1; Path=/"}, 0)]
+
+    with hostile_peer(gate) as (url, seen):
+        outcome = _outcome(lambda: Client(url, retries=0).detect(PHOTO))
+    assert outcome == [{"box": [1, 2, 3, 4]}], outcome
+    assert len(seen.requests) == 2
+
+
+def test_a_password_in_the_server_url_is_never_shown(capsys) -> None:
+    with hostile_peer(respond("500 Internal Server Error", b'{"message":"broken"}')) as (url, _):
+        secret = url.replace("http://", "http://ann:s3cret@")
+        outcome = _outcome(lambda: Client(secret, retries=0).detect(PHOTO))
+    assert isinstance(outcome, HTTPError) and "s3cret" not in str(outcome) and "ann:***@" in str(outcome), outcome
+    refused = ConnectFailed(f"could not connect to {secret}: connection refused")
+    assert "s3cret" not in str(refused)
 
 
 # --- 15. what reaches the terminal ---
@@ -463,3 +497,28 @@ def test_an_error_without_a_status_shows_the_reason_phrase() -> None:
 def test_format_characters_are_escaped() -> None:
     assert printable("a\u202eb\u200bc\u2028d\x1be") == "a\\u202eb\\u200bc\\u2028d\\x1be"
     assert printable("café ☕ 日本") == "café ☕ 日本"
+
+
+def test_a_tls_failure_is_reported_at_once_not_retried() -> None:
+    # What fails a handshake (a certificate not trusted, a server that speaks no TLS) fails it again.
+    listener = socket.create_server(("127.0.0.1", 0))
+    connections: list[int] = []
+
+    def plain_http() -> None:
+        while len(connections) < 8:  # bounded: a few connections at most, then the listener is closed
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            connections.append(1)
+            with conn:
+                conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")  # not a TLS record
+
+    threading.Thread(target=plain_http, daemon=True).start()
+    try:
+        url = f"https://127.0.0.1:{listener.getsockname()[1]}"
+        outcome = _outcome(lambda: Client(url, retries=3, backoff=0).detect(PHOTO))
+    finally:
+        listener.close()
+    assert isinstance(outcome, ConnectFailed) and "TLS failed" in str(outcome), outcome
+    assert len(connections) == 1

@@ -56,7 +56,13 @@ MAX_RETRIES = 100
 
 
 class ClientError(Exception):
-    """The request did not give an answer we can use."""
+    """The request did not give an answer we can use. Its message never shows a password given in a URL."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(_USERINFO.sub(r"\1\2:***@", a) if isinstance(a, str) else a for a in args))
+
+
+_USERINFO = re.compile(r"(//)([^/@:\s]*):[^/@\s]*@")  # scheme://user:password@host
 
 
 class ConnectFailed(ClientError):
@@ -217,8 +223,15 @@ class Client:
             settings = self.session.merge_environment_settings(prepared.url, {}, True, None, None)
             adapter = self.session.get_adapter(str(prepared.url))
             verify = settings["verify"] if settings["verify"] is not None else True
-            return adapter.send(prepared, stream=True, timeout=(min(self.connect_timeout, self.timeout), self.timeout),
-                                verify=verify, cert=settings["cert"], proxies=settings["proxies"])
+            response = adapter.send(prepared, stream=True, verify=verify, cert=settings["cert"],
+                                    timeout=(min(self.connect_timeout, self.timeout), self.timeout),
+                                    proxies=settings["proxies"])
+            # As Session.send does: a load balancer's stickiness, or a proxy's gate, may rest on a cookie.
+            requests.cookies.extract_cookies_to_jar(self.session.cookies, prepared, response.raw)
+            return response
+        except requests.exceptions.SSLError as exc:  # a certificate refused is refused again: no retry
+            where = self.server if url.startswith(self.server) else _origin(url)
+            raise ConnectFailed(f"could not connect to {where}: TLS failed ({str(_cause(exc))[:200]})") from None
         except requests.ConnectionError as exc:
             if deadline.passed():
                 raise NoAnswer(f"{url} gave no answer within {self.timeout:g} s") from None

@@ -62,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     client = Client(args.server, retries=args.retries, timeout=args.timeout, max_answer_bytes=_bytes(args.max_answer))
     image = Path(args.paths[0]) if args.paths else None
     if image is not None and not image.is_file():
-        print(f"error: no such image file: {image}", file=sys.stderr)
+        print(f"error: no such image file: {printable(str(image))}", file=sys.stderr)
         return 2
     try:
         response = client.request("POST" if image else "GET", args.endpoint, image=image, url=args.url,
@@ -103,7 +103,7 @@ def faces_command(argv: Sequence[str]) -> int:
         if args.command == "register":
             missing = [f for f in args.photos if not Path(f).is_file()]
             if missing:
-                print(f"error: no such image file: {missing[0]}", file=sys.stderr)
+                print(f"error: no such image file: {printable(missing[0])}", file=sys.stderr)
                 return 2
             body: Any = client.register(args.name, [Path(f) for f in args.photos])
         elif args.command == "faces":
@@ -145,8 +145,8 @@ def _batch(args: argparse.Namespace, params: dict[str, str]) -> int:
     if args.url or args.draw:
         print("error: --url and --draw are for one image; a batch takes paths (and --draw-dir)", file=sys.stderr)
         return 2
-    concurrency = args.concurrency or batch.DEFAULT_CONCURRENCY
-    per_request = args.per_request or batch.DEFAULT_PER_REQUEST
+    concurrency = batch.DEFAULT_CONCURRENCY if args.concurrency is None else args.concurrency
+    per_request = batch.DEFAULT_PER_REQUEST if args.per_request is None else args.per_request
     if not 1 <= concurrency <= 64 or not 1 <= per_request <= batch.MAX_PER_REQUEST:
         print(f"error: --concurrency goes from 1 to 64, --per-request from 1 to {batch.MAX_PER_REQUEST}",
               file=sys.stderr)
@@ -218,7 +218,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def _first_word(argv: Sequence[str]) -> int | None:
     """Where the first word that is not an option (nor an option's value) is in ``argv``: the command."""
-    takes_value = {s for a in _parser()._actions if a.nargs != 0 for s in a.option_strings}
+    actions = _parser()._actions
+    takes_value = {s for a in actions if a.nargs != 0 for s in a.option_strings}
+    longs = [s for a in actions for s in a.option_strings if s.startswith("--")]
     i = 0
     while i < len(argv):  # bounded: i grows every turn
         word = argv[i]
@@ -226,8 +228,22 @@ def _first_word(argv: Sequence[str]) -> int | None:
             return i + 1 if i + 1 < len(argv) else None
         if not word.startswith("-") or word == "-":
             return i
-        i += 2 if word in takes_value else 1
+        i += 2 if _value_follows(word, takes_value, longs) else 1
     return None
+
+
+def _value_follows(word: str, takes_value: set[str], longs: list[str]) -> bool:
+    """Whether the option ``word`` takes the next word as its value, as argparse reads it: a long option or
+    a unique abbreviation of one (``--serv``), or a cluster of short ones ending in one that takes a value."""
+    if word.startswith("--"):
+        if "=" in word:
+            return False
+        named = [o for o in longs if o.startswith(word)]
+        return (word if word in longs else named[0] if len(named) == 1 else "") in takes_value
+    for k, char in enumerate(word[1:], 1):  # -vp a=b: -v, then -p whose value is the rest or the next word
+        if f"-{char}" in takes_value:
+            return k == len(word) - 1
+    return False
 
 
 def _draw_problem(out: Path) -> str | None:
@@ -243,7 +259,7 @@ def _draw_problem(out: Path) -> str | None:
     if out.is_dir():
         return "that is a folder; give a file name"
     if not out.parent.is_dir():
-        return f"no such folder: {out.parent}"
+        return f"no such folder: {printable(str(out.parent))}"
     return None
 
 

@@ -349,3 +349,21 @@ def test_a_metrics_folder_other_users_may_write_in_is_refused_at_start(tmp_path)
         metrics_dir.prepare({metrics_dir.ENV: str(shared)})
     shared.chmod(0o700)
     assert metrics_dir.prepare({metrics_dir.ENV: str(shared)}) == shared
+
+
+def test_a_metrics_folder_is_checked_and_used_by_its_real_path(tmp_path) -> None:
+    # A symlink (or a folder on the way) another user could point elsewhere once the check has passed.
+    from mysite.server import metrics_dir
+
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    link = tmp_path / "link"
+    link.symlink_to(private)
+    environ = {metrics_dir.ENV: str(link / ".." / "private")}
+    assert metrics_dir.prepare(environ) == private and environ[metrics_dir.ENV] == str(private)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    (shared / "m").mkdir(mode=0o700)
+    with pytest.raises(PermissionError):  # its own mode is fine; the folder above it is not
+        metrics_dir.prepare({metrics_dir.ENV: str(link.parent / "shared" / "m")})

@@ -29,9 +29,11 @@ def prepare(environ: MutableMapping[str, str] = os.environ) -> Path:
         raise RuntimeError(f"prometheus_client was imported before {ENV} was set")
     given = environ.get(ENV, "").strip()
     if given:
-        folder = Path(given)
+        # Its real path, checked and then used: a symlink on the way could be pointed elsewhere later.
+        folder = Path(os.path.realpath(given))
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         tempdirs.check_private(str(folder))  # files another user put there would be read as ours, or written through
+        environ[ENV] = str(folder)
         for stale in folder.glob("*.db"):  # the last run's processes are gone; their counts would add up again
             stale.unlink(missing_ok=True)
     else:

@@ -51,10 +51,11 @@ def kept_from_others(folder: str) -> bool:
 
 
 def check_private(folder: str) -> None:
-    """Raise ``PermissionError`` unless ``folder`` is this user's (or root's), no one else may write in it, and
-    only this user and root can change the folders above it: a folder an operator names for such files."""
-    info = os.stat(folder)
-    if info.st_uid not in (0, os.getuid()) or info.st_mode & 0o022 or not kept_from_others(os.path.dirname(
-            os.path.realpath(folder))):
+    """Raise ``PermissionError`` unless ``folder`` (a path without symlinks: see ``metrics_dir``) is a folder of
+    this user's (or root's) that no one else may write in, under folders only this user and root can change:
+    a folder an operator names for such files."""
+    info = os.lstat(folder)
+    if (not stat.S_ISDIR(info.st_mode) or info.st_uid not in (0, os.getuid()) or info.st_mode & 0o022
+            or not kept_from_others(os.path.dirname(folder))):
         raise PermissionError(f"{folder} may be changed by other users (its owner, its mode, or a folder above it): "
                               "use a folder only this user and root can write")

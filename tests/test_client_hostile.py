@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -48,6 +49,7 @@ from testkit.client_peers import (
     respond,
     short_body,
 )
+from testkit.net import read_head
 
 PHOTO = b"\xff\xd8\xff" + b"photo" * 100  # the peers never look inside
 BOUND = 20.0  # seconds a call may take before the test calls it hung: generous, it is no speed test
@@ -255,6 +257,9 @@ def test_which_redirects_stay_on_the_same_host() -> None:
     assert not same_site("http://a.example:5000/detect", "http://a.example:5001/detect")
     assert not same_site("http://a.example/detect", "http://b.example/detect")
     assert not same_site("http://a.example/detect", "http://a.example.evil/detect")
+    assert same_site("http://a.example:8000/detect", "https://a.example:8000/detect")
+    assert same_site("http://a.example:8000/detect", "https://a.example/detect")
+    assert not same_site("http://a.example/detect", "https://a.example:8443/detect")  # another service, maybe
 
 
 # --- 6, 7. drawing holds against any detections ---
@@ -476,13 +481,20 @@ def test_cookies_are_kept_as_a_session_keeps_them() -> None:
     assert len(seen.requests) == 2
 
 
-def test_a_password_in_the_server_url_is_never_shown(capsys) -> None:
-    with hostile_peer(respond("500 Internal Server Error", b'{"message":"broken"}')) as (url, _):
-        secret = url.replace("http://", "http://ann:s3cret@")
-        outcome = _outcome(lambda: Client(secret, retries=0).detect(PHOTO))
-    assert isinstance(outcome, HTTPError) and "s3cret" not in str(outcome) and "ann:***@" in str(outcome), outcome
-    refused = ConnectFailed(f"could not connect to {secret}: connection refused")
-    assert "s3cret" not in str(refused)
+@pytest.mark.parametrize("userinfo, secret", [("ann:s3cret", "s3cret"), ("tok3n", "tok3n"), ("ann:p@ss", "p@ss"),
+                                             ("ann:pa%20ss", "pa")])
+def test_a_password_in_the_server_url_is_sent_but_never_shown(userinfo, secret) -> None:
+    import base64
+
+    with hostile_peer(respond("500 Internal Server Error", b'{"message":"broken"}')) as (url, seen):
+        given = url.replace("http://", f"http://{userinfo}@")
+        outcome = _outcome(lambda: Client(given, retries=0).detect(PHOTO))
+    assert isinstance(outcome, HTTPError) and secret not in str(outcome), outcome
+    sent = seen.requests[0].headers["authorization"]
+    user, _, password = userinfo.partition(":")
+    expected = f"{user}:{password}".replace("%20", " ")
+    assert base64.b64decode(sent.removeprefix("Basic ")).decode() == expected
+    assert "s3cret" not in str(ConnectFailed("could not connect to http://ann:s3cret@127.0.0.1:1: refused"))
 
 
 # --- 15. what reaches the terminal ---
@@ -499,26 +511,56 @@ def test_format_characters_are_escaped() -> None:
     assert printable("café ☕ 日本") == "café ☕ 日本"
 
 
-def test_a_tls_failure_is_reported_at_once_not_retried() -> None:
-    # What fails a handshake (a certificate not trusted, a server that speaks no TLS) fails it again.
+TLS = Path(__file__).resolve().parent.parent / "testkit" / "tls" / "self_signed.pem"
+
+
+def _tls_peer(first: str) -> tuple[socket.socket, list[int]]:
+    """A TLS server on loopback with a certificate no one vouches for; its first connection is ``first``:
+    "cut" (closed mid-handshake), else served. Returns the listener and a list that counts connections."""
     listener = socket.create_server(("127.0.0.1", 0))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(TLS)
     connections: list[int] = []
 
-    def plain_http() -> None:
+    def serve() -> None:
         while len(connections) < 8:  # bounded: a few connections at most, then the listener is closed
             try:
                 conn, _ = listener.accept()
             except OSError:
                 return
             connections.append(1)
-            with conn:
-                conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")  # not a TLS record
+            if first == "cut" and len(connections) == 1:
+                conn.close()
+                continue
+            try:
+                with context.wrap_socket(conn, server_side=True) as tls:
+                    read_head(tls)
+                    tls.sendall(head("200 OK", {"Content-Type": "application/json"}, len(boxes(1))) + boxes(1))
+            except (OSError, ssl.SSLError):
+                pass  # the client refused the certificate
 
-    threading.Thread(target=plain_http, daemon=True).start()
+    threading.Thread(target=serve, daemon=True).start()
+    return listener, connections
+
+
+def test_a_certificate_refused_is_reported_at_once_not_retried() -> None:
+    listener, connections = _tls_peer("serve")
     try:
         url = f"https://127.0.0.1:{listener.getsockname()[1]}"
         outcome = _outcome(lambda: Client(url, retries=3, backoff=0).detect(PHOTO))
     finally:
         listener.close()
-    assert isinstance(outcome, ConnectFailed) and "TLS failed" in str(outcome), outcome
+    assert isinstance(outcome, ConnectFailed) and "certificate was refused" in str(outcome), outcome
     assert len(connections) == 1
+
+
+def test_a_handshake_cut_short_is_retried_as_a_dropped_connection(monkeypatch) -> None:
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(TLS))  # trusted this time
+    listener, connections = _tls_peer("cut")
+    try:
+        url = f"https://127.0.0.1:{listener.getsockname()[1]}"
+        outcome = _outcome(lambda: Client(url, retries=3, backoff=0).detect(PHOTO))
+    finally:
+        listener.close()
+    assert outcome == [{"box": [1, 2, 3, 4]}], outcome
+    assert len(connections) == 2

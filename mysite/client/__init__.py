@@ -31,12 +31,13 @@ from __future__ import annotations
 import math
 import os
 import re
+import ssl
 import time
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import requests
 import urllib3
@@ -125,13 +126,15 @@ class Client:
     ) -> None:
         check_options(retries=retries, backoff=backoff, timeout=timeout, connect_timeout=connect_timeout,
                       max_answer_bytes=max_answer_bytes)
-        self.server = (server or os.environ.get("MYSITE_SERVER") or DEFAULT_SERVER).rstrip("/")
+        self.server, credentials = _without_credentials(
+            (server or os.environ.get("MYSITE_SERVER") or DEFAULT_SERVER).rstrip("/"))
         self.retries = retries
         self.backoff = backoff
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.max_answer_bytes = max_answer_bytes
         self.session = session or requests.Session()
+        self._credentials = credentials  # sent to this server as requests sends a URL's, never in a message
         # Each attempt's sockets are watched, so ``timeout`` bounds the whole answer, not each read.
         adapter = transport.WatchedAdapter()
         self.session.mount("http://", adapter)
@@ -218,8 +221,9 @@ class Client:
         """
         files = [("image", (name, data, "application/octet-stream")) for name, data in uploads] or None
         try:
+            auth = self._credentials if transport.same_site(self.server, url) else None
             prepared = self.session.prepare_request(
-                requests.Request(method, url, params=params, files=files, headers=headers))
+                requests.Request(method, url, params=params, files=files, headers=headers, auth=auth))
             settings = self.session.merge_environment_settings(prepared.url, {}, True, None, None)
             adapter = self.session.get_adapter(str(prepared.url))
             verify = settings["verify"] if settings["verify"] is not None else True
@@ -229,10 +233,11 @@ class Client:
             # As Session.send does: a load balancer's stickiness, or a proxy's gate, may rest on a cookie.
             requests.cookies.extract_cookies_to_jar(self.session.cookies, prepared, response.raw)
             return response
-        except requests.exceptions.SSLError as exc:  # a certificate refused is refused again: no retry
-            where = self.server if url.startswith(self.server) else _origin(url)
-            raise ConnectFailed(f"could not connect to {where}: TLS failed ({str(_cause(exc))[:200]})") from None
         except requests.ConnectionError as exc:
+            if _certificate_refused(exc):  # refused again on every try: no retry
+                where = self.server if url.startswith(self.server) else _origin(url)
+                raise ConnectFailed(f"could not connect to {where}: its TLS certificate was refused "
+                                    f"({str(_cause(exc))[:200]})") from None
             if deadline.passed():
                 raise NoAnswer(f"{url} gave no answer within {self.timeout:g} s") from None
             if not connected(exc):
@@ -449,6 +454,31 @@ def _cause(exc: requests.RequestException) -> object:
     """urllib3's reason behind a requests error (what MaxRetryError wraps), else the error's first argument."""
     first = exc.args[0] if exc.args else None
     return getattr(first, "reason", first)
+
+
+def _without_credentials(server: str) -> tuple[str, tuple[str, str] | None]:
+    """``server`` without a user and password in it, and those (unquoted), if it had them."""
+    parts = urlsplit(server)
+    if "@" not in parts.netloc:
+        return server, None
+    user, _, host = parts.netloc.rpartition("@")
+    name, _, password = user.partition(":")
+    return urlunsplit(parts._replace(netloc=host)), (unquote(name), unquote(password))
+
+
+def _certificate_refused(exc: BaseException) -> bool:
+    """Whether ``exc`` comes of a server certificate this client does not trust (not of a handshake cut short)."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # requests' error wraps urllib3's, which wraps ssl's: a few links at most
+        if seen is None:
+            return False
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return True
+        reason = getattr(seen, "reason", None)
+        first = seen.args[0] if seen.args else None
+        seen = reason if isinstance(reason, BaseException) else first if isinstance(first, BaseException) else (
+            seen.__cause__ or seen.__context__)
+    return False
 
 
 def connected(exc: requests.ConnectionError) -> bool:

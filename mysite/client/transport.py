@@ -160,7 +160,8 @@ def read_body(response: requests.Response, limit: int) -> None:
 
 def same_site(source: str, target: str) -> bool:
     """Whether a redirect from ``source`` to ``target`` stays on the same host: the same scheme and port,
-    or http upgraded to https on the same host. Both are read as urllib3 reads them to connect."""
+    or http upgraded to https on the same host, at 443 or the same port. Both are read as urllib3 reads
+    them to connect."""
     try:
         a, b = parse_url(source), parse_url(target)
         if not a.host or a.host.lower() != (b.host or "").lower():
@@ -168,7 +169,8 @@ def same_site(source: str, target: str) -> bool:
         same_port = _port(a.scheme, a.port) == _port(b.scheme, b.port)
     except (LocationParseError, ValueError):
         return False
-    return (a.scheme == b.scheme and same_port) or (a.scheme, b.scheme) == ("http", "https")
+    upgrade = (a.scheme, b.scheme) == ("http", "https") and (b.port in (None, 443) or b.port == a.port)
+    return (a.scheme == b.scheme and same_port) or upgrade
 
 
 def _port(scheme: str | None, port: int | None) -> int:

@@ -543,24 +543,25 @@ def _tls_peer(first: str) -> tuple[socket.socket, list[int]]:
     return listener, connections
 
 
-def test_a_certificate_refused_is_reported_at_once_not_retried() -> None:
-    listener, connections = _tls_peer("serve")
+def _against_tls(first: str) -> tuple[Any, int]:
+    """What ``detect`` gives against ``_tls_peer(first)`` with three retries, and how many connections it made."""
+    listener, connections = _tls_peer(first)
     try:
         url = f"https://127.0.0.1:{listener.getsockname()[1]}"
         outcome = _outcome(lambda: Client(url, retries=3, backoff=0).detect(PHOTO))
     finally:
         listener.close()
+    return outcome, len(connections)
+
+
+def test_a_certificate_refused_is_reported_at_once_not_retried() -> None:
+    outcome, connections = _against_tls("serve")
     assert isinstance(outcome, ConnectFailed) and "certificate was refused" in str(outcome), outcome
-    assert len(connections) == 1
+    assert connections == 1
 
 
 def test_a_handshake_cut_short_is_retried_as_a_dropped_connection(monkeypatch) -> None:
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(TLS))  # trusted this time
-    listener, connections = _tls_peer("cut")
-    try:
-        url = f"https://127.0.0.1:{listener.getsockname()[1]}"
-        outcome = _outcome(lambda: Client(url, retries=3, backoff=0).detect(PHOTO))
-    finally:
-        listener.close()
+    outcome, connections = _against_tls("cut")
     assert outcome == [{"box": [1, 2, 3, 4]}], outcome
-    assert len(connections) == 2
+    assert connections == 2

@@ -534,13 +534,26 @@ def _tls_peer(first: str) -> tuple[socket.socket, list[int]]:
                 continue
             try:
                 with context.wrap_socket(conn, server_side=True) as tls:
-                    read_head(tls)
+                    _read_whole(tls)  # unread bytes at close would reset the connection under the answer
                     tls.sendall(head("200 OK", {"Content-Type": "application/json"}, len(boxes(1))) + boxes(1))
             except (OSError, ssl.SSLError):
                 pass  # the client refused the certificate
 
     threading.Thread(target=serve, daemon=True).start()
     return listener, connections
+
+
+def _read_whole(sock: socket.socket) -> None:
+    """A request's head and its body, by its Content-Length (the photo is small)."""
+    data = read_head(sock) or b""
+    head_part, _, body = data.partition(b"\r\n\r\n")
+    length = next((int(line.split(b":", 1)[1]) for line in head_part.split(b"\r\n")
+                   if line.lower().startswith(b"content-length:")), 0)
+    while len(body) < min(length, 1 << 20):  # bounded: a small photo
+        piece = sock.recv(65536)
+        if not piece:
+            return
+        body += piece
 
 
 def _against_tls(first: str) -> tuple[Any, int]:

@@ -235,19 +235,17 @@ class Client:
             return response
         except requests.ConnectionError as exc:
             if _certificate_refused(exc):  # refused again on every try: no retry
-                where = self.server if url.startswith(self.server) else _origin(url)
-                raise ConnectFailed(f"could not connect to {where}: its TLS certificate was refused "
+                raise ConnectFailed(f"could not connect to {self._where(url)}: its TLS certificate was refused "
                                     f"({str(_cause(exc))[:200]})") from None
             if deadline.passed():
-                raise NoAnswer(f"{url} gave no answer within {self.timeout:g} s") from None
+                raise self._late(url) from None
             if not connected(exc):
-                where = self.server if url.startswith(self.server) else _origin(url)
-                raise ConnectFailed(f"could not connect to {where}: {connect_problem(exc)}") from None
+                raise ConnectFailed(f"could not connect to {self._where(url)}: {connect_problem(exc)}") from None
             if isinstance(exc, requests.Timeout):
-                raise NoAnswer(f"{url} gave no answer within {self.timeout:g} s") from None
+                raise self._late(url) from None
             raise _Dropped(str(_cause(exc))[:160]) from None
         except requests.Timeout:
-            raise NoAnswer(f"{url} gave no answer within {self.timeout:g} s") from None
+            raise self._late(url) from None
         except transport.InterimAnswers as exc:
             raise ClientError(f"{url} gave no answer: {exc}") from None
         except (requests.RequestException, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
@@ -263,16 +261,23 @@ class Client:
                                  f"{detail}; not read further (max_answer_bytes, --max-answer)") from None
         except urllib3.exceptions.DecodeError as exc:
             if deadline.passed():
-                raise NoAnswer(f"{response.url} gave no answer within {self.timeout:g} s") from None
+                raise self._late(str(response.url)) from None
             raise ClientError(f"{response.url} answered a body that could not be decoded ({exc})"[:300]) from None
         except urllib3.exceptions.ReadTimeoutError:
-            raise NoAnswer(f"{response.url} gave no answer within {self.timeout:g} s") from None
+            raise self._late(str(response.url)) from None
         except transport.BODY_ERRORS as exc:
             if deadline.passed():
-                raise NoAnswer(f"{response.url} gave no answer within {self.timeout:g} s") from None
+                raise self._late(str(response.url)) from None
             raise _Dropped(f"the answer was cut short: {exc}"[:160]) from None
         if deadline.passed():  # an answer without a length ends when the deadline shuts its socket
-            raise NoAnswer(f"{response.url} gave no answer within {self.timeout:g} s")
+            raise self._late(str(response.url))
+
+    def _late(self, url: str) -> NoAnswer:
+        return NoAnswer(f"{url} gave no answer within {self.timeout:g} s")
+
+    def _where(self, url: str) -> str:
+        """The server ``url`` is on, as the user named it when it is theirs."""
+        return self.server if url.startswith(self.server) else _origin(url)
 
     def _follow(self, source: str, response: requests.Response) -> str:
         """Where a redirect may be followed: the same host only, so neither the photo nor the key goes elsewhere."""

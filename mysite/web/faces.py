@@ -21,7 +21,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, request
 
-from mysite.errors import ApiError, BadRequest, Reason, TooLarge, Unprocessable
+from mysite.errors import ApiError, BadRequest, Reason, Unprocessable
 from mysite.faces.index import MIN_NAMED_WIDTH, FaceIndex, Match
 from mysite.faces.store import MAX_NAME, FaceStore, default_url
 from mysite.params import Param, parse
@@ -131,17 +131,13 @@ def read_images(settings: Settings) -> list[bytes]:
                 return [fetch(url)]
             raise BadRequest("Parameter image is not present", reason=Reason.MISSING_IMAGE)
         return [data]
-    if len(uploads) + len(texts) > inputs.MAX_IMAGES:
-        raise TooLarge(f"{len(uploads) + len(texts)} images in one request; the limit is {inputs.MAX_IMAGES}")
-    photos = [(key, u.read()) for key, u in uploads] + [(name, inputs.field_image(value, f"form field {name}"))
+    inputs.check_image_count(len(uploads) + len(texts))
+    photos = [(key, inputs.file_bytes(u)) for key, u in uploads] + [(name, inputs.field_image(value, f"form field {name}"))
                                                       for name, value in texts]
     # In the order of their fields' numbers (image1, image2 ...), whether sent as files or text, so that
     # "image 2" in an answer is the client's image2.
     images = [data for _, data in sorted(photos, key=lambda photo: _field_number(photo[0]))]
-    for i, data in enumerate(images, 1):
-        if len(data) > settings.max_upload_bytes:
-            raise TooLarge(f"image {i} is {len(data)} bytes; the limit is {settings.max_upload_bytes} bytes")
-    return images
+    return inputs.each_within(images, settings.max_upload_bytes)
 
 
 MAX_FIELD_DIGITS = 9
@@ -154,7 +150,6 @@ def _field_number(name: str) -> int:
     if not digits.isdecimal():
         return 0
     return int(digits) if len(digits) <= MAX_FIELD_DIGITS else 10**MAX_FIELD_DIGITS
-
 
 
 def embed(images: list[bytes], given: dict[str, str], settings: Settings,

@@ -403,9 +403,19 @@ def several_images(request: Request, max_bytes: int) -> list[bytes] | None:
     texts = request.form.getlist("image")  # parts without a filename: an image's bytes, or base64 text
     if len(files) + len(texts) < 2:
         return None
-    if len(files) + len(texts) > MAX_IMAGES:
-        raise TooLarge(f"{len(files) + len(texts)} images in one request; the limit is {MAX_IMAGES}")
-    images = [_file_bytes(u) for u in files] + [field_image(t, "form field image") for t in texts]
+    check_image_count(len(files) + len(texts))
+    images = [file_bytes(u) for u in files] + [field_image(t, "form field image") for t in texts]
+    return each_within(images, max_bytes)
+
+
+def check_image_count(count: int) -> None:
+    """413 when a request carries more than ``MAX_IMAGES`` images, before any is read."""
+    if count > MAX_IMAGES:
+        raise TooLarge(f"{count} images in one request; the limit is {MAX_IMAGES}")
+
+
+def each_within(images: list[bytes], max_bytes: int) -> list[bytes]:
+    """``images``, or 413 naming the first over the upload limit by its place."""
     return [_within(data, max_bytes, f"image {i}") for i, data in enumerate(images, start=1)]
 
 
@@ -436,7 +446,7 @@ def _from_body(request: Request) -> bytes | None:
         for name in FIELDS:
             upload = request.files.get(name)
             if upload is not None:
-                return _file_bytes(upload)
+                return file_bytes(upload)
         for name in FIELDS:
             text = request.form.get(name)
             if text:
@@ -452,7 +462,7 @@ def _from_body(request: Request) -> bytes | None:
     return decode_text(body, "body", passthrough=True)
 
 
-def _file_bytes(upload: FileStorage) -> bytes:
+def file_bytes(upload: FileStorage) -> bytes:
     """A file part's bytes. ``getvalue`` hands over the memory stream's own buffer; ``read`` would copy it."""
     stream = upload.stream
     return stream.getvalue() if isinstance(stream, BytesIO) else upload.read()

@@ -50,7 +50,6 @@ import resource
 import selectors
 import signal
 import socket
-import stat
 import struct
 import tempfile
 import time
@@ -283,7 +282,7 @@ def start(models: Any, processes: int, queue_deadline: float, work_deadline: flo
         # Whatever answers on the socket is trusted with the jobs' pickles.
         path = str(Path(tempdirs.private_folder("mysite-pool-")) / "queue.sock")
     else:
-        _own_folder(os.path.dirname(path))
+        tempdirs.own_folder(os.path.dirname(path))
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
     _again = functools.partial(start, models, processes, queue_deadline, work_deadline, memory_mb,
@@ -319,18 +318,6 @@ def start(models: Any, processes: int, queue_deadline: float, work_deadline: flo
     listener.close()
     _client = Client(path, queue_deadline, work_deadline, dispatcher=pid)
     return _client
-
-
-def _own_folder(folder: str) -> None:
-    """Make sure ``folder`` is this user's private folder (made again if it has gone) in a folder kept from
-    other users, else raise ``PermissionError``: whatever answers on the socket in it is trusted with the jobs."""
-    if not tempdirs.kept_from_others(os.path.dirname(folder)):
-        raise PermissionError(f"other users may change the folders above {folder}: no dispatcher is started there")
-    with contextlib.suppress(FileExistsError):
-        os.mkdir(folder, 0o700)
-    info = os.lstat(folder)
-    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
-        raise PermissionError(f"{folder} is not this user's private folder: no dispatcher is started there")
 
 
 def revive(close_fds: Iterable[int] | None = None) -> Client | None:

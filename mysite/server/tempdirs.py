@@ -9,6 +9,7 @@ gunicorn settings use it before the app is loaded.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import stat
@@ -54,8 +55,22 @@ def check_private(folder: str) -> None:
     """Raise ``PermissionError`` unless ``folder`` (a path without symlinks: see ``metrics_dir``) is a folder of
     this user's (or root's) that no one else may write in, under folders only this user and root can change:
     a folder an operator names for such files."""
+    _check(folder, (0, os.getuid()), 0o022)
+
+
+def own_folder(folder: str) -> None:
+    """Make sure ``folder`` is this user's alone (made again, 0700, if it has gone) under folders only this
+    user and root can change, else raise ``PermissionError``: a folder this process made and uses again."""
+    if not kept_from_others(os.path.dirname(folder)):  # before making anything there
+        raise PermissionError(f"{folder} may be changed by other users (a folder above it): it is not used")
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(folder, 0o700)
+    _check(folder, (os.getuid(),), 0o077)
+
+
+def _check(folder: str, owners: tuple[int, ...], others: int) -> None:
     info = os.lstat(folder)
-    if (not stat.S_ISDIR(info.st_mode) or info.st_uid not in (0, os.getuid()) or info.st_mode & 0o022
+    if (not stat.S_ISDIR(info.st_mode) or info.st_uid not in owners or info.st_mode & others
             or not kept_from_others(os.path.dirname(folder))):
         raise PermissionError(f"{folder} may be changed by other users (its owner, its mode, or a folder above it): "
                               "use a folder only this user and root can write")
